@@ -1,0 +1,307 @@
+"""A small client for fal's platform catalogue, ``GET {base}/v1/models``.
+
+The catalogue is cursor-paged (``limit``, ``cursor`` → ``has_more``, ``next_cursor``),
+can be filtered by ``category`` or by up to 50 repeated ``endpoint_id`` values, and
+inlines each endpoint's OpenAPI document under ``openapi`` with ``expand=openapi-3.0``
+(fal serves smaller pages then). One endpoint's document is also served on its own by
+``https://fal.ai/api/openapi/queue/openapi.json?endpoint_id=<id>``.
+
+Every call is an idempotent GET, so 429s (honouring ``Retry-After``), 5xx responses and
+transport errors are retried with bounded exponential backoff. Anything else that goes
+wrong raises ``CatalogueError`` with a one-line message; the API key never appears in a
+message or a repr.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, Self
+
+import httpx
+
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "DEFAULT_OPENAPI_URL",
+    "MAX_IDS_PER_REQUEST",
+    "CatalogueClient",
+    "CatalogueEntry",
+    "CatalogueError",
+]
+
+DEFAULT_BASE_URL = "https://api.fal.ai"
+DEFAULT_OPENAPI_URL = "https://fal.ai/api/openapi/queue/openapi.json"
+MAX_IDS_PER_REQUEST = 50
+MAX_PAGES = 10_000
+EXPAND_OPENAPI = "openapi-3.0"
+KEY_ENV_VARS = ("FAL_KEY", "FAL_AI_API_KEY")
+
+Progress = Callable[[int], None]
+
+
+class CatalogueError(Exception):
+    """The catalogue could not be read; the message is one line and never holds the key."""
+
+
+@dataclass(frozen=True)
+class CatalogueEntry:
+    """One endpoint as listed by the catalogue."""
+
+    endpoint_id: str
+    category: str | None
+    status: str | None
+    display_name: str | None
+    metadata: dict[str, Any] = field(default_factory=dict, repr=False)
+    openapi: dict[str, Any] | None = field(default=None, repr=False)
+
+    @classmethod
+    def from_json(cls, raw: Any) -> CatalogueEntry:
+        """Build an entry from one element of a page's ``models`` list."""
+        if not isinstance(raw, dict):
+            raise CatalogueError(f"model entry is a {type(raw).__name__}, not an object")
+        endpoint_id = raw.get("endpoint_id")
+        if not isinstance(endpoint_id, str) or not endpoint_id:
+            raise CatalogueError("model entry has no string 'endpoint_id'")
+        metadata = raw.get("metadata", {})
+        openapi = raw.get("openapi")
+        if not isinstance(metadata, dict):
+            raise CatalogueError(f"{endpoint_id}: 'metadata' is not an object")
+        if openapi is not None and not isinstance(openapi, dict):
+            raise CatalogueError(f"{endpoint_id}: 'openapi' is not an object")
+        return cls(
+            endpoint_id=endpoint_id,
+            category=_optional_str(metadata, "category"),
+            status=_optional_str(metadata, "status"),
+            display_name=_optional_str(metadata, "display_name"),
+            metadata=metadata,
+            openapi=openapi,
+        )
+
+
+def _optional_str(mapping: Mapping[str, Any], key: str) -> str | None:
+    value = mapping.get(key)
+    return value if isinstance(value, str) else None
+
+
+@dataclass(frozen=True)
+class _Page:
+    entries: list[CatalogueEntry]
+    next_cursor: str | None
+
+
+class CatalogueClient:
+    """Reads fal's catalogue with retries; use as a context manager to close its client."""
+
+    def __init__(
+        self,
+        base_url: str = DEFAULT_BASE_URL,
+        *,
+        key: str | None = None,
+        http: httpx.Client | None = None,
+        openapi_url: str = DEFAULT_OPENAPI_URL,
+        max_retries: int = 4,
+        backoff: float = 0.5,
+        max_backoff: float = 8.0,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if max_retries < 0 or backoff < 0 or max_backoff < 0:
+            raise ValueError("max_retries, backoff and max_backoff must not be negative")
+        self.base_url = base_url.rstrip("/")
+        self.openapi_url = openapi_url
+        self.max_retries = max_retries
+        self.backoff = backoff
+        self.max_backoff = max_backoff
+        self._sleep = sleep
+        self._key = key if key is not None else _key_from_environment()
+        self._owns_http = http is None
+        self._http = http if http is not None else httpx.Client(timeout=30.0, follow_redirects=True)
+
+    def __repr__(self) -> str:
+        key = "set" if self._key else "none"
+        return f"CatalogueClient(base_url={self.base_url!r}, key={key})"
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the HTTP client if this object created it."""
+        if self._owns_http:
+            self._http.close()
+
+    # -- public API ----------------------------------------------------------------
+
+    def iter_models(
+        self,
+        category: str | None = None,
+        expand_openapi: bool = False,
+        page_size: int = 100,
+        *,
+        progress: Progress | None = None,
+    ) -> Iterator[CatalogueEntry]:
+        """Yield every catalogue entry (optionally of one category), following cursors.
+
+        ``progress`` is called with the running number of entries after each page.
+        """
+        if page_size < 1:
+            raise ValueError("page_size must be at least 1")
+        params: list[tuple[str, str]] = [("limit", str(page_size))]
+        if category is not None:
+            params.append(("category", category))
+        if expand_openapi:
+            params.append(("expand", EXPAND_OPENAPI))
+        yield from self._paginate(params, progress)
+
+    def fetch_models(
+        self,
+        endpoint_ids: Sequence[str],
+        expand_openapi: bool = True,
+        *,
+        progress: Progress | None = None,
+    ) -> list[CatalogueEntry]:
+        """Fetch the named endpoints, 50 ids per request, in the order asked for.
+
+        Ids the catalogue does not list are left out of the result; compare the ids to
+        find them. Duplicate ids are fetched once.
+        """
+        wanted = list(dict.fromkeys(endpoint_ids))
+        found: dict[str, CatalogueEntry] = {}
+        for start in range(0, len(wanted), MAX_IDS_PER_REQUEST):
+            batch = wanted[start : start + MAX_IDS_PER_REQUEST]
+            params = [("endpoint_id", endpoint_id) for endpoint_id in batch]
+            if expand_openapi:
+                params.append(("expand", EXPAND_OPENAPI))
+            for entry in self._paginate(params, None):
+                found.setdefault(entry.endpoint_id, entry)
+            if progress is not None:
+                progress(len(found))
+        return [found[endpoint_id] for endpoint_id in wanted if endpoint_id in found]
+
+    def fetch_openapi(self, endpoint_id: str) -> dict[str, Any]:
+        """Fetch one endpoint's OpenAPI document from the per-endpoint URL."""
+        response = self._get(self.openapi_url, [("endpoint_id", endpoint_id)])
+        document = _json_body(response, f"OpenAPI document of {endpoint_id}")
+        if not isinstance(document, dict) or "openapi" not in document:
+            raise CatalogueError(f"{endpoint_id}: the response is not an OpenAPI document")
+        return document
+
+    # -- paging ----------------------------------------------------------------------
+
+    def _paginate(
+        self, params: list[tuple[str, str]], progress: Progress | None
+    ) -> Iterator[CatalogueEntry]:
+        url = f"{self.base_url}/v1/models"
+        seen_cursors: set[str] = set()
+        cursor: str | None = None
+        count = 0
+        for page_number in range(1, MAX_PAGES + 1):
+            query = params if cursor is None else [*params, ("cursor", cursor)]
+            page = _parse_page(_json_body(self._get(url, query), f"catalogue page {page_number}"))
+            count += len(page.entries)
+            yield from page.entries
+            if progress is not None:
+                progress(count)
+            if page.next_cursor is None:
+                return
+            if page.next_cursor in seen_cursors:
+                raise CatalogueError(
+                    f"catalogue page {page_number} repeats an earlier cursor; refusing to loop"
+                )
+            seen_cursors.add(page.next_cursor)
+            cursor = page.next_cursor
+        raise CatalogueError(f"catalogue still has more after {MAX_PAGES} pages; giving up")
+
+    # -- HTTP ------------------------------------------------------------------------
+
+    def _headers(self) -> dict[str, str]:
+        headers = {"Accept": "application/json"}
+        if self._key:
+            headers["Authorization"] = f"Key {self._key}"
+        return headers
+
+    def _get(self, url: str, params: list[tuple[str, str]]) -> httpx.Response:
+        """GET with retries on 429, 5xx and transport errors; raise on anything else."""
+        problem = "no attempt made"
+        for attempt in range(self.max_retries + 1):
+            delay = min(self.backoff * 2**attempt, self.max_backoff)
+            try:
+                response = self._http.get(url, params=tuple(params), headers=self._headers())
+            except httpx.TransportError as exc:
+                problem = f"{type(exc).__name__} talking to the server"
+            else:
+                if response.status_code < 400:
+                    return response
+                problem = f"HTTP {response.status_code}{_detail(response)}"
+                if response.status_code == 429:
+                    delay = _retry_after(response, default=delay, cap=self.max_backoff)
+                elif response.status_code < 500:
+                    raise CatalogueError(f"GET {url} failed: {problem}")
+            if attempt < self.max_retries:
+                self._sleep(delay)
+        attempts = self.max_retries + 1
+        raise CatalogueError(f"GET {url} failed after {attempts} attempt(s): {problem}")
+
+
+def _key_from_environment() -> str | None:
+    for name in KEY_ENV_VARS:
+        value = os.environ.get(name)
+        if value:
+            return value
+    return None
+
+
+def _retry_after(response: httpx.Response, *, default: float, cap: float) -> float:
+    """The server's ``Retry-After`` in seconds (capped), or ``default`` if absent or a date."""
+    try:
+        seconds = float(response.headers.get("Retry-After", ""))
+    except ValueError:
+        return default
+    return min(max(seconds, 0.0), cap)
+
+
+def _detail(response: httpx.Response) -> str:
+    """A short single-line ``detail`` from an error body, if it has one."""
+    try:
+        detail = response.json().get("detail")
+    except (ValueError, AttributeError):
+        return ""
+    if not isinstance(detail, str):
+        return ""
+    return ": " + " ".join(detail.split())[:200]
+
+
+def _json_body(response: httpx.Response, what: str) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        content_type = response.headers.get("Content-Type", "no content type")
+        raise CatalogueError(f"{what} is not valid JSON ({content_type})") from None
+
+
+def _parse_page(body: Any) -> _Page:
+    """Validate one catalogue page and turn it into entries and the next cursor."""
+    if not isinstance(body, dict):
+        raise CatalogueError(f"catalogue page is a {type(body).__name__}, not an object")
+    models = body.get("models")
+    if not isinstance(models, list):
+        raise CatalogueError("catalogue page has no 'models' list")
+    has_more = body.get("has_more", False)
+    next_cursor = body.get("next_cursor")
+    if not isinstance(has_more, bool):
+        raise CatalogueError("catalogue page has a non-boolean 'has_more'")
+    if next_cursor is not None and not isinstance(next_cursor, str):
+        raise CatalogueError("catalogue page has a non-string 'next_cursor'")
+    if has_more and not next_cursor:
+        raise CatalogueError("catalogue page says has_more but gives no next_cursor")
+    entries = [CatalogueEntry.from_json(raw) for raw in models]
+    return _Page(entries, next_cursor if has_more else None)

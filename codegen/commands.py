@@ -1,0 +1,78 @@
+"""The generator's CLI commands (``falbind generate|check|vendor``); the parser lives in the runtime
+CLI so ``falbind`` is one command whether or not the codegen extra is installed."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from .generate import BuildResult, build_files, check_registry_files, drift, write_tree
+from .registry import EndpointEntry, RegistryError, load_registry
+from .vendor import read_document, store_schema, write_models_file
+
+__all__ = ["check_command", "generate_command", "vendor_command"]
+
+Echo = Callable[[str], None]
+
+
+def _report_unbound(result: BuildResult, echo: Echo) -> None:
+    if result.unbound:
+        echo(f"{len(result.unbound)} endpoint(s) could not be bound:")
+        for endpoint_id, reason in sorted(result.unbound.items()):
+            echo(f"  {endpoint_id}: {reason}")
+
+
+def generate_command(registry_dir: Path, out_dir: Path, *, full: bool, echo: Echo) -> int:
+    started = time.perf_counter()
+    registry = load_registry(registry_dir)
+    check_registry_files(registry)
+    result = build_files(registry, previous_dir=None if full else out_dir)
+    report = write_tree(out_dir, result.files)
+    _report_unbound(result, echo)
+    echo(
+        f"bound {len(result.bound)} of {len(registry)} endpoints "
+        f"({result.rendered} rendered, {len(result.bound) - result.rendered} unchanged); "
+        f"{len(report.changed)} changed, {len(report.missing)} added, {len(report.extra)} removed "
+        f"files in {out_dir} ({time.perf_counter() - started:.1f}s)"
+    )
+    return 0
+
+
+def check_command(registry_dir: Path, out_dir: Path, *, echo: Echo) -> int:
+    registry = load_registry(registry_dir)
+    check_registry_files(registry)
+    result = build_files(registry, previous_dir=out_dir)
+    report = drift(out_dir, result.files)
+    if report.clean:
+        echo(f"{out_dir} is up to date with {registry_dir} ({len(result.bound)} endpoints bound)")
+        return 0
+    echo(f"{out_dir} differs from what {registry_dir} generates; run `falbind generate`:")
+    for line in report.lines():
+        echo(f"  {line}")
+    return 1
+
+
+def vendor_command(
+    registry_dir: Path, documents: list[Path], out_dir: Path | None, *, echo: Echo
+) -> int:
+    """Copy documents into the registry (new ids are added, known ids get the new document)."""
+    registry = load_registry(registry_dir)
+    entries: dict[str, EndpointEntry] = {e.id: e for e in registry.entries}
+    vendored = [read_document(path) for path in documents]  # all read before anything is written
+    seen: set[str] = set()
+    for document in vendored:
+        if document.endpoint_id in seen:
+            raise RegistryError(f"{document.endpoint_id}: given twice")
+        seen.add(document.endpoint_id)
+    for document in vendored:
+        store_schema(registry_dir, document)
+        if document.endpoint_id not in entries:
+            entries[document.endpoint_id] = EndpointEntry(
+                id=document.endpoint_id, category=document.category
+            )
+    write_models_file(registry_dir, entries.values())
+    echo(f"vendored {len(vendored)} document(s) into {registry_dir}")
+    if out_dir is not None:
+        return generate_command(registry_dir, out_dir, full=False, echo=echo)
+    return 0

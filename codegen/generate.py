@@ -1,0 +1,359 @@
+"""The generator pipeline: registry -> the file set of ``generated/`` -> disk (or a drift report).
+
+``build_files`` computes every generated file in memory; ``write_tree`` replaces the generated
+part of the output folder only after everything was built, so a failure leaves it intact;
+``drift`` compares the computed set with what is on disk (changed, missing and extra files).
+
+Rendering is the slow part, so ``build_files`` reuses an endpoint's committed module when the
+manifest says it came from the same schema bytes, registry entry and generator, *and* the file on
+disk still has the hash the manifest recorded (a hand edit is therefore still caught).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterable
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from .naming import schema_filename
+from .normalise import UnbindableEndpoint, normalise_document
+from .registry import EndpointEntry, Registry, RegistryError
+from .render import EndpointSource, render_endpoint_batch, render_template, template_sources
+
+__all__ = [
+    "MANIFEST",
+    "BuildResult",
+    "Drift",
+    "build_files",
+    "drift",
+    "generator_fingerprint",
+    "owned_files_on_disk",
+    "write_tree",
+]
+
+MANIFEST = "_manifest.json"
+ENDPOINTS_DIR = "endpoints"
+HAND_WRITTEN = ("_runtime",)  # the generator never writes or deletes these
+BATCH_SIZE = 40
+PACKAGE_VERSION = "0.1.0"
+
+
+def _sha256(data: bytes | str) -> str:
+    return hashlib.sha256(data.encode() if isinstance(data, str) else data).hexdigest()
+
+
+def _version(distribution: str) -> str:
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def generator_fingerprint() -> dict[str, str]:
+    """What, besides the registry, determines the output: tools and the generator's own code."""
+    here = Path(__file__).parent
+    digest = hashlib.sha256()
+    for path in sorted(here.glob("*.py")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    for name, content in template_sources().items():
+        digest.update(name.encode() + b"\0" + content)
+    return {
+        "falbind-codegen": digest.hexdigest(),
+        "datamodel-code-generator": _version("datamodel-code-generator"),
+        "ruff": _version("ruff"),
+    }
+
+
+@dataclass
+class _Planned:
+    entry: EndpointEntry
+    schema_sha256: str
+    source: str
+    code: str | None = None
+    unbound: str | None = None
+    notes: tuple[str, ...] = ()
+
+    @property
+    def module_path(self) -> str:
+        return f"{ENDPOINTS_DIR}/{self.entry.names.module}.py"
+
+
+@dataclass
+class BuildResult:
+    files: dict[str, str]
+    """Relative path (posix) -> content, every file the generator owns."""
+    bound: list[str] = field(default_factory=list)
+    unbound: dict[str, str] = field(default_factory=dict)
+    rendered: int = 0
+    """How many endpoint modules were rendered (the rest were reused)."""
+
+
+def _load_previous(out_dir: Path | None) -> dict[str, Any]:
+    if out_dir is None:
+        return {}
+    try:
+        data = json.loads((out_dir / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _reusable(planned: _Planned, previous: dict[str, Any], out_dir: Path | None) -> str | None:
+    """The committed module of ``planned`` when it provably is what we would render."""
+    record = previous.get("endpoints", {}).get(planned.entry.id)
+    if out_dir is None or not isinstance(record, dict):
+        return None
+    if (
+        record.get("schema_sha256") != planned.schema_sha256
+        or record.get("entry_sha256") != planned.entry.fingerprint()
+        or record.get("module") != planned.module_path
+    ):
+        return None
+    try:
+        code = (out_dir / planned.module_path).read_text(encoding="utf-8")
+    except OSError:
+        return None
+    if _sha256(code) != record.get("output_sha256"):
+        return None
+    planned.notes = tuple(record.get("notes", ()))
+    return code
+
+
+def _normalise(planned: _Planned, registry: Registry, raw: bytes) -> EndpointSource | None:
+    entry = planned.entry
+    try:
+        document = registry.document(entry, raw)
+        normalised = normalise_document(document, entry.id, entry.names.stem)
+    except UnbindableEndpoint as exc:
+        planned.unbound = str(exc)
+        return None
+    planned.notes = normalised.notes
+    return EndpointSource(entry.id, entry.names.module, planned.source, normalised)
+
+
+def _render_all(
+    sources: list[EndpointSource], jobs: int, progress: Callable[[int], None] | None
+) -> dict[str, str]:
+    batches = [sources[i : i + BATCH_SIZE] for i in range(0, len(sources), BATCH_SIZE)]
+    results: dict[str, str] = {}
+    if jobs <= 1 or len(batches) <= 1:
+        for batch in batches:
+            results.update(render_endpoint_batch(batch))
+            if progress:
+                progress(len(batch))
+        return results
+    with ProcessPoolExecutor(max_workers=min(jobs, len(batches))) as pool:
+        for batch, rendered in zip(batches, pool.map(render_endpoint_batch, batches), strict=True):
+            results.update(rendered)
+            if progress:
+                progress(len(batch))
+    return results
+
+
+def build_files(
+    registry: Registry,
+    *,
+    previous_dir: Path | None = None,
+    jobs: int | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> BuildResult:
+    """Compute every generated file for ``registry``.
+
+    ``previous_dir`` is the current output folder: unchanged endpoints are reused from it (see the
+    module docstring). Pass ``None`` for a full regeneration.
+    """
+    fingerprint = generator_fingerprint()
+    previous = _load_previous(previous_dir)
+    if previous.get("generator") != fingerprint:
+        previous = {}
+    registry_name = registry.root.resolve().name
+    planned: list[_Planned] = []
+    to_render: list[EndpointSource] = []
+    for entry in sorted(registry.entries, key=lambda e: e.id):
+        raw = registry.schema_bytes(entry)
+        item = _Planned(entry, _sha256(raw), f"{registry_name}/schemas/{schema_filename(entry.id)}")
+        planned.append(item)
+        item.code = _reusable(item, previous, previous_dir)
+        if item.code is None:
+            source = _normalise(item, registry, raw)
+            if source is not None:
+                to_render.append(source)
+
+    rendered = _render_all(to_render, jobs or os.cpu_count() or 1, progress)
+    for item in planned:
+        code = rendered.get(item.entry.names.module)
+        if code is None:
+            continue
+        if code.startswith("!error: "):
+            item.unbound = "datamodel-code-generator: " + code.removeprefix("!error: ")
+        else:
+            item.code = code
+
+    result = BuildResult(files={}, rendered=len(to_render))
+    for item in planned:
+        if item.code is not None:
+            result.files[item.module_path] = item.code
+            result.bound.append(item.entry.id)
+        else:
+            result.unbound[item.entry.id] = item.unbound or "not rendered"
+    result.files.update(_package_files(registry, planned, result))
+    result.files[MANIFEST] = _manifest(fingerprint, planned, result)
+    return result
+
+
+def _package_files(
+    registry: Registry, planned: list[_Planned], result: BuildResult
+) -> dict[str, str]:
+    bound = [p for p in planned if p.code is not None]
+    rows = [
+        {
+            "id": p.entry.id,
+            "name": p.entry.names.method,
+            "category": p.entry.category,
+            "module": p.entry.names.module,
+            "stem": p.entry.names.stem,
+        }
+        for p in bound
+    ]
+    aliases = sorted((alias, p.entry.id) for p in bound for alias in p.entry.aliases)
+    common = {"source": "the registry"}
+    return {
+        "__init__.py": render_template(
+            "package_init.py.j2", rows=rows, version=PACKAGE_VERSION, **common
+        ),
+        "_index.py": render_template(
+            "index.py.j2",
+            rows=rows,
+            aliases=aliases,
+            unbound=sorted(result.unbound.items()),
+            **common,
+        ),
+        f"{ENDPOINTS_DIR}/__init__.py": render_template("endpoints_init.py.j2", **common),
+        "py.typed": "",
+    }
+
+
+def _manifest(fingerprint: dict[str, str], planned: list[_Planned], result: BuildResult) -> str:
+    endpoints: dict[str, Any] = {}
+    for item in planned:
+        if item.code is None:
+            continue
+        endpoints[item.entry.id] = {
+            "schema": item.source,
+            "schema_sha256": item.schema_sha256,
+            "entry_sha256": item.entry.fingerprint(),
+            "module": item.module_path,
+            "output_sha256": _sha256(item.code),
+            "notes": list(item.notes),
+        }
+    manifest = {
+        "generator": fingerprint,
+        "counts": {"bound": len(result.bound), "unbound": len(result.unbound)},
+        "unbound": dict(sorted(result.unbound.items())),
+        "endpoints": endpoints,
+        "files": {
+            path: _sha256(content)
+            for path, content in sorted(result.files.items())
+            if not path.startswith(f"{ENDPOINTS_DIR}/") or path.endswith("__init__.py")
+        },
+    }
+    return json.dumps(manifest, indent=1, sort_keys=False) + "\n"
+
+
+def owned_files_on_disk(out_dir: Path) -> set[str]:
+    """Files under ``out_dir`` that the generator owns (everything but the hand-written parts)."""
+    owned: set[str] = set()
+    if not out_dir.is_dir():
+        return owned
+    for path in out_dir.rglob("*"):
+        relative = path.relative_to(out_dir)
+        if relative.parts[0] in HAND_WRITTEN or "__pycache__" in relative.parts:
+            continue
+        if path.is_file() and not relative.parts[0].startswith("."):
+            owned.add(relative.as_posix())
+    return owned
+
+
+@dataclass(frozen=True)
+class Drift:
+    changed: tuple[str, ...]
+    missing: tuple[str, ...]
+    """Files the registry produces that are not on disk."""
+    extra: tuple[str, ...]
+    """Generated-looking files on disk that the registry does not produce."""
+
+    @property
+    def clean(self) -> bool:
+        return not (self.changed or self.missing or self.extra)
+
+    def lines(self) -> Iterable[str]:
+        yield from (f"changed: {p}" for p in self.changed)
+        yield from (f"missing: {p}" for p in self.missing)
+        yield from (f"extra:   {p}" for p in self.extra)
+
+
+def drift(out_dir: Path, files: dict[str, str]) -> Drift:
+    on_disk = owned_files_on_disk(out_dir)
+    changed = []
+    for path in sorted(set(files) & on_disk):
+        if (out_dir / path).read_bytes() != files[path].encode("utf-8"):
+            changed.append(path)
+    return Drift(
+        changed=tuple(changed),
+        missing=tuple(sorted(set(files) - on_disk)),
+        extra=tuple(sorted(on_disk - set(files))),
+    )
+
+
+def write_tree(out_dir: Path, files: dict[str, str]) -> Drift:
+    """Make the generated part of ``out_dir`` exactly ``files``; return what changed.
+
+    Everything is written to a staging folder beside ``out_dir`` first; then the endpoints folder
+    is swapped in by rename and the top-level files are replaced one by one (``os.replace``), so
+    an error while building or staging leaves the old tree untouched.
+    """
+    report = drift(out_dir, files)
+    if report.clean:
+        return report
+    out_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".falbind-staging-", dir=out_dir))
+    try:
+        for relative, content in files.items():
+            target = staging / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(content, encoding="utf-8")
+        old_endpoints = out_dir / f".{ENDPOINTS_DIR}-old"
+        if old_endpoints.exists():
+            shutil.rmtree(old_endpoints)
+        if (out_dir / ENDPOINTS_DIR).exists():
+            (out_dir / ENDPOINTS_DIR).rename(old_endpoints)
+        (staging / ENDPOINTS_DIR).rename(out_dir / ENDPOINTS_DIR)
+        shutil.rmtree(old_endpoints, ignore_errors=True)
+        for relative in sorted(files):
+            if not relative.startswith(f"{ENDPOINTS_DIR}/"):
+                os.replace(staging / relative, out_dir / relative)
+        for relative in report.extra:
+            if not relative.startswith(f"{ENDPOINTS_DIR}/"):
+                (out_dir / relative).unlink(missing_ok=True)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return report
+
+
+def check_registry_files(registry: Registry) -> None:
+    """Raise :class:`RegistryError` for schema files nobody registered (stale vendored copies)."""
+    expected = {schema_filename(e.id) for e in registry.entries}
+    folder = registry.root / "schemas"
+    stray = sorted(p.name for p in folder.glob("*.json") if p.name not in expected)
+    if stray:
+        raise RegistryError(
+            f"{folder}: schema files with no registry entry: {', '.join(stray[:5])}"
+        )

@@ -1,0 +1,358 @@
+"""Schema normalisation: one fal OpenAPI document in, the component schemas to generate out.
+
+Pure functions over plain JSON data. The steps, in order:
+
+1. find the roots: the request body of ``POST /{id}`` and the 200 body of
+   ``GET /{id}/requests/{request_id}`` (the POST itself only answers with a queue status);
+2. take each root's closure over local ``$ref``s; a dangling ``$ref`` makes the endpoint unbindable
+   (the registry can declare a patch that defines the missing schema);
+3. rename: roots become ``<Stem>Input``/``<Stem>Output``; every other name is made a safe
+   identifier; a schema reachable from both roots is split into a request copy and a response copy,
+   because request models forbid unknown fields and response models keep them;
+4. clean each schema: properties in ``x-fal-order-properties`` order, defaults that fail their own
+   schema coerced (numeric strings) or dropped, an empty output schema made an open object.
+
+Every coercion or dropped value is recorded as a note, which the manifest keeps.
+"""
+
+from __future__ import annotations
+
+import copy
+import operator
+import re
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = [
+    "NormalisedEndpoint",
+    "UnbindableEndpoint",
+    "closure",
+    "find_roots",
+    "local_refs",
+    "merge_nullable",
+    "normalise_document",
+    "order_properties",
+    "safe_class_name",
+]
+
+REF_PREFIX = "#/components/schemas/"
+_NOT_IDENTIFIER = re.compile(r"[^A-Za-z0-9_]+")
+
+
+class UnbindableEndpoint(Exception):
+    """The document cannot be bound as it is; the message says why."""
+
+
+@dataclass(frozen=True)
+class NormalisedEndpoint:
+    """What the generator needs from one endpoint's document."""
+
+    input_name: str
+    output_name: str
+    schemas: dict[str, dict[str, Any]]
+    """Component schemas by class name, refs rewritten to those names, in generation order."""
+    request_models: frozenset[str]
+    response_models: frozenset[str]
+    notes: tuple[str, ...] = field(default=())
+
+
+def _json_body(operation: Any) -> Any:
+    if not isinstance(operation, dict):
+        return None
+    content = operation.get("content")
+    if not isinstance(content, dict):
+        return None
+    media = content.get("application/json")
+    return media.get("schema") if isinstance(media, dict) else None
+
+
+def _root_name(schema: Any, what: str) -> str:
+    if not isinstance(schema, dict):
+        raise UnbindableEndpoint(f"no JSON schema for the {what}")
+    ref = schema.get("$ref")
+    if not isinstance(ref, str) or not ref.startswith(REF_PREFIX):
+        raise UnbindableEndpoint(f"the {what} is not a $ref to a component schema")
+    return ref[len(REF_PREFIX) :]
+
+
+def find_roots(document: dict[str, Any], endpoint_id: str) -> tuple[str, str]:
+    """Names of the request and response root schemas of ``endpoint_id``."""
+    paths = document.get("paths")
+    if not isinstance(paths, dict):
+        raise UnbindableEndpoint("the document has no paths")
+    post = (paths.get(f"/{endpoint_id}") or {}).get("post")
+    if not isinstance(post, dict):
+        raise UnbindableEndpoint(f"no POST /{endpoint_id} operation")
+    request = _json_body(post.get("requestBody"))
+    result_get = (paths.get(f"/{endpoint_id}/requests/{{request_id}}") or {}).get("get")
+    responses = result_get.get("responses") if isinstance(result_get, dict) else None
+    response = _json_body(responses.get("200")) if isinstance(responses, dict) else None
+    return _root_name(request, "request body"), _root_name(response, "result (200) body")
+
+
+def local_refs(node: Any) -> Iterator[str]:
+    """Names referenced by ``$ref`` anywhere under ``node``."""
+    stack = [node]
+    while stack:
+        current = stack.pop()
+        if isinstance(current, dict):
+            ref = current.get("$ref")
+            if isinstance(ref, str):
+                if not ref.startswith(REF_PREFIX):
+                    raise UnbindableEndpoint(f"non-local $ref {ref!r} is not supported")
+                yield ref[len(REF_PREFIX) :]
+            stack.extend(v for k, v in current.items() if k != "$ref")
+        elif isinstance(current, list):
+            stack.extend(current)
+
+
+def closure(root: str, schemas: dict[str, Any]) -> list[str]:
+    """``root`` and every schema it reaches, sorted; a dangling ``$ref`` is unbindable."""
+    seen: set[str] = set()
+    pending = [(root, "the endpoint")]
+    while pending:
+        name, referrer = pending.pop()
+        if name in seen:
+            continue
+        if name not in schemas:
+            raise UnbindableEndpoint(
+                f"$ref to schema {name!r} (from {referrer}) that the document does not define"
+            )
+        seen.add(name)
+        pending.extend((ref, repr(name)) for ref in local_refs(schemas[name]))
+    return sorted(seen)
+
+
+def safe_class_name(name: str) -> str:
+    """A PascalCase-preserving identifier for a schema name (``Foo.Bar-baz`` -> ``Foo_Bar_baz``)."""
+    cleaned = _NOT_IDENTIFIER.sub("_", name).strip("_") or "Model"
+    return f"M{cleaned}" if cleaned[0].isdigit() else cleaned
+
+
+def _unique(name: str, taken: set[str]) -> str:
+    candidate, counter = name, 2
+    while candidate in taken:
+        candidate, counter = f"{name}{counter}", counter + 1
+    taken.add(candidate)
+    return candidate
+
+
+def _rename_refs(node: Any, mapping: dict[str, str]) -> Any:
+    if isinstance(node, dict):
+        out = {}
+        for key, value in node.items():
+            if key == "$ref" and isinstance(value, str) and value.startswith(REF_PREFIX):
+                out[key] = REF_PREFIX + mapping[value[len(REF_PREFIX) :]]
+            else:
+                out[key] = _rename_refs(value, mapping)
+        return out
+    if isinstance(node, list):
+        return [_rename_refs(v, mapping) for v in node]
+    return node
+
+
+def order_properties(schema: dict[str, Any]) -> dict[str, Any]:
+    """Properties in ``x-fal-order-properties`` order (unlisted ones after, in document order)."""
+    order = schema.get("x-fal-order-properties")
+    properties = schema.get("properties")
+    if not isinstance(order, list) or not isinstance(properties, dict):
+        return schema
+    listed = [name for name in order if isinstance(name, str) and name in properties]
+    rest = [name for name in properties if name not in listed]
+    return {**schema, "properties": {name: properties[name] for name in [*listed, *rest]}}
+
+
+_JSON_TYPES: dict[str, tuple[type, ...]] = {
+    "string": (str,),
+    "integer": (int,),
+    "number": (int, float),
+    "boolean": (bool,),
+    "array": (list,),
+    "object": (dict,),
+    "null": (type(None),),
+}
+
+
+def _fits(schema: Any, value: Any, schemas: dict[str, Any]) -> bool:
+    """Whether ``value`` satisfies the parts of ``schema`` that generated models check."""
+    if not isinstance(schema, dict):
+        return True
+    ref = schema.get("$ref")
+    if isinstance(ref, str):
+        return _fits(schemas.get(ref[len(REF_PREFIX) :], {}), value, schemas)
+    for combinator in ("anyOf", "oneOf"):
+        members = schema.get(combinator)
+        if isinstance(members, list) and members:
+            return any(_fits(member, value, schemas) for member in members)
+    if "enum" in schema and isinstance(schema["enum"], list) and value not in schema["enum"]:
+        return False
+    if "const" in schema and value != schema["const"]:
+        return False
+    json_type = schema.get("type")
+    if isinstance(json_type, str) and json_type in _JSON_TYPES:
+        if isinstance(value, bool) and json_type in ("integer", "number"):
+            return False
+        if not isinstance(value, _JSON_TYPES[json_type]):
+            return False
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return _within_bounds(schema, value)
+    return True
+
+
+_BOUND_CHECKS: tuple[tuple[str, Callable[[float, float], bool]], ...] = (
+    ("minimum", operator.ge),
+    ("maximum", operator.le),
+    ("exclusiveMinimum", operator.gt),
+    ("exclusiveMaximum", operator.lt),
+)
+
+
+def _within_bounds(schema: dict[str, Any], value: float) -> bool:
+    for key, holds in _BOUND_CHECKS:
+        bound = schema.get(key)
+        if (
+            isinstance(bound, int | float)
+            and not isinstance(bound, bool)
+            and not holds(value, bound)
+        ):
+            return False
+    return True
+
+
+def _coerce_numeric(schema: dict[str, Any], value: Any) -> int | float | None:
+    """A numeric-string default (``"0.8"`` for a number) as the number it spells, if lossless."""
+    if not isinstance(value, str):
+        return None
+    json_type = schema.get("type")
+    try:
+        if json_type == "integer":
+            return int(value)
+        if json_type == "number":
+            return float(value)
+    except ValueError:
+        return None
+    return None
+
+
+def _fix_defaults(
+    schema: dict[str, Any], where: str, schemas: dict[str, Any], notes: list[str]
+) -> dict[str, Any]:
+    properties = schema.get("properties")
+    if not isinstance(properties, dict):
+        return schema
+    fixed: dict[str, Any] = {}
+    for name, prop in properties.items():
+        if (
+            isinstance(prop, dict)
+            and "default" in prop
+            and not _fits(prop, prop["default"], schemas)
+        ):
+            prop = dict(prop)
+            default = prop.pop("default")
+            coerced = _coerce_numeric(prop, default)
+            if coerced is not None and _fits(prop, coerced, schemas):
+                prop["default"] = coerced
+                notes.append(f"{where}.{name}: default {default!r} coerced to {coerced!r}")
+            else:
+                notes.append(f"{where}.{name}: default {default!r} dropped (fails its own schema)")
+        fixed[name] = prop
+    return {**schema, "properties": fixed}
+
+
+def _open_object_if_empty(schema: dict[str, Any], where: str, notes: list[str]) -> dict[str, Any]:
+    if schema.get("properties") or schema.get("$ref") or schema.get("anyOf") or schema.get("allOf"):
+        return schema
+    notes.append(f"{where}: fal publishes no fields; the model keeps whatever fal returns")
+    kept = {k: v for k, v in schema.items() if k in ("title", "description")}
+    return {**kept, "type": "object", "properties": {}, "additionalProperties": True}
+
+
+def _is_null(schema: Any) -> bool:
+    return isinstance(schema, dict) and schema.get("type") == "null" and len(schema) == 1
+
+
+def merge_nullable(schema: dict[str, Any]) -> dict[str, Any]:
+    """``anyOf [{type: number, maximum: 1}, {type: null}]`` -> ``{type: number, maximum: 1,
+    nullable: true}``: dcg would otherwise make the constrained member a RootModel class, and
+    ``color_weight=0.5`` would no longer type-check."""
+    members = schema.get("anyOf")
+    if not isinstance(members, list) or len(members) != 2:
+        return schema
+    values = [m for m in members if not _is_null(m)]
+    if len(values) != 1 or not isinstance(values[0], dict):
+        return schema
+    value = values[0]
+    if "$ref" in value or not isinstance(value.get("type"), str) or "anyOf" in value:
+        return schema
+    merged = {k: v for k, v in schema.items() if k != "anyOf"}
+    for key, item in value.items():
+        merged.setdefault(key, item)
+    merged["nullable"] = True
+    return merged
+
+
+def _clean_tree(node: Any) -> Any:
+    """Per-node cleaning: nullable unions merged; ``x-fal-order-properties`` (applied already)
+    dropped so it never reaches generated code."""
+    if isinstance(node, dict):
+        cleaned = {k: _clean_tree(v) for k, v in node.items() if k != "x-fal-order-properties"}
+        return merge_nullable(cleaned)
+    if isinstance(node, list):
+        return [_clean_tree(v) for v in node]
+    return node
+
+
+def _assign_names(
+    stem: str, input_root: str, output_root: str, inputs: Iterable[str], outputs: Iterable[str]
+) -> tuple[dict[str, str], dict[str, str]]:
+    taken = {f"{stem}Input", f"{stem}Output"}
+    in_map = {input_root: f"{stem}Input"}
+    out_map = {output_root: f"{stem}Output"}
+    input_names = set(inputs)
+    for name in sorted(input_names):
+        if name not in in_map:
+            in_map[name] = _unique(safe_class_name(name), taken)
+    for name in sorted(outputs):
+        if name in out_map:
+            continue
+        base = safe_class_name(name)
+        # Shared with the request side: the response copy gets its own class.
+        out_map[name] = _unique(f"{base}Output" if name in input_names else base, taken)
+    return in_map, out_map
+
+
+def normalise_document(document: dict[str, Any], endpoint_id: str, stem: str) -> NormalisedEndpoint:
+    """Normalise one endpoint's OpenAPI document (already patched) for generation."""
+    components = document.get("components")
+    schemas = components.get("schemas") if isinstance(components, dict) else None
+    if not isinstance(schemas, dict):
+        raise UnbindableEndpoint("the document has no components.schemas")
+    input_root, output_root = find_roots(document, endpoint_id)
+    inputs = closure(input_root, schemas)
+    outputs = closure(output_root, schemas)
+    in_map, out_map = _assign_names(stem, input_root, output_root, inputs, outputs)
+
+    notes: list[str] = []
+    result: dict[str, dict[str, Any]] = {}
+    for names, mapping in ((inputs, in_map), (outputs, out_map)):
+        for original in names:
+            schema = schemas[original]
+            if not isinstance(schema, dict):
+                raise UnbindableEndpoint(f"schema {original!r} is not an object")
+            new_name = mapping[original]
+            cleaned = copy.deepcopy(schema)
+            if new_name == f"{stem}Output":
+                cleaned = _open_object_if_empty(cleaned, new_name, notes)
+            cleaned = _fix_defaults(order_properties(cleaned), new_name, schemas, notes)
+            result[new_name] = _clean_tree(_rename_refs(cleaned, mapping))
+
+    ordered = dict(sorted(result.items()))
+    return NormalisedEndpoint(
+        input_name=in_map[input_root],
+        output_name=out_map[output_root],
+        schemas=ordered,
+        request_models=frozenset(in_map.values()),
+        response_models=frozenset(out_map.values()),
+        notes=tuple(notes),
+    )

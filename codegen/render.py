@@ -1,0 +1,240 @@
+"""Rendering: normalised schemas -> Python source, through datamodel-code-generator and jinja2.
+
+datamodel-code-generator (dcg) writes the pydantic models. It is called once per *batch* of
+endpoints with each endpoint's schemas namespaced as ``<module>.<Class>``, which dcg turns into one
+module per endpoint; one call per endpoint would spend most of the time in dcg's fixed setup.
+A batch that fails is retried endpoint by endpoint so one bad schema cannot hide the others.
+jinja2 templates add our header and footer; one ``ruff format`` pass gives stable layout.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from .normalise import REF_PREFIX, NormalisedEndpoint
+
+__all__ = [
+    "DCG_OPTIONS",
+    "EndpointSource",
+    "format_sources",
+    "render_endpoint_batch",
+    "render_template",
+]
+
+TEMPLATES = Path(__file__).parent / "templates"
+RUNTIME_MODELS = "falbind._runtime.models"
+
+# The options DESIGN.md §2 recommends; see the module docstring for why no formatter runs here.
+DCG_OPTIONS: dict[str, Any] = {
+    "use_annotated": True,
+    "field_constraints": True,
+    "use_standard_collections": True,
+    "use_union_operator": True,
+    "strict_nullable": True,
+    "collapse_root_models": True,
+    "keep_model_order": True,
+    "disable_timestamp": True,
+    "strict_refs": True,
+    "type_mappings": ["string+uri=string"],
+    "formatters": [],
+}
+
+_DCG_HEADER = re.compile(r"\A(#[^\n]*\n)+\n?")
+_CLASS = re.compile(r"^class (\w+)\(", re.MULTILINE)
+
+
+@dataclass(frozen=True)
+class EndpointSource:
+    """One endpoint to render."""
+
+    endpoint_id: str
+    module: str
+    source: str  # the vendored schema path, for the header
+    normalised: NormalisedEndpoint
+
+
+@cache
+def _environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        autoescape=False,  # Python source, not HTML: every schema string goes through pyrepr
+    )
+    # Every string from a schema lands in generated code as a Python literal, never as code.
+    env.filters["pyrepr"] = repr
+    return env
+
+
+def render_template(name: str, **context: Any) -> str:
+    return _environment().get_template(name).render(**context)
+
+
+def template_sources() -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(TEMPLATES.glob("*.j2"))}
+
+
+def _namespaced(endpoint: EndpointSource) -> dict[str, Any]:
+    """The endpoint's schemas as ``<module>.<Class>``, refs rewritten to match."""
+    prefix = f"{endpoint.module}."
+    text = json.dumps(endpoint.normalised.schemas)
+    text = text.replace(f'"{REF_PREFIX}', f'"{REF_PREFIX}{prefix}')
+    return {prefix + name: schema for name, schema in json.loads(text).items()}
+
+
+def _base_classes(endpoint: EndpointSource) -> dict[str, str]:
+    normalised = endpoint.normalised
+    return {
+        f"{endpoint.module}.{name}": f"{RUNTIME_MODELS}."
+        + ("RequestModel" if name in normalised.request_models else "ResponseModel")
+        for name in normalised.schemas
+    }
+
+
+def _run_dcg(endpoints: list[EndpointSource]) -> dict[str, str]:
+    from datamodel_code_generator import LiteralType, PythonVersion, generate
+    from datamodel_code_generator.enums import DataModelType, InputFileType
+
+    schemas: dict[str, Any] = {}
+    base_classes: dict[str, str | list[str]] = {}
+    for endpoint in endpoints:
+        schemas.update(_namespaced(endpoint))
+        base_classes.update(_base_classes(endpoint))
+    document = {
+        "openapi": "3.0.4",
+        "info": {"title": "falbind", "version": "1"},
+        "paths": {},
+        "components": {"schemas": schemas},
+    }
+    result = generate(
+        json.dumps(document),
+        input_file_type=InputFileType.OpenAPI,
+        output_model_type=DataModelType.PydanticV2BaseModel,
+        target_python_version=PythonVersion.PY_311,
+        enum_field_as_literal=LiteralType.All,
+        base_class_map=base_classes,
+        **DCG_OPTIONS,
+    )
+    if not isinstance(result, dict):
+        raise RuntimeError("datamodel-code-generator returned a single module for a modular input")
+    modules: dict[str, str] = {}
+    for key, code in result.items():
+        name = key[-1] if isinstance(key, tuple) else str(key)
+        if name.endswith(".py") and name != "__init__.py":
+            modules[name.removesuffix(".py")] = code
+    return modules
+
+
+def _is_structured(node: ast.expr) -> bool:
+    if isinstance(node, ast.Dict):
+        return True
+    return isinstance(node, ast.List | ast.Tuple) and any(_is_structured(e) for e in node.elts)
+
+
+def mark_structured_defaults(body: str) -> str:
+    """Wrap object/array-of-object field defaults in ``structured_default(...)``.
+
+    dcg writes ``image_size: ImageSize | Literal[...] = {"width": 1024, ...}`` with
+    ``validate_default=True``: right at runtime (pydantic turns the dict into the model) but a type
+    error for mypy. ``structured_default`` returns its argument typed ``Any``, keeping the runtime
+    behaviour and making the module pass ``mypy --strict``.
+    """
+    tree = ast.parse(body)
+    spans = [
+        statement.value
+        for cls in tree.body
+        if isinstance(cls, ast.ClassDef)
+        for statement in cls.body
+        if isinstance(statement, ast.AnnAssign)
+        and statement.value is not None
+        and _is_structured(statement.value)
+    ]
+    if not spans:
+        return body
+    lines = [line.encode() for line in body.splitlines(keepends=True)]
+    for value in reversed(spans):  # ast offsets are UTF-8 byte offsets
+        assert value.end_lineno is not None and value.end_col_offset is not None
+        end = lines[value.end_lineno - 1]
+        lines[value.end_lineno - 1] = (
+            end[: value.end_col_offset] + b")" + end[value.end_col_offset :]
+        )
+        start = lines[value.lineno - 1]
+        lines[value.lineno - 1] = (
+            start[: value.col_offset] + b"structured_default(" + start[value.col_offset :]
+        )
+    marked = b"".join(lines).decode()
+    return marked.replace(
+        f"from {RUNTIME_MODELS} import ", f"from {RUNTIME_MODELS} import structured_default, ", 1
+    )
+
+
+def _wrap(endpoint: EndpointSource, body: str) -> str:
+    body = mark_structured_defaults(_DCG_HEADER.sub("", body, count=1).strip("\n"))
+    normalised = endpoint.normalised
+    return render_template(
+        "endpoint.py.j2",
+        source=endpoint.source,
+        endpoint_id=endpoint.endpoint_id,
+        body=body,
+        input_name=normalised.input_name,
+        output_name=normalised.output_name,
+        exports=sorted(_CLASS.findall(body)),
+    )
+
+
+def render_endpoint_batch(endpoints: list[EndpointSource]) -> dict[str, str]:
+    """Render a batch: ``{module: source}`` for the endpoints dcg could render, and for each
+    endpoint dcg rejected, ``{module: "!error: <reason>"}``. Output is formatted."""
+    try:
+        bodies = _run_dcg(endpoints)
+        failed: dict[str, str] = {}
+    except Exception:
+        if len(endpoints) == 1:
+            raise
+        bodies, failed = {}, {}
+        for endpoint in endpoints:
+            try:
+                bodies.update(_run_dcg([endpoint]))
+            except Exception as exc:  # dcg raises many types; the reason is reported, not lost
+                failed[endpoint.module] = f"!error: {type(exc).__name__}: {exc}".splitlines()[0]
+    missing = [e.module for e in endpoints if e.module not in bodies and e.module not in failed]
+    if missing:
+        raise RuntimeError(f"datamodel-code-generator produced no module for {missing}")
+    wrapped = {e.module: _wrap(e, bodies[e.module]) for e in endpoints if e.module in bodies}
+    return {**format_sources(wrapped), **failed}
+
+
+def format_sources(sources: dict[str, str]) -> dict[str, str]:
+    """Run one ``ruff format`` over ``{name: source}`` with fixed settings (not the user's)."""
+    if not sources:
+        return {}
+    with tempfile.TemporaryDirectory(prefix="falbind-fmt-") as tmp:
+        folder = Path(tmp)
+        for name, code in sources.items():
+            (folder / f"{name}.py").write_text(code, encoding="utf-8")
+        command = [
+            sys.executable,
+            "-m",
+            "ruff",
+            "format",
+            "--isolated",
+            "--quiet",
+            "--line-length=100",
+            "--target-version=py311",
+            str(folder),
+        ]
+        completed = subprocess.run(command, capture_output=True, text=True, check=False)
+        if completed.returncode != 0:
+            raise RuntimeError(f"ruff format failed: {completed.stderr.strip()[:2000]}")
+        return {name: (folder / f"{name}.py").read_text(encoding="utf-8") for name in sources}

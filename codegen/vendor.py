@@ -1,0 +1,98 @@
+"""Vendoring: copy fal OpenAPI documents into the registry and list them in ``models.yaml``.
+
+The documents are copied byte for byte (never edited: quirks are fixed by declared patches).
+``models.yaml`` is rewritten in one canonical form (entries sorted by id), so an addition is a
+small, reviewable diff.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .naming import is_valid_endpoint_id, schema_filename
+from .registry import MODELS_FILE, SCHEMAS_DIR, EndpointEntry, RegistryError
+
+__all__ = ["VendoredDocument", "read_document", "write_models_file"]
+
+MODELS_HEADER = """\
+# falbind registry: one entry per fal endpoint we bind.
+#   id          fal's endpoint id; its OpenAPI document is schemas/<id with / as __>.json
+#   category    fal's category (text-to-image, image-to-video, ...)
+#   name        optional Python name (client method; the class stem is its PascalCase)
+#   aliases     optional short names accepted wherever an endpoint id is
+#   patches     optional JSON Patch operations on the document, each with a `reason`
+# Edit by hand or with `falbind add`; then run `falbind generate`.
+"""
+
+
+@dataclass(frozen=True)
+class VendoredDocument:
+    endpoint_id: str
+    category: str
+    raw: bytes
+
+
+def read_document(path: Path, endpoint_id: str | None = None) -> VendoredDocument:
+    """Read a fal OpenAPI document; its id and category come from ``info.x-fal-metadata``."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise RegistryError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+    try:
+        document = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise RegistryError(f"{path}: not valid JSON: {exc}") from exc
+    info = document.get("info") if isinstance(document, dict) else None
+    meta = info.get("x-fal-metadata") if isinstance(info, dict) else None
+    meta = meta if isinstance(meta, dict) else {}
+    found = meta.get("endpointId")
+    endpoint_id = endpoint_id or (found if isinstance(found, str) else None)
+    if not endpoint_id:
+        raise RegistryError(f"{path}: no endpoint id (info.x-fal-metadata.endpointId); pass one")
+    if not is_valid_endpoint_id(endpoint_id):
+        raise RegistryError(f"{path}: {endpoint_id!r} is not a fal endpoint id")
+    if not isinstance(document, dict) or not isinstance(document.get("paths"), dict):
+        raise RegistryError(f"{path}: not an OpenAPI document (no paths)")
+    category = meta.get("category")
+    return VendoredDocument(
+        endpoint_id, category if isinstance(category, str) and category else "unknown", raw
+    )
+
+
+def _entry_data(entry: EndpointEntry) -> dict[str, Any]:
+    data = entry.model_dump(mode="json", by_alias=True, exclude_defaults=True)
+    data["id"], data["category"] = entry.id, entry.category
+    ordered: dict[str, Any] = {
+        key: data[key] for key in ("id", "category", "name", "aliases") if key in data
+    }
+    if entry.patches:
+        ordered["patches"] = [
+            p.model_dump(mode="json", by_alias=True, exclude_none=True) for p in entry.patches
+        ]
+    return ordered
+
+
+def write_models_file(root: Path, entries: Iterable[EndpointEntry]) -> None:
+    """Write ``models.yaml`` canonically (sorted by id) via a temporary file and a rename."""
+    data = {"endpoints": [_entry_data(e) for e in sorted(entries, key=lambda e: e.id)]}
+    text = MODELS_HEADER + yaml.safe_dump(
+        data, sort_keys=False, allow_unicode=True, width=100, default_flow_style=False
+    )
+    target = root / MODELS_FILE
+    temporary = target.with_suffix(".yaml.tmp")
+    temporary.write_text(text, encoding="utf-8")
+    temporary.replace(target)
+
+
+def store_schema(root: Path, document: VendoredDocument) -> Path:
+    folder = root / SCHEMAS_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / schema_filename(document.endpoint_id)
+    target.write_bytes(document.raw)
+    return target

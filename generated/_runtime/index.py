@@ -1,0 +1,124 @@
+"""The endpoint index: ``falbind.ENDPOINTS``, a read-only mapping from fal endpoint id to spec.
+
+Built from a plain tuple table written by the generator, so ``import falbind`` costs one tuple
+literal; an endpoint's module (its pydantic models) is imported the first time a spec's models
+are asked for.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Final
+
+from pydantic import BaseModel
+
+from .models import suggest_names
+
+__all__ = ["EndpointIndex", "EndpointSpec", "UnknownEndpointError"]
+
+ENDPOINTS_PACKAGE: Final = "falbind.endpoints"
+
+
+class UnknownEndpointError(KeyError):
+    """An endpoint id that the registry does not bind."""
+
+    def __init__(self, endpoint_id: str, suggestions: list[str]) -> None:
+        self.endpoint_id = endpoint_id
+        self.suggestions = suggestions
+        message = f"{endpoint_id!r} is not a bound fal endpoint"
+        if suggestions:
+            message += "; did you mean " + " or ".join(repr(s) for s in suggestions) + "?"
+        super().__init__(message)
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointSpec:
+    """What falbind knows about one fal endpoint."""
+
+    id: str
+    """fal's endpoint id, e.g. ``fal-ai/flux/schnell``."""
+    name: str
+    """The Python name: the client method and the module stem, e.g. ``flux_schnell``."""
+    category: str
+    """fal's category, e.g. ``text-to-image``."""
+    module_name: str
+    """The module under ``falbind.endpoints`` that holds the models."""
+    class_stem: str
+    """The models are ``<class_stem>Input`` and ``<class_stem>Output``."""
+    _module: list[ModuleType] = field(default_factory=list, repr=False, compare=False)
+
+    @property
+    def module(self) -> ModuleType:
+        if not self._module:
+            self._module.append(importlib.import_module(f"{ENDPOINTS_PACKAGE}.{self.module_name}"))
+        return self._module[0]
+
+    @property
+    def input_model(self) -> type[BaseModel]:
+        model: type[BaseModel] = getattr(self.module, f"{self.class_stem}Input")
+        return model
+
+    @property
+    def output_model(self) -> type[BaseModel]:
+        model: type[BaseModel] = getattr(self.module, f"{self.class_stem}Output")
+        return model
+
+
+class EndpointIndex(Mapping[str, EndpointSpec]):
+    """Read-only mapping ``endpoint id -> EndpointSpec``; also looks up by Python name."""
+
+    __slots__ = ("_by_id", "_by_name", "_by_stem", "_rows")
+
+    def __init__(self, rows: tuple[tuple[str, str, str, str, str], ...]) -> None:
+        self._rows = rows
+        self._by_id: dict[str, EndpointSpec] | None = None
+        self._by_name: dict[str, EndpointSpec] | None = None
+        self._by_stem: dict[str, EndpointSpec] | None = None
+
+    def _specs(self) -> dict[str, EndpointSpec]:
+        if self._by_id is None:
+            specs = (EndpointSpec(*row) for row in self._rows)
+            self._by_id = {spec.id: spec for spec in specs}
+        return self._by_id
+
+    def __getitem__(self, endpoint_id: str) -> EndpointSpec:
+        try:
+            return self._specs()[endpoint_id]
+        except KeyError:
+            raise UnknownEndpointError(endpoint_id, self.suggest(endpoint_id)) from None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._specs())
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def __contains__(self, endpoint_id: object) -> bool:
+        return endpoint_id in self._specs()
+
+    def __repr__(self) -> str:
+        return f"<EndpointIndex of {len(self)} fal endpoints>"
+
+    def by_name(self, name: str) -> EndpointSpec:
+        """The spec whose Python name is ``name`` (e.g. ``flux_schnell``)."""
+        if self._by_name is None:
+            self._by_name = {spec.name: spec for spec in self._specs().values()}
+        try:
+            return self._by_name[name]
+        except KeyError:
+            raise UnknownEndpointError(name, suggest_names(name, list(self._by_name))) from None
+
+    def by_class_stem(self, stem: str) -> EndpointSpec | None:
+        """The spec whose models are ``<stem>Input``/``<stem>Output``, if any."""
+        if self._by_stem is None:
+            self._by_stem = {spec.class_stem: spec for spec in self._specs().values()}
+        return self._by_stem.get(stem)
+
+    def suggest(self, endpoint_id: str) -> list[str]:
+        return suggest_names(endpoint_id, list(self._specs()))

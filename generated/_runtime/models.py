@@ -1,0 +1,179 @@
+"""Base classes of every generated model.
+
+Request models (an endpoint's ``<Stem>Input`` and every model reachable from it) forbid unknown
+fields: fal ignores parameters it does not know, so a typo would otherwise cost a paid request.
+The error names the endpoint, the unknown field and the closest valid names.
+
+Response models (``<Stem>Output`` and what it reaches) keep unknown fields, so a field fal adds
+after our last regeneration is still readable through ``model_extra``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import sys
+from typing import Any, ClassVar, Self
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic_core import InitErrorDetails, PydanticCustomError
+
+__all__ = [
+    "RequestModel",
+    "ResponseModel",
+    "explain_validation_error",
+    "structured_default",
+    "suggest_names",
+    "to_request_body",
+]
+
+UNKNOWN_PARAMETER = "unknown_parameter"
+
+
+def suggest_names(name: str, valid: list[str], limit: int = 3) -> list[str]:
+    """Closest valid names to ``name``, best first (difflib's ratio, case-insensitive)."""
+    lowered = {v.lower(): v for v in valid}
+    matches = difflib.get_close_matches(name.lower(), list(lowered), n=limit, cutoff=0.6)
+    return [lowered[m] for m in matches]
+
+
+def _endpoint_of(model: type[BaseModel]) -> str | None:
+    module = sys.modules.get(model.__module__)
+    endpoint = getattr(module, "ENDPOINT_ID", None)
+    return endpoint if isinstance(endpoint, str) else None
+
+
+def _field_names(model: type[BaseModel]) -> list[str]:
+    names: list[str] = []
+    for name, info in model.model_fields.items():
+        names.append(info.alias or name)
+    return names
+
+
+def _model_at(model: type[BaseModel], loc: tuple[int | str, ...]) -> type[BaseModel] | None:
+    """The model class that owns the location ``loc`` (the location of an unknown key)."""
+    current: type[BaseModel] = model
+    for part in loc[:-1]:
+        if not isinstance(part, str):
+            continue  # list index: the item's model is the same as the list's
+        field = next(
+            (f for n, f in current.model_fields.items() if part in (n, f.alias)),
+            None,
+        )
+        if field is None:
+            # A union member name (pydantic puts the member class name in the loc).
+            continue
+        candidate = _first_model(field.annotation)
+        if candidate is None:
+            return None
+        current = candidate
+    return current
+
+
+def _first_model(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()) or ():
+        found = _first_model(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _unknown_parameter_error(
+    model: type[BaseModel], loc: tuple[int | str, ...], value: Any
+) -> InitErrorDetails:
+    owner = _model_at(model, loc) or model
+    name = str(loc[-1])
+    valid = _field_names(owner)
+    suggestions = suggest_names(name, valid)
+    endpoint = _endpoint_of(model) or model.__name__
+    detail = f"unknown parameter {name!r} for {endpoint}"
+    if suggestions:
+        detail += "; did you mean " + " or ".join(repr(s) for s in suggestions) + "?"
+    else:
+        detail += f"; valid parameters: {', '.join(sorted(valid))}"
+    detail += " (pass it through extra_body= if fal accepts it and our bindings lag behind)"
+    error = PydanticCustomError(
+        UNKNOWN_PARAMETER,
+        "{detail}",
+        {"detail": detail, "endpoint": endpoint, "suggestions": suggestions},
+    )
+    return InitErrorDetails(type=error, loc=loc, input=value)
+
+
+def explain_validation_error(model: type[BaseModel], exc: ValidationError) -> ValidationError:
+    """``exc`` with each unknown-field error rewritten to name the endpoint and the closest
+    valid names; the title names the endpoint too. Other errors are kept as they are."""
+    if not any(error["type"] == "extra_forbidden" for error in exc.errors()):
+        return exc  # nothing to explain, or explained already by a nested call
+    endpoint = _endpoint_of(model)
+    title = f"{model.__name__} ({endpoint})" if endpoint else model.__name__
+    details: list[InitErrorDetails] = []
+    for error in exc.errors():
+        if error["type"] == "extra_forbidden":
+            details.append(_unknown_parameter_error(model, error["loc"], error["input"]))
+        elif error["type"] == UNKNOWN_PARAMETER:
+            ctx = error.get("ctx") or {}
+            custom = PydanticCustomError(UNKNOWN_PARAMETER, "{detail}", dict(ctx))
+            details.append(InitErrorDetails(type=custom, loc=error["loc"], input=error["input"]))
+        else:
+            details.append(error)  # type: ignore[arg-type]  # ErrorDetails is a superset
+    return ValidationError.from_exception_data(title, details)
+
+
+class RequestModel(BaseModel):
+    """Base of request models: unknown fields are an error with a did-you-mean.
+
+    The explanation is added where validation starts (construction and ``model_validate*``),
+    so the error locations stay pydantic's own and nested models need nothing extra.
+    """
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, protected_namespaces=())
+
+    __fal_role__: ClassVar[str] = "request"
+
+    def __init__(self, /, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:
+            raise explain_validation_error(type(self), exc) from None
+
+    @classmethod
+    def model_validate(cls, *args: Any, **kwargs: Any) -> Self:
+        try:
+            return super().model_validate(*args, **kwargs)
+        except ValidationError as exc:
+            raise explain_validation_error(cls, exc) from None
+
+    @classmethod
+    def model_validate_json(cls, *args: Any, **kwargs: Any) -> Self:
+        try:
+            return super().model_validate_json(*args, **kwargs)
+        except ValidationError as exc:
+            raise explain_validation_error(cls, exc) from None
+
+    def to_body(self) -> dict[str, Any]:
+        """The JSON body fal receives: only the fields the caller set, so fal's defaults stay fal's."""
+        return to_request_body(self)
+
+
+class ResponseModel(BaseModel):
+    """Base of response models: unknown fields are kept (``model_extra``), never an error."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True, protected_namespaces=())
+
+    __fal_role__: ClassVar[str] = "response"
+
+
+def structured_default(value: object) -> Any:
+    """A field default that is JSON (an object, or a list of objects) for a field typed as a model.
+
+    Generated fields using it set ``validate_default=True``, so pydantic turns the JSON into the
+    model at runtime; returning ``Any`` lets a type checker accept the JSON form.
+    """
+    return value
+
+
+def to_request_body(model: BaseModel) -> dict[str, Any]:
+    """Serialise a request: only explicitly set fields, by alias, JSON-compatible."""
+    return model.model_dump(mode="json", by_alias=True, exclude_unset=True)
