@@ -50,8 +50,27 @@ DCG_OPTIONS: dict[str, Any] = {
     "formatters": [],
 }
 
+# Keyword arguments of the typed client methods; a model field of the same name stays settable
+# through the Input model but is left out of the keyword parameters.
+CLIENT_KEYWORDS = frozenset(
+    {
+        "input",
+        "extra_body",
+        "extra_headers",
+        "timeout",
+        "start_timeout",
+        "hint",
+        "webhook_url",
+        "priority",
+        "client_timeout",
+        "with_logs",
+        "on_queue_update",
+    }
+)
+
 _DCG_HEADER = re.compile(r"\A(#[^\n]*\n)+\n?")
 _CLASS = re.compile(r"^class (\w+)\(", re.MULTILINE)
+_FUTURE = "from __future__ import annotations\n"
 
 
 @dataclass(frozen=True)
@@ -179,9 +198,41 @@ def mark_structured_defaults(body: str) -> str:
     )
 
 
+def input_parameters(body: str, input_name: str) -> list[tuple[str, str]]:
+    """``(python name, type source)`` of each field of the class ``input_name`` in ``body``.
+
+    The type is the first argument of dcg's ``Annotated[T, Field(...)]`` (or the plain
+    annotation); it becomes the type of the keyword argument in typed client methods.
+    """
+    tree = ast.parse(body)
+    for cls in tree.body:
+        if isinstance(cls, ast.ClassDef) and cls.name == input_name:
+            fields = []
+            for statement in cls.body:
+                if not (
+                    isinstance(statement, ast.AnnAssign) and isinstance(statement.target, ast.Name)
+                ):
+                    continue
+                if statement.target.id == "model_config":
+                    continue
+                annotation = statement.annotation
+                if (
+                    isinstance(annotation, ast.Subscript)
+                    and isinstance(annotation.value, ast.Name)
+                    and annotation.value.id == "Annotated"
+                    and isinstance(annotation.slice, ast.Tuple)
+                ):
+                    annotation = annotation.slice.elts[0]
+                fields.append((statement.target.id, ast.unparse(annotation)))
+            return fields
+    raise ValueError(f"no class {input_name} in the generated module")
+
+
 def _wrap(endpoint: EndpointSource, body: str) -> str:
     body = mark_structured_defaults(_DCG_HEADER.sub("", body, count=1).strip("\n"))
+    body = body.replace(_FUTURE, _FUTURE + "from typing import TypedDict\n", 1)
     normalised = endpoint.normalised
+    stem = normalised.input_name.removesuffix("Input")
     return render_template(
         "endpoint.py.j2",
         source=endpoint.source,
@@ -189,7 +240,13 @@ def _wrap(endpoint: EndpointSource, body: str) -> str:
         body=body,
         input_name=normalised.input_name,
         output_name=normalised.output_name,
-        exports=sorted(_CLASS.findall(body)),
+        params_name=f"{stem}Params",
+        parameters=[
+            (name, annotation)
+            for name, annotation in input_parameters(body, normalised.input_name)
+            if name not in CLIENT_KEYWORDS
+        ],
+        exports=sorted([*_CLASS.findall(body), f"{stem}Params"]),
     )
 
 

@@ -584,6 +584,7 @@ if TYPE_CHECKING:
     from .endpoints.fal_ai__ovi import OviInput as OviInput, OviOutput as OviOutput
     from .endpoints.fal_ai__ovi_image_to_video import OviImageToVideoInput as OviImageToVideoInput, OviImageToVideoOutput as OviImageToVideoOutput
     from .endpoints.fal_ai__ovis_image import OvisImageInput as OvisImageInput, OvisImageOutput as OvisImageOutput
+    from .endpoints.fal_ai__patina_material import PatinaMaterialInput as PatinaMaterialInput, PatinaMaterialOutput as PatinaMaterialOutput
     from .endpoints.fal_ai__phota import PhotaInput as PhotaInput, PhotaOutput as PhotaOutput
     from .endpoints.fal_ai__phota_create_profile import PhotaCreateProfileInput as PhotaCreateProfileInput, PhotaCreateProfileOutput as PhotaCreateProfileOutput
     from .endpoints.fal_ai__piflow import PiflowInput as PiflowInput, PiflowOutput as PiflowOutput
@@ -810,11 +811,13 @@ if TYPE_CHECKING:
     from .endpoints.fal_ai__wan_25_preview_text_to_image import Wan25PreviewTextToImageInput as Wan25PreviewTextToImageInput, Wan25PreviewTextToImageOutput as Wan25PreviewTextToImageOutput
     from .endpoints.fal_ai__wan_25_preview_text_to_video import Wan25PreviewTextToVideoInput as Wan25PreviewTextToVideoInput, Wan25PreviewTextToVideoOutput as Wan25PreviewTextToVideoOutput
     from .endpoints.fal_ai__wan_alpha import WanAlphaInput as WanAlphaInput, WanAlphaOutput as WanAlphaOutput
+    from .endpoints.fal_ai__wan_ati import WanAtiInput as WanAtiInput, WanAtiOutput as WanAtiOutput
     from .endpoints.fal_ai__wan_flf2v import WanFlf2vInput as WanFlf2vInput, WanFlf2vOutput as WanFlf2vOutput
     from .endpoints.fal_ai__wan_fun_control import WanFunControlInput as WanFunControlInput, WanFunControlOutput as WanFunControlOutput
     from .endpoints.fal_ai__wan_i2v import WanI2vInput as WanI2vInput, WanI2vOutput as WanI2vOutput
     from .endpoints.fal_ai__wan_i2v_lora import WanI2vLoraInput as WanI2vLoraInput, WanI2vLoraOutput as WanI2vLoraOutput
     from .endpoints.fal_ai__wan_motion import WanMotionInput as WanMotionInput, WanMotionOutput as WanMotionOutput
+    from .endpoints.fal_ai__wan_move import WanMoveInput as WanMoveInput, WanMoveOutput as WanMoveOutput
     from .endpoints.fal_ai__wan_pro_image_to_video import WanProImageToVideoInput as WanProImageToVideoInput, WanProImageToVideoOutput as WanProImageToVideoOutput
     from .endpoints.fal_ai__wan_pro_text_to_video import WanProTextToVideoInput as WanProTextToVideoInput, WanProTextToVideoOutput as WanProTextToVideoOutput
     from .endpoints.fal_ai__wan_t2v import WanT2vInput as WanT2vInput, WanT2vOutput as WanT2vOutput

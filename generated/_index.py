@@ -580,6 +580,7 @@ ENDPOINTS = EndpointIndex(
         ('fal-ai/ovi', 'ovi', 'text-to-video', 'fal_ai__ovi', 'Ovi'),
         ('fal-ai/ovi/image-to-video', 'ovi_image_to_video', 'image-to-video', 'fal_ai__ovi_image_to_video', 'OviImageToVideo'),
         ('fal-ai/ovis-image', 'ovis_image', 'text-to-image', 'fal_ai__ovis_image', 'OvisImage'),
+        ('fal-ai/patina/material', 'patina_material', 'text-to-image', 'fal_ai__patina_material', 'PatinaMaterial'),
         ('fal-ai/phota', 'phota', 'text-to-image', 'fal_ai__phota', 'Phota'),
         ('fal-ai/phota/create-profile', 'phota_create_profile', 'training', 'fal_ai__phota_create_profile', 'PhotaCreateProfile'),
         ('fal-ai/piflow', 'piflow', 'text-to-image', 'fal_ai__piflow', 'Piflow'),
@@ -806,11 +807,13 @@ ENDPOINTS = EndpointIndex(
         ('fal-ai/wan-25-preview/text-to-image', 'wan_25_preview_text_to_image', 'text-to-image', 'fal_ai__wan_25_preview_text_to_image', 'Wan25PreviewTextToImage'),
         ('fal-ai/wan-25-preview/text-to-video', 'wan_25_preview_text_to_video', 'text-to-video', 'fal_ai__wan_25_preview_text_to_video', 'Wan25PreviewTextToVideo'),
         ('fal-ai/wan-alpha', 'wan_alpha', 'text-to-video', 'fal_ai__wan_alpha', 'WanAlpha'),
+        ('fal-ai/wan-ati', 'wan_ati', 'image-to-video', 'fal_ai__wan_ati', 'WanAti'),
         ('fal-ai/wan-flf2v', 'wan_flf2v', 'image-to-video', 'fal_ai__wan_flf2v', 'WanFlf2v'),
         ('fal-ai/wan-fun-control', 'wan_fun_control', 'video-to-video', 'fal_ai__wan_fun_control', 'WanFunControl'),
         ('fal-ai/wan-i2v', 'wan_i2v', 'image-to-video', 'fal_ai__wan_i2v', 'WanI2v'),
         ('fal-ai/wan-i2v-lora', 'wan_i2v_lora', 'image-to-video', 'fal_ai__wan_i2v_lora', 'WanI2vLora'),
         ('fal-ai/wan-motion', 'wan_motion', 'video-to-video', 'fal_ai__wan_motion', 'WanMotion'),
+        ('fal-ai/wan-move', 'wan_move', 'image-to-video', 'fal_ai__wan_move', 'WanMove'),
         ('fal-ai/wan-pro/image-to-video', 'wan_pro_image_to_video', 'image-to-video', 'fal_ai__wan_pro_image_to_video', 'WanProImageToVideo'),
         ('fal-ai/wan-pro/text-to-video', 'wan_pro_text_to_video', 'text-to-video', 'fal_ai__wan_pro_text_to_video', 'WanProTextToVideo'),
         ('fal-ai/wan-t2v', 'wan_t2v', 'text-to-video', 'fal_ai__wan_t2v', 'WanT2v'),
@@ -958,9 +961,6 @@ ALIASES: Mapping[str, str] = MappingProxyType(
 # Endpoints in the registry that could not be bound, with the reason.
 UNBOUND: Mapping[str, str] = MappingProxyType(
     {
-        'fal-ai/patina/material': "$ref to schema 'ImageFile' (from 'PatinaMaterialOutput') that the document does not define",
-        'fal-ai/wan-ati': "$ref to schema 'TrackPoint' (from 'WanAtiInput') that the document does not define",
-        'fal-ai/wan-move': "$ref to schema 'TrajectoryPoint' (from 'WanMoveInput') that the document does not define",
         'openrouter/router/openai/v1/responses': "$ref to schema 'RouterOpenaiV1ResponsesInput' (from the endpoint) that the document does not define",
         'perceptron/isaac-01/openai/v1/chat/completions': "$ref to schema 'Isaac01OpenaiV1ChatCompletionsInput' (from the endpoint) that the document does not define",
     }

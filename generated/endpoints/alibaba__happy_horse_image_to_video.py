@@ -3,6 +3,7 @@
 
 # fal endpoint: alibaba/happy-horse/image-to-video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -92,6 +93,17 @@ class VideoFile(ResponseModel):
     ] = None
 
 
+class AlibabaHappyHorseImageToVideoParams(TypedDict, total=False):
+    """The fields of `AlibabaHappyHorseImageToVideoInput` as keyword arguments of the typed client methods."""
+
+    image_url: str
+    prompt: str | None
+    resolution: Literal["720p", "1080p"]
+    duration: Literal[3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15]
+    seed: int | None
+    enable_safety_checker: bool
+
+
 ENDPOINT_ID = "alibaba/happy-horse/image-to-video"
 INPUT_MODEL = AlibabaHappyHorseImageToVideoInput
 OUTPUT_MODEL = AlibabaHappyHorseImageToVideoOutput
@@ -99,5 +111,6 @@ OUTPUT_MODEL = AlibabaHappyHorseImageToVideoOutput
 __all__ = [
     "AlibabaHappyHorseImageToVideoInput",
     "AlibabaHappyHorseImageToVideoOutput",
+    "AlibabaHappyHorseImageToVideoParams",
     "VideoFile",
 ]

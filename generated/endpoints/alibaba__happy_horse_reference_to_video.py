@@ -3,6 +3,7 @@
 
 # fal endpoint: alibaba/happy-horse/reference-to-video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -101,6 +102,18 @@ class VideoFile(ResponseModel):
     ] = None
 
 
+class AlibabaHappyHorseReferenceToVideoParams(TypedDict, total=False):
+    """The fields of `AlibabaHappyHorseReferenceToVideoInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    image_urls: list[str]
+    aspect_ratio: Literal["16:9", "9:16", "1:1", "4:3", "3:4"]
+    resolution: Literal["720p", "1080p"]
+    duration: Literal[3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15]
+    seed: int | None
+    enable_safety_checker: bool
+
+
 ENDPOINT_ID = "alibaba/happy-horse/reference-to-video"
 INPUT_MODEL = AlibabaHappyHorseReferenceToVideoInput
 OUTPUT_MODEL = AlibabaHappyHorseReferenceToVideoOutput
@@ -108,5 +121,6 @@ OUTPUT_MODEL = AlibabaHappyHorseReferenceToVideoOutput
 __all__ = [
     "AlibabaHappyHorseReferenceToVideoInput",
     "AlibabaHappyHorseReferenceToVideoOutput",
+    "AlibabaHappyHorseReferenceToVideoParams",
     "VideoFile",
 ]

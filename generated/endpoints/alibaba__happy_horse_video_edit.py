@@ -3,6 +3,7 @@
 
 # fal endpoint: alibaba/happy-horse/video-edit
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -97,6 +98,18 @@ class VideoFile(ResponseModel):
     ] = None
 
 
+class AlibabaHappyHorseVideoEditParams(TypedDict, total=False):
+    """The fields of `AlibabaHappyHorseVideoEditInput` as keyword arguments of the typed client methods."""
+
+    video_url: str
+    prompt: str
+    reference_image_urls: list[str] | None
+    resolution: Literal["720p", "1080p"]
+    audio_setting: Literal["auto", "origin"]
+    seed: int | None
+    enable_safety_checker: bool
+
+
 ENDPOINT_ID = "alibaba/happy-horse/video-edit"
 INPUT_MODEL = AlibabaHappyHorseVideoEditInput
 OUTPUT_MODEL = AlibabaHappyHorseVideoEditOutput
@@ -104,5 +117,6 @@ OUTPUT_MODEL = AlibabaHappyHorseVideoEditOutput
 __all__ = [
     "AlibabaHappyHorseVideoEditInput",
     "AlibabaHappyHorseVideoEditOutput",
+    "AlibabaHappyHorseVideoEditParams",
     "VideoFile",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: argil/avatars/audio-to-video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -102,6 +103,43 @@ class Video(ResponseModel):
     ] = None
 
 
+class ArgilAvatarsAudioToVideoParams(TypedDict, total=False):
+    """The fields of `ArgilAvatarsAudioToVideoInput` as keyword arguments of the typed client methods."""
+
+    avatar: Literal[
+        "Mia outdoor (UGC)",
+        "Lara (Masterclass)",
+        "Ines (UGC)",
+        "Maria (Masterclass)",
+        "Emma (UGC)",
+        "Sienna (Masterclass)",
+        "Elena (UGC)",
+        "Jasmine (Masterclass)",
+        "Amara (Masterclass)",
+        "Ryan podcast (UGC)",
+        "Tyler (Masterclass)",
+        "Jayse (Masterclass)",
+        "Paul (Masterclass)",
+        "Matteo (UGC)",
+        "Daniel car (UGC)",
+        "Dario (Masterclass)",
+        "Viva (Masterclass)",
+        "Chen (Masterclass)",
+        "Alex (Masterclass)",
+        "Vanessa (UGC)",
+        "Laurent (UGC)",
+        "Noemie car (UGC)",
+        "Brandon (UGC)",
+        "Byron (Masterclass)",
+        "Calista (Masterclass)",
+        "Milo (Masterclass)",
+        "Fabien (Masterclass)",
+        "Rose (UGC)",
+    ]
+    audio_url: str
+    remove_background: bool
+
+
 ENDPOINT_ID = "argil/avatars/audio-to-video"
 INPUT_MODEL = ArgilAvatarsAudioToVideoInput
 OUTPUT_MODEL = ArgilAvatarsAudioToVideoOutput
@@ -109,5 +147,6 @@ OUTPUT_MODEL = ArgilAvatarsAudioToVideoOutput
 __all__ = [
     "ArgilAvatarsAudioToVideoInput",
     "ArgilAvatarsAudioToVideoOutput",
+    "ArgilAvatarsAudioToVideoParams",
     "Video",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: beatoven/sound-effect-generation
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Any
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -124,6 +125,17 @@ class File(ResponseModel):
     ] = None
 
 
+class BeatovenSoundEffectGenerationParams(TypedDict, total=False):
+    """The fields of `BeatovenSoundEffectGenerationInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    negative_prompt: str
+    duration: float
+    refinement: int
+    creativity: float
+    seed: int | None
+
+
 ENDPOINT_ID = "beatoven/sound-effect-generation"
 INPUT_MODEL = BeatovenSoundEffectGenerationInput
 OUTPUT_MODEL = BeatovenSoundEffectGenerationOutput
@@ -131,5 +143,6 @@ OUTPUT_MODEL = BeatovenSoundEffectGenerationOutput
 __all__ = [
     "BeatovenSoundEffectGenerationInput",
     "BeatovenSoundEffectGenerationOutput",
+    "BeatovenSoundEffectGenerationParams",
     "File",
 ]

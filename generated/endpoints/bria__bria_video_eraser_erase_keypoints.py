@@ -3,6 +3,7 @@
 
 # fal endpoint: bria/bria_video_eraser/erase/keypoints
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import ConfigDict, Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -70,6 +71,28 @@ class BriaBriaVideoEraserEraseKeypointsOutput(ResponseModel):
     )
 
 
+class BriaBriaVideoEraserEraseKeypointsParams(TypedDict, total=False):
+    """The fields of `BriaBriaVideoEraserEraseKeypointsInput` as keyword arguments of the typed client methods."""
+
+    output_container_and_codec: Literal[
+        "mp4_h265",
+        "mp4_h264",
+        "webm_vp9",
+        "gif",
+        "mov_h264",
+        "mov_h265",
+        "mov_proresks",
+        "mkv_h264",
+        "mkv_h265",
+        "mkv_vp9",
+        "mkv_mpeg4",
+    ]
+    auto_trim: bool
+    preserve_audio: bool
+    keypoints: list[str]
+    video_url: str
+
+
 ENDPOINT_ID = "bria/bria_video_eraser/erase/keypoints"
 INPUT_MODEL = BriaBriaVideoEraserEraseKeypointsInput
 OUTPUT_MODEL = BriaBriaVideoEraserEraseKeypointsOutput
@@ -77,4 +100,5 @@ OUTPUT_MODEL = BriaBriaVideoEraserEraseKeypointsOutput
 __all__ = [
     "BriaBriaVideoEraserEraseKeypointsInput",
     "BriaBriaVideoEraserEraseKeypointsOutput",
+    "BriaBriaVideoEraserEraseKeypointsParams",
 ]

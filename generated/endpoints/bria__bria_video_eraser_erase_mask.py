@@ -3,6 +3,7 @@
 
 # fal endpoint: bria/bria_video_eraser/erase/mask
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import ConfigDict, Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -67,6 +68,28 @@ class BriaBriaVideoEraserEraseMaskOutput(ResponseModel):
     )
 
 
+class BriaBriaVideoEraserEraseMaskParams(TypedDict, total=False):
+    """The fields of `BriaBriaVideoEraserEraseMaskInput` as keyword arguments of the typed client methods."""
+
+    output_container_and_codec: Literal[
+        "mp4_h265",
+        "mp4_h264",
+        "webm_vp9",
+        "gif",
+        "mov_h264",
+        "mov_h265",
+        "mov_proresks",
+        "mkv_h264",
+        "mkv_h265",
+        "mkv_vp9",
+        "mkv_mpeg4",
+    ]
+    auto_trim: bool
+    preserve_audio: bool
+    video_url: str
+    mask_video_url: str
+
+
 ENDPOINT_ID = "bria/bria_video_eraser/erase/mask"
 INPUT_MODEL = BriaBriaVideoEraserEraseMaskInput
 OUTPUT_MODEL = BriaBriaVideoEraserEraseMaskOutput
@@ -74,4 +97,5 @@ OUTPUT_MODEL = BriaBriaVideoEraserEraseMaskOutput
 __all__ = [
     "BriaBriaVideoEraserEraseMaskInput",
     "BriaBriaVideoEraserEraseMaskOutput",
+    "BriaBriaVideoEraserEraseMaskParams",
 ]

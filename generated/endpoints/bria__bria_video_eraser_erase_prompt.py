@@ -3,6 +3,7 @@
 
 # fal endpoint: bria/bria_video_eraser/erase/prompt
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import ConfigDict, Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -63,6 +64,28 @@ class BriaBriaVideoEraserErasePromptOutput(ResponseModel):
     )
 
 
+class BriaBriaVideoEraserErasePromptParams(TypedDict, total=False):
+    """The fields of `BriaBriaVideoEraserErasePromptInput` as keyword arguments of the typed client methods."""
+
+    output_container_and_codec: Literal[
+        "mp4_h265",
+        "mp4_h264",
+        "webm_vp9",
+        "gif",
+        "mov_h264",
+        "mov_h265",
+        "mov_proresks",
+        "mkv_h264",
+        "mkv_h265",
+        "mkv_vp9",
+        "mkv_mpeg4",
+    ]
+    auto_trim: bool
+    preserve_audio: bool
+    prompt: str
+    video_url: str
+
+
 ENDPOINT_ID = "bria/bria_video_eraser/erase/prompt"
 INPUT_MODEL = BriaBriaVideoEraserErasePromptInput
 OUTPUT_MODEL = BriaBriaVideoEraserErasePromptOutput
@@ -70,4 +93,5 @@ OUTPUT_MODEL = BriaBriaVideoEraserErasePromptOutput
 __all__ = [
     "BriaBriaVideoEraserErasePromptInput",
     "BriaBriaVideoEraserErasePromptOutput",
+    "BriaBriaVideoEraserErasePromptParams",
 ]

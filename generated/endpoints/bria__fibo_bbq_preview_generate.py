@@ -3,6 +3,7 @@
 
 # fal endpoint: bria/fibo-bbq-preview/generate
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Any, Literal
 from pydantic import ConfigDict, Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -349,6 +350,20 @@ class StructuredPrompt(RequestModel):
     ] = None
 
 
+class BriaFiboBbqPreviewGenerateParams(TypedDict, total=False):
+    """The fields of `BriaFiboBbqPreviewGenerateInput` as keyword arguments of the typed client methods."""
+
+    prompt: str | None
+    aspect_ratio: Literal["1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9"]
+    structured_prompt: StructuredPrompt | str | dict[str, Any] | None
+    image_url: str | None
+    seed: int
+    steps_num: int
+    negative_prompt: str
+    guidance_scale: int
+    sync_mode: bool
+
+
 ENDPOINT_ID = "bria/fibo-bbq-preview/generate"
 INPUT_MODEL = BriaFiboBbqPreviewGenerateInput
 OUTPUT_MODEL = BriaFiboBbqPreviewGenerateOutput
@@ -358,6 +373,7 @@ __all__ = [
     "BoundingBox",
     "BriaFiboBbqPreviewGenerateInput",
     "BriaFiboBbqPreviewGenerateOutput",
+    "BriaFiboBbqPreviewGenerateParams",
     "Color",
     "Image",
     "Lighting",

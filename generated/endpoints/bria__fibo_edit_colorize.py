@@ -3,6 +3,7 @@
 
 # fal endpoint: bria/fibo-edit/colorize
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Any, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -71,6 +72,13 @@ class Image(ResponseModel):
     ] = None
 
 
+class BriaFiboEditColorizeParams(TypedDict, total=False):
+    """The fields of `BriaFiboEditColorizeInput` as keyword arguments of the typed client methods."""
+
+    image_url: str
+    color: Literal["contemporary color", "vivid color", "black and white colors", "sepia vintage"]
+
+
 ENDPOINT_ID = "bria/fibo-edit/colorize"
 INPUT_MODEL = BriaFiboEditColorizeInput
 OUTPUT_MODEL = BriaFiboEditColorizeOutput
@@ -78,5 +86,6 @@ OUTPUT_MODEL = BriaFiboEditColorizeOutput
 __all__ = [
     "BriaFiboEditColorizeInput",
     "BriaFiboEditColorizeOutput",
+    "BriaFiboEditColorizeParams",
     "Image",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: bria/fibo-edit/edit/structured_instruction
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import ConfigDict, Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -47,6 +48,16 @@ class BriaFiboEditEditStructuredInstructionOutput(ResponseModel):
     )
 
 
+class BriaFiboEditEditStructuredInstructionParams(TypedDict, total=False):
+    """The fields of `BriaFiboEditEditStructuredInstructionInput` as keyword arguments of the typed client methods."""
+
+    image_url: str | None
+    mask_url: str | None
+    instruction: str | None
+    seed: int
+    sync_mode: bool
+
+
 ENDPOINT_ID = "bria/fibo-edit/edit/structured_instruction"
 INPUT_MODEL = BriaFiboEditEditStructuredInstructionInput
 OUTPUT_MODEL = BriaFiboEditEditStructuredInstructionOutput
@@ -54,4 +65,5 @@ OUTPUT_MODEL = BriaFiboEditEditStructuredInstructionOutput
 __all__ = [
     "BriaFiboEditEditStructuredInstructionInput",
     "BriaFiboEditEditStructuredInstructionOutput",
+    "BriaFiboEditEditStructuredInstructionParams",
 ]

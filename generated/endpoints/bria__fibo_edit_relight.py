@@ -3,6 +3,7 @@
 
 # fal endpoint: bria/fibo-edit/relight
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Any, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -91,6 +92,28 @@ class Image(ResponseModel):
     ] = None
 
 
+class BriaFiboEditRelightParams(TypedDict, total=False):
+    """The fields of `BriaFiboEditRelightInput` as keyword arguments of the typed client methods."""
+
+    image_url: str
+    light_direction: Literal["front", "side", "bottom", "top-down"] | None
+    light_type: Literal[
+        "midday",
+        "blue hour light",
+        "low-angle sunlight",
+        "sunrise light",
+        "spotlight on subject",
+        "overcast light",
+        "soft overcast daylight lighting",
+        "cloud-filtered lighting",
+        "fog-diffused lighting",
+        "moonlight lighting",
+        "starlight nighttime",
+        "soft bokeh lighting",
+        "harsh studio lighting",
+    ]
+
+
 ENDPOINT_ID = "bria/fibo-edit/relight"
 INPUT_MODEL = BriaFiboEditRelightInput
 OUTPUT_MODEL = BriaFiboEditRelightOutput
@@ -98,5 +121,6 @@ OUTPUT_MODEL = BriaFiboEditRelightOutput
 __all__ = [
     "BriaFiboEditRelightInput",
     "BriaFiboEditRelightOutput",
+    "BriaFiboEditRelightParams",
     "Image",
 ]

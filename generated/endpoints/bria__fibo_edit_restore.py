@@ -3,6 +3,7 @@
 
 # fal endpoint: bria/fibo-edit/restore
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Any
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -63,6 +64,12 @@ class Image(ResponseModel):
     ] = None
 
 
+class BriaFiboEditRestoreParams(TypedDict, total=False):
+    """The fields of `BriaFiboEditRestoreInput` as keyword arguments of the typed client methods."""
+
+    image_url: str
+
+
 ENDPOINT_ID = "bria/fibo-edit/restore"
 INPUT_MODEL = BriaFiboEditRestoreInput
 OUTPUT_MODEL = BriaFiboEditRestoreOutput
@@ -70,5 +77,6 @@ OUTPUT_MODEL = BriaFiboEditRestoreOutput
 __all__ = [
     "BriaFiboEditRestoreInput",
     "BriaFiboEditRestoreOutput",
+    "BriaFiboEditRestoreParams",
     "Image",
 ]

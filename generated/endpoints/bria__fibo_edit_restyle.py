@@ -3,6 +3,7 @@
 
 # fal endpoint: bria/fibo-edit/restyle
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Any, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -85,6 +86,27 @@ class Image(ResponseModel):
     ] = None
 
 
+class BriaFiboEditRestyleParams(TypedDict, total=False):
+    """The fields of `BriaFiboEditRestyleInput` as keyword arguments of the typed client methods."""
+
+    image_url: str
+    style: Literal[
+        "3D Render",
+        "Cubism",
+        "Oil Painting",
+        "Anime",
+        "Cartoon",
+        "Coloring Book",
+        "Retro Ad",
+        "Pop Art Halftone",
+        "Vector Art",
+        "Story Board",
+        "Art Nouveau",
+        "Cross Etching",
+        "Wood Cut",
+    ]
+
+
 ENDPOINT_ID = "bria/fibo-edit/restyle"
 INPUT_MODEL = BriaFiboEditRestyleInput
 OUTPUT_MODEL = BriaFiboEditRestyleOutput
@@ -92,5 +114,6 @@ OUTPUT_MODEL = BriaFiboEditRestyleOutput
 __all__ = [
     "BriaFiboEditRestyleInput",
     "BriaFiboEditRestyleOutput",
+    "BriaFiboEditRestyleParams",
     "Image",
 ]

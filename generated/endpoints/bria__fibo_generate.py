@@ -3,6 +3,7 @@
 
 # fal endpoint: bria/fibo/generate
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Any, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -272,6 +273,20 @@ class StructuredPrompt(RequestModel):
     ] = None
 
 
+class BriaFiboGenerateParams(TypedDict, total=False):
+    """The fields of `BriaFiboGenerateInput` as keyword arguments of the typed client methods."""
+
+    prompt: str | None
+    structured_prompt: StructuredPrompt | None
+    image_url: str | None
+    seed: int
+    steps_num: int
+    aspect_ratio: Literal["1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9"]
+    negative_prompt: str
+    resolution: Literal["1MP", "4MP"]
+    sync_mode: bool
+
+
 ENDPOINT_ID = "bria/fibo/generate"
 INPUT_MODEL = BriaFiboGenerateInput
 OUTPUT_MODEL = BriaFiboGenerateOutput
@@ -280,6 +295,7 @@ __all__ = [
     "Aesthetics",
     "BriaFiboGenerateInput",
     "BriaFiboGenerateOutput",
+    "BriaFiboGenerateParams",
     "Image",
     "Lighting",
     "PhotographicCharacteristics",

@@ -3,6 +3,7 @@
 
 # fal endpoint: bria/fibo/generate/structured_prompt
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Any
 from pydantic import ConfigDict, Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -213,6 +214,15 @@ class StructuredPrompt(RequestModel):
     ] = None
 
 
+class BriaFiboGenerateStructuredPromptParams(TypedDict, total=False):
+    """The fields of `BriaFiboGenerateStructuredPromptInput` as keyword arguments of the typed client methods."""
+
+    prompt: str | None
+    structured_prompt: StructuredPrompt | None
+    image_url: str | None
+    seed: int
+
+
 ENDPOINT_ID = "bria/fibo/generate/structured_prompt"
 INPUT_MODEL = BriaFiboGenerateStructuredPromptInput
 OUTPUT_MODEL = BriaFiboGenerateStructuredPromptOutput
@@ -221,6 +231,7 @@ __all__ = [
     "Aesthetics",
     "BriaFiboGenerateStructuredPromptInput",
     "BriaFiboGenerateStructuredPromptOutput",
+    "BriaFiboGenerateStructuredPromptParams",
     "Lighting",
     "PhotographicCharacteristics",
     "PromptObject",

@@ -3,6 +3,7 @@
 
 # fal endpoint: bria/fibo-lite/generate
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Any, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -530,6 +531,19 @@ class TextRenderOutput(ResponseModel):
     ] = None
 
 
+class BriaFiboLiteGenerateParams(TypedDict, total=False):
+    """The fields of `BriaFiboLiteGenerateInput` as keyword arguments of the typed client methods."""
+
+    prompt: str | None
+    structured_prompt: StructuredPrompt | None
+    image_url: str | None
+    seed: int
+    aspect_ratio: Literal["1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9"]
+    negative_prompt: str
+    steps_num: int
+    sync_mode: bool
+
+
 ENDPOINT_ID = "bria/fibo-lite/generate"
 INPUT_MODEL = BriaFiboLiteGenerateInput
 OUTPUT_MODEL = BriaFiboLiteGenerateOutput
@@ -539,6 +553,7 @@ __all__ = [
     "AestheticsDetailsOutput",
     "BriaFiboLiteGenerateInput",
     "BriaFiboLiteGenerateOutput",
+    "BriaFiboLiteGenerateParams",
     "Image",
     "LightingDetails",
     "LightingDetailsOutput",

@@ -3,6 +3,7 @@
 
 # fal endpoint: bria/fibo-lite/generate/structured_prompt
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import ConfigDict, Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -255,6 +256,15 @@ class TextRender(RequestModel):
     ] = None
 
 
+class BriaFiboLiteGenerateStructuredPromptParams(TypedDict, total=False):
+    """The fields of `BriaFiboLiteGenerateStructuredPromptInput` as keyword arguments of the typed client methods."""
+
+    prompt: str | None
+    structured_prompt: StructuredPrompt | None
+    image_url: str | None
+    seed: int
+
+
 ENDPOINT_ID = "bria/fibo-lite/generate/structured_prompt"
 INPUT_MODEL = BriaFiboLiteGenerateStructuredPromptInput
 OUTPUT_MODEL = BriaFiboLiteGenerateStructuredPromptOutput
@@ -263,6 +273,7 @@ __all__ = [
     "AestheticsDetails",
     "BriaFiboLiteGenerateStructuredPromptInput",
     "BriaFiboLiteGenerateStructuredPromptOutput",
+    "BriaFiboLiteGenerateStructuredPromptParams",
     "LightingDetails",
     "ObjectDescription",
     "PhotographicCharacteristicsDetails",

@@ -3,6 +3,7 @@
 
 # fal endpoint: bria/text-to-image/3.2
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -89,6 +90,20 @@ class Image(ResponseModel):
     ] = None
 
 
+class BriaTextToImage32Params(TypedDict, total=False):
+    """The fields of `BriaTextToImage32Input` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    num_inference_steps: int
+    seed: int
+    aspect_ratio: Literal["1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9"]
+    negative_prompt: str
+    guidance_scale: float
+    truncate_prompt: bool
+    prompt_enhancer: bool
+    sync_mode: bool
+
+
 ENDPOINT_ID = "bria/text-to-image/3.2"
 INPUT_MODEL = BriaTextToImage32Input
 OUTPUT_MODEL = BriaTextToImage32Output
@@ -96,5 +111,6 @@ OUTPUT_MODEL = BriaTextToImage32Output
 __all__ = [
     "BriaTextToImage32Input",
     "BriaTextToImage32Output",
+    "BriaTextToImage32Params",
     "Image",
 ]

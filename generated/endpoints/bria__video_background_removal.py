@@ -3,6 +3,7 @@
 
 # fal endpoint: bria/video/background-removal
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -118,6 +119,37 @@ class Video(ResponseModel):
     ] = None
 
 
+class BriaVideoBackgroundRemovalParams(TypedDict, total=False):
+    """The fields of `BriaVideoBackgroundRemovalInput` as keyword arguments of the typed client methods."""
+
+    output_container_and_codec: Literal[
+        "mp4_h265",
+        "mp4_h264",
+        "webm_vp9",
+        "mov_h265",
+        "mov_proresks",
+        "mkv_h265",
+        "mkv_h264",
+        "mkv_vp9",
+        "gif",
+    ]
+    preserve_audio: bool
+    video_url: str
+    background_color: Literal[
+        "Transparent",
+        "Black",
+        "White",
+        "Gray",
+        "Red",
+        "Green",
+        "Blue",
+        "Yellow",
+        "Cyan",
+        "Magenta",
+        "Orange",
+    ]
+
+
 ENDPOINT_ID = "bria/video/background-removal"
 INPUT_MODEL = BriaVideoBackgroundRemovalInput
 OUTPUT_MODEL = BriaVideoBackgroundRemovalOutput
@@ -125,6 +157,7 @@ OUTPUT_MODEL = BriaVideoBackgroundRemovalOutput
 __all__ = [
     "BriaVideoBackgroundRemovalInput",
     "BriaVideoBackgroundRemovalOutput",
+    "BriaVideoBackgroundRemovalParams",
     "File",
     "Video",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: bria/video/background-removal/v3
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -107,6 +108,38 @@ class Video(ResponseModel):
     ] = None
 
 
+class BriaVideoBackgroundRemovalV3Params(TypedDict, total=False):
+    """The fields of `BriaVideoBackgroundRemovalV3Input` as keyword arguments of the typed client methods."""
+
+    output_container_and_codec: Literal[
+        "mp4_h265",
+        "mp4_h264",
+        "webm_vp9",
+        "mov_h265",
+        "mov_proresks",
+        "mkv_h265",
+        "mkv_h264",
+        "mkv_vp9",
+        "avi_h264",
+        "gif",
+    ]
+    preserve_audio: bool
+    video_url: str
+    background_color: Literal[
+        "Transparent",
+        "Black",
+        "White",
+        "Gray",
+        "Red",
+        "Green",
+        "Blue",
+        "Yellow",
+        "Cyan",
+        "Magenta",
+        "Orange",
+    ]
+
+
 ENDPOINT_ID = "bria/video/background-removal/v3"
 INPUT_MODEL = BriaVideoBackgroundRemovalV3Input
 OUTPUT_MODEL = BriaVideoBackgroundRemovalV3Output
@@ -114,5 +147,6 @@ OUTPUT_MODEL = BriaVideoBackgroundRemovalV3Output
 __all__ = [
     "BriaVideoBackgroundRemovalV3Input",
     "BriaVideoBackgroundRemovalV3Output",
+    "BriaVideoBackgroundRemovalV3Params",
     "Video",
 ]

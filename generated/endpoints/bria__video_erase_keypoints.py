@@ -3,6 +3,7 @@
 
 # fal endpoint: bria/video/erase/keypoints
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import ConfigDict, Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -70,6 +71,28 @@ class BriaVideoEraseKeypointsOutput(ResponseModel):
     )
 
 
+class BriaVideoEraseKeypointsParams(TypedDict, total=False):
+    """The fields of `BriaVideoEraseKeypointsInput` as keyword arguments of the typed client methods."""
+
+    output_container_and_codec: Literal[
+        "mp4_h265",
+        "mp4_h264",
+        "webm_vp9",
+        "gif",
+        "mov_h264",
+        "mov_h265",
+        "mov_proresks",
+        "mkv_h264",
+        "mkv_h265",
+        "mkv_vp9",
+        "mkv_mpeg4",
+    ]
+    auto_trim: bool
+    preserve_audio: bool
+    keypoints: list[str]
+    video_url: str
+
+
 ENDPOINT_ID = "bria/video/erase/keypoints"
 INPUT_MODEL = BriaVideoEraseKeypointsInput
 OUTPUT_MODEL = BriaVideoEraseKeypointsOutput
@@ -77,4 +100,5 @@ OUTPUT_MODEL = BriaVideoEraseKeypointsOutput
 __all__ = [
     "BriaVideoEraseKeypointsInput",
     "BriaVideoEraseKeypointsOutput",
+    "BriaVideoEraseKeypointsParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: bria/video/erase/mask
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import ConfigDict, Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -67,6 +68,28 @@ class BriaVideoEraseMaskOutput(ResponseModel):
     )
 
 
+class BriaVideoEraseMaskParams(TypedDict, total=False):
+    """The fields of `BriaVideoEraseMaskInput` as keyword arguments of the typed client methods."""
+
+    output_container_and_codec: Literal[
+        "mp4_h265",
+        "mp4_h264",
+        "webm_vp9",
+        "gif",
+        "mov_h264",
+        "mov_h265",
+        "mov_proresks",
+        "mkv_h264",
+        "mkv_h265",
+        "mkv_vp9",
+        "mkv_mpeg4",
+    ]
+    auto_trim: bool
+    preserve_audio: bool
+    video_url: str
+    mask_video_url: str
+
+
 ENDPOINT_ID = "bria/video/erase/mask"
 INPUT_MODEL = BriaVideoEraseMaskInput
 OUTPUT_MODEL = BriaVideoEraseMaskOutput
@@ -74,4 +97,5 @@ OUTPUT_MODEL = BriaVideoEraseMaskOutput
 __all__ = [
     "BriaVideoEraseMaskInput",
     "BriaVideoEraseMaskOutput",
+    "BriaVideoEraseMaskParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: bria/video/increase-resolution
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -103,6 +104,25 @@ class Video(ResponseModel):
     ] = None
 
 
+class BriaVideoIncreaseResolutionParams(TypedDict, total=False):
+    """The fields of `BriaVideoIncreaseResolutionInput` as keyword arguments of the typed client methods."""
+
+    output_container_and_codec: Literal[
+        "mp4_h265",
+        "mp4_h264",
+        "webm_vp9",
+        "mov_h265",
+        "mov_proresks",
+        "mkv_h265",
+        "mkv_h264",
+        "mkv_vp9",
+        "gif",
+    ]
+    preserve_audio: bool
+    video_url: str
+    desired_increase: Literal["2", "4"]
+
+
 ENDPOINT_ID = "bria/video/increase-resolution"
 INPUT_MODEL = BriaVideoIncreaseResolutionInput
 OUTPUT_MODEL = BriaVideoIncreaseResolutionOutput
@@ -110,6 +130,7 @@ OUTPUT_MODEL = BriaVideoIncreaseResolutionOutput
 __all__ = [
     "BriaVideoIncreaseResolutionInput",
     "BriaVideoIncreaseResolutionOutput",
+    "BriaVideoIncreaseResolutionParams",
     "File",
     "Video",
 ]

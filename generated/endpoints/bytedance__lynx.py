@@ -3,6 +3,7 @@
 
 # fal endpoint: bytedance/lynx
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -173,6 +174,24 @@ class VideoFile(ResponseModel):
     ] = None
 
 
+class BytedanceLynxParams(TypedDict, total=False):
+    """The fields of `BytedanceLynxInput` as keyword arguments of the typed client methods."""
+
+    image_url: str
+    prompt: str
+    negative_prompt: str
+    num_inference_steps: int
+    seed: int | None
+    resolution: Literal["480p", "580p", "720p"]
+    aspect_ratio: Literal["16:9", "9:16", "1:1"]
+    ip_scale: float
+    strength: float
+    frames_per_second: int
+    guidance_scale: float
+    guidance_scale_2: float
+    num_frames: int
+
+
 ENDPOINT_ID = "bytedance/lynx"
 INPUT_MODEL = BytedanceLynxInput
 OUTPUT_MODEL = BytedanceLynxOutput
@@ -180,5 +199,6 @@ OUTPUT_MODEL = BytedanceLynxOutput
 __all__ = [
     "BytedanceLynxInput",
     "BytedanceLynxOutput",
+    "BytedanceLynxParams",
     "VideoFile",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: bytedance/seedance-2.0/fast/text-to-video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -100,6 +101,18 @@ class File(ResponseModel):
     ] = None
 
 
+class BytedanceSeedance20FastTextToVideoParams(TypedDict, total=False):
+    """The fields of `BytedanceSeedance20FastTextToVideoInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    resolution: Literal["480p", "720p"]
+    duration: Literal["auto", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13", "14", "15"]
+    aspect_ratio: Literal["auto", "21:9", "16:9", "4:3", "1:1", "3:4", "9:16"]
+    generate_audio: bool
+    seed: int | None
+    end_user_id: str | None
+
+
 ENDPOINT_ID = "bytedance/seedance-2.0/fast/text-to-video"
 INPUT_MODEL = BytedanceSeedance20FastTextToVideoInput
 OUTPUT_MODEL = BytedanceSeedance20FastTextToVideoOutput
@@ -107,5 +120,6 @@ OUTPUT_MODEL = BytedanceSeedance20FastTextToVideoOutput
 __all__ = [
     "BytedanceSeedance20FastTextToVideoInput",
     "BytedanceSeedance20FastTextToVideoOutput",
+    "BytedanceSeedance20FastTextToVideoParams",
     "File",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: bytedance/seedance-2.0/image-to-video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -117,6 +118,20 @@ class File(ResponseModel):
     ] = None
 
 
+class BytedanceSeedance20ImageToVideoParams(TypedDict, total=False):
+    """The fields of `BytedanceSeedance20ImageToVideoInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    image_url: str
+    end_image_url: str | None
+    resolution: Literal["480p", "720p", "1080p"]
+    duration: Literal["auto", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13", "14", "15"]
+    aspect_ratio: Literal["auto", "21:9", "16:9", "4:3", "1:1", "3:4", "9:16"]
+    generate_audio: bool
+    seed: int | None
+    end_user_id: str | None
+
+
 ENDPOINT_ID = "bytedance/seedance-2.0/image-to-video"
 INPUT_MODEL = BytedanceSeedance20ImageToVideoInput
 OUTPUT_MODEL = BytedanceSeedance20ImageToVideoOutput
@@ -124,5 +139,6 @@ OUTPUT_MODEL = BytedanceSeedance20ImageToVideoOutput
 __all__ = [
     "BytedanceSeedance20ImageToVideoInput",
     "BytedanceSeedance20ImageToVideoOutput",
+    "BytedanceSeedance20ImageToVideoParams",
     "File",
 ]

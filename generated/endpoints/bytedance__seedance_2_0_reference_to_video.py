@@ -3,6 +3,7 @@
 
 # fal endpoint: bytedance/seedance-2.0/reference-to-video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -126,6 +127,21 @@ class File(ResponseModel):
     ] = None
 
 
+class BytedanceSeedance20ReferenceToVideoParams(TypedDict, total=False):
+    """The fields of `BytedanceSeedance20ReferenceToVideoInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    image_urls: list[str] | None
+    video_urls: list[str] | None
+    audio_urls: list[str] | None
+    resolution: Literal["480p", "720p", "1080p"]
+    duration: Literal["auto", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13", "14", "15"]
+    aspect_ratio: Literal["auto", "21:9", "16:9", "4:3", "1:1", "3:4", "9:16"]
+    generate_audio: bool
+    seed: int | None
+    end_user_id: str | None
+
+
 ENDPOINT_ID = "bytedance/seedance-2.0/reference-to-video"
 INPUT_MODEL = BytedanceSeedance20ReferenceToVideoInput
 OUTPUT_MODEL = BytedanceSeedance20ReferenceToVideoOutput
@@ -133,5 +149,6 @@ OUTPUT_MODEL = BytedanceSeedance20ReferenceToVideoOutput
 __all__ = [
     "BytedanceSeedance20ReferenceToVideoInput",
     "BytedanceSeedance20ReferenceToVideoOutput",
+    "BytedanceSeedance20ReferenceToVideoParams",
     "File",
 ]

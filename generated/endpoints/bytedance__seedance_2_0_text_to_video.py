@@ -3,6 +3,7 @@
 
 # fal endpoint: bytedance/seedance-2.0/text-to-video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -100,6 +101,18 @@ class File(ResponseModel):
     ] = None
 
 
+class BytedanceSeedance20TextToVideoParams(TypedDict, total=False):
+    """The fields of `BytedanceSeedance20TextToVideoInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    resolution: Literal["480p", "720p", "1080p"]
+    duration: Literal["auto", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13", "14", "15"]
+    aspect_ratio: Literal["auto", "21:9", "16:9", "4:3", "1:1", "3:4", "9:16"]
+    generate_audio: bool
+    seed: int | None
+    end_user_id: str | None
+
+
 ENDPOINT_ID = "bytedance/seedance-2.0/text-to-video"
 INPUT_MODEL = BytedanceSeedance20TextToVideoInput
 OUTPUT_MODEL = BytedanceSeedance20TextToVideoOutput
@@ -107,5 +120,6 @@ OUTPUT_MODEL = BytedanceSeedance20TextToVideoOutput
 __all__ = [
     "BytedanceSeedance20TextToVideoInput",
     "BytedanceSeedance20TextToVideoOutput",
+    "BytedanceSeedance20TextToVideoParams",
     "File",
 ]

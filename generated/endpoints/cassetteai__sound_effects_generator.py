@@ -3,6 +3,7 @@
 
 # fal endpoint: cassetteai/sound-effects-generator
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -65,6 +66,13 @@ class File(ResponseModel):
     ] = None
 
 
+class CassetteaiSoundEffectsGeneratorParams(TypedDict, total=False):
+    """The fields of `CassetteaiSoundEffectsGeneratorInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    duration: int
+
+
 ENDPOINT_ID = "cassetteai/sound-effects-generator"
 INPUT_MODEL = CassetteaiSoundEffectsGeneratorInput
 OUTPUT_MODEL = CassetteaiSoundEffectsGeneratorOutput
@@ -72,5 +80,6 @@ OUTPUT_MODEL = CassetteaiSoundEffectsGeneratorOutput
 __all__ = [
     "CassetteaiSoundEffectsGeneratorInput",
     "CassetteaiSoundEffectsGeneratorOutput",
+    "CassetteaiSoundEffectsGeneratorParams",
     "File",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: cassetteai/video-sound-effects-generator
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -83,6 +84,12 @@ class Video(RequestModel):
     file_data: Annotated[bytes | None, Field(description="File data", title="File Data")] = None
 
 
+class CassetteaiVideoSoundEffectsGeneratorParams(TypedDict, total=False):
+    """The fields of `CassetteaiVideoSoundEffectsGeneratorInput` as keyword arguments of the typed client methods."""
+
+    video_url: Video
+
+
 ENDPOINT_ID = "cassetteai/video-sound-effects-generator"
 INPUT_MODEL = CassetteaiVideoSoundEffectsGeneratorInput
 OUTPUT_MODEL = CassetteaiVideoSoundEffectsGeneratorOutput
@@ -90,6 +97,7 @@ OUTPUT_MODEL = CassetteaiVideoSoundEffectsGeneratorOutput
 __all__ = [
     "CassetteaiVideoSoundEffectsGeneratorInput",
     "CassetteaiVideoSoundEffectsGeneratorOutput",
+    "CassetteaiVideoSoundEffectsGeneratorParams",
     "File",
     "Video",
 ]

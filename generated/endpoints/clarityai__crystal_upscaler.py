@@ -3,6 +3,7 @@
 
 # fal endpoint: clarityai/crystal-upscaler
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -70,6 +71,14 @@ class Image(ResponseModel):
     ] = None
 
 
+class ClarityaiCrystalUpscalerParams(TypedDict, total=False):
+    """The fields of `ClarityaiCrystalUpscalerInput` as keyword arguments of the typed client methods."""
+
+    image_url: str
+    scale_factor: float
+    creativity: float
+
+
 ENDPOINT_ID = "clarityai/crystal-upscaler"
 INPUT_MODEL = ClarityaiCrystalUpscalerInput
 OUTPUT_MODEL = ClarityaiCrystalUpscalerOutput
@@ -77,5 +86,6 @@ OUTPUT_MODEL = ClarityaiCrystalUpscalerOutput
 __all__ = [
     "ClarityaiCrystalUpscalerInput",
     "ClarityaiCrystalUpscalerOutput",
+    "ClarityaiCrystalUpscalerParams",
     "Image",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: clarityai/crystal-video-upscaler
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -87,6 +88,13 @@ class VideoFile(ResponseModel):
     ] = None
 
 
+class ClarityaiCrystalVideoUpscalerParams(TypedDict, total=False):
+    """The fields of `ClarityaiCrystalVideoUpscalerInput` as keyword arguments of the typed client methods."""
+
+    video_url: str
+    scale_factor: float
+
+
 ENDPOINT_ID = "clarityai/crystal-video-upscaler"
 INPUT_MODEL = ClarityaiCrystalVideoUpscalerInput
 OUTPUT_MODEL = ClarityaiCrystalVideoUpscalerOutput
@@ -94,5 +102,6 @@ OUTPUT_MODEL = ClarityaiCrystalVideoUpscalerOutput
 __all__ = [
     "ClarityaiCrystalVideoUpscalerInput",
     "ClarityaiCrystalVideoUpscalerOutput",
+    "ClarityaiCrystalVideoUpscalerParams",
     "VideoFile",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: decart/lucy2-vton/realtime
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import ConfigDict, Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -37,6 +38,14 @@ class DecartLucy2VtonRealtimeOutput(ResponseModel):
     )
 
 
+class DecartLucy2VtonRealtimeParams(TypedDict, total=False):
+    """The fields of `DecartLucy2VtonRealtimeInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    image_url: str
+    reference_image_url: str | None
+
+
 ENDPOINT_ID = "decart/lucy2-vton/realtime"
 INPUT_MODEL = DecartLucy2VtonRealtimeInput
 OUTPUT_MODEL = DecartLucy2VtonRealtimeOutput
@@ -44,4 +53,5 @@ OUTPUT_MODEL = DecartLucy2VtonRealtimeOutput
 __all__ = [
     "DecartLucy2VtonRealtimeInput",
     "DecartLucy2VtonRealtimeOutput",
+    "DecartLucy2VtonRealtimeParams",
 ]

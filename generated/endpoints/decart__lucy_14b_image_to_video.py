@@ -3,6 +3,7 @@
 
 # fal endpoint: decart/lucy-14b/image-to-video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -86,6 +87,16 @@ class File(ResponseModel):
     file_data: Annotated[bytes | None, Field(description="File data", title="File Data")] = None
 
 
+class DecartLucy14bImageToVideoParams(TypedDict, total=False):
+    """The fields of `DecartLucy14bImageToVideoInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    image_url: str
+    resolution: Literal["720p"]
+    aspect_ratio: Literal["9:16", "16:9"]
+    sync_mode: bool
+
+
 ENDPOINT_ID = "decart/lucy-14b/image-to-video"
 INPUT_MODEL = DecartLucy14bImageToVideoInput
 OUTPUT_MODEL = DecartLucy14bImageToVideoOutput
@@ -93,5 +104,6 @@ OUTPUT_MODEL = DecartLucy14bImageToVideoOutput
 __all__ = [
     "DecartLucy14bImageToVideoInput",
     "DecartLucy14bImageToVideoOutput",
+    "DecartLucy14bImageToVideoParams",
     "File",
 ]

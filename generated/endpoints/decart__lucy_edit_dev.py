@@ -3,6 +3,7 @@
 
 # fal endpoint: decart/lucy-edit/dev
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -86,6 +87,15 @@ class File(ResponseModel):
     file_data: Annotated[bytes | None, Field(description="File data", title="File Data")] = None
 
 
+class DecartLucyEditDevParams(TypedDict, total=False):
+    """The fields of `DecartLucyEditDevInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    video_url: str
+    sync_mode: bool
+    enhance_prompt: bool
+
+
 ENDPOINT_ID = "decart/lucy-edit/dev"
 INPUT_MODEL = DecartLucyEditDevInput
 OUTPUT_MODEL = DecartLucyEditDevOutput
@@ -93,5 +103,6 @@ OUTPUT_MODEL = DecartLucyEditDevOutput
 __all__ = [
     "DecartLucyEditDevInput",
     "DecartLucyEditDevOutput",
+    "DecartLucyEditDevParams",
     "File",
 ]

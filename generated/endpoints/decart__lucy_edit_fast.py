@@ -3,6 +3,7 @@
 
 # fal endpoint: decart/lucy-edit/fast
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -86,6 +87,15 @@ class File(ResponseModel):
     file_data: Annotated[bytes | None, Field(description="File data", title="File Data")] = None
 
 
+class DecartLucyEditFastParams(TypedDict, total=False):
+    """The fields of `DecartLucyEditFastInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    video_url: str
+    sync_mode: bool
+    enhance_prompt: bool
+
+
 ENDPOINT_ID = "decart/lucy-edit/fast"
 INPUT_MODEL = DecartLucyEditFastInput
 OUTPUT_MODEL = DecartLucyEditFastOutput
@@ -93,5 +103,6 @@ OUTPUT_MODEL = DecartLucyEditFastOutput
 __all__ = [
     "DecartLucyEditFastInput",
     "DecartLucyEditFastOutput",
+    "DecartLucyEditFastParams",
     "File",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: decart/lucy-edit/pro
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -89,6 +90,16 @@ class File(ResponseModel):
     file_data: Annotated[bytes | None, Field(description="File data", title="File Data")] = None
 
 
+class DecartLucyEditProParams(TypedDict, total=False):
+    """The fields of `DecartLucyEditProInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    video_url: str
+    resolution: Literal["720p"]
+    sync_mode: bool
+    enhance_prompt: bool
+
+
 ENDPOINT_ID = "decart/lucy-edit/pro"
 INPUT_MODEL = DecartLucyEditProInput
 OUTPUT_MODEL = DecartLucyEditProOutput
@@ -96,5 +107,6 @@ OUTPUT_MODEL = DecartLucyEditProOutput
 __all__ = [
     "DecartLucyEditProInput",
     "DecartLucyEditProOutput",
+    "DecartLucyEditProParams",
     "File",
 ]

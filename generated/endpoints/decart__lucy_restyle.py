@@ -3,6 +3,7 @@
 
 # fal endpoint: decart/lucy-restyle
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -83,6 +84,17 @@ class File(ResponseModel):
     file_data: Annotated[bytes | None, Field(description="File data", title="File Data")] = None
 
 
+class DecartLucyRestyleParams(TypedDict, total=False):
+    """The fields of `DecartLucyRestyleInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    video_url: str
+    seed: int | None
+    resolution: Literal["720p"]
+    enhance_prompt: bool
+    sync_mode: bool
+
+
 ENDPOINT_ID = "decart/lucy-restyle"
 INPUT_MODEL = DecartLucyRestyleInput
 OUTPUT_MODEL = DecartLucyRestyleOutput
@@ -90,5 +102,6 @@ OUTPUT_MODEL = DecartLucyRestyleOutput
 __all__ = [
     "DecartLucyRestyleInput",
     "DecartLucyRestyleOutput",
+    "DecartLucyRestyleParams",
     "File",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/ace-step
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -200,6 +201,25 @@ class File(ResponseModel):
     ] = None
 
 
+class AceStepParams(TypedDict, total=False):
+    """The fields of `AceStepInput` as keyword arguments of the typed client methods."""
+
+    tags: str
+    lyrics: str
+    duration: float
+    number_of_steps: int
+    seed: int | None
+    scheduler: Literal["euler", "heun"]
+    guidance_type: Literal["cfg", "apg", "cfg_star"]
+    granularity_scale: int
+    guidance_interval: float
+    guidance_interval_decay: float
+    guidance_scale: float
+    minimum_guidance_scale: float
+    tag_guidance_scale: float
+    lyric_guidance_scale: float
+
+
 ENDPOINT_ID = "fal-ai/ace-step"
 INPUT_MODEL = AceStepInput
 OUTPUT_MODEL = AceStepOutput
@@ -207,5 +227,6 @@ OUTPUT_MODEL = AceStepOutput
 __all__ = [
     "AceStepInput",
     "AceStepOutput",
+    "AceStepParams",
     "File",
 ]

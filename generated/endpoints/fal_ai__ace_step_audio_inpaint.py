@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/ace-step/audio-inpaint
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -247,6 +248,30 @@ class File(ResponseModel):
     ] = None
 
 
+class AceStepAudioInpaintParams(TypedDict, total=False):
+    """The fields of `AceStepAudioInpaintInput` as keyword arguments of the typed client methods."""
+
+    audio_url: str
+    start_time_relative_to: Literal["start", "end"]
+    start_time: float
+    end_time_relative_to: Literal["start", "end"]
+    end_time: float
+    tags: str
+    lyrics: str
+    variance: float
+    number_of_steps: int
+    seed: int | None
+    scheduler: Literal["euler", "heun"]
+    guidance_type: Literal["cfg", "apg", "cfg_star"]
+    granularity_scale: int
+    guidance_interval: float
+    guidance_interval_decay: float
+    guidance_scale: float
+    minimum_guidance_scale: float
+    tag_guidance_scale: float
+    lyric_guidance_scale: float
+
+
 ENDPOINT_ID = "fal-ai/ace-step/audio-inpaint"
 INPUT_MODEL = AceStepAudioInpaintInput
 OUTPUT_MODEL = AceStepAudioInpaintOutput
@@ -254,5 +279,6 @@ OUTPUT_MODEL = AceStepAudioInpaintOutput
 __all__ = [
     "AceStepAudioInpaintInput",
     "AceStepAudioInpaintOutput",
+    "AceStepAudioInpaintParams",
     "File",
 ]

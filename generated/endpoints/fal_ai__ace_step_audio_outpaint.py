@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/ace-step/audio-outpaint
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -221,6 +222,27 @@ class File(ResponseModel):
     ] = None
 
 
+class AceStepAudioOutpaintParams(TypedDict, total=False):
+    """The fields of `AceStepAudioOutpaintInput` as keyword arguments of the typed client methods."""
+
+    audio_url: str
+    extend_before_duration: float
+    extend_after_duration: float
+    tags: str
+    lyrics: str
+    number_of_steps: int
+    seed: int | None
+    scheduler: Literal["euler", "heun"]
+    guidance_type: Literal["cfg", "apg", "cfg_star"]
+    granularity_scale: int
+    guidance_interval: float
+    guidance_interval_decay: float
+    guidance_scale: float
+    minimum_guidance_scale: float
+    tag_guidance_scale: float
+    lyric_guidance_scale: float
+
+
 ENDPOINT_ID = "fal-ai/ace-step/audio-outpaint"
 INPUT_MODEL = AceStepAudioOutpaintInput
 OUTPUT_MODEL = AceStepAudioOutpaintOutput
@@ -228,5 +250,6 @@ OUTPUT_MODEL = AceStepAudioOutpaintOutput
 __all__ = [
     "AceStepAudioOutpaintInput",
     "AceStepAudioOutpaintOutput",
+    "AceStepAudioOutpaintParams",
     "File",
 ]

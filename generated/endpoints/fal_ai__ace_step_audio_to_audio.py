@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/ace-step/audio-to-audio
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -226,6 +227,29 @@ class File(ResponseModel):
     ] = None
 
 
+class AceStepAudioToAudioParams(TypedDict, total=False):
+    """The fields of `AceStepAudioToAudioInput` as keyword arguments of the typed client methods."""
+
+    audio_url: str
+    edit_mode: Literal["lyrics", "remix"]
+    original_tags: str
+    original_lyrics: str
+    tags: str
+    lyrics: str
+    number_of_steps: int
+    seed: int | None
+    scheduler: Literal["euler", "heun"]
+    guidance_type: Literal["cfg", "apg", "cfg_star"]
+    granularity_scale: int
+    guidance_interval: float
+    guidance_interval_decay: float
+    guidance_scale: float
+    minimum_guidance_scale: float
+    tag_guidance_scale: float
+    lyric_guidance_scale: float
+    original_seed: int | None
+
+
 ENDPOINT_ID = "fal-ai/ace-step/audio-to-audio"
 INPUT_MODEL = AceStepAudioToAudioInput
 OUTPUT_MODEL = AceStepAudioToAudioOutput
@@ -233,5 +257,6 @@ OUTPUT_MODEL = AceStepAudioToAudioOutput
 __all__ = [
     "AceStepAudioToAudioInput",
     "AceStepAudioToAudioOutput",
+    "AceStepAudioToAudioParams",
     "File",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/ace-step/prompt-to-audio
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -201,6 +202,25 @@ class File(ResponseModel):
     ] = None
 
 
+class AceStepPromptToAudioParams(TypedDict, total=False):
+    """The fields of `AceStepPromptToAudioInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    instrumental: bool
+    duration: float
+    number_of_steps: int
+    seed: int | None
+    scheduler: Literal["euler", "heun"]
+    guidance_type: Literal["cfg", "apg", "cfg_star"]
+    granularity_scale: int
+    guidance_interval: float
+    guidance_interval_decay: float
+    guidance_scale: float
+    minimum_guidance_scale: float
+    tag_guidance_scale: float
+    lyric_guidance_scale: float
+
+
 ENDPOINT_ID = "fal-ai/ace-step/prompt-to-audio"
 INPUT_MODEL = AceStepPromptToAudioInput
 OUTPUT_MODEL = AceStepPromptToAudioOutput
@@ -208,5 +228,6 @@ OUTPUT_MODEL = AceStepPromptToAudioOutput
 __all__ = [
     "AceStepPromptToAudioInput",
     "AceStepPromptToAudioOutput",
+    "AceStepPromptToAudioParams",
     "File",
 ]

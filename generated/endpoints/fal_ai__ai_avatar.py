@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/ai-avatar
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -108,6 +109,18 @@ class File(ResponseModel):
     file_data: Annotated[bytes | None, Field(description="File data", title="File Data")] = None
 
 
+class AiAvatarParams(TypedDict, total=False):
+    """The fields of `AiAvatarInput` as keyword arguments of the typed client methods."""
+
+    image_url: str
+    audio_url: str
+    prompt: str
+    num_frames: int
+    resolution: Literal["480p", "720p"]
+    seed: int
+    acceleration: Literal["none", "regular", "high"]
+
+
 ENDPOINT_ID = "fal-ai/ai-avatar"
 INPUT_MODEL = AiAvatarInput
 OUTPUT_MODEL = AiAvatarOutput
@@ -115,5 +128,6 @@ OUTPUT_MODEL = AiAvatarOutput
 __all__ = [
     "AiAvatarInput",
     "AiAvatarOutput",
+    "AiAvatarParams",
     "File",
 ]

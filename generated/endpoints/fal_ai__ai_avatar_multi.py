@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/ai-avatar/multi
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -124,6 +125,20 @@ class File(ResponseModel):
     ] = None
 
 
+class AiAvatarMultiParams(TypedDict, total=False):
+    """The fields of `AiAvatarMultiInput` as keyword arguments of the typed client methods."""
+
+    image_url: str
+    first_audio_url: str
+    second_audio_url: str | None
+    prompt: str
+    num_frames: int
+    resolution: Literal["480p", "720p"]
+    seed: int
+    use_only_first_audio: bool
+    acceleration: Literal["none", "regular", "high"]
+
+
 ENDPOINT_ID = "fal-ai/ai-avatar/multi"
 INPUT_MODEL = AiAvatarMultiInput
 OUTPUT_MODEL = AiAvatarMultiOutput
@@ -131,5 +146,6 @@ OUTPUT_MODEL = AiAvatarMultiOutput
 __all__ = [
     "AiAvatarMultiInput",
     "AiAvatarMultiOutput",
+    "AiAvatarMultiParams",
     "File",
 ]

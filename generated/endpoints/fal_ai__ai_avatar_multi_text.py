@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/ai-avatar/multi-text
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -168,6 +169,63 @@ class File(ResponseModel):
     ] = None
 
 
+class AiAvatarMultiTextParams(TypedDict, total=False):
+    """The fields of `AiAvatarMultiTextInput` as keyword arguments of the typed client methods."""
+
+    image_url: str
+    first_text_input: str
+    second_text_input: str
+    voice1: Literal[
+        "Aria",
+        "Roger",
+        "Sarah",
+        "Laura",
+        "Charlie",
+        "George",
+        "Callum",
+        "River",
+        "Liam",
+        "Charlotte",
+        "Alice",
+        "Matilda",
+        "Will",
+        "Jessica",
+        "Eric",
+        "Chris",
+        "Brian",
+        "Daniel",
+        "Lily",
+        "Bill",
+    ]
+    voice2: Literal[
+        "Aria",
+        "Roger",
+        "Sarah",
+        "Laura",
+        "Charlie",
+        "George",
+        "Callum",
+        "River",
+        "Liam",
+        "Charlotte",
+        "Alice",
+        "Matilda",
+        "Will",
+        "Jessica",
+        "Eric",
+        "Chris",
+        "Brian",
+        "Daniel",
+        "Lily",
+        "Bill",
+    ]
+    prompt: str
+    num_frames: int
+    resolution: Literal["480p", "720p"]
+    seed: int
+    acceleration: Literal["none", "regular", "high"]
+
+
 ENDPOINT_ID = "fal-ai/ai-avatar/multi-text"
 INPUT_MODEL = AiAvatarMultiTextInput
 OUTPUT_MODEL = AiAvatarMultiTextOutput
@@ -175,5 +233,6 @@ OUTPUT_MODEL = AiAvatarMultiTextOutput
 __all__ = [
     "AiAvatarMultiTextInput",
     "AiAvatarMultiTextOutput",
+    "AiAvatarMultiTextParams",
     "File",
 ]

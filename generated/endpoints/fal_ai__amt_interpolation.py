@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/amt-interpolation
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -59,6 +60,14 @@ class File(ResponseModel):
     ] = None
 
 
+class AmtInterpolationParams(TypedDict, total=False):
+    """The fields of `AmtInterpolationInput` as keyword arguments of the typed client methods."""
+
+    video_url: str
+    output_fps: int
+    recursive_interpolation_passes: int
+
+
 ENDPOINT_ID = "fal-ai/amt-interpolation"
 INPUT_MODEL = AmtInterpolationInput
 OUTPUT_MODEL = AmtInterpolationOutput
@@ -66,5 +75,6 @@ OUTPUT_MODEL = AmtInterpolationOutput
 __all__ = [
     "AmtInterpolationInput",
     "AmtInterpolationOutput",
+    "AmtInterpolationParams",
     "File",
 ]

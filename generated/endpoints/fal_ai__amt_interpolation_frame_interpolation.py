@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/amt-interpolation/frame-interpolation
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -70,6 +71,14 @@ class Frame(RequestModel):
     url: Annotated[str, Field(description="URL of the frame", title="URL")]
 
 
+class AmtInterpolationFrameInterpolationParams(TypedDict, total=False):
+    """The fields of `AmtInterpolationFrameInterpolationInput` as keyword arguments of the typed client methods."""
+
+    frames: list[Frame]
+    output_fps: int
+    recursive_interpolation_passes: int
+
+
 ENDPOINT_ID = "fal-ai/amt-interpolation/frame-interpolation"
 INPUT_MODEL = AmtInterpolationFrameInterpolationInput
 OUTPUT_MODEL = AmtInterpolationFrameInterpolationOutput
@@ -77,6 +86,7 @@ OUTPUT_MODEL = AmtInterpolationFrameInterpolationOutput
 __all__ = [
     "AmtInterpolationFrameInterpolationInput",
     "AmtInterpolationFrameInterpolationOutput",
+    "AmtInterpolationFrameInterpolationParams",
     "File",
     "Frame",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/animatediff-sparsectrl-lcm
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -146,6 +147,23 @@ class File(ResponseModel):
     ]
 
 
+class AnimatediffSparsectrlLcmParams(TypedDict, total=False):
+    """The fields of `AnimatediffSparsectrlLcmInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    negative_prompt: str
+    controlnet_type: Literal["scribble", "rgb"]
+    num_inference_steps: int
+    guidance_scale: int
+    seed: int | None
+    keyframe_0_image_url: str | None
+    keyframe_0_index: int
+    keyframe_1_image_url: str | None
+    keyframe_1_index: int
+    keyframe_2_image_url: str | None
+    keyframe_2_index: int
+
+
 ENDPOINT_ID = "fal-ai/animatediff-sparsectrl-lcm"
 INPUT_MODEL = AnimatediffSparsectrlLcmInput
 OUTPUT_MODEL = AnimatediffSparsectrlLcmOutput
@@ -153,5 +171,6 @@ OUTPUT_MODEL = AnimatediffSparsectrlLcmOutput
 __all__ = [
     "AnimatediffSparsectrlLcmInput",
     "AnimatediffSparsectrlLcmOutput",
+    "AnimatediffSparsectrlLcmParams",
     "File",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/arbiter/image
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -32,6 +33,13 @@ class ImageInput(RequestModel):
     ]
 
 
+class ArbiterImageParams(TypedDict, total=False):
+    """The fields of `ArbiterImageInput` as keyword arguments of the typed client methods."""
+
+    measurements: list[Literal["arniqa", "clip_iqa", "musiq", "nima", "lapvar"]]
+    inputs: list[ImageInput]
+
+
 ENDPOINT_ID = "fal-ai/arbiter/image"
 INPUT_MODEL = ArbiterImageInput
 OUTPUT_MODEL = ArbiterImageOutput
@@ -39,5 +47,6 @@ OUTPUT_MODEL = ArbiterImageOutput
 __all__ = [
     "ArbiterImageInput",
     "ArbiterImageOutput",
+    "ArbiterImageParams",
     "ImageInput",
 ]

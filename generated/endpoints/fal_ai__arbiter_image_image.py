@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/arbiter/image/image
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -36,6 +37,13 @@ class ReferenceImageInput(RequestModel):
     ]
 
 
+class ArbiterImageImageParams(TypedDict, total=False):
+    """The fields of `ArbiterImageImageInput` as keyword arguments of the typed client methods."""
+
+    measurements: list[Literal["dists", "mse", "lpips", "sdi", "ssim"]]
+    inputs: list[ReferenceImageInput]
+
+
 ENDPOINT_ID = "fal-ai/arbiter/image/image"
 INPUT_MODEL = ArbiterImageImageInput
 OUTPUT_MODEL = ArbiterImageImageOutput
@@ -43,5 +51,6 @@ OUTPUT_MODEL = ArbiterImageImageOutput
 __all__ = [
     "ArbiterImageImageInput",
     "ArbiterImageImageOutput",
+    "ArbiterImageImageParams",
     "ReferenceImageInput",
 ]

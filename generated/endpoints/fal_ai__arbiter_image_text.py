@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/arbiter/image/text
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -36,6 +37,13 @@ class SemanticImageInput(RequestModel):
     ]
 
 
+class ArbiterImageTextParams(TypedDict, total=False):
+    """The fields of `ArbiterImageTextInput` as keyword arguments of the typed client methods."""
+
+    measurements: list[Literal["clip_score"]]
+    inputs: list[SemanticImageInput]
+
+
 ENDPOINT_ID = "fal-ai/arbiter/image/text"
 INPUT_MODEL = ArbiterImageTextInput
 OUTPUT_MODEL = ArbiterImageTextOutput
@@ -43,5 +51,6 @@ OUTPUT_MODEL = ArbiterImageTextOutput
 __all__ = [
     "ArbiterImageTextInput",
     "ArbiterImageTextOutput",
+    "ArbiterImageTextParams",
     "SemanticImageInput",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/audio-understanding
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -55,6 +56,14 @@ class AudioUnderstandingOutput(ResponseModel):
     ]
 
 
+class AudioUnderstandingParams(TypedDict, total=False):
+    """The fields of `AudioUnderstandingInput` as keyword arguments of the typed client methods."""
+
+    audio_url: str
+    prompt: str
+    detailed_analysis: bool
+
+
 ENDPOINT_ID = "fal-ai/audio-understanding"
 INPUT_MODEL = AudioUnderstandingInput
 OUTPUT_MODEL = AudioUnderstandingOutput
@@ -62,4 +71,5 @@ OUTPUT_MODEL = AudioUnderstandingOutput
 __all__ = [
     "AudioUnderstandingInput",
     "AudioUnderstandingOutput",
+    "AudioUnderstandingParams",
 ]

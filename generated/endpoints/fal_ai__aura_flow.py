@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/aura-flow
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -93,6 +94,18 @@ class Image(ResponseModel):
     ] = None
 
 
+class AuraFlowParams(TypedDict, total=False):
+    """The fields of `AuraFlowInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    num_images: int
+    seed: int | None
+    guidance_scale: float
+    num_inference_steps: int
+    expand_prompt: bool
+    sync_mode: bool
+
+
 ENDPOINT_ID = "fal-ai/aura-flow"
 INPUT_MODEL = AuraFlowInput
 OUTPUT_MODEL = AuraFlowOutput
@@ -100,5 +113,6 @@ OUTPUT_MODEL = AuraFlowOutput
 __all__ = [
     "AuraFlowInput",
     "AuraFlowOutput",
+    "AuraFlowParams",
     "Image",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/auto-caption
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -74,6 +75,20 @@ class AutoCaptionOutput(ResponseModel):
     ]
 
 
+class AutoCaptionParams(TypedDict, total=False):
+    """The fields of `AutoCaptionInput` as keyword arguments of the typed client methods."""
+
+    video_url: str
+    txt_color: str
+    txt_font: str
+    font_size: int
+    stroke_width: int
+    left_align: str | float
+    top_align: str | float
+    refresh_interval: float
+    text_case: Literal["default", "upper", "lower"]
+
+
 ENDPOINT_ID = "fal-ai/auto-caption"
 INPUT_MODEL = AutoCaptionInput
 OUTPUT_MODEL = AutoCaptionOutput
@@ -81,4 +96,5 @@ OUTPUT_MODEL = AutoCaptionOutput
 __all__ = [
     "AutoCaptionInput",
     "AutoCaptionOutput",
+    "AutoCaptionParams",
 ]

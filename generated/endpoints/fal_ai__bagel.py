@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/bagel
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -110,6 +111,15 @@ class Image(ResponseModel):
     ] = None
 
 
+class BagelParams(TypedDict, total=False):
+    """The fields of `BagelInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    seed: int | None
+    use_thought: bool
+    enable_safety_checker: bool
+
+
 ENDPOINT_ID = "fal-ai/bagel"
 INPUT_MODEL = BagelInput
 OUTPUT_MODEL = BagelOutput
@@ -117,5 +127,6 @@ OUTPUT_MODEL = BagelOutput
 __all__ = [
     "BagelInput",
     "BagelOutput",
+    "BagelParams",
     "Image",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/bagel/understand
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Any
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -41,6 +42,14 @@ class BagelUnderstandOutput(ResponseModel):
     ]
 
 
+class BagelUnderstandParams(TypedDict, total=False):
+    """The fields of `BagelUnderstandInput` as keyword arguments of the typed client methods."""
+
+    image_url: str
+    prompt: str
+    seed: int | None
+
+
 ENDPOINT_ID = "fal-ai/bagel/understand"
 INPUT_MODEL = BagelUnderstandInput
 OUTPUT_MODEL = BagelUnderstandOutput
@@ -48,4 +57,5 @@ OUTPUT_MODEL = BagelUnderstandOutput
 __all__ = [
     "BagelUnderstandInput",
     "BagelUnderstandOutput",
+    "BagelUnderstandParams",
 ]

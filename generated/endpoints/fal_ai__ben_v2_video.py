@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/ben/v2/video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -84,6 +85,15 @@ class File(ResponseModel):
     ] = None
 
 
+class BenV2VideoParams(TypedDict, total=False):
+    """The fields of `BenV2VideoInput` as keyword arguments of the typed client methods."""
+
+    video_url: str
+    background_color: tuple[int, int, int] | None
+    output_format: Literal["mp4", "webm"]
+    seed: int | None
+
+
 ENDPOINT_ID = "fal-ai/ben/v2/video"
 INPUT_MODEL = BenV2VideoInput
 OUTPUT_MODEL = BenV2VideoOutput
@@ -91,5 +101,6 @@ OUTPUT_MODEL = BenV2VideoOutput
 __all__ = [
     "BenV2VideoInput",
     "BenV2VideoOutput",
+    "BenV2VideoParams",
     "File",
 ]

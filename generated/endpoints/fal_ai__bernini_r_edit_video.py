@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/bernini-r/edit-video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -115,6 +116,21 @@ class File(ResponseModel):
     ] = None
 
 
+class BerniniREditVideoParams(TypedDict, total=False):
+    """The fields of `BerniniREditVideoInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    negative_prompt: str | None
+    num_inference_steps: int
+    max_image_size: int
+    seed: int | None
+    enable_prompt_expansion: bool
+    num_frames: int
+    frames_per_second: int
+    acceleration: Literal["none", "regular"]
+    video_url: str
+
+
 ENDPOINT_ID = "fal-ai/bernini-r/edit-video"
 INPUT_MODEL = BerniniREditVideoInput
 OUTPUT_MODEL = BerniniREditVideoOutput
@@ -122,5 +138,6 @@ OUTPUT_MODEL = BerniniREditVideoOutput
 __all__ = [
     "BerniniREditVideoInput",
     "BerniniREditVideoOutput",
+    "BerniniREditVideoParams",
     "File",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/bernini-r/reference-edit-video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -127,6 +128,22 @@ class File(ResponseModel):
     ] = None
 
 
+class BerniniRReferenceEditVideoParams(TypedDict, total=False):
+    """The fields of `BerniniRReferenceEditVideoInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    negative_prompt: str | None
+    num_inference_steps: int
+    max_image_size: int
+    seed: int | None
+    enable_prompt_expansion: bool
+    num_frames: int
+    frames_per_second: int
+    acceleration: Literal["none", "regular"]
+    video_url: str
+    reference_image_urls: list[str]
+
+
 ENDPOINT_ID = "fal-ai/bernini-r/reference-edit-video"
 INPUT_MODEL = BerniniRReferenceEditVideoInput
 OUTPUT_MODEL = BerniniRReferenceEditVideoOutput
@@ -134,5 +151,6 @@ OUTPUT_MODEL = BerniniRReferenceEditVideoOutput
 __all__ = [
     "BerniniRReferenceEditVideoInput",
     "BerniniRReferenceEditVideoOutput",
+    "BerniniRReferenceEditVideoParams",
     "File",
 ]

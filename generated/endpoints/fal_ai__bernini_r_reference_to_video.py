@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/bernini-r/reference-to-video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -121,6 +122,22 @@ class File(ResponseModel):
     ] = None
 
 
+class BerniniRReferenceToVideoParams(TypedDict, total=False):
+    """The fields of `BerniniRReferenceToVideoInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    negative_prompt: str | None
+    num_inference_steps: int
+    max_image_size: int
+    seed: int | None
+    enable_prompt_expansion: bool
+    num_frames: int
+    frames_per_second: int
+    acceleration: Literal["none", "regular"]
+    reference_image_urls: list[str]
+    aspect_ratio: Literal["16:9", "9:16", "1:1"]
+
+
 ENDPOINT_ID = "fal-ai/bernini-r/reference-to-video"
 INPUT_MODEL = BerniniRReferenceToVideoInput
 OUTPUT_MODEL = BerniniRReferenceToVideoOutput
@@ -128,5 +145,6 @@ OUTPUT_MODEL = BerniniRReferenceToVideoOutput
 __all__ = [
     "BerniniRReferenceToVideoInput",
     "BerniniRReferenceToVideoOutput",
+    "BerniniRReferenceToVideoParams",
     "File",
 ]

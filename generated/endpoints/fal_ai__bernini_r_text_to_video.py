@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/bernini-r/text-to-video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -109,6 +110,21 @@ class File(ResponseModel):
     ] = None
 
 
+class BerniniRTextToVideoParams(TypedDict, total=False):
+    """The fields of `BerniniRTextToVideoInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    negative_prompt: str | None
+    num_inference_steps: int
+    max_image_size: int
+    seed: int | None
+    enable_prompt_expansion: bool
+    num_frames: int
+    frames_per_second: int
+    acceleration: Literal["none", "regular"]
+    aspect_ratio: Literal["16:9", "9:16", "1:1"]
+
+
 ENDPOINT_ID = "fal-ai/bernini-r/text-to-video"
 INPUT_MODEL = BerniniRTextToVideoInput
 OUTPUT_MODEL = BerniniRTextToVideoOutput
@@ -116,5 +132,6 @@ OUTPUT_MODEL = BerniniRTextToVideoOutput
 __all__ = [
     "BerniniRTextToVideoInput",
     "BerniniRTextToVideoOutput",
+    "BerniniRTextToVideoParams",
     "File",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/birefnet/v2
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -119,6 +120,25 @@ class ImageFile(ResponseModel):
     )
 
 
+class BirefnetV2Params(TypedDict, total=False):
+    """The fields of `BirefnetV2Input` as keyword arguments of the typed client methods."""
+
+    model: Literal[
+        "General Use (Light)",
+        "General Use (Light 2K)",
+        "General Use (Heavy)",
+        "Matting",
+        "Portrait",
+        "General Use (Dynamic)",
+    ]
+    operating_resolution: Literal["1024x1024", "2048x2048", "2304x2304"]
+    output_mask: bool
+    refine_foreground: bool
+    sync_mode: bool
+    image_url: str
+    output_format: Literal["webp", "png", "gif"]
+
+
 ENDPOINT_ID = "fal-ai/birefnet/v2"
 INPUT_MODEL = BirefnetV2Input
 OUTPUT_MODEL = BirefnetV2Output
@@ -126,5 +146,6 @@ OUTPUT_MODEL = BirefnetV2Output
 __all__ = [
     "BirefnetV2Input",
     "BirefnetV2Output",
+    "BirefnetV2Params",
     "ImageFile",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/birefnet/v2/video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -134,6 +135,27 @@ class VideoFile(ResponseModel):
     ] = None
 
 
+class BirefnetV2VideoParams(TypedDict, total=False):
+    """The fields of `BirefnetV2VideoInput` as keyword arguments of the typed client methods."""
+
+    model: Literal[
+        "General Use (Light)",
+        "General Use (Light 2K)",
+        "General Use (Heavy)",
+        "Matting",
+        "Portrait",
+        "General Use (Dynamic)",
+    ]
+    operating_resolution: Literal["1024x1024", "2048x2048", "2304x2304"]
+    output_mask: bool
+    refine_foreground: bool
+    sync_mode: bool
+    video_url: str
+    video_output_type: Literal["X264 (.mp4)", "VP9 (.webm)", "PRORES4444 (.mov)", "GIF (.gif)"]
+    video_quality: Literal["low", "medium", "high", "maximum"]
+    video_write_mode: Literal["fast", "balanced", "small"]
+
+
 ENDPOINT_ID = "fal-ai/birefnet/v2/video"
 INPUT_MODEL = BirefnetV2VideoInput
 OUTPUT_MODEL = BirefnetV2VideoOutput
@@ -141,5 +163,6 @@ OUTPUT_MODEL = BirefnetV2VideoOutput
 __all__ = [
     "BirefnetV2VideoInput",
     "BirefnetV2VideoOutput",
+    "BirefnetV2VideoParams",
     "VideoFile",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/bitdance
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -159,6 +160,30 @@ class ImageSize(RequestModel):
     ] = 512
 
 
+class BitdanceParams(TypedDict, total=False):
+    """The fields of `BitdanceInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    image_size: (
+        ImageSize
+        | Literal[
+            "square_hd",
+            "square",
+            "portrait_4_3",
+            "portrait_16_9",
+            "landscape_4_3",
+            "landscape_16_9",
+        ]
+    )
+    num_inference_steps: int
+    guidance_scale: float
+    seed: int | None
+    num_images: int
+    enable_safety_checker: bool
+    output_format: Literal["jpeg", "png"]
+    sync_mode: bool
+
+
 ENDPOINT_ID = "fal-ai/bitdance"
 INPUT_MODEL = BitdanceInput
 OUTPUT_MODEL = BitdanceOutput
@@ -166,6 +191,7 @@ OUTPUT_MODEL = BitdanceOutput
 __all__ = [
     "BitdanceInput",
     "BitdanceOutput",
+    "BitdanceParams",
     "Image",
     "ImageSize",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/bria/text-to-image/hd
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -179,6 +180,22 @@ class Image(ResponseModel):
     ] = None
 
 
+class BriaTextToImageHdParams(TypedDict, total=False):
+    """The fields of `BriaTextToImageHdInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    negative_prompt: str
+    num_images: int
+    aspect_ratio: Literal["1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9"]
+    seed: int | None
+    num_inference_steps: int
+    guidance_scale: float
+    prompt_enhancement: bool
+    medium: Literal["photography", "art"] | None
+    guidance: list[GuidanceInput]
+    sync_mode: bool
+
+
 ENDPOINT_ID = "fal-ai/bria/text-to-image/hd"
 INPUT_MODEL = BriaTextToImageHdInput
 OUTPUT_MODEL = BriaTextToImageHdOutput
@@ -186,6 +203,7 @@ OUTPUT_MODEL = BriaTextToImageHdOutput
 __all__ = [
     "BriaTextToImageHdInput",
     "BriaTextToImageHdOutput",
+    "BriaTextToImageHdParams",
     "GuidanceInput",
     "Image",
 ]

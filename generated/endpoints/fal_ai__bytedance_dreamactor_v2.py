@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/bytedance/dreamactor/v2
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -74,6 +75,14 @@ class File(ResponseModel):
     ] = None
 
 
+class BytedanceDreamactorV2Params(TypedDict, total=False):
+    """The fields of `BytedanceDreamactorV2Input` as keyword arguments of the typed client methods."""
+
+    image_url: str
+    video_url: str
+    trim_first_second: bool
+
+
 ENDPOINT_ID = "fal-ai/bytedance/dreamactor/v2"
 INPUT_MODEL = BytedanceDreamactorV2Input
 OUTPUT_MODEL = BytedanceDreamactorV2Output
@@ -81,5 +90,6 @@ OUTPUT_MODEL = BytedanceDreamactorV2Output
 __all__ = [
     "BytedanceDreamactorV2Input",
     "BytedanceDreamactorV2Output",
+    "BytedanceDreamactorV2Params",
     "File",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/bytedance/dreamina/v3.1/text-to-image
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import structured_default, RequestModel, ResponseModel
@@ -119,6 +120,27 @@ class ImageSize(RequestModel):
     ] = 512
 
 
+class BytedanceDreaminaV31TextToImageParams(TypedDict, total=False):
+    """The fields of `BytedanceDreaminaV31TextToImageInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    image_size: (
+        ImageSize
+        | Literal[
+            "square_hd",
+            "square",
+            "portrait_4_3",
+            "portrait_16_9",
+            "landscape_4_3",
+            "landscape_16_9",
+        ]
+    )
+    enhance_prompt: bool
+    num_images: int
+    seed: int | None
+    sync_mode: bool
+
+
 ENDPOINT_ID = "fal-ai/bytedance/dreamina/v3.1/text-to-image"
 INPUT_MODEL = BytedanceDreaminaV31TextToImageInput
 OUTPUT_MODEL = BytedanceDreaminaV31TextToImageOutput
@@ -126,6 +148,7 @@ OUTPUT_MODEL = BytedanceDreaminaV31TextToImageOutput
 __all__ = [
     "BytedanceDreaminaV31TextToImageInput",
     "BytedanceDreaminaV31TextToImageOutput",
+    "BytedanceDreaminaV31TextToImageParams",
     "Image",
     "ImageSize",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/bytedance/omnihuman/v1.5
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -101,6 +102,17 @@ class File(ResponseModel):
     ] = None
 
 
+class BytedanceOmnihumanV15Params(TypedDict, total=False):
+    """The fields of `BytedanceOmnihumanV15Input` as keyword arguments of the typed client methods."""
+
+    prompt: str | None
+    image_url: str
+    mask_url: str | None
+    audio_url: str
+    turbo_mode: bool
+    resolution: Literal["720p", "1080p"]
+
+
 ENDPOINT_ID = "fal-ai/bytedance/omnihuman/v1.5"
 INPUT_MODEL = BytedanceOmnihumanV15Input
 OUTPUT_MODEL = BytedanceOmnihumanV15Output
@@ -108,5 +120,6 @@ OUTPUT_MODEL = BytedanceOmnihumanV15Output
 __all__ = [
     "BytedanceOmnihumanV15Input",
     "BytedanceOmnihumanV15Output",
+    "BytedanceOmnihumanV15Params",
     "File",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/bytedance/seed3d/image-to-3d
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -69,6 +70,12 @@ class File(ResponseModel):
     file_data: Annotated[bytes | None, Field(description="File data", title="File Data")] = None
 
 
+class BytedanceSeed3dImageTo3dParams(TypedDict, total=False):
+    """The fields of `BytedanceSeed3dImageTo3dInput` as keyword arguments of the typed client methods."""
+
+    image_url: str
+
+
 ENDPOINT_ID = "fal-ai/bytedance/seed3d/image-to-3d"
 INPUT_MODEL = BytedanceSeed3dImageTo3dInput
 OUTPUT_MODEL = BytedanceSeed3dImageTo3dOutput
@@ -76,5 +83,6 @@ OUTPUT_MODEL = BytedanceSeed3dImageTo3dOutput
 __all__ = [
     "BytedanceSeed3dImageTo3dInput",
     "BytedanceSeed3dImageTo3dOutput",
+    "BytedanceSeed3dImageTo3dParams",
     "File",
 ]

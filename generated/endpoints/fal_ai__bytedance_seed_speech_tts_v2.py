@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/bytedance/seed-speech/tts/v2
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -159,6 +160,62 @@ class File(ResponseModel):
     ] = None
 
 
+class BytedanceSeedSpeechTtsV2Params(TypedDict, total=False):
+    """The fields of `BytedanceSeedSpeechTtsV2Input` as keyword arguments of the typed client methods."""
+
+    text: str
+    voice: Literal[
+        "vivi_mixed_en_zh_ja_es_id",
+        "mindy_en_es_id_pt_zh",
+        "stokie_en",
+        "dacey_en",
+        "tim_en",
+        "kian_en_zh",
+        "cedric_en_zh",
+        "sophie_en_zh",
+        "jean_en_zh",
+        "magnus_en_zh",
+        "mabel_en_zh",
+        "nadia_en_zh",
+        "opal_en_zh",
+        "pearl_en_zh",
+        "quentin_en_zh",
+        "vienna_mixed_en_zh",
+        "alina_mixed_en_zh",
+        "corinne_mixed_en_zh",
+        "esther_mixed_en_zh",
+        "freya_mixed_en_zh",
+        "gigi_mixed_en_zh",
+        "holly_mixed_en_zh",
+        "lyla_mixed_en_zh",
+        "daisy_mixed_en_zh",
+        "tracy_es_zh",
+        "jess_ja_es_id_pt_en_zh",
+        "pinky_es_ko_mixed_en_zh",
+        "sweety_ja_es",
+        "sandy_es_mixed_en_zh",
+        "sven_de",
+        "minimi_ja",
+        "usseau_fr",
+        "felipe_es",
+        "han_id",
+        "martins_pt",
+        "enzo_it",
+        "shane_ko",
+        "bonnie_zh",
+        "felix_zh",
+        "celeste_zh",
+        "monkey_king_zh",
+    ]
+    output_format: Literal["mp3", "opus"]
+    sample_rate: Literal[8000, 16000, 22050, 24000, 32000, 44100, 48000]
+    speed: float
+    volume: float
+    pitch: int
+    language: Literal["zh", "en", "ja", "es-mx", "id", "pt-br", "ko", "it", "de", "fr"] | None
+    voice_instruction: str | None
+
+
 ENDPOINT_ID = "fal-ai/bytedance/seed-speech/tts/v2"
 INPUT_MODEL = BytedanceSeedSpeechTtsV2Input
 OUTPUT_MODEL = BytedanceSeedSpeechTtsV2Output
@@ -166,5 +223,6 @@ OUTPUT_MODEL = BytedanceSeedSpeechTtsV2Output
 __all__ = [
     "BytedanceSeedSpeechTtsV2Input",
     "BytedanceSeedSpeechTtsV2Output",
+    "BytedanceSeedSpeechTtsV2Params",
     "File",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/bytedance/seed/v2/mini
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Any, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -135,6 +136,21 @@ class Seed2MiniMessageOutput(ResponseModel):
     ]
 
 
+class BytedanceSeedV2MiniParams(TypedDict, total=False):
+    """The fields of `BytedanceSeedV2MiniInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    image_urls: list[str] | None
+    video_urls: list[str] | None
+    system_prompt: str | None
+    messages: list[Seed2MiniMessage] | None
+    thinking: Literal["enabled", "disabled", "auto"]
+    reasoning_effort: Literal["minimal", "low", "medium", "high"] | None
+    max_completion_tokens: int
+    temperature: float
+    top_p: float
+
+
 ENDPOINT_ID = "fal-ai/bytedance/seed/v2/mini"
 INPUT_MODEL = BytedanceSeedV2MiniInput
 OUTPUT_MODEL = BytedanceSeedV2MiniOutput
@@ -142,6 +158,7 @@ OUTPUT_MODEL = BytedanceSeedV2MiniOutput
 __all__ = [
     "BytedanceSeedV2MiniInput",
     "BytedanceSeedV2MiniOutput",
+    "BytedanceSeedV2MiniParams",
     "Seed2MiniMessage",
     "Seed2MiniMessageOutput",
 ]

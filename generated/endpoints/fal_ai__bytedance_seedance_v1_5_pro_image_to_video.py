@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/bytedance/seedance/v1.5/pro/image-to-video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -108,6 +109,21 @@ class File(ResponseModel):
     ] = None
 
 
+class BytedanceSeedanceV15ProImageToVideoParams(TypedDict, total=False):
+    """The fields of `BytedanceSeedanceV15ProImageToVideoInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    aspect_ratio: Literal["21:9", "16:9", "4:3", "1:1", "3:4", "9:16", "auto"]
+    resolution: Literal["480p", "720p", "1080p"]
+    duration: Literal["4", "5", "6", "7", "8", "9", "10", "11", "12"]
+    camera_fixed: bool
+    seed: int | None
+    enable_safety_checker: bool
+    generate_audio: bool
+    image_url: str
+    end_image_url: str | None
+
+
 ENDPOINT_ID = "fal-ai/bytedance/seedance/v1.5/pro/image-to-video"
 INPUT_MODEL = BytedanceSeedanceV15ProImageToVideoInput
 OUTPUT_MODEL = BytedanceSeedanceV15ProImageToVideoOutput
@@ -115,5 +131,6 @@ OUTPUT_MODEL = BytedanceSeedanceV15ProImageToVideoOutput
 __all__ = [
     "BytedanceSeedanceV15ProImageToVideoInput",
     "BytedanceSeedanceV15ProImageToVideoOutput",
+    "BytedanceSeedanceV15ProImageToVideoParams",
     "File",
 ]

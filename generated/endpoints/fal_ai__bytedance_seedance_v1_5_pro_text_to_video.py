@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/bytedance/seedance/v1.5/pro/text-to-video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -93,6 +94,19 @@ class File(ResponseModel):
     ] = None
 
 
+class BytedanceSeedanceV15ProTextToVideoParams(TypedDict, total=False):
+    """The fields of `BytedanceSeedanceV15ProTextToVideoInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    aspect_ratio: Literal["21:9", "16:9", "4:3", "1:1", "3:4", "9:16", "auto"]
+    resolution: Literal["480p", "720p", "1080p"]
+    duration: Literal["4", "5", "6", "7", "8", "9", "10", "11", "12"]
+    camera_fixed: bool
+    seed: int | None
+    enable_safety_checker: bool
+    generate_audio: bool
+
+
 ENDPOINT_ID = "fal-ai/bytedance/seedance/v1.5/pro/text-to-video"
 INPUT_MODEL = BytedanceSeedanceV15ProTextToVideoInput
 OUTPUT_MODEL = BytedanceSeedanceV15ProTextToVideoOutput
@@ -100,5 +114,6 @@ OUTPUT_MODEL = BytedanceSeedanceV15ProTextToVideoOutput
 __all__ = [
     "BytedanceSeedanceV15ProTextToVideoInput",
     "BytedanceSeedanceV15ProTextToVideoOutput",
+    "BytedanceSeedanceV15ProTextToVideoParams",
     "File",
 ]

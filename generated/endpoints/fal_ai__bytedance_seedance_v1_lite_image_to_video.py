@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/bytedance/seedance/v1/lite/image-to-video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -107,6 +108,20 @@ class File(ResponseModel):
     file_data: Annotated[bytes | None, Field(description="File data", title="File Data")] = None
 
 
+class BytedanceSeedanceV1LiteImageToVideoParams(TypedDict, total=False):
+    """The fields of `BytedanceSeedanceV1LiteImageToVideoInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    aspect_ratio: Literal["21:9", "16:9", "4:3", "1:1", "3:4", "9:16", "auto"]
+    resolution: Literal["480p", "720p", "1080p"]
+    duration: Literal["2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12"]
+    camera_fixed: bool
+    seed: int | None
+    enable_safety_checker: bool
+    image_url: str
+    end_image_url: str | None
+
+
 ENDPOINT_ID = "fal-ai/bytedance/seedance/v1/lite/image-to-video"
 INPUT_MODEL = BytedanceSeedanceV1LiteImageToVideoInput
 OUTPUT_MODEL = BytedanceSeedanceV1LiteImageToVideoOutput
@@ -114,5 +129,6 @@ OUTPUT_MODEL = BytedanceSeedanceV1LiteImageToVideoOutput
 __all__ = [
     "BytedanceSeedanceV1LiteImageToVideoInput",
     "BytedanceSeedanceV1LiteImageToVideoOutput",
+    "BytedanceSeedanceV1LiteImageToVideoParams",
     "File",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/bytedance/seedance/v1/lite/reference-to-video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -105,6 +106,19 @@ class File(ResponseModel):
     file_data: Annotated[bytes | None, Field(description="File data", title="File Data")] = None
 
 
+class BytedanceSeedanceV1LiteReferenceToVideoParams(TypedDict, total=False):
+    """The fields of `BytedanceSeedanceV1LiteReferenceToVideoInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    aspect_ratio: Literal["21:9", "16:9", "4:3", "1:1", "3:4", "9:16", "auto"]
+    resolution: Literal["480p", "720p"]
+    duration: Literal["2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12"]
+    camera_fixed: bool
+    seed: int | None
+    enable_safety_checker: bool
+    reference_image_urls: list[str]
+
+
 ENDPOINT_ID = "fal-ai/bytedance/seedance/v1/lite/reference-to-video"
 INPUT_MODEL = BytedanceSeedanceV1LiteReferenceToVideoInput
 OUTPUT_MODEL = BytedanceSeedanceV1LiteReferenceToVideoOutput
@@ -112,5 +126,6 @@ OUTPUT_MODEL = BytedanceSeedanceV1LiteReferenceToVideoOutput
 __all__ = [
     "BytedanceSeedanceV1LiteReferenceToVideoInput",
     "BytedanceSeedanceV1LiteReferenceToVideoOutput",
+    "BytedanceSeedanceV1LiteReferenceToVideoParams",
     "File",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/bytedance/seedance/v1/lite/text-to-video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -92,6 +93,18 @@ class File(ResponseModel):
     file_data: Annotated[bytes | None, Field(description="File data", title="File Data")] = None
 
 
+class BytedanceSeedanceV1LiteTextToVideoParams(TypedDict, total=False):
+    """The fields of `BytedanceSeedanceV1LiteTextToVideoInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    aspect_ratio: Literal["21:9", "16:9", "4:3", "1:1", "3:4", "9:16", "9:21"]
+    resolution: Literal["480p", "720p", "1080p"]
+    duration: Literal["2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12"]
+    camera_fixed: bool
+    seed: int | None
+    enable_safety_checker: bool
+
+
 ENDPOINT_ID = "fal-ai/bytedance/seedance/v1/lite/text-to-video"
 INPUT_MODEL = BytedanceSeedanceV1LiteTextToVideoInput
 OUTPUT_MODEL = BytedanceSeedanceV1LiteTextToVideoOutput
@@ -99,5 +112,6 @@ OUTPUT_MODEL = BytedanceSeedanceV1LiteTextToVideoOutput
 __all__ = [
     "BytedanceSeedanceV1LiteTextToVideoInput",
     "BytedanceSeedanceV1LiteTextToVideoOutput",
+    "BytedanceSeedanceV1LiteTextToVideoParams",
     "File",
 ]

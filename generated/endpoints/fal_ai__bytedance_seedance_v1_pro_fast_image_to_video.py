@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/bytedance/seedance/v1/pro/fast/image-to-video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -111,6 +112,20 @@ class File(ResponseModel):
     ] = None
 
 
+class BytedanceSeedanceV1ProFastImageToVideoParams(TypedDict, total=False):
+    """The fields of `BytedanceSeedanceV1ProFastImageToVideoInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    aspect_ratio: Literal["21:9", "16:9", "4:3", "1:1", "3:4", "9:16", "auto"]
+    resolution: Literal["480p", "720p", "1080p"]
+    duration: Literal["2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12"]
+    camera_fixed: bool
+    seed: int | None
+    enable_safety_checker: bool
+    num_frames: int | None
+    image_url: str
+
+
 ENDPOINT_ID = "fal-ai/bytedance/seedance/v1/pro/fast/image-to-video"
 INPUT_MODEL = BytedanceSeedanceV1ProFastImageToVideoInput
 OUTPUT_MODEL = BytedanceSeedanceV1ProFastImageToVideoOutput
@@ -118,5 +133,6 @@ OUTPUT_MODEL = BytedanceSeedanceV1ProFastImageToVideoOutput
 __all__ = [
     "BytedanceSeedanceV1ProFastImageToVideoInput",
     "BytedanceSeedanceV1ProFastImageToVideoOutput",
+    "BytedanceSeedanceV1ProFastImageToVideoParams",
     "File",
 ]

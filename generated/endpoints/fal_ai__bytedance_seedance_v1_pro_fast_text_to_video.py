@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/bytedance/seedance/v1/pro/fast/text-to-video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -101,6 +102,19 @@ class File(ResponseModel):
     ] = None
 
 
+class BytedanceSeedanceV1ProFastTextToVideoParams(TypedDict, total=False):
+    """The fields of `BytedanceSeedanceV1ProFastTextToVideoInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    aspect_ratio: Literal["21:9", "16:9", "4:3", "1:1", "3:4", "9:16"]
+    resolution: Literal["480p", "720p", "1080p"]
+    duration: Literal["2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12"]
+    camera_fixed: bool
+    seed: int | None
+    enable_safety_checker: bool
+    num_frames: int | None
+
+
 ENDPOINT_ID = "fal-ai/bytedance/seedance/v1/pro/fast/text-to-video"
 INPUT_MODEL = BytedanceSeedanceV1ProFastTextToVideoInput
 OUTPUT_MODEL = BytedanceSeedanceV1ProFastTextToVideoOutput
@@ -108,5 +122,6 @@ OUTPUT_MODEL = BytedanceSeedanceV1ProFastTextToVideoOutput
 __all__ = [
     "BytedanceSeedanceV1ProFastTextToVideoInput",
     "BytedanceSeedanceV1ProFastTextToVideoOutput",
+    "BytedanceSeedanceV1ProFastTextToVideoParams",
     "File",
 ]

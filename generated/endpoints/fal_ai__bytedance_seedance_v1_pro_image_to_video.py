@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/bytedance/seedance/v1/pro/image-to-video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -118,6 +119,21 @@ class File(ResponseModel):
     ] = None
 
 
+class BytedanceSeedanceV1ProImageToVideoParams(TypedDict, total=False):
+    """The fields of `BytedanceSeedanceV1ProImageToVideoInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    aspect_ratio: Literal["21:9", "16:9", "4:3", "1:1", "3:4", "9:16", "auto"]
+    resolution: Literal["480p", "720p", "1080p"]
+    duration: Literal["2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12"]
+    camera_fixed: bool
+    seed: int | None
+    enable_safety_checker: bool
+    num_frames: int | None
+    image_url: str
+    end_image_url: str | None
+
+
 ENDPOINT_ID = "fal-ai/bytedance/seedance/v1/pro/image-to-video"
 INPUT_MODEL = BytedanceSeedanceV1ProImageToVideoInput
 OUTPUT_MODEL = BytedanceSeedanceV1ProImageToVideoOutput
@@ -125,5 +141,6 @@ OUTPUT_MODEL = BytedanceSeedanceV1ProImageToVideoOutput
 __all__ = [
     "BytedanceSeedanceV1ProImageToVideoInput",
     "BytedanceSeedanceV1ProImageToVideoOutput",
+    "BytedanceSeedanceV1ProImageToVideoParams",
     "File",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/bytedance/seedream/v3/text-to-image
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -131,6 +132,29 @@ class ImageSize(RequestModel):
     ] = 512
 
 
+class BytedanceSeedreamV3TextToImageParams(TypedDict, total=False):
+    """The fields of `BytedanceSeedreamV3TextToImageInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    image_size: (
+        ImageSize
+        | Literal[
+            "square_hd",
+            "square",
+            "portrait_4_3",
+            "portrait_16_9",
+            "landscape_4_3",
+            "landscape_16_9",
+        ]
+        | None
+    )
+    guidance_scale: float
+    num_images: int
+    seed: int | None
+    enable_safety_checker: bool
+    sync_mode: bool
+
+
 ENDPOINT_ID = "fal-ai/bytedance/seedream/v3/text-to-image"
 INPUT_MODEL = BytedanceSeedreamV3TextToImageInput
 OUTPUT_MODEL = BytedanceSeedreamV3TextToImageOutput
@@ -138,6 +162,7 @@ OUTPUT_MODEL = BytedanceSeedreamV3TextToImageOutput
 __all__ = [
     "BytedanceSeedreamV3TextToImageInput",
     "BytedanceSeedreamV3TextToImageOutput",
+    "BytedanceSeedreamV3TextToImageParams",
     "Image",
     "ImageSize",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/bytedance/seedream/v4.5/text-to-image
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import structured_default, RequestModel, ResponseModel
@@ -139,6 +140,30 @@ class ImageSize(RequestModel):
     ] = 512
 
 
+class BytedanceSeedreamV45TextToImageParams(TypedDict, total=False):
+    """The fields of `BytedanceSeedreamV45TextToImageInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    image_size: (
+        ImageSize
+        | Literal[
+            "square_hd",
+            "square",
+            "portrait_4_3",
+            "portrait_16_9",
+            "landscape_4_3",
+            "landscape_16_9",
+            "auto_2K",
+            "auto_4K",
+        ]
+    )
+    num_images: int
+    max_images: int
+    seed: int | None
+    sync_mode: bool
+    enable_safety_checker: bool
+
+
 ENDPOINT_ID = "fal-ai/bytedance/seedream/v4.5/text-to-image"
 INPUT_MODEL = BytedanceSeedreamV45TextToImageInput
 OUTPUT_MODEL = BytedanceSeedreamV45TextToImageOutput
@@ -146,6 +171,7 @@ OUTPUT_MODEL = BytedanceSeedreamV45TextToImageOutput
 __all__ = [
     "BytedanceSeedreamV45TextToImageInput",
     "BytedanceSeedreamV45TextToImageOutput",
+    "BytedanceSeedreamV45TextToImageParams",
     "Image",
     "ImageSize",
 ]

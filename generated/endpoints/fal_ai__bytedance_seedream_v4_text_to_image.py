@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/bytedance/seedream/v4/text-to-image
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import structured_default, RequestModel, ResponseModel
@@ -149,6 +150,32 @@ class ImageSize(RequestModel):
     ] = 512
 
 
+class BytedanceSeedreamV4TextToImageParams(TypedDict, total=False):
+    """The fields of `BytedanceSeedreamV4TextToImageInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    image_size: (
+        ImageSize
+        | Literal[
+            "square_hd",
+            "square",
+            "portrait_4_3",
+            "portrait_16_9",
+            "landscape_4_3",
+            "landscape_16_9",
+            "auto",
+            "auto_2K",
+            "auto_4K",
+        ]
+    )
+    num_images: int
+    max_images: int
+    seed: int | None
+    sync_mode: bool
+    enable_safety_checker: bool
+    enhance_prompt_mode: Literal["standard", "fast"]
+
+
 ENDPOINT_ID = "fal-ai/bytedance/seedream/v4/text-to-image"
 INPUT_MODEL = BytedanceSeedreamV4TextToImageInput
 OUTPUT_MODEL = BytedanceSeedreamV4TextToImageOutput
@@ -156,6 +183,7 @@ OUTPUT_MODEL = BytedanceSeedreamV4TextToImageOutput
 __all__ = [
     "BytedanceSeedreamV4TextToImageInput",
     "BytedanceSeedreamV4TextToImageOutput",
+    "BytedanceSeedreamV4TextToImageParams",
     "Image",
     "ImageSize",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/bytedance/seedream/v5/lite/text-to-image
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -141,6 +142,31 @@ class ImageSize(RequestModel):
     ] = 512
 
 
+class BytedanceSeedreamV5LiteTextToImageParams(TypedDict, total=False):
+    """The fields of `BytedanceSeedreamV5LiteTextToImageInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    image_size: (
+        ImageSize
+        | Literal[
+            "square_hd",
+            "square",
+            "portrait_4_3",
+            "portrait_16_9",
+            "landscape_4_3",
+            "landscape_16_9",
+            "auto_2K",
+            "auto_3K",
+            "auto_4K",
+        ]
+    )
+    num_images: int
+    max_images: int
+    sync_mode: bool
+    enable_safety_checker: bool
+    return_byteplus_urls: bool
+
+
 ENDPOINT_ID = "fal-ai/bytedance/seedream/v5/lite/text-to-image"
 INPUT_MODEL = BytedanceSeedreamV5LiteTextToImageInput
 OUTPUT_MODEL = BytedanceSeedreamV5LiteTextToImageOutput
@@ -148,6 +174,7 @@ OUTPUT_MODEL = BytedanceSeedreamV5LiteTextToImageOutput
 __all__ = [
     "BytedanceSeedreamV5LiteTextToImageInput",
     "BytedanceSeedreamV5LiteTextToImageOutput",
+    "BytedanceSeedreamV5LiteTextToImageParams",
     "Image",
     "ImageSize",
 ]

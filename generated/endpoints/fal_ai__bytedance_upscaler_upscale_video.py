@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/bytedance-upscaler/upscale/video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -106,6 +107,18 @@ class File(ResponseModel):
     ] = None
 
 
+class BytedanceUpscalerUpscaleVideoParams(TypedDict, total=False):
+    """The fields of `BytedanceUpscalerUpscaleVideoInput` as keyword arguments of the typed client methods."""
+
+    video_url: str
+    target_resolution: Literal["1080p", "2k", "4k"]
+    target_fps: Literal["30fps", "60fps"]
+    enhancement_preset: Literal["general", "ugc", "short_series", "aigc", "old_film"]
+    enhancement_tier: Literal["fast", "standard", "pro"]
+    scale_ratio: float | None
+    fidelity: Literal["high", "medium"]
+
+
 ENDPOINT_ID = "fal-ai/bytedance-upscaler/upscale/video"
 INPUT_MODEL = BytedanceUpscalerUpscaleVideoInput
 OUTPUT_MODEL = BytedanceUpscalerUpscaleVideoOutput
@@ -113,5 +126,6 @@ OUTPUT_MODEL = BytedanceUpscalerUpscaleVideoOutput
 __all__ = [
     "BytedanceUpscalerUpscaleVideoInput",
     "BytedanceUpscalerUpscaleVideoOutput",
+    "BytedanceUpscalerUpscaleVideoParams",
     "File",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/bytedance/video-stylize
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import ConfigDict, Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -34,6 +35,13 @@ class BytedanceVideoStylizeOutput(ResponseModel):
     )
 
 
+class BytedanceVideoStylizeParams(TypedDict, total=False):
+    """The fields of `BytedanceVideoStylizeInput` as keyword arguments of the typed client methods."""
+
+    style: str
+    image_url: str
+
+
 ENDPOINT_ID = "fal-ai/bytedance/video-stylize"
 INPUT_MODEL = BytedanceVideoStylizeInput
 OUTPUT_MODEL = BytedanceVideoStylizeOutput
@@ -41,4 +49,5 @@ OUTPUT_MODEL = BytedanceVideoStylizeOutput
 __all__ = [
     "BytedanceVideoStylizeInput",
     "BytedanceVideoStylizeOutput",
+    "BytedanceVideoStylizeParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/chatterbox/speech-to-speech
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -64,6 +65,13 @@ class File(ResponseModel):
     ] = None
 
 
+class ChatterboxSpeechToSpeechParams(TypedDict, total=False):
+    """The fields of `ChatterboxSpeechToSpeechInput` as keyword arguments of the typed client methods."""
+
+    source_audio_url: str
+    target_voice_audio_url: str | None
+
+
 ENDPOINT_ID = "fal-ai/chatterbox/speech-to-speech"
 INPUT_MODEL = ChatterboxSpeechToSpeechInput
 OUTPUT_MODEL = ChatterboxSpeechToSpeechOutput
@@ -71,5 +79,6 @@ OUTPUT_MODEL = ChatterboxSpeechToSpeechOutput
 __all__ = [
     "ChatterboxSpeechToSpeechInput",
     "ChatterboxSpeechToSpeechOutput",
+    "ChatterboxSpeechToSpeechParams",
     "File",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/chatterbox/text-to-speech
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -88,6 +89,17 @@ class File(ResponseModel):
     ] = None
 
 
+class ChatterboxTextToSpeechParams(TypedDict, total=False):
+    """The fields of `ChatterboxTextToSpeechInput` as keyword arguments of the typed client methods."""
+
+    text: str
+    audio_url: str | None
+    exaggeration: float
+    temperature: float
+    cfg: float
+    seed: int | None
+
+
 ENDPOINT_ID = "fal-ai/chatterbox/text-to-speech"
 INPUT_MODEL = ChatterboxTextToSpeechInput
 OUTPUT_MODEL = ChatterboxTextToSpeechOutput
@@ -95,5 +107,6 @@ OUTPUT_MODEL = ChatterboxTextToSpeechOutput
 __all__ = [
     "ChatterboxTextToSpeechInput",
     "ChatterboxTextToSpeechOutput",
+    "ChatterboxTextToSpeechParams",
     "File",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/chatterbox/text-to-speech/multilingual
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -155,6 +156,45 @@ class File(ResponseModel):
     ] = None
 
 
+class ChatterboxTextToSpeechMultilingualParams(TypedDict, total=False):
+    """The fields of `ChatterboxTextToSpeechMultilingualInput` as keyword arguments of the typed client methods."""
+
+    text: str
+    voice: str
+    custom_audio_language: (
+        Literal[
+            "english",
+            "arabic",
+            "danish",
+            "german",
+            "greek",
+            "spanish",
+            "finnish",
+            "french",
+            "hebrew",
+            "hindi",
+            "italian",
+            "japanese",
+            "korean",
+            "malay",
+            "dutch",
+            "norwegian",
+            "polish",
+            "portuguese",
+            "russian",
+            "swedish",
+            "swahili",
+            "turkish",
+            "chinese",
+        ]
+        | None
+    )
+    exaggeration: float
+    temperature: float
+    cfg_scale: float
+    seed: int | None
+
+
 ENDPOINT_ID = "fal-ai/chatterbox/text-to-speech/multilingual"
 INPUT_MODEL = ChatterboxTextToSpeechMultilingualInput
 OUTPUT_MODEL = ChatterboxTextToSpeechMultilingualOutput
@@ -162,5 +202,6 @@ OUTPUT_MODEL = ChatterboxTextToSpeechMultilingualOutput
 __all__ = [
     "ChatterboxTextToSpeechMultilingualInput",
     "ChatterboxTextToSpeechMultilingualOutput",
+    "ChatterboxTextToSpeechMultilingualParams",
     "File",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/clarity-upscaler
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -131,6 +132,21 @@ class Image(ResponseModel):
     ] = None
 
 
+class ClarityUpscalerParams(TypedDict, total=False):
+    """The fields of `ClarityUpscalerInput` as keyword arguments of the typed client methods."""
+
+    image_url: str
+    prompt: str
+    upscale_factor: float
+    negative_prompt: str
+    creativity: float
+    resemblance: float
+    guidance_scale: float
+    num_inference_steps: int
+    seed: int | None
+    enable_safety_checker: bool
+
+
 ENDPOINT_ID = "fal-ai/clarity-upscaler"
 INPUT_MODEL = ClarityUpscalerInput
 OUTPUT_MODEL = ClarityUpscalerOutput
@@ -138,5 +154,6 @@ OUTPUT_MODEL = ClarityUpscalerOutput
 __all__ = [
     "ClarityUpscalerInput",
     "ClarityUpscalerOutput",
+    "ClarityUpscalerParams",
     "Image",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/cogvideox-5b
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import structured_default, RequestModel, ResponseModel
@@ -148,6 +149,30 @@ class LoraWeight(RequestModel):
     ] = 1
 
 
+class Cogvideox5bParams(TypedDict, total=False):
+    """The fields of `Cogvideox5bInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    video_size: (
+        ImageSize
+        | Literal[
+            "square_hd",
+            "square",
+            "portrait_4_3",
+            "portrait_16_9",
+            "landscape_4_3",
+            "landscape_16_9",
+        ]
+    )
+    negative_prompt: str
+    loras: list[LoraWeight]
+    num_inference_steps: int
+    seed: int | None
+    guidance_scale: float
+    use_rife: bool
+    export_fps: int
+
+
 ENDPOINT_ID = "fal-ai/cogvideox-5b"
 INPUT_MODEL = Cogvideox5bInput
 OUTPUT_MODEL = Cogvideox5bOutput
@@ -155,6 +180,7 @@ OUTPUT_MODEL = Cogvideox5bOutput
 __all__ = [
     "Cogvideox5bInput",
     "Cogvideox5bOutput",
+    "Cogvideox5bParams",
     "File",
     "ImageSize",
     "LoraWeight",

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/cogvideox-5b/image-to-video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import structured_default, RequestModel, ResponseModel
@@ -156,6 +157,31 @@ class LoraWeight(RequestModel):
     ] = 1
 
 
+class Cogvideox5bImageToVideoParams(TypedDict, total=False):
+    """The fields of `Cogvideox5bImageToVideoInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    video_size: (
+        ImageSize
+        | Literal[
+            "square_hd",
+            "square",
+            "portrait_4_3",
+            "portrait_16_9",
+            "landscape_4_3",
+            "landscape_16_9",
+        ]
+    )
+    negative_prompt: str
+    loras: list[LoraWeight]
+    num_inference_steps: int
+    seed: int | None
+    guidance_scale: float
+    use_rife: bool
+    export_fps: int
+    image_url: str
+
+
 ENDPOINT_ID = "fal-ai/cogvideox-5b/image-to-video"
 INPUT_MODEL = Cogvideox5bImageToVideoInput
 OUTPUT_MODEL = Cogvideox5bImageToVideoOutput
@@ -163,6 +189,7 @@ OUTPUT_MODEL = Cogvideox5bImageToVideoOutput
 __all__ = [
     "Cogvideox5bImageToVideoInput",
     "Cogvideox5bImageToVideoOutput",
+    "Cogvideox5bImageToVideoParams",
     "File",
     "ImageSize",
     "LoraWeight",

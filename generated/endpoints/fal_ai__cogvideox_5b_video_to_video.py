@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/cogvideox-5b/video-to-video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import structured_default, RequestModel, ResponseModel
@@ -167,6 +168,32 @@ class LoraWeight(RequestModel):
     ] = 1
 
 
+class Cogvideox5bVideoToVideoParams(TypedDict, total=False):
+    """The fields of `Cogvideox5bVideoToVideoInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    video_size: (
+        ImageSize
+        | Literal[
+            "square_hd",
+            "square",
+            "portrait_4_3",
+            "portrait_16_9",
+            "landscape_4_3",
+            "landscape_16_9",
+        ]
+    )
+    negative_prompt: str
+    loras: list[LoraWeight]
+    num_inference_steps: int
+    seed: int | None
+    guidance_scale: float
+    use_rife: bool
+    export_fps: int
+    video_url: str
+    strength: float
+
+
 ENDPOINT_ID = "fal-ai/cogvideox-5b/video-to-video"
 INPUT_MODEL = Cogvideox5bVideoToVideoInput
 OUTPUT_MODEL = Cogvideox5bVideoToVideoOutput
@@ -174,6 +201,7 @@ OUTPUT_MODEL = Cogvideox5bVideoToVideoOutput
 __all__ = [
     "Cogvideox5bVideoToVideoInput",
     "Cogvideox5bVideoToVideoOutput",
+    "Cogvideox5bVideoToVideoParams",
     "File",
     "ImageSize",
     "LoraWeight",

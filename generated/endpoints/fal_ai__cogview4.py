@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/cogview4
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -170,6 +171,31 @@ class ImageSize(RequestModel):
     ] = 512
 
 
+class Cogview4Params(TypedDict, total=False):
+    """The fields of `Cogview4Input` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    image_size: (
+        ImageSize
+        | Literal[
+            "square_hd",
+            "square",
+            "portrait_4_3",
+            "portrait_16_9",
+            "landscape_4_3",
+            "landscape_16_9",
+        ]
+    )
+    negative_prompt: str
+    seed: int | None
+    guidance_scale: float
+    num_inference_steps: int
+    num_images: int
+    sync_mode: bool
+    enable_safety_checker: bool
+    output_format: Literal["jpeg", "png"]
+
+
 ENDPOINT_ID = "fal-ai/cogview4"
 INPUT_MODEL = Cogview4Input
 OUTPUT_MODEL = Cogview4Output
@@ -177,6 +203,7 @@ OUTPUT_MODEL = Cogview4Output
 __all__ = [
     "Cogview4Input",
     "Cogview4Output",
+    "Cogview4Params",
     "Image",
     "ImageSize",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/controlfoley
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -127,6 +128,20 @@ class File(ResponseModel):
     ] = None
 
 
+class ControlfoleyParams(TypedDict, total=False):
+    """The fields of `ControlfoleyInput` as keyword arguments of the typed client methods."""
+
+    video_url: str
+    prompt: str
+    negative_prompt: str
+    reference_audio_url: str | None
+    duration: float
+    num_inference_steps: int
+    guidance_scale: float
+    mask_away_clip: bool
+    seed: int | None
+
+
 ENDPOINT_ID = "fal-ai/controlfoley"
 INPUT_MODEL = ControlfoleyInput
 OUTPUT_MODEL = ControlfoleyOutput
@@ -134,5 +149,6 @@ OUTPUT_MODEL = ControlfoleyOutput
 __all__ = [
     "ControlfoleyInput",
     "ControlfoleyOutput",
+    "ControlfoleyParams",
     "File",
 ]

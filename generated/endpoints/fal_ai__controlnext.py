@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/controlnext
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -136,6 +137,25 @@ class File(ResponseModel):
     ] = None
 
 
+class ControlnextParams(TypedDict, total=False):
+    """The fields of `ControlnextInput` as keyword arguments of the typed client methods."""
+
+    image_url: str
+    video_url: str
+    height: int
+    width: int
+    guidance_scale: float
+    num_inference_steps: int
+    max_frame_num: int
+    batch_frames: int
+    overlap: int
+    sample_stride: int
+    decode_chunk_size: int
+    motion_bucket_id: float
+    fps: int
+    controlnext_cond_scale: float
+
+
 ENDPOINT_ID = "fal-ai/controlnext"
 INPUT_MODEL = ControlnextInput
 OUTPUT_MODEL = ControlnextOutput
@@ -143,5 +163,6 @@ OUTPUT_MODEL = ControlnextOutput
 __all__ = [
     "ControlnextInput",
     "ControlnextOutput",
+    "ControlnextParams",
     "File",
 ]

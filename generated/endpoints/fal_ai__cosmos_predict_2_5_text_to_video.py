@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/cosmos-predict-2.5/text-to-video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -124,6 +125,20 @@ class VideoFile(ResponseModel):
     ] = None
 
 
+class CosmosPredict25TextToVideoParams(TypedDict, total=False):
+    """The fields of `CosmosPredict25TextToVideoInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    negative_prompt: str
+    num_frames: int
+    num_inference_steps: int
+    guidance_scale: float
+    seed: int | None
+    sync_mode: bool
+    video_output_type: Literal["X264 (.mp4)", "VP9 (.webm)", "PRORES4444 (.mov)", "GIF (.gif)"]
+    video_quality: Literal["low", "medium", "high", "maximum"]
+
+
 ENDPOINT_ID = "fal-ai/cosmos-predict-2.5/text-to-video"
 INPUT_MODEL = CosmosPredict25TextToVideoInput
 OUTPUT_MODEL = CosmosPredict25TextToVideoOutput
@@ -131,5 +146,6 @@ OUTPUT_MODEL = CosmosPredict25TextToVideoOutput
 __all__ = [
     "CosmosPredict25TextToVideoInput",
     "CosmosPredict25TextToVideoOutput",
+    "CosmosPredict25TextToVideoParams",
     "VideoFile",
 ]

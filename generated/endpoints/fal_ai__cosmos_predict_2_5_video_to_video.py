@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/cosmos-predict-2.5/video-to-video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -132,6 +133,21 @@ class VideoFile(ResponseModel):
     ] = None
 
 
+class CosmosPredict25VideoToVideoParams(TypedDict, total=False):
+    """The fields of `CosmosPredict25VideoToVideoInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    negative_prompt: str
+    num_frames: int
+    num_inference_steps: int
+    guidance_scale: float
+    seed: int | None
+    sync_mode: bool
+    video_output_type: Literal["X264 (.mp4)", "VP9 (.webm)", "PRORES4444 (.mov)", "GIF (.gif)"]
+    video_quality: Literal["low", "medium", "high", "maximum"]
+    video_url: str
+
+
 ENDPOINT_ID = "fal-ai/cosmos-predict-2.5/video-to-video"
 INPUT_MODEL = CosmosPredict25VideoToVideoInput
 OUTPUT_MODEL = CosmosPredict25VideoToVideoOutput
@@ -139,5 +155,6 @@ OUTPUT_MODEL = CosmosPredict25VideoToVideoOutput
 __all__ = [
     "CosmosPredict25VideoToVideoInput",
     "CosmosPredict25VideoToVideoOutput",
+    "CosmosPredict25VideoToVideoParams",
     "VideoFile",
 ]

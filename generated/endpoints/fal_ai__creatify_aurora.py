@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/creatify/aurora
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -114,6 +115,17 @@ class VideoFile(ResponseModel):
     ] = None
 
 
+class CreatifyAuroraParams(TypedDict, total=False):
+    """The fields of `CreatifyAuroraInput` as keyword arguments of the typed client methods."""
+
+    image_url: str
+    audio_url: str
+    prompt: str | None
+    guidance_scale: float | None
+    audio_guidance_scale: float | None
+    resolution: Literal["480p", "720p"]
+
+
 ENDPOINT_ID = "fal-ai/creatify/aurora"
 INPUT_MODEL = CreatifyAuroraInput
 OUTPUT_MODEL = CreatifyAuroraOutput
@@ -121,5 +133,6 @@ OUTPUT_MODEL = CreatifyAuroraOutput
 __all__ = [
     "CreatifyAuroraInput",
     "CreatifyAuroraOutput",
+    "CreatifyAuroraParams",
     "VideoFile",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/csm-1b
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -85,6 +86,13 @@ class Turn(RequestModel):
     text: Annotated[str, Field(title="Text")]
 
 
+class Csm1bParams(TypedDict, total=False):
+    """The fields of `Csm1bInput` as keyword arguments of the typed client methods."""
+
+    scene: list[Turn]
+    context: list[Speaker] | None
+
+
 ENDPOINT_ID = "fal-ai/csm-1b"
 INPUT_MODEL = Csm1bInput
 OUTPUT_MODEL = Csm1bOutput
@@ -92,6 +100,7 @@ OUTPUT_MODEL = Csm1bOutput
 __all__ = [
     "Csm1bInput",
     "Csm1bOutput",
+    "Csm1bParams",
     "File",
     "Speaker",
     "Turn",

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/davinci-magihuman
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import structured_default, RequestModel, ResponseModel
@@ -113,6 +114,20 @@ class File(ResponseModel):
     ] = None
 
 
+class DavinciMagihumanParams(TypedDict, total=False):
+    """The fields of `DavinciMagihumanInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    image_url: str
+    audio_url: str | None
+    duration: int
+    resolution: Literal["256p", "540p", "720p", "1080p"]
+    num_inference_steps: int | None
+    guidance_scale: float
+    seed: int | None
+    enable_safety_checker: bool
+
+
 ENDPOINT_ID = "fal-ai/davinci-magihuman"
 INPUT_MODEL = DavinciMagihumanInput
 OUTPUT_MODEL = DavinciMagihumanOutput
@@ -120,5 +135,6 @@ OUTPUT_MODEL = DavinciMagihumanOutput
 __all__ = [
     "DavinciMagihumanInput",
     "DavinciMagihumanOutput",
+    "DavinciMagihumanParams",
     "File",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/decart/lucy-5b/image-to-video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -82,6 +83,16 @@ class File(ResponseModel):
     file_data: Annotated[bytes | None, Field(description="File data", title="File Data")] = None
 
 
+class DecartLucy5bImageToVideoParams(TypedDict, total=False):
+    """The fields of `DecartLucy5bImageToVideoInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    image_url: str
+    resolution: Literal["720p"]
+    aspect_ratio: Literal["9:16", "16:9"]
+    sync_mode: bool
+
+
 ENDPOINT_ID = "fal-ai/decart/lucy-5b/image-to-video"
 INPUT_MODEL = DecartLucy5bImageToVideoInput
 OUTPUT_MODEL = DecartLucy5bImageToVideoOutput
@@ -89,5 +100,6 @@ OUTPUT_MODEL = DecartLucy5bImageToVideoOutput
 __all__ = [
     "DecartLucy5bImageToVideoInput",
     "DecartLucy5bImageToVideoOutput",
+    "DecartLucy5bImageToVideoParams",
     "File",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/demucs
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -118,6 +119,27 @@ class File(ResponseModel):
     ] = None
 
 
+class DemucsParams(TypedDict, total=False):
+    """The fields of `DemucsInput` as keyword arguments of the typed client methods."""
+
+    audio_url: str
+    model: Literal[
+        "htdemucs",
+        "htdemucs_ft",
+        "htdemucs_6s",
+        "hdemucs_mmi",
+        "mdx",
+        "mdx_extra",
+        "mdx_q",
+        "mdx_extra_q",
+    ]
+    stems: list[Literal["vocals", "drums", "bass", "other", "guitar", "piano"]] | None
+    segment_length: int | None
+    shifts: int
+    overlap: float
+    output_format: Literal["wav", "mp3"]
+
+
 ENDPOINT_ID = "fal-ai/demucs"
 INPUT_MODEL = DemucsInput
 OUTPUT_MODEL = DemucsOutput
@@ -125,5 +147,6 @@ OUTPUT_MODEL = DemucsOutput
 __all__ = [
     "DemucsInput",
     "DemucsOutput",
+    "DemucsParams",
     "File",
 ]

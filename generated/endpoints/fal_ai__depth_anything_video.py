@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/depth-anything-video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -103,6 +104,19 @@ class File(ResponseModel):
     ] = None
 
 
+class DepthAnythingVideoParams(TypedDict, total=False):
+    """The fields of `DepthAnythingVideoInput` as keyword arguments of the typed client methods."""
+
+    video_url: str
+    model: Literal["VDA-Small", "VDA-Base", "VDA-Large"]
+    colormap: Literal["grayscale", "turbo", "inferno", "magma", "viridis"]
+    resolution: Literal["auto", "360p", "480p", "720p", "1080p"]
+    max_frames: int | None
+    output_fps: float | None
+    side_by_side: bool
+    include_raw_depths: bool
+
+
 ENDPOINT_ID = "fal-ai/depth-anything-video"
 INPUT_MODEL = DepthAnythingVideoInput
 OUTPUT_MODEL = DepthAnythingVideoOutput
@@ -110,5 +124,6 @@ OUTPUT_MODEL = DepthAnythingVideoOutput
 __all__ = [
     "DepthAnythingVideoInput",
     "DepthAnythingVideoOutput",
+    "DepthAnythingVideoParams",
     "File",
 ]

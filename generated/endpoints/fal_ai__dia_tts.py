@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/dia-tts
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -57,6 +58,12 @@ class File(ResponseModel):
     ] = None
 
 
+class DiaTtsParams(TypedDict, total=False):
+    """The fields of `DiaTtsInput` as keyword arguments of the typed client methods."""
+
+    text: str
+
+
 ENDPOINT_ID = "fal-ai/dia-tts"
 INPUT_MODEL = DiaTtsInput
 OUTPUT_MODEL = DiaTtsOutput
@@ -64,5 +71,6 @@ OUTPUT_MODEL = DiaTtsOutput
 __all__ = [
     "DiaTtsInput",
     "DiaTtsOutput",
+    "DiaTtsParams",
     "File",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/dia-tts/voice-clone
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -55,6 +56,12 @@ class File(ResponseModel):
     ] = None
 
 
+class DiaTtsVoiceCloneParams(TypedDict, total=False):
+    """The fields of `DiaTtsVoiceCloneInput` as keyword arguments of the typed client methods."""
+
+    text: str
+
+
 ENDPOINT_ID = "fal-ai/dia-tts/voice-clone"
 INPUT_MODEL = DiaTtsVoiceCloneInput
 OUTPUT_MODEL = DiaTtsVoiceCloneOutput
@@ -62,5 +69,6 @@ OUTPUT_MODEL = DiaTtsVoiceCloneOutput
 __all__ = [
     "DiaTtsVoiceCloneInput",
     "DiaTtsVoiceCloneOutput",
+    "DiaTtsVoiceCloneParams",
     "File",
 ]

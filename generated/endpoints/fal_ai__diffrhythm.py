@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/diffrhythm
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -106,6 +107,18 @@ class File(ResponseModel):
     ] = None
 
 
+class DiffrhythmParams(TypedDict, total=False):
+    """The fields of `DiffrhythmInput` as keyword arguments of the typed client methods."""
+
+    lyrics: str
+    reference_audio_url: str | None
+    style_prompt: str | None
+    music_duration: Literal["95s", "285s"]
+    cfg_strength: float
+    scheduler: Literal["euler", "midpoint", "rk4", "implicit_adams"]
+    num_inference_steps: int
+
+
 ENDPOINT_ID = "fal-ai/diffrhythm"
 INPUT_MODEL = DiffrhythmInput
 OUTPUT_MODEL = DiffrhythmOutput
@@ -113,5 +126,6 @@ OUTPUT_MODEL = DiffrhythmOutput
 __all__ = [
     "DiffrhythmInput",
     "DiffrhythmOutput",
+    "DiffrhythmParams",
     "File",
 ]

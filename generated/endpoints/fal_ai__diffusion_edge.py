@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/diffusion-edge
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -62,6 +63,12 @@ class Image(ResponseModel):
     ] = None
 
 
+class DiffusionEdgeParams(TypedDict, total=False):
+    """The fields of `DiffusionEdgeInput` as keyword arguments of the typed client methods."""
+
+    image_url: str
+
+
 ENDPOINT_ID = "fal-ai/diffusion-edge"
 INPUT_MODEL = DiffusionEdgeInput
 OUTPUT_MODEL = DiffusionEdgeOutput
@@ -69,5 +76,6 @@ OUTPUT_MODEL = DiffusionEdgeOutput
 __all__ = [
     "DiffusionEdgeInput",
     "DiffusionEdgeOutput",
+    "DiffusionEdgeParams",
     "Image",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/dreamshaper
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import structured_default, RequestModel, ResponseModel
@@ -203,6 +204,36 @@ class LoraWeight(RequestModel):
     ] = False
 
 
+class DreamshaperParams(TypedDict, total=False):
+    """The fields of `DreamshaperInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    enable_safety_checker: bool
+    loras: list[LoraWeight]
+    sync_mode: bool
+    expand_prompt: bool
+    request_id: str
+    guidance_scale: float
+    num_inference_steps: int
+    seed: int | None
+    num_images: int
+    format: Literal["jpeg", "png"]
+    negative_prompt: str
+    image_size: (
+        ImageSize
+        | Literal[
+            "square_hd",
+            "square",
+            "portrait_4_3",
+            "portrait_16_9",
+            "landscape_4_3",
+            "landscape_16_9",
+        ]
+    )
+    embeddings: list[Embedding]
+    safety_checker_version: Literal["v1", "v2"]
+
+
 ENDPOINT_ID = "fal-ai/dreamshaper"
 INPUT_MODEL = DreamshaperInput
 OUTPUT_MODEL = DreamshaperOutput
@@ -210,6 +241,7 @@ OUTPUT_MODEL = DreamshaperOutput
 __all__ = [
     "DreamshaperInput",
     "DreamshaperOutput",
+    "DreamshaperParams",
     "Embedding",
     "Image",
     "ImageSize",

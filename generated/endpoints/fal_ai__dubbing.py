@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/dubbing
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -71,6 +72,14 @@ class File(ResponseModel):
     file_data: Annotated[bytes | None, Field(description="File data", title="File Data")] = None
 
 
+class DubbingParams(TypedDict, total=False):
+    """The fields of `DubbingInput` as keyword arguments of the typed client methods."""
+
+    video_url: str
+    target_language: Literal["hindi", "turkish", "english"]
+    do_lipsync: bool
+
+
 ENDPOINT_ID = "fal-ai/dubbing"
 INPUT_MODEL = DubbingInput
 OUTPUT_MODEL = DubbingOutput
@@ -78,5 +87,6 @@ OUTPUT_MODEL = DubbingOutput
 __all__ = [
     "DubbingInput",
     "DubbingOutput",
+    "DubbingParams",
     "File",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/dwpose/video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -76,6 +77,21 @@ class File(ResponseModel):
     ] = None
 
 
+class DwposeVideoParams(TypedDict, total=False):
+    """The fields of `DwposeVideoInput` as keyword arguments of the typed client methods."""
+
+    video_url: str
+    draw_mode: Literal[
+        "full-pose",
+        "body-pose",
+        "face-pose",
+        "hand-pose",
+        "face-hand-mask",
+        "face-mask",
+        "hand-mask",
+    ]
+
+
 ENDPOINT_ID = "fal-ai/dwpose/video"
 INPUT_MODEL = DwposeVideoInput
 OUTPUT_MODEL = DwposeVideoOutput
@@ -83,5 +99,6 @@ OUTPUT_MODEL = DwposeVideoOutput
 __all__ = [
     "DwposeVideoInput",
     "DwposeVideoOutput",
+    "DwposeVideoParams",
     "File",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/editto
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -288,6 +289,34 @@ class VideoFile(ResponseModel):
     ] = None
 
 
+class EdittoParams(TypedDict, total=False):
+    """The fields of `EdittoInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    negative_prompt: str
+    match_input_num_frames: bool
+    num_frames: int
+    match_input_frames_per_second: bool
+    frames_per_second: int | None
+    seed: int | None
+    resolution: Literal["auto", "240p", "360p", "480p", "580p", "720p"]
+    aspect_ratio: Literal["auto", "16:9", "1:1", "9:16"]
+    num_inference_steps: int
+    guidance_scale: float
+    sampler: Literal["unipc", "dpm++", "euler"]
+    shift: float
+    video_url: str
+    enable_safety_checker: bool
+    acceleration: Literal["none", "low", "regular"] | None
+    video_quality: Literal["low", "medium", "high", "maximum"]
+    video_write_mode: Literal["fast", "balanced", "small"]
+    num_interpolated_frames: int
+    temporal_downsample_factor: int
+    enable_auto_downsample: bool
+    sync_mode: bool
+    return_frames_zip: bool
+
+
 ENDPOINT_ID = "fal-ai/editto"
 INPUT_MODEL = EdittoInput
 OUTPUT_MODEL = EdittoOutput
@@ -295,6 +324,7 @@ OUTPUT_MODEL = EdittoOutput
 __all__ = [
     "EdittoInput",
     "EdittoOutput",
+    "EdittoParams",
     "File",
     "VideoFile",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/elevenlabs/audio-isolation
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Any
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -67,6 +68,13 @@ class File(ResponseModel):
     ] = None
 
 
+class ElevenlabsAudioIsolationParams(TypedDict, total=False):
+    """The fields of `ElevenlabsAudioIsolationInput` as keyword arguments of the typed client methods."""
+
+    audio_url: str | None
+    video_url: str | None
+
+
 ENDPOINT_ID = "fal-ai/elevenlabs/audio-isolation"
 INPUT_MODEL = ElevenlabsAudioIsolationInput
 OUTPUT_MODEL = ElevenlabsAudioIsolationOutput
@@ -74,5 +82,6 @@ OUTPUT_MODEL = ElevenlabsAudioIsolationOutput
 __all__ = [
     "ElevenlabsAudioIsolationInput",
     "ElevenlabsAudioIsolationOutput",
+    "ElevenlabsAudioIsolationParams",
     "File",
 ]

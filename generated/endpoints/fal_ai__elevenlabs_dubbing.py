@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/elevenlabs/dubbing
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -109,6 +110,17 @@ class File(ResponseModel):
     ] = None
 
 
+class ElevenlabsDubbingParams(TypedDict, total=False):
+    """The fields of `ElevenlabsDubbingInput` as keyword arguments of the typed client methods."""
+
+    audio_url: str | None
+    video_url: str | None
+    target_lang: str
+    source_lang: str | None
+    num_speakers: int | None
+    highest_resolution: bool
+
+
 ENDPOINT_ID = "fal-ai/elevenlabs/dubbing"
 INPUT_MODEL = ElevenlabsDubbingInput
 OUTPUT_MODEL = ElevenlabsDubbingOutput
@@ -116,5 +128,6 @@ OUTPUT_MODEL = ElevenlabsDubbingOutput
 __all__ = [
     "ElevenlabsDubbingInput",
     "ElevenlabsDubbingOutput",
+    "ElevenlabsDubbingParams",
     "File",
 ]

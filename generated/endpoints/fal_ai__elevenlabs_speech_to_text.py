@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/elevenlabs/speech-to-text
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -63,6 +64,15 @@ class TranscriptionWord(ResponseModel):
     ] = None
 
 
+class ElevenlabsSpeechToTextParams(TypedDict, total=False):
+    """The fields of `ElevenlabsSpeechToTextInput` as keyword arguments of the typed client methods."""
+
+    audio_url: str
+    language_code: str | None
+    tag_audio_events: bool
+    diarize: bool
+
+
 ENDPOINT_ID = "fal-ai/elevenlabs/speech-to-text"
 INPUT_MODEL = ElevenlabsSpeechToTextInput
 OUTPUT_MODEL = ElevenlabsSpeechToTextOutput
@@ -70,5 +80,6 @@ OUTPUT_MODEL = ElevenlabsSpeechToTextOutput
 __all__ = [
     "ElevenlabsSpeechToTextInput",
     "ElevenlabsSpeechToTextOutput",
+    "ElevenlabsSpeechToTextParams",
     "TranscriptionWord",
 ]

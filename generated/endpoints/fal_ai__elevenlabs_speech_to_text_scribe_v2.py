@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/elevenlabs/speech-to-text/scribe-v2
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -314,6 +315,16 @@ class TranscriptionWord(ResponseModel):
     ] = None
 
 
+class ElevenlabsSpeechToTextScribeV2Params(TypedDict, total=False):
+    """The fields of `ElevenlabsSpeechToTextScribeV2Input` as keyword arguments of the typed client methods."""
+
+    audio_url: str
+    language_code: str | None
+    tag_audio_events: bool
+    diarize: bool
+    keyterms: list[str]
+
+
 ENDPOINT_ID = "fal-ai/elevenlabs/speech-to-text/scribe-v2"
 INPUT_MODEL = ElevenlabsSpeechToTextScribeV2Input
 OUTPUT_MODEL = ElevenlabsSpeechToTextScribeV2Output
@@ -321,5 +332,6 @@ OUTPUT_MODEL = ElevenlabsSpeechToTextScribeV2Output
 __all__ = [
     "ElevenlabsSpeechToTextScribeV2Input",
     "ElevenlabsSpeechToTextScribeV2Output",
+    "ElevenlabsSpeechToTextScribeV2Params",
     "TranscriptionWord",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/elevenlabs/text-to-dialogue/eleven-v3
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -149,6 +150,17 @@ class PronunciationDictionaryLocator(RequestModel):
     ] = None
 
 
+class ElevenlabsTextToDialogueElevenV3Params(TypedDict, total=False):
+    """The fields of `ElevenlabsTextToDialogueElevenV3Input` as keyword arguments of the typed client methods."""
+
+    inputs: list[DialogueBlock]
+    stability: float | None
+    use_speaker_boost: bool | None
+    pronunciation_dictionary_locators: list[PronunciationDictionaryLocator]
+    seed: int | None
+    language_code: str | None
+
+
 ENDPOINT_ID = "fal-ai/elevenlabs/text-to-dialogue/eleven-v3"
 INPUT_MODEL = ElevenlabsTextToDialogueElevenV3Input
 OUTPUT_MODEL = ElevenlabsTextToDialogueElevenV3Output
@@ -157,6 +169,7 @@ __all__ = [
     "DialogueBlock",
     "ElevenlabsTextToDialogueElevenV3Input",
     "ElevenlabsTextToDialogueElevenV3Output",
+    "ElevenlabsTextToDialogueElevenV3Params",
     "File",
     "PronunciationDictionaryLocator",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/elevenlabs/tts/eleven-v3
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Any, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -117,6 +118,17 @@ class File(ResponseModel):
     ] = None
 
 
+class ElevenlabsTtsElevenV3Params(TypedDict, total=False):
+    """The fields of `ElevenlabsTtsElevenV3Input` as keyword arguments of the typed client methods."""
+
+    text: str
+    voice: str
+    stability: float
+    timestamps: bool
+    language_code: str | None
+    apply_text_normalization: Literal["auto", "on", "off"]
+
+
 ENDPOINT_ID = "fal-ai/elevenlabs/tts/eleven-v3"
 INPUT_MODEL = ElevenlabsTtsElevenV3Input
 OUTPUT_MODEL = ElevenlabsTtsElevenV3Output
@@ -124,5 +136,6 @@ OUTPUT_MODEL = ElevenlabsTtsElevenV3Output
 __all__ = [
     "ElevenlabsTtsElevenV3Input",
     "ElevenlabsTtsElevenV3Output",
+    "ElevenlabsTtsElevenV3Params",
     "File",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/elevenlabs/tts/multilingual-v2
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Any, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -145,6 +146,22 @@ class File(ResponseModel):
     ] = None
 
 
+class ElevenlabsTtsMultilingualV2Params(TypedDict, total=False):
+    """The fields of `ElevenlabsTtsMultilingualV2Input` as keyword arguments of the typed client methods."""
+
+    text: str
+    voice: str
+    stability: float
+    similarity_boost: float
+    style: float
+    speed: float
+    timestamps: bool
+    previous_text: str | None
+    next_text: str | None
+    language_code: str | None
+    apply_text_normalization: Literal["auto", "on", "off"]
+
+
 ENDPOINT_ID = "fal-ai/elevenlabs/tts/multilingual-v2"
 INPUT_MODEL = ElevenlabsTtsMultilingualV2Input
 OUTPUT_MODEL = ElevenlabsTtsMultilingualV2Output
@@ -152,5 +169,6 @@ OUTPUT_MODEL = ElevenlabsTtsMultilingualV2Output
 __all__ = [
     "ElevenlabsTtsMultilingualV2Input",
     "ElevenlabsTtsMultilingualV2Output",
+    "ElevenlabsTtsMultilingualV2Params",
     "File",
 ]

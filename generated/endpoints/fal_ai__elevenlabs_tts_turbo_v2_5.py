@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/elevenlabs/tts/turbo-v2.5
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Any, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -145,6 +146,22 @@ class File(ResponseModel):
     ] = None
 
 
+class ElevenlabsTtsTurboV25Params(TypedDict, total=False):
+    """The fields of `ElevenlabsTtsTurboV25Input` as keyword arguments of the typed client methods."""
+
+    text: str
+    voice: str
+    stability: float
+    similarity_boost: float
+    style: float
+    speed: float
+    timestamps: bool
+    previous_text: str | None
+    next_text: str | None
+    language_code: str | None
+    apply_text_normalization: Literal["auto", "on", "off"]
+
+
 ENDPOINT_ID = "fal-ai/elevenlabs/tts/turbo-v2.5"
 INPUT_MODEL = ElevenlabsTtsTurboV25Input
 OUTPUT_MODEL = ElevenlabsTtsTurboV25Output
@@ -152,5 +169,6 @@ OUTPUT_MODEL = ElevenlabsTtsTurboV25Output
 __all__ = [
     "ElevenlabsTtsTurboV25Input",
     "ElevenlabsTtsTurboV25Output",
+    "ElevenlabsTtsTurboV25Params",
     "File",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/emu-3.5-image/text-to-image
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -95,6 +96,18 @@ class ImageFile(ResponseModel):
     )
 
 
+class Emu35ImageTextToImageParams(TypedDict, total=False):
+    """The fields of `Emu35ImageTextToImageInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    resolution: Literal["480p", "720p"]
+    aspect_ratio: Literal["21:9", "16:9", "4:3", "3:2", "1:1", "2:3", "3:4", "9:16", "9:21"]
+    enable_safety_checker: bool
+    seed: int | None
+    output_format: Literal["jpeg", "png", "webp"]
+    sync_mode: bool
+
+
 ENDPOINT_ID = "fal-ai/emu-3.5-image/text-to-image"
 INPUT_MODEL = Emu35ImageTextToImageInput
 OUTPUT_MODEL = Emu35ImageTextToImageOutput
@@ -102,5 +115,6 @@ OUTPUT_MODEL = Emu35ImageTextToImageOutput
 __all__ = [
     "Emu35ImageTextToImageInput",
     "Emu35ImageTextToImageOutput",
+    "Emu35ImageTextToImageParams",
     "ImageFile",
 ]

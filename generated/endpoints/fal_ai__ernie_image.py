@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/ernie-image
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -120,6 +121,38 @@ class ImageSize(RequestModel):
     ] = 512
 
 
+class ErnieImageParams(TypedDict, total=False):
+    """The fields of `ErnieImageInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    negative_prompt: str
+    image_size: (
+        ImageSize
+        | Literal[
+            "square_hd",
+            "square",
+            "portrait_4_3",
+            "portrait_16_9",
+            "landscape_4_3",
+            "landscape_16_9",
+            "square_uhd",
+            "portrait_3_2",
+            "landscape_3_2",
+            "portrait_hd",
+            "landscape_hd",
+        ]
+    )
+    num_inference_steps: int
+    guidance_scale: float
+    seed: int | None
+    num_images: int
+    enable_prompt_expansion: bool
+    enable_safety_checker: bool
+    output_format: Literal["jpeg", "png"]
+    sync_mode: bool
+    acceleration: Literal["none", "regular", "high"]
+
+
 ENDPOINT_ID = "fal-ai/ernie-image"
 INPUT_MODEL = ErnieImageInput
 OUTPUT_MODEL = ErnieImageOutput
@@ -127,6 +160,7 @@ OUTPUT_MODEL = ErnieImageOutput
 __all__ = [
     "ErnieImageInput",
     "ErnieImageOutput",
+    "ErnieImageParams",
     "Image",
     "ImageSize",
 ]

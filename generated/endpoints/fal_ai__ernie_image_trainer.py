@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/ernie-image-trainer
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -64,6 +65,15 @@ class File(ResponseModel):
     ] = None
 
 
+class ErnieImageTrainerParams(TypedDict, total=False):
+    """The fields of `ErnieImageTrainerInput` as keyword arguments of the typed client methods."""
+
+    images_data_url: str
+    steps: int
+    default_caption: str | None
+    learning_rate: float
+
+
 ENDPOINT_ID = "fal-ai/ernie-image-trainer"
 INPUT_MODEL = ErnieImageTrainerInput
 OUTPUT_MODEL = ErnieImageTrainerOutput
@@ -71,5 +81,6 @@ OUTPUT_MODEL = ErnieImageTrainerOutput
 __all__ = [
     "ErnieImageTrainerInput",
     "ErnieImageTrainerOutput",
+    "ErnieImageTrainerParams",
     "File",
 ]

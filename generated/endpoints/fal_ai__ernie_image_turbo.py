@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/ernie-image/turbo
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -125,6 +126,38 @@ class ImageSize(RequestModel):
     ] = 512
 
 
+class ErnieImageTurboParams(TypedDict, total=False):
+    """The fields of `ErnieImageTurboInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    negative_prompt: str
+    image_size: (
+        ImageSize
+        | Literal[
+            "square_hd",
+            "square",
+            "portrait_4_3",
+            "portrait_16_9",
+            "landscape_4_3",
+            "landscape_16_9",
+            "square_uhd",
+            "portrait_3_2",
+            "landscape_3_2",
+            "portrait_hd",
+            "landscape_hd",
+        ]
+    )
+    num_inference_steps: int
+    guidance_scale: float
+    seed: int | None
+    num_images: int
+    enable_prompt_expansion: bool
+    enable_safety_checker: bool
+    output_format: Literal["jpeg", "png"]
+    sync_mode: bool
+    acceleration: Literal["none", "regular", "high"]
+
+
 ENDPOINT_ID = "fal-ai/ernie-image/turbo"
 INPUT_MODEL = ErnieImageTurboInput
 OUTPUT_MODEL = ErnieImageTurboOutput
@@ -132,6 +165,7 @@ OUTPUT_MODEL = ErnieImageTurboOutput
 __all__ = [
     "ErnieImageTurboInput",
     "ErnieImageTurboOutput",
+    "ErnieImageTurboParams",
     "Image",
     "ImageSize",
 ]

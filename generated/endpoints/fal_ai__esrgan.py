@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/esrgan
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -85,6 +86,24 @@ class Image(ResponseModel):
     ] = None
 
 
+class EsrganParams(TypedDict, total=False):
+    """The fields of `EsrganInput` as keyword arguments of the typed client methods."""
+
+    image_url: str
+    scale: float
+    tile: int
+    face: bool
+    model: Literal[
+        "RealESRGAN_x4plus",
+        "RealESRGAN_x2plus",
+        "RealESRGAN_x4plus_anime_6B",
+        "RealESRGAN_x4_v3",
+        "RealESRGAN_x4_wdn_v3",
+        "RealESRGAN_x4_anime_v3",
+    ]
+    output_format: Literal["png", "jpeg"]
+
+
 ENDPOINT_ID = "fal-ai/esrgan"
 INPUT_MODEL = EsrganInput
 OUTPUT_MODEL = EsrganOutput
@@ -92,5 +111,6 @@ OUTPUT_MODEL = EsrganOutput
 __all__ = [
     "EsrganInput",
     "EsrganOutput",
+    "EsrganParams",
     "Image",
 ]

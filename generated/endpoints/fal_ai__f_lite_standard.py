@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/f-lite/standard
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -129,6 +130,30 @@ class ImageSize(RequestModel):
     ] = 512
 
 
+class FLiteStandardParams(TypedDict, total=False):
+    """The fields of `FLiteStandardInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    negative_prompt: str
+    image_size: (
+        ImageSize
+        | Literal[
+            "square_hd",
+            "square",
+            "portrait_4_3",
+            "portrait_16_9",
+            "landscape_4_3",
+            "landscape_16_9",
+        ]
+    )
+    num_inference_steps: int
+    seed: int | None
+    guidance_scale: float
+    sync_mode: bool
+    num_images: int
+    enable_safety_checker: bool
+
+
 ENDPOINT_ID = "fal-ai/f-lite/standard"
 INPUT_MODEL = FLiteStandardInput
 OUTPUT_MODEL = FLiteStandardOutput
@@ -136,6 +161,7 @@ OUTPUT_MODEL = FLiteStandardOutput
 __all__ = [
     "FLiteStandardInput",
     "FLiteStandardOutput",
+    "FLiteStandardParams",
     "Image",
     "ImageSize",
 ]

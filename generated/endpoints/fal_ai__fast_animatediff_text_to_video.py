@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/fast-animatediff/text-to-video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -141,6 +142,32 @@ class ImageSize(RequestModel):
     ] = 512
 
 
+class FastAnimatediffTextToVideoParams(TypedDict, total=False):
+    """The fields of `FastAnimatediffTextToVideoInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    negative_prompt: str
+    num_frames: int
+    num_inference_steps: int
+    guidance_scale: float
+    seed: int | None
+    fps: int
+    motions: (
+        list[Literal["zoom-out", "zoom-in", "pan-left", "pan-right", "tilt-up", "tilt-down"]] | None
+    )
+    video_size: (
+        ImageSize
+        | Literal[
+            "square_hd",
+            "square",
+            "portrait_4_3",
+            "portrait_16_9",
+            "landscape_4_3",
+            "landscape_16_9",
+        ]
+    )
+
+
 ENDPOINT_ID = "fal-ai/fast-animatediff/text-to-video"
 INPUT_MODEL = FastAnimatediffTextToVideoInput
 OUTPUT_MODEL = FastAnimatediffTextToVideoOutput
@@ -148,6 +175,7 @@ OUTPUT_MODEL = FastAnimatediffTextToVideoOutput
 __all__ = [
     "FastAnimatediffTextToVideoInput",
     "FastAnimatediffTextToVideoOutput",
+    "FastAnimatediffTextToVideoParams",
     "File",
     "ImageSize",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/fast-animatediff/turbo/text-to-video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -136,6 +137,29 @@ class ImageSize(RequestModel):
     ] = 512
 
 
+class FastAnimatediffTurboTextToVideoParams(TypedDict, total=False):
+    """The fields of `FastAnimatediffTurboTextToVideoInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    negative_prompt: str
+    num_frames: int
+    num_inference_steps: int
+    guidance_scale: float
+    seed: int | None
+    fps: int
+    video_size: (
+        ImageSize
+        | Literal[
+            "square_hd",
+            "square",
+            "portrait_4_3",
+            "portrait_16_9",
+            "landscape_4_3",
+            "landscape_16_9",
+        ]
+    )
+
+
 ENDPOINT_ID = "fal-ai/fast-animatediff/turbo/text-to-video"
 INPUT_MODEL = FastAnimatediffTurboTextToVideoInput
 OUTPUT_MODEL = FastAnimatediffTurboTextToVideoOutput
@@ -143,6 +167,7 @@ OUTPUT_MODEL = FastAnimatediffTurboTextToVideoOutput
 __all__ = [
     "FastAnimatediffTurboTextToVideoInput",
     "FastAnimatediffTurboTextToVideoOutput",
+    "FastAnimatediffTurboTextToVideoParams",
     "File",
     "ImageSize",
 ]

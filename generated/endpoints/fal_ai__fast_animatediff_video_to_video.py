@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/fast-animatediff/video-to-video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -136,6 +137,23 @@ class File(ResponseModel):
     ] = None
 
 
+class FastAnimatediffVideoToVideoParams(TypedDict, total=False):
+    """The fields of `FastAnimatediffVideoToVideoInput` as keyword arguments of the typed client methods."""
+
+    video_url: str
+    first_n_seconds: int
+    prompt: str
+    negative_prompt: str
+    num_inference_steps: int
+    strength: float
+    guidance_scale: float
+    seed: int | None
+    fps: int
+    motions: (
+        list[Literal["zoom-out", "zoom-in", "pan-left", "pan-right", "tilt-up", "tilt-down"]] | None
+    )
+
+
 ENDPOINT_ID = "fal-ai/fast-animatediff/video-to-video"
 INPUT_MODEL = FastAnimatediffVideoToVideoInput
 OUTPUT_MODEL = FastAnimatediffVideoToVideoOutput
@@ -143,5 +161,6 @@ OUTPUT_MODEL = FastAnimatediffVideoToVideoOutput
 __all__ = [
     "FastAnimatediffVideoToVideoInput",
     "FastAnimatediffVideoToVideoOutput",
+    "FastAnimatediffVideoToVideoParams",
     "File",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/fast-fooocus-sdxl
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -172,6 +173,35 @@ class ImageSize(RequestModel):
     ] = 512
 
 
+class FastFooocusSdxlParams(TypedDict, total=False):
+    """The fields of `FastFooocusSdxlInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    negative_prompt: str
+    image_size: (
+        ImageSize
+        | Literal[
+            "square_hd",
+            "square",
+            "portrait_4_3",
+            "portrait_16_9",
+            "landscape_4_3",
+            "landscape_16_9",
+        ]
+    )
+    num_inference_steps: int
+    seed: int | None
+    guidance_scale: float
+    num_images: int
+    embeddings: list[Embedding]
+    enable_safety_checker: bool
+    safety_checker_version: Literal["v1", "v2"]
+    expand_prompt: bool
+    format: Literal["jpeg", "png"]
+    guidance_rescale: float
+    enable_refiner: bool
+
+
 ENDPOINT_ID = "fal-ai/fast-fooocus-sdxl"
 INPUT_MODEL = FastFooocusSdxlInput
 OUTPUT_MODEL = FastFooocusSdxlOutput
@@ -180,6 +210,7 @@ __all__ = [
     "Embedding",
     "FastFooocusSdxlInput",
     "FastFooocusSdxlOutput",
+    "FastFooocusSdxlParams",
     "Image",
     "ImageSize",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/fast-fooocus-sdxl/image-to-image
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -209,6 +210,40 @@ class ImageSize(RequestModel):
     ] = 512
 
 
+class FastFooocusSdxlImageToImageParams(TypedDict, total=False):
+    """The fields of `FastFooocusSdxlImageToImageInput` as keyword arguments of the typed client methods."""
+
+    strength: float
+    image_size: (
+        ImageSize
+        | Literal[
+            "square_hd",
+            "square",
+            "portrait_4_3",
+            "portrait_16_9",
+            "landscape_4_3",
+            "landscape_16_9",
+        ]
+        | None
+    )
+    seed: int | None
+    preserve_aspect_ratio: bool
+    enable_refiner: bool
+    expand_prompt: bool
+    num_inference_steps: int
+    guidance_scale: float
+    crop_output: bool
+    image_url: str
+    format: Literal["jpeg", "png"]
+    negative_prompt: str
+    embeddings: list[Embedding]
+    num_images: int
+    enable_safety_checker: bool
+    prompt: str
+    safety_checker_version: Literal["v1", "v2"]
+    request_id: str
+
+
 ENDPOINT_ID = "fal-ai/fast-fooocus-sdxl/image-to-image"
 INPUT_MODEL = FastFooocusSdxlImageToImageInput
 OUTPUT_MODEL = FastFooocusSdxlImageToImageOutput
@@ -217,6 +252,7 @@ __all__ = [
     "Embedding",
     "FastFooocusSdxlImageToImageInput",
     "FastFooocusSdxlImageToImageOutput",
+    "FastFooocusSdxlImageToImageParams",
     "Image",
     "ImageSize",
 ]

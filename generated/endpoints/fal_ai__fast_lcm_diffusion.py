@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/fast-lcm-diffusion
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -150,6 +151,34 @@ class ImageSize(RequestModel):
     ] = 512
 
 
+class FastLcmDiffusionParams(TypedDict, total=False):
+    """The fields of `FastLcmDiffusionInput` as keyword arguments of the typed client methods."""
+
+    sync_mode: bool
+    format: Literal["jpeg", "png"]
+    safety_checker_version: Literal["v1", "v2"]
+    enable_safety_checker: bool
+    num_images: int
+    negative_prompt: str
+    prompt: str
+    seed: int | None
+    num_inference_steps: int
+    image_size: (
+        ImageSize
+        | Literal[
+            "square_hd",
+            "square",
+            "portrait_4_3",
+            "portrait_16_9",
+            "landscape_4_3",
+            "landscape_16_9",
+        ]
+    )
+    request_id: str
+    guidance_scale: float
+    expand_prompt: bool
+
+
 ENDPOINT_ID = "fal-ai/fast-lcm-diffusion"
 INPUT_MODEL = FastLcmDiffusionInput
 OUTPUT_MODEL = FastLcmDiffusionOutput
@@ -157,6 +186,7 @@ OUTPUT_MODEL = FastLcmDiffusionOutput
 __all__ = [
     "FastLcmDiffusionInput",
     "FastLcmDiffusionOutput",
+    "FastLcmDiffusionParams",
     "Image",
     "ImageSize",
 ]

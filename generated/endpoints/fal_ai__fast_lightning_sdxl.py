@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/fast-lightning-sdxl
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -151,6 +152,33 @@ class ImageSize(RequestModel):
     ] = 512
 
 
+class FastLightningSdxlParams(TypedDict, total=False):
+    """The fields of `FastLightningSdxlInput` as keyword arguments of the typed client methods."""
+
+    seed: int | None
+    sync_mode: bool
+    safety_checker_version: Literal["v1", "v2"]
+    expand_prompt: bool
+    request_id: str
+    image_size: (
+        ImageSize
+        | Literal[
+            "square_hd",
+            "square",
+            "portrait_4_3",
+            "portrait_16_9",
+            "landscape_4_3",
+            "landscape_16_9",
+        ]
+    )
+    format: Literal["jpeg", "png"]
+    num_inference_steps: Literal["1", "2", "4", "8"] | None
+    prompt: str
+    enable_safety_checker: bool
+    embeddings: list[Embedding]
+    num_images: int
+
+
 ENDPOINT_ID = "fal-ai/fast-lightning-sdxl"
 INPUT_MODEL = FastLightningSdxlInput
 OUTPUT_MODEL = FastLightningSdxlOutput
@@ -159,6 +187,7 @@ __all__ = [
     "Embedding",
     "FastLightningSdxlInput",
     "FastLightningSdxlOutput",
+    "FastLightningSdxlParams",
     "Image",
     "ImageSize",
 ]

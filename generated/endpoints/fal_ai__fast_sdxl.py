@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/fast-sdxl
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -209,6 +210,36 @@ class LoraWeight(RequestModel):
     ] = False
 
 
+class FastSdxlParams(TypedDict, total=False):
+    """The fields of `FastSdxlInput` as keyword arguments of the typed client methods."""
+
+    enable_safety_checker: bool
+    guidance_scale: float
+    safety_checker_version: Literal["v1", "v2"]
+    seed: int | None
+    prompt: str
+    num_inference_steps: int
+    expand_prompt: bool
+    request_id: str
+    negative_prompt: str
+    num_images: int
+    embeddings: list[Embedding]
+    loras: list[LoraWeight]
+    sync_mode: bool
+    image_size: (
+        ImageSize
+        | Literal[
+            "square_hd",
+            "square",
+            "portrait_4_3",
+            "portrait_16_9",
+            "landscape_4_3",
+            "landscape_16_9",
+        ]
+    )
+    format: Literal["jpeg", "png"]
+
+
 ENDPOINT_ID = "fal-ai/fast-sdxl"
 INPUT_MODEL = FastSdxlInput
 OUTPUT_MODEL = FastSdxlOutput
@@ -217,6 +248,7 @@ __all__ = [
     "Embedding",
     "FastSdxlInput",
     "FastSdxlOutput",
+    "FastSdxlParams",
     "Image",
     "ImageSize",
     "LoraWeight",

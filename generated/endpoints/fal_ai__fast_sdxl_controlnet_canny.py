@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/fast-sdxl-controlnet-canny
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -226,6 +227,39 @@ class LoraWeight(RequestModel):
     ] = 1
 
 
+class FastSdxlControlnetCannyParams(TypedDict, total=False):
+    """The fields of `FastSdxlControlnetCannyInput` as keyword arguments of the typed client methods."""
+
+    control_image_url: str
+    num_inference_steps: int
+    loras: list[LoraWeight]
+    seed: int | None
+    num_images: int
+    format: Literal["jpeg", "png"]
+    controlnet_conditioning_scale: float
+    embeddings: list[Embedding]
+    prompt: str
+    image_size: (
+        ImageSize
+        | Literal[
+            "square_hd",
+            "square",
+            "portrait_4_3",
+            "portrait_16_9",
+            "landscape_4_3",
+            "landscape_16_9",
+        ]
+        | None
+    )
+    sync_mode: bool
+    expand_prompt: bool
+    request_id: str
+    guidance_scale: float
+    safety_checker_version: Literal["v1", "v2"]
+    enable_safety_checker: bool
+    negative_prompt: str
+
+
 ENDPOINT_ID = "fal-ai/fast-sdxl-controlnet-canny"
 INPUT_MODEL = FastSdxlControlnetCannyInput
 OUTPUT_MODEL = FastSdxlControlnetCannyOutput
@@ -234,6 +268,7 @@ __all__ = [
     "Embedding",
     "FastSdxlControlnetCannyInput",
     "FastSdxlControlnetCannyOutput",
+    "FastSdxlControlnetCannyParams",
     "Image",
     "ImageSize",
     "LoraWeight",

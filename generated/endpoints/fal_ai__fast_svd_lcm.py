@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/fast-svd-lcm
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -102,6 +103,17 @@ class File(ResponseModel):
     ] = None
 
 
+class FastSvdLcmParams(TypedDict, total=False):
+    """The fields of `FastSvdLcmInput` as keyword arguments of the typed client methods."""
+
+    image_url: str
+    motion_bucket_id: int
+    cond_aug: float
+    seed: int | None
+    steps: int
+    fps: int
+
+
 ENDPOINT_ID = "fal-ai/fast-svd-lcm"
 INPUT_MODEL = FastSvdLcmInput
 OUTPUT_MODEL = FastSvdLcmOutput
@@ -109,5 +121,6 @@ OUTPUT_MODEL = FastSvdLcmOutput
 __all__ = [
     "FastSvdLcmInput",
     "FastSvdLcmOutput",
+    "FastSvdLcmParams",
     "File",
 ]

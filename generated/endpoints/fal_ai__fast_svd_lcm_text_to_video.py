@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/fast-svd-lcm/text-to-video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -122,6 +123,28 @@ class ImageSize(RequestModel):
     ] = 512
 
 
+class FastSvdLcmTextToVideoParams(TypedDict, total=False):
+    """The fields of `FastSvdLcmTextToVideoInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    motion_bucket_id: int
+    cond_aug: float
+    seed: int | None
+    steps: int
+    fps: int
+    video_size: (
+        ImageSize
+        | Literal[
+            "square_hd",
+            "square",
+            "portrait_4_3",
+            "portrait_16_9",
+            "landscape_4_3",
+            "landscape_16_9",
+        ]
+    )
+
+
 ENDPOINT_ID = "fal-ai/fast-svd-lcm/text-to-video"
 INPUT_MODEL = FastSvdLcmTextToVideoInput
 OUTPUT_MODEL = FastSvdLcmTextToVideoOutput
@@ -129,6 +152,7 @@ OUTPUT_MODEL = FastSvdLcmTextToVideoOutput
 __all__ = [
     "FastSvdLcmTextToVideoInput",
     "FastSvdLcmTextToVideoOutput",
+    "FastSvdLcmTextToVideoParams",
     "File",
     "ImageSize",
 ]

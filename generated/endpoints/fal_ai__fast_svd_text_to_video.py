@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/fast-svd/text-to-video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -137,6 +138,30 @@ class ImageSize(RequestModel):
     ] = 512
 
 
+class FastSvdTextToVideoParams(TypedDict, total=False):
+    """The fields of `FastSvdTextToVideoInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    motion_bucket_id: int
+    cond_aug: float
+    seed: int | None
+    steps: int
+    deep_cache: Literal["none", "minimum", "medium", "high"]
+    fps: int
+    negative_prompt: str
+    video_size: (
+        ImageSize
+        | Literal[
+            "square_hd",
+            "square",
+            "portrait_4_3",
+            "portrait_16_9",
+            "landscape_4_3",
+            "landscape_16_9",
+        ]
+    )
+
+
 ENDPOINT_ID = "fal-ai/fast-svd/text-to-video"
 INPUT_MODEL = FastSvdTextToVideoInput
 OUTPUT_MODEL = FastSvdTextToVideoOutput
@@ -144,6 +169,7 @@ OUTPUT_MODEL = FastSvdTextToVideoOutput
 __all__ = [
     "FastSvdTextToVideoInput",
     "FastSvdTextToVideoOutput",
+    "FastSvdTextToVideoParams",
     "File",
     "ImageSize",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/ffmpeg-api/compose
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -52,6 +53,12 @@ class Track(RequestModel):
     ]
 
 
+class FfmpegApiComposeParams(TypedDict, total=False):
+    """The fields of `FfmpegApiComposeInput` as keyword arguments of the typed client methods."""
+
+    tracks: list[Track]
+
+
 ENDPOINT_ID = "fal-ai/ffmpeg-api/compose"
 INPUT_MODEL = FfmpegApiComposeInput
 OUTPUT_MODEL = FfmpegApiComposeOutput
@@ -59,6 +66,7 @@ OUTPUT_MODEL = FfmpegApiComposeOutput
 __all__ = [
     "FfmpegApiComposeInput",
     "FfmpegApiComposeOutput",
+    "FfmpegApiComposeParams",
     "Keyframe",
     "Track",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/ffmpeg-api/images-to-video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -88,6 +89,13 @@ class ImageFrame(RequestModel):
     ]
 
 
+class FfmpegApiImagesToVideoParams(TypedDict, total=False):
+    """The fields of `FfmpegApiImagesToVideoInput` as keyword arguments of the typed client methods."""
+
+    images: list[ImageFrame]
+    fps: float
+
+
 ENDPOINT_ID = "fal-ai/ffmpeg-api/images-to-video"
 INPUT_MODEL = FfmpegApiImagesToVideoInput
 OUTPUT_MODEL = FfmpegApiImagesToVideoOutput
@@ -95,6 +103,7 @@ OUTPUT_MODEL = FfmpegApiImagesToVideoOutput
 __all__ = [
     "FfmpegApiImagesToVideoInput",
     "FfmpegApiImagesToVideoOutput",
+    "FfmpegApiImagesToVideoParams",
     "File",
     "ImageFrame",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/ffmpeg-api/loudnorm
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -173,6 +174,23 @@ class LoudnormSummary(ResponseModel):
     ] = None
 
 
+class FfmpegApiLoudnormParams(TypedDict, total=False):
+    """The fields of `FfmpegApiLoudnormInput` as keyword arguments of the typed client methods."""
+
+    audio_url: str
+    integrated_loudness: float
+    true_peak: float
+    loudness_range: float
+    offset: float
+    linear: bool
+    dual_mono: bool
+    print_summary: bool
+    measured_i: float | None
+    measured_lra: float | None
+    measured_tp: float | None
+    measured_thresh: float | None
+
+
 ENDPOINT_ID = "fal-ai/ffmpeg-api/loudnorm"
 INPUT_MODEL = FfmpegApiLoudnormInput
 OUTPUT_MODEL = FfmpegApiLoudnormOutput
@@ -180,6 +198,7 @@ OUTPUT_MODEL = FfmpegApiLoudnormOutput
 __all__ = [
     "FfmpegApiLoudnormInput",
     "FfmpegApiLoudnormOutput",
+    "FfmpegApiLoudnormParams",
     "File",
     "LoudnormSummary",
 ]

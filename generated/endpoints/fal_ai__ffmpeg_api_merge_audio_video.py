@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/ffmpeg-api/merge-audio-video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -67,6 +68,14 @@ class File(ResponseModel):
     ] = None
 
 
+class FfmpegApiMergeAudioVideoParams(TypedDict, total=False):
+    """The fields of `FfmpegApiMergeAudioVideoInput` as keyword arguments of the typed client methods."""
+
+    video_url: str
+    audio_url: str
+    start_offset: float
+
+
 ENDPOINT_ID = "fal-ai/ffmpeg-api/merge-audio-video"
 INPUT_MODEL = FfmpegApiMergeAudioVideoInput
 OUTPUT_MODEL = FfmpegApiMergeAudioVideoOutput
@@ -74,5 +83,6 @@ OUTPUT_MODEL = FfmpegApiMergeAudioVideoOutput
 __all__ = [
     "FfmpegApiMergeAudioVideoInput",
     "FfmpegApiMergeAudioVideoOutput",
+    "FfmpegApiMergeAudioVideoParams",
     "File",
 ]

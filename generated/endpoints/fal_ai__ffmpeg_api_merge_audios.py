@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/ffmpeg-api/merge-audios
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -95,6 +96,36 @@ class File(ResponseModel):
     ] = None
 
 
+class FfmpegApiMergeAudiosParams(TypedDict, total=False):
+    """The fields of `FfmpegApiMergeAudiosInput` as keyword arguments of the typed client methods."""
+
+    audio_urls: list[str]
+    output_format: (
+        Literal[
+            "mp3_22050_32",
+            "mp3_44100_32",
+            "mp3_44100_64",
+            "mp3_44100_96",
+            "mp3_44100_128",
+            "mp3_44100_192",
+            "pcm_8000",
+            "pcm_16000",
+            "pcm_22050",
+            "pcm_24000",
+            "pcm_44100",
+            "pcm_48000",
+            "ulaw_8000",
+            "alaw_8000",
+            "opus_48000_32",
+            "opus_48000_64",
+            "opus_48000_96",
+            "opus_48000_128",
+            "opus_48000_192",
+        ]
+        | None
+    )
+
+
 ENDPOINT_ID = "fal-ai/ffmpeg-api/merge-audios"
 INPUT_MODEL = FfmpegApiMergeAudiosInput
 OUTPUT_MODEL = FfmpegApiMergeAudiosOutput
@@ -102,5 +133,6 @@ OUTPUT_MODEL = FfmpegApiMergeAudiosOutput
 __all__ = [
     "FfmpegApiMergeAudiosInput",
     "FfmpegApiMergeAudiosOutput",
+    "FfmpegApiMergeAudiosParams",
     "File",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/ffmpeg-api/merge-videos
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Any, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -84,6 +85,25 @@ class ImageSize(RequestModel):
     ] = 512
 
 
+class FfmpegApiMergeVideosParams(TypedDict, total=False):
+    """The fields of `FfmpegApiMergeVideosInput` as keyword arguments of the typed client methods."""
+
+    video_urls: list[str]
+    target_fps: float | None
+    resolution: (
+        ImageSize
+        | Literal[
+            "square_hd",
+            "square",
+            "portrait_4_3",
+            "portrait_16_9",
+            "landscape_4_3",
+            "landscape_16_9",
+        ]
+        | None
+    )
+
+
 ENDPOINT_ID = "fal-ai/ffmpeg-api/merge-videos"
 INPUT_MODEL = FfmpegApiMergeVideosInput
 OUTPUT_MODEL = FfmpegApiMergeVideosOutput
@@ -91,6 +111,7 @@ OUTPUT_MODEL = FfmpegApiMergeVideosOutput
 __all__ = [
     "FfmpegApiMergeVideosInput",
     "FfmpegApiMergeVideosOutput",
+    "FfmpegApiMergeVideosParams",
     "File",
     "ImageSize",
 ]

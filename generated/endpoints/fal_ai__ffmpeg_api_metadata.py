@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/ffmpeg-api/metadata
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -136,6 +137,13 @@ class VideoFormat(ResponseModel):
     bitrate: Annotated[int, Field(description="Video bitrate in bits per second", title="Bitrate")]
 
 
+class FfmpegApiMetadataParams(TypedDict, total=False):
+    """The fields of `FfmpegApiMetadataInput` as keyword arguments of the typed client methods."""
+
+    media_url: str
+    extract_frames: bool
+
+
 ENDPOINT_ID = "fal-ai/ffmpeg-api/metadata"
 INPUT_MODEL = FfmpegApiMetadataInput
 OUTPUT_MODEL = FfmpegApiMetadataOutput
@@ -145,6 +153,7 @@ __all__ = [
     "AudioTrack",
     "FfmpegApiMetadataInput",
     "FfmpegApiMetadataOutput",
+    "FfmpegApiMetadataParams",
     "Resolution",
     "Video",
     "VideoFormat",

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/ffmpeg-api/waveform
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -63,6 +64,15 @@ class FfmpegApiWaveformOutput(ResponseModel):
     ]
 
 
+class FfmpegApiWaveformParams(TypedDict, total=False):
+    """The fields of `FfmpegApiWaveformInput` as keyword arguments of the typed client methods."""
+
+    media_url: str
+    points_per_second: float
+    precision: int
+    smoothing_window: int
+
+
 ENDPOINT_ID = "fal-ai/ffmpeg-api/waveform"
 INPUT_MODEL = FfmpegApiWaveformInput
 OUTPUT_MODEL = FfmpegApiWaveformOutput
@@ -70,4 +80,5 @@ OUTPUT_MODEL = FfmpegApiWaveformOutput
 __all__ = [
     "FfmpegApiWaveformInput",
     "FfmpegApiWaveformOutput",
+    "FfmpegApiWaveformParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/film/video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -132,6 +133,20 @@ class VideoFile(ResponseModel):
     ] = None
 
 
+class FilmVideoParams(TypedDict, total=False):
+    """The fields of `FilmVideoInput` as keyword arguments of the typed client methods."""
+
+    video_url: str
+    num_frames: int
+    use_scene_detection: bool
+    use_calculated_fps: bool
+    fps: int
+    loop: bool
+    sync_mode: bool
+    video_quality: Literal["low", "medium", "high", "maximum"]
+    video_write_mode: Literal["fast", "balanced", "small"]
+
+
 ENDPOINT_ID = "fal-ai/film/video"
 INPUT_MODEL = FilmVideoInput
 OUTPUT_MODEL = FilmVideoOutput
@@ -139,5 +154,6 @@ OUTPUT_MODEL = FilmVideoOutput
 __all__ = [
     "FilmVideoInput",
     "FilmVideoOutput",
+    "FilmVideoParams",
     "VideoFile",
 ]

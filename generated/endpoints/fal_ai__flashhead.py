@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/flashhead
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -101,6 +102,37 @@ class FlashheadOutput(ResponseModel):
     ] = None
 
 
+class FlashheadParams(TypedDict, total=False):
+    """The fields of `FlashheadInput` as keyword arguments of the typed client methods."""
+
+    image_url: str
+    text: str
+    voice: Literal[
+        "Aria",
+        "Roger",
+        "Sarah",
+        "Laura",
+        "Charlie",
+        "George",
+        "Callum",
+        "River",
+        "Liam",
+        "Charlotte",
+        "Alice",
+        "Matilda",
+        "Will",
+        "Jessica",
+        "Eric",
+        "Chris",
+        "Brian",
+        "Daniel",
+        "Lily",
+        "Bill",
+    ]
+    stability: float
+    seed: int | None
+
+
 ENDPOINT_ID = "fal-ai/flashhead"
 INPUT_MODEL = FlashheadInput
 OUTPUT_MODEL = FlashheadOutput
@@ -109,4 +141,5 @@ __all__ = [
     "File",
     "FlashheadInput",
     "FlashheadOutput",
+    "FlashheadParams",
 ]

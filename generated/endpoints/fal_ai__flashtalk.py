@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/flashtalk
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -67,6 +68,14 @@ class FlashtalkOutput(ResponseModel):
     ] = None
 
 
+class FlashtalkParams(TypedDict, total=False):
+    """The fields of `FlashtalkInput` as keyword arguments of the typed client methods."""
+
+    image_url: str
+    audio_url: str
+    seed: int | None
+
+
 ENDPOINT_ID = "fal-ai/flashtalk"
 INPUT_MODEL = FlashtalkInput
 OUTPUT_MODEL = FlashtalkOutput
@@ -75,4 +84,5 @@ __all__ = [
     "File",
     "FlashtalkInput",
     "FlashtalkOutput",
+    "FlashtalkParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/florence-2-large/detailed-caption
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -26,6 +27,12 @@ class Florence2LargeDetailedCaptionOutput(ResponseModel):
     results: Annotated[str, Field(description="Results from the model", title="Results")]
 
 
+class Florence2LargeDetailedCaptionParams(TypedDict, total=False):
+    """The fields of `Florence2LargeDetailedCaptionInput` as keyword arguments of the typed client methods."""
+
+    image_url: str
+
+
 ENDPOINT_ID = "fal-ai/florence-2-large/detailed-caption"
 INPUT_MODEL = Florence2LargeDetailedCaptionInput
 OUTPUT_MODEL = Florence2LargeDetailedCaptionOutput
@@ -33,4 +40,5 @@ OUTPUT_MODEL = Florence2LargeDetailedCaptionOutput
 __all__ = [
     "Florence2LargeDetailedCaptionInput",
     "Florence2LargeDetailedCaptionOutput",
+    "Florence2LargeDetailedCaptionParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/florence-2-large/more-detailed-caption
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -26,6 +27,12 @@ class Florence2LargeMoreDetailedCaptionOutput(ResponseModel):
     results: Annotated[str, Field(description="Results from the model", title="Results")]
 
 
+class Florence2LargeMoreDetailedCaptionParams(TypedDict, total=False):
+    """The fields of `Florence2LargeMoreDetailedCaptionInput` as keyword arguments of the typed client methods."""
+
+    image_url: str
+
+
 ENDPOINT_ID = "fal-ai/florence-2-large/more-detailed-caption"
 INPUT_MODEL = Florence2LargeMoreDetailedCaptionInput
 OUTPUT_MODEL = Florence2LargeMoreDetailedCaptionOutput
@@ -33,4 +40,5 @@ OUTPUT_MODEL = Florence2LargeMoreDetailedCaptionOutput
 __all__ = [
     "Florence2LargeMoreDetailedCaptionInput",
     "Florence2LargeMoreDetailedCaptionOutput",
+    "Florence2LargeMoreDetailedCaptionParams",
 ]

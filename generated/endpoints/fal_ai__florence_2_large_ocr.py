@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/florence-2-large/ocr
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -26,6 +27,12 @@ class Florence2LargeOcrOutput(ResponseModel):
     results: Annotated[str, Field(description="Results from the model", title="Results")]
 
 
+class Florence2LargeOcrParams(TypedDict, total=False):
+    """The fields of `Florence2LargeOcrInput` as keyword arguments of the typed client methods."""
+
+    image_url: str
+
+
 ENDPOINT_ID = "fal-ai/florence-2-large/ocr"
 INPUT_MODEL = Florence2LargeOcrInput
 OUTPUT_MODEL = Florence2LargeOcrOutput
@@ -33,4 +40,5 @@ OUTPUT_MODEL = Florence2LargeOcrOutput
 __all__ = [
     "Florence2LargeOcrInput",
     "Florence2LargeOcrOutput",
+    "Florence2LargeOcrParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/florence-2-large/region-to-category
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -48,6 +49,13 @@ class Region(RequestModel):
     ]
 
 
+class Florence2LargeRegionToCategoryParams(TypedDict, total=False):
+    """The fields of `Florence2LargeRegionToCategoryInput` as keyword arguments of the typed client methods."""
+
+    image_url: str
+    region: Region
+
+
 ENDPOINT_ID = "fal-ai/florence-2-large/region-to-category"
 INPUT_MODEL = Florence2LargeRegionToCategoryInput
 OUTPUT_MODEL = Florence2LargeRegionToCategoryOutput
@@ -55,5 +63,6 @@ OUTPUT_MODEL = Florence2LargeRegionToCategoryOutput
 __all__ = [
     "Florence2LargeRegionToCategoryInput",
     "Florence2LargeRegionToCategoryOutput",
+    "Florence2LargeRegionToCategoryParams",
     "Region",
 ]

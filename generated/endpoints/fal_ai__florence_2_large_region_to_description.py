@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/florence-2-large/region-to-description
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -48,6 +49,13 @@ class Region(RequestModel):
     ]
 
 
+class Florence2LargeRegionToDescriptionParams(TypedDict, total=False):
+    """The fields of `Florence2LargeRegionToDescriptionInput` as keyword arguments of the typed client methods."""
+
+    image_url: str
+    region: Region
+
+
 ENDPOINT_ID = "fal-ai/florence-2-large/region-to-description"
 INPUT_MODEL = Florence2LargeRegionToDescriptionInput
 OUTPUT_MODEL = Florence2LargeRegionToDescriptionOutput
@@ -55,5 +63,6 @@ OUTPUT_MODEL = Florence2LargeRegionToDescriptionOutput
 __all__ = [
     "Florence2LargeRegionToDescriptionInput",
     "Florence2LargeRegionToDescriptionOutput",
+    "Florence2LargeRegionToDescriptionParams",
     "Region",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/flux-1/srpo
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -144,6 +145,31 @@ class ImageSize(RequestModel):
     ] = 512
 
 
+class Flux1SrpoParams(TypedDict, total=False):
+    """The fields of `Flux1SrpoInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    image_size: (
+        ImageSize
+        | Literal[
+            "square_hd",
+            "square",
+            "portrait_4_3",
+            "portrait_16_9",
+            "landscape_4_3",
+            "landscape_16_9",
+        ]
+    )
+    num_inference_steps: int
+    seed: int | None
+    guidance_scale: float
+    sync_mode: bool
+    num_images: int
+    enable_safety_checker: bool
+    output_format: Literal["jpeg", "png"]
+    acceleration: Literal["none", "regular", "high"]
+
+
 ENDPOINT_ID = "fal-ai/flux-1/srpo"
 INPUT_MODEL = Flux1SrpoInput
 OUTPUT_MODEL = Flux1SrpoOutput
@@ -151,6 +177,7 @@ OUTPUT_MODEL = Flux1SrpoOutput
 __all__ = [
     "Flux1SrpoInput",
     "Flux1SrpoOutput",
+    "Flux1SrpoParams",
     "Image",
     "ImageSize",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/flux-2
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -173,6 +174,32 @@ class ImageSize(RequestModel):
     ] = 512
 
 
+class Flux2Params(TypedDict, total=False):
+    """The fields of `Flux2Input` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    guidance_scale: float
+    seed: int | None
+    num_inference_steps: int
+    image_size: (
+        ImageSize
+        | Literal[
+            "square_hd",
+            "square",
+            "portrait_4_3",
+            "portrait_16_9",
+            "landscape_4_3",
+            "landscape_16_9",
+        ]
+    )
+    num_images: int
+    acceleration: Literal["none", "regular", "high"]
+    enable_prompt_expansion: bool
+    sync_mode: bool
+    enable_safety_checker: bool
+    output_format: Literal["jpeg", "png", "webp"]
+
+
 ENDPOINT_ID = "fal-ai/flux-2"
 INPUT_MODEL = Flux2Input
 OUTPUT_MODEL = Flux2Output
@@ -180,6 +207,7 @@ OUTPUT_MODEL = Flux2Output
 __all__ = [
     "Flux2Input",
     "Flux2Output",
+    "Flux2Params",
     "ImageFile",
     "ImageSize",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/flux-2-flex
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -135,6 +136,30 @@ class ImageSize(RequestModel):
     ] = 512
 
 
+class Flux2FlexParams(TypedDict, total=False):
+    """The fields of `Flux2FlexInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    image_size: (
+        ImageSize
+        | Literal[
+            "square_hd",
+            "square",
+            "portrait_4_3",
+            "portrait_16_9",
+            "landscape_4_3",
+            "landscape_16_9",
+        ]
+    )
+    seed: int | None
+    safety_tolerance: Literal["1", "2", "3", "4", "5"]
+    enable_safety_checker: bool
+    output_format: Literal["jpeg", "png"]
+    sync_mode: bool
+    guidance_scale: float
+    num_inference_steps: int
+
+
 ENDPOINT_ID = "fal-ai/flux-2-flex"
 INPUT_MODEL = Flux2FlexInput
 OUTPUT_MODEL = Flux2FlexOutput
@@ -142,6 +167,7 @@ OUTPUT_MODEL = Flux2FlexOutput
 __all__ = [
     "Flux2FlexInput",
     "Flux2FlexOutput",
+    "Flux2FlexParams",
     "ImageFile",
     "ImageSize",
 ]

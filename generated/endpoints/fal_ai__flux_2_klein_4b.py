@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/flux-2/klein/4b
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -245,6 +246,41 @@ class ImageSize(RequestModel):
     ] = 512
 
 
+class Flux2Klein4bParams(TypedDict, total=False):
+    """The fields of `Flux2Klein4bInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    seed: int | None
+    num_inference_steps: int
+    image_size: (
+        ImageSize
+        | Literal[
+            "square_hd",
+            "square",
+            "portrait_4_3",
+            "portrait_16_9",
+            "landscape_4_3",
+            "landscape_16_9",
+        ]
+    )
+    num_images: int
+    sync_mode: bool
+    enable_safety_checker: bool
+    output_format: Literal["jpeg", "png", "webp"]
+    enable_cns: bool
+    cns_s_churn: float
+    cns_gamma_source: Literal["matrix", "approximation"]
+    cns_power_gamma: float
+    cns_gamma_divider: float
+    cns_alpha_tilt_start: float
+    cns_alpha_tilt_end: float
+    cns_alpha_use_fnorm: bool
+    cns_alpha_exp_interp: bool
+    cns_alpha_exp_sharpness: float
+    cns_num_freq_bins: int
+    cns_energy_scale: float
+
+
 ENDPOINT_ID = "fal-ai/flux-2/klein/4b"
 INPUT_MODEL = Flux2Klein4bInput
 OUTPUT_MODEL = Flux2Klein4bOutput
@@ -252,6 +288,7 @@ OUTPUT_MODEL = Flux2Klein4bOutput
 __all__ = [
     "Flux2Klein4bInput",
     "Flux2Klein4bOutput",
+    "Flux2Klein4bParams",
     "ImageFile",
     "ImageSize",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/flux-2/klein/4b/base/lora
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import BaseModel, Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -285,6 +286,45 @@ class ImageSize(RequestModel):
     ] = 512
 
 
+class Flux2Klein4bBaseLoraParams(TypedDict, total=False):
+    """The fields of `Flux2Klein4bBaseLoraInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    negative_prompt: str
+    guidance_scale: float
+    seed: int | None
+    num_inference_steps: int
+    image_size: (
+        ImageSize
+        | Literal[
+            "square_hd",
+            "square",
+            "portrait_4_3",
+            "portrait_16_9",
+            "landscape_4_3",
+            "landscape_16_9",
+        ]
+    )
+    num_images: int
+    acceleration: Literal["none", "regular", "high"]
+    sync_mode: bool
+    enable_safety_checker: bool
+    output_format: Literal["jpeg", "png", "webp"]
+    enable_cns: bool
+    cns_s_churn: float
+    cns_gamma_source: Literal["matrix", "approximation"]
+    cns_power_gamma: float
+    cns_gamma_divider: float
+    cns_alpha_tilt_start: float
+    cns_alpha_tilt_end: float
+    cns_alpha_use_fnorm: bool
+    cns_alpha_exp_interp: bool
+    cns_alpha_exp_sharpness: float
+    cns_num_freq_bins: int
+    cns_energy_scale: float
+    loras: list[FalAiFlux2KleinLoRAInput]
+
+
 ENDPOINT_ID = "fal-ai/flux-2/klein/4b/base/lora"
 INPUT_MODEL = Flux2Klein4bBaseLoraInput
 OUTPUT_MODEL = Flux2Klein4bBaseLoraOutput
@@ -293,6 +333,7 @@ __all__ = [
     "FalAiFlux2KleinLoRAInput",
     "Flux2Klein4bBaseLoraInput",
     "Flux2Klein4bBaseLoraOutput",
+    "Flux2Klein4bBaseLoraParams",
     "ImageFile",
     "ImageSize",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/flux-2-klein-4b-base-trainer/edit
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -79,6 +80,16 @@ class Flux2Klein4bBaseTrainerEditOutput(ResponseModel):
     ]
 
 
+class Flux2Klein4bBaseTrainerEditParams(TypedDict, total=False):
+    """The fields of `Flux2Klein4bBaseTrainerEditInput` as keyword arguments of the typed client methods."""
+
+    image_data_url: str
+    steps: int
+    learning_rate: float
+    default_caption: str | None
+    output_lora_format: Literal["fal", "comfy"]
+
+
 ENDPOINT_ID = "fal-ai/flux-2-klein-4b-base-trainer/edit"
 INPUT_MODEL = Flux2Klein4bBaseTrainerEditInput
 OUTPUT_MODEL = Flux2Klein4bBaseTrainerEditOutput
@@ -87,4 +98,5 @@ __all__ = [
     "File",
     "Flux2Klein4bBaseTrainerEditInput",
     "Flux2Klein4bBaseTrainerEditOutput",
+    "Flux2Klein4bBaseTrainerEditParams",
 ]

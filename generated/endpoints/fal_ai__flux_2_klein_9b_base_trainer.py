@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/flux-2-klein-9b-base-trainer
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -79,6 +80,16 @@ class Flux2Klein9bBaseTrainerOutput(ResponseModel):
     ]
 
 
+class Flux2Klein9bBaseTrainerParams(TypedDict, total=False):
+    """The fields of `Flux2Klein9bBaseTrainerInput` as keyword arguments of the typed client methods."""
+
+    image_data_url: str
+    steps: int
+    learning_rate: float
+    default_caption: str | None
+    output_lora_format: Literal["fal", "comfy"]
+
+
 ENDPOINT_ID = "fal-ai/flux-2-klein-9b-base-trainer"
 INPUT_MODEL = Flux2Klein9bBaseTrainerInput
 OUTPUT_MODEL = Flux2Klein9bBaseTrainerOutput
@@ -87,4 +98,5 @@ __all__ = [
     "File",
     "Flux2Klein9bBaseTrainerInput",
     "Flux2Klein9bBaseTrainerOutput",
+    "Flux2Klein9bBaseTrainerParams",
 ]

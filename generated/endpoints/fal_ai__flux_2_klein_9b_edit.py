@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/flux-2/klein/9b/edit
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -147,6 +148,31 @@ class ImageSize(RequestModel):
     ] = 512
 
 
+class Flux2Klein9bEditParams(TypedDict, total=False):
+    """The fields of `Flux2Klein9bEditInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    seed: int | None
+    num_inference_steps: int
+    image_size: (
+        ImageSize
+        | Literal[
+            "square_hd",
+            "square",
+            "portrait_4_3",
+            "portrait_16_9",
+            "landscape_4_3",
+            "landscape_16_9",
+        ]
+        | None
+    )
+    num_images: int
+    sync_mode: bool
+    enable_safety_checker: bool
+    output_format: Literal["jpeg", "png", "webp"]
+    image_urls: list[str]
+
+
 ENDPOINT_ID = "fal-ai/flux-2/klein/9b/edit"
 INPUT_MODEL = Flux2Klein9bEditInput
 OUTPUT_MODEL = Flux2Klein9bEditOutput
@@ -154,6 +180,7 @@ OUTPUT_MODEL = Flux2Klein9bEditOutput
 __all__ = [
     "Flux2Klein9bEditInput",
     "Flux2Klein9bEditOutput",
+    "Flux2Klein9bEditParams",
     "ImageFile",
     "ImageSize",
 ]

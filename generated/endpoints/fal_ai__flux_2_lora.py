@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/flux-2/lora
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -200,6 +201,33 @@ class LoRAInput(RequestModel):
     ] = 1
 
 
+class Flux2LoraParams(TypedDict, total=False):
+    """The fields of `Flux2LoraInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    guidance_scale: float
+    seed: int | None
+    num_inference_steps: int
+    image_size: (
+        ImageSize
+        | Literal[
+            "square_hd",
+            "square",
+            "portrait_4_3",
+            "portrait_16_9",
+            "landscape_4_3",
+            "landscape_16_9",
+        ]
+    )
+    num_images: int
+    acceleration: Literal["none", "regular", "high"]
+    enable_prompt_expansion: bool
+    sync_mode: bool
+    enable_safety_checker: bool
+    output_format: Literal["jpeg", "png", "webp"]
+    loras: list[LoRAInput]
+
+
 ENDPOINT_ID = "fal-ai/flux-2/lora"
 INPUT_MODEL = Flux2LoraInput
 OUTPUT_MODEL = Flux2LoraOutput
@@ -207,6 +235,7 @@ OUTPUT_MODEL = Flux2LoraOutput
 __all__ = [
     "Flux2LoraInput",
     "Flux2LoraOutput",
+    "Flux2LoraParams",
     "ImageFile",
     "ImageSize",
     "LoRAInput",

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/flux-2-lora-gallery/ballpoint-pen-sketch
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -155,6 +156,32 @@ class ImageSize(RequestModel):
     ] = 512
 
 
+class Flux2LoraGalleryBallpointPenSketchParams(TypedDict, total=False):
+    """The fields of `Flux2LoraGalleryBallpointPenSketchInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    image_size: (
+        ImageSize
+        | Literal[
+            "square_hd",
+            "square",
+            "portrait_4_3",
+            "portrait_16_9",
+            "landscape_4_3",
+            "landscape_16_9",
+        ]
+    )
+    guidance_scale: float
+    num_inference_steps: int
+    acceleration: Literal["none", "regular"]
+    seed: int | None
+    sync_mode: bool
+    enable_safety_checker: bool
+    output_format: Literal["png", "jpeg", "webp"]
+    num_images: int
+    lora_scale: float
+
+
 ENDPOINT_ID = "fal-ai/flux-2-lora-gallery/ballpoint-pen-sketch"
 INPUT_MODEL = Flux2LoraGalleryBallpointPenSketchInput
 OUTPUT_MODEL = Flux2LoraGalleryBallpointPenSketchOutput
@@ -162,6 +189,7 @@ OUTPUT_MODEL = Flux2LoraGalleryBallpointPenSketchOutput
 __all__ = [
     "Flux2LoraGalleryBallpointPenSketchInput",
     "Flux2LoraGalleryBallpointPenSketchOutput",
+    "Flux2LoraGalleryBallpointPenSketchParams",
     "Image",
     "ImageSize",
 ]

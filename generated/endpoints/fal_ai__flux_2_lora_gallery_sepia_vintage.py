@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/flux-2-lora-gallery/sepia-vintage
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -155,6 +156,32 @@ class ImageSize(RequestModel):
     ] = 512
 
 
+class Flux2LoraGallerySepiaVintageParams(TypedDict, total=False):
+    """The fields of `Flux2LoraGallerySepiaVintageInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    image_size: (
+        ImageSize
+        | Literal[
+            "square_hd",
+            "square",
+            "portrait_4_3",
+            "portrait_16_9",
+            "landscape_4_3",
+            "landscape_16_9",
+        ]
+    )
+    guidance_scale: float
+    num_inference_steps: int
+    acceleration: Literal["none", "regular"]
+    seed: int | None
+    sync_mode: bool
+    enable_safety_checker: bool
+    output_format: Literal["png", "jpeg", "webp"]
+    num_images: int
+    lora_scale: float
+
+
 ENDPOINT_ID = "fal-ai/flux-2-lora-gallery/sepia-vintage"
 INPUT_MODEL = Flux2LoraGallerySepiaVintageInput
 OUTPUT_MODEL = Flux2LoraGallerySepiaVintageOutput
@@ -162,6 +189,7 @@ OUTPUT_MODEL = Flux2LoraGallerySepiaVintageOutput
 __all__ = [
     "Flux2LoraGallerySepiaVintageInput",
     "Flux2LoraGallerySepiaVintageOutput",
+    "Flux2LoraGallerySepiaVintageParams",
     "Image",
     "ImageSize",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/flux-2-pro
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -117,6 +118,28 @@ class ImageSize(RequestModel):
     ] = 512
 
 
+class Flux2ProParams(TypedDict, total=False):
+    """The fields of `Flux2ProInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    image_size: (
+        ImageSize
+        | Literal[
+            "square_hd",
+            "square",
+            "portrait_4_3",
+            "portrait_16_9",
+            "landscape_4_3",
+            "landscape_16_9",
+        ]
+    )
+    seed: int | None
+    safety_tolerance: Literal["1", "2", "3", "4", "5"]
+    enable_safety_checker: bool
+    output_format: Literal["jpeg", "png"]
+    sync_mode: bool
+
+
 ENDPOINT_ID = "fal-ai/flux-2-pro"
 INPUT_MODEL = Flux2ProInput
 OUTPUT_MODEL = Flux2ProOutput
@@ -124,6 +147,7 @@ OUTPUT_MODEL = Flux2ProOutput
 __all__ = [
     "Flux2ProInput",
     "Flux2ProOutput",
+    "Flux2ProParams",
     "ImageFile",
     "ImageSize",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/flux-2-trainer
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -79,6 +80,16 @@ class Flux2TrainerOutput(ResponseModel):
     ]
 
 
+class Flux2TrainerParams(TypedDict, total=False):
+    """The fields of `Flux2TrainerInput` as keyword arguments of the typed client methods."""
+
+    image_data_url: str
+    steps: int
+    learning_rate: float
+    default_caption: str | None
+    output_lora_format: Literal["fal", "comfy"]
+
+
 ENDPOINT_ID = "fal-ai/flux-2-trainer"
 INPUT_MODEL = Flux2TrainerInput
 OUTPUT_MODEL = Flux2TrainerOutput
@@ -87,4 +98,5 @@ __all__ = [
     "File",
     "Flux2TrainerInput",
     "Flux2TrainerOutput",
+    "Flux2TrainerParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/flux-2-trainer/edit
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -79,6 +80,16 @@ class Flux2TrainerEditOutput(ResponseModel):
     ]
 
 
+class Flux2TrainerEditParams(TypedDict, total=False):
+    """The fields of `Flux2TrainerEditInput` as keyword arguments of the typed client methods."""
+
+    image_data_url: str
+    steps: int
+    learning_rate: float
+    default_caption: str | None
+    output_lora_format: Literal["fal", "comfy"]
+
+
 ENDPOINT_ID = "fal-ai/flux-2-trainer/edit"
 INPUT_MODEL = Flux2TrainerEditInput
 OUTPUT_MODEL = Flux2TrainerEditOutput
@@ -87,4 +98,5 @@ __all__ = [
     "File",
     "Flux2TrainerEditInput",
     "Flux2TrainerEditOutput",
+    "Flux2TrainerEditParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/flux-2-trainer-v2/edit
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -79,6 +80,16 @@ class Flux2TrainerV2EditOutput(ResponseModel):
     ]
 
 
+class Flux2TrainerV2EditParams(TypedDict, total=False):
+    """The fields of `Flux2TrainerV2EditInput` as keyword arguments of the typed client methods."""
+
+    image_data_url: str
+    steps: int
+    learning_rate: float
+    default_caption: str | None
+    output_lora_format: Literal["fal", "comfy"]
+
+
 ENDPOINT_ID = "fal-ai/flux-2-trainer-v2/edit"
 INPUT_MODEL = Flux2TrainerV2EditInput
 OUTPUT_MODEL = Flux2TrainerV2EditOutput
@@ -87,4 +98,5 @@ __all__ = [
     "File",
     "Flux2TrainerV2EditInput",
     "Flux2TrainerV2EditOutput",
+    "Flux2TrainerV2EditParams",
 ]

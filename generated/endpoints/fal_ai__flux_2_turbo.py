@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/flux-2/turbo
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -156,6 +157,30 @@ class ImageSize(RequestModel):
     ] = 512
 
 
+class Flux2TurboParams(TypedDict, total=False):
+    """The fields of `Flux2TurboInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    guidance_scale: float
+    seed: int | None
+    image_size: (
+        ImageSize
+        | Literal[
+            "square_hd",
+            "square",
+            "portrait_4_3",
+            "portrait_16_9",
+            "landscape_4_3",
+            "landscape_16_9",
+        ]
+    )
+    num_images: int
+    enable_prompt_expansion: bool
+    sync_mode: bool
+    enable_safety_checker: bool
+    output_format: Literal["jpeg", "png", "webp"]
+
+
 ENDPOINT_ID = "fal-ai/flux-2/turbo"
 INPUT_MODEL = Flux2TurboInput
 OUTPUT_MODEL = Flux2TurboOutput
@@ -163,6 +188,7 @@ OUTPUT_MODEL = Flux2TurboOutput
 __all__ = [
     "Flux2TurboInput",
     "Flux2TurboOutput",
+    "Flux2TurboParams",
     "ImageFile",
     "ImageSize",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/flux-control-lora-depth
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -173,6 +174,35 @@ class LoraWeight(RequestModel):
     ] = 1
 
 
+class FluxControlLoraDepthParams(TypedDict, total=False):
+    """The fields of `FluxControlLoraDepthInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    image_url: str | None
+    image_size: (
+        ImageSize
+        | Literal[
+            "square_hd",
+            "square",
+            "portrait_4_3",
+            "portrait_16_9",
+            "landscape_4_3",
+            "landscape_16_9",
+        ]
+    )
+    num_inference_steps: int
+    seed: int | None
+    loras: list[LoraWeight]
+    guidance_scale: float
+    sync_mode: bool
+    num_images: int
+    enable_safety_checker: bool
+    output_format: Literal["jpeg", "png"]
+    control_lora_image_url: str
+    control_lora_strength: float
+    preprocess_depth: bool
+
+
 ENDPOINT_ID = "fal-ai/flux-control-lora-depth"
 INPUT_MODEL = FluxControlLoraDepthInput
 OUTPUT_MODEL = FluxControlLoraDepthOutput
@@ -180,6 +210,7 @@ OUTPUT_MODEL = FluxControlLoraDepthOutput
 __all__ = [
     "FluxControlLoraDepthInput",
     "FluxControlLoraDepthOutput",
+    "FluxControlLoraDepthParams",
     "Image",
     "ImageSize",
     "LoraWeight",

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/flux-general
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Any, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -556,6 +557,55 @@ class LoraWeight(RequestModel):
     ] = 1
 
 
+class FluxGeneralParams(TypedDict, total=False):
+    """The fields of `FluxGeneralInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    image_size: (
+        ImageSize
+        | Literal[
+            "square_hd",
+            "square",
+            "portrait_4_3",
+            "portrait_16_9",
+            "landscape_4_3",
+            "landscape_16_9",
+        ]
+        | None
+    )
+    num_inference_steps: int
+    seed: int | None
+    loras: list[LoraWeight]
+    control_loras: list[ControlLoraWeight]
+    controlnets: list[ControlNet]
+    controlnet_unions: list[ControlNetUnion]
+    ip_adapters: list[IPAdapter]
+    easycontrols: list[EasyControlWeight]
+    fill_image: ImageFillInput | None
+    guidance_scale: float
+    real_cfg_scale: float
+    use_real_cfg: bool
+    use_cfg_zero: bool
+    sync_mode: bool
+    num_images: int
+    enable_safety_checker: bool
+    reference_image_url: str | None
+    reference_strength: float
+    reference_start: float
+    reference_end: float
+    base_shift: float
+    max_shift: float
+    output_format: Literal["jpeg", "png"]
+    use_beta_schedule: bool
+    sigma_schedule: Literal["sgm_uniform"] | None
+    scheduler: Literal["euler", "dpmpp_2m"]
+    negative_prompt: str
+    nag_scale: float
+    nag_tau: float
+    nag_alpha: float
+    nag_end: float
+
+
 ENDPOINT_ID = "fal-ai/flux-general"
 INPUT_MODEL = FluxGeneralInput
 OUTPUT_MODEL = FluxGeneralOutput
@@ -568,6 +618,7 @@ __all__ = [
     "EasyControlWeight",
     "FluxGeneralInput",
     "FluxGeneralOutput",
+    "FluxGeneralParams",
     "IPAdapter",
     "Image",
     "ImageFillInput",

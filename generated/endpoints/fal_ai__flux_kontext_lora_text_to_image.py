@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/flux-kontext-lora/text-to-image
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -166,6 +167,32 @@ class LoraWeight(RequestModel):
     ] = 1
 
 
+class FluxKontextLoraTextToImageParams(TypedDict, total=False):
+    """The fields of `FluxKontextLoraTextToImageInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    image_size: (
+        ImageSize
+        | Literal[
+            "square_hd",
+            "square",
+            "portrait_4_3",
+            "portrait_16_9",
+            "landscape_4_3",
+            "landscape_16_9",
+        ]
+    )
+    num_inference_steps: int
+    seed: int | None
+    guidance_scale: float
+    sync_mode: bool
+    num_images: int
+    enable_safety_checker: bool
+    output_format: Literal["jpeg", "png"]
+    loras: list[LoraWeight]
+    acceleration: Literal["none", "regular", "high"]
+
+
 ENDPOINT_ID = "fal-ai/flux-kontext-lora/text-to-image"
 INPUT_MODEL = FluxKontextLoraTextToImageInput
 OUTPUT_MODEL = FluxKontextLoraTextToImageOutput
@@ -173,6 +200,7 @@ OUTPUT_MODEL = FluxKontextLoraTextToImageOutput
 __all__ = [
     "FluxKontextLoraTextToImageInput",
     "FluxKontextLoraTextToImageOutput",
+    "FluxKontextLoraTextToImageParams",
     "Image",
     "ImageSize",
     "LoraWeight",

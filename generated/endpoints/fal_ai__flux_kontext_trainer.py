@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/flux-kontext-trainer
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -69,6 +70,16 @@ class FluxKontextTrainerOutput(ResponseModel):
     ]
 
 
+class FluxKontextTrainerParams(TypedDict, total=False):
+    """The fields of `FluxKontextTrainerInput` as keyword arguments of the typed client methods."""
+
+    image_data_url: str
+    steps: int
+    learning_rate: float
+    default_caption: str | None
+    output_lora_format: Literal["fal", "comfy"]
+
+
 ENDPOINT_ID = "fal-ai/flux-kontext-trainer"
 INPUT_MODEL = FluxKontextTrainerInput
 OUTPUT_MODEL = FluxKontextTrainerOutput
@@ -77,4 +88,5 @@ __all__ = [
     "File",
     "FluxKontextTrainerInput",
     "FluxKontextTrainerOutput",
+    "FluxKontextTrainerParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/flux-krea-lora/stream
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -158,6 +159,32 @@ class LoraWeight(RequestModel):
     ] = 1
 
 
+class FluxKreaLoraStreamParams(TypedDict, total=False):
+    """The fields of `FluxKreaLoraStreamInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    image_size: (
+        ImageSize
+        | Literal[
+            "square_hd",
+            "square",
+            "portrait_4_3",
+            "portrait_16_9",
+            "landscape_4_3",
+            "landscape_16_9",
+        ]
+    )
+    num_inference_steps: int
+    seed: int | None
+    loras: list[LoraWeight]
+    guidance_scale: float
+    sync_mode: bool
+    num_images: int
+    enable_safety_checker: bool
+    output_format: Literal["jpeg", "png"]
+    acceleration: Literal["none", "regular"]
+
+
 ENDPOINT_ID = "fal-ai/flux-krea-lora/stream"
 INPUT_MODEL = FluxKreaLoraStreamInput
 OUTPUT_MODEL = FluxKreaLoraStreamOutput
@@ -165,6 +192,7 @@ OUTPUT_MODEL = FluxKreaLoraStreamOutput
 __all__ = [
     "FluxKreaLoraStreamInput",
     "FluxKreaLoraStreamOutput",
+    "FluxKreaLoraStreamParams",
     "Image",
     "ImageSize",
     "LoraWeight",

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/flux-krea-trainer
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -104,6 +105,18 @@ class FluxKreaTrainerOutput(ResponseModel):
     ] = None
 
 
+class FluxKreaTrainerParams(TypedDict, total=False):
+    """The fields of `FluxKreaTrainerInput` as keyword arguments of the typed client methods."""
+
+    images_data_url: str
+    trigger_word: str | None
+    create_masks: bool
+    steps: int | None
+    is_style: bool
+    is_input_format_already_preprocessed: bool
+    data_archive_format: str | None
+
+
 ENDPOINT_ID = "fal-ai/flux-krea-trainer"
 INPUT_MODEL = FluxKreaTrainerInput
 OUTPUT_MODEL = FluxKreaTrainerOutput
@@ -112,4 +125,5 @@ __all__ = [
     "File",
     "FluxKreaTrainerInput",
     "FluxKreaTrainerOutput",
+    "FluxKreaTrainerParams",
 ]

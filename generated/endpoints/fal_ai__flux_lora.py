@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/flux-lora
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -151,6 +152,31 @@ class LoraWeight(RequestModel):
     ] = 1
 
 
+class FluxLoraParams(TypedDict, total=False):
+    """The fields of `FluxLoraInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    image_size: (
+        ImageSize
+        | Literal[
+            "square_hd",
+            "square",
+            "portrait_4_3",
+            "portrait_16_9",
+            "landscape_4_3",
+            "landscape_16_9",
+        ]
+    )
+    num_inference_steps: int
+    seed: int | None
+    loras: list[LoraWeight]
+    guidance_scale: float
+    sync_mode: bool
+    num_images: int
+    enable_safety_checker: bool
+    output_format: Literal["jpeg", "png"]
+
+
 ENDPOINT_ID = "fal-ai/flux-lora"
 INPUT_MODEL = FluxLoraInput
 OUTPUT_MODEL = FluxLoraOutput
@@ -158,6 +184,7 @@ OUTPUT_MODEL = FluxLoraOutput
 __all__ = [
     "FluxLoraInput",
     "FluxLoraOutput",
+    "FluxLoraParams",
     "Image",
     "ImageSize",
     "LoraWeight",

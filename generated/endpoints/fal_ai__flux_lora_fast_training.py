@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/flux-lora-fast-training
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -97,6 +98,18 @@ class FluxLoraFastTrainingOutput(ResponseModel):
     ] = None
 
 
+class FluxLoraFastTrainingParams(TypedDict, total=False):
+    """The fields of `FluxLoraFastTrainingInput` as keyword arguments of the typed client methods."""
+
+    images_data_url: str
+    trigger_word: str | None
+    create_masks: bool
+    steps: int | None
+    is_style: bool
+    is_input_format_already_preprocessed: bool
+    data_archive_format: str | None
+
+
 ENDPOINT_ID = "fal-ai/flux-lora-fast-training"
 INPUT_MODEL = FluxLoraFastTrainingInput
 OUTPUT_MODEL = FluxLoraFastTrainingOutput
@@ -105,4 +118,5 @@ __all__ = [
     "File",
     "FluxLoraFastTrainingInput",
     "FluxLoraFastTrainingOutput",
+    "FluxLoraFastTrainingParams",
 ]

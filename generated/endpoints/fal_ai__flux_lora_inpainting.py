@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/flux-lora/inpainting
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -178,6 +179,36 @@ class LoraWeight(RequestModel):
     ] = 1
 
 
+class FluxLoraInpaintingParams(TypedDict, total=False):
+    """The fields of `FluxLoraInpaintingInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    image_size: (
+        ImageSize
+        | Literal[
+            "square_hd",
+            "square",
+            "portrait_4_3",
+            "portrait_16_9",
+            "landscape_4_3",
+            "landscape_16_9",
+        ]
+        | None
+    )
+    num_inference_steps: int
+    seed: int | None
+    loras: list[LoraWeight]
+    guidance_scale: float
+    sync_mode: bool
+    num_images: int
+    enable_safety_checker: bool
+    output_format: Literal["jpeg", "png"]
+    acceleration: Literal["none", "regular"]
+    image_url: str
+    strength: float
+    mask_url: str
+
+
 ENDPOINT_ID = "fal-ai/flux-lora/inpainting"
 INPUT_MODEL = FluxLoraInpaintingInput
 OUTPUT_MODEL = FluxLoraInpaintingOutput
@@ -185,6 +216,7 @@ OUTPUT_MODEL = FluxLoraInpaintingOutput
 __all__ = [
     "FluxLoraInpaintingInput",
     "FluxLoraInpaintingOutput",
+    "FluxLoraInpaintingParams",
     "Image",
     "ImageSize",
     "LoraWeight",

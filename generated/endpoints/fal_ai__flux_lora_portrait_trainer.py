@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/flux-lora-portrait-trainer
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -114,6 +115,20 @@ class FluxLoraPortraitTrainerOutput(ResponseModel):
     config_file: Annotated[File, Field(description="URL to the training configuration file.")]
 
 
+class FluxLoraPortraitTrainerParams(TypedDict, total=False):
+    """The fields of `FluxLoraPortraitTrainerInput` as keyword arguments of the typed client methods."""
+
+    images_data_url: str
+    trigger_phrase: str | None
+    learning_rate: float
+    steps: int
+    multiresolution_training: bool
+    subject_crop: bool
+    data_archive_format: str | None
+    resume_from_checkpoint: str
+    create_masks: bool
+
+
 ENDPOINT_ID = "fal-ai/flux-lora-portrait-trainer"
 INPUT_MODEL = FluxLoraPortraitTrainerInput
 OUTPUT_MODEL = FluxLoraPortraitTrainerOutput
@@ -122,4 +137,5 @@ __all__ = [
     "File",
     "FluxLoraPortraitTrainerInput",
     "FluxLoraPortraitTrainerOutput",
+    "FluxLoraPortraitTrainerParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/flux-pro
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import BaseModel, Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -130,6 +131,31 @@ class RegistryImageFastSdxlModelsImage(BaseModel):
     content_type: Annotated[str, Field(title="Content Type")] = "image/jpeg"
 
 
+class FluxProParams(TypedDict, total=False):
+    """The fields of `FluxProInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    image_size: (
+        ImageSize
+        | Literal[
+            "square_hd",
+            "square",
+            "portrait_4_3",
+            "portrait_16_9",
+            "landscape_4_3",
+            "landscape_16_9",
+        ]
+    )
+    num_inference_steps: int
+    seed: int | None
+    guidance_scale: float
+    sync_mode: bool
+    num_images: int
+    output_format: Literal["jpeg", "png"]
+    safety_tolerance: Literal["1", "2", "3", "4", "5", "6"]
+    enhance_prompt: bool
+
+
 ENDPOINT_ID = "fal-ai/flux-pro"
 INPUT_MODEL = FluxProInput
 OUTPUT_MODEL = FluxProOutput
@@ -137,6 +163,7 @@ OUTPUT_MODEL = FluxProOutput
 __all__ = [
     "FluxProInput",
     "FluxProOutput",
+    "FluxProParams",
     "ImageSize",
     "RegistryImageFastSdxlModelsImage",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/flux-pro/kontext/text-to-image
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import BaseModel, Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -100,6 +101,20 @@ class RegistryImageFastSdxlModelsImage(BaseModel):
     content_type: Annotated[str | None, Field(title="Content Type")] = "image/jpeg"
 
 
+class FluxProKontextTextToImageParams(TypedDict, total=False):
+    """The fields of `FluxProKontextTextToImageInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    seed: int | None
+    guidance_scale: float
+    sync_mode: bool
+    num_images: int
+    output_format: Literal["jpeg", "png"]
+    safety_tolerance: Literal["1", "2", "3", "4", "5", "6"]
+    enhance_prompt: bool
+    aspect_ratio: Literal["21:9", "16:9", "4:3", "3:2", "1:1", "2:3", "3:4", "9:16", "9:21"]
+
+
 ENDPOINT_ID = "fal-ai/flux-pro/kontext/text-to-image"
 INPUT_MODEL = FluxProKontextTextToImageInput
 OUTPUT_MODEL = FluxProKontextTextToImageOutput
@@ -107,5 +122,6 @@ OUTPUT_MODEL = FluxProKontextTextToImageOutput
 __all__ = [
     "FluxProKontextTextToImageInput",
     "FluxProKontextTextToImageOutput",
+    "FluxProKontextTextToImageParams",
     "RegistryImageFastSdxlModelsImage",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/flux-pro/v1.1
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import BaseModel, Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -119,6 +120,30 @@ class RegistryImageFastSdxlModelsImage(BaseModel):
     content_type: Annotated[str, Field(title="Content Type")] = "image/jpeg"
 
 
+class FluxProV11Params(TypedDict, total=False):
+    """The fields of `FluxProV11Input` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    image_size: (
+        ImageSize
+        | Literal[
+            "square_hd",
+            "square",
+            "portrait_4_3",
+            "portrait_16_9",
+            "landscape_4_3",
+            "landscape_16_9",
+        ]
+    )
+    seed: int | None
+    sync_mode: bool
+    num_images: int
+    enable_safety_checker: bool
+    output_format: Literal["jpeg", "png"]
+    safety_tolerance: Literal["1", "2", "3", "4", "5", "6"]
+    enhance_prompt: bool
+
+
 ENDPOINT_ID = "fal-ai/flux-pro/v1.1"
 INPUT_MODEL = FluxProV11Input
 OUTPUT_MODEL = FluxProV11Output
@@ -126,6 +151,7 @@ OUTPUT_MODEL = FluxProV11Output
 __all__ = [
     "FluxProV11Input",
     "FluxProV11Output",
+    "FluxProV11Params",
     "ImageSize",
     "RegistryImageFastSdxlModelsImage",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/flux-pro/v1.1-ultra
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import BaseModel, Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -114,6 +115,23 @@ class RegistryImageFastSdxlModelsImage(BaseModel):
     content_type: Annotated[str, Field(title="Content Type")] = "image/jpeg"
 
 
+class FluxProV11UltraParams(TypedDict, total=False):
+    """The fields of `FluxProV11UltraInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    seed: int | None
+    sync_mode: bool
+    num_images: int
+    enable_safety_checker: bool
+    output_format: Literal["jpeg", "png"]
+    safety_tolerance: Literal["1", "2", "3", "4", "5", "6"]
+    enhance_prompt: bool
+    image_url: str | None
+    image_prompt_strength: float
+    aspect_ratio: Literal["21:9", "16:9", "4:3", "3:2", "1:1", "2:3", "3:4", "9:16", "9:21"] | str
+    raw: bool
+
+
 ENDPOINT_ID = "fal-ai/flux-pro/v1.1-ultra"
 INPUT_MODEL = FluxProV11UltraInput
 OUTPUT_MODEL = FluxProV11UltraOutput
@@ -121,5 +139,6 @@ OUTPUT_MODEL = FluxProV11UltraOutput
 __all__ = [
     "FluxProV11UltraInput",
     "FluxProV11UltraOutput",
+    "FluxProV11UltraParams",
     "RegistryImageFastSdxlModelsImage",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/flux-pro/v1.1-ultra-finetuned
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import BaseModel, Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -119,6 +120,24 @@ class RegistryImageFastSdxlModelsImage(BaseModel):
     content_type: Annotated[str | None, Field(title="Content Type")] = "image/jpeg"
 
 
+class FluxProV11UltraFinetunedParams(TypedDict, total=False):
+    """The fields of `FluxProV11UltraFinetunedInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    seed: int | None
+    sync_mode: bool
+    num_images: int
+    output_format: Literal["jpeg", "png"]
+    safety_tolerance: Literal["1", "2", "3", "4", "5", "6"]
+    enhance_prompt: bool
+    image_url: str | None
+    image_prompt_strength: float
+    aspect_ratio: Literal["21:9", "16:9", "4:3", "3:2", "1:1", "2:3", "3:4", "9:16", "9:21"] | str
+    raw: bool
+    finetune_id: str
+    finetune_strength: float
+
+
 ENDPOINT_ID = "fal-ai/flux-pro/v1.1-ultra-finetuned"
 INPUT_MODEL = FluxProV11UltraFinetunedInput
 OUTPUT_MODEL = FluxProV11UltraFinetunedOutput
@@ -126,5 +145,6 @@ OUTPUT_MODEL = FluxProV11UltraFinetunedOutput
 __all__ = [
     "FluxProV11UltraFinetunedInput",
     "FluxProV11UltraFinetunedOutput",
+    "FluxProV11UltraFinetunedParams",
     "RegistryImageFastSdxlModelsImage",
 ]

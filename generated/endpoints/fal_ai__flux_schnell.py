@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/flux/schnell
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -130,6 +131,31 @@ class ImageSize(RequestModel):
     ] = 512
 
 
+class FluxSchnellParams(TypedDict, total=False):
+    """The fields of `FluxSchnellInput` as keyword arguments of the typed client methods."""
+
+    num_inference_steps: int
+    prompt: str
+    image_size: (
+        ImageSize
+        | Literal[
+            "square_hd",
+            "square",
+            "portrait_4_3",
+            "portrait_16_9",
+            "landscape_4_3",
+            "landscape_16_9",
+        ]
+    )
+    seed: int | None
+    guidance_scale: float
+    sync_mode: bool
+    num_images: int
+    enable_safety_checker: bool
+    output_format: Literal["jpeg", "png"]
+    acceleration: Literal["none", "regular", "high"]
+
+
 ENDPOINT_ID = "fal-ai/flux/schnell"
 INPUT_MODEL = FluxSchnellInput
 OUTPUT_MODEL = FluxSchnellOutput
@@ -137,6 +163,7 @@ OUTPUT_MODEL = FluxSchnellOutput
 __all__ = [
     "FluxSchnellInput",
     "FluxSchnellOutput",
+    "FluxSchnellParams",
     "Image",
     "ImageSize",
 ]

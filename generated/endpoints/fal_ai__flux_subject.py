@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/flux-subject
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -133,6 +134,31 @@ class ImageSize(RequestModel):
     ] = 512
 
 
+class FluxSubjectParams(TypedDict, total=False):
+    """The fields of `FluxSubjectInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    image_url: str
+    image_size: (
+        ImageSize
+        | Literal[
+            "square_hd",
+            "square",
+            "portrait_4_3",
+            "portrait_16_9",
+            "landscape_4_3",
+            "landscape_16_9",
+        ]
+    )
+    num_inference_steps: int
+    seed: int | None
+    guidance_scale: float
+    sync_mode: bool
+    num_images: int
+    enable_safety_checker: bool
+    output_format: Literal["jpeg", "png"]
+
+
 ENDPOINT_ID = "fal-ai/flux-subject"
 INPUT_MODEL = FluxSubjectInput
 OUTPUT_MODEL = FluxSubjectOutput
@@ -140,6 +166,7 @@ OUTPUT_MODEL = FluxSubjectOutput
 __all__ = [
     "FluxSubjectInput",
     "FluxSubjectOutput",
+    "FluxSubjectParams",
     "Image",
     "ImageSize",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/framepack
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -121,6 +122,21 @@ class FramepackOutput(ResponseModel):
     seed: Annotated[int, Field(description="The seed used for generating the video.", title="Seed")]
 
 
+class FramepackParams(TypedDict, total=False):
+    """The fields of `FramepackInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    negative_prompt: str
+    image_url: str
+    seed: int | None
+    aspect_ratio: Literal["16:9", "9:16"]
+    resolution: Literal["720p", "480p"]
+    cfg_scale: float
+    guidance_scale: float
+    num_frames: int
+    enable_safety_checker: bool
+
+
 ENDPOINT_ID = "fal-ai/framepack"
 INPUT_MODEL = FramepackInput
 OUTPUT_MODEL = FramepackOutput
@@ -129,4 +145,5 @@ __all__ = [
     "File",
     "FramepackInput",
     "FramepackOutput",
+    "FramepackParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/framepack/flf2v
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -143,6 +144,23 @@ class FramepackFlf2vOutput(ResponseModel):
     seed: Annotated[int, Field(description="The seed used for generating the video.", title="Seed")]
 
 
+class FramepackFlf2vParams(TypedDict, total=False):
+    """The fields of `FramepackFlf2vInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    negative_prompt: str
+    image_url: str
+    seed: int | None
+    aspect_ratio: Literal["16:9", "9:16"]
+    resolution: Literal["720p", "480p"]
+    cfg_scale: float
+    guidance_scale: float
+    num_frames: int
+    enable_safety_checker: bool
+    end_image_url: str
+    strength: float
+
+
 ENDPOINT_ID = "fal-ai/framepack/flf2v"
 INPUT_MODEL = FramepackFlf2vInput
 OUTPUT_MODEL = FramepackFlf2vOutput
@@ -151,4 +169,5 @@ __all__ = [
     "File",
     "FramepackFlf2vInput",
     "FramepackFlf2vOutput",
+    "FramepackFlf2vParams",
 ]

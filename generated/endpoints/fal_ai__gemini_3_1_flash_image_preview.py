@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/gemini-3.1-flash-image-preview
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -157,6 +158,42 @@ class ImageFile(ResponseModel):
     )
 
 
+class Gemini31FlashImagePreviewParams(TypedDict, total=False):
+    """The fields of `Gemini31FlashImagePreviewInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    num_images: int
+    seed: int | None
+    aspect_ratio: (
+        Literal[
+            "auto",
+            "21:9",
+            "16:9",
+            "3:2",
+            "4:3",
+            "5:4",
+            "1:1",
+            "4:5",
+            "3:4",
+            "2:3",
+            "9:16",
+            "4:1",
+            "1:4",
+            "8:1",
+            "1:8",
+        ]
+        | None
+    )
+    output_format: Literal["jpeg", "png", "webp"]
+    safety_tolerance: Literal["1", "2", "3", "4", "5", "6"]
+    sync_mode: bool
+    system_prompt: str
+    resolution: Literal["0.5K", "1K", "2K", "4K"]
+    limit_generations: bool
+    enable_web_search: bool
+    thinking_level: Literal["minimal", "high"] | None
+
+
 ENDPOINT_ID = "fal-ai/gemini-3.1-flash-image-preview"
 INPUT_MODEL = Gemini31FlashImagePreviewInput
 OUTPUT_MODEL = Gemini31FlashImagePreviewOutput
@@ -164,5 +201,6 @@ OUTPUT_MODEL = Gemini31FlashImagePreviewOutput
 __all__ = [
     "Gemini31FlashImagePreviewInput",
     "Gemini31FlashImagePreviewOutput",
+    "Gemini31FlashImagePreviewParams",
     "ImageFile",
 ]

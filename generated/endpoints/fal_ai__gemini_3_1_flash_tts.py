@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/gemini-3.1-flash-tts
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -287,6 +288,140 @@ class SpeakerConfig(RequestModel):
     ]
 
 
+class Gemini31FlashTtsParams(TypedDict, total=False):
+    """The fields of `Gemini31FlashTtsInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    style_instructions: str | None
+    voice: Literal[
+        "Achernar",
+        "Achird",
+        "Algenib",
+        "Algieba",
+        "Alnilam",
+        "Aoede",
+        "Autonoe",
+        "Callirrhoe",
+        "Charon",
+        "Despina",
+        "Enceladus",
+        "Erinome",
+        "Fenrir",
+        "Gacrux",
+        "Iapetus",
+        "Kore",
+        "Laomedeia",
+        "Leda",
+        "Orus",
+        "Pulcherrima",
+        "Puck",
+        "Rasalgethi",
+        "Sadachbia",
+        "Sadaltager",
+        "Schedar",
+        "Sulafat",
+        "Umbriel",
+        "Vindemiatrix",
+        "Zephyr",
+        "Zubenelgenubi",
+    ]
+    language_code: (
+        Literal[
+            "Arabic (Egypt)",
+            "Bangla (Bangladesh)",
+            "Dutch (Netherlands)",
+            "English (India)",
+            "English (US)",
+            "French (France)",
+            "German (Germany)",
+            "Hindi (India)",
+            "Indonesian (Indonesia)",
+            "Italian (Italy)",
+            "Japanese (Japan)",
+            "Korean (South Korea)",
+            "Marathi (India)",
+            "Polish (Poland)",
+            "Portuguese (Brazil)",
+            "Romanian (Romania)",
+            "Russian (Russia)",
+            "Spanish (Spain)",
+            "Tamil (India)",
+            "Telugu (India)",
+            "Thai (Thailand)",
+            "Turkish (Turkey)",
+            "Ukrainian (Ukraine)",
+            "Vietnamese (Vietnam)",
+            "Afrikaans (South Africa)",
+            "Albanian (Albania)",
+            "Amharic (Ethiopia)",
+            "Arabic (World)",
+            "Armenian (Armenia)",
+            "Azerbaijani (Azerbaijan)",
+            "Basque (Spain)",
+            "Belarusian (Belarus)",
+            "Bulgarian (Bulgaria)",
+            "Burmese (Myanmar)",
+            "Catalan (Spain)",
+            "Cebuano (Philippines)",
+            "Chinese Mandarin (China)",
+            "Chinese Mandarin (Taiwan)",
+            "Croatian (Croatia)",
+            "Czech (Czech Republic)",
+            "Danish (Denmark)",
+            "English (Australia)",
+            "English (UK)",
+            "Estonian (Estonia)",
+            "Filipino (Philippines)",
+            "Finnish (Finland)",
+            "French (Canada)",
+            "Galician (Spain)",
+            "Georgian (Georgia)",
+            "Greek (Greece)",
+            "Gujarati (India)",
+            "Haitian Creole (Haiti)",
+            "Hebrew (Israel)",
+            "Hungarian (Hungary)",
+            "Icelandic (Iceland)",
+            "Javanese (Java)",
+            "Kannada (India)",
+            "Konkani (India)",
+            "Lao (Laos)",
+            "Latin (Vatican City)",
+            "Latvian (Latvia)",
+            "Lithuanian (Lithuania)",
+            "Luxembourgish (Luxembourg)",
+            "Macedonian (North Macedonia)",
+            "Maithili (India)",
+            "Malagasy (Madagascar)",
+            "Malay (Malaysia)",
+            "Malayalam (India)",
+            "Mongolian (Mongolia)",
+            "Nepali (Nepal)",
+            "Norwegian Bokmal (Norway)",
+            "Norwegian Nynorsk (Norway)",
+            "Odia (India)",
+            "Pashto (Afghanistan)",
+            "Persian (Iran)",
+            "Portuguese (Portugal)",
+            "Punjabi (India)",
+            "Serbian (Serbia)",
+            "Sindhi (India)",
+            "Sinhala (Sri Lanka)",
+            "Slovak (Slovakia)",
+            "Slovenian (Slovenia)",
+            "Spanish (Latin America)",
+            "Spanish (Mexico)",
+            "Swahili (Kenya)",
+            "Swedish (Sweden)",
+            "Urdu (Pakistan)",
+        ]
+        | None
+    )
+    speakers: list[SpeakerConfig] | None
+    temperature: float
+    output_format: Literal["wav", "mp3", "ogg_opus"]
+
+
 ENDPOINT_ID = "fal-ai/gemini-3.1-flash-tts"
 INPUT_MODEL = Gemini31FlashTtsInput
 OUTPUT_MODEL = Gemini31FlashTtsOutput
@@ -295,5 +430,6 @@ __all__ = [
     "File",
     "Gemini31FlashTtsInput",
     "Gemini31FlashTtsOutput",
+    "Gemini31FlashTtsParams",
     "SpeakerConfig",
 ]

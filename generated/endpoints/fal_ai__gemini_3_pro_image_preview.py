@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/gemini-3-pro-image-preview
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -131,6 +132,25 @@ class ImageFile(ResponseModel):
     )
 
 
+class Gemini3ProImagePreviewParams(TypedDict, total=False):
+    """The fields of `Gemini3ProImagePreviewInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    num_images: int
+    seed: int | None
+    aspect_ratio: (
+        Literal["auto", "21:9", "16:9", "3:2", "4:3", "5:4", "1:1", "4:5", "3:4", "2:3", "9:16"]
+        | None
+    )
+    output_format: Literal["jpeg", "png", "webp"]
+    safety_tolerance: Literal["1", "2", "3", "4", "5", "6"]
+    sync_mode: bool
+    system_prompt: str
+    resolution: Literal["1K", "2K", "4K"]
+    limit_generations: bool
+    enable_web_search: bool
+
+
 ENDPOINT_ID = "fal-ai/gemini-3-pro-image-preview"
 INPUT_MODEL = Gemini3ProImagePreviewInput
 OUTPUT_MODEL = Gemini3ProImagePreviewOutput
@@ -138,5 +158,6 @@ OUTPUT_MODEL = Gemini3ProImagePreviewOutput
 __all__ = [
     "Gemini3ProImagePreviewInput",
     "Gemini3ProImagePreviewOutput",
+    "Gemini3ProImagePreviewParams",
     "ImageFile",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/gemini-tts
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -295,6 +296,141 @@ class SpeakerConfig(RequestModel):
     ]
 
 
+class GeminiTtsParams(TypedDict, total=False):
+    """The fields of `GeminiTtsInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    style_instructions: str | None
+    voice: Literal[
+        "Achernar",
+        "Achird",
+        "Algenib",
+        "Algieba",
+        "Alnilam",
+        "Aoede",
+        "Autonoe",
+        "Callirrhoe",
+        "Charon",
+        "Despina",
+        "Enceladus",
+        "Erinome",
+        "Fenrir",
+        "Gacrux",
+        "Iapetus",
+        "Kore",
+        "Laomedeia",
+        "Leda",
+        "Orus",
+        "Pulcherrima",
+        "Puck",
+        "Rasalgethi",
+        "Sadachbia",
+        "Sadaltager",
+        "Schedar",
+        "Sulafat",
+        "Umbriel",
+        "Vindemiatrix",
+        "Zephyr",
+        "Zubenelgenubi",
+    ]
+    model: Literal["gemini-2.5-flash-tts", "gemini-2.5-pro-tts"]
+    language_code: (
+        Literal[
+            "Arabic (Egypt)",
+            "Bangla (Bangladesh)",
+            "Dutch (Netherlands)",
+            "English (India)",
+            "English (US)",
+            "French (France)",
+            "German (Germany)",
+            "Hindi (India)",
+            "Indonesian (Indonesia)",
+            "Italian (Italy)",
+            "Japanese (Japan)",
+            "Korean (South Korea)",
+            "Marathi (India)",
+            "Polish (Poland)",
+            "Portuguese (Brazil)",
+            "Romanian (Romania)",
+            "Russian (Russia)",
+            "Spanish (Spain)",
+            "Tamil (India)",
+            "Telugu (India)",
+            "Thai (Thailand)",
+            "Turkish (Turkey)",
+            "Ukrainian (Ukraine)",
+            "Vietnamese (Vietnam)",
+            "Afrikaans (South Africa)",
+            "Albanian (Albania)",
+            "Amharic (Ethiopia)",
+            "Arabic (World)",
+            "Armenian (Armenia)",
+            "Azerbaijani (Azerbaijan)",
+            "Basque (Spain)",
+            "Belarusian (Belarus)",
+            "Bulgarian (Bulgaria)",
+            "Burmese (Myanmar)",
+            "Catalan (Spain)",
+            "Cebuano (Philippines)",
+            "Chinese Mandarin (China)",
+            "Chinese Mandarin (Taiwan)",
+            "Croatian (Croatia)",
+            "Czech (Czech Republic)",
+            "Danish (Denmark)",
+            "English (Australia)",
+            "English (UK)",
+            "Estonian (Estonia)",
+            "Filipino (Philippines)",
+            "Finnish (Finland)",
+            "French (Canada)",
+            "Galician (Spain)",
+            "Georgian (Georgia)",
+            "Greek (Greece)",
+            "Gujarati (India)",
+            "Haitian Creole (Haiti)",
+            "Hebrew (Israel)",
+            "Hungarian (Hungary)",
+            "Icelandic (Iceland)",
+            "Javanese (Java)",
+            "Kannada (India)",
+            "Konkani (India)",
+            "Lao (Laos)",
+            "Latin (Vatican City)",
+            "Latvian (Latvia)",
+            "Lithuanian (Lithuania)",
+            "Luxembourgish (Luxembourg)",
+            "Macedonian (North Macedonia)",
+            "Maithili (India)",
+            "Malagasy (Madagascar)",
+            "Malay (Malaysia)",
+            "Malayalam (India)",
+            "Mongolian (Mongolia)",
+            "Nepali (Nepal)",
+            "Norwegian Bokmal (Norway)",
+            "Norwegian Nynorsk (Norway)",
+            "Odia (India)",
+            "Pashto (Afghanistan)",
+            "Persian (Iran)",
+            "Portuguese (Portugal)",
+            "Punjabi (India)",
+            "Serbian (Serbia)",
+            "Sindhi (India)",
+            "Sinhala (Sri Lanka)",
+            "Slovak (Slovakia)",
+            "Slovenian (Slovenia)",
+            "Spanish (Latin America)",
+            "Spanish (Mexico)",
+            "Swahili (Kenya)",
+            "Swedish (Sweden)",
+            "Urdu (Pakistan)",
+        ]
+        | None
+    )
+    speakers: list[SpeakerConfig] | None
+    temperature: float
+    output_format: Literal["wav", "mp3", "ogg_opus"]
+
+
 ENDPOINT_ID = "fal-ai/gemini-tts"
 INPUT_MODEL = GeminiTtsInput
 OUTPUT_MODEL = GeminiTtsOutput
@@ -303,5 +439,6 @@ __all__ = [
     "File",
     "GeminiTtsInput",
     "GeminiTtsOutput",
+    "GeminiTtsParams",
     "SpeakerConfig",
 ]

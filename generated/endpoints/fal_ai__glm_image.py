@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/glm-image
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -143,6 +144,35 @@ class ImageSize(RequestModel):
     ] = 512
 
 
+class GlmImageParams(TypedDict, total=False):
+    """The fields of `GlmImageInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    image_size: (
+        ImageSize
+        | Literal[
+            "square_hd",
+            "square",
+            "portrait_4_3",
+            "portrait_16_9",
+            "landscape_4_3",
+            "landscape_16_9",
+            "portrait_3_2",
+            "landscape_3_2",
+            "portrait_hd",
+            "landscape_hd",
+        ]
+    )
+    num_inference_steps: int
+    guidance_scale: float
+    seed: int | None
+    num_images: int
+    enable_safety_checker: bool
+    output_format: Literal["jpeg", "png"]
+    sync_mode: bool
+    enable_prompt_expansion: bool
+
+
 ENDPOINT_ID = "fal-ai/glm-image"
 INPUT_MODEL = GlmImageInput
 OUTPUT_MODEL = GlmImageOutput
@@ -150,6 +180,7 @@ OUTPUT_MODEL = GlmImageOutput
 __all__ = [
     "GlmImageInput",
     "GlmImageOutput",
+    "GlmImageParams",
     "Image",
     "ImageSize",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/got-ocr/v2
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -25,6 +26,14 @@ class GotOcrV2Output(ResponseModel):
     outputs: Annotated[list[str], Field(description="Generated output", title="Output")]
 
 
+class GotOcrV2Params(TypedDict, total=False):
+    """The fields of `GotOcrV2Input` as keyword arguments of the typed client methods."""
+
+    input_image_urls: list[str]
+    do_format: bool
+    multi_page: bool
+
+
 ENDPOINT_ID = "fal-ai/got-ocr/v2"
 INPUT_MODEL = GotOcrV2Input
 OUTPUT_MODEL = GotOcrV2Output
@@ -32,4 +41,5 @@ OUTPUT_MODEL = GotOcrV2Output
 __all__ = [
     "GotOcrV2Input",
     "GotOcrV2Output",
+    "GotOcrV2Params",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/gpt-image-1.5
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -105,6 +106,18 @@ class ImageFile(ResponseModel):
     )
 
 
+class GptImage15Params(TypedDict, total=False):
+    """The fields of `GptImage15Input` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    image_size: Literal["1024x1024", "1536x1024", "1024x1536"]
+    background: Literal["auto", "transparent", "opaque"]
+    quality: Literal["low", "medium", "high"]
+    num_images: int
+    output_format: Literal["jpeg", "png", "webp"]
+    sync_mode: bool
+
+
 ENDPOINT_ID = "fal-ai/gpt-image-1.5"
 INPUT_MODEL = GptImage15Input
 OUTPUT_MODEL = GptImage15Output
@@ -112,5 +125,6 @@ OUTPUT_MODEL = GptImage15Output
 __all__ = [
     "GptImage15Input",
     "GptImage15Output",
+    "GptImage15Params",
     "ImageFile",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/gpt-image-1-mini
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -104,6 +105,18 @@ class ImageFile(ResponseModel):
     )
 
 
+class GptImage1MiniParams(TypedDict, total=False):
+    """The fields of `GptImage1MiniInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    image_size: Literal["auto", "1024x1024", "1536x1024", "1024x1536"]
+    background: Literal["auto", "transparent", "opaque"]
+    quality: Literal["auto", "low", "medium", "high"]
+    num_images: int
+    output_format: Literal["jpeg", "png", "webp"]
+    sync_mode: bool
+
+
 ENDPOINT_ID = "fal-ai/gpt-image-1-mini"
 INPUT_MODEL = GptImage1MiniInput
 OUTPUT_MODEL = GptImage1MiniOutput
@@ -111,5 +124,6 @@ OUTPUT_MODEL = GptImage1MiniOutput
 __all__ = [
     "GptImage1MiniInput",
     "GptImage1MiniOutput",
+    "GptImage1MiniParams",
     "ImageFile",
 ]

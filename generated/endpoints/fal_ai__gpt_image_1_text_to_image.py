@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/gpt-image-1/text-to-image
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -104,6 +105,18 @@ class ImageFile(ResponseModel):
     )
 
 
+class GptImage1TextToImageParams(TypedDict, total=False):
+    """The fields of `GptImage1TextToImageInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    image_size: Literal["auto", "1024x1024", "1536x1024", "1024x1536"]
+    background: Literal["auto", "transparent", "opaque"]
+    quality: Literal["auto", "low", "medium", "high"]
+    num_images: int
+    output_format: Literal["jpeg", "png", "webp"]
+    sync_mode: bool
+
+
 ENDPOINT_ID = "fal-ai/gpt-image-1/text-to-image"
 INPUT_MODEL = GptImage1TextToImageInput
 OUTPUT_MODEL = GptImage1TextToImageOutput
@@ -111,5 +124,6 @@ OUTPUT_MODEL = GptImage1TextToImageOutput
 __all__ = [
     "GptImage1TextToImageInput",
     "GptImage1TextToImageOutput",
+    "GptImage1TextToImageParams",
     "ImageFile",
 ]

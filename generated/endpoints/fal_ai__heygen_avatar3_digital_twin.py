@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/heygen/avatar3/digital-twin
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -1516,6 +1517,16 @@ class TextVoice(RequestModel):
     ] = 1
 
 
+class HeygenAvatar3DigitalTwinParams(TypedDict, total=False):
+    """The fields of `HeygenAvatar3DigitalTwinInput` as keyword arguments of the typed client methods."""
+
+    character: Character
+    voice: TextVoice
+    audio_url: str | None
+    resolution: Literal["360p", "480p", "540p", "720p", "1080p"]
+    aspect_ratio: Literal["16:9", "9:16", "4:5", "5:4", "1:1"]
+
+
 ENDPOINT_ID = "fal-ai/heygen/avatar3/digital-twin"
 INPUT_MODEL = HeygenAvatar3DigitalTwinInput
 OUTPUT_MODEL = HeygenAvatar3DigitalTwinOutput
@@ -1525,5 +1536,6 @@ __all__ = [
     "File",
     "HeygenAvatar3DigitalTwinInput",
     "HeygenAvatar3DigitalTwinOutput",
+    "HeygenAvatar3DigitalTwinParams",
     "TextVoice",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/heygen/avatar4/image-to-video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -234,6 +235,127 @@ class HeygenAvatar4ImageToVideoOutput(ResponseModel):
     ]
 
 
+class HeygenAvatar4ImageToVideoParams(TypedDict, total=False):
+    """The fields of `HeygenAvatar4ImageToVideoInput` as keyword arguments of the typed client methods."""
+
+    image_url: str
+    prompt: str | None
+    voice: (
+        Literal[
+            "Warm Pro Narrator",
+            "Chill Brian",
+            "Ivy",
+            "John Doe",
+            "Monika Sogam",
+            "Hope ",
+            "Archer ",
+            "Brittney",
+            "Patrick",
+            "David Castlemore",
+            "Michael C",
+            "Adam Stone ",
+            "Juniper",
+            "Cassidy ",
+            "Jessica Anne Bogart",
+            "Arabella",
+            "Andrew",
+            "Spuds Oxley ",
+            "Grace Elder",
+            "Helen",
+            "Canyon Rivers",
+            "Derya - Lifelike - Excited 🤩",
+            "Mellow Marcus",
+            "Jack Sterling - Broadcaster 🎙️",
+            "Brenda - UGC - 1.mp4",
+            "Reid",
+            "Reagan",
+            "Terry",
+            "Jenny",
+            "Radio Rick",
+            "Denise",
+            "Tim in car - Excited 🤩",
+            "Iskander",
+            "Thompson",
+            "Delicate Daisy - Excited 🤩",
+            "Kingston",
+            "George UGC 1",
+            "Bold Blake",
+            "Jane",
+            "Expressive Evan",
+            "Marianne - IA",
+            "Aaron",
+            "Modern Recipe Host - Voice 1",
+            "Willow",
+            "Cute Chloe - Friendly 😊",
+            "Rafael",
+            "June - Lifelike",
+            "Crisp Chloe",
+            "Slick Simon",
+            "Nassim - Informative",
+            "Baritone Ben",
+            "Maxwell",
+            "Ellie Faye - Excited 🤩",
+            "Milani",
+            "Feisty Fiona - Excited 🤩",
+            "Professor Dean",
+            "Rose - UGC - 1.mp4",
+            "Shona",
+            "Hudson Wilder",
+            "Ann - IA",
+            "Alastair Kensington",
+            "Oxley",
+            "Christina",
+            "Andrew Rizz ",
+            "Peyton",
+            "Gerardo - Outdoor",
+            "Chloe - Lifelike",
+            "Stephanie",
+            "Anthony - IA",
+            "Signal - Voice 1",
+            "Luca",
+            "Lisa - Voice 1",
+            "T.W.Tucker",
+            "Jack Sullivan - Serious 😐",
+            "Winter",
+            "Mireia - Lifelike",
+            "Georgia",
+            "Stella",
+            "Masha - Lifelike",
+            "Charming Charles - Friendly 😊",
+            "Serenity",
+            "Annie - Excited",
+            "Ralph",
+            "Bethany",
+            "Dominic",
+            "Mason Finn",
+            "Leena",
+            "Veteran Victor",
+            "Tamara",
+            "Nik Public",
+            "Calm Chloe",
+            "Sevik",
+            "Reilly",
+            "Raul",
+            "Imposing Ian",
+            "Relaxed Ray",
+            "Dexter - Professional",
+            "Relaxed Rick",
+            "Edwin",
+            "Rupert Blackwood",
+            "Ginny",
+            "Hope",
+        ]
+        | None
+    )
+    audio_url: str | None
+    talking_style: Literal["stable", "expressive"]
+    expression: Literal["happy"] | None
+    background: AvatarIVBackground | None
+    resolution: Literal["360p", "480p", "540p", "720p", "1080p"]
+    aspect_ratio: Literal["16:9", "9:16", "4:5", "5:4", "1:1", "auto"]
+    caption: bool
+
+
 ENDPOINT_ID = "fal-ai/heygen/avatar4/image-to-video"
 INPUT_MODEL = HeygenAvatar4ImageToVideoInput
 OUTPUT_MODEL = HeygenAvatar4ImageToVideoOutput
@@ -243,4 +365,5 @@ __all__ = [
     "File",
     "HeygenAvatar4ImageToVideoInput",
     "HeygenAvatar4ImageToVideoOutput",
+    "HeygenAvatar4ImageToVideoParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/heygen/avatar5/digital-twin
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -890,6 +891,129 @@ class HeygenAvatar5DigitalTwinOutput(ResponseModel):
     ] = None
 
 
+class HeygenAvatar5DigitalTwinParams(TypedDict, total=False):
+    """The fields of `HeygenAvatar5DigitalTwinInput` as keyword arguments of the typed client methods."""
+
+    avatar: str | None
+    prompt: str | None
+    voice: (
+        Literal[
+            "Warm Pro Narrator",
+            "Chill Brian",
+            "Ivy",
+            "John Doe",
+            "Monika Sogam",
+            "Hope ",
+            "Archer ",
+            "Brittney",
+            "Patrick",
+            "David Castlemore",
+            "Michael C",
+            "Adam Stone ",
+            "Juniper",
+            "Cassidy ",
+            "Jessica Anne Bogart",
+            "Arabella",
+            "Andrew",
+            "Spuds Oxley ",
+            "Grace Elder",
+            "Helen",
+            "Canyon Rivers",
+            "Derya - Lifelike - Excited 🤩",
+            "Mellow Marcus",
+            "Jack Sterling - Broadcaster 🎙️",
+            "Brenda - UGC - 1.mp4",
+            "Reid",
+            "Reagan",
+            "Terry",
+            "Jenny",
+            "Radio Rick",
+            "Denise",
+            "Tim in car - Excited 🤩",
+            "Iskander",
+            "Thompson",
+            "Delicate Daisy - Excited 🤩",
+            "Kingston",
+            "George UGC 1",
+            "Bold Blake",
+            "Jane",
+            "Expressive Evan",
+            "Marianne - IA",
+            "Aaron",
+            "Modern Recipe Host - Voice 1",
+            "Willow",
+            "Cute Chloe - Friendly 😊",
+            "Rafael",
+            "June - Lifelike",
+            "Crisp Chloe",
+            "Slick Simon",
+            "Nassim - Informative",
+            "Baritone Ben",
+            "Maxwell",
+            "Ellie Faye - Excited 🤩",
+            "Milani",
+            "Feisty Fiona - Excited 🤩",
+            "Professor Dean",
+            "Rose - UGC - 1.mp4",
+            "Shona",
+            "Hudson Wilder",
+            "Ann - IA",
+            "Alastair Kensington",
+            "Oxley",
+            "Christina",
+            "Andrew Rizz ",
+            "Peyton",
+            "Gerardo - Outdoor",
+            "Chloe - Lifelike",
+            "Stephanie",
+            "Anthony - IA",
+            "Signal - Voice 1",
+            "Luca",
+            "Lisa - Voice 1",
+            "T.W.Tucker",
+            "Jack Sullivan - Serious 😐",
+            "Winter",
+            "Mireia - Lifelike",
+            "Georgia",
+            "Stella",
+            "Masha - Lifelike",
+            "Charming Charles - Friendly 😊",
+            "Serenity",
+            "Annie - Excited",
+            "Ralph",
+            "Bethany",
+            "Dominic",
+            "Mason Finn",
+            "Leena",
+            "Veteran Victor",
+            "Tamara",
+            "Nik Public",
+            "Calm Chloe",
+            "Sevik",
+            "Reilly",
+            "Raul",
+            "Imposing Ian",
+            "Relaxed Ray",
+            "Dexter - Professional",
+            "Relaxed Rick",
+            "Edwin",
+            "Rupert Blackwood",
+            "Ginny",
+            "Hope",
+        ]
+        | None
+    )
+    audio_url: str | None
+    fit: Literal["contain", "cover"]
+    remove_background: bool
+    background: AvatarVBackground | None
+    watermark: AvatarVWatermark | None
+    caption: bool
+    output_format: Literal["mp4", "webm"]
+    resolution: Literal["720p", "1080p", "4k"]
+    aspect_ratio: Literal["16:9", "9:16", "4:5", "5:4", "1:1", "auto"]
+
+
 ENDPOINT_ID = "fal-ai/heygen/avatar5/digital-twin"
 INPUT_MODEL = HeygenAvatar5DigitalTwinInput
 OUTPUT_MODEL = HeygenAvatar5DigitalTwinOutput
@@ -900,4 +1024,5 @@ __all__ = [
     "File",
     "HeygenAvatar5DigitalTwinInput",
     "HeygenAvatar5DigitalTwinOutput",
+    "HeygenAvatar5DigitalTwinParams",
 ]

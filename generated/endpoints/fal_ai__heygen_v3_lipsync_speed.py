@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/heygen/v3/lipsync/speed
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -107,6 +108,20 @@ class HeygenV3LipsyncSpeedOutput(ResponseModel):
     ] = None
 
 
+class HeygenV3LipsyncSpeedParams(TypedDict, total=False):
+    """The fields of `HeygenV3LipsyncSpeedInput` as keyword arguments of the typed client methods."""
+
+    video_url: str
+    audio_url: str
+    title: str | None
+    enable_caption: bool
+    enable_dynamic_duration: bool
+    disable_music_track: bool
+    enable_speech_enhancement: bool
+    start_time: float | None
+    end_time: float | None
+
+
 ENDPOINT_ID = "fal-ai/heygen/v3/lipsync/speed"
 INPUT_MODEL = HeygenV3LipsyncSpeedInput
 OUTPUT_MODEL = HeygenV3LipsyncSpeedOutput
@@ -115,4 +130,5 @@ __all__ = [
     "File",
     "HeygenV3LipsyncSpeedInput",
     "HeygenV3LipsyncSpeedOutput",
+    "HeygenV3LipsyncSpeedParams",
 ]

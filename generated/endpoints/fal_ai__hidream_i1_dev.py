@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/hidream-i1-dev
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import structured_default, RequestModel, ResponseModel
@@ -122,6 +123,30 @@ class ImageSize(RequestModel):
     ] = 512
 
 
+class HidreamI1DevParams(TypedDict, total=False):
+    """The fields of `HidreamI1DevInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    negative_prompt: str
+    image_size: (
+        ImageSize
+        | Literal[
+            "square_hd",
+            "square",
+            "portrait_4_3",
+            "portrait_16_9",
+            "landscape_4_3",
+            "landscape_16_9",
+        ]
+    )
+    num_inference_steps: int
+    seed: int | None
+    sync_mode: bool
+    num_images: int
+    enable_safety_checker: bool
+    output_format: Literal["jpeg", "png"]
+
+
 ENDPOINT_ID = "fal-ai/hidream-i1-dev"
 INPUT_MODEL = HidreamI1DevInput
 OUTPUT_MODEL = HidreamI1DevOutput
@@ -129,6 +154,7 @@ OUTPUT_MODEL = HidreamI1DevOutput
 __all__ = [
     "HidreamI1DevInput",
     "HidreamI1DevOutput",
+    "HidreamI1DevParams",
     "Image",
     "ImageSize",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/hidream-i1-fast
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import structured_default, RequestModel, ResponseModel
@@ -122,6 +123,30 @@ class ImageSize(RequestModel):
     ] = 512
 
 
+class HidreamI1FastParams(TypedDict, total=False):
+    """The fields of `HidreamI1FastInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    negative_prompt: str
+    image_size: (
+        ImageSize
+        | Literal[
+            "square_hd",
+            "square",
+            "portrait_4_3",
+            "portrait_16_9",
+            "landscape_4_3",
+            "landscape_16_9",
+        ]
+    )
+    num_inference_steps: int
+    seed: int | None
+    sync_mode: bool
+    num_images: int
+    enable_safety_checker: bool
+    output_format: Literal["jpeg", "png"]
+
+
 ENDPOINT_ID = "fal-ai/hidream-i1-fast"
 INPUT_MODEL = HidreamI1FastInput
 OUTPUT_MODEL = HidreamI1FastOutput
@@ -129,6 +154,7 @@ OUTPUT_MODEL = HidreamI1FastOutput
 __all__ = [
     "HidreamI1FastInput",
     "HidreamI1FastOutput",
+    "HidreamI1FastParams",
     "Image",
     "ImageSize",
 ]

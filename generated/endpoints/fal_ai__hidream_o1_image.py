@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/hidream-o1-image
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import structured_default, RequestModel, ResponseModel
@@ -143,6 +144,32 @@ class ImageSize(RequestModel):
     ] = 512
 
 
+class HidreamO1ImageParams(TypedDict, total=False):
+    """The fields of `HidreamO1ImageInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    reference_image_urls: list[str]
+    image_size: (
+        ImageSize
+        | Literal[
+            "square_hd",
+            "square",
+            "portrait_4_3",
+            "portrait_16_9",
+            "landscape_4_3",
+            "landscape_16_9",
+        ]
+    )
+    num_inference_steps: int
+    guidance_scale: float
+    seed: int | None
+    num_images: int
+    output_format: Literal["jpeg", "png", "webp"]
+    sync_mode: bool
+    enable_safety_checker: bool
+    keep_original_aspect: bool
+
+
 ENDPOINT_ID = "fal-ai/hidream-o1-image"
 INPUT_MODEL = HidreamO1ImageInput
 OUTPUT_MODEL = HidreamO1ImageOutput
@@ -150,6 +177,7 @@ OUTPUT_MODEL = HidreamO1ImageOutput
 __all__ = [
     "HidreamO1ImageInput",
     "HidreamO1ImageOutput",
+    "HidreamO1ImageParams",
     "ImageFile",
     "ImageSize",
 ]

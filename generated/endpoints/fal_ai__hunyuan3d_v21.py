@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/hunyuan3d-v21
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -105,6 +106,17 @@ class Hunyuan3dV21Output(ResponseModel):
     seed: Annotated[int, Field(description="Seed value used for generation.", title="Seed")]
 
 
+class Hunyuan3dV21Params(TypedDict, total=False):
+    """The fields of `Hunyuan3dV21Input` as keyword arguments of the typed client methods."""
+
+    input_image_url: str
+    seed: int | None
+    num_inference_steps: int
+    guidance_scale: float
+    octree_resolution: int
+    textured_mesh: bool
+
+
 ENDPOINT_ID = "fal-ai/hunyuan3d-v21"
 INPUT_MODEL = Hunyuan3dV21Input
 OUTPUT_MODEL = Hunyuan3dV21Output
@@ -113,4 +125,5 @@ __all__ = [
     "File",
     "Hunyuan3dV21Input",
     "Hunyuan3dV21Output",
+    "Hunyuan3dV21Params",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/hunyuan3d/v2/mini
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -96,6 +97,17 @@ class Hunyuan3dV2MiniOutput(ResponseModel):
     seed: Annotated[int, Field(description="Seed value used for generation.", title="Seed")]
 
 
+class Hunyuan3dV2MiniParams(TypedDict, total=False):
+    """The fields of `Hunyuan3dV2MiniInput` as keyword arguments of the typed client methods."""
+
+    input_image_url: str
+    seed: int | None
+    num_inference_steps: int
+    guidance_scale: float
+    octree_resolution: int
+    textured_mesh: bool
+
+
 ENDPOINT_ID = "fal-ai/hunyuan3d/v2/mini"
 INPUT_MODEL = Hunyuan3dV2MiniInput
 OUTPUT_MODEL = Hunyuan3dV2MiniOutput
@@ -104,4 +116,5 @@ __all__ = [
     "File",
     "Hunyuan3dV2MiniInput",
     "Hunyuan3dV2MiniOutput",
+    "Hunyuan3dV2MiniParams",
 ]

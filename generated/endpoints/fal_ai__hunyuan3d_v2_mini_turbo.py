@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/hunyuan3d/v2/mini/turbo
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -96,6 +97,17 @@ class Hunyuan3dV2MiniTurboOutput(ResponseModel):
     seed: Annotated[int, Field(description="Seed value used for generation.", title="Seed")]
 
 
+class Hunyuan3dV2MiniTurboParams(TypedDict, total=False):
+    """The fields of `Hunyuan3dV2MiniTurboInput` as keyword arguments of the typed client methods."""
+
+    input_image_url: str
+    seed: int | None
+    num_inference_steps: int
+    guidance_scale: float
+    octree_resolution: int
+    textured_mesh: bool
+
+
 ENDPOINT_ID = "fal-ai/hunyuan3d/v2/mini/turbo"
 INPUT_MODEL = Hunyuan3dV2MiniTurboInput
 OUTPUT_MODEL = Hunyuan3dV2MiniTurboOutput
@@ -104,4 +116,5 @@ __all__ = [
     "File",
     "Hunyuan3dV2MiniTurboInput",
     "Hunyuan3dV2MiniTurboOutput",
+    "Hunyuan3dV2MiniTurboParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/hunyuan3d/v2/multi-view/turbo
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -116,6 +117,19 @@ class Hunyuan3dV2MultiViewTurboOutput(ResponseModel):
     seed: Annotated[int, Field(description="Seed value used for generation.", title="Seed")]
 
 
+class Hunyuan3dV2MultiViewTurboParams(TypedDict, total=False):
+    """The fields of `Hunyuan3dV2MultiViewTurboInput` as keyword arguments of the typed client methods."""
+
+    front_image_url: str
+    back_image_url: str
+    left_image_url: str
+    seed: int | None
+    num_inference_steps: int
+    guidance_scale: float
+    octree_resolution: int
+    textured_mesh: bool
+
+
 ENDPOINT_ID = "fal-ai/hunyuan3d/v2/multi-view/turbo"
 INPUT_MODEL = Hunyuan3dV2MultiViewTurboInput
 OUTPUT_MODEL = Hunyuan3dV2MultiViewTurboOutput
@@ -124,4 +138,5 @@ __all__ = [
     "File",
     "Hunyuan3dV2MultiViewTurboInput",
     "Hunyuan3dV2MultiViewTurboOutput",
+    "Hunyuan3dV2MultiViewTurboParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/hunyuan3d-v3/image-to-3d
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -157,6 +158,19 @@ class ModelUrls(ResponseModel):
     usdz: Annotated[File | None, Field(description="USDZ format 3D model")] = None
 
 
+class Hunyuan3dV3ImageTo3dParams(TypedDict, total=False):
+    """The fields of `Hunyuan3dV3ImageTo3dInput` as keyword arguments of the typed client methods."""
+
+    input_image_url: str
+    back_image_url: str | None
+    left_image_url: str | None
+    right_image_url: str | None
+    enable_pbr: bool
+    face_count: int
+    generate_type: Literal["Normal", "LowPoly", "Geometry"]
+    polygon_type: Literal["triangle", "quadrilateral"]
+
+
 ENDPOINT_ID = "fal-ai/hunyuan3d-v3/image-to-3d"
 INPUT_MODEL = Hunyuan3dV3ImageTo3dInput
 OUTPUT_MODEL = Hunyuan3dV3ImageTo3dOutput
@@ -165,5 +179,6 @@ __all__ = [
     "File",
     "Hunyuan3dV3ImageTo3dInput",
     "Hunyuan3dV3ImageTo3dOutput",
+    "Hunyuan3dV3ImageTo3dParams",
     "ModelUrls",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/hunyuan3d-v3/sketch-to-3d
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -127,6 +128,15 @@ class ModelUrls(ResponseModel):
     usdz: Annotated[File | None, Field(description="USDZ format 3D model")] = None
 
 
+class Hunyuan3dV3SketchTo3dParams(TypedDict, total=False):
+    """The fields of `Hunyuan3dV3SketchTo3dInput` as keyword arguments of the typed client methods."""
+
+    input_image_url: str
+    prompt: str
+    enable_pbr: bool
+    face_count: int
+
+
 ENDPOINT_ID = "fal-ai/hunyuan3d-v3/sketch-to-3d"
 INPUT_MODEL = Hunyuan3dV3SketchTo3dInput
 OUTPUT_MODEL = Hunyuan3dV3SketchTo3dOutput
@@ -135,5 +145,6 @@ __all__ = [
     "File",
     "Hunyuan3dV3SketchTo3dInput",
     "Hunyuan3dV3SketchTo3dOutput",
+    "Hunyuan3dV3SketchTo3dParams",
     "ModelUrls",
 ]

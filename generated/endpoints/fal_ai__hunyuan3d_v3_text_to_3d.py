@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/hunyuan3d-v3/text-to-3d
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -133,6 +134,16 @@ class ModelUrls(ResponseModel):
     usdz: Annotated[File | None, Field(description="USDZ format 3D model")] = None
 
 
+class Hunyuan3dV3TextTo3dParams(TypedDict, total=False):
+    """The fields of `Hunyuan3dV3TextTo3dInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    enable_pbr: bool
+    face_count: int
+    generate_type: Literal["Normal", "LowPoly", "Geometry"]
+    polygon_type: Literal["triangle", "quadrilateral"]
+
+
 ENDPOINT_ID = "fal-ai/hunyuan3d-v3/text-to-3d"
 INPUT_MODEL = Hunyuan3dV3TextTo3dInput
 OUTPUT_MODEL = Hunyuan3dV3TextTo3dOutput
@@ -141,5 +152,6 @@ __all__ = [
     "File",
     "Hunyuan3dV3TextTo3dInput",
     "Hunyuan3dV3TextTo3dOutput",
+    "Hunyuan3dV3TextTo3dParams",
     "ModelUrls",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/hunyuan-3d/v3.1/part
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -63,6 +64,12 @@ class Hunyuan3dV31PartOutput(ResponseModel):
     ]
 
 
+class Hunyuan3dV31PartParams(TypedDict, total=False):
+    """The fields of `Hunyuan3dV31PartInput` as keyword arguments of the typed client methods."""
+
+    input_file_url: str
+
+
 ENDPOINT_ID = "fal-ai/hunyuan-3d/v3.1/part"
 INPUT_MODEL = Hunyuan3dV31PartInput
 OUTPUT_MODEL = Hunyuan3dV31PartOutput
@@ -71,4 +78,5 @@ __all__ = [
     "File",
     "Hunyuan3dV31PartInput",
     "Hunyuan3dV31PartOutput",
+    "Hunyuan3dV31PartParams",
 ]

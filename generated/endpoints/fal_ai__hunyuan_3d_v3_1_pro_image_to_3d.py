@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/hunyuan-3d/v3.1/pro/image-to-3d
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -180,6 +181,22 @@ class ModelUrls(ResponseModel):
     usdz: Annotated[File | None, Field(description="USDZ format 3D model")] = None
 
 
+class Hunyuan3dV31ProImageTo3dParams(TypedDict, total=False):
+    """The fields of `Hunyuan3dV31ProImageTo3dInput` as keyword arguments of the typed client methods."""
+
+    input_image_url: str
+    back_image_url: str | None
+    left_image_url: str | None
+    right_image_url: str | None
+    top_image_url: str | None
+    bottom_image_url: str | None
+    left_front_image_url: str | None
+    right_front_image_url: str | None
+    generate_type: Literal["Normal", "Geometry"]
+    enable_pbr: bool
+    face_count: int
+
+
 ENDPOINT_ID = "fal-ai/hunyuan-3d/v3.1/pro/image-to-3d"
 INPUT_MODEL = Hunyuan3dV31ProImageTo3dInput
 OUTPUT_MODEL = Hunyuan3dV31ProImageTo3dOutput
@@ -188,5 +205,6 @@ __all__ = [
     "File",
     "Hunyuan3dV31ProImageTo3dInput",
     "Hunyuan3dV31ProImageTo3dOutput",
+    "Hunyuan3dV31ProImageTo3dParams",
     "ModelUrls",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/hunyuan-3d/v3.1/rapid/image-to-3d
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -153,6 +154,14 @@ class ModelUrls(ResponseModel):
     usdz: Annotated[File | None, Field(description="USDZ format 3D model")] = None
 
 
+class Hunyuan3dV31RapidImageTo3dParams(TypedDict, total=False):
+    """The fields of `Hunyuan3dV31RapidImageTo3dInput` as keyword arguments of the typed client methods."""
+
+    input_image_url: str
+    enable_pbr: bool
+    enable_geometry: bool
+
+
 ENDPOINT_ID = "fal-ai/hunyuan-3d/v3.1/rapid/image-to-3d"
 INPUT_MODEL = Hunyuan3dV31RapidImageTo3dInput
 OUTPUT_MODEL = Hunyuan3dV31RapidImageTo3dOutput
@@ -161,5 +170,6 @@ __all__ = [
     "File",
     "Hunyuan3dV31RapidImageTo3dInput",
     "Hunyuan3dV31RapidImageTo3dOutput",
+    "Hunyuan3dV31RapidImageTo3dParams",
     "ModelUrls",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/hunyuan-3d/v3.1/smart-topology
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -108,6 +109,15 @@ class ModelUrls(ResponseModel):
     usdz: Annotated[File | None, Field(description="USDZ format 3D model")] = None
 
 
+class Hunyuan3dV31SmartTopologyParams(TypedDict, total=False):
+    """The fields of `Hunyuan3dV31SmartTopologyInput` as keyword arguments of the typed client methods."""
+
+    input_file_url: str
+    input_file_type: Literal["glb", "obj"]
+    polygon_type: Literal["triangle", "quadrilateral"]
+    face_level: Literal["high", "medium", "low"]
+
+
 ENDPOINT_ID = "fal-ai/hunyuan-3d/v3.1/smart-topology"
 INPUT_MODEL = Hunyuan3dV31SmartTopologyInput
 OUTPUT_MODEL = Hunyuan3dV31SmartTopologyOutput
@@ -116,5 +126,6 @@ __all__ = [
     "File",
     "Hunyuan3dV31SmartTopologyInput",
     "Hunyuan3dV31SmartTopologyOutput",
+    "Hunyuan3dV31SmartTopologyParams",
     "ModelUrls",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/hunyuan-avatar
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -104,6 +105,18 @@ class HunyuanAvatarOutput(ResponseModel):
     ]
 
 
+class HunyuanAvatarParams(TypedDict, total=False):
+    """The fields of `HunyuanAvatarInput` as keyword arguments of the typed client methods."""
+
+    audio_url: str
+    image_url: str
+    text: str
+    num_frames: int
+    num_inference_steps: int
+    turbo_mode: bool
+    seed: int | None
+
+
 ENDPOINT_ID = "fal-ai/hunyuan-avatar"
 INPUT_MODEL = HunyuanAvatarInput
 OUTPUT_MODEL = HunyuanAvatarOutput
@@ -112,4 +125,5 @@ __all__ = [
     "File",
     "HunyuanAvatarInput",
     "HunyuanAvatarOutput",
+    "HunyuanAvatarParams",
 ]

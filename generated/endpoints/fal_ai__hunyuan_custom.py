@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/hunyuan-custom
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -138,6 +139,23 @@ class HunyuanCustomOutput(ResponseModel):
     seed: Annotated[int, Field(description="The seed used for generating the video.", title="Seed")]
 
 
+class HunyuanCustomParams(TypedDict, total=False):
+    """The fields of `HunyuanCustomInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    negative_prompt: str
+    image_url: str
+    num_inference_steps: int
+    seed: int | None
+    aspect_ratio: Literal["16:9", "9:16"]
+    resolution: Literal["512p", "720p"]
+    fps: int
+    cfg_scale: float
+    num_frames: int
+    enable_prompt_expansion: bool
+    enable_safety_checker: bool
+
+
 ENDPOINT_ID = "fal-ai/hunyuan-custom"
 INPUT_MODEL = HunyuanCustomInput
 OUTPUT_MODEL = HunyuanCustomOutput
@@ -146,4 +164,5 @@ __all__ = [
     "File",
     "HunyuanCustomInput",
     "HunyuanCustomOutput",
+    "HunyuanCustomParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/hunyuan-image/v2.1/text-to-image
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -159,6 +160,33 @@ class ImageSize(RequestModel):
     ] = 512
 
 
+class HunyuanImageV21TextToImageParams(TypedDict, total=False):
+    """The fields of `HunyuanImageV21TextToImageInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    negative_prompt: str
+    image_size: (
+        ImageSize
+        | Literal[
+            "square_hd",
+            "square",
+            "portrait_4_3",
+            "portrait_16_9",
+            "landscape_4_3",
+            "landscape_16_9",
+        ]
+    )
+    num_images: int
+    num_inference_steps: int
+    guidance_scale: float
+    seed: int | None
+    use_reprompt: bool
+    use_refiner: bool
+    enable_safety_checker: bool
+    sync_mode: bool
+    output_format: Literal["jpeg", "png"]
+
+
 ENDPOINT_ID = "fal-ai/hunyuan-image/v2.1/text-to-image"
 INPUT_MODEL = HunyuanImageV21TextToImageInput
 OUTPUT_MODEL = HunyuanImageV21TextToImageOutput
@@ -166,6 +194,7 @@ OUTPUT_MODEL = HunyuanImageV21TextToImageOutput
 __all__ = [
     "HunyuanImageV21TextToImageInput",
     "HunyuanImageV21TextToImageOutput",
+    "HunyuanImageV21TextToImageParams",
     "Image",
     "ImageSize",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/hunyuan-image/v3/instruct/text-to-image
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -146,6 +147,31 @@ class ImageSize(RequestModel):
     ] = 512
 
 
+class HunyuanImageV3InstructTextToImageParams(TypedDict, total=False):
+    """The fields of `HunyuanImageV3InstructTextToImageInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    image_size: (
+        ImageSize
+        | Literal[
+            "auto",
+            "square_hd",
+            "square",
+            "portrait_4_3",
+            "portrait_16_9",
+            "landscape_4_3",
+            "landscape_16_9",
+        ]
+    )
+    num_images: int
+    guidance_scale: float
+    enable_prompt_expansion: bool
+    seed: int | None
+    enable_safety_checker: bool
+    sync_mode: bool
+    output_format: Literal["jpeg", "png"]
+
+
 ENDPOINT_ID = "fal-ai/hunyuan-image/v3/instruct/text-to-image"
 INPUT_MODEL = HunyuanImageV3InstructTextToImageInput
 OUTPUT_MODEL = HunyuanImageV3InstructTextToImageOutput
@@ -153,6 +179,7 @@ OUTPUT_MODEL = HunyuanImageV3InstructTextToImageOutput
 __all__ = [
     "HunyuanImageV3InstructTextToImageInput",
     "HunyuanImageV3InstructTextToImageOutput",
+    "HunyuanImageV3InstructTextToImageParams",
     "Image",
     "ImageSize",
 ]

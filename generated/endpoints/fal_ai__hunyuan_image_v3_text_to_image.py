@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/hunyuan-image/v3/text-to-image
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -156,6 +157,32 @@ class ImageSize(RequestModel):
     ] = 512
 
 
+class HunyuanImageV3TextToImageParams(TypedDict, total=False):
+    """The fields of `HunyuanImageV3TextToImageInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    negative_prompt: str
+    image_size: (
+        ImageSize
+        | Literal[
+            "square_hd",
+            "square",
+            "portrait_4_3",
+            "portrait_16_9",
+            "landscape_4_3",
+            "landscape_16_9",
+        ]
+    )
+    num_images: int
+    num_inference_steps: int
+    guidance_scale: float
+    seed: int | None
+    enable_safety_checker: bool
+    sync_mode: bool
+    output_format: Literal["jpeg", "png"]
+    enable_prompt_expansion: bool
+
+
 ENDPOINT_ID = "fal-ai/hunyuan-image/v3/text-to-image"
 INPUT_MODEL = HunyuanImageV3TextToImageInput
 OUTPUT_MODEL = HunyuanImageV3TextToImageOutput
@@ -163,6 +190,7 @@ OUTPUT_MODEL = HunyuanImageV3TextToImageOutput
 __all__ = [
     "HunyuanImageV3TextToImageInput",
     "HunyuanImageV3TextToImageOutput",
+    "HunyuanImageV3TextToImageParams",
     "Image",
     "ImageSize",
 ]

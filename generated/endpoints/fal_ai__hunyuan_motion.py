@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/hunyuan-motion
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -100,6 +101,16 @@ class HunyuanMotionOutput(ResponseModel):
     ]
 
 
+class HunyuanMotionParams(TypedDict, total=False):
+    """The fields of `HunyuanMotionInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    seed: int | None
+    duration: float
+    guidance_scale: float
+    output_format: Literal["fbx", "dict"]
+
+
 ENDPOINT_ID = "fal-ai/hunyuan-motion"
 INPUT_MODEL = HunyuanMotionInput
 OUTPUT_MODEL = HunyuanMotionOutput
@@ -108,4 +119,5 @@ __all__ = [
     "File",
     "HunyuanMotionInput",
     "HunyuanMotionOutput",
+    "HunyuanMotionParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/hunyuan-motion/fast
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -100,6 +101,16 @@ class HunyuanMotionFastOutput(ResponseModel):
     ]
 
 
+class HunyuanMotionFastParams(TypedDict, total=False):
+    """The fields of `HunyuanMotionFastInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    seed: int | None
+    duration: float
+    guidance_scale: float
+    output_format: Literal["fbx", "dict"]
+
+
 ENDPOINT_ID = "fal-ai/hunyuan-motion/fast"
 INPUT_MODEL = HunyuanMotionFastInput
 OUTPUT_MODEL = HunyuanMotionFastOutput
@@ -108,4 +119,5 @@ __all__ = [
     "File",
     "HunyuanMotionFastInput",
     "HunyuanMotionFastOutput",
+    "HunyuanMotionFastParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/hunyuan-part
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -131,6 +132,19 @@ class HunyuanPartOutput(ResponseModel):
     seed: Annotated[int, Field(description="Seed value used for generation.", title="Seed")]
 
 
+class HunyuanPartParams(TypedDict, total=False):
+    """The fields of `HunyuanPartInput` as keyword arguments of the typed client methods."""
+
+    model_file_url: str
+    point_prompt_x: float
+    point_prompt_y: float
+    point_prompt_z: float
+    point_num: int
+    use_normal: bool
+    noise_std: float
+    seed: int | None
+
+
 ENDPOINT_ID = "fal-ai/hunyuan-part"
 INPUT_MODEL = HunyuanPartInput
 OUTPUT_MODEL = HunyuanPartOutput
@@ -139,4 +153,5 @@ __all__ = [
     "File",
     "HunyuanPartInput",
     "HunyuanPartOutput",
+    "HunyuanPartParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/hunyuan-portrait
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -80,6 +81,15 @@ class HunyuanPortraitOutput(ResponseModel):
     ]
 
 
+class HunyuanPortraitParams(TypedDict, total=False):
+    """The fields of `HunyuanPortraitInput` as keyword arguments of the typed client methods."""
+
+    video_url: str
+    image_url: str
+    seed: int | None
+    use_arcface: bool
+
+
 ENDPOINT_ID = "fal-ai/hunyuan-portrait"
 INPUT_MODEL = HunyuanPortraitInput
 OUTPUT_MODEL = HunyuanPortraitOutput
@@ -88,4 +98,5 @@ __all__ = [
     "File",
     "HunyuanPortraitInput",
     "HunyuanPortraitOutput",
+    "HunyuanPortraitParams",
 ]

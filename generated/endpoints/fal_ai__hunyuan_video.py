@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/hunyuan-video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -89,6 +90,18 @@ class HunyuanVideoOutput(ResponseModel):
     seed: Annotated[int, Field(description="The seed used for generating the video.", title="Seed")]
 
 
+class HunyuanVideoParams(TypedDict, total=False):
+    """The fields of `HunyuanVideoInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    seed: int | None
+    pro_mode: bool
+    aspect_ratio: Literal["16:9", "9:16"]
+    resolution: Literal["480p", "580p", "720p"]
+    num_frames: Literal["129", "85"] | None
+    enable_safety_checker: bool
+
+
 ENDPOINT_ID = "fal-ai/hunyuan-video"
 INPUT_MODEL = HunyuanVideoInput
 OUTPUT_MODEL = HunyuanVideoOutput
@@ -97,4 +110,5 @@ __all__ = [
     "File",
     "HunyuanVideoInput",
     "HunyuanVideoOutput",
+    "HunyuanVideoParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/hunyuan-video-foley
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -89,6 +90,17 @@ class HunyuanVideoFoleyOutput(ResponseModel):
     video: Annotated[File, Field(description="List of generated video files with audio.")]
 
 
+class HunyuanVideoFoleyParams(TypedDict, total=False):
+    """The fields of `HunyuanVideoFoleyInput` as keyword arguments of the typed client methods."""
+
+    video_url: str
+    text_prompt: str
+    negative_prompt: str
+    guidance_scale: float
+    num_inference_steps: int
+    seed: int | None
+
+
 ENDPOINT_ID = "fal-ai/hunyuan-video-foley"
 INPUT_MODEL = HunyuanVideoFoleyInput
 OUTPUT_MODEL = HunyuanVideoFoleyOutput
@@ -97,4 +109,5 @@ __all__ = [
     "File",
     "HunyuanVideoFoleyInput",
     "HunyuanVideoFoleyOutput",
+    "HunyuanVideoFoleyParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/hunyuan-video-img2vid-lora
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -72,6 +73,14 @@ class HunyuanVideoImg2vidLoraOutput(ResponseModel):
     seed: Annotated[int, Field(description="The seed used for generating the video.", title="Seed")]
 
 
+class HunyuanVideoImg2vidLoraParams(TypedDict, total=False):
+    """The fields of `HunyuanVideoImg2vidLoraInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    image_url: str
+    seed: int | None
+
+
 ENDPOINT_ID = "fal-ai/hunyuan-video-img2vid-lora"
 INPUT_MODEL = HunyuanVideoImg2vidLoraInput
 OUTPUT_MODEL = HunyuanVideoImg2vidLoraOutput
@@ -80,4 +89,5 @@ __all__ = [
     "File",
     "HunyuanVideoImg2vidLoraInput",
     "HunyuanVideoImg2vidLoraOutput",
+    "HunyuanVideoImg2vidLoraParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/hunyuan-video-lora
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -113,6 +114,19 @@ class LoraWeight(RequestModel):
     ] = 1
 
 
+class HunyuanVideoLoraParams(TypedDict, total=False):
+    """The fields of `HunyuanVideoLoraInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    seed: int | None
+    pro_mode: bool
+    aspect_ratio: Literal["16:9", "9:16"]
+    resolution: Literal["480p", "580p", "720p"]
+    num_frames: Literal["129", "85"] | None
+    enable_safety_checker: bool
+    loras: list[LoraWeight]
+
+
 ENDPOINT_ID = "fal-ai/hunyuan-video-lora"
 INPUT_MODEL = HunyuanVideoLoraInput
 OUTPUT_MODEL = HunyuanVideoLoraOutput
@@ -121,5 +135,6 @@ __all__ = [
     "File",
     "HunyuanVideoLoraInput",
     "HunyuanVideoLoraOutput",
+    "HunyuanVideoLoraParams",
     "LoraWeight",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/hunyuan-video-lora-training
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -75,6 +76,17 @@ class HunyuanVideoLoraTrainingOutput(ResponseModel):
     config_file: Annotated[File, Field(description="URL to the lora configuration file.")]
 
 
+class HunyuanVideoLoraTrainingParams(TypedDict, total=False):
+    """The fields of `HunyuanVideoLoraTrainingInput` as keyword arguments of the typed client methods."""
+
+    images_data_url: str
+    steps: int
+    trigger_word: str
+    learning_rate: float
+    do_caption: bool
+    data_archive_format: str | None
+
+
 ENDPOINT_ID = "fal-ai/hunyuan-video-lora-training"
 INPUT_MODEL = HunyuanVideoLoraTrainingInput
 OUTPUT_MODEL = HunyuanVideoLoraTrainingOutput
@@ -83,4 +95,5 @@ __all__ = [
     "File",
     "HunyuanVideoLoraTrainingInput",
     "HunyuanVideoLoraTrainingOutput",
+    "HunyuanVideoLoraTrainingParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/hunyuan-video-lora/video-to-video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -126,6 +127,21 @@ class LoraWeight(RequestModel):
     ] = 1
 
 
+class HunyuanVideoLoraVideoToVideoParams(TypedDict, total=False):
+    """The fields of `HunyuanVideoLoraVideoToVideoInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    seed: int | None
+    pro_mode: bool
+    aspect_ratio: Literal["16:9", "9:16"]
+    resolution: Literal["480p", "580p", "720p"]
+    num_frames: Literal["129", "85"] | None
+    enable_safety_checker: bool
+    loras: list[LoraWeight]
+    video_url: str
+    strength: float
+
+
 ENDPOINT_ID = "fal-ai/hunyuan-video-lora/video-to-video"
 INPUT_MODEL = HunyuanVideoLoraVideoToVideoInput
 OUTPUT_MODEL = HunyuanVideoLoraVideoToVideoOutput
@@ -134,5 +150,6 @@ __all__ = [
     "File",
     "HunyuanVideoLoraVideoToVideoInput",
     "HunyuanVideoLoraVideoToVideoOutput",
+    "HunyuanVideoLoraVideoToVideoParams",
     "LoraWeight",
 ]

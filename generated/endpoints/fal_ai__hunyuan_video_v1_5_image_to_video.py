@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/hunyuan-video-v1.5/image-to-video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -104,6 +105,20 @@ class HunyuanVideoV15ImageToVideoOutput(ResponseModel):
     seed: Annotated[int, Field(description="The seed used for generation.", title="Seed")]
 
 
+class HunyuanVideoV15ImageToVideoParams(TypedDict, total=False):
+    """The fields of `HunyuanVideoV15ImageToVideoInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    negative_prompt: str
+    num_inference_steps: int
+    seed: int | None
+    aspect_ratio: Literal["16:9", "9:16"]
+    resolution: Literal["480p"]
+    num_frames: int
+    enable_prompt_expansion: bool
+    image_url: str
+
+
 ENDPOINT_ID = "fal-ai/hunyuan-video-v1.5/image-to-video"
 INPUT_MODEL = HunyuanVideoV15ImageToVideoInput
 OUTPUT_MODEL = HunyuanVideoV15ImageToVideoOutput
@@ -112,4 +127,5 @@ __all__ = [
     "File",
     "HunyuanVideoV15ImageToVideoInput",
     "HunyuanVideoV15ImageToVideoOutput",
+    "HunyuanVideoV15ImageToVideoParams",
 ]

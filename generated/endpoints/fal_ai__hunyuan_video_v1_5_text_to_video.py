@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/hunyuan-video-v1.5/text-to-video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -94,6 +95,19 @@ class HunyuanVideoV15TextToVideoOutput(ResponseModel):
     seed: Annotated[int, Field(description="The seed used for generation.", title="Seed")]
 
 
+class HunyuanVideoV15TextToVideoParams(TypedDict, total=False):
+    """The fields of `HunyuanVideoV15TextToVideoInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    negative_prompt: str
+    num_inference_steps: int
+    seed: int | None
+    aspect_ratio: Literal["16:9", "9:16"]
+    resolution: Literal["480p"]
+    num_frames: int
+    enable_prompt_expansion: bool
+
+
 ENDPOINT_ID = "fal-ai/hunyuan-video-v1.5/text-to-video"
 INPUT_MODEL = HunyuanVideoV15TextToVideoInput
 OUTPUT_MODEL = HunyuanVideoV15TextToVideoOutput
@@ -102,4 +116,5 @@ __all__ = [
     "File",
     "HunyuanVideoV15TextToVideoInput",
     "HunyuanVideoV15TextToVideoOutput",
+    "HunyuanVideoV15TextToVideoParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/hunyuan_world/image-to-world
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -78,6 +79,16 @@ class HunyuanWorldImageToWorldOutput(ResponseModel):
     world_file: Annotated[File, Field(description="The generated world.")]
 
 
+class HunyuanWorldImageToWorldParams(TypedDict, total=False):
+    """The fields of `HunyuanWorldImageToWorldInput` as keyword arguments of the typed client methods."""
+
+    image_url: str
+    labels_fg1: str
+    labels_fg2: str
+    classes: str
+    export_drc: bool
+
+
 ENDPOINT_ID = "fal-ai/hunyuan_world/image-to-world"
 INPUT_MODEL = HunyuanWorldImageToWorldInput
 OUTPUT_MODEL = HunyuanWorldImageToWorldOutput
@@ -86,4 +97,5 @@ __all__ = [
     "File",
     "HunyuanWorldImageToWorldInput",
     "HunyuanWorldImageToWorldOutput",
+    "HunyuanWorldImageToWorldParams",
 ]

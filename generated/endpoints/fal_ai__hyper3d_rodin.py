@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/hyper3d/rodin
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -176,6 +177,23 @@ class Image(ResponseModel):
     ] = None
 
 
+class Hyper3dRodinParams(TypedDict, total=False):
+    """The fields of `Hyper3dRodinInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    input_image_urls: list[str] | None
+    condition_mode: Literal["fuse", "concat"]
+    seed: int | None
+    geometry_file_format: Literal["glb", "usdz", "fbx", "obj", "stl"]
+    material: Literal["PBR", "Shaded"]
+    quality: Literal["high", "medium", "low", "extra-low"]
+    use_hyper: bool
+    tier: Literal["Regular", "Sketch"]
+    TAPose: bool
+    bbox_condition: list[int] | None
+    addons: Literal["HighPack"] | None
+
+
 ENDPOINT_ID = "fal-ai/hyper3d/rodin"
 INPUT_MODEL = Hyper3dRodinInput
 OUTPUT_MODEL = Hyper3dRodinOutput
@@ -184,5 +202,6 @@ __all__ = [
     "File",
     "Hyper3dRodinInput",
     "Hyper3dRodinOutput",
+    "Hyper3dRodinParams",
     "Image",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/hyper3d/rodin/v2
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -190,6 +191,31 @@ class Image(ResponseModel):
     ] = None
 
 
+class Hyper3dRodinV2Params(TypedDict, total=False):
+    """The fields of `Hyper3dRodinV2Input` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    input_image_urls: list[str] | None
+    use_original_alpha: bool
+    seed: int | None
+    geometry_file_format: Literal["glb", "usdz", "fbx", "obj", "stl"]
+    material: Literal["PBR", "Shaded", "All"]
+    quality_mesh_option: Literal[
+        "4K Quad",
+        "8K Quad",
+        "18K Quad",
+        "50K Quad",
+        "2K Triangle",
+        "20K Triangle",
+        "150K Triangle",
+        "500K Triangle",
+    ]
+    TAPose: bool
+    bbox_condition: list[int] | None
+    addons: Literal["HighPack"] | None
+    preview_render: bool
+
+
 ENDPOINT_ID = "fal-ai/hyper3d/rodin/v2"
 INPUT_MODEL = Hyper3dRodinV2Input
 OUTPUT_MODEL = Hyper3dRodinV2Output
@@ -198,5 +224,6 @@ __all__ = [
     "File",
     "Hyper3dRodinV2Input",
     "Hyper3dRodinV2Output",
+    "Hyper3dRodinV2Params",
     "Image",
 ]

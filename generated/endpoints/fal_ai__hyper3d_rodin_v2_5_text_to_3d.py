@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/hyper3d/rodin/v2.5/text-to-3d
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -249,6 +250,47 @@ class RodinGen25BbboxField(RequestModel):
     ] = 100
 
 
+class Hyper3dRodinV25TextTo3dParams(TypedDict, total=False):
+    """The fields of `Hyper3dRodinV25TextTo3dInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    tier: Literal[
+        "Gen-2.5-Minimum",
+        "Gen-2.5-Extreme-Low",
+        "Gen-2.5-Low",
+        "Gen-2.5-Medium",
+        "Gen-2.5-High",
+        "Gen-2.5-Extreme-High",
+    ]
+    seed: int | None
+    geometry_file_format: Literal["glb", "usdz", "fbx", "obj", "stl"]
+    material: Literal["PBR", "Shaded", "All", "None"]
+    quality_mesh_option: Literal[
+        "Auto",
+        "4K Quad",
+        "8K Quad",
+        "18K Quad",
+        "50K Quad",
+        "100K Quad",
+        "200K Quad",
+        "2K Triangle",
+        "20K Triangle",
+        "50K Triangle",
+        "150K Triangle",
+        "500K Triangle",
+        "1M Triangle",
+        "2M Triangle",
+    ]
+    texture_mode: Literal["legacy", "extreme-low", "low", "medium", "high"] | None
+    enable_creative_mode: bool
+    hd_texture: bool
+    texture_delight: bool
+    is_micro: bool
+    TAPose: bool
+    bbox_condition: RodinGen25BbboxField | None
+    addons: RodinGen25Addons | None
+
+
 ENDPOINT_ID = "fal-ai/hyper3d/rodin/v2.5/text-to-3d"
 INPUT_MODEL = Hyper3dRodinV25TextTo3dInput
 OUTPUT_MODEL = Hyper3dRodinV25TextTo3dOutput
@@ -257,6 +299,7 @@ __all__ = [
     "File",
     "Hyper3dRodinV25TextTo3dInput",
     "Hyper3dRodinV25TextTo3dOutput",
+    "Hyper3dRodinV25TextTo3dParams",
     "Image",
     "RodinGen25Addons",
     "RodinGen25BbboxField",

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/ideogram/custom-models
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -31,6 +32,12 @@ class IdeogramCustomModelsOutput(ResponseModel):
     ]
 
 
+class IdeogramCustomModelsParams(TypedDict, total=False):
+    """The fields of `IdeogramCustomModelsInput` as keyword arguments of the typed client methods."""
+
+    images_data_url: str
+
+
 ENDPOINT_ID = "fal-ai/ideogram/custom-models"
 INPUT_MODEL = IdeogramCustomModelsInput
 OUTPUT_MODEL = IdeogramCustomModelsOutput
@@ -38,4 +45,5 @@ OUTPUT_MODEL = IdeogramCustomModelsOutput
 __all__ = [
     "IdeogramCustomModelsInput",
     "IdeogramCustomModelsOutput",
+    "IdeogramCustomModelsParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/ideogram/custom-models/generate
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -124,6 +125,36 @@ class IdeogramCustomModelsGenerateOutput(ResponseModel):
     ]
 
 
+class IdeogramCustomModelsGenerateParams(TypedDict, total=False):
+    """The fields of `IdeogramCustomModelsGenerateInput` as keyword arguments of the typed client methods."""
+
+    model_id: str
+    prompt: str
+    aspect_ratio: Literal[
+        "1:3",
+        "3:1",
+        "1:2",
+        "2:1",
+        "9:16",
+        "16:9",
+        "10:16",
+        "16:10",
+        "2:3",
+        "3:2",
+        "3:4",
+        "4:3",
+        "4:5",
+        "5:4",
+        "1:1",
+    ]
+    rendering_speed: Literal["TURBO", "BALANCED", "QUALITY"]
+    num_images: int
+    negative_prompt: str
+    expand_prompt: bool
+    seed: int | None
+    sync_mode: bool
+
+
 ENDPOINT_ID = "fal-ai/ideogram/custom-models/generate"
 INPUT_MODEL = IdeogramCustomModelsGenerateInput
 OUTPUT_MODEL = IdeogramCustomModelsGenerateOutput
@@ -132,4 +163,5 @@ __all__ = [
     "File",
     "IdeogramCustomModelsGenerateInput",
     "IdeogramCustomModelsGenerateOutput",
+    "IdeogramCustomModelsGenerateParams",
 ]

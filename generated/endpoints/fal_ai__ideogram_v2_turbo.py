@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/ideogram/v2/turbo
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -91,6 +92,20 @@ class IdeogramV2TurboOutput(ResponseModel):
     ]
 
 
+class IdeogramV2TurboParams(TypedDict, total=False):
+    """The fields of `IdeogramV2TurboInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    aspect_ratio: Literal[
+        "10:16", "16:10", "9:16", "16:9", "4:3", "3:4", "1:1", "1:3", "3:1", "3:2", "2:3"
+    ]
+    expand_prompt: bool
+    seed: int | None
+    style: Literal["auto", "general", "realistic", "design", "render_3D", "anime"]
+    sync_mode: bool
+    negative_prompt: str
+
+
 ENDPOINT_ID = "fal-ai/ideogram/v2/turbo"
 INPUT_MODEL = IdeogramV2TurboInput
 OUTPUT_MODEL = IdeogramV2TurboOutput
@@ -99,4 +114,5 @@ __all__ = [
     "File",
     "IdeogramV2TurboInput",
     "IdeogramV2TurboOutput",
+    "IdeogramV2TurboParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/ideogram/v2a
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -85,6 +86,19 @@ class IdeogramV2aOutput(ResponseModel):
     ]
 
 
+class IdeogramV2aParams(TypedDict, total=False):
+    """The fields of `IdeogramV2aInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    aspect_ratio: Literal[
+        "10:16", "16:10", "9:16", "16:9", "4:3", "3:4", "1:1", "1:3", "3:1", "3:2", "2:3"
+    ]
+    expand_prompt: bool
+    seed: int | None
+    style: Literal["auto", "general", "realistic", "design", "render_3D", "anime"]
+    sync_mode: bool
+
+
 ENDPOINT_ID = "fal-ai/ideogram/v2a"
 INPUT_MODEL = IdeogramV2aInput
 OUTPUT_MODEL = IdeogramV2aOutput
@@ -93,4 +107,5 @@ __all__ = [
     "File",
     "IdeogramV2aInput",
     "IdeogramV2aOutput",
+    "IdeogramV2aParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/ideogram/v3
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -251,6 +252,101 @@ class RGBColor(RequestModel):
     b: Annotated[int, Field(description="Blue color value", ge=0, le=255, title="B")] = 0
 
 
+class IdeogramV3Params(TypedDict, total=False):
+    """The fields of `IdeogramV3Input` as keyword arguments of the typed client methods."""
+
+    image_urls: list[str] | None
+    rendering_speed: Literal["TURBO", "BALANCED", "QUALITY"]
+    color_palette: ColorPalette | None
+    style_codes: list[str] | None
+    style: Literal["AUTO", "GENERAL", "REALISTIC", "DESIGN"] | None
+    expand_prompt: bool
+    num_images: int
+    seed: int | None
+    sync_mode: bool
+    style_preset: (
+        Literal[
+            "80S_ILLUSTRATION",
+            "90S_NOSTALGIA",
+            "ABSTRACT_ORGANIC",
+            "ANALOG_NOSTALGIA",
+            "ART_BRUT",
+            "ART_DECO",
+            "ART_POSTER",
+            "AURA",
+            "AVANT_GARDE",
+            "BAUHAUS",
+            "BLUEPRINT",
+            "BLURRY_MOTION",
+            "BRIGHT_ART",
+            "C4D_CARTOON",
+            "CHILDRENS_BOOK",
+            "COLLAGE",
+            "COLORING_BOOK_I",
+            "COLORING_BOOK_II",
+            "CUBISM",
+            "DARK_AURA",
+            "DOODLE",
+            "DOUBLE_EXPOSURE",
+            "DRAMATIC_CINEMA",
+            "EDITORIAL",
+            "EMOTIONAL_MINIMAL",
+            "ETHEREAL_PARTY",
+            "EXPIRED_FILM",
+            "FLAT_ART",
+            "FLAT_VECTOR",
+            "FOREST_REVERIE",
+            "GEO_MINIMALIST",
+            "GLASS_PRISM",
+            "GOLDEN_HOUR",
+            "GRAFFITI_I",
+            "GRAFFITI_II",
+            "HALFTONE_PRINT",
+            "HIGH_CONTRAST",
+            "HIPPIE_ERA",
+            "ICONIC",
+            "JAPANDI_FUSION",
+            "JAZZY",
+            "LONG_EXPOSURE",
+            "MAGAZINE_EDITORIAL",
+            "MINIMAL_ILLUSTRATION",
+            "MIXED_MEDIA",
+            "MONOCHROME",
+            "NIGHTLIFE",
+            "OIL_PAINTING",
+            "OLD_CARTOONS",
+            "PAINT_GESTURE",
+            "POP_ART",
+            "RETRO_ETCHING",
+            "RIVIERA_POP",
+            "SPOTLIGHT_80S",
+            "STYLIZED_RED",
+            "SURREAL_COLLAGE",
+            "TRAVEL_POSTER",
+            "VINTAGE_GEO",
+            "VINTAGE_POSTER",
+            "WATERCOLOR",
+            "WEIRD",
+            "WOODBLOCK_PRINT",
+        ]
+        | None
+    )
+    prompt: str
+    image_size: (
+        ImageSize
+        | Literal[
+            "square_hd",
+            "square",
+            "portrait_4_3",
+            "portrait_16_9",
+            "landscape_4_3",
+            "landscape_16_9",
+        ]
+        | None
+    )
+    negative_prompt: str
+
+
 ENDPOINT_ID = "fal-ai/ideogram/v3"
 INPUT_MODEL = IdeogramV3Input
 OUTPUT_MODEL = IdeogramV3Output
@@ -261,6 +357,7 @@ __all__ = [
     "File",
     "IdeogramV3Input",
     "IdeogramV3Output",
+    "IdeogramV3Params",
     "ImageSize",
     "RGBColor",
 ]

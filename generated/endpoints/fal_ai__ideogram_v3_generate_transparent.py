@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/ideogram/v3/generate-transparent
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -103,6 +104,35 @@ class IdeogramV3GenerateTransparentOutput(ResponseModel):
     ]
 
 
+class IdeogramV3GenerateTransparentParams(TypedDict, total=False):
+    """The fields of `IdeogramV3GenerateTransparentInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    aspect_ratio: Literal[
+        "1:3",
+        "3:1",
+        "1:2",
+        "2:1",
+        "9:16",
+        "16:9",
+        "10:16",
+        "16:10",
+        "2:3",
+        "3:2",
+        "3:4",
+        "4:3",
+        "4:5",
+        "5:4",
+        "1:1",
+    ]
+    rendering_speed: Literal["TURBO", "BALANCED", "QUALITY"]
+    expand_prompt: bool
+    negative_prompt: str
+    num_images: int
+    seed: int | None
+    sync_mode: bool
+
+
 ENDPOINT_ID = "fal-ai/ideogram/v3/generate-transparent"
 INPUT_MODEL = IdeogramV3GenerateTransparentInput
 OUTPUT_MODEL = IdeogramV3GenerateTransparentOutput
@@ -111,4 +141,5 @@ __all__ = [
     "File",
     "IdeogramV3GenerateTransparentInput",
     "IdeogramV3GenerateTransparentOutput",
+    "IdeogramV3GenerateTransparentParams",
 ]

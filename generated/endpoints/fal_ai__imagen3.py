@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/imagen3
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -76,6 +77,16 @@ class Imagen3Output(ResponseModel):
     seed: Annotated[int, Field(description="Seed used for generation", examples=[42], title="Seed")]
 
 
+class Imagen3Params(TypedDict, total=False):
+    """The fields of `Imagen3Input` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    negative_prompt: str
+    aspect_ratio: Literal["1:1", "16:9", "9:16", "3:4", "4:3"]
+    num_images: int
+    seed: int | None
+
+
 ENDPOINT_ID = "fal-ai/imagen3"
 INPUT_MODEL = Imagen3Input
 OUTPUT_MODEL = Imagen3Output
@@ -84,4 +95,5 @@ __all__ = [
     "File",
     "Imagen3Input",
     "Imagen3Output",
+    "Imagen3Params",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/imagen4/preview/fast
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -95,6 +96,16 @@ class Imagen4PreviewFastOutput(ResponseModel):
     ]
 
 
+class Imagen4PreviewFastParams(TypedDict, total=False):
+    """The fields of `Imagen4PreviewFastInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    num_images: int
+    aspect_ratio: Literal["1:1", "16:9", "9:16", "4:3", "3:4"]
+    output_format: Literal["jpeg", "png", "webp"]
+    sync_mode: bool
+
+
 ENDPOINT_ID = "fal-ai/imagen4/preview/fast"
 INPUT_MODEL = Imagen4PreviewFastInput
 OUTPUT_MODEL = Imagen4PreviewFastOutput
@@ -103,4 +114,5 @@ __all__ = [
     "ImageFile",
     "Imagen4PreviewFastInput",
     "Imagen4PreviewFastOutput",
+    "Imagen4PreviewFastParams",
 ]

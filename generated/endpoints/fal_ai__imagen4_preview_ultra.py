@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/imagen4/preview/ultra
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -99,6 +100,17 @@ class Imagen4PreviewUltraOutput(ResponseModel):
     ]
 
 
+class Imagen4PreviewUltraParams(TypedDict, total=False):
+    """The fields of `Imagen4PreviewUltraInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    num_images: int
+    aspect_ratio: Literal["1:1", "16:9", "9:16", "4:3", "3:4"]
+    output_format: Literal["jpeg", "png", "webp"]
+    sync_mode: bool
+    resolution: Literal["1K", "2K"]
+
+
 ENDPOINT_ID = "fal-ai/imagen4/preview/ultra"
 INPUT_MODEL = Imagen4PreviewUltraInput
 OUTPUT_MODEL = Imagen4PreviewUltraOutput
@@ -107,4 +119,5 @@ __all__ = [
     "ImageFile",
     "Imagen4PreviewUltraInput",
     "Imagen4PreviewUltraOutput",
+    "Imagen4PreviewUltraParams",
 ]

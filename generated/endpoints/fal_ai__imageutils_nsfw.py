@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/imageutils/nsfw
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -28,6 +29,12 @@ class ImageutilsNsfwOutput(ResponseModel):
     ]
 
 
+class ImageutilsNsfwParams(TypedDict, total=False):
+    """The fields of `ImageutilsNsfwInput` as keyword arguments of the typed client methods."""
+
+    image_url: str
+
+
 ENDPOINT_ID = "fal-ai/imageutils/nsfw"
 INPUT_MODEL = ImageutilsNsfwInput
 OUTPUT_MODEL = ImageutilsNsfwOutput
@@ -35,4 +42,5 @@ OUTPUT_MODEL = ImageutilsNsfwOutput
 __all__ = [
     "ImageutilsNsfwInput",
     "ImageutilsNsfwOutput",
+    "ImageutilsNsfwParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/index-tts-2/text-to-speech
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -132,6 +133,18 @@ class IndexTts2TextToSpeechOutput(ResponseModel):
     ]
 
 
+class IndexTts2TextToSpeechParams(TypedDict, total=False):
+    """The fields of `IndexTts2TextToSpeechInput` as keyword arguments of the typed client methods."""
+
+    audio_url: str
+    prompt: str
+    emotional_audio_url: str | None
+    strength: float
+    emotional_strengths: EmotionalStrengths | None
+    should_use_prompt_for_emotion: bool
+    emotion_prompt: str | None
+
+
 ENDPOINT_ID = "fal-ai/index-tts-2/text-to-speech"
 INPUT_MODEL = IndexTts2TextToSpeechInput
 OUTPUT_MODEL = IndexTts2TextToSpeechOutput
@@ -141,4 +154,5 @@ __all__ = [
     "File",
     "IndexTts2TextToSpeechInput",
     "IndexTts2TextToSpeechOutput",
+    "IndexTts2TextToSpeechParams",
 ]

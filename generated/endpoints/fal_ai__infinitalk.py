@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/infinitalk
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -108,6 +109,18 @@ class InfinitalkOutput(ResponseModel):
     seed: Annotated[int, Field(description="The seed used for generation.", title="Seed")]
 
 
+class InfinitalkParams(TypedDict, total=False):
+    """The fields of `InfinitalkInput` as keyword arguments of the typed client methods."""
+
+    image_url: str
+    audio_url: str
+    prompt: str
+    num_frames: int
+    resolution: Literal["480p", "720p"]
+    seed: int
+    acceleration: Literal["none", "regular", "high"]
+
+
 ENDPOINT_ID = "fal-ai/infinitalk"
 INPUT_MODEL = InfinitalkInput
 OUTPUT_MODEL = InfinitalkOutput
@@ -116,4 +129,5 @@ __all__ = [
     "File",
     "InfinitalkInput",
     "InfinitalkOutput",
+    "InfinitalkParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/infinitalk/single-text
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -139,6 +140,40 @@ class InfinitalkSingleTextOutput(ResponseModel):
     seed: Annotated[int, Field(description="The seed used for generation.", title="Seed")]
 
 
+class InfinitalkSingleTextParams(TypedDict, total=False):
+    """The fields of `InfinitalkSingleTextInput` as keyword arguments of the typed client methods."""
+
+    image_url: str
+    text_input: str
+    voice: Literal[
+        "Aria",
+        "Roger",
+        "Sarah",
+        "Laura",
+        "Charlie",
+        "George",
+        "Callum",
+        "River",
+        "Liam",
+        "Charlotte",
+        "Alice",
+        "Matilda",
+        "Will",
+        "Jessica",
+        "Eric",
+        "Chris",
+        "Brian",
+        "Daniel",
+        "Lily",
+        "Bill",
+    ]
+    prompt: str
+    num_frames: int
+    resolution: Literal["480p", "720p"]
+    seed: int
+    acceleration: Literal["none", "regular", "high"]
+
+
 ENDPOINT_ID = "fal-ai/infinitalk/single-text"
 INPUT_MODEL = InfinitalkSingleTextInput
 OUTPUT_MODEL = InfinitalkSingleTextOutput
@@ -147,4 +182,5 @@ __all__ = [
     "File",
     "InfinitalkSingleTextInput",
     "InfinitalkSingleTextOutput",
+    "InfinitalkSingleTextParams",
 ]

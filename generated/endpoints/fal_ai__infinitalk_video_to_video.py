@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/infinitalk/video-to-video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -105,6 +106,18 @@ class InfinitalkVideoToVideoOutput(ResponseModel):
     seed: Annotated[int, Field(description="The seed used for generation.", title="Seed")]
 
 
+class InfinitalkVideoToVideoParams(TypedDict, total=False):
+    """The fields of `InfinitalkVideoToVideoInput` as keyword arguments of the typed client methods."""
+
+    video_url: str
+    audio_url: str
+    prompt: str
+    num_frames: int
+    resolution: Literal["480p", "720p"]
+    seed: int
+    acceleration: Literal["none", "regular", "high"]
+
+
 ENDPOINT_ID = "fal-ai/infinitalk/video-to-video"
 INPUT_MODEL = InfinitalkVideoToVideoInput
 OUTPUT_MODEL = InfinitalkVideoToVideoOutput
@@ -113,4 +126,5 @@ __all__ = [
     "File",
     "InfinitalkVideoToVideoInput",
     "InfinitalkVideoToVideoOutput",
+    "InfinitalkVideoToVideoParams",
 ]

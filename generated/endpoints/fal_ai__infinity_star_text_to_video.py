@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/infinity-star/text-to-video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -81,6 +82,20 @@ class InfinityStarTextToVideoOutput(ResponseModel):
     video: Annotated[File, Field(description="Generated video file")]
 
 
+class InfinityStarTextToVideoParams(TypedDict, total=False):
+    """The fields of `InfinityStarTextToVideoInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    negative_prompt: str
+    num_inference_steps: int
+    guidance_scale: float
+    tau_video: float
+    use_apg: bool
+    aspect_ratio: Literal["16:9", "1:1", "9:16"]
+    seed: int | None
+    enhance_prompt: bool
+
+
 ENDPOINT_ID = "fal-ai/infinity-star/text-to-video"
 INPUT_MODEL = InfinityStarTextToVideoInput
 OUTPUT_MODEL = InfinityStarTextToVideoOutput
@@ -89,4 +104,5 @@ __all__ = [
     "File",
     "InfinityStarTextToVideoInput",
     "InfinityStarTextToVideoOutput",
+    "InfinityStarTextToVideoParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/janus
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -109,6 +110,28 @@ class JanusOutput(ResponseModel):
     ]
 
 
+class JanusParams(TypedDict, total=False):
+    """The fields of `JanusInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    image_size: (
+        ImageSize
+        | Literal[
+            "square_hd",
+            "square",
+            "portrait_4_3",
+            "portrait_16_9",
+            "landscape_4_3",
+            "landscape_16_9",
+        ]
+    )
+    temperature: float
+    cfg_weight: float
+    num_images: int
+    seed: int | None
+    enable_safety_checker: bool
+
+
 ENDPOINT_ID = "fal-ai/janus"
 INPUT_MODEL = JanusInput
 OUTPUT_MODEL = JanusOutput
@@ -118,4 +141,5 @@ __all__ = [
     "ImageSize",
     "JanusInput",
     "JanusOutput",
+    "JanusParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/kandinsky5-pro/image-to-video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -84,6 +85,17 @@ class Kandinsky5ProImageToVideoOutput(ResponseModel):
     ] = None
 
 
+class Kandinsky5ProImageToVideoParams(TypedDict, total=False):
+    """The fields of `Kandinsky5ProImageToVideoInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    image_url: str
+    resolution: Literal["512P", "1024P"]
+    duration: Literal["5s"]
+    num_inference_steps: int
+    acceleration: Literal["none", "regular"] | None
+
+
 ENDPOINT_ID = "fal-ai/kandinsky5-pro/image-to-video"
 INPUT_MODEL = Kandinsky5ProImageToVideoInput
 OUTPUT_MODEL = Kandinsky5ProImageToVideoOutput
@@ -92,4 +104,5 @@ __all__ = [
     "File",
     "Kandinsky5ProImageToVideoInput",
     "Kandinsky5ProImageToVideoOutput",
+    "Kandinsky5ProImageToVideoParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/kandinsky5-pro/text-to-video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -89,6 +90,17 @@ class Kandinsky5ProTextToVideoOutput(ResponseModel):
     ] = None
 
 
+class Kandinsky5ProTextToVideoParams(TypedDict, total=False):
+    """The fields of `Kandinsky5ProTextToVideoInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    resolution: Literal["512P", "1024P"]
+    aspect_ratio: Literal["3:2", "1:1", "2:3"]
+    duration: Literal["5s"]
+    num_inference_steps: int
+    acceleration: Literal["none", "regular"] | None
+
+
 ENDPOINT_ID = "fal-ai/kandinsky5-pro/text-to-video"
 INPUT_MODEL = Kandinsky5ProTextToVideoInput
 OUTPUT_MODEL = Kandinsky5ProTextToVideoOutput
@@ -97,4 +109,5 @@ __all__ = [
     "File",
     "Kandinsky5ProTextToVideoInput",
     "Kandinsky5ProTextToVideoOutput",
+    "Kandinsky5ProTextToVideoParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/kandinsky5/text-to-video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -88,6 +89,16 @@ class Kandinsky5TextToVideoOutput(ResponseModel):
     ] = None
 
 
+class Kandinsky5TextToVideoParams(TypedDict, total=False):
+    """The fields of `Kandinsky5TextToVideoInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    resolution: Literal["768x512"]
+    aspect_ratio: Literal["3:2", "1:1", "2:3"]
+    duration: Literal["5s", "10s"]
+    num_inference_steps: int
+
+
 ENDPOINT_ID = "fal-ai/kandinsky5/text-to-video"
 INPUT_MODEL = Kandinsky5TextToVideoInput
 OUTPUT_MODEL = Kandinsky5TextToVideoOutput
@@ -96,4 +107,5 @@ __all__ = [
     "File",
     "Kandinsky5TextToVideoInput",
     "Kandinsky5TextToVideoOutput",
+    "Kandinsky5TextToVideoParams",
 ]

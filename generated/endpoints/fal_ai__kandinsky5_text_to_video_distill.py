@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/kandinsky5/text-to-video/distill
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -82,6 +83,15 @@ class Kandinsky5TextToVideoDistillOutput(ResponseModel):
     ] = None
 
 
+class Kandinsky5TextToVideoDistillParams(TypedDict, total=False):
+    """The fields of `Kandinsky5TextToVideoDistillInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    resolution: Literal["768x512"]
+    aspect_ratio: Literal["3:2", "1:1", "2:3"]
+    duration: Literal["5s", "10s"]
+
+
 ENDPOINT_ID = "fal-ai/kandinsky5/text-to-video/distill"
 INPUT_MODEL = Kandinsky5TextToVideoDistillInput
 OUTPUT_MODEL = Kandinsky5TextToVideoDistillOutput
@@ -90,4 +100,5 @@ __all__ = [
     "File",
     "Kandinsky5TextToVideoDistillInput",
     "Kandinsky5TextToVideoDistillOutput",
+    "Kandinsky5TextToVideoDistillParams",
 ]

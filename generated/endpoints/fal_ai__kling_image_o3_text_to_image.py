@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/kling-image/o3/text-to-image
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -144,6 +145,20 @@ class KlingImageO3TextToImageOutput(ResponseModel):
     ]
 
 
+class KlingImageO3TextToImageParams(TypedDict, total=False):
+    """The fields of `KlingImageO3TextToImageInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    elements: list[ElementInput] | None
+    resolution: Literal["1K", "2K", "4K"]
+    result_type: Literal["single", "series"]
+    num_images: int
+    series_amount: int | None
+    aspect_ratio: Literal["16:9", "9:16", "1:1", "4:3", "3:4", "3:2", "2:3", "21:9"]
+    output_format: Literal["jpeg", "png", "webp"]
+    sync_mode: bool
+
+
 ENDPOINT_ID = "fal-ai/kling-image/o3/text-to-image"
 INPUT_MODEL = KlingImageO3TextToImageInput
 OUTPUT_MODEL = KlingImageO3TextToImageOutput
@@ -153,4 +168,5 @@ __all__ = [
     "Image",
     "KlingImageO3TextToImageInput",
     "KlingImageO3TextToImageOutput",
+    "KlingImageO3TextToImageParams",
 ]

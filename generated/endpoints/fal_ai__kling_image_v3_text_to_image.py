@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/kling-image/v3/text-to-image
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -131,6 +132,19 @@ class KlingImageV3TextToImageOutput(ResponseModel):
     ]
 
 
+class KlingImageV3TextToImageParams(TypedDict, total=False):
+    """The fields of `KlingImageV3TextToImageInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    negative_prompt: str | None
+    elements: list[ElementInput] | None
+    resolution: Literal["1K", "2K"]
+    num_images: int
+    aspect_ratio: Literal["16:9", "9:16", "1:1", "4:3", "3:4", "3:2", "2:3", "21:9"]
+    output_format: Literal["jpeg", "png", "webp"]
+    sync_mode: bool
+
+
 ENDPOINT_ID = "fal-ai/kling-image/v3/text-to-image"
 INPUT_MODEL = KlingImageV3TextToImageInput
 OUTPUT_MODEL = KlingImageV3TextToImageOutput
@@ -140,4 +154,5 @@ __all__ = [
     "Image",
     "KlingImageV3TextToImageInput",
     "KlingImageV3TextToImageOutput",
+    "KlingImageV3TextToImageParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/kling-video/ai-avatar/v2/standard
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -71,6 +72,14 @@ class KlingVideoAiAvatarV2StandardOutput(ResponseModel):
     ]
 
 
+class KlingVideoAiAvatarV2StandardParams(TypedDict, total=False):
+    """The fields of `KlingVideoAiAvatarV2StandardInput` as keyword arguments of the typed client methods."""
+
+    image_url: str
+    audio_url: str
+    prompt: str
+
+
 ENDPOINT_ID = "fal-ai/kling-video/ai-avatar/v2/standard"
 INPUT_MODEL = KlingVideoAiAvatarV2StandardInput
 OUTPUT_MODEL = KlingVideoAiAvatarV2StandardOutput
@@ -79,4 +88,5 @@ __all__ = [
     "File",
     "KlingVideoAiAvatarV2StandardInput",
     "KlingVideoAiAvatarV2StandardOutput",
+    "KlingVideoAiAvatarV2StandardParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/kling-video/create-voice
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -32,6 +33,12 @@ class KlingVideoCreateVoiceOutput(ResponseModel):
     ]
 
 
+class KlingVideoCreateVoiceParams(TypedDict, total=False):
+    """The fields of `KlingVideoCreateVoiceInput` as keyword arguments of the typed client methods."""
+
+    voice_url: str
+
+
 ENDPOINT_ID = "fal-ai/kling-video/create-voice"
 INPUT_MODEL = KlingVideoCreateVoiceInput
 OUTPUT_MODEL = KlingVideoCreateVoiceOutput
@@ -39,4 +46,5 @@ OUTPUT_MODEL = KlingVideoCreateVoiceOutput
 __all__ = [
     "KlingVideoCreateVoiceInput",
     "KlingVideoCreateVoiceOutput",
+    "KlingVideoCreateVoiceParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/kling-video/lipsync/audio-to-video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -63,6 +64,13 @@ class KlingVideoLipsyncAudioToVideoOutput(ResponseModel):
     ]
 
 
+class KlingVideoLipsyncAudioToVideoParams(TypedDict, total=False):
+    """The fields of `KlingVideoLipsyncAudioToVideoInput` as keyword arguments of the typed client methods."""
+
+    video_url: str
+    audio_url: str
+
+
 ENDPOINT_ID = "fal-ai/kling-video/lipsync/audio-to-video"
 INPUT_MODEL = KlingVideoLipsyncAudioToVideoInput
 OUTPUT_MODEL = KlingVideoLipsyncAudioToVideoOutput
@@ -71,4 +79,5 @@ __all__ = [
     "File",
     "KlingVideoLipsyncAudioToVideoInput",
     "KlingVideoLipsyncAudioToVideoOutput",
+    "KlingVideoLipsyncAudioToVideoParams",
 ]

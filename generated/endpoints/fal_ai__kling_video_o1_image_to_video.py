@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/kling-video/o1/image-to-video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -83,6 +84,15 @@ class KlingVideoO1ImageToVideoOutput(ResponseModel):
     ]
 
 
+class KlingVideoO1ImageToVideoParams(TypedDict, total=False):
+    """The fields of `KlingVideoO1ImageToVideoInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    start_image_url: str
+    end_image_url: str | None
+    duration: Literal["3", "4", "5", "6", "7", "8", "9", "10"]
+
+
 ENDPOINT_ID = "fal-ai/kling-video/o1/image-to-video"
 INPUT_MODEL = KlingVideoO1ImageToVideoInput
 OUTPUT_MODEL = KlingVideoO1ImageToVideoOutput
@@ -91,4 +101,5 @@ __all__ = [
     "File",
     "KlingVideoO1ImageToVideoInput",
     "KlingVideoO1ImageToVideoOutput",
+    "KlingVideoO1ImageToVideoParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/kling-video/o1/reference-to-video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -125,6 +126,16 @@ class OmniVideoElementInput(RequestModel):
     ] = None
 
 
+class KlingVideoO1ReferenceToVideoParams(TypedDict, total=False):
+    """The fields of `KlingVideoO1ReferenceToVideoInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    image_urls: list[str] | None
+    elements: list[OmniVideoElementInput] | None
+    duration: Literal["3", "4", "5", "6", "7", "8", "9", "10"]
+    aspect_ratio: Literal["16:9", "9:16", "1:1"]
+
+
 ENDPOINT_ID = "fal-ai/kling-video/o1/reference-to-video"
 INPUT_MODEL = KlingVideoO1ReferenceToVideoInput
 OUTPUT_MODEL = KlingVideoO1ReferenceToVideoOutput
@@ -133,5 +144,6 @@ __all__ = [
     "File",
     "KlingVideoO1ReferenceToVideoInput",
     "KlingVideoO1ReferenceToVideoOutput",
+    "KlingVideoO1ReferenceToVideoParams",
     "OmniVideoElementInput",
 ]

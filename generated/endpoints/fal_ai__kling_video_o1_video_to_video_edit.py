@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/kling-video/o1/video-to-video/edit
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -122,6 +123,16 @@ class OmniVideoElementInput(RequestModel):
     ] = None
 
 
+class KlingVideoO1VideoToVideoEditParams(TypedDict, total=False):
+    """The fields of `KlingVideoO1VideoToVideoEditInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    video_url: str
+    keep_audio: bool
+    image_urls: list[str] | None
+    elements: list[OmniVideoElementInput] | None
+
+
 ENDPOINT_ID = "fal-ai/kling-video/o1/video-to-video/edit"
 INPUT_MODEL = KlingVideoO1VideoToVideoEditInput
 OUTPUT_MODEL = KlingVideoO1VideoToVideoEditOutput
@@ -130,5 +141,6 @@ __all__ = [
     "File",
     "KlingVideoO1VideoToVideoEditInput",
     "KlingVideoO1VideoToVideoEditOutput",
+    "KlingVideoO1VideoToVideoEditParams",
     "OmniVideoElementInput",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/kling-video/o1/video-to-video/reference
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -127,6 +128,18 @@ class OmniVideoElementInput(RequestModel):
     ] = None
 
 
+class KlingVideoO1VideoToVideoReferenceParams(TypedDict, total=False):
+    """The fields of `KlingVideoO1VideoToVideoReferenceInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    video_url: str
+    keep_audio: bool
+    image_urls: list[str] | None
+    elements: list[OmniVideoElementInput] | None
+    aspect_ratio: Literal["auto", "16:9", "9:16", "1:1"]
+    duration: Literal["3", "4", "5", "6", "7", "8", "9", "10"]
+
+
 ENDPOINT_ID = "fal-ai/kling-video/o1/video-to-video/reference"
 INPUT_MODEL = KlingVideoO1VideoToVideoReferenceInput
 OUTPUT_MODEL = KlingVideoO1VideoToVideoReferenceOutput
@@ -135,5 +148,6 @@ __all__ = [
     "File",
     "KlingVideoO1VideoToVideoReferenceInput",
     "KlingVideoO1VideoToVideoReferenceOutput",
+    "KlingVideoO1VideoToVideoReferenceParams",
     "OmniVideoElementInput",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/kling-video/o3/4k/text-to-video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -100,6 +101,17 @@ class KlingVideoO34kTextToVideoOutput(ResponseModel):
     ]
 
 
+class KlingVideoO34kTextToVideoParams(TypedDict, total=False):
+    """The fields of `KlingVideoO34kTextToVideoInput` as keyword arguments of the typed client methods."""
+
+    prompt: str | None
+    duration: Literal["3", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13", "14", "15"]
+    aspect_ratio: Literal["16:9", "9:16", "1:1"]
+    generate_audio: bool
+    multi_prompt: list[KlingV3MultiPromptElement] | None
+    shot_type: Literal["customize", "intelligent"]
+
+
 ENDPOINT_ID = "fal-ai/kling-video/o3/4k/text-to-video"
 INPUT_MODEL = KlingVideoO34kTextToVideoInput
 OUTPUT_MODEL = KlingVideoO34kTextToVideoOutput
@@ -109,4 +121,5 @@ __all__ = [
     "KlingV3MultiPromptElement",
     "KlingVideoO34kTextToVideoInput",
     "KlingVideoO34kTextToVideoOutput",
+    "KlingVideoO34kTextToVideoParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/kling-video/o3/pro/reference-to-video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -172,6 +173,21 @@ class KlingVideoO3ProReferenceToVideoOutput(ResponseModel):
     ]
 
 
+class KlingVideoO3ProReferenceToVideoParams(TypedDict, total=False):
+    """The fields of `KlingVideoO3ProReferenceToVideoInput` as keyword arguments of the typed client methods."""
+
+    prompt: str | None
+    multi_prompt: list[KlingV3MultiPromptElement] | None
+    start_image_url: str | None
+    end_image_url: str | None
+    image_urls: list[str] | None
+    elements: list[KlingV3ComboElementInput] | None
+    generate_audio: bool
+    duration: Literal["3", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13", "14", "15"]
+    shot_type: Literal["customize", "intelligent"]
+    aspect_ratio: Literal["16:9", "9:16", "1:1"]
+
+
 ENDPOINT_ID = "fal-ai/kling-video/o3/pro/reference-to-video"
 INPUT_MODEL = KlingVideoO3ProReferenceToVideoInput
 OUTPUT_MODEL = KlingVideoO3ProReferenceToVideoOutput
@@ -182,4 +198,5 @@ __all__ = [
     "KlingV3MultiPromptElement",
     "KlingVideoO3ProReferenceToVideoInput",
     "KlingVideoO3ProReferenceToVideoOutput",
+    "KlingVideoO3ProReferenceToVideoParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/kling-video/o3/pro/text-to-video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -100,6 +101,17 @@ class KlingVideoO3ProTextToVideoOutput(ResponseModel):
     ]
 
 
+class KlingVideoO3ProTextToVideoParams(TypedDict, total=False):
+    """The fields of `KlingVideoO3ProTextToVideoInput` as keyword arguments of the typed client methods."""
+
+    prompt: str | None
+    duration: Literal["3", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13", "14", "15"]
+    aspect_ratio: Literal["16:9", "9:16", "1:1"]
+    generate_audio: bool
+    multi_prompt: list[KlingV3MultiPromptElement] | None
+    shot_type: Literal["customize", "intelligent"]
+
+
 ENDPOINT_ID = "fal-ai/kling-video/o3/pro/text-to-video"
 INPUT_MODEL = KlingVideoO3ProTextToVideoInput
 OUTPUT_MODEL = KlingVideoO3ProTextToVideoOutput
@@ -109,4 +121,5 @@ __all__ = [
     "KlingV3MultiPromptElement",
     "KlingVideoO3ProTextToVideoInput",
     "KlingVideoO3ProTextToVideoOutput",
+    "KlingVideoO3ProTextToVideoParams",
 ]

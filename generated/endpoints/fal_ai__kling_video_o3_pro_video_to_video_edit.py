@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/kling-video/o3/pro/video-to-video/edit
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -129,6 +130,17 @@ class KlingVideoO3ProVideoToVideoEditOutput(ResponseModel):
     ]
 
 
+class KlingVideoO3ProVideoToVideoEditParams(TypedDict, total=False):
+    """The fields of `KlingVideoO3ProVideoToVideoEditInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    video_url: str
+    image_urls: list[str] | None
+    keep_audio: bool
+    elements: list[KlingV3ImageElementInput] | None
+    shot_type: Literal["customize"]
+
+
 ENDPOINT_ID = "fal-ai/kling-video/o3/pro/video-to-video/edit"
 INPUT_MODEL = KlingVideoO3ProVideoToVideoEditInput
 OUTPUT_MODEL = KlingVideoO3ProVideoToVideoEditOutput
@@ -138,4 +150,5 @@ __all__ = [
     "KlingV3ImageElementInput",
     "KlingVideoO3ProVideoToVideoEditInput",
     "KlingVideoO3ProVideoToVideoEditOutput",
+    "KlingVideoO3ProVideoToVideoEditParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/kling-video/o3/standard/reference-to-video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -173,6 +174,21 @@ class KlingVideoO3StandardReferenceToVideoOutput(ResponseModel):
     ]
 
 
+class KlingVideoO3StandardReferenceToVideoParams(TypedDict, total=False):
+    """The fields of `KlingVideoO3StandardReferenceToVideoInput` as keyword arguments of the typed client methods."""
+
+    prompt: str | None
+    multi_prompt: list[KlingV3MultiPromptElement] | None
+    start_image_url: str | None
+    end_image_url: str | None
+    image_urls: list[str] | None
+    elements: list[KlingV3ComboElementInput] | None
+    generate_audio: bool
+    duration: Literal["3", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13", "14", "15"]
+    shot_type: Literal["customize", "intelligent"]
+    aspect_ratio: Literal["16:9", "9:16", "1:1"]
+
+
 ENDPOINT_ID = "fal-ai/kling-video/o3/standard/reference-to-video"
 INPUT_MODEL = KlingVideoO3StandardReferenceToVideoInput
 OUTPUT_MODEL = KlingVideoO3StandardReferenceToVideoOutput
@@ -183,4 +199,5 @@ __all__ = [
     "KlingV3MultiPromptElement",
     "KlingVideoO3StandardReferenceToVideoInput",
     "KlingVideoO3StandardReferenceToVideoOutput",
+    "KlingVideoO3StandardReferenceToVideoParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/kling-video/o3/standard/video-to-video/edit
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -125,6 +126,17 @@ class KlingVideoO3StandardVideoToVideoEditOutput(ResponseModel):
     ]
 
 
+class KlingVideoO3StandardVideoToVideoEditParams(TypedDict, total=False):
+    """The fields of `KlingVideoO3StandardVideoToVideoEditInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    video_url: str
+    image_urls: list[str] | None
+    keep_audio: bool
+    elements: list[KlingV3ImageElementInput] | None
+    shot_type: Literal["customize"]
+
+
 ENDPOINT_ID = "fal-ai/kling-video/o3/standard/video-to-video/edit"
 INPUT_MODEL = KlingVideoO3StandardVideoToVideoEditInput
 OUTPUT_MODEL = KlingVideoO3StandardVideoToVideoEditOutput
@@ -134,4 +146,5 @@ __all__ = [
     "KlingV3ImageElementInput",
     "KlingVideoO3StandardVideoToVideoEditInput",
     "KlingVideoO3StandardVideoToVideoEditOutput",
+    "KlingVideoO3StandardVideoToVideoEditParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/kling-video/o3/standard/video-to-video/reference
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -142,6 +143,19 @@ class KlingVideoO3StandardVideoToVideoReferenceOutput(ResponseModel):
     ]
 
 
+class KlingVideoO3StandardVideoToVideoReferenceParams(TypedDict, total=False):
+    """The fields of `KlingVideoO3StandardVideoToVideoReferenceInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    video_url: str
+    image_urls: list[str] | None
+    keep_audio: bool
+    elements: list[KlingV3ImageElementInput] | None
+    shot_type: Literal["customize"]
+    aspect_ratio: Literal["auto", "16:9", "9:16", "1:1"]
+    duration: Literal["3", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13", "14", "15"] | None
+
+
 ENDPOINT_ID = "fal-ai/kling-video/o3/standard/video-to-video/reference"
 INPUT_MODEL = KlingVideoO3StandardVideoToVideoReferenceInput
 OUTPUT_MODEL = KlingVideoO3StandardVideoToVideoReferenceOutput
@@ -151,4 +165,5 @@ __all__ = [
     "KlingV3ImageElementInput",
     "KlingVideoO3StandardVideoToVideoReferenceInput",
     "KlingVideoO3StandardVideoToVideoReferenceOutput",
+    "KlingVideoO3StandardVideoToVideoReferenceParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/kling-video/v1.5/pro/image-to-video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -128,6 +129,20 @@ class Trajectory(RequestModel):
     ]
 
 
+class KlingVideoV15ProImageToVideoParams(TypedDict, total=False):
+    """The fields of `KlingVideoV15ProImageToVideoInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    image_url: str
+    duration: Literal["5", "10"]
+    aspect_ratio: Literal["16:9", "9:16", "1:1"]
+    tail_image_url: str | None
+    negative_prompt: str
+    cfg_scale: float
+    static_mask_url: str | None
+    dynamic_masks: list[DynamicMask] | None
+
+
 ENDPOINT_ID = "fal-ai/kling-video/v1.5/pro/image-to-video"
 INPUT_MODEL = KlingVideoV15ProImageToVideoInput
 OUTPUT_MODEL = KlingVideoV15ProImageToVideoOutput
@@ -137,5 +152,6 @@ __all__ = [
     "File",
     "KlingVideoV15ProImageToVideoInput",
     "KlingVideoV15ProImageToVideoOutput",
+    "KlingVideoV15ProImageToVideoParams",
     "Trajectory",
 ]

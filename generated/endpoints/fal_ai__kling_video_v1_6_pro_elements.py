@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/kling-video/v1.6/pro/elements
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -84,6 +85,16 @@ class KlingVideoV16ProElementsOutput(ResponseModel):
     ]
 
 
+class KlingVideoV16ProElementsParams(TypedDict, total=False):
+    """The fields of `KlingVideoV16ProElementsInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    input_image_urls: list[str]
+    duration: Literal["5", "10"]
+    aspect_ratio: Literal["16:9", "9:16", "1:1"]
+    negative_prompt: str
+
+
 ENDPOINT_ID = "fal-ai/kling-video/v1.6/pro/elements"
 INPUT_MODEL = KlingVideoV16ProElementsInput
 OUTPUT_MODEL = KlingVideoV16ProElementsOutput
@@ -92,4 +103,5 @@ __all__ = [
     "File",
     "KlingVideoV16ProElementsInput",
     "KlingVideoV16ProElementsOutput",
+    "KlingVideoV16ProElementsParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/kling-video/v1.6/pro/image-to-video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -89,6 +90,18 @@ class KlingVideoV16ProImageToVideoOutput(ResponseModel):
     ]
 
 
+class KlingVideoV16ProImageToVideoParams(TypedDict, total=False):
+    """The fields of `KlingVideoV16ProImageToVideoInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    image_url: str
+    duration: Literal["5", "10"]
+    aspect_ratio: Literal["16:9", "9:16", "1:1"]
+    tail_image_url: str | None
+    negative_prompt: str
+    cfg_scale: float
+
+
 ENDPOINT_ID = "fal-ai/kling-video/v1.6/pro/image-to-video"
 INPUT_MODEL = KlingVideoV16ProImageToVideoInput
 OUTPUT_MODEL = KlingVideoV16ProImageToVideoOutput
@@ -97,4 +110,5 @@ __all__ = [
     "File",
     "KlingVideoV16ProImageToVideoInput",
     "KlingVideoV16ProImageToVideoOutput",
+    "KlingVideoV16ProImageToVideoParams",
 ]

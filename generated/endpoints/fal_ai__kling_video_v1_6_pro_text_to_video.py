@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/kling-video/v1.6/pro/text-to-video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -77,6 +78,16 @@ class KlingVideoV16ProTextToVideoOutput(ResponseModel):
     ]
 
 
+class KlingVideoV16ProTextToVideoParams(TypedDict, total=False):
+    """The fields of `KlingVideoV16ProTextToVideoInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    duration: Literal["5", "10"]
+    aspect_ratio: Literal["16:9", "9:16", "1:1"]
+    negative_prompt: str
+    cfg_scale: float
+
+
 ENDPOINT_ID = "fal-ai/kling-video/v1.6/pro/text-to-video"
 INPUT_MODEL = KlingVideoV16ProTextToVideoInput
 OUTPUT_MODEL = KlingVideoV16ProTextToVideoOutput
@@ -85,4 +96,5 @@ __all__ = [
     "File",
     "KlingVideoV16ProTextToVideoInput",
     "KlingVideoV16ProTextToVideoOutput",
+    "KlingVideoV16ProTextToVideoParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/kling-video/v1.6/standard/elements
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -84,6 +85,16 @@ class KlingVideoV16StandardElementsOutput(ResponseModel):
     ]
 
 
+class KlingVideoV16StandardElementsParams(TypedDict, total=False):
+    """The fields of `KlingVideoV16StandardElementsInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    input_image_urls: list[str]
+    duration: Literal["5", "10"]
+    aspect_ratio: Literal["16:9", "9:16", "1:1"]
+    negative_prompt: str
+
+
 ENDPOINT_ID = "fal-ai/kling-video/v1.6/standard/elements"
 INPUT_MODEL = KlingVideoV16StandardElementsInput
 OUTPUT_MODEL = KlingVideoV16StandardElementsOutput
@@ -92,4 +103,5 @@ __all__ = [
     "File",
     "KlingVideoV16StandardElementsInput",
     "KlingVideoV16StandardElementsOutput",
+    "KlingVideoV16StandardElementsParams",
 ]

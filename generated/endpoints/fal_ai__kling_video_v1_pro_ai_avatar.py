@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/kling-video/v1/pro/ai-avatar
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -71,6 +72,14 @@ class KlingVideoV1ProAiAvatarOutput(ResponseModel):
     ]
 
 
+class KlingVideoV1ProAiAvatarParams(TypedDict, total=False):
+    """The fields of `KlingVideoV1ProAiAvatarInput` as keyword arguments of the typed client methods."""
+
+    image_url: str
+    audio_url: str
+    prompt: str
+
+
 ENDPOINT_ID = "fal-ai/kling-video/v1/pro/ai-avatar"
 INPUT_MODEL = KlingVideoV1ProAiAvatarInput
 OUTPUT_MODEL = KlingVideoV1ProAiAvatarOutput
@@ -79,4 +88,5 @@ __all__ = [
     "File",
     "KlingVideoV1ProAiAvatarInput",
     "KlingVideoV1ProAiAvatarOutput",
+    "KlingVideoV1ProAiAvatarParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/kling-video/v1/standard/image-to-video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -128,6 +129,19 @@ class Trajectory(RequestModel):
     ]
 
 
+class KlingVideoV1StandardImageToVideoParams(TypedDict, total=False):
+    """The fields of `KlingVideoV1StandardImageToVideoInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    image_url: str
+    duration: Literal["5", "10"]
+    negative_prompt: str
+    cfg_scale: float
+    tail_image_url: str | None
+    static_mask_url: str | None
+    dynamic_masks: list[DynamicMask] | None
+
+
 ENDPOINT_ID = "fal-ai/kling-video/v1/standard/image-to-video"
 INPUT_MODEL = KlingVideoV1StandardImageToVideoInput
 OUTPUT_MODEL = KlingVideoV1StandardImageToVideoOutput
@@ -137,5 +151,6 @@ __all__ = [
     "File",
     "KlingVideoV1StandardImageToVideoInput",
     "KlingVideoV1StandardImageToVideoOutput",
+    "KlingVideoV1StandardImageToVideoParams",
     "Trajectory",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/kling-video/v1/standard/text-to-video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -108,6 +109,20 @@ class KlingVideoV1StandardTextToVideoOutput(ResponseModel):
     ]
 
 
+class KlingVideoV1StandardTextToVideoParams(TypedDict, total=False):
+    """The fields of `KlingVideoV1StandardTextToVideoInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    duration: Literal["5", "10"]
+    aspect_ratio: Literal["16:9", "9:16", "1:1"]
+    negative_prompt: str
+    cfg_scale: float
+    camera_control: (
+        Literal["down_back", "forward_up", "right_turn_forward", "left_turn_forward"] | None
+    )
+    advanced_camera_control: CameraControl | None
+
+
 ENDPOINT_ID = "fal-ai/kling-video/v1/standard/text-to-video"
 INPUT_MODEL = KlingVideoV1StandardTextToVideoInput
 OUTPUT_MODEL = KlingVideoV1StandardTextToVideoOutput
@@ -117,4 +132,5 @@ __all__ = [
     "File",
     "KlingVideoV1StandardTextToVideoInput",
     "KlingVideoV1StandardTextToVideoOutput",
+    "KlingVideoV1StandardTextToVideoParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/kling-video/v2.1/master/text-to-video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -75,6 +76,16 @@ class KlingVideoV21MasterTextToVideoOutput(ResponseModel):
     ]
 
 
+class KlingVideoV21MasterTextToVideoParams(TypedDict, total=False):
+    """The fields of `KlingVideoV21MasterTextToVideoInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    duration: Literal["5", "10"]
+    aspect_ratio: Literal["16:9", "9:16", "1:1"]
+    negative_prompt: str
+    cfg_scale: float
+
+
 ENDPOINT_ID = "fal-ai/kling-video/v2.1/master/text-to-video"
 INPUT_MODEL = KlingVideoV21MasterTextToVideoInput
 OUTPUT_MODEL = KlingVideoV21MasterTextToVideoOutput
@@ -83,4 +94,5 @@ __all__ = [
     "File",
     "KlingVideoV21MasterTextToVideoInput",
     "KlingVideoV21MasterTextToVideoOutput",
+    "KlingVideoV21MasterTextToVideoParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/kling-video/v2.1/pro/image-to-video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -88,6 +89,17 @@ class KlingVideoV21ProImageToVideoOutput(ResponseModel):
     ]
 
 
+class KlingVideoV21ProImageToVideoParams(TypedDict, total=False):
+    """The fields of `KlingVideoV21ProImageToVideoInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    image_url: str
+    duration: Literal["5", "10"]
+    negative_prompt: str
+    cfg_scale: float
+    tail_image_url: str | None
+
+
 ENDPOINT_ID = "fal-ai/kling-video/v2.1/pro/image-to-video"
 INPUT_MODEL = KlingVideoV21ProImageToVideoInput
 OUTPUT_MODEL = KlingVideoV21ProImageToVideoOutput
@@ -96,4 +108,5 @@ __all__ = [
     "File",
     "KlingVideoV21ProImageToVideoInput",
     "KlingVideoV21ProImageToVideoOutput",
+    "KlingVideoV21ProImageToVideoParams",
 ]

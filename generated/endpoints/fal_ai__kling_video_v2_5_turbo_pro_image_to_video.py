@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/kling-video/v2.5-turbo/pro/image-to-video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -92,6 +93,17 @@ class KlingVideoV25TurboProImageToVideoOutput(ResponseModel):
     ]
 
 
+class KlingVideoV25TurboProImageToVideoParams(TypedDict, total=False):
+    """The fields of `KlingVideoV25TurboProImageToVideoInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    image_url: str
+    duration: Literal["5", "10"]
+    negative_prompt: str
+    cfg_scale: float
+    tail_image_url: str | None
+
+
 ENDPOINT_ID = "fal-ai/kling-video/v2.5-turbo/pro/image-to-video"
 INPUT_MODEL = KlingVideoV25TurboProImageToVideoInput
 OUTPUT_MODEL = KlingVideoV25TurboProImageToVideoOutput
@@ -100,4 +112,5 @@ __all__ = [
     "File",
     "KlingVideoV25TurboProImageToVideoInput",
     "KlingVideoV25TurboProImageToVideoOutput",
+    "KlingVideoV25TurboProImageToVideoParams",
 ]

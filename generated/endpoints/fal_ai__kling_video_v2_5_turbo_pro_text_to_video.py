@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/kling-video/v2.5-turbo/pro/text-to-video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -79,6 +80,16 @@ class KlingVideoV25TurboProTextToVideoOutput(ResponseModel):
     ]
 
 
+class KlingVideoV25TurboProTextToVideoParams(TypedDict, total=False):
+    """The fields of `KlingVideoV25TurboProTextToVideoInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    duration: Literal["5", "10"]
+    aspect_ratio: Literal["16:9", "9:16", "1:1"]
+    negative_prompt: str
+    cfg_scale: float
+
+
 ENDPOINT_ID = "fal-ai/kling-video/v2.5-turbo/pro/text-to-video"
 INPUT_MODEL = KlingVideoV25TurboProTextToVideoInput
 OUTPUT_MODEL = KlingVideoV25TurboProTextToVideoOutput
@@ -87,4 +98,5 @@ __all__ = [
     "File",
     "KlingVideoV25TurboProTextToVideoInput",
     "KlingVideoV25TurboProTextToVideoOutput",
+    "KlingVideoV25TurboProTextToVideoParams",
 ]

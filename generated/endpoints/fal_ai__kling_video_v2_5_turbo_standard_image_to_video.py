@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/kling-video/v2.5-turbo/standard/image-to-video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -88,6 +89,16 @@ class KlingVideoV25TurboStandardImageToVideoOutput(ResponseModel):
     ]
 
 
+class KlingVideoV25TurboStandardImageToVideoParams(TypedDict, total=False):
+    """The fields of `KlingVideoV25TurboStandardImageToVideoInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    image_url: str
+    duration: Literal["5", "10"]
+    negative_prompt: str
+    cfg_scale: float
+
+
 ENDPOINT_ID = "fal-ai/kling-video/v2.5-turbo/standard/image-to-video"
 INPUT_MODEL = KlingVideoV25TurboStandardImageToVideoInput
 OUTPUT_MODEL = KlingVideoV25TurboStandardImageToVideoOutput
@@ -96,4 +107,5 @@ __all__ = [
     "File",
     "KlingVideoV25TurboStandardImageToVideoInput",
     "KlingVideoV25TurboStandardImageToVideoOutput",
+    "KlingVideoV25TurboStandardImageToVideoParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/kling-video/v2.6/pro/image-to-video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -98,6 +99,18 @@ class KlingVideoV26ProImageToVideoOutput(ResponseModel):
     ]
 
 
+class KlingVideoV26ProImageToVideoParams(TypedDict, total=False):
+    """The fields of `KlingVideoV26ProImageToVideoInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    start_image_url: str
+    duration: Literal["5", "10"]
+    negative_prompt: str
+    generate_audio: bool
+    voice_ids: list[str] | None
+    end_image_url: str | None
+
+
 ENDPOINT_ID = "fal-ai/kling-video/v2.6/pro/image-to-video"
 INPUT_MODEL = KlingVideoV26ProImageToVideoInput
 OUTPUT_MODEL = KlingVideoV26ProImageToVideoOutput
@@ -106,4 +119,5 @@ __all__ = [
     "File",
     "KlingVideoV26ProImageToVideoInput",
     "KlingVideoV26ProImageToVideoOutput",
+    "KlingVideoV26ProImageToVideoParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/kling-video/v2.6/pro/text-to-video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -89,6 +90,17 @@ class KlingVideoV26ProTextToVideoOutput(ResponseModel):
     ]
 
 
+class KlingVideoV26ProTextToVideoParams(TypedDict, total=False):
+    """The fields of `KlingVideoV26ProTextToVideoInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    duration: Literal["5", "10"]
+    aspect_ratio: Literal["16:9", "9:16", "1:1"]
+    negative_prompt: str
+    cfg_scale: float
+    generate_audio: bool
+
+
 ENDPOINT_ID = "fal-ai/kling-video/v2.6/pro/text-to-video"
 INPUT_MODEL = KlingVideoV26ProTextToVideoInput
 OUTPUT_MODEL = KlingVideoV26ProTextToVideoOutput
@@ -97,4 +109,5 @@ __all__ = [
     "File",
     "KlingVideoV26ProTextToVideoInput",
     "KlingVideoV26ProTextToVideoOutput",
+    "KlingVideoV26ProTextToVideoParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/kling-video/v2/master/image-to-video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -79,6 +80,16 @@ class KlingVideoV2MasterImageToVideoOutput(ResponseModel):
     ]
 
 
+class KlingVideoV2MasterImageToVideoParams(TypedDict, total=False):
+    """The fields of `KlingVideoV2MasterImageToVideoInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    image_url: str
+    duration: Literal["5", "10"]
+    negative_prompt: str
+    cfg_scale: float
+
+
 ENDPOINT_ID = "fal-ai/kling-video/v2/master/image-to-video"
 INPUT_MODEL = KlingVideoV2MasterImageToVideoInput
 OUTPUT_MODEL = KlingVideoV2MasterImageToVideoOutput
@@ -87,4 +98,5 @@ __all__ = [
     "File",
     "KlingVideoV2MasterImageToVideoInput",
     "KlingVideoV2MasterImageToVideoOutput",
+    "KlingVideoV2MasterImageToVideoParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/kling-video/v2/master/text-to-video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -77,6 +78,16 @@ class KlingVideoV2MasterTextToVideoOutput(ResponseModel):
     ]
 
 
+class KlingVideoV2MasterTextToVideoParams(TypedDict, total=False):
+    """The fields of `KlingVideoV2MasterTextToVideoInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    duration: Literal["5", "10"]
+    aspect_ratio: Literal["16:9", "9:16", "1:1"]
+    negative_prompt: str
+    cfg_scale: float
+
+
 ENDPOINT_ID = "fal-ai/kling-video/v2/master/text-to-video"
 INPUT_MODEL = KlingVideoV2MasterTextToVideoInput
 OUTPUT_MODEL = KlingVideoV2MasterTextToVideoOutput
@@ -85,4 +96,5 @@ __all__ = [
     "File",
     "KlingVideoV2MasterTextToVideoInput",
     "KlingVideoV2MasterTextToVideoOutput",
+    "KlingVideoV2MasterTextToVideoParams",
 ]

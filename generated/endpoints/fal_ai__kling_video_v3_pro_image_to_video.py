@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/kling-video/v3/pro/image-to-video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -180,6 +181,21 @@ class KlingVideoV3ProImageToVideoOutput(ResponseModel):
     ]
 
 
+class KlingVideoV3ProImageToVideoParams(TypedDict, total=False):
+    """The fields of `KlingVideoV3ProImageToVideoInput` as keyword arguments of the typed client methods."""
+
+    prompt: str | None
+    multi_prompt: list[KlingV3MultiPromptElement] | None
+    start_image_url: str
+    duration: Literal["3", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13", "14", "15"]
+    generate_audio: bool
+    end_image_url: str | None
+    elements: list[KlingV3ComboElementInput] | None
+    shot_type: Literal["customize", "intelligent"]
+    negative_prompt: str
+    cfg_scale: float
+
+
 ENDPOINT_ID = "fal-ai/kling-video/v3/pro/image-to-video"
 INPUT_MODEL = KlingVideoV3ProImageToVideoInput
 OUTPUT_MODEL = KlingVideoV3ProImageToVideoOutput
@@ -190,4 +206,5 @@ __all__ = [
     "KlingV3MultiPromptElement",
     "KlingVideoV3ProImageToVideoInput",
     "KlingVideoV3ProImageToVideoOutput",
+    "KlingVideoV3ProImageToVideoParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/kling-video/v3/pro/motion-control
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -107,6 +108,17 @@ class KlingVideoV3ProMotionControlOutput(ResponseModel):
     ]
 
 
+class KlingVideoV3ProMotionControlParams(TypedDict, total=False):
+    """The fields of `KlingVideoV3ProMotionControlInput` as keyword arguments of the typed client methods."""
+
+    prompt: str | None
+    image_url: str
+    video_url: str
+    keep_original_sound: bool
+    character_orientation: Literal["image", "video"]
+    elements: list[KlingV3ImageElementInput] | None
+
+
 ENDPOINT_ID = "fal-ai/kling-video/v3/pro/motion-control"
 INPUT_MODEL = KlingVideoV3ProMotionControlInput
 OUTPUT_MODEL = KlingVideoV3ProMotionControlOutput
@@ -116,4 +128,5 @@ __all__ = [
     "KlingV3ImageElementInput",
     "KlingVideoV3ProMotionControlInput",
     "KlingVideoV3ProMotionControlOutput",
+    "KlingVideoV3ProMotionControlParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/kling-video/v3/standard/motion-control
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -105,6 +106,17 @@ class KlingVideoV3StandardMotionControlOutput(ResponseModel):
     ]
 
 
+class KlingVideoV3StandardMotionControlParams(TypedDict, total=False):
+    """The fields of `KlingVideoV3StandardMotionControlInput` as keyword arguments of the typed client methods."""
+
+    prompt: str | None
+    image_url: str
+    video_url: str
+    keep_original_sound: bool
+    character_orientation: Literal["image", "video"]
+    elements: list[KlingV3ImageElementInput] | None
+
+
 ENDPOINT_ID = "fal-ai/kling-video/v3/standard/motion-control"
 INPUT_MODEL = KlingVideoV3StandardMotionControlInput
 OUTPUT_MODEL = KlingVideoV3StandardMotionControlOutput
@@ -114,4 +126,5 @@ __all__ = [
     "KlingV3ImageElementInput",
     "KlingVideoV3StandardMotionControlInput",
     "KlingVideoV3StandardMotionControlOutput",
+    "KlingVideoV3StandardMotionControlParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/kling-video/v3/standard/text-to-video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -113,6 +114,19 @@ class KlingVideoV3StandardTextToVideoOutput(ResponseModel):
     ]
 
 
+class KlingVideoV3StandardTextToVideoParams(TypedDict, total=False):
+    """The fields of `KlingVideoV3StandardTextToVideoInput` as keyword arguments of the typed client methods."""
+
+    prompt: str | None
+    duration: Literal["3", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13", "14", "15"]
+    multi_prompt: list[KlingV3MultiPromptElement] | None
+    generate_audio: bool
+    shot_type: Literal["customize", "intelligent"]
+    aspect_ratio: Literal["16:9", "9:16", "1:1"]
+    negative_prompt: str
+    cfg_scale: float
+
+
 ENDPOINT_ID = "fal-ai/kling-video/v3/standard/text-to-video"
 INPUT_MODEL = KlingVideoV3StandardTextToVideoInput
 OUTPUT_MODEL = KlingVideoV3StandardTextToVideoOutput
@@ -122,4 +136,5 @@ __all__ = [
     "KlingV3MultiPromptElement",
     "KlingVideoV3StandardTextToVideoInput",
     "KlingVideoV3StandardTextToVideoOutput",
+    "KlingVideoV3StandardTextToVideoParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/kling-video/video-to-audio
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -91,6 +92,15 @@ class KlingVideoVideoToAudioOutput(ResponseModel):
     ]
 
 
+class KlingVideoVideoToAudioParams(TypedDict, total=False):
+    """The fields of `KlingVideoVideoToAudioInput` as keyword arguments of the typed client methods."""
+
+    video_url: str
+    sound_effect_prompt: str | None
+    background_music_prompt: str | None
+    asmr_mode: bool
+
+
 ENDPOINT_ID = "fal-ai/kling-video/video-to-audio"
 INPUT_MODEL = KlingVideoVideoToAudioInput
 OUTPUT_MODEL = KlingVideoVideoToAudioOutput
@@ -99,4 +109,5 @@ __all__ = [
     "File",
     "KlingVideoVideoToAudioInput",
     "KlingVideoVideoToAudioOutput",
+    "KlingVideoVideoToAudioParams",
 ]

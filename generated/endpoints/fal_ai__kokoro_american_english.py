@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/kokoro/american-english
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -90,6 +91,35 @@ class KokoroAmericanEnglishOutput(ResponseModel):
     ]
 
 
+class KokoroAmericanEnglishParams(TypedDict, total=False):
+    """The fields of `KokoroAmericanEnglishInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    voice: Literal[
+        "af_heart",
+        "af_alloy",
+        "af_aoede",
+        "af_bella",
+        "af_jessica",
+        "af_kore",
+        "af_nicole",
+        "af_nova",
+        "af_river",
+        "af_sarah",
+        "af_sky",
+        "am_adam",
+        "am_echo",
+        "am_eric",
+        "am_fenrir",
+        "am_liam",
+        "am_michael",
+        "am_onyx",
+        "am_puck",
+        "am_santa",
+    ]
+    speed: float
+
+
 ENDPOINT_ID = "fal-ai/kokoro/american-english"
 INPUT_MODEL = KokoroAmericanEnglishInput
 OUTPUT_MODEL = KokoroAmericanEnglishOutput
@@ -98,4 +128,5 @@ __all__ = [
     "File",
     "KokoroAmericanEnglishInput",
     "KokoroAmericanEnglishOutput",
+    "KokoroAmericanEnglishParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/kokoro/brazilian-portuguese
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -67,6 +68,14 @@ class KokoroBrazilianPortugueseOutput(ResponseModel):
     ]
 
 
+class KokoroBrazilianPortugueseParams(TypedDict, total=False):
+    """The fields of `KokoroBrazilianPortugueseInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    voice: Literal["pf_dora", "pm_alex", "pm_santa"]
+    speed: float
+
+
 ENDPOINT_ID = "fal-ai/kokoro/brazilian-portuguese"
 INPUT_MODEL = KokoroBrazilianPortugueseInput
 OUTPUT_MODEL = KokoroBrazilianPortugueseOutput
@@ -75,4 +84,5 @@ __all__ = [
     "File",
     "KokoroBrazilianPortugueseInput",
     "KokoroBrazilianPortugueseOutput",
+    "KokoroBrazilianPortugueseParams",
 ]

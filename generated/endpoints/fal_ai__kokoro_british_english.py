@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/kokoro/british-english
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -78,6 +79,23 @@ class KokoroBritishEnglishOutput(ResponseModel):
     ]
 
 
+class KokoroBritishEnglishParams(TypedDict, total=False):
+    """The fields of `KokoroBritishEnglishInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    voice: Literal[
+        "bf_alice",
+        "bf_emma",
+        "bf_isabella",
+        "bf_lily",
+        "bm_daniel",
+        "bm_fable",
+        "bm_george",
+        "bm_lewis",
+    ]
+    speed: float
+
+
 ENDPOINT_ID = "fal-ai/kokoro/british-english"
 INPUT_MODEL = KokoroBritishEnglishInput
 OUTPUT_MODEL = KokoroBritishEnglishOutput
@@ -86,4 +104,5 @@ __all__ = [
     "File",
     "KokoroBritishEnglishInput",
     "KokoroBritishEnglishOutput",
+    "KokoroBritishEnglishParams",
 ]

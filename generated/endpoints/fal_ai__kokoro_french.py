@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/kokoro/french
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -69,6 +70,14 @@ class KokoroFrenchOutput(ResponseModel):
     ]
 
 
+class KokoroFrenchParams(TypedDict, total=False):
+    """The fields of `KokoroFrenchInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    voice: Literal["ff_siwis"]
+    speed: float
+
+
 ENDPOINT_ID = "fal-ai/kokoro/french"
 INPUT_MODEL = KokoroFrenchInput
 OUTPUT_MODEL = KokoroFrenchOutput
@@ -77,4 +86,5 @@ __all__ = [
     "File",
     "KokoroFrenchInput",
     "KokoroFrenchOutput",
+    "KokoroFrenchParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/kokoro/hindi
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -66,6 +67,14 @@ class KokoroHindiOutput(ResponseModel):
     ]
 
 
+class KokoroHindiParams(TypedDict, total=False):
+    """The fields of `KokoroHindiInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    voice: Literal["hf_alpha", "hf_beta", "hm_omega", "hm_psi"]
+    speed: float
+
+
 ENDPOINT_ID = "fal-ai/kokoro/hindi"
 INPUT_MODEL = KokoroHindiInput
 OUTPUT_MODEL = KokoroHindiOutput
@@ -74,4 +83,5 @@ __all__ = [
     "File",
     "KokoroHindiInput",
     "KokoroHindiOutput",
+    "KokoroHindiParams",
 ]

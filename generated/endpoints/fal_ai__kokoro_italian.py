@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/kokoro/italian
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -69,6 +70,14 @@ class KokoroItalianOutput(ResponseModel):
     ]
 
 
+class KokoroItalianParams(TypedDict, total=False):
+    """The fields of `KokoroItalianInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    voice: Literal["if_sara", "im_nicola"]
+    speed: float
+
+
 ENDPOINT_ID = "fal-ai/kokoro/italian"
 INPUT_MODEL = KokoroItalianInput
 OUTPUT_MODEL = KokoroItalianOutput
@@ -77,4 +86,5 @@ __all__ = [
     "File",
     "KokoroItalianInput",
     "KokoroItalianOutput",
+    "KokoroItalianParams",
 ]

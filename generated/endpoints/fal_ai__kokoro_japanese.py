@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/kokoro/japanese
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -67,6 +68,14 @@ class KokoroJapaneseOutput(ResponseModel):
     ]
 
 
+class KokoroJapaneseParams(TypedDict, total=False):
+    """The fields of `KokoroJapaneseInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    voice: Literal["jf_alpha", "jf_gongitsune", "jf_nezumi", "jf_tebukuro", "jm_kumo"]
+    speed: float
+
+
 ENDPOINT_ID = "fal-ai/kokoro/japanese"
 INPUT_MODEL = KokoroJapaneseInput
 OUTPUT_MODEL = KokoroJapaneseOutput
@@ -75,4 +84,5 @@ __all__ = [
     "File",
     "KokoroJapaneseInput",
     "KokoroJapaneseOutput",
+    "KokoroJapaneseParams",
 ]

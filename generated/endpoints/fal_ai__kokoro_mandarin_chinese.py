@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/kokoro/mandarin-chinese
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -78,6 +79,23 @@ class KokoroMandarinChineseOutput(ResponseModel):
     ]
 
 
+class KokoroMandarinChineseParams(TypedDict, total=False):
+    """The fields of `KokoroMandarinChineseInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    voice: Literal[
+        "zf_xiaobei",
+        "zf_xiaoni",
+        "zf_xiaoxiao",
+        "zf_xiaoyi",
+        "zm_yunjian",
+        "zm_yunxi",
+        "zm_yunxia",
+        "zm_yunyang",
+    ]
+    speed: float
+
+
 ENDPOINT_ID = "fal-ai/kokoro/mandarin-chinese"
 INPUT_MODEL = KokoroMandarinChineseInput
 OUTPUT_MODEL = KokoroMandarinChineseOutput
@@ -86,4 +104,5 @@ __all__ = [
     "File",
     "KokoroMandarinChineseInput",
     "KokoroMandarinChineseOutput",
+    "KokoroMandarinChineseParams",
 ]

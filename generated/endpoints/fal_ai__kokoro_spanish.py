@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/kokoro/spanish
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -69,6 +70,14 @@ class KokoroSpanishOutput(ResponseModel):
     ]
 
 
+class KokoroSpanishParams(TypedDict, total=False):
+    """The fields of `KokoroSpanishInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    voice: Literal["ef_dora", "em_alex", "em_santa"]
+    speed: float
+
+
 ENDPOINT_ID = "fal-ai/kokoro/spanish"
 INPUT_MODEL = KokoroSpanishInput
 OUTPUT_MODEL = KokoroSpanishOutput
@@ -77,4 +86,5 @@ __all__ = [
     "File",
     "KokoroSpanishInput",
     "KokoroSpanishOutput",
+    "KokoroSpanishParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/kolors
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -133,6 +134,39 @@ class KolorsOutput(ResponseModel):
     ]
 
 
+class KolorsParams(TypedDict, total=False):
+    """The fields of `KolorsInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    negative_prompt: str
+    guidance_scale: float
+    num_inference_steps: int
+    seed: int | None
+    sync_mode: bool
+    enable_safety_checker: bool
+    num_images: int
+    image_size: (
+        ImageSize
+        | Literal[
+            "square_hd",
+            "square",
+            "portrait_4_3",
+            "portrait_16_9",
+            "landscape_4_3",
+            "landscape_16_9",
+        ]
+    )
+    scheduler: Literal[
+        "EulerDiscreteScheduler",
+        "EulerAncestralDiscreteScheduler",
+        "DPMSolverMultistepScheduler",
+        "DPMSolverMultistepScheduler_SDE_karras",
+        "UniPCMultistepScheduler",
+        "DEISMultistepScheduler",
+    ]
+    output_format: Literal["jpeg", "png"]
+
+
 ENDPOINT_ID = "fal-ai/kolors"
 INPUT_MODEL = KolorsInput
 OUTPUT_MODEL = KolorsOutput
@@ -142,4 +176,5 @@ __all__ = [
     "ImageSize",
     "KolorsInput",
     "KolorsOutput",
+    "KolorsParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/krea-wan-14b/text-to-video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -79,6 +80,15 @@ class KreaWan14bTextToVideoOutput(ResponseModel):
     ]
 
 
+class KreaWan14bTextToVideoParams(TypedDict, total=False):
+    """The fields of `KreaWan14bTextToVideoInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    num_frames: int
+    enable_prompt_expansion: bool
+    seed: int | None
+
+
 ENDPOINT_ID = "fal-ai/krea-wan-14b/text-to-video"
 INPUT_MODEL = KreaWan14bTextToVideoInput
 OUTPUT_MODEL = KreaWan14bTextToVideoOutput
@@ -87,4 +97,5 @@ __all__ = [
     "File",
     "KreaWan14bTextToVideoInput",
     "KreaWan14bTextToVideoOutput",
+    "KreaWan14bTextToVideoParams",
 ]

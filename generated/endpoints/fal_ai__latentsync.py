@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/latentsync
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -78,6 +79,16 @@ class LatentsyncOutput(ResponseModel):
     video: Annotated[File, Field(description="The generated video with the lip sync.")]
 
 
+class LatentsyncParams(TypedDict, total=False):
+    """The fields of `LatentsyncInput` as keyword arguments of the typed client methods."""
+
+    video_url: str
+    audio_url: str
+    guidance_scale: float
+    seed: int | None
+    loop_mode: Literal["pingpong", "loop"] | None
+
+
 ENDPOINT_ID = "fal-ai/latentsync"
 INPUT_MODEL = LatentsyncInput
 OUTPUT_MODEL = LatentsyncOutput
@@ -86,4 +97,5 @@ __all__ = [
     "File",
     "LatentsyncInput",
     "LatentsyncOutput",
+    "LatentsyncParams",
 ]

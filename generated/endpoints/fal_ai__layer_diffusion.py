@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/layer-diffusion
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -92,6 +93,17 @@ class LayerDiffusionOutput(ResponseModel):
     seed: Annotated[int, Field(description="The seed used to generate the image.", title="Seed")]
 
 
+class LayerDiffusionParams(TypedDict, total=False):
+    """The fields of `LayerDiffusionInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    negative_prompt: str
+    guidance_scale: float
+    num_inference_steps: int
+    seed: int | None
+    enable_safety_checker: bool
+
+
 ENDPOINT_ID = "fal-ai/layer-diffusion"
 INPUT_MODEL = LayerDiffusionInput
 OUTPUT_MODEL = LayerDiffusionOutput
@@ -100,4 +112,5 @@ __all__ = [
     "Image",
     "LayerDiffusionInput",
     "LayerDiffusionOutput",
+    "LayerDiffusionParams",
 ]

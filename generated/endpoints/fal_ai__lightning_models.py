@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/lightning-models
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import structured_default, RequestModel, ResponseModel
@@ -226,6 +227,54 @@ class LoraWeight(RequestModel):
     ] = False
 
 
+class LightningModelsParams(TypedDict, total=False):
+    """The fields of `LightningModelsInput` as keyword arguments of the typed client methods."""
+
+    model_name: str | None
+    prompt: str
+    negative_prompt: str
+    image_size: (
+        ImageSize
+        | Literal[
+            "square_hd",
+            "square",
+            "portrait_4_3",
+            "portrait_16_9",
+            "landscape_4_3",
+            "landscape_16_9",
+        ]
+    )
+    num_inference_steps: int
+    guidance_scale: float
+    loras: list[LoraWeight]
+    embeddings: list[Embedding]
+    scheduler: (
+        Literal[
+            "DPM++ 2M",
+            "DPM++ 2M Karras",
+            "DPM++ 2M SDE",
+            "DPM++ 2M SDE Karras",
+            "DPM++ SDE",
+            "DPM++ SDE Karras",
+            "KDPM 2A",
+            "Euler",
+            "Euler (trailing timesteps)",
+            "Euler A",
+            "LCM",
+            "EDMDPMSolverMultistepScheduler",
+            "TCDScheduler",
+        ]
+        | None
+    )
+    expand_prompt: bool
+    num_images: int
+    seed: int | None
+    enable_safety_checker: bool
+    sync_mode: bool
+    format: Literal["jpeg", "png"]
+    safety_checker_version: Literal["v1", "v2"]
+
+
 ENDPOINT_ID = "fal-ai/lightning-models"
 INPUT_MODEL = LightningModelsInput
 OUTPUT_MODEL = LightningModelsOutput
@@ -236,5 +285,6 @@ __all__ = [
     "ImageSize",
     "LightningModelsInput",
     "LightningModelsOutput",
+    "LightningModelsParams",
     "LoraWeight",
 ]

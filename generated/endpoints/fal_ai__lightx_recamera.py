@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/lightx/recamera
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -135,6 +136,18 @@ class TrajectoryParameters(RequestModel):
     ]
 
 
+class LightxRecameraParams(TypedDict, total=False):
+    """The fields of `LightxRecameraInput` as keyword arguments of the typed client methods."""
+
+    video_url: str
+    prompt: str | None
+    seed: int | None
+    camera: Literal["traj", "target"]
+    mode: Literal["gradual", "bullet", "direct", "dolly-zoom"]
+    trajectory: TrajectoryParameters | None
+    target_pose: list[float] | None
+
+
 ENDPOINT_ID = "fal-ai/lightx/recamera"
 INPUT_MODEL = LightxRecameraInput
 OUTPUT_MODEL = LightxRecameraOutput
@@ -143,5 +156,6 @@ __all__ = [
     "File",
     "LightxRecameraInput",
     "LightxRecameraOutput",
+    "LightxRecameraParams",
     "TrajectoryParameters",
 ]

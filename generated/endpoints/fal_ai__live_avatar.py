@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/live-avatar
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -134,6 +135,20 @@ class VideoFile(ResponseModel):
     ] = None
 
 
+class LiveAvatarParams(TypedDict, total=False):
+    """The fields of `LiveAvatarInput` as keyword arguments of the typed client methods."""
+
+    image_url: str
+    audio_url: str
+    prompt: str
+    num_clips: int
+    frames_per_clip: int
+    guidance_scale: float
+    seed: int | None
+    enable_safety_checker: bool
+    acceleration: Literal["none", "light", "regular", "high"]
+
+
 ENDPOINT_ID = "fal-ai/live-avatar"
 INPUT_MODEL = LiveAvatarInput
 OUTPUT_MODEL = LiveAvatarOutput
@@ -141,5 +156,6 @@ OUTPUT_MODEL = LiveAvatarOutput
 __all__ = [
     "LiveAvatarInput",
     "LiveAvatarOutput",
+    "LiveAvatarParams",
     "VideoFile",
 ]

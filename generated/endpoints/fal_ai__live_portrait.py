@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/live-portrait
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -187,6 +188,39 @@ class LivePortraitOutput(ResponseModel):
     video: Annotated[File, Field(description="The generated video file.")]
 
 
+class LivePortraitParams(TypedDict, total=False):
+    """The fields of `LivePortraitInput` as keyword arguments of the typed client methods."""
+
+    video_url: str
+    image_url: str
+    blink: float
+    eyebrow: float
+    wink: float
+    pupil_x: float
+    pupil_y: float
+    aaa: float
+    eee: float
+    woo: float
+    smile: float
+    flag_lip_zero: bool
+    rotate_pitch: float
+    rotate_yaw: float
+    rotate_roll: float
+    flag_eye_retargeting: bool
+    flag_lip_retargeting: bool
+    flag_stitching: bool
+    flag_relative: bool
+    flag_pasteback: bool
+    flag_do_crop: bool
+    flag_do_rot: bool
+    dsize: int
+    scale: float
+    vx_ratio: float
+    vy_ratio: float
+    batch_size: int
+    enable_safety_checker: bool
+
+
 ENDPOINT_ID = "fal-ai/live-portrait"
 INPUT_MODEL = LivePortraitInput
 OUTPUT_MODEL = LivePortraitOutput
@@ -195,4 +229,5 @@ __all__ = [
     "File",
     "LivePortraitInput",
     "LivePortraitOutput",
+    "LivePortraitParams",
 ]

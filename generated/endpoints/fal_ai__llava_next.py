@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/llava-next
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -45,6 +46,16 @@ class LlavaNextOutput(ResponseModel):
     ] = False
 
 
+class LlavaNextParams(TypedDict, total=False):
+    """The fields of `LlavaNextInput` as keyword arguments of the typed client methods."""
+
+    image_url: str
+    prompt: str
+    max_tokens: int
+    temperature: float
+    top_p: float
+
+
 ENDPOINT_ID = "fal-ai/llava-next"
 INPUT_MODEL = LlavaNextInput
 OUTPUT_MODEL = LlavaNextOutput
@@ -52,4 +63,5 @@ OUTPUT_MODEL = LlavaNextOutput
 __all__ = [
     "LlavaNextInput",
     "LlavaNextOutput",
+    "LlavaNextParams",
 ]

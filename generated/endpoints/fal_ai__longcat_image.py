@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/longcat-image
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -141,6 +142,31 @@ class LongcatImageOutput(ResponseModel):
     ]
 
 
+class LongcatImageParams(TypedDict, total=False):
+    """The fields of `LongcatImageInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    image_size: (
+        ImageSize
+        | Literal[
+            "square_hd",
+            "square",
+            "portrait_4_3",
+            "portrait_16_9",
+            "landscape_4_3",
+            "landscape_16_9",
+        ]
+    )
+    num_inference_steps: int
+    guidance_scale: float
+    seed: int | None
+    sync_mode: bool
+    num_images: int
+    enable_safety_checker: bool
+    output_format: Literal["jpeg", "png", "webp"]
+    acceleration: Literal["none", "regular", "high"]
+
+
 ENDPOINT_ID = "fal-ai/longcat-image"
 INPUT_MODEL = LongcatImageInput
 OUTPUT_MODEL = LongcatImageOutput
@@ -150,4 +176,5 @@ __all__ = [
     "ImageSize",
     "LongcatImageInput",
     "LongcatImageOutput",
+    "LongcatImageParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/longcat-multi-avatar/image-audio-to-video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -174,6 +175,26 @@ class LongcatMultiAvatarImageAudioToVideoOutput(ResponseModel):
     ]
 
 
+class LongcatMultiAvatarImageAudioToVideoParams(TypedDict, total=False):
+    """The fields of `LongcatMultiAvatarImageAudioToVideoInput` as keyword arguments of the typed client methods."""
+
+    image_url: str
+    audio_url_person1: str
+    audio_url_person2: str
+    prompt: str
+    negative_prompt: str
+    bbox_person1: BoundingBox | None
+    bbox_person2: BoundingBox | None
+    audio_type: Literal["para", "add"]
+    num_inference_steps: int
+    text_guidance_scale: float
+    audio_guidance_scale: float
+    resolution: Literal["480p", "720p"]
+    num_segments: int
+    seed: int | None
+    enable_safety_checker: bool
+
+
 ENDPOINT_ID = "fal-ai/longcat-multi-avatar/image-audio-to-video"
 INPUT_MODEL = LongcatMultiAvatarImageAudioToVideoInput
 OUTPUT_MODEL = LongcatMultiAvatarImageAudioToVideoOutput
@@ -183,4 +204,5 @@ __all__ = [
     "File",
     "LongcatMultiAvatarImageAudioToVideoInput",
     "LongcatMultiAvatarImageAudioToVideoOutput",
+    "LongcatMultiAvatarImageAudioToVideoParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/longcat-single-avatar/audio-to-video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -129,6 +130,22 @@ class LongcatSingleAvatarAudioToVideoOutput(ResponseModel):
     ]
 
 
+class LongcatSingleAvatarAudioToVideoParams(TypedDict, total=False):
+    """The fields of `LongcatSingleAvatarAudioToVideoInput` as keyword arguments of the typed client methods."""
+
+    audio_url: str
+    prompt: str
+    negative_prompt: str
+    num_inference_steps: int
+    text_guidance_scale: float
+    audio_guidance_scale: float
+    resolution: Literal["480p", "720p"]
+    num_segments: int
+    seed: int | None
+    enable_safety_checker: bool
+    enable_prompt_expansion: bool
+
+
 ENDPOINT_ID = "fal-ai/longcat-single-avatar/audio-to-video"
 INPUT_MODEL = LongcatSingleAvatarAudioToVideoInput
 OUTPUT_MODEL = LongcatSingleAvatarAudioToVideoOutput
@@ -137,4 +154,5 @@ __all__ = [
     "File",
     "LongcatSingleAvatarAudioToVideoInput",
     "LongcatSingleAvatarAudioToVideoOutput",
+    "LongcatSingleAvatarAudioToVideoParams",
 ]

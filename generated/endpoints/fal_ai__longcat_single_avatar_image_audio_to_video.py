@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/longcat-single-avatar/image-audio-to-video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -143,6 +144,23 @@ class LongcatSingleAvatarImageAudioToVideoOutput(ResponseModel):
     ]
 
 
+class LongcatSingleAvatarImageAudioToVideoParams(TypedDict, total=False):
+    """The fields of `LongcatSingleAvatarImageAudioToVideoInput` as keyword arguments of the typed client methods."""
+
+    image_url: str
+    audio_url: str
+    prompt: str
+    negative_prompt: str
+    num_inference_steps: int
+    text_guidance_scale: float
+    audio_guidance_scale: float
+    resolution: Literal["480p", "720p"]
+    num_segments: int
+    seed: int | None
+    enable_safety_checker: bool
+    enable_prompt_expansion: bool
+
+
 ENDPOINT_ID = "fal-ai/longcat-single-avatar/image-audio-to-video"
 INPUT_MODEL = LongcatSingleAvatarImageAudioToVideoInput
 OUTPUT_MODEL = LongcatSingleAvatarImageAudioToVideoOutput
@@ -151,4 +169,5 @@ __all__ = [
     "File",
     "LongcatSingleAvatarImageAudioToVideoInput",
     "LongcatSingleAvatarImageAudioToVideoOutput",
+    "LongcatSingleAvatarImageAudioToVideoParams",
 ]

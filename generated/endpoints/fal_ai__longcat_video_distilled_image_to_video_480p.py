@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/longcat-video/distilled/image-to-video/480p
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -128,6 +129,23 @@ class LongcatVideoDistilledImageToVideo480pOutput(ResponseModel):
     ]
 
 
+class LongcatVideoDistilledImageToVideo480pParams(TypedDict, total=False):
+    """The fields of `LongcatVideoDistilledImageToVideo480pInput` as keyword arguments of the typed client methods."""
+
+    image_url: str
+    prompt: str
+    num_frames: int
+    num_inference_steps: int
+    fps: int
+    seed: int | None
+    enable_prompt_expansion: bool
+    enable_safety_checker: bool
+    video_output_type: Literal["X264 (.mp4)", "VP9 (.webm)", "PRORES4444 (.mov)", "GIF (.gif)"]
+    video_quality: Literal["low", "medium", "high", "maximum"]
+    video_write_mode: Literal["fast", "balanced", "small"]
+    sync_mode: bool
+
+
 ENDPOINT_ID = "fal-ai/longcat-video/distilled/image-to-video/480p"
 INPUT_MODEL = LongcatVideoDistilledImageToVideo480pInput
 OUTPUT_MODEL = LongcatVideoDistilledImageToVideo480pOutput
@@ -136,4 +154,5 @@ __all__ = [
     "File",
     "LongcatVideoDistilledImageToVideo480pInput",
     "LongcatVideoDistilledImageToVideo480pOutput",
+    "LongcatVideoDistilledImageToVideo480pParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/longcat-video/distilled/image-to-video/720p
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -137,6 +138,24 @@ class LongcatVideoDistilledImageToVideo720pOutput(ResponseModel):
     ]
 
 
+class LongcatVideoDistilledImageToVideo720pParams(TypedDict, total=False):
+    """The fields of `LongcatVideoDistilledImageToVideo720pInput` as keyword arguments of the typed client methods."""
+
+    image_url: str
+    prompt: str
+    num_frames: int
+    num_inference_steps: int
+    num_refine_inference_steps: int
+    fps: int
+    seed: int | None
+    enable_prompt_expansion: bool
+    enable_safety_checker: bool
+    video_output_type: Literal["X264 (.mp4)", "VP9 (.webm)", "PRORES4444 (.mov)", "GIF (.gif)"]
+    video_quality: Literal["low", "medium", "high", "maximum"]
+    video_write_mode: Literal["fast", "balanced", "small"]
+    sync_mode: bool
+
+
 ENDPOINT_ID = "fal-ai/longcat-video/distilled/image-to-video/720p"
 INPUT_MODEL = LongcatVideoDistilledImageToVideo720pInput
 OUTPUT_MODEL = LongcatVideoDistilledImageToVideo720pOutput
@@ -145,4 +164,5 @@ __all__ = [
     "File",
     "LongcatVideoDistilledImageToVideo720pInput",
     "LongcatVideoDistilledImageToVideo720pOutput",
+    "LongcatVideoDistilledImageToVideo720pParams",
 ]

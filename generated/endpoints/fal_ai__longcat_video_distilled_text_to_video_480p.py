@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/longcat-video/distilled/text-to-video/480p
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -124,6 +125,23 @@ class LongcatVideoDistilledTextToVideo480pOutput(ResponseModel):
     ]
 
 
+class LongcatVideoDistilledTextToVideo480pParams(TypedDict, total=False):
+    """The fields of `LongcatVideoDistilledTextToVideo480pInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    num_frames: int
+    num_inference_steps: int
+    aspect_ratio: Literal["16:9", "9:16", "1:1"]
+    fps: int
+    seed: int | None
+    enable_prompt_expansion: bool
+    enable_safety_checker: bool
+    video_output_type: Literal["X264 (.mp4)", "VP9 (.webm)", "PRORES4444 (.mov)", "GIF (.gif)"]
+    video_quality: Literal["low", "medium", "high", "maximum"]
+    video_write_mode: Literal["fast", "balanced", "small"]
+    sync_mode: bool
+
+
 ENDPOINT_ID = "fal-ai/longcat-video/distilled/text-to-video/480p"
 INPUT_MODEL = LongcatVideoDistilledTextToVideo480pInput
 OUTPUT_MODEL = LongcatVideoDistilledTextToVideo480pOutput
@@ -132,4 +150,5 @@ __all__ = [
     "File",
     "LongcatVideoDistilledTextToVideo480pInput",
     "LongcatVideoDistilledTextToVideo480pOutput",
+    "LongcatVideoDistilledTextToVideo480pParams",
 ]

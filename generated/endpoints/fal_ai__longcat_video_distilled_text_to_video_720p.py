@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/longcat-video/distilled/text-to-video/720p
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -133,6 +134,24 @@ class LongcatVideoDistilledTextToVideo720pOutput(ResponseModel):
     ]
 
 
+class LongcatVideoDistilledTextToVideo720pParams(TypedDict, total=False):
+    """The fields of `LongcatVideoDistilledTextToVideo720pInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    num_frames: int
+    num_inference_steps: int
+    num_refine_inference_steps: int
+    aspect_ratio: Literal["16:9", "9:16", "1:1"]
+    fps: int
+    seed: int | None
+    enable_prompt_expansion: bool
+    enable_safety_checker: bool
+    video_output_type: Literal["X264 (.mp4)", "VP9 (.webm)", "PRORES4444 (.mov)", "GIF (.gif)"]
+    video_quality: Literal["low", "medium", "high", "maximum"]
+    video_write_mode: Literal["fast", "balanced", "small"]
+    sync_mode: bool
+
+
 ENDPOINT_ID = "fal-ai/longcat-video/distilled/text-to-video/720p"
 INPUT_MODEL = LongcatVideoDistilledTextToVideo720pInput
 OUTPUT_MODEL = LongcatVideoDistilledTextToVideo720pOutput
@@ -141,4 +160,5 @@ __all__ = [
     "File",
     "LongcatVideoDistilledTextToVideo720pInput",
     "LongcatVideoDistilledTextToVideo720pOutput",
+    "LongcatVideoDistilledTextToVideo720pParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/longcat-video/image-to-video/480p
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -152,6 +153,26 @@ class LongcatVideoImageToVideo480pOutput(ResponseModel):
     ]
 
 
+class LongcatVideoImageToVideo480pParams(TypedDict, total=False):
+    """The fields of `LongcatVideoImageToVideo480pInput` as keyword arguments of the typed client methods."""
+
+    image_url: str
+    prompt: str
+    negative_prompt: str
+    num_frames: int
+    num_inference_steps: int
+    guidance_scale: float
+    fps: int
+    seed: int | None
+    enable_prompt_expansion: bool
+    enable_safety_checker: bool
+    video_output_type: Literal["X264 (.mp4)", "VP9 (.webm)", "PRORES4444 (.mov)", "GIF (.gif)"]
+    video_quality: Literal["low", "medium", "high", "maximum"]
+    video_write_mode: Literal["fast", "balanced", "small"]
+    sync_mode: bool
+    acceleration: Literal["none", "regular"]
+
+
 ENDPOINT_ID = "fal-ai/longcat-video/image-to-video/480p"
 INPUT_MODEL = LongcatVideoImageToVideo480pInput
 OUTPUT_MODEL = LongcatVideoImageToVideo480pOutput
@@ -160,4 +181,5 @@ __all__ = [
     "File",
     "LongcatVideoImageToVideo480pInput",
     "LongcatVideoImageToVideo480pOutput",
+    "LongcatVideoImageToVideo480pParams",
 ]

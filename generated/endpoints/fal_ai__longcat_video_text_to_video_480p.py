@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/longcat-video/text-to-video/480p
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -148,6 +149,26 @@ class LongcatVideoTextToVideo480pOutput(ResponseModel):
     ]
 
 
+class LongcatVideoTextToVideo480pParams(TypedDict, total=False):
+    """The fields of `LongcatVideoTextToVideo480pInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    negative_prompt: str
+    num_frames: int
+    num_inference_steps: int
+    guidance_scale: float
+    aspect_ratio: Literal["16:9", "9:16", "1:1"]
+    fps: int
+    seed: int | None
+    enable_prompt_expansion: bool
+    enable_safety_checker: bool
+    video_output_type: Literal["X264 (.mp4)", "VP9 (.webm)", "PRORES4444 (.mov)", "GIF (.gif)"]
+    video_quality: Literal["low", "medium", "high", "maximum"]
+    video_write_mode: Literal["fast", "balanced", "small"]
+    sync_mode: bool
+    acceleration: Literal["none", "regular"]
+
+
 ENDPOINT_ID = "fal-ai/longcat-video/text-to-video/480p"
 INPUT_MODEL = LongcatVideoTextToVideo480pInput
 OUTPUT_MODEL = LongcatVideoTextToVideo480pOutput
@@ -156,4 +177,5 @@ __all__ = [
     "File",
     "LongcatVideoTextToVideo480pInput",
     "LongcatVideoTextToVideo480pOutput",
+    "LongcatVideoTextToVideo480pParams",
 ]

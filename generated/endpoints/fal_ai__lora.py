@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/lora
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Any, Literal
 from pydantic import Field
 from falbind._runtime.models import structured_default, RequestModel, ResponseModel
@@ -608,6 +609,74 @@ class TimestepsInput(RequestModel):
     ] = []
 
 
+class LoraParams(TypedDict, total=False):
+    """The fields of `LoraInput` as keyword arguments of the typed client methods."""
+
+    model_name: str
+    unet_name: str | None
+    variant: str | None
+    prompt: str
+    negative_prompt: str
+    prompt_weighting: bool
+    loras: list[LoraWeight]
+    embeddings: list[Embedding]
+    controlnets: list[ControlNet]
+    controlnet_guess_mode: bool
+    ip_adapter: list[IPAdapter]
+    image_encoder_path: str | None
+    image_encoder_subfolder: str | None
+    image_encoder_weight_name: str | None
+    ic_light_model_url: str | None
+    ic_light_model_background_image_url: str | None
+    ic_light_image_url: str | None
+    seed: int | None
+    image_size: (
+        ImageSize
+        | Literal[
+            "square_hd",
+            "square",
+            "portrait_4_3",
+            "portrait_16_9",
+            "landscape_4_3",
+            "landscape_16_9",
+        ]
+        | None
+    )
+    num_inference_steps: int
+    guidance_scale: float
+    clip_skip: int
+    scheduler: (
+        Literal[
+            "DPM++ 2M",
+            "DPM++ 2M Karras",
+            "DPM++ 2M SDE",
+            "DPM++ 2M SDE Karras",
+            "Euler",
+            "Euler A",
+            "Euler (trailing timesteps)",
+            "LCM",
+            "LCM (trailing timesteps)",
+            "DDIM",
+            "TCD",
+        ]
+        | None
+    )
+    timesteps: TimestepsInput
+    sigmas: SigmasInput
+    prediction_type: Literal["v_prediction", "epsilon"]
+    rescale_betas_snr_zero: bool
+    image_format: Literal["jpeg", "png"]
+    num_images: int
+    enable_safety_checker: bool
+    tile_width: int
+    tile_height: int
+    tile_stride_width: int
+    tile_stride_height: int
+    eta: float
+    debug_latents: bool
+    debug_per_pass_latents: bool
+
+
 ENDPOINT_ID = "fal-ai/lora"
 INPUT_MODEL = LoraInput
 OUTPUT_MODEL = LoraOutput
@@ -621,6 +690,7 @@ __all__ = [
     "ImageSize",
     "LoraInput",
     "LoraOutput",
+    "LoraParams",
     "LoraWeight",
     "SigmasInput",
     "TimestepsInput",

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/ltx23-video-trainer
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -270,6 +271,36 @@ class Validation(RequestModel):
     ] = None
 
 
+class Ltx23VideoTrainerParams(TypedDict, total=False):
+    """The fields of `Ltx23VideoTrainerInput` as keyword arguments of the typed client methods."""
+
+    training_data_url: str
+    rank: Literal[8, 16, 32, 64, 128]
+    number_of_steps: int
+    learning_rate: float
+    number_of_frames: int
+    frame_rate: int
+    resolution: Literal["low", "medium", "high"]
+    aspect_ratio: Literal["16:9", "1:1", "9:16"]
+    trigger_phrase: str
+    auto_scale_input: bool
+    split_input_into_scenes: bool
+    split_input_duration_threshold: float
+    debug_dataset: bool
+    with_audio: bool | None
+    audio_normalize: bool
+    audio_preserve_pitch: bool
+    first_frame_conditioning_p: float
+    validation: list[Validation]
+    validation_negative_prompt: str
+    validation_number_of_frames: int
+    validation_frame_rate: int
+    validation_resolution: Literal["low", "medium", "high"]
+    validation_aspect_ratio: Literal["16:9", "1:1", "9:16"]
+    stg_scale: float
+    generate_audio_in_validation: bool
+
+
 ENDPOINT_ID = "fal-ai/ltx23-video-trainer"
 INPUT_MODEL = Ltx23VideoTrainerInput
 OUTPUT_MODEL = Ltx23VideoTrainerOutput
@@ -278,5 +309,6 @@ __all__ = [
     "File",
     "Ltx23VideoTrainerInput",
     "Ltx23VideoTrainerOutput",
+    "Ltx23VideoTrainerParams",
     "Validation",
 ]

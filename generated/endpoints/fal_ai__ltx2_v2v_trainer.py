@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/ltx2-v2v-trainer
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -239,6 +240,31 @@ class V2VValidation(RequestModel):
     ]
 
 
+class Ltx2V2vTrainerParams(TypedDict, total=False):
+    """The fields of `Ltx2V2vTrainerInput` as keyword arguments of the typed client methods."""
+
+    training_data_url: str
+    rank: Literal[8, 16, 32, 64, 128]
+    number_of_steps: int
+    learning_rate: float
+    number_of_frames: int
+    frame_rate: int
+    resolution: Literal["low", "medium", "high"]
+    aspect_ratio: Literal["16:9", "1:1", "9:16"]
+    trigger_phrase: str
+    auto_scale_input: bool
+    split_input_into_scenes: bool
+    split_input_duration_threshold: float
+    first_frame_conditioning_p: float
+    validation: list[V2VValidation]
+    validation_negative_prompt: str
+    validation_number_of_frames: int
+    validation_frame_rate: int
+    validation_resolution: Literal["low", "medium", "high"]
+    validation_aspect_ratio: Literal["16:9", "1:1", "9:16"]
+    stg_scale: float
+
+
 ENDPOINT_ID = "fal-ai/ltx2-v2v-trainer"
 INPUT_MODEL = Ltx2V2vTrainerInput
 OUTPUT_MODEL = Ltx2V2vTrainerOutput
@@ -247,5 +273,6 @@ __all__ = [
     "File",
     "Ltx2V2vTrainerInput",
     "Ltx2V2vTrainerOutput",
+    "Ltx2V2vTrainerParams",
     "V2VValidation",
 ]

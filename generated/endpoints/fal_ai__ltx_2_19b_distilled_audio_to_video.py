@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/ltx-2-19b/distilled/audio-to-video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -270,6 +271,48 @@ class VideoFile(ResponseModel):
     ] = None
 
 
+class Ltx219bDistilledAudioToVideoParams(TypedDict, total=False):
+    """The fields of `Ltx219bDistilledAudioToVideoInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    audio_url: str
+    image_url: str | None
+    end_image_url: str | None
+    match_audio_length: bool
+    num_frames: int
+    video_size: (
+        ImageSize
+        | Literal[
+            "auto",
+            "square_hd",
+            "square",
+            "portrait_4_3",
+            "portrait_16_9",
+            "landscape_4_3",
+            "landscape_16_9",
+        ]
+    )
+    use_multiscale: bool
+    fps: float
+    acceleration: Literal["none", "regular", "high", "full"]
+    camera_lora: Literal[
+        "dolly_in", "dolly_out", "dolly_left", "dolly_right", "jib_up", "jib_down", "static", "none"
+    ]
+    camera_lora_scale: float
+    negative_prompt: str
+    seed: int | None
+    enable_prompt_expansion: bool
+    enable_safety_checker: bool
+    video_output_type: Literal["X264 (.mp4)", "VP9 (.webm)", "PRORES4444 (.mov)", "GIF (.gif)"]
+    video_quality: Literal["low", "medium", "high", "maximum"]
+    video_write_mode: Literal["fast", "balanced", "small"]
+    sync_mode: bool
+    image_strength: float
+    end_image_strength: float
+    audio_strength: float
+    preprocess_audio: bool
+
+
 ENDPOINT_ID = "fal-ai/ltx-2-19b/distilled/audio-to-video"
 INPUT_MODEL = Ltx219bDistilledAudioToVideoInput
 OUTPUT_MODEL = Ltx219bDistilledAudioToVideoOutput
@@ -278,5 +321,6 @@ __all__ = [
     "ImageSize",
     "Ltx219bDistilledAudioToVideoInput",
     "Ltx219bDistilledAudioToVideoOutput",
+    "Ltx219bDistilledAudioToVideoParams",
     "VideoFile",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/ltx-2-19b/text-to-video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -226,6 +227,42 @@ class VideoFile(ResponseModel):
     ] = None
 
 
+class Ltx219bTextToVideoParams(TypedDict, total=False):
+    """The fields of `Ltx219bTextToVideoInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    num_frames: int
+    video_size: (
+        ImageSize
+        | Literal[
+            "square_hd",
+            "square",
+            "portrait_4_3",
+            "portrait_16_9",
+            "landscape_4_3",
+            "landscape_16_9",
+        ]
+    )
+    generate_audio: bool
+    use_multiscale: bool
+    fps: float
+    guidance_scale: float
+    num_inference_steps: int
+    acceleration: Literal["none", "regular", "high", "full"]
+    camera_lora: Literal[
+        "dolly_in", "dolly_out", "dolly_left", "dolly_right", "jib_up", "jib_down", "static", "none"
+    ]
+    camera_lora_scale: float
+    negative_prompt: str
+    seed: int | None
+    enable_prompt_expansion: bool
+    enable_safety_checker: bool
+    video_output_type: Literal["X264 (.mp4)", "VP9 (.webm)", "PRORES4444 (.mov)", "GIF (.gif)"]
+    video_quality: Literal["low", "medium", "high", "maximum"]
+    video_write_mode: Literal["fast", "balanced", "small"]
+    sync_mode: bool
+
+
 ENDPOINT_ID = "fal-ai/ltx-2-19b/text-to-video"
 INPUT_MODEL = Ltx219bTextToVideoInput
 OUTPUT_MODEL = Ltx219bTextToVideoOutput
@@ -234,5 +271,6 @@ __all__ = [
     "ImageSize",
     "Ltx219bTextToVideoInput",
     "Ltx219bTextToVideoOutput",
+    "Ltx219bTextToVideoParams",
     "VideoFile",
 ]

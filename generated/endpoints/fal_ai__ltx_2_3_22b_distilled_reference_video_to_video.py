@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/ltx-2.3-22b/distilled/reference-video-to-video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -298,6 +299,53 @@ class VideoFile(ResponseModel):
     ] = None
 
 
+class Ltx2322bDistilledReferenceVideoToVideoParams(TypedDict, total=False):
+    """The fields of `Ltx2322bDistilledReferenceVideoToVideoInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    video_url: str
+    audio_url: str | None
+    image_url: str | None
+    end_image_url: str | None
+    match_video_length: bool
+    num_frames: int
+    video_size: (
+        ImageSize
+        | Literal[
+            "auto",
+            "square_hd",
+            "square",
+            "portrait_4_3",
+            "portrait_16_9",
+            "landscape_4_3",
+            "landscape_16_9",
+        ]
+    )
+    generate_audio: bool
+    use_multiscale: bool
+    match_input_fps: bool
+    fps: float
+    scheduler: Literal["ltx2", "linear_quadratic", "beta"]
+    acceleration: Literal["none", "regular", "high", "full"]
+    camera_lora: Literal[
+        "dolly_in", "dolly_out", "dolly_left", "dolly_right", "jib_up", "jib_down", "static", "none"
+    ]
+    camera_lora_scale: float
+    negative_prompt: str
+    seed: int | None
+    enable_prompt_expansion: bool
+    enable_safety_checker: bool
+    video_output_type: Literal["X264 (.mp4)", "VP9 (.webm)", "PRORES4444 (.mov)", "GIF (.gif)"]
+    video_quality: Literal["low", "medium", "high", "maximum"]
+    video_write_mode: Literal["fast", "balanced", "small"]
+    sync_mode: bool
+    distill_lora_second_pass_scale: float
+    video_strength: float
+    audio_strength: float
+    preprocessor: Literal["depth", "canny", "pose", "none"]
+    ic_lora_type: Literal["match_preprocessor", "union", "detailer", "none"]
+
+
 ENDPOINT_ID = "fal-ai/ltx-2.3-22b/distilled/reference-video-to-video"
 INPUT_MODEL = Ltx2322bDistilledReferenceVideoToVideoInput
 OUTPUT_MODEL = Ltx2322bDistilledReferenceVideoToVideoOutput
@@ -306,5 +354,6 @@ __all__ = [
     "ImageSize",
     "Ltx2322bDistilledReferenceVideoToVideoInput",
     "Ltx2322bDistilledReferenceVideoToVideoOutput",
+    "Ltx2322bDistilledReferenceVideoToVideoParams",
     "VideoFile",
 ]

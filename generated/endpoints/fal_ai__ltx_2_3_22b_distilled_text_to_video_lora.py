@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/ltx-2.3-22b/distilled/text-to-video/lora
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -252,6 +253,43 @@ class VideoFile(ResponseModel):
     ] = None
 
 
+class Ltx2322bDistilledTextToVideoLoraParams(TypedDict, total=False):
+    """The fields of `Ltx2322bDistilledTextToVideoLoraInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    num_frames: int
+    video_size: (
+        ImageSize
+        | Literal[
+            "square_hd",
+            "square",
+            "portrait_4_3",
+            "portrait_16_9",
+            "landscape_4_3",
+            "landscape_16_9",
+        ]
+    )
+    generate_audio: bool
+    use_multiscale: bool
+    fps: float
+    scheduler: Literal["ltx2", "linear_quadratic", "beta"]
+    acceleration: Literal["none", "regular", "high", "full"]
+    camera_lora: Literal[
+        "dolly_in", "dolly_out", "dolly_left", "dolly_right", "jib_up", "jib_down", "static", "none"
+    ]
+    camera_lora_scale: float
+    negative_prompt: str
+    seed: int | None
+    enable_prompt_expansion: bool
+    enable_safety_checker: bool
+    video_output_type: Literal["X264 (.mp4)", "VP9 (.webm)", "PRORES4444 (.mov)", "GIF (.gif)"]
+    video_quality: Literal["low", "medium", "high", "maximum"]
+    video_write_mode: Literal["fast", "balanced", "small"]
+    sync_mode: bool
+    loras: list[LoRAInput]
+    distill_lora_second_pass_scale: float
+
+
 ENDPOINT_ID = "fal-ai/ltx-2.3-22b/distilled/text-to-video/lora"
 INPUT_MODEL = Ltx2322bDistilledTextToVideoLoraInput
 OUTPUT_MODEL = Ltx2322bDistilledTextToVideoLoraOutput
@@ -261,5 +299,6 @@ __all__ = [
     "LoRAInput",
     "Ltx2322bDistilledTextToVideoLoraInput",
     "Ltx2322bDistilledTextToVideoLoraOutput",
+    "Ltx2322bDistilledTextToVideoLoraParams",
     "VideoFile",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/ltx-2.3-22b/distilled/video-to-video/lora
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -291,6 +292,49 @@ class VideoFile(ResponseModel):
     ] = None
 
 
+class Ltx2322bDistilledVideoToVideoLoraParams(TypedDict, total=False):
+    """The fields of `Ltx2322bDistilledVideoToVideoLoraInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    video_url: str
+    match_video_length: bool
+    num_frames: int
+    video_size: (
+        ImageSize
+        | Literal[
+            "auto",
+            "square_hd",
+            "square",
+            "portrait_4_3",
+            "portrait_16_9",
+            "landscape_4_3",
+            "landscape_16_9",
+        ]
+    )
+    generate_audio: bool
+    use_multiscale: bool
+    match_input_fps: bool
+    fps: float
+    scheduler: Literal["ltx2", "linear_quadratic", "beta"]
+    acceleration: Literal["none", "regular", "high", "full"]
+    camera_lora: Literal[
+        "dolly_in", "dolly_out", "dolly_left", "dolly_right", "jib_up", "jib_down", "static", "none"
+    ]
+    camera_lora_scale: float
+    negative_prompt: str
+    seed: int | None
+    enable_prompt_expansion: bool
+    enable_safety_checker: bool
+    video_output_type: Literal["X264 (.mp4)", "VP9 (.webm)", "PRORES4444 (.mov)", "GIF (.gif)"]
+    video_quality: Literal["low", "medium", "high", "maximum"]
+    video_write_mode: Literal["fast", "balanced", "small"]
+    sync_mode: bool
+    loras: list[LoRAInput]
+    distill_lora_second_pass_scale: float
+    video_strength: float
+    audio_strength: float
+
+
 ENDPOINT_ID = "fal-ai/ltx-2.3-22b/distilled/video-to-video/lora"
 INPUT_MODEL = Ltx2322bDistilledVideoToVideoLoraInput
 OUTPUT_MODEL = Ltx2322bDistilledVideoToVideoLoraOutput
@@ -300,5 +344,6 @@ __all__ = [
     "LoRAInput",
     "Ltx2322bDistilledVideoToVideoLoraInput",
     "Ltx2322bDistilledVideoToVideoLoraOutput",
+    "Ltx2322bDistilledVideoToVideoLoraParams",
     "VideoFile",
 ]

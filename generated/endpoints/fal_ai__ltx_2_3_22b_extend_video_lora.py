@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/ltx-2.3-22b/extend-video/lora
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -422,6 +423,64 @@ class VideoFile(ResponseModel):
     ] = None
 
 
+class Ltx2322bExtendVideoLoraParams(TypedDict, total=False):
+    """The fields of `Ltx2322bExtendVideoLoraInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    video_url: str
+    end_image_url: str | None
+    num_frames: int
+    video_size: (
+        ImageSize
+        | Literal[
+            "auto",
+            "square_hd",
+            "square",
+            "portrait_4_3",
+            "portrait_16_9",
+            "landscape_4_3",
+            "landscape_16_9",
+        ]
+    )
+    generate_audio: bool
+    use_multiscale: bool
+    match_input_fps: bool
+    fps: float
+    num_inference_steps: int
+    video_cfg_scale: float
+    video_stg_scale: float
+    video_rescaling_scale: float
+    video_modality_scale: float
+    audio_cfg_scale: float
+    audio_stg_scale: float
+    audio_rescaling_scale: float
+    audio_modality_scale: float
+    gradient_estimation_gamma: float
+    use_restart_sampling: bool
+    scheduler: Literal["ltx2", "linear_quadratic", "beta"]
+    acceleration: Literal["none", "regular", "high", "full"]
+    camera_lora: Literal[
+        "dolly_in", "dolly_out", "dolly_left", "dolly_right", "jib_up", "jib_down", "static", "none"
+    ]
+    camera_lora_scale: float
+    negative_prompt: str
+    seed: int | None
+    enable_prompt_expansion: bool
+    enable_safety_checker: bool
+    video_output_type: Literal["X264 (.mp4)", "VP9 (.webm)", "PRORES4444 (.mov)", "GIF (.gif)"]
+    video_quality: Literal["low", "medium", "high", "maximum"]
+    video_write_mode: Literal["fast", "balanced", "small"]
+    sync_mode: bool
+    loras: list[LoRAInput]
+    distill_lora_first_pass_scale: float
+    distill_lora_second_pass_scale: float
+    extend_direction: Literal["forward", "backward"]
+    num_context_frames: int
+    video_strength: float
+    audio_strength: float
+    end_image_strength: float
+
+
 ENDPOINT_ID = "fal-ai/ltx-2.3-22b/extend-video/lora"
 INPUT_MODEL = Ltx2322bExtendVideoLoraInput
 OUTPUT_MODEL = Ltx2322bExtendVideoLoraOutput
@@ -431,5 +490,6 @@ __all__ = [
     "LoRAInput",
     "Ltx2322bExtendVideoLoraInput",
     "Ltx2322bExtendVideoLoraOutput",
+    "Ltx2322bExtendVideoLoraParams",
     "VideoFile",
 ]

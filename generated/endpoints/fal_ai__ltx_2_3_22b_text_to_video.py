@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/ltx-2.3-22b/text-to-video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -332,6 +333,54 @@ class VideoFile(ResponseModel):
     ] = None
 
 
+class Ltx2322bTextToVideoParams(TypedDict, total=False):
+    """The fields of `Ltx2322bTextToVideoInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    num_frames: int
+    video_size: (
+        ImageSize
+        | Literal[
+            "square_hd",
+            "square",
+            "portrait_4_3",
+            "portrait_16_9",
+            "landscape_4_3",
+            "landscape_16_9",
+        ]
+    )
+    generate_audio: bool
+    use_multiscale: bool
+    fps: float
+    num_inference_steps: int
+    video_cfg_scale: float
+    video_stg_scale: float
+    video_rescaling_scale: float
+    video_modality_scale: float
+    audio_cfg_scale: float
+    audio_stg_scale: float
+    audio_rescaling_scale: float
+    audio_modality_scale: float
+    gradient_estimation_gamma: float
+    use_restart_sampling: bool
+    scheduler: Literal["ltx2", "linear_quadratic", "beta"]
+    acceleration: Literal["none", "regular", "high", "full"]
+    camera_lora: Literal[
+        "dolly_in", "dolly_out", "dolly_left", "dolly_right", "jib_up", "jib_down", "static", "none"
+    ]
+    camera_lora_scale: float
+    negative_prompt: str
+    seed: int | None
+    enable_prompt_expansion: bool
+    enable_safety_checker: bool
+    video_output_type: Literal["X264 (.mp4)", "VP9 (.webm)", "PRORES4444 (.mov)", "GIF (.gif)"]
+    video_quality: Literal["low", "medium", "high", "maximum"]
+    video_write_mode: Literal["fast", "balanced", "small"]
+    sync_mode: bool
+    distill_lora_first_pass_scale: float
+    distill_lora_second_pass_scale: float
+
+
 ENDPOINT_ID = "fal-ai/ltx-2.3-22b/text-to-video"
 INPUT_MODEL = Ltx2322bTextToVideoInput
 OUTPUT_MODEL = Ltx2322bTextToVideoOutput
@@ -340,5 +389,6 @@ __all__ = [
     "ImageSize",
     "Ltx2322bTextToVideoInput",
     "Ltx2322bTextToVideoOutput",
+    "Ltx2322bTextToVideoParams",
     "VideoFile",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/ltx-2.3/audio-to-video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -104,6 +105,16 @@ class VideoFile(ResponseModel):
     ] = None
 
 
+class Ltx23AudioToVideoParams(TypedDict, total=False):
+    """The fields of `Ltx23AudioToVideoInput` as keyword arguments of the typed client methods."""
+
+    audio_url: str
+    image_url: str | None
+    prompt: str | None
+    guidance_scale: float | None
+    aspect_ratio: Literal["auto", "16:9", "9:16"]
+
+
 ENDPOINT_ID = "fal-ai/ltx-2.3/audio-to-video"
 INPUT_MODEL = Ltx23AudioToVideoInput
 OUTPUT_MODEL = Ltx23AudioToVideoOutput
@@ -111,5 +122,6 @@ OUTPUT_MODEL = Ltx23AudioToVideoOutput
 __all__ = [
     "Ltx23AudioToVideoInput",
     "Ltx23AudioToVideoOutput",
+    "Ltx23AudioToVideoParams",
     "VideoFile",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/ltx-2.3/extend-video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -104,6 +105,16 @@ class VideoFile(ResponseModel):
     ] = None
 
 
+class Ltx23ExtendVideoParams(TypedDict, total=False):
+    """The fields of `Ltx23ExtendVideoInput` as keyword arguments of the typed client methods."""
+
+    video_url: str
+    prompt: str | None
+    duration: float
+    mode: Literal["start", "end"]
+    context: float | None
+
+
 ENDPOINT_ID = "fal-ai/ltx-2.3/extend-video"
 INPUT_MODEL = Ltx23ExtendVideoInput
 OUTPUT_MODEL = Ltx23ExtendVideoOutput
@@ -111,5 +122,6 @@ OUTPUT_MODEL = Ltx23ExtendVideoOutput
 __all__ = [
     "Ltx23ExtendVideoInput",
     "Ltx23ExtendVideoOutput",
+    "Ltx23ExtendVideoParams",
     "VideoFile",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/ltx-2.3/image-to-video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -116,6 +117,19 @@ class VideoFile(ResponseModel):
     ] = None
 
 
+class Ltx23ImageToVideoParams(TypedDict, total=False):
+    """The fields of `Ltx23ImageToVideoInput` as keyword arguments of the typed client methods."""
+
+    image_url: str
+    end_image_url: str | None
+    prompt: str
+    duration: Literal[6, 8, 10]
+    resolution: Literal["1080p", "1440p", "2160p"]
+    aspect_ratio: Literal["auto", "16:9", "9:16"]
+    fps: Literal[24, 25, 48, 50]
+    generate_audio: bool
+
+
 ENDPOINT_ID = "fal-ai/ltx-2.3/image-to-video"
 INPUT_MODEL = Ltx23ImageToVideoInput
 OUTPUT_MODEL = Ltx23ImageToVideoOutput
@@ -123,5 +137,6 @@ OUTPUT_MODEL = Ltx23ImageToVideoOutput
 __all__ = [
     "Ltx23ImageToVideoInput",
     "Ltx23ImageToVideoOutput",
+    "Ltx23ImageToVideoParams",
     "VideoFile",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/ltx-2.3/image-to-video/fast
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -116,6 +117,19 @@ class VideoFile(ResponseModel):
     ] = None
 
 
+class Ltx23ImageToVideoFastParams(TypedDict, total=False):
+    """The fields of `Ltx23ImageToVideoFastInput` as keyword arguments of the typed client methods."""
+
+    image_url: str
+    end_image_url: str | None
+    prompt: str
+    duration: Literal[6, 8, 10, 12, 14, 16, 18, 20]
+    resolution: Literal["1080p", "1440p", "2160p"]
+    aspect_ratio: Literal["auto", "16:9", "9:16"]
+    fps: Literal[24, 25, 48, 50]
+    generate_audio: bool
+
+
 ENDPOINT_ID = "fal-ai/ltx-2.3/image-to-video/fast"
 INPUT_MODEL = Ltx23ImageToVideoFastInput
 OUTPUT_MODEL = Ltx23ImageToVideoFastOutput
@@ -123,5 +137,6 @@ OUTPUT_MODEL = Ltx23ImageToVideoFastOutput
 __all__ = [
     "Ltx23ImageToVideoFastInput",
     "Ltx23ImageToVideoFastOutput",
+    "Ltx23ImageToVideoFastParams",
     "VideoFile",
 ]

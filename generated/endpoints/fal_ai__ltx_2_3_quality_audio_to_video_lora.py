@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/ltx-2.3-quality/audio-to-video/lora
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -228,6 +229,41 @@ class Ltx23QualityAudioToVideoLoraOutput(ResponseModel):
     ]
 
 
+class Ltx23QualityAudioToVideoLoraParams(TypedDict, total=False):
+    """The fields of `Ltx23QualityAudioToVideoLoraInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    audio_url: str
+    image_url: str | None
+    match_audio_length: bool
+    num_frames: int
+    resolution: (
+        ImageSize
+        | Literal[
+            "auto",
+            "square_hd",
+            "square",
+            "portrait_4_3",
+            "portrait_16_9",
+            "landscape_4_3",
+            "landscape_16_9",
+        ]
+    )
+    frames_per_second: float
+    num_inference_steps: int
+    guidance_scale: float
+    generate_audio: bool
+    image_strength: float
+    negative_prompt: str
+    seed: int | None
+    enable_prompt_expansion: bool
+    enable_safety_checker: bool
+    video_quality: Literal["low", "medium", "high", "maximum"]
+    video_write_mode: Literal["fast", "balanced", "small"]
+    sync_mode: bool
+    loras: list[LoRAInput]
+
+
 ENDPOINT_ID = "fal-ai/ltx-2.3-quality/audio-to-video/lora"
 INPUT_MODEL = Ltx23QualityAudioToVideoLoraInput
 OUTPUT_MODEL = Ltx23QualityAudioToVideoLoraOutput
@@ -238,4 +274,5 @@ __all__ = [
     "LoRAInput",
     "Ltx23QualityAudioToVideoLoraInput",
     "Ltx23QualityAudioToVideoLoraOutput",
+    "Ltx23QualityAudioToVideoLoraParams",
 ]

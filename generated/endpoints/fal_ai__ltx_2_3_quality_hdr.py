@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/ltx-2.3-quality/hdr
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -201,6 +202,37 @@ class VideoFile(ResponseModel):
     ] = None
 
 
+class Ltx23QualityHdrParams(TypedDict, total=False):
+    """The fields of `Ltx23QualityHdrInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    video_url: str
+    num_frames: int
+    resolution: (
+        ImageSize
+        | Literal[
+            "auto",
+            "square_hd",
+            "square",
+            "portrait_4_3",
+            "portrait_16_9",
+            "landscape_4_3",
+            "landscape_16_9",
+        ]
+    )
+    frames_per_second: float
+    num_inference_steps: int
+    guidance_scale: float
+    generate_audio: bool
+    negative_prompt: str
+    seed: int | None
+    enable_prompt_expansion: bool
+    enable_safety_checker: bool
+    video_quality: Literal["low", "medium", "high", "maximum"]
+    video_write_mode: Literal["fast", "balanced", "small"]
+    sync_mode: bool
+
+
 ENDPOINT_ID = "fal-ai/ltx-2.3-quality/hdr"
 INPUT_MODEL = Ltx23QualityHdrInput
 OUTPUT_MODEL = Ltx23QualityHdrOutput
@@ -210,5 +242,6 @@ __all__ = [
     "ImageSize",
     "Ltx23QualityHdrInput",
     "Ltx23QualityHdrOutput",
+    "Ltx23QualityHdrParams",
     "VideoFile",
 ]

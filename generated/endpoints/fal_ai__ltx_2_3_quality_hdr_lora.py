@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/ltx-2.3-quality/hdr/lora
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -239,6 +240,38 @@ class VideoFile(ResponseModel):
     ] = None
 
 
+class Ltx23QualityHdrLoraParams(TypedDict, total=False):
+    """The fields of `Ltx23QualityHdrLoraInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    video_url: str
+    num_frames: int
+    resolution: (
+        ImageSize
+        | Literal[
+            "auto",
+            "square_hd",
+            "square",
+            "portrait_4_3",
+            "portrait_16_9",
+            "landscape_4_3",
+            "landscape_16_9",
+        ]
+    )
+    frames_per_second: float
+    num_inference_steps: int
+    guidance_scale: float
+    generate_audio: bool
+    negative_prompt: str
+    seed: int | None
+    enable_prompt_expansion: bool
+    enable_safety_checker: bool
+    video_quality: Literal["low", "medium", "high", "maximum"]
+    video_write_mode: Literal["fast", "balanced", "small"]
+    sync_mode: bool
+    loras: list[LoRAInput]
+
+
 ENDPOINT_ID = "fal-ai/ltx-2.3-quality/hdr/lora"
 INPUT_MODEL = Ltx23QualityHdrLoraInput
 OUTPUT_MODEL = Ltx23QualityHdrLoraOutput
@@ -249,5 +282,6 @@ __all__ = [
     "LoRAInput",
     "Ltx23QualityHdrLoraInput",
     "Ltx23QualityHdrLoraOutput",
+    "Ltx23QualityHdrLoraParams",
     "VideoFile",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/ltx-2.3-quality/image-to-video/lora
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -211,6 +212,39 @@ class Ltx23QualityImageToVideoLoraOutput(ResponseModel):
     ]
 
 
+class Ltx23QualityImageToVideoLoraParams(TypedDict, total=False):
+    """The fields of `Ltx23QualityImageToVideoLoraInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    image_url: str
+    num_frames: int
+    resolution: (
+        ImageSize
+        | Literal[
+            "auto",
+            "square_hd",
+            "square",
+            "portrait_4_3",
+            "portrait_16_9",
+            "landscape_4_3",
+            "landscape_16_9",
+        ]
+    )
+    frames_per_second: float
+    num_inference_steps: int
+    guidance_scale: float
+    generate_audio: bool
+    image_strength: float
+    negative_prompt: str
+    seed: int | None
+    enable_prompt_expansion: bool
+    enable_safety_checker: bool
+    video_quality: Literal["low", "medium", "high", "maximum"]
+    video_write_mode: Literal["fast", "balanced", "small"]
+    sync_mode: bool
+    loras: list[LoRAInput]
+
+
 ENDPOINT_ID = "fal-ai/ltx-2.3-quality/image-to-video/lora"
 INPUT_MODEL = Ltx23QualityImageToVideoLoraInput
 OUTPUT_MODEL = Ltx23QualityImageToVideoLoraOutput
@@ -221,4 +255,5 @@ __all__ = [
     "LoRAInput",
     "Ltx23QualityImageToVideoLoraInput",
     "Ltx23QualityImageToVideoLoraOutput",
+    "Ltx23QualityImageToVideoLoraParams",
 ]

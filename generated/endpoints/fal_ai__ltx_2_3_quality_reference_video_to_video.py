@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/ltx-2.3-quality/reference-video-to-video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -192,6 +193,41 @@ class Ltx23QualityReferenceVideoToVideoOutput(ResponseModel):
     ]
 
 
+class Ltx23QualityReferenceVideoToVideoParams(TypedDict, total=False):
+    """The fields of `Ltx23QualityReferenceVideoToVideoInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    video_url: str
+    control_video_url: str | None
+    skip_control_preprocess: bool
+    image_url: str | None
+    video_strength: float
+    num_frames: int
+    resolution: (
+        ImageSize
+        | Literal[
+            "auto",
+            "square_hd",
+            "square",
+            "portrait_4_3",
+            "portrait_16_9",
+            "landscape_4_3",
+            "landscape_16_9",
+        ]
+    )
+    frames_per_second: float
+    num_inference_steps: int
+    guidance_scale: float
+    generate_audio: bool
+    negative_prompt: str
+    seed: int | None
+    enable_prompt_expansion: bool
+    enable_safety_checker: bool
+    video_quality: Literal["low", "medium", "high", "maximum"]
+    video_write_mode: Literal["fast", "balanced", "small"]
+    sync_mode: bool
+
+
 ENDPOINT_ID = "fal-ai/ltx-2.3-quality/reference-video-to-video"
 INPUT_MODEL = Ltx23QualityReferenceVideoToVideoInput
 OUTPUT_MODEL = Ltx23QualityReferenceVideoToVideoOutput
@@ -201,4 +237,5 @@ __all__ = [
     "ImageSize",
     "Ltx23QualityReferenceVideoToVideoInput",
     "Ltx23QualityReferenceVideoToVideoOutput",
+    "Ltx23QualityReferenceVideoToVideoParams",
 ]

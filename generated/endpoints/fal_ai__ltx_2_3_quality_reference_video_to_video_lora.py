@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/ltx-2.3-quality/reference-video-to-video/lora
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -230,6 +231,42 @@ class Ltx23QualityReferenceVideoToVideoLoraOutput(ResponseModel):
     ]
 
 
+class Ltx23QualityReferenceVideoToVideoLoraParams(TypedDict, total=False):
+    """The fields of `Ltx23QualityReferenceVideoToVideoLoraInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    video_url: str
+    control_video_url: str | None
+    skip_control_preprocess: bool
+    image_url: str | None
+    video_strength: float
+    num_frames: int
+    resolution: (
+        ImageSize
+        | Literal[
+            "auto",
+            "square_hd",
+            "square",
+            "portrait_4_3",
+            "portrait_16_9",
+            "landscape_4_3",
+            "landscape_16_9",
+        ]
+    )
+    frames_per_second: float
+    num_inference_steps: int
+    guidance_scale: float
+    generate_audio: bool
+    negative_prompt: str
+    seed: int | None
+    enable_prompt_expansion: bool
+    enable_safety_checker: bool
+    video_quality: Literal["low", "medium", "high", "maximum"]
+    video_write_mode: Literal["fast", "balanced", "small"]
+    sync_mode: bool
+    loras: list[LoRAInput]
+
+
 ENDPOINT_ID = "fal-ai/ltx-2.3-quality/reference-video-to-video/lora"
 INPUT_MODEL = Ltx23QualityReferenceVideoToVideoLoraInput
 OUTPUT_MODEL = Ltx23QualityReferenceVideoToVideoLoraOutput
@@ -240,4 +277,5 @@ __all__ = [
     "LoRAInput",
     "Ltx23QualityReferenceVideoToVideoLoraInput",
     "Ltx23QualityReferenceVideoToVideoLoraOutput",
+    "Ltx23QualityReferenceVideoToVideoLoraParams",
 ]

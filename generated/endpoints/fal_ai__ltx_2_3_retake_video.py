@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/ltx-2.3/retake-video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -102,6 +103,16 @@ class VideoFile(ResponseModel):
     ] = None
 
 
+class Ltx23RetakeVideoParams(TypedDict, total=False):
+    """The fields of `Ltx23RetakeVideoInput` as keyword arguments of the typed client methods."""
+
+    video_url: str
+    prompt: str
+    start_time: float
+    duration: float
+    retake_mode: Literal["replace_audio", "replace_video", "replace_audio_and_video"]
+
+
 ENDPOINT_ID = "fal-ai/ltx-2.3/retake-video"
 INPUT_MODEL = Ltx23RetakeVideoInput
 OUTPUT_MODEL = Ltx23RetakeVideoOutput
@@ -109,5 +120,6 @@ OUTPUT_MODEL = Ltx23RetakeVideoOutput
 __all__ = [
     "Ltx23RetakeVideoInput",
     "Ltx23RetakeVideoOutput",
+    "Ltx23RetakeVideoParams",
     "VideoFile",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/ltx-2.3/text-to-video/fast
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -101,6 +102,17 @@ class VideoFile(ResponseModel):
     ] = None
 
 
+class Ltx23TextToVideoFastParams(TypedDict, total=False):
+    """The fields of `Ltx23TextToVideoFastInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    duration: Literal[6, 8, 10, 12, 14, 16, 18, 20]
+    resolution: Literal["1080p", "1440p", "2160p"]
+    aspect_ratio: Literal["16:9", "9:16"]
+    fps: Literal[24, 25, 48, 50]
+    generate_audio: bool
+
+
 ENDPOINT_ID = "fal-ai/ltx-2.3/text-to-video/fast"
 INPUT_MODEL = Ltx23TextToVideoFastInput
 OUTPUT_MODEL = Ltx23TextToVideoFastOutput
@@ -108,5 +120,6 @@ OUTPUT_MODEL = Ltx23TextToVideoFastOutput
 __all__ = [
     "Ltx23TextToVideoFastInput",
     "Ltx23TextToVideoFastOutput",
+    "Ltx23TextToVideoFastParams",
     "VideoFile",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/ltx-2/audio-to-video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -97,6 +98,15 @@ class VideoFile(ResponseModel):
     ] = None
 
 
+class Ltx2AudioToVideoParams(TypedDict, total=False):
+    """The fields of `Ltx2AudioToVideoInput` as keyword arguments of the typed client methods."""
+
+    audio_url: str
+    image_url: str | None
+    prompt: str | None
+    guidance_scale: float | None
+
+
 ENDPOINT_ID = "fal-ai/ltx-2/audio-to-video"
 INPUT_MODEL = Ltx2AudioToVideoInput
 OUTPUT_MODEL = Ltx2AudioToVideoOutput
@@ -104,5 +114,6 @@ OUTPUT_MODEL = Ltx2AudioToVideoOutput
 __all__ = [
     "Ltx2AudioToVideoInput",
     "Ltx2AudioToVideoOutput",
+    "Ltx2AudioToVideoParams",
     "VideoFile",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/ltx-2/image-to-video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -104,6 +105,17 @@ class VideoFile(ResponseModel):
     ] = None
 
 
+class Ltx2ImageToVideoParams(TypedDict, total=False):
+    """The fields of `Ltx2ImageToVideoInput` as keyword arguments of the typed client methods."""
+
+    image_url: str
+    prompt: str
+    duration: Literal[6, 8, 10]
+    resolution: Literal["1080p", "1440p", "2160p"]
+    fps: Literal[25, 50]
+    generate_audio: bool
+
+
 ENDPOINT_ID = "fal-ai/ltx-2/image-to-video"
 INPUT_MODEL = Ltx2ImageToVideoInput
 OUTPUT_MODEL = Ltx2ImageToVideoOutput
@@ -111,5 +123,6 @@ OUTPUT_MODEL = Ltx2ImageToVideoOutput
 __all__ = [
     "Ltx2ImageToVideoInput",
     "Ltx2ImageToVideoOutput",
+    "Ltx2ImageToVideoParams",
     "VideoFile",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/ltx-2/image-to-video/fast
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -107,6 +108,17 @@ class VideoFile(ResponseModel):
     ] = None
 
 
+class Ltx2ImageToVideoFastParams(TypedDict, total=False):
+    """The fields of `Ltx2ImageToVideoFastInput` as keyword arguments of the typed client methods."""
+
+    image_url: str
+    prompt: str
+    duration: Literal[6, 8, 10, 12, 14, 16, 18, 20]
+    resolution: Literal["1080p", "1440p", "2160p"]
+    fps: Literal[25, 50]
+    generate_audio: bool
+
+
 ENDPOINT_ID = "fal-ai/ltx-2/image-to-video/fast"
 INPUT_MODEL = Ltx2ImageToVideoFastInput
 OUTPUT_MODEL = Ltx2ImageToVideoFastOutput
@@ -114,5 +126,6 @@ OUTPUT_MODEL = Ltx2ImageToVideoFastOutput
 __all__ = [
     "Ltx2ImageToVideoFastInput",
     "Ltx2ImageToVideoFastOutput",
+    "Ltx2ImageToVideoFastParams",
     "VideoFile",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/ltx-2/text-to-video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -94,6 +95,16 @@ class VideoFile(ResponseModel):
     ] = None
 
 
+class Ltx2TextToVideoParams(TypedDict, total=False):
+    """The fields of `Ltx2TextToVideoInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    duration: Literal[6, 8, 10]
+    resolution: Literal["1080p", "1440p", "2160p"]
+    fps: Literal[25, 50]
+    generate_audio: bool
+
+
 ENDPOINT_ID = "fal-ai/ltx-2/text-to-video"
 INPUT_MODEL = Ltx2TextToVideoInput
 OUTPUT_MODEL = Ltx2TextToVideoOutput
@@ -101,5 +112,6 @@ OUTPUT_MODEL = Ltx2TextToVideoOutput
 __all__ = [
     "Ltx2TextToVideoInput",
     "Ltx2TextToVideoOutput",
+    "Ltx2TextToVideoParams",
     "VideoFile",
 ]

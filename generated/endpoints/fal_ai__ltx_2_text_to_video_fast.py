@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/ltx-2/text-to-video/fast
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -97,6 +98,16 @@ class VideoFile(ResponseModel):
     ] = None
 
 
+class Ltx2TextToVideoFastParams(TypedDict, total=False):
+    """The fields of `Ltx2TextToVideoFastInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    duration: Literal[6, 8, 10, 12, 14, 16, 18, 20]
+    resolution: Literal["1080p", "1440p", "2160p"]
+    fps: Literal[25, 50]
+    generate_audio: bool
+
+
 ENDPOINT_ID = "fal-ai/ltx-2/text-to-video/fast"
 INPUT_MODEL = Ltx2TextToVideoFastInput
 OUTPUT_MODEL = Ltx2TextToVideoFastOutput
@@ -104,5 +115,6 @@ OUTPUT_MODEL = Ltx2TextToVideoFastOutput
 __all__ = [
     "Ltx2TextToVideoFastInput",
     "Ltx2TextToVideoFastOutput",
+    "Ltx2TextToVideoFastParams",
     "VideoFile",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/ltx-video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -74,6 +75,16 @@ class LtxVideoOutput(ResponseModel):
     ]
 
 
+class LtxVideoParams(TypedDict, total=False):
+    """The fields of `LtxVideoInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    negative_prompt: str
+    seed: int | None
+    num_inference_steps: int
+    guidance_scale: float
+
+
 ENDPOINT_ID = "fal-ai/ltx-video"
 INPUT_MODEL = LtxVideoInput
 OUTPUT_MODEL = LtxVideoOutput
@@ -82,4 +93,5 @@ __all__ = [
     "File",
     "LtxVideoInput",
     "LtxVideoOutput",
+    "LtxVideoParams",
 ]

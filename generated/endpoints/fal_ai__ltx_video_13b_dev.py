@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/ltx-video-13b-dev
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -199,6 +200,26 @@ class LtxVideo13bDevOutput(ResponseModel):
     seed: Annotated[int, Field(description="The seed used for generation.", title="Seed")]
 
 
+class LtxVideo13bDevParams(TypedDict, total=False):
+    """The fields of `LtxVideo13bDevInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    negative_prompt: str
+    loras: list[LoRAWeight]
+    resolution: Literal["480p", "720p"]
+    aspect_ratio: Literal["9:16", "1:1", "16:9"]
+    seed: int | None
+    num_frames: int
+    first_pass_num_inference_steps: int
+    first_pass_skip_final_steps: int
+    second_pass_num_inference_steps: int
+    second_pass_skip_initial_steps: int
+    frame_rate: int
+    expand_prompt: bool
+    reverse_video: bool
+    enable_safety_checker: bool
+
+
 ENDPOINT_ID = "fal-ai/ltx-video-13b-dev"
 INPUT_MODEL = LtxVideo13bDevInput
 OUTPUT_MODEL = LtxVideo13bDevOutput
@@ -208,4 +229,5 @@ __all__ = [
     "LoRAWeight",
     "LtxVideo13bDevInput",
     "LtxVideo13bDevOutput",
+    "LtxVideo13bDevParams",
 ]

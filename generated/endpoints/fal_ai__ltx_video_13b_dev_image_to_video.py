@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/ltx-video-13b-dev/image-to-video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -213,6 +214,28 @@ class LtxVideo13bDevImageToVideoOutput(ResponseModel):
     seed: Annotated[int, Field(description="The seed used for generation.", title="Seed")]
 
 
+class LtxVideo13bDevImageToVideoParams(TypedDict, total=False):
+    """The fields of `LtxVideo13bDevImageToVideoInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    negative_prompt: str
+    loras: list[LoRAWeight]
+    resolution: Literal["480p", "720p"]
+    aspect_ratio: Literal["9:16", "1:1", "16:9", "auto"]
+    seed: int | None
+    num_frames: int
+    first_pass_num_inference_steps: int
+    first_pass_skip_final_steps: int
+    second_pass_num_inference_steps: int
+    second_pass_skip_initial_steps: int
+    frame_rate: int
+    expand_prompt: bool
+    reverse_video: bool
+    enable_safety_checker: bool
+    image_url: str
+    constant_rate_factor: int
+
+
 ENDPOINT_ID = "fal-ai/ltx-video-13b-dev/image-to-video"
 INPUT_MODEL = LtxVideo13bDevImageToVideoInput
 OUTPUT_MODEL = LtxVideo13bDevImageToVideoOutput
@@ -222,4 +245,5 @@ __all__ = [
     "LoRAWeight",
     "LtxVideo13bDevImageToVideoInput",
     "LtxVideo13bDevImageToVideoOutput",
+    "LtxVideo13bDevImageToVideoParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/ltx-video-13b-dev/multiconditioning
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -339,6 +340,29 @@ class VideoConditioningInput(RequestModel):
     ] = False
 
 
+class LtxVideo13bDevMulticonditioningParams(TypedDict, total=False):
+    """The fields of `LtxVideo13bDevMulticonditioningInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    negative_prompt: str
+    loras: list[LoRAWeight]
+    resolution: Literal["480p", "720p"]
+    aspect_ratio: Literal["9:16", "1:1", "16:9", "auto"]
+    seed: int | None
+    num_frames: int
+    first_pass_num_inference_steps: int
+    first_pass_skip_final_steps: int
+    second_pass_num_inference_steps: int
+    second_pass_skip_initial_steps: int
+    frame_rate: int
+    expand_prompt: bool
+    reverse_video: bool
+    enable_safety_checker: bool
+    constant_rate_factor: int
+    images: list[ImageConditioningInput]
+    videos: list[VideoConditioningInput]
+
+
 ENDPOINT_ID = "fal-ai/ltx-video-13b-dev/multiconditioning"
 INPUT_MODEL = LtxVideo13bDevMulticonditioningInput
 OUTPUT_MODEL = LtxVideo13bDevMulticonditioningOutput
@@ -349,5 +373,6 @@ __all__ = [
     "LoRAWeight",
     "LtxVideo13bDevMulticonditioningInput",
     "LtxVideo13bDevMulticonditioningOutput",
+    "LtxVideo13bDevMulticonditioningParams",
     "VideoConditioningInput",
 ]

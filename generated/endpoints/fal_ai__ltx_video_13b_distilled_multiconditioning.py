@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/ltx-video-13b-distilled/multiconditioning
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -356,6 +357,31 @@ class VideoConditioningInput(RequestModel):
     ] = False
 
 
+class LtxVideo13bDistilledMulticonditioningParams(TypedDict, total=False):
+    """The fields of `LtxVideo13bDistilledMulticonditioningInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    negative_prompt: str
+    loras: list[LoRAWeight]
+    resolution: Literal["480p", "720p"]
+    aspect_ratio: Literal["9:16", "1:1", "16:9", "auto"]
+    seed: int | None
+    num_frames: int
+    first_pass_num_inference_steps: int
+    second_pass_num_inference_steps: int
+    second_pass_skip_initial_steps: int
+    frame_rate: int
+    expand_prompt: bool
+    reverse_video: bool
+    enable_safety_checker: bool
+    enable_detail_pass: bool
+    temporal_adain_factor: float
+    tone_map_compression_ratio: float
+    constant_rate_factor: int
+    images: list[ImageConditioningInput]
+    videos: list[VideoConditioningInput]
+
+
 ENDPOINT_ID = "fal-ai/ltx-video-13b-distilled/multiconditioning"
 INPUT_MODEL = LtxVideo13bDistilledMulticonditioningInput
 OUTPUT_MODEL = LtxVideo13bDistilledMulticonditioningOutput
@@ -366,5 +392,6 @@ __all__ = [
     "LoRAWeight",
     "LtxVideo13bDistilledMulticonditioningInput",
     "LtxVideo13bDistilledMulticonditioningOutput",
+    "LtxVideo13bDistilledMulticonditioningParams",
     "VideoConditioningInput",
 ]

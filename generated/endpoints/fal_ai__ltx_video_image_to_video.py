@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/ltx-video/image-to-video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -84,6 +85,17 @@ class LtxVideoImageToVideoOutput(ResponseModel):
     ]
 
 
+class LtxVideoImageToVideoParams(TypedDict, total=False):
+    """The fields of `LtxVideoImageToVideoInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    negative_prompt: str
+    seed: int | None
+    num_inference_steps: int
+    guidance_scale: float
+    image_url: str
+
+
 ENDPOINT_ID = "fal-ai/ltx-video/image-to-video"
 INPUT_MODEL = LtxVideoImageToVideoInput
 OUTPUT_MODEL = LtxVideoImageToVideoOutput
@@ -92,4 +104,5 @@ __all__ = [
     "File",
     "LtxVideoImageToVideoInput",
     "LtxVideoImageToVideoOutput",
+    "LtxVideoImageToVideoParams",
 ]

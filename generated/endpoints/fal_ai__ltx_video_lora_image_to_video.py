@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/ltx-video-lora/image-to-video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -172,6 +173,24 @@ class LtxVideoLoraImageToVideoOutput(ResponseModel):
     ]
 
 
+class LtxVideoLoraImageToVideoParams(TypedDict, total=False):
+    """The fields of `LtxVideoLoraImageToVideoInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    negative_prompt: str
+    loras: list[LoRAWeight]
+    resolution: Literal["480p", "720p"]
+    aspect_ratio: Literal["16:9", "1:1", "9:16", "auto"]
+    number_of_frames: int
+    number_of_steps: int
+    frame_rate: int
+    seed: int | None
+    expand_prompt: bool
+    reverse_video: bool
+    enable_safety_checker: bool
+    image_url: str
+
+
 ENDPOINT_ID = "fal-ai/ltx-video-lora/image-to-video"
 INPUT_MODEL = LtxVideoLoraImageToVideoInput
 OUTPUT_MODEL = LtxVideoLoraImageToVideoOutput
@@ -181,4 +200,5 @@ __all__ = [
     "LoRAWeight",
     "LtxVideoLoraImageToVideoInput",
     "LtxVideoLoraImageToVideoOutput",
+    "LtxVideoLoraImageToVideoParams",
 ]

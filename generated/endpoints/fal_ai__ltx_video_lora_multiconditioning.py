@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/ltx-video-lora/multiconditioning
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -232,6 +233,25 @@ class VideoCondition(RequestModel):
     ] = 1
 
 
+class LtxVideoLoraMulticonditioningParams(TypedDict, total=False):
+    """The fields of `LtxVideoLoraMulticonditioningInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    negative_prompt: str
+    loras: list[LoRAWeight]
+    resolution: Literal["480p", "720p"]
+    aspect_ratio: Literal["16:9", "1:1", "9:16", "auto"]
+    number_of_frames: int
+    number_of_steps: int
+    frame_rate: int
+    seed: int | None
+    expand_prompt: bool
+    reverse_video: bool
+    enable_safety_checker: bool
+    images: list[ImageCondition]
+    videos: list[VideoCondition]
+
+
 ENDPOINT_ID = "fal-ai/ltx-video-lora/multiconditioning"
 INPUT_MODEL = LtxVideoLoraMulticonditioningInput
 OUTPUT_MODEL = LtxVideoLoraMulticonditioningOutput
@@ -242,5 +262,6 @@ __all__ = [
     "LoRAWeight",
     "LtxVideoLoraMulticonditioningInput",
     "LtxVideoLoraMulticonditioningOutput",
+    "LtxVideoLoraMulticonditioningParams",
     "VideoCondition",
 ]

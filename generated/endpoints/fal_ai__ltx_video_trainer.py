@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/ltx-video-trainer
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -204,6 +205,29 @@ class Validation(RequestModel):
     ] = None
 
 
+class LtxVideoTrainerParams(TypedDict, total=False):
+    """The fields of `LtxVideoTrainerInput` as keyword arguments of the typed client methods."""
+
+    training_data_url: str
+    rank: Literal[8, 16, 32, 64, 128]
+    number_of_steps: int
+    number_of_frames: int
+    frame_rate: int
+    resolution: Literal["low", "medium", "high"]
+    aspect_ratio: Literal["16:9", "1:1", "9:16"]
+    learning_rate: float
+    trigger_phrase: str
+    auto_scale_input: bool
+    split_input_into_scenes: bool
+    split_input_duration_threshold: float
+    validation: list[Validation]
+    validation_negative_prompt: str
+    validation_number_of_frames: int
+    validation_resolution: Literal["low", "medium", "high"]
+    validation_aspect_ratio: Literal["16:9", "1:1", "9:16"]
+    validation_reverse: bool
+
+
 ENDPOINT_ID = "fal-ai/ltx-video-trainer"
 INPUT_MODEL = LtxVideoTrainerInput
 OUTPUT_MODEL = LtxVideoTrainerOutput
@@ -212,5 +236,6 @@ __all__ = [
     "File",
     "LtxVideoTrainerInput",
     "LtxVideoTrainerOutput",
+    "LtxVideoTrainerParams",
     "Validation",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/ltx-video-v095
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -85,6 +86,18 @@ class LtxVideoV095Output(ResponseModel):
     seed: Annotated[int, Field(description="The seed used for generation.", title="Seed")]
 
 
+class LtxVideoV095Params(TypedDict, total=False):
+    """The fields of `LtxVideoV095Input` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    negative_prompt: str
+    resolution: Literal["480p", "720p"]
+    aspect_ratio: Literal["9:16", "16:9"]
+    seed: int | None
+    num_inference_steps: int
+    expand_prompt: bool
+
+
 ENDPOINT_ID = "fal-ai/ltx-video-v095"
 INPUT_MODEL = LtxVideoV095Input
 OUTPUT_MODEL = LtxVideoV095Output
@@ -93,4 +106,5 @@ __all__ = [
     "File",
     "LtxVideoV095Input",
     "LtxVideoV095Output",
+    "LtxVideoV095Params",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/ltx-video-v095/extend
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -111,6 +112,19 @@ class VideoConditioningInput(RequestModel):
     ]
 
 
+class LtxVideoV095ExtendParams(TypedDict, total=False):
+    """The fields of `LtxVideoV095ExtendInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    negative_prompt: str
+    resolution: Literal["480p", "720p"]
+    aspect_ratio: Literal["9:16", "16:9"]
+    seed: int | None
+    num_inference_steps: int
+    expand_prompt: bool
+    video: VideoConditioningInput
+
+
 ENDPOINT_ID = "fal-ai/ltx-video-v095/extend"
 INPUT_MODEL = LtxVideoV095ExtendInput
 OUTPUT_MODEL = LtxVideoV095ExtendOutput
@@ -119,5 +133,6 @@ __all__ = [
     "File",
     "LtxVideoV095ExtendInput",
     "LtxVideoV095ExtendOutput",
+    "LtxVideoV095ExtendParams",
     "VideoConditioningInput",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/ltx-video-v095/multiconditioning
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -141,6 +142,20 @@ class VideoConditioningInput(RequestModel):
     ]
 
 
+class LtxVideoV095MulticonditioningParams(TypedDict, total=False):
+    """The fields of `LtxVideoV095MulticonditioningInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    negative_prompt: str
+    resolution: Literal["480p", "720p"]
+    aspect_ratio: Literal["9:16", "16:9"]
+    seed: int | None
+    num_inference_steps: int
+    expand_prompt: bool
+    images: list[ImageConditioningInput]
+    videos: list[VideoConditioningInput]
+
+
 ENDPOINT_ID = "fal-ai/ltx-video-v095/multiconditioning"
 INPUT_MODEL = LtxVideoV095MulticonditioningInput
 OUTPUT_MODEL = LtxVideoV095MulticonditioningOutput
@@ -150,5 +165,6 @@ __all__ = [
     "ImageConditioningInput",
     "LtxVideoV095MulticonditioningInput",
     "LtxVideoV095MulticonditioningOutput",
+    "LtxVideoV095MulticonditioningParams",
     "VideoConditioningInput",
 ]

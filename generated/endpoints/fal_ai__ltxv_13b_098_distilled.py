@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/ltxv-13b-098-distilled
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -216,6 +217,28 @@ class Ltxv13b098DistilledOutput(ResponseModel):
     seed: Annotated[int, Field(description="The seed used for generation.", title="Seed")]
 
 
+class Ltxv13b098DistilledParams(TypedDict, total=False):
+    """The fields of `Ltxv13b098DistilledInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    negative_prompt: str
+    loras: list[LoRAWeight]
+    resolution: Literal["480p", "720p"]
+    aspect_ratio: Literal["9:16", "1:1", "16:9"]
+    seed: int | None
+    num_frames: int
+    first_pass_num_inference_steps: int
+    second_pass_num_inference_steps: int
+    second_pass_skip_initial_steps: int
+    frame_rate: int
+    expand_prompt: bool
+    reverse_video: bool
+    enable_safety_checker: bool
+    enable_detail_pass: bool
+    temporal_adain_factor: float
+    tone_map_compression_ratio: float
+
+
 ENDPOINT_ID = "fal-ai/ltxv-13b-098-distilled"
 INPUT_MODEL = Ltxv13b098DistilledInput
 OUTPUT_MODEL = Ltxv13b098DistilledOutput
@@ -225,4 +248,5 @@ __all__ = [
     "LoRAWeight",
     "Ltxv13b098DistilledInput",
     "Ltxv13b098DistilledOutput",
+    "Ltxv13b098DistilledParams",
 ]

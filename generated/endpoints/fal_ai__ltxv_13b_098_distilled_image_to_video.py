@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/ltxv-13b-098-distilled/image-to-video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -230,6 +231,30 @@ class Ltxv13b098DistilledImageToVideoOutput(ResponseModel):
     seed: Annotated[int, Field(description="The seed used for generation.", title="Seed")]
 
 
+class Ltxv13b098DistilledImageToVideoParams(TypedDict, total=False):
+    """The fields of `Ltxv13b098DistilledImageToVideoInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    negative_prompt: str
+    loras: list[LoRAWeight]
+    resolution: Literal["480p", "720p"]
+    aspect_ratio: Literal["9:16", "1:1", "16:9", "auto"]
+    seed: int | None
+    num_frames: int
+    first_pass_num_inference_steps: int
+    second_pass_num_inference_steps: int
+    second_pass_skip_initial_steps: int
+    frame_rate: int
+    expand_prompt: bool
+    reverse_video: bool
+    enable_safety_checker: bool
+    enable_detail_pass: bool
+    temporal_adain_factor: float
+    tone_map_compression_ratio: float
+    constant_rate_factor: int
+    image_url: str
+
+
 ENDPOINT_ID = "fal-ai/ltxv-13b-098-distilled/image-to-video"
 INPUT_MODEL = Ltxv13b098DistilledImageToVideoInput
 OUTPUT_MODEL = Ltxv13b098DistilledImageToVideoOutput
@@ -239,4 +264,5 @@ __all__ = [
     "LoRAWeight",
     "Ltxv13b098DistilledImageToVideoInput",
     "Ltxv13b098DistilledImageToVideoOutput",
+    "Ltxv13b098DistilledImageToVideoParams",
 ]

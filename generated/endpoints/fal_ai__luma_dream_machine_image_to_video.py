@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/luma-dream-machine/image-to-video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -81,6 +82,16 @@ class LumaDreamMachineImageToVideoOutput(ResponseModel):
     ]
 
 
+class LumaDreamMachineImageToVideoParams(TypedDict, total=False):
+    """The fields of `LumaDreamMachineImageToVideoInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    image_url: str
+    end_image_url: str | None
+    aspect_ratio: Literal["16:9", "9:16", "4:3", "3:4", "21:9", "9:21"]
+    loop: bool
+
+
 ENDPOINT_ID = "fal-ai/luma-dream-machine/image-to-video"
 INPUT_MODEL = LumaDreamMachineImageToVideoInput
 OUTPUT_MODEL = LumaDreamMachineImageToVideoOutput
@@ -89,4 +100,5 @@ __all__ = [
     "File",
     "LumaDreamMachineImageToVideoInput",
     "LumaDreamMachineImageToVideoOutput",
+    "LumaDreamMachineImageToVideoParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/luma-dream-machine/ray-2
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -82,6 +83,16 @@ class LumaDreamMachineRay2Output(ResponseModel):
     ]
 
 
+class LumaDreamMachineRay2Params(TypedDict, total=False):
+    """The fields of `LumaDreamMachineRay2Input` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    aspect_ratio: Literal["16:9", "9:16", "4:3", "3:4", "21:9", "9:21"]
+    loop: bool
+    resolution: Literal["540p", "720p", "1080p"]
+    duration: Literal["5s", "9s"]
+
+
 ENDPOINT_ID = "fal-ai/luma-dream-machine/ray-2"
 INPUT_MODEL = LumaDreamMachineRay2Input
 OUTPUT_MODEL = LumaDreamMachineRay2Output
@@ -90,4 +101,5 @@ __all__ = [
     "File",
     "LumaDreamMachineRay2Input",
     "LumaDreamMachineRay2Output",
+    "LumaDreamMachineRay2Params",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/luma-dream-machine/ray-2-flash
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -82,6 +83,16 @@ class LumaDreamMachineRay2FlashOutput(ResponseModel):
     ]
 
 
+class LumaDreamMachineRay2FlashParams(TypedDict, total=False):
+    """The fields of `LumaDreamMachineRay2FlashInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    aspect_ratio: Literal["16:9", "9:16", "4:3", "3:4", "21:9", "9:21"]
+    loop: bool
+    resolution: Literal["540p", "720p", "1080p"]
+    duration: Literal["5s", "9s"]
+
+
 ENDPOINT_ID = "fal-ai/luma-dream-machine/ray-2-flash"
 INPUT_MODEL = LumaDreamMachineRay2FlashInput
 OUTPUT_MODEL = LumaDreamMachineRay2FlashOutput
@@ -90,4 +101,5 @@ __all__ = [
     "File",
     "LumaDreamMachineRay2FlashInput",
     "LumaDreamMachineRay2FlashOutput",
+    "LumaDreamMachineRay2FlashParams",
 ]

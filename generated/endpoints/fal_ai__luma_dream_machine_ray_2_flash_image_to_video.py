@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/luma-dream-machine/ray-2-flash/image-to-video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -93,6 +94,18 @@ class LumaDreamMachineRay2FlashImageToVideoOutput(ResponseModel):
     ]
 
 
+class LumaDreamMachineRay2FlashImageToVideoParams(TypedDict, total=False):
+    """The fields of `LumaDreamMachineRay2FlashImageToVideoInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    image_url: str | None
+    end_image_url: str | None
+    aspect_ratio: Literal["16:9", "9:16", "4:3", "3:4", "21:9", "9:21"]
+    loop: bool
+    resolution: Literal["540p", "720p", "1080p"]
+    duration: Literal["5s", "9s"]
+
+
 ENDPOINT_ID = "fal-ai/luma-dream-machine/ray-2-flash/image-to-video"
 INPUT_MODEL = LumaDreamMachineRay2FlashImageToVideoInput
 OUTPUT_MODEL = LumaDreamMachineRay2FlashImageToVideoOutput
@@ -101,4 +114,5 @@ __all__ = [
     "File",
     "LumaDreamMachineRay2FlashImageToVideoInput",
     "LumaDreamMachineRay2FlashImageToVideoOutput",
+    "LumaDreamMachineRay2FlashImageToVideoParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/luma-dream-machine/ray-2-flash/modify
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -89,6 +90,25 @@ class LumaDreamMachineRay2FlashModifyOutput(ResponseModel):
     ]
 
 
+class LumaDreamMachineRay2FlashModifyParams(TypedDict, total=False):
+    """The fields of `LumaDreamMachineRay2FlashModifyInput` as keyword arguments of the typed client methods."""
+
+    video_url: str
+    image_url: str | None
+    prompt: str | None
+    mode: Literal[
+        "adhere_1",
+        "adhere_2",
+        "adhere_3",
+        "flex_1",
+        "flex_2",
+        "flex_3",
+        "reimagine_1",
+        "reimagine_2",
+        "reimagine_3",
+    ]
+
+
 ENDPOINT_ID = "fal-ai/luma-dream-machine/ray-2-flash/modify"
 INPUT_MODEL = LumaDreamMachineRay2FlashModifyInput
 OUTPUT_MODEL = LumaDreamMachineRay2FlashModifyOutput
@@ -97,4 +117,5 @@ __all__ = [
     "File",
     "LumaDreamMachineRay2FlashModifyInput",
     "LumaDreamMachineRay2FlashModifyOutput",
+    "LumaDreamMachineRay2FlashModifyParams",
 ]

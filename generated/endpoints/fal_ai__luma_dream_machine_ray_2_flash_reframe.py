@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/luma-dream-machine/ray-2-flash/reframe
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -94,6 +95,21 @@ class LumaDreamMachineRay2FlashReframeOutput(ResponseModel):
     ]
 
 
+class LumaDreamMachineRay2FlashReframeParams(TypedDict, total=False):
+    """The fields of `LumaDreamMachineRay2FlashReframeInput` as keyword arguments of the typed client methods."""
+
+    video_url: str
+    aspect_ratio: Literal["1:1", "16:9", "9:16", "4:3", "3:4", "21:9", "9:21"]
+    image_url: str | None
+    grid_position_x: int | None
+    grid_position_y: int | None
+    prompt: str | None
+    x_end: int | None
+    x_start: int | None
+    y_end: int | None
+    y_start: int | None
+
+
 ENDPOINT_ID = "fal-ai/luma-dream-machine/ray-2-flash/reframe"
 INPUT_MODEL = LumaDreamMachineRay2FlashReframeInput
 OUTPUT_MODEL = LumaDreamMachineRay2FlashReframeOutput
@@ -102,4 +118,5 @@ __all__ = [
     "File",
     "LumaDreamMachineRay2FlashReframeInput",
     "LumaDreamMachineRay2FlashReframeOutput",
+    "LumaDreamMachineRay2FlashReframeParams",
 ]

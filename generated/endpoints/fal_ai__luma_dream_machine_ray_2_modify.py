@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/luma-dream-machine/ray-2/modify
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -89,6 +90,25 @@ class LumaDreamMachineRay2ModifyOutput(ResponseModel):
     ]
 
 
+class LumaDreamMachineRay2ModifyParams(TypedDict, total=False):
+    """The fields of `LumaDreamMachineRay2ModifyInput` as keyword arguments of the typed client methods."""
+
+    video_url: str
+    image_url: str | None
+    prompt: str | None
+    mode: Literal[
+        "adhere_1",
+        "adhere_2",
+        "adhere_3",
+        "flex_1",
+        "flex_2",
+        "flex_3",
+        "reimagine_1",
+        "reimagine_2",
+        "reimagine_3",
+    ]
+
+
 ENDPOINT_ID = "fal-ai/luma-dream-machine/ray-2/modify"
 INPUT_MODEL = LumaDreamMachineRay2ModifyInput
 OUTPUT_MODEL = LumaDreamMachineRay2ModifyOutput
@@ -97,4 +117,5 @@ __all__ = [
     "File",
     "LumaDreamMachineRay2ModifyInput",
     "LumaDreamMachineRay2ModifyOutput",
+    "LumaDreamMachineRay2ModifyParams",
 ]

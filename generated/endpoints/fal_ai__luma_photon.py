@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/luma-photon
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -52,6 +53,13 @@ class LumaPhotonOutput(ResponseModel):
     images: Annotated[list[File], Field(description="The generated image", title="Images")]
 
 
+class LumaPhotonParams(TypedDict, total=False):
+    """The fields of `LumaPhotonInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    aspect_ratio: Literal["16:9", "9:16", "1:1", "4:3", "3:4", "21:9", "9:21"]
+
+
 ENDPOINT_ID = "fal-ai/luma-photon"
 INPUT_MODEL = LumaPhotonInput
 OUTPUT_MODEL = LumaPhotonOutput
@@ -60,4 +68,5 @@ __all__ = [
     "File",
     "LumaPhotonInput",
     "LumaPhotonOutput",
+    "LumaPhotonParams",
 ]

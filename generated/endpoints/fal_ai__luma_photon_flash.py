@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/luma-photon/flash
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -52,6 +53,13 @@ class LumaPhotonFlashOutput(ResponseModel):
     images: Annotated[list[File], Field(description="The generated image", title="Images")]
 
 
+class LumaPhotonFlashParams(TypedDict, total=False):
+    """The fields of `LumaPhotonFlashInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    aspect_ratio: Literal["16:9", "9:16", "1:1", "4:3", "3:4", "21:9", "9:21"]
+
+
 ENDPOINT_ID = "fal-ai/luma-photon/flash"
 INPUT_MODEL = LumaPhotonFlashInput
 OUTPUT_MODEL = LumaPhotonFlashOutput
@@ -60,4 +68,5 @@ __all__ = [
     "File",
     "LumaPhotonFlashInput",
     "LumaPhotonFlashOutput",
+    "LumaPhotonFlashParams",
 ]

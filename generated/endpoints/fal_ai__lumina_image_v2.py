@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/lumina-image/v2
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -189,6 +190,34 @@ class LuminaImageV2Output(ResponseModel):
     ]
 
 
+class LuminaImageV2Params(TypedDict, total=False):
+    """The fields of `LuminaImageV2Input` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    image_size: (
+        ImageSize
+        | Literal[
+            "square_hd",
+            "square",
+            "portrait_4_3",
+            "portrait_16_9",
+            "landscape_4_3",
+            "landscape_16_9",
+        ]
+    )
+    negative_prompt: str
+    system_prompt: str
+    seed: int | None
+    guidance_scale: float
+    num_inference_steps: int
+    cfg_normalization: bool
+    cfg_trunc_ratio: float
+    num_images: int
+    sync_mode: bool
+    enable_safety_checker: bool
+    output_format: Literal["jpeg", "png"]
+
+
 ENDPOINT_ID = "fal-ai/lumina-image/v2"
 INPUT_MODEL = LuminaImageV2Input
 OUTPUT_MODEL = LuminaImageV2Output
@@ -198,4 +227,5 @@ __all__ = [
     "ImageSize",
     "LuminaImageV2Input",
     "LuminaImageV2Output",
+    "LuminaImageV2Params",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/lyria2
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -72,6 +73,14 @@ class Lyria2Output(ResponseModel):
     ]
 
 
+class Lyria2Params(TypedDict, total=False):
+    """The fields of `Lyria2Input` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    negative_prompt: str
+    seed: int | None
+
+
 ENDPOINT_ID = "fal-ai/lyria2"
 INPUT_MODEL = Lyria2Input
 OUTPUT_MODEL = Lyria2Output
@@ -80,4 +89,5 @@ __all__ = [
     "File",
     "Lyria2Input",
     "Lyria2Output",
+    "Lyria2Params",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/lyria3
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -85,6 +86,14 @@ class Lyria3Output(ResponseModel):
     ] = None
 
 
+class Lyria3Params(TypedDict, total=False):
+    """The fields of `Lyria3Input` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    negative_prompt: str
+    image_url: str | None
+
+
 ENDPOINT_ID = "fal-ai/lyria3"
 INPUT_MODEL = Lyria3Input
 OUTPUT_MODEL = Lyria3Output
@@ -93,4 +102,5 @@ __all__ = [
     "File",
     "Lyria3Input",
     "Lyria3Output",
+    "Lyria3Params",
 ]

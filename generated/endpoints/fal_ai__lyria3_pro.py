@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/lyria3/pro
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -85,6 +86,14 @@ class Lyria3ProOutput(ResponseModel):
     ] = None
 
 
+class Lyria3ProParams(TypedDict, total=False):
+    """The fields of `Lyria3ProInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    negative_prompt: str
+    image_url: str | None
+
+
 ENDPOINT_ID = "fal-ai/lyria3/pro"
 INPUT_MODEL = Lyria3ProInput
 OUTPUT_MODEL = Lyria3ProOutput
@@ -93,4 +102,5 @@ __all__ = [
     "File",
     "Lyria3ProInput",
     "Lyria3ProOutput",
+    "Lyria3ProParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/magi-distilled
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -105,6 +106,18 @@ class MagiDistilledOutput(ResponseModel):
     seed: Annotated[int, Field(description="The seed used for generation.", title="Seed")]
 
 
+class MagiDistilledParams(TypedDict, total=False):
+    """The fields of `MagiDistilledInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    num_frames: int | None
+    seed: int | None
+    resolution: Literal["480p", "720p"]
+    num_inference_steps: Literal[4, 8, 16, 32]
+    enable_safety_checker: bool
+    aspect_ratio: Literal["auto", "16:9", "9:16", "1:1"]
+
+
 ENDPOINT_ID = "fal-ai/magi-distilled"
 INPUT_MODEL = MagiDistilledInput
 OUTPUT_MODEL = MagiDistilledOutput
@@ -113,4 +126,5 @@ __all__ = [
     "File",
     "MagiDistilledInput",
     "MagiDistilledOutput",
+    "MagiDistilledParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/magi-distilled/extend-video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -119,6 +120,20 @@ class MagiDistilledExtendVideoOutput(ResponseModel):
     seed: Annotated[int, Field(description="The seed used for generation.", title="Seed")]
 
 
+class MagiDistilledExtendVideoParams(TypedDict, total=False):
+    """The fields of `MagiDistilledExtendVideoInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    video_url: str
+    num_frames: int | None
+    start_frame: int | None
+    seed: int | None
+    resolution: Literal["480p", "720p"]
+    num_inference_steps: Literal[4, 8, 16, 32]
+    enable_safety_checker: bool
+    aspect_ratio: Literal["auto", "16:9", "9:16", "1:1"]
+
+
 ENDPOINT_ID = "fal-ai/magi-distilled/extend-video"
 INPUT_MODEL = MagiDistilledExtendVideoInput
 OUTPUT_MODEL = MagiDistilledExtendVideoOutput
@@ -127,4 +142,5 @@ __all__ = [
     "File",
     "MagiDistilledExtendVideoInput",
     "MagiDistilledExtendVideoOutput",
+    "MagiDistilledExtendVideoParams",
 ]

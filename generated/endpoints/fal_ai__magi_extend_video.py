@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/magi/extend-video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -119,6 +120,20 @@ class MagiExtendVideoOutput(ResponseModel):
     seed: Annotated[int, Field(description="The seed used for generation.", title="Seed")]
 
 
+class MagiExtendVideoParams(TypedDict, total=False):
+    """The fields of `MagiExtendVideoInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    video_url: str
+    num_frames: int
+    start_frame: int | None
+    seed: int | None
+    resolution: Literal["480p", "720p"]
+    num_inference_steps: Literal[4, 8, 16, 32, 64]
+    enable_safety_checker: bool
+    aspect_ratio: Literal["auto", "16:9", "9:16", "1:1"]
+
+
 ENDPOINT_ID = "fal-ai/magi/extend-video"
 INPUT_MODEL = MagiExtendVideoInput
 OUTPUT_MODEL = MagiExtendVideoOutput
@@ -127,4 +142,5 @@ __all__ = [
     "File",
     "MagiExtendVideoInput",
     "MagiExtendVideoOutput",
+    "MagiExtendVideoParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/magi/image-to-video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -117,6 +118,19 @@ class MagiImageToVideoOutput(ResponseModel):
     seed: Annotated[int, Field(description="The seed used for generation.", title="Seed")]
 
 
+class MagiImageToVideoParams(TypedDict, total=False):
+    """The fields of `MagiImageToVideoInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    image_url: str
+    num_frames: int
+    seed: int | None
+    resolution: Literal["480p", "720p"]
+    num_inference_steps: Literal[4, 8, 16, 32, 64]
+    enable_safety_checker: bool
+    aspect_ratio: Literal["auto", "16:9", "9:16", "1:1"]
+
+
 ENDPOINT_ID = "fal-ai/magi/image-to-video"
 INPUT_MODEL = MagiImageToVideoInput
 OUTPUT_MODEL = MagiImageToVideoOutput
@@ -125,4 +139,5 @@ __all__ = [
     "File",
     "MagiImageToVideoInput",
     "MagiImageToVideoOutput",
+    "MagiImageToVideoParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/marlin
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -96,6 +97,17 @@ class MarlinOutput(ResponseModel):
     ]
 
 
+class MarlinParams(TypedDict, total=False):
+    """The fields of `MarlinInput` as keyword arguments of the typed client methods."""
+
+    video_url: str
+    prompt: str
+    max_tokens: int
+    do_sample: bool
+    temperature: float
+    top_p: float
+
+
 ENDPOINT_ID = "fal-ai/marlin"
 INPUT_MODEL = MarlinInput
 OUTPUT_MODEL = MarlinOutput
@@ -104,4 +116,5 @@ __all__ = [
     "EventSegment",
     "MarlinInput",
     "MarlinOutput",
+    "MarlinParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/marlin/find
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -88,6 +89,16 @@ class MarlinFindOutput(ResponseModel):
     ]
 
 
+class MarlinFindParams(TypedDict, total=False):
+    """The fields of `MarlinFindInput` as keyword arguments of the typed client methods."""
+
+    video_url: str
+    prompt: str
+    do_sample: bool
+    temperature: float
+    top_p: float
+
+
 ENDPOINT_ID = "fal-ai/marlin/find"
 INPUT_MODEL = MarlinFindInput
 OUTPUT_MODEL = MarlinFindOutput
@@ -96,4 +107,5 @@ __all__ = [
     "EventSegment",
     "MarlinFindInput",
     "MarlinFindOutput",
+    "MarlinFindParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/maya
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -154,6 +155,19 @@ class MayaOutput(ResponseModel):
     ]
 
 
+class MayaParams(TypedDict, total=False):
+    """The fields of `MayaInput` as keyword arguments of the typed client methods."""
+
+    text: str
+    prompt: str
+    temperature: float
+    top_p: float
+    max_tokens: int
+    repetition_penalty: float
+    sample_rate: Literal["48 kHz", "24 kHz"]
+    output_format: Literal["wav", "mp3"]
+
+
 ENDPOINT_ID = "fal-ai/maya"
 INPUT_MODEL = MayaInput
 OUTPUT_MODEL = MayaOutput
@@ -162,4 +176,5 @@ __all__ = [
     "File",
     "MayaInput",
     "MayaOutput",
+    "MayaParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/maya/batch
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -136,6 +137,19 @@ class MayaBatchOutput(ResponseModel):
     ]
 
 
+class MayaBatchParams(TypedDict, total=False):
+    """The fields of `MayaBatchInput` as keyword arguments of the typed client methods."""
+
+    texts: list[str]
+    prompts: list[str]
+    temperature: float
+    top_p: float
+    max_tokens: int
+    repetition_penalty: float
+    sample_rate: Literal["48 kHz", "24 kHz"]
+    output_format: Literal["wav", "mp3"]
+
+
 ENDPOINT_ID = "fal-ai/maya/batch"
 INPUT_MODEL = MayaBatchInput
 OUTPUT_MODEL = MayaBatchOutput
@@ -144,4 +158,5 @@ __all__ = [
     "File",
     "MayaBatchInput",
     "MayaBatchOutput",
+    "MayaBatchParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/maya/stream
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import ConfigDict, Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -93,6 +94,19 @@ class MayaStreamOutput(ResponseModel):
     )
 
 
+class MayaStreamParams(TypedDict, total=False):
+    """The fields of `MayaStreamInput` as keyword arguments of the typed client methods."""
+
+    text: str
+    prompt: str
+    temperature: float
+    top_p: float
+    max_tokens: int
+    repetition_penalty: float
+    sample_rate: Literal["48 kHz", "24 kHz"]
+    output_format: Literal["mp3", "wav", "pcm"]
+
+
 ENDPOINT_ID = "fal-ai/maya/stream"
 INPUT_MODEL = MayaStreamInput
 OUTPUT_MODEL = MayaStreamOutput
@@ -100,4 +114,5 @@ OUTPUT_MODEL = MayaStreamOutput
 __all__ = [
     "MayaStreamInput",
     "MayaStreamOutput",
+    "MayaStreamParams",
 ]

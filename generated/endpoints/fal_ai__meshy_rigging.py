@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/meshy/rigging
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -116,6 +117,16 @@ class MeshyRiggingOutput(ResponseModel):
     ] = None
 
 
+class MeshyRiggingParams(TypedDict, total=False):
+    """The fields of `MeshyRiggingInput` as keyword arguments of the typed client methods."""
+
+    model_url: str
+    height_meters: float
+    enable_animation: bool
+    animation_action_id: int
+    enable_safety_checker: bool
+
+
 ENDPOINT_ID = "fal-ai/meshy/rigging"
 INPUT_MODEL = MeshyRiggingInput
 OUTPUT_MODEL = MeshyRiggingOutput
@@ -125,4 +136,5 @@ __all__ = [
     "File",
     "MeshyRiggingInput",
     "MeshyRiggingOutput",
+    "MeshyRiggingParams",
 ]

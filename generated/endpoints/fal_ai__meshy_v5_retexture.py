@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/meshy/v5/retexture
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -194,6 +195,17 @@ class TextureFiles(ResponseModel):
     roughness: Annotated[File | None, Field(description="Roughness texture (PBR)")] = None
 
 
+class MeshyV5RetextureParams(TypedDict, total=False):
+    """The fields of `MeshyV5RetextureInput` as keyword arguments of the typed client methods."""
+
+    model_url: str
+    text_style_prompt: str | None
+    image_style_url: str | None
+    enable_original_uv: bool
+    enable_pbr: bool
+    enable_safety_checker: bool
+
+
 ENDPOINT_ID = "fal-ai/meshy/v5/retexture"
 INPUT_MODEL = MeshyV5RetextureInput
 OUTPUT_MODEL = MeshyV5RetextureOutput
@@ -202,6 +214,7 @@ __all__ = [
     "File",
     "MeshyV5RetextureInput",
     "MeshyV5RetextureOutput",
+    "MeshyV5RetextureParams",
     "ModelUrls",
     "TextureFiles",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/meshy/v6-preview/image-to-3d
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -301,6 +302,27 @@ class TextureFiles(ResponseModel):
     roughness: Annotated[File | None, Field(description="Roughness texture (PBR)")] = None
 
 
+class MeshyV6PreviewImageTo3dParams(TypedDict, total=False):
+    """The fields of `MeshyV6PreviewImageTo3dInput` as keyword arguments of the typed client methods."""
+
+    image_url: str
+    topology: Literal["quad", "triangle"]
+    target_polycount: int
+    symmetry_mode: Literal["off", "auto", "on"]
+    should_remesh: bool
+    should_texture: bool
+    enable_pbr: bool
+    is_a_t_pose: bool
+    pose_mode: Literal["a-pose", "t-pose", ""]
+    texture_prompt: str | None
+    texture_image_url: str | None
+    enable_rigging: bool
+    rigging_height_meters: float
+    enable_animation: bool
+    animation_action_id: int
+    enable_safety_checker: bool
+
+
 ENDPOINT_ID = "fal-ai/meshy/v6-preview/image-to-3d"
 INPUT_MODEL = MeshyV6PreviewImageTo3dInput
 OUTPUT_MODEL = MeshyV6PreviewImageTo3dOutput
@@ -310,6 +332,7 @@ __all__ = [
     "File",
     "MeshyV6PreviewImageTo3dInput",
     "MeshyV6PreviewImageTo3dOutput",
+    "MeshyV6PreviewImageTo3dParams",
     "ModelUrls",
     "TextureFiles",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/meshy/v6-preview/text-to-3d
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -341,6 +342,29 @@ class TextureFiles(ResponseModel):
     roughness: Annotated[File | None, Field(description="Roughness texture (PBR)")] = None
 
 
+class MeshyV6PreviewTextTo3dParams(TypedDict, total=False):
+    """The fields of `MeshyV6PreviewTextTo3dInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    mode: Literal["preview", "full"]
+    seed: int | None
+    topology: Literal["quad", "triangle"]
+    target_polycount: int
+    should_remesh: bool
+    symmetry_mode: Literal["off", "auto", "on"]
+    enable_pbr: bool
+    is_a_t_pose: bool
+    pose_mode: Literal["a-pose", "t-pose", ""]
+    enable_prompt_expansion: bool
+    texture_prompt: str | None
+    texture_image_url: str | None
+    enable_rigging: bool
+    rigging_height_meters: float
+    enable_animation: bool
+    animation_action_id: int
+    enable_safety_checker: bool
+
+
 ENDPOINT_ID = "fal-ai/meshy/v6-preview/text-to-3d"
 INPUT_MODEL = MeshyV6PreviewTextTo3dInput
 OUTPUT_MODEL = MeshyV6PreviewTextTo3dOutput
@@ -350,6 +374,7 @@ __all__ = [
     "File",
     "MeshyV6PreviewTextTo3dInput",
     "MeshyV6PreviewTextTo3dOutput",
+    "MeshyV6PreviewTextTo3dParams",
     "ModelUrls",
     "TextureFiles",
 ]

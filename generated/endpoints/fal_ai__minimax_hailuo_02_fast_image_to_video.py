@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/minimax/hailuo-02-fast/image-to-video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -73,6 +74,15 @@ class MinimaxHailuo02FastImageToVideoOutput(ResponseModel):
     ]
 
 
+class MinimaxHailuo02FastImageToVideoParams(TypedDict, total=False):
+    """The fields of `MinimaxHailuo02FastImageToVideoInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    image_url: str
+    duration: Literal["6", "10"]
+    prompt_optimizer: bool
+
+
 ENDPOINT_ID = "fal-ai/minimax/hailuo-02-fast/image-to-video"
 INPUT_MODEL = MinimaxHailuo02FastImageToVideoInput
 OUTPUT_MODEL = MinimaxHailuo02FastImageToVideoOutput
@@ -81,4 +91,5 @@ __all__ = [
     "File",
     "MinimaxHailuo02FastImageToVideoInput",
     "MinimaxHailuo02FastImageToVideoOutput",
+    "MinimaxHailuo02FastImageToVideoParams",
 ]

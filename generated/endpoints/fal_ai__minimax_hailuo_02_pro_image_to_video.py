@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/minimax/hailuo-02/pro/image-to-video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -75,6 +76,15 @@ class MinimaxHailuo02ProImageToVideoOutput(ResponseModel):
     ]
 
 
+class MinimaxHailuo02ProImageToVideoParams(TypedDict, total=False):
+    """The fields of `MinimaxHailuo02ProImageToVideoInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    image_url: str
+    prompt_optimizer: bool
+    end_image_url: str | None
+
+
 ENDPOINT_ID = "fal-ai/minimax/hailuo-02/pro/image-to-video"
 INPUT_MODEL = MinimaxHailuo02ProImageToVideoInput
 OUTPUT_MODEL = MinimaxHailuo02ProImageToVideoOutput
@@ -83,4 +93,5 @@ __all__ = [
     "File",
     "MinimaxHailuo02ProImageToVideoInput",
     "MinimaxHailuo02ProImageToVideoOutput",
+    "MinimaxHailuo02ProImageToVideoParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/minimax/hailuo-02/pro/text-to-video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -62,6 +63,13 @@ class MinimaxHailuo02ProTextToVideoOutput(ResponseModel):
     ]
 
 
+class MinimaxHailuo02ProTextToVideoParams(TypedDict, total=False):
+    """The fields of `MinimaxHailuo02ProTextToVideoInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    prompt_optimizer: bool
+
+
 ENDPOINT_ID = "fal-ai/minimax/hailuo-02/pro/text-to-video"
 INPUT_MODEL = MinimaxHailuo02ProTextToVideoInput
 OUTPUT_MODEL = MinimaxHailuo02ProTextToVideoOutput
@@ -70,4 +78,5 @@ __all__ = [
     "File",
     "MinimaxHailuo02ProTextToVideoInput",
     "MinimaxHailuo02ProTextToVideoOutput",
+    "MinimaxHailuo02ProTextToVideoParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/minimax/hailuo-02/standard/image-to-video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -86,6 +87,17 @@ class MinimaxHailuo02StandardImageToVideoOutput(ResponseModel):
     ]
 
 
+class MinimaxHailuo02StandardImageToVideoParams(TypedDict, total=False):
+    """The fields of `MinimaxHailuo02StandardImageToVideoInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    image_url: str
+    duration: Literal["6", "10"]
+    prompt_optimizer: bool
+    resolution: Literal["512P", "768P"]
+    end_image_url: str | None
+
+
 ENDPOINT_ID = "fal-ai/minimax/hailuo-02/standard/image-to-video"
 INPUT_MODEL = MinimaxHailuo02StandardImageToVideoInput
 OUTPUT_MODEL = MinimaxHailuo02StandardImageToVideoOutput
@@ -94,4 +106,5 @@ __all__ = [
     "File",
     "MinimaxHailuo02StandardImageToVideoInput",
     "MinimaxHailuo02StandardImageToVideoOutput",
+    "MinimaxHailuo02StandardImageToVideoParams",
 ]

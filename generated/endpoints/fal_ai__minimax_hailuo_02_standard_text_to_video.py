@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/minimax/hailuo-02/standard/text-to-video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -69,6 +70,14 @@ class MinimaxHailuo02StandardTextToVideoOutput(ResponseModel):
     ]
 
 
+class MinimaxHailuo02StandardTextToVideoParams(TypedDict, total=False):
+    """The fields of `MinimaxHailuo02StandardTextToVideoInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    duration: Literal["6", "10"]
+    prompt_optimizer: bool
+
+
 ENDPOINT_ID = "fal-ai/minimax/hailuo-02/standard/text-to-video"
 INPUT_MODEL = MinimaxHailuo02StandardTextToVideoInput
 OUTPUT_MODEL = MinimaxHailuo02StandardTextToVideoOutput
@@ -77,4 +86,5 @@ __all__ = [
     "File",
     "MinimaxHailuo02StandardTextToVideoInput",
     "MinimaxHailuo02StandardTextToVideoOutput",
+    "MinimaxHailuo02StandardTextToVideoParams",
 ]

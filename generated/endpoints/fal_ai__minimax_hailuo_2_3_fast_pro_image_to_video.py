@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/minimax/hailuo-2.3-fast/pro/image-to-video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -75,6 +76,14 @@ class MinimaxHailuo23FastProImageToVideoOutput(ResponseModel):
     ]
 
 
+class MinimaxHailuo23FastProImageToVideoParams(TypedDict, total=False):
+    """The fields of `MinimaxHailuo23FastProImageToVideoInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    prompt_optimizer: bool
+    image_url: str
+
+
 ENDPOINT_ID = "fal-ai/minimax/hailuo-2.3-fast/pro/image-to-video"
 INPUT_MODEL = MinimaxHailuo23FastProImageToVideoInput
 OUTPUT_MODEL = MinimaxHailuo23FastProImageToVideoOutput
@@ -83,4 +92,5 @@ __all__ = [
     "File",
     "MinimaxHailuo23FastProImageToVideoInput",
     "MinimaxHailuo23FastProImageToVideoOutput",
+    "MinimaxHailuo23FastProImageToVideoParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/minimax/hailuo-2.3-fast/standard/image-to-video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -79,6 +80,15 @@ class MinimaxHailuo23FastStandardImageToVideoOutput(ResponseModel):
     ]
 
 
+class MinimaxHailuo23FastStandardImageToVideoParams(TypedDict, total=False):
+    """The fields of `MinimaxHailuo23FastStandardImageToVideoInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    prompt_optimizer: bool
+    image_url: str
+    duration: Literal["6", "10"]
+
+
 ENDPOINT_ID = "fal-ai/minimax/hailuo-2.3-fast/standard/image-to-video"
 INPUT_MODEL = MinimaxHailuo23FastStandardImageToVideoInput
 OUTPUT_MODEL = MinimaxHailuo23FastStandardImageToVideoOutput
@@ -87,4 +97,5 @@ __all__ = [
     "File",
     "MinimaxHailuo23FastStandardImageToVideoInput",
     "MinimaxHailuo23FastStandardImageToVideoOutput",
+    "MinimaxHailuo23FastStandardImageToVideoParams",
 ]

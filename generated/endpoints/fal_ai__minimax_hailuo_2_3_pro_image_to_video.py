@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/minimax/hailuo-2.3/pro/image-to-video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -75,6 +76,14 @@ class MinimaxHailuo23ProImageToVideoOutput(ResponseModel):
     ]
 
 
+class MinimaxHailuo23ProImageToVideoParams(TypedDict, total=False):
+    """The fields of `MinimaxHailuo23ProImageToVideoInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    prompt_optimizer: bool
+    image_url: str
+
+
 ENDPOINT_ID = "fal-ai/minimax/hailuo-2.3/pro/image-to-video"
 INPUT_MODEL = MinimaxHailuo23ProImageToVideoInput
 OUTPUT_MODEL = MinimaxHailuo23ProImageToVideoOutput
@@ -83,4 +92,5 @@ __all__ = [
     "File",
     "MinimaxHailuo23ProImageToVideoInput",
     "MinimaxHailuo23ProImageToVideoOutput",
+    "MinimaxHailuo23ProImageToVideoParams",
 ]

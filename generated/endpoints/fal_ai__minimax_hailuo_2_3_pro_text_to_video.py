@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/minimax/hailuo-2.3/pro/text-to-video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -65,6 +66,13 @@ class MinimaxHailuo23ProTextToVideoOutput(ResponseModel):
     ]
 
 
+class MinimaxHailuo23ProTextToVideoParams(TypedDict, total=False):
+    """The fields of `MinimaxHailuo23ProTextToVideoInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    prompt_optimizer: bool
+
+
 ENDPOINT_ID = "fal-ai/minimax/hailuo-2.3/pro/text-to-video"
 INPUT_MODEL = MinimaxHailuo23ProTextToVideoInput
 OUTPUT_MODEL = MinimaxHailuo23ProTextToVideoOutput
@@ -73,4 +81,5 @@ __all__ = [
     "File",
     "MinimaxHailuo23ProTextToVideoInput",
     "MinimaxHailuo23ProTextToVideoOutput",
+    "MinimaxHailuo23ProTextToVideoParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/minimax/hailuo-2.3/standard/image-to-video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -79,6 +80,15 @@ class MinimaxHailuo23StandardImageToVideoOutput(ResponseModel):
     ]
 
 
+class MinimaxHailuo23StandardImageToVideoParams(TypedDict, total=False):
+    """The fields of `MinimaxHailuo23StandardImageToVideoInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    prompt_optimizer: bool
+    duration: Literal["6", "10"]
+    image_url: str
+
+
 ENDPOINT_ID = "fal-ai/minimax/hailuo-2.3/standard/image-to-video"
 INPUT_MODEL = MinimaxHailuo23StandardImageToVideoInput
 OUTPUT_MODEL = MinimaxHailuo23StandardImageToVideoOutput
@@ -87,4 +97,5 @@ __all__ = [
     "File",
     "MinimaxHailuo23StandardImageToVideoInput",
     "MinimaxHailuo23StandardImageToVideoOutput",
+    "MinimaxHailuo23StandardImageToVideoParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/minimax/hailuo-2.3/standard/text-to-video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -68,6 +69,14 @@ class MinimaxHailuo23StandardTextToVideoOutput(ResponseModel):
     ]
 
 
+class MinimaxHailuo23StandardTextToVideoParams(TypedDict, total=False):
+    """The fields of `MinimaxHailuo23StandardTextToVideoInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    prompt_optimizer: bool
+    duration: Literal["6", "10"]
+
+
 ENDPOINT_ID = "fal-ai/minimax/hailuo-2.3/standard/text-to-video"
 INPUT_MODEL = MinimaxHailuo23StandardTextToVideoInput
 OUTPUT_MODEL = MinimaxHailuo23StandardTextToVideoOutput
@@ -76,4 +85,5 @@ __all__ = [
     "File",
     "MinimaxHailuo23StandardTextToVideoInput",
     "MinimaxHailuo23StandardTextToVideoOutput",
+    "MinimaxHailuo23StandardTextToVideoParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/minimax/image-01
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -80,6 +81,15 @@ class MinimaxImage01Output(ResponseModel):
     ]
 
 
+class MinimaxImage01Params(TypedDict, total=False):
+    """The fields of `MinimaxImage01Input` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    aspect_ratio: Literal["1:1", "16:9", "4:3", "3:2", "2:3", "3:4", "9:16", "21:9"]
+    num_images: int
+    prompt_optimizer: bool
+
+
 ENDPOINT_ID = "fal-ai/minimax/image-01"
 INPUT_MODEL = MinimaxImage01Input
 OUTPUT_MODEL = MinimaxImage01Output
@@ -88,4 +98,5 @@ __all__ = [
     "File",
     "MinimaxImage01Input",
     "MinimaxImage01Output",
+    "MinimaxImage01Params",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/minimax/image-01/subject-reference
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -88,6 +89,16 @@ class MinimaxImage01SubjectReferenceOutput(ResponseModel):
     ]
 
 
+class MinimaxImage01SubjectReferenceParams(TypedDict, total=False):
+    """The fields of `MinimaxImage01SubjectReferenceInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    image_url: str
+    aspect_ratio: Literal["1:1", "16:9", "4:3", "3:2", "2:3", "3:4", "9:16", "21:9"]
+    num_images: int
+    prompt_optimizer: bool
+
+
 ENDPOINT_ID = "fal-ai/minimax/image-01/subject-reference"
 INPUT_MODEL = MinimaxImage01SubjectReferenceInput
 OUTPUT_MODEL = MinimaxImage01SubjectReferenceOutput
@@ -96,4 +107,5 @@ __all__ = [
     "File",
     "MinimaxImage01SubjectReferenceInput",
     "MinimaxImage01SubjectReferenceOutput",
+    "MinimaxImage01SubjectReferenceParams",
 ]

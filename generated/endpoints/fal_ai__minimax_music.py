@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/minimax-music
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -65,6 +66,13 @@ class MinimaxMusicOutput(ResponseModel):
     ]
 
 
+class MinimaxMusicParams(TypedDict, total=False):
+    """The fields of `MinimaxMusicInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    reference_audio_url: str
+
+
 ENDPOINT_ID = "fal-ai/minimax-music"
 INPUT_MODEL = MinimaxMusicInput
 OUTPUT_MODEL = MinimaxMusicOutput
@@ -73,4 +81,5 @@ __all__ = [
     "File",
     "MinimaxMusicInput",
     "MinimaxMusicOutput",
+    "MinimaxMusicParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/minimax-music/v1.5
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -84,6 +85,14 @@ class MinimaxMusicV15Output(ResponseModel):
     ]
 
 
+class MinimaxMusicV15Params(TypedDict, total=False):
+    """The fields of `MinimaxMusicV15Input` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    audio_setting: AudioSetting | None
+    lyrics_prompt: str
+
+
 ENDPOINT_ID = "fal-ai/minimax-music/v1.5"
 INPUT_MODEL = MinimaxMusicV15Input
 OUTPUT_MODEL = MinimaxMusicV15Output
@@ -93,4 +102,5 @@ __all__ = [
     "File",
     "MinimaxMusicV15Input",
     "MinimaxMusicV15Output",
+    "MinimaxMusicV15Params",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/minimax-music/v2
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -86,6 +87,14 @@ class MinimaxMusicV2Output(ResponseModel):
     ]
 
 
+class MinimaxMusicV2Params(TypedDict, total=False):
+    """The fields of `MinimaxMusicV2Input` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    lyrics_prompt: str
+    audio_setting: AudioSetting | None
+
+
 ENDPOINT_ID = "fal-ai/minimax-music/v2"
 INPUT_MODEL = MinimaxMusicV2Input
 OUTPUT_MODEL = MinimaxMusicV2Output
@@ -95,4 +104,5 @@ __all__ = [
     "File",
     "MinimaxMusicV2Input",
     "MinimaxMusicV2Output",
+    "MinimaxMusicV2Params",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/minimax-music/v2.5
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -101,6 +102,16 @@ class MinimaxMusicV25Output(ResponseModel):
     ]
 
 
+class MinimaxMusicV25Params(TypedDict, total=False):
+    """The fields of `MinimaxMusicV25Input` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    lyrics: str
+    is_instrumental: bool
+    lyrics_optimizer: bool
+    audio_setting: AudioSetting25 | None
+
+
 ENDPOINT_ID = "fal-ai/minimax-music/v2.5"
 INPUT_MODEL = MinimaxMusicV25Input
 OUTPUT_MODEL = MinimaxMusicV25Output
@@ -110,4 +121,5 @@ __all__ = [
     "File",
     "MinimaxMusicV25Input",
     "MinimaxMusicV25Output",
+    "MinimaxMusicV25Params",
 ]

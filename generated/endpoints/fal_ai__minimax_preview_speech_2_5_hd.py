@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/minimax/preview/speech-2.5-hd
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import structured_default, RequestModel, ResponseModel
@@ -202,6 +203,62 @@ class VoiceSetting(RequestModel):
     ] = False
 
 
+class MinimaxPreviewSpeech25HdParams(TypedDict, total=False):
+    """The fields of `MinimaxPreviewSpeech25HdInput` as keyword arguments of the typed client methods."""
+
+    text: str
+    voice_setting: VoiceSetting
+    audio_setting: AudioSetting | None
+    language_boost: (
+        Literal[
+            "Persian",
+            "Filipino",
+            "Tamil",
+            "Chinese",
+            "Chinese,Yue",
+            "English",
+            "Arabic",
+            "Russian",
+            "Spanish",
+            "French",
+            "Portuguese",
+            "German",
+            "Turkish",
+            "Dutch",
+            "Ukrainian",
+            "Vietnamese",
+            "Indonesian",
+            "Japanese",
+            "Italian",
+            "Korean",
+            "Thai",
+            "Polish",
+            "Romanian",
+            "Greek",
+            "Czech",
+            "Finnish",
+            "Hindi",
+            "Bulgarian",
+            "Danish",
+            "Hebrew",
+            "Malay",
+            "Slovak",
+            "Swedish",
+            "Croatian",
+            "Hungarian",
+            "Norwegian",
+            "Slovenian",
+            "Catalan",
+            "Nynorsk",
+            "Afrikaans",
+            "auto",
+        ]
+        | None
+    )
+    output_format: Literal["url", "hex"]
+    pronunciation_dict: PronunciationDict | None
+
+
 ENDPOINT_ID = "fal-ai/minimax/preview/speech-2.5-hd"
 INPUT_MODEL = MinimaxPreviewSpeech25HdInput
 OUTPUT_MODEL = MinimaxPreviewSpeech25HdOutput
@@ -211,6 +268,7 @@ __all__ = [
     "File",
     "MinimaxPreviewSpeech25HdInput",
     "MinimaxPreviewSpeech25HdOutput",
+    "MinimaxPreviewSpeech25HdParams",
     "PronunciationDict",
     "VoiceSetting",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/minimax/speech-02-hd
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import structured_default, RequestModel, ResponseModel
@@ -199,6 +200,59 @@ class VoiceSetting(RequestModel):
     ] = False
 
 
+class MinimaxSpeech02HdParams(TypedDict, total=False):
+    """The fields of `MinimaxSpeech02HdInput` as keyword arguments of the typed client methods."""
+
+    text: str
+    voice_setting: VoiceSetting
+    audio_setting: AudioSetting | None
+    language_boost: (
+        Literal[
+            "Chinese",
+            "Chinese,Yue",
+            "English",
+            "Arabic",
+            "Russian",
+            "Spanish",
+            "French",
+            "Portuguese",
+            "German",
+            "Turkish",
+            "Dutch",
+            "Ukrainian",
+            "Vietnamese",
+            "Indonesian",
+            "Japanese",
+            "Italian",
+            "Korean",
+            "Thai",
+            "Polish",
+            "Romanian",
+            "Greek",
+            "Czech",
+            "Finnish",
+            "Hindi",
+            "Bulgarian",
+            "Danish",
+            "Hebrew",
+            "Malay",
+            "Slovak",
+            "Swedish",
+            "Croatian",
+            "Hungarian",
+            "Norwegian",
+            "Slovenian",
+            "Catalan",
+            "Nynorsk",
+            "Afrikaans",
+            "auto",
+        ]
+        | None
+    )
+    output_format: Literal["url", "hex"]
+    pronunciation_dict: PronunciationDict | None
+
+
 ENDPOINT_ID = "fal-ai/minimax/speech-02-hd"
 INPUT_MODEL = MinimaxSpeech02HdInput
 OUTPUT_MODEL = MinimaxSpeech02HdOutput
@@ -208,6 +262,7 @@ __all__ = [
     "File",
     "MinimaxSpeech02HdInput",
     "MinimaxSpeech02HdOutput",
+    "MinimaxSpeech02HdParams",
     "PronunciationDict",
     "VoiceSetting",
 ]

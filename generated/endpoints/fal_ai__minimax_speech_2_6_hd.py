@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/minimax/speech-2.6-hd
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import structured_default, RequestModel, ResponseModel
@@ -242,6 +243,60 @@ class VoiceSetting(RequestModel):
     ] = False
 
 
+class MinimaxSpeech26HdParams(TypedDict, total=False):
+    """The fields of `MinimaxSpeech26HdInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    voice_setting: VoiceSetting
+    audio_setting: AudioSetting | None
+    language_boost: (
+        Literal[
+            "Chinese",
+            "Chinese,Yue",
+            "English",
+            "Arabic",
+            "Russian",
+            "Spanish",
+            "French",
+            "Portuguese",
+            "German",
+            "Turkish",
+            "Dutch",
+            "Ukrainian",
+            "Vietnamese",
+            "Indonesian",
+            "Japanese",
+            "Italian",
+            "Korean",
+            "Thai",
+            "Polish",
+            "Romanian",
+            "Greek",
+            "Czech",
+            "Finnish",
+            "Hindi",
+            "Bulgarian",
+            "Danish",
+            "Hebrew",
+            "Malay",
+            "Slovak",
+            "Swedish",
+            "Croatian",
+            "Hungarian",
+            "Norwegian",
+            "Slovenian",
+            "Catalan",
+            "Nynorsk",
+            "Afrikaans",
+            "auto",
+        ]
+        | None
+    )
+    output_format: Literal["url", "hex"]
+    pronunciation_dict: PronunciationDict | None
+    normalization_setting: LoudnessNormalizationSetting | None
+
+
 ENDPOINT_ID = "fal-ai/minimax/speech-2.6-hd"
 INPUT_MODEL = MinimaxSpeech26HdInput
 OUTPUT_MODEL = MinimaxSpeech26HdOutput
@@ -252,6 +307,7 @@ __all__ = [
     "LoudnessNormalizationSetting",
     "MinimaxSpeech26HdInput",
     "MinimaxSpeech26HdOutput",
+    "MinimaxSpeech26HdParams",
     "PronunciationDict",
     "VoiceSetting",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/minimax/speech-2.8-hd
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import structured_default, RequestModel, ResponseModel
@@ -274,6 +275,61 @@ class VoiceSetting(RequestModel):
     ] = False
 
 
+class MinimaxSpeech28HdParams(TypedDict, total=False):
+    """The fields of `MinimaxSpeech28HdInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    voice_setting: VoiceSetting
+    audio_setting: AudioSetting | None
+    language_boost: (
+        Literal[
+            "Chinese",
+            "Chinese,Yue",
+            "English",
+            "Arabic",
+            "Russian",
+            "Spanish",
+            "French",
+            "Portuguese",
+            "German",
+            "Turkish",
+            "Dutch",
+            "Ukrainian",
+            "Vietnamese",
+            "Indonesian",
+            "Japanese",
+            "Italian",
+            "Korean",
+            "Thai",
+            "Polish",
+            "Romanian",
+            "Greek",
+            "Czech",
+            "Finnish",
+            "Hindi",
+            "Bulgarian",
+            "Danish",
+            "Hebrew",
+            "Malay",
+            "Slovak",
+            "Swedish",
+            "Croatian",
+            "Hungarian",
+            "Norwegian",
+            "Slovenian",
+            "Catalan",
+            "Nynorsk",
+            "Afrikaans",
+            "auto",
+        ]
+        | None
+    )
+    output_format: Literal["url", "hex"]
+    pronunciation_dict: PronunciationDict | None
+    normalization_setting: LoudnessNormalizationSetting | None
+    voice_modify: VoiceModify | None
+
+
 ENDPOINT_ID = "fal-ai/minimax/speech-2.8-hd"
 INPUT_MODEL = MinimaxSpeech28HdInput
 OUTPUT_MODEL = MinimaxSpeech28HdOutput
@@ -284,6 +340,7 @@ __all__ = [
     "LoudnessNormalizationSetting",
     "MinimaxSpeech28HdInput",
     "MinimaxSpeech28HdOutput",
+    "MinimaxSpeech28HdParams",
     "PronunciationDict",
     "VoiceModify",
     "VoiceSetting",

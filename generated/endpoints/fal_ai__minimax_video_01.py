@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/minimax/video-01
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -59,6 +60,13 @@ class MinimaxVideo01Output(ResponseModel):
     ]
 
 
+class MinimaxVideo01Params(TypedDict, total=False):
+    """The fields of `MinimaxVideo01Input` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    prompt_optimizer: bool
+
+
 ENDPOINT_ID = "fal-ai/minimax/video-01"
 INPUT_MODEL = MinimaxVideo01Input
 OUTPUT_MODEL = MinimaxVideo01Output
@@ -67,4 +75,5 @@ __all__ = [
     "File",
     "MinimaxVideo01Input",
     "MinimaxVideo01Output",
+    "MinimaxVideo01Params",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/minimax/video-01-director/image-to-video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -72,6 +73,14 @@ class MinimaxVideo01DirectorImageToVideoOutput(ResponseModel):
     ]
 
 
+class MinimaxVideo01DirectorImageToVideoParams(TypedDict, total=False):
+    """The fields of `MinimaxVideo01DirectorImageToVideoInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    image_url: str
+    prompt_optimizer: bool
+
+
 ENDPOINT_ID = "fal-ai/minimax/video-01-director/image-to-video"
 INPUT_MODEL = MinimaxVideo01DirectorImageToVideoInput
 OUTPUT_MODEL = MinimaxVideo01DirectorImageToVideoOutput
@@ -80,4 +89,5 @@ __all__ = [
     "File",
     "MinimaxVideo01DirectorImageToVideoInput",
     "MinimaxVideo01DirectorImageToVideoOutput",
+    "MinimaxVideo01DirectorImageToVideoParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/minimax/video-01/image-to-video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -67,6 +68,14 @@ class MinimaxVideo01ImageToVideoOutput(ResponseModel):
     ]
 
 
+class MinimaxVideo01ImageToVideoParams(TypedDict, total=False):
+    """The fields of `MinimaxVideo01ImageToVideoInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    image_url: str
+    prompt_optimizer: bool
+
+
 ENDPOINT_ID = "fal-ai/minimax/video-01/image-to-video"
 INPUT_MODEL = MinimaxVideo01ImageToVideoInput
 OUTPUT_MODEL = MinimaxVideo01ImageToVideoOutput
@@ -75,4 +84,5 @@ __all__ = [
     "File",
     "MinimaxVideo01ImageToVideoInput",
     "MinimaxVideo01ImageToVideoOutput",
+    "MinimaxVideo01ImageToVideoParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/minimax/video-01-live
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -59,6 +60,13 @@ class MinimaxVideo01LiveOutput(ResponseModel):
     ]
 
 
+class MinimaxVideo01LiveParams(TypedDict, total=False):
+    """The fields of `MinimaxVideo01LiveInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    prompt_optimizer: bool
+
+
 ENDPOINT_ID = "fal-ai/minimax/video-01-live"
 INPUT_MODEL = MinimaxVideo01LiveInput
 OUTPUT_MODEL = MinimaxVideo01LiveOutput
@@ -67,4 +75,5 @@ __all__ = [
     "File",
     "MinimaxVideo01LiveInput",
     "MinimaxVideo01LiveOutput",
+    "MinimaxVideo01LiveParams",
 ]

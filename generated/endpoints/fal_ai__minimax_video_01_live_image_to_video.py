@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/minimax/video-01-live/image-to-video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -67,6 +68,14 @@ class MinimaxVideo01LiveImageToVideoOutput(ResponseModel):
     ]
 
 
+class MinimaxVideo01LiveImageToVideoParams(TypedDict, total=False):
+    """The fields of `MinimaxVideo01LiveImageToVideoInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    image_url: str
+    prompt_optimizer: bool
+
+
 ENDPOINT_ID = "fal-ai/minimax/video-01-live/image-to-video"
 INPUT_MODEL = MinimaxVideo01LiveImageToVideoInput
 OUTPUT_MODEL = MinimaxVideo01LiveImageToVideoOutput
@@ -75,4 +84,5 @@ __all__ = [
     "File",
     "MinimaxVideo01LiveImageToVideoInput",
     "MinimaxVideo01LiveImageToVideoOutput",
+    "MinimaxVideo01LiveImageToVideoParams",
 ]

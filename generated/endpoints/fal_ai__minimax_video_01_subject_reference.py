@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/minimax/video-01-subject-reference
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -67,6 +68,14 @@ class MinimaxVideo01SubjectReferenceOutput(ResponseModel):
     ]
 
 
+class MinimaxVideo01SubjectReferenceParams(TypedDict, total=False):
+    """The fields of `MinimaxVideo01SubjectReferenceInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    subject_reference_image_url: str
+    prompt_optimizer: bool
+
+
 ENDPOINT_ID = "fal-ai/minimax/video-01-subject-reference"
 INPUT_MODEL = MinimaxVideo01SubjectReferenceInput
 OUTPUT_MODEL = MinimaxVideo01SubjectReferenceOutput
@@ -75,4 +84,5 @@ __all__ = [
     "File",
     "MinimaxVideo01SubjectReferenceInput",
     "MinimaxVideo01SubjectReferenceOutput",
+    "MinimaxVideo01SubjectReferenceParams",
 ]

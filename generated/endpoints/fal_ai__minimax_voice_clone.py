@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/minimax/voice-clone
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -92,6 +93,17 @@ class MinimaxVoiceCloneOutput(ResponseModel):
     ] = None
 
 
+class MinimaxVoiceCloneParams(TypedDict, total=False):
+    """The fields of `MinimaxVoiceCloneInput` as keyword arguments of the typed client methods."""
+
+    audio_url: str
+    noise_reduction: bool
+    need_volume_normalization: bool
+    accuracy: float | None
+    text: str | None
+    model: Literal["speech-02-hd", "speech-02-turbo", "speech-01-hd", "speech-01-turbo"]
+
+
 ENDPOINT_ID = "fal-ai/minimax/voice-clone"
 INPUT_MODEL = MinimaxVoiceCloneInput
 OUTPUT_MODEL = MinimaxVoiceCloneOutput
@@ -100,4 +112,5 @@ __all__ = [
     "File",
     "MinimaxVoiceCloneInput",
     "MinimaxVoiceCloneOutput",
+    "MinimaxVoiceCloneParams",
 ]

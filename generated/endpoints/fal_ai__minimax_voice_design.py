@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/minimax/voice-design
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -72,6 +73,13 @@ class MinimaxVoiceDesignOutput(ResponseModel):
     ]
 
 
+class MinimaxVoiceDesignParams(TypedDict, total=False):
+    """The fields of `MinimaxVoiceDesignInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    preview_text: str
+
+
 ENDPOINT_ID = "fal-ai/minimax/voice-design"
 INPUT_MODEL = MinimaxVoiceDesignInput
 OUTPUT_MODEL = MinimaxVoiceDesignOutput
@@ -80,4 +88,5 @@ __all__ = [
     "File",
     "MinimaxVoiceDesignInput",
     "MinimaxVoiceDesignOutput",
+    "MinimaxVoiceDesignParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/mmaudio-v2
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -107,6 +108,19 @@ class MmaudioV2Output(ResponseModel):
     ]
 
 
+class MmaudioV2Params(TypedDict, total=False):
+    """The fields of `MmaudioV2Input` as keyword arguments of the typed client methods."""
+
+    video_url: str
+    prompt: str
+    negative_prompt: str
+    seed: int | None
+    num_steps: int
+    duration: float
+    cfg_strength: float
+    mask_away_clip: bool
+
+
 ENDPOINT_ID = "fal-ai/mmaudio-v2"
 INPUT_MODEL = MmaudioV2Input
 OUTPUT_MODEL = MmaudioV2Output
@@ -115,4 +129,5 @@ __all__ = [
     "File",
     "MmaudioV2Input",
     "MmaudioV2Output",
+    "MmaudioV2Params",
 ]

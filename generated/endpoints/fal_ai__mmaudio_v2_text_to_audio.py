@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/mmaudio-v2/text-to-audio
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -97,6 +98,18 @@ class MmaudioV2TextToAudioOutput(ResponseModel):
     ]
 
 
+class MmaudioV2TextToAudioParams(TypedDict, total=False):
+    """The fields of `MmaudioV2TextToAudioInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    negative_prompt: str
+    seed: int | None
+    num_steps: int
+    duration: float
+    cfg_strength: float
+    mask_away_clip: bool
+
+
 ENDPOINT_ID = "fal-ai/mmaudio-v2/text-to-audio"
 INPUT_MODEL = MmaudioV2TextToAudioInput
 OUTPUT_MODEL = MmaudioV2TextToAudioOutput
@@ -105,4 +118,5 @@ __all__ = [
     "File",
     "MmaudioV2TextToAudioInput",
     "MmaudioV2TextToAudioOutput",
+    "MmaudioV2TextToAudioParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/mochi-v1
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -72,6 +73,15 @@ class MochiV1Output(ResponseModel):
     ]
 
 
+class MochiV1Params(TypedDict, total=False):
+    """The fields of `MochiV1Input` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    negative_prompt: str
+    seed: int | None
+    enable_prompt_expansion: bool
+
+
 ENDPOINT_ID = "fal-ai/mochi-v1"
 INPUT_MODEL = MochiV1Input
 OUTPUT_MODEL = MochiV1Output
@@ -80,4 +90,5 @@ __all__ = [
     "File",
     "MochiV1Input",
     "MochiV1Output",
+    "MochiV1Params",
 ]

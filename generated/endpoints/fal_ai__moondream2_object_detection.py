@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/moondream2/object-detection
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Any
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -59,6 +60,13 @@ class Moondream2ObjectDetectionOutput(ResponseModel):
     image: Annotated[Image, Field(description="Image with detected objects")]
 
 
+class Moondream2ObjectDetectionParams(TypedDict, total=False):
+    """The fields of `Moondream2ObjectDetectionInput` as keyword arguments of the typed client methods."""
+
+    image_url: str
+    object: str
+
+
 ENDPOINT_ID = "fal-ai/moondream2/object-detection"
 INPUT_MODEL = Moondream2ObjectDetectionInput
 OUTPUT_MODEL = Moondream2ObjectDetectionOutput
@@ -67,4 +75,5 @@ __all__ = [
     "Image",
     "Moondream2ObjectDetectionInput",
     "Moondream2ObjectDetectionOutput",
+    "Moondream2ObjectDetectionParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/moondream2/point-object-detection
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Any
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -59,6 +60,13 @@ class Moondream2PointObjectDetectionOutput(ResponseModel):
     image: Annotated[Image, Field(description="Image with detected objects")]
 
 
+class Moondream2PointObjectDetectionParams(TypedDict, total=False):
+    """The fields of `Moondream2PointObjectDetectionInput` as keyword arguments of the typed client methods."""
+
+    image_url: str
+    object: str
+
+
 ENDPOINT_ID = "fal-ai/moondream2/point-object-detection"
 INPUT_MODEL = Moondream2PointObjectDetectionInput
 OUTPUT_MODEL = Moondream2PointObjectDetectionOutput
@@ -67,4 +75,5 @@ __all__ = [
     "Image",
     "Moondream2PointObjectDetectionInput",
     "Moondream2PointObjectDetectionOutput",
+    "Moondream2PointObjectDetectionParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/moondream2/visual-query
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -24,6 +25,13 @@ class Moondream2VisualQueryOutput(ResponseModel):
     output: Annotated[str, Field(description="Output for the given query", title="Output")]
 
 
+class Moondream2VisualQueryParams(TypedDict, total=False):
+    """The fields of `Moondream2VisualQueryInput` as keyword arguments of the typed client methods."""
+
+    image_url: str
+    prompt: str
+
+
 ENDPOINT_ID = "fal-ai/moondream2/visual-query"
 INPUT_MODEL = Moondream2VisualQueryInput
 OUTPUT_MODEL = Moondream2VisualQueryOutput
@@ -31,4 +39,5 @@ OUTPUT_MODEL = Moondream2VisualQueryOutput
 __all__ = [
     "Moondream2VisualQueryInput",
     "Moondream2VisualQueryOutput",
+    "Moondream2VisualQueryParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/moondream3-preview/caption
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -97,6 +98,15 @@ class UsageInfo(ResponseModel):
     ]
 
 
+class Moondream3PreviewCaptionParams(TypedDict, total=False):
+    """The fields of `Moondream3PreviewCaptionInput` as keyword arguments of the typed client methods."""
+
+    image_url: str
+    length: Literal["short", "normal", "long"]
+    temperature: float | None
+    top_p: float | None
+
+
 ENDPOINT_ID = "fal-ai/moondream3-preview/caption"
 INPUT_MODEL = Moondream3PreviewCaptionInput
 OUTPUT_MODEL = Moondream3PreviewCaptionOutput
@@ -104,5 +114,6 @@ OUTPUT_MODEL = Moondream3PreviewCaptionOutput
 __all__ = [
     "Moondream3PreviewCaptionInput",
     "Moondream3PreviewCaptionOutput",
+    "Moondream3PreviewCaptionParams",
     "UsageInfo",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/moondream3-preview/detect
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -169,6 +170,14 @@ class UsageInfo(ResponseModel):
     ]
 
 
+class Moondream3PreviewDetectParams(TypedDict, total=False):
+    """The fields of `Moondream3PreviewDetectInput` as keyword arguments of the typed client methods."""
+
+    image_url: str
+    prompt: str
+    preview: bool
+
+
 ENDPOINT_ID = "fal-ai/moondream3-preview/detect"
 INPUT_MODEL = Moondream3PreviewDetectInput
 OUTPUT_MODEL = Moondream3PreviewDetectOutput
@@ -177,6 +186,7 @@ __all__ = [
     "ImageFile",
     "Moondream3PreviewDetectInput",
     "Moondream3PreviewDetectOutput",
+    "Moondream3PreviewDetectParams",
     "Object",
     "UsageInfo",
 ]

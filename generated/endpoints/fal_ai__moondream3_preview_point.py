@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/moondream3-preview/point
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -149,6 +150,14 @@ class UsageInfo(ResponseModel):
     ]
 
 
+class Moondream3PreviewPointParams(TypedDict, total=False):
+    """The fields of `Moondream3PreviewPointInput` as keyword arguments of the typed client methods."""
+
+    image_url: str
+    prompt: str
+    preview: bool
+
+
 ENDPOINT_ID = "fal-ai/moondream3-preview/point"
 INPUT_MODEL = Moondream3PreviewPointInput
 OUTPUT_MODEL = Moondream3PreviewPointOutput
@@ -157,6 +166,7 @@ __all__ = [
     "ImageFile",
     "Moondream3PreviewPointInput",
     "Moondream3PreviewPointOutput",
+    "Moondream3PreviewPointParams",
     "Point",
     "UsageInfo",
 ]

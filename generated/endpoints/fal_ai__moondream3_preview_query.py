@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/moondream3-preview/query
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -120,6 +121,16 @@ class UsageInfo(ResponseModel):
     ]
 
 
+class Moondream3PreviewQueryParams(TypedDict, total=False):
+    """The fields of `Moondream3PreviewQueryInput` as keyword arguments of the typed client methods."""
+
+    image_url: str
+    prompt: str
+    reasoning: bool
+    temperature: float | None
+    top_p: float | None
+
+
 ENDPOINT_ID = "fal-ai/moondream3-preview/query"
 INPUT_MODEL = Moondream3PreviewQueryInput
 OUTPUT_MODEL = Moondream3PreviewQueryOutput
@@ -127,5 +138,6 @@ OUTPUT_MODEL = Moondream3PreviewQueryOutput
 __all__ = [
     "Moondream3PreviewQueryInput",
     "Moondream3PreviewQueryOutput",
+    "Moondream3PreviewQueryParams",
     "UsageInfo",
 ]

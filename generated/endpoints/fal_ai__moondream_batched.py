@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/moondream/batched
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -87,6 +88,17 @@ class MoondreamInputParam(RequestModel):
     ] = "Describe this image."
 
 
+class MoondreamBatchedParams(TypedDict, total=False):
+    """The fields of `MoondreamBatchedInput` as keyword arguments of the typed client methods."""
+
+    model_id: Literal["vikhyatk/moondream2", "fal-ai/moondream2-docci"]
+    inputs: list[MoondreamInputParam]
+    max_tokens: int
+    temperature: float
+    top_p: float
+    repetition_penalty: float
+
+
 ENDPOINT_ID = "fal-ai/moondream/batched"
 INPUT_MODEL = MoondreamBatchedInput
 OUTPUT_MODEL = MoondreamBatchedOutput
@@ -94,5 +106,6 @@ OUTPUT_MODEL = MoondreamBatchedOutput
 __all__ = [
     "MoondreamBatchedInput",
     "MoondreamBatchedOutput",
+    "MoondreamBatchedParams",
     "MoondreamInputParam",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/moondream-next
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -38,6 +39,15 @@ class MoondreamNextOutput(ResponseModel):
     output: Annotated[str, Field(description="Response from the model", title="Output")]
 
 
+class MoondreamNextParams(TypedDict, total=False):
+    """The fields of `MoondreamNextInput` as keyword arguments of the typed client methods."""
+
+    image_url: str
+    task_type: Literal["caption", "query"]
+    prompt: str
+    max_tokens: int
+
+
 ENDPOINT_ID = "fal-ai/moondream-next"
 INPUT_MODEL = MoondreamNextInput
 OUTPUT_MODEL = MoondreamNextOutput
@@ -45,4 +55,5 @@ OUTPUT_MODEL = MoondreamNextOutput
 __all__ = [
     "MoondreamNextInput",
     "MoondreamNextOutput",
+    "MoondreamNextParams",
 ]

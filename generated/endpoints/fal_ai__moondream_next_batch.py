@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/moondream-next/batch
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -63,6 +64,14 @@ class MoondreamNextBatchOutput(ResponseModel):
     outputs: Annotated[list[str], Field(description="List of generated captions", title="Outputs")]
 
 
+class MoondreamNextBatchParams(TypedDict, total=False):
+    """The fields of `MoondreamNextBatchInput` as keyword arguments of the typed client methods."""
+
+    images_data_url: str
+    prompt: str
+    max_tokens: int
+
+
 ENDPOINT_ID = "fal-ai/moondream-next/batch"
 INPUT_MODEL = MoondreamNextBatchInput
 OUTPUT_MODEL = MoondreamNextBatchOutput
@@ -71,4 +80,5 @@ __all__ = [
     "File",
     "MoondreamNextBatchInput",
     "MoondreamNextBatchOutput",
+    "MoondreamNextBatchParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/musetalk
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -59,6 +60,13 @@ class MusetalkOutput(ResponseModel):
     video: Annotated[File, Field(description="The generated video file.")]
 
 
+class MusetalkParams(TypedDict, total=False):
+    """The fields of `MusetalkInput` as keyword arguments of the typed client methods."""
+
+    source_video_url: str
+    audio_url: str
+
+
 ENDPOINT_ID = "fal-ai/musetalk"
 INPUT_MODEL = MusetalkInput
 OUTPUT_MODEL = MusetalkOutput
@@ -67,4 +75,5 @@ __all__ = [
     "File",
     "MusetalkInput",
     "MusetalkOutput",
+    "MusetalkParams",
 ]

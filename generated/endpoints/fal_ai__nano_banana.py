@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/nano-banana
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -111,6 +112,19 @@ class NanoBananaOutput(ResponseModel):
     ]
 
 
+class NanoBananaParams(TypedDict, total=False):
+    """The fields of `NanoBananaInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    num_images: int
+    seed: int | None
+    aspect_ratio: Literal["21:9", "16:9", "3:2", "4:3", "5:4", "1:1", "4:5", "3:4", "2:3", "9:16"]
+    output_format: Literal["jpeg", "png", "webp"]
+    safety_tolerance: Literal["1", "2", "3", "4", "5", "6"]
+    sync_mode: bool
+    limit_generations: bool
+
+
 ENDPOINT_ID = "fal-ai/nano-banana"
 INPUT_MODEL = NanoBananaInput
 OUTPUT_MODEL = NanoBananaOutput
@@ -119,4 +133,5 @@ __all__ = [
     "ImageFile",
     "NanoBananaInput",
     "NanoBananaOutput",
+    "NanoBananaParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/nano-banana-2
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -157,6 +158,42 @@ class NanoBanana2Output(ResponseModel):
     ]
 
 
+class NanoBanana2Params(TypedDict, total=False):
+    """The fields of `NanoBanana2Input` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    num_images: int
+    seed: int | None
+    aspect_ratio: (
+        Literal[
+            "auto",
+            "21:9",
+            "16:9",
+            "3:2",
+            "4:3",
+            "5:4",
+            "1:1",
+            "4:5",
+            "3:4",
+            "2:3",
+            "9:16",
+            "4:1",
+            "1:4",
+            "8:1",
+            "1:8",
+        ]
+        | None
+    )
+    output_format: Literal["jpeg", "png", "webp"]
+    safety_tolerance: Literal["1", "2", "3", "4", "5", "6"]
+    sync_mode: bool
+    system_prompt: str
+    resolution: Literal["0.5K", "1K", "2K", "4K"]
+    limit_generations: bool
+    enable_web_search: bool
+    thinking_level: Literal["minimal", "high"] | None
+
+
 ENDPOINT_ID = "fal-ai/nano-banana-2"
 INPUT_MODEL = NanoBanana2Input
 OUTPUT_MODEL = NanoBanana2Output
@@ -165,4 +202,5 @@ __all__ = [
     "ImageFile",
     "NanoBanana2Input",
     "NanoBanana2Output",
+    "NanoBanana2Params",
 ]

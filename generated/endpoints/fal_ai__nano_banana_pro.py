@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/nano-banana-pro
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -131,6 +132,25 @@ class NanoBananaProOutput(ResponseModel):
     ]
 
 
+class NanoBananaProParams(TypedDict, total=False):
+    """The fields of `NanoBananaProInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    num_images: int
+    seed: int | None
+    aspect_ratio: (
+        Literal["auto", "21:9", "16:9", "3:2", "4:3", "5:4", "1:1", "4:5", "3:4", "2:3", "9:16"]
+        | None
+    )
+    output_format: Literal["jpeg", "png", "webp"]
+    safety_tolerance: Literal["1", "2", "3", "4", "5", "6"]
+    sync_mode: bool
+    system_prompt: str
+    resolution: Literal["1K", "2K", "4K"]
+    limit_generations: bool
+    enable_web_search: bool
+
+
 ENDPOINT_ID = "fal-ai/nano-banana-pro"
 INPUT_MODEL = NanoBananaProInput
 OUTPUT_MODEL = NanoBananaProOutput
@@ -139,4 +159,5 @@ __all__ = [
     "ImageFile",
     "NanoBananaProInput",
     "NanoBananaProOutput",
+    "NanoBananaProParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/nemotron/asr
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -41,6 +42,13 @@ class NemotronAsrOutput(ResponseModel):
     ] = False
 
 
+class NemotronAsrParams(TypedDict, total=False):
+    """The fields of `NemotronAsrInput` as keyword arguments of the typed client methods."""
+
+    audio_url: str
+    acceleration: Literal["none", "low", "medium", "high"]
+
+
 ENDPOINT_ID = "fal-ai/nemotron/asr"
 INPUT_MODEL = NemotronAsrInput
 OUTPUT_MODEL = NemotronAsrOutput
@@ -48,4 +56,5 @@ OUTPUT_MODEL = NemotronAsrOutput
 __all__ = [
     "NemotronAsrInput",
     "NemotronAsrOutput",
+    "NemotronAsrParams",
 ]

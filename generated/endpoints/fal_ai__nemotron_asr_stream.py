@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/nemotron/asr/stream
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import ConfigDict, Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -34,6 +35,13 @@ class NemotronAsrStreamOutput(ResponseModel):
     )
 
 
+class NemotronAsrStreamParams(TypedDict, total=False):
+    """The fields of `NemotronAsrStreamInput` as keyword arguments of the typed client methods."""
+
+    audio_url: str
+    acceleration: Literal["none", "low", "medium", "high"]
+
+
 ENDPOINT_ID = "fal-ai/nemotron/asr/stream"
 INPUT_MODEL = NemotronAsrStreamInput
 OUTPUT_MODEL = NemotronAsrStreamOutput
@@ -41,4 +49,5 @@ OUTPUT_MODEL = NemotronAsrStreamOutput
 __all__ = [
     "NemotronAsrStreamInput",
     "NemotronAsrStreamOutput",
+    "NemotronAsrStreamParams",
 ]

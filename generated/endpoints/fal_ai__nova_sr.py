@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/nova-sr
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -110,6 +111,15 @@ class NovaSrOutput(ResponseModel):
     ]
 
 
+class NovaSrParams(TypedDict, total=False):
+    """The fields of `NovaSrInput` as keyword arguments of the typed client methods."""
+
+    audio_url: str
+    sync_mode: bool
+    audio_format: Literal["mp3", "aac", "m4a", "ogg", "opus", "flac", "wav"]
+    bitrate: str
+
+
 ENDPOINT_ID = "fal-ai/nova-sr"
 INPUT_MODEL = NovaSrInput
 OUTPUT_MODEL = NovaSrOutput
@@ -119,4 +129,5 @@ __all__ = [
     "NovaSRTimings",
     "NovaSrInput",
     "NovaSrOutput",
+    "NovaSrParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/nucleus-image
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -109,6 +110,21 @@ class NucleusImageOutput(ResponseModel):
     ]
 
 
+class NucleusImageParams(TypedDict, total=False):
+    """The fields of `NucleusImageInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    negative_prompt: str
+    aspect_ratio: Literal["1:1", "16:9", "9:16", "4:3", "3:4", "3:2", "2:3"]
+    num_inference_steps: int
+    guidance_scale: float
+    seed: int | None
+    num_images: int
+    sync_mode: bool
+    enable_safety_checker: bool
+    output_format: Literal["jpeg", "png"]
+
+
 ENDPOINT_ID = "fal-ai/nucleus-image"
 INPUT_MODEL = NucleusImageInput
 OUTPUT_MODEL = NucleusImageOutput
@@ -117,4 +133,5 @@ __all__ = [
     "Image",
     "NucleusImageInput",
     "NucleusImageOutput",
+    "NucleusImageParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/omnigen-v1
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -140,6 +141,32 @@ class OmnigenV1Output(ResponseModel):
     ]
 
 
+class OmnigenV1Params(TypedDict, total=False):
+    """The fields of `OmnigenV1Input` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    input_image_urls: list[str]
+    image_size: (
+        ImageSize
+        | Literal[
+            "square_hd",
+            "square",
+            "portrait_4_3",
+            "portrait_16_9",
+            "landscape_4_3",
+            "landscape_16_9",
+        ]
+    )
+    num_inference_steps: int
+    seed: int | None
+    guidance_scale: float
+    img_guidance_scale: float
+    sync_mode: bool
+    num_images: int
+    enable_safety_checker: bool
+    output_format: Literal["jpeg", "png"]
+
+
 ENDPOINT_ID = "fal-ai/omnigen-v1"
 INPUT_MODEL = OmnigenV1Input
 OUTPUT_MODEL = OmnigenV1Output
@@ -149,4 +176,5 @@ __all__ = [
     "ImageSize",
     "OmnigenV1Input",
     "OmnigenV1Output",
+    "OmnigenV1Params",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/omnigen-v2
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -161,6 +162,36 @@ class OmnigenV2Output(ResponseModel):
     ]
 
 
+class OmnigenV2Params(TypedDict, total=False):
+    """The fields of `OmnigenV2Input` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    input_image_urls: list[str]
+    image_size: (
+        ImageSize
+        | Literal[
+            "square_hd",
+            "square",
+            "portrait_4_3",
+            "portrait_16_9",
+            "landscape_4_3",
+            "landscape_16_9",
+        ]
+    )
+    num_inference_steps: int
+    seed: int | None
+    text_guidance_scale: float
+    image_guidance_scale: float
+    negative_prompt: str
+    cfg_range_start: float
+    cfg_range_end: float
+    scheduler: Literal["euler", "dpmsolver"]
+    sync_mode: bool
+    num_images: int
+    enable_safety_checker: bool
+    output_format: Literal["jpeg", "png"]
+
+
 ENDPOINT_ID = "fal-ai/omnigen-v2"
 INPUT_MODEL = OmnigenV2Input
 OUTPUT_MODEL = OmnigenV2Output
@@ -170,4 +201,5 @@ __all__ = [
     "ImageSize",
     "OmnigenV2Input",
     "OmnigenV2Output",
+    "OmnigenV2Params",
 ]

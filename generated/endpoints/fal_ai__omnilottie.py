@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/omnilottie
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -72,6 +73,16 @@ class OmnilottieOutput(ResponseModel):
     ]
 
 
+class OmnilottieParams(TypedDict, total=False):
+    """The fields of `OmnilottieInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    max_tokens: int
+    temperature: float
+    top_p: float
+    top_k: int
+
+
 ENDPOINT_ID = "fal-ai/omnilottie"
 INPUT_MODEL = OmnilottieInput
 OUTPUT_MODEL = OmnilottieOutput
@@ -80,4 +91,5 @@ __all__ = [
     "File",
     "OmnilottieInput",
     "OmnilottieOutput",
+    "OmnilottieParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/omnilottie/image-to-lottie
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -84,6 +85,17 @@ class OmnilottieImageToLottieOutput(ResponseModel):
     ]
 
 
+class OmnilottieImageToLottieParams(TypedDict, total=False):
+    """The fields of `OmnilottieImageToLottieInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    image_url: str
+    max_tokens: int
+    temperature: float
+    top_p: float
+    top_k: int
+
+
 ENDPOINT_ID = "fal-ai/omnilottie/image-to-lottie"
 INPUT_MODEL = OmnilottieImageToLottieInput
 OUTPUT_MODEL = OmnilottieImageToLottieOutput
@@ -92,4 +104,5 @@ __all__ = [
     "File",
     "OmnilottieImageToLottieInput",
     "OmnilottieImageToLottieOutput",
+    "OmnilottieImageToLottieParams",
 ]

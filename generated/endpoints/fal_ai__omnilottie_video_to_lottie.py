@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/omnilottie/video-to-lottie
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -81,6 +82,17 @@ class OmnilottieVideoToLottieOutput(ResponseModel):
     ]
 
 
+class OmnilottieVideoToLottieParams(TypedDict, total=False):
+    """The fields of `OmnilottieVideoToLottieInput` as keyword arguments of the typed client methods."""
+
+    prompt: str | None
+    video_url: str
+    max_tokens: int
+    temperature: float
+    top_p: float
+    top_k: int
+
+
 ENDPOINT_ID = "fal-ai/omnilottie/video-to-lottie"
 INPUT_MODEL = OmnilottieVideoToLottieInput
 OUTPUT_MODEL = OmnilottieVideoToLottieOutput
@@ -89,4 +101,5 @@ __all__ = [
     "File",
     "OmnilottieVideoToLottieInput",
     "OmnilottieVideoToLottieOutput",
+    "OmnilottieVideoToLottieParams",
 ]

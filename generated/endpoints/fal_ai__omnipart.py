@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/omnipart
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -116,6 +117,16 @@ class OmnipartOutput(ResponseModel):
     seed: Annotated[int, Field(description="Seed value used for generation.", title="Seed")]
 
 
+class OmnipartParams(TypedDict, total=False):
+    """The fields of `OmnipartInput` as keyword arguments of the typed client methods."""
+
+    input_image_url: str
+    minimum_segment_size: int
+    seed: int
+    guidance_scale: float
+    parts: str
+
+
 ENDPOINT_ID = "fal-ai/omnipart"
 INPUT_MODEL = OmnipartInput
 OUTPUT_MODEL = OmnipartOutput
@@ -124,4 +135,5 @@ __all__ = [
     "File",
     "OmnipartInput",
     "OmnipartOutput",
+    "OmnipartParams",
 ]

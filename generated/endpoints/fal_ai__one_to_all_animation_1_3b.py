@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/one-to-all-animation/1.3b
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -121,6 +122,19 @@ class OneToAllAnimation13bOutput(ResponseModel):
     ]
 
 
+class OneToAllAnimation13bParams(TypedDict, total=False):
+    """The fields of `OneToAllAnimation13bInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    negative_prompt: str
+    image_url: str
+    video_url: str
+    resolution: Literal["480p", "580p", "720p"]
+    num_inference_steps: int
+    image_guidance_scale: float
+    pose_guidance_scale: float
+
+
 ENDPOINT_ID = "fal-ai/one-to-all-animation/1.3b"
 INPUT_MODEL = OneToAllAnimation13bInput
 OUTPUT_MODEL = OneToAllAnimation13bOutput
@@ -129,4 +143,5 @@ __all__ = [
     "File",
     "OneToAllAnimation13bInput",
     "OneToAllAnimation13bOutput",
+    "OneToAllAnimation13bParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/orpheus-tts
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -77,6 +78,15 @@ class OrpheusTtsOutput(ResponseModel):
     ]
 
 
+class OrpheusTtsParams(TypedDict, total=False):
+    """The fields of `OrpheusTtsInput` as keyword arguments of the typed client methods."""
+
+    text: str
+    voice: Literal["tara", "leah", "jess", "leo", "dan", "mia", "zac", "zoe"]
+    temperature: float
+    repetition_penalty: float
+
+
 ENDPOINT_ID = "fal-ai/orpheus-tts"
 INPUT_MODEL = OrpheusTtsInput
 OUTPUT_MODEL = OrpheusTtsOutput
@@ -85,4 +95,5 @@ __all__ = [
     "File",
     "OrpheusTtsInput",
     "OrpheusTtsOutput",
+    "OrpheusTtsParams",
 ]

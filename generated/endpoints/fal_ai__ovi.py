@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/ovi
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -87,6 +88,19 @@ class OviOutput(ResponseModel):
     seed: Annotated[int, Field(description="The seed used for generation.", title="Seed")]
 
 
+class OviParams(TypedDict, total=False):
+    """The fields of `OviInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    negative_prompt: str
+    num_inference_steps: int
+    audio_negative_prompt: str
+    seed: int | None
+    resolution: Literal[
+        "512x992", "992x512", "960x512", "512x960", "720x720", "448x1120", "1120x448"
+    ]
+
+
 ENDPOINT_ID = "fal-ai/ovi"
 INPUT_MODEL = OviInput
 OUTPUT_MODEL = OviOutput
@@ -95,4 +109,5 @@ __all__ = [
     "File",
     "OviInput",
     "OviOutput",
+    "OviParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/ovi/image-to-video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -90,6 +91,17 @@ class OviImageToVideoOutput(ResponseModel):
     seed: Annotated[int, Field(description="The seed used for generation.", title="Seed")]
 
 
+class OviImageToVideoParams(TypedDict, total=False):
+    """The fields of `OviImageToVideoInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    negative_prompt: str
+    num_inference_steps: int
+    audio_negative_prompt: str
+    seed: int | None
+    image_url: str
+
+
 ENDPOINT_ID = "fal-ai/ovi/image-to-video"
 INPUT_MODEL = OviImageToVideoInput
 OUTPUT_MODEL = OviImageToVideoOutput
@@ -98,4 +110,5 @@ __all__ = [
     "File",
     "OviImageToVideoInput",
     "OviImageToVideoOutput",
+    "OviImageToVideoParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/phota
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -85,6 +86,17 @@ class PhotaOutput(ResponseModel):
     ]
 
 
+class PhotaParams(TypedDict, total=False):
+    """The fields of `PhotaInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    num_images: int
+    output_format: Literal["jpeg", "png"]
+    sync_mode: bool
+    resolution: Literal["1K", "4K"]
+    aspect_ratio: Literal["auto", "1:1", "16:9", "4:3", "3:4", "9:16"]
+
+
 ENDPOINT_ID = "fal-ai/phota"
 INPUT_MODEL = PhotaInput
 OUTPUT_MODEL = PhotaOutput
@@ -93,4 +105,5 @@ __all__ = [
     "ImageFile",
     "PhotaInput",
     "PhotaOutput",
+    "PhotaParams",
 ]

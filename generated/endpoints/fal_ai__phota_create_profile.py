@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/phota/create-profile
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -21,6 +22,12 @@ class PhotaCreateProfileOutput(ResponseModel):
     profile_id: Annotated[str, Field(description="The Photalabs profile ID.", title="Profile Id")]
 
 
+class PhotaCreateProfileParams(TypedDict, total=False):
+    """The fields of `PhotaCreateProfileInput` as keyword arguments of the typed client methods."""
+
+    image_data_url: str
+
+
 ENDPOINT_ID = "fal-ai/phota/create-profile"
 INPUT_MODEL = PhotaCreateProfileInput
 OUTPUT_MODEL = PhotaCreateProfileOutput
@@ -28,4 +35,5 @@ OUTPUT_MODEL = PhotaCreateProfileOutput
 __all__ = [
     "PhotaCreateProfileInput",
     "PhotaCreateProfileOutput",
+    "PhotaCreateProfileParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/piflow
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -128,6 +129,29 @@ class PiflowOutput(ResponseModel):
     seed: Annotated[int, Field(description="The seed used for generation.", title="Seed")]
 
 
+class PiflowParams(TypedDict, total=False):
+    """The fields of `PiflowInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    image_size: (
+        ImageSize
+        | Literal[
+            "square_hd",
+            "square",
+            "portrait_4_3",
+            "portrait_16_9",
+            "landscape_4_3",
+            "landscape_16_9",
+        ]
+    )
+    num_inference_steps: int
+    seed: int | None
+    num_images: int
+    output_format: Literal["jpeg", "png"]
+    enable_safety_checker: bool
+    sync_mode: bool
+
+
 ENDPOINT_ID = "fal-ai/piflow"
 INPUT_MODEL = PiflowInput
 OUTPUT_MODEL = PiflowOutput
@@ -137,4 +161,5 @@ __all__ = [
     "ImageSize",
     "PiflowInput",
     "PiflowOutput",
+    "PiflowParams",
 ]

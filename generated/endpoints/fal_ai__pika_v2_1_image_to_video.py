@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/pika/v2.1/image-to-video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -80,6 +81,17 @@ class PikaV21ImageToVideoOutput(ResponseModel):
     ]
 
 
+class PikaV21ImageToVideoParams(TypedDict, total=False):
+    """The fields of `PikaV21ImageToVideoInput` as keyword arguments of the typed client methods."""
+
+    image_url: str
+    prompt: str
+    seed: int | None
+    negative_prompt: str
+    resolution: Literal["720p", "1080p"]
+    duration: int
+
+
 ENDPOINT_ID = "fal-ai/pika/v2.1/image-to-video"
 INPUT_MODEL = PikaV21ImageToVideoInput
 OUTPUT_MODEL = PikaV21ImageToVideoOutput
@@ -88,4 +100,5 @@ __all__ = [
     "File",
     "PikaV21ImageToVideoInput",
     "PikaV21ImageToVideoOutput",
+    "PikaV21ImageToVideoParams",
 ]

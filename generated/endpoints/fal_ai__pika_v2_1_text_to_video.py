@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/pika/v2.1/text-to-video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -75,6 +76,17 @@ class PikaV21TextToVideoOutput(ResponseModel):
     ]
 
 
+class PikaV21TextToVideoParams(TypedDict, total=False):
+    """The fields of `PikaV21TextToVideoInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    seed: int | None
+    negative_prompt: str
+    aspect_ratio: Literal["16:9", "9:16", "1:1", "4:5", "5:4", "3:2", "2:3"]
+    resolution: Literal["720p", "1080p"]
+    duration: int
+
+
 ENDPOINT_ID = "fal-ai/pika/v2.1/text-to-video"
 INPUT_MODEL = PikaV21TextToVideoInput
 OUTPUT_MODEL = PikaV21TextToVideoOutput
@@ -83,4 +95,5 @@ __all__ = [
     "File",
     "PikaV21TextToVideoInput",
     "PikaV21TextToVideoOutput",
+    "PikaV21TextToVideoParams",
 ]

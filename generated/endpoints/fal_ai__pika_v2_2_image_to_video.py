@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/pika/v2.2/image-to-video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -86,6 +87,17 @@ class PikaV22ImageToVideoOutput(ResponseModel):
     ]
 
 
+class PikaV22ImageToVideoParams(TypedDict, total=False):
+    """The fields of `PikaV22ImageToVideoInput` as keyword arguments of the typed client methods."""
+
+    image_url: str
+    prompt: str
+    seed: int | None
+    negative_prompt: str
+    resolution: Literal["720p", "1080p"]
+    duration: Literal[5, 10]
+
+
 ENDPOINT_ID = "fal-ai/pika/v2.2/image-to-video"
 INPUT_MODEL = PikaV22ImageToVideoInput
 OUTPUT_MODEL = PikaV22ImageToVideoOutput
@@ -94,4 +106,5 @@ __all__ = [
     "File",
     "PikaV22ImageToVideoInput",
     "PikaV22ImageToVideoOutput",
+    "PikaV22ImageToVideoParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/pika/v2.2/pikaframes
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -110,6 +111,17 @@ class PikaV22PikaframesOutput(ResponseModel):
     ]
 
 
+class PikaV22PikaframesParams(TypedDict, total=False):
+    """The fields of `PikaV22PikaframesInput` as keyword arguments of the typed client methods."""
+
+    image_urls: list[str]
+    transitions: list[KeyframeTransition] | None
+    prompt: str | None
+    negative_prompt: str
+    seed: int | None
+    resolution: Literal["720p", "1080p"]
+
+
 ENDPOINT_ID = "fal-ai/pika/v2.2/pikaframes"
 INPUT_MODEL = PikaV22PikaframesInput
 OUTPUT_MODEL = PikaV22PikaframesOutput
@@ -119,4 +131,5 @@ __all__ = [
     "KeyframeTransition",
     "PikaV22PikaframesInput",
     "PikaV22PikaframesOutput",
+    "PikaV22PikaframesParams",
 ]

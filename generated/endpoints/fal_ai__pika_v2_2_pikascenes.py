@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/pika/v2.2/pikascenes
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -106,6 +107,19 @@ class PikaV22PikascenesOutput(ResponseModel):
     ]
 
 
+class PikaV22PikascenesParams(TypedDict, total=False):
+    """The fields of `PikaV22PikascenesInput` as keyword arguments of the typed client methods."""
+
+    image_urls: list[str]
+    prompt: str
+    negative_prompt: str
+    seed: int | None
+    aspect_ratio: Literal["16:9", "9:16", "1:1", "4:5", "5:4", "3:2", "2:3"]
+    resolution: Literal["720p", "1080p"]
+    duration: Literal[5, 10]
+    ingredients_mode: Literal["precise", "creative"]
+
+
 ENDPOINT_ID = "fal-ai/pika/v2.2/pikascenes"
 INPUT_MODEL = PikaV22PikascenesInput
 OUTPUT_MODEL = PikaV22PikascenesOutput
@@ -114,4 +128,5 @@ __all__ = [
     "File",
     "PikaV22PikascenesInput",
     "PikaV22PikascenesOutput",
+    "PikaV22PikascenesParams",
 ]

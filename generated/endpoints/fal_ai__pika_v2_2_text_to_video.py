@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/pika/v2.2/text-to-video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -80,6 +81,17 @@ class PikaV22TextToVideoOutput(ResponseModel):
     ]
 
 
+class PikaV22TextToVideoParams(TypedDict, total=False):
+    """The fields of `PikaV22TextToVideoInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    seed: int | None
+    negative_prompt: str
+    aspect_ratio: Literal["16:9", "9:16", "1:1", "4:5", "5:4", "3:2", "2:3"]
+    resolution: Literal["1080p", "720p"]
+    duration: Literal[5, 10]
+
+
 ENDPOINT_ID = "fal-ai/pika/v2.2/text-to-video"
 INPUT_MODEL = PikaV22TextToVideoInput
 OUTPUT_MODEL = PikaV22TextToVideoOutput
@@ -88,4 +100,5 @@ __all__ = [
     "File",
     "PikaV22TextToVideoInput",
     "PikaV22TextToVideoOutput",
+    "PikaV22TextToVideoParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/pika/v2/pikadditions
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -77,6 +78,16 @@ class PikaV2PikadditionsOutput(ResponseModel):
     ]
 
 
+class PikaV2PikadditionsParams(TypedDict, total=False):
+    """The fields of `PikaV2PikadditionsInput` as keyword arguments of the typed client methods."""
+
+    video_url: str
+    image_url: str
+    prompt: str | None
+    negative_prompt: str | None
+    seed: int | None
+
+
 ENDPOINT_ID = "fal-ai/pika/v2/pikadditions"
 INPUT_MODEL = PikaV2PikadditionsInput
 OUTPUT_MODEL = PikaV2PikadditionsOutput
@@ -85,4 +96,5 @@ __all__ = [
     "File",
     "PikaV2PikadditionsInput",
     "PikaV2PikadditionsOutput",
+    "PikaV2PikadditionsParams",
 ]

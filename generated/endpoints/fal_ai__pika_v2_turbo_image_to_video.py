@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/pika/v2/turbo/image-to-video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -72,6 +73,17 @@ class PikaV2TurboImageToVideoOutput(ResponseModel):
     ]
 
 
+class PikaV2TurboImageToVideoParams(TypedDict, total=False):
+    """The fields of `PikaV2TurboImageToVideoInput` as keyword arguments of the typed client methods."""
+
+    image_url: str
+    prompt: str
+    seed: int | None
+    negative_prompt: str
+    resolution: Literal["720p", "1080p"]
+    duration: int
+
+
 ENDPOINT_ID = "fal-ai/pika/v2/turbo/image-to-video"
 INPUT_MODEL = PikaV2TurboImageToVideoInput
 OUTPUT_MODEL = PikaV2TurboImageToVideoOutput
@@ -80,4 +92,5 @@ __all__ = [
     "File",
     "PikaV2TurboImageToVideoInput",
     "PikaV2TurboImageToVideoOutput",
+    "PikaV2TurboImageToVideoParams",
 ]

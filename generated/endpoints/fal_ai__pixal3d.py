@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/pixal3d
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -216,6 +217,31 @@ class Pixal3dOutput(ResponseModel):
     seed: Annotated[int, Field(description="The actual seed used", title="Seed")]
 
 
+class Pixal3dParams(TypedDict, total=False):
+    """The fields of `Pixal3dInput` as keyword arguments of the typed client methods."""
+
+    image_url: str
+    seed: int | None
+    resolution: Literal[1024, 1536]
+    ss_guidance_strength: float
+    ss_guidance_rescale: float
+    ss_sampling_steps: int
+    ss_rescale_t: float
+    shape_slat_guidance_strength: float
+    shape_slat_guidance_rescale: float
+    shape_slat_sampling_steps: int
+    shape_slat_rescale_t: float
+    tex_slat_guidance_strength: float
+    tex_slat_guidance_rescale: float
+    tex_slat_sampling_steps: int
+    tex_slat_rescale_t: float
+    mesh_scale: float
+    max_num_tokens: int
+    decimation_target: int
+    texture_size: Literal[1024, 2048, 4096]
+    remesh: bool
+
+
 ENDPOINT_ID = "fal-ai/pixal3d"
 INPUT_MODEL = Pixal3dInput
 OUTPUT_MODEL = Pixal3dOutput
@@ -224,4 +250,5 @@ __all__ = [
     "File",
     "Pixal3dInput",
     "Pixal3dOutput",
+    "Pixal3dParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/pixart-sigma
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -185,6 +186,43 @@ class PixartSigmaOutput(ResponseModel):
     ]
 
 
+class PixartSigmaParams(TypedDict, total=False):
+    """The fields of `PixartSigmaInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    negative_prompt: str
+    style: Literal[
+        "(No style)",
+        "Cinematic",
+        "Photographic",
+        "Anime",
+        "Manga",
+        "Digital Art",
+        "Pixel art",
+        "Fantasy art",
+        "Neonpunk",
+        "3D Model",
+    ]
+    image_size: (
+        ImageSize
+        | Literal[
+            "square_hd",
+            "square",
+            "portrait_4_3",
+            "portrait_16_9",
+            "landscape_4_3",
+            "landscape_16_9",
+        ]
+    )
+    num_inference_steps: int
+    scheduler: Literal["DPM-SOLVER", "SA-SOLVER"]
+    guidance_scale: float
+    seed: int | None
+    sync_mode: bool
+    num_images: int
+    enable_safety_checker: bool
+
+
 ENDPOINT_ID = "fal-ai/pixart-sigma"
 INPUT_MODEL = PixartSigmaInput
 OUTPUT_MODEL = PixartSigmaOutput
@@ -194,4 +232,5 @@ __all__ = [
     "ImageSize",
     "PixartSigmaInput",
     "PixartSigmaOutput",
+    "PixartSigmaParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/pixverse/c1/image-to-video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -83,6 +84,17 @@ class PixverseC1ImageToVideoOutput(ResponseModel):
     video: Annotated[File, Field(description="The generated video file.")]
 
 
+class PixverseC1ImageToVideoParams(TypedDict, total=False):
+    """The fields of `PixverseC1ImageToVideoInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    resolution: Literal["360p", "540p", "720p", "1080p"]
+    duration: int
+    seed: int | None
+    generate_audio_switch: bool
+    image_url: str
+
+
 ENDPOINT_ID = "fal-ai/pixverse/c1/image-to-video"
 INPUT_MODEL = PixverseC1ImageToVideoInput
 OUTPUT_MODEL = PixverseC1ImageToVideoOutput
@@ -91,4 +103,5 @@ __all__ = [
     "File",
     "PixverseC1ImageToVideoInput",
     "PixverseC1ImageToVideoOutput",
+    "PixverseC1ImageToVideoParams",
 ]

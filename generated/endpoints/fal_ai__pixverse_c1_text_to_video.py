@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/pixverse/c1/text-to-video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -79,6 +80,17 @@ class PixverseC1TextToVideoOutput(ResponseModel):
     video: Annotated[File, Field(description="The generated video file.")]
 
 
+class PixverseC1TextToVideoParams(TypedDict, total=False):
+    """The fields of `PixverseC1TextToVideoInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    aspect_ratio: Literal["16:9", "4:3", "1:1", "3:4", "9:16", "2:3", "3:2", "21:9"]
+    resolution: Literal["360p", "540p", "720p", "1080p"]
+    duration: int
+    seed: int | None
+    generate_audio_switch: bool
+
+
 ENDPOINT_ID = "fal-ai/pixverse/c1/text-to-video"
 INPUT_MODEL = PixverseC1TextToVideoInput
 OUTPUT_MODEL = PixverseC1TextToVideoOutput
@@ -87,4 +99,5 @@ __all__ = [
     "File",
     "PixverseC1TextToVideoInput",
     "PixverseC1TextToVideoOutput",
+    "PixverseC1TextToVideoParams",
 ]

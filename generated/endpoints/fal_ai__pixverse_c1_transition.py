@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/pixverse/c1/transition
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -98,6 +99,19 @@ class PixverseC1TransitionOutput(ResponseModel):
     video: Annotated[File, Field(description="The generated video file.")]
 
 
+class PixverseC1TransitionParams(TypedDict, total=False):
+    """The fields of `PixverseC1TransitionInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    aspect_ratio: Literal["16:9", "4:3", "1:1", "3:4", "9:16", "2:3", "3:2", "21:9"]
+    resolution: Literal["360p", "540p", "720p", "1080p"]
+    duration: int
+    seed: int | None
+    generate_audio_switch: bool
+    first_image_url: str
+    end_image_url: str
+
+
 ENDPOINT_ID = "fal-ai/pixverse/c1/transition"
 INPUT_MODEL = PixverseC1TransitionInput
 OUTPUT_MODEL = PixverseC1TransitionOutput
@@ -106,4 +120,5 @@ __all__ = [
     "File",
     "PixverseC1TransitionInput",
     "PixverseC1TransitionOutput",
+    "PixverseC1TransitionParams",
 ]

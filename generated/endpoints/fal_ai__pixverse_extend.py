@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/pixverse/extend
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -101,6 +102,20 @@ class PixverseExtendOutput(ResponseModel):
     ]
 
 
+class PixverseExtendParams(TypedDict, total=False):
+    """The fields of `PixverseExtendInput` as keyword arguments of the typed client methods."""
+
+    video_url: str
+    prompt: str
+    negative_prompt: str
+    style: Literal["anime", "3d_animation", "clay", "comic", "cyberpunk"] | None
+    resolution: Literal["360p", "540p", "720p", "1080p"]
+    duration: Literal["5", "8"]
+    model: Literal["v3.5", "v4", "v4.5", "v5", "v5.5", "v5.6", "v6"]
+    seed: int | None
+    generate_audio_switch: bool
+
+
 ENDPOINT_ID = "fal-ai/pixverse/extend"
 INPUT_MODEL = PixverseExtendInput
 OUTPUT_MODEL = PixverseExtendOutput
@@ -109,4 +124,5 @@ __all__ = [
     "File",
     "PixverseExtendInput",
     "PixverseExtendOutput",
+    "PixverseExtendParams",
 ]

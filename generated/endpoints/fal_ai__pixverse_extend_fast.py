@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/pixverse/extend/fast
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -97,6 +98,19 @@ class PixverseExtendFastOutput(ResponseModel):
     ]
 
 
+class PixverseExtendFastParams(TypedDict, total=False):
+    """The fields of `PixverseExtendFastInput` as keyword arguments of the typed client methods."""
+
+    video_url: str
+    prompt: str
+    negative_prompt: str
+    style: Literal["anime", "3d_animation", "clay", "comic", "cyberpunk"] | None
+    resolution: Literal["360p", "540p", "720p"]
+    model: Literal["v3.5", "v4", "v4.5", "v5", "v5.5", "v5.6", "v6"]
+    seed: int | None
+    generate_audio_switch: bool
+
+
 ENDPOINT_ID = "fal-ai/pixverse/extend/fast"
 INPUT_MODEL = PixverseExtendFastInput
 OUTPUT_MODEL = PixverseExtendFastOutput
@@ -105,4 +119,5 @@ __all__ = [
     "File",
     "PixverseExtendFastInput",
     "PixverseExtendFastOutput",
+    "PixverseExtendFastParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/pixverse/lipsync
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -98,6 +99,31 @@ class PixverseLipsyncOutput(ResponseModel):
     ]
 
 
+class PixverseLipsyncParams(TypedDict, total=False):
+    """The fields of `PixverseLipsyncInput` as keyword arguments of the typed client methods."""
+
+    video_url: str
+    audio_url: str | None
+    voice_id: Literal[
+        "Emily",
+        "James",
+        "Isabella",
+        "Liam",
+        "Chloe",
+        "Adrian",
+        "Harper",
+        "Ava",
+        "Sophia",
+        "Julia",
+        "Mason",
+        "Jack",
+        "Oliver",
+        "Ethan",
+        "Auto",
+    ]
+    text: str | None
+
+
 ENDPOINT_ID = "fal-ai/pixverse/lipsync"
 INPUT_MODEL = PixverseLipsyncInput
 OUTPUT_MODEL = PixverseLipsyncOutput
@@ -106,4 +132,5 @@ __all__ = [
     "File",
     "PixverseLipsyncInput",
     "PixverseLipsyncOutput",
+    "PixverseLipsyncParams",
 ]

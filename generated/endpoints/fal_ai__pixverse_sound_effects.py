@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/pixverse/sound-effects
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -75,6 +76,14 @@ class PixverseSoundEffectsOutput(ResponseModel):
     ]
 
 
+class PixverseSoundEffectsParams(TypedDict, total=False):
+    """The fields of `PixverseSoundEffectsInput` as keyword arguments of the typed client methods."""
+
+    video_url: str
+    original_sound_switch: bool
+    prompt: str
+
+
 ENDPOINT_ID = "fal-ai/pixverse/sound-effects"
 INPUT_MODEL = PixverseSoundEffectsInput
 OUTPUT_MODEL = PixverseSoundEffectsOutput
@@ -83,4 +92,5 @@ __all__ = [
     "File",
     "PixverseSoundEffectsInput",
     "PixverseSoundEffectsOutput",
+    "PixverseSoundEffectsParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/pixverse/v3.5/image-to-video/fast
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -94,6 +95,17 @@ class PixverseV35ImageToVideoFastOutput(ResponseModel):
     ]
 
 
+class PixverseV35ImageToVideoFastParams(TypedDict, total=False):
+    """The fields of `PixverseV35ImageToVideoFastInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    resolution: Literal["360p", "540p", "720p"]
+    negative_prompt: str
+    style: Literal["anime", "3d_animation", "clay", "comic", "cyberpunk"] | None
+    seed: int | None
+    image_url: str
+
+
 ENDPOINT_ID = "fal-ai/pixverse/v3.5/image-to-video/fast"
 INPUT_MODEL = PixverseV35ImageToVideoFastInput
 OUTPUT_MODEL = PixverseV35ImageToVideoFastOutput
@@ -102,4 +114,5 @@ __all__ = [
     "File",
     "PixverseV35ImageToVideoFastInput",
     "PixverseV35ImageToVideoFastOutput",
+    "PixverseV35ImageToVideoFastParams",
 ]

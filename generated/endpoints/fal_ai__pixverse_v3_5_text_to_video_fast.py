@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/pixverse/v3.5/text-to-video/fast
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -90,6 +91,17 @@ class PixverseV35TextToVideoFastOutput(ResponseModel):
     ]
 
 
+class PixverseV35TextToVideoFastParams(TypedDict, total=False):
+    """The fields of `PixverseV35TextToVideoFastInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    aspect_ratio: Literal["16:9", "4:3", "1:1", "3:4", "9:16"]
+    resolution: Literal["360p", "540p", "720p"]
+    negative_prompt: str
+    style: Literal["anime", "3d_animation", "clay", "comic", "cyberpunk"] | None
+    seed: int | None
+
+
 ENDPOINT_ID = "fal-ai/pixverse/v3.5/text-to-video/fast"
 INPUT_MODEL = PixverseV35TextToVideoFastInput
 OUTPUT_MODEL = PixverseV35TextToVideoFastOutput
@@ -98,4 +110,5 @@ __all__ = [
     "File",
     "PixverseV35TextToVideoFastInput",
     "PixverseV35TextToVideoFastOutput",
+    "PixverseV35TextToVideoFastParams",
 ]

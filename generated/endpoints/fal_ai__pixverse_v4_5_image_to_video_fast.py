@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/pixverse/v4.5/image-to-video/fast
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -122,6 +123,42 @@ class PixverseV45ImageToVideoFastOutput(ResponseModel):
     ]
 
 
+class PixverseV45ImageToVideoFastParams(TypedDict, total=False):
+    """The fields of `PixverseV45ImageToVideoFastInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    resolution: Literal["360p", "540p", "720p"]
+    negative_prompt: str
+    style: Literal["anime", "3d_animation", "clay", "comic", "cyberpunk"] | None
+    seed: int | None
+    image_url: str
+    camera_movement: (
+        Literal[
+            "horizontal_left",
+            "horizontal_right",
+            "vertical_up",
+            "vertical_down",
+            "zoom_in",
+            "zoom_out",
+            "crane_up",
+            "quickly_zoom_in",
+            "quickly_zoom_out",
+            "smooth_zoom_in",
+            "camera_rotation",
+            "robo_arm",
+            "super_dolly_out",
+            "whip_pan",
+            "hitchcock",
+            "left_follow",
+            "right_follow",
+            "pan_left",
+            "pan_right",
+            "fix_bg",
+        ]
+        | None
+    )
+
+
 ENDPOINT_ID = "fal-ai/pixverse/v4.5/image-to-video/fast"
 INPUT_MODEL = PixverseV45ImageToVideoFastInput
 OUTPUT_MODEL = PixverseV45ImageToVideoFastOutput
@@ -130,4 +167,5 @@ __all__ = [
     "File",
     "PixverseV45ImageToVideoFastInput",
     "PixverseV45ImageToVideoFastOutput",
+    "PixverseV45ImageToVideoFastParams",
 ]

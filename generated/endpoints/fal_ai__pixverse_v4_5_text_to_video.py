@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/pixverse/v4.5/text-to-video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -97,6 +98,18 @@ class PixverseV45TextToVideoOutput(ResponseModel):
     ]
 
 
+class PixverseV45TextToVideoParams(TypedDict, total=False):
+    """The fields of `PixverseV45TextToVideoInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    aspect_ratio: Literal["16:9", "4:3", "1:1", "3:4", "9:16"]
+    resolution: Literal["360p", "540p", "720p", "1080p"]
+    duration: Literal["5", "8"]
+    negative_prompt: str
+    style: Literal["anime", "3d_animation", "clay", "comic", "cyberpunk"] | None
+    seed: int | None
+
+
 ENDPOINT_ID = "fal-ai/pixverse/v4.5/text-to-video"
 INPUT_MODEL = PixverseV45TextToVideoInput
 OUTPUT_MODEL = PixverseV45TextToVideoOutput
@@ -105,4 +118,5 @@ __all__ = [
     "File",
     "PixverseV45TextToVideoInput",
     "PixverseV45TextToVideoOutput",
+    "PixverseV45TextToVideoParams",
 ]

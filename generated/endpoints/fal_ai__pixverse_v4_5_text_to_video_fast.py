@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/pixverse/v4.5/text-to-video/fast
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -90,6 +91,17 @@ class PixverseV45TextToVideoFastOutput(ResponseModel):
     ]
 
 
+class PixverseV45TextToVideoFastParams(TypedDict, total=False):
+    """The fields of `PixverseV45TextToVideoFastInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    aspect_ratio: Literal["16:9", "4:3", "1:1", "3:4", "9:16"]
+    resolution: Literal["360p", "540p", "720p"]
+    negative_prompt: str
+    style: Literal["anime", "3d_animation", "clay", "comic", "cyberpunk"] | None
+    seed: int | None
+
+
 ENDPOINT_ID = "fal-ai/pixverse/v4.5/text-to-video/fast"
 INPUT_MODEL = PixverseV45TextToVideoFastInput
 OUTPUT_MODEL = PixverseV45TextToVideoFastOutput
@@ -98,4 +110,5 @@ __all__ = [
     "File",
     "PixverseV45TextToVideoFastInput",
     "PixverseV45TextToVideoFastOutput",
+    "PixverseV45TextToVideoFastParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/pixverse/v4/image-to-video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -129,6 +130,43 @@ class PixverseV4ImageToVideoOutput(ResponseModel):
     ]
 
 
+class PixverseV4ImageToVideoParams(TypedDict, total=False):
+    """The fields of `PixverseV4ImageToVideoInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    resolution: Literal["360p", "540p", "720p", "1080p"]
+    duration: Literal["5", "8"]
+    negative_prompt: str
+    style: Literal["anime", "3d_animation", "clay", "comic", "cyberpunk"] | None
+    seed: int | None
+    image_url: str
+    camera_movement: (
+        Literal[
+            "horizontal_left",
+            "horizontal_right",
+            "vertical_up",
+            "vertical_down",
+            "zoom_in",
+            "zoom_out",
+            "crane_up",
+            "quickly_zoom_in",
+            "quickly_zoom_out",
+            "smooth_zoom_in",
+            "camera_rotation",
+            "robo_arm",
+            "super_dolly_out",
+            "whip_pan",
+            "hitchcock",
+            "left_follow",
+            "right_follow",
+            "pan_left",
+            "pan_right",
+            "fix_bg",
+        ]
+        | None
+    )
+
+
 ENDPOINT_ID = "fal-ai/pixverse/v4/image-to-video"
 INPUT_MODEL = PixverseV4ImageToVideoInput
 OUTPUT_MODEL = PixverseV4ImageToVideoOutput
@@ -137,4 +175,5 @@ __all__ = [
     "File",
     "PixverseV4ImageToVideoInput",
     "PixverseV4ImageToVideoOutput",
+    "PixverseV4ImageToVideoParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/pixverse/v5.5/image-to-video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -122,6 +123,21 @@ class PixverseV55ImageToVideoOutput(ResponseModel):
     ]
 
 
+class PixverseV55ImageToVideoParams(TypedDict, total=False):
+    """The fields of `PixverseV55ImageToVideoInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    resolution: Literal["360p", "540p", "720p", "1080p"]
+    duration: Literal["5", "8", "10"]
+    negative_prompt: str
+    style: Literal["anime", "3d_animation", "clay", "comic", "cyberpunk"] | None
+    seed: int | None
+    generate_audio_switch: bool
+    generate_multi_clip_switch: bool
+    thinking_type: Literal["enabled", "disabled", "auto"] | None
+    image_url: str
+
+
 ENDPOINT_ID = "fal-ai/pixverse/v5.5/image-to-video"
 INPUT_MODEL = PixverseV55ImageToVideoInput
 OUTPUT_MODEL = PixverseV55ImageToVideoOutput
@@ -130,4 +146,5 @@ __all__ = [
     "File",
     "PixverseV55ImageToVideoInput",
     "PixverseV55ImageToVideoOutput",
+    "PixverseV55ImageToVideoParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/pixverse/v5.5/transition
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -130,6 +131,22 @@ class PixverseV55TransitionOutput(ResponseModel):
     ]
 
 
+class PixverseV55TransitionParams(TypedDict, total=False):
+    """The fields of `PixverseV55TransitionInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    aspect_ratio: Literal["16:9", "4:3", "1:1", "3:4", "9:16"]
+    resolution: Literal["360p", "540p", "720p", "1080p"]
+    duration: Literal["5", "8", "10"]
+    negative_prompt: str
+    style: Literal["anime", "3d_animation", "clay", "comic", "cyberpunk"] | None
+    seed: int | None
+    generate_audio_switch: bool
+    thinking_type: Literal["enabled", "disabled", "auto"] | None
+    first_image_url: str
+    end_image_url: str
+
+
 ENDPOINT_ID = "fal-ai/pixverse/v5.5/transition"
 INPUT_MODEL = PixverseV55TransitionInput
 OUTPUT_MODEL = PixverseV55TransitionOutput
@@ -138,4 +155,5 @@ __all__ = [
     "File",
     "PixverseV55TransitionInput",
     "PixverseV55TransitionOutput",
+    "PixverseV55TransitionParams",
 ]

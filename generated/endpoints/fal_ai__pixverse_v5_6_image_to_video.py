@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/pixverse/v5.6/image-to-video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -117,6 +118,20 @@ class PixverseV56ImageToVideoOutput(ResponseModel):
     ]
 
 
+class PixverseV56ImageToVideoParams(TypedDict, total=False):
+    """The fields of `PixverseV56ImageToVideoInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    resolution: Literal["360p", "540p", "720p", "1080p"]
+    duration: Literal["5", "8", "10"]
+    negative_prompt: str
+    style: Literal["anime", "3d_animation", "clay", "comic", "cyberpunk"] | None
+    seed: int | None
+    generate_audio_switch: bool
+    thinking_type: Literal["enabled", "disabled", "auto"] | None
+    image_url: str
+
+
 ENDPOINT_ID = "fal-ai/pixverse/v5.6/image-to-video"
 INPUT_MODEL = PixverseV56ImageToVideoInput
 OUTPUT_MODEL = PixverseV56ImageToVideoOutput
@@ -125,4 +140,5 @@ __all__ = [
     "File",
     "PixverseV56ImageToVideoInput",
     "PixverseV56ImageToVideoOutput",
+    "PixverseV56ImageToVideoParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/pixverse/v5.6/text-to-video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -111,6 +112,20 @@ class PixverseV56TextToVideoOutput(ResponseModel):
     ]
 
 
+class PixverseV56TextToVideoParams(TypedDict, total=False):
+    """The fields of `PixverseV56TextToVideoInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    aspect_ratio: Literal["16:9", "4:3", "1:1", "3:4", "9:16"]
+    resolution: Literal["360p", "540p", "720p", "1080p"]
+    duration: Literal["5", "8", "10"]
+    negative_prompt: str
+    style: Literal["anime", "3d_animation", "clay", "comic", "cyberpunk"] | None
+    seed: int | None
+    generate_audio_switch: bool
+    thinking_type: Literal["enabled", "disabled", "auto"] | None
+
+
 ENDPOINT_ID = "fal-ai/pixverse/v5.6/text-to-video"
 INPUT_MODEL = PixverseV56TextToVideoInput
 OUTPUT_MODEL = PixverseV56TextToVideoOutput
@@ -119,4 +134,5 @@ __all__ = [
     "File",
     "PixverseV56TextToVideoInput",
     "PixverseV56TextToVideoOutput",
+    "PixverseV56TextToVideoParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/pixverse/v6/extend
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -99,6 +100,19 @@ class PixverseV6ExtendOutput(ResponseModel):
     ]
 
 
+class PixverseV6ExtendParams(TypedDict, total=False):
+    """The fields of `PixverseV6ExtendInput` as keyword arguments of the typed client methods."""
+
+    video_url: str
+    prompt: str
+    negative_prompt: str
+    style: Literal["anime", "3d_animation", "clay", "comic", "cyberpunk"] | None
+    resolution: Literal["360p", "540p", "720p", "1080p"]
+    duration: int
+    seed: int | None
+    generate_audio_switch: bool
+
+
 ENDPOINT_ID = "fal-ai/pixverse/v6/extend"
 INPUT_MODEL = PixverseV6ExtendInput
 OUTPUT_MODEL = PixverseV6ExtendOutput
@@ -107,4 +121,5 @@ __all__ = [
     "File",
     "PixverseV6ExtendInput",
     "PixverseV6ExtendOutput",
+    "PixverseV6ExtendParams",
 ]

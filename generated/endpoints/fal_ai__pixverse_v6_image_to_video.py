@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/pixverse/v6/image-to-video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -124,6 +125,21 @@ class PixverseV6ImageToVideoOutput(ResponseModel):
     ]
 
 
+class PixverseV6ImageToVideoParams(TypedDict, total=False):
+    """The fields of `PixverseV6ImageToVideoInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    resolution: Literal["360p", "540p", "720p", "1080p"]
+    duration: int
+    negative_prompt: str
+    style: Literal["anime", "3d_animation", "clay", "comic", "cyberpunk"] | None
+    seed: int | None
+    generate_audio_switch: bool
+    generate_multi_clip_switch: bool
+    thinking_type: Literal["enabled", "disabled", "auto"] | None
+    image_url: str
+
+
 ENDPOINT_ID = "fal-ai/pixverse/v6/image-to-video"
 INPUT_MODEL = PixverseV6ImageToVideoInput
 OUTPUT_MODEL = PixverseV6ImageToVideoOutput
@@ -132,4 +148,5 @@ __all__ = [
     "File",
     "PixverseV6ImageToVideoInput",
     "PixverseV6ImageToVideoOutput",
+    "PixverseV6ImageToVideoParams",
 ]

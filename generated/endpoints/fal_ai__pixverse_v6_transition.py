@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/pixverse/v6/transition
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -139,6 +140,23 @@ class PixverseV6TransitionOutput(ResponseModel):
     ]
 
 
+class PixverseV6TransitionParams(TypedDict, total=False):
+    """The fields of `PixverseV6TransitionInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    aspect_ratio: Literal["16:9", "4:3", "1:1", "3:4", "9:16", "2:3", "3:2", "21:9"]
+    resolution: Literal["360p", "540p", "720p", "1080p"]
+    duration: int
+    negative_prompt: str
+    style: Literal["anime", "3d_animation", "clay", "comic", "cyberpunk"] | None
+    seed: int | None
+    generate_audio_switch: bool
+    generate_multi_clip_switch: bool
+    thinking_type: Literal["enabled", "disabled", "auto"] | None
+    first_image_url: str
+    end_image_url: str
+
+
 ENDPOINT_ID = "fal-ai/pixverse/v6/transition"
 INPUT_MODEL = PixverseV6TransitionInput
 OUTPUT_MODEL = PixverseV6TransitionOutput
@@ -147,4 +165,5 @@ __all__ = [
     "File",
     "PixverseV6TransitionInput",
     "PixverseV6TransitionOutput",
+    "PixverseV6TransitionParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/playground-v25
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -168,6 +169,34 @@ class PlaygroundV25Output(ResponseModel):
     ]
 
 
+class PlaygroundV25Params(TypedDict, total=False):
+    """The fields of `PlaygroundV25Input` as keyword arguments of the typed client methods."""
+
+    expand_prompt: bool
+    prompt: str
+    safety_checker_version: Literal["v1", "v2"]
+    seed: int | None
+    format: Literal["jpeg", "png"]
+    num_images: int
+    num_inference_steps: int
+    guidance_scale: float
+    enable_safety_checker: bool
+    request_id: str
+    negative_prompt: str
+    embeddings: list[Embedding]
+    image_size: (
+        ImageSize
+        | Literal[
+            "square_hd",
+            "square",
+            "portrait_4_3",
+            "portrait_16_9",
+            "landscape_4_3",
+            "landscape_16_9",
+        ]
+    )
+
+
 ENDPOINT_ID = "fal-ai/playground-v25"
 INPUT_MODEL = PlaygroundV25Input
 OUTPUT_MODEL = PlaygroundV25Output
@@ -178,4 +207,5 @@ __all__ = [
     "ImageSize",
     "PlaygroundV25Input",
     "PlaygroundV25Output",
+    "PlaygroundV25Params",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/pony-v7
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -163,6 +164,31 @@ class PonyV7Output(ResponseModel):
     ]
 
 
+class PonyV7Params(TypedDict, total=False):
+    """The fields of `PonyV7Input` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    image_size: (
+        ImageSize
+        | Literal[
+            "square_hd",
+            "square",
+            "portrait_4_3",
+            "portrait_16_9",
+            "landscape_4_3",
+            "landscape_16_9",
+        ]
+    )
+    num_images: int
+    seed: int | None
+    guidance_scale: float
+    num_inference_steps: int
+    noise_source: Literal["gpu", "cpu"]
+    sync_mode: bool
+    enable_safety_checker: bool
+    output_format: Literal["jpeg", "png"]
+
+
 ENDPOINT_ID = "fal-ai/pony-v7"
 INPUT_MODEL = PonyV7Input
 OUTPUT_MODEL = PonyV7Output
@@ -172,4 +198,5 @@ __all__ = [
     "ImageSize",
     "PonyV7Input",
     "PonyV7Output",
+    "PonyV7Params",
 ]

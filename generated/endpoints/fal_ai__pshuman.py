@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/pshuman
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -93,6 +94,14 @@ class PshumanOutput(ResponseModel):
     ]
 
 
+class PshumanParams(TypedDict, total=False):
+    """The fields of `PshumanInput` as keyword arguments of the typed client methods."""
+
+    image_url: str
+    guidance_scale: float
+    seed: int | None
+
+
 ENDPOINT_ID = "fal-ai/pshuman"
 INPUT_MODEL = PshumanInput
 OUTPUT_MODEL = PshumanOutput
@@ -101,4 +110,5 @@ __all__ = [
     "File",
     "PshumanInput",
     "PshumanOutput",
+    "PshumanParams",
 ]

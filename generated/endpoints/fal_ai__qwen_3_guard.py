@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/qwen-3-guard
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -48,6 +49,12 @@ class Qwen3GuardOutput(ResponseModel):
     ]
 
 
+class Qwen3GuardParams(TypedDict, total=False):
+    """The fields of `Qwen3GuardInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+
+
 ENDPOINT_ID = "fal-ai/qwen-3-guard"
 INPUT_MODEL = Qwen3GuardInput
 OUTPUT_MODEL = Qwen3GuardOutput
@@ -55,4 +62,5 @@ OUTPUT_MODEL = Qwen3GuardOutput
 __all__ = [
     "Qwen3GuardInput",
     "Qwen3GuardOutput",
+    "Qwen3GuardParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/qwen-3-tts/clone-voice/1.7b
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -72,6 +73,13 @@ class Qwen3TtsCloneVoice17bOutput(ResponseModel):
     ]
 
 
+class Qwen3TtsCloneVoice17bParams(TypedDict, total=False):
+    """The fields of `Qwen3TtsCloneVoice17bInput` as keyword arguments of the typed client methods."""
+
+    audio_url: str
+    reference_text: str | None
+
+
 ENDPOINT_ID = "fal-ai/qwen-3-tts/clone-voice/1.7b"
 INPUT_MODEL = Qwen3TtsCloneVoice17bInput
 OUTPUT_MODEL = Qwen3TtsCloneVoice17bOutput
@@ -80,4 +88,5 @@ __all__ = [
     "File",
     "Qwen3TtsCloneVoice17bInput",
     "Qwen3TtsCloneVoice17bOutput",
+    "Qwen3TtsCloneVoice17bParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/qwen-3-tts/text-to-speech/1.7b
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -187,6 +188,43 @@ class Qwen3TtsTextToSpeech17bOutput(ResponseModel):
     ]
 
 
+class Qwen3TtsTextToSpeech17bParams(TypedDict, total=False):
+    """The fields of `Qwen3TtsTextToSpeech17bInput` as keyword arguments of the typed client methods."""
+
+    text: str
+    prompt: str | None
+    voice: (
+        Literal[
+            "Vivian", "Serena", "Uncle_Fu", "Dylan", "Eric", "Ryan", "Aiden", "Ono_Anna", "Sohee"
+        ]
+        | None
+    )
+    language: Literal[
+        "Auto",
+        "English",
+        "Chinese",
+        "Spanish",
+        "French",
+        "German",
+        "Italian",
+        "Japanese",
+        "Korean",
+        "Portuguese",
+        "Russian",
+    ]
+    speaker_voice_embedding_file_url: str | None
+    reference_text: str | None
+    top_k: int | None
+    top_p: float | None
+    temperature: float | None
+    repetition_penalty: float | None
+    subtalker_dosample: bool | None
+    subtalker_top_k: int | None
+    subtalker_top_p: float | None
+    subtalker_temperature: float | None
+    max_new_tokens: int | None
+
+
 ENDPOINT_ID = "fal-ai/qwen-3-tts/text-to-speech/1.7b"
 INPUT_MODEL = Qwen3TtsTextToSpeech17bInput
 OUTPUT_MODEL = Qwen3TtsTextToSpeech17bOutput
@@ -195,4 +233,5 @@ __all__ = [
     "AudioFile",
     "Qwen3TtsTextToSpeech17bInput",
     "Qwen3TtsTextToSpeech17bOutput",
+    "Qwen3TtsTextToSpeech17bParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/qwen-3-tts/voice-design/1.7b
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -162,6 +163,35 @@ class Qwen3TtsVoiceDesign17bOutput(ResponseModel):
     ]
 
 
+class Qwen3TtsVoiceDesign17bParams(TypedDict, total=False):
+    """The fields of `Qwen3TtsVoiceDesign17bInput` as keyword arguments of the typed client methods."""
+
+    text: str
+    language: Literal[
+        "Auto",
+        "English",
+        "Chinese",
+        "Spanish",
+        "French",
+        "German",
+        "Italian",
+        "Japanese",
+        "Korean",
+        "Portuguese",
+        "Russian",
+    ]
+    prompt: str
+    top_k: int | None
+    top_p: float | None
+    temperature: float | None
+    repetition_penalty: float | None
+    subtalker_dosample: bool | None
+    subtalker_top_k: int | None
+    subtalker_top_p: float | None
+    subtalker_temperature: float | None
+    max_new_tokens: int | None
+
+
 ENDPOINT_ID = "fal-ai/qwen-3-tts/voice-design/1.7b"
 INPUT_MODEL = Qwen3TtsVoiceDesign17bInput
 OUTPUT_MODEL = Qwen3TtsVoiceDesign17bOutput
@@ -170,4 +200,5 @@ __all__ = [
     "AudioFile",
     "Qwen3TtsVoiceDesign17bInput",
     "Qwen3TtsVoiceDesign17bOutput",
+    "Qwen3TtsVoiceDesign17bParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/qwen-image
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -183,6 +184,34 @@ class QwenImageOutput(ResponseModel):
     ]
 
 
+class QwenImageParams(TypedDict, total=False):
+    """The fields of `QwenImageInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    image_size: (
+        ImageSize
+        | Literal[
+            "square_hd",
+            "square",
+            "portrait_4_3",
+            "portrait_16_9",
+            "landscape_4_3",
+            "landscape_16_9",
+        ]
+    )
+    num_inference_steps: int
+    seed: int | None
+    guidance_scale: float
+    sync_mode: bool
+    num_images: int
+    enable_safety_checker: bool
+    output_format: Literal["jpeg", "png"]
+    negative_prompt: str
+    acceleration: Literal["none", "regular", "high"]
+    loras: list[LoraWeight]
+    use_turbo: bool
+
+
 ENDPOINT_ID = "fal-ai/qwen-image"
 INPUT_MODEL = QwenImageInput
 OUTPUT_MODEL = QwenImageOutput
@@ -193,4 +222,5 @@ __all__ = [
     "LoraWeight",
     "QwenImageInput",
     "QwenImageOutput",
+    "QwenImageParams",
 ]

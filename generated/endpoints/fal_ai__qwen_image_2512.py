@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/qwen-image-2512
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -147,6 +148,32 @@ class QwenImage2512Output(ResponseModel):
     ]
 
 
+class QwenImage2512Params(TypedDict, total=False):
+    """The fields of `QwenImage2512Input` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    negative_prompt: str
+    image_size: (
+        ImageSize
+        | Literal[
+            "square_hd",
+            "square",
+            "portrait_4_3",
+            "portrait_16_9",
+            "landscape_4_3",
+            "landscape_16_9",
+        ]
+    )
+    num_inference_steps: int
+    guidance_scale: float
+    seed: int | None
+    sync_mode: bool
+    num_images: int
+    enable_safety_checker: bool
+    output_format: Literal["jpeg", "png", "webp"]
+    acceleration: Literal["none", "regular", "high"]
+
+
 ENDPOINT_ID = "fal-ai/qwen-image-2512"
 INPUT_MODEL = QwenImage2512Input
 OUTPUT_MODEL = QwenImage2512Output
@@ -156,4 +183,5 @@ __all__ = [
     "ImageSize",
     "QwenImage2512Input",
     "QwenImage2512Output",
+    "QwenImage2512Params",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/qwen-image-2512/lora
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -168,6 +169,33 @@ class QwenImage2512LoraOutput(ResponseModel):
     ]
 
 
+class QwenImage2512LoraParams(TypedDict, total=False):
+    """The fields of `QwenImage2512LoraInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    negative_prompt: str
+    image_size: (
+        ImageSize
+        | Literal[
+            "square_hd",
+            "square",
+            "portrait_4_3",
+            "portrait_16_9",
+            "landscape_4_3",
+            "landscape_16_9",
+        ]
+    )
+    num_inference_steps: int
+    guidance_scale: float
+    seed: int | None
+    sync_mode: bool
+    num_images: int
+    enable_safety_checker: bool
+    output_format: Literal["jpeg", "png", "webp"]
+    acceleration: Literal["none", "regular", "high"]
+    loras: list[LoraWeight]
+
+
 ENDPOINT_ID = "fal-ai/qwen-image-2512/lora"
 INPUT_MODEL = QwenImage2512LoraInput
 OUTPUT_MODEL = QwenImage2512LoraOutput
@@ -178,4 +206,5 @@ __all__ = [
     "LoraWeight",
     "QwenImage2512LoraInput",
     "QwenImage2512LoraOutput",
+    "QwenImage2512LoraParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/qwen-image-2/text-to-image
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -133,6 +134,30 @@ class QwenImage2TextToImageOutput(ResponseModel):
     ]
 
 
+class QwenImage2TextToImageParams(TypedDict, total=False):
+    """The fields of `QwenImage2TextToImageInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    negative_prompt: str | None
+    image_size: (
+        ImageSize
+        | Literal[
+            "square_hd",
+            "square",
+            "portrait_4_3",
+            "portrait_16_9",
+            "landscape_4_3",
+            "landscape_16_9",
+        ]
+    )
+    enable_prompt_expansion: bool
+    seed: int | None
+    enable_safety_checker: bool
+    sync_mode: bool
+    num_images: int
+    output_format: Literal["jpeg", "png", "webp"]
+
+
 ENDPOINT_ID = "fal-ai/qwen-image-2/text-to-image"
 INPUT_MODEL = QwenImage2TextToImageInput
 OUTPUT_MODEL = QwenImage2TextToImageOutput
@@ -142,4 +167,5 @@ __all__ = [
     "ImageSize",
     "QwenImage2TextToImageInput",
     "QwenImage2TextToImageOutput",
+    "QwenImage2TextToImageParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/qwen-image-edit-2509-trainer
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -71,6 +72,15 @@ class QwenImageEdit2509TrainerOutput(ResponseModel):
     ]
 
 
+class QwenImageEdit2509TrainerParams(TypedDict, total=False):
+    """The fields of `QwenImageEdit2509TrainerInput` as keyword arguments of the typed client methods."""
+
+    image_data_url: str
+    learning_rate: float
+    steps: int
+    default_caption: str | None
+
+
 ENDPOINT_ID = "fal-ai/qwen-image-edit-2509-trainer"
 INPUT_MODEL = QwenImageEdit2509TrainerInput
 OUTPUT_MODEL = QwenImageEdit2509TrainerOutput
@@ -79,4 +89,5 @@ __all__ = [
     "File",
     "QwenImageEdit2509TrainerInput",
     "QwenImageEdit2509TrainerOutput",
+    "QwenImageEdit2509TrainerParams",
 ]

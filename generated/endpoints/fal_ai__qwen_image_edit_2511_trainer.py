@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/qwen-image-edit-2511-trainer
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -71,6 +72,15 @@ class QwenImageEdit2511TrainerOutput(ResponseModel):
     ]
 
 
+class QwenImageEdit2511TrainerParams(TypedDict, total=False):
+    """The fields of `QwenImageEdit2511TrainerInput` as keyword arguments of the typed client methods."""
+
+    image_data_url: str
+    learning_rate: float
+    steps: int
+    default_caption: str | None
+
+
 ENDPOINT_ID = "fal-ai/qwen-image-edit-2511-trainer"
 INPUT_MODEL = QwenImageEdit2511TrainerInput
 OUTPUT_MODEL = QwenImageEdit2511TrainerOutput
@@ -79,4 +89,5 @@ __all__ = [
     "File",
     "QwenImageEdit2511TrainerInput",
     "QwenImageEdit2511TrainerOutput",
+    "QwenImageEdit2511TrainerParams",
 ]

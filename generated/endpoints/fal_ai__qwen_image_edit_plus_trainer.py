@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/qwen-image-edit-plus-trainer
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -71,6 +72,15 @@ class QwenImageEditPlusTrainerOutput(ResponseModel):
     ]
 
 
+class QwenImageEditPlusTrainerParams(TypedDict, total=False):
+    """The fields of `QwenImageEditPlusTrainerInput` as keyword arguments of the typed client methods."""
+
+    image_data_url: str
+    learning_rate: float
+    steps: int
+    default_caption: str | None
+
+
 ENDPOINT_ID = "fal-ai/qwen-image-edit-plus-trainer"
 INPUT_MODEL = QwenImageEditPlusTrainerInput
 OUTPUT_MODEL = QwenImageEditPlusTrainerOutput
@@ -79,4 +89,5 @@ __all__ = [
     "File",
     "QwenImageEditPlusTrainerInput",
     "QwenImageEditPlusTrainerOutput",
+    "QwenImageEditPlusTrainerParams",
 ]

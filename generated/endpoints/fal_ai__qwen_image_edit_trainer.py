@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/qwen-image-edit-trainer
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -71,6 +72,15 @@ class QwenImageEditTrainerOutput(ResponseModel):
     ]
 
 
+class QwenImageEditTrainerParams(TypedDict, total=False):
+    """The fields of `QwenImageEditTrainerInput` as keyword arguments of the typed client methods."""
+
+    image_data_url: str
+    learning_rate: float
+    steps: int
+    default_caption: str | None
+
+
 ENDPOINT_ID = "fal-ai/qwen-image-edit-trainer"
 INPUT_MODEL = QwenImageEditTrainerInput
 OUTPUT_MODEL = QwenImageEditTrainerOutput
@@ -79,4 +89,5 @@ __all__ = [
     "File",
     "QwenImageEditTrainerInput",
     "QwenImageEditTrainerOutput",
+    "QwenImageEditTrainerParams",
 ]

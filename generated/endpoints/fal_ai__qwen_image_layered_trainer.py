@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/qwen-image-layered-trainer
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -71,6 +72,15 @@ class QwenImageLayeredTrainerOutput(ResponseModel):
     ]
 
 
+class QwenImageLayeredTrainerParams(TypedDict, total=False):
+    """The fields of `QwenImageLayeredTrainerInput` as keyword arguments of the typed client methods."""
+
+    image_data_url: str
+    learning_rate: float
+    steps: int
+    default_caption: str | None
+
+
 ENDPOINT_ID = "fal-ai/qwen-image-layered-trainer"
 INPUT_MODEL = QwenImageLayeredTrainerInput
 OUTPUT_MODEL = QwenImageLayeredTrainerOutput
@@ -79,4 +89,5 @@ __all__ = [
     "File",
     "QwenImageLayeredTrainerInput",
     "QwenImageLayeredTrainerOutput",
+    "QwenImageLayeredTrainerParams",
 ]

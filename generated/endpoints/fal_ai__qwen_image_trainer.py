@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/qwen-image-trainer
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -77,6 +78,15 @@ class QwenImageTrainerOutput(ResponseModel):
     ]
 
 
+class QwenImageTrainerParams(TypedDict, total=False):
+    """The fields of `QwenImageTrainerInput` as keyword arguments of the typed client methods."""
+
+    image_data_url: str
+    steps: int
+    learning_rate: float
+    trigger_phrase: str
+
+
 ENDPOINT_ID = "fal-ai/qwen-image-trainer"
 INPUT_MODEL = QwenImageTrainerInput
 OUTPUT_MODEL = QwenImageTrainerOutput
@@ -85,4 +95,5 @@ __all__ = [
     "File",
     "QwenImageTrainerInput",
     "QwenImageTrainerOutput",
+    "QwenImageTrainerParams",
 ]

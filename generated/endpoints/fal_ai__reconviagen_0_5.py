@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/reconviagen-0.5
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -255,6 +256,41 @@ class Reconviagen05Output(ResponseModel):
     seed: Annotated[int, Field(description="Seed used for generation.", title="Seed")]
 
 
+class Reconviagen05Params(TypedDict, total=False):
+    """The fields of `Reconviagen05Input` as keyword arguments of the typed client methods."""
+
+    seed: int | None
+    resolution: Literal[512, 1024, 1536]
+    ss_source: Literal["direct", "mesh", "mvtrellis2"]
+    ss_guidance_strength: float
+    ss_guidance_rescale: float
+    ss_sampling_steps: int
+    ss_rescale_t: float
+    slat_guidance_strength: float
+    slat_guidance_rescale: float
+    slat_sampling_steps: int
+    slat_rescale_t: float
+    shape_slat_guidance_strength: float
+    shape_slat_guidance_rescale: float
+    shape_slat_sampling_steps: int
+    shape_slat_rescale_t: float
+    tex_slat_guidance_strength: float
+    tex_slat_guidance_rescale: float
+    tex_slat_sampling_steps: int
+    tex_slat_rescale_t: float
+    decimation_target: int
+    texture_size: Literal[1024, 2048, 4096]
+    image_urls: list[str]
+    multi_image_strategy: Literal[
+        "average_right",
+        "weighted_average",
+        "sequential",
+        "average",
+        "adaptive_guidance_weight",
+        "fixed_guidance_rescale",
+    ]
+
+
 ENDPOINT_ID = "fal-ai/reconviagen-0.5"
 INPUT_MODEL = Reconviagen05Input
 OUTPUT_MODEL = Reconviagen05Output
@@ -263,4 +299,5 @@ __all__ = [
     "File",
     "Reconviagen05Input",
     "Reconviagen05Output",
+    "Reconviagen05Params",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/recraft-20b
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field, UUID4
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -135,6 +136,65 @@ class Recraft20bOutput(ResponseModel):
     ]
 
 
+class Recraft20bParams(TypedDict, total=False):
+    """The fields of `Recraft20bInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    image_size: (
+        ImageSize
+        | Literal[
+            "square_hd",
+            "square",
+            "portrait_4_3",
+            "portrait_16_9",
+            "landscape_4_3",
+            "landscape_16_9",
+        ]
+    )
+    style: Literal[
+        "any",
+        "realistic_image",
+        "digital_illustration",
+        "vector_illustration",
+        "realistic_image/b_and_w",
+        "realistic_image/enterprise",
+        "realistic_image/hard_flash",
+        "realistic_image/hdr",
+        "realistic_image/motion_blur",
+        "realistic_image/natural_light",
+        "realistic_image/studio_portrait",
+        "digital_illustration/2d_art_poster",
+        "digital_illustration/2d_art_poster_2",
+        "digital_illustration/3d",
+        "digital_illustration/80s",
+        "digital_illustration/engraving_color",
+        "digital_illustration/glow",
+        "digital_illustration/grain",
+        "digital_illustration/hand_drawn",
+        "digital_illustration/hand_drawn_outline",
+        "digital_illustration/handmade_3d",
+        "digital_illustration/infantile_sketch",
+        "digital_illustration/kawaii",
+        "digital_illustration/pixel_art",
+        "digital_illustration/psychedelic",
+        "digital_illustration/seamless",
+        "digital_illustration/voxel",
+        "digital_illustration/watercolor",
+        "vector_illustration/cartoon",
+        "vector_illustration/doodle_line_art",
+        "vector_illustration/engraving",
+        "vector_illustration/flat_2",
+        "vector_illustration/kawaii",
+        "vector_illustration/line_art",
+        "vector_illustration/line_circuit",
+        "vector_illustration/linocut",
+        "vector_illustration/seamless",
+    ]
+    colors: list[RGBColor]
+    style_id: UUID4 | None
+    enable_safety_checker: bool
+
+
 ENDPOINT_ID = "fal-ai/recraft-20b"
 INPUT_MODEL = Recraft20bInput
 OUTPUT_MODEL = Recraft20bOutput
@@ -145,4 +205,5 @@ __all__ = [
     "RGBColor",
     "Recraft20bInput",
     "Recraft20bOutput",
+    "Recraft20bParams",
 ]

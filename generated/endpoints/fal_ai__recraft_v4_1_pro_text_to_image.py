@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/recraft/v4.1/pro/text-to-image
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -107,6 +108,26 @@ class RecraftV41ProTextToImageOutput(ResponseModel):
     ]
 
 
+class RecraftV41ProTextToImageParams(TypedDict, total=False):
+    """The fields of `RecraftV41ProTextToImageInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    image_size: (
+        ImageSize
+        | Literal[
+            "square_hd",
+            "square",
+            "portrait_4_3",
+            "portrait_16_9",
+            "landscape_4_3",
+            "landscape_16_9",
+        ]
+    )
+    colors: list[RGBColor]
+    background_color: RGBColor | None
+    enable_safety_checker: bool
+
+
 ENDPOINT_ID = "fal-ai/recraft/v4.1/pro/text-to-image"
 INPUT_MODEL = RecraftV41ProTextToImageInput
 OUTPUT_MODEL = RecraftV41ProTextToImageOutput
@@ -117,4 +138,5 @@ __all__ = [
     "RGBColor",
     "RecraftV41ProTextToImageInput",
     "RecraftV41ProTextToImageOutput",
+    "RecraftV41ProTextToImageParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/recraft/v4.1/text-to-vector
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -105,6 +106,26 @@ class RecraftV41TextToVectorOutput(ResponseModel):
     ]
 
 
+class RecraftV41TextToVectorParams(TypedDict, total=False):
+    """The fields of `RecraftV41TextToVectorInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    image_size: (
+        ImageSize
+        | Literal[
+            "square_hd",
+            "square",
+            "portrait_4_3",
+            "portrait_16_9",
+            "landscape_4_3",
+            "landscape_16_9",
+        ]
+    )
+    colors: list[RGBColor]
+    background_color: RGBColor | None
+    enable_safety_checker: bool
+
+
 ENDPOINT_ID = "fal-ai/recraft/v4.1/text-to-vector"
 INPUT_MODEL = RecraftV41TextToVectorInput
 OUTPUT_MODEL = RecraftV41TextToVectorOutput
@@ -115,4 +136,5 @@ __all__ = [
     "RGBColor",
     "RecraftV41TextToVectorInput",
     "RecraftV41TextToVectorOutput",
+    "RecraftV41TextToVectorParams",
 ]

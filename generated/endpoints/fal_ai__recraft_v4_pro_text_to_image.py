@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/recraft/v4/pro/text-to-image
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -107,6 +108,26 @@ class RecraftV4ProTextToImageOutput(ResponseModel):
     ]
 
 
+class RecraftV4ProTextToImageParams(TypedDict, total=False):
+    """The fields of `RecraftV4ProTextToImageInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    image_size: (
+        ImageSize
+        | Literal[
+            "square_hd",
+            "square",
+            "portrait_4_3",
+            "portrait_16_9",
+            "landscape_4_3",
+            "landscape_16_9",
+        ]
+    )
+    colors: list[RGBColor]
+    background_color: RGBColor | None
+    enable_safety_checker: bool
+
+
 ENDPOINT_ID = "fal-ai/recraft/v4/pro/text-to-image"
 INPUT_MODEL = RecraftV4ProTextToImageInput
 OUTPUT_MODEL = RecraftV4ProTextToImageOutput
@@ -117,4 +138,5 @@ __all__ = [
     "RGBColor",
     "RecraftV4ProTextToImageInput",
     "RecraftV4ProTextToImageOutput",
+    "RecraftV4ProTextToImageParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/recraft/v4/text-to-image
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -107,6 +108,26 @@ class RecraftV4TextToImageOutput(ResponseModel):
     ]
 
 
+class RecraftV4TextToImageParams(TypedDict, total=False):
+    """The fields of `RecraftV4TextToImageInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    image_size: (
+        ImageSize
+        | Literal[
+            "square_hd",
+            "square",
+            "portrait_4_3",
+            "portrait_16_9",
+            "landscape_4_3",
+            "landscape_16_9",
+        ]
+    )
+    colors: list[RGBColor]
+    background_color: RGBColor | None
+    enable_safety_checker: bool
+
+
 ENDPOINT_ID = "fal-ai/recraft/v4/text-to-image"
 INPUT_MODEL = RecraftV4TextToImageInput
 OUTPUT_MODEL = RecraftV4TextToImageOutput
@@ -117,4 +138,5 @@ __all__ = [
     "RGBColor",
     "RecraftV4TextToImageInput",
     "RecraftV4TextToImageOutput",
+    "RecraftV4TextToImageParams",
 ]

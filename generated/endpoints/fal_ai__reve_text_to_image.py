@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/reve/text-to-image
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -98,6 +99,16 @@ class ReveTextToImageOutput(ResponseModel):
     ]
 
 
+class ReveTextToImageParams(TypedDict, total=False):
+    """The fields of `ReveTextToImageInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    aspect_ratio: Literal["16:9", "9:16", "3:2", "2:3", "4:3", "3:4", "1:1"]
+    num_images: int
+    output_format: Literal["png", "jpeg", "webp"]
+    sync_mode: bool
+
+
 ENDPOINT_ID = "fal-ai/reve/text-to-image"
 INPUT_MODEL = ReveTextToImageInput
 OUTPUT_MODEL = ReveTextToImageOutput
@@ -106,4 +117,5 @@ __all__ = [
     "Image",
     "ReveTextToImageInput",
     "ReveTextToImageOutput",
+    "ReveTextToImageParams",
 ]

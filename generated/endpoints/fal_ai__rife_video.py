@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/rife/video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -98,6 +99,17 @@ class RifeVideoOutput(ResponseModel):
     ]
 
 
+class RifeVideoParams(TypedDict, total=False):
+    """The fields of `RifeVideoInput` as keyword arguments of the typed client methods."""
+
+    video_url: str
+    num_frames: int
+    use_scene_detection: bool
+    use_calculated_fps: bool
+    fps: int
+    loop: bool
+
+
 ENDPOINT_ID = "fal-ai/rife/video"
 INPUT_MODEL = RifeVideoInput
 OUTPUT_MODEL = RifeVideoOutput
@@ -106,4 +118,5 @@ __all__ = [
     "File",
     "RifeVideoInput",
     "RifeVideoOutput",
+    "RifeVideoParams",
 ]

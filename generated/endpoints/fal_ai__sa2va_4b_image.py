@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/sa2va/4b/image
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -103,6 +104,13 @@ class Sa2va4bImageOutput(ResponseModel):
     ]
 
 
+class Sa2va4bImageParams(TypedDict, total=False):
+    """The fields of `Sa2va4bImageInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    image_url: str
+
+
 ENDPOINT_ID = "fal-ai/sa2va/4b/image"
 INPUT_MODEL = Sa2va4bImageInput
 OUTPUT_MODEL = Sa2va4bImageOutput
@@ -111,4 +119,5 @@ __all__ = [
     "Image",
     "Sa2va4bImageInput",
     "Sa2va4bImageOutput",
+    "Sa2va4bImageParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/sa2va/8b/video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -98,6 +99,14 @@ class Sa2va8bVideoOutput(ResponseModel):
     ]
 
 
+class Sa2va8bVideoParams(TypedDict, total=False):
+    """The fields of `Sa2va8bVideoInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    video_url: str
+    num_frames_to_sample: int | None
+
+
 ENDPOINT_ID = "fal-ai/sa2va/8b/video"
 INPUT_MODEL = Sa2va8bVideoInput
 OUTPUT_MODEL = Sa2va8bVideoOutput
@@ -106,4 +115,5 @@ __all__ = [
     "File",
     "Sa2va8bVideoInput",
     "Sa2va8bVideoOutput",
+    "Sa2va8bVideoParams",
 ]

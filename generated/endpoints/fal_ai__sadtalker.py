@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/sadtalker
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -93,6 +94,19 @@ class SadtalkerOutput(ResponseModel):
     video: Annotated[File, Field(description="URL of the generated video")]
 
 
+class SadtalkerParams(TypedDict, total=False):
+    """The fields of `SadtalkerInput` as keyword arguments of the typed client methods."""
+
+    source_image_url: str
+    driven_audio_url: str
+    pose_style: int
+    face_model_resolution: Literal["256", "512"]
+    expression_scale: float
+    face_enhancer: Literal["gfpgan"] | None
+    still_mode: bool
+    preprocess: Literal["crop", "extcrop", "resize", "full", "extfull"]
+
+
 ENDPOINT_ID = "fal-ai/sadtalker"
 INPUT_MODEL = SadtalkerInput
 OUTPUT_MODEL = SadtalkerOutput
@@ -101,4 +115,5 @@ __all__ = [
     "File",
     "SadtalkerInput",
     "SadtalkerOutput",
+    "SadtalkerParams",
 ]

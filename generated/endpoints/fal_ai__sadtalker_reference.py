@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/sadtalker/reference
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -103,6 +104,20 @@ class SadtalkerReferenceOutput(ResponseModel):
     video: Annotated[File, Field(description="URL of the generated video")]
 
 
+class SadtalkerReferenceParams(TypedDict, total=False):
+    """The fields of `SadtalkerReferenceInput` as keyword arguments of the typed client methods."""
+
+    source_image_url: str
+    driven_audio_url: str
+    reference_pose_video_url: str
+    pose_style: int
+    face_model_resolution: Literal["256", "512"]
+    expression_scale: float
+    face_enhancer: Literal["gfpgan"] | None
+    still_mode: bool
+    preprocess: Literal["crop", "extcrop", "resize", "full", "extfull"]
+
+
 ENDPOINT_ID = "fal-ai/sadtalker/reference"
 INPUT_MODEL = SadtalkerReferenceInput
 OUTPUT_MODEL = SadtalkerReferenceOutput
@@ -111,4 +126,5 @@ __all__ = [
     "File",
     "SadtalkerReferenceInput",
     "SadtalkerReferenceOutput",
+    "SadtalkerReferenceParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/sam2/video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -109,6 +110,17 @@ class Sam2VideoOutput(ResponseModel):
     ] = None
 
 
+class Sam2VideoParams(TypedDict, total=False):
+    """The fields of `Sam2VideoInput` as keyword arguments of the typed client methods."""
+
+    video_url: str
+    mask_url: str | None
+    prompts: list[PointPrompt]
+    box_prompts: list[BoxPrompt]
+    apply_mask: bool
+    boundingbox_zip: bool
+
+
 ENDPOINT_ID = "fal-ai/sam2/video"
 INPUT_MODEL = Sam2VideoInput
 OUTPUT_MODEL = Sam2VideoOutput
@@ -119,4 +131,5 @@ __all__ = [
     "PointPrompt",
     "Sam2VideoInput",
     "Sam2VideoOutput",
+    "Sam2VideoParams",
 ]

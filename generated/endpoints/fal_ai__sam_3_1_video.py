@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/sam-3-1/video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -140,6 +141,19 @@ class Sam31VideoOutput(ResponseModel):
     ] = None
 
 
+class Sam31VideoParams(TypedDict, total=False):
+    """The fields of `Sam31VideoInput` as keyword arguments of the typed client methods."""
+
+    video_url: str
+    prompt: str
+    point_prompts: list[PointPromptBase]
+    box_prompts: list[BoxPromptBase]
+    apply_mask: bool
+    video_output_type: Literal["X264 (.mp4)", "VP9 (.webm)"]
+    detection_threshold: float
+    max_num_objects: int
+
+
 ENDPOINT_ID = "fal-ai/sam-3-1/video"
 INPUT_MODEL = Sam31VideoInput
 OUTPUT_MODEL = Sam31VideoOutput
@@ -150,4 +164,5 @@ __all__ = [
     "PointPromptBase",
     "Sam31VideoInput",
     "Sam31VideoOutput",
+    "Sam31VideoParams",
 ]

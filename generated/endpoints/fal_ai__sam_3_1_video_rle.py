@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/sam-3-1/video-rle
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -162,6 +163,21 @@ class Sam31VideoRleOutput(ResponseModel):
     ] = None
 
 
+class Sam31VideoRleParams(TypedDict, total=False):
+    """The fields of `Sam31VideoRleInput` as keyword arguments of the typed client methods."""
+
+    video_url: str
+    mask_url: str | None
+    prompt: str
+    point_prompts: list[PointPrompt]
+    box_prompts: list[BoxPrompt]
+    apply_mask: bool
+    boundingbox_zip: bool
+    detection_threshold: float
+    frame_index: int
+    max_num_objects: int
+
+
 ENDPOINT_ID = "fal-ai/sam-3-1/video-rle"
 INPUT_MODEL = Sam31VideoRleInput
 OUTPUT_MODEL = Sam31VideoRleOutput
@@ -172,4 +188,5 @@ __all__ = [
     "PointPrompt",
     "Sam31VideoRleInput",
     "Sam31VideoRleOutput",
+    "Sam31VideoRleParams",
 ]

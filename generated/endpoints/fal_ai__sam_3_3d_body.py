@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/sam-3/3d-body
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Any
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -205,6 +206,16 @@ class Sam33dBodyOutput(ResponseModel):
     ]
 
 
+class Sam33dBodyParams(TypedDict, total=False):
+    """The fields of `Sam33dBodyInput` as keyword arguments of the typed client methods."""
+
+    image_url: str
+    mask_url: str | None
+    export_meshes: bool
+    include_3d_keypoints: bool
+    include_mhr_params: bool
+
+
 ENDPOINT_ID = "fal-ai/sam-3/3d-body"
 INPUT_MODEL = Sam33dBodyInput
 OUTPUT_MODEL = Sam33dBodyOutput
@@ -215,4 +226,5 @@ __all__ = [
     "SAM3DBodyPersonMetadata",
     "Sam33dBodyInput",
     "Sam33dBodyOutput",
+    "Sam33dBodyParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/sam-3/3d-objects
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -191,6 +192,20 @@ class Sam33dObjectsOutput(ResponseModel):
     ] = None
 
 
+class Sam33dObjectsParams(TypedDict, total=False):
+    """The fields of `Sam33dObjectsInput` as keyword arguments of the typed client methods."""
+
+    image_url: str
+    mask_urls: list[str] | None
+    prompt: str | None
+    point_prompts: list[PointPromptBase]
+    box_prompts: list[BoxPromptBase]
+    seed: int | None
+    pointmap_url: str | None
+    detection_threshold: float | None
+    export_textured_glb: bool
+
+
 ENDPOINT_ID = "fal-ai/sam-3/3d-objects"
 INPUT_MODEL = Sam33dObjectsInput
 OUTPUT_MODEL = Sam33dObjectsOutput
@@ -202,4 +217,5 @@ __all__ = [
     "SAM3DObjectMetadata",
     "Sam33dObjectsInput",
     "Sam33dObjectsOutput",
+    "Sam33dObjectsParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/sam-3/image/embed
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -27,6 +28,12 @@ class Sam3ImageEmbedOutput(ResponseModel):
     ]
 
 
+class Sam3ImageEmbedParams(TypedDict, total=False):
+    """The fields of `Sam3ImageEmbedInput` as keyword arguments of the typed client methods."""
+
+    image_url: str
+
+
 ENDPOINT_ID = "fal-ai/sam-3/image/embed"
 INPUT_MODEL = Sam3ImageEmbedInput
 OUTPUT_MODEL = Sam3ImageEmbedOutput
@@ -34,4 +41,5 @@ OUTPUT_MODEL = Sam3ImageEmbedOutput
 __all__ = [
     "Sam3ImageEmbedInput",
     "Sam3ImageEmbedOutput",
+    "Sam3ImageEmbedParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/sam-3/video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -132,6 +133,19 @@ class Sam3VideoOutput(ResponseModel):
     ] = None
 
 
+class Sam3VideoParams(TypedDict, total=False):
+    """The fields of `Sam3VideoInput` as keyword arguments of the typed client methods."""
+
+    video_url: str
+    prompt: str
+    text_prompt: str | None
+    point_prompts: list[PointPromptBase]
+    box_prompts: list[BoxPromptBase]
+    apply_mask: bool
+    video_output_type: Literal["X264 (.mp4)", "VP9 (.webm)"]
+    detection_threshold: float
+
+
 ENDPOINT_ID = "fal-ai/sam-3/video"
 INPUT_MODEL = Sam3VideoInput
 OUTPUT_MODEL = Sam3VideoOutput
@@ -142,4 +156,5 @@ __all__ = [
     "PointPromptBase",
     "Sam3VideoInput",
     "Sam3VideoOutput",
+    "Sam3VideoParams",
 ]

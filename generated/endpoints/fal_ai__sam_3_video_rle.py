@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/sam-3/video-rle
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -153,6 +154,20 @@ class Sam3VideoRleOutput(ResponseModel):
     ] = None
 
 
+class Sam3VideoRleParams(TypedDict, total=False):
+    """The fields of `Sam3VideoRleInput` as keyword arguments of the typed client methods."""
+
+    video_url: str
+    mask_url: str | None
+    prompt: str
+    point_prompts: list[PointPrompt]
+    box_prompts: list[BoxPrompt]
+    apply_mask: bool
+    boundingbox_zip: bool
+    detection_threshold: float
+    frame_index: int
+
+
 ENDPOINT_ID = "fal-ai/sam-3/video-rle"
 INPUT_MODEL = Sam3VideoRleInput
 OUTPUT_MODEL = Sam3VideoRleOutput
@@ -163,4 +178,5 @@ __all__ = [
     "PointPrompt",
     "Sam3VideoRleInput",
     "Sam3VideoRleOutput",
+    "Sam3VideoRleParams",
 ]

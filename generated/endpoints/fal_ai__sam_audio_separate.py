@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/sam-audio/separate
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -132,6 +133,19 @@ class SamAudioSeparateOutput(ResponseModel):
     ] = 48000
 
 
+class SamAudioSeparateParams(TypedDict, total=False):
+    """The fields of `SamAudioSeparateInput` as keyword arguments of the typed client methods."""
+
+    audio_url: str
+    prompt: str
+    predict_spans: bool
+    reranking_candidates: int
+    acceleration: Literal["fast", "balanced", "quality"]
+    max_chunk_duration: float
+    chunk_overlap: float
+    output_format: Literal["wav", "mp3"]
+
+
 ENDPOINT_ID = "fal-ai/sam-audio/separate"
 INPUT_MODEL = SamAudioSeparateInput
 OUTPUT_MODEL = SamAudioSeparateOutput
@@ -140,4 +154,5 @@ __all__ = [
     "File",
     "SamAudioSeparateInput",
     "SamAudioSeparateOutput",
+    "SamAudioSeparateParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/sam-audio/span-separate
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -170,6 +171,21 @@ class SamAudioSpanSeparateOutput(ResponseModel):
     ] = 48000
 
 
+class SamAudioSpanSeparateParams(TypedDict, total=False):
+    """The fields of `SamAudioSpanSeparateInput` as keyword arguments of the typed client methods."""
+
+    audio_url: str
+    prompt: str | None
+    spans: list[AudioTimeSpan]
+    reranking_candidates: int
+    acceleration: Literal["fast", "balanced", "quality"]
+    max_chunk_duration: float
+    chunk_overlap: float
+    use_sound_activity_ranking: bool
+    trim_to_span: bool
+    output_format: Literal["wav", "mp3"]
+
+
 ENDPOINT_ID = "fal-ai/sam-audio/span-separate"
 INPUT_MODEL = SamAudioSpanSeparateInput
 OUTPUT_MODEL = SamAudioSpanSeparateOutput
@@ -179,4 +195,5 @@ __all__ = [
     "File",
     "SamAudioSpanSeparateInput",
     "SamAudioSpanSeparateOutput",
+    "SamAudioSpanSeparateParams",
 ]

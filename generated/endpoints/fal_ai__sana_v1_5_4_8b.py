@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/sana/v1.5/4.8b
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import structured_default, RequestModel, ResponseModel
@@ -146,6 +147,43 @@ class SanaV1548bOutput(ResponseModel):
     ]
 
 
+class SanaV1548bParams(TypedDict, total=False):
+    """The fields of `SanaV1548bInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    negative_prompt: str
+    image_size: (
+        ImageSize
+        | Literal[
+            "square_hd",
+            "square",
+            "portrait_4_3",
+            "portrait_16_9",
+            "landscape_4_3",
+            "landscape_16_9",
+        ]
+    )
+    num_inference_steps: int
+    seed: int | None
+    guidance_scale: float
+    sync_mode: bool
+    num_images: int
+    enable_safety_checker: bool
+    output_format: Literal["jpeg", "png"]
+    style_name: Literal[
+        "(No style)",
+        "Cinematic",
+        "Photographic",
+        "Anime",
+        "Manga",
+        "Digital Art",
+        "Pixel art",
+        "Fantasy art",
+        "Neonpunk",
+        "3D Model",
+    ]
+
+
 ENDPOINT_ID = "fal-ai/sana/v1.5/4.8b"
 INPUT_MODEL = SanaV1548bInput
 OUTPUT_MODEL = SanaV1548bOutput
@@ -155,4 +193,5 @@ __all__ = [
     "ImageSize",
     "SanaV1548bInput",
     "SanaV1548bOutput",
+    "SanaV1548bParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/sana-video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -110,6 +111,20 @@ class SanaVideoOutput(ResponseModel):
     ]
 
 
+class SanaVideoParams(TypedDict, total=False):
+    """The fields of `SanaVideoInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    negative_prompt: str
+    resolution: Literal["480p"]
+    num_frames: int
+    fps: int
+    motion_score: int
+    guidance_scale: float
+    num_inference_steps: int
+    seed: int | None
+
+
 ENDPOINT_ID = "fal-ai/sana-video"
 INPUT_MODEL = SanaVideoInput
 OUTPUT_MODEL = SanaVideoOutput
@@ -118,4 +133,5 @@ __all__ = [
     "File",
     "SanaVideoInput",
     "SanaVideoOutput",
+    "SanaVideoParams",
 ]

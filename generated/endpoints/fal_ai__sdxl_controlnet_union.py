@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/sdxl-controlnet-union
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -300,6 +301,50 @@ class SdxlControlnetUnionOutput(ResponseModel):
     ]
 
 
+class SdxlControlnetUnionParams(TypedDict, total=False):
+    """The fields of `SdxlControlnetUnionInput` as keyword arguments of the typed client methods."""
+
+    request_id: str
+    safety_checker_version: Literal["v1", "v2"]
+    num_inference_steps: int
+    prompt: str
+    depth_image_url: str | None
+    openpose_preprocess: bool
+    openpose_image_url: str | None
+    expand_prompt: bool
+    sync_mode: bool
+    normal_image_url: str | None
+    canny_preprocess: bool
+    normal_preprocess: bool
+    teed_preprocess: bool
+    enable_safety_checker: bool
+    format: Literal["jpeg", "png"]
+    segmentation_preprocess: bool
+    seed: int | None
+    canny_image_url: str | None
+    image_size: (
+        ImageSize
+        | Literal[
+            "square_hd",
+            "square",
+            "portrait_4_3",
+            "portrait_16_9",
+            "landscape_4_3",
+            "landscape_16_9",
+        ]
+        | None
+    )
+    guidance_scale: float
+    depth_preprocess: bool
+    loras: list[LoraWeight]
+    negative_prompt: str
+    segmentation_image_url: str | None
+    teed_image_url: str | None
+    controlnet_conditioning_scale: float
+    embeddings: list[Embedding]
+    num_images: int
+
+
 ENDPOINT_ID = "fal-ai/sdxl-controlnet-union"
 INPUT_MODEL = SdxlControlnetUnionInput
 OUTPUT_MODEL = SdxlControlnetUnionOutput
@@ -311,4 +356,5 @@ __all__ = [
     "LoraWeight",
     "SdxlControlnetUnionInput",
     "SdxlControlnetUnionOutput",
+    "SdxlControlnetUnionParams",
 ]

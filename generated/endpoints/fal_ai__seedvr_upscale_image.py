@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/seedvr/upscale/image
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -115,6 +116,19 @@ class SeedvrUpscaleImageOutput(ResponseModel):
     ]
 
 
+class SeedvrUpscaleImageParams(TypedDict, total=False):
+    """The fields of `SeedvrUpscaleImageInput` as keyword arguments of the typed client methods."""
+
+    image_url: str
+    upscale_mode: Literal["target", "factor"]
+    upscale_factor: float
+    target_resolution: Literal["720p", "1080p", "1440p", "2160p"]
+    seed: int | None
+    noise_scale: float
+    output_format: Literal["png", "jpg", "webp"]
+    sync_mode: bool
+
+
 ENDPOINT_ID = "fal-ai/seedvr/upscale/image"
 INPUT_MODEL = SeedvrUpscaleImageInput
 OUTPUT_MODEL = SeedvrUpscaleImageOutput
@@ -123,4 +137,5 @@ __all__ = [
     "ImageFile",
     "SeedvrUpscaleImageInput",
     "SeedvrUpscaleImageOutput",
+    "SeedvrUpscaleImageParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/seedvr/upscale/video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -119,6 +120,21 @@ class SeedvrUpscaleVideoOutput(ResponseModel):
     ]
 
 
+class SeedvrUpscaleVideoParams(TypedDict, total=False):
+    """The fields of `SeedvrUpscaleVideoInput` as keyword arguments of the typed client methods."""
+
+    video_url: str
+    upscale_mode: Literal["target", "factor"]
+    upscale_factor: float
+    target_resolution: Literal["720p", "1080p", "1440p", "2160p"]
+    seed: int | None
+    noise_scale: float
+    output_format: Literal["X264 (.mp4)", "VP9 (.webm)", "PRORES4444 (.mov)", "GIF (.gif)"]
+    output_quality: Literal["low", "medium", "high", "maximum"]
+    output_write_mode: Literal["fast", "balanced", "small"]
+    sync_mode: bool
+
+
 ENDPOINT_ID = "fal-ai/seedvr/upscale/video"
 INPUT_MODEL = SeedvrUpscaleVideoInput
 OUTPUT_MODEL = SeedvrUpscaleVideoOutput
@@ -127,4 +143,5 @@ __all__ = [
     "File",
     "SeedvrUpscaleVideoInput",
     "SeedvrUpscaleVideoOutput",
+    "SeedvrUpscaleVideoParams",
 ]

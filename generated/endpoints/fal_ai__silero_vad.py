@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/silero-vad
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -43,6 +44,12 @@ class SpeechTimestamp(ResponseModel):
     ]
 
 
+class SileroVadParams(TypedDict, total=False):
+    """The fields of `SileroVadInput` as keyword arguments of the typed client methods."""
+
+    audio_url: str
+
+
 ENDPOINT_ID = "fal-ai/silero-vad"
 INPUT_MODEL = SileroVadInput
 OUTPUT_MODEL = SileroVadOutput
@@ -50,5 +57,6 @@ OUTPUT_MODEL = SileroVadOutput
 __all__ = [
     "SileroVadInput",
     "SileroVadOutput",
+    "SileroVadParams",
     "SpeechTimestamp",
 ]

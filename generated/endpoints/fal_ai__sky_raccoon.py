@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/sky-raccoon
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import structured_default, RequestModel, ResponseModel
@@ -136,6 +137,29 @@ class SkyRaccoonOutput(ResponseModel):
     seed: Annotated[int, Field(description="The seed used for generation.", title="Seed")]
 
 
+class SkyRaccoonParams(TypedDict, total=False):
+    """The fields of `SkyRaccoonInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    negative_prompt: str
+    seed: int | None
+    num_inference_steps: int
+    image_size: (
+        ImageSize
+        | Literal[
+            "square_hd",
+            "square",
+            "portrait_4_3",
+            "portrait_16_9",
+            "landscape_4_3",
+            "landscape_16_9",
+        ]
+    )
+    enable_safety_checker: bool
+    enable_prompt_expansion: bool
+    turbo_mode: bool
+
+
 ENDPOINT_ID = "fal-ai/sky-raccoon"
 INPUT_MODEL = SkyRaccoonInput
 OUTPUT_MODEL = SkyRaccoonOutput
@@ -145,4 +169,5 @@ __all__ = [
     "ImageSize",
     "SkyRaccoonInput",
     "SkyRaccoonOutput",
+    "SkyRaccoonParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/skyreels-i2v
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -103,6 +104,18 @@ class SkyreelsI2vOutput(ResponseModel):
     ]
 
 
+class SkyreelsI2vParams(TypedDict, total=False):
+    """The fields of `SkyreelsI2vInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    image_url: str
+    seed: int | None
+    guidance_scale: float
+    num_inference_steps: int
+    negative_prompt: str | None
+    aspect_ratio: Literal["16:9", "9:16"]
+
+
 ENDPOINT_ID = "fal-ai/skyreels-i2v"
 INPUT_MODEL = SkyreelsI2vInput
 OUTPUT_MODEL = SkyreelsI2vOutput
@@ -111,4 +124,5 @@ __all__ = [
     "File",
     "SkyreelsI2vInput",
     "SkyreelsI2vOutput",
+    "SkyreelsI2vParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/sora-2/characters
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -40,6 +41,13 @@ class Sora2CharactersOutput(ResponseModel):
     name: Annotated[str, Field(description="The character name", title="Name")]
 
 
+class Sora2CharactersParams(TypedDict, total=False):
+    """The fields of `Sora2CharactersInput` as keyword arguments of the typed client methods."""
+
+    video_url: str
+    name: str
+
+
 ENDPOINT_ID = "fal-ai/sora-2/characters"
 INPUT_MODEL = Sora2CharactersInput
 OUTPUT_MODEL = Sora2CharactersOutput
@@ -47,4 +55,5 @@ OUTPUT_MODEL = Sora2CharactersOutput
 __all__ = [
     "Sora2CharactersInput",
     "Sora2CharactersOutput",
+    "Sora2CharactersParams",
 ]

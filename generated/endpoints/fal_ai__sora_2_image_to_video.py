@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/sora-2/image-to-video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -164,6 +165,20 @@ class VideoFile(ResponseModel):
     ] = None
 
 
+class Sora2ImageToVideoParams(TypedDict, total=False):
+    """The fields of `Sora2ImageToVideoInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    resolution: Literal["auto", "720p"]
+    aspect_ratio: Literal["auto", "9:16", "16:9"]
+    duration: Literal[4, 8, 12, 16, 20]
+    delete_video: bool
+    model: Literal["sora-2", "sora-2-2025-12-08", "sora-2-2025-10-06"]
+    detect_and_block_ip: bool
+    character_ids: list[str] | None
+    image_url: str
+
+
 ENDPOINT_ID = "fal-ai/sora-2/image-to-video"
 INPUT_MODEL = Sora2ImageToVideoInput
 OUTPUT_MODEL = Sora2ImageToVideoOutput
@@ -172,5 +187,6 @@ __all__ = [
     "ImageFile",
     "Sora2ImageToVideoInput",
     "Sora2ImageToVideoOutput",
+    "Sora2ImageToVideoParams",
     "VideoFile",
 ]

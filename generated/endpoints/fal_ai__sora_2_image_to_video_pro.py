@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/sora-2/image-to-video/pro
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -157,6 +158,19 @@ class VideoFile(ResponseModel):
     ] = None
 
 
+class Sora2ImageToVideoProParams(TypedDict, total=False):
+    """The fields of `Sora2ImageToVideoProInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    resolution: Literal["auto", "720p", "1080p", "true_1080p"]
+    aspect_ratio: Literal["auto", "9:16", "16:9"]
+    duration: Literal[4, 8, 12, 16, 20]
+    delete_video: bool
+    detect_and_block_ip: bool
+    character_ids: list[str] | None
+    image_url: str
+
+
 ENDPOINT_ID = "fal-ai/sora-2/image-to-video/pro"
 INPUT_MODEL = Sora2ImageToVideoProInput
 OUTPUT_MODEL = Sora2ImageToVideoProOutput
@@ -165,5 +179,6 @@ __all__ = [
     "ImageFile",
     "Sora2ImageToVideoProInput",
     "Sora2ImageToVideoProOutput",
+    "Sora2ImageToVideoProParams",
     "VideoFile",
 ]

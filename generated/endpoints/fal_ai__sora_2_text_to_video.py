@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/sora-2/text-to-video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -154,6 +155,19 @@ class VideoFile(ResponseModel):
     ] = None
 
 
+class Sora2TextToVideoParams(TypedDict, total=False):
+    """The fields of `Sora2TextToVideoInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    resolution: Literal["720p"]
+    aspect_ratio: Literal["9:16", "16:9"]
+    duration: Literal[4, 8, 12, 16, 20]
+    delete_video: bool
+    model: Literal["sora-2", "sora-2-2025-12-08", "sora-2-2025-10-06"]
+    detect_and_block_ip: bool
+    character_ids: list[str] | None
+
+
 ENDPOINT_ID = "fal-ai/sora-2/text-to-video"
 INPUT_MODEL = Sora2TextToVideoInput
 OUTPUT_MODEL = Sora2TextToVideoOutput
@@ -162,5 +176,6 @@ __all__ = [
     "ImageFile",
     "Sora2TextToVideoInput",
     "Sora2TextToVideoOutput",
+    "Sora2TextToVideoParams",
     "VideoFile",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/sora-2/video-to-video/remix
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -126,6 +127,14 @@ class VideoFile(ResponseModel):
     ] = None
 
 
+class Sora2VideoToVideoRemixParams(TypedDict, total=False):
+    """The fields of `Sora2VideoToVideoRemixInput` as keyword arguments of the typed client methods."""
+
+    video_id: str
+    prompt: str
+    delete_video: bool
+
+
 ENDPOINT_ID = "fal-ai/sora-2/video-to-video/remix"
 INPUT_MODEL = Sora2VideoToVideoRemixInput
 OUTPUT_MODEL = Sora2VideoToVideoRemixOutput
@@ -134,5 +143,6 @@ __all__ = [
     "ImageFile",
     "Sora2VideoToVideoRemixInput",
     "Sora2VideoToVideoRemixOutput",
+    "Sora2VideoToVideoRemixParams",
     "VideoFile",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/speech-to-text
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -44,6 +45,13 @@ class SpeechToTextOutput(ResponseModel):
     ] = False
 
 
+class SpeechToTextParams(TypedDict, total=False):
+    """The fields of `SpeechToTextInput` as keyword arguments of the typed client methods."""
+
+    audio_url: str
+    use_pnc: bool
+
+
 ENDPOINT_ID = "fal-ai/speech-to-text"
 INPUT_MODEL = SpeechToTextInput
 OUTPUT_MODEL = SpeechToTextOutput
@@ -51,4 +59,5 @@ OUTPUT_MODEL = SpeechToTextOutput
 __all__ = [
     "SpeechToTextInput",
     "SpeechToTextOutput",
+    "SpeechToTextParams",
 ]

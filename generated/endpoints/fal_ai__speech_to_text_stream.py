@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/speech-to-text/stream
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import ConfigDict, Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -34,6 +35,13 @@ class SpeechToTextStreamOutput(ResponseModel):
     )
 
 
+class SpeechToTextStreamParams(TypedDict, total=False):
+    """The fields of `SpeechToTextStreamInput` as keyword arguments of the typed client methods."""
+
+    audio_url: str
+    use_pnc: bool
+
+
 ENDPOINT_ID = "fal-ai/speech-to-text/stream"
 INPUT_MODEL = SpeechToTextStreamInput
 OUTPUT_MODEL = SpeechToTextStreamOutput
@@ -41,4 +49,5 @@ OUTPUT_MODEL = SpeechToTextStreamOutput
 __all__ = [
     "SpeechToTextStreamInput",
     "SpeechToTextStreamOutput",
+    "SpeechToTextStreamParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/speech-to-text/turbo
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -44,6 +45,13 @@ class SpeechToTextTurboOutput(ResponseModel):
     ] = False
 
 
+class SpeechToTextTurboParams(TypedDict, total=False):
+    """The fields of `SpeechToTextTurboInput` as keyword arguments of the typed client methods."""
+
+    audio_url: str
+    use_pnc: bool
+
+
 ENDPOINT_ID = "fal-ai/speech-to-text/turbo"
 INPUT_MODEL = SpeechToTextTurboInput
 OUTPUT_MODEL = SpeechToTextTurboOutput
@@ -51,4 +59,5 @@ OUTPUT_MODEL = SpeechToTextTurboOutput
 __all__ = [
     "SpeechToTextTurboInput",
     "SpeechToTextTurboOutput",
+    "SpeechToTextTurboParams",
 ]

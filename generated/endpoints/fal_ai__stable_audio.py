@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/stable-audio
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -71,6 +72,15 @@ class StableAudioOutput(ResponseModel):
     audio_file: Annotated[File, Field(description="The generated audio clip")]
 
 
+class StableAudioParams(TypedDict, total=False):
+    """The fields of `StableAudioInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    seconds_start: int
+    seconds_total: int
+    steps: int
+
+
 ENDPOINT_ID = "fal-ai/stable-audio"
 INPUT_MODEL = StableAudioInput
 OUTPUT_MODEL = StableAudioOutput
@@ -79,4 +89,5 @@ __all__ = [
     "File",
     "StableAudioInput",
     "StableAudioOutput",
+    "StableAudioParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/stable-audio-25/audio-to-audio
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -109,6 +110,19 @@ class StableAudio25AudioToAudioOutput(ResponseModel):
     seed: Annotated[int, Field(description="The random seed used for generation", title="Seed")]
 
 
+class StableAudio25AudioToAudioParams(TypedDict, total=False):
+    """The fields of `StableAudio25AudioToAudioInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    audio_url: str
+    strength: float
+    num_inference_steps: int
+    total_seconds: int | None
+    guidance_scale: float
+    sync_mode: bool
+    seed: int | None
+
+
 ENDPOINT_ID = "fal-ai/stable-audio-25/audio-to-audio"
 INPUT_MODEL = StableAudio25AudioToAudioInput
 OUTPUT_MODEL = StableAudio25AudioToAudioOutput
@@ -117,4 +131,5 @@ __all__ = [
     "File",
     "StableAudio25AudioToAudioInput",
     "StableAudio25AudioToAudioOutput",
+    "StableAudio25AudioToAudioParams",
 ]

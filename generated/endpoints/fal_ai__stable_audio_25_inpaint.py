@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/stable-audio-25/inpaint
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -118,6 +119,20 @@ class StableAudio25InpaintOutput(ResponseModel):
     seed: Annotated[int, Field(description="The random seed used for generation", title="Seed")]
 
 
+class StableAudio25InpaintParams(TypedDict, total=False):
+    """The fields of `StableAudio25InpaintInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    audio_url: str
+    seconds_total: int | None
+    guidance_scale: float
+    mask_start: int
+    mask_end: int
+    num_inference_steps: int
+    sync_mode: bool
+    seed: int | None
+
+
 ENDPOINT_ID = "fal-ai/stable-audio-25/inpaint"
 INPUT_MODEL = StableAudio25InpaintInput
 OUTPUT_MODEL = StableAudio25InpaintOutput
@@ -126,4 +141,5 @@ __all__ = [
     "File",
     "StableAudio25InpaintInput",
     "StableAudio25InpaintOutput",
+    "StableAudio25InpaintParams",
 ]

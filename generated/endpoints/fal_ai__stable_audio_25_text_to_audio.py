@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/stable-audio-25/text-to-audio
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -89,6 +90,17 @@ class StableAudio25TextToAudioOutput(ResponseModel):
     seed: Annotated[int, Field(description="The random seed used for generation", title="Seed")]
 
 
+class StableAudio25TextToAudioParams(TypedDict, total=False):
+    """The fields of `StableAudio25TextToAudioInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    seconds_total: int
+    num_inference_steps: int
+    guidance_scale: float
+    sync_mode: bool
+    seed: int | None
+
+
 ENDPOINT_ID = "fal-ai/stable-audio-25/text-to-audio"
 INPUT_MODEL = StableAudio25TextToAudioInput
 OUTPUT_MODEL = StableAudio25TextToAudioOutput
@@ -97,4 +109,5 @@ __all__ = [
     "File",
     "StableAudio25TextToAudioInput",
     "StableAudio25TextToAudioOutput",
+    "StableAudio25TextToAudioParams",
 ]

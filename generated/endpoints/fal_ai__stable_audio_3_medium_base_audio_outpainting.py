@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/stable-audio-3/medium/base/audio-outpainting
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -142,6 +143,24 @@ class StableAudio3MediumBaseAudioOutpaintingOutput(ResponseModel):
     prompt: Annotated[str, Field(description="The prompt used for generation.", title="Prompt")]
 
 
+class StableAudio3MediumBaseAudioOutpaintingParams(TypedDict, total=False):
+    """The fields of `StableAudio3MediumBaseAudioOutpaintingInput` as keyword arguments of the typed client methods."""
+
+    negative_prompt: str
+    num_inference_steps: int
+    guidance_scale: float
+    seed: int | None
+    enable_prompt_expansion: bool
+    enable_safety_checker: bool
+    sync_mode: bool
+    output_format: Literal["mp3", "wav", "flac", "ogg", "opus", "m4a", "aac"]
+    bitrate: str
+    prompt: str
+    audio_url: str
+    extend_seconds_before: float
+    extend_seconds_after: float
+
+
 ENDPOINT_ID = "fal-ai/stable-audio-3/medium/base/audio-outpainting"
 INPUT_MODEL = StableAudio3MediumBaseAudioOutpaintingInput
 OUTPUT_MODEL = StableAudio3MediumBaseAudioOutpaintingOutput
@@ -150,4 +169,5 @@ __all__ = [
     "File",
     "StableAudio3MediumBaseAudioOutpaintingInput",
     "StableAudio3MediumBaseAudioOutpaintingOutput",
+    "StableAudio3MediumBaseAudioOutpaintingParams",
 ]

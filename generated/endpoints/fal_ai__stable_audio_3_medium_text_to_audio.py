@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/stable-audio-3/medium/text-to-audio
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -123,6 +124,22 @@ class StableAudio3MediumTextToAudioOutput(ResponseModel):
     prompt: Annotated[str, Field(description="The prompt used for generation.", title="Prompt")]
 
 
+class StableAudio3MediumTextToAudioParams(TypedDict, total=False):
+    """The fields of `StableAudio3MediumTextToAudioInput` as keyword arguments of the typed client methods."""
+
+    negative_prompt: str
+    duration: float
+    num_inference_steps: int
+    guidance_scale: float
+    seed: int | None
+    enable_prompt_expansion: bool
+    enable_safety_checker: bool
+    sync_mode: bool
+    output_format: Literal["mp3", "wav", "flac", "ogg", "opus", "m4a", "aac"]
+    bitrate: str
+    prompt: str
+
+
 ENDPOINT_ID = "fal-ai/stable-audio-3/medium/text-to-audio"
 INPUT_MODEL = StableAudio3MediumTextToAudioInput
 OUTPUT_MODEL = StableAudio3MediumTextToAudioOutput
@@ -131,4 +148,5 @@ __all__ = [
     "File",
     "StableAudio3MediumTextToAudioInput",
     "StableAudio3MediumTextToAudioOutput",
+    "StableAudio3MediumTextToAudioParams",
 ]

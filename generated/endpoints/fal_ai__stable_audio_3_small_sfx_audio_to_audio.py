@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/stable-audio-3/small/sfx/audio-to-audio
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -140,6 +141,24 @@ class StableAudio3SmallSfxAudioToAudioOutput(ResponseModel):
     prompt: Annotated[str, Field(description="The prompt used for generation.", title="Prompt")]
 
 
+class StableAudio3SmallSfxAudioToAudioParams(TypedDict, total=False):
+    """The fields of `StableAudio3SmallSfxAudioToAudioInput` as keyword arguments of the typed client methods."""
+
+    negative_prompt: str
+    duration: float
+    num_inference_steps: int
+    guidance_scale: float
+    seed: int | None
+    enable_prompt_expansion: bool
+    enable_safety_checker: bool
+    sync_mode: bool
+    output_format: Literal["mp3", "wav", "flac", "ogg", "opus", "m4a", "aac"]
+    bitrate: str
+    prompt: str
+    audio_url: str
+    init_noise_level: float
+
+
 ENDPOINT_ID = "fal-ai/stable-audio-3/small/sfx/audio-to-audio"
 INPUT_MODEL = StableAudio3SmallSfxAudioToAudioInput
 OUTPUT_MODEL = StableAudio3SmallSfxAudioToAudioOutput
@@ -148,4 +167,5 @@ __all__ = [
     "File",
     "StableAudio3SmallSfxAudioToAudioInput",
     "StableAudio3SmallSfxAudioToAudioOutput",
+    "StableAudio3SmallSfxAudioToAudioParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/stable-audio-3/small/sfx/base/audio-inpainting
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -142,6 +143,24 @@ class StableAudio3SmallSfxBaseAudioInpaintingOutput(ResponseModel):
     prompt: Annotated[str, Field(description="The prompt used for generation.", title="Prompt")]
 
 
+class StableAudio3SmallSfxBaseAudioInpaintingParams(TypedDict, total=False):
+    """The fields of `StableAudio3SmallSfxBaseAudioInpaintingInput` as keyword arguments of the typed client methods."""
+
+    negative_prompt: str
+    num_inference_steps: int
+    guidance_scale: float
+    seed: int | None
+    enable_prompt_expansion: bool
+    enable_safety_checker: bool
+    sync_mode: bool
+    output_format: Literal["mp3", "wav", "flac", "ogg", "opus", "m4a", "aac"]
+    bitrate: str
+    prompt: str
+    audio_url: str
+    mask_start_seconds: float
+    mask_end_seconds: float
+
+
 ENDPOINT_ID = "fal-ai/stable-audio-3/small/sfx/base/audio-inpainting"
 INPUT_MODEL = StableAudio3SmallSfxBaseAudioInpaintingInput
 OUTPUT_MODEL = StableAudio3SmallSfxBaseAudioInpaintingOutput
@@ -150,4 +169,5 @@ __all__ = [
     "File",
     "StableAudio3SmallSfxBaseAudioInpaintingInput",
     "StableAudio3SmallSfxBaseAudioInpaintingOutput",
+    "StableAudio3SmallSfxBaseAudioInpaintingParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/stable-avatar
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -125,6 +126,20 @@ class StableAvatarOutput(ResponseModel):
     ]
 
 
+class StableAvatarParams(TypedDict, total=False):
+    """The fields of `StableAvatarInput` as keyword arguments of the typed client methods."""
+
+    image_url: str
+    audio_url: str
+    prompt: str
+    aspect_ratio: Literal["16:9", "1:1", "9:16", "auto"]
+    guidance_scale: float
+    audio_guidance_scale: float
+    num_inference_steps: int
+    seed: int | None
+    perturbation: float
+
+
 ENDPOINT_ID = "fal-ai/stable-avatar"
 INPUT_MODEL = StableAvatarInput
 OUTPUT_MODEL = StableAvatarOutput
@@ -133,4 +148,5 @@ __all__ = [
     "File",
     "StableAvatarInput",
     "StableAvatarOutput",
+    "StableAvatarParams",
 ]

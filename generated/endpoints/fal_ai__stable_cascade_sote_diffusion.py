@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/stable-cascade/sote-diffusion
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import structured_default, RequestModel, ResponseModel
@@ -145,6 +146,32 @@ class StableCascadeSoteDiffusionOutput(ResponseModel):
     ]
 
 
+class StableCascadeSoteDiffusionParams(TypedDict, total=False):
+    """The fields of `StableCascadeSoteDiffusionInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    negative_prompt: str
+    first_stage_steps: int
+    second_stage_steps: int
+    guidance_scale: float
+    second_stage_guidance_scale: float
+    image_size: (
+        ImageSize
+        | Literal[
+            "square_hd",
+            "square",
+            "portrait_4_3",
+            "portrait_16_9",
+            "landscape_4_3",
+            "landscape_16_9",
+        ]
+    )
+    seed: int | None
+    enable_safety_checker: bool
+    num_images: int
+    sync_mode: bool
+
+
 ENDPOINT_ID = "fal-ai/stable-cascade/sote-diffusion"
 INPUT_MODEL = StableCascadeSoteDiffusionInput
 OUTPUT_MODEL = StableCascadeSoteDiffusionOutput
@@ -154,4 +181,5 @@ __all__ = [
     "ImageSize",
     "StableCascadeSoteDiffusionInput",
     "StableCascadeSoteDiffusionOutput",
+    "StableCascadeSoteDiffusionParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/stable-diffusion-v15
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -209,6 +210,36 @@ class StableDiffusionV15Output(ResponseModel):
     ]
 
 
+class StableDiffusionV15Params(TypedDict, total=False):
+    """The fields of `StableDiffusionV15Input` as keyword arguments of the typed client methods."""
+
+    num_inference_steps: int
+    num_images: int
+    seed: int | None
+    loras: list[LoraWeight]
+    format: Literal["jpeg", "png"]
+    prompt: str
+    embeddings: list[Embedding]
+    image_size: (
+        ImageSize
+        | Literal[
+            "square_hd",
+            "square",
+            "portrait_4_3",
+            "portrait_16_9",
+            "landscape_4_3",
+            "landscape_16_9",
+        ]
+    )
+    sync_mode: bool
+    expand_prompt: bool
+    request_id: str
+    guidance_scale: float
+    safety_checker_version: Literal["v1", "v2"]
+    enable_safety_checker: bool
+    negative_prompt: str
+
+
 ENDPOINT_ID = "fal-ai/stable-diffusion-v15"
 INPUT_MODEL = StableDiffusionV15Input
 OUTPUT_MODEL = StableDiffusionV15Output
@@ -220,4 +251,5 @@ __all__ = [
     "LoraWeight",
     "StableDiffusionV15Input",
     "StableDiffusionV15Output",
+    "StableDiffusionV15Params",
 ]

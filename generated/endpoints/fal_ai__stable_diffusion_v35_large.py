@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/stable-diffusion-v35-large
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -248,6 +249,35 @@ class StableDiffusionV35LargeOutput(ResponseModel):
     ]
 
 
+class StableDiffusionV35LargeParams(TypedDict, total=False):
+    """The fields of `StableDiffusionV35LargeInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    negative_prompt: str
+    num_inference_steps: int
+    seed: int | None
+    guidance_scale: float
+    sync_mode: bool
+    num_images: int
+    enable_safety_checker: bool
+    output_format: Literal["jpeg", "png"]
+    controlnet: ControlNet | None
+    image_size: (
+        ImageSize
+        | Literal[
+            "square_hd",
+            "square",
+            "portrait_4_3",
+            "portrait_16_9",
+            "landscape_4_3",
+            "landscape_16_9",
+        ]
+        | None
+    )
+    loras: list[LoraWeight]
+    ip_adapter: IPAdapter | None
+
+
 ENDPOINT_ID = "fal-ai/stable-diffusion-v35-large"
 INPUT_MODEL = StableDiffusionV35LargeInput
 OUTPUT_MODEL = StableDiffusionV35LargeOutput
@@ -260,4 +290,5 @@ __all__ = [
     "LoraWeight",
     "StableDiffusionV35LargeInput",
     "StableDiffusionV35LargeOutput",
+    "StableDiffusionV35LargeParams",
 ]

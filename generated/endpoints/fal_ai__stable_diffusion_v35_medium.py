@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/stable-diffusion-v35-medium
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -131,6 +132,31 @@ class StableDiffusionV35MediumOutput(ResponseModel):
     ]
 
 
+class StableDiffusionV35MediumParams(TypedDict, total=False):
+    """The fields of `StableDiffusionV35MediumInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    negative_prompt: str
+    image_size: (
+        ImageSize
+        | Literal[
+            "square_hd",
+            "square",
+            "portrait_4_3",
+            "portrait_16_9",
+            "landscape_4_3",
+            "landscape_16_9",
+        ]
+    )
+    num_inference_steps: int
+    seed: int | None
+    guidance_scale: float
+    sync_mode: bool
+    num_images: int
+    enable_safety_checker: bool
+    output_format: Literal["jpeg", "png"]
+
+
 ENDPOINT_ID = "fal-ai/stable-diffusion-v35-medium"
 INPUT_MODEL = StableDiffusionV35MediumInput
 OUTPUT_MODEL = StableDiffusionV35MediumOutput
@@ -140,4 +166,5 @@ __all__ = [
     "ImageSize",
     "StableDiffusionV35MediumInput",
     "StableDiffusionV35MediumOutput",
+    "StableDiffusionV35MediumParams",
 ]

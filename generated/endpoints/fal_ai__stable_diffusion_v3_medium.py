@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/stable-diffusion-v3-medium
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -135,6 +136,31 @@ class StableDiffusionV3MediumOutput(ResponseModel):
     ]
 
 
+class StableDiffusionV3MediumParams(TypedDict, total=False):
+    """The fields of `StableDiffusionV3MediumInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    negative_prompt: str
+    prompt_expansion: bool
+    image_size: (
+        ImageSize
+        | Literal[
+            "square_hd",
+            "square",
+            "portrait_4_3",
+            "portrait_16_9",
+            "landscape_4_3",
+            "landscape_16_9",
+        ]
+    )
+    num_inference_steps: int
+    seed: int | None
+    guidance_scale: float
+    sync_mode: bool
+    num_images: int
+    enable_safety_checker: bool
+
+
 ENDPOINT_ID = "fal-ai/stable-diffusion-v3-medium"
 INPUT_MODEL = StableDiffusionV3MediumInput
 OUTPUT_MODEL = StableDiffusionV3MediumOutput
@@ -144,4 +170,5 @@ __all__ = [
     "ImageSize",
     "StableDiffusionV3MediumInput",
     "StableDiffusionV3MediumOutput",
+    "StableDiffusionV3MediumParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/stable-video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -85,6 +86,16 @@ class StableVideoOutput(ResponseModel):
     seed: Annotated[int, Field(description="Seed for random number generator", title="Seed")]
 
 
+class StableVideoParams(TypedDict, total=False):
+    """The fields of `StableVideoInput` as keyword arguments of the typed client methods."""
+
+    image_url: str
+    seed: int | None
+    motion_bucket_id: int
+    cond_aug: float
+    fps: int
+
+
 ENDPOINT_ID = "fal-ai/stable-video"
 INPUT_MODEL = StableVideoInput
 OUTPUT_MODEL = StableVideoOutput
@@ -93,4 +104,5 @@ __all__ = [
     "File",
     "StableVideoInput",
     "StableVideoOutput",
+    "StableVideoParams",
 ]

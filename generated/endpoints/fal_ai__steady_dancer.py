@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/steady-dancer
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -197,6 +198,30 @@ class SteadyDancerOutput(ResponseModel):
     ]
 
 
+class SteadyDancerParams(TypedDict, total=False):
+    """The fields of `SteadyDancerInput` as keyword arguments of the typed client methods."""
+
+    image_url: str
+    video_url: str
+    prompt: str
+    negative_prompt: str
+    frames_per_second: int | None
+    seed: int | None
+    resolution: Literal["480p", "576p", "720p"]
+    num_inference_steps: int
+    guidance_scale: float
+    pose_guidance_scale: float
+    shift: float
+    pose_guidance_start: float
+    pose_guidance_end: float
+    acceleration: Literal["light", "moderate", "aggressive"]
+    enable_safety_checker: bool
+    aspect_ratio: Literal["auto", "16:9", "9:16", "1:1"]
+    num_frames: int | None
+    preserve_audio: bool
+    use_turbo: bool
+
+
 ENDPOINT_ID = "fal-ai/steady-dancer"
 INPUT_MODEL = SteadyDancerInput
 OUTPUT_MODEL = SteadyDancerOutput
@@ -205,4 +230,5 @@ __all__ = [
     "File",
     "SteadyDancerInput",
     "SteadyDancerOutput",
+    "SteadyDancerParams",
 ]

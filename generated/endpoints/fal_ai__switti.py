@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/switti
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -180,6 +181,25 @@ class SwittiOutput(ResponseModel):
     ]
 
 
+class SwittiParams(TypedDict, total=False):
+    """The fields of `SwittiInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    negative_prompt: str
+    sampling_top_k: int
+    sampling_top_p: float
+    more_smooth: bool
+    more_diverse: bool
+    smooth_start_si: int
+    turn_off_cfg_start_si: int
+    last_scale_temp: float
+    seed: int | None
+    guidance_scale: float
+    sync_mode: bool
+    enable_safety_checker: bool
+    output_format: Literal["jpeg", "png"]
+
+
 ENDPOINT_ID = "fal-ai/switti"
 INPUT_MODEL = SwittiInput
 OUTPUT_MODEL = SwittiOutput
@@ -188,4 +208,5 @@ __all__ = [
     "Image",
     "SwittiInput",
     "SwittiOutput",
+    "SwittiParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/switti/512
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -180,6 +181,25 @@ class Switti512Output(ResponseModel):
     ]
 
 
+class Switti512Params(TypedDict, total=False):
+    """The fields of `Switti512Input` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    negative_prompt: str
+    sampling_top_k: int
+    sampling_top_p: float
+    more_smooth: bool
+    more_diverse: bool
+    smooth_start_si: int
+    turn_off_cfg_start_si: int
+    last_scale_temp: float
+    seed: int | None
+    guidance_scale: float
+    sync_mode: bool
+    enable_safety_checker: bool
+    output_format: Literal["jpeg", "png"]
+
+
 ENDPOINT_ID = "fal-ai/switti/512"
 INPUT_MODEL = Switti512Input
 OUTPUT_MODEL = Switti512Output
@@ -188,4 +208,5 @@ __all__ = [
     "Image",
     "Switti512Input",
     "Switti512Output",
+    "Switti512Params",
 ]

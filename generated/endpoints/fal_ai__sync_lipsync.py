@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/sync-lipsync
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -74,6 +75,15 @@ class SyncLipsyncOutput(ResponseModel):
     ]
 
 
+class SyncLipsyncParams(TypedDict, total=False):
+    """The fields of `SyncLipsyncInput` as keyword arguments of the typed client methods."""
+
+    model: Literal["lipsync-1.8.0", "lipsync-1.7.1", "lipsync-1.9.0-beta"]
+    video_url: str
+    audio_url: str
+    sync_mode: Literal["cut_off", "loop", "bounce", "silence", "remap"]
+
+
 ENDPOINT_ID = "fal-ai/sync-lipsync"
 INPUT_MODEL = SyncLipsyncInput
 OUTPUT_MODEL = SyncLipsyncOutput
@@ -82,4 +92,5 @@ __all__ = [
     "File",
     "SyncLipsyncInput",
     "SyncLipsyncOutput",
+    "SyncLipsyncParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/sync-lipsync/v2
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -79,6 +80,15 @@ class SyncLipsyncV2Output(ResponseModel):
     ]
 
 
+class SyncLipsyncV2Params(TypedDict, total=False):
+    """The fields of `SyncLipsyncV2Input` as keyword arguments of the typed client methods."""
+
+    model: Literal["lipsync-2", "lipsync-2-pro"]
+    video_url: str
+    audio_url: str
+    sync_mode: Literal["cut_off", "loop", "bounce", "silence", "remap"]
+
+
 ENDPOINT_ID = "fal-ai/sync-lipsync/v2"
 INPUT_MODEL = SyncLipsyncV2Input
 OUTPUT_MODEL = SyncLipsyncV2Output
@@ -87,4 +97,5 @@ __all__ = [
     "File",
     "SyncLipsyncV2Input",
     "SyncLipsyncV2Output",
+    "SyncLipsyncV2Params",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/sync-lipsync/v2/pro
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -76,6 +77,14 @@ class SyncLipsyncV2ProOutput(ResponseModel):
     ]
 
 
+class SyncLipsyncV2ProParams(TypedDict, total=False):
+    """The fields of `SyncLipsyncV2ProInput` as keyword arguments of the typed client methods."""
+
+    video_url: str
+    audio_url: str
+    sync_mode: Literal["cut_off", "loop", "bounce", "silence", "remap"]
+
+
 ENDPOINT_ID = "fal-ai/sync-lipsync/v2/pro"
 INPUT_MODEL = SyncLipsyncV2ProInput
 OUTPUT_MODEL = SyncLipsyncV2ProOutput
@@ -84,4 +93,5 @@ __all__ = [
     "File",
     "SyncLipsyncV2ProInput",
     "SyncLipsyncV2ProOutput",
+    "SyncLipsyncV2ProParams",
 ]

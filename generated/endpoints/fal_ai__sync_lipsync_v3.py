@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/sync-lipsync/v3
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -182,6 +183,15 @@ class SyncLipsyncV3Output(ResponseModel):
     ]
 
 
+class SyncLipsyncV3Params(TypedDict, total=False):
+    """The fields of `SyncLipsyncV3Input` as keyword arguments of the typed client methods."""
+
+    video_url: str
+    audio_url: str
+    sync_mode: Literal["cut_off", "loop", "bounce", "silence", "remap"]
+    options: Sync3GenerationOptions | None
+
+
 ENDPOINT_ID = "fal-ai/sync-lipsync/v3"
 INPUT_MODEL = SyncLipsyncV3Input
 OUTPUT_MODEL = SyncLipsyncV3Output
@@ -192,4 +202,5 @@ __all__ = [
     "Sync3GenerationOptions",
     "SyncLipsyncV3Input",
     "SyncLipsyncV3Output",
+    "SyncLipsyncV3Params",
 ]

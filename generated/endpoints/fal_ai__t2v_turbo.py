@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/t2v-turbo
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -71,6 +72,17 @@ class T2vTurboOutput(ResponseModel):
     video: Annotated[File, Field(description="The URL to the generated video")]
 
 
+class T2vTurboParams(TypedDict, total=False):
+    """The fields of `T2vTurboInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    seed: int | None
+    num_inference_steps: int
+    guidance_scale: float
+    num_frames: int
+    export_fps: int
+
+
 ENDPOINT_ID = "fal-ai/t2v-turbo"
 INPUT_MODEL = T2vTurboInput
 OUTPUT_MODEL = T2vTurboOutput
@@ -79,4 +91,5 @@ __all__ = [
     "File",
     "T2vTurboInput",
     "T2vTurboOutput",
+    "T2vTurboParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/thinksound/audio
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -97,6 +98,16 @@ class ThinksoundAudioOutput(ResponseModel):
     ]
 
 
+class ThinksoundAudioParams(TypedDict, total=False):
+    """The fields of `ThinksoundAudioInput` as keyword arguments of the typed client methods."""
+
+    video_url: str
+    prompt: str
+    seed: int | None
+    num_inference_steps: int
+    cfg_scale: float
+
+
 ENDPOINT_ID = "fal-ai/thinksound/audio"
 INPUT_MODEL = ThinksoundAudioInput
 OUTPUT_MODEL = ThinksoundAudioOutput
@@ -105,4 +116,5 @@ __all__ = [
     "File",
     "ThinksoundAudioInput",
     "ThinksoundAudioOutput",
+    "ThinksoundAudioParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/topaz/upscale/video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -155,6 +156,41 @@ class TopazUpscaleVideoOutput(ResponseModel):
     ]
 
 
+class TopazUpscaleVideoParams(TypedDict, total=False):
+    """The fields of `TopazUpscaleVideoInput` as keyword arguments of the typed client methods."""
+
+    video_url: str
+    model: Literal[
+        "Proteus",
+        "Artemis HQ",
+        "Artemis MQ",
+        "Artemis LQ",
+        "Nyx",
+        "Nyx Fast",
+        "Nyx XL",
+        "Nyx HF",
+        "Gaia HQ",
+        "Gaia CG",
+        "Gaia 2",
+        "Starlight Precise 1",
+        "Starlight Precise 2",
+        "Starlight Precise 2.5",
+        "Starlight HQ",
+        "Starlight Mini",
+        "Starlight Sharp",
+        "Starlight Fast 1",
+        "Starlight Fast 2",
+    ]
+    upscale_factor: float
+    target_fps: int | None
+    compression: float | None
+    noise: float | None
+    halo: float | None
+    grain: float | None
+    recover_detail: float | None
+    H264_output: bool
+
+
 ENDPOINT_ID = "fal-ai/topaz/upscale/video"
 INPUT_MODEL = TopazUpscaleVideoInput
 OUTPUT_MODEL = TopazUpscaleVideoOutput
@@ -163,4 +199,5 @@ __all__ = [
     "File",
     "TopazUpscaleVideoInput",
     "TopazUpscaleVideoOutput",
+    "TopazUpscaleVideoParams",
 ]

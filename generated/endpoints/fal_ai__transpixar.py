@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/transpixar
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -118,6 +119,17 @@ class TranspixarOutput(ResponseModel):
     ]
 
 
+class TranspixarParams(TypedDict, total=False):
+    """The fields of `TranspixarInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    negative_prompt: str
+    num_inference_steps: int
+    seed: int | None
+    guidance_scale: float
+    export_fps: int
+
+
 ENDPOINT_ID = "fal-ai/transpixar"
 INPUT_MODEL = TranspixarInput
 OUTPUT_MODEL = TranspixarOutput
@@ -126,4 +138,5 @@ __all__ = [
     "File",
     "TranspixarInput",
     "TranspixarOutput",
+    "TranspixarParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/trellis
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -96,6 +97,19 @@ class TrellisOutput(ResponseModel):
     timings: Annotated[dict[str, float], Field(description="Processing timings", title="Timings")]
 
 
+class TrellisParams(TypedDict, total=False):
+    """The fields of `TrellisInput` as keyword arguments of the typed client methods."""
+
+    image_url: str
+    seed: int | None
+    ss_guidance_strength: float
+    ss_sampling_steps: int
+    slat_guidance_strength: float
+    slat_sampling_steps: int
+    mesh_simplify: float
+    texture_size: Literal[512, 1024, 2048]
+
+
 ENDPOINT_ID = "fal-ai/trellis"
 INPUT_MODEL = TrellisInput
 OUTPUT_MODEL = TrellisOutput
@@ -104,4 +118,5 @@ __all__ = [
     "File",
     "TrellisInput",
     "TrellisOutput",
+    "TrellisParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/trellis-2
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -307,6 +308,41 @@ class Trellis2Output(ResponseModel):
     ]
 
 
+class Trellis2Params(TypedDict, total=False):
+    """The fields of `Trellis2Input` as keyword arguments of the typed client methods."""
+
+    seed: int | None
+    resolution: Literal[512, 1024, 1536]
+    ss_guidance_strength: float
+    ss_guidance_rescale: float
+    ss_guidance_interval_start: float
+    ss_guidance_interval_end: float
+    ss_sampling_steps: int
+    ss_rescale_t: float
+    shape_slat_guidance_strength: float
+    shape_slat_guidance_rescale: float
+    shape_slat_guidance_interval_start: float
+    shape_slat_guidance_interval_end: float
+    shape_slat_sampling_steps: int
+    shape_slat_rescale_t: float
+    tex_slat_guidance_strength: float
+    tex_slat_guidance_rescale: float
+    tex_slat_guidance_interval_start: float
+    tex_slat_guidance_interval_end: float
+    tex_slat_sampling_steps: int
+    tex_slat_rescale_t: float
+    decimation_target: int
+    texture_size: Literal[1024, 2048, 4096]
+    remesh: bool
+    remesh_band: float
+    remesh_project: float
+    uv_unwrap_angle_threshold_deg: float
+    uv_unwrap_refine_iterations: int
+    uv_unwrap_global_iterations: int
+    uv_unwrap_smooth_strength: float
+    image_url: str
+
+
 ENDPOINT_ID = "fal-ai/trellis-2"
 INPUT_MODEL = Trellis2Input
 OUTPUT_MODEL = Trellis2Output
@@ -315,4 +351,5 @@ __all__ = [
     "File",
     "Trellis2Input",
     "Trellis2Output",
+    "Trellis2Params",
 ]

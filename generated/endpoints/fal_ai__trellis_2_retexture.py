@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/trellis-2/retexture
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -140,6 +141,22 @@ class Trellis2RetextureOutput(ResponseModel):
     ]
 
 
+class Trellis2RetextureParams(TypedDict, total=False):
+    """The fields of `Trellis2RetextureInput` as keyword arguments of the typed client methods."""
+
+    image_url: str
+    mesh_url: str
+    seed: int | None
+    resolution: Literal[512, 1024]
+    tex_slat_guidance_strength: float
+    tex_slat_guidance_rescale: float
+    tex_slat_guidance_interval_start: float
+    tex_slat_guidance_interval_end: float
+    tex_slat_sampling_steps: int
+    tex_slat_rescale_t: float
+    texture_size: Literal[1024, 2048, 4096]
+
+
 ENDPOINT_ID = "fal-ai/trellis-2/retexture"
 INPUT_MODEL = Trellis2RetextureInput
 OUTPUT_MODEL = Trellis2RetextureOutput
@@ -148,4 +165,5 @@ __all__ = [
     "File",
     "Trellis2RetextureInput",
     "Trellis2RetextureOutput",
+    "Trellis2RetextureParams",
 ]

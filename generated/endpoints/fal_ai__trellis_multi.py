@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/trellis/multi
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -104,6 +105,20 @@ class TrellisMultiOutput(ResponseModel):
     timings: Annotated[dict[str, float], Field(description="Processing timings", title="Timings")]
 
 
+class TrellisMultiParams(TypedDict, total=False):
+    """The fields of `TrellisMultiInput` as keyword arguments of the typed client methods."""
+
+    image_urls: list[str]
+    seed: int | None
+    ss_guidance_strength: float
+    ss_sampling_steps: int
+    slat_guidance_strength: float
+    slat_sampling_steps: int
+    mesh_simplify: float
+    texture_size: Literal[512, 1024, 2048]
+    multiimage_algo: Literal["stochastic", "multidiffusion"]
+
+
 ENDPOINT_ID = "fal-ai/trellis/multi"
 INPUT_MODEL = TrellisMultiInput
 OUTPUT_MODEL = TrellisMultiOutput
@@ -112,4 +127,5 @@ __all__ = [
     "File",
     "TrellisMultiInput",
     "TrellisMultiOutput",
+    "TrellisMultiParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/triposr
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -94,6 +95,16 @@ class TriposrOutput(ResponseModel):
     ] = None
 
 
+class TriposrParams(TypedDict, total=False):
+    """The fields of `TriposrInput` as keyword arguments of the typed client methods."""
+
+    image_url: str
+    output_format: Literal["glb", "obj"]
+    do_remove_background: bool
+    foreground_ratio: float
+    mc_resolution: int
+
+
 ENDPOINT_ID = "fal-ai/triposr"
 INPUT_MODEL = TriposrInput
 OUTPUT_MODEL = TriposrOutput
@@ -102,4 +113,5 @@ __all__ = [
     "File",
     "TriposrInput",
     "TriposrOutput",
+    "TriposrParams",
 ]

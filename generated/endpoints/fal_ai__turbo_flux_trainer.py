@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/turbo-flux-trainer
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -83,6 +84,17 @@ class TurboFluxTrainerOutput(ResponseModel):
     config_file: Annotated[File, Field(description="URL to the trained diffusers config file.")]
 
 
+class TurboFluxTrainerParams(TypedDict, total=False):
+    """The fields of `TurboFluxTrainerInput` as keyword arguments of the typed client methods."""
+
+    images_data_url: str
+    trigger_phrase: str | None
+    steps: int
+    learning_rate: float
+    training_style: Literal["subject", "style"] | None
+    face_crop: bool
+
+
 ENDPOINT_ID = "fal-ai/turbo-flux-trainer"
 INPUT_MODEL = TurboFluxTrainerInput
 OUTPUT_MODEL = TurboFluxTrainerOutput
@@ -91,4 +103,5 @@ __all__ = [
     "File",
     "TurboFluxTrainerInput",
     "TurboFluxTrainerOutput",
+    "TurboFluxTrainerParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/ultrashape
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -81,6 +82,17 @@ class UltrashapeOutput(ResponseModel):
     ]
 
 
+class UltrashapeParams(TypedDict, total=False):
+    """The fields of `UltrashapeInput` as keyword arguments of the typed client methods."""
+
+    image_url: str
+    model_url: str
+    num_inference_steps: int
+    octree_resolution: int
+    seed: int
+    remove_background: bool
+
+
 ENDPOINT_ID = "fal-ai/ultrashape"
 INPUT_MODEL = UltrashapeInput
 OUTPUT_MODEL = UltrashapeOutput
@@ -89,4 +101,5 @@ __all__ = [
     "File",
     "UltrashapeInput",
     "UltrashapeOutput",
+    "UltrashapeParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/veo2
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -83,6 +84,18 @@ class Veo2Output(ResponseModel):
     ]
 
 
+class Veo2Params(TypedDict, total=False):
+    """The fields of `Veo2Input` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    aspect_ratio: Literal["9:16", "16:9", "1:1"]
+    duration: Literal["5s", "6s", "7s", "8s"]
+    negative_prompt: str | None
+    enhance_prompt: bool
+    seed: int | None
+    auto_fix: bool
+
+
 ENDPOINT_ID = "fal-ai/veo2"
 INPUT_MODEL = Veo2Input
 OUTPUT_MODEL = Veo2Output
@@ -91,4 +104,5 @@ __all__ = [
     "File",
     "Veo2Input",
     "Veo2Output",
+    "Veo2Params",
 ]

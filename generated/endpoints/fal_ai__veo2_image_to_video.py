@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/veo2/image-to-video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -73,6 +74,14 @@ class Veo2ImageToVideoOutput(ResponseModel):
     ]
 
 
+class Veo2ImageToVideoParams(TypedDict, total=False):
+    """The fields of `Veo2ImageToVideoInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    image_url: str
+    duration: Literal["5s", "6s", "7s", "8s"]
+
+
 ENDPOINT_ID = "fal-ai/veo2/image-to-video"
 INPUT_MODEL = Veo2ImageToVideoInput
 OUTPUT_MODEL = Veo2ImageToVideoOutput
@@ -81,4 +90,5 @@ __all__ = [
     "File",
     "Veo2ImageToVideoInput",
     "Veo2ImageToVideoOutput",
+    "Veo2ImageToVideoParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/veo3.1/extend-video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -105,6 +106,21 @@ class Veo31ExtendVideoOutput(ResponseModel):
     ]
 
 
+class Veo31ExtendVideoParams(TypedDict, total=False):
+    """The fields of `Veo31ExtendVideoInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    aspect_ratio: Literal["auto", "16:9", "9:16"]
+    duration: Literal["7s"]
+    negative_prompt: str | None
+    resolution: Literal["720p"]
+    generate_audio: bool
+    seed: int | None
+    auto_fix: bool
+    safety_tolerance: Literal["1", "2", "3", "4", "5", "6"]
+    video_url: str
+
+
 ENDPOINT_ID = "fal-ai/veo3.1/extend-video"
 INPUT_MODEL = Veo31ExtendVideoInput
 OUTPUT_MODEL = Veo31ExtendVideoOutput
@@ -113,4 +129,5 @@ __all__ = [
     "File",
     "Veo31ExtendVideoInput",
     "Veo31ExtendVideoOutput",
+    "Veo31ExtendVideoParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/veo3.1/fast
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -96,6 +97,20 @@ class Veo31FastOutput(ResponseModel):
     ]
 
 
+class Veo31FastParams(TypedDict, total=False):
+    """The fields of `Veo31FastInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    aspect_ratio: Literal["16:9", "9:16"]
+    duration: Literal["4s", "6s", "8s"]
+    negative_prompt: str | None
+    resolution: Literal["720p", "1080p", "4k"]
+    generate_audio: bool
+    seed: int | None
+    auto_fix: bool
+    safety_tolerance: Literal["1", "2", "3", "4", "5", "6"]
+
+
 ENDPOINT_ID = "fal-ai/veo3.1/fast"
 INPUT_MODEL = Veo31FastInput
 OUTPUT_MODEL = Veo31FastOutput
@@ -104,4 +119,5 @@ __all__ = [
     "File",
     "Veo31FastInput",
     "Veo31FastOutput",
+    "Veo31FastParams",
 ]

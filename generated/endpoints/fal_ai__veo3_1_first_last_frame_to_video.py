@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/veo3.1/first-last-frame-to-video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -118,6 +119,22 @@ class Veo31FirstLastFrameToVideoOutput(ResponseModel):
     ]
 
 
+class Veo31FirstLastFrameToVideoParams(TypedDict, total=False):
+    """The fields of `Veo31FirstLastFrameToVideoInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    aspect_ratio: Literal["auto", "16:9", "9:16"]
+    duration: Literal["4s", "6s", "8s"]
+    negative_prompt: str | None
+    resolution: Literal["720p", "1080p", "4k"]
+    generate_audio: bool
+    seed: int | None
+    auto_fix: bool
+    safety_tolerance: Literal["1", "2", "3", "4", "5", "6"]
+    first_frame_url: str
+    last_frame_url: str
+
+
 ENDPOINT_ID = "fal-ai/veo3.1/first-last-frame-to-video"
 INPUT_MODEL = Veo31FirstLastFrameToVideoInput
 OUTPUT_MODEL = Veo31FirstLastFrameToVideoOutput
@@ -126,4 +143,5 @@ __all__ = [
     "File",
     "Veo31FirstLastFrameToVideoInput",
     "Veo31FirstLastFrameToVideoOutput",
+    "Veo31FirstLastFrameToVideoParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/veo3.1/image-to-video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -111,6 +112,21 @@ class Veo31ImageToVideoOutput(ResponseModel):
     ]
 
 
+class Veo31ImageToVideoParams(TypedDict, total=False):
+    """The fields of `Veo31ImageToVideoInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    aspect_ratio: Literal["auto", "16:9", "9:16"]
+    duration: Literal["4s", "6s", "8s"]
+    negative_prompt: str | None
+    resolution: Literal["720p", "1080p", "4k"]
+    generate_audio: bool
+    seed: int | None
+    auto_fix: bool
+    safety_tolerance: Literal["1", "2", "3", "4", "5", "6"]
+    image_url: str
+
+
 ENDPOINT_ID = "fal-ai/veo3.1/image-to-video"
 INPUT_MODEL = Veo31ImageToVideoInput
 OUTPUT_MODEL = Veo31ImageToVideoOutput
@@ -119,4 +135,5 @@ __all__ = [
     "File",
     "Veo31ImageToVideoInput",
     "Veo31ImageToVideoOutput",
+    "Veo31ImageToVideoParams",
 ]

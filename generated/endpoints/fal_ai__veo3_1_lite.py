@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/veo3.1/lite
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -98,6 +99,20 @@ class Veo31LiteOutput(ResponseModel):
     ]
 
 
+class Veo31LiteParams(TypedDict, total=False):
+    """The fields of `Veo31LiteInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    aspect_ratio: Literal["16:9", "9:16"]
+    duration: Literal["4s", "6s", "8s"]
+    negative_prompt: str | None
+    resolution: Literal["720p", "1080p"]
+    generate_audio: bool
+    seed: int | None
+    auto_fix: bool
+    safety_tolerance: Literal["1", "2", "3", "4", "5", "6"]
+
+
 ENDPOINT_ID = "fal-ai/veo3.1/lite"
 INPUT_MODEL = Veo31LiteInput
 OUTPUT_MODEL = Veo31LiteOutput
@@ -106,4 +121,5 @@ __all__ = [
     "File",
     "Veo31LiteInput",
     "Veo31LiteOutput",
+    "Veo31LiteParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/veo3.1/lite/first-last-frame-to-video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -105,6 +106,22 @@ class Veo31LiteFirstLastFrameToVideoOutput(ResponseModel):
     video: Annotated[File, Field(description="The generated video.")]
 
 
+class Veo31LiteFirstLastFrameToVideoParams(TypedDict, total=False):
+    """The fields of `Veo31LiteFirstLastFrameToVideoInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    aspect_ratio: Literal["auto", "16:9", "9:16"]
+    duration: Literal["8s"]
+    negative_prompt: str | None
+    resolution: Literal["720p", "1080p"]
+    generate_audio: bool
+    seed: int | None
+    auto_fix: bool
+    safety_tolerance: Literal["1", "2", "3", "4", "5", "6"]
+    first_frame_url: str
+    last_frame_url: str
+
+
 ENDPOINT_ID = "fal-ai/veo3.1/lite/first-last-frame-to-video"
 INPUT_MODEL = Veo31LiteFirstLastFrameToVideoInput
 OUTPUT_MODEL = Veo31LiteFirstLastFrameToVideoOutput
@@ -113,4 +130,5 @@ __all__ = [
     "File",
     "Veo31LiteFirstLastFrameToVideoInput",
     "Veo31LiteFirstLastFrameToVideoOutput",
+    "Veo31LiteFirstLastFrameToVideoParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/veo3.1/lite/image-to-video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -96,6 +97,21 @@ class Veo31LiteImageToVideoOutput(ResponseModel):
     video: Annotated[File, Field(description="The generated video.")]
 
 
+class Veo31LiteImageToVideoParams(TypedDict, total=False):
+    """The fields of `Veo31LiteImageToVideoInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    aspect_ratio: Literal["auto", "16:9", "9:16"]
+    duration: Literal["4s", "6s", "8s"]
+    negative_prompt: str | None
+    resolution: Literal["720p", "1080p"]
+    generate_audio: bool
+    seed: int | None
+    auto_fix: bool
+    safety_tolerance: Literal["1", "2", "3", "4", "5", "6"]
+    image_url: str
+
+
 ENDPOINT_ID = "fal-ai/veo3.1/lite/image-to-video"
 INPUT_MODEL = Veo31LiteImageToVideoInput
 OUTPUT_MODEL = Veo31LiteImageToVideoOutput
@@ -104,4 +120,5 @@ __all__ = [
     "File",
     "Veo31LiteImageToVideoInput",
     "Veo31LiteImageToVideoOutput",
+    "Veo31LiteImageToVideoParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/veo3/image-to-video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -108,6 +109,21 @@ class Veo3ImageToVideoOutput(ResponseModel):
     ]
 
 
+class Veo3ImageToVideoParams(TypedDict, total=False):
+    """The fields of `Veo3ImageToVideoInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    aspect_ratio: Literal["auto", "16:9", "9:16"]
+    duration: Literal["4s", "6s", "8s"]
+    negative_prompt: str | None
+    resolution: Literal["720p", "1080p"]
+    generate_audio: bool
+    seed: int | None
+    auto_fix: bool
+    safety_tolerance: Literal["1", "2", "3", "4", "5", "6"]
+    image_url: str
+
+
 ENDPOINT_ID = "fal-ai/veo3/image-to-video"
 INPUT_MODEL = Veo3ImageToVideoInput
 OUTPUT_MODEL = Veo3ImageToVideoOutput
@@ -116,4 +132,5 @@ __all__ = [
     "File",
     "Veo3ImageToVideoInput",
     "Veo3ImageToVideoOutput",
+    "Veo3ImageToVideoParams",
 ]

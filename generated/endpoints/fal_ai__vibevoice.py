@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/vibevoice
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -137,6 +138,15 @@ class VibevoiceOutput(ResponseModel):
     ]
 
 
+class VibevoiceParams(TypedDict, total=False):
+    """The fields of `VibevoiceInput` as keyword arguments of the typed client methods."""
+
+    script: str
+    speakers: list[VibeVoiceSpeaker]
+    seed: int | None
+    cfg_scale: float
+
+
 ENDPOINT_ID = "fal-ai/vibevoice"
 INPUT_MODEL = VibevoiceInput
 OUTPUT_MODEL = VibevoiceOutput
@@ -146,4 +156,5 @@ __all__ = [
     "VibeVoiceSpeaker",
     "VibevoiceInput",
     "VibevoiceOutput",
+    "VibevoiceParams",
 ]

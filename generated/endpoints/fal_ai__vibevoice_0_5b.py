@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/vibevoice/0.5b
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -104,6 +105,15 @@ class Vibevoice05bOutput(ResponseModel):
     ]
 
 
+class Vibevoice05bParams(TypedDict, total=False):
+    """The fields of `Vibevoice05bInput` as keyword arguments of the typed client methods."""
+
+    script: str
+    speaker: Literal["Frank", "Wayne", "Carter", "Emma", "Grace", "Mike"]
+    seed: int | None
+    cfg_scale: float
+
+
 ENDPOINT_ID = "fal-ai/vibevoice/0.5b"
 INPUT_MODEL = Vibevoice05bInput
 OUTPUT_MODEL = Vibevoice05bOutput
@@ -112,4 +122,5 @@ __all__ = [
     "File",
     "Vibevoice05bInput",
     "Vibevoice05bOutput",
+    "Vibevoice05bParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/vibevoice/7b
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -137,6 +138,15 @@ class Vibevoice7bOutput(ResponseModel):
     ]
 
 
+class Vibevoice7bParams(TypedDict, total=False):
+    """The fields of `Vibevoice7bInput` as keyword arguments of the typed client methods."""
+
+    script: str
+    speakers: list[VibeVoiceSpeaker]
+    seed: int | None
+    cfg_scale: float
+
+
 ENDPOINT_ID = "fal-ai/vibevoice/7b"
 INPUT_MODEL = Vibevoice7bInput
 OUTPUT_MODEL = Vibevoice7bOutput
@@ -146,4 +156,5 @@ __all__ = [
     "VibeVoiceSpeaker",
     "Vibevoice7bInput",
     "Vibevoice7bOutput",
+    "Vibevoice7bParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/video-as-prompt
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -120,6 +121,22 @@ class VideoAsPromptOutput(ResponseModel):
     video: Annotated[File, Field(description="The URLs of the generated video.")]
 
 
+class VideoAsPromptParams(TypedDict, total=False):
+    """The fields of `VideoAsPromptInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    video_url: str
+    image_url: str
+    seed: int | None
+    num_frames: int
+    fps: int
+    video_description: str
+    enable_safety_checker: bool
+    aspect_ratio: Literal["16:9", "9:16"]
+    resolution: Literal["480p", "580p", "720p"]
+    guidance_scale: float
+
+
 ENDPOINT_ID = "fal-ai/video-as-prompt"
 INPUT_MODEL = VideoAsPromptInput
 OUTPUT_MODEL = VideoAsPromptOutput
@@ -128,4 +145,5 @@ __all__ = [
     "File",
     "VideoAsPromptInput",
     "VideoAsPromptOutput",
+    "VideoAsPromptParams",
 ]

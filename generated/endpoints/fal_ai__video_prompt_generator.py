@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/video-prompt-generator
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -178,6 +179,129 @@ class VideoPromptGeneratorOutput(ResponseModel):
     ]
 
 
+class VideoPromptGeneratorParams(TypedDict, total=False):
+    """The fields of `VideoPromptGeneratorInput` as keyword arguments of the typed client methods."""
+
+    input_concept: str
+    style: Literal[
+        "Minimalist",
+        "Simple",
+        "Detailed",
+        "Descriptive",
+        "Dynamic",
+        "Cinematic",
+        "Documentary",
+        "Animation",
+        "Action",
+        "Experimental",
+    ]
+    camera_style: Literal[
+        "None",
+        "Steadicam flow",
+        "Drone aerials",
+        "Handheld urgency",
+        "Crane elegance",
+        "Dolly precision",
+        "VR 360",
+        "Multi-angle rig",
+        "Static tripod",
+        "Gimbal smoothness",
+        "Slider motion",
+        "Jib sweep",
+        "POV immersion",
+        "Time-slice array",
+        "Macro extreme",
+        "Tilt-shift miniature",
+        "Snorricam character",
+        "Whip pan dynamics",
+        "Dutch angle tension",
+        "Underwater housing",
+        "Periscope lens",
+    ]
+    camera_direction: Literal[
+        "None",
+        "Zoom in",
+        "Zoom out",
+        "Pan left",
+        "Pan right",
+        "Tilt up",
+        "Tilt down",
+        "Orbital rotation",
+        "Push in",
+        "Pull out",
+        "Track forward",
+        "Track backward",
+        "Spiral in",
+        "Spiral out",
+        "Arc movement",
+        "Diagonal traverse",
+        "Vertical rise",
+        "Vertical descent",
+    ]
+    pacing: Literal[
+        "None",
+        "Slow burn",
+        "Rhythmic pulse",
+        "Frantic energy",
+        "Ebb and flow",
+        "Hypnotic drift",
+        "Time-lapse rush",
+        "Stop-motion staccato",
+        "Gradual build",
+        "Quick cut rhythm",
+        "Long take meditation",
+        "Jump cut energy",
+        "Match cut flow",
+        "Cross-dissolve dreamscape",
+        "Parallel action",
+        "Slow motion impact",
+        "Ramping dynamics",
+        "Montage tempo",
+        "Continuous flow",
+        "Episodic breaks",
+    ]
+    special_effects: Literal[
+        "None",
+        "Practical effects",
+        "CGI enhancement",
+        "Analog glitches",
+        "Light painting",
+        "Projection mapping",
+        "Nanosecond exposures",
+        "Double exposure",
+        "Smoke diffusion",
+        "Lens flare artistry",
+        "Particle systems",
+        "Holographic overlay",
+        "Chromatic aberration",
+        "Digital distortion",
+        "Wire removal",
+        "Motion capture",
+        "Miniature integration",
+        "Weather simulation",
+        "Color grading",
+        "Mixed media composite",
+        "Neural style transfer",
+    ]
+    custom_elements: str
+    image_url: str | None
+    model: Literal[
+        "anthropic/claude-3.5-sonnet",
+        "anthropic/claude-3-5-haiku",
+        "anthropic/claude-3-haiku",
+        "google/gemini-2.5-flash-lite",
+        "google/gemini-2.0-flash-001",
+        "meta-llama/llama-3.2-1b-instruct",
+        "meta-llama/llama-3.2-3b-instruct",
+        "meta-llama/llama-3.1-8b-instruct",
+        "meta-llama/llama-3.1-70b-instruct",
+        "openai/gpt-4o-mini",
+        "openai/gpt-4o",
+        "deepseek/deepseek-r1",
+    ]
+    prompt_length: Literal["Short", "Medium", "Long"]
+
+
 ENDPOINT_ID = "fal-ai/video-prompt-generator"
 INPUT_MODEL = VideoPromptGeneratorInput
 OUTPUT_MODEL = VideoPromptGeneratorOutput
@@ -185,4 +309,5 @@ OUTPUT_MODEL = VideoPromptGeneratorOutput
 __all__ = [
     "VideoPromptGeneratorInput",
     "VideoPromptGeneratorOutput",
+    "VideoPromptGeneratorParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/video-upscaler
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -63,6 +64,13 @@ class VideoUpscalerOutput(ResponseModel):
     ]
 
 
+class VideoUpscalerParams(TypedDict, total=False):
+    """The fields of `VideoUpscalerInput` as keyword arguments of the typed client methods."""
+
+    video_url: str
+    scale: float
+
+
 ENDPOINT_ID = "fal-ai/video-upscaler"
 INPUT_MODEL = VideoUpscalerInput
 OUTPUT_MODEL = VideoUpscalerOutput
@@ -71,4 +79,5 @@ __all__ = [
     "File",
     "VideoUpscalerInput",
     "VideoUpscalerOutput",
+    "VideoUpscalerParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/vidu/image-to-video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -75,6 +76,15 @@ class ViduImageToVideoOutput(ResponseModel):
     ]
 
 
+class ViduImageToVideoParams(TypedDict, total=False):
+    """The fields of `ViduImageToVideoInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    image_url: str
+    seed: int | None
+    movement_amplitude: Literal["auto", "small", "medium", "large"]
+
+
 ENDPOINT_ID = "fal-ai/vidu/image-to-video"
 INPUT_MODEL = ViduImageToVideoInput
 OUTPUT_MODEL = ViduImageToVideoOutput
@@ -83,4 +93,5 @@ __all__ = [
     "File",
     "ViduImageToVideoInput",
     "ViduImageToVideoOutput",
+    "ViduImageToVideoParams",
 ]

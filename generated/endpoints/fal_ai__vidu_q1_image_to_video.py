@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/vidu/q1/image-to-video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -77,6 +78,15 @@ class ViduQ1ImageToVideoOutput(ResponseModel):
     ]
 
 
+class ViduQ1ImageToVideoParams(TypedDict, total=False):
+    """The fields of `ViduQ1ImageToVideoInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    image_url: str
+    seed: int | None
+    movement_amplitude: Literal["auto", "small", "medium", "large"]
+
+
 ENDPOINT_ID = "fal-ai/vidu/q1/image-to-video"
 INPUT_MODEL = ViduQ1ImageToVideoInput
 OUTPUT_MODEL = ViduQ1ImageToVideoOutput
@@ -85,4 +95,5 @@ __all__ = [
     "File",
     "ViduQ1ImageToVideoInput",
     "ViduQ1ImageToVideoOutput",
+    "ViduQ1ImageToVideoParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/vidu/q1/reference-to-video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -85,6 +86,17 @@ class ViduQ1ReferenceToVideoOutput(ResponseModel):
     ]
 
 
+class ViduQ1ReferenceToVideoParams(TypedDict, total=False):
+    """The fields of `ViduQ1ReferenceToVideoInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    reference_image_urls: list[str]
+    seed: int | None
+    aspect_ratio: Literal["16:9", "9:16", "1:1"]
+    movement_amplitude: Literal["auto", "small", "medium", "large"]
+    bgm: bool
+
+
 ENDPOINT_ID = "fal-ai/vidu/q1/reference-to-video"
 INPUT_MODEL = ViduQ1ReferenceToVideoInput
 OUTPUT_MODEL = ViduQ1ReferenceToVideoOutput
@@ -93,4 +105,5 @@ __all__ = [
     "File",
     "ViduQ1ReferenceToVideoInput",
     "ViduQ1ReferenceToVideoOutput",
+    "ViduQ1ReferenceToVideoParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/vidu/q1/start-end-to-video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -81,6 +82,16 @@ class ViduQ1StartEndToVideoOutput(ResponseModel):
     ]
 
 
+class ViduQ1StartEndToVideoParams(TypedDict, total=False):
+    """The fields of `ViduQ1StartEndToVideoInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    start_image_url: str
+    end_image_url: str
+    seed: int | None
+    movement_amplitude: Literal["auto", "small", "medium", "large"]
+
+
 ENDPOINT_ID = "fal-ai/vidu/q1/start-end-to-video"
 INPUT_MODEL = ViduQ1StartEndToVideoInput
 OUTPUT_MODEL = ViduQ1StartEndToVideoOutput
@@ -89,4 +100,5 @@ __all__ = [
     "File",
     "ViduQ1StartEndToVideoInput",
     "ViduQ1StartEndToVideoOutput",
+    "ViduQ1StartEndToVideoParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/vidu/q1/text-to-video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -72,6 +73,16 @@ class ViduQ1TextToVideoOutput(ResponseModel):
     ]
 
 
+class ViduQ1TextToVideoParams(TypedDict, total=False):
+    """The fields of `ViduQ1TextToVideoInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    style: Literal["general", "anime"]
+    seed: int | None
+    aspect_ratio: Literal["16:9", "9:16", "1:1"]
+    movement_amplitude: Literal["auto", "small", "medium", "large"]
+
+
 ENDPOINT_ID = "fal-ai/vidu/q1/text-to-video"
 INPUT_MODEL = ViduQ1TextToVideoInput
 OUTPUT_MODEL = ViduQ1TextToVideoOutput
@@ -80,4 +91,5 @@ __all__ = [
     "File",
     "ViduQ1TextToVideoInput",
     "ViduQ1TextToVideoOutput",
+    "ViduQ1TextToVideoParams",
 ]

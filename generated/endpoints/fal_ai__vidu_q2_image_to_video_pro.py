@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/vidu/q2/image-to-video/pro
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -100,6 +101,19 @@ class ViduQ2ImageToVideoProOutput(ResponseModel):
     ]
 
 
+class ViduQ2ImageToVideoProParams(TypedDict, total=False):
+    """The fields of `ViduQ2ImageToVideoProInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    image_url: str
+    end_image_url: str | None
+    seed: int | None
+    duration: Literal[2, 3, 4, 5, 6, 7, 8]
+    resolution: Literal["720p", "1080p"]
+    movement_amplitude: Literal["auto", "small", "medium", "large"]
+    bgm: bool
+
+
 ENDPOINT_ID = "fal-ai/vidu/q2/image-to-video/pro"
 INPUT_MODEL = ViduQ2ImageToVideoProInput
 OUTPUT_MODEL = ViduQ2ImageToVideoProOutput
@@ -108,4 +122,5 @@ __all__ = [
     "File",
     "ViduQ2ImageToVideoProInput",
     "ViduQ2ImageToVideoProOutput",
+    "ViduQ2ImageToVideoProParams",
 ]

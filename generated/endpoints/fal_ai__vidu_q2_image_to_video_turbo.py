@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/vidu/q2/image-to-video/turbo
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -100,6 +101,19 @@ class ViduQ2ImageToVideoTurboOutput(ResponseModel):
     ]
 
 
+class ViduQ2ImageToVideoTurboParams(TypedDict, total=False):
+    """The fields of `ViduQ2ImageToVideoTurboInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    image_url: str
+    end_image_url: str | None
+    seed: int | None
+    duration: Literal[2, 3, 4, 5, 6, 7, 8]
+    resolution: Literal["720p", "1080p"]
+    movement_amplitude: Literal["auto", "small", "medium", "large"]
+    bgm: bool
+
+
 ENDPOINT_ID = "fal-ai/vidu/q2/image-to-video/turbo"
 INPUT_MODEL = ViduQ2ImageToVideoTurboInput
 OUTPUT_MODEL = ViduQ2ImageToVideoTurboOutput
@@ -108,4 +122,5 @@ __all__ = [
     "File",
     "ViduQ2ImageToVideoTurboInput",
     "ViduQ2ImageToVideoTurboOutput",
+    "ViduQ2ImageToVideoTurboParams",
 ]

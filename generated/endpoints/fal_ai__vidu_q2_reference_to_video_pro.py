@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/vidu/q2/reference-to-video/pro
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -119,6 +120,20 @@ class ViduQ2ReferenceToVideoProOutput(ResponseModel):
     ]
 
 
+class ViduQ2ReferenceToVideoProParams(TypedDict, total=False):
+    """The fields of `ViduQ2ReferenceToVideoProInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    reference_image_urls: list[str] | None
+    reference_video_urls: list[str] | None
+    seed: int | None
+    duration: int
+    resolution: Literal["540p", "720p", "1080p"]
+    aspect_ratio: str
+    movement_amplitude: Literal["auto", "small", "medium", "large"]
+    bgm: bool
+
+
 ENDPOINT_ID = "fal-ai/vidu/q2/reference-to-video/pro"
 INPUT_MODEL = ViduQ2ReferenceToVideoProInput
 OUTPUT_MODEL = ViduQ2ReferenceToVideoProOutput
@@ -127,4 +142,5 @@ __all__ = [
     "File",
     "ViduQ2ReferenceToVideoProInput",
     "ViduQ2ReferenceToVideoProOutput",
+    "ViduQ2ReferenceToVideoProParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/vidu/q2/text-to-image
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -75,6 +76,14 @@ class ViduQ2TextToImageOutput(ResponseModel):
     ]
 
 
+class ViduQ2TextToImageParams(TypedDict, total=False):
+    """The fields of `ViduQ2TextToImageInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    aspect_ratio: Literal["16:9", "9:16", "1:1"]
+    seed: int | None
+
+
 ENDPOINT_ID = "fal-ai/vidu/q2/text-to-image"
 INPUT_MODEL = ViduQ2TextToImageInput
 OUTPUT_MODEL = ViduQ2TextToImageOutput
@@ -83,4 +92,5 @@ __all__ = [
     "Image",
     "ViduQ2TextToImageInput",
     "ViduQ2TextToImageOutput",
+    "ViduQ2TextToImageParams",
 ]

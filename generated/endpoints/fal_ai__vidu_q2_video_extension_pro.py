@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/vidu/q2/video-extension/pro
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -77,6 +78,16 @@ class ViduQ2VideoExtensionProOutput(ResponseModel):
     ]
 
 
+class ViduQ2VideoExtensionProParams(TypedDict, total=False):
+    """The fields of `ViduQ2VideoExtensionProInput` as keyword arguments of the typed client methods."""
+
+    video_url: str
+    prompt: str | None
+    seed: int | None
+    duration: Literal[2, 3, 4, 5, 6, 7]
+    resolution: Literal["720p", "1080p"]
+
+
 ENDPOINT_ID = "fal-ai/vidu/q2/video-extension/pro"
 INPUT_MODEL = ViduQ2VideoExtensionProInput
 OUTPUT_MODEL = ViduQ2VideoExtensionProOutput
@@ -85,4 +96,5 @@ __all__ = [
     "File",
     "ViduQ2VideoExtensionProInput",
     "ViduQ2VideoExtensionProOutput",
+    "ViduQ2VideoExtensionProParams",
 ]

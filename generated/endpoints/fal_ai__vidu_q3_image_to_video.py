@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/vidu/q3/image-to-video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -103,6 +104,18 @@ class ViduQ3ImageToVideoOutput(ResponseModel):
     ]
 
 
+class ViduQ3ImageToVideoParams(TypedDict, total=False):
+    """The fields of `ViduQ3ImageToVideoInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    image_url: str
+    end_image_url: str | None
+    duration: int
+    seed: int | None
+    resolution: Literal["360p", "540p", "720p", "1080p"]
+    audio: bool
+
+
 ENDPOINT_ID = "fal-ai/vidu/q3/image-to-video"
 INPUT_MODEL = ViduQ3ImageToVideoInput
 OUTPUT_MODEL = ViduQ3ImageToVideoOutput
@@ -111,4 +124,5 @@ __all__ = [
     "File",
     "ViduQ3ImageToVideoInput",
     "ViduQ3ImageToVideoOutput",
+    "ViduQ3ImageToVideoParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/vidu/q3/image-to-video/turbo
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -103,6 +104,18 @@ class ViduQ3ImageToVideoTurboOutput(ResponseModel):
     ]
 
 
+class ViduQ3ImageToVideoTurboParams(TypedDict, total=False):
+    """The fields of `ViduQ3ImageToVideoTurboInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    image_url: str
+    end_image_url: str | None
+    duration: int
+    seed: int | None
+    resolution: Literal["360p", "540p", "720p", "1080p"]
+    audio: bool
+
+
 ENDPOINT_ID = "fal-ai/vidu/q3/image-to-video/turbo"
 INPUT_MODEL = ViduQ3ImageToVideoTurboInput
 OUTPUT_MODEL = ViduQ3ImageToVideoTurboOutput
@@ -111,4 +124,5 @@ __all__ = [
     "File",
     "ViduQ3ImageToVideoTurboInput",
     "ViduQ3ImageToVideoTurboOutput",
+    "ViduQ3ImageToVideoTurboParams",
 ]

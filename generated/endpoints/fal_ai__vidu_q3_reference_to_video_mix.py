@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/vidu/q3/reference-to-video/mix
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -101,6 +102,18 @@ class ViduQ3ReferenceToVideoMixOutput(ResponseModel):
     ]
 
 
+class ViduQ3ReferenceToVideoMixParams(TypedDict, total=False):
+    """The fields of `ViduQ3ReferenceToVideoMixInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    reference_image_urls: list[str]
+    duration: int
+    seed: int | None
+    aspect_ratio: Literal["16:9", "9:16", "4:3", "3:4", "1:1"]
+    resolution: Literal["360p", "540p", "720p", "1080p"]
+    audio: bool
+
+
 ENDPOINT_ID = "fal-ai/vidu/q3/reference-to-video/mix"
 INPUT_MODEL = ViduQ3ReferenceToVideoMixInput
 OUTPUT_MODEL = ViduQ3ReferenceToVideoMixOutput
@@ -109,4 +122,5 @@ __all__ = [
     "File",
     "ViduQ3ReferenceToVideoMixInput",
     "ViduQ3ReferenceToVideoMixOutput",
+    "ViduQ3ReferenceToVideoMixParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/vidu/q3/text-to-video/turbo
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -83,6 +84,17 @@ class ViduQ3TextToVideoTurboOutput(ResponseModel):
     ]
 
 
+class ViduQ3TextToVideoTurboParams(TypedDict, total=False):
+    """The fields of `ViduQ3TextToVideoTurboInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    duration: int
+    seed: int | None
+    aspect_ratio: Literal["16:9", "9:16", "4:3", "3:4", "1:1"]
+    resolution: Literal["360p", "540p", "720p", "1080p"]
+    audio: bool
+
+
 ENDPOINT_ID = "fal-ai/vidu/q3/text-to-video/turbo"
 INPUT_MODEL = ViduQ3TextToVideoTurboInput
 OUTPUT_MODEL = ViduQ3TextToVideoTurboOutput
@@ -91,4 +103,5 @@ __all__ = [
     "File",
     "ViduQ3TextToVideoTurboInput",
     "ViduQ3TextToVideoTurboOutput",
+    "ViduQ3TextToVideoTurboParams",
 ]

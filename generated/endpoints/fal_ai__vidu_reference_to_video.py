@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/vidu/reference-to-video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -87,6 +88,16 @@ class ViduReferenceToVideoOutput(ResponseModel):
     ]
 
 
+class ViduReferenceToVideoParams(TypedDict, total=False):
+    """The fields of `ViduReferenceToVideoInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    reference_image_urls: list[str]
+    seed: int | None
+    aspect_ratio: Literal["16:9", "9:16", "1:1"]
+    movement_amplitude: Literal["auto", "small", "medium", "large"]
+
+
 ENDPOINT_ID = "fal-ai/vidu/reference-to-video"
 INPUT_MODEL = ViduReferenceToVideoInput
 OUTPUT_MODEL = ViduReferenceToVideoOutput
@@ -95,4 +106,5 @@ __all__ = [
     "File",
     "ViduReferenceToVideoInput",
     "ViduReferenceToVideoOutput",
+    "ViduReferenceToVideoParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/vidu/start-end-to-video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -85,6 +86,16 @@ class ViduStartEndToVideoOutput(ResponseModel):
     ]
 
 
+class ViduStartEndToVideoParams(TypedDict, total=False):
+    """The fields of `ViduStartEndToVideoInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    start_image_url: str
+    end_image_url: str
+    seed: int | None
+    movement_amplitude: Literal["auto", "small", "medium", "large"]
+
+
 ENDPOINT_ID = "fal-ai/vidu/start-end-to-video"
 INPUT_MODEL = ViduStartEndToVideoInput
 OUTPUT_MODEL = ViduStartEndToVideoOutput
@@ -93,4 +104,5 @@ __all__ = [
     "File",
     "ViduStartEndToVideoInput",
     "ViduStartEndToVideoOutput",
+    "ViduStartEndToVideoParams",
 ]

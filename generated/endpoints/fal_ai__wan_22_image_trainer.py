@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/wan-22-image-trainer
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -116,6 +117,20 @@ class Wan22ImageTrainerOutput(ResponseModel):
     ]
 
 
+class Wan22ImageTrainerParams(TypedDict, total=False):
+    """The fields of `Wan22ImageTrainerInput` as keyword arguments of the typed client methods."""
+
+    training_data_url: str
+    trigger_phrase: str
+    include_synthetic_captions: bool
+    use_face_detection: bool
+    use_face_cropping: bool
+    use_masks: bool
+    steps: int
+    learning_rate: float
+    is_style: bool
+
+
 ENDPOINT_ID = "fal-ai/wan-22-image-trainer"
 INPUT_MODEL = Wan22ImageTrainerInput
 OUTPUT_MODEL = Wan22ImageTrainerOutput
@@ -124,4 +139,5 @@ __all__ = [
     "File",
     "Wan22ImageTrainerInput",
     "Wan22ImageTrainerOutput",
+    "Wan22ImageTrainerParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/wan-22-trainer/i2v-a14b
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -82,6 +83,16 @@ class Wan22TrainerI2vA14bOutput(ResponseModel):
     ]
 
 
+class Wan22TrainerI2vA14bParams(TypedDict, total=False):
+    """The fields of `Wan22TrainerI2vA14bInput` as keyword arguments of the typed client methods."""
+
+    training_data_url: str
+    number_of_steps: int
+    learning_rate: float
+    trigger_phrase: str
+    auto_scale_input: bool
+
+
 ENDPOINT_ID = "fal-ai/wan-22-trainer/i2v-a14b"
 INPUT_MODEL = Wan22TrainerI2vA14bInput
 OUTPUT_MODEL = Wan22TrainerI2vA14bOutput
@@ -90,4 +101,5 @@ __all__ = [
     "File",
     "Wan22TrainerI2vA14bInput",
     "Wan22TrainerI2vA14bOutput",
+    "Wan22TrainerI2vA14bParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/wan-25-preview/image-to-video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -144,6 +145,20 @@ class Wan25PreviewImageToVideoOutput(ResponseModel):
     ] = None
 
 
+class Wan25PreviewImageToVideoParams(TypedDict, total=False):
+    """The fields of `Wan25PreviewImageToVideoInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    image_url: str
+    audio_url: str | None
+    resolution: Literal["480p", "720p", "1080p"]
+    duration: Literal["5", "10"]
+    negative_prompt: str | None
+    enable_prompt_expansion: bool
+    seed: int | None
+    enable_safety_checker: bool
+
+
 ENDPOINT_ID = "fal-ai/wan-25-preview/image-to-video"
 INPUT_MODEL = Wan25PreviewImageToVideoInput
 OUTPUT_MODEL = Wan25PreviewImageToVideoOutput
@@ -152,4 +167,5 @@ __all__ = [
     "VideoFile",
     "Wan25PreviewImageToVideoInput",
     "Wan25PreviewImageToVideoOutput",
+    "Wan25PreviewImageToVideoParams",
 ]

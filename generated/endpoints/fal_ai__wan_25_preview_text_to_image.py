@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/wan-25-preview/text-to-image
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -152,6 +153,28 @@ class Wan25PreviewTextToImageOutput(ResponseModel):
     ] = None
 
 
+class Wan25PreviewTextToImageParams(TypedDict, total=False):
+    """The fields of `Wan25PreviewTextToImageInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    negative_prompt: str | None
+    num_images: int
+    image_size: (
+        ImageSize
+        | Literal[
+            "square_hd",
+            "square",
+            "portrait_4_3",
+            "portrait_16_9",
+            "landscape_4_3",
+            "landscape_16_9",
+        ]
+    )
+    enable_prompt_expansion: bool
+    seed: int | None
+    enable_safety_checker: bool
+
+
 ENDPOINT_ID = "fal-ai/wan-25-preview/text-to-image"
 INPUT_MODEL = Wan25PreviewTextToImageInput
 OUTPUT_MODEL = Wan25PreviewTextToImageOutput
@@ -161,4 +184,5 @@ __all__ = [
     "ImageSize",
     "Wan25PreviewTextToImageInput",
     "Wan25PreviewTextToImageOutput",
+    "Wan25PreviewTextToImageParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/wan-25-preview/text-to-video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -138,6 +139,20 @@ class Wan25PreviewTextToVideoOutput(ResponseModel):
     ] = None
 
 
+class Wan25PreviewTextToVideoParams(TypedDict, total=False):
+    """The fields of `Wan25PreviewTextToVideoInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    audio_url: str | None
+    aspect_ratio: Literal["16:9", "9:16", "1:1"]
+    resolution: Literal["480p", "720p", "1080p"]
+    duration: Literal["5", "10"]
+    negative_prompt: str | None
+    enable_prompt_expansion: bool
+    seed: int | None
+    enable_safety_checker: bool
+
+
 ENDPOINT_ID = "fal-ai/wan-25-preview/text-to-video"
 INPUT_MODEL = Wan25PreviewTextToVideoInput
 OUTPUT_MODEL = Wan25PreviewTextToVideoOutput
@@ -146,4 +161,5 @@ __all__ = [
     "VideoFile",
     "Wan25PreviewTextToVideoInput",
     "Wan25PreviewTextToVideoOutput",
+    "Wan25PreviewTextToVideoParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/wan-alpha
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -204,6 +205,30 @@ class WanAlphaOutput(ResponseModel):
     ] = None
 
 
+class WanAlphaParams(TypedDict, total=False):
+    """The fields of `WanAlphaInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    num_frames: int
+    fps: int
+    num_inference_steps: int
+    seed: int | None
+    sampler: Literal["unipc", "dpm++", "euler"]
+    shift: float
+    resolution: Literal["240p", "360p", "480p", "580p", "720p"]
+    aspect_ratio: Literal["16:9", "1:1", "9:16"]
+    enable_prompt_expansion: bool
+    enable_safety_checker: bool
+    mask_clamp_lower: float
+    mask_clamp_upper: float
+    binarize_mask: bool
+    mask_binarization_threshold: float
+    video_output_type: Literal["X264 (.mp4)", "VP9 (.webm)", "PRORES4444 (.mov)", "GIF (.gif)"]
+    video_quality: Literal["low", "medium", "high", "maximum"]
+    video_write_mode: Literal["fast", "balanced", "small"]
+    sync_mode: bool
+
+
 ENDPOINT_ID = "fal-ai/wan-alpha"
 INPUT_MODEL = WanAlphaInput
 OUTPUT_MODEL = WanAlphaOutput
@@ -212,4 +237,5 @@ __all__ = [
     "VideoFile",
     "WanAlphaInput",
     "WanAlphaOutput",
+    "WanAlphaParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/wan-flf2v
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -173,6 +174,26 @@ class WanFlf2vOutput(ResponseModel):
     seed: Annotated[int, Field(description="The seed used for generation.", title="Seed")]
 
 
+class WanFlf2vParams(TypedDict, total=False):
+    """The fields of `WanFlf2vInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    negative_prompt: str
+    start_image_url: str
+    end_image_url: str
+    num_frames: int | None
+    frames_per_second: int | None
+    seed: int | None
+    resolution: Literal["480p", "720p"]
+    num_inference_steps: int
+    guide_scale: float
+    shift: float
+    enable_safety_checker: bool
+    enable_prompt_expansion: bool
+    acceleration: Literal["none", "regular"]
+    aspect_ratio: Literal["auto", "16:9", "9:16", "1:1"]
+
+
 ENDPOINT_ID = "fal-ai/wan-flf2v"
 INPUT_MODEL = WanFlf2vInput
 OUTPUT_MODEL = WanFlf2vOutput
@@ -181,4 +202,5 @@ __all__ = [
     "File",
     "WanFlf2vInput",
     "WanFlf2vOutput",
+    "WanFlf2vParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/wan-fun-control
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -144,6 +145,25 @@ class WanFunControlOutput(ResponseModel):
     ]
 
 
+class WanFunControlParams(TypedDict, total=False):
+    """The fields of `WanFunControlInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    negative_prompt: str
+    num_inference_steps: int
+    guidance_scale: float
+    shift: float
+    seed: int | None
+    match_input_num_frames: bool
+    num_frames: int
+    match_input_fps: bool
+    fps: int
+    control_video_url: str
+    preprocess_video: bool
+    preprocess_type: Literal["depth", "pose"]
+    reference_image_url: str | None
+
+
 ENDPOINT_ID = "fal-ai/wan-fun-control"
 INPUT_MODEL = WanFunControlInput
 OUTPUT_MODEL = WanFunControlOutput
@@ -152,4 +172,5 @@ __all__ = [
     "File",
     "WanFunControlInput",
     "WanFunControlOutput",
+    "WanFunControlParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/wan-i2v
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -159,6 +160,25 @@ class WanI2vOutput(ResponseModel):
     seed: Annotated[int, Field(description="The seed used for generation.", title="Seed")]
 
 
+class WanI2vParams(TypedDict, total=False):
+    """The fields of `WanI2vInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    negative_prompt: str
+    image_url: str
+    num_frames: int | None
+    frames_per_second: int | None
+    seed: int | None
+    resolution: Literal["480p", "720p"]
+    num_inference_steps: int
+    guide_scale: float
+    shift: float
+    enable_safety_checker: bool
+    enable_prompt_expansion: bool
+    acceleration: Literal["none", "regular"]
+    aspect_ratio: Literal["auto", "16:9", "9:16", "1:1"]
+
+
 ENDPOINT_ID = "fal-ai/wan-i2v"
 INPUT_MODEL = WanI2vInput
 OUTPUT_MODEL = WanI2vOutput
@@ -167,4 +187,5 @@ __all__ = [
     "File",
     "WanI2vInput",
     "WanI2vOutput",
+    "WanI2vParams",
 ]

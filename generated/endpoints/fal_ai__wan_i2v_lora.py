@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/wan-i2v-lora
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -186,6 +187,27 @@ class WanI2vLoraOutput(ResponseModel):
     seed: Annotated[int, Field(description="The seed used for generation.", title="Seed")]
 
 
+class WanI2vLoraParams(TypedDict, total=False):
+    """The fields of `WanI2vLoraInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    negative_prompt: str
+    image_url: str
+    num_frames: int | None
+    frames_per_second: int | None
+    seed: int | None
+    resolution: Literal["480p", "720p"]
+    num_inference_steps: int
+    guide_scale: float
+    shift: float
+    enable_safety_checker: bool
+    enable_prompt_expansion: bool
+    aspect_ratio: Literal["auto", "16:9", "9:16", "1:1"]
+    loras: list[LoraWeight]
+    reverse_video: bool
+    turbo_mode: bool
+
+
 ENDPOINT_ID = "fal-ai/wan-i2v-lora"
 INPUT_MODEL = WanI2vLoraInput
 OUTPUT_MODEL = WanI2vLoraOutput
@@ -195,4 +217,5 @@ __all__ = [
     "LoraWeight",
     "WanI2vLoraInput",
     "WanI2vLoraOutput",
+    "WanI2vLoraParams",
 ]

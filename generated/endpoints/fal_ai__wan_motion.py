@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/wan-motion
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -115,6 +116,19 @@ class WanMotionOutput(ResponseModel):
     ]
 
 
+class WanMotionParams(TypedDict, total=False):
+    """The fields of `WanMotionInput` as keyword arguments of the typed client methods."""
+
+    video_url: str
+    image_url: str
+    prompt: str
+    seed: int | None
+    acceleration: Literal["none", "regular"]
+    adapt_motion: bool
+    enhance_identity: bool
+    enable_safety_checker: bool
+
+
 ENDPOINT_ID = "fal-ai/wan-motion"
 INPUT_MODEL = WanMotionInput
 OUTPUT_MODEL = WanMotionOutput
@@ -123,4 +137,5 @@ __all__ = [
     "File",
     "WanMotionInput",
     "WanMotionOutput",
+    "WanMotionParams",
 ]

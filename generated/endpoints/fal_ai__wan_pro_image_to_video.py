@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/wan-pro/image-to-video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -74,6 +75,15 @@ class WanProImageToVideoOutput(ResponseModel):
     ]
 
 
+class WanProImageToVideoParams(TypedDict, total=False):
+    """The fields of `WanProImageToVideoInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    seed: int | None
+    enable_safety_checker: bool
+    image_url: str
+
+
 ENDPOINT_ID = "fal-ai/wan-pro/image-to-video"
 INPUT_MODEL = WanProImageToVideoInput
 OUTPUT_MODEL = WanProImageToVideoOutput
@@ -82,4 +92,5 @@ __all__ = [
     "File",
     "WanProImageToVideoInput",
     "WanProImageToVideoOutput",
+    "WanProImageToVideoParams",
 ]

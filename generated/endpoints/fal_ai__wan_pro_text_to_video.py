@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/wan-pro/text-to-video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -66,6 +67,14 @@ class WanProTextToVideoOutput(ResponseModel):
     ]
 
 
+class WanProTextToVideoParams(TypedDict, total=False):
+    """The fields of `WanProTextToVideoInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    seed: int | None
+    enable_safety_checker: bool
+
+
 ENDPOINT_ID = "fal-ai/wan-pro/text-to-video"
 INPUT_MODEL = WanProTextToVideoInput
 OUTPUT_MODEL = WanProTextToVideoOutput
@@ -74,4 +83,5 @@ __all__ = [
     "File",
     "WanProTextToVideoInput",
     "WanProTextToVideoOutput",
+    "WanProTextToVideoParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/wan-t2v
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -138,6 +139,22 @@ class WanT2vOutput(ResponseModel):
     seed: Annotated[int, Field(description="The seed used for generation.", title="Seed")]
 
 
+class WanT2vParams(TypedDict, total=False):
+    """The fields of `WanT2vInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    negative_prompt: str
+    num_frames: int | None
+    frames_per_second: int | None
+    seed: int | None
+    resolution: Literal["480p", "580p", "720p"]
+    aspect_ratio: Literal["9:16", "16:9"]
+    num_inference_steps: int
+    enable_safety_checker: bool
+    enable_prompt_expansion: bool
+    turbo_mode: bool
+
+
 ENDPOINT_ID = "fal-ai/wan-t2v"
 INPUT_MODEL = WanT2vInput
 OUTPUT_MODEL = WanT2vOutput
@@ -146,4 +163,5 @@ __all__ = [
     "File",
     "WanT2vInput",
     "WanT2vOutput",
+    "WanT2vParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/wan-trainer
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -86,6 +87,16 @@ class WanTrainerOutput(ResponseModel):
     ]
 
 
+class WanTrainerParams(TypedDict, total=False):
+    """The fields of `WanTrainerInput` as keyword arguments of the typed client methods."""
+
+    training_data_url: str
+    number_of_steps: int
+    learning_rate: float
+    trigger_phrase: str
+    auto_scale_input: bool
+
+
 ENDPOINT_ID = "fal-ai/wan-trainer"
 INPUT_MODEL = WanTrainerInput
 OUTPUT_MODEL = WanTrainerOutput
@@ -94,4 +105,5 @@ __all__ = [
     "File",
     "WanTrainerInput",
     "WanTrainerOutput",
+    "WanTrainerParams",
 ]

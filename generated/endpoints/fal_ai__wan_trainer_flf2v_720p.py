@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/wan-trainer/flf2v-720p
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -86,6 +87,16 @@ class WanTrainerFlf2v720pOutput(ResponseModel):
     ]
 
 
+class WanTrainerFlf2v720pParams(TypedDict, total=False):
+    """The fields of `WanTrainerFlf2v720pInput` as keyword arguments of the typed client methods."""
+
+    training_data_url: str
+    number_of_steps: int
+    learning_rate: float
+    trigger_phrase: str
+    auto_scale_input: bool
+
+
 ENDPOINT_ID = "fal-ai/wan-trainer/flf2v-720p"
 INPUT_MODEL = WanTrainerFlf2v720pInput
 OUTPUT_MODEL = WanTrainerFlf2v720pOutput
@@ -94,4 +105,5 @@ __all__ = [
     "File",
     "WanTrainerFlf2v720pInput",
     "WanTrainerFlf2v720pOutput",
+    "WanTrainerFlf2v720pParams",
 ]

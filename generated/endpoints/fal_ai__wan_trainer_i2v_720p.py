@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/wan-trainer/i2v-720p
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -82,6 +83,16 @@ class WanTrainerI2v720pOutput(ResponseModel):
     ]
 
 
+class WanTrainerI2v720pParams(TypedDict, total=False):
+    """The fields of `WanTrainerI2v720pInput` as keyword arguments of the typed client methods."""
+
+    training_data_url: str
+    number_of_steps: int
+    learning_rate: float
+    trigger_phrase: str
+    auto_scale_input: bool
+
+
 ENDPOINT_ID = "fal-ai/wan-trainer/i2v-720p"
 INPUT_MODEL = WanTrainerI2v720pInput
 OUTPUT_MODEL = WanTrainerI2v720pOutput
@@ -90,4 +101,5 @@ __all__ = [
     "File",
     "WanTrainerI2v720pInput",
     "WanTrainerI2v720pOutput",
+    "WanTrainerI2v720pParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/wan-trainer/t2v
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -82,6 +83,16 @@ class WanTrainerT2vOutput(ResponseModel):
     ]
 
 
+class WanTrainerT2vParams(TypedDict, total=False):
+    """The fields of `WanTrainerT2vInput` as keyword arguments of the typed client methods."""
+
+    training_data_url: str
+    number_of_steps: int
+    learning_rate: float
+    trigger_phrase: str
+    auto_scale_input: bool
+
+
 ENDPOINT_ID = "fal-ai/wan-trainer/t2v"
 INPUT_MODEL = WanTrainerT2vInput
 OUTPUT_MODEL = WanTrainerT2vOutput
@@ -90,4 +101,5 @@ __all__ = [
     "File",
     "WanTrainerT2vInput",
     "WanTrainerT2vOutput",
+    "WanTrainerT2vParams",
 ]

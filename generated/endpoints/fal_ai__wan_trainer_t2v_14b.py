@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/wan-trainer/t2v-14b
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -82,6 +83,16 @@ class WanTrainerT2v14bOutput(ResponseModel):
     ]
 
 
+class WanTrainerT2v14bParams(TypedDict, total=False):
+    """The fields of `WanTrainerT2v14bInput` as keyword arguments of the typed client methods."""
+
+    training_data_url: str
+    number_of_steps: int
+    learning_rate: float
+    trigger_phrase: str
+    auto_scale_input: bool
+
+
 ENDPOINT_ID = "fal-ai/wan-trainer/t2v-14b"
 INPUT_MODEL = WanTrainerT2v14bInput
 OUTPUT_MODEL = WanTrainerT2v14bOutput
@@ -90,4 +101,5 @@ __all__ = [
     "File",
     "WanTrainerT2v14bInput",
     "WanTrainerT2v14bOutput",
+    "WanTrainerT2v14bParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/wan/v2.2-14b/animate/replace
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -175,6 +176,24 @@ class WanV2214bAnimateReplaceOutput(ResponseModel):
     ]
 
 
+class WanV2214bAnimateReplaceParams(TypedDict, total=False):
+    """The fields of `WanV2214bAnimateReplaceInput` as keyword arguments of the typed client methods."""
+
+    video_url: str
+    image_url: str
+    guidance_scale: float
+    resolution: Literal["480p", "580p", "720p"]
+    seed: int | None
+    num_inference_steps: int
+    enable_safety_checker: bool
+    enable_output_safety_checker: bool
+    shift: float
+    video_quality: Literal["low", "medium", "high", "maximum"]
+    video_write_mode: Literal["fast", "balanced", "small"]
+    return_frames_zip: bool
+    use_turbo: bool
+
+
 ENDPOINT_ID = "fal-ai/wan/v2.2-14b/animate/replace"
 INPUT_MODEL = WanV2214bAnimateReplaceInput
 OUTPUT_MODEL = WanV2214bAnimateReplaceOutput
@@ -183,4 +202,5 @@ __all__ = [
     "File",
     "WanV2214bAnimateReplaceInput",
     "WanV2214bAnimateReplaceOutput",
+    "WanV2214bAnimateReplaceParams",
 ]

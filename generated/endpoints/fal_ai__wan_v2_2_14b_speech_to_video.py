@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/wan/v2.2-14b/speech-to-video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -183,6 +184,26 @@ class WanV2214bSpeechToVideoOutput(ResponseModel):
     ]
 
 
+class WanV2214bSpeechToVideoParams(TypedDict, total=False):
+    """The fields of `WanV2214bSpeechToVideoInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    negative_prompt: str
+    num_frames: int
+    frames_per_second: int | None
+    seed: int | None
+    resolution: Literal["480p", "580p", "720p"]
+    num_inference_steps: int
+    enable_safety_checker: bool
+    enable_output_safety_checker: bool
+    guidance_scale: float
+    shift: float
+    video_quality: Literal["low", "medium", "high", "maximum"]
+    video_write_mode: Literal["fast", "balanced", "small"]
+    image_url: str
+    audio_url: str
+
+
 ENDPOINT_ID = "fal-ai/wan/v2.2-14b/speech-to-video"
 INPUT_MODEL = WanV2214bSpeechToVideoInput
 OUTPUT_MODEL = WanV2214bSpeechToVideoOutput
@@ -191,4 +212,5 @@ __all__ = [
     "File",
     "WanV2214bSpeechToVideoInput",
     "WanV2214bSpeechToVideoOutput",
+    "WanV2214bSpeechToVideoParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/wan/v2.2-5b/image-to-video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -221,6 +222,30 @@ class WanV225bImageToVideoOutput(ResponseModel):
     seed: Annotated[int, Field(description="The seed used for generation.", title="Seed")]
 
 
+class WanV225bImageToVideoParams(TypedDict, total=False):
+    """The fields of `WanV225bImageToVideoInput` as keyword arguments of the typed client methods."""
+
+    image_url: str
+    prompt: str
+    num_frames: int
+    frames_per_second: int | None
+    negative_prompt: str
+    seed: int | None
+    resolution: Literal["580p", "720p"]
+    aspect_ratio: Literal["auto", "16:9", "9:16", "1:1"]
+    num_inference_steps: int
+    enable_safety_checker: bool
+    enable_output_safety_checker: bool
+    enable_prompt_expansion: bool
+    guidance_scale: float
+    shift: float
+    interpolator_model: Literal["none", "film", "rife"]
+    num_interpolated_frames: int
+    adjust_fps_for_interpolation: bool
+    video_quality: Literal["low", "medium", "high", "maximum"]
+    video_write_mode: Literal["fast", "balanced", "small"]
+
+
 ENDPOINT_ID = "fal-ai/wan/v2.2-5b/image-to-video"
 INPUT_MODEL = WanV225bImageToVideoInput
 OUTPUT_MODEL = WanV225bImageToVideoOutput
@@ -229,4 +254,5 @@ __all__ = [
     "File",
     "WanV225bImageToVideoInput",
     "WanV225bImageToVideoOutput",
+    "WanV225bImageToVideoParams",
 ]

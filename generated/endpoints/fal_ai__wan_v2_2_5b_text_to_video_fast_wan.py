@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/wan/v2.2-5b/text-to-video/fast-wan
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -192,6 +193,27 @@ class WanV225bTextToVideoFastWanOutput(ResponseModel):
     seed: Annotated[int, Field(description="The seed used for generation.", title="Seed")]
 
 
+class WanV225bTextToVideoFastWanParams(TypedDict, total=False):
+    """The fields of `WanV225bTextToVideoFastWanInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    negative_prompt: str
+    num_frames: int
+    frames_per_second: int | None
+    seed: int | None
+    resolution: Literal["480p", "580p", "720p"]
+    aspect_ratio: Literal["16:9", "9:16", "1:1"]
+    enable_safety_checker: bool
+    enable_output_safety_checker: bool
+    enable_prompt_expansion: bool
+    guidance_scale: float
+    interpolator_model: Literal["none", "film", "rife"]
+    num_interpolated_frames: int
+    adjust_fps_for_interpolation: bool
+    video_quality: Literal["low", "medium", "high", "maximum"]
+    video_write_mode: Literal["fast", "balanced", "small"]
+
+
 ENDPOINT_ID = "fal-ai/wan/v2.2-5b/text-to-video/fast-wan"
 INPUT_MODEL = WanV225bTextToVideoFastWanInput
 OUTPUT_MODEL = WanV225bTextToVideoFastWanOutput
@@ -200,4 +222,5 @@ __all__ = [
     "File",
     "WanV225bTextToVideoFastWanInput",
     "WanV225bTextToVideoFastWanOutput",
+    "WanV225bTextToVideoFastWanParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/wan/v2.2-a14b/image-to-video/lora
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -274,6 +275,35 @@ class WanV22A14bImageToVideoLoraOutput(ResponseModel):
     seed: Annotated[int, Field(description="The seed used for generation.", title="Seed")]
 
 
+class WanV22A14bImageToVideoLoraParams(TypedDict, total=False):
+    """The fields of `WanV22A14bImageToVideoLoraInput` as keyword arguments of the typed client methods."""
+
+    image_url: str
+    prompt: str
+    num_frames: int
+    frames_per_second: int | None
+    negative_prompt: str
+    seed: int | None
+    resolution: Literal["480p", "580p", "720p"]
+    aspect_ratio: Literal["auto", "16:9", "9:16", "1:1"]
+    num_inference_steps: int
+    enable_safety_checker: bool
+    enable_output_safety_checker: bool
+    enable_prompt_expansion: bool
+    acceleration: Literal["none", "regular"]
+    guidance_scale: float
+    guidance_scale_2: float
+    shift: float
+    interpolator_model: Literal["none", "film", "rife"]
+    num_interpolated_frames: int
+    adjust_fps_for_interpolation: bool
+    video_quality: Literal["low", "medium", "high", "maximum"]
+    video_write_mode: Literal["fast", "balanced", "small"]
+    loras: list[LoRAWeight]
+    reverse_video: bool
+    end_image_url: str | None
+
+
 ENDPOINT_ID = "fal-ai/wan/v2.2-a14b/image-to-video/lora"
 INPUT_MODEL = WanV22A14bImageToVideoLoraInput
 OUTPUT_MODEL = WanV22A14bImageToVideoLoraOutput
@@ -283,4 +313,5 @@ __all__ = [
     "LoRAWeight",
     "WanV22A14bImageToVideoLoraInput",
     "WanV22A14bImageToVideoLoraOutput",
+    "WanV22A14bImageToVideoLoraParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/wan/v2.2-a14b/image-to-video/turbo
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -151,6 +152,23 @@ class WanV22A14bImageToVideoTurboOutput(ResponseModel):
     seed: Annotated[int, Field(description="The seed used for generation.", title="Seed")]
 
 
+class WanV22A14bImageToVideoTurboParams(TypedDict, total=False):
+    """The fields of `WanV22A14bImageToVideoTurboInput` as keyword arguments of the typed client methods."""
+
+    image_url: str
+    prompt: str
+    seed: int | None
+    resolution: Literal["480p", "580p", "720p"]
+    aspect_ratio: Literal["auto", "16:9", "9:16", "1:1"]
+    enable_safety_checker: bool
+    enable_output_safety_checker: bool
+    enable_prompt_expansion: bool
+    acceleration: Literal["none", "regular"]
+    video_quality: Literal["low", "medium", "high", "maximum"]
+    video_write_mode: Literal["fast", "balanced", "small"]
+    end_image_url: str | None
+
+
 ENDPOINT_ID = "fal-ai/wan/v2.2-a14b/image-to-video/turbo"
 INPUT_MODEL = WanV22A14bImageToVideoTurboInput
 OUTPUT_MODEL = WanV22A14bImageToVideoTurboOutput
@@ -159,4 +177,5 @@ __all__ = [
     "File",
     "WanV22A14bImageToVideoTurboInput",
     "WanV22A14bImageToVideoTurboOutput",
+    "WanV22A14bImageToVideoTurboParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/wan/v2.2-a14b/text-to-image/lora
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -212,6 +213,36 @@ class WanV22A14bTextToImageLoraOutput(ResponseModel):
     seed: Annotated[int, Field(description="The seed used for generation.", title="Seed")]
 
 
+class WanV22A14bTextToImageLoraParams(TypedDict, total=False):
+    """The fields of `WanV22A14bTextToImageLoraInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    negative_prompt: str
+    seed: int | None
+    num_inference_steps: int
+    enable_safety_checker: bool
+    enable_output_safety_checker: bool
+    enable_prompt_expansion: bool
+    acceleration: Literal["none", "regular"]
+    guidance_scale: float
+    guidance_scale_2: float
+    shift: float
+    loras: list[LoRAWeight]
+    reverse_video: bool
+    image_size: (
+        ImageSize
+        | Literal[
+            "square_hd",
+            "square",
+            "portrait_4_3",
+            "portrait_16_9",
+            "landscape_4_3",
+            "landscape_16_9",
+        ]
+    )
+    image_format: Literal["png", "jpeg"]
+
+
 ENDPOINT_ID = "fal-ai/wan/v2.2-a14b/text-to-image/lora"
 INPUT_MODEL = WanV22A14bTextToImageLoraInput
 OUTPUT_MODEL = WanV22A14bTextToImageLoraOutput
@@ -222,4 +253,5 @@ __all__ = [
     "LoRAWeight",
     "WanV22A14bTextToImageLoraInput",
     "WanV22A14bTextToImageLoraOutput",
+    "WanV22A14bTextToImageLoraParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/wan/v2.2-a14b/text-to-video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -230,6 +231,31 @@ class WanV22A14bTextToVideoOutput(ResponseModel):
     seed: Annotated[int, Field(description="The seed used for generation.", title="Seed")]
 
 
+class WanV22A14bTextToVideoParams(TypedDict, total=False):
+    """The fields of `WanV22A14bTextToVideoInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    negative_prompt: str
+    num_frames: int
+    frames_per_second: int | None
+    seed: int | None
+    resolution: Literal["480p", "580p", "720p"]
+    aspect_ratio: Literal["16:9", "9:16", "1:1"]
+    num_inference_steps: int
+    enable_safety_checker: bool
+    enable_output_safety_checker: bool
+    enable_prompt_expansion: bool
+    acceleration: Literal["none", "regular"]
+    guidance_scale: float
+    guidance_scale_2: float
+    shift: float
+    interpolator_model: Literal["none", "film", "rife"]
+    num_interpolated_frames: int
+    adjust_fps_for_interpolation: bool
+    video_quality: Literal["low", "medium", "high", "maximum"]
+    video_write_mode: Literal["fast", "balanced", "small"]
+
+
 ENDPOINT_ID = "fal-ai/wan/v2.2-a14b/text-to-video"
 INPUT_MODEL = WanV22A14bTextToVideoInput
 OUTPUT_MODEL = WanV22A14bTextToVideoOutput
@@ -238,4 +264,5 @@ __all__ = [
     "File",
     "WanV22A14bTextToVideoInput",
     "WanV22A14bTextToVideoOutput",
+    "WanV22A14bTextToVideoParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/wan/v2.2-a14b/text-to-video/lora
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -268,6 +269,33 @@ class WanV22A14bTextToVideoLoraOutput(ResponseModel):
     seed: Annotated[int, Field(description="The seed used for generation.", title="Seed")]
 
 
+class WanV22A14bTextToVideoLoraParams(TypedDict, total=False):
+    """The fields of `WanV22A14bTextToVideoLoraInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    negative_prompt: str
+    num_frames: int
+    frames_per_second: int | None
+    seed: int | None
+    resolution: Literal["480p", "580p", "720p"]
+    aspect_ratio: Literal["16:9", "9:16", "1:1"]
+    num_inference_steps: int
+    enable_safety_checker: bool
+    enable_output_safety_checker: bool
+    enable_prompt_expansion: bool
+    acceleration: Literal["none", "regular"]
+    guidance_scale: float
+    guidance_scale_2: float
+    shift: float
+    interpolator_model: Literal["none", "film", "rife"]
+    num_interpolated_frames: int
+    adjust_fps_for_interpolation: bool
+    video_quality: Literal["low", "medium", "high", "maximum"]
+    video_write_mode: Literal["fast", "balanced", "small"]
+    loras: list[LoRAWeight]
+    reverse_video: bool
+
+
 ENDPOINT_ID = "fal-ai/wan/v2.2-a14b/text-to-video/lora"
 INPUT_MODEL = WanV22A14bTextToVideoLoraInput
 OUTPUT_MODEL = WanV22A14bTextToVideoLoraOutput
@@ -277,4 +305,5 @@ __all__ = [
     "LoRAWeight",
     "WanV22A14bTextToVideoLoraInput",
     "WanV22A14bTextToVideoLoraOutput",
+    "WanV22A14bTextToVideoLoraParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/wan/v2.2-a14b/text-to-video/turbo
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -139,6 +140,21 @@ class WanV22A14bTextToVideoTurboOutput(ResponseModel):
     seed: Annotated[int, Field(description="The seed used for generation.", title="Seed")]
 
 
+class WanV22A14bTextToVideoTurboParams(TypedDict, total=False):
+    """The fields of `WanV22A14bTextToVideoTurboInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    seed: int | None
+    resolution: Literal["480p", "580p", "720p"]
+    aspect_ratio: Literal["16:9", "9:16", "1:1"]
+    enable_safety_checker: bool
+    enable_output_safety_checker: bool
+    enable_prompt_expansion: bool
+    acceleration: Literal["none", "regular"]
+    video_quality: Literal["low", "medium", "high", "maximum"]
+    video_write_mode: Literal["fast", "balanced", "small"]
+
+
 ENDPOINT_ID = "fal-ai/wan/v2.2-a14b/text-to-video/turbo"
 INPUT_MODEL = WanV22A14bTextToVideoTurboInput
 OUTPUT_MODEL = WanV22A14bTextToVideoTurboOutput
@@ -147,4 +163,5 @@ __all__ = [
     "File",
     "WanV22A14bTextToVideoTurboInput",
     "WanV22A14bTextToVideoTurboOutput",
+    "WanV22A14bTextToVideoTurboParams",
 ]

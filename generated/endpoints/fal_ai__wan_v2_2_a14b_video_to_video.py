@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/wan/v2.2-a14b/video-to-video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -257,6 +258,34 @@ class WanV22A14bVideoToVideoOutput(ResponseModel):
     seed: Annotated[int, Field(description="The seed used for generation.", title="Seed")]
 
 
+class WanV22A14bVideoToVideoParams(TypedDict, total=False):
+    """The fields of `WanV22A14bVideoToVideoInput` as keyword arguments of the typed client methods."""
+
+    video_url: str
+    prompt: str
+    strength: float
+    num_frames: int
+    frames_per_second: int | None
+    negative_prompt: str
+    seed: int | None
+    resolution: Literal["480p", "580p", "720p"]
+    aspect_ratio: Literal["auto", "16:9", "9:16", "1:1"]
+    num_inference_steps: int
+    enable_safety_checker: bool
+    enable_output_safety_checker: bool
+    enable_prompt_expansion: bool
+    acceleration: Literal["none", "regular"]
+    guidance_scale: float
+    guidance_scale_2: float
+    shift: float
+    interpolator_model: Literal["none", "film", "rife"]
+    num_interpolated_frames: int
+    adjust_fps_for_interpolation: bool
+    video_quality: Literal["low", "medium", "high", "maximum"]
+    video_write_mode: Literal["fast", "balanced", "small"]
+    resample_fps: bool
+
+
 ENDPOINT_ID = "fal-ai/wan/v2.2-a14b/video-to-video"
 INPUT_MODEL = WanV22A14bVideoToVideoInput
 OUTPUT_MODEL = WanV22A14bVideoToVideoOutput
@@ -265,4 +294,5 @@ __all__ = [
     "File",
     "WanV22A14bVideoToVideoInput",
     "WanV22A14bVideoToVideoOutput",
+    "WanV22A14bVideoToVideoParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/wan/v2.7/edit-video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -120,6 +121,20 @@ class WanV27EditVideoOutput(ResponseModel):
     ] = None
 
 
+class WanV27EditVideoParams(TypedDict, total=False):
+    """The fields of `WanV27EditVideoInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    video_url: str
+    reference_image_url: str | None
+    resolution: Literal["720p", "1080p"]
+    aspect_ratio: Literal["16:9", "9:16", "1:1", "4:3", "3:4"] | None
+    duration: Literal[0, 2, 3, 4, 5, 6, 7, 8, 9, 10]
+    audio_setting: Literal["auto", "origin"]
+    seed: int | None
+    enable_safety_checker: bool
+
+
 ENDPOINT_ID = "fal-ai/wan/v2.7/edit-video"
 INPUT_MODEL = WanV27EditVideoInput
 OUTPUT_MODEL = WanV27EditVideoOutput
@@ -128,4 +143,5 @@ __all__ = [
     "VideoFile",
     "WanV27EditVideoInput",
     "WanV27EditVideoOutput",
+    "WanV27EditVideoParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/wan/v2.7/image-to-video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -134,6 +135,22 @@ class WanV27ImageToVideoOutput(ResponseModel):
     ] = None
 
 
+class WanV27ImageToVideoParams(TypedDict, total=False):
+    """The fields of `WanV27ImageToVideoInput` as keyword arguments of the typed client methods."""
+
+    prompt: str | None
+    image_url: str | None
+    end_image_url: str | None
+    video_url: str | None
+    audio_url: str | None
+    resolution: Literal["720p", "1080p"]
+    duration: Literal[2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15]
+    negative_prompt: str | None
+    enable_prompt_expansion: bool
+    seed: int | None
+    enable_safety_checker: bool
+
+
 ENDPOINT_ID = "fal-ai/wan/v2.7/image-to-video"
 INPUT_MODEL = WanV27ImageToVideoInput
 OUTPUT_MODEL = WanV27ImageToVideoOutput
@@ -142,4 +159,5 @@ __all__ = [
     "VideoFile",
     "WanV27ImageToVideoInput",
     "WanV27ImageToVideoOutput",
+    "WanV27ImageToVideoParams",
 ]

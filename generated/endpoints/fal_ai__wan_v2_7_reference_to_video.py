@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/wan/v2.7/reference-to-video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -123,6 +124,21 @@ class WanV27ReferenceToVideoOutput(ResponseModel):
     ] = None
 
 
+class WanV27ReferenceToVideoParams(TypedDict, total=False):
+    """The fields of `WanV27ReferenceToVideoInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    reference_image_urls: list[str] | None
+    reference_video_urls: list[str] | None
+    negative_prompt: str | None
+    aspect_ratio: Literal["16:9", "9:16", "1:1", "4:3", "3:4"]
+    resolution: Literal["720p", "1080p"]
+    duration: Literal[2, 3, 4, 5, 6, 7, 8, 9, 10]
+    multi_shots: bool
+    seed: int | None
+    enable_safety_checker: bool
+
+
 ENDPOINT_ID = "fal-ai/wan/v2.7/reference-to-video"
 INPUT_MODEL = WanV27ReferenceToVideoInput
 OUTPUT_MODEL = WanV27ReferenceToVideoOutput
@@ -131,4 +147,5 @@ __all__ = [
     "VideoFile",
     "WanV27ReferenceToVideoInput",
     "WanV27ReferenceToVideoOutput",
+    "WanV27ReferenceToVideoParams",
 ]

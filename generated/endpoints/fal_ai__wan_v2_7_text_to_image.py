@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/wan/v2.7/text-to-image
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -102,6 +103,28 @@ class WanV27TextToImageOutput(ResponseModel):
     seed: Annotated[int, Field(description="The seed used for generation.", title="Seed")]
 
 
+class WanV27TextToImageParams(TypedDict, total=False):
+    """The fields of `WanV27TextToImageInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    negative_prompt: str | None
+    image_size: (
+        ImageSize
+        | Literal[
+            "square_hd",
+            "square",
+            "portrait_4_3",
+            "portrait_16_9",
+            "landscape_4_3",
+            "landscape_16_9",
+        ]
+    )
+    num_images: int
+    seed: int | None
+    enable_safety_checker: bool
+    output_format: Literal["jpeg", "png", "webp"]
+
+
 ENDPOINT_ID = "fal-ai/wan/v2.7/text-to-image"
 INPUT_MODEL = WanV27TextToImageInput
 OUTPUT_MODEL = WanV27TextToImageOutput
@@ -111,4 +134,5 @@ __all__ = [
     "ImageSize",
     "WanV27TextToImageInput",
     "WanV27TextToImageOutput",
+    "WanV27TextToImageParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/wan/v2.7/text-to-video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -113,6 +114,20 @@ class WanV27TextToVideoOutput(ResponseModel):
     ] = None
 
 
+class WanV27TextToVideoParams(TypedDict, total=False):
+    """The fields of `WanV27TextToVideoInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    audio_url: str | None
+    aspect_ratio: Literal["16:9", "9:16", "1:1", "4:3", "3:4"]
+    resolution: Literal["720p", "1080p"]
+    duration: Literal[2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15]
+    negative_prompt: str | None
+    enable_prompt_expansion: bool
+    seed: int | None
+    enable_safety_checker: bool
+
+
 ENDPOINT_ID = "fal-ai/wan/v2.7/text-to-video"
 INPUT_MODEL = WanV27TextToVideoInput
 OUTPUT_MODEL = WanV27TextToVideoOutput
@@ -121,4 +136,5 @@ __all__ = [
     "VideoFile",
     "WanV27TextToVideoInput",
     "WanV27TextToVideoOutput",
+    "WanV27TextToVideoParams",
 ]

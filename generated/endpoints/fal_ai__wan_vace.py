@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/wan-vace
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -174,6 +175,28 @@ class WanVaceOutput(ResponseModel):
     seed: Annotated[int, Field(description="The seed used for generation.", title="Seed")]
 
 
+class WanVaceParams(TypedDict, total=False):
+    """The fields of `WanVaceInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    negative_prompt: str
+    num_frames: int
+    frames_per_second: int
+    task: Literal["depth", "inpainting"]
+    shift: float
+    seed: int | None
+    resolution: Literal["480p", "580p", "720p"]
+    aspect_ratio: Literal["auto", "9:16", "16:9"]
+    num_inference_steps: int
+    video_url: str | None
+    mask_video_url: str | None
+    mask_image_url: str | None
+    ref_image_urls: list[str] | None
+    enable_safety_checker: bool
+    enable_prompt_expansion: bool
+    preprocess: bool
+
+
 ENDPOINT_ID = "fal-ai/wan-vace"
 INPUT_MODEL = WanVaceInput
 OUTPUT_MODEL = WanVaceOutput
@@ -182,4 +205,5 @@ __all__ = [
     "File",
     "WanVaceInput",
     "WanVaceOutput",
+    "WanVaceParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/wan-vace-14b/outpainting
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -368,6 +369,46 @@ class WanVace14bOutpaintingOutput(ResponseModel):
     ] = None
 
 
+class WanVace14bOutpaintingParams(TypedDict, total=False):
+    """The fields of `WanVace14bOutpaintingInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    negative_prompt: str
+    match_input_num_frames: bool
+    num_frames: int
+    match_input_frames_per_second: bool
+    frames_per_second: int | None
+    seed: int | None
+    resolution: Literal["auto", "240p", "360p", "480p", "580p", "720p"]
+    aspect_ratio: Literal["auto", "16:9", "1:1", "9:16"]
+    num_inference_steps: int
+    guidance_scale: float
+    sampler: Literal["unipc", "dpm++", "euler"]
+    shift: float
+    video_url: str
+    ref_image_urls: list[str] | None
+    first_frame_url: str | None
+    last_frame_url: str | None
+    enable_safety_checker: bool
+    enable_prompt_expansion: bool
+    acceleration: Literal["none", "low", "regular"] | None
+    video_quality: Literal["low", "medium", "high", "maximum"]
+    video_write_mode: Literal["fast", "balanced", "small"]
+    num_interpolated_frames: int
+    temporal_downsample_factor: int
+    enable_auto_downsample: bool
+    auto_downsample_min_fps: float
+    interpolator_model: Literal["rife", "film"]
+    sync_mode: bool
+    transparency_mode: Literal["content_aware", "white", "black"]
+    return_frames_zip: bool
+    expand_left: bool
+    expand_right: bool
+    expand_top: bool
+    expand_bottom: bool
+    expand_ratio: float
+
+
 ENDPOINT_ID = "fal-ai/wan-vace-14b/outpainting"
 INPUT_MODEL = WanVace14bOutpaintingInput
 OUTPUT_MODEL = WanVace14bOutpaintingOutput
@@ -377,4 +418,5 @@ __all__ = [
     "VideoFile",
     "WanVace14bOutpaintingInput",
     "WanVace14bOutpaintingOutput",
+    "WanVace14bOutpaintingParams",
 ]

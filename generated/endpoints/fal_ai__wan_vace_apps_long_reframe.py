@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/wan-vace-apps/long-reframe
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -236,6 +237,35 @@ class WanVaceAppsLongReframeOutput(ResponseModel):
     video: Annotated[VideoFile, Field(description="The output video file.")]
 
 
+class WanVaceAppsLongReframeParams(TypedDict, total=False):
+    """The fields of `WanVaceAppsLongReframeInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    negative_prompt: str
+    seed: int | None
+    resolution: Literal["auto", "240p", "360p", "480p", "580p", "720p"]
+    aspect_ratio: Literal["auto", "16:9", "1:1", "9:16"]
+    num_inference_steps: int
+    guidance_scale: float
+    sampler: Literal["unipc", "dpm++", "euler"]
+    shift: float
+    video_url: str
+    enable_safety_checker: bool
+    acceleration: Literal["none", "low", "regular"] | None
+    video_quality: Literal["low", "medium", "high", "maximum"]
+    video_write_mode: Literal["fast", "balanced", "small"]
+    enable_auto_downsample: bool
+    auto_downsample_min_fps: float
+    interpolator_model: Literal["rife", "film"]
+    sync_mode: bool
+    transparency_mode: Literal["content_aware", "white", "black"]
+    return_frames_zip: bool
+    zoom_factor: float
+    trim_borders: bool
+    scene_threshold: float
+    paste_back: bool
+
+
 ENDPOINT_ID = "fal-ai/wan-vace-apps/long-reframe"
 INPUT_MODEL = WanVaceAppsLongReframeInput
 OUTPUT_MODEL = WanVaceAppsLongReframeOutput
@@ -244,4 +274,5 @@ __all__ = [
     "VideoFile",
     "WanVaceAppsLongReframeInput",
     "WanVaceAppsLongReframeOutput",
+    "WanVaceAppsLongReframeParams",
 ]

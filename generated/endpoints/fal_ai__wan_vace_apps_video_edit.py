@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/wan-vace-apps/video-edit
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -165,6 +166,22 @@ class WanVaceAppsVideoEditOutput(ResponseModel):
     ] = None
 
 
+class WanVaceAppsVideoEditParams(TypedDict, total=False):
+    """The fields of `WanVaceAppsVideoEditInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    video_url: str
+    video_type: Literal["auto", "general", "human"]
+    image_urls: list[str]
+    resolution: Literal["auto", "240p", "360p", "480p", "580p", "720p"]
+    acceleration: Literal["none", "low", "regular"] | None
+    enable_auto_downsample: bool
+    aspect_ratio: Literal["auto", "16:9", "9:16", "1:1"]
+    auto_downsample_min_fps: float
+    enable_safety_checker: bool
+    return_frames_zip: bool
+
+
 ENDPOINT_ID = "fal-ai/wan-vace-apps/video-edit"
 INPUT_MODEL = WanVaceAppsVideoEditInput
 OUTPUT_MODEL = WanVaceAppsVideoEditOutput
@@ -174,4 +191,5 @@ __all__ = [
     "VideoFile",
     "WanVaceAppsVideoEditInput",
     "WanVaceAppsVideoEditOutput",
+    "WanVaceAppsVideoEditParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/wan-vision-enhancer
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -106,6 +107,17 @@ class WanVisionEnhancerOutput(ResponseModel):
     ]
 
 
+class WanVisionEnhancerParams(TypedDict, total=False):
+    """The fields of `WanVisionEnhancerInput` as keyword arguments of the typed client methods."""
+
+    video_url: str
+    target_resolution: Literal["720p", "1080p"]
+    creativity: int
+    prompt: str | None
+    negative_prompt: str | None
+    seed: int | None
+
+
 ENDPOINT_ID = "fal-ai/wan-vision-enhancer"
 INPUT_MODEL = WanVisionEnhancerInput
 OUTPUT_MODEL = WanVisionEnhancerOutput
@@ -114,4 +126,5 @@ __all__ = [
     "File",
     "WanVisionEnhancerInput",
     "WanVisionEnhancerOutput",
+    "WanVisionEnhancerParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/whisper
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Any, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -330,6 +331,123 @@ class WhisperOutput(ResponseModel):
     ]
 
 
+class WhisperParams(TypedDict, total=False):
+    """The fields of `WhisperInput` as keyword arguments of the typed client methods."""
+
+    audio_url: str
+    task: Literal["transcribe", "translate"]
+    language: (
+        Literal[
+            "af",
+            "am",
+            "ar",
+            "as",
+            "az",
+            "ba",
+            "be",
+            "bg",
+            "bn",
+            "bo",
+            "br",
+            "bs",
+            "ca",
+            "cs",
+            "cy",
+            "da",
+            "de",
+            "el",
+            "en",
+            "es",
+            "et",
+            "eu",
+            "fa",
+            "fi",
+            "fo",
+            "fr",
+            "gl",
+            "gu",
+            "ha",
+            "haw",
+            "he",
+            "hi",
+            "hr",
+            "ht",
+            "hu",
+            "hy",
+            "id",
+            "is",
+            "it",
+            "ja",
+            "jw",
+            "ka",
+            "kk",
+            "km",
+            "kn",
+            "ko",
+            "la",
+            "lb",
+            "ln",
+            "lo",
+            "lt",
+            "lv",
+            "mg",
+            "mi",
+            "mk",
+            "ml",
+            "mn",
+            "mr",
+            "ms",
+            "mt",
+            "my",
+            "ne",
+            "nl",
+            "nn",
+            "no",
+            "oc",
+            "pa",
+            "pl",
+            "ps",
+            "pt",
+            "ro",
+            "ru",
+            "sa",
+            "sd",
+            "si",
+            "sk",
+            "sl",
+            "sn",
+            "so",
+            "sq",
+            "sr",
+            "su",
+            "sv",
+            "sw",
+            "ta",
+            "te",
+            "tg",
+            "th",
+            "tk",
+            "tl",
+            "tr",
+            "tt",
+            "uk",
+            "ur",
+            "uz",
+            "vi",
+            "yi",
+            "yo",
+            "zh",
+        ]
+        | None
+    )
+    diarize: bool
+    chunk_level: Literal["none", "segment", "word"]
+    version: Literal["3"]
+    batch_size: int
+    prompt: str
+    num_speakers: int | None
+
+
 ENDPOINT_ID = "fal-ai/whisper"
 INPUT_MODEL = WhisperInput
 OUTPUT_MODEL = WhisperOutput
@@ -339,4 +457,5 @@ __all__ = [
     "WhisperChunk",
     "WhisperInput",
     "WhisperOutput",
+    "WhisperParams",
 ]

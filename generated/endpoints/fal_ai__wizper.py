@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/wizper
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -287,6 +288,121 @@ class WizperOutput(ResponseModel):
     ]
 
 
+class WizperParams(TypedDict, total=False):
+    """The fields of `WizperInput` as keyword arguments of the typed client methods."""
+
+    audio_url: str
+    task: Literal["transcribe", "translate"]
+    language: (
+        Literal[
+            "af",
+            "am",
+            "ar",
+            "as",
+            "az",
+            "ba",
+            "be",
+            "bg",
+            "bn",
+            "bo",
+            "br",
+            "bs",
+            "ca",
+            "cs",
+            "cy",
+            "da",
+            "de",
+            "el",
+            "en",
+            "es",
+            "et",
+            "eu",
+            "fa",
+            "fi",
+            "fo",
+            "fr",
+            "gl",
+            "gu",
+            "ha",
+            "haw",
+            "he",
+            "hi",
+            "hr",
+            "ht",
+            "hu",
+            "hy",
+            "id",
+            "is",
+            "it",
+            "ja",
+            "jw",
+            "ka",
+            "kk",
+            "km",
+            "kn",
+            "ko",
+            "la",
+            "lb",
+            "ln",
+            "lo",
+            "lt",
+            "lv",
+            "mg",
+            "mi",
+            "mk",
+            "ml",
+            "mn",
+            "mr",
+            "ms",
+            "mt",
+            "my",
+            "ne",
+            "nl",
+            "nn",
+            "no",
+            "oc",
+            "pa",
+            "pl",
+            "ps",
+            "pt",
+            "ro",
+            "ru",
+            "sa",
+            "sd",
+            "si",
+            "sk",
+            "sl",
+            "sn",
+            "so",
+            "sq",
+            "sr",
+            "su",
+            "sv",
+            "sw",
+            "ta",
+            "te",
+            "tg",
+            "th",
+            "tk",
+            "tl",
+            "tr",
+            "tt",
+            "uk",
+            "ur",
+            "uz",
+            "vi",
+            "yi",
+            "yo",
+            "zh",
+        ]
+        | None
+    )
+    chunk_level: Literal["segment"]
+    max_segment_len: int
+    merge_chunks: bool
+    version: Literal["3"]
+
+
 ENDPOINT_ID = "fal-ai/wizper"
 INPUT_MODEL = WizperInput
 OUTPUT_MODEL = WizperOutput
@@ -295,4 +411,5 @@ __all__ = [
     "WhisperChunk",
     "WizperInput",
     "WizperOutput",
+    "WizperParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/workflow-utilities/audio-compressor
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -105,6 +106,19 @@ class WorkflowUtilitiesAudioCompressorOutput(ResponseModel):
     ]
 
 
+class WorkflowUtilitiesAudioCompressorParams(TypedDict, total=False):
+    """The fields of `WorkflowUtilitiesAudioCompressorInput` as keyword arguments of the typed client methods."""
+
+    audio_url: str
+    threshold: float
+    ratio: float
+    attack: float
+    release: float
+    makeup: float
+    knee: float
+    output_bitrate: Literal["128k", "192k", "256k", "320k"]
+
+
 ENDPOINT_ID = "fal-ai/workflow-utilities/audio-compressor"
 INPUT_MODEL = WorkflowUtilitiesAudioCompressorInput
 OUTPUT_MODEL = WorkflowUtilitiesAudioCompressorOutput
@@ -113,4 +127,5 @@ __all__ = [
     "AudioFile",
     "WorkflowUtilitiesAudioCompressorInput",
     "WorkflowUtilitiesAudioCompressorOutput",
+    "WorkflowUtilitiesAudioCompressorParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/workflow-utilities/auto-subtitle
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Any, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -247,6 +248,84 @@ class WorkflowUtilitiesAutoSubtitleOutput(ResponseModel):
     ] = None
 
 
+class WorkflowUtilitiesAutoSubtitleParams(TypedDict, total=False):
+    """The fields of `WorkflowUtilitiesAutoSubtitleInput` as keyword arguments of the typed client methods."""
+
+    video_url: str
+    language: str
+    font_name: str
+    font_size: int
+    font_weight: Literal["normal", "bold", "black"]
+    font_color: Literal[
+        "white",
+        "black",
+        "red",
+        "green",
+        "blue",
+        "yellow",
+        "orange",
+        "purple",
+        "pink",
+        "brown",
+        "gray",
+        "cyan",
+        "magenta",
+    ]
+    highlight_color: Literal[
+        "white",
+        "black",
+        "red",
+        "green",
+        "blue",
+        "yellow",
+        "orange",
+        "purple",
+        "pink",
+        "brown",
+        "gray",
+        "cyan",
+        "magenta",
+    ]
+    stroke_width: int
+    stroke_color: Literal[
+        "black",
+        "white",
+        "red",
+        "green",
+        "blue",
+        "yellow",
+        "orange",
+        "purple",
+        "pink",
+        "brown",
+        "gray",
+        "cyan",
+        "magenta",
+    ]
+    background_color: Literal[
+        "black",
+        "white",
+        "red",
+        "green",
+        "blue",
+        "yellow",
+        "orange",
+        "purple",
+        "pink",
+        "brown",
+        "gray",
+        "cyan",
+        "magenta",
+        "none",
+        "transparent",
+    ]
+    background_opacity: float
+    position: Literal["top", "center", "bottom"]
+    y_offset: int
+    words_per_subtitle: int
+    enable_animation: bool
+
+
 ENDPOINT_ID = "fal-ai/workflow-utilities/auto-subtitle"
 INPUT_MODEL = WorkflowUtilitiesAutoSubtitleInput
 OUTPUT_MODEL = WorkflowUtilitiesAutoSubtitleOutput
@@ -255,4 +334,5 @@ __all__ = [
     "File",
     "WorkflowUtilitiesAutoSubtitleInput",
     "WorkflowUtilitiesAutoSubtitleOutput",
+    "WorkflowUtilitiesAutoSubtitleParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/workflow-utilities/impulse-response
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -104,6 +105,19 @@ class WorkflowUtilitiesImpulseResponseOutput(ResponseModel):
     ]
 
 
+class WorkflowUtilitiesImpulseResponseParams(TypedDict, total=False):
+    """The fields of `WorkflowUtilitiesImpulseResponseInput` as keyword arguments of the typed client methods."""
+
+    audio_url: str
+    impulse_response_url: str
+    dry_level: float
+    wet_level: float
+    loudness_i: float
+    loudness_lra: float
+    loudness_tp: float
+    output_bitrate: Literal["128k", "192k", "256k", "320k"]
+
+
 ENDPOINT_ID = "fal-ai/workflow-utilities/impulse-response"
 INPUT_MODEL = WorkflowUtilitiesImpulseResponseInput
 OUTPUT_MODEL = WorkflowUtilitiesImpulseResponseOutput
@@ -112,4 +126,5 @@ __all__ = [
     "AudioFile",
     "WorkflowUtilitiesImpulseResponseInput",
     "WorkflowUtilitiesImpulseResponseOutput",
+    "WorkflowUtilitiesImpulseResponseParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/workflow-utilities/interleave-video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -79,6 +80,13 @@ class WorkflowUtilitiesInterleaveVideoOutput(ResponseModel):
     ]
 
 
+class WorkflowUtilitiesInterleaveVideoParams(TypedDict, total=False):
+    """The fields of `WorkflowUtilitiesInterleaveVideoInput` as keyword arguments of the typed client methods."""
+
+    video_urls: list[str]
+    frames_per_second: float | None
+
+
 ENDPOINT_ID = "fal-ai/workflow-utilities/interleave-video"
 INPUT_MODEL = WorkflowUtilitiesInterleaveVideoInput
 OUTPUT_MODEL = WorkflowUtilitiesInterleaveVideoOutput
@@ -87,4 +95,5 @@ __all__ = [
     "File",
     "WorkflowUtilitiesInterleaveVideoInput",
     "WorkflowUtilitiesInterleaveVideoOutput",
+    "WorkflowUtilitiesInterleaveVideoParams",
 ]

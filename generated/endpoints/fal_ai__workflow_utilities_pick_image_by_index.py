@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/workflow-utilities/pick-image-by-index
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -99,6 +100,14 @@ class WorkflowUtilitiesPickImageByIndexOutput(ResponseModel):
     ]
 
 
+class WorkflowUtilitiesPickImageByIndexParams(TypedDict, total=False):
+    """The fields of `WorkflowUtilitiesPickImageByIndexInput` as keyword arguments of the typed client methods."""
+
+    image_urls: list[str]
+    index: int
+    fallback_index: Literal["first-image", "last-image"]
+
+
 ENDPOINT_ID = "fal-ai/workflow-utilities/pick-image-by-index"
 INPUT_MODEL = WorkflowUtilitiesPickImageByIndexInput
 OUTPUT_MODEL = WorkflowUtilitiesPickImageByIndexOutput
@@ -107,4 +116,5 @@ __all__ = [
     "Image",
     "WorkflowUtilitiesPickImageByIndexInput",
     "WorkflowUtilitiesPickImageByIndexOutput",
+    "WorkflowUtilitiesPickImageByIndexParams",
 ]

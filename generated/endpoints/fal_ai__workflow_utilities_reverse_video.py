@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/workflow-utilities/reverse-video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -62,6 +63,12 @@ class WorkflowUtilitiesReverseVideoOutput(ResponseModel):
     ]
 
 
+class WorkflowUtilitiesReverseVideoParams(TypedDict, total=False):
+    """The fields of `WorkflowUtilitiesReverseVideoInput` as keyword arguments of the typed client methods."""
+
+    video_url: str
+
+
 ENDPOINT_ID = "fal-ai/workflow-utilities/reverse-video"
 INPUT_MODEL = WorkflowUtilitiesReverseVideoInput
 OUTPUT_MODEL = WorkflowUtilitiesReverseVideoOutput
@@ -70,4 +77,5 @@ __all__ = [
     "File",
     "WorkflowUtilitiesReverseVideoInput",
     "WorkflowUtilitiesReverseVideoOutput",
+    "WorkflowUtilitiesReverseVideoParams",
 ]

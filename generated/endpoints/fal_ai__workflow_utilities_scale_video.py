@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/workflow-utilities/scale-video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -149,6 +150,19 @@ class WorkflowUtilitiesScaleVideoOutput(ResponseModel):
     ]
 
 
+class WorkflowUtilitiesScaleVideoParams(TypedDict, total=False):
+    """The fields of `WorkflowUtilitiesScaleVideoInput` as keyword arguments of the typed client methods."""
+
+    video_url: str
+    width: int | None
+    height: int | None
+    mode: Literal["stretch", "pad", "crop"]
+    pad_color: Literal["black", "white", "red", "green", "blue", "gray"]
+    codec: Literal["libx264", "libx265"]
+    preset: Literal["ultrafast", "fast", "medium", "slow"]
+    crf: int
+
+
 ENDPOINT_ID = "fal-ai/workflow-utilities/scale-video"
 INPUT_MODEL = WorkflowUtilitiesScaleVideoInput
 OUTPUT_MODEL = WorkflowUtilitiesScaleVideoOutput
@@ -157,4 +171,5 @@ __all__ = [
     "File",
     "WorkflowUtilitiesScaleVideoInput",
     "WorkflowUtilitiesScaleVideoOutput",
+    "WorkflowUtilitiesScaleVideoParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/workflow-utilities/trim-video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -97,6 +98,15 @@ class WorkflowUtilitiesTrimVideoOutput(ResponseModel):
     ]
 
 
+class WorkflowUtilitiesTrimVideoParams(TypedDict, total=False):
+    """The fields of `WorkflowUtilitiesTrimVideoInput` as keyword arguments of the typed client methods."""
+
+    video_url: str
+    start_time: float
+    end_time: float | None
+    duration: float | None
+
+
 ENDPOINT_ID = "fal-ai/workflow-utilities/trim-video"
 INPUT_MODEL = WorkflowUtilitiesTrimVideoInput
 OUTPUT_MODEL = WorkflowUtilitiesTrimVideoOutput
@@ -105,4 +115,5 @@ __all__ = [
     "File",
     "WorkflowUtilitiesTrimVideoInput",
     "WorkflowUtilitiesTrimVideoOutput",
+    "WorkflowUtilitiesTrimVideoParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/x-ailab/nsfw
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -32,6 +33,12 @@ class XAilabNsfwOutput(ResponseModel):
     ]
 
 
+class XAilabNsfwParams(TypedDict, total=False):
+    """The fields of `XAilabNsfwInput` as keyword arguments of the typed client methods."""
+
+    image_urls: list[str]
+
+
 ENDPOINT_ID = "fal-ai/x-ailab/nsfw"
 INPUT_MODEL = XAilabNsfwInput
 OUTPUT_MODEL = XAilabNsfwOutput
@@ -39,4 +46,5 @@ OUTPUT_MODEL = XAilabNsfwOutput
 __all__ = [
     "XAilabNsfwInput",
     "XAilabNsfwOutput",
+    "XAilabNsfwParams",
 ]

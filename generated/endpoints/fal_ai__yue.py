@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/yue
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -75,6 +76,13 @@ class YueOutput(ResponseModel):
     ]
 
 
+class YueParams(TypedDict, total=False):
+    """The fields of `YueInput` as keyword arguments of the typed client methods."""
+
+    lyrics: str
+    genres: str
+
+
 ENDPOINT_ID = "fal-ai/yue"
 INPUT_MODEL = YueInput
 OUTPUT_MODEL = YueOutput
@@ -83,4 +91,5 @@ __all__ = [
     "File",
     "YueInput",
     "YueOutput",
+    "YueParams",
 ]

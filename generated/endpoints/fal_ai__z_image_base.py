@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/z-image/base
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -174,6 +175,32 @@ class ZImageBaseOutput(ResponseModel):
     ]
 
 
+class ZImageBaseParams(TypedDict, total=False):
+    """The fields of `ZImageBaseInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    image_size: (
+        ImageSize
+        | Literal[
+            "square_hd",
+            "square",
+            "portrait_4_3",
+            "portrait_16_9",
+            "landscape_4_3",
+            "landscape_16_9",
+        ]
+    )
+    num_inference_steps: int
+    seed: int | None
+    sync_mode: bool
+    num_images: int
+    enable_safety_checker: bool
+    output_format: Literal["jpeg", "png", "webp"]
+    acceleration: Literal["none", "regular", "high"]
+    guidance_scale: float
+    negative_prompt: str
+
+
 ENDPOINT_ID = "fal-ai/z-image/base"
 INPUT_MODEL = ZImageBaseInput
 OUTPUT_MODEL = ZImageBaseOutput
@@ -183,4 +210,5 @@ __all__ = [
     "ImageSize",
     "ZImageBaseInput",
     "ZImageBaseOutput",
+    "ZImageBaseParams",
 ]

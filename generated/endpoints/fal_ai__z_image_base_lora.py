@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/z-image/base/lora
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -197,6 +198,33 @@ class ZImageBaseLoraOutput(ResponseModel):
     ]
 
 
+class ZImageBaseLoraParams(TypedDict, total=False):
+    """The fields of `ZImageBaseLoraInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    image_size: (
+        ImageSize
+        | Literal[
+            "square_hd",
+            "square",
+            "portrait_4_3",
+            "portrait_16_9",
+            "landscape_4_3",
+            "landscape_16_9",
+        ]
+    )
+    num_inference_steps: int
+    guidance_scale: float
+    seed: int | None
+    sync_mode: bool
+    num_images: int
+    enable_safety_checker: bool
+    output_format: Literal["jpeg", "png", "webp"]
+    acceleration: Literal["none", "regular", "high"]
+    negative_prompt: str
+    loras: list[LoRAInput]
+
+
 ENDPOINT_ID = "fal-ai/z-image/base/lora"
 INPUT_MODEL = ZImageBaseLoraInput
 OUTPUT_MODEL = ZImageBaseLoraOutput
@@ -207,4 +235,5 @@ __all__ = [
     "LoRAInput",
     "ZImageBaseLoraInput",
     "ZImageBaseLoraOutput",
+    "ZImageBaseLoraParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/z-image-base-trainer
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -64,6 +65,15 @@ class ZImageBaseTrainerOutput(ResponseModel):
     ]
 
 
+class ZImageBaseTrainerParams(TypedDict, total=False):
+    """The fields of `ZImageBaseTrainerInput` as keyword arguments of the typed client methods."""
+
+    image_data_url: str
+    steps: int
+    default_caption: str | None
+    learning_rate: float
+
+
 ENDPOINT_ID = "fal-ai/z-image-base-trainer"
 INPUT_MODEL = ZImageBaseTrainerInput
 OUTPUT_MODEL = ZImageBaseTrainerOutput
@@ -72,4 +82,5 @@ __all__ = [
     "File",
     "ZImageBaseTrainerInput",
     "ZImageBaseTrainerOutput",
+    "ZImageBaseTrainerParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/z-image-trainer
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -79,6 +80,16 @@ class ZImageTrainerOutput(ResponseModel):
     ]
 
 
+class ZImageTrainerParams(TypedDict, total=False):
+    """The fields of `ZImageTrainerInput` as keyword arguments of the typed client methods."""
+
+    image_data_url: str
+    steps: int
+    learning_rate: float
+    default_caption: str | None
+    training_type: Literal["content", "style", "balanced"]
+
+
 ENDPOINT_ID = "fal-ai/z-image-trainer"
 INPUT_MODEL = ZImageTrainerInput
 OUTPUT_MODEL = ZImageTrainerOutput
@@ -87,4 +98,5 @@ __all__ = [
     "File",
     "ZImageTrainerInput",
     "ZImageTrainerOutput",
+    "ZImageTrainerParams",
 ]

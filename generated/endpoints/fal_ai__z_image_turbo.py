@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/z-image/turbo
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -166,6 +167,31 @@ class ZImageTurboOutput(ResponseModel):
     ]
 
 
+class ZImageTurboParams(TypedDict, total=False):
+    """The fields of `ZImageTurboInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    image_size: (
+        ImageSize
+        | Literal[
+            "square_hd",
+            "square",
+            "portrait_4_3",
+            "portrait_16_9",
+            "landscape_4_3",
+            "landscape_16_9",
+        ]
+    )
+    num_inference_steps: int
+    seed: int | None
+    sync_mode: bool
+    num_images: int
+    enable_safety_checker: bool
+    output_format: Literal["jpeg", "png", "webp"]
+    acceleration: Literal["none", "regular", "high"]
+    enable_prompt_expansion: bool
+
+
 ENDPOINT_ID = "fal-ai/z-image/turbo"
 INPUT_MODEL = ZImageTurboInput
 OUTPUT_MODEL = ZImageTurboOutput
@@ -175,4 +201,5 @@ __all__ = [
     "ImageSize",
     "ZImageTurboInput",
     "ZImageTurboOutput",
+    "ZImageTurboParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/z-image/turbo/lora
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -190,6 +191,32 @@ class ZImageTurboLoraOutput(ResponseModel):
     ]
 
 
+class ZImageTurboLoraParams(TypedDict, total=False):
+    """The fields of `ZImageTurboLoraInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    image_size: (
+        ImageSize
+        | Literal[
+            "square_hd",
+            "square",
+            "portrait_4_3",
+            "portrait_16_9",
+            "landscape_4_3",
+            "landscape_16_9",
+        ]
+    )
+    num_inference_steps: int
+    seed: int | None
+    sync_mode: bool
+    num_images: int
+    enable_safety_checker: bool
+    output_format: Literal["jpeg", "png", "webp"]
+    acceleration: Literal["none", "regular", "high"]
+    enable_prompt_expansion: bool
+    loras: list[LoRAInput]
+
+
 ENDPOINT_ID = "fal-ai/z-image/turbo/lora"
 INPUT_MODEL = ZImageTurboLoraInput
 OUTPUT_MODEL = ZImageTurboLoraOutput
@@ -200,4 +227,5 @@ __all__ = [
     "LoRAInput",
     "ZImageTurboLoraInput",
     "ZImageTurboLoraOutput",
+    "ZImageTurboLoraParams",
 ]

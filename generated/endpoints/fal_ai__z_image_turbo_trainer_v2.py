@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/z-image-turbo-trainer-v2
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -64,6 +65,15 @@ class ZImageTurboTrainerV2Output(ResponseModel):
     ]
 
 
+class ZImageTurboTrainerV2Params(TypedDict, total=False):
+    """The fields of `ZImageTurboTrainerV2Input` as keyword arguments of the typed client methods."""
+
+    image_data_url: str
+    steps: int
+    default_caption: str | None
+    learning_rate: float
+
+
 ENDPOINT_ID = "fal-ai/z-image-turbo-trainer-v2"
 INPUT_MODEL = ZImageTurboTrainerV2Input
 OUTPUT_MODEL = ZImageTurboTrainerV2Output
@@ -72,4 +82,5 @@ __all__ = [
     "File",
     "ZImageTurboTrainerV2Input",
     "ZImageTurboTrainerV2Output",
+    "ZImageTurboTrainerV2Params",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: fal-ai/zonos
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -57,6 +58,13 @@ class ZonosOutput(ResponseModel):
     audio: Annotated[File, Field(description="The generated audio")]
 
 
+class ZonosParams(TypedDict, total=False):
+    """The fields of `ZonosInput` as keyword arguments of the typed client methods."""
+
+    reference_audio_url: str
+    prompt: str
+
+
 ENDPOINT_ID = "fal-ai/zonos"
 INPUT_MODEL = ZonosInput
 OUTPUT_MODEL = ZonosOutput
@@ -65,4 +73,5 @@ __all__ = [
     "File",
     "ZonosInput",
     "ZonosOutput",
+    "ZonosParams",
 ]

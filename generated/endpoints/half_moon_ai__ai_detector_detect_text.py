@@ -3,6 +3,7 @@
 
 # fal endpoint: half-moon-ai/ai-detector/detect-text
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -30,6 +31,12 @@ class HalfMoonAiAiDetectorDetectTextOutput(ResponseModel):
     latency: Annotated[float, Field(examples=[13.617770671844482], title="Latency")]
 
 
+class HalfMoonAiAiDetectorDetectTextParams(TypedDict, total=False):
+    """The fields of `HalfMoonAiAiDetectorDetectTextInput` as keyword arguments of the typed client methods."""
+
+    text: str
+
+
 ENDPOINT_ID = "half-moon-ai/ai-detector/detect-text"
 INPUT_MODEL = HalfMoonAiAiDetectorDetectTextInput
 OUTPUT_MODEL = HalfMoonAiAiDetectorDetectTextOutput
@@ -37,4 +44,5 @@ OUTPUT_MODEL = HalfMoonAiAiDetectorDetectTextOutput
 __all__ = [
     "HalfMoonAiAiDetectorDetectTextInput",
     "HalfMoonAiAiDetectorDetectTextOutput",
+    "HalfMoonAiAiDetectorDetectTextParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: half-moon-ai/ai-face-swap/faceswapvideo
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -74,6 +75,13 @@ class Video(ResponseModel):
     ] = None
 
 
+class HalfMoonAiAiFaceSwapFaceswapvideoParams(TypedDict, total=False):
+    """The fields of `HalfMoonAiAiFaceSwapFaceswapvideoInput` as keyword arguments of the typed client methods."""
+
+    source_face_url: str
+    target_video_url: str
+
+
 ENDPOINT_ID = "half-moon-ai/ai-face-swap/faceswapvideo"
 INPUT_MODEL = HalfMoonAiAiFaceSwapFaceswapvideoInput
 OUTPUT_MODEL = HalfMoonAiAiFaceSwapFaceswapvideoOutput
@@ -81,5 +89,6 @@ OUTPUT_MODEL = HalfMoonAiAiFaceSwapFaceswapvideoOutput
 __all__ = [
     "HalfMoonAiAiFaceSwapFaceswapvideoInput",
     "HalfMoonAiAiFaceSwapFaceswapvideoOutput",
+    "HalfMoonAiAiFaceSwapFaceswapvideoParams",
     "Video",
 ]

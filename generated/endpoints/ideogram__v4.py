@@ -3,6 +3,7 @@
 
 # fal endpoint: ideogram/v4
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -158,6 +159,31 @@ class ImageSize(RequestModel):
     ] = 512
 
 
+class IdeogramV4Params(TypedDict, total=False):
+    """The fields of `IdeogramV4Input` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    expansion_model: Literal["Medium", "Large"]
+    image_size: (
+        ImageSize
+        | Literal[
+            "square_hd",
+            "square",
+            "portrait_4_3",
+            "portrait_16_9",
+            "landscape_4_3",
+            "landscape_16_9",
+        ]
+    )
+    rendering_speed: Literal["TURBO", "BALANCED", "QUALITY"]
+    acceleration: Literal["none", "low", "regular", "high"]
+    num_images: int
+    seed: int | None
+    sync_mode: bool
+    enable_safety_checker: bool
+    output_format: Literal["jpeg", "png"]
+
+
 ENDPOINT_ID = "ideogram/v4"
 INPUT_MODEL = IdeogramV4Input
 OUTPUT_MODEL = IdeogramV4Output
@@ -165,6 +191,7 @@ OUTPUT_MODEL = IdeogramV4Output
 __all__ = [
     "IdeogramV4Input",
     "IdeogramV4Output",
+    "IdeogramV4Params",
     "ImageFile",
     "ImageSize",
 ]

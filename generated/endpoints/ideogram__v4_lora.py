@@ -3,6 +3,7 @@
 
 # fal endpoint: ideogram/v4/lora
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -178,6 +179,32 @@ class LoRAInput(RequestModel):
     ] = 1
 
 
+class IdeogramV4LoraParams(TypedDict, total=False):
+    """The fields of `IdeogramV4LoraInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    expansion_model: Literal["Medium", "Large"]
+    image_size: (
+        ImageSize
+        | Literal[
+            "square_hd",
+            "square",
+            "portrait_4_3",
+            "portrait_16_9",
+            "landscape_4_3",
+            "landscape_16_9",
+        ]
+    )
+    rendering_speed: Literal["TURBO", "BALANCED", "QUALITY"]
+    acceleration: Literal["none", "low", "regular", "high"]
+    num_images: int
+    seed: int | None
+    sync_mode: bool
+    enable_safety_checker: bool
+    output_format: Literal["jpeg", "png"]
+    loras: list[LoRAInput]
+
+
 ENDPOINT_ID = "ideogram/v4/lora"
 INPUT_MODEL = IdeogramV4LoraInput
 OUTPUT_MODEL = IdeogramV4LoraOutput
@@ -185,6 +212,7 @@ OUTPUT_MODEL = IdeogramV4LoraOutput
 __all__ = [
     "IdeogramV4LoraInput",
     "IdeogramV4LoraOutput",
+    "IdeogramV4LoraParams",
     "ImageFile",
     "ImageSize",
     "LoRAInput",

@@ -3,6 +3,7 @@
 
 # fal endpoint: ideogram/v4/trainer
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -67,6 +68,16 @@ class IdeogramV4TrainerOutput(ResponseModel):
     config_file: Annotated[File, Field(description="URL to the public training configuration.")]
 
 
+class IdeogramV4TrainerParams(TypedDict, total=False):
+    """The fields of `IdeogramV4TrainerInput` as keyword arguments of the typed client methods."""
+
+    images_data_url: str
+    steps: int
+    default_caption: str | None
+    resolution: str
+    learning_rate: float
+
+
 ENDPOINT_ID = "ideogram/v4/trainer"
 INPUT_MODEL = IdeogramV4TrainerInput
 OUTPUT_MODEL = IdeogramV4TrainerOutput
@@ -75,4 +86,5 @@ __all__ = [
     "File",
     "IdeogramV4TrainerInput",
     "IdeogramV4TrainerOutput",
+    "IdeogramV4TrainerParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: imagineart/imagineart-1.5-pro-preview/text-to-image
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -84,6 +85,14 @@ class ImagineartImagineart15ProPreviewTextToImageOutput(ResponseModel):
     ]
 
 
+class ImagineartImagineart15ProPreviewTextToImageParams(TypedDict, total=False):
+    """The fields of `ImagineartImagineart15ProPreviewTextToImageInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    aspect_ratio: Literal["1:1", "16:9", "9:16", "4:3", "3:4", "3:1", "1:3", "3:2", "2:3"]
+    seed: int | None
+
+
 ENDPOINT_ID = "imagineart/imagineart-1.5-pro-preview/text-to-image"
 INPUT_MODEL = ImagineartImagineart15ProPreviewTextToImageInput
 OUTPUT_MODEL = ImagineartImagineart15ProPreviewTextToImageOutput
@@ -92,4 +101,5 @@ __all__ = [
     "Image",
     "ImagineartImagineart15ProPreviewTextToImageInput",
     "ImagineartImagineart15ProPreviewTextToImageOutput",
+    "ImagineartImagineart15ProPreviewTextToImageParams",
 ]

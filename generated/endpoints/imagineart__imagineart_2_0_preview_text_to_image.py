@@ -3,6 +3,7 @@
 
 # fal endpoint: imagineart/imagineart-2.0-preview/text-to-image
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -120,6 +121,31 @@ class ImagineartImagineart20PreviewTextToImageOutput(ResponseModel):
     ]
 
 
+class ImagineartImagineart20PreviewTextToImageParams(TypedDict, total=False):
+    """The fields of `ImagineartImagineart20PreviewTextToImageInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    aspect_ratio: Literal[
+        "1:1",
+        "16:9",
+        "9:16",
+        "4:3",
+        "3:4",
+        "3:1",
+        "1:3",
+        "3:2",
+        "2:3",
+        "21:9",
+        "4:5",
+        "5:4",
+        "4:1",
+        "1:4",
+    ]
+    resolution: Literal["1K", "2K"]
+    seed: int | None
+    reasoning: Literal["high", "low"]
+
+
 ENDPOINT_ID = "imagineart/imagineart-2.0-preview/text-to-image"
 INPUT_MODEL = ImagineartImagineart20PreviewTextToImageInput
 OUTPUT_MODEL = ImagineartImagineart20PreviewTextToImageOutput
@@ -128,4 +154,5 @@ __all__ = [
     "Image",
     "ImagineartImagineart20PreviewTextToImageInput",
     "ImagineartImagineart20PreviewTextToImageOutput",
+    "ImagineartImagineart20PreviewTextToImageParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: krea/v2/large/text-to-image
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -160,6 +161,18 @@ class Style(RequestModel):
     ] = 1
 
 
+class KreaV2LargeTextToImageParams(TypedDict, total=False):
+    """The fields of `KreaV2LargeTextToImageInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    aspect_ratio: Literal["1:1", "4:3", "3:2", "16:9", "2.35:1", "4:5", "2:3", "9:16"]
+    creativity: Literal["raw", "low", "medium", "high"]
+    seed: int | None
+    image_style_references: list[ImageStyleReference]
+    styles: list[Style]
+    moodboards: list[Moodboard]
+
+
 ENDPOINT_ID = "krea/v2/large/text-to-image"
 INPUT_MODEL = KreaV2LargeTextToImageInput
 OUTPUT_MODEL = KreaV2LargeTextToImageOutput
@@ -169,6 +182,7 @@ __all__ = [
     "ImageStyleReference",
     "KreaV2LargeTextToImageInput",
     "KreaV2LargeTextToImageOutput",
+    "KreaV2LargeTextToImageParams",
     "Moodboard",
     "Style",
 ]

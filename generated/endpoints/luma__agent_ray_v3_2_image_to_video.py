@@ -3,6 +3,7 @@
 
 # fal endpoint: luma/agent/ray/v3.2/image-to-video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -126,6 +127,21 @@ class LumaAgentRayV32ImageToVideoOutput(ResponseModel):
     ] = None
 
 
+class LumaAgentRayV32ImageToVideoParams(TypedDict, total=False):
+    """The fields of `LumaAgentRayV32ImageToVideoInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    image_url: str
+    end_image_url: str | None
+    aspect_ratio: Literal["3:4", "4:3", "1:1", "9:16", "16:9", "21:9"]
+    resolution: Literal["540p", "720p", "1080p"]
+    duration: Literal["5s"]
+    loop: bool
+    hdr: bool
+    exr_export: bool
+    reference_image_urls: list[str] | None
+
+
 ENDPOINT_ID = "luma/agent/ray/v3.2/image-to-video"
 INPUT_MODEL = LumaAgentRayV32ImageToVideoInput
 OUTPUT_MODEL = LumaAgentRayV32ImageToVideoOutput
@@ -134,4 +150,5 @@ __all__ = [
     "File",
     "LumaAgentRayV32ImageToVideoInput",
     "LumaAgentRayV32ImageToVideoOutput",
+    "LumaAgentRayV32ImageToVideoParams",
 ]

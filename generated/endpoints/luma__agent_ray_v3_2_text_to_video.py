@@ -3,6 +3,7 @@
 
 # fal endpoint: luma/agent/ray/v3.2/text-to-video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -105,6 +106,19 @@ class LumaAgentRayV32TextToVideoOutput(ResponseModel):
     ] = None
 
 
+class LumaAgentRayV32TextToVideoParams(TypedDict, total=False):
+    """The fields of `LumaAgentRayV32TextToVideoInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    aspect_ratio: Literal["3:4", "4:3", "1:1", "9:16", "16:9", "21:9"]
+    resolution: Literal["540p", "720p", "1080p"]
+    duration: Literal["5s", "10s"]
+    loop: bool
+    hdr: bool
+    exr_export: bool
+    reference_image_urls: list[str] | None
+
+
 ENDPOINT_ID = "luma/agent/ray/v3.2/text-to-video"
 INPUT_MODEL = LumaAgentRayV32TextToVideoInput
 OUTPUT_MODEL = LumaAgentRayV32TextToVideoOutput
@@ -113,4 +127,5 @@ __all__ = [
     "File",
     "LumaAgentRayV32TextToVideoInput",
     "LumaAgentRayV32TextToVideoOutput",
+    "LumaAgentRayV32TextToVideoParams",
 ]

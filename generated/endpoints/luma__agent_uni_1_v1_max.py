@@ -3,6 +3,7 @@
 
 # fal endpoint: luma/agent/uni-1/v1/max
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -82,6 +83,17 @@ class LumaAgentUni1V1MaxOutput(ResponseModel):
     images: Annotated[list[File], Field(description="The generated image(s).", title="Images")]
 
 
+class LumaAgentUni1V1MaxParams(TypedDict, total=False):
+    """The fields of `LumaAgentUni1V1MaxInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    aspect_ratio: Literal["3:1", "2:1", "16:9", "3:2", "1:1", "2:3", "9:16", "1:2", "1:3"] | None
+    style: Literal["auto", "manga"]
+    output_format: Literal["png", "jpeg"] | None
+    enable_web_search: bool
+    reference_image_urls: list[str] | None
+
+
 ENDPOINT_ID = "luma/agent/uni-1/v1/max"
 INPUT_MODEL = LumaAgentUni1V1MaxInput
 OUTPUT_MODEL = LumaAgentUni1V1MaxOutput
@@ -90,4 +102,5 @@ __all__ = [
     "File",
     "LumaAgentUni1V1MaxInput",
     "LumaAgentUni1V1MaxOutput",
+    "LumaAgentUni1V1MaxParams",
 ]

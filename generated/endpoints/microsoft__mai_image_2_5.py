@@ -3,6 +3,7 @@
 
 # fal endpoint: microsoft/mai-image-2.5
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -82,6 +83,16 @@ class MicrosoftMaiImage25Output(ResponseModel):
     ]
 
 
+class MicrosoftMaiImage25Params(TypedDict, total=False):
+    """The fields of `MicrosoftMaiImage25Input` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    num_images: int
+    aspect_ratio: Literal["auto", "1:1", "4:3", "3:4", "16:9", "9:16", "3:2", "2:3"]
+    output_format: Literal["jpeg", "png", "webp"]
+    sync_mode: bool
+
+
 ENDPOINT_ID = "microsoft/mai-image-2.5"
 INPUT_MODEL = MicrosoftMaiImage25Input
 OUTPUT_MODEL = MicrosoftMaiImage25Output
@@ -90,4 +101,5 @@ __all__ = [
     "ImageFile",
     "MicrosoftMaiImage25Input",
     "MicrosoftMaiImage25Output",
+    "MicrosoftMaiImage25Params",
 ]

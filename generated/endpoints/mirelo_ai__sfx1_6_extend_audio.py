@@ -3,6 +3,7 @@
 
 # fal endpoint: mirelo-ai/sfx1.6/extend-audio
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -104,6 +105,19 @@ class MireloAiSfx16ExtendAudioOutput(ResponseModel):
     ]
 
 
+class MireloAiSfx16ExtendAudioParams(TypedDict, total=False):
+    """The fields of `MireloAiSfx16ExtendAudioInput` as keyword arguments of the typed client methods."""
+
+    audio_url: str
+    text_prompt: str | None
+    append_duration: float
+    ambience: bool
+    double_output: bool
+    num_samples: int
+    seed: int | None
+    upload_audio_format: Literal["wav", "mp3", "aac", "flac"]
+
+
 ENDPOINT_ID = "mirelo-ai/sfx1.6/extend-audio"
 INPUT_MODEL = MireloAiSfx16ExtendAudioInput
 OUTPUT_MODEL = MireloAiSfx16ExtendAudioOutput
@@ -112,4 +126,5 @@ __all__ = [
     "Audio",
     "MireloAiSfx16ExtendAudioInput",
     "MireloAiSfx16ExtendAudioOutput",
+    "MireloAiSfx16ExtendAudioParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: mirelo-ai/sfx1.6/inpaint-audio
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -107,6 +108,17 @@ class MireloAiSfx16InpaintAudioOutput(ResponseModel):
     ]
 
 
+class MireloAiSfx16InpaintAudioParams(TypedDict, total=False):
+    """The fields of `MireloAiSfx16InpaintAudioInput` as keyword arguments of the typed client methods."""
+
+    audio_url: str
+    segment: AudioSegmentSpec
+    text_prompt: str | None
+    num_samples: int
+    seed: int | None
+    upload_audio_format: Literal["wav", "mp3", "aac", "flac"]
+
+
 ENDPOINT_ID = "mirelo-ai/sfx1.6/inpaint-audio"
 INPUT_MODEL = MireloAiSfx16InpaintAudioInput
 OUTPUT_MODEL = MireloAiSfx16InpaintAudioOutput
@@ -116,4 +128,5 @@ __all__ = [
     "AudioSegmentSpec",
     "MireloAiSfx16InpaintAudioInput",
     "MireloAiSfx16InpaintAudioOutput",
+    "MireloAiSfx16InpaintAudioParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: mirelo-ai/sfx1.6/text-to-audio
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -97,6 +98,18 @@ class MireloAiSfx16TextToAudioOutput(ResponseModel):
     ]
 
 
+class MireloAiSfx16TextToAudioParams(TypedDict, total=False):
+    """The fields of `MireloAiSfx16TextToAudioInput` as keyword arguments of the typed client methods."""
+
+    text_prompt: str
+    duration: float
+    ambience: bool
+    double_output: bool
+    num_samples: int
+    seed: int | None
+    upload_audio_format: Literal["wav", "mp3", "aac", "flac"]
+
+
 ENDPOINT_ID = "mirelo-ai/sfx1.6/text-to-audio"
 INPUT_MODEL = MireloAiSfx16TextToAudioInput
 OUTPUT_MODEL = MireloAiSfx16TextToAudioOutput
@@ -105,4 +118,5 @@ __all__ = [
     "Audio",
     "MireloAiSfx16TextToAudioInput",
     "MireloAiSfx16TextToAudioOutput",
+    "MireloAiSfx16TextToAudioParams",
 ]

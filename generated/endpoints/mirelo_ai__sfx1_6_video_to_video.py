@@ -3,6 +3,7 @@
 
 # fal endpoint: mirelo-ai/sfx1.6/video-to-video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -82,6 +83,16 @@ class Video(ResponseModel):
     ] = None
 
 
+class MireloAiSfx16VideoToVideoParams(TypedDict, total=False):
+    """The fields of `MireloAiSfx16VideoToVideoInput` as keyword arguments of the typed client methods."""
+
+    video_url: str
+    text_prompt: str | None
+    duration: float
+    num_samples: int
+    seed: int | None
+
+
 ENDPOINT_ID = "mirelo-ai/sfx1.6/video-to-video"
 INPUT_MODEL = MireloAiSfx16VideoToVideoInput
 OUTPUT_MODEL = MireloAiSfx16VideoToVideoOutput
@@ -89,5 +100,6 @@ OUTPUT_MODEL = MireloAiSfx16VideoToVideoOutput
 __all__ = [
     "MireloAiSfx16VideoToVideoInput",
     "MireloAiSfx16VideoToVideoOutput",
+    "MireloAiSfx16VideoToVideoParams",
     "Video",
 ]

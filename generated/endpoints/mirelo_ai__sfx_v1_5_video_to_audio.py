@@ -3,6 +3,7 @@
 
 # fal endpoint: mirelo-ai/sfx-v1.5/video-to-audio
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import BaseModel, Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -111,6 +112,17 @@ class MireloAiSfxV15VideoToAudioOutput(ResponseModel):
     ]
 
 
+class MireloAiSfxV15VideoToAudioParams(TypedDict, total=False):
+    """The fields of `MireloAiSfxV15VideoToAudioInput` as keyword arguments of the typed client methods."""
+
+    video_url: str
+    text_prompt: str | None
+    num_samples: int | None
+    seed: int | None
+    duration: float | None
+    start_offset: float | None
+
+
 ENDPOINT_ID = "mirelo-ai/sfx-v1.5/video-to-audio"
 INPUT_MODEL = MireloAiSfxV15VideoToAudioInput
 OUTPUT_MODEL = MireloAiSfxV15VideoToAudioOutput
@@ -119,4 +131,5 @@ __all__ = [
     "AudioOutput",
     "MireloAiSfxV15VideoToAudioInput",
     "MireloAiSfxV15VideoToAudioOutput",
+    "MireloAiSfxV15VideoToAudioParams",
 ]

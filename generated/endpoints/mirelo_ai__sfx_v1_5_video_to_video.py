@@ -3,6 +3,7 @@
 
 # fal endpoint: mirelo-ai/sfx-v1.5/video-to-video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import BaseModel, Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -111,6 +112,17 @@ class VideoOutput(BaseModel):
     ] = None
 
 
+class MireloAiSfxV15VideoToVideoParams(TypedDict, total=False):
+    """The fields of `MireloAiSfxV15VideoToVideoInput` as keyword arguments of the typed client methods."""
+
+    video_url: str
+    text_prompt: str | None
+    num_samples: int | None
+    seed: int | None
+    duration: float | None
+    start_offset: float | None
+
+
 ENDPOINT_ID = "mirelo-ai/sfx-v1.5/video-to-video"
 INPUT_MODEL = MireloAiSfxV15VideoToVideoInput
 OUTPUT_MODEL = MireloAiSfxV15VideoToVideoOutput
@@ -118,5 +130,6 @@ OUTPUT_MODEL = MireloAiSfxV15VideoToVideoOutput
 __all__ = [
     "MireloAiSfxV15VideoToVideoInput",
     "MireloAiSfxV15VideoToVideoOutput",
+    "MireloAiSfxV15VideoToVideoParams",
     "VideoOutput",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: mirelo-ai/sfx-v1/video-to-audio
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -103,6 +104,16 @@ class MireloAiSfxV1VideoToAudioOutput(ResponseModel):
     ]
 
 
+class MireloAiSfxV1VideoToAudioParams(TypedDict, total=False):
+    """The fields of `MireloAiSfxV1VideoToAudioInput` as keyword arguments of the typed client methods."""
+
+    video_url: str
+    text_prompt: str | None
+    num_samples: int | None
+    seed: int | None
+    duration: float | None
+
+
 ENDPOINT_ID = "mirelo-ai/sfx-v1/video-to-audio"
 INPUT_MODEL = MireloAiSfxV1VideoToAudioInput
 OUTPUT_MODEL = MireloAiSfxV1VideoToAudioOutput
@@ -111,4 +122,5 @@ __all__ = [
     "Audio",
     "MireloAiSfxV1VideoToAudioInput",
     "MireloAiSfxV1VideoToAudioOutput",
+    "MireloAiSfxV1VideoToAudioParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: mirelo-ai/sfx-v1/video-to-video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -103,6 +104,16 @@ class Video(ResponseModel):
     ] = None
 
 
+class MireloAiSfxV1VideoToVideoParams(TypedDict, total=False):
+    """The fields of `MireloAiSfxV1VideoToVideoInput` as keyword arguments of the typed client methods."""
+
+    video_url: str
+    text_prompt: str | None
+    num_samples: int | None
+    seed: int | None
+    duration: float | None
+
+
 ENDPOINT_ID = "mirelo-ai/sfx-v1/video-to-video"
 INPUT_MODEL = MireloAiSfxV1VideoToVideoInput
 OUTPUT_MODEL = MireloAiSfxV1VideoToVideoOutput
@@ -110,5 +121,6 @@ OUTPUT_MODEL = MireloAiSfxV1VideoToVideoOutput
 __all__ = [
     "MireloAiSfxV1VideoToVideoInput",
     "MireloAiSfxV1VideoToVideoOutput",
+    "MireloAiSfxV1VideoToVideoParams",
     "Video",
 ]

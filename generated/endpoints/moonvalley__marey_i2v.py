@@ -3,6 +3,7 @@
 
 # fal endpoint: moonvalley/marey/i2v
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -91,6 +92,18 @@ class MoonvalleyMareyI2vOutput(ResponseModel):
     video: Annotated[File, Field(description="The generated video.")]
 
 
+class MoonvalleyMareyI2vParams(TypedDict, total=False):
+    """The fields of `MoonvalleyMareyI2vInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    dimensions: Literal["1920x1080", "1080x1920", "1152x1152", "1536x1152", "1152x1536"]
+    duration: Literal["5s", "10s"]
+    negative_prompt: str | None
+    seed: int | None
+    guidance_scale: float | None
+    image_url: str
+
+
 ENDPOINT_ID = "moonvalley/marey/i2v"
 INPUT_MODEL = MoonvalleyMareyI2vInput
 OUTPUT_MODEL = MoonvalleyMareyI2vOutput
@@ -99,4 +112,5 @@ __all__ = [
     "File",
     "MoonvalleyMareyI2vInput",
     "MoonvalleyMareyI2vOutput",
+    "MoonvalleyMareyI2vParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: moonvalley/marey/motion-transfer
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -87,6 +88,17 @@ class MoonvalleyMareyMotionTransferOutput(ResponseModel):
     video: Annotated[File, Field(description="The generated video.")]
 
 
+class MoonvalleyMareyMotionTransferParams(TypedDict, total=False):
+    """The fields of `MoonvalleyMareyMotionTransferInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    video_url: str
+    first_frame_image_url: str | None
+    reference_image_url: str | None
+    negative_prompt: str | None
+    seed: int | None
+
+
 ENDPOINT_ID = "moonvalley/marey/motion-transfer"
 INPUT_MODEL = MoonvalleyMareyMotionTransferInput
 OUTPUT_MODEL = MoonvalleyMareyMotionTransferOutput
@@ -95,4 +107,5 @@ __all__ = [
     "File",
     "MoonvalleyMareyMotionTransferInput",
     "MoonvalleyMareyMotionTransferOutput",
+    "MoonvalleyMareyMotionTransferParams",
 ]

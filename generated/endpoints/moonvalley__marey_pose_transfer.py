@@ -3,6 +3,7 @@
 
 # fal endpoint: moonvalley/marey/pose-transfer
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -87,6 +88,17 @@ class MoonvalleyMareyPoseTransferOutput(ResponseModel):
     video: Annotated[File, Field(description="The generated video.")]
 
 
+class MoonvalleyMareyPoseTransferParams(TypedDict, total=False):
+    """The fields of `MoonvalleyMareyPoseTransferInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    video_url: str
+    first_frame_image_url: str | None
+    reference_image_url: str | None
+    negative_prompt: str | None
+    seed: int | None
+
+
 ENDPOINT_ID = "moonvalley/marey/pose-transfer"
 INPUT_MODEL = MoonvalleyMareyPoseTransferInput
 OUTPUT_MODEL = MoonvalleyMareyPoseTransferOutput
@@ -95,4 +107,5 @@ __all__ = [
     "File",
     "MoonvalleyMareyPoseTransferInput",
     "MoonvalleyMareyPoseTransferOutput",
+    "MoonvalleyMareyPoseTransferParams",
 ]

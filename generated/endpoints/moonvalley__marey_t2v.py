@@ -3,6 +3,7 @@
 
 # fal endpoint: moonvalley/marey/t2v
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -81,6 +82,17 @@ class MoonvalleyMareyT2vOutput(ResponseModel):
     video: Annotated[File, Field(description="The generated video.")]
 
 
+class MoonvalleyMareyT2vParams(TypedDict, total=False):
+    """The fields of `MoonvalleyMareyT2vInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    dimensions: Literal["1920x1080", "1152x1152", "1536x1152", "1152x1536"]
+    duration: Literal["5s", "10s"]
+    negative_prompt: str | None
+    seed: int | None
+    guidance_scale: float | None
+
+
 ENDPOINT_ID = "moonvalley/marey/t2v"
 INPUT_MODEL = MoonvalleyMareyT2vInput
 OUTPUT_MODEL = MoonvalleyMareyT2vOutput
@@ -89,4 +101,5 @@ __all__ = [
     "File",
     "MoonvalleyMareyT2vInput",
     "MoonvalleyMareyT2vOutput",
+    "MoonvalleyMareyT2vParams",
 ]

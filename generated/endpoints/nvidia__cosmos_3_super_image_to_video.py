@@ -3,6 +3,7 @@
 
 # fal endpoint: nvidia/cosmos-3-super/image-to-video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import structured_default, RequestModel, ResponseModel
@@ -219,6 +220,37 @@ class VideoFile(ResponseModel):
     ] = None
 
 
+class NvidiaCosmos3SuperImageToVideoParams(TypedDict, total=False):
+    """The fields of `NvidiaCosmos3SuperImageToVideoInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    image_url: str
+    negative_prompt: str
+    enable_prompt_expansion: bool
+    enable_agentic_generation: bool
+    agentic_max_iterations: int
+    agentic_samples_per_iteration: int
+    agentic_early_stop: bool
+    image_size: (
+        ImageSize
+        | Literal[
+            "square_hd",
+            "square",
+            "portrait_4_3",
+            "portrait_16_9",
+            "landscape_4_3",
+            "landscape_16_9",
+        ]
+    )
+    num_frames: int
+    frames_per_second: int
+    num_inference_steps: int
+    guidance_scale: float
+    seed: int | None
+    enable_safety_checker: bool
+    sync_mode: bool
+
+
 ENDPOINT_ID = "nvidia/cosmos-3-super/image-to-video"
 INPUT_MODEL = NvidiaCosmos3SuperImageToVideoInput
 OUTPUT_MODEL = NvidiaCosmos3SuperImageToVideoOutput
@@ -227,5 +259,6 @@ __all__ = [
     "ImageSize",
     "NvidiaCosmos3SuperImageToVideoInput",
     "NvidiaCosmos3SuperImageToVideoOutput",
+    "NvidiaCosmos3SuperImageToVideoParams",
     "VideoFile",
 ]

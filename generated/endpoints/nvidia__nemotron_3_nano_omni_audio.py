@@ -3,6 +3,7 @@
 
 # fal endpoint: nvidia/nemotron-3-nano-omni/audio
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -99,6 +100,18 @@ class UsageInfo(ResponseModel):
     ]
 
 
+class NvidiaNemotron3NanoOmniAudioParams(TypedDict, total=False):
+    """The fields of `NvidiaNemotron3NanoOmniAudioInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    system_prompt: str | None
+    reasoning_mode: Literal["think", "no_think"]
+    max_tokens: int
+    temperature: float
+    top_p: float
+    audio_url: str
+
+
 ENDPOINT_ID = "nvidia/nemotron-3-nano-omni/audio"
 INPUT_MODEL = NvidiaNemotron3NanoOmniAudioInput
 OUTPUT_MODEL = NvidiaNemotron3NanoOmniAudioOutput
@@ -106,5 +119,6 @@ OUTPUT_MODEL = NvidiaNemotron3NanoOmniAudioOutput
 __all__ = [
     "NvidiaNemotron3NanoOmniAudioInput",
     "NvidiaNemotron3NanoOmniAudioOutput",
+    "NvidiaNemotron3NanoOmniAudioParams",
     "UsageInfo",
 ]

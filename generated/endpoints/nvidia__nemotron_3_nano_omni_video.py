@@ -3,6 +3,7 @@
 
 # fal endpoint: nvidia/nemotron-3-nano-omni/video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -99,6 +100,18 @@ class UsageInfo(ResponseModel):
     ]
 
 
+class NvidiaNemotron3NanoOmniVideoParams(TypedDict, total=False):
+    """The fields of `NvidiaNemotron3NanoOmniVideoInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    system_prompt: str | None
+    reasoning_mode: Literal["think", "no_think"]
+    max_tokens: int
+    temperature: float
+    top_p: float
+    video_url: str
+
+
 ENDPOINT_ID = "nvidia/nemotron-3-nano-omni/video"
 INPUT_MODEL = NvidiaNemotron3NanoOmniVideoInput
 OUTPUT_MODEL = NvidiaNemotron3NanoOmniVideoOutput
@@ -106,5 +119,6 @@ OUTPUT_MODEL = NvidiaNemotron3NanoOmniVideoOutput
 __all__ = [
     "NvidiaNemotron3NanoOmniVideoInput",
     "NvidiaNemotron3NanoOmniVideoOutput",
+    "NvidiaNemotron3NanoOmniVideoParams",
     "UsageInfo",
 ]

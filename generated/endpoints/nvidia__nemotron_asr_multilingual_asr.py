@@ -3,6 +3,7 @@
 
 # fal endpoint: nvidia/nemotron-asr-multilingual/asr
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -95,6 +96,56 @@ class NvidiaNemotronAsrMultilingualAsrOutput(ResponseModel):
     ] = False
 
 
+class NvidiaNemotronAsrMultilingualAsrParams(TypedDict, total=False):
+    """The fields of `NvidiaNemotronAsrMultilingualAsrInput` as keyword arguments of the typed client methods."""
+
+    audio_url: str
+    language: Literal[
+        "auto",
+        "en-US",
+        "en-GB",
+        "es-US",
+        "es-ES",
+        "de-DE",
+        "fr-FR",
+        "fr-CA",
+        "it-IT",
+        "ar-AR",
+        "ja-JP",
+        "ko-KR",
+        "pt-BR",
+        "pt-PT",
+        "ru-RU",
+        "hi-IN",
+        "zh-CN",
+        "vi-VN",
+        "he-IL",
+        "nl-NL",
+        "cs-CZ",
+        "da-DK",
+        "pl-PL",
+        "nn-NO",
+        "nb-NO",
+        "sv-SE",
+        "th-TH",
+        "tr-TR",
+        "bg-BG",
+        "el-GR",
+        "et-EE",
+        "fi-FI",
+        "hr-HR",
+        "hu-HU",
+        "lt-LT",
+        "lv-LV",
+        "ro-RO",
+        "sk-SK",
+        "uk-UA",
+        "mt-MT",
+        "sl-SI",
+    ]
+    acceleration: Literal["none", "regular", "high", "full"]
+
+
 ENDPOINT_ID = "nvidia/nemotron-asr-multilingual/asr"
 INPUT_MODEL = NvidiaNemotronAsrMultilingualAsrInput
 OUTPUT_MODEL = NvidiaNemotronAsrMultilingualAsrOutput
@@ -102,4 +153,5 @@ OUTPUT_MODEL = NvidiaNemotronAsrMultilingualAsrOutput
 __all__ = [
     "NvidiaNemotronAsrMultilingualAsrInput",
     "NvidiaNemotronAsrMultilingualAsrOutput",
+    "NvidiaNemotronAsrMultilingualAsrParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: openai/gpt-image-2
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -126,6 +127,28 @@ class OpenaiGptImage2Output(ResponseModel):
     ]
 
 
+class OpenaiGptImage2Params(TypedDict, total=False):
+    """The fields of `OpenaiGptImage2Input` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    image_size: (
+        ImageSize
+        | Literal[
+            "square_hd",
+            "square",
+            "portrait_4_3",
+            "portrait_16_9",
+            "landscape_4_3",
+            "landscape_16_9",
+            "auto",
+        ]
+    )
+    quality: Literal["auto", "low", "medium", "high"]
+    num_images: int
+    output_format: Literal["jpeg", "png", "webp"]
+    sync_mode: bool
+
+
 ENDPOINT_ID = "openai/gpt-image-2"
 INPUT_MODEL = OpenaiGptImage2Input
 OUTPUT_MODEL = OpenaiGptImage2Output
@@ -135,4 +158,5 @@ __all__ = [
     "ImageSize",
     "OpenaiGptImage2Input",
     "OpenaiGptImage2Output",
+    "OpenaiGptImage2Params",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: openrouter/router/audio
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -108,6 +109,18 @@ class UsageInfo(ResponseModel):
     prompt_tokens_details: PromptTokensDetails | None = None
 
 
+class OpenrouterRouterAudioParams(TypedDict, total=False):
+    """The fields of `OpenrouterRouterAudioInput` as keyword arguments of the typed client methods."""
+
+    audio_url: str
+    prompt: str
+    system_prompt: str | None
+    model: str
+    reasoning: bool
+    temperature: float
+    max_tokens: int | None
+
+
 ENDPOINT_ID = "openrouter/router/audio"
 INPUT_MODEL = OpenrouterRouterAudioInput
 OUTPUT_MODEL = OpenrouterRouterAudioOutput
@@ -115,6 +128,7 @@ OUTPUT_MODEL = OpenrouterRouterAudioOutput
 __all__ = [
     "OpenrouterRouterAudioInput",
     "OpenrouterRouterAudioOutput",
+    "OpenrouterRouterAudioParams",
     "PromptTokensDetails",
     "UsageInfo",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: openrouter/router/video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -115,6 +116,18 @@ class UsageInfo(ResponseModel):
     prompt_tokens_details: PromptTokensDetails | None = None
 
 
+class OpenrouterRouterVideoParams(TypedDict, total=False):
+    """The fields of `OpenrouterRouterVideoInput` as keyword arguments of the typed client methods."""
+
+    video_urls: list[str] | None
+    prompt: str
+    system_prompt: str | None
+    model: str
+    reasoning: bool
+    temperature: float
+    max_tokens: int | None
+
+
 ENDPOINT_ID = "openrouter/router/video"
 INPUT_MODEL = OpenrouterRouterVideoInput
 OUTPUT_MODEL = OpenrouterRouterVideoOutput
@@ -122,6 +135,7 @@ OUTPUT_MODEL = OpenrouterRouterVideoOutput
 __all__ = [
     "OpenrouterRouterVideoInput",
     "OpenrouterRouterVideoOutput",
+    "OpenrouterRouterVideoParams",
     "PromptTokensDetails",
     "UsageInfo",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: openrouter/router/video/enterprise
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -122,6 +123,18 @@ class UsageInfo(ResponseModel):
     prompt_tokens_details: PromptTokensDetails | None = None
 
 
+class OpenrouterRouterVideoEnterpriseParams(TypedDict, total=False):
+    """The fields of `OpenrouterRouterVideoEnterpriseInput` as keyword arguments of the typed client methods."""
+
+    video_urls: list[str] | None
+    prompt: str
+    system_prompt: str | None
+    model: str
+    reasoning: bool
+    temperature: float
+    max_tokens: int | None
+
+
 ENDPOINT_ID = "openrouter/router/video/enterprise"
 INPUT_MODEL = OpenrouterRouterVideoEnterpriseInput
 OUTPUT_MODEL = OpenrouterRouterVideoEnterpriseOutput
@@ -129,6 +142,7 @@ OUTPUT_MODEL = OpenrouterRouterVideoEnterpriseOutput
 __all__ = [
     "OpenrouterRouterVideoEnterpriseInput",
     "OpenrouterRouterVideoEnterpriseOutput",
+    "OpenrouterRouterVideoEnterpriseParams",
     "PromptTokensDetails",
     "UsageInfo",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: openrouter/router/vision
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -120,6 +121,18 @@ class UsageInfo(ResponseModel):
     prompt_tokens_details: PromptTokensDetails | None = None
 
 
+class OpenrouterRouterVisionParams(TypedDict, total=False):
+    """The fields of `OpenrouterRouterVisionInput` as keyword arguments of the typed client methods."""
+
+    image_urls: list[str]
+    prompt: str
+    system_prompt: str | None
+    model: str
+    reasoning: bool
+    temperature: float
+    max_tokens: int | None
+
+
 ENDPOINT_ID = "openrouter/router/vision"
 INPUT_MODEL = OpenrouterRouterVisionInput
 OUTPUT_MODEL = OpenrouterRouterVisionOutput
@@ -127,6 +140,7 @@ OUTPUT_MODEL = OpenrouterRouterVisionOutput
 __all__ = [
     "OpenrouterRouterVisionInput",
     "OpenrouterRouterVisionOutput",
+    "OpenrouterRouterVisionParams",
     "PromptTokensDetails",
     "UsageInfo",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: perceptron/isaac-01
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -66,6 +67,14 @@ class PerceptronIsaac01Output(ResponseModel):
     usage: Annotated[CompletionUsage | None, Field(description="Usage information")] = None
 
 
+class PerceptronIsaac01Params(TypedDict, total=False):
+    """The fields of `PerceptronIsaac01Input` as keyword arguments of the typed client methods."""
+
+    image_url: str
+    prompt: str
+    response_style: Literal["text", "box", "point", "polygon"]
+
+
 ENDPOINT_ID = "perceptron/isaac-01"
 INPUT_MODEL = PerceptronIsaac01Input
 OUTPUT_MODEL = PerceptronIsaac01Output
@@ -74,4 +83,5 @@ __all__ = [
     "CompletionUsage",
     "PerceptronIsaac01Input",
     "PerceptronIsaac01Output",
+    "PerceptronIsaac01Params",
 ]

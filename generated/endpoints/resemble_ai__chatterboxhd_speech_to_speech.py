@@ -3,6 +3,7 @@
 
 # fal endpoint: resemble-ai/chatterboxhd/speech-to-speech
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -84,6 +85,20 @@ class ResembleAiChatterboxhdSpeechToSpeechOutput(ResponseModel):
     ]
 
 
+class ResembleAiChatterboxhdSpeechToSpeechParams(TypedDict, total=False):
+    """The fields of `ResembleAiChatterboxhdSpeechToSpeechInput` as keyword arguments of the typed client methods."""
+
+    source_audio_url: str
+    target_voice: (
+        Literal[
+            "Aurora", "Blade", "Britney", "Carl", "Cliff", "Richard", "Rico", "Siobhan", "Vicky"
+        ]
+        | None
+    )
+    target_voice_audio_url: str | None
+    high_quality_audio: bool
+
+
 ENDPOINT_ID = "resemble-ai/chatterboxhd/speech-to-speech"
 INPUT_MODEL = ResembleAiChatterboxhdSpeechToSpeechInput
 OUTPUT_MODEL = ResembleAiChatterboxhdSpeechToSpeechOutput
@@ -92,4 +107,5 @@ __all__ = [
     "Audio",
     "ResembleAiChatterboxhdSpeechToSpeechInput",
     "ResembleAiChatterboxhdSpeechToSpeechOutput",
+    "ResembleAiChatterboxhdSpeechToSpeechParams",
 ]

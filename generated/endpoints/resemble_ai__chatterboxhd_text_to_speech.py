@@ -3,6 +3,7 @@
 
 # fal endpoint: resemble-ai/chatterboxhd/text-to-speech
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -120,6 +121,24 @@ class ResembleAiChatterboxhdTextToSpeechOutput(ResponseModel):
     ]
 
 
+class ResembleAiChatterboxhdTextToSpeechParams(TypedDict, total=False):
+    """The fields of `ResembleAiChatterboxhdTextToSpeechInput` as keyword arguments of the typed client methods."""
+
+    text: str
+    voice: (
+        Literal[
+            "Aurora", "Blade", "Britney", "Carl", "Cliff", "Richard", "Rico", "Siobhan", "Vicky"
+        ]
+        | None
+    )
+    audio_url: str | None
+    exaggeration: float
+    cfg: float
+    high_quality_audio: bool
+    seed: int
+    temperature: float
+
+
 ENDPOINT_ID = "resemble-ai/chatterboxhd/text-to-speech"
 INPUT_MODEL = ResembleAiChatterboxhdTextToSpeechInput
 OUTPUT_MODEL = ResembleAiChatterboxhdTextToSpeechOutput
@@ -128,4 +147,5 @@ __all__ = [
     "Audio",
     "ResembleAiChatterboxhdTextToSpeechInput",
     "ResembleAiChatterboxhdTextToSpeechOutput",
+    "ResembleAiChatterboxhdTextToSpeechParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: rundiffusion-fal/juggernaut-flux/lightning
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -114,6 +115,29 @@ class RundiffusionFalJuggernautFluxLightningOutput(ResponseModel):
     ]
 
 
+class RundiffusionFalJuggernautFluxLightningParams(TypedDict, total=False):
+    """The fields of `RundiffusionFalJuggernautFluxLightningInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    image_size: (
+        ImageSize
+        | Literal[
+            "square_hd",
+            "square",
+            "portrait_4_3",
+            "portrait_16_9",
+            "landscape_4_3",
+            "landscape_16_9",
+        ]
+    )
+    num_inference_steps: int
+    seed: int | None
+    sync_mode: bool
+    num_images: int
+    enable_safety_checker: bool
+    output_format: Literal["jpeg", "png"]
+
+
 ENDPOINT_ID = "rundiffusion-fal/juggernaut-flux/lightning"
 INPUT_MODEL = RundiffusionFalJuggernautFluxLightningInput
 OUTPUT_MODEL = RundiffusionFalJuggernautFluxLightningOutput
@@ -123,4 +147,5 @@ __all__ = [
     "ImageSize",
     "RundiffusionFalJuggernautFluxLightningInput",
     "RundiffusionFalJuggernautFluxLightningOutput",
+    "RundiffusionFalJuggernautFluxLightningParams",
 ]

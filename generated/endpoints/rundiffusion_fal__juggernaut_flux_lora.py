@@ -3,6 +3,7 @@
 
 # fal endpoint: rundiffusion-fal/juggernaut-flux-lora
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -158,6 +159,32 @@ class RundiffusionFalJuggernautFluxLoraOutput(ResponseModel):
     ]
 
 
+class RundiffusionFalJuggernautFluxLoraParams(TypedDict, total=False):
+    """The fields of `RundiffusionFalJuggernautFluxLoraInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    image_size: (
+        ImageSize
+        | Literal[
+            "square_hd",
+            "square",
+            "portrait_4_3",
+            "portrait_16_9",
+            "landscape_4_3",
+            "landscape_16_9",
+        ]
+    )
+    num_inference_steps: int
+    seed: int | None
+    loras: list[LoraWeight]
+    guidance_scale: float
+    sync_mode: bool
+    num_images: int
+    enable_safety_checker: bool
+    output_format: Literal["jpeg", "png"]
+    acceleration: Literal["none", "regular"]
+
+
 ENDPOINT_ID = "rundiffusion-fal/juggernaut-flux-lora"
 INPUT_MODEL = RundiffusionFalJuggernautFluxLoraInput
 OUTPUT_MODEL = RundiffusionFalJuggernautFluxLoraOutput
@@ -168,4 +195,5 @@ __all__ = [
     "LoraWeight",
     "RundiffusionFalJuggernautFluxLoraInput",
     "RundiffusionFalJuggernautFluxLoraOutput",
+    "RundiffusionFalJuggernautFluxLoraParams",
 ]

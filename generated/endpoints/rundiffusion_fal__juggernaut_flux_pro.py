@@ -3,6 +3,7 @@
 
 # fal endpoint: rundiffusion-fal/juggernaut-flux/pro
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -123,6 +124,30 @@ class RundiffusionFalJuggernautFluxProOutput(ResponseModel):
     ]
 
 
+class RundiffusionFalJuggernautFluxProParams(TypedDict, total=False):
+    """The fields of `RundiffusionFalJuggernautFluxProInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    image_size: (
+        ImageSize
+        | Literal[
+            "square_hd",
+            "square",
+            "portrait_4_3",
+            "portrait_16_9",
+            "landscape_4_3",
+            "landscape_16_9",
+        ]
+    )
+    num_inference_steps: int
+    seed: int | None
+    guidance_scale: float
+    sync_mode: bool
+    num_images: int
+    enable_safety_checker: bool
+    output_format: Literal["jpeg", "png"]
+
+
 ENDPOINT_ID = "rundiffusion-fal/juggernaut-flux/pro"
 INPUT_MODEL = RundiffusionFalJuggernautFluxProInput
 OUTPUT_MODEL = RundiffusionFalJuggernautFluxProOutput
@@ -132,4 +157,5 @@ __all__ = [
     "ImageSize",
     "RundiffusionFalJuggernautFluxProInput",
     "RundiffusionFalJuggernautFluxProOutput",
+    "RundiffusionFalJuggernautFluxProParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: sonauto/v2/inpaint
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -178,6 +179,22 @@ class SonautoV2InpaintOutput(ResponseModel):
     ]
 
 
+class SonautoV2InpaintParams(TypedDict, total=False):
+    """The fields of `SonautoV2InpaintInput` as keyword arguments of the typed client methods."""
+
+    tags: list[str] | None
+    lyrics_prompt: str
+    seed: int | None
+    prompt_strength: float
+    balance_strength: float
+    num_songs: int
+    output_format: Literal["flac", "mp3", "wav", "ogg", "m4a"]
+    output_bit_rate: Literal[128, 192, 256, 320] | None
+    audio_url: str
+    sections: list[InpaintSection]
+    selection_crop: bool
+
+
 ENDPOINT_ID = "sonauto/v2/inpaint"
 INPUT_MODEL = SonautoV2InpaintInput
 OUTPUT_MODEL = SonautoV2InpaintOutput
@@ -187,4 +204,5 @@ __all__ = [
     "InpaintSection",
     "SonautoV2InpaintInput",
     "SonautoV2InpaintOutput",
+    "SonautoV2InpaintParams",
 ]

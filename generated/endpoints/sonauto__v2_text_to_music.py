@@ -3,6 +3,7 @@
 
 # fal endpoint: sonauto/v2/text-to-music
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -142,6 +143,21 @@ class SonautoV2TextToMusicOutput(ResponseModel):
     ]
 
 
+class SonautoV2TextToMusicParams(TypedDict, total=False):
+    """The fields of `SonautoV2TextToMusicInput` as keyword arguments of the typed client methods."""
+
+    prompt: str | None
+    tags: list[str] | None
+    lyrics_prompt: str | None
+    seed: int | None
+    prompt_strength: float
+    balance_strength: float
+    num_songs: int
+    output_format: Literal["flac", "mp3", "wav", "ogg", "m4a"]
+    output_bit_rate: Literal[128, 192, 256, 320] | None
+    bpm: int | Literal["auto"] | None
+
+
 ENDPOINT_ID = "sonauto/v2/text-to-music"
 INPUT_MODEL = SonautoV2TextToMusicInput
 OUTPUT_MODEL = SonautoV2TextToMusicOutput
@@ -150,4 +166,5 @@ __all__ = [
     "File",
     "SonautoV2TextToMusicInput",
     "SonautoV2TextToMusicOutput",
+    "SonautoV2TextToMusicParams",
 ]

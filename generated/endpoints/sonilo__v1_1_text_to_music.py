@@ -3,6 +3,7 @@
 
 # fal endpoint: sonilo/v1.1/text-to-music
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -97,6 +98,14 @@ class SoniloV11TextToMusicOutput(ResponseModel):
     ]
 
 
+class SoniloV11TextToMusicParams(TypedDict, total=False):
+    """The fields of `SoniloV11TextToMusicInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    duration: int
+    num_samples: int
+
+
 ENDPOINT_ID = "sonilo/v1.1/text-to-music"
 INPUT_MODEL = SoniloV11TextToMusicInput
 OUTPUT_MODEL = SoniloV11TextToMusicOutput
@@ -105,4 +114,5 @@ __all__ = [
     "Audio",
     "SoniloV11TextToMusicInput",
     "SoniloV11TextToMusicOutput",
+    "SoniloV11TextToMusicParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: sonilo/v1.1/video-to-music
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -111,6 +112,16 @@ class SoniloV11VideoToMusicOutput(ResponseModel):
     ]
 
 
+class SoniloV11VideoToMusicParams(TypedDict, total=False):
+    """The fields of `SoniloV11VideoToMusicInput` as keyword arguments of the typed client methods."""
+
+    video_url: str
+    num_samples: int
+    prompt: str | None
+    start_offset: float | None
+    duration: float | None
+
+
 ENDPOINT_ID = "sonilo/v1.1/video-to-music"
 INPUT_MODEL = SoniloV11VideoToMusicInput
 OUTPUT_MODEL = SoniloV11VideoToMusicOutput
@@ -119,4 +130,5 @@ __all__ = [
     "Audio",
     "SoniloV11VideoToMusicInput",
     "SoniloV11VideoToMusicOutput",
+    "SoniloV11VideoToMusicParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: tripo3d/h3.1/image-to-3d
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -126,6 +127,23 @@ class Tripo3dH31ImageTo3dOutput(ResponseModel):
     ] = None
 
 
+class Tripo3dH31ImageTo3dParams(TypedDict, total=False):
+    """The fields of `Tripo3dH31ImageTo3dInput` as keyword arguments of the typed client methods."""
+
+    image_url: str
+    face_limit: int | None
+    texture: bool
+    pbr: bool
+    model_seed: int | None
+    texture_seed: int | None
+    texture_quality: Literal["standard", "detailed"]
+    geometry_quality: Literal["standard", "detailed"]
+    texture_alignment: Literal["original_image", "geometry"]
+    auto_size: bool
+    orientation: Literal["default", "align_image"]
+    quad: bool
+
+
 ENDPOINT_ID = "tripo3d/h3.1/image-to-3d"
 INPUT_MODEL = Tripo3dH31ImageTo3dInput
 OUTPUT_MODEL = Tripo3dH31ImageTo3dOutput
@@ -135,4 +153,5 @@ __all__ = [
     "ModelUrls",
     "Tripo3dH31ImageTo3dInput",
     "Tripo3dH31ImageTo3dOutput",
+    "Tripo3dH31ImageTo3dParams",
 ]

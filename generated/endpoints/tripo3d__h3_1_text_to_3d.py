@@ -3,6 +3,7 @@
 
 # fal endpoint: tripo3d/h3.1/text-to-3d
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -124,6 +125,23 @@ class Tripo3dH31TextTo3dOutput(ResponseModel):
     ] = None
 
 
+class Tripo3dH31TextTo3dParams(TypedDict, total=False):
+    """The fields of `Tripo3dH31TextTo3dInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    negative_prompt: str | None
+    face_limit: int | None
+    texture: bool
+    pbr: bool
+    model_seed: int | None
+    image_seed: int | None
+    texture_seed: int | None
+    texture_quality: Literal["standard", "detailed"]
+    geometry_quality: Literal["standard", "detailed"]
+    auto_size: bool
+    quad: bool
+
+
 ENDPOINT_ID = "tripo3d/h3.1/text-to-3d"
 INPUT_MODEL = Tripo3dH31TextTo3dInput
 OUTPUT_MODEL = Tripo3dH31TextTo3dOutput
@@ -133,4 +151,5 @@ __all__ = [
     "ModelUrls",
     "Tripo3dH31TextTo3dInput",
     "Tripo3dH31TextTo3dOutput",
+    "Tripo3dH31TextTo3dParams",
 ]

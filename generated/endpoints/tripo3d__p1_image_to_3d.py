@@ -3,6 +3,7 @@
 
 # fal endpoint: tripo3d/p1/image-to-3d
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -77,6 +78,15 @@ class Tripo3dP1ImageTo3dOutput(ResponseModel):
     ] = None
 
 
+class Tripo3dP1ImageTo3dParams(TypedDict, total=False):
+    """The fields of `Tripo3dP1ImageTo3dInput` as keyword arguments of the typed client methods."""
+
+    image_url: str
+    face_limit: int | None
+    texture: bool
+    model_seed: int | None
+
+
 ENDPOINT_ID = "tripo3d/p1/image-to-3d"
 INPUT_MODEL = Tripo3dP1ImageTo3dInput
 OUTPUT_MODEL = Tripo3dP1ImageTo3dOutput
@@ -86,4 +96,5 @@ __all__ = [
     "ModelUrls",
     "Tripo3dP1ImageTo3dInput",
     "Tripo3dP1ImageTo3dOutput",
+    "Tripo3dP1ImageTo3dParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: tripo3d/tripo/v2.5/image-to-3d
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -173,6 +174,34 @@ class Tripo3dTripoV25ImageTo3dOutput(ResponseModel):
     ] = None
 
 
+class Tripo3dTripoV25ImageTo3dParams(TypedDict, total=False):
+    """The fields of `Tripo3dTripoV25ImageTo3dInput` as keyword arguments of the typed client methods."""
+
+    seed: int | None
+    face_limit: int | None
+    pbr: bool | None
+    texture: Literal["no", "standard", "HD"]
+    texture_seed: int | None
+    auto_size: bool | None
+    style: (
+        Literal[
+            "person:person2cartoon",
+            "object:clay",
+            "object:steampunk",
+            "animal:venom",
+            "object:barbie",
+            "object:christmas",
+            "gold",
+            "ancient_bronze",
+        ]
+        | None
+    )
+    quad: bool | None
+    texture_alignment: Literal["original_image", "geometry"] | None
+    orientation: Literal["default", "align_image"] | None
+    image_url: str
+
+
 ENDPOINT_ID = "tripo3d/tripo/v2.5/image-to-3d"
 INPUT_MODEL = Tripo3dTripoV25ImageTo3dInput
 OUTPUT_MODEL = Tripo3dTripoV25ImageTo3dOutput
@@ -181,4 +210,5 @@ __all__ = [
     "File",
     "Tripo3dTripoV25ImageTo3dInput",
     "Tripo3dTripoV25ImageTo3dOutput",
+    "Tripo3dTripoV25ImageTo3dParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: tripo3d/tripo/v2.5/multiview-to-3d
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -182,6 +183,37 @@ class Tripo3dTripoV25MultiviewTo3dOutput(ResponseModel):
     ] = None
 
 
+class Tripo3dTripoV25MultiviewTo3dParams(TypedDict, total=False):
+    """The fields of `Tripo3dTripoV25MultiviewTo3dInput` as keyword arguments of the typed client methods."""
+
+    seed: int | None
+    face_limit: int | None
+    pbr: bool | None
+    texture: Literal["no", "standard", "HD"]
+    texture_seed: int | None
+    auto_size: bool | None
+    style: (
+        Literal[
+            "person:person2cartoon",
+            "object:clay",
+            "object:steampunk",
+            "animal:venom",
+            "object:barbie",
+            "object:christmas",
+            "gold",
+            "ancient_bronze",
+        ]
+        | None
+    )
+    quad: bool | None
+    texture_alignment: Literal["original_image", "geometry"] | None
+    orientation: Literal["default", "align_image"] | None
+    front_image_url: str
+    left_image_url: str | None
+    back_image_url: str | None
+    right_image_url: str | None
+
+
 ENDPOINT_ID = "tripo3d/tripo/v2.5/multiview-to-3d"
 INPUT_MODEL = Tripo3dTripoV25MultiviewTo3dInput
 OUTPUT_MODEL = Tripo3dTripoV25MultiviewTo3dOutput
@@ -190,4 +222,5 @@ __all__ = [
     "File",
     "Tripo3dTripoV25MultiviewTo3dInput",
     "Tripo3dTripoV25MultiviewTo3dOutput",
+    "Tripo3dTripoV25MultiviewTo3dParams",
 ]

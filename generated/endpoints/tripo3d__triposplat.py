@@ -3,6 +3,7 @@
 
 # fal endpoint: tripo3d/triposplat
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -141,6 +142,18 @@ class Tripo3dTriposplatOutput(ResponseModel):
     ]
 
 
+class Tripo3dTriposplatParams(TypedDict, total=False):
+    """The fields of `Tripo3dTriposplatInput` as keyword arguments of the typed client methods."""
+
+    image_url: str
+    num_gaussians: int
+    num_inference_steps: int
+    guidance_scale: float
+    output_format: Literal["ply", "splat"]
+    seed: int | None
+    enable_safety_checker: bool
+
+
 ENDPOINT_ID = "tripo3d/triposplat"
 INPUT_MODEL = Tripo3dTriposplatInput
 OUTPUT_MODEL = Tripo3dTriposplatOutput
@@ -150,4 +163,5 @@ __all__ = [
     "Image",
     "Tripo3dTriposplatInput",
     "Tripo3dTriposplatOutput",
+    "Tripo3dTriposplatParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: veed/fabric-1.0
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -70,6 +71,14 @@ class VeedFabric10Output(ResponseModel):
     ]
 
 
+class VeedFabric10Params(TypedDict, total=False):
+    """The fields of `VeedFabric10Input` as keyword arguments of the typed client methods."""
+
+    image_url: str
+    audio_url: str
+    resolution: Literal["720p", "480p"]
+
+
 ENDPOINT_ID = "veed/fabric-1.0"
 INPUT_MODEL = VeedFabric10Input
 OUTPUT_MODEL = VeedFabric10Output
@@ -78,4 +87,5 @@ __all__ = [
     "File",
     "VeedFabric10Input",
     "VeedFabric10Output",
+    "VeedFabric10Params",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: veed/fabric-1.0/text
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -77,6 +78,15 @@ class VeedFabric10TextOutput(ResponseModel):
     ]
 
 
+class VeedFabric10TextParams(TypedDict, total=False):
+    """The fields of `VeedFabric10TextInput` as keyword arguments of the typed client methods."""
+
+    image_url: str
+    text: str
+    voice_description: str | None
+    resolution: Literal["720p", "480p"]
+
+
 ENDPOINT_ID = "veed/fabric-1.0/text"
 INPUT_MODEL = VeedFabric10TextInput
 OUTPUT_MODEL = VeedFabric10TextOutput
@@ -85,4 +95,5 @@ __all__ = [
     "File",
     "VeedFabric10TextInput",
     "VeedFabric10TextOutput",
+    "VeedFabric10TextParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: veed/lipsync
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -67,6 +68,13 @@ class VeedLipsyncOutput(ResponseModel):
     ]
 
 
+class VeedLipsyncParams(TypedDict, total=False):
+    """The fields of `VeedLipsyncInput` as keyword arguments of the typed client methods."""
+
+    video_url: str
+    audio_url: str
+
+
 ENDPOINT_ID = "veed/lipsync"
 INPUT_MODEL = VeedLipsyncInput
 OUTPUT_MODEL = VeedLipsyncOutput
@@ -75,4 +83,5 @@ __all__ = [
     "File",
     "VeedLipsyncInput",
     "VeedLipsyncOutput",
+    "VeedLipsyncParams",
 ]

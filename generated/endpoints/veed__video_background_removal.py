@@ -3,6 +3,7 @@
 
 # fal endpoint: veed/video-background-removal
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -81,6 +82,15 @@ class VeedVideoBackgroundRemovalOutput(ResponseModel):
     ]
 
 
+class VeedVideoBackgroundRemovalParams(TypedDict, total=False):
+    """The fields of `VeedVideoBackgroundRemovalInput` as keyword arguments of the typed client methods."""
+
+    video_url: str
+    output_codec: Literal["vp9", "h264"]
+    refine_foreground_edges: bool
+    subject_is_person: bool
+
+
 ENDPOINT_ID = "veed/video-background-removal"
 INPUT_MODEL = VeedVideoBackgroundRemovalInput
 OUTPUT_MODEL = VeedVideoBackgroundRemovalOutput
@@ -89,4 +99,5 @@ __all__ = [
     "File",
     "VeedVideoBackgroundRemovalInput",
     "VeedVideoBackgroundRemovalOutput",
+    "VeedVideoBackgroundRemovalParams",
 ]

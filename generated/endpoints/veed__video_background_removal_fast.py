@@ -3,6 +3,7 @@
 
 # fal endpoint: veed/video-background-removal/fast
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -81,6 +82,15 @@ class VeedVideoBackgroundRemovalFastOutput(ResponseModel):
     ]
 
 
+class VeedVideoBackgroundRemovalFastParams(TypedDict, total=False):
+    """The fields of `VeedVideoBackgroundRemovalFastInput` as keyword arguments of the typed client methods."""
+
+    video_url: str
+    output_codec: Literal["vp9", "h264"]
+    refine_foreground_edges: bool
+    subject_is_person: bool
+
+
 ENDPOINT_ID = "veed/video-background-removal/fast"
 INPUT_MODEL = VeedVideoBackgroundRemovalFastInput
 OUTPUT_MODEL = VeedVideoBackgroundRemovalFastOutput
@@ -89,4 +99,5 @@ __all__ = [
     "File",
     "VeedVideoBackgroundRemovalFastInput",
     "VeedVideoBackgroundRemovalFastOutput",
+    "VeedVideoBackgroundRemovalFastParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: veed/video-background-removal/green-screen
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -77,6 +78,14 @@ class VeedVideoBackgroundRemovalGreenScreenOutput(ResponseModel):
     ]
 
 
+class VeedVideoBackgroundRemovalGreenScreenParams(TypedDict, total=False):
+    """The fields of `VeedVideoBackgroundRemovalGreenScreenInput` as keyword arguments of the typed client methods."""
+
+    video_url: str
+    output_codec: Literal["vp9", "h264"]
+    spill_suppression_strength: float | None
+
+
 ENDPOINT_ID = "veed/video-background-removal/green-screen"
 INPUT_MODEL = VeedVideoBackgroundRemovalGreenScreenInput
 OUTPUT_MODEL = VeedVideoBackgroundRemovalGreenScreenOutput
@@ -85,4 +94,5 @@ __all__ = [
     "File",
     "VeedVideoBackgroundRemovalGreenScreenInput",
     "VeedVideoBackgroundRemovalGreenScreenOutput",
+    "VeedVideoBackgroundRemovalGreenScreenParams",
 ]

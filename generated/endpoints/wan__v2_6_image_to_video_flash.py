@@ -3,6 +3,7 @@
 
 # fal endpoint: wan/v2.6/image-to-video/flash
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -149,6 +150,21 @@ class WanV26ImageToVideoFlashOutput(ResponseModel):
     ] = None
 
 
+class WanV26ImageToVideoFlashParams(TypedDict, total=False):
+    """The fields of `WanV26ImageToVideoFlashInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    image_url: str
+    audio_url: str | None
+    resolution: Literal["720p", "1080p"]
+    duration: Literal["5", "10", "15"]
+    negative_prompt: str | None
+    enable_prompt_expansion: bool
+    multi_shots: bool
+    seed: int | None
+    enable_safety_checker: bool
+
+
 ENDPOINT_ID = "wan/v2.6/image-to-video/flash"
 INPUT_MODEL = WanV26ImageToVideoFlashInput
 OUTPUT_MODEL = WanV26ImageToVideoFlashOutput
@@ -157,4 +173,5 @@ __all__ = [
     "VideoFile",
     "WanV26ImageToVideoFlashInput",
     "WanV26ImageToVideoFlashOutput",
+    "WanV26ImageToVideoFlashParams",
 ]

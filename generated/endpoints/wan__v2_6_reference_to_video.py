@@ -3,6 +3,7 @@
 
 # fal endpoint: wan/v2.6/reference-to-video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -152,6 +153,21 @@ class WanV26ReferenceToVideoOutput(ResponseModel):
     ] = None
 
 
+class WanV26ReferenceToVideoParams(TypedDict, total=False):
+    """The fields of `WanV26ReferenceToVideoInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    video_urls: list[str]
+    aspect_ratio: Literal["16:9", "9:16", "1:1", "4:3", "3:4"]
+    resolution: Literal["720p", "1080p"]
+    duration: Literal["5", "10"]
+    negative_prompt: str | None
+    enable_prompt_expansion: bool
+    multi_shots: bool
+    seed: int | None
+    enable_safety_checker: bool
+
+
 ENDPOINT_ID = "wan/v2.6/reference-to-video"
 INPUT_MODEL = WanV26ReferenceToVideoInput
 OUTPUT_MODEL = WanV26ReferenceToVideoOutput
@@ -160,4 +176,5 @@ __all__ = [
     "VideoFile",
     "WanV26ReferenceToVideoInput",
     "WanV26ReferenceToVideoOutput",
+    "WanV26ReferenceToVideoParams",
 ]

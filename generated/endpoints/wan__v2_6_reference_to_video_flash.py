@@ -3,6 +3,7 @@
 
 # fal endpoint: wan/v2.6/reference-to-video/flash
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -164,6 +165,23 @@ class WanV26ReferenceToVideoFlashOutput(ResponseModel):
     ] = None
 
 
+class WanV26ReferenceToVideoFlashParams(TypedDict, total=False):
+    """The fields of `WanV26ReferenceToVideoFlashInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    video_urls: list[str] | None
+    image_urls: list[str] | None
+    aspect_ratio: Literal["16:9", "9:16", "1:1", "4:3", "3:4"]
+    resolution: Literal["720p", "1080p"]
+    duration: Literal["5", "10"]
+    negative_prompt: str | None
+    enable_prompt_expansion: bool
+    multi_shots: bool
+    enable_audio: bool
+    seed: int | None
+    enable_safety_checker: bool
+
+
 ENDPOINT_ID = "wan/v2.6/reference-to-video/flash"
 INPUT_MODEL = WanV26ReferenceToVideoFlashInput
 OUTPUT_MODEL = WanV26ReferenceToVideoFlashOutput
@@ -172,4 +190,5 @@ __all__ = [
     "VideoFile",
     "WanV26ReferenceToVideoFlashInput",
     "WanV26ReferenceToVideoFlashOutput",
+    "WanV26ReferenceToVideoFlashParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: wan/v2.6/text-to-image
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -136,6 +137,29 @@ class WanV26TextToImageOutput(ResponseModel):
     ]
 
 
+class WanV26TextToImageParams(TypedDict, total=False):
+    """The fields of `WanV26TextToImageInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    image_url: str | None
+    negative_prompt: str | None
+    image_size: (
+        ImageSize
+        | Literal[
+            "square_hd",
+            "square",
+            "portrait_4_3",
+            "portrait_16_9",
+            "landscape_4_3",
+            "landscape_16_9",
+        ]
+        | None
+    )
+    max_images: int
+    seed: int | None
+    enable_safety_checker: bool
+
+
 ENDPOINT_ID = "wan/v2.6/text-to-image"
 INPUT_MODEL = WanV26TextToImageInput
 OUTPUT_MODEL = WanV26TextToImageOutput
@@ -145,4 +169,5 @@ __all__ = [
     "ImageSize",
     "WanV26TextToImageInput",
     "WanV26TextToImageOutput",
+    "WanV26TextToImageParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: xai/grok-imagine-image/quality/text-to-image
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -110,6 +111,31 @@ class XaiGrokImagineImageQualityTextToImageOutput(ResponseModel):
     ] = None
 
 
+class XaiGrokImagineImageQualityTextToImageParams(TypedDict, total=False):
+    """The fields of `XaiGrokImagineImageQualityTextToImageInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    num_images: int
+    aspect_ratio: Literal[
+        "2:1",
+        "20:9",
+        "19.5:9",
+        "16:9",
+        "4:3",
+        "3:2",
+        "1:1",
+        "2:3",
+        "3:4",
+        "9:16",
+        "9:19.5",
+        "9:20",
+        "1:2",
+    ]
+    resolution: Literal["1k", "2k"]
+    output_format: Literal["jpeg", "png", "webp"]
+    sync_mode: bool
+
+
 ENDPOINT_ID = "xai/grok-imagine-image/quality/text-to-image"
 INPUT_MODEL = XaiGrokImagineImageQualityTextToImageInput
 OUTPUT_MODEL = XaiGrokImagineImageQualityTextToImageOutput
@@ -118,4 +144,5 @@ __all__ = [
     "ImageFile",
     "XaiGrokImagineImageQualityTextToImageInput",
     "XaiGrokImagineImageQualityTextToImageOutput",
+    "XaiGrokImagineImageQualityTextToImageParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: xai/grok-imagine-video/edit-video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -88,6 +89,14 @@ class XaiGrokImagineVideoEditVideoOutput(ResponseModel):
     ]
 
 
+class XaiGrokImagineVideoEditVideoParams(TypedDict, total=False):
+    """The fields of `XaiGrokImagineVideoEditVideoInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    video_url: str
+    resolution: Literal["auto", "480p", "720p"]
+
+
 ENDPOINT_ID = "xai/grok-imagine-video/edit-video"
 INPUT_MODEL = XaiGrokImagineVideoEditVideoInput
 OUTPUT_MODEL = XaiGrokImagineVideoEditVideoOutput
@@ -96,4 +105,5 @@ __all__ = [
     "VideoFile",
     "XaiGrokImagineVideoEditVideoInput",
     "XaiGrokImagineVideoEditVideoOutput",
+    "XaiGrokImagineVideoEditVideoParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: xai/grok-imagine-video/extend-video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -87,6 +88,14 @@ class XaiGrokImagineVideoExtendVideoOutput(ResponseModel):
     ]
 
 
+class XaiGrokImagineVideoExtendVideoParams(TypedDict, total=False):
+    """The fields of `XaiGrokImagineVideoExtendVideoInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    video_url: str
+    duration: int
+
+
 ENDPOINT_ID = "xai/grok-imagine-video/extend-video"
 INPUT_MODEL = XaiGrokImagineVideoExtendVideoInput
 OUTPUT_MODEL = XaiGrokImagineVideoExtendVideoOutput
@@ -95,4 +104,5 @@ __all__ = [
     "VideoFile",
     "XaiGrokImagineVideoExtendVideoInput",
     "XaiGrokImagineVideoExtendVideoOutput",
+    "XaiGrokImagineVideoExtendVideoParams",
 ]

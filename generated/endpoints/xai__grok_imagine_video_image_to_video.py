@@ -3,6 +3,7 @@
 
 # fal endpoint: xai/grok-imagine-video/image-to-video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -97,6 +98,16 @@ class XaiGrokImagineVideoImageToVideoOutput(ResponseModel):
     ]
 
 
+class XaiGrokImagineVideoImageToVideoParams(TypedDict, total=False):
+    """The fields of `XaiGrokImagineVideoImageToVideoInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    duration: int
+    resolution: Literal["480p", "720p"]
+    image_url: str
+    aspect_ratio: Literal["auto", "16:9", "4:3", "3:2", "1:1", "2:3", "3:4", "9:16"] | None
+
+
 ENDPOINT_ID = "xai/grok-imagine-video/image-to-video"
 INPUT_MODEL = XaiGrokImagineVideoImageToVideoInput
 OUTPUT_MODEL = XaiGrokImagineVideoImageToVideoOutput
@@ -105,4 +116,5 @@ __all__ = [
     "VideoFile",
     "XaiGrokImagineVideoImageToVideoInput",
     "XaiGrokImagineVideoImageToVideoOutput",
+    "XaiGrokImagineVideoImageToVideoParams",
 ]

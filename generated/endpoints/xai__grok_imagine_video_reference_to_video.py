@@ -3,6 +3,7 @@
 
 # fal endpoint: xai/grok-imagine-video/reference-to-video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -99,6 +100,16 @@ class XaiGrokImagineVideoReferenceToVideoOutput(ResponseModel):
     ]
 
 
+class XaiGrokImagineVideoReferenceToVideoParams(TypedDict, total=False):
+    """The fields of `XaiGrokImagineVideoReferenceToVideoInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    reference_image_urls: list[str]
+    duration: int
+    resolution: Literal["480p", "720p"]
+    aspect_ratio: Literal["16:9", "4:3", "3:2", "1:1", "2:3", "3:4", "9:16"]
+
+
 ENDPOINT_ID = "xai/grok-imagine-video/reference-to-video"
 INPUT_MODEL = XaiGrokImagineVideoReferenceToVideoInput
 OUTPUT_MODEL = XaiGrokImagineVideoReferenceToVideoOutput
@@ -107,4 +118,5 @@ __all__ = [
     "VideoFile",
     "XaiGrokImagineVideoReferenceToVideoInput",
     "XaiGrokImagineVideoReferenceToVideoOutput",
+    "XaiGrokImagineVideoReferenceToVideoParams",
 ]

@@ -3,6 +3,7 @@
 
 # fal endpoint: xai/grok-imagine-video/text-to-video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -89,6 +90,15 @@ class XaiGrokImagineVideoTextToVideoOutput(ResponseModel):
     ]
 
 
+class XaiGrokImagineVideoTextToVideoParams(TypedDict, total=False):
+    """The fields of `XaiGrokImagineVideoTextToVideoInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    duration: int
+    resolution: Literal["480p", "720p"]
+    aspect_ratio: Literal["16:9", "4:3", "3:2", "1:1", "2:3", "3:4", "9:16"]
+
+
 ENDPOINT_ID = "xai/grok-imagine-video/text-to-video"
 INPUT_MODEL = XaiGrokImagineVideoTextToVideoInput
 OUTPUT_MODEL = XaiGrokImagineVideoTextToVideoOutput
@@ -97,4 +107,5 @@ __all__ = [
     "VideoFile",
     "XaiGrokImagineVideoTextToVideoInput",
     "XaiGrokImagineVideoTextToVideoOutput",
+    "XaiGrokImagineVideoTextToVideoParams",
 ]

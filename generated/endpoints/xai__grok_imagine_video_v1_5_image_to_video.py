@@ -3,6 +3,7 @@
 
 # fal endpoint: xai/grok-imagine-video/v1.5/image-to-video
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -93,6 +94,15 @@ class XaiGrokImagineVideoV15ImageToVideoOutput(ResponseModel):
     ]
 
 
+class XaiGrokImagineVideoV15ImageToVideoParams(TypedDict, total=False):
+    """The fields of `XaiGrokImagineVideoV15ImageToVideoInput` as keyword arguments of the typed client methods."""
+
+    prompt: str
+    duration: int
+    resolution: Literal["480p", "720p"]
+    image_url: str
+
+
 ENDPOINT_ID = "xai/grok-imagine-video/v1.5/image-to-video"
 INPUT_MODEL = XaiGrokImagineVideoV15ImageToVideoInput
 OUTPUT_MODEL = XaiGrokImagineVideoV15ImageToVideoOutput
@@ -101,4 +111,5 @@ __all__ = [
     "VideoFile",
     "XaiGrokImagineVideoV15ImageToVideoInput",
     "XaiGrokImagineVideoV15ImageToVideoOutput",
+    "XaiGrokImagineVideoV15ImageToVideoParams",
 ]

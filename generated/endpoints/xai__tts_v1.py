@@ -3,6 +3,7 @@
 
 # fal endpoint: xai/tts/v1
 from __future__ import annotations
+from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
@@ -117,6 +118,37 @@ class XaiTtsV1Output(ResponseModel):
     ]
 
 
+class XaiTtsV1Params(TypedDict, total=False):
+    """The fields of `XaiTtsV1Input` as keyword arguments of the typed client methods."""
+
+    text: str
+    voice: Literal["eve", "ara", "rex", "sal", "leo"]
+    language: Literal[
+        "auto",
+        "en",
+        "ar-EG",
+        "ar-SA",
+        "ar-AE",
+        "bn",
+        "zh",
+        "fr",
+        "de",
+        "hi",
+        "id",
+        "it",
+        "ja",
+        "ko",
+        "pt-BR",
+        "pt-PT",
+        "ru",
+        "es-MX",
+        "es-ES",
+        "tr",
+        "vi",
+    ]
+    output_format: OutputFormat | None
+
+
 ENDPOINT_ID = "xai/tts/v1"
 INPUT_MODEL = XaiTtsV1Input
 OUTPUT_MODEL = XaiTtsV1Output
@@ -126,4 +158,5 @@ __all__ = [
     "OutputFormat",
     "XaiTtsV1Input",
     "XaiTtsV1Output",
+    "XaiTtsV1Params",
 ]
