@@ -35,9 +35,13 @@ default_changed        compatible (reported)              — (defaults describe
 extra_fields_allowed   compatible                         compatible
 extra_fields_forbidden breaking                           compatible
 unresolvable           breaking when the new document     same
-                       has a ``$ref`` that cannot be
-                       resolved; reported otherwise
+                       stops resolving; reported when
+                       both fail or the new one is fixed
 ====================== ================================== =================================
+
+Bounds are ``minimum``/``maximum`` (with their exclusive forms), ``minLength``,
+``maxLength``, ``minItems``, ``maxItems``, ``multipleOf``, ``pattern`` and ``uniqueItems``;
+a newly added bound is a tightening, a removed one a loosening.
 
 ``anyOf [T, {"type": "null"}]`` (and ``nullable: true``) is read as "nullable T".
 ``exclusiveMinimum``/``exclusiveMaximum`` may be numbers (OpenAPI 3.1) or booleans
@@ -49,7 +53,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, TypeGuard
 
@@ -284,9 +288,9 @@ class _Shape:
 
 @dataclass(frozen=True)
 class _Dangling:
-    """A ``$ref`` that points nowhere (or only at itself)."""
+    """A schema that cannot be resolved: ``source`` names it (e.g. ``$ref #/...``)."""
 
-    ref: str
+    source: str
     reason: str
 
 
@@ -306,19 +310,20 @@ class _Resolver:
             ref = str(schema["$ref"])
             name = ref.removeprefix(_REF_PREFIX)
             if name in seen or name in refs:
-                return _Dangling(ref, "refers to itself without any structure in between")
+                return _Dangling(f"$ref {ref}", "refers to itself with no structure in between")
             target = self.schemas.get(name) if ref.startswith(_REF_PREFIX) else None
             if not isinstance(target, Mapping):
-                return _Dangling(ref, "is not defined in components.schemas")
+                return _Dangling(f"$ref {ref}", "is not defined in components.schemas")
             siblings = {k: v for k, v in schema.items() if k != "$ref"}
             schema = {**target, **siblings}
             refs = (*refs, name)
         resolved = self._structure(schema, seen | set(refs))
         if isinstance(resolved, _Dangling):
             return resolved
-        return _Shape(resolved.keywords, resolved.nullable, resolved.members, refs)
+        return replace(resolved, refs=refs + resolved.refs)
 
     def _structure(self, schema: Mapping[str, Any], seen: frozenset[str]) -> _Shape | _Dangling:
+        """Fold ``type`` lists, ``allOf``, ``anyOf``/``oneOf`` and ``nullable`` (refs resolved)."""
         own = {k: v for k, v in schema.items() if k not in _STRUCTURAL_KEYWORDS}
         nullable = schema.get("nullable") is True
         type_ = own.get("type")
@@ -330,29 +335,39 @@ class _Resolver:
                 own["type"] = kinds[0]
             elif kinds:
                 return self._union([{**own, "type": t} for t in kinds], {}, nullable, seen)
+        inherited: tuple[str, ...] = ()
         if isinstance(schema.get("allOf"), list):
             merged = self._merge_all_of(schema["allOf"], seen)
-            if isinstance(merged, _Dangling):
-                return merged
+            if isinstance(merged, _Dangling) or merged.members:
+                return merged if isinstance(merged, _Dangling) else _overlay(merged, own, nullable)
             own = {**merged.keywords, **own}
             nullable = nullable or merged.nullable
+            inherited = merged.refs
         for keyword in _UNION_KEYWORDS:
             if isinstance(schema.get(keyword), list):
-                return self._union(schema[keyword], own, nullable, seen)
-        return _Shape(own, nullable or own.get("type") == "null")
+                union = self._union(schema[keyword], own, nullable, seen)
+                if isinstance(union, _Dangling):
+                    return union
+                return replace(union, refs=inherited + union.refs)
+        return _Shape(own, nullable or own.get("type") == "null", (), inherited)
 
     def _merge_all_of(self, parts: list[Any], seen: frozenset[str]) -> _Shape | _Dangling:
+        """Merge ``allOf`` parts: one part is used as is; several have their properties joined."""
+        if len(parts) == 1:
+            return self.shape(parts[0], seen)
         keywords: dict[str, Any] = {}
         properties: dict[str, Any] = {}
         required: list[Any] = []
+        refs: tuple[str, ...] = ()
         nullable = bool(parts)
         for part in parts:
             shape = self.shape(part, seen)
             if isinstance(shape, _Dangling):
                 return shape
             if shape.members:
-                return _Dangling("allOf", "combines a union, which this diff cannot merge")
+                return _Dangling("allOf", "combines a union with other parts; cannot merge")
             nullable = nullable and shape.nullable
+            refs += shape.refs
             properties.update(shape.keywords.get("properties") or {})
             required.extend(r for r in shape.keywords.get("required") or [] if r not in required)
             for key, value in shape.keywords.items():
@@ -361,7 +376,7 @@ class _Resolver:
             keywords["properties"] = properties
         if required:
             keywords["required"] = required
-        return _Shape(keywords, nullable)
+        return _Shape(keywords, nullable, (), refs)
 
     def _union(
         self, raw_members: list[Any], own: dict[str, Any], nullable: bool, seen: frozenset[str]
@@ -377,11 +392,15 @@ class _Resolver:
             elif shape.keywords.get("type") != "null":
                 members.append(_Shape(shape.keywords, False, (), shape.refs))
         if len(members) == 1:
-            only = members[0]
-            return _Shape({**only.keywords, **own}, nullable, (), only.refs)
+            return _overlay(members[0], own, nullable)
         if not members:
             return _Shape({**own, "type": "null"}, nullable=True)
         return _Shape(own, nullable, tuple(members))
+
+
+def _overlay(shape: _Shape, own: Mapping[str, Any], nullable: bool) -> _Shape:
+    """``shape`` with sibling keywords (such as ``default``) and nullability laid over it."""
+    return replace(shape, keywords={**shape.keywords, **own}, nullable=nullable or shape.nullable)
 
 
 def _type_of(shape: _Shape) -> str:
@@ -533,13 +552,15 @@ class _Walker:
 
     def _report_dangling(self, path: str, old: _Shape | _Dangling, new: _Shape | _Dangling) -> None:
         if isinstance(new, _Dangling):
-            before = "too" if isinstance(old, _Dangling) else "but the old one did not"
-            message = f"cannot compare: the new $ref {new.ref} {new.reason} ({before})"
+            before = (
+                "as in the old version" if isinstance(old, _Dangling) else "the old one resolved"
+            )
+            message = f"cannot compare: the new {new.source} {new.reason} ({before})"
             breaking = not isinstance(old, _Dangling)
-            self.report(path, "unresolvable", breaking, message, new=new.ref)
+            self.report(path, "unresolvable", breaking, message, new=new.source)
         elif isinstance(old, _Dangling):
-            message = f"cannot compare: the old $ref {old.ref} {old.reason}; the new one resolves"
-            self.report(path, "unresolvable", False, message, old=old.ref)
+            message = f"cannot compare: the old {old.source} {old.reason}; the new one resolves"
+            self.report(path, "unresolvable", False, message, old=old.source)
 
     def _compare_nullability(self, old: _Shape, new: _Shape, path: str) -> None:
         if old.nullable == new.nullable:

@@ -82,7 +82,10 @@ class FakeCatalogue:
         self._lock = threading.Lock()
         self._server = _Server(self)
         self._thread = threading.Thread(
-            target=self._server.serve_forever, name="fake-fal-catalogue", daemon=True
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},  # how quickly stop() takes effect
+            name="fake-fal-catalogue",
+            daemon=True,
         )
         self._thread.start()
         host, port = self._server.server_address[:2]

@@ -37,7 +37,7 @@ __all__ = [
 ]
 
 REF_PREFIX = "#/components/schemas/"
-_NOT_IDENTIFIER = re.compile(r"[^A-Za-z0-9_]+")
+_NOT_ALNUM = re.compile(r"[^A-Za-z0-9]+")
 
 
 class UnbindableEndpoint(Exception):
@@ -125,8 +125,11 @@ def closure(root: str, schemas: dict[str, Any]) -> list[str]:
 
 
 def safe_class_name(name: str) -> str:
-    """A PascalCase-preserving identifier for a schema name (``Foo.Bar-baz`` -> ``Foo_Bar_baz``)."""
-    cleaned = _NOT_IDENTIFIER.sub("_", name).strip("_") or "Model"
+    """A PascalCase identifier for a schema name, in the form dcg itself would give it
+    (``registry__image__fast_sdxl__models__Image`` -> ``RegistryImageFastSdxlModelsImage``), so the
+    name we map to a base class is the name dcg writes."""
+    parts = [part for part in _NOT_ALNUM.split(name) if part]
+    cleaned = "".join(part[0].upper() + part[1:] for part in parts) or "Model"
     return f"M{cleaned}" if cleaned[0].isdigit() else cleaned
 
 
@@ -221,41 +224,69 @@ def _within_bounds(schema: dict[str, Any], value: float) -> bool:
 
 
 def _coerce_numeric(schema: dict[str, Any], value: Any) -> int | float | None:
-    """A numeric-string default (``"0.8"`` for a number) as the number it spells, if lossless."""
+    """A numeric-string default (``"0.8"`` for a number) as the number it spells, if lossless;
+    the number type is the schema's own or that of one of its ``anyOf`` members."""
     if not isinstance(value, str):
         return None
-    json_type = schema.get("type")
-    try:
-        if json_type == "integer":
-            return int(value)
-        if json_type == "number":
-            return float(value)
-    except ValueError:
-        return None
+    members = schema.get("anyOf")
+    types = (
+        [m.get("type") for m in members if isinstance(m, dict)] if isinstance(members, list) else []
+    )
+    types.append(schema.get("type"))
+    for json_type, convert in (("integer", int), ("number", float)):
+        if json_type in types:
+            try:
+                return convert(value)
+            except ValueError:
+                return None
     return None
 
 
-def _fix_defaults(
+def _fix_default(
+    prop: dict[str, Any], where: str, schemas: dict[str, Any], notes: list[str]
+) -> None:
+    if "default" not in prop or _fits(prop, prop["default"], schemas):
+        return
+    default = prop.pop("default")
+    coerced = _coerce_numeric(prop, default)
+    if coerced is not None and _fits(prop, coerced, schemas):
+        prop["default"] = coerced
+        notes.append(f"{where}: default {default!r} coerced to {coerced!r}")
+    else:
+        notes.append(f"{where}: default {default!r} dropped (fails its own schema)")
+
+
+def _fix_examples(
+    prop: dict[str, Any], where: str, schemas: dict[str, Any], notes: list[str]
+) -> None:
+    examples = prop.get("examples")
+    if not isinstance(examples, list):
+        return
+    kept = [example for example in examples if _fits(prop, example, schemas)]
+    if len(kept) != len(examples):
+        notes.append(
+            f"{where}: {len(examples) - len(kept)} example(s) dropped (fail their own schema)"
+        )
+        if kept:
+            prop["examples"] = kept
+        else:
+            del prop["examples"]
+
+
+def _fix_values(
     schema: dict[str, Any], where: str, schemas: dict[str, Any], notes: list[str]
 ) -> dict[str, Any]:
+    """Defaults and examples that fail their own property schema: coerced when a numeric string
+    spells the number, else dropped; each change is noted."""
     properties = schema.get("properties")
     if not isinstance(properties, dict):
         return schema
     fixed: dict[str, Any] = {}
     for name, prop in properties.items():
-        if (
-            isinstance(prop, dict)
-            and "default" in prop
-            and not _fits(prop, prop["default"], schemas)
-        ):
+        if isinstance(prop, dict) and ("default" in prop or "examples" in prop):
             prop = dict(prop)
-            default = prop.pop("default")
-            coerced = _coerce_numeric(prop, default)
-            if coerced is not None and _fits(prop, coerced, schemas):
-                prop["default"] = coerced
-                notes.append(f"{where}.{name}: default {default!r} coerced to {coerced!r}")
-            else:
-                notes.append(f"{where}.{name}: default {default!r} dropped (fails its own schema)")
+            _fix_default(prop, f"{where}.{name}", schemas, notes)
+            _fix_examples(prop, f"{where}.{name}", schemas, notes)
         fixed[name] = prop
     return {**schema, "properties": fixed}
 
@@ -344,7 +375,7 @@ def normalise_document(document: dict[str, Any], endpoint_id: str, stem: str) ->
             cleaned = copy.deepcopy(schema)
             if new_name == f"{stem}Output":
                 cleaned = _open_object_if_empty(cleaned, new_name, notes)
-            cleaned = _fix_defaults(order_properties(cleaned), new_name, schemas, notes)
+            cleaned = _fix_values(order_properties(cleaned), new_name, schemas, notes)
             result[new_name] = _clean_tree(_rename_refs(cleaned, mapping))
 
     ordered = dict(sorted(result.items()))

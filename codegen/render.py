@@ -70,6 +70,7 @@ CLIENT_KEYWORDS = frozenset(
 
 _DCG_HEADER = re.compile(r"\A(#[^\n]*\n)+\n?")
 _CLASS = re.compile(r"^class (\w+)\(", re.MULTILINE)
+_PLAIN_MODEL = re.compile(r"^class (\w+)\(BaseModel\)", re.MULTILINE)
 _FUTURE = "from __future__ import annotations\n"
 
 
@@ -230,6 +231,9 @@ def input_parameters(body: str, input_name: str) -> list[tuple[str, str]]:
 
 def _wrap(endpoint: EndpointSource, body: str) -> str:
     body = mark_structured_defaults(_DCG_HEADER.sub("", body, count=1).strip("\n"))
+    plain = _PLAIN_MODEL.findall(body)
+    if plain:  # dcg named a class differently from our base-class map: extras would be ignored
+        raise RuntimeError(f"classes {plain} lost their falbind base class")
     body = body.replace(_FUTURE, _FUTURE + "from typing import TypedDict\n", 1)
     normalised = endpoint.normalised
     stem = normalised.input_name.removesuffix("Input")
@@ -268,7 +272,13 @@ def render_endpoint_batch(endpoints: list[EndpointSource]) -> dict[str, str]:
     missing = [e.module for e in endpoints if e.module not in bodies and e.module not in failed]
     if missing:
         raise RuntimeError(f"datamodel-code-generator produced no module for {missing}")
-    wrapped = {e.module: _wrap(e, bodies[e.module]) for e in endpoints if e.module in bodies}
+    wrapped: dict[str, str] = {}
+    for endpoint in endpoints:
+        if endpoint.module in bodies:
+            try:
+                wrapped[endpoint.module] = _wrap(endpoint, bodies[endpoint.module])
+            except (RuntimeError, ValueError, SyntaxError) as exc:
+                failed[endpoint.module] = f"!error: {exc}".splitlines()[0]
     return {**format_sources(wrapped), **failed}
 
 

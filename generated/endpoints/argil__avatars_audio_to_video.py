@@ -43,17 +43,7 @@ class ArgilAvatarsAudioToVideoInput(RequestModel):
         ],
         Field(examples=["Noemie car (UGC)"], title="Avatar"),
     ]
-    audio_url: Annotated[
-        str,
-        Field(
-            examples=[
-                {
-                    "url": "https://argildotai.s3.us-east-1.amazonaws.com/fal-resource/example_fal.mp3"
-                }
-            ],
-            title="Audio Url",
-        ),
-    ]
+    audio_url: Annotated[str, Field(title="Audio Url")]
     remove_background: Annotated[
         bool,
         Field(

@@ -11,14 +11,7 @@ from falbind._runtime.models import RequestModel, ResponseModel
 
 class CassetteaiVideoSoundEffectsGeneratorInput(RequestModel):
     video_url: Annotated[
-        Video,
-        Field(
-            description="A video file to analyze & re-sound with generated SFX.",
-            examples=[
-                "https://v3.fal.media/files/tiger/3NOa3BqrJfr3jJBMqGexs_final_with_sfx.mp4",
-                "https://v3.fal.media/files/rabbit/vkNtbcJ3x7KmzjJZeVWQe_final_with_sfx.mp4",
-            ],
-        ),
+        Video, Field(description="A video file to analyze & re-sound with generated SFX.")
     ]
 
 

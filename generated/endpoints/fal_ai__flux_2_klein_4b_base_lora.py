@@ -5,11 +5,11 @@
 from __future__ import annotations
 from typing import TypedDict
 from typing import Annotated, Literal
-from pydantic import BaseModel, Field
+from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
 
 
-class FalAiFlux2KleinLoRAInput(BaseModel):
+class FalAiFlux2KleinLoRAInput(RequestModel):
     path: Annotated[
         str,
         Field(

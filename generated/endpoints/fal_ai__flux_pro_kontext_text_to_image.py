@@ -5,7 +5,7 @@
 from __future__ import annotations
 from typing import TypedDict
 from typing import Annotated, Literal
-from pydantic import BaseModel, Field
+from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
 
 
@@ -94,7 +94,7 @@ class FluxProKontextTextToImageOutput(ResponseModel):
     ]
 
 
-class RegistryImageFastSdxlModelsImage(BaseModel):
+class RegistryImageFastSdxlModelsImage(ResponseModel):
     url: Annotated[str, Field(title="Url")]
     width: Annotated[int, Field(title="Width")]
     height: Annotated[int, Field(title="Height")]

@@ -102,17 +102,7 @@ class HunyuanImageV21TextToImageInput(RequestModel):
 
 class HunyuanImageV21TextToImageOutput(ResponseModel):
     images: Annotated[
-        list[Image],
-        Field(
-            description="A list of the generated images.",
-            examples=[
-                {
-                    "content_type": "image/png",
-                    "url": "https://v3.fal.media/files/zebra/WCrMfUTYp6mYCf6yRE3kw_generated_image_0.png",
-                }
-            ],
-            title="Images",
-        ),
+        list[Image], Field(description="A list of the generated images.", title="Images")
     ]
     seed: Annotated[
         int, Field(description="The base seed used for the generation process.", title="Seed")

@@ -47,9 +47,6 @@ class Hyper3dRodinInput(RequestModel):
         list[str] | None,
         Field(
             description="URL of images to use while generating the 3D model. Required for Image-to-3D mode. Optional for Text-to-3D mode.",
-            examples=[
-                "https://storage.googleapis.com/falserverless/model_tests/video_models/robot.png"
-            ],
             title="Input Image Urls",
         ),
     ] = None

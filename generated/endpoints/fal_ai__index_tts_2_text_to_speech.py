@@ -122,15 +122,7 @@ class IndexTts2TextToSpeechInput(RequestModel):
 
 
 class IndexTts2TextToSpeechOutput(ResponseModel):
-    audio: Annotated[
-        File,
-        Field(
-            description="The generated audio file in base64 format.",
-            examples=[
-                "https://storage.googleapis.com/falserverless/example_outputs/index-tts-2/tts_out.mp3"
-            ],
-        ),
-    ]
+    audio: Annotated[File, Field(description="The generated audio file in base64 format.")]
 
 
 class IndexTts2TextToSpeechParams(TypedDict, total=False):

@@ -89,13 +89,7 @@ class LightxRecameraInput(RequestModel):
 
 
 class LightxRecameraOutput(ResponseModel):
-    video: Annotated[
-        File,
-        Field(
-            description="The generated video file.",
-            examples=["https://v3b.fal.media/files/b/0a8715c9/x378fHboeiGD6j_0nbWlJ_gen.mp4"],
-        ),
-    ]
+    video: Annotated[File, Field(description="The generated video file.")]
     seed: Annotated[int, Field(description="The seed used for generation.", title="Seed")]
     input_video: Annotated[
         File | None,

@@ -116,15 +116,7 @@ class LongcatSingleAvatarAudioToVideoInput(RequestModel):
 
 
 class LongcatSingleAvatarAudioToVideoOutput(ResponseModel):
-    video: Annotated[
-        File,
-        Field(
-            description="The generated video file.",
-            examples=[
-                "https://v3b.fal.media/files/b/0a879d5d/UfaJ-sridj9C6IjSNWLYk_output_27368fcd87a34a0fb2929ed926cd71f0.mp4"
-            ],
-        ),
-    ]
+    video: Annotated[File, Field(description="The generated video file.")]
     seed: Annotated[
         int, Field(description="The seed used for generation.", examples=[424911732], title="Seed")
     ]

@@ -130,15 +130,7 @@ class LongcatSingleAvatarImageAudioToVideoInput(RequestModel):
 
 
 class LongcatSingleAvatarImageAudioToVideoOutput(ResponseModel):
-    video: Annotated[
-        File,
-        Field(
-            description="The generated video file.",
-            examples=[
-                "https://v3b.fal.media/files/b/0a87a0ce/2TnxxI02RHnLUvjGzhZa7_output_86da44aa6eed40ff9061b2213fb19793.mp4"
-            ],
-        ),
-    ]
+    video: Annotated[File, Field(description="The generated video file.")]
     seed: Annotated[
         int, Field(description="The seed used for generation.", examples=[424911732], title="Seed")
     ]

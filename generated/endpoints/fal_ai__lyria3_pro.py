@@ -67,13 +67,7 @@ class Lyria3ProInput(RequestModel):
 
 
 class Lyria3ProOutput(ResponseModel):
-    audio: Annotated[
-        File,
-        Field(
-            description="The generated music as an MP3 file.",
-            examples=["https://v3b.fal.media/files/b/0a93b550/klduxmeWsmi304M3zsAlr_output.mp3"],
-        ),
-    ]
+    audio: Annotated[File, Field(description="The generated music as an MP3 file.")]
     lyrics: Annotated[
         str | None,
         Field(

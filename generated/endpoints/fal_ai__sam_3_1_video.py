@@ -129,13 +129,7 @@ class Sam31VideoInput(RequestModel):
 
 
 class Sam31VideoOutput(ResponseModel):
-    video: Annotated[
-        File,
-        Field(
-            description="The segmented video.",
-            examples=["https://fal.media/files/lion/gr-RSvy2e7_AWbjxAq4mJ_output.mp4"],
-        ),
-    ]
+    video: Annotated[File, Field(description="The segmented video.")]
     boundingbox_frames_zip: Annotated[
         File | None, Field(description="Zip file containing per-frame bounding box overlays.")
     ] = None

@@ -181,13 +181,7 @@ class Sam33dBodyInput(RequestModel):
 
 class Sam33dBodyOutput(ResponseModel):
     model_glb: Annotated[
-        File,
-        Field(
-            description="3D body mesh in GLB format with optional 3D keypoint markers",
-            examples=[
-                "https://v3b.fal.media/files/b/0a8439f9/5LVt3C2YesqnQzg-CxPpu_combined_bodies.glb"
-            ],
-        ),
+        File, Field(description="3D body mesh in GLB format with optional 3D keypoint markers")
     ]
     visualization: Annotated[
         File,

@@ -142,13 +142,7 @@ class Sam3VideoRleInput(RequestModel):
 
 
 class Sam3VideoRleOutput(ResponseModel):
-    video: Annotated[
-        File,
-        Field(
-            description="The segmented video.",
-            examples=["https://fal.media/files/monkey/5BLHmbX3qxu5cD5gQzTqw_output.mp4"],
-        ),
-    ]
+    video: Annotated[File, Field(description="The segmented video.")]
     boundingbox_frames_zip: Annotated[
         File | None, Field(description="Zip file containing per-frame bounding box overlays.")
     ] = None

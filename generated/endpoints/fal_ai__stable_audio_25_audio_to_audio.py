@@ -100,13 +100,7 @@ class StableAudio25AudioToAudioInput(RequestModel):
 
 
 class StableAudio25AudioToAudioOutput(ResponseModel):
-    audio: Annotated[
-        File,
-        Field(
-            description="The generated audio clip",
-            examples=["https://v3.fal.media/files/elephant/bJ-KIfIXsls5-pqSRXRwx_tmpdurmawkp.wav"],
-        ),
-    ]
+    audio: Annotated[File, Field(description="The generated audio clip")]
     seed: Annotated[int, Field(description="The random seed used for generation", title="Seed")]
 
 

@@ -109,13 +109,7 @@ class StableAudio25InpaintInput(RequestModel):
 
 
 class StableAudio25InpaintOutput(ResponseModel):
-    audio: Annotated[
-        File,
-        Field(
-            description="The generated audio clip",
-            examples=["https://v3.fal.media/files/elephant/5F2Oour2tH_EHZrFUEmM-_tmp75kuha71.wav"],
-        ),
-    ]
+    audio: Annotated[File, Field(description="The generated audio clip")]
     seed: Annotated[int, Field(description="The random seed used for generation", title="Seed")]
 
 

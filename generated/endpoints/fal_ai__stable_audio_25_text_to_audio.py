@@ -80,13 +80,7 @@ class StableAudio25TextToAudioInput(RequestModel):
 
 
 class StableAudio25TextToAudioOutput(ResponseModel):
-    audio: Annotated[
-        File,
-        Field(
-            description="The generated audio clip",
-            examples=["https://v3.fal.media/files/zebra/lGob9bN7VHfFXG4R1btQn_tmpabwhgi6n.wav"],
-        ),
-    ]
+    audio: Annotated[File, Field(description="The generated audio clip")]
     seed: Annotated[int, Field(description="The random seed used for generation", title="Seed")]
 
 

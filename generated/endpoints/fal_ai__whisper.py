@@ -200,7 +200,6 @@ class WhisperInput(RequestModel):
         int | None,
         Field(
             description="\n            Number of speakers in the audio file. Defaults to null.\n            If not provided, the number of speakers will be automatically\n            detected.\n        ",
-            examples=[None],
             ge=1,
             title="Num Speakers",
         ),

@@ -14,9 +14,6 @@ class XAilabNsfwInput(RequestModel):
         list[str],
         Field(
             description="List of image URLs to check. If more than 10 images are provided, only the first 10 will be checked.",
-            examples=[
-                "https://storage.googleapis.com/falserverless/model_tests/remove_background/elephant.jpg"
-            ],
             title="Image Urls",
         ),
     ]

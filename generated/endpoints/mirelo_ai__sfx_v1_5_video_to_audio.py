@@ -5,11 +5,11 @@
 from __future__ import annotations
 from typing import TypedDict
 from typing import Annotated
-from pydantic import BaseModel, Field
+from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
 
 
-class AudioOutput(BaseModel):
+class AudioOutput(ResponseModel):
     url: Annotated[
         str, Field(description="The URL where the file can be downloaded from.", title="Url")
     ]

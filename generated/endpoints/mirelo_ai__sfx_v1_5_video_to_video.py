@@ -5,7 +5,7 @@
 from __future__ import annotations
 from typing import TypedDict
 from typing import Annotated
-from pydantic import BaseModel, Field
+from pydantic import Field
 from falbind._runtime.models import RequestModel, ResponseModel
 
 
@@ -88,7 +88,7 @@ class MireloAiSfxV15VideoToVideoOutput(ResponseModel):
     ]
 
 
-class VideoOutput(BaseModel):
+class VideoOutput(ResponseModel):
     url: Annotated[
         str, Field(description="The URL where the file can be downloaded from.", title="Url")
     ]

@@ -154,21 +154,7 @@ class SonautoV2InpaintInput(RequestModel):
 
 
 class SonautoV2InpaintOutput(ResponseModel):
-    audio: Annotated[
-        list[File],
-        Field(
-            description="The generated audio files.",
-            examples=[
-                {
-                    "file_size": 16777294,
-                    "file_name": "sonauto.wav",
-                    "content_type": "audio/wav",
-                    "url": "https://cdn.sonauto.ai/generations2_altformats/audio_9a480c86-a3c0-46e5-bfb0-c0cd6e2fdbc6.wav",
-                }
-            ],
-            title="Audio",
-        ),
-    ]
+    audio: Annotated[list[File], Field(description="The generated audio files.", title="Audio")]
     seed: Annotated[
         int,
         Field(

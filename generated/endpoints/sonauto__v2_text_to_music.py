@@ -126,21 +126,7 @@ class SonautoV2TextToMusicOutput(ResponseModel):
     lyrics: Annotated[
         str | None, Field(description="The lyrics used for generation.", title="Lyrics")
     ] = None
-    audio: Annotated[
-        list[File],
-        Field(
-            description="The generated audio files.",
-            examples=[
-                {
-                    "file_size": 16777294,
-                    "file_name": "sonauto.wav",
-                    "content_type": "audio/wav",
-                    "url": "https://cdn.sonauto.ai/generations2_altformats/audio_c5e63f7c-fc79-4322-808d-c09911af4713.wav",
-                }
-            ],
-            title="Audio",
-        ),
-    ]
+    audio: Annotated[list[File], Field(description="The generated audio files.", title="Audio")]
 
 
 class SonautoV2TextToMusicParams(TypedDict, total=False):
