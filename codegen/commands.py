@@ -3,15 +3,18 @@ CLI so ``falbind`` is one command whether or not the codegen extra is installed.
 
 from __future__ import annotations
 
+import json
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+from .diff import DiffError, diff_files
 from .generate import BuildResult, build_files, check_registry_files, drift, write_tree
 from .registry import EndpointEntry, RegistryError, load_registry
 from .vendor import read_document, store_schema, write_models_file
 
-__all__ = ["check_command", "generate_command", "vendor_command"]
+__all__ = ["check_command", "diff_command", "generate_command", "vendor_command"]
 
 Echo = Callable[[str], None]
 
@@ -76,3 +79,21 @@ def vendor_command(
     if out_dir is not None:
         return generate_command(registry_dir, out_dir, full=False, echo=echo)
     return 0
+
+
+def diff_command(old: Path, new: Path, *, output_format: str, echo: Echo) -> int:
+    """Print the breaking-change report of ``old`` -> ``new``.
+
+    Exit status: 0 no breaking change, 1 breaking changes, 2 the documents cannot be compared
+    (missing file, invalid JSON, not an endpoint's OpenAPI document, different endpoints).
+    """
+    try:
+        report = diff_files(old, new)
+    except DiffError as exc:
+        print(f"falbind: {exc}", file=sys.stderr)
+        return 2
+    if output_format == "json":
+        echo(json.dumps(report.to_dict(), indent=2))
+    else:
+        echo(report.to_text().rstrip("\n"))
+    return 1 if report.is_breaking else 0

@@ -39,7 +39,7 @@ class EndpointNames:
 
 
 def is_valid_endpoint_id(endpoint_id: str) -> bool:
-    return bool(ENDPOINT_ID_PATTERN.match(endpoint_id)) and ".." not in endpoint_id
+    return bool(ENDPOINT_ID_PATTERN.fullmatch(endpoint_id)) and ".." not in endpoint_id
 
 
 def _words(text: str) -> list[str]:

@@ -334,6 +334,15 @@ def _clean_tree(node: Any) -> Any:
     return node
 
 
+def _close_input_root(schema: dict[str, Any], where: str, notes: list[str]) -> dict[str, Any]:
+    """Top-level parameters are always checked: a root that declares ``additionalProperties:
+    true`` would let every typo through. Undeclared parameters still go through ``extra_body``."""
+    if schema.get("additionalProperties") is True and schema.get("properties"):
+        notes.append(f"{where}: undeclared parameters are rejected (send them with extra_body)")
+        return {k: v for k, v in schema.items() if k != "additionalProperties"}
+    return schema
+
+
 def _assign_names(
     stem: str, input_root: str, output_root: str, inputs: Iterable[str], outputs: Iterable[str]
 ) -> tuple[dict[str, str], dict[str, str]]:
@@ -375,6 +384,8 @@ def normalise_document(document: dict[str, Any], endpoint_id: str, stem: str) ->
             cleaned = copy.deepcopy(schema)
             if new_name == f"{stem}Output":
                 cleaned = _open_object_if_empty(cleaned, new_name, notes)
+            if new_name == f"{stem}Input":
+                cleaned = _close_input_root(cleaned, new_name, notes)
             cleaned = _fix_values(order_properties(cleaned), new_name, schemas, notes)
             result[new_name] = _clean_tree(_rename_refs(cleaned, mapping))
 

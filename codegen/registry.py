@@ -201,7 +201,10 @@ def _read_yaml(path: Path) -> tuple[Any, Any]:
         finally:
             loader.dispose()
     except yaml.YAMLError as exc:
-        raise RegistryError(f"{path}: invalid YAML: {exc}") from exc
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise RegistryError(f"{path}: invalid YAML{where}: {problem}") from exc
     return data, node
 
 

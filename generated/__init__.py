@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING, Any
 
 from ._index import ALIASES, ENDPOINTS, UNBOUND
 from ._runtime.index import EndpointSpec, UnknownEndpointError
-from ._runtime.models import RequestModel, ResponseModel
 
 if TYPE_CHECKING:
+    from ._runtime.models import RequestModel as RequestModel, ResponseModel as ResponseModel
     from .endpoints.alibaba__happy_horse_image_to_video import AlibabaHappyHorseImageToVideoInput as AlibabaHappyHorseImageToVideoInput, AlibabaHappyHorseImageToVideoOutput as AlibabaHappyHorseImageToVideoOutput
     from .endpoints.alibaba__happy_horse_reference_to_video import AlibabaHappyHorseReferenceToVideoInput as AlibabaHappyHorseReferenceToVideoInput, AlibabaHappyHorseReferenceToVideoOutput as AlibabaHappyHorseReferenceToVideoOutput
     from .endpoints.alibaba__happy_horse_text_to_video import AlibabaHappyHorseTextToVideoInput as AlibabaHappyHorseTextToVideoInput, AlibabaHappyHorseTextToVideoOutput as AlibabaHappyHorseTextToVideoOutput
@@ -968,7 +968,8 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    """``falbind.<Stem>Input`` / ``falbind.<Stem>Output``: import the endpoint module on demand."""
-    from ._runtime.lazy import model_by_class_name
+    """Runtime names and ``falbind.<Stem>Input``/``<Stem>Output``, imported on first use (so
+    ``import falbind`` loads neither pydantic nor httpx nor any endpoint module)."""
+    from ._runtime.lazy import lazy_attribute
 
-    return model_by_class_name(ENDPOINTS, name, __name__)
+    return lazy_attribute(ENDPOINTS, name, __name__)

@@ -1,8 +1,8 @@
 """The endpoint index: ``falbind.ENDPOINTS``, a read-only mapping from fal endpoint id to spec.
 
 Built from a plain tuple table written by the generator, so ``import falbind`` costs one tuple
-literal; an endpoint's module (its pydantic models) is imported the first time a spec's models
-are asked for.
+literal and imports neither pydantic nor any endpoint module; an endpoint's module (its pydantic
+models) is imported the first time a spec's models are asked for.
 """
 
 from __future__ import annotations
@@ -11,11 +11,12 @@ import importlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from types import ModuleType
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
-from pydantic import BaseModel
+from .suggest import suggest_names
 
-from .models import suggest_names
+if TYPE_CHECKING:
+    from pydantic import BaseModel
 
 __all__ = ["EndpointIndex", "EndpointSpec", "UnknownEndpointError"]
 

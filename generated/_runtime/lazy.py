@@ -1,12 +1,24 @@
-"""Module-level ``__getattr__`` support: ``falbind.FluxSchnellInput`` imports one module on demand."""
+"""Module-level ``__getattr__`` of ``falbind``: public runtime names and endpoint models, each
+imported on first use."""
 
 from __future__ import annotations
 
+import importlib
+from typing import Any
+
 from .index import EndpointIndex
 
+# Public name -> the runtime module that defines it.
+RUNTIME_EXPORTS: dict[str, str] = {
+    "RequestModel": "falbind._runtime.models",
+    "ResponseModel": "falbind._runtime.models",
+}
 
-def model_by_class_name(index: EndpointIndex, name: str, module: str) -> type:
-    """The ``<Stem>Input``/``<Stem>Output`` class called ``name``, else ``AttributeError``."""
+
+def lazy_attribute(index: EndpointIndex, name: str, module: str) -> Any:
+    """A runtime export, or the ``<Stem>Input``/``<Stem>Output`` class called ``name``."""
+    if name in RUNTIME_EXPORTS:
+        return getattr(importlib.import_module(RUNTIME_EXPORTS[name]), name)
     for suffix in ("Input", "Output"):
         if name.endswith(suffix):
             spec = index.by_class_stem(name.removesuffix(suffix))

@@ -10,12 +10,13 @@ after our last regeneration is still readable through ``model_extra``.
 
 from __future__ import annotations
 
-import difflib
 import sys
 from typing import Any, ClassVar, Self
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 from pydantic_core import InitErrorDetails, PydanticCustomError
+
+from .suggest import suggest_names
 
 __all__ = [
     "RequestModel",
@@ -27,13 +28,6 @@ __all__ = [
 ]
 
 UNKNOWN_PARAMETER = "unknown_parameter"
-
-
-def suggest_names(name: str, valid: list[str], limit: int = 3) -> list[str]:
-    """Closest valid names to ``name``, best first (difflib's ratio, case-insensitive)."""
-    lowered = {v.lower(): v for v in valid}
-    matches = difflib.get_close_matches(name.lower(), list(lowered), n=limit, cutoff=0.6)
-    return [lowered[m] for m in matches]
 
 
 def _endpoint_of(model: type[BaseModel]) -> str | None:

@@ -10,9 +10,6 @@ from falbind._runtime.models import RequestModel, ResponseModel
 
 
 class DecartLucy2VtonRealtimeInput(RequestModel):
-    model_config = ConfigDict(
-        extra="allow",
-    )
     prompt: Annotated[
         str, Field(description="Text prompt for the real-time transformation.", title="Prompt")
     ] = "Substitute the current top with the outfit from the reference image, matching its color, material, and fit"
