@@ -47,6 +47,9 @@ DCG_OPTIONS: dict[str, Any] = {
     "disable_timestamp": True,
     "strict_refs": True,
     "type_mappings": ["string+uri=string"],
+    # fal's advisory limits (min/max width, file size, aspect ratio...) stay readable at runtime
+    # through the field's JSON schema, for checks fal itself does not make.
+    "field_extra_keys": ["x-fal"],
     "formatters": [],
 }
 

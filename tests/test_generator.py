@@ -275,3 +275,9 @@ def test_untrusted_schema_strings_stay_data(
     assert not (tmp_path / "PWNED").exists()
     source = (fixture_output / "endpoints" / "acme__untrusted_v1.py").read_text()
     assert "{{ 7*7 }}" in source and "49" not in source
+
+
+def test_x_fal_limits_are_kept_as_data(fixture_output: Path) -> None:
+    module = _load(fixture_output, "acme__untrusted_v1")
+    extra = module.AcmeUntrustedV1Input.model_fields["a_b"].json_schema_extra
+    assert extra == {"x-fal": {EVIL: EVIL, "max_width": 2048}}

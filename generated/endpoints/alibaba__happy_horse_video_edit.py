@@ -15,6 +15,14 @@ class AlibabaHappyHorseVideoEditInput(RequestModel):
         Field(
             description="URL of the source video to edit. Formats: MP4, MOV (H.264 recommended). Duration: 3-60 s. Longer side ≤ 2160 px, shorter side ≥ 320 px. Aspect ratio between 1:2.5 and 2.5:1. Frame rate > 8 fps. Max 100 MB. The output video preserves the source aspect ratio. Output duration matches the input video, capped at 15 s (longer inputs are truncated to the first 15 s).\n\nMax file size: 100.0MB, Min duration: 3s, Max duration: 60s, Timeout: 30.0s",
             examples=["https://v3b.fal.media/files/b/0a8675cf/bCu9FiFXSjsSnIwOmjUOY_BVs2IFR3.mp4"],
+            json_schema_extra={
+                "x-fal": {
+                    "min_duration": 3,
+                    "max_file_size": 104857600,
+                    "timeout": 30,
+                    "max_duration": 60,
+                }
+            },
             title="Video Url",
         ),
     ]

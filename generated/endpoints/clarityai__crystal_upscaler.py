@@ -15,6 +15,7 @@ class ClarityaiCrystalUpscalerInput(RequestModel):
         Field(
             description="URL to the input image",
             examples=["https://v3b.fal.media/files/b/zebra/eW3waMFDT-2_7Pq8j3r9d_upscaled.png"],
+            json_schema_extra={"x-fal": {"timeout": 20, "max_file_size": 104857600}},
             title="Image Url",
         ),
     ]

@@ -14,6 +14,16 @@ class ElementInput(RequestModel):
         str | None,
         Field(
             description="The frontal image of the element (main view). Optional.",
+            json_schema_extra={
+                "x-fal": {
+                    "min_height": 300,
+                    "min_width": 300,
+                    "max_file_size": 10485760,
+                    "min_aspect_ratio": 0.4,
+                    "timeout": 20,
+                    "max_aspect_ratio": 2.5,
+                }
+            },
             title="Frontal Image Url",
         ),
     ] = None

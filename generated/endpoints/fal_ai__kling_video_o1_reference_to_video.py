@@ -114,6 +114,16 @@ class OmniVideoElementInput(RequestModel):
         str,
         Field(
             description="The frontal image of the element (main view).\n\nMax file size: 10.0MB, Min width: 300px, Min height: 300px, Min aspect ratio: 0.40, Max aspect ratio: 2.50, Timeout: 20.0s",
+            json_schema_extra={
+                "x-fal": {
+                    "min_height": 300,
+                    "max_aspect_ratio": 2.5,
+                    "min_aspect_ratio": 0.4,
+                    "max_file_size": 10485760,
+                    "timeout": 20,
+                    "min_width": 300,
+                }
+            },
             title="Frontal Image Url",
         ),
     ]

@@ -50,6 +50,16 @@ class KlingVideoO1StandardImageToVideoInput(RequestModel):
         Field(
             description="Image to use as the first frame of the video.\n\nMax file size: 10.0MB, Min width: 300px, Min height: 300px, Min aspect ratio: 0.40, Max aspect ratio: 2.50, Timeout: 20.0s",
             examples=["https://v3b.fal.media/files/b/rabbit/NaslJIC7F2WodS6DFZRRJ.png"],
+            json_schema_extra={
+                "x-fal": {
+                    "min_height": 300,
+                    "max_aspect_ratio": 2.5,
+                    "min_aspect_ratio": 0.4,
+                    "max_file_size": 10485760,
+                    "timeout": 20,
+                    "min_width": 300,
+                }
+            },
             title="Start Image Url",
         ),
     ]
@@ -58,6 +68,16 @@ class KlingVideoO1StandardImageToVideoInput(RequestModel):
         Field(
             description="Image to use as the last frame of the video.",
             examples=["https://v3b.fal.media/files/b/tiger/BwHi22qoQnqaTNMMhe533.png"],
+            json_schema_extra={
+                "x-fal": {
+                    "min_height": 300,
+                    "max_aspect_ratio": 2.5,
+                    "min_aspect_ratio": 0.4,
+                    "max_file_size": 10485760,
+                    "timeout": 20,
+                    "min_width": 300,
+                }
+            },
             title="End Image Url",
         ),
     ] = None

@@ -50,6 +50,20 @@ class KlingVideoO1StandardVideoToVideoEditInput(RequestModel):
         Field(
             description="Reference video URL. Only .mp4/.mov formats supported, 3-10 seconds duration, 720-2160px resolution, max 200MB.\n\nMax file size: 200.0MB, Min width: 720px, Min height: 720px, Max width: 2160px, Max height: 2160px, Min duration: 3.0s, Max duration: 10.05s, Min FPS: 24.0, Max FPS: 60.0, Timeout: 30.0s",
             examples=["https://v3b.fal.media/files/b/rabbit/ku8_Wdpf-oTbGRq4lB5DU_output.mp4"],
+            json_schema_extra={
+                "x-fal": {
+                    "max_duration": 10.05,
+                    "min_width": 720,
+                    "max_fps": 60,
+                    "min_fps": 24,
+                    "min_duration": 3,
+                    "min_height": 720,
+                    "max_file_size": 209715200,
+                    "max_width": 2160,
+                    "timeout": 30,
+                    "max_height": 2160,
+                }
+            },
             title="Video Url",
         ),
     ]
@@ -111,6 +125,16 @@ class OmniVideoElementInput(RequestModel):
         str,
         Field(
             description="The frontal image of the element (main view).\n\nMax file size: 10.0MB, Min width: 300px, Min height: 300px, Min aspect ratio: 0.40, Max aspect ratio: 2.50, Timeout: 20.0s",
+            json_schema_extra={
+                "x-fal": {
+                    "min_height": 300,
+                    "max_aspect_ratio": 2.5,
+                    "min_aspect_ratio": 0.4,
+                    "max_file_size": 10485760,
+                    "timeout": 20,
+                    "min_width": 300,
+                }
+            },
             title="Frontal Image Url",
         ),
     ]

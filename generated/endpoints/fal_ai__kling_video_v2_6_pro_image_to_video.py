@@ -49,6 +49,16 @@ class KlingVideoV26ProImageToVideoInput(RequestModel):
         Field(
             description="URL of the image to be used for the video",
             examples=["https://v3b.fal.media/files/b/0a84ab29/BSJXz9Ht-jgRgMf4IGxLU_upscaled.png"],
+            json_schema_extra={
+                "x-fal": {
+                    "min_height": 300,
+                    "max_aspect_ratio": 2.5,
+                    "min_aspect_ratio": 0.4,
+                    "max_file_size": 10485760,
+                    "timeout": 20,
+                    "min_width": 300,
+                }
+            },
             title="Start Image Url",
         ),
     ]
@@ -77,6 +87,16 @@ class KlingVideoV26ProImageToVideoInput(RequestModel):
         str | None,
         Field(
             description="URL of the image to be used for the end of the video",
+            json_schema_extra={
+                "x-fal": {
+                    "min_height": 300,
+                    "max_aspect_ratio": 2.5,
+                    "min_aspect_ratio": 0.4,
+                    "max_file_size": 10485760,
+                    "timeout": 20,
+                    "min_width": 300,
+                }
+            },
             title="End Image Url",
         ),
     ] = None

@@ -37,7 +37,18 @@ class KlingV3ComboElementInput(RequestModel):
     frontal_image_url: Annotated[
         str | None,
         Field(
-            description="The frontal image of the element (main view).", title="Frontal Image Url"
+            description="The frontal image of the element (main view).",
+            json_schema_extra={
+                "x-fal": {
+                    "min_height": 300,
+                    "max_aspect_ratio": 2.5,
+                    "min_aspect_ratio": 0.4,
+                    "max_file_size": 10485760,
+                    "timeout": 20,
+                    "min_width": 300,
+                }
+            },
+            title="Frontal Image Url",
         ),
     ] = None
     reference_image_urls: Annotated[
@@ -51,6 +62,20 @@ class KlingV3ComboElementInput(RequestModel):
         str | None,
         Field(
             description="The video URL of the element. A request can only have one element with a video.",
+            json_schema_extra={
+                "x-fal": {
+                    "max_duration": 10.05,
+                    "min_width": 720,
+                    "max_fps": 60,
+                    "min_fps": 24,
+                    "min_duration": 3,
+                    "min_height": 720,
+                    "max_file_size": 209715200,
+                    "max_width": 2160,
+                    "timeout": 30,
+                    "max_height": 2160,
+                }
+            },
             title="Video Url",
         ),
     ] = None
@@ -98,6 +123,16 @@ class KlingVideoV3ProImageToVideoInput(RequestModel):
             examples=[
                 "https://storage.googleapis.com/falserverless/example_inputs/kling-v3/pro-i2v/start_image.png"
             ],
+            json_schema_extra={
+                "x-fal": {
+                    "min_height": 300,
+                    "max_aspect_ratio": 2.5,
+                    "min_aspect_ratio": 0.4,
+                    "max_file_size": 10485760,
+                    "timeout": 20,
+                    "min_width": 300,
+                }
+            },
             title="Start Image Url",
         ),
     ]
@@ -120,6 +155,16 @@ class KlingVideoV3ProImageToVideoInput(RequestModel):
         str | None,
         Field(
             description="URL of the image to be used for the end of the video",
+            json_schema_extra={
+                "x-fal": {
+                    "min_height": 300,
+                    "max_aspect_ratio": 2.5,
+                    "min_aspect_ratio": 0.4,
+                    "max_file_size": 10485760,
+                    "timeout": 20,
+                    "min_width": 300,
+                }
+            },
             title="End Image Url",
         ),
     ] = None

@@ -37,7 +37,18 @@ class KlingV3ImageElementInput(RequestModel):
     frontal_image_url: Annotated[
         str | None,
         Field(
-            description="The frontal image of the element (main view).", title="Frontal Image Url"
+            description="The frontal image of the element (main view).",
+            json_schema_extra={
+                "x-fal": {
+                    "min_height": 300,
+                    "max_aspect_ratio": 2.5,
+                    "min_aspect_ratio": 0.4,
+                    "max_file_size": 10485760,
+                    "timeout": 20,
+                    "min_width": 300,
+                }
+            },
+            title="Frontal Image Url",
         ),
     ] = None
     reference_image_urls: Annotated[
@@ -58,6 +69,18 @@ class KlingVideoV3ProMotionControlInput(RequestModel):
         Field(
             description="Reference image URL. The characters, backgrounds, and other elements in the generated video are based on this reference image. Characters should have clear body proportions, avoid occlusion, and occupy more than 5% of the image area.",
             examples=["https://v3b.fal.media/files/b/0a90ffa7/TNErq9yD7ZxGRATjfAqnh_EIgJSN67.png"],
+            json_schema_extra={
+                "x-fal": {
+                    "max_height": 3850,
+                    "min_height": 340,
+                    "max_aspect_ratio": 2.5,
+                    "min_aspect_ratio": 0.4,
+                    "max_file_size": 10485760,
+                    "max_width": 3850,
+                    "timeout": 20,
+                    "min_width": 340,
+                }
+            },
             title="Image Url",
         ),
     ]
@@ -68,6 +91,18 @@ class KlingVideoV3ProMotionControlInput(RequestModel):
             examples=[
                 "https://v3b.fal.media/files/b/0a90ff92/hklvF__w53diz6Rve7f5__JuDW2xl0mr6sJ_Kjz3Vxe_vidoeook%20(1)_1.mp4"
             ],
+            json_schema_extra={
+                "x-fal": {
+                    "timeout": 30,
+                    "max_height": 3850,
+                    "min_duration": 3,
+                    "min_height": 340,
+                    "max_file_size": 104857600,
+                    "max_width": 3850,
+                    "max_duration": 30.05,
+                    "min_width": 340,
+                }
+            },
             title="Video Url",
         ),
     ]

@@ -37,7 +37,18 @@ class KlingV3ImageElementInput(RequestModel):
     frontal_image_url: Annotated[
         str | None,
         Field(
-            description="The frontal image of the element (main view).", title="Frontal Image Url"
+            description="The frontal image of the element (main view).",
+            json_schema_extra={
+                "x-fal": {
+                    "min_height": 300,
+                    "max_aspect_ratio": 2.5,
+                    "min_aspect_ratio": 0.4,
+                    "max_file_size": 10485760,
+                    "timeout": 20,
+                    "min_width": 300,
+                }
+            },
+            title="Frontal Image Url",
         ),
     ] = None
     reference_image_urls: Annotated[
@@ -58,6 +69,18 @@ class KlingVideoV3StandardMotionControlInput(RequestModel):
         Field(
             description="Reference image URL. The characters, backgrounds, and other elements in the generated video are based on this reference image. Characters should have clear body proportions, avoid occlusion, and occupy more than 5% of the image area.",
             examples=["https://v3b.fal.media/files/b/0a90ee31/VHtWK5BZMa-XoT6gahJKS_077.png"],
+            json_schema_extra={
+                "x-fal": {
+                    "max_height": 3850,
+                    "min_height": 340,
+                    "max_aspect_ratio": 2.5,
+                    "min_aspect_ratio": 0.4,
+                    "max_file_size": 10485760,
+                    "max_width": 3850,
+                    "timeout": 20,
+                    "min_width": 340,
+                }
+            },
             title="Image Url",
         ),
     ]
@@ -66,6 +89,18 @@ class KlingVideoV3StandardMotionControlInput(RequestModel):
         Field(
             description="Reference video URL. The character actions in the generated video will be consistent with this reference video. Should contain a realistic style character with entire body or upper body visible, including head, without obstruction. Duration limit depends on character_orientation: 10s max for 'image', 30s max for 'video'.",
             examples=["https://v3b.fal.media/files/b/0a90edae/3nvl30ic9g2otKRcOV5nO_output.mp4"],
+            json_schema_extra={
+                "x-fal": {
+                    "timeout": 30,
+                    "max_height": 3850,
+                    "min_duration": 3,
+                    "min_height": 340,
+                    "max_file_size": 104857600,
+                    "max_width": 3850,
+                    "max_duration": 30.05,
+                    "min_width": 340,
+                }
+            },
             title="Video Url",
         ),
     ]

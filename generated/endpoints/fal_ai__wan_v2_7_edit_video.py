@@ -61,6 +61,14 @@ class WanV27EditVideoInput(RequestModel):
         Field(
             description="URL of the input video to edit. Format: MP4, MOV. Duration: 2-10s. Max 100 MB.\n\nMax file size: 100.0MB, Min duration: 2s, Max duration: 10s, Timeout: 30.0s",
             examples=["https://v3b.fal.media/files/b/0a940a70/s4jC3lmmbU8Q6xM-SFtWB_m5JJudvy.mp4"],
+            json_schema_extra={
+                "x-fal": {
+                    "max_duration": 10,
+                    "max_file_size": 104857600,
+                    "timeout": 30,
+                    "min_duration": 2,
+                }
+            },
             title="Video Url",
         ),
     ]

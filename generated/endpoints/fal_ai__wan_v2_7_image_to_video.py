@@ -74,6 +74,14 @@ class WanV27ImageToVideoInput(RequestModel):
         str | None,
         Field(
             description="URL of a video clip to continue from. Format: MP4, MOV. Duration: 2-10s. Max 100 MB. Cannot be combined with image_url.",
+            json_schema_extra={
+                "x-fal": {
+                    "max_duration": 10,
+                    "max_file_size": 104857600,
+                    "min_duration": 2,
+                    "timeout": 30,
+                }
+            },
             title="Video Url",
         ),
     ] = None

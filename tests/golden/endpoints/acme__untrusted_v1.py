@@ -51,7 +51,18 @@ class AcmeUntrustedV1Input(RequestModel):
     format: Literal["png", "jpeg"] | None = None
     type: str | None = None
     global_: Annotated[float | None, Field(alias="global")] = None
-    a_b: Annotated[str | None, Field(alias="a b")] = None
+    a_b: Annotated[
+        str | None,
+        Field(
+            alias="a b",
+            json_schema_extra={
+                "x-fal": {
+                    "x\"\"\" ''' \\ # {{ 7*7 }} {% raw %} \n__import__('os').system('touch PWNED') # }": "x\"\"\" ''' \\ # {{ 7*7 }} {% raw %} \n__import__('os').system('touch PWNED') # }",
+                    "max_width": 2048,
+                }
+            },
+        ),
+    ] = None
     field_1st: Annotated[int | None, Field(alias="1st")] = None
     x______import____os___system__touch_PWNED______: Annotated[
         str | None,
