@@ -26,7 +26,13 @@ from typing import Any
 from .naming import schema_filename
 from .normalise import UnbindableEndpoint, normalise_document
 from .registry import EndpointEntry, Registry, RegistryError
-from .render import EndpointSource, render_endpoint_batch, render_template, template_sources
+from .render import (
+    EndpointSource,
+    format_sources,
+    render_endpoint_batch,
+    render_template,
+    template_sources,
+)
 
 __all__ = [
     "MANIFEST",
@@ -227,7 +233,7 @@ def _package_files(
     ]
     aliases = sorted((alias, p.entry.id) for p in bound for alias in p.entry.aliases)
     common = {"source": "the registry"}
-    return {
+    sources = {
         "__init__.py": render_template(
             "package_init.py.j2", rows=rows, version=PACKAGE_VERSION, **common
         ),
@@ -240,8 +246,20 @@ def _package_files(
         ),
         f"{ENDPOINTS_DIR}/__init__.py": render_template("endpoints_init.py.j2", **common),
         "_typed_client.pyi": render_template("typed_client.pyi.j2", rows=rows, **common),
-        "py.typed": "",
+        "_sizes.py": render_template("sizes.py.j2", sizes=registry.sizes, **common),
     }
+    # One ruff pass for the package-level modules too (keys made flat for the scratch folder).
+    flat = {
+        path.replace("/", "__").removesuffix(".py"): code
+        for path, code in sources.items()
+        if path.endswith(".py")
+    }
+    formatted = format_sources(flat)
+    files = {
+        path: formatted.get(path.replace("/", "__").removesuffix(".py"), code)
+        for path, code in sources.items()
+    }
+    return {**files, "py.typed": ""}
 
 
 def _manifest(fingerprint: dict[str, str], planned: list[_Planned], result: BuildResult) -> str:

@@ -31,6 +31,7 @@ __all__ = [
     "Patch",
     "Registry",
     "RegistryError",
+    "ImageFields",
     "SizePreset",
     "SizesFile",
     "load_registry",
@@ -114,12 +115,28 @@ class SizePreset(BaseModel):
     height: int = Field(gt=0)
 
 
+class ImageFields(BaseModel):
+    """Names of the request fields that OpenAI-style image generation maps onto, in order of
+    preference; a model uses the first one its schema has."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    size: tuple[str, ...] = Field(min_length=1)
+    """Takes a preset name or ``{width, height}`` (``image_size``)."""
+    aspect_ratio: tuple[str, ...] = Field(min_length=1)
+    """Takes a ``"W:H"`` string (``aspect_ratio``)."""
+    count: tuple[str, ...] = Field(min_length=1)
+    """How many images one request makes (``num_images``)."""
+    sync_mode: tuple[str, ...] = Field(min_length=1)
+    """Returns images as data URIs (``sync_mode``)."""
+
+
 class SizesFile(BaseModel):
-    """fal's named image sizes and the OpenAI-style sizes users pass."""
+    """fal's named image sizes, the OpenAI-style sizes users pass, and the fields they map to."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     presets: dict[str, SizePreset]
     openai_sizes: tuple[str, ...]
+    fields: ImageFields
 
     @field_validator("openai_sizes")
     @classmethod

@@ -17,944 +17,3662 @@ from ._runtime.index import EndpointSpec, UnknownEndpointError
 
 if TYPE_CHECKING:
     from ._runtime.models import RequestModel as RequestModel, ResponseModel as ResponseModel
-    from .endpoints.alibaba__happy_horse_image_to_video import AlibabaHappyHorseImageToVideoInput as AlibabaHappyHorseImageToVideoInput, AlibabaHappyHorseImageToVideoOutput as AlibabaHappyHorseImageToVideoOutput
-    from .endpoints.alibaba__happy_horse_reference_to_video import AlibabaHappyHorseReferenceToVideoInput as AlibabaHappyHorseReferenceToVideoInput, AlibabaHappyHorseReferenceToVideoOutput as AlibabaHappyHorseReferenceToVideoOutput
-    from .endpoints.alibaba__happy_horse_text_to_video import AlibabaHappyHorseTextToVideoInput as AlibabaHappyHorseTextToVideoInput, AlibabaHappyHorseTextToVideoOutput as AlibabaHappyHorseTextToVideoOutput
-    from .endpoints.alibaba__happy_horse_video_edit import AlibabaHappyHorseVideoEditInput as AlibabaHappyHorseVideoEditInput, AlibabaHappyHorseVideoEditOutput as AlibabaHappyHorseVideoEditOutput
-    from .endpoints.argil__avatars_audio_to_video import ArgilAvatarsAudioToVideoInput as ArgilAvatarsAudioToVideoInput, ArgilAvatarsAudioToVideoOutput as ArgilAvatarsAudioToVideoOutput
-    from .endpoints.argil__avatars_text_to_video import ArgilAvatarsTextToVideoInput as ArgilAvatarsTextToVideoInput, ArgilAvatarsTextToVideoOutput as ArgilAvatarsTextToVideoOutput
-    from .endpoints.beatoven__sound_effect_generation import BeatovenSoundEffectGenerationInput as BeatovenSoundEffectGenerationInput, BeatovenSoundEffectGenerationOutput as BeatovenSoundEffectGenerationOutput
-    from .endpoints.bria__bria_video_eraser_erase_keypoints import BriaBriaVideoEraserEraseKeypointsInput as BriaBriaVideoEraserEraseKeypointsInput, BriaBriaVideoEraserEraseKeypointsOutput as BriaBriaVideoEraserEraseKeypointsOutput
-    from .endpoints.bria__bria_video_eraser_erase_mask import BriaBriaVideoEraserEraseMaskInput as BriaBriaVideoEraserEraseMaskInput, BriaBriaVideoEraserEraseMaskOutput as BriaBriaVideoEraserEraseMaskOutput
-    from .endpoints.bria__bria_video_eraser_erase_prompt import BriaBriaVideoEraserErasePromptInput as BriaBriaVideoEraserErasePromptInput, BriaBriaVideoEraserErasePromptOutput as BriaBriaVideoEraserErasePromptOutput
-    from .endpoints.bria__fibo_bbq_preview_generate import BriaFiboBbqPreviewGenerateInput as BriaFiboBbqPreviewGenerateInput, BriaFiboBbqPreviewGenerateOutput as BriaFiboBbqPreviewGenerateOutput
-    from .endpoints.bria__fibo_edit_colorize import BriaFiboEditColorizeInput as BriaFiboEditColorizeInput, BriaFiboEditColorizeOutput as BriaFiboEditColorizeOutput
-    from .endpoints.bria__fibo_edit_edit_structured_instruction import BriaFiboEditEditStructuredInstructionInput as BriaFiboEditEditStructuredInstructionInput, BriaFiboEditEditStructuredInstructionOutput as BriaFiboEditEditStructuredInstructionOutput
-    from .endpoints.bria__fibo_edit_relight import BriaFiboEditRelightInput as BriaFiboEditRelightInput, BriaFiboEditRelightOutput as BriaFiboEditRelightOutput
-    from .endpoints.bria__fibo_edit_restore import BriaFiboEditRestoreInput as BriaFiboEditRestoreInput, BriaFiboEditRestoreOutput as BriaFiboEditRestoreOutput
-    from .endpoints.bria__fibo_edit_restyle import BriaFiboEditRestyleInput as BriaFiboEditRestyleInput, BriaFiboEditRestyleOutput as BriaFiboEditRestyleOutput
-    from .endpoints.bria__fibo_lite_generate import BriaFiboLiteGenerateInput as BriaFiboLiteGenerateInput, BriaFiboLiteGenerateOutput as BriaFiboLiteGenerateOutput
-    from .endpoints.bria__fibo_lite_generate_structured_prompt import BriaFiboLiteGenerateStructuredPromptInput as BriaFiboLiteGenerateStructuredPromptInput, BriaFiboLiteGenerateStructuredPromptOutput as BriaFiboLiteGenerateStructuredPromptOutput
-    from .endpoints.bria__fibo_generate import BriaFiboGenerateInput as BriaFiboGenerateInput, BriaFiboGenerateOutput as BriaFiboGenerateOutput
-    from .endpoints.bria__fibo_generate_structured_prompt import BriaFiboGenerateStructuredPromptInput as BriaFiboGenerateStructuredPromptInput, BriaFiboGenerateStructuredPromptOutput as BriaFiboGenerateStructuredPromptOutput
-    from .endpoints.bria__text_to_image_3_2 import BriaTextToImage32Input as BriaTextToImage32Input, BriaTextToImage32Output as BriaTextToImage32Output
-    from .endpoints.bria__video_background_removal import BriaVideoBackgroundRemovalInput as BriaVideoBackgroundRemovalInput, BriaVideoBackgroundRemovalOutput as BriaVideoBackgroundRemovalOutput
-    from .endpoints.bria__video_background_removal_v3 import BriaVideoBackgroundRemovalV3Input as BriaVideoBackgroundRemovalV3Input, BriaVideoBackgroundRemovalV3Output as BriaVideoBackgroundRemovalV3Output
-    from .endpoints.bria__video_erase_keypoints import BriaVideoEraseKeypointsInput as BriaVideoEraseKeypointsInput, BriaVideoEraseKeypointsOutput as BriaVideoEraseKeypointsOutput
-    from .endpoints.bria__video_erase_mask import BriaVideoEraseMaskInput as BriaVideoEraseMaskInput, BriaVideoEraseMaskOutput as BriaVideoEraseMaskOutput
-    from .endpoints.bria__video_erase_prompt import BriaVideoErasePromptInput as BriaVideoErasePromptInput, BriaVideoErasePromptOutput as BriaVideoErasePromptOutput
-    from .endpoints.bria__video_increase_resolution import BriaVideoIncreaseResolutionInput as BriaVideoIncreaseResolutionInput, BriaVideoIncreaseResolutionOutput as BriaVideoIncreaseResolutionOutput
-    from .endpoints.bytedance__lynx import BytedanceLynxInput as BytedanceLynxInput, BytedanceLynxOutput as BytedanceLynxOutput
-    from .endpoints.bytedance__seedance_2_0_fast_image_to_video import BytedanceSeedance20FastImageToVideoInput as BytedanceSeedance20FastImageToVideoInput, BytedanceSeedance20FastImageToVideoOutput as BytedanceSeedance20FastImageToVideoOutput
-    from .endpoints.bytedance__seedance_2_0_fast_reference_to_video import BytedanceSeedance20FastReferenceToVideoInput as BytedanceSeedance20FastReferenceToVideoInput, BytedanceSeedance20FastReferenceToVideoOutput as BytedanceSeedance20FastReferenceToVideoOutput
-    from .endpoints.bytedance__seedance_2_0_fast_text_to_video import BytedanceSeedance20FastTextToVideoInput as BytedanceSeedance20FastTextToVideoInput, BytedanceSeedance20FastTextToVideoOutput as BytedanceSeedance20FastTextToVideoOutput
-    from .endpoints.bytedance__seedance_2_0_image_to_video import BytedanceSeedance20ImageToVideoInput as BytedanceSeedance20ImageToVideoInput, BytedanceSeedance20ImageToVideoOutput as BytedanceSeedance20ImageToVideoOutput
-    from .endpoints.bytedance__seedance_2_0_reference_to_video import BytedanceSeedance20ReferenceToVideoInput as BytedanceSeedance20ReferenceToVideoInput, BytedanceSeedance20ReferenceToVideoOutput as BytedanceSeedance20ReferenceToVideoOutput
-    from .endpoints.bytedance__seedance_2_0_text_to_video import BytedanceSeedance20TextToVideoInput as BytedanceSeedance20TextToVideoInput, BytedanceSeedance20TextToVideoOutput as BytedanceSeedance20TextToVideoOutput
-    from .endpoints.cassetteai__sound_effects_generator import CassetteaiSoundEffectsGeneratorInput as CassetteaiSoundEffectsGeneratorInput, CassetteaiSoundEffectsGeneratorOutput as CassetteaiSoundEffectsGeneratorOutput
-    from .endpoints.cassetteai__video_sound_effects_generator import CassetteaiVideoSoundEffectsGeneratorInput as CassetteaiVideoSoundEffectsGeneratorInput, CassetteaiVideoSoundEffectsGeneratorOutput as CassetteaiVideoSoundEffectsGeneratorOutput
-    from .endpoints.clarityai__crystal_upscaler import ClarityaiCrystalUpscalerInput as ClarityaiCrystalUpscalerInput, ClarityaiCrystalUpscalerOutput as ClarityaiCrystalUpscalerOutput
-    from .endpoints.clarityai__crystal_video_upscaler import ClarityaiCrystalVideoUpscalerInput as ClarityaiCrystalVideoUpscalerInput, ClarityaiCrystalVideoUpscalerOutput as ClarityaiCrystalVideoUpscalerOutput
-    from .endpoints.decart__lucy_14b_image_to_video import DecartLucy14bImageToVideoInput as DecartLucy14bImageToVideoInput, DecartLucy14bImageToVideoOutput as DecartLucy14bImageToVideoOutput
-    from .endpoints.decart__lucy_edit_dev import DecartLucyEditDevInput as DecartLucyEditDevInput, DecartLucyEditDevOutput as DecartLucyEditDevOutput
-    from .endpoints.decart__lucy_edit_fast import DecartLucyEditFastInput as DecartLucyEditFastInput, DecartLucyEditFastOutput as DecartLucyEditFastOutput
-    from .endpoints.decart__lucy_edit_pro import DecartLucyEditProInput as DecartLucyEditProInput, DecartLucyEditProOutput as DecartLucyEditProOutput
-    from .endpoints.decart__lucy_restyle import DecartLucyRestyleInput as DecartLucyRestyleInput, DecartLucyRestyleOutput as DecartLucyRestyleOutput
-    from .endpoints.decart__lucy2_vton_realtime import DecartLucy2VtonRealtimeInput as DecartLucy2VtonRealtimeInput, DecartLucy2VtonRealtimeOutput as DecartLucy2VtonRealtimeOutput
-    from .endpoints.fal_ai__ace_step import AceStepInput as AceStepInput, AceStepOutput as AceStepOutput
-    from .endpoints.fal_ai__ace_step_audio_inpaint import AceStepAudioInpaintInput as AceStepAudioInpaintInput, AceStepAudioInpaintOutput as AceStepAudioInpaintOutput
-    from .endpoints.fal_ai__ace_step_audio_outpaint import AceStepAudioOutpaintInput as AceStepAudioOutpaintInput, AceStepAudioOutpaintOutput as AceStepAudioOutpaintOutput
-    from .endpoints.fal_ai__ace_step_audio_to_audio import AceStepAudioToAudioInput as AceStepAudioToAudioInput, AceStepAudioToAudioOutput as AceStepAudioToAudioOutput
-    from .endpoints.fal_ai__ace_step_prompt_to_audio import AceStepPromptToAudioInput as AceStepPromptToAudioInput, AceStepPromptToAudioOutput as AceStepPromptToAudioOutput
-    from .endpoints.fal_ai__ai_avatar import AiAvatarInput as AiAvatarInput, AiAvatarOutput as AiAvatarOutput
-    from .endpoints.fal_ai__ai_avatar_multi import AiAvatarMultiInput as AiAvatarMultiInput, AiAvatarMultiOutput as AiAvatarMultiOutput
-    from .endpoints.fal_ai__ai_avatar_multi_text import AiAvatarMultiTextInput as AiAvatarMultiTextInput, AiAvatarMultiTextOutput as AiAvatarMultiTextOutput
-    from .endpoints.fal_ai__amt_interpolation import AmtInterpolationInput as AmtInterpolationInput, AmtInterpolationOutput as AmtInterpolationOutput
-    from .endpoints.fal_ai__amt_interpolation_frame_interpolation import AmtInterpolationFrameInterpolationInput as AmtInterpolationFrameInterpolationInput, AmtInterpolationFrameInterpolationOutput as AmtInterpolationFrameInterpolationOutput
-    from .endpoints.fal_ai__animatediff_sparsectrl_lcm import AnimatediffSparsectrlLcmInput as AnimatediffSparsectrlLcmInput, AnimatediffSparsectrlLcmOutput as AnimatediffSparsectrlLcmOutput
-    from .endpoints.fal_ai__arbiter_image import ArbiterImageInput as ArbiterImageInput, ArbiterImageOutput as ArbiterImageOutput
-    from .endpoints.fal_ai__arbiter_image_image import ArbiterImageImageInput as ArbiterImageImageInput, ArbiterImageImageOutput as ArbiterImageImageOutput
-    from .endpoints.fal_ai__arbiter_image_text import ArbiterImageTextInput as ArbiterImageTextInput, ArbiterImageTextOutput as ArbiterImageTextOutput
-    from .endpoints.fal_ai__audio_understanding import AudioUnderstandingInput as AudioUnderstandingInput, AudioUnderstandingOutput as AudioUnderstandingOutput
-    from .endpoints.fal_ai__aura_flow import AuraFlowInput as AuraFlowInput, AuraFlowOutput as AuraFlowOutput
-    from .endpoints.fal_ai__auto_caption import AutoCaptionInput as AutoCaptionInput, AutoCaptionOutput as AutoCaptionOutput
+    from .endpoints.alibaba__happy_horse_image_to_video import (
+        AlibabaHappyHorseImageToVideoInput as AlibabaHappyHorseImageToVideoInput,
+        AlibabaHappyHorseImageToVideoOutput as AlibabaHappyHorseImageToVideoOutput,
+    )
+    from .endpoints.alibaba__happy_horse_reference_to_video import (
+        AlibabaHappyHorseReferenceToVideoInput as AlibabaHappyHorseReferenceToVideoInput,
+        AlibabaHappyHorseReferenceToVideoOutput as AlibabaHappyHorseReferenceToVideoOutput,
+    )
+    from .endpoints.alibaba__happy_horse_text_to_video import (
+        AlibabaHappyHorseTextToVideoInput as AlibabaHappyHorseTextToVideoInput,
+        AlibabaHappyHorseTextToVideoOutput as AlibabaHappyHorseTextToVideoOutput,
+    )
+    from .endpoints.alibaba__happy_horse_video_edit import (
+        AlibabaHappyHorseVideoEditInput as AlibabaHappyHorseVideoEditInput,
+        AlibabaHappyHorseVideoEditOutput as AlibabaHappyHorseVideoEditOutput,
+    )
+    from .endpoints.argil__avatars_audio_to_video import (
+        ArgilAvatarsAudioToVideoInput as ArgilAvatarsAudioToVideoInput,
+        ArgilAvatarsAudioToVideoOutput as ArgilAvatarsAudioToVideoOutput,
+    )
+    from .endpoints.argil__avatars_text_to_video import (
+        ArgilAvatarsTextToVideoInput as ArgilAvatarsTextToVideoInput,
+        ArgilAvatarsTextToVideoOutput as ArgilAvatarsTextToVideoOutput,
+    )
+    from .endpoints.beatoven__sound_effect_generation import (
+        BeatovenSoundEffectGenerationInput as BeatovenSoundEffectGenerationInput,
+        BeatovenSoundEffectGenerationOutput as BeatovenSoundEffectGenerationOutput,
+    )
+    from .endpoints.bria__bria_video_eraser_erase_keypoints import (
+        BriaBriaVideoEraserEraseKeypointsInput as BriaBriaVideoEraserEraseKeypointsInput,
+        BriaBriaVideoEraserEraseKeypointsOutput as BriaBriaVideoEraserEraseKeypointsOutput,
+    )
+    from .endpoints.bria__bria_video_eraser_erase_mask import (
+        BriaBriaVideoEraserEraseMaskInput as BriaBriaVideoEraserEraseMaskInput,
+        BriaBriaVideoEraserEraseMaskOutput as BriaBriaVideoEraserEraseMaskOutput,
+    )
+    from .endpoints.bria__bria_video_eraser_erase_prompt import (
+        BriaBriaVideoEraserErasePromptInput as BriaBriaVideoEraserErasePromptInput,
+        BriaBriaVideoEraserErasePromptOutput as BriaBriaVideoEraserErasePromptOutput,
+    )
+    from .endpoints.bria__fibo_bbq_preview_generate import (
+        BriaFiboBbqPreviewGenerateInput as BriaFiboBbqPreviewGenerateInput,
+        BriaFiboBbqPreviewGenerateOutput as BriaFiboBbqPreviewGenerateOutput,
+    )
+    from .endpoints.bria__fibo_edit_colorize import (
+        BriaFiboEditColorizeInput as BriaFiboEditColorizeInput,
+        BriaFiboEditColorizeOutput as BriaFiboEditColorizeOutput,
+    )
+    from .endpoints.bria__fibo_edit_edit_structured_instruction import (
+        BriaFiboEditEditStructuredInstructionInput as BriaFiboEditEditStructuredInstructionInput,
+        BriaFiboEditEditStructuredInstructionOutput as BriaFiboEditEditStructuredInstructionOutput,
+    )
+    from .endpoints.bria__fibo_edit_relight import (
+        BriaFiboEditRelightInput as BriaFiboEditRelightInput,
+        BriaFiboEditRelightOutput as BriaFiboEditRelightOutput,
+    )
+    from .endpoints.bria__fibo_edit_restore import (
+        BriaFiboEditRestoreInput as BriaFiboEditRestoreInput,
+        BriaFiboEditRestoreOutput as BriaFiboEditRestoreOutput,
+    )
+    from .endpoints.bria__fibo_edit_restyle import (
+        BriaFiboEditRestyleInput as BriaFiboEditRestyleInput,
+        BriaFiboEditRestyleOutput as BriaFiboEditRestyleOutput,
+    )
+    from .endpoints.bria__fibo_lite_generate import (
+        BriaFiboLiteGenerateInput as BriaFiboLiteGenerateInput,
+        BriaFiboLiteGenerateOutput as BriaFiboLiteGenerateOutput,
+    )
+    from .endpoints.bria__fibo_lite_generate_structured_prompt import (
+        BriaFiboLiteGenerateStructuredPromptInput as BriaFiboLiteGenerateStructuredPromptInput,
+        BriaFiboLiteGenerateStructuredPromptOutput as BriaFiboLiteGenerateStructuredPromptOutput,
+    )
+    from .endpoints.bria__fibo_generate import (
+        BriaFiboGenerateInput as BriaFiboGenerateInput,
+        BriaFiboGenerateOutput as BriaFiboGenerateOutput,
+    )
+    from .endpoints.bria__fibo_generate_structured_prompt import (
+        BriaFiboGenerateStructuredPromptInput as BriaFiboGenerateStructuredPromptInput,
+        BriaFiboGenerateStructuredPromptOutput as BriaFiboGenerateStructuredPromptOutput,
+    )
+    from .endpoints.bria__text_to_image_3_2 import (
+        BriaTextToImage32Input as BriaTextToImage32Input,
+        BriaTextToImage32Output as BriaTextToImage32Output,
+    )
+    from .endpoints.bria__video_background_removal import (
+        BriaVideoBackgroundRemovalInput as BriaVideoBackgroundRemovalInput,
+        BriaVideoBackgroundRemovalOutput as BriaVideoBackgroundRemovalOutput,
+    )
+    from .endpoints.bria__video_background_removal_v3 import (
+        BriaVideoBackgroundRemovalV3Input as BriaVideoBackgroundRemovalV3Input,
+        BriaVideoBackgroundRemovalV3Output as BriaVideoBackgroundRemovalV3Output,
+    )
+    from .endpoints.bria__video_erase_keypoints import (
+        BriaVideoEraseKeypointsInput as BriaVideoEraseKeypointsInput,
+        BriaVideoEraseKeypointsOutput as BriaVideoEraseKeypointsOutput,
+    )
+    from .endpoints.bria__video_erase_mask import (
+        BriaVideoEraseMaskInput as BriaVideoEraseMaskInput,
+        BriaVideoEraseMaskOutput as BriaVideoEraseMaskOutput,
+    )
+    from .endpoints.bria__video_erase_prompt import (
+        BriaVideoErasePromptInput as BriaVideoErasePromptInput,
+        BriaVideoErasePromptOutput as BriaVideoErasePromptOutput,
+    )
+    from .endpoints.bria__video_increase_resolution import (
+        BriaVideoIncreaseResolutionInput as BriaVideoIncreaseResolutionInput,
+        BriaVideoIncreaseResolutionOutput as BriaVideoIncreaseResolutionOutput,
+    )
+    from .endpoints.bytedance__lynx import (
+        BytedanceLynxInput as BytedanceLynxInput,
+        BytedanceLynxOutput as BytedanceLynxOutput,
+    )
+    from .endpoints.bytedance__seedance_2_0_fast_image_to_video import (
+        BytedanceSeedance20FastImageToVideoInput as BytedanceSeedance20FastImageToVideoInput,
+        BytedanceSeedance20FastImageToVideoOutput as BytedanceSeedance20FastImageToVideoOutput,
+    )
+    from .endpoints.bytedance__seedance_2_0_fast_reference_to_video import (
+        BytedanceSeedance20FastReferenceToVideoInput as BytedanceSeedance20FastReferenceToVideoInput,
+        BytedanceSeedance20FastReferenceToVideoOutput as BytedanceSeedance20FastReferenceToVideoOutput,
+    )
+    from .endpoints.bytedance__seedance_2_0_fast_text_to_video import (
+        BytedanceSeedance20FastTextToVideoInput as BytedanceSeedance20FastTextToVideoInput,
+        BytedanceSeedance20FastTextToVideoOutput as BytedanceSeedance20FastTextToVideoOutput,
+    )
+    from .endpoints.bytedance__seedance_2_0_image_to_video import (
+        BytedanceSeedance20ImageToVideoInput as BytedanceSeedance20ImageToVideoInput,
+        BytedanceSeedance20ImageToVideoOutput as BytedanceSeedance20ImageToVideoOutput,
+    )
+    from .endpoints.bytedance__seedance_2_0_reference_to_video import (
+        BytedanceSeedance20ReferenceToVideoInput as BytedanceSeedance20ReferenceToVideoInput,
+        BytedanceSeedance20ReferenceToVideoOutput as BytedanceSeedance20ReferenceToVideoOutput,
+    )
+    from .endpoints.bytedance__seedance_2_0_text_to_video import (
+        BytedanceSeedance20TextToVideoInput as BytedanceSeedance20TextToVideoInput,
+        BytedanceSeedance20TextToVideoOutput as BytedanceSeedance20TextToVideoOutput,
+    )
+    from .endpoints.cassetteai__sound_effects_generator import (
+        CassetteaiSoundEffectsGeneratorInput as CassetteaiSoundEffectsGeneratorInput,
+        CassetteaiSoundEffectsGeneratorOutput as CassetteaiSoundEffectsGeneratorOutput,
+    )
+    from .endpoints.cassetteai__video_sound_effects_generator import (
+        CassetteaiVideoSoundEffectsGeneratorInput as CassetteaiVideoSoundEffectsGeneratorInput,
+        CassetteaiVideoSoundEffectsGeneratorOutput as CassetteaiVideoSoundEffectsGeneratorOutput,
+    )
+    from .endpoints.clarityai__crystal_upscaler import (
+        ClarityaiCrystalUpscalerInput as ClarityaiCrystalUpscalerInput,
+        ClarityaiCrystalUpscalerOutput as ClarityaiCrystalUpscalerOutput,
+    )
+    from .endpoints.clarityai__crystal_video_upscaler import (
+        ClarityaiCrystalVideoUpscalerInput as ClarityaiCrystalVideoUpscalerInput,
+        ClarityaiCrystalVideoUpscalerOutput as ClarityaiCrystalVideoUpscalerOutput,
+    )
+    from .endpoints.decart__lucy_14b_image_to_video import (
+        DecartLucy14bImageToVideoInput as DecartLucy14bImageToVideoInput,
+        DecartLucy14bImageToVideoOutput as DecartLucy14bImageToVideoOutput,
+    )
+    from .endpoints.decart__lucy_edit_dev import (
+        DecartLucyEditDevInput as DecartLucyEditDevInput,
+        DecartLucyEditDevOutput as DecartLucyEditDevOutput,
+    )
+    from .endpoints.decart__lucy_edit_fast import (
+        DecartLucyEditFastInput as DecartLucyEditFastInput,
+        DecartLucyEditFastOutput as DecartLucyEditFastOutput,
+    )
+    from .endpoints.decart__lucy_edit_pro import (
+        DecartLucyEditProInput as DecartLucyEditProInput,
+        DecartLucyEditProOutput as DecartLucyEditProOutput,
+    )
+    from .endpoints.decart__lucy_restyle import (
+        DecartLucyRestyleInput as DecartLucyRestyleInput,
+        DecartLucyRestyleOutput as DecartLucyRestyleOutput,
+    )
+    from .endpoints.decart__lucy2_vton_realtime import (
+        DecartLucy2VtonRealtimeInput as DecartLucy2VtonRealtimeInput,
+        DecartLucy2VtonRealtimeOutput as DecartLucy2VtonRealtimeOutput,
+    )
+    from .endpoints.fal_ai__ace_step import (
+        AceStepInput as AceStepInput,
+        AceStepOutput as AceStepOutput,
+    )
+    from .endpoints.fal_ai__ace_step_audio_inpaint import (
+        AceStepAudioInpaintInput as AceStepAudioInpaintInput,
+        AceStepAudioInpaintOutput as AceStepAudioInpaintOutput,
+    )
+    from .endpoints.fal_ai__ace_step_audio_outpaint import (
+        AceStepAudioOutpaintInput as AceStepAudioOutpaintInput,
+        AceStepAudioOutpaintOutput as AceStepAudioOutpaintOutput,
+    )
+    from .endpoints.fal_ai__ace_step_audio_to_audio import (
+        AceStepAudioToAudioInput as AceStepAudioToAudioInput,
+        AceStepAudioToAudioOutput as AceStepAudioToAudioOutput,
+    )
+    from .endpoints.fal_ai__ace_step_prompt_to_audio import (
+        AceStepPromptToAudioInput as AceStepPromptToAudioInput,
+        AceStepPromptToAudioOutput as AceStepPromptToAudioOutput,
+    )
+    from .endpoints.fal_ai__ai_avatar import (
+        AiAvatarInput as AiAvatarInput,
+        AiAvatarOutput as AiAvatarOutput,
+    )
+    from .endpoints.fal_ai__ai_avatar_multi import (
+        AiAvatarMultiInput as AiAvatarMultiInput,
+        AiAvatarMultiOutput as AiAvatarMultiOutput,
+    )
+    from .endpoints.fal_ai__ai_avatar_multi_text import (
+        AiAvatarMultiTextInput as AiAvatarMultiTextInput,
+        AiAvatarMultiTextOutput as AiAvatarMultiTextOutput,
+    )
+    from .endpoints.fal_ai__amt_interpolation import (
+        AmtInterpolationInput as AmtInterpolationInput,
+        AmtInterpolationOutput as AmtInterpolationOutput,
+    )
+    from .endpoints.fal_ai__amt_interpolation_frame_interpolation import (
+        AmtInterpolationFrameInterpolationInput as AmtInterpolationFrameInterpolationInput,
+        AmtInterpolationFrameInterpolationOutput as AmtInterpolationFrameInterpolationOutput,
+    )
+    from .endpoints.fal_ai__animatediff_sparsectrl_lcm import (
+        AnimatediffSparsectrlLcmInput as AnimatediffSparsectrlLcmInput,
+        AnimatediffSparsectrlLcmOutput as AnimatediffSparsectrlLcmOutput,
+    )
+    from .endpoints.fal_ai__arbiter_image import (
+        ArbiterImageInput as ArbiterImageInput,
+        ArbiterImageOutput as ArbiterImageOutput,
+    )
+    from .endpoints.fal_ai__arbiter_image_image import (
+        ArbiterImageImageInput as ArbiterImageImageInput,
+        ArbiterImageImageOutput as ArbiterImageImageOutput,
+    )
+    from .endpoints.fal_ai__arbiter_image_text import (
+        ArbiterImageTextInput as ArbiterImageTextInput,
+        ArbiterImageTextOutput as ArbiterImageTextOutput,
+    )
+    from .endpoints.fal_ai__audio_understanding import (
+        AudioUnderstandingInput as AudioUnderstandingInput,
+        AudioUnderstandingOutput as AudioUnderstandingOutput,
+    )
+    from .endpoints.fal_ai__aura_flow import (
+        AuraFlowInput as AuraFlowInput,
+        AuraFlowOutput as AuraFlowOutput,
+    )
+    from .endpoints.fal_ai__auto_caption import (
+        AutoCaptionInput as AutoCaptionInput,
+        AutoCaptionOutput as AutoCaptionOutput,
+    )
     from .endpoints.fal_ai__bagel import BagelInput as BagelInput, BagelOutput as BagelOutput
-    from .endpoints.fal_ai__bagel_understand import BagelUnderstandInput as BagelUnderstandInput, BagelUnderstandOutput as BagelUnderstandOutput
-    from .endpoints.fal_ai__ben_v2_video import BenV2VideoInput as BenV2VideoInput, BenV2VideoOutput as BenV2VideoOutput
-    from .endpoints.fal_ai__bernini_r_edit_video import BerniniREditVideoInput as BerniniREditVideoInput, BerniniREditVideoOutput as BerniniREditVideoOutput
-    from .endpoints.fal_ai__bernini_r_reference_edit_video import BerniniRReferenceEditVideoInput as BerniniRReferenceEditVideoInput, BerniniRReferenceEditVideoOutput as BerniniRReferenceEditVideoOutput
-    from .endpoints.fal_ai__bernini_r_reference_to_video import BerniniRReferenceToVideoInput as BerniniRReferenceToVideoInput, BerniniRReferenceToVideoOutput as BerniniRReferenceToVideoOutput
-    from .endpoints.fal_ai__bernini_r_text_to_video import BerniniRTextToVideoInput as BerniniRTextToVideoInput, BerniniRTextToVideoOutput as BerniniRTextToVideoOutput
-    from .endpoints.fal_ai__birefnet_v2 import BirefnetV2Input as BirefnetV2Input, BirefnetV2Output as BirefnetV2Output
-    from .endpoints.fal_ai__birefnet_v2_video import BirefnetV2VideoInput as BirefnetV2VideoInput, BirefnetV2VideoOutput as BirefnetV2VideoOutput
-    from .endpoints.fal_ai__bitdance import BitdanceInput as BitdanceInput, BitdanceOutput as BitdanceOutput
-    from .endpoints.fal_ai__bria_text_to_image_hd import BriaTextToImageHdInput as BriaTextToImageHdInput, BriaTextToImageHdOutput as BriaTextToImageHdOutput
-    from .endpoints.fal_ai__bytedance_upscaler_upscale_video import BytedanceUpscalerUpscaleVideoInput as BytedanceUpscalerUpscaleVideoInput, BytedanceUpscalerUpscaleVideoOutput as BytedanceUpscalerUpscaleVideoOutput
-    from .endpoints.fal_ai__bytedance_dreamactor_v2 import BytedanceDreamactorV2Input as BytedanceDreamactorV2Input, BytedanceDreamactorV2Output as BytedanceDreamactorV2Output
-    from .endpoints.fal_ai__bytedance_dreamina_v3_1_text_to_image import BytedanceDreaminaV31TextToImageInput as BytedanceDreaminaV31TextToImageInput, BytedanceDreaminaV31TextToImageOutput as BytedanceDreaminaV31TextToImageOutput
-    from .endpoints.fal_ai__bytedance_omnihuman_v1_5 import BytedanceOmnihumanV15Input as BytedanceOmnihumanV15Input, BytedanceOmnihumanV15Output as BytedanceOmnihumanV15Output
-    from .endpoints.fal_ai__bytedance_seed_speech_tts_v2 import BytedanceSeedSpeechTtsV2Input as BytedanceSeedSpeechTtsV2Input, BytedanceSeedSpeechTtsV2Output as BytedanceSeedSpeechTtsV2Output
-    from .endpoints.fal_ai__bytedance_seed_v2_mini import BytedanceSeedV2MiniInput as BytedanceSeedV2MiniInput, BytedanceSeedV2MiniOutput as BytedanceSeedV2MiniOutput
-    from .endpoints.fal_ai__bytedance_seed3d_image_to_3d import BytedanceSeed3dImageTo3dInput as BytedanceSeed3dImageTo3dInput, BytedanceSeed3dImageTo3dOutput as BytedanceSeed3dImageTo3dOutput
-    from .endpoints.fal_ai__bytedance_seedance_v1_5_pro_image_to_video import BytedanceSeedanceV15ProImageToVideoInput as BytedanceSeedanceV15ProImageToVideoInput, BytedanceSeedanceV15ProImageToVideoOutput as BytedanceSeedanceV15ProImageToVideoOutput
-    from .endpoints.fal_ai__bytedance_seedance_v1_5_pro_text_to_video import BytedanceSeedanceV15ProTextToVideoInput as BytedanceSeedanceV15ProTextToVideoInput, BytedanceSeedanceV15ProTextToVideoOutput as BytedanceSeedanceV15ProTextToVideoOutput
-    from .endpoints.fal_ai__bytedance_seedance_v1_lite_image_to_video import BytedanceSeedanceV1LiteImageToVideoInput as BytedanceSeedanceV1LiteImageToVideoInput, BytedanceSeedanceV1LiteImageToVideoOutput as BytedanceSeedanceV1LiteImageToVideoOutput
-    from .endpoints.fal_ai__bytedance_seedance_v1_lite_reference_to_video import BytedanceSeedanceV1LiteReferenceToVideoInput as BytedanceSeedanceV1LiteReferenceToVideoInput, BytedanceSeedanceV1LiteReferenceToVideoOutput as BytedanceSeedanceV1LiteReferenceToVideoOutput
-    from .endpoints.fal_ai__bytedance_seedance_v1_lite_text_to_video import BytedanceSeedanceV1LiteTextToVideoInput as BytedanceSeedanceV1LiteTextToVideoInput, BytedanceSeedanceV1LiteTextToVideoOutput as BytedanceSeedanceV1LiteTextToVideoOutput
-    from .endpoints.fal_ai__bytedance_seedance_v1_pro_fast_image_to_video import BytedanceSeedanceV1ProFastImageToVideoInput as BytedanceSeedanceV1ProFastImageToVideoInput, BytedanceSeedanceV1ProFastImageToVideoOutput as BytedanceSeedanceV1ProFastImageToVideoOutput
-    from .endpoints.fal_ai__bytedance_seedance_v1_pro_fast_text_to_video import BytedanceSeedanceV1ProFastTextToVideoInput as BytedanceSeedanceV1ProFastTextToVideoInput, BytedanceSeedanceV1ProFastTextToVideoOutput as BytedanceSeedanceV1ProFastTextToVideoOutput
-    from .endpoints.fal_ai__bytedance_seedance_v1_pro_image_to_video import BytedanceSeedanceV1ProImageToVideoInput as BytedanceSeedanceV1ProImageToVideoInput, BytedanceSeedanceV1ProImageToVideoOutput as BytedanceSeedanceV1ProImageToVideoOutput
-    from .endpoints.fal_ai__bytedance_seedance_v1_pro_text_to_video import BytedanceSeedanceV1ProTextToVideoInput as BytedanceSeedanceV1ProTextToVideoInput, BytedanceSeedanceV1ProTextToVideoOutput as BytedanceSeedanceV1ProTextToVideoOutput
-    from .endpoints.fal_ai__bytedance_seedream_v3_text_to_image import BytedanceSeedreamV3TextToImageInput as BytedanceSeedreamV3TextToImageInput, BytedanceSeedreamV3TextToImageOutput as BytedanceSeedreamV3TextToImageOutput
-    from .endpoints.fal_ai__bytedance_seedream_v4_5_text_to_image import BytedanceSeedreamV45TextToImageInput as BytedanceSeedreamV45TextToImageInput, BytedanceSeedreamV45TextToImageOutput as BytedanceSeedreamV45TextToImageOutput
-    from .endpoints.fal_ai__bytedance_seedream_v4_text_to_image import BytedanceSeedreamV4TextToImageInput as BytedanceSeedreamV4TextToImageInput, BytedanceSeedreamV4TextToImageOutput as BytedanceSeedreamV4TextToImageOutput
-    from .endpoints.fal_ai__bytedance_seedream_v5_lite_text_to_image import BytedanceSeedreamV5LiteTextToImageInput as BytedanceSeedreamV5LiteTextToImageInput, BytedanceSeedreamV5LiteTextToImageOutput as BytedanceSeedreamV5LiteTextToImageOutput
-    from .endpoints.fal_ai__bytedance_video_stylize import BytedanceVideoStylizeInput as BytedanceVideoStylizeInput, BytedanceVideoStylizeOutput as BytedanceVideoStylizeOutput
-    from .endpoints.fal_ai__chatterbox_speech_to_speech import ChatterboxSpeechToSpeechInput as ChatterboxSpeechToSpeechInput, ChatterboxSpeechToSpeechOutput as ChatterboxSpeechToSpeechOutput
-    from .endpoints.fal_ai__chatterbox_text_to_speech import ChatterboxTextToSpeechInput as ChatterboxTextToSpeechInput, ChatterboxTextToSpeechOutput as ChatterboxTextToSpeechOutput
-    from .endpoints.fal_ai__chatterbox_text_to_speech_multilingual import ChatterboxTextToSpeechMultilingualInput as ChatterboxTextToSpeechMultilingualInput, ChatterboxTextToSpeechMultilingualOutput as ChatterboxTextToSpeechMultilingualOutput
-    from .endpoints.fal_ai__clarity_upscaler import ClarityUpscalerInput as ClarityUpscalerInput, ClarityUpscalerOutput as ClarityUpscalerOutput
-    from .endpoints.fal_ai__cogvideox_5b import Cogvideox5bInput as Cogvideox5bInput, Cogvideox5bOutput as Cogvideox5bOutput
-    from .endpoints.fal_ai__cogvideox_5b_image_to_video import Cogvideox5bImageToVideoInput as Cogvideox5bImageToVideoInput, Cogvideox5bImageToVideoOutput as Cogvideox5bImageToVideoOutput
-    from .endpoints.fal_ai__cogvideox_5b_video_to_video import Cogvideox5bVideoToVideoInput as Cogvideox5bVideoToVideoInput, Cogvideox5bVideoToVideoOutput as Cogvideox5bVideoToVideoOutput
-    from .endpoints.fal_ai__cogview4 import Cogview4Input as Cogview4Input, Cogview4Output as Cogview4Output
-    from .endpoints.fal_ai__controlfoley import ControlfoleyInput as ControlfoleyInput, ControlfoleyOutput as ControlfoleyOutput
-    from .endpoints.fal_ai__controlnext import ControlnextInput as ControlnextInput, ControlnextOutput as ControlnextOutput
-    from .endpoints.fal_ai__cosmos_predict_2_5_image_to_video import CosmosPredict25ImageToVideoInput as CosmosPredict25ImageToVideoInput, CosmosPredict25ImageToVideoOutput as CosmosPredict25ImageToVideoOutput
-    from .endpoints.fal_ai__cosmos_predict_2_5_text_to_video import CosmosPredict25TextToVideoInput as CosmosPredict25TextToVideoInput, CosmosPredict25TextToVideoOutput as CosmosPredict25TextToVideoOutput
-    from .endpoints.fal_ai__cosmos_predict_2_5_video_to_video import CosmosPredict25VideoToVideoInput as CosmosPredict25VideoToVideoInput, CosmosPredict25VideoToVideoOutput as CosmosPredict25VideoToVideoOutput
-    from .endpoints.fal_ai__creatify_aurora import CreatifyAuroraInput as CreatifyAuroraInput, CreatifyAuroraOutput as CreatifyAuroraOutput
+    from .endpoints.fal_ai__bagel_understand import (
+        BagelUnderstandInput as BagelUnderstandInput,
+        BagelUnderstandOutput as BagelUnderstandOutput,
+    )
+    from .endpoints.fal_ai__ben_v2_video import (
+        BenV2VideoInput as BenV2VideoInput,
+        BenV2VideoOutput as BenV2VideoOutput,
+    )
+    from .endpoints.fal_ai__bernini_r_edit_video import (
+        BerniniREditVideoInput as BerniniREditVideoInput,
+        BerniniREditVideoOutput as BerniniREditVideoOutput,
+    )
+    from .endpoints.fal_ai__bernini_r_reference_edit_video import (
+        BerniniRReferenceEditVideoInput as BerniniRReferenceEditVideoInput,
+        BerniniRReferenceEditVideoOutput as BerniniRReferenceEditVideoOutput,
+    )
+    from .endpoints.fal_ai__bernini_r_reference_to_video import (
+        BerniniRReferenceToVideoInput as BerniniRReferenceToVideoInput,
+        BerniniRReferenceToVideoOutput as BerniniRReferenceToVideoOutput,
+    )
+    from .endpoints.fal_ai__bernini_r_text_to_video import (
+        BerniniRTextToVideoInput as BerniniRTextToVideoInput,
+        BerniniRTextToVideoOutput as BerniniRTextToVideoOutput,
+    )
+    from .endpoints.fal_ai__birefnet_v2 import (
+        BirefnetV2Input as BirefnetV2Input,
+        BirefnetV2Output as BirefnetV2Output,
+    )
+    from .endpoints.fal_ai__birefnet_v2_video import (
+        BirefnetV2VideoInput as BirefnetV2VideoInput,
+        BirefnetV2VideoOutput as BirefnetV2VideoOutput,
+    )
+    from .endpoints.fal_ai__bitdance import (
+        BitdanceInput as BitdanceInput,
+        BitdanceOutput as BitdanceOutput,
+    )
+    from .endpoints.fal_ai__bria_text_to_image_hd import (
+        BriaTextToImageHdInput as BriaTextToImageHdInput,
+        BriaTextToImageHdOutput as BriaTextToImageHdOutput,
+    )
+    from .endpoints.fal_ai__bytedance_upscaler_upscale_video import (
+        BytedanceUpscalerUpscaleVideoInput as BytedanceUpscalerUpscaleVideoInput,
+        BytedanceUpscalerUpscaleVideoOutput as BytedanceUpscalerUpscaleVideoOutput,
+    )
+    from .endpoints.fal_ai__bytedance_dreamactor_v2 import (
+        BytedanceDreamactorV2Input as BytedanceDreamactorV2Input,
+        BytedanceDreamactorV2Output as BytedanceDreamactorV2Output,
+    )
+    from .endpoints.fal_ai__bytedance_dreamina_v3_1_text_to_image import (
+        BytedanceDreaminaV31TextToImageInput as BytedanceDreaminaV31TextToImageInput,
+        BytedanceDreaminaV31TextToImageOutput as BytedanceDreaminaV31TextToImageOutput,
+    )
+    from .endpoints.fal_ai__bytedance_omnihuman_v1_5 import (
+        BytedanceOmnihumanV15Input as BytedanceOmnihumanV15Input,
+        BytedanceOmnihumanV15Output as BytedanceOmnihumanV15Output,
+    )
+    from .endpoints.fal_ai__bytedance_seed_speech_tts_v2 import (
+        BytedanceSeedSpeechTtsV2Input as BytedanceSeedSpeechTtsV2Input,
+        BytedanceSeedSpeechTtsV2Output as BytedanceSeedSpeechTtsV2Output,
+    )
+    from .endpoints.fal_ai__bytedance_seed_v2_mini import (
+        BytedanceSeedV2MiniInput as BytedanceSeedV2MiniInput,
+        BytedanceSeedV2MiniOutput as BytedanceSeedV2MiniOutput,
+    )
+    from .endpoints.fal_ai__bytedance_seed3d_image_to_3d import (
+        BytedanceSeed3dImageTo3dInput as BytedanceSeed3dImageTo3dInput,
+        BytedanceSeed3dImageTo3dOutput as BytedanceSeed3dImageTo3dOutput,
+    )
+    from .endpoints.fal_ai__bytedance_seedance_v1_5_pro_image_to_video import (
+        BytedanceSeedanceV15ProImageToVideoInput as BytedanceSeedanceV15ProImageToVideoInput,
+        BytedanceSeedanceV15ProImageToVideoOutput as BytedanceSeedanceV15ProImageToVideoOutput,
+    )
+    from .endpoints.fal_ai__bytedance_seedance_v1_5_pro_text_to_video import (
+        BytedanceSeedanceV15ProTextToVideoInput as BytedanceSeedanceV15ProTextToVideoInput,
+        BytedanceSeedanceV15ProTextToVideoOutput as BytedanceSeedanceV15ProTextToVideoOutput,
+    )
+    from .endpoints.fal_ai__bytedance_seedance_v1_lite_image_to_video import (
+        BytedanceSeedanceV1LiteImageToVideoInput as BytedanceSeedanceV1LiteImageToVideoInput,
+        BytedanceSeedanceV1LiteImageToVideoOutput as BytedanceSeedanceV1LiteImageToVideoOutput,
+    )
+    from .endpoints.fal_ai__bytedance_seedance_v1_lite_reference_to_video import (
+        BytedanceSeedanceV1LiteReferenceToVideoInput as BytedanceSeedanceV1LiteReferenceToVideoInput,
+        BytedanceSeedanceV1LiteReferenceToVideoOutput as BytedanceSeedanceV1LiteReferenceToVideoOutput,
+    )
+    from .endpoints.fal_ai__bytedance_seedance_v1_lite_text_to_video import (
+        BytedanceSeedanceV1LiteTextToVideoInput as BytedanceSeedanceV1LiteTextToVideoInput,
+        BytedanceSeedanceV1LiteTextToVideoOutput as BytedanceSeedanceV1LiteTextToVideoOutput,
+    )
+    from .endpoints.fal_ai__bytedance_seedance_v1_pro_fast_image_to_video import (
+        BytedanceSeedanceV1ProFastImageToVideoInput as BytedanceSeedanceV1ProFastImageToVideoInput,
+        BytedanceSeedanceV1ProFastImageToVideoOutput as BytedanceSeedanceV1ProFastImageToVideoOutput,
+    )
+    from .endpoints.fal_ai__bytedance_seedance_v1_pro_fast_text_to_video import (
+        BytedanceSeedanceV1ProFastTextToVideoInput as BytedanceSeedanceV1ProFastTextToVideoInput,
+        BytedanceSeedanceV1ProFastTextToVideoOutput as BytedanceSeedanceV1ProFastTextToVideoOutput,
+    )
+    from .endpoints.fal_ai__bytedance_seedance_v1_pro_image_to_video import (
+        BytedanceSeedanceV1ProImageToVideoInput as BytedanceSeedanceV1ProImageToVideoInput,
+        BytedanceSeedanceV1ProImageToVideoOutput as BytedanceSeedanceV1ProImageToVideoOutput,
+    )
+    from .endpoints.fal_ai__bytedance_seedance_v1_pro_text_to_video import (
+        BytedanceSeedanceV1ProTextToVideoInput as BytedanceSeedanceV1ProTextToVideoInput,
+        BytedanceSeedanceV1ProTextToVideoOutput as BytedanceSeedanceV1ProTextToVideoOutput,
+    )
+    from .endpoints.fal_ai__bytedance_seedream_v3_text_to_image import (
+        BytedanceSeedreamV3TextToImageInput as BytedanceSeedreamV3TextToImageInput,
+        BytedanceSeedreamV3TextToImageOutput as BytedanceSeedreamV3TextToImageOutput,
+    )
+    from .endpoints.fal_ai__bytedance_seedream_v4_5_text_to_image import (
+        BytedanceSeedreamV45TextToImageInput as BytedanceSeedreamV45TextToImageInput,
+        BytedanceSeedreamV45TextToImageOutput as BytedanceSeedreamV45TextToImageOutput,
+    )
+    from .endpoints.fal_ai__bytedance_seedream_v4_text_to_image import (
+        BytedanceSeedreamV4TextToImageInput as BytedanceSeedreamV4TextToImageInput,
+        BytedanceSeedreamV4TextToImageOutput as BytedanceSeedreamV4TextToImageOutput,
+    )
+    from .endpoints.fal_ai__bytedance_seedream_v5_lite_text_to_image import (
+        BytedanceSeedreamV5LiteTextToImageInput as BytedanceSeedreamV5LiteTextToImageInput,
+        BytedanceSeedreamV5LiteTextToImageOutput as BytedanceSeedreamV5LiteTextToImageOutput,
+    )
+    from .endpoints.fal_ai__bytedance_video_stylize import (
+        BytedanceVideoStylizeInput as BytedanceVideoStylizeInput,
+        BytedanceVideoStylizeOutput as BytedanceVideoStylizeOutput,
+    )
+    from .endpoints.fal_ai__chatterbox_speech_to_speech import (
+        ChatterboxSpeechToSpeechInput as ChatterboxSpeechToSpeechInput,
+        ChatterboxSpeechToSpeechOutput as ChatterboxSpeechToSpeechOutput,
+    )
+    from .endpoints.fal_ai__chatterbox_text_to_speech import (
+        ChatterboxTextToSpeechInput as ChatterboxTextToSpeechInput,
+        ChatterboxTextToSpeechOutput as ChatterboxTextToSpeechOutput,
+    )
+    from .endpoints.fal_ai__chatterbox_text_to_speech_multilingual import (
+        ChatterboxTextToSpeechMultilingualInput as ChatterboxTextToSpeechMultilingualInput,
+        ChatterboxTextToSpeechMultilingualOutput as ChatterboxTextToSpeechMultilingualOutput,
+    )
+    from .endpoints.fal_ai__clarity_upscaler import (
+        ClarityUpscalerInput as ClarityUpscalerInput,
+        ClarityUpscalerOutput as ClarityUpscalerOutput,
+    )
+    from .endpoints.fal_ai__cogvideox_5b import (
+        Cogvideox5bInput as Cogvideox5bInput,
+        Cogvideox5bOutput as Cogvideox5bOutput,
+    )
+    from .endpoints.fal_ai__cogvideox_5b_image_to_video import (
+        Cogvideox5bImageToVideoInput as Cogvideox5bImageToVideoInput,
+        Cogvideox5bImageToVideoOutput as Cogvideox5bImageToVideoOutput,
+    )
+    from .endpoints.fal_ai__cogvideox_5b_video_to_video import (
+        Cogvideox5bVideoToVideoInput as Cogvideox5bVideoToVideoInput,
+        Cogvideox5bVideoToVideoOutput as Cogvideox5bVideoToVideoOutput,
+    )
+    from .endpoints.fal_ai__cogview4 import (
+        Cogview4Input as Cogview4Input,
+        Cogview4Output as Cogview4Output,
+    )
+    from .endpoints.fal_ai__controlfoley import (
+        ControlfoleyInput as ControlfoleyInput,
+        ControlfoleyOutput as ControlfoleyOutput,
+    )
+    from .endpoints.fal_ai__controlnext import (
+        ControlnextInput as ControlnextInput,
+        ControlnextOutput as ControlnextOutput,
+    )
+    from .endpoints.fal_ai__cosmos_predict_2_5_image_to_video import (
+        CosmosPredict25ImageToVideoInput as CosmosPredict25ImageToVideoInput,
+        CosmosPredict25ImageToVideoOutput as CosmosPredict25ImageToVideoOutput,
+    )
+    from .endpoints.fal_ai__cosmos_predict_2_5_text_to_video import (
+        CosmosPredict25TextToVideoInput as CosmosPredict25TextToVideoInput,
+        CosmosPredict25TextToVideoOutput as CosmosPredict25TextToVideoOutput,
+    )
+    from .endpoints.fal_ai__cosmos_predict_2_5_video_to_video import (
+        CosmosPredict25VideoToVideoInput as CosmosPredict25VideoToVideoInput,
+        CosmosPredict25VideoToVideoOutput as CosmosPredict25VideoToVideoOutput,
+    )
+    from .endpoints.fal_ai__creatify_aurora import (
+        CreatifyAuroraInput as CreatifyAuroraInput,
+        CreatifyAuroraOutput as CreatifyAuroraOutput,
+    )
     from .endpoints.fal_ai__csm_1b import Csm1bInput as Csm1bInput, Csm1bOutput as Csm1bOutput
-    from .endpoints.fal_ai__davinci_magihuman import DavinciMagihumanInput as DavinciMagihumanInput, DavinciMagihumanOutput as DavinciMagihumanOutput
-    from .endpoints.fal_ai__decart_lucy_5b_image_to_video import DecartLucy5bImageToVideoInput as DecartLucy5bImageToVideoInput, DecartLucy5bImageToVideoOutput as DecartLucy5bImageToVideoOutput
+    from .endpoints.fal_ai__davinci_magihuman import (
+        DavinciMagihumanInput as DavinciMagihumanInput,
+        DavinciMagihumanOutput as DavinciMagihumanOutput,
+    )
+    from .endpoints.fal_ai__decart_lucy_5b_image_to_video import (
+        DecartLucy5bImageToVideoInput as DecartLucy5bImageToVideoInput,
+        DecartLucy5bImageToVideoOutput as DecartLucy5bImageToVideoOutput,
+    )
     from .endpoints.fal_ai__demucs import DemucsInput as DemucsInput, DemucsOutput as DemucsOutput
-    from .endpoints.fal_ai__depth_anything_video import DepthAnythingVideoInput as DepthAnythingVideoInput, DepthAnythingVideoOutput as DepthAnythingVideoOutput
+    from .endpoints.fal_ai__depth_anything_video import (
+        DepthAnythingVideoInput as DepthAnythingVideoInput,
+        DepthAnythingVideoOutput as DepthAnythingVideoOutput,
+    )
     from .endpoints.fal_ai__dia_tts import DiaTtsInput as DiaTtsInput, DiaTtsOutput as DiaTtsOutput
-    from .endpoints.fal_ai__dia_tts_voice_clone import DiaTtsVoiceCloneInput as DiaTtsVoiceCloneInput, DiaTtsVoiceCloneOutput as DiaTtsVoiceCloneOutput
-    from .endpoints.fal_ai__diffrhythm import DiffrhythmInput as DiffrhythmInput, DiffrhythmOutput as DiffrhythmOutput
-    from .endpoints.fal_ai__diffusion_edge import DiffusionEdgeInput as DiffusionEdgeInput, DiffusionEdgeOutput as DiffusionEdgeOutput
-    from .endpoints.fal_ai__dreamshaper import DreamshaperInput as DreamshaperInput, DreamshaperOutput as DreamshaperOutput
-    from .endpoints.fal_ai__dubbing import DubbingInput as DubbingInput, DubbingOutput as DubbingOutput
-    from .endpoints.fal_ai__dwpose_video import DwposeVideoInput as DwposeVideoInput, DwposeVideoOutput as DwposeVideoOutput
+    from .endpoints.fal_ai__dia_tts_voice_clone import (
+        DiaTtsVoiceCloneInput as DiaTtsVoiceCloneInput,
+        DiaTtsVoiceCloneOutput as DiaTtsVoiceCloneOutput,
+    )
+    from .endpoints.fal_ai__diffrhythm import (
+        DiffrhythmInput as DiffrhythmInput,
+        DiffrhythmOutput as DiffrhythmOutput,
+    )
+    from .endpoints.fal_ai__diffusion_edge import (
+        DiffusionEdgeInput as DiffusionEdgeInput,
+        DiffusionEdgeOutput as DiffusionEdgeOutput,
+    )
+    from .endpoints.fal_ai__dreamshaper import (
+        DreamshaperInput as DreamshaperInput,
+        DreamshaperOutput as DreamshaperOutput,
+    )
+    from .endpoints.fal_ai__dubbing import (
+        DubbingInput as DubbingInput,
+        DubbingOutput as DubbingOutput,
+    )
+    from .endpoints.fal_ai__dwpose_video import (
+        DwposeVideoInput as DwposeVideoInput,
+        DwposeVideoOutput as DwposeVideoOutput,
+    )
     from .endpoints.fal_ai__editto import EdittoInput as EdittoInput, EdittoOutput as EdittoOutput
-    from .endpoints.fal_ai__elevenlabs_audio_isolation import ElevenlabsAudioIsolationInput as ElevenlabsAudioIsolationInput, ElevenlabsAudioIsolationOutput as ElevenlabsAudioIsolationOutput
-    from .endpoints.fal_ai__elevenlabs_dubbing import ElevenlabsDubbingInput as ElevenlabsDubbingInput, ElevenlabsDubbingOutput as ElevenlabsDubbingOutput
-    from .endpoints.fal_ai__elevenlabs_speech_to_text import ElevenlabsSpeechToTextInput as ElevenlabsSpeechToTextInput, ElevenlabsSpeechToTextOutput as ElevenlabsSpeechToTextOutput
-    from .endpoints.fal_ai__elevenlabs_speech_to_text_scribe_v2 import ElevenlabsSpeechToTextScribeV2Input as ElevenlabsSpeechToTextScribeV2Input, ElevenlabsSpeechToTextScribeV2Output as ElevenlabsSpeechToTextScribeV2Output
-    from .endpoints.fal_ai__elevenlabs_text_to_dialogue_eleven_v3 import ElevenlabsTextToDialogueElevenV3Input as ElevenlabsTextToDialogueElevenV3Input, ElevenlabsTextToDialogueElevenV3Output as ElevenlabsTextToDialogueElevenV3Output
-    from .endpoints.fal_ai__elevenlabs_tts_eleven_v3 import ElevenlabsTtsElevenV3Input as ElevenlabsTtsElevenV3Input, ElevenlabsTtsElevenV3Output as ElevenlabsTtsElevenV3Output
-    from .endpoints.fal_ai__elevenlabs_tts_multilingual_v2 import ElevenlabsTtsMultilingualV2Input as ElevenlabsTtsMultilingualV2Input, ElevenlabsTtsMultilingualV2Output as ElevenlabsTtsMultilingualV2Output
-    from .endpoints.fal_ai__elevenlabs_tts_turbo_v2_5 import ElevenlabsTtsTurboV25Input as ElevenlabsTtsTurboV25Input, ElevenlabsTtsTurboV25Output as ElevenlabsTtsTurboV25Output
-    from .endpoints.fal_ai__emu_3_5_image_text_to_image import Emu35ImageTextToImageInput as Emu35ImageTextToImageInput, Emu35ImageTextToImageOutput as Emu35ImageTextToImageOutput
-    from .endpoints.fal_ai__ernie_image import ErnieImageInput as ErnieImageInput, ErnieImageOutput as ErnieImageOutput
-    from .endpoints.fal_ai__ernie_image_trainer import ErnieImageTrainerInput as ErnieImageTrainerInput, ErnieImageTrainerOutput as ErnieImageTrainerOutput
-    from .endpoints.fal_ai__ernie_image_lora import ErnieImageLoraInput as ErnieImageLoraInput, ErnieImageLoraOutput as ErnieImageLoraOutput
-    from .endpoints.fal_ai__ernie_image_lora_turbo import ErnieImageLoraTurboInput as ErnieImageLoraTurboInput, ErnieImageLoraTurboOutput as ErnieImageLoraTurboOutput
-    from .endpoints.fal_ai__ernie_image_turbo import ErnieImageTurboInput as ErnieImageTurboInput, ErnieImageTurboOutput as ErnieImageTurboOutput
+    from .endpoints.fal_ai__elevenlabs_audio_isolation import (
+        ElevenlabsAudioIsolationInput as ElevenlabsAudioIsolationInput,
+        ElevenlabsAudioIsolationOutput as ElevenlabsAudioIsolationOutput,
+    )
+    from .endpoints.fal_ai__elevenlabs_dubbing import (
+        ElevenlabsDubbingInput as ElevenlabsDubbingInput,
+        ElevenlabsDubbingOutput as ElevenlabsDubbingOutput,
+    )
+    from .endpoints.fal_ai__elevenlabs_speech_to_text import (
+        ElevenlabsSpeechToTextInput as ElevenlabsSpeechToTextInput,
+        ElevenlabsSpeechToTextOutput as ElevenlabsSpeechToTextOutput,
+    )
+    from .endpoints.fal_ai__elevenlabs_speech_to_text_scribe_v2 import (
+        ElevenlabsSpeechToTextScribeV2Input as ElevenlabsSpeechToTextScribeV2Input,
+        ElevenlabsSpeechToTextScribeV2Output as ElevenlabsSpeechToTextScribeV2Output,
+    )
+    from .endpoints.fal_ai__elevenlabs_text_to_dialogue_eleven_v3 import (
+        ElevenlabsTextToDialogueElevenV3Input as ElevenlabsTextToDialogueElevenV3Input,
+        ElevenlabsTextToDialogueElevenV3Output as ElevenlabsTextToDialogueElevenV3Output,
+    )
+    from .endpoints.fal_ai__elevenlabs_tts_eleven_v3 import (
+        ElevenlabsTtsElevenV3Input as ElevenlabsTtsElevenV3Input,
+        ElevenlabsTtsElevenV3Output as ElevenlabsTtsElevenV3Output,
+    )
+    from .endpoints.fal_ai__elevenlabs_tts_multilingual_v2 import (
+        ElevenlabsTtsMultilingualV2Input as ElevenlabsTtsMultilingualV2Input,
+        ElevenlabsTtsMultilingualV2Output as ElevenlabsTtsMultilingualV2Output,
+    )
+    from .endpoints.fal_ai__elevenlabs_tts_turbo_v2_5 import (
+        ElevenlabsTtsTurboV25Input as ElevenlabsTtsTurboV25Input,
+        ElevenlabsTtsTurboV25Output as ElevenlabsTtsTurboV25Output,
+    )
+    from .endpoints.fal_ai__emu_3_5_image_text_to_image import (
+        Emu35ImageTextToImageInput as Emu35ImageTextToImageInput,
+        Emu35ImageTextToImageOutput as Emu35ImageTextToImageOutput,
+    )
+    from .endpoints.fal_ai__ernie_image import (
+        ErnieImageInput as ErnieImageInput,
+        ErnieImageOutput as ErnieImageOutput,
+    )
+    from .endpoints.fal_ai__ernie_image_trainer import (
+        ErnieImageTrainerInput as ErnieImageTrainerInput,
+        ErnieImageTrainerOutput as ErnieImageTrainerOutput,
+    )
+    from .endpoints.fal_ai__ernie_image_lora import (
+        ErnieImageLoraInput as ErnieImageLoraInput,
+        ErnieImageLoraOutput as ErnieImageLoraOutput,
+    )
+    from .endpoints.fal_ai__ernie_image_lora_turbo import (
+        ErnieImageLoraTurboInput as ErnieImageLoraTurboInput,
+        ErnieImageLoraTurboOutput as ErnieImageLoraTurboOutput,
+    )
+    from .endpoints.fal_ai__ernie_image_turbo import (
+        ErnieImageTurboInput as ErnieImageTurboInput,
+        ErnieImageTurboOutput as ErnieImageTurboOutput,
+    )
     from .endpoints.fal_ai__esrgan import EsrganInput as EsrganInput, EsrganOutput as EsrganOutput
-    from .endpoints.fal_ai__f_lite_standard import FLiteStandardInput as FLiteStandardInput, FLiteStandardOutput as FLiteStandardOutput
-    from .endpoints.fal_ai__f_lite_texture import FLiteTextureInput as FLiteTextureInput, FLiteTextureOutput as FLiteTextureOutput
-    from .endpoints.fal_ai__fast_animatediff_text_to_video import FastAnimatediffTextToVideoInput as FastAnimatediffTextToVideoInput, FastAnimatediffTextToVideoOutput as FastAnimatediffTextToVideoOutput
-    from .endpoints.fal_ai__fast_animatediff_turbo_text_to_video import FastAnimatediffTurboTextToVideoInput as FastAnimatediffTurboTextToVideoInput, FastAnimatediffTurboTextToVideoOutput as FastAnimatediffTurboTextToVideoOutput
-    from .endpoints.fal_ai__fast_animatediff_video_to_video import FastAnimatediffVideoToVideoInput as FastAnimatediffVideoToVideoInput, FastAnimatediffVideoToVideoOutput as FastAnimatediffVideoToVideoOutput
-    from .endpoints.fal_ai__fast_fooocus_sdxl import FastFooocusSdxlInput as FastFooocusSdxlInput, FastFooocusSdxlOutput as FastFooocusSdxlOutput
-    from .endpoints.fal_ai__fast_fooocus_sdxl_image_to_image import FastFooocusSdxlImageToImageInput as FastFooocusSdxlImageToImageInput, FastFooocusSdxlImageToImageOutput as FastFooocusSdxlImageToImageOutput
-    from .endpoints.fal_ai__fast_lcm_diffusion import FastLcmDiffusionInput as FastLcmDiffusionInput, FastLcmDiffusionOutput as FastLcmDiffusionOutput
-    from .endpoints.fal_ai__fast_lightning_sdxl import FastLightningSdxlInput as FastLightningSdxlInput, FastLightningSdxlOutput as FastLightningSdxlOutput
-    from .endpoints.fal_ai__fast_sdxl import FastSdxlInput as FastSdxlInput, FastSdxlOutput as FastSdxlOutput
-    from .endpoints.fal_ai__fast_sdxl_controlnet_canny import FastSdxlControlnetCannyInput as FastSdxlControlnetCannyInput, FastSdxlControlnetCannyOutput as FastSdxlControlnetCannyOutput
-    from .endpoints.fal_ai__fast_svd_lcm import FastSvdLcmInput as FastSvdLcmInput, FastSvdLcmOutput as FastSvdLcmOutput
-    from .endpoints.fal_ai__fast_svd_lcm_text_to_video import FastSvdLcmTextToVideoInput as FastSvdLcmTextToVideoInput, FastSvdLcmTextToVideoOutput as FastSvdLcmTextToVideoOutput
-    from .endpoints.fal_ai__fast_svd_text_to_video import FastSvdTextToVideoInput as FastSvdTextToVideoInput, FastSvdTextToVideoOutput as FastSvdTextToVideoOutput
-    from .endpoints.fal_ai__ffmpeg_api_compose import FfmpegApiComposeInput as FfmpegApiComposeInput, FfmpegApiComposeOutput as FfmpegApiComposeOutput
-    from .endpoints.fal_ai__ffmpeg_api_images_to_video import FfmpegApiImagesToVideoInput as FfmpegApiImagesToVideoInput, FfmpegApiImagesToVideoOutput as FfmpegApiImagesToVideoOutput
-    from .endpoints.fal_ai__ffmpeg_api_loudnorm import FfmpegApiLoudnormInput as FfmpegApiLoudnormInput, FfmpegApiLoudnormOutput as FfmpegApiLoudnormOutput
-    from .endpoints.fal_ai__ffmpeg_api_merge_audio_video import FfmpegApiMergeAudioVideoInput as FfmpegApiMergeAudioVideoInput, FfmpegApiMergeAudioVideoOutput as FfmpegApiMergeAudioVideoOutput
-    from .endpoints.fal_ai__ffmpeg_api_merge_audios import FfmpegApiMergeAudiosInput as FfmpegApiMergeAudiosInput, FfmpegApiMergeAudiosOutput as FfmpegApiMergeAudiosOutput
-    from .endpoints.fal_ai__ffmpeg_api_merge_videos import FfmpegApiMergeVideosInput as FfmpegApiMergeVideosInput, FfmpegApiMergeVideosOutput as FfmpegApiMergeVideosOutput
-    from .endpoints.fal_ai__ffmpeg_api_metadata import FfmpegApiMetadataInput as FfmpegApiMetadataInput, FfmpegApiMetadataOutput as FfmpegApiMetadataOutput
-    from .endpoints.fal_ai__ffmpeg_api_waveform import FfmpegApiWaveformInput as FfmpegApiWaveformInput, FfmpegApiWaveformOutput as FfmpegApiWaveformOutput
-    from .endpoints.fal_ai__film_video import FilmVideoInput as FilmVideoInput, FilmVideoOutput as FilmVideoOutput
-    from .endpoints.fal_ai__flashhead import FlashheadInput as FlashheadInput, FlashheadOutput as FlashheadOutput
-    from .endpoints.fal_ai__flashtalk import FlashtalkInput as FlashtalkInput, FlashtalkOutput as FlashtalkOutput
-    from .endpoints.fal_ai__florence_2_large_detailed_caption import Florence2LargeDetailedCaptionInput as Florence2LargeDetailedCaptionInput, Florence2LargeDetailedCaptionOutput as Florence2LargeDetailedCaptionOutput
-    from .endpoints.fal_ai__florence_2_large_more_detailed_caption import Florence2LargeMoreDetailedCaptionInput as Florence2LargeMoreDetailedCaptionInput, Florence2LargeMoreDetailedCaptionOutput as Florence2LargeMoreDetailedCaptionOutput
-    from .endpoints.fal_ai__florence_2_large_ocr import Florence2LargeOcrInput as Florence2LargeOcrInput, Florence2LargeOcrOutput as Florence2LargeOcrOutput
-    from .endpoints.fal_ai__florence_2_large_region_to_category import Florence2LargeRegionToCategoryInput as Florence2LargeRegionToCategoryInput, Florence2LargeRegionToCategoryOutput as Florence2LargeRegionToCategoryOutput
-    from .endpoints.fal_ai__florence_2_large_region_to_description import Florence2LargeRegionToDescriptionInput as Florence2LargeRegionToDescriptionInput, Florence2LargeRegionToDescriptionOutput as Florence2LargeRegionToDescriptionOutput
-    from .endpoints.fal_ai__flux_1_dev import Flux1DevInput as Flux1DevInput, Flux1DevOutput as Flux1DevOutput
-    from .endpoints.fal_ai__flux_1_krea import Flux1KreaInput as Flux1KreaInput, Flux1KreaOutput as Flux1KreaOutput
-    from .endpoints.fal_ai__flux_1_schnell import Flux1SchnellInput as Flux1SchnellInput, Flux1SchnellOutput as Flux1SchnellOutput
-    from .endpoints.fal_ai__flux_1_srpo import Flux1SrpoInput as Flux1SrpoInput, Flux1SrpoOutput as Flux1SrpoOutput
+    from .endpoints.fal_ai__f_lite_standard import (
+        FLiteStandardInput as FLiteStandardInput,
+        FLiteStandardOutput as FLiteStandardOutput,
+    )
+    from .endpoints.fal_ai__f_lite_texture import (
+        FLiteTextureInput as FLiteTextureInput,
+        FLiteTextureOutput as FLiteTextureOutput,
+    )
+    from .endpoints.fal_ai__fast_animatediff_text_to_video import (
+        FastAnimatediffTextToVideoInput as FastAnimatediffTextToVideoInput,
+        FastAnimatediffTextToVideoOutput as FastAnimatediffTextToVideoOutput,
+    )
+    from .endpoints.fal_ai__fast_animatediff_turbo_text_to_video import (
+        FastAnimatediffTurboTextToVideoInput as FastAnimatediffTurboTextToVideoInput,
+        FastAnimatediffTurboTextToVideoOutput as FastAnimatediffTurboTextToVideoOutput,
+    )
+    from .endpoints.fal_ai__fast_animatediff_video_to_video import (
+        FastAnimatediffVideoToVideoInput as FastAnimatediffVideoToVideoInput,
+        FastAnimatediffVideoToVideoOutput as FastAnimatediffVideoToVideoOutput,
+    )
+    from .endpoints.fal_ai__fast_fooocus_sdxl import (
+        FastFooocusSdxlInput as FastFooocusSdxlInput,
+        FastFooocusSdxlOutput as FastFooocusSdxlOutput,
+    )
+    from .endpoints.fal_ai__fast_fooocus_sdxl_image_to_image import (
+        FastFooocusSdxlImageToImageInput as FastFooocusSdxlImageToImageInput,
+        FastFooocusSdxlImageToImageOutput as FastFooocusSdxlImageToImageOutput,
+    )
+    from .endpoints.fal_ai__fast_lcm_diffusion import (
+        FastLcmDiffusionInput as FastLcmDiffusionInput,
+        FastLcmDiffusionOutput as FastLcmDiffusionOutput,
+    )
+    from .endpoints.fal_ai__fast_lightning_sdxl import (
+        FastLightningSdxlInput as FastLightningSdxlInput,
+        FastLightningSdxlOutput as FastLightningSdxlOutput,
+    )
+    from .endpoints.fal_ai__fast_sdxl import (
+        FastSdxlInput as FastSdxlInput,
+        FastSdxlOutput as FastSdxlOutput,
+    )
+    from .endpoints.fal_ai__fast_sdxl_controlnet_canny import (
+        FastSdxlControlnetCannyInput as FastSdxlControlnetCannyInput,
+        FastSdxlControlnetCannyOutput as FastSdxlControlnetCannyOutput,
+    )
+    from .endpoints.fal_ai__fast_svd_lcm import (
+        FastSvdLcmInput as FastSvdLcmInput,
+        FastSvdLcmOutput as FastSvdLcmOutput,
+    )
+    from .endpoints.fal_ai__fast_svd_lcm_text_to_video import (
+        FastSvdLcmTextToVideoInput as FastSvdLcmTextToVideoInput,
+        FastSvdLcmTextToVideoOutput as FastSvdLcmTextToVideoOutput,
+    )
+    from .endpoints.fal_ai__fast_svd_text_to_video import (
+        FastSvdTextToVideoInput as FastSvdTextToVideoInput,
+        FastSvdTextToVideoOutput as FastSvdTextToVideoOutput,
+    )
+    from .endpoints.fal_ai__ffmpeg_api_compose import (
+        FfmpegApiComposeInput as FfmpegApiComposeInput,
+        FfmpegApiComposeOutput as FfmpegApiComposeOutput,
+    )
+    from .endpoints.fal_ai__ffmpeg_api_images_to_video import (
+        FfmpegApiImagesToVideoInput as FfmpegApiImagesToVideoInput,
+        FfmpegApiImagesToVideoOutput as FfmpegApiImagesToVideoOutput,
+    )
+    from .endpoints.fal_ai__ffmpeg_api_loudnorm import (
+        FfmpegApiLoudnormInput as FfmpegApiLoudnormInput,
+        FfmpegApiLoudnormOutput as FfmpegApiLoudnormOutput,
+    )
+    from .endpoints.fal_ai__ffmpeg_api_merge_audio_video import (
+        FfmpegApiMergeAudioVideoInput as FfmpegApiMergeAudioVideoInput,
+        FfmpegApiMergeAudioVideoOutput as FfmpegApiMergeAudioVideoOutput,
+    )
+    from .endpoints.fal_ai__ffmpeg_api_merge_audios import (
+        FfmpegApiMergeAudiosInput as FfmpegApiMergeAudiosInput,
+        FfmpegApiMergeAudiosOutput as FfmpegApiMergeAudiosOutput,
+    )
+    from .endpoints.fal_ai__ffmpeg_api_merge_videos import (
+        FfmpegApiMergeVideosInput as FfmpegApiMergeVideosInput,
+        FfmpegApiMergeVideosOutput as FfmpegApiMergeVideosOutput,
+    )
+    from .endpoints.fal_ai__ffmpeg_api_metadata import (
+        FfmpegApiMetadataInput as FfmpegApiMetadataInput,
+        FfmpegApiMetadataOutput as FfmpegApiMetadataOutput,
+    )
+    from .endpoints.fal_ai__ffmpeg_api_waveform import (
+        FfmpegApiWaveformInput as FfmpegApiWaveformInput,
+        FfmpegApiWaveformOutput as FfmpegApiWaveformOutput,
+    )
+    from .endpoints.fal_ai__film_video import (
+        FilmVideoInput as FilmVideoInput,
+        FilmVideoOutput as FilmVideoOutput,
+    )
+    from .endpoints.fal_ai__flashhead import (
+        FlashheadInput as FlashheadInput,
+        FlashheadOutput as FlashheadOutput,
+    )
+    from .endpoints.fal_ai__flashtalk import (
+        FlashtalkInput as FlashtalkInput,
+        FlashtalkOutput as FlashtalkOutput,
+    )
+    from .endpoints.fal_ai__florence_2_large_detailed_caption import (
+        Florence2LargeDetailedCaptionInput as Florence2LargeDetailedCaptionInput,
+        Florence2LargeDetailedCaptionOutput as Florence2LargeDetailedCaptionOutput,
+    )
+    from .endpoints.fal_ai__florence_2_large_more_detailed_caption import (
+        Florence2LargeMoreDetailedCaptionInput as Florence2LargeMoreDetailedCaptionInput,
+        Florence2LargeMoreDetailedCaptionOutput as Florence2LargeMoreDetailedCaptionOutput,
+    )
+    from .endpoints.fal_ai__florence_2_large_ocr import (
+        Florence2LargeOcrInput as Florence2LargeOcrInput,
+        Florence2LargeOcrOutput as Florence2LargeOcrOutput,
+    )
+    from .endpoints.fal_ai__florence_2_large_region_to_category import (
+        Florence2LargeRegionToCategoryInput as Florence2LargeRegionToCategoryInput,
+        Florence2LargeRegionToCategoryOutput as Florence2LargeRegionToCategoryOutput,
+    )
+    from .endpoints.fal_ai__florence_2_large_region_to_description import (
+        Florence2LargeRegionToDescriptionInput as Florence2LargeRegionToDescriptionInput,
+        Florence2LargeRegionToDescriptionOutput as Florence2LargeRegionToDescriptionOutput,
+    )
+    from .endpoints.fal_ai__flux_1_dev import (
+        Flux1DevInput as Flux1DevInput,
+        Flux1DevOutput as Flux1DevOutput,
+    )
+    from .endpoints.fal_ai__flux_1_krea import (
+        Flux1KreaInput as Flux1KreaInput,
+        Flux1KreaOutput as Flux1KreaOutput,
+    )
+    from .endpoints.fal_ai__flux_1_schnell import (
+        Flux1SchnellInput as Flux1SchnellInput,
+        Flux1SchnellOutput as Flux1SchnellOutput,
+    )
+    from .endpoints.fal_ai__flux_1_srpo import (
+        Flux1SrpoInput as Flux1SrpoInput,
+        Flux1SrpoOutput as Flux1SrpoOutput,
+    )
     from .endpoints.fal_ai__flux_2 import Flux2Input as Flux2Input, Flux2Output as Flux2Output
-    from .endpoints.fal_ai__flux_2_flex import Flux2FlexInput as Flux2FlexInput, Flux2FlexOutput as Flux2FlexOutput
-    from .endpoints.fal_ai__flux_2_klein_4b_base_trainer import Flux2Klein4bBaseTrainerInput as Flux2Klein4bBaseTrainerInput, Flux2Klein4bBaseTrainerOutput as Flux2Klein4bBaseTrainerOutput
-    from .endpoints.fal_ai__flux_2_klein_4b_base_trainer_edit import Flux2Klein4bBaseTrainerEditInput as Flux2Klein4bBaseTrainerEditInput, Flux2Klein4bBaseTrainerEditOutput as Flux2Klein4bBaseTrainerEditOutput
-    from .endpoints.fal_ai__flux_2_klein_9b_base_trainer import Flux2Klein9bBaseTrainerInput as Flux2Klein9bBaseTrainerInput, Flux2Klein9bBaseTrainerOutput as Flux2Klein9bBaseTrainerOutput
-    from .endpoints.fal_ai__flux_2_klein_9b_base_trainer_edit import Flux2Klein9bBaseTrainerEditInput as Flux2Klein9bBaseTrainerEditInput, Flux2Klein9bBaseTrainerEditOutput as Flux2Klein9bBaseTrainerEditOutput
-    from .endpoints.fal_ai__flux_2_lora_gallery_ballpoint_pen_sketch import Flux2LoraGalleryBallpointPenSketchInput as Flux2LoraGalleryBallpointPenSketchInput, Flux2LoraGalleryBallpointPenSketchOutput as Flux2LoraGalleryBallpointPenSketchOutput
-    from .endpoints.fal_ai__flux_2_lora_gallery_digital_comic_art import Flux2LoraGalleryDigitalComicArtInput as Flux2LoraGalleryDigitalComicArtInput, Flux2LoraGalleryDigitalComicArtOutput as Flux2LoraGalleryDigitalComicArtOutput
-    from .endpoints.fal_ai__flux_2_lora_gallery_hdr_style import Flux2LoraGalleryHdrStyleInput as Flux2LoraGalleryHdrStyleInput, Flux2LoraGalleryHdrStyleOutput as Flux2LoraGalleryHdrStyleOutput
-    from .endpoints.fal_ai__flux_2_lora_gallery_satellite_view_style import Flux2LoraGallerySatelliteViewStyleInput as Flux2LoraGallerySatelliteViewStyleInput, Flux2LoraGallerySatelliteViewStyleOutput as Flux2LoraGallerySatelliteViewStyleOutput
-    from .endpoints.fal_ai__flux_2_lora_gallery_sepia_vintage import Flux2LoraGallerySepiaVintageInput as Flux2LoraGallerySepiaVintageInput, Flux2LoraGallerySepiaVintageOutput as Flux2LoraGallerySepiaVintageOutput
-    from .endpoints.fal_ai__flux_2_max import Flux2MaxInput as Flux2MaxInput, Flux2MaxOutput as Flux2MaxOutput
-    from .endpoints.fal_ai__flux_2_pro import Flux2ProInput as Flux2ProInput, Flux2ProOutput as Flux2ProOutput
-    from .endpoints.fal_ai__flux_2_trainer import Flux2TrainerInput as Flux2TrainerInput, Flux2TrainerOutput as Flux2TrainerOutput
-    from .endpoints.fal_ai__flux_2_trainer_v2 import Flux2TrainerV2Input as Flux2TrainerV2Input, Flux2TrainerV2Output as Flux2TrainerV2Output
-    from .endpoints.fal_ai__flux_2_trainer_v2_edit import Flux2TrainerV2EditInput as Flux2TrainerV2EditInput, Flux2TrainerV2EditOutput as Flux2TrainerV2EditOutput
-    from .endpoints.fal_ai__flux_2_trainer_edit import Flux2TrainerEditInput as Flux2TrainerEditInput, Flux2TrainerEditOutput as Flux2TrainerEditOutput
-    from .endpoints.fal_ai__flux_2_klein_4b import Flux2Klein4bInput as Flux2Klein4bInput, Flux2Klein4bOutput as Flux2Klein4bOutput
-    from .endpoints.fal_ai__flux_2_klein_4b_base import Flux2Klein4bBaseInput as Flux2Klein4bBaseInput, Flux2Klein4bBaseOutput as Flux2Klein4bBaseOutput
-    from .endpoints.fal_ai__flux_2_klein_4b_base_lora import Flux2Klein4bBaseLoraInput as Flux2Klein4bBaseLoraInput, Flux2Klein4bBaseLoraOutput as Flux2Klein4bBaseLoraOutput
-    from .endpoints.fal_ai__flux_2_klein_4b_lora import Flux2Klein4bLoraInput as Flux2Klein4bLoraInput, Flux2Klein4bLoraOutput as Flux2Klein4bLoraOutput
-    from .endpoints.fal_ai__flux_2_klein_9b import Flux2Klein9bInput as Flux2Klein9bInput, Flux2Klein9bOutput as Flux2Klein9bOutput
-    from .endpoints.fal_ai__flux_2_klein_9b_base_lora import Flux2Klein9bBaseLoraInput as Flux2Klein9bBaseLoraInput, Flux2Klein9bBaseLoraOutput as Flux2Klein9bBaseLoraOutput
-    from .endpoints.fal_ai__flux_2_klein_9b_edit import Flux2Klein9bEditInput as Flux2Klein9bEditInput, Flux2Klein9bEditOutput as Flux2Klein9bEditOutput
-    from .endpoints.fal_ai__flux_2_klein_9b_lora import Flux2Klein9bLoraInput as Flux2Klein9bLoraInput, Flux2Klein9bLoraOutput as Flux2Klein9bLoraOutput
-    from .endpoints.fal_ai__flux_2_lora import Flux2LoraInput as Flux2LoraInput, Flux2LoraOutput as Flux2LoraOutput
-    from .endpoints.fal_ai__flux_2_turbo import Flux2TurboInput as Flux2TurboInput, Flux2TurboOutput as Flux2TurboOutput
-    from .endpoints.fal_ai__flux_control_lora_canny import FluxControlLoraCannyInput as FluxControlLoraCannyInput, FluxControlLoraCannyOutput as FluxControlLoraCannyOutput
-    from .endpoints.fal_ai__flux_control_lora_depth import FluxControlLoraDepthInput as FluxControlLoraDepthInput, FluxControlLoraDepthOutput as FluxControlLoraDepthOutput
-    from .endpoints.fal_ai__flux_general import FluxGeneralInput as FluxGeneralInput, FluxGeneralOutput as FluxGeneralOutput
-    from .endpoints.fal_ai__flux_kontext_lora_text_to_image import FluxKontextLoraTextToImageInput as FluxKontextLoraTextToImageInput, FluxKontextLoraTextToImageOutput as FluxKontextLoraTextToImageOutput
-    from .endpoints.fal_ai__flux_kontext_trainer import FluxKontextTrainerInput as FluxKontextTrainerInput, FluxKontextTrainerOutput as FluxKontextTrainerOutput
-    from .endpoints.fal_ai__flux_krea_lora import FluxKreaLoraInput as FluxKreaLoraInput, FluxKreaLoraOutput as FluxKreaLoraOutput
-    from .endpoints.fal_ai__flux_krea_lora_stream import FluxKreaLoraStreamInput as FluxKreaLoraStreamInput, FluxKreaLoraStreamOutput as FluxKreaLoraStreamOutput
-    from .endpoints.fal_ai__flux_krea_trainer import FluxKreaTrainerInput as FluxKreaTrainerInput, FluxKreaTrainerOutput as FluxKreaTrainerOutput
-    from .endpoints.fal_ai__flux_lora import FluxLoraInput as FluxLoraInput, FluxLoraOutput as FluxLoraOutput
-    from .endpoints.fal_ai__flux_lora_fast_training import FluxLoraFastTrainingInput as FluxLoraFastTrainingInput, FluxLoraFastTrainingOutput as FluxLoraFastTrainingOutput
-    from .endpoints.fal_ai__flux_lora_portrait_trainer import FluxLoraPortraitTrainerInput as FluxLoraPortraitTrainerInput, FluxLoraPortraitTrainerOutput as FluxLoraPortraitTrainerOutput
-    from .endpoints.fal_ai__flux_lora_inpainting import FluxLoraInpaintingInput as FluxLoraInpaintingInput, FluxLoraInpaintingOutput as FluxLoraInpaintingOutput
-    from .endpoints.fal_ai__flux_lora_stream import FluxLoraStreamInput as FluxLoraStreamInput, FluxLoraStreamOutput as FluxLoraStreamOutput
-    from .endpoints.fal_ai__flux_pro import FluxProInput as FluxProInput, FluxProOutput as FluxProOutput
-    from .endpoints.fal_ai__flux_pro_kontext_max_text_to_image import FluxProKontextMaxTextToImageInput as FluxProKontextMaxTextToImageInput, FluxProKontextMaxTextToImageOutput as FluxProKontextMaxTextToImageOutput
-    from .endpoints.fal_ai__flux_pro_kontext_text_to_image import FluxProKontextTextToImageInput as FluxProKontextTextToImageInput, FluxProKontextTextToImageOutput as FluxProKontextTextToImageOutput
-    from .endpoints.fal_ai__flux_pro_v1_1 import FluxProV11Input as FluxProV11Input, FluxProV11Output as FluxProV11Output
-    from .endpoints.fal_ai__flux_pro_v1_1_ultra import FluxProV11UltraInput as FluxProV11UltraInput, FluxProV11UltraOutput as FluxProV11UltraOutput
-    from .endpoints.fal_ai__flux_pro_v1_1_ultra_finetuned import FluxProV11UltraFinetunedInput as FluxProV11UltraFinetunedInput, FluxProV11UltraFinetunedOutput as FluxProV11UltraFinetunedOutput
-    from .endpoints.fal_ai__flux_subject import FluxSubjectInput as FluxSubjectInput, FluxSubjectOutput as FluxSubjectOutput
-    from .endpoints.fal_ai__flux_dev import FluxDevInput as FluxDevInput, FluxDevOutput as FluxDevOutput
-    from .endpoints.fal_ai__flux_krea import FluxKreaInput as FluxKreaInput, FluxKreaOutput as FluxKreaOutput
-    from .endpoints.fal_ai__flux_schnell import FluxSchnellInput as FluxSchnellInput, FluxSchnellOutput as FluxSchnellOutput
-    from .endpoints.fal_ai__fooocus import FooocusInput as FooocusInput, FooocusOutput as FooocusOutput
-    from .endpoints.fal_ai__fooocus_image_prompt import FooocusImagePromptInput as FooocusImagePromptInput, FooocusImagePromptOutput as FooocusImagePromptOutput
-    from .endpoints.fal_ai__fooocus_inpaint import FooocusInpaintInput as FooocusInpaintInput, FooocusInpaintOutput as FooocusInpaintOutput
-    from .endpoints.fal_ai__fooocus_upscale_or_vary import FooocusUpscaleOrVaryInput as FooocusUpscaleOrVaryInput, FooocusUpscaleOrVaryOutput as FooocusUpscaleOrVaryOutput
-    from .endpoints.fal_ai__framepack import FramepackInput as FramepackInput, FramepackOutput as FramepackOutput
-    from .endpoints.fal_ai__framepack_f1 import FramepackF1Input as FramepackF1Input, FramepackF1Output as FramepackF1Output
-    from .endpoints.fal_ai__framepack_flf2v import FramepackFlf2vInput as FramepackFlf2vInput, FramepackFlf2vOutput as FramepackFlf2vOutput
-    from .endpoints.fal_ai__gemini_3_pro_image_preview import Gemini3ProImagePreviewInput as Gemini3ProImagePreviewInput, Gemini3ProImagePreviewOutput as Gemini3ProImagePreviewOutput
-    from .endpoints.fal_ai__gemini_3_1_flash_image_preview import Gemini31FlashImagePreviewInput as Gemini31FlashImagePreviewInput, Gemini31FlashImagePreviewOutput as Gemini31FlashImagePreviewOutput
-    from .endpoints.fal_ai__gemini_3_1_flash_tts import Gemini31FlashTtsInput as Gemini31FlashTtsInput, Gemini31FlashTtsOutput as Gemini31FlashTtsOutput
-    from .endpoints.fal_ai__gemini_tts import GeminiTtsInput as GeminiTtsInput, GeminiTtsOutput as GeminiTtsOutput
-    from .endpoints.fal_ai__glm_image import GlmImageInput as GlmImageInput, GlmImageOutput as GlmImageOutput
-    from .endpoints.fal_ai__got_ocr_v2 import GotOcrV2Input as GotOcrV2Input, GotOcrV2Output as GotOcrV2Output
-    from .endpoints.fal_ai__gpt_image_1_mini import GptImage1MiniInput as GptImage1MiniInput, GptImage1MiniOutput as GptImage1MiniOutput
-    from .endpoints.fal_ai__gpt_image_1_5 import GptImage15Input as GptImage15Input, GptImage15Output as GptImage15Output
-    from .endpoints.fal_ai__gpt_image_1_text_to_image import GptImage1TextToImageInput as GptImage1TextToImageInput, GptImage1TextToImageOutput as GptImage1TextToImageOutput
-    from .endpoints.fal_ai__heygen_avatar3_digital_twin import HeygenAvatar3DigitalTwinInput as HeygenAvatar3DigitalTwinInput, HeygenAvatar3DigitalTwinOutput as HeygenAvatar3DigitalTwinOutput
-    from .endpoints.fal_ai__heygen_avatar4_digital_twin import HeygenAvatar4DigitalTwinInput as HeygenAvatar4DigitalTwinInput, HeygenAvatar4DigitalTwinOutput as HeygenAvatar4DigitalTwinOutput
-    from .endpoints.fal_ai__heygen_avatar4_image_to_video import HeygenAvatar4ImageToVideoInput as HeygenAvatar4ImageToVideoInput, HeygenAvatar4ImageToVideoOutput as HeygenAvatar4ImageToVideoOutput
-    from .endpoints.fal_ai__heygen_avatar5_digital_twin import HeygenAvatar5DigitalTwinInput as HeygenAvatar5DigitalTwinInput, HeygenAvatar5DigitalTwinOutput as HeygenAvatar5DigitalTwinOutput
-    from .endpoints.fal_ai__heygen_v2_translate_precision import HeygenV2TranslatePrecisionInput as HeygenV2TranslatePrecisionInput, HeygenV2TranslatePrecisionOutput as HeygenV2TranslatePrecisionOutput
-    from .endpoints.fal_ai__heygen_v2_translate_speed import HeygenV2TranslateSpeedInput as HeygenV2TranslateSpeedInput, HeygenV2TranslateSpeedOutput as HeygenV2TranslateSpeedOutput
-    from .endpoints.fal_ai__heygen_v3_lipsync_precision import HeygenV3LipsyncPrecisionInput as HeygenV3LipsyncPrecisionInput, HeygenV3LipsyncPrecisionOutput as HeygenV3LipsyncPrecisionOutput
-    from .endpoints.fal_ai__heygen_v3_lipsync_speed import HeygenV3LipsyncSpeedInput as HeygenV3LipsyncSpeedInput, HeygenV3LipsyncSpeedOutput as HeygenV3LipsyncSpeedOutput
-    from .endpoints.fal_ai__heygen_v3_video_agent import HeygenV3VideoAgentInput as HeygenV3VideoAgentInput, HeygenV3VideoAgentOutput as HeygenV3VideoAgentOutput
-    from .endpoints.fal_ai__hidream_i1_dev import HidreamI1DevInput as HidreamI1DevInput, HidreamI1DevOutput as HidreamI1DevOutput
-    from .endpoints.fal_ai__hidream_i1_fast import HidreamI1FastInput as HidreamI1FastInput, HidreamI1FastOutput as HidreamI1FastOutput
-    from .endpoints.fal_ai__hidream_o1_image import HidreamO1ImageInput as HidreamO1ImageInput, HidreamO1ImageOutput as HidreamO1ImageOutput
-    from .endpoints.fal_ai__hunyuan_3d_v3_1_part import Hunyuan3dV31PartInput as Hunyuan3dV31PartInput, Hunyuan3dV31PartOutput as Hunyuan3dV31PartOutput
-    from .endpoints.fal_ai__hunyuan_3d_v3_1_pro_image_to_3d import Hunyuan3dV31ProImageTo3dInput as Hunyuan3dV31ProImageTo3dInput, Hunyuan3dV31ProImageTo3dOutput as Hunyuan3dV31ProImageTo3dOutput
-    from .endpoints.fal_ai__hunyuan_3d_v3_1_rapid_image_to_3d import Hunyuan3dV31RapidImageTo3dInput as Hunyuan3dV31RapidImageTo3dInput, Hunyuan3dV31RapidImageTo3dOutput as Hunyuan3dV31RapidImageTo3dOutput
-    from .endpoints.fal_ai__hunyuan_3d_v3_1_smart_topology import Hunyuan3dV31SmartTopologyInput as Hunyuan3dV31SmartTopologyInput, Hunyuan3dV31SmartTopologyOutput as Hunyuan3dV31SmartTopologyOutput
-    from .endpoints.fal_ai__hunyuan_avatar import HunyuanAvatarInput as HunyuanAvatarInput, HunyuanAvatarOutput as HunyuanAvatarOutput
-    from .endpoints.fal_ai__hunyuan_custom import HunyuanCustomInput as HunyuanCustomInput, HunyuanCustomOutput as HunyuanCustomOutput
-    from .endpoints.fal_ai__hunyuan_image_v2_1_text_to_image import HunyuanImageV21TextToImageInput as HunyuanImageV21TextToImageInput, HunyuanImageV21TextToImageOutput as HunyuanImageV21TextToImageOutput
-    from .endpoints.fal_ai__hunyuan_image_v3_instruct_text_to_image import HunyuanImageV3InstructTextToImageInput as HunyuanImageV3InstructTextToImageInput, HunyuanImageV3InstructTextToImageOutput as HunyuanImageV3InstructTextToImageOutput
-    from .endpoints.fal_ai__hunyuan_image_v3_text_to_image import HunyuanImageV3TextToImageInput as HunyuanImageV3TextToImageInput, HunyuanImageV3TextToImageOutput as HunyuanImageV3TextToImageOutput
-    from .endpoints.fal_ai__hunyuan_motion import HunyuanMotionInput as HunyuanMotionInput, HunyuanMotionOutput as HunyuanMotionOutput
-    from .endpoints.fal_ai__hunyuan_motion_fast import HunyuanMotionFastInput as HunyuanMotionFastInput, HunyuanMotionFastOutput as HunyuanMotionFastOutput
-    from .endpoints.fal_ai__hunyuan_part import HunyuanPartInput as HunyuanPartInput, HunyuanPartOutput as HunyuanPartOutput
-    from .endpoints.fal_ai__hunyuan_portrait import HunyuanPortraitInput as HunyuanPortraitInput, HunyuanPortraitOutput as HunyuanPortraitOutput
-    from .endpoints.fal_ai__hunyuan_video import HunyuanVideoInput as HunyuanVideoInput, HunyuanVideoOutput as HunyuanVideoOutput
-    from .endpoints.fal_ai__hunyuan_video_foley import HunyuanVideoFoleyInput as HunyuanVideoFoleyInput, HunyuanVideoFoleyOutput as HunyuanVideoFoleyOutput
-    from .endpoints.fal_ai__hunyuan_video_img2vid_lora import HunyuanVideoImg2vidLoraInput as HunyuanVideoImg2vidLoraInput, HunyuanVideoImg2vidLoraOutput as HunyuanVideoImg2vidLoraOutput
-    from .endpoints.fal_ai__hunyuan_video_lora import HunyuanVideoLoraInput as HunyuanVideoLoraInput, HunyuanVideoLoraOutput as HunyuanVideoLoraOutput
-    from .endpoints.fal_ai__hunyuan_video_lora_training import HunyuanVideoLoraTrainingInput as HunyuanVideoLoraTrainingInput, HunyuanVideoLoraTrainingOutput as HunyuanVideoLoraTrainingOutput
-    from .endpoints.fal_ai__hunyuan_video_lora_video_to_video import HunyuanVideoLoraVideoToVideoInput as HunyuanVideoLoraVideoToVideoInput, HunyuanVideoLoraVideoToVideoOutput as HunyuanVideoLoraVideoToVideoOutput
-    from .endpoints.fal_ai__hunyuan_video_v1_5_image_to_video import HunyuanVideoV15ImageToVideoInput as HunyuanVideoV15ImageToVideoInput, HunyuanVideoV15ImageToVideoOutput as HunyuanVideoV15ImageToVideoOutput
-    from .endpoints.fal_ai__hunyuan_video_v1_5_text_to_video import HunyuanVideoV15TextToVideoInput as HunyuanVideoV15TextToVideoInput, HunyuanVideoV15TextToVideoOutput as HunyuanVideoV15TextToVideoOutput
-    from .endpoints.fal_ai__hunyuan3d_v21 import Hunyuan3dV21Input as Hunyuan3dV21Input, Hunyuan3dV21Output as Hunyuan3dV21Output
-    from .endpoints.fal_ai__hunyuan3d_v3_image_to_3d import Hunyuan3dV3ImageTo3dInput as Hunyuan3dV3ImageTo3dInput, Hunyuan3dV3ImageTo3dOutput as Hunyuan3dV3ImageTo3dOutput
-    from .endpoints.fal_ai__hunyuan3d_v3_sketch_to_3d import Hunyuan3dV3SketchTo3dInput as Hunyuan3dV3SketchTo3dInput, Hunyuan3dV3SketchTo3dOutput as Hunyuan3dV3SketchTo3dOutput
-    from .endpoints.fal_ai__hunyuan3d_v3_text_to_3d import Hunyuan3dV3TextTo3dInput as Hunyuan3dV3TextTo3dInput, Hunyuan3dV3TextTo3dOutput as Hunyuan3dV3TextTo3dOutput
-    from .endpoints.fal_ai__hunyuan3d_v2 import Hunyuan3dV2Input as Hunyuan3dV2Input, Hunyuan3dV2Output as Hunyuan3dV2Output
-    from .endpoints.fal_ai__hunyuan3d_v2_mini import Hunyuan3dV2MiniInput as Hunyuan3dV2MiniInput, Hunyuan3dV2MiniOutput as Hunyuan3dV2MiniOutput
-    from .endpoints.fal_ai__hunyuan3d_v2_mini_turbo import Hunyuan3dV2MiniTurboInput as Hunyuan3dV2MiniTurboInput, Hunyuan3dV2MiniTurboOutput as Hunyuan3dV2MiniTurboOutput
-    from .endpoints.fal_ai__hunyuan3d_v2_multi_view_turbo import Hunyuan3dV2MultiViewTurboInput as Hunyuan3dV2MultiViewTurboInput, Hunyuan3dV2MultiViewTurboOutput as Hunyuan3dV2MultiViewTurboOutput
-    from .endpoints.fal_ai__hunyuan_world_image_to_world import HunyuanWorldImageToWorldInput as HunyuanWorldImageToWorldInput, HunyuanWorldImageToWorldOutput as HunyuanWorldImageToWorldOutput
-    from .endpoints.fal_ai__hyper3d_rodin import Hyper3dRodinInput as Hyper3dRodinInput, Hyper3dRodinOutput as Hyper3dRodinOutput
-    from .endpoints.fal_ai__hyper3d_rodin_v2 import Hyper3dRodinV2Input as Hyper3dRodinV2Input, Hyper3dRodinV2Output as Hyper3dRodinV2Output
-    from .endpoints.fal_ai__hyper3d_rodin_v2_5 import Hyper3dRodinV25Input as Hyper3dRodinV25Input, Hyper3dRodinV25Output as Hyper3dRodinV25Output
-    from .endpoints.fal_ai__hyper3d_rodin_v2_5_text_to_3d import Hyper3dRodinV25TextTo3dInput as Hyper3dRodinV25TextTo3dInput, Hyper3dRodinV25TextTo3dOutput as Hyper3dRodinV25TextTo3dOutput
-    from .endpoints.fal_ai__ideogram_custom_models import IdeogramCustomModelsInput as IdeogramCustomModelsInput, IdeogramCustomModelsOutput as IdeogramCustomModelsOutput
-    from .endpoints.fal_ai__ideogram_custom_models_generate import IdeogramCustomModelsGenerateInput as IdeogramCustomModelsGenerateInput, IdeogramCustomModelsGenerateOutput as IdeogramCustomModelsGenerateOutput
-    from .endpoints.fal_ai__ideogram_v2 import IdeogramV2Input as IdeogramV2Input, IdeogramV2Output as IdeogramV2Output
-    from .endpoints.fal_ai__ideogram_v2_turbo import IdeogramV2TurboInput as IdeogramV2TurboInput, IdeogramV2TurboOutput as IdeogramV2TurboOutput
-    from .endpoints.fal_ai__ideogram_v2a import IdeogramV2aInput as IdeogramV2aInput, IdeogramV2aOutput as IdeogramV2aOutput
-    from .endpoints.fal_ai__ideogram_v2a_turbo import IdeogramV2aTurboInput as IdeogramV2aTurboInput, IdeogramV2aTurboOutput as IdeogramV2aTurboOutput
-    from .endpoints.fal_ai__ideogram_v3 import IdeogramV3Input as IdeogramV3Input, IdeogramV3Output as IdeogramV3Output
-    from .endpoints.fal_ai__ideogram_v3_generate_transparent import IdeogramV3GenerateTransparentInput as IdeogramV3GenerateTransparentInput, IdeogramV3GenerateTransparentOutput as IdeogramV3GenerateTransparentOutput
-    from .endpoints.fal_ai__imagen3 import Imagen3Input as Imagen3Input, Imagen3Output as Imagen3Output
-    from .endpoints.fal_ai__imagen3_fast import Imagen3FastInput as Imagen3FastInput, Imagen3FastOutput as Imagen3FastOutput
-    from .endpoints.fal_ai__imagen4_preview import Imagen4PreviewInput as Imagen4PreviewInput, Imagen4PreviewOutput as Imagen4PreviewOutput
-    from .endpoints.fal_ai__imagen4_preview_fast import Imagen4PreviewFastInput as Imagen4PreviewFastInput, Imagen4PreviewFastOutput as Imagen4PreviewFastOutput
-    from .endpoints.fal_ai__imagen4_preview_ultra import Imagen4PreviewUltraInput as Imagen4PreviewUltraInput, Imagen4PreviewUltraOutput as Imagen4PreviewUltraOutput
-    from .endpoints.fal_ai__imageutils_nsfw import ImageutilsNsfwInput as ImageutilsNsfwInput, ImageutilsNsfwOutput as ImageutilsNsfwOutput
-    from .endpoints.fal_ai__index_tts_2_text_to_speech import IndexTts2TextToSpeechInput as IndexTts2TextToSpeechInput, IndexTts2TextToSpeechOutput as IndexTts2TextToSpeechOutput
-    from .endpoints.fal_ai__infinitalk import InfinitalkInput as InfinitalkInput, InfinitalkOutput as InfinitalkOutput
-    from .endpoints.fal_ai__infinitalk_single_text import InfinitalkSingleTextInput as InfinitalkSingleTextInput, InfinitalkSingleTextOutput as InfinitalkSingleTextOutput
-    from .endpoints.fal_ai__infinitalk_video_to_video import InfinitalkVideoToVideoInput as InfinitalkVideoToVideoInput, InfinitalkVideoToVideoOutput as InfinitalkVideoToVideoOutput
-    from .endpoints.fal_ai__infinity_star_text_to_video import InfinityStarTextToVideoInput as InfinityStarTextToVideoInput, InfinityStarTextToVideoOutput as InfinityStarTextToVideoOutput
+    from .endpoints.fal_ai__flux_2_flex import (
+        Flux2FlexInput as Flux2FlexInput,
+        Flux2FlexOutput as Flux2FlexOutput,
+    )
+    from .endpoints.fal_ai__flux_2_klein_4b_base_trainer import (
+        Flux2Klein4bBaseTrainerInput as Flux2Klein4bBaseTrainerInput,
+        Flux2Klein4bBaseTrainerOutput as Flux2Klein4bBaseTrainerOutput,
+    )
+    from .endpoints.fal_ai__flux_2_klein_4b_base_trainer_edit import (
+        Flux2Klein4bBaseTrainerEditInput as Flux2Klein4bBaseTrainerEditInput,
+        Flux2Klein4bBaseTrainerEditOutput as Flux2Klein4bBaseTrainerEditOutput,
+    )
+    from .endpoints.fal_ai__flux_2_klein_9b_base_trainer import (
+        Flux2Klein9bBaseTrainerInput as Flux2Klein9bBaseTrainerInput,
+        Flux2Klein9bBaseTrainerOutput as Flux2Klein9bBaseTrainerOutput,
+    )
+    from .endpoints.fal_ai__flux_2_klein_9b_base_trainer_edit import (
+        Flux2Klein9bBaseTrainerEditInput as Flux2Klein9bBaseTrainerEditInput,
+        Flux2Klein9bBaseTrainerEditOutput as Flux2Klein9bBaseTrainerEditOutput,
+    )
+    from .endpoints.fal_ai__flux_2_lora_gallery_ballpoint_pen_sketch import (
+        Flux2LoraGalleryBallpointPenSketchInput as Flux2LoraGalleryBallpointPenSketchInput,
+        Flux2LoraGalleryBallpointPenSketchOutput as Flux2LoraGalleryBallpointPenSketchOutput,
+    )
+    from .endpoints.fal_ai__flux_2_lora_gallery_digital_comic_art import (
+        Flux2LoraGalleryDigitalComicArtInput as Flux2LoraGalleryDigitalComicArtInput,
+        Flux2LoraGalleryDigitalComicArtOutput as Flux2LoraGalleryDigitalComicArtOutput,
+    )
+    from .endpoints.fal_ai__flux_2_lora_gallery_hdr_style import (
+        Flux2LoraGalleryHdrStyleInput as Flux2LoraGalleryHdrStyleInput,
+        Flux2LoraGalleryHdrStyleOutput as Flux2LoraGalleryHdrStyleOutput,
+    )
+    from .endpoints.fal_ai__flux_2_lora_gallery_satellite_view_style import (
+        Flux2LoraGallerySatelliteViewStyleInput as Flux2LoraGallerySatelliteViewStyleInput,
+        Flux2LoraGallerySatelliteViewStyleOutput as Flux2LoraGallerySatelliteViewStyleOutput,
+    )
+    from .endpoints.fal_ai__flux_2_lora_gallery_sepia_vintage import (
+        Flux2LoraGallerySepiaVintageInput as Flux2LoraGallerySepiaVintageInput,
+        Flux2LoraGallerySepiaVintageOutput as Flux2LoraGallerySepiaVintageOutput,
+    )
+    from .endpoints.fal_ai__flux_2_max import (
+        Flux2MaxInput as Flux2MaxInput,
+        Flux2MaxOutput as Flux2MaxOutput,
+    )
+    from .endpoints.fal_ai__flux_2_pro import (
+        Flux2ProInput as Flux2ProInput,
+        Flux2ProOutput as Flux2ProOutput,
+    )
+    from .endpoints.fal_ai__flux_2_trainer import (
+        Flux2TrainerInput as Flux2TrainerInput,
+        Flux2TrainerOutput as Flux2TrainerOutput,
+    )
+    from .endpoints.fal_ai__flux_2_trainer_v2 import (
+        Flux2TrainerV2Input as Flux2TrainerV2Input,
+        Flux2TrainerV2Output as Flux2TrainerV2Output,
+    )
+    from .endpoints.fal_ai__flux_2_trainer_v2_edit import (
+        Flux2TrainerV2EditInput as Flux2TrainerV2EditInput,
+        Flux2TrainerV2EditOutput as Flux2TrainerV2EditOutput,
+    )
+    from .endpoints.fal_ai__flux_2_trainer_edit import (
+        Flux2TrainerEditInput as Flux2TrainerEditInput,
+        Flux2TrainerEditOutput as Flux2TrainerEditOutput,
+    )
+    from .endpoints.fal_ai__flux_2_klein_4b import (
+        Flux2Klein4bInput as Flux2Klein4bInput,
+        Flux2Klein4bOutput as Flux2Klein4bOutput,
+    )
+    from .endpoints.fal_ai__flux_2_klein_4b_base import (
+        Flux2Klein4bBaseInput as Flux2Klein4bBaseInput,
+        Flux2Klein4bBaseOutput as Flux2Klein4bBaseOutput,
+    )
+    from .endpoints.fal_ai__flux_2_klein_4b_base_lora import (
+        Flux2Klein4bBaseLoraInput as Flux2Klein4bBaseLoraInput,
+        Flux2Klein4bBaseLoraOutput as Flux2Klein4bBaseLoraOutput,
+    )
+    from .endpoints.fal_ai__flux_2_klein_4b_lora import (
+        Flux2Klein4bLoraInput as Flux2Klein4bLoraInput,
+        Flux2Klein4bLoraOutput as Flux2Klein4bLoraOutput,
+    )
+    from .endpoints.fal_ai__flux_2_klein_9b import (
+        Flux2Klein9bInput as Flux2Klein9bInput,
+        Flux2Klein9bOutput as Flux2Klein9bOutput,
+    )
+    from .endpoints.fal_ai__flux_2_klein_9b_base_lora import (
+        Flux2Klein9bBaseLoraInput as Flux2Klein9bBaseLoraInput,
+        Flux2Klein9bBaseLoraOutput as Flux2Klein9bBaseLoraOutput,
+    )
+    from .endpoints.fal_ai__flux_2_klein_9b_edit import (
+        Flux2Klein9bEditInput as Flux2Klein9bEditInput,
+        Flux2Klein9bEditOutput as Flux2Klein9bEditOutput,
+    )
+    from .endpoints.fal_ai__flux_2_klein_9b_lora import (
+        Flux2Klein9bLoraInput as Flux2Klein9bLoraInput,
+        Flux2Klein9bLoraOutput as Flux2Klein9bLoraOutput,
+    )
+    from .endpoints.fal_ai__flux_2_lora import (
+        Flux2LoraInput as Flux2LoraInput,
+        Flux2LoraOutput as Flux2LoraOutput,
+    )
+    from .endpoints.fal_ai__flux_2_turbo import (
+        Flux2TurboInput as Flux2TurboInput,
+        Flux2TurboOutput as Flux2TurboOutput,
+    )
+    from .endpoints.fal_ai__flux_control_lora_canny import (
+        FluxControlLoraCannyInput as FluxControlLoraCannyInput,
+        FluxControlLoraCannyOutput as FluxControlLoraCannyOutput,
+    )
+    from .endpoints.fal_ai__flux_control_lora_depth import (
+        FluxControlLoraDepthInput as FluxControlLoraDepthInput,
+        FluxControlLoraDepthOutput as FluxControlLoraDepthOutput,
+    )
+    from .endpoints.fal_ai__flux_general import (
+        FluxGeneralInput as FluxGeneralInput,
+        FluxGeneralOutput as FluxGeneralOutput,
+    )
+    from .endpoints.fal_ai__flux_kontext_lora_text_to_image import (
+        FluxKontextLoraTextToImageInput as FluxKontextLoraTextToImageInput,
+        FluxKontextLoraTextToImageOutput as FluxKontextLoraTextToImageOutput,
+    )
+    from .endpoints.fal_ai__flux_kontext_trainer import (
+        FluxKontextTrainerInput as FluxKontextTrainerInput,
+        FluxKontextTrainerOutput as FluxKontextTrainerOutput,
+    )
+    from .endpoints.fal_ai__flux_krea_lora import (
+        FluxKreaLoraInput as FluxKreaLoraInput,
+        FluxKreaLoraOutput as FluxKreaLoraOutput,
+    )
+    from .endpoints.fal_ai__flux_krea_lora_stream import (
+        FluxKreaLoraStreamInput as FluxKreaLoraStreamInput,
+        FluxKreaLoraStreamOutput as FluxKreaLoraStreamOutput,
+    )
+    from .endpoints.fal_ai__flux_krea_trainer import (
+        FluxKreaTrainerInput as FluxKreaTrainerInput,
+        FluxKreaTrainerOutput as FluxKreaTrainerOutput,
+    )
+    from .endpoints.fal_ai__flux_lora import (
+        FluxLoraInput as FluxLoraInput,
+        FluxLoraOutput as FluxLoraOutput,
+    )
+    from .endpoints.fal_ai__flux_lora_fast_training import (
+        FluxLoraFastTrainingInput as FluxLoraFastTrainingInput,
+        FluxLoraFastTrainingOutput as FluxLoraFastTrainingOutput,
+    )
+    from .endpoints.fal_ai__flux_lora_portrait_trainer import (
+        FluxLoraPortraitTrainerInput as FluxLoraPortraitTrainerInput,
+        FluxLoraPortraitTrainerOutput as FluxLoraPortraitTrainerOutput,
+    )
+    from .endpoints.fal_ai__flux_lora_inpainting import (
+        FluxLoraInpaintingInput as FluxLoraInpaintingInput,
+        FluxLoraInpaintingOutput as FluxLoraInpaintingOutput,
+    )
+    from .endpoints.fal_ai__flux_lora_stream import (
+        FluxLoraStreamInput as FluxLoraStreamInput,
+        FluxLoraStreamOutput as FluxLoraStreamOutput,
+    )
+    from .endpoints.fal_ai__flux_pro import (
+        FluxProInput as FluxProInput,
+        FluxProOutput as FluxProOutput,
+    )
+    from .endpoints.fal_ai__flux_pro_kontext_max_text_to_image import (
+        FluxProKontextMaxTextToImageInput as FluxProKontextMaxTextToImageInput,
+        FluxProKontextMaxTextToImageOutput as FluxProKontextMaxTextToImageOutput,
+    )
+    from .endpoints.fal_ai__flux_pro_kontext_text_to_image import (
+        FluxProKontextTextToImageInput as FluxProKontextTextToImageInput,
+        FluxProKontextTextToImageOutput as FluxProKontextTextToImageOutput,
+    )
+    from .endpoints.fal_ai__flux_pro_v1_1 import (
+        FluxProV11Input as FluxProV11Input,
+        FluxProV11Output as FluxProV11Output,
+    )
+    from .endpoints.fal_ai__flux_pro_v1_1_ultra import (
+        FluxProV11UltraInput as FluxProV11UltraInput,
+        FluxProV11UltraOutput as FluxProV11UltraOutput,
+    )
+    from .endpoints.fal_ai__flux_pro_v1_1_ultra_finetuned import (
+        FluxProV11UltraFinetunedInput as FluxProV11UltraFinetunedInput,
+        FluxProV11UltraFinetunedOutput as FluxProV11UltraFinetunedOutput,
+    )
+    from .endpoints.fal_ai__flux_subject import (
+        FluxSubjectInput as FluxSubjectInput,
+        FluxSubjectOutput as FluxSubjectOutput,
+    )
+    from .endpoints.fal_ai__flux_dev import (
+        FluxDevInput as FluxDevInput,
+        FluxDevOutput as FluxDevOutput,
+    )
+    from .endpoints.fal_ai__flux_krea import (
+        FluxKreaInput as FluxKreaInput,
+        FluxKreaOutput as FluxKreaOutput,
+    )
+    from .endpoints.fal_ai__flux_schnell import (
+        FluxSchnellInput as FluxSchnellInput,
+        FluxSchnellOutput as FluxSchnellOutput,
+    )
+    from .endpoints.fal_ai__fooocus import (
+        FooocusInput as FooocusInput,
+        FooocusOutput as FooocusOutput,
+    )
+    from .endpoints.fal_ai__fooocus_image_prompt import (
+        FooocusImagePromptInput as FooocusImagePromptInput,
+        FooocusImagePromptOutput as FooocusImagePromptOutput,
+    )
+    from .endpoints.fal_ai__fooocus_inpaint import (
+        FooocusInpaintInput as FooocusInpaintInput,
+        FooocusInpaintOutput as FooocusInpaintOutput,
+    )
+    from .endpoints.fal_ai__fooocus_upscale_or_vary import (
+        FooocusUpscaleOrVaryInput as FooocusUpscaleOrVaryInput,
+        FooocusUpscaleOrVaryOutput as FooocusUpscaleOrVaryOutput,
+    )
+    from .endpoints.fal_ai__framepack import (
+        FramepackInput as FramepackInput,
+        FramepackOutput as FramepackOutput,
+    )
+    from .endpoints.fal_ai__framepack_f1 import (
+        FramepackF1Input as FramepackF1Input,
+        FramepackF1Output as FramepackF1Output,
+    )
+    from .endpoints.fal_ai__framepack_flf2v import (
+        FramepackFlf2vInput as FramepackFlf2vInput,
+        FramepackFlf2vOutput as FramepackFlf2vOutput,
+    )
+    from .endpoints.fal_ai__gemini_3_pro_image_preview import (
+        Gemini3ProImagePreviewInput as Gemini3ProImagePreviewInput,
+        Gemini3ProImagePreviewOutput as Gemini3ProImagePreviewOutput,
+    )
+    from .endpoints.fal_ai__gemini_3_1_flash_image_preview import (
+        Gemini31FlashImagePreviewInput as Gemini31FlashImagePreviewInput,
+        Gemini31FlashImagePreviewOutput as Gemini31FlashImagePreviewOutput,
+    )
+    from .endpoints.fal_ai__gemini_3_1_flash_tts import (
+        Gemini31FlashTtsInput as Gemini31FlashTtsInput,
+        Gemini31FlashTtsOutput as Gemini31FlashTtsOutput,
+    )
+    from .endpoints.fal_ai__gemini_tts import (
+        GeminiTtsInput as GeminiTtsInput,
+        GeminiTtsOutput as GeminiTtsOutput,
+    )
+    from .endpoints.fal_ai__glm_image import (
+        GlmImageInput as GlmImageInput,
+        GlmImageOutput as GlmImageOutput,
+    )
+    from .endpoints.fal_ai__got_ocr_v2 import (
+        GotOcrV2Input as GotOcrV2Input,
+        GotOcrV2Output as GotOcrV2Output,
+    )
+    from .endpoints.fal_ai__gpt_image_1_mini import (
+        GptImage1MiniInput as GptImage1MiniInput,
+        GptImage1MiniOutput as GptImage1MiniOutput,
+    )
+    from .endpoints.fal_ai__gpt_image_1_5 import (
+        GptImage15Input as GptImage15Input,
+        GptImage15Output as GptImage15Output,
+    )
+    from .endpoints.fal_ai__gpt_image_1_text_to_image import (
+        GptImage1TextToImageInput as GptImage1TextToImageInput,
+        GptImage1TextToImageOutput as GptImage1TextToImageOutput,
+    )
+    from .endpoints.fal_ai__heygen_avatar3_digital_twin import (
+        HeygenAvatar3DigitalTwinInput as HeygenAvatar3DigitalTwinInput,
+        HeygenAvatar3DigitalTwinOutput as HeygenAvatar3DigitalTwinOutput,
+    )
+    from .endpoints.fal_ai__heygen_avatar4_digital_twin import (
+        HeygenAvatar4DigitalTwinInput as HeygenAvatar4DigitalTwinInput,
+        HeygenAvatar4DigitalTwinOutput as HeygenAvatar4DigitalTwinOutput,
+    )
+    from .endpoints.fal_ai__heygen_avatar4_image_to_video import (
+        HeygenAvatar4ImageToVideoInput as HeygenAvatar4ImageToVideoInput,
+        HeygenAvatar4ImageToVideoOutput as HeygenAvatar4ImageToVideoOutput,
+    )
+    from .endpoints.fal_ai__heygen_avatar5_digital_twin import (
+        HeygenAvatar5DigitalTwinInput as HeygenAvatar5DigitalTwinInput,
+        HeygenAvatar5DigitalTwinOutput as HeygenAvatar5DigitalTwinOutput,
+    )
+    from .endpoints.fal_ai__heygen_v2_translate_precision import (
+        HeygenV2TranslatePrecisionInput as HeygenV2TranslatePrecisionInput,
+        HeygenV2TranslatePrecisionOutput as HeygenV2TranslatePrecisionOutput,
+    )
+    from .endpoints.fal_ai__heygen_v2_translate_speed import (
+        HeygenV2TranslateSpeedInput as HeygenV2TranslateSpeedInput,
+        HeygenV2TranslateSpeedOutput as HeygenV2TranslateSpeedOutput,
+    )
+    from .endpoints.fal_ai__heygen_v3_lipsync_precision import (
+        HeygenV3LipsyncPrecisionInput as HeygenV3LipsyncPrecisionInput,
+        HeygenV3LipsyncPrecisionOutput as HeygenV3LipsyncPrecisionOutput,
+    )
+    from .endpoints.fal_ai__heygen_v3_lipsync_speed import (
+        HeygenV3LipsyncSpeedInput as HeygenV3LipsyncSpeedInput,
+        HeygenV3LipsyncSpeedOutput as HeygenV3LipsyncSpeedOutput,
+    )
+    from .endpoints.fal_ai__heygen_v3_video_agent import (
+        HeygenV3VideoAgentInput as HeygenV3VideoAgentInput,
+        HeygenV3VideoAgentOutput as HeygenV3VideoAgentOutput,
+    )
+    from .endpoints.fal_ai__hidream_i1_dev import (
+        HidreamI1DevInput as HidreamI1DevInput,
+        HidreamI1DevOutput as HidreamI1DevOutput,
+    )
+    from .endpoints.fal_ai__hidream_i1_fast import (
+        HidreamI1FastInput as HidreamI1FastInput,
+        HidreamI1FastOutput as HidreamI1FastOutput,
+    )
+    from .endpoints.fal_ai__hidream_o1_image import (
+        HidreamO1ImageInput as HidreamO1ImageInput,
+        HidreamO1ImageOutput as HidreamO1ImageOutput,
+    )
+    from .endpoints.fal_ai__hunyuan_3d_v3_1_part import (
+        Hunyuan3dV31PartInput as Hunyuan3dV31PartInput,
+        Hunyuan3dV31PartOutput as Hunyuan3dV31PartOutput,
+    )
+    from .endpoints.fal_ai__hunyuan_3d_v3_1_pro_image_to_3d import (
+        Hunyuan3dV31ProImageTo3dInput as Hunyuan3dV31ProImageTo3dInput,
+        Hunyuan3dV31ProImageTo3dOutput as Hunyuan3dV31ProImageTo3dOutput,
+    )
+    from .endpoints.fal_ai__hunyuan_3d_v3_1_rapid_image_to_3d import (
+        Hunyuan3dV31RapidImageTo3dInput as Hunyuan3dV31RapidImageTo3dInput,
+        Hunyuan3dV31RapidImageTo3dOutput as Hunyuan3dV31RapidImageTo3dOutput,
+    )
+    from .endpoints.fal_ai__hunyuan_3d_v3_1_smart_topology import (
+        Hunyuan3dV31SmartTopologyInput as Hunyuan3dV31SmartTopologyInput,
+        Hunyuan3dV31SmartTopologyOutput as Hunyuan3dV31SmartTopologyOutput,
+    )
+    from .endpoints.fal_ai__hunyuan_avatar import (
+        HunyuanAvatarInput as HunyuanAvatarInput,
+        HunyuanAvatarOutput as HunyuanAvatarOutput,
+    )
+    from .endpoints.fal_ai__hunyuan_custom import (
+        HunyuanCustomInput as HunyuanCustomInput,
+        HunyuanCustomOutput as HunyuanCustomOutput,
+    )
+    from .endpoints.fal_ai__hunyuan_image_v2_1_text_to_image import (
+        HunyuanImageV21TextToImageInput as HunyuanImageV21TextToImageInput,
+        HunyuanImageV21TextToImageOutput as HunyuanImageV21TextToImageOutput,
+    )
+    from .endpoints.fal_ai__hunyuan_image_v3_instruct_text_to_image import (
+        HunyuanImageV3InstructTextToImageInput as HunyuanImageV3InstructTextToImageInput,
+        HunyuanImageV3InstructTextToImageOutput as HunyuanImageV3InstructTextToImageOutput,
+    )
+    from .endpoints.fal_ai__hunyuan_image_v3_text_to_image import (
+        HunyuanImageV3TextToImageInput as HunyuanImageV3TextToImageInput,
+        HunyuanImageV3TextToImageOutput as HunyuanImageV3TextToImageOutput,
+    )
+    from .endpoints.fal_ai__hunyuan_motion import (
+        HunyuanMotionInput as HunyuanMotionInput,
+        HunyuanMotionOutput as HunyuanMotionOutput,
+    )
+    from .endpoints.fal_ai__hunyuan_motion_fast import (
+        HunyuanMotionFastInput as HunyuanMotionFastInput,
+        HunyuanMotionFastOutput as HunyuanMotionFastOutput,
+    )
+    from .endpoints.fal_ai__hunyuan_part import (
+        HunyuanPartInput as HunyuanPartInput,
+        HunyuanPartOutput as HunyuanPartOutput,
+    )
+    from .endpoints.fal_ai__hunyuan_portrait import (
+        HunyuanPortraitInput as HunyuanPortraitInput,
+        HunyuanPortraitOutput as HunyuanPortraitOutput,
+    )
+    from .endpoints.fal_ai__hunyuan_video import (
+        HunyuanVideoInput as HunyuanVideoInput,
+        HunyuanVideoOutput as HunyuanVideoOutput,
+    )
+    from .endpoints.fal_ai__hunyuan_video_foley import (
+        HunyuanVideoFoleyInput as HunyuanVideoFoleyInput,
+        HunyuanVideoFoleyOutput as HunyuanVideoFoleyOutput,
+    )
+    from .endpoints.fal_ai__hunyuan_video_img2vid_lora import (
+        HunyuanVideoImg2vidLoraInput as HunyuanVideoImg2vidLoraInput,
+        HunyuanVideoImg2vidLoraOutput as HunyuanVideoImg2vidLoraOutput,
+    )
+    from .endpoints.fal_ai__hunyuan_video_lora import (
+        HunyuanVideoLoraInput as HunyuanVideoLoraInput,
+        HunyuanVideoLoraOutput as HunyuanVideoLoraOutput,
+    )
+    from .endpoints.fal_ai__hunyuan_video_lora_training import (
+        HunyuanVideoLoraTrainingInput as HunyuanVideoLoraTrainingInput,
+        HunyuanVideoLoraTrainingOutput as HunyuanVideoLoraTrainingOutput,
+    )
+    from .endpoints.fal_ai__hunyuan_video_lora_video_to_video import (
+        HunyuanVideoLoraVideoToVideoInput as HunyuanVideoLoraVideoToVideoInput,
+        HunyuanVideoLoraVideoToVideoOutput as HunyuanVideoLoraVideoToVideoOutput,
+    )
+    from .endpoints.fal_ai__hunyuan_video_v1_5_image_to_video import (
+        HunyuanVideoV15ImageToVideoInput as HunyuanVideoV15ImageToVideoInput,
+        HunyuanVideoV15ImageToVideoOutput as HunyuanVideoV15ImageToVideoOutput,
+    )
+    from .endpoints.fal_ai__hunyuan_video_v1_5_text_to_video import (
+        HunyuanVideoV15TextToVideoInput as HunyuanVideoV15TextToVideoInput,
+        HunyuanVideoV15TextToVideoOutput as HunyuanVideoV15TextToVideoOutput,
+    )
+    from .endpoints.fal_ai__hunyuan3d_v21 import (
+        Hunyuan3dV21Input as Hunyuan3dV21Input,
+        Hunyuan3dV21Output as Hunyuan3dV21Output,
+    )
+    from .endpoints.fal_ai__hunyuan3d_v3_image_to_3d import (
+        Hunyuan3dV3ImageTo3dInput as Hunyuan3dV3ImageTo3dInput,
+        Hunyuan3dV3ImageTo3dOutput as Hunyuan3dV3ImageTo3dOutput,
+    )
+    from .endpoints.fal_ai__hunyuan3d_v3_sketch_to_3d import (
+        Hunyuan3dV3SketchTo3dInput as Hunyuan3dV3SketchTo3dInput,
+        Hunyuan3dV3SketchTo3dOutput as Hunyuan3dV3SketchTo3dOutput,
+    )
+    from .endpoints.fal_ai__hunyuan3d_v3_text_to_3d import (
+        Hunyuan3dV3TextTo3dInput as Hunyuan3dV3TextTo3dInput,
+        Hunyuan3dV3TextTo3dOutput as Hunyuan3dV3TextTo3dOutput,
+    )
+    from .endpoints.fal_ai__hunyuan3d_v2 import (
+        Hunyuan3dV2Input as Hunyuan3dV2Input,
+        Hunyuan3dV2Output as Hunyuan3dV2Output,
+    )
+    from .endpoints.fal_ai__hunyuan3d_v2_mini import (
+        Hunyuan3dV2MiniInput as Hunyuan3dV2MiniInput,
+        Hunyuan3dV2MiniOutput as Hunyuan3dV2MiniOutput,
+    )
+    from .endpoints.fal_ai__hunyuan3d_v2_mini_turbo import (
+        Hunyuan3dV2MiniTurboInput as Hunyuan3dV2MiniTurboInput,
+        Hunyuan3dV2MiniTurboOutput as Hunyuan3dV2MiniTurboOutput,
+    )
+    from .endpoints.fal_ai__hunyuan3d_v2_multi_view_turbo import (
+        Hunyuan3dV2MultiViewTurboInput as Hunyuan3dV2MultiViewTurboInput,
+        Hunyuan3dV2MultiViewTurboOutput as Hunyuan3dV2MultiViewTurboOutput,
+    )
+    from .endpoints.fal_ai__hunyuan_world_image_to_world import (
+        HunyuanWorldImageToWorldInput as HunyuanWorldImageToWorldInput,
+        HunyuanWorldImageToWorldOutput as HunyuanWorldImageToWorldOutput,
+    )
+    from .endpoints.fal_ai__hyper3d_rodin import (
+        Hyper3dRodinInput as Hyper3dRodinInput,
+        Hyper3dRodinOutput as Hyper3dRodinOutput,
+    )
+    from .endpoints.fal_ai__hyper3d_rodin_v2 import (
+        Hyper3dRodinV2Input as Hyper3dRodinV2Input,
+        Hyper3dRodinV2Output as Hyper3dRodinV2Output,
+    )
+    from .endpoints.fal_ai__hyper3d_rodin_v2_5 import (
+        Hyper3dRodinV25Input as Hyper3dRodinV25Input,
+        Hyper3dRodinV25Output as Hyper3dRodinV25Output,
+    )
+    from .endpoints.fal_ai__hyper3d_rodin_v2_5_text_to_3d import (
+        Hyper3dRodinV25TextTo3dInput as Hyper3dRodinV25TextTo3dInput,
+        Hyper3dRodinV25TextTo3dOutput as Hyper3dRodinV25TextTo3dOutput,
+    )
+    from .endpoints.fal_ai__ideogram_custom_models import (
+        IdeogramCustomModelsInput as IdeogramCustomModelsInput,
+        IdeogramCustomModelsOutput as IdeogramCustomModelsOutput,
+    )
+    from .endpoints.fal_ai__ideogram_custom_models_generate import (
+        IdeogramCustomModelsGenerateInput as IdeogramCustomModelsGenerateInput,
+        IdeogramCustomModelsGenerateOutput as IdeogramCustomModelsGenerateOutput,
+    )
+    from .endpoints.fal_ai__ideogram_v2 import (
+        IdeogramV2Input as IdeogramV2Input,
+        IdeogramV2Output as IdeogramV2Output,
+    )
+    from .endpoints.fal_ai__ideogram_v2_turbo import (
+        IdeogramV2TurboInput as IdeogramV2TurboInput,
+        IdeogramV2TurboOutput as IdeogramV2TurboOutput,
+    )
+    from .endpoints.fal_ai__ideogram_v2a import (
+        IdeogramV2aInput as IdeogramV2aInput,
+        IdeogramV2aOutput as IdeogramV2aOutput,
+    )
+    from .endpoints.fal_ai__ideogram_v2a_turbo import (
+        IdeogramV2aTurboInput as IdeogramV2aTurboInput,
+        IdeogramV2aTurboOutput as IdeogramV2aTurboOutput,
+    )
+    from .endpoints.fal_ai__ideogram_v3 import (
+        IdeogramV3Input as IdeogramV3Input,
+        IdeogramV3Output as IdeogramV3Output,
+    )
+    from .endpoints.fal_ai__ideogram_v3_generate_transparent import (
+        IdeogramV3GenerateTransparentInput as IdeogramV3GenerateTransparentInput,
+        IdeogramV3GenerateTransparentOutput as IdeogramV3GenerateTransparentOutput,
+    )
+    from .endpoints.fal_ai__imagen3 import (
+        Imagen3Input as Imagen3Input,
+        Imagen3Output as Imagen3Output,
+    )
+    from .endpoints.fal_ai__imagen3_fast import (
+        Imagen3FastInput as Imagen3FastInput,
+        Imagen3FastOutput as Imagen3FastOutput,
+    )
+    from .endpoints.fal_ai__imagen4_preview import (
+        Imagen4PreviewInput as Imagen4PreviewInput,
+        Imagen4PreviewOutput as Imagen4PreviewOutput,
+    )
+    from .endpoints.fal_ai__imagen4_preview_fast import (
+        Imagen4PreviewFastInput as Imagen4PreviewFastInput,
+        Imagen4PreviewFastOutput as Imagen4PreviewFastOutput,
+    )
+    from .endpoints.fal_ai__imagen4_preview_ultra import (
+        Imagen4PreviewUltraInput as Imagen4PreviewUltraInput,
+        Imagen4PreviewUltraOutput as Imagen4PreviewUltraOutput,
+    )
+    from .endpoints.fal_ai__imageutils_nsfw import (
+        ImageutilsNsfwInput as ImageutilsNsfwInput,
+        ImageutilsNsfwOutput as ImageutilsNsfwOutput,
+    )
+    from .endpoints.fal_ai__index_tts_2_text_to_speech import (
+        IndexTts2TextToSpeechInput as IndexTts2TextToSpeechInput,
+        IndexTts2TextToSpeechOutput as IndexTts2TextToSpeechOutput,
+    )
+    from .endpoints.fal_ai__infinitalk import (
+        InfinitalkInput as InfinitalkInput,
+        InfinitalkOutput as InfinitalkOutput,
+    )
+    from .endpoints.fal_ai__infinitalk_single_text import (
+        InfinitalkSingleTextInput as InfinitalkSingleTextInput,
+        InfinitalkSingleTextOutput as InfinitalkSingleTextOutput,
+    )
+    from .endpoints.fal_ai__infinitalk_video_to_video import (
+        InfinitalkVideoToVideoInput as InfinitalkVideoToVideoInput,
+        InfinitalkVideoToVideoOutput as InfinitalkVideoToVideoOutput,
+    )
+    from .endpoints.fal_ai__infinity_star_text_to_video import (
+        InfinityStarTextToVideoInput as InfinityStarTextToVideoInput,
+        InfinityStarTextToVideoOutput as InfinityStarTextToVideoOutput,
+    )
     from .endpoints.fal_ai__janus import JanusInput as JanusInput, JanusOutput as JanusOutput
-    from .endpoints.fal_ai__kandinsky5_pro_image_to_video import Kandinsky5ProImageToVideoInput as Kandinsky5ProImageToVideoInput, Kandinsky5ProImageToVideoOutput as Kandinsky5ProImageToVideoOutput
-    from .endpoints.fal_ai__kandinsky5_pro_text_to_video import Kandinsky5ProTextToVideoInput as Kandinsky5ProTextToVideoInput, Kandinsky5ProTextToVideoOutput as Kandinsky5ProTextToVideoOutput
-    from .endpoints.fal_ai__kandinsky5_text_to_video import Kandinsky5TextToVideoInput as Kandinsky5TextToVideoInput, Kandinsky5TextToVideoOutput as Kandinsky5TextToVideoOutput
-    from .endpoints.fal_ai__kandinsky5_text_to_video_distill import Kandinsky5TextToVideoDistillInput as Kandinsky5TextToVideoDistillInput, Kandinsky5TextToVideoDistillOutput as Kandinsky5TextToVideoDistillOutput
-    from .endpoints.fal_ai__kling_image_o3_text_to_image import KlingImageO3TextToImageInput as KlingImageO3TextToImageInput, KlingImageO3TextToImageOutput as KlingImageO3TextToImageOutput
-    from .endpoints.fal_ai__kling_image_v3_text_to_image import KlingImageV3TextToImageInput as KlingImageV3TextToImageInput, KlingImageV3TextToImageOutput as KlingImageV3TextToImageOutput
-    from .endpoints.fal_ai__kling_video_ai_avatar_v2_pro import KlingVideoAiAvatarV2ProInput as KlingVideoAiAvatarV2ProInput, KlingVideoAiAvatarV2ProOutput as KlingVideoAiAvatarV2ProOutput
-    from .endpoints.fal_ai__kling_video_ai_avatar_v2_standard import KlingVideoAiAvatarV2StandardInput as KlingVideoAiAvatarV2StandardInput, KlingVideoAiAvatarV2StandardOutput as KlingVideoAiAvatarV2StandardOutput
-    from .endpoints.fal_ai__kling_video_create_voice import KlingVideoCreateVoiceInput as KlingVideoCreateVoiceInput, KlingVideoCreateVoiceOutput as KlingVideoCreateVoiceOutput
-    from .endpoints.fal_ai__kling_video_lipsync_audio_to_video import KlingVideoLipsyncAudioToVideoInput as KlingVideoLipsyncAudioToVideoInput, KlingVideoLipsyncAudioToVideoOutput as KlingVideoLipsyncAudioToVideoOutput
-    from .endpoints.fal_ai__kling_video_lipsync_text_to_video import KlingVideoLipsyncTextToVideoInput as KlingVideoLipsyncTextToVideoInput, KlingVideoLipsyncTextToVideoOutput as KlingVideoLipsyncTextToVideoOutput
-    from .endpoints.fal_ai__kling_video_o1_image_to_video import KlingVideoO1ImageToVideoInput as KlingVideoO1ImageToVideoInput, KlingVideoO1ImageToVideoOutput as KlingVideoO1ImageToVideoOutput
-    from .endpoints.fal_ai__kling_video_o1_reference_to_video import KlingVideoO1ReferenceToVideoInput as KlingVideoO1ReferenceToVideoInput, KlingVideoO1ReferenceToVideoOutput as KlingVideoO1ReferenceToVideoOutput
-    from .endpoints.fal_ai__kling_video_o1_standard_image_to_video import KlingVideoO1StandardImageToVideoInput as KlingVideoO1StandardImageToVideoInput, KlingVideoO1StandardImageToVideoOutput as KlingVideoO1StandardImageToVideoOutput
-    from .endpoints.fal_ai__kling_video_o1_standard_video_to_video_edit import KlingVideoO1StandardVideoToVideoEditInput as KlingVideoO1StandardVideoToVideoEditInput, KlingVideoO1StandardVideoToVideoEditOutput as KlingVideoO1StandardVideoToVideoEditOutput
-    from .endpoints.fal_ai__kling_video_o1_standard_video_to_video_reference import KlingVideoO1StandardVideoToVideoReferenceInput as KlingVideoO1StandardVideoToVideoReferenceInput, KlingVideoO1StandardVideoToVideoReferenceOutput as KlingVideoO1StandardVideoToVideoReferenceOutput
-    from .endpoints.fal_ai__kling_video_o1_video_to_video_edit import KlingVideoO1VideoToVideoEditInput as KlingVideoO1VideoToVideoEditInput, KlingVideoO1VideoToVideoEditOutput as KlingVideoO1VideoToVideoEditOutput
-    from .endpoints.fal_ai__kling_video_o1_video_to_video_reference import KlingVideoO1VideoToVideoReferenceInput as KlingVideoO1VideoToVideoReferenceInput, KlingVideoO1VideoToVideoReferenceOutput as KlingVideoO1VideoToVideoReferenceOutput
-    from .endpoints.fal_ai__kling_video_o3_4k_reference_to_video import KlingVideoO34kReferenceToVideoInput as KlingVideoO34kReferenceToVideoInput, KlingVideoO34kReferenceToVideoOutput as KlingVideoO34kReferenceToVideoOutput
-    from .endpoints.fal_ai__kling_video_o3_4k_text_to_video import KlingVideoO34kTextToVideoInput as KlingVideoO34kTextToVideoInput, KlingVideoO34kTextToVideoOutput as KlingVideoO34kTextToVideoOutput
-    from .endpoints.fal_ai__kling_video_o3_pro_reference_to_video import KlingVideoO3ProReferenceToVideoInput as KlingVideoO3ProReferenceToVideoInput, KlingVideoO3ProReferenceToVideoOutput as KlingVideoO3ProReferenceToVideoOutput
-    from .endpoints.fal_ai__kling_video_o3_pro_text_to_video import KlingVideoO3ProTextToVideoInput as KlingVideoO3ProTextToVideoInput, KlingVideoO3ProTextToVideoOutput as KlingVideoO3ProTextToVideoOutput
-    from .endpoints.fal_ai__kling_video_o3_pro_video_to_video_edit import KlingVideoO3ProVideoToVideoEditInput as KlingVideoO3ProVideoToVideoEditInput, KlingVideoO3ProVideoToVideoEditOutput as KlingVideoO3ProVideoToVideoEditOutput
-    from .endpoints.fal_ai__kling_video_o3_standard_reference_to_video import KlingVideoO3StandardReferenceToVideoInput as KlingVideoO3StandardReferenceToVideoInput, KlingVideoO3StandardReferenceToVideoOutput as KlingVideoO3StandardReferenceToVideoOutput
-    from .endpoints.fal_ai__kling_video_o3_standard_text_to_video import KlingVideoO3StandardTextToVideoInput as KlingVideoO3StandardTextToVideoInput, KlingVideoO3StandardTextToVideoOutput as KlingVideoO3StandardTextToVideoOutput
-    from .endpoints.fal_ai__kling_video_o3_standard_video_to_video_edit import KlingVideoO3StandardVideoToVideoEditInput as KlingVideoO3StandardVideoToVideoEditInput, KlingVideoO3StandardVideoToVideoEditOutput as KlingVideoO3StandardVideoToVideoEditOutput
-    from .endpoints.fal_ai__kling_video_o3_standard_video_to_video_reference import KlingVideoO3StandardVideoToVideoReferenceInput as KlingVideoO3StandardVideoToVideoReferenceInput, KlingVideoO3StandardVideoToVideoReferenceOutput as KlingVideoO3StandardVideoToVideoReferenceOutput
-    from .endpoints.fal_ai__kling_video_v1_5_pro_image_to_video import KlingVideoV15ProImageToVideoInput as KlingVideoV15ProImageToVideoInput, KlingVideoV15ProImageToVideoOutput as KlingVideoV15ProImageToVideoOutput
-    from .endpoints.fal_ai__kling_video_v1_5_pro_text_to_video import KlingVideoV15ProTextToVideoInput as KlingVideoV15ProTextToVideoInput, KlingVideoV15ProTextToVideoOutput as KlingVideoV15ProTextToVideoOutput
-    from .endpoints.fal_ai__kling_video_v1_6_pro_effects import KlingVideoV16ProEffectsInput as KlingVideoV16ProEffectsInput, KlingVideoV16ProEffectsOutput as KlingVideoV16ProEffectsOutput
-    from .endpoints.fal_ai__kling_video_v1_6_pro_elements import KlingVideoV16ProElementsInput as KlingVideoV16ProElementsInput, KlingVideoV16ProElementsOutput as KlingVideoV16ProElementsOutput
-    from .endpoints.fal_ai__kling_video_v1_6_pro_image_to_video import KlingVideoV16ProImageToVideoInput as KlingVideoV16ProImageToVideoInput, KlingVideoV16ProImageToVideoOutput as KlingVideoV16ProImageToVideoOutput
-    from .endpoints.fal_ai__kling_video_v1_6_pro_text_to_video import KlingVideoV16ProTextToVideoInput as KlingVideoV16ProTextToVideoInput, KlingVideoV16ProTextToVideoOutput as KlingVideoV16ProTextToVideoOutput
-    from .endpoints.fal_ai__kling_video_v1_6_standard_effects import KlingVideoV16StandardEffectsInput as KlingVideoV16StandardEffectsInput, KlingVideoV16StandardEffectsOutput as KlingVideoV16StandardEffectsOutput
-    from .endpoints.fal_ai__kling_video_v1_6_standard_elements import KlingVideoV16StandardElementsInput as KlingVideoV16StandardElementsInput, KlingVideoV16StandardElementsOutput as KlingVideoV16StandardElementsOutput
-    from .endpoints.fal_ai__kling_video_v1_6_standard_text_to_video import KlingVideoV16StandardTextToVideoInput as KlingVideoV16StandardTextToVideoInput, KlingVideoV16StandardTextToVideoOutput as KlingVideoV16StandardTextToVideoOutput
-    from .endpoints.fal_ai__kling_video_v1_pro_ai_avatar import KlingVideoV1ProAiAvatarInput as KlingVideoV1ProAiAvatarInput, KlingVideoV1ProAiAvatarOutput as KlingVideoV1ProAiAvatarOutput
-    from .endpoints.fal_ai__kling_video_v1_standard_ai_avatar import KlingVideoV1StandardAiAvatarInput as KlingVideoV1StandardAiAvatarInput, KlingVideoV1StandardAiAvatarOutput as KlingVideoV1StandardAiAvatarOutput
-    from .endpoints.fal_ai__kling_video_v1_standard_effects import KlingVideoV1StandardEffectsInput as KlingVideoV1StandardEffectsInput, KlingVideoV1StandardEffectsOutput as KlingVideoV1StandardEffectsOutput
-    from .endpoints.fal_ai__kling_video_v1_standard_image_to_video import KlingVideoV1StandardImageToVideoInput as KlingVideoV1StandardImageToVideoInput, KlingVideoV1StandardImageToVideoOutput as KlingVideoV1StandardImageToVideoOutput
-    from .endpoints.fal_ai__kling_video_v1_standard_text_to_video import KlingVideoV1StandardTextToVideoInput as KlingVideoV1StandardTextToVideoInput, KlingVideoV1StandardTextToVideoOutput as KlingVideoV1StandardTextToVideoOutput
-    from .endpoints.fal_ai__kling_video_v2_1_master_text_to_video import KlingVideoV21MasterTextToVideoInput as KlingVideoV21MasterTextToVideoInput, KlingVideoV21MasterTextToVideoOutput as KlingVideoV21MasterTextToVideoOutput
-    from .endpoints.fal_ai__kling_video_v2_1_pro_image_to_video import KlingVideoV21ProImageToVideoInput as KlingVideoV21ProImageToVideoInput, KlingVideoV21ProImageToVideoOutput as KlingVideoV21ProImageToVideoOutput
-    from .endpoints.fal_ai__kling_video_v2_5_turbo_pro_image_to_video import KlingVideoV25TurboProImageToVideoInput as KlingVideoV25TurboProImageToVideoInput, KlingVideoV25TurboProImageToVideoOutput as KlingVideoV25TurboProImageToVideoOutput
-    from .endpoints.fal_ai__kling_video_v2_5_turbo_pro_text_to_video import KlingVideoV25TurboProTextToVideoInput as KlingVideoV25TurboProTextToVideoInput, KlingVideoV25TurboProTextToVideoOutput as KlingVideoV25TurboProTextToVideoOutput
-    from .endpoints.fal_ai__kling_video_v2_5_turbo_standard_image_to_video import KlingVideoV25TurboStandardImageToVideoInput as KlingVideoV25TurboStandardImageToVideoInput, KlingVideoV25TurboStandardImageToVideoOutput as KlingVideoV25TurboStandardImageToVideoOutput
-    from .endpoints.fal_ai__kling_video_v2_6_pro_image_to_video import KlingVideoV26ProImageToVideoInput as KlingVideoV26ProImageToVideoInput, KlingVideoV26ProImageToVideoOutput as KlingVideoV26ProImageToVideoOutput
-    from .endpoints.fal_ai__kling_video_v2_6_pro_text_to_video import KlingVideoV26ProTextToVideoInput as KlingVideoV26ProTextToVideoInput, KlingVideoV26ProTextToVideoOutput as KlingVideoV26ProTextToVideoOutput
-    from .endpoints.fal_ai__kling_video_v2_master_image_to_video import KlingVideoV2MasterImageToVideoInput as KlingVideoV2MasterImageToVideoInput, KlingVideoV2MasterImageToVideoOutput as KlingVideoV2MasterImageToVideoOutput
-    from .endpoints.fal_ai__kling_video_v2_master_text_to_video import KlingVideoV2MasterTextToVideoInput as KlingVideoV2MasterTextToVideoInput, KlingVideoV2MasterTextToVideoOutput as KlingVideoV2MasterTextToVideoOutput
-    from .endpoints.fal_ai__kling_video_v3_4k_image_to_video import KlingVideoV34kImageToVideoInput as KlingVideoV34kImageToVideoInput, KlingVideoV34kImageToVideoOutput as KlingVideoV34kImageToVideoOutput
-    from .endpoints.fal_ai__kling_video_v3_4k_text_to_video import KlingVideoV34kTextToVideoInput as KlingVideoV34kTextToVideoInput, KlingVideoV34kTextToVideoOutput as KlingVideoV34kTextToVideoOutput
-    from .endpoints.fal_ai__kling_video_v3_pro_image_to_video import KlingVideoV3ProImageToVideoInput as KlingVideoV3ProImageToVideoInput, KlingVideoV3ProImageToVideoOutput as KlingVideoV3ProImageToVideoOutput
-    from .endpoints.fal_ai__kling_video_v3_pro_motion_control import KlingVideoV3ProMotionControlInput as KlingVideoV3ProMotionControlInput, KlingVideoV3ProMotionControlOutput as KlingVideoV3ProMotionControlOutput
-    from .endpoints.fal_ai__kling_video_v3_pro_text_to_video import KlingVideoV3ProTextToVideoInput as KlingVideoV3ProTextToVideoInput, KlingVideoV3ProTextToVideoOutput as KlingVideoV3ProTextToVideoOutput
-    from .endpoints.fal_ai__kling_video_v3_standard_image_to_video import KlingVideoV3StandardImageToVideoInput as KlingVideoV3StandardImageToVideoInput, KlingVideoV3StandardImageToVideoOutput as KlingVideoV3StandardImageToVideoOutput
-    from .endpoints.fal_ai__kling_video_v3_standard_motion_control import KlingVideoV3StandardMotionControlInput as KlingVideoV3StandardMotionControlInput, KlingVideoV3StandardMotionControlOutput as KlingVideoV3StandardMotionControlOutput
-    from .endpoints.fal_ai__kling_video_v3_standard_text_to_video import KlingVideoV3StandardTextToVideoInput as KlingVideoV3StandardTextToVideoInput, KlingVideoV3StandardTextToVideoOutput as KlingVideoV3StandardTextToVideoOutput
-    from .endpoints.fal_ai__kling_video_video_to_audio import KlingVideoVideoToAudioInput as KlingVideoVideoToAudioInput, KlingVideoVideoToAudioOutput as KlingVideoVideoToAudioOutput
-    from .endpoints.fal_ai__kokoro_american_english import KokoroAmericanEnglishInput as KokoroAmericanEnglishInput, KokoroAmericanEnglishOutput as KokoroAmericanEnglishOutput
-    from .endpoints.fal_ai__kokoro_brazilian_portuguese import KokoroBrazilianPortugueseInput as KokoroBrazilianPortugueseInput, KokoroBrazilianPortugueseOutput as KokoroBrazilianPortugueseOutput
-    from .endpoints.fal_ai__kokoro_british_english import KokoroBritishEnglishInput as KokoroBritishEnglishInput, KokoroBritishEnglishOutput as KokoroBritishEnglishOutput
-    from .endpoints.fal_ai__kokoro_french import KokoroFrenchInput as KokoroFrenchInput, KokoroFrenchOutput as KokoroFrenchOutput
-    from .endpoints.fal_ai__kokoro_hindi import KokoroHindiInput as KokoroHindiInput, KokoroHindiOutput as KokoroHindiOutput
-    from .endpoints.fal_ai__kokoro_italian import KokoroItalianInput as KokoroItalianInput, KokoroItalianOutput as KokoroItalianOutput
-    from .endpoints.fal_ai__kokoro_japanese import KokoroJapaneseInput as KokoroJapaneseInput, KokoroJapaneseOutput as KokoroJapaneseOutput
-    from .endpoints.fal_ai__kokoro_mandarin_chinese import KokoroMandarinChineseInput as KokoroMandarinChineseInput, KokoroMandarinChineseOutput as KokoroMandarinChineseOutput
-    from .endpoints.fal_ai__kokoro_spanish import KokoroSpanishInput as KokoroSpanishInput, KokoroSpanishOutput as KokoroSpanishOutput
+    from .endpoints.fal_ai__kandinsky5_pro_image_to_video import (
+        Kandinsky5ProImageToVideoInput as Kandinsky5ProImageToVideoInput,
+        Kandinsky5ProImageToVideoOutput as Kandinsky5ProImageToVideoOutput,
+    )
+    from .endpoints.fal_ai__kandinsky5_pro_text_to_video import (
+        Kandinsky5ProTextToVideoInput as Kandinsky5ProTextToVideoInput,
+        Kandinsky5ProTextToVideoOutput as Kandinsky5ProTextToVideoOutput,
+    )
+    from .endpoints.fal_ai__kandinsky5_text_to_video import (
+        Kandinsky5TextToVideoInput as Kandinsky5TextToVideoInput,
+        Kandinsky5TextToVideoOutput as Kandinsky5TextToVideoOutput,
+    )
+    from .endpoints.fal_ai__kandinsky5_text_to_video_distill import (
+        Kandinsky5TextToVideoDistillInput as Kandinsky5TextToVideoDistillInput,
+        Kandinsky5TextToVideoDistillOutput as Kandinsky5TextToVideoDistillOutput,
+    )
+    from .endpoints.fal_ai__kling_image_o3_text_to_image import (
+        KlingImageO3TextToImageInput as KlingImageO3TextToImageInput,
+        KlingImageO3TextToImageOutput as KlingImageO3TextToImageOutput,
+    )
+    from .endpoints.fal_ai__kling_image_v3_text_to_image import (
+        KlingImageV3TextToImageInput as KlingImageV3TextToImageInput,
+        KlingImageV3TextToImageOutput as KlingImageV3TextToImageOutput,
+    )
+    from .endpoints.fal_ai__kling_video_ai_avatar_v2_pro import (
+        KlingVideoAiAvatarV2ProInput as KlingVideoAiAvatarV2ProInput,
+        KlingVideoAiAvatarV2ProOutput as KlingVideoAiAvatarV2ProOutput,
+    )
+    from .endpoints.fal_ai__kling_video_ai_avatar_v2_standard import (
+        KlingVideoAiAvatarV2StandardInput as KlingVideoAiAvatarV2StandardInput,
+        KlingVideoAiAvatarV2StandardOutput as KlingVideoAiAvatarV2StandardOutput,
+    )
+    from .endpoints.fal_ai__kling_video_create_voice import (
+        KlingVideoCreateVoiceInput as KlingVideoCreateVoiceInput,
+        KlingVideoCreateVoiceOutput as KlingVideoCreateVoiceOutput,
+    )
+    from .endpoints.fal_ai__kling_video_lipsync_audio_to_video import (
+        KlingVideoLipsyncAudioToVideoInput as KlingVideoLipsyncAudioToVideoInput,
+        KlingVideoLipsyncAudioToVideoOutput as KlingVideoLipsyncAudioToVideoOutput,
+    )
+    from .endpoints.fal_ai__kling_video_lipsync_text_to_video import (
+        KlingVideoLipsyncTextToVideoInput as KlingVideoLipsyncTextToVideoInput,
+        KlingVideoLipsyncTextToVideoOutput as KlingVideoLipsyncTextToVideoOutput,
+    )
+    from .endpoints.fal_ai__kling_video_o1_image_to_video import (
+        KlingVideoO1ImageToVideoInput as KlingVideoO1ImageToVideoInput,
+        KlingVideoO1ImageToVideoOutput as KlingVideoO1ImageToVideoOutput,
+    )
+    from .endpoints.fal_ai__kling_video_o1_reference_to_video import (
+        KlingVideoO1ReferenceToVideoInput as KlingVideoO1ReferenceToVideoInput,
+        KlingVideoO1ReferenceToVideoOutput as KlingVideoO1ReferenceToVideoOutput,
+    )
+    from .endpoints.fal_ai__kling_video_o1_standard_image_to_video import (
+        KlingVideoO1StandardImageToVideoInput as KlingVideoO1StandardImageToVideoInput,
+        KlingVideoO1StandardImageToVideoOutput as KlingVideoO1StandardImageToVideoOutput,
+    )
+    from .endpoints.fal_ai__kling_video_o1_standard_video_to_video_edit import (
+        KlingVideoO1StandardVideoToVideoEditInput as KlingVideoO1StandardVideoToVideoEditInput,
+        KlingVideoO1StandardVideoToVideoEditOutput as KlingVideoO1StandardVideoToVideoEditOutput,
+    )
+    from .endpoints.fal_ai__kling_video_o1_standard_video_to_video_reference import (
+        KlingVideoO1StandardVideoToVideoReferenceInput as KlingVideoO1StandardVideoToVideoReferenceInput,
+        KlingVideoO1StandardVideoToVideoReferenceOutput as KlingVideoO1StandardVideoToVideoReferenceOutput,
+    )
+    from .endpoints.fal_ai__kling_video_o1_video_to_video_edit import (
+        KlingVideoO1VideoToVideoEditInput as KlingVideoO1VideoToVideoEditInput,
+        KlingVideoO1VideoToVideoEditOutput as KlingVideoO1VideoToVideoEditOutput,
+    )
+    from .endpoints.fal_ai__kling_video_o1_video_to_video_reference import (
+        KlingVideoO1VideoToVideoReferenceInput as KlingVideoO1VideoToVideoReferenceInput,
+        KlingVideoO1VideoToVideoReferenceOutput as KlingVideoO1VideoToVideoReferenceOutput,
+    )
+    from .endpoints.fal_ai__kling_video_o3_4k_reference_to_video import (
+        KlingVideoO34kReferenceToVideoInput as KlingVideoO34kReferenceToVideoInput,
+        KlingVideoO34kReferenceToVideoOutput as KlingVideoO34kReferenceToVideoOutput,
+    )
+    from .endpoints.fal_ai__kling_video_o3_4k_text_to_video import (
+        KlingVideoO34kTextToVideoInput as KlingVideoO34kTextToVideoInput,
+        KlingVideoO34kTextToVideoOutput as KlingVideoO34kTextToVideoOutput,
+    )
+    from .endpoints.fal_ai__kling_video_o3_pro_reference_to_video import (
+        KlingVideoO3ProReferenceToVideoInput as KlingVideoO3ProReferenceToVideoInput,
+        KlingVideoO3ProReferenceToVideoOutput as KlingVideoO3ProReferenceToVideoOutput,
+    )
+    from .endpoints.fal_ai__kling_video_o3_pro_text_to_video import (
+        KlingVideoO3ProTextToVideoInput as KlingVideoO3ProTextToVideoInput,
+        KlingVideoO3ProTextToVideoOutput as KlingVideoO3ProTextToVideoOutput,
+    )
+    from .endpoints.fal_ai__kling_video_o3_pro_video_to_video_edit import (
+        KlingVideoO3ProVideoToVideoEditInput as KlingVideoO3ProVideoToVideoEditInput,
+        KlingVideoO3ProVideoToVideoEditOutput as KlingVideoO3ProVideoToVideoEditOutput,
+    )
+    from .endpoints.fal_ai__kling_video_o3_standard_reference_to_video import (
+        KlingVideoO3StandardReferenceToVideoInput as KlingVideoO3StandardReferenceToVideoInput,
+        KlingVideoO3StandardReferenceToVideoOutput as KlingVideoO3StandardReferenceToVideoOutput,
+    )
+    from .endpoints.fal_ai__kling_video_o3_standard_text_to_video import (
+        KlingVideoO3StandardTextToVideoInput as KlingVideoO3StandardTextToVideoInput,
+        KlingVideoO3StandardTextToVideoOutput as KlingVideoO3StandardTextToVideoOutput,
+    )
+    from .endpoints.fal_ai__kling_video_o3_standard_video_to_video_edit import (
+        KlingVideoO3StandardVideoToVideoEditInput as KlingVideoO3StandardVideoToVideoEditInput,
+        KlingVideoO3StandardVideoToVideoEditOutput as KlingVideoO3StandardVideoToVideoEditOutput,
+    )
+    from .endpoints.fal_ai__kling_video_o3_standard_video_to_video_reference import (
+        KlingVideoO3StandardVideoToVideoReferenceInput as KlingVideoO3StandardVideoToVideoReferenceInput,
+        KlingVideoO3StandardVideoToVideoReferenceOutput as KlingVideoO3StandardVideoToVideoReferenceOutput,
+    )
+    from .endpoints.fal_ai__kling_video_v1_5_pro_image_to_video import (
+        KlingVideoV15ProImageToVideoInput as KlingVideoV15ProImageToVideoInput,
+        KlingVideoV15ProImageToVideoOutput as KlingVideoV15ProImageToVideoOutput,
+    )
+    from .endpoints.fal_ai__kling_video_v1_5_pro_text_to_video import (
+        KlingVideoV15ProTextToVideoInput as KlingVideoV15ProTextToVideoInput,
+        KlingVideoV15ProTextToVideoOutput as KlingVideoV15ProTextToVideoOutput,
+    )
+    from .endpoints.fal_ai__kling_video_v1_6_pro_effects import (
+        KlingVideoV16ProEffectsInput as KlingVideoV16ProEffectsInput,
+        KlingVideoV16ProEffectsOutput as KlingVideoV16ProEffectsOutput,
+    )
+    from .endpoints.fal_ai__kling_video_v1_6_pro_elements import (
+        KlingVideoV16ProElementsInput as KlingVideoV16ProElementsInput,
+        KlingVideoV16ProElementsOutput as KlingVideoV16ProElementsOutput,
+    )
+    from .endpoints.fal_ai__kling_video_v1_6_pro_image_to_video import (
+        KlingVideoV16ProImageToVideoInput as KlingVideoV16ProImageToVideoInput,
+        KlingVideoV16ProImageToVideoOutput as KlingVideoV16ProImageToVideoOutput,
+    )
+    from .endpoints.fal_ai__kling_video_v1_6_pro_text_to_video import (
+        KlingVideoV16ProTextToVideoInput as KlingVideoV16ProTextToVideoInput,
+        KlingVideoV16ProTextToVideoOutput as KlingVideoV16ProTextToVideoOutput,
+    )
+    from .endpoints.fal_ai__kling_video_v1_6_standard_effects import (
+        KlingVideoV16StandardEffectsInput as KlingVideoV16StandardEffectsInput,
+        KlingVideoV16StandardEffectsOutput as KlingVideoV16StandardEffectsOutput,
+    )
+    from .endpoints.fal_ai__kling_video_v1_6_standard_elements import (
+        KlingVideoV16StandardElementsInput as KlingVideoV16StandardElementsInput,
+        KlingVideoV16StandardElementsOutput as KlingVideoV16StandardElementsOutput,
+    )
+    from .endpoints.fal_ai__kling_video_v1_6_standard_text_to_video import (
+        KlingVideoV16StandardTextToVideoInput as KlingVideoV16StandardTextToVideoInput,
+        KlingVideoV16StandardTextToVideoOutput as KlingVideoV16StandardTextToVideoOutput,
+    )
+    from .endpoints.fal_ai__kling_video_v1_pro_ai_avatar import (
+        KlingVideoV1ProAiAvatarInput as KlingVideoV1ProAiAvatarInput,
+        KlingVideoV1ProAiAvatarOutput as KlingVideoV1ProAiAvatarOutput,
+    )
+    from .endpoints.fal_ai__kling_video_v1_standard_ai_avatar import (
+        KlingVideoV1StandardAiAvatarInput as KlingVideoV1StandardAiAvatarInput,
+        KlingVideoV1StandardAiAvatarOutput as KlingVideoV1StandardAiAvatarOutput,
+    )
+    from .endpoints.fal_ai__kling_video_v1_standard_effects import (
+        KlingVideoV1StandardEffectsInput as KlingVideoV1StandardEffectsInput,
+        KlingVideoV1StandardEffectsOutput as KlingVideoV1StandardEffectsOutput,
+    )
+    from .endpoints.fal_ai__kling_video_v1_standard_image_to_video import (
+        KlingVideoV1StandardImageToVideoInput as KlingVideoV1StandardImageToVideoInput,
+        KlingVideoV1StandardImageToVideoOutput as KlingVideoV1StandardImageToVideoOutput,
+    )
+    from .endpoints.fal_ai__kling_video_v1_standard_text_to_video import (
+        KlingVideoV1StandardTextToVideoInput as KlingVideoV1StandardTextToVideoInput,
+        KlingVideoV1StandardTextToVideoOutput as KlingVideoV1StandardTextToVideoOutput,
+    )
+    from .endpoints.fal_ai__kling_video_v2_1_master_text_to_video import (
+        KlingVideoV21MasterTextToVideoInput as KlingVideoV21MasterTextToVideoInput,
+        KlingVideoV21MasterTextToVideoOutput as KlingVideoV21MasterTextToVideoOutput,
+    )
+    from .endpoints.fal_ai__kling_video_v2_1_pro_image_to_video import (
+        KlingVideoV21ProImageToVideoInput as KlingVideoV21ProImageToVideoInput,
+        KlingVideoV21ProImageToVideoOutput as KlingVideoV21ProImageToVideoOutput,
+    )
+    from .endpoints.fal_ai__kling_video_v2_5_turbo_pro_image_to_video import (
+        KlingVideoV25TurboProImageToVideoInput as KlingVideoV25TurboProImageToVideoInput,
+        KlingVideoV25TurboProImageToVideoOutput as KlingVideoV25TurboProImageToVideoOutput,
+    )
+    from .endpoints.fal_ai__kling_video_v2_5_turbo_pro_text_to_video import (
+        KlingVideoV25TurboProTextToVideoInput as KlingVideoV25TurboProTextToVideoInput,
+        KlingVideoV25TurboProTextToVideoOutput as KlingVideoV25TurboProTextToVideoOutput,
+    )
+    from .endpoints.fal_ai__kling_video_v2_5_turbo_standard_image_to_video import (
+        KlingVideoV25TurboStandardImageToVideoInput as KlingVideoV25TurboStandardImageToVideoInput,
+        KlingVideoV25TurboStandardImageToVideoOutput as KlingVideoV25TurboStandardImageToVideoOutput,
+    )
+    from .endpoints.fal_ai__kling_video_v2_6_pro_image_to_video import (
+        KlingVideoV26ProImageToVideoInput as KlingVideoV26ProImageToVideoInput,
+        KlingVideoV26ProImageToVideoOutput as KlingVideoV26ProImageToVideoOutput,
+    )
+    from .endpoints.fal_ai__kling_video_v2_6_pro_text_to_video import (
+        KlingVideoV26ProTextToVideoInput as KlingVideoV26ProTextToVideoInput,
+        KlingVideoV26ProTextToVideoOutput as KlingVideoV26ProTextToVideoOutput,
+    )
+    from .endpoints.fal_ai__kling_video_v2_master_image_to_video import (
+        KlingVideoV2MasterImageToVideoInput as KlingVideoV2MasterImageToVideoInput,
+        KlingVideoV2MasterImageToVideoOutput as KlingVideoV2MasterImageToVideoOutput,
+    )
+    from .endpoints.fal_ai__kling_video_v2_master_text_to_video import (
+        KlingVideoV2MasterTextToVideoInput as KlingVideoV2MasterTextToVideoInput,
+        KlingVideoV2MasterTextToVideoOutput as KlingVideoV2MasterTextToVideoOutput,
+    )
+    from .endpoints.fal_ai__kling_video_v3_4k_image_to_video import (
+        KlingVideoV34kImageToVideoInput as KlingVideoV34kImageToVideoInput,
+        KlingVideoV34kImageToVideoOutput as KlingVideoV34kImageToVideoOutput,
+    )
+    from .endpoints.fal_ai__kling_video_v3_4k_text_to_video import (
+        KlingVideoV34kTextToVideoInput as KlingVideoV34kTextToVideoInput,
+        KlingVideoV34kTextToVideoOutput as KlingVideoV34kTextToVideoOutput,
+    )
+    from .endpoints.fal_ai__kling_video_v3_pro_image_to_video import (
+        KlingVideoV3ProImageToVideoInput as KlingVideoV3ProImageToVideoInput,
+        KlingVideoV3ProImageToVideoOutput as KlingVideoV3ProImageToVideoOutput,
+    )
+    from .endpoints.fal_ai__kling_video_v3_pro_motion_control import (
+        KlingVideoV3ProMotionControlInput as KlingVideoV3ProMotionControlInput,
+        KlingVideoV3ProMotionControlOutput as KlingVideoV3ProMotionControlOutput,
+    )
+    from .endpoints.fal_ai__kling_video_v3_pro_text_to_video import (
+        KlingVideoV3ProTextToVideoInput as KlingVideoV3ProTextToVideoInput,
+        KlingVideoV3ProTextToVideoOutput as KlingVideoV3ProTextToVideoOutput,
+    )
+    from .endpoints.fal_ai__kling_video_v3_standard_image_to_video import (
+        KlingVideoV3StandardImageToVideoInput as KlingVideoV3StandardImageToVideoInput,
+        KlingVideoV3StandardImageToVideoOutput as KlingVideoV3StandardImageToVideoOutput,
+    )
+    from .endpoints.fal_ai__kling_video_v3_standard_motion_control import (
+        KlingVideoV3StandardMotionControlInput as KlingVideoV3StandardMotionControlInput,
+        KlingVideoV3StandardMotionControlOutput as KlingVideoV3StandardMotionControlOutput,
+    )
+    from .endpoints.fal_ai__kling_video_v3_standard_text_to_video import (
+        KlingVideoV3StandardTextToVideoInput as KlingVideoV3StandardTextToVideoInput,
+        KlingVideoV3StandardTextToVideoOutput as KlingVideoV3StandardTextToVideoOutput,
+    )
+    from .endpoints.fal_ai__kling_video_video_to_audio import (
+        KlingVideoVideoToAudioInput as KlingVideoVideoToAudioInput,
+        KlingVideoVideoToAudioOutput as KlingVideoVideoToAudioOutput,
+    )
+    from .endpoints.fal_ai__kokoro_american_english import (
+        KokoroAmericanEnglishInput as KokoroAmericanEnglishInput,
+        KokoroAmericanEnglishOutput as KokoroAmericanEnglishOutput,
+    )
+    from .endpoints.fal_ai__kokoro_brazilian_portuguese import (
+        KokoroBrazilianPortugueseInput as KokoroBrazilianPortugueseInput,
+        KokoroBrazilianPortugueseOutput as KokoroBrazilianPortugueseOutput,
+    )
+    from .endpoints.fal_ai__kokoro_british_english import (
+        KokoroBritishEnglishInput as KokoroBritishEnglishInput,
+        KokoroBritishEnglishOutput as KokoroBritishEnglishOutput,
+    )
+    from .endpoints.fal_ai__kokoro_french import (
+        KokoroFrenchInput as KokoroFrenchInput,
+        KokoroFrenchOutput as KokoroFrenchOutput,
+    )
+    from .endpoints.fal_ai__kokoro_hindi import (
+        KokoroHindiInput as KokoroHindiInput,
+        KokoroHindiOutput as KokoroHindiOutput,
+    )
+    from .endpoints.fal_ai__kokoro_italian import (
+        KokoroItalianInput as KokoroItalianInput,
+        KokoroItalianOutput as KokoroItalianOutput,
+    )
+    from .endpoints.fal_ai__kokoro_japanese import (
+        KokoroJapaneseInput as KokoroJapaneseInput,
+        KokoroJapaneseOutput as KokoroJapaneseOutput,
+    )
+    from .endpoints.fal_ai__kokoro_mandarin_chinese import (
+        KokoroMandarinChineseInput as KokoroMandarinChineseInput,
+        KokoroMandarinChineseOutput as KokoroMandarinChineseOutput,
+    )
+    from .endpoints.fal_ai__kokoro_spanish import (
+        KokoroSpanishInput as KokoroSpanishInput,
+        KokoroSpanishOutput as KokoroSpanishOutput,
+    )
     from .endpoints.fal_ai__kolors import KolorsInput as KolorsInput, KolorsOutput as KolorsOutput
-    from .endpoints.fal_ai__krea_wan_14b_text_to_video import KreaWan14bTextToVideoInput as KreaWan14bTextToVideoInput, KreaWan14bTextToVideoOutput as KreaWan14bTextToVideoOutput
-    from .endpoints.fal_ai__latentsync import LatentsyncInput as LatentsyncInput, LatentsyncOutput as LatentsyncOutput
-    from .endpoints.fal_ai__layer_diffusion import LayerDiffusionInput as LayerDiffusionInput, LayerDiffusionOutput as LayerDiffusionOutput
-    from .endpoints.fal_ai__lightning_models import LightningModelsInput as LightningModelsInput, LightningModelsOutput as LightningModelsOutput
-    from .endpoints.fal_ai__lightx_recamera import LightxRecameraInput as LightxRecameraInput, LightxRecameraOutput as LightxRecameraOutput
-    from .endpoints.fal_ai__live_avatar import LiveAvatarInput as LiveAvatarInput, LiveAvatarOutput as LiveAvatarOutput
-    from .endpoints.fal_ai__live_portrait import LivePortraitInput as LivePortraitInput, LivePortraitOutput as LivePortraitOutput
-    from .endpoints.fal_ai__llava_next import LlavaNextInput as LlavaNextInput, LlavaNextOutput as LlavaNextOutput
-    from .endpoints.fal_ai__longcat_image import LongcatImageInput as LongcatImageInput, LongcatImageOutput as LongcatImageOutput
-    from .endpoints.fal_ai__longcat_multi_avatar_image_audio_to_video import LongcatMultiAvatarImageAudioToVideoInput as LongcatMultiAvatarImageAudioToVideoInput, LongcatMultiAvatarImageAudioToVideoOutput as LongcatMultiAvatarImageAudioToVideoOutput
-    from .endpoints.fal_ai__longcat_single_avatar_audio_to_video import LongcatSingleAvatarAudioToVideoInput as LongcatSingleAvatarAudioToVideoInput, LongcatSingleAvatarAudioToVideoOutput as LongcatSingleAvatarAudioToVideoOutput
-    from .endpoints.fal_ai__longcat_single_avatar_image_audio_to_video import LongcatSingleAvatarImageAudioToVideoInput as LongcatSingleAvatarImageAudioToVideoInput, LongcatSingleAvatarImageAudioToVideoOutput as LongcatSingleAvatarImageAudioToVideoOutput
-    from .endpoints.fal_ai__longcat_video_distilled_image_to_video_480p import LongcatVideoDistilledImageToVideo480pInput as LongcatVideoDistilledImageToVideo480pInput, LongcatVideoDistilledImageToVideo480pOutput as LongcatVideoDistilledImageToVideo480pOutput
-    from .endpoints.fal_ai__longcat_video_distilled_image_to_video_720p import LongcatVideoDistilledImageToVideo720pInput as LongcatVideoDistilledImageToVideo720pInput, LongcatVideoDistilledImageToVideo720pOutput as LongcatVideoDistilledImageToVideo720pOutput
-    from .endpoints.fal_ai__longcat_video_distilled_text_to_video_480p import LongcatVideoDistilledTextToVideo480pInput as LongcatVideoDistilledTextToVideo480pInput, LongcatVideoDistilledTextToVideo480pOutput as LongcatVideoDistilledTextToVideo480pOutput
-    from .endpoints.fal_ai__longcat_video_distilled_text_to_video_720p import LongcatVideoDistilledTextToVideo720pInput as LongcatVideoDistilledTextToVideo720pInput, LongcatVideoDistilledTextToVideo720pOutput as LongcatVideoDistilledTextToVideo720pOutput
-    from .endpoints.fal_ai__longcat_video_image_to_video_480p import LongcatVideoImageToVideo480pInput as LongcatVideoImageToVideo480pInput, LongcatVideoImageToVideo480pOutput as LongcatVideoImageToVideo480pOutput
-    from .endpoints.fal_ai__longcat_video_image_to_video_720p import LongcatVideoImageToVideo720pInput as LongcatVideoImageToVideo720pInput, LongcatVideoImageToVideo720pOutput as LongcatVideoImageToVideo720pOutput
-    from .endpoints.fal_ai__longcat_video_text_to_video_480p import LongcatVideoTextToVideo480pInput as LongcatVideoTextToVideo480pInput, LongcatVideoTextToVideo480pOutput as LongcatVideoTextToVideo480pOutput
+    from .endpoints.fal_ai__krea_wan_14b_text_to_video import (
+        KreaWan14bTextToVideoInput as KreaWan14bTextToVideoInput,
+        KreaWan14bTextToVideoOutput as KreaWan14bTextToVideoOutput,
+    )
+    from .endpoints.fal_ai__latentsync import (
+        LatentsyncInput as LatentsyncInput,
+        LatentsyncOutput as LatentsyncOutput,
+    )
+    from .endpoints.fal_ai__layer_diffusion import (
+        LayerDiffusionInput as LayerDiffusionInput,
+        LayerDiffusionOutput as LayerDiffusionOutput,
+    )
+    from .endpoints.fal_ai__lightning_models import (
+        LightningModelsInput as LightningModelsInput,
+        LightningModelsOutput as LightningModelsOutput,
+    )
+    from .endpoints.fal_ai__lightx_recamera import (
+        LightxRecameraInput as LightxRecameraInput,
+        LightxRecameraOutput as LightxRecameraOutput,
+    )
+    from .endpoints.fal_ai__live_avatar import (
+        LiveAvatarInput as LiveAvatarInput,
+        LiveAvatarOutput as LiveAvatarOutput,
+    )
+    from .endpoints.fal_ai__live_portrait import (
+        LivePortraitInput as LivePortraitInput,
+        LivePortraitOutput as LivePortraitOutput,
+    )
+    from .endpoints.fal_ai__llava_next import (
+        LlavaNextInput as LlavaNextInput,
+        LlavaNextOutput as LlavaNextOutput,
+    )
+    from .endpoints.fal_ai__longcat_image import (
+        LongcatImageInput as LongcatImageInput,
+        LongcatImageOutput as LongcatImageOutput,
+    )
+    from .endpoints.fal_ai__longcat_multi_avatar_image_audio_to_video import (
+        LongcatMultiAvatarImageAudioToVideoInput as LongcatMultiAvatarImageAudioToVideoInput,
+        LongcatMultiAvatarImageAudioToVideoOutput as LongcatMultiAvatarImageAudioToVideoOutput,
+    )
+    from .endpoints.fal_ai__longcat_single_avatar_audio_to_video import (
+        LongcatSingleAvatarAudioToVideoInput as LongcatSingleAvatarAudioToVideoInput,
+        LongcatSingleAvatarAudioToVideoOutput as LongcatSingleAvatarAudioToVideoOutput,
+    )
+    from .endpoints.fal_ai__longcat_single_avatar_image_audio_to_video import (
+        LongcatSingleAvatarImageAudioToVideoInput as LongcatSingleAvatarImageAudioToVideoInput,
+        LongcatSingleAvatarImageAudioToVideoOutput as LongcatSingleAvatarImageAudioToVideoOutput,
+    )
+    from .endpoints.fal_ai__longcat_video_distilled_image_to_video_480p import (
+        LongcatVideoDistilledImageToVideo480pInput as LongcatVideoDistilledImageToVideo480pInput,
+        LongcatVideoDistilledImageToVideo480pOutput as LongcatVideoDistilledImageToVideo480pOutput,
+    )
+    from .endpoints.fal_ai__longcat_video_distilled_image_to_video_720p import (
+        LongcatVideoDistilledImageToVideo720pInput as LongcatVideoDistilledImageToVideo720pInput,
+        LongcatVideoDistilledImageToVideo720pOutput as LongcatVideoDistilledImageToVideo720pOutput,
+    )
+    from .endpoints.fal_ai__longcat_video_distilled_text_to_video_480p import (
+        LongcatVideoDistilledTextToVideo480pInput as LongcatVideoDistilledTextToVideo480pInput,
+        LongcatVideoDistilledTextToVideo480pOutput as LongcatVideoDistilledTextToVideo480pOutput,
+    )
+    from .endpoints.fal_ai__longcat_video_distilled_text_to_video_720p import (
+        LongcatVideoDistilledTextToVideo720pInput as LongcatVideoDistilledTextToVideo720pInput,
+        LongcatVideoDistilledTextToVideo720pOutput as LongcatVideoDistilledTextToVideo720pOutput,
+    )
+    from .endpoints.fal_ai__longcat_video_image_to_video_480p import (
+        LongcatVideoImageToVideo480pInput as LongcatVideoImageToVideo480pInput,
+        LongcatVideoImageToVideo480pOutput as LongcatVideoImageToVideo480pOutput,
+    )
+    from .endpoints.fal_ai__longcat_video_image_to_video_720p import (
+        LongcatVideoImageToVideo720pInput as LongcatVideoImageToVideo720pInput,
+        LongcatVideoImageToVideo720pOutput as LongcatVideoImageToVideo720pOutput,
+    )
+    from .endpoints.fal_ai__longcat_video_text_to_video_480p import (
+        LongcatVideoTextToVideo480pInput as LongcatVideoTextToVideo480pInput,
+        LongcatVideoTextToVideo480pOutput as LongcatVideoTextToVideo480pOutput,
+    )
     from .endpoints.fal_ai__lora import LoraInput as LoraInput, LoraOutput as LoraOutput
-    from .endpoints.fal_ai__ltx_2_19b_audio_to_video import Ltx219bAudioToVideoInput as Ltx219bAudioToVideoInput, Ltx219bAudioToVideoOutput as Ltx219bAudioToVideoOutput
-    from .endpoints.fal_ai__ltx_2_19b_audio_to_video_lora import Ltx219bAudioToVideoLoraInput as Ltx219bAudioToVideoLoraInput, Ltx219bAudioToVideoLoraOutput as Ltx219bAudioToVideoLoraOutput
-    from .endpoints.fal_ai__ltx_2_19b_distilled_audio_to_video import Ltx219bDistilledAudioToVideoInput as Ltx219bDistilledAudioToVideoInput, Ltx219bDistilledAudioToVideoOutput as Ltx219bDistilledAudioToVideoOutput
-    from .endpoints.fal_ai__ltx_2_19b_distilled_extend_video_lora import Ltx219bDistilledExtendVideoLoraInput as Ltx219bDistilledExtendVideoLoraInput, Ltx219bDistilledExtendVideoLoraOutput as Ltx219bDistilledExtendVideoLoraOutput
-    from .endpoints.fal_ai__ltx_2_19b_distilled_image_to_video import Ltx219bDistilledImageToVideoInput as Ltx219bDistilledImageToVideoInput, Ltx219bDistilledImageToVideoOutput as Ltx219bDistilledImageToVideoOutput
-    from .endpoints.fal_ai__ltx_2_19b_distilled_image_to_video_lora import Ltx219bDistilledImageToVideoLoraInput as Ltx219bDistilledImageToVideoLoraInput, Ltx219bDistilledImageToVideoLoraOutput as Ltx219bDistilledImageToVideoLoraOutput
-    from .endpoints.fal_ai__ltx_2_19b_distilled_text_to_video import Ltx219bDistilledTextToVideoInput as Ltx219bDistilledTextToVideoInput, Ltx219bDistilledTextToVideoOutput as Ltx219bDistilledTextToVideoOutput
-    from .endpoints.fal_ai__ltx_2_19b_distilled_text_to_video_lora import Ltx219bDistilledTextToVideoLoraInput as Ltx219bDistilledTextToVideoLoraInput, Ltx219bDistilledTextToVideoLoraOutput as Ltx219bDistilledTextToVideoLoraOutput
-    from .endpoints.fal_ai__ltx_2_19b_distilled_video_to_video import Ltx219bDistilledVideoToVideoInput as Ltx219bDistilledVideoToVideoInput, Ltx219bDistilledVideoToVideoOutput as Ltx219bDistilledVideoToVideoOutput
-    from .endpoints.fal_ai__ltx_2_19b_distilled_video_to_video_lora import Ltx219bDistilledVideoToVideoLoraInput as Ltx219bDistilledVideoToVideoLoraInput, Ltx219bDistilledVideoToVideoLoraOutput as Ltx219bDistilledVideoToVideoLoraOutput
-    from .endpoints.fal_ai__ltx_2_19b_extend_video import Ltx219bExtendVideoInput as Ltx219bExtendVideoInput, Ltx219bExtendVideoOutput as Ltx219bExtendVideoOutput
-    from .endpoints.fal_ai__ltx_2_19b_image_to_video import Ltx219bImageToVideoInput as Ltx219bImageToVideoInput, Ltx219bImageToVideoOutput as Ltx219bImageToVideoOutput
-    from .endpoints.fal_ai__ltx_2_19b_image_to_video_lora import Ltx219bImageToVideoLoraInput as Ltx219bImageToVideoLoraInput, Ltx219bImageToVideoLoraOutput as Ltx219bImageToVideoLoraOutput
-    from .endpoints.fal_ai__ltx_2_19b_text_to_video import Ltx219bTextToVideoInput as Ltx219bTextToVideoInput, Ltx219bTextToVideoOutput as Ltx219bTextToVideoOutput
-    from .endpoints.fal_ai__ltx_2_19b_text_to_video_lora import Ltx219bTextToVideoLoraInput as Ltx219bTextToVideoLoraInput, Ltx219bTextToVideoLoraOutput as Ltx219bTextToVideoLoraOutput
-    from .endpoints.fal_ai__ltx_2_19b_video_to_video import Ltx219bVideoToVideoInput as Ltx219bVideoToVideoInput, Ltx219bVideoToVideoOutput as Ltx219bVideoToVideoOutput
-    from .endpoints.fal_ai__ltx_2_19b_video_to_video_lora import Ltx219bVideoToVideoLoraInput as Ltx219bVideoToVideoLoraInput, Ltx219bVideoToVideoLoraOutput as Ltx219bVideoToVideoLoraOutput
-    from .endpoints.fal_ai__ltx_2_3_22b_audio_to_video import Ltx2322bAudioToVideoInput as Ltx2322bAudioToVideoInput, Ltx2322bAudioToVideoOutput as Ltx2322bAudioToVideoOutput
-    from .endpoints.fal_ai__ltx_2_3_22b_audio_to_video_lora import Ltx2322bAudioToVideoLoraInput as Ltx2322bAudioToVideoLoraInput, Ltx2322bAudioToVideoLoraOutput as Ltx2322bAudioToVideoLoraOutput
-    from .endpoints.fal_ai__ltx_2_3_22b_distilled_audio_to_video import Ltx2322bDistilledAudioToVideoInput as Ltx2322bDistilledAudioToVideoInput, Ltx2322bDistilledAudioToVideoOutput as Ltx2322bDistilledAudioToVideoOutput
-    from .endpoints.fal_ai__ltx_2_3_22b_distilled_audio_to_video_lora import Ltx2322bDistilledAudioToVideoLoraInput as Ltx2322bDistilledAudioToVideoLoraInput, Ltx2322bDistilledAudioToVideoLoraOutput as Ltx2322bDistilledAudioToVideoLoraOutput
-    from .endpoints.fal_ai__ltx_2_3_22b_distilled_image_to_video import Ltx2322bDistilledImageToVideoInput as Ltx2322bDistilledImageToVideoInput, Ltx2322bDistilledImageToVideoOutput as Ltx2322bDistilledImageToVideoOutput
-    from .endpoints.fal_ai__ltx_2_3_22b_distilled_image_to_video_lora import Ltx2322bDistilledImageToVideoLoraInput as Ltx2322bDistilledImageToVideoLoraInput, Ltx2322bDistilledImageToVideoLoraOutput as Ltx2322bDistilledImageToVideoLoraOutput
-    from .endpoints.fal_ai__ltx_2_3_22b_distilled_reference_video_to_video import Ltx2322bDistilledReferenceVideoToVideoInput as Ltx2322bDistilledReferenceVideoToVideoInput, Ltx2322bDistilledReferenceVideoToVideoOutput as Ltx2322bDistilledReferenceVideoToVideoOutput
-    from .endpoints.fal_ai__ltx_2_3_22b_distilled_reference_video_to_video_lora import Ltx2322bDistilledReferenceVideoToVideoLoraInput as Ltx2322bDistilledReferenceVideoToVideoLoraInput, Ltx2322bDistilledReferenceVideoToVideoLoraOutput as Ltx2322bDistilledReferenceVideoToVideoLoraOutput
-    from .endpoints.fal_ai__ltx_2_3_22b_distilled_text_to_video import Ltx2322bDistilledTextToVideoInput as Ltx2322bDistilledTextToVideoInput, Ltx2322bDistilledTextToVideoOutput as Ltx2322bDistilledTextToVideoOutput
-    from .endpoints.fal_ai__ltx_2_3_22b_distilled_text_to_video_lora import Ltx2322bDistilledTextToVideoLoraInput as Ltx2322bDistilledTextToVideoLoraInput, Ltx2322bDistilledTextToVideoLoraOutput as Ltx2322bDistilledTextToVideoLoraOutput
-    from .endpoints.fal_ai__ltx_2_3_22b_distilled_video_to_video import Ltx2322bDistilledVideoToVideoInput as Ltx2322bDistilledVideoToVideoInput, Ltx2322bDistilledVideoToVideoOutput as Ltx2322bDistilledVideoToVideoOutput
-    from .endpoints.fal_ai__ltx_2_3_22b_distilled_video_to_video_lora import Ltx2322bDistilledVideoToVideoLoraInput as Ltx2322bDistilledVideoToVideoLoraInput, Ltx2322bDistilledVideoToVideoLoraOutput as Ltx2322bDistilledVideoToVideoLoraOutput
-    from .endpoints.fal_ai__ltx_2_3_22b_extend_video import Ltx2322bExtendVideoInput as Ltx2322bExtendVideoInput, Ltx2322bExtendVideoOutput as Ltx2322bExtendVideoOutput
-    from .endpoints.fal_ai__ltx_2_3_22b_extend_video_lora import Ltx2322bExtendVideoLoraInput as Ltx2322bExtendVideoLoraInput, Ltx2322bExtendVideoLoraOutput as Ltx2322bExtendVideoLoraOutput
-    from .endpoints.fal_ai__ltx_2_3_22b_image_to_video import Ltx2322bImageToVideoInput as Ltx2322bImageToVideoInput, Ltx2322bImageToVideoOutput as Ltx2322bImageToVideoOutput
-    from .endpoints.fal_ai__ltx_2_3_22b_image_to_video_lora import Ltx2322bImageToVideoLoraInput as Ltx2322bImageToVideoLoraInput, Ltx2322bImageToVideoLoraOutput as Ltx2322bImageToVideoLoraOutput
-    from .endpoints.fal_ai__ltx_2_3_22b_reference_video_to_video_lora import Ltx2322bReferenceVideoToVideoLoraInput as Ltx2322bReferenceVideoToVideoLoraInput, Ltx2322bReferenceVideoToVideoLoraOutput as Ltx2322bReferenceVideoToVideoLoraOutput
-    from .endpoints.fal_ai__ltx_2_3_22b_text_to_video import Ltx2322bTextToVideoInput as Ltx2322bTextToVideoInput, Ltx2322bTextToVideoOutput as Ltx2322bTextToVideoOutput
-    from .endpoints.fal_ai__ltx_2_3_22b_text_to_video_lora import Ltx2322bTextToVideoLoraInput as Ltx2322bTextToVideoLoraInput, Ltx2322bTextToVideoLoraOutput as Ltx2322bTextToVideoLoraOutput
-    from .endpoints.fal_ai__ltx_2_3_22b_video_to_video_lora import Ltx2322bVideoToVideoLoraInput as Ltx2322bVideoToVideoLoraInput, Ltx2322bVideoToVideoLoraOutput as Ltx2322bVideoToVideoLoraOutput
-    from .endpoints.fal_ai__ltx_2_3_quality_audio_to_video_lora import Ltx23QualityAudioToVideoLoraInput as Ltx23QualityAudioToVideoLoraInput, Ltx23QualityAudioToVideoLoraOutput as Ltx23QualityAudioToVideoLoraOutput
-    from .endpoints.fal_ai__ltx_2_3_quality_hdr import Ltx23QualityHdrInput as Ltx23QualityHdrInput, Ltx23QualityHdrOutput as Ltx23QualityHdrOutput
-    from .endpoints.fal_ai__ltx_2_3_quality_hdr_lora import Ltx23QualityHdrLoraInput as Ltx23QualityHdrLoraInput, Ltx23QualityHdrLoraOutput as Ltx23QualityHdrLoraOutput
-    from .endpoints.fal_ai__ltx_2_3_quality_image_to_video import Ltx23QualityImageToVideoInput as Ltx23QualityImageToVideoInput, Ltx23QualityImageToVideoOutput as Ltx23QualityImageToVideoOutput
-    from .endpoints.fal_ai__ltx_2_3_quality_image_to_video_lora import Ltx23QualityImageToVideoLoraInput as Ltx23QualityImageToVideoLoraInput, Ltx23QualityImageToVideoLoraOutput as Ltx23QualityImageToVideoLoraOutput
-    from .endpoints.fal_ai__ltx_2_3_quality_reference_video_to_video import Ltx23QualityReferenceVideoToVideoInput as Ltx23QualityReferenceVideoToVideoInput, Ltx23QualityReferenceVideoToVideoOutput as Ltx23QualityReferenceVideoToVideoOutput
-    from .endpoints.fal_ai__ltx_2_3_quality_reference_video_to_video_lora import Ltx23QualityReferenceVideoToVideoLoraInput as Ltx23QualityReferenceVideoToVideoLoraInput, Ltx23QualityReferenceVideoToVideoLoraOutput as Ltx23QualityReferenceVideoToVideoLoraOutput
-    from .endpoints.fal_ai__ltx_2_3_quality_text_to_video import Ltx23QualityTextToVideoInput as Ltx23QualityTextToVideoInput, Ltx23QualityTextToVideoOutput as Ltx23QualityTextToVideoOutput
-    from .endpoints.fal_ai__ltx_2_3_quality_text_to_video_lora import Ltx23QualityTextToVideoLoraInput as Ltx23QualityTextToVideoLoraInput, Ltx23QualityTextToVideoLoraOutput as Ltx23QualityTextToVideoLoraOutput
-    from .endpoints.fal_ai__ltx_2_3_audio_to_video import Ltx23AudioToVideoInput as Ltx23AudioToVideoInput, Ltx23AudioToVideoOutput as Ltx23AudioToVideoOutput
-    from .endpoints.fal_ai__ltx_2_3_extend_video import Ltx23ExtendVideoInput as Ltx23ExtendVideoInput, Ltx23ExtendVideoOutput as Ltx23ExtendVideoOutput
-    from .endpoints.fal_ai__ltx_2_3_image_to_video import Ltx23ImageToVideoInput as Ltx23ImageToVideoInput, Ltx23ImageToVideoOutput as Ltx23ImageToVideoOutput
-    from .endpoints.fal_ai__ltx_2_3_image_to_video_fast import Ltx23ImageToVideoFastInput as Ltx23ImageToVideoFastInput, Ltx23ImageToVideoFastOutput as Ltx23ImageToVideoFastOutput
-    from .endpoints.fal_ai__ltx_2_3_retake_video import Ltx23RetakeVideoInput as Ltx23RetakeVideoInput, Ltx23RetakeVideoOutput as Ltx23RetakeVideoOutput
-    from .endpoints.fal_ai__ltx_2_3_text_to_video_fast import Ltx23TextToVideoFastInput as Ltx23TextToVideoFastInput, Ltx23TextToVideoFastOutput as Ltx23TextToVideoFastOutput
-    from .endpoints.fal_ai__ltx_2_audio_to_video import Ltx2AudioToVideoInput as Ltx2AudioToVideoInput, Ltx2AudioToVideoOutput as Ltx2AudioToVideoOutput
-    from .endpoints.fal_ai__ltx_2_extend_video import Ltx2ExtendVideoInput as Ltx2ExtendVideoInput, Ltx2ExtendVideoOutput as Ltx2ExtendVideoOutput
-    from .endpoints.fal_ai__ltx_2_image_to_video import Ltx2ImageToVideoInput as Ltx2ImageToVideoInput, Ltx2ImageToVideoOutput as Ltx2ImageToVideoOutput
-    from .endpoints.fal_ai__ltx_2_image_to_video_fast import Ltx2ImageToVideoFastInput as Ltx2ImageToVideoFastInput, Ltx2ImageToVideoFastOutput as Ltx2ImageToVideoFastOutput
-    from .endpoints.fal_ai__ltx_2_retake_video import Ltx2RetakeVideoInput as Ltx2RetakeVideoInput, Ltx2RetakeVideoOutput as Ltx2RetakeVideoOutput
-    from .endpoints.fal_ai__ltx_2_text_to_video import Ltx2TextToVideoInput as Ltx2TextToVideoInput, Ltx2TextToVideoOutput as Ltx2TextToVideoOutput
-    from .endpoints.fal_ai__ltx_2_text_to_video_fast import Ltx2TextToVideoFastInput as Ltx2TextToVideoFastInput, Ltx2TextToVideoFastOutput as Ltx2TextToVideoFastOutput
-    from .endpoints.fal_ai__ltx_video import LtxVideoInput as LtxVideoInput, LtxVideoOutput as LtxVideoOutput
-    from .endpoints.fal_ai__ltx_video_13b_dev import LtxVideo13bDevInput as LtxVideo13bDevInput, LtxVideo13bDevOutput as LtxVideo13bDevOutput
-    from .endpoints.fal_ai__ltx_video_13b_dev_image_to_video import LtxVideo13bDevImageToVideoInput as LtxVideo13bDevImageToVideoInput, LtxVideo13bDevImageToVideoOutput as LtxVideo13bDevImageToVideoOutput
-    from .endpoints.fal_ai__ltx_video_13b_dev_multiconditioning import LtxVideo13bDevMulticonditioningInput as LtxVideo13bDevMulticonditioningInput, LtxVideo13bDevMulticonditioningOutput as LtxVideo13bDevMulticonditioningOutput
-    from .endpoints.fal_ai__ltx_video_13b_distilled import LtxVideo13bDistilledInput as LtxVideo13bDistilledInput, LtxVideo13bDistilledOutput as LtxVideo13bDistilledOutput
-    from .endpoints.fal_ai__ltx_video_13b_distilled_extend import LtxVideo13bDistilledExtendInput as LtxVideo13bDistilledExtendInput, LtxVideo13bDistilledExtendOutput as LtxVideo13bDistilledExtendOutput
-    from .endpoints.fal_ai__ltx_video_13b_distilled_image_to_video import LtxVideo13bDistilledImageToVideoInput as LtxVideo13bDistilledImageToVideoInput, LtxVideo13bDistilledImageToVideoOutput as LtxVideo13bDistilledImageToVideoOutput
-    from .endpoints.fal_ai__ltx_video_13b_distilled_multiconditioning import LtxVideo13bDistilledMulticonditioningInput as LtxVideo13bDistilledMulticonditioningInput, LtxVideo13bDistilledMulticonditioningOutput as LtxVideo13bDistilledMulticonditioningOutput
-    from .endpoints.fal_ai__ltx_video_lora_image_to_video import LtxVideoLoraImageToVideoInput as LtxVideoLoraImageToVideoInput, LtxVideoLoraImageToVideoOutput as LtxVideoLoraImageToVideoOutput
-    from .endpoints.fal_ai__ltx_video_lora_multiconditioning import LtxVideoLoraMulticonditioningInput as LtxVideoLoraMulticonditioningInput, LtxVideoLoraMulticonditioningOutput as LtxVideoLoraMulticonditioningOutput
-    from .endpoints.fal_ai__ltx_video_trainer import LtxVideoTrainerInput as LtxVideoTrainerInput, LtxVideoTrainerOutput as LtxVideoTrainerOutput
-    from .endpoints.fal_ai__ltx_video_v095 import LtxVideoV095Input as LtxVideoV095Input, LtxVideoV095Output as LtxVideoV095Output
-    from .endpoints.fal_ai__ltx_video_v095_extend import LtxVideoV095ExtendInput as LtxVideoV095ExtendInput, LtxVideoV095ExtendOutput as LtxVideoV095ExtendOutput
-    from .endpoints.fal_ai__ltx_video_v095_multiconditioning import LtxVideoV095MulticonditioningInput as LtxVideoV095MulticonditioningInput, LtxVideoV095MulticonditioningOutput as LtxVideoV095MulticonditioningOutput
-    from .endpoints.fal_ai__ltx_video_image_to_video import LtxVideoImageToVideoInput as LtxVideoImageToVideoInput, LtxVideoImageToVideoOutput as LtxVideoImageToVideoOutput
-    from .endpoints.fal_ai__ltx2_v2v_trainer import Ltx2V2vTrainerInput as Ltx2V2vTrainerInput, Ltx2V2vTrainerOutput as Ltx2V2vTrainerOutput
-    from .endpoints.fal_ai__ltx2_video_trainer import Ltx2VideoTrainerInput as Ltx2VideoTrainerInput, Ltx2VideoTrainerOutput as Ltx2VideoTrainerOutput
-    from .endpoints.fal_ai__ltx23_video_trainer import Ltx23VideoTrainerInput as Ltx23VideoTrainerInput, Ltx23VideoTrainerOutput as Ltx23VideoTrainerOutput
-    from .endpoints.fal_ai__ltxv_13b_098_distilled import Ltxv13b098DistilledInput as Ltxv13b098DistilledInput, Ltxv13b098DistilledOutput as Ltxv13b098DistilledOutput
-    from .endpoints.fal_ai__ltxv_13b_098_distilled_extend import Ltxv13b098DistilledExtendInput as Ltxv13b098DistilledExtendInput, Ltxv13b098DistilledExtendOutput as Ltxv13b098DistilledExtendOutput
-    from .endpoints.fal_ai__ltxv_13b_098_distilled_image_to_video import Ltxv13b098DistilledImageToVideoInput as Ltxv13b098DistilledImageToVideoInput, Ltxv13b098DistilledImageToVideoOutput as Ltxv13b098DistilledImageToVideoOutput
-    from .endpoints.fal_ai__ltxv_13b_098_distilled_multiconditioning import Ltxv13b098DistilledMulticonditioningInput as Ltxv13b098DistilledMulticonditioningInput, Ltxv13b098DistilledMulticonditioningOutput as Ltxv13b098DistilledMulticonditioningOutput
-    from .endpoints.fal_ai__luma_dream_machine_image_to_video import LumaDreamMachineImageToVideoInput as LumaDreamMachineImageToVideoInput, LumaDreamMachineImageToVideoOutput as LumaDreamMachineImageToVideoOutput
-    from .endpoints.fal_ai__luma_dream_machine_ray_2 import LumaDreamMachineRay2Input as LumaDreamMachineRay2Input, LumaDreamMachineRay2Output as LumaDreamMachineRay2Output
-    from .endpoints.fal_ai__luma_dream_machine_ray_2_flash import LumaDreamMachineRay2FlashInput as LumaDreamMachineRay2FlashInput, LumaDreamMachineRay2FlashOutput as LumaDreamMachineRay2FlashOutput
-    from .endpoints.fal_ai__luma_dream_machine_ray_2_flash_image_to_video import LumaDreamMachineRay2FlashImageToVideoInput as LumaDreamMachineRay2FlashImageToVideoInput, LumaDreamMachineRay2FlashImageToVideoOutput as LumaDreamMachineRay2FlashImageToVideoOutput
-    from .endpoints.fal_ai__luma_dream_machine_ray_2_flash_modify import LumaDreamMachineRay2FlashModifyInput as LumaDreamMachineRay2FlashModifyInput, LumaDreamMachineRay2FlashModifyOutput as LumaDreamMachineRay2FlashModifyOutput
-    from .endpoints.fal_ai__luma_dream_machine_ray_2_flash_reframe import LumaDreamMachineRay2FlashReframeInput as LumaDreamMachineRay2FlashReframeInput, LumaDreamMachineRay2FlashReframeOutput as LumaDreamMachineRay2FlashReframeOutput
-    from .endpoints.fal_ai__luma_dream_machine_ray_2_modify import LumaDreamMachineRay2ModifyInput as LumaDreamMachineRay2ModifyInput, LumaDreamMachineRay2ModifyOutput as LumaDreamMachineRay2ModifyOutput
-    from .endpoints.fal_ai__luma_dream_machine_ray_2_reframe import LumaDreamMachineRay2ReframeInput as LumaDreamMachineRay2ReframeInput, LumaDreamMachineRay2ReframeOutput as LumaDreamMachineRay2ReframeOutput
-    from .endpoints.fal_ai__luma_photon import LumaPhotonInput as LumaPhotonInput, LumaPhotonOutput as LumaPhotonOutput
-    from .endpoints.fal_ai__luma_photon_flash import LumaPhotonFlashInput as LumaPhotonFlashInput, LumaPhotonFlashOutput as LumaPhotonFlashOutput
-    from .endpoints.fal_ai__lumina_image_v2 import LuminaImageV2Input as LuminaImageV2Input, LuminaImageV2Output as LuminaImageV2Output
+    from .endpoints.fal_ai__ltx_2_19b_audio_to_video import (
+        Ltx219bAudioToVideoInput as Ltx219bAudioToVideoInput,
+        Ltx219bAudioToVideoOutput as Ltx219bAudioToVideoOutput,
+    )
+    from .endpoints.fal_ai__ltx_2_19b_audio_to_video_lora import (
+        Ltx219bAudioToVideoLoraInput as Ltx219bAudioToVideoLoraInput,
+        Ltx219bAudioToVideoLoraOutput as Ltx219bAudioToVideoLoraOutput,
+    )
+    from .endpoints.fal_ai__ltx_2_19b_distilled_audio_to_video import (
+        Ltx219bDistilledAudioToVideoInput as Ltx219bDistilledAudioToVideoInput,
+        Ltx219bDistilledAudioToVideoOutput as Ltx219bDistilledAudioToVideoOutput,
+    )
+    from .endpoints.fal_ai__ltx_2_19b_distilled_extend_video_lora import (
+        Ltx219bDistilledExtendVideoLoraInput as Ltx219bDistilledExtendVideoLoraInput,
+        Ltx219bDistilledExtendVideoLoraOutput as Ltx219bDistilledExtendVideoLoraOutput,
+    )
+    from .endpoints.fal_ai__ltx_2_19b_distilled_image_to_video import (
+        Ltx219bDistilledImageToVideoInput as Ltx219bDistilledImageToVideoInput,
+        Ltx219bDistilledImageToVideoOutput as Ltx219bDistilledImageToVideoOutput,
+    )
+    from .endpoints.fal_ai__ltx_2_19b_distilled_image_to_video_lora import (
+        Ltx219bDistilledImageToVideoLoraInput as Ltx219bDistilledImageToVideoLoraInput,
+        Ltx219bDistilledImageToVideoLoraOutput as Ltx219bDistilledImageToVideoLoraOutput,
+    )
+    from .endpoints.fal_ai__ltx_2_19b_distilled_text_to_video import (
+        Ltx219bDistilledTextToVideoInput as Ltx219bDistilledTextToVideoInput,
+        Ltx219bDistilledTextToVideoOutput as Ltx219bDistilledTextToVideoOutput,
+    )
+    from .endpoints.fal_ai__ltx_2_19b_distilled_text_to_video_lora import (
+        Ltx219bDistilledTextToVideoLoraInput as Ltx219bDistilledTextToVideoLoraInput,
+        Ltx219bDistilledTextToVideoLoraOutput as Ltx219bDistilledTextToVideoLoraOutput,
+    )
+    from .endpoints.fal_ai__ltx_2_19b_distilled_video_to_video import (
+        Ltx219bDistilledVideoToVideoInput as Ltx219bDistilledVideoToVideoInput,
+        Ltx219bDistilledVideoToVideoOutput as Ltx219bDistilledVideoToVideoOutput,
+    )
+    from .endpoints.fal_ai__ltx_2_19b_distilled_video_to_video_lora import (
+        Ltx219bDistilledVideoToVideoLoraInput as Ltx219bDistilledVideoToVideoLoraInput,
+        Ltx219bDistilledVideoToVideoLoraOutput as Ltx219bDistilledVideoToVideoLoraOutput,
+    )
+    from .endpoints.fal_ai__ltx_2_19b_extend_video import (
+        Ltx219bExtendVideoInput as Ltx219bExtendVideoInput,
+        Ltx219bExtendVideoOutput as Ltx219bExtendVideoOutput,
+    )
+    from .endpoints.fal_ai__ltx_2_19b_image_to_video import (
+        Ltx219bImageToVideoInput as Ltx219bImageToVideoInput,
+        Ltx219bImageToVideoOutput as Ltx219bImageToVideoOutput,
+    )
+    from .endpoints.fal_ai__ltx_2_19b_image_to_video_lora import (
+        Ltx219bImageToVideoLoraInput as Ltx219bImageToVideoLoraInput,
+        Ltx219bImageToVideoLoraOutput as Ltx219bImageToVideoLoraOutput,
+    )
+    from .endpoints.fal_ai__ltx_2_19b_text_to_video import (
+        Ltx219bTextToVideoInput as Ltx219bTextToVideoInput,
+        Ltx219bTextToVideoOutput as Ltx219bTextToVideoOutput,
+    )
+    from .endpoints.fal_ai__ltx_2_19b_text_to_video_lora import (
+        Ltx219bTextToVideoLoraInput as Ltx219bTextToVideoLoraInput,
+        Ltx219bTextToVideoLoraOutput as Ltx219bTextToVideoLoraOutput,
+    )
+    from .endpoints.fal_ai__ltx_2_19b_video_to_video import (
+        Ltx219bVideoToVideoInput as Ltx219bVideoToVideoInput,
+        Ltx219bVideoToVideoOutput as Ltx219bVideoToVideoOutput,
+    )
+    from .endpoints.fal_ai__ltx_2_19b_video_to_video_lora import (
+        Ltx219bVideoToVideoLoraInput as Ltx219bVideoToVideoLoraInput,
+        Ltx219bVideoToVideoLoraOutput as Ltx219bVideoToVideoLoraOutput,
+    )
+    from .endpoints.fal_ai__ltx_2_3_22b_audio_to_video import (
+        Ltx2322bAudioToVideoInput as Ltx2322bAudioToVideoInput,
+        Ltx2322bAudioToVideoOutput as Ltx2322bAudioToVideoOutput,
+    )
+    from .endpoints.fal_ai__ltx_2_3_22b_audio_to_video_lora import (
+        Ltx2322bAudioToVideoLoraInput as Ltx2322bAudioToVideoLoraInput,
+        Ltx2322bAudioToVideoLoraOutput as Ltx2322bAudioToVideoLoraOutput,
+    )
+    from .endpoints.fal_ai__ltx_2_3_22b_distilled_audio_to_video import (
+        Ltx2322bDistilledAudioToVideoInput as Ltx2322bDistilledAudioToVideoInput,
+        Ltx2322bDistilledAudioToVideoOutput as Ltx2322bDistilledAudioToVideoOutput,
+    )
+    from .endpoints.fal_ai__ltx_2_3_22b_distilled_audio_to_video_lora import (
+        Ltx2322bDistilledAudioToVideoLoraInput as Ltx2322bDistilledAudioToVideoLoraInput,
+        Ltx2322bDistilledAudioToVideoLoraOutput as Ltx2322bDistilledAudioToVideoLoraOutput,
+    )
+    from .endpoints.fal_ai__ltx_2_3_22b_distilled_image_to_video import (
+        Ltx2322bDistilledImageToVideoInput as Ltx2322bDistilledImageToVideoInput,
+        Ltx2322bDistilledImageToVideoOutput as Ltx2322bDistilledImageToVideoOutput,
+    )
+    from .endpoints.fal_ai__ltx_2_3_22b_distilled_image_to_video_lora import (
+        Ltx2322bDistilledImageToVideoLoraInput as Ltx2322bDistilledImageToVideoLoraInput,
+        Ltx2322bDistilledImageToVideoLoraOutput as Ltx2322bDistilledImageToVideoLoraOutput,
+    )
+    from .endpoints.fal_ai__ltx_2_3_22b_distilled_reference_video_to_video import (
+        Ltx2322bDistilledReferenceVideoToVideoInput as Ltx2322bDistilledReferenceVideoToVideoInput,
+        Ltx2322bDistilledReferenceVideoToVideoOutput as Ltx2322bDistilledReferenceVideoToVideoOutput,
+    )
+    from .endpoints.fal_ai__ltx_2_3_22b_distilled_reference_video_to_video_lora import (
+        Ltx2322bDistilledReferenceVideoToVideoLoraInput as Ltx2322bDistilledReferenceVideoToVideoLoraInput,
+        Ltx2322bDistilledReferenceVideoToVideoLoraOutput as Ltx2322bDistilledReferenceVideoToVideoLoraOutput,
+    )
+    from .endpoints.fal_ai__ltx_2_3_22b_distilled_text_to_video import (
+        Ltx2322bDistilledTextToVideoInput as Ltx2322bDistilledTextToVideoInput,
+        Ltx2322bDistilledTextToVideoOutput as Ltx2322bDistilledTextToVideoOutput,
+    )
+    from .endpoints.fal_ai__ltx_2_3_22b_distilled_text_to_video_lora import (
+        Ltx2322bDistilledTextToVideoLoraInput as Ltx2322bDistilledTextToVideoLoraInput,
+        Ltx2322bDistilledTextToVideoLoraOutput as Ltx2322bDistilledTextToVideoLoraOutput,
+    )
+    from .endpoints.fal_ai__ltx_2_3_22b_distilled_video_to_video import (
+        Ltx2322bDistilledVideoToVideoInput as Ltx2322bDistilledVideoToVideoInput,
+        Ltx2322bDistilledVideoToVideoOutput as Ltx2322bDistilledVideoToVideoOutput,
+    )
+    from .endpoints.fal_ai__ltx_2_3_22b_distilled_video_to_video_lora import (
+        Ltx2322bDistilledVideoToVideoLoraInput as Ltx2322bDistilledVideoToVideoLoraInput,
+        Ltx2322bDistilledVideoToVideoLoraOutput as Ltx2322bDistilledVideoToVideoLoraOutput,
+    )
+    from .endpoints.fal_ai__ltx_2_3_22b_extend_video import (
+        Ltx2322bExtendVideoInput as Ltx2322bExtendVideoInput,
+        Ltx2322bExtendVideoOutput as Ltx2322bExtendVideoOutput,
+    )
+    from .endpoints.fal_ai__ltx_2_3_22b_extend_video_lora import (
+        Ltx2322bExtendVideoLoraInput as Ltx2322bExtendVideoLoraInput,
+        Ltx2322bExtendVideoLoraOutput as Ltx2322bExtendVideoLoraOutput,
+    )
+    from .endpoints.fal_ai__ltx_2_3_22b_image_to_video import (
+        Ltx2322bImageToVideoInput as Ltx2322bImageToVideoInput,
+        Ltx2322bImageToVideoOutput as Ltx2322bImageToVideoOutput,
+    )
+    from .endpoints.fal_ai__ltx_2_3_22b_image_to_video_lora import (
+        Ltx2322bImageToVideoLoraInput as Ltx2322bImageToVideoLoraInput,
+        Ltx2322bImageToVideoLoraOutput as Ltx2322bImageToVideoLoraOutput,
+    )
+    from .endpoints.fal_ai__ltx_2_3_22b_reference_video_to_video_lora import (
+        Ltx2322bReferenceVideoToVideoLoraInput as Ltx2322bReferenceVideoToVideoLoraInput,
+        Ltx2322bReferenceVideoToVideoLoraOutput as Ltx2322bReferenceVideoToVideoLoraOutput,
+    )
+    from .endpoints.fal_ai__ltx_2_3_22b_text_to_video import (
+        Ltx2322bTextToVideoInput as Ltx2322bTextToVideoInput,
+        Ltx2322bTextToVideoOutput as Ltx2322bTextToVideoOutput,
+    )
+    from .endpoints.fal_ai__ltx_2_3_22b_text_to_video_lora import (
+        Ltx2322bTextToVideoLoraInput as Ltx2322bTextToVideoLoraInput,
+        Ltx2322bTextToVideoLoraOutput as Ltx2322bTextToVideoLoraOutput,
+    )
+    from .endpoints.fal_ai__ltx_2_3_22b_video_to_video_lora import (
+        Ltx2322bVideoToVideoLoraInput as Ltx2322bVideoToVideoLoraInput,
+        Ltx2322bVideoToVideoLoraOutput as Ltx2322bVideoToVideoLoraOutput,
+    )
+    from .endpoints.fal_ai__ltx_2_3_quality_audio_to_video_lora import (
+        Ltx23QualityAudioToVideoLoraInput as Ltx23QualityAudioToVideoLoraInput,
+        Ltx23QualityAudioToVideoLoraOutput as Ltx23QualityAudioToVideoLoraOutput,
+    )
+    from .endpoints.fal_ai__ltx_2_3_quality_hdr import (
+        Ltx23QualityHdrInput as Ltx23QualityHdrInput,
+        Ltx23QualityHdrOutput as Ltx23QualityHdrOutput,
+    )
+    from .endpoints.fal_ai__ltx_2_3_quality_hdr_lora import (
+        Ltx23QualityHdrLoraInput as Ltx23QualityHdrLoraInput,
+        Ltx23QualityHdrLoraOutput as Ltx23QualityHdrLoraOutput,
+    )
+    from .endpoints.fal_ai__ltx_2_3_quality_image_to_video import (
+        Ltx23QualityImageToVideoInput as Ltx23QualityImageToVideoInput,
+        Ltx23QualityImageToVideoOutput as Ltx23QualityImageToVideoOutput,
+    )
+    from .endpoints.fal_ai__ltx_2_3_quality_image_to_video_lora import (
+        Ltx23QualityImageToVideoLoraInput as Ltx23QualityImageToVideoLoraInput,
+        Ltx23QualityImageToVideoLoraOutput as Ltx23QualityImageToVideoLoraOutput,
+    )
+    from .endpoints.fal_ai__ltx_2_3_quality_reference_video_to_video import (
+        Ltx23QualityReferenceVideoToVideoInput as Ltx23QualityReferenceVideoToVideoInput,
+        Ltx23QualityReferenceVideoToVideoOutput as Ltx23QualityReferenceVideoToVideoOutput,
+    )
+    from .endpoints.fal_ai__ltx_2_3_quality_reference_video_to_video_lora import (
+        Ltx23QualityReferenceVideoToVideoLoraInput as Ltx23QualityReferenceVideoToVideoLoraInput,
+        Ltx23QualityReferenceVideoToVideoLoraOutput as Ltx23QualityReferenceVideoToVideoLoraOutput,
+    )
+    from .endpoints.fal_ai__ltx_2_3_quality_text_to_video import (
+        Ltx23QualityTextToVideoInput as Ltx23QualityTextToVideoInput,
+        Ltx23QualityTextToVideoOutput as Ltx23QualityTextToVideoOutput,
+    )
+    from .endpoints.fal_ai__ltx_2_3_quality_text_to_video_lora import (
+        Ltx23QualityTextToVideoLoraInput as Ltx23QualityTextToVideoLoraInput,
+        Ltx23QualityTextToVideoLoraOutput as Ltx23QualityTextToVideoLoraOutput,
+    )
+    from .endpoints.fal_ai__ltx_2_3_audio_to_video import (
+        Ltx23AudioToVideoInput as Ltx23AudioToVideoInput,
+        Ltx23AudioToVideoOutput as Ltx23AudioToVideoOutput,
+    )
+    from .endpoints.fal_ai__ltx_2_3_extend_video import (
+        Ltx23ExtendVideoInput as Ltx23ExtendVideoInput,
+        Ltx23ExtendVideoOutput as Ltx23ExtendVideoOutput,
+    )
+    from .endpoints.fal_ai__ltx_2_3_image_to_video import (
+        Ltx23ImageToVideoInput as Ltx23ImageToVideoInput,
+        Ltx23ImageToVideoOutput as Ltx23ImageToVideoOutput,
+    )
+    from .endpoints.fal_ai__ltx_2_3_image_to_video_fast import (
+        Ltx23ImageToVideoFastInput as Ltx23ImageToVideoFastInput,
+        Ltx23ImageToVideoFastOutput as Ltx23ImageToVideoFastOutput,
+    )
+    from .endpoints.fal_ai__ltx_2_3_retake_video import (
+        Ltx23RetakeVideoInput as Ltx23RetakeVideoInput,
+        Ltx23RetakeVideoOutput as Ltx23RetakeVideoOutput,
+    )
+    from .endpoints.fal_ai__ltx_2_3_text_to_video_fast import (
+        Ltx23TextToVideoFastInput as Ltx23TextToVideoFastInput,
+        Ltx23TextToVideoFastOutput as Ltx23TextToVideoFastOutput,
+    )
+    from .endpoints.fal_ai__ltx_2_audio_to_video import (
+        Ltx2AudioToVideoInput as Ltx2AudioToVideoInput,
+        Ltx2AudioToVideoOutput as Ltx2AudioToVideoOutput,
+    )
+    from .endpoints.fal_ai__ltx_2_extend_video import (
+        Ltx2ExtendVideoInput as Ltx2ExtendVideoInput,
+        Ltx2ExtendVideoOutput as Ltx2ExtendVideoOutput,
+    )
+    from .endpoints.fal_ai__ltx_2_image_to_video import (
+        Ltx2ImageToVideoInput as Ltx2ImageToVideoInput,
+        Ltx2ImageToVideoOutput as Ltx2ImageToVideoOutput,
+    )
+    from .endpoints.fal_ai__ltx_2_image_to_video_fast import (
+        Ltx2ImageToVideoFastInput as Ltx2ImageToVideoFastInput,
+        Ltx2ImageToVideoFastOutput as Ltx2ImageToVideoFastOutput,
+    )
+    from .endpoints.fal_ai__ltx_2_retake_video import (
+        Ltx2RetakeVideoInput as Ltx2RetakeVideoInput,
+        Ltx2RetakeVideoOutput as Ltx2RetakeVideoOutput,
+    )
+    from .endpoints.fal_ai__ltx_2_text_to_video import (
+        Ltx2TextToVideoInput as Ltx2TextToVideoInput,
+        Ltx2TextToVideoOutput as Ltx2TextToVideoOutput,
+    )
+    from .endpoints.fal_ai__ltx_2_text_to_video_fast import (
+        Ltx2TextToVideoFastInput as Ltx2TextToVideoFastInput,
+        Ltx2TextToVideoFastOutput as Ltx2TextToVideoFastOutput,
+    )
+    from .endpoints.fal_ai__ltx_video import (
+        LtxVideoInput as LtxVideoInput,
+        LtxVideoOutput as LtxVideoOutput,
+    )
+    from .endpoints.fal_ai__ltx_video_13b_dev import (
+        LtxVideo13bDevInput as LtxVideo13bDevInput,
+        LtxVideo13bDevOutput as LtxVideo13bDevOutput,
+    )
+    from .endpoints.fal_ai__ltx_video_13b_dev_image_to_video import (
+        LtxVideo13bDevImageToVideoInput as LtxVideo13bDevImageToVideoInput,
+        LtxVideo13bDevImageToVideoOutput as LtxVideo13bDevImageToVideoOutput,
+    )
+    from .endpoints.fal_ai__ltx_video_13b_dev_multiconditioning import (
+        LtxVideo13bDevMulticonditioningInput as LtxVideo13bDevMulticonditioningInput,
+        LtxVideo13bDevMulticonditioningOutput as LtxVideo13bDevMulticonditioningOutput,
+    )
+    from .endpoints.fal_ai__ltx_video_13b_distilled import (
+        LtxVideo13bDistilledInput as LtxVideo13bDistilledInput,
+        LtxVideo13bDistilledOutput as LtxVideo13bDistilledOutput,
+    )
+    from .endpoints.fal_ai__ltx_video_13b_distilled_extend import (
+        LtxVideo13bDistilledExtendInput as LtxVideo13bDistilledExtendInput,
+        LtxVideo13bDistilledExtendOutput as LtxVideo13bDistilledExtendOutput,
+    )
+    from .endpoints.fal_ai__ltx_video_13b_distilled_image_to_video import (
+        LtxVideo13bDistilledImageToVideoInput as LtxVideo13bDistilledImageToVideoInput,
+        LtxVideo13bDistilledImageToVideoOutput as LtxVideo13bDistilledImageToVideoOutput,
+    )
+    from .endpoints.fal_ai__ltx_video_13b_distilled_multiconditioning import (
+        LtxVideo13bDistilledMulticonditioningInput as LtxVideo13bDistilledMulticonditioningInput,
+        LtxVideo13bDistilledMulticonditioningOutput as LtxVideo13bDistilledMulticonditioningOutput,
+    )
+    from .endpoints.fal_ai__ltx_video_lora_image_to_video import (
+        LtxVideoLoraImageToVideoInput as LtxVideoLoraImageToVideoInput,
+        LtxVideoLoraImageToVideoOutput as LtxVideoLoraImageToVideoOutput,
+    )
+    from .endpoints.fal_ai__ltx_video_lora_multiconditioning import (
+        LtxVideoLoraMulticonditioningInput as LtxVideoLoraMulticonditioningInput,
+        LtxVideoLoraMulticonditioningOutput as LtxVideoLoraMulticonditioningOutput,
+    )
+    from .endpoints.fal_ai__ltx_video_trainer import (
+        LtxVideoTrainerInput as LtxVideoTrainerInput,
+        LtxVideoTrainerOutput as LtxVideoTrainerOutput,
+    )
+    from .endpoints.fal_ai__ltx_video_v095 import (
+        LtxVideoV095Input as LtxVideoV095Input,
+        LtxVideoV095Output as LtxVideoV095Output,
+    )
+    from .endpoints.fal_ai__ltx_video_v095_extend import (
+        LtxVideoV095ExtendInput as LtxVideoV095ExtendInput,
+        LtxVideoV095ExtendOutput as LtxVideoV095ExtendOutput,
+    )
+    from .endpoints.fal_ai__ltx_video_v095_multiconditioning import (
+        LtxVideoV095MulticonditioningInput as LtxVideoV095MulticonditioningInput,
+        LtxVideoV095MulticonditioningOutput as LtxVideoV095MulticonditioningOutput,
+    )
+    from .endpoints.fal_ai__ltx_video_image_to_video import (
+        LtxVideoImageToVideoInput as LtxVideoImageToVideoInput,
+        LtxVideoImageToVideoOutput as LtxVideoImageToVideoOutput,
+    )
+    from .endpoints.fal_ai__ltx2_v2v_trainer import (
+        Ltx2V2vTrainerInput as Ltx2V2vTrainerInput,
+        Ltx2V2vTrainerOutput as Ltx2V2vTrainerOutput,
+    )
+    from .endpoints.fal_ai__ltx2_video_trainer import (
+        Ltx2VideoTrainerInput as Ltx2VideoTrainerInput,
+        Ltx2VideoTrainerOutput as Ltx2VideoTrainerOutput,
+    )
+    from .endpoints.fal_ai__ltx23_video_trainer import (
+        Ltx23VideoTrainerInput as Ltx23VideoTrainerInput,
+        Ltx23VideoTrainerOutput as Ltx23VideoTrainerOutput,
+    )
+    from .endpoints.fal_ai__ltxv_13b_098_distilled import (
+        Ltxv13b098DistilledInput as Ltxv13b098DistilledInput,
+        Ltxv13b098DistilledOutput as Ltxv13b098DistilledOutput,
+    )
+    from .endpoints.fal_ai__ltxv_13b_098_distilled_extend import (
+        Ltxv13b098DistilledExtendInput as Ltxv13b098DistilledExtendInput,
+        Ltxv13b098DistilledExtendOutput as Ltxv13b098DistilledExtendOutput,
+    )
+    from .endpoints.fal_ai__ltxv_13b_098_distilled_image_to_video import (
+        Ltxv13b098DistilledImageToVideoInput as Ltxv13b098DistilledImageToVideoInput,
+        Ltxv13b098DistilledImageToVideoOutput as Ltxv13b098DistilledImageToVideoOutput,
+    )
+    from .endpoints.fal_ai__ltxv_13b_098_distilled_multiconditioning import (
+        Ltxv13b098DistilledMulticonditioningInput as Ltxv13b098DistilledMulticonditioningInput,
+        Ltxv13b098DistilledMulticonditioningOutput as Ltxv13b098DistilledMulticonditioningOutput,
+    )
+    from .endpoints.fal_ai__luma_dream_machine_image_to_video import (
+        LumaDreamMachineImageToVideoInput as LumaDreamMachineImageToVideoInput,
+        LumaDreamMachineImageToVideoOutput as LumaDreamMachineImageToVideoOutput,
+    )
+    from .endpoints.fal_ai__luma_dream_machine_ray_2 import (
+        LumaDreamMachineRay2Input as LumaDreamMachineRay2Input,
+        LumaDreamMachineRay2Output as LumaDreamMachineRay2Output,
+    )
+    from .endpoints.fal_ai__luma_dream_machine_ray_2_flash import (
+        LumaDreamMachineRay2FlashInput as LumaDreamMachineRay2FlashInput,
+        LumaDreamMachineRay2FlashOutput as LumaDreamMachineRay2FlashOutput,
+    )
+    from .endpoints.fal_ai__luma_dream_machine_ray_2_flash_image_to_video import (
+        LumaDreamMachineRay2FlashImageToVideoInput as LumaDreamMachineRay2FlashImageToVideoInput,
+        LumaDreamMachineRay2FlashImageToVideoOutput as LumaDreamMachineRay2FlashImageToVideoOutput,
+    )
+    from .endpoints.fal_ai__luma_dream_machine_ray_2_flash_modify import (
+        LumaDreamMachineRay2FlashModifyInput as LumaDreamMachineRay2FlashModifyInput,
+        LumaDreamMachineRay2FlashModifyOutput as LumaDreamMachineRay2FlashModifyOutput,
+    )
+    from .endpoints.fal_ai__luma_dream_machine_ray_2_flash_reframe import (
+        LumaDreamMachineRay2FlashReframeInput as LumaDreamMachineRay2FlashReframeInput,
+        LumaDreamMachineRay2FlashReframeOutput as LumaDreamMachineRay2FlashReframeOutput,
+    )
+    from .endpoints.fal_ai__luma_dream_machine_ray_2_modify import (
+        LumaDreamMachineRay2ModifyInput as LumaDreamMachineRay2ModifyInput,
+        LumaDreamMachineRay2ModifyOutput as LumaDreamMachineRay2ModifyOutput,
+    )
+    from .endpoints.fal_ai__luma_dream_machine_ray_2_reframe import (
+        LumaDreamMachineRay2ReframeInput as LumaDreamMachineRay2ReframeInput,
+        LumaDreamMachineRay2ReframeOutput as LumaDreamMachineRay2ReframeOutput,
+    )
+    from .endpoints.fal_ai__luma_photon import (
+        LumaPhotonInput as LumaPhotonInput,
+        LumaPhotonOutput as LumaPhotonOutput,
+    )
+    from .endpoints.fal_ai__luma_photon_flash import (
+        LumaPhotonFlashInput as LumaPhotonFlashInput,
+        LumaPhotonFlashOutput as LumaPhotonFlashOutput,
+    )
+    from .endpoints.fal_ai__lumina_image_v2 import (
+        LuminaImageV2Input as LuminaImageV2Input,
+        LuminaImageV2Output as LuminaImageV2Output,
+    )
     from .endpoints.fal_ai__lyria2 import Lyria2Input as Lyria2Input, Lyria2Output as Lyria2Output
     from .endpoints.fal_ai__lyria3 import Lyria3Input as Lyria3Input, Lyria3Output as Lyria3Output
-    from .endpoints.fal_ai__lyria3_pro import Lyria3ProInput as Lyria3ProInput, Lyria3ProOutput as Lyria3ProOutput
-    from .endpoints.fal_ai__magi_distilled import MagiDistilledInput as MagiDistilledInput, MagiDistilledOutput as MagiDistilledOutput
-    from .endpoints.fal_ai__magi_distilled_extend_video import MagiDistilledExtendVideoInput as MagiDistilledExtendVideoInput, MagiDistilledExtendVideoOutput as MagiDistilledExtendVideoOutput
-    from .endpoints.fal_ai__magi_distilled_image_to_video import MagiDistilledImageToVideoInput as MagiDistilledImageToVideoInput, MagiDistilledImageToVideoOutput as MagiDistilledImageToVideoOutput
-    from .endpoints.fal_ai__magi_extend_video import MagiExtendVideoInput as MagiExtendVideoInput, MagiExtendVideoOutput as MagiExtendVideoOutput
-    from .endpoints.fal_ai__magi_image_to_video import MagiImageToVideoInput as MagiImageToVideoInput, MagiImageToVideoOutput as MagiImageToVideoOutput
+    from .endpoints.fal_ai__lyria3_pro import (
+        Lyria3ProInput as Lyria3ProInput,
+        Lyria3ProOutput as Lyria3ProOutput,
+    )
+    from .endpoints.fal_ai__magi_distilled import (
+        MagiDistilledInput as MagiDistilledInput,
+        MagiDistilledOutput as MagiDistilledOutput,
+    )
+    from .endpoints.fal_ai__magi_distilled_extend_video import (
+        MagiDistilledExtendVideoInput as MagiDistilledExtendVideoInput,
+        MagiDistilledExtendVideoOutput as MagiDistilledExtendVideoOutput,
+    )
+    from .endpoints.fal_ai__magi_distilled_image_to_video import (
+        MagiDistilledImageToVideoInput as MagiDistilledImageToVideoInput,
+        MagiDistilledImageToVideoOutput as MagiDistilledImageToVideoOutput,
+    )
+    from .endpoints.fal_ai__magi_extend_video import (
+        MagiExtendVideoInput as MagiExtendVideoInput,
+        MagiExtendVideoOutput as MagiExtendVideoOutput,
+    )
+    from .endpoints.fal_ai__magi_image_to_video import (
+        MagiImageToVideoInput as MagiImageToVideoInput,
+        MagiImageToVideoOutput as MagiImageToVideoOutput,
+    )
     from .endpoints.fal_ai__marlin import MarlinInput as MarlinInput, MarlinOutput as MarlinOutput
-    from .endpoints.fal_ai__marlin_find import MarlinFindInput as MarlinFindInput, MarlinFindOutput as MarlinFindOutput
+    from .endpoints.fal_ai__marlin_find import (
+        MarlinFindInput as MarlinFindInput,
+        MarlinFindOutput as MarlinFindOutput,
+    )
     from .endpoints.fal_ai__maya import MayaInput as MayaInput, MayaOutput as MayaOutput
-    from .endpoints.fal_ai__maya_batch import MayaBatchInput as MayaBatchInput, MayaBatchOutput as MayaBatchOutput
-    from .endpoints.fal_ai__maya_stream import MayaStreamInput as MayaStreamInput, MayaStreamOutput as MayaStreamOutput
-    from .endpoints.fal_ai__meshy_rigging import MeshyRiggingInput as MeshyRiggingInput, MeshyRiggingOutput as MeshyRiggingOutput
-    from .endpoints.fal_ai__meshy_v5_retexture import MeshyV5RetextureInput as MeshyV5RetextureInput, MeshyV5RetextureOutput as MeshyV5RetextureOutput
-    from .endpoints.fal_ai__meshy_v6_preview_image_to_3d import MeshyV6PreviewImageTo3dInput as MeshyV6PreviewImageTo3dInput, MeshyV6PreviewImageTo3dOutput as MeshyV6PreviewImageTo3dOutput
-    from .endpoints.fal_ai__meshy_v6_preview_text_to_3d import MeshyV6PreviewTextTo3dInput as MeshyV6PreviewTextTo3dInput, MeshyV6PreviewTextTo3dOutput as MeshyV6PreviewTextTo3dOutput
-    from .endpoints.fal_ai__meshy_v6_image_to_3d import MeshyV6ImageTo3dInput as MeshyV6ImageTo3dInput, MeshyV6ImageTo3dOutput as MeshyV6ImageTo3dOutput
-    from .endpoints.fal_ai__meshy_v6_multi_image_to_3d import MeshyV6MultiImageTo3dInput as MeshyV6MultiImageTo3dInput, MeshyV6MultiImageTo3dOutput as MeshyV6MultiImageTo3dOutput
-    from .endpoints.fal_ai__meshy_v6_text_to_3d import MeshyV6TextTo3dInput as MeshyV6TextTo3dInput, MeshyV6TextTo3dOutput as MeshyV6TextTo3dOutput
-    from .endpoints.fal_ai__minimax_music import MinimaxMusicInput as MinimaxMusicInput, MinimaxMusicOutput as MinimaxMusicOutput
-    from .endpoints.fal_ai__minimax_music_v1_5 import MinimaxMusicV15Input as MinimaxMusicV15Input, MinimaxMusicV15Output as MinimaxMusicV15Output
-    from .endpoints.fal_ai__minimax_music_v2 import MinimaxMusicV2Input as MinimaxMusicV2Input, MinimaxMusicV2Output as MinimaxMusicV2Output
-    from .endpoints.fal_ai__minimax_music_v2_5 import MinimaxMusicV25Input as MinimaxMusicV25Input, MinimaxMusicV25Output as MinimaxMusicV25Output
-    from .endpoints.fal_ai__minimax_hailuo_02_fast_image_to_video import MinimaxHailuo02FastImageToVideoInput as MinimaxHailuo02FastImageToVideoInput, MinimaxHailuo02FastImageToVideoOutput as MinimaxHailuo02FastImageToVideoOutput
-    from .endpoints.fal_ai__minimax_hailuo_02_pro_image_to_video import MinimaxHailuo02ProImageToVideoInput as MinimaxHailuo02ProImageToVideoInput, MinimaxHailuo02ProImageToVideoOutput as MinimaxHailuo02ProImageToVideoOutput
-    from .endpoints.fal_ai__minimax_hailuo_02_pro_text_to_video import MinimaxHailuo02ProTextToVideoInput as MinimaxHailuo02ProTextToVideoInput, MinimaxHailuo02ProTextToVideoOutput as MinimaxHailuo02ProTextToVideoOutput
-    from .endpoints.fal_ai__minimax_hailuo_02_standard_image_to_video import MinimaxHailuo02StandardImageToVideoInput as MinimaxHailuo02StandardImageToVideoInput, MinimaxHailuo02StandardImageToVideoOutput as MinimaxHailuo02StandardImageToVideoOutput
-    from .endpoints.fal_ai__minimax_hailuo_02_standard_text_to_video import MinimaxHailuo02StandardTextToVideoInput as MinimaxHailuo02StandardTextToVideoInput, MinimaxHailuo02StandardTextToVideoOutput as MinimaxHailuo02StandardTextToVideoOutput
-    from .endpoints.fal_ai__minimax_hailuo_2_3_fast_pro_image_to_video import MinimaxHailuo23FastProImageToVideoInput as MinimaxHailuo23FastProImageToVideoInput, MinimaxHailuo23FastProImageToVideoOutput as MinimaxHailuo23FastProImageToVideoOutput
-    from .endpoints.fal_ai__minimax_hailuo_2_3_fast_standard_image_to_video import MinimaxHailuo23FastStandardImageToVideoInput as MinimaxHailuo23FastStandardImageToVideoInput, MinimaxHailuo23FastStandardImageToVideoOutput as MinimaxHailuo23FastStandardImageToVideoOutput
-    from .endpoints.fal_ai__minimax_hailuo_2_3_pro_image_to_video import MinimaxHailuo23ProImageToVideoInput as MinimaxHailuo23ProImageToVideoInput, MinimaxHailuo23ProImageToVideoOutput as MinimaxHailuo23ProImageToVideoOutput
-    from .endpoints.fal_ai__minimax_hailuo_2_3_pro_text_to_video import MinimaxHailuo23ProTextToVideoInput as MinimaxHailuo23ProTextToVideoInput, MinimaxHailuo23ProTextToVideoOutput as MinimaxHailuo23ProTextToVideoOutput
-    from .endpoints.fal_ai__minimax_hailuo_2_3_standard_image_to_video import MinimaxHailuo23StandardImageToVideoInput as MinimaxHailuo23StandardImageToVideoInput, MinimaxHailuo23StandardImageToVideoOutput as MinimaxHailuo23StandardImageToVideoOutput
-    from .endpoints.fal_ai__minimax_hailuo_2_3_standard_text_to_video import MinimaxHailuo23StandardTextToVideoInput as MinimaxHailuo23StandardTextToVideoInput, MinimaxHailuo23StandardTextToVideoOutput as MinimaxHailuo23StandardTextToVideoOutput
-    from .endpoints.fal_ai__minimax_image_01 import MinimaxImage01Input as MinimaxImage01Input, MinimaxImage01Output as MinimaxImage01Output
-    from .endpoints.fal_ai__minimax_image_01_subject_reference import MinimaxImage01SubjectReferenceInput as MinimaxImage01SubjectReferenceInput, MinimaxImage01SubjectReferenceOutput as MinimaxImage01SubjectReferenceOutput
-    from .endpoints.fal_ai__minimax_preview_speech_2_5_hd import MinimaxPreviewSpeech25HdInput as MinimaxPreviewSpeech25HdInput, MinimaxPreviewSpeech25HdOutput as MinimaxPreviewSpeech25HdOutput
-    from .endpoints.fal_ai__minimax_preview_speech_2_5_turbo import MinimaxPreviewSpeech25TurboInput as MinimaxPreviewSpeech25TurboInput, MinimaxPreviewSpeech25TurboOutput as MinimaxPreviewSpeech25TurboOutput
-    from .endpoints.fal_ai__minimax_speech_02_hd import MinimaxSpeech02HdInput as MinimaxSpeech02HdInput, MinimaxSpeech02HdOutput as MinimaxSpeech02HdOutput
-    from .endpoints.fal_ai__minimax_speech_2_6_hd import MinimaxSpeech26HdInput as MinimaxSpeech26HdInput, MinimaxSpeech26HdOutput as MinimaxSpeech26HdOutput
-    from .endpoints.fal_ai__minimax_speech_2_6_turbo import MinimaxSpeech26TurboInput as MinimaxSpeech26TurboInput, MinimaxSpeech26TurboOutput as MinimaxSpeech26TurboOutput
-    from .endpoints.fal_ai__minimax_speech_2_8_hd import MinimaxSpeech28HdInput as MinimaxSpeech28HdInput, MinimaxSpeech28HdOutput as MinimaxSpeech28HdOutput
-    from .endpoints.fal_ai__minimax_speech_2_8_turbo import MinimaxSpeech28TurboInput as MinimaxSpeech28TurboInput, MinimaxSpeech28TurboOutput as MinimaxSpeech28TurboOutput
-    from .endpoints.fal_ai__minimax_video_01 import MinimaxVideo01Input as MinimaxVideo01Input, MinimaxVideo01Output as MinimaxVideo01Output
-    from .endpoints.fal_ai__minimax_video_01_director_image_to_video import MinimaxVideo01DirectorImageToVideoInput as MinimaxVideo01DirectorImageToVideoInput, MinimaxVideo01DirectorImageToVideoOutput as MinimaxVideo01DirectorImageToVideoOutput
-    from .endpoints.fal_ai__minimax_video_01_live import MinimaxVideo01LiveInput as MinimaxVideo01LiveInput, MinimaxVideo01LiveOutput as MinimaxVideo01LiveOutput
-    from .endpoints.fal_ai__minimax_video_01_live_image_to_video import MinimaxVideo01LiveImageToVideoInput as MinimaxVideo01LiveImageToVideoInput, MinimaxVideo01LiveImageToVideoOutput as MinimaxVideo01LiveImageToVideoOutput
-    from .endpoints.fal_ai__minimax_video_01_subject_reference import MinimaxVideo01SubjectReferenceInput as MinimaxVideo01SubjectReferenceInput, MinimaxVideo01SubjectReferenceOutput as MinimaxVideo01SubjectReferenceOutput
-    from .endpoints.fal_ai__minimax_video_01_image_to_video import MinimaxVideo01ImageToVideoInput as MinimaxVideo01ImageToVideoInput, MinimaxVideo01ImageToVideoOutput as MinimaxVideo01ImageToVideoOutput
-    from .endpoints.fal_ai__minimax_voice_clone import MinimaxVoiceCloneInput as MinimaxVoiceCloneInput, MinimaxVoiceCloneOutput as MinimaxVoiceCloneOutput
-    from .endpoints.fal_ai__minimax_voice_design import MinimaxVoiceDesignInput as MinimaxVoiceDesignInput, MinimaxVoiceDesignOutput as MinimaxVoiceDesignOutput
-    from .endpoints.fal_ai__mmaudio_v2 import MmaudioV2Input as MmaudioV2Input, MmaudioV2Output as MmaudioV2Output
-    from .endpoints.fal_ai__mmaudio_v2_text_to_audio import MmaudioV2TextToAudioInput as MmaudioV2TextToAudioInput, MmaudioV2TextToAudioOutput as MmaudioV2TextToAudioOutput
-    from .endpoints.fal_ai__mochi_v1 import MochiV1Input as MochiV1Input, MochiV1Output as MochiV1Output
-    from .endpoints.fal_ai__moondream_next import MoondreamNextInput as MoondreamNextInput, MoondreamNextOutput as MoondreamNextOutput
-    from .endpoints.fal_ai__moondream_next_batch import MoondreamNextBatchInput as MoondreamNextBatchInput, MoondreamNextBatchOutput as MoondreamNextBatchOutput
-    from .endpoints.fal_ai__moondream_batched import MoondreamBatchedInput as MoondreamBatchedInput, MoondreamBatchedOutput as MoondreamBatchedOutput
-    from .endpoints.fal_ai__moondream2_object_detection import Moondream2ObjectDetectionInput as Moondream2ObjectDetectionInput, Moondream2ObjectDetectionOutput as Moondream2ObjectDetectionOutput
-    from .endpoints.fal_ai__moondream2_point_object_detection import Moondream2PointObjectDetectionInput as Moondream2PointObjectDetectionInput, Moondream2PointObjectDetectionOutput as Moondream2PointObjectDetectionOutput
-    from .endpoints.fal_ai__moondream2_visual_query import Moondream2VisualQueryInput as Moondream2VisualQueryInput, Moondream2VisualQueryOutput as Moondream2VisualQueryOutput
-    from .endpoints.fal_ai__moondream3_preview_caption import Moondream3PreviewCaptionInput as Moondream3PreviewCaptionInput, Moondream3PreviewCaptionOutput as Moondream3PreviewCaptionOutput
-    from .endpoints.fal_ai__moondream3_preview_detect import Moondream3PreviewDetectInput as Moondream3PreviewDetectInput, Moondream3PreviewDetectOutput as Moondream3PreviewDetectOutput
-    from .endpoints.fal_ai__moondream3_preview_point import Moondream3PreviewPointInput as Moondream3PreviewPointInput, Moondream3PreviewPointOutput as Moondream3PreviewPointOutput
-    from .endpoints.fal_ai__moondream3_preview_query import Moondream3PreviewQueryInput as Moondream3PreviewQueryInput, Moondream3PreviewQueryOutput as Moondream3PreviewQueryOutput
-    from .endpoints.fal_ai__musetalk import MusetalkInput as MusetalkInput, MusetalkOutput as MusetalkOutput
-    from .endpoints.fal_ai__nano_banana import NanoBananaInput as NanoBananaInput, NanoBananaOutput as NanoBananaOutput
-    from .endpoints.fal_ai__nano_banana_2 import NanoBanana2Input as NanoBanana2Input, NanoBanana2Output as NanoBanana2Output
-    from .endpoints.fal_ai__nano_banana_pro import NanoBananaProInput as NanoBananaProInput, NanoBananaProOutput as NanoBananaProOutput
-    from .endpoints.fal_ai__nemotron_asr import NemotronAsrInput as NemotronAsrInput, NemotronAsrOutput as NemotronAsrOutput
-    from .endpoints.fal_ai__nemotron_asr_stream import NemotronAsrStreamInput as NemotronAsrStreamInput, NemotronAsrStreamOutput as NemotronAsrStreamOutput
+    from .endpoints.fal_ai__maya_batch import (
+        MayaBatchInput as MayaBatchInput,
+        MayaBatchOutput as MayaBatchOutput,
+    )
+    from .endpoints.fal_ai__maya_stream import (
+        MayaStreamInput as MayaStreamInput,
+        MayaStreamOutput as MayaStreamOutput,
+    )
+    from .endpoints.fal_ai__meshy_rigging import (
+        MeshyRiggingInput as MeshyRiggingInput,
+        MeshyRiggingOutput as MeshyRiggingOutput,
+    )
+    from .endpoints.fal_ai__meshy_v5_retexture import (
+        MeshyV5RetextureInput as MeshyV5RetextureInput,
+        MeshyV5RetextureOutput as MeshyV5RetextureOutput,
+    )
+    from .endpoints.fal_ai__meshy_v6_preview_image_to_3d import (
+        MeshyV6PreviewImageTo3dInput as MeshyV6PreviewImageTo3dInput,
+        MeshyV6PreviewImageTo3dOutput as MeshyV6PreviewImageTo3dOutput,
+    )
+    from .endpoints.fal_ai__meshy_v6_preview_text_to_3d import (
+        MeshyV6PreviewTextTo3dInput as MeshyV6PreviewTextTo3dInput,
+        MeshyV6PreviewTextTo3dOutput as MeshyV6PreviewTextTo3dOutput,
+    )
+    from .endpoints.fal_ai__meshy_v6_image_to_3d import (
+        MeshyV6ImageTo3dInput as MeshyV6ImageTo3dInput,
+        MeshyV6ImageTo3dOutput as MeshyV6ImageTo3dOutput,
+    )
+    from .endpoints.fal_ai__meshy_v6_multi_image_to_3d import (
+        MeshyV6MultiImageTo3dInput as MeshyV6MultiImageTo3dInput,
+        MeshyV6MultiImageTo3dOutput as MeshyV6MultiImageTo3dOutput,
+    )
+    from .endpoints.fal_ai__meshy_v6_text_to_3d import (
+        MeshyV6TextTo3dInput as MeshyV6TextTo3dInput,
+        MeshyV6TextTo3dOutput as MeshyV6TextTo3dOutput,
+    )
+    from .endpoints.fal_ai__minimax_music import (
+        MinimaxMusicInput as MinimaxMusicInput,
+        MinimaxMusicOutput as MinimaxMusicOutput,
+    )
+    from .endpoints.fal_ai__minimax_music_v1_5 import (
+        MinimaxMusicV15Input as MinimaxMusicV15Input,
+        MinimaxMusicV15Output as MinimaxMusicV15Output,
+    )
+    from .endpoints.fal_ai__minimax_music_v2 import (
+        MinimaxMusicV2Input as MinimaxMusicV2Input,
+        MinimaxMusicV2Output as MinimaxMusicV2Output,
+    )
+    from .endpoints.fal_ai__minimax_music_v2_5 import (
+        MinimaxMusicV25Input as MinimaxMusicV25Input,
+        MinimaxMusicV25Output as MinimaxMusicV25Output,
+    )
+    from .endpoints.fal_ai__minimax_hailuo_02_fast_image_to_video import (
+        MinimaxHailuo02FastImageToVideoInput as MinimaxHailuo02FastImageToVideoInput,
+        MinimaxHailuo02FastImageToVideoOutput as MinimaxHailuo02FastImageToVideoOutput,
+    )
+    from .endpoints.fal_ai__minimax_hailuo_02_pro_image_to_video import (
+        MinimaxHailuo02ProImageToVideoInput as MinimaxHailuo02ProImageToVideoInput,
+        MinimaxHailuo02ProImageToVideoOutput as MinimaxHailuo02ProImageToVideoOutput,
+    )
+    from .endpoints.fal_ai__minimax_hailuo_02_pro_text_to_video import (
+        MinimaxHailuo02ProTextToVideoInput as MinimaxHailuo02ProTextToVideoInput,
+        MinimaxHailuo02ProTextToVideoOutput as MinimaxHailuo02ProTextToVideoOutput,
+    )
+    from .endpoints.fal_ai__minimax_hailuo_02_standard_image_to_video import (
+        MinimaxHailuo02StandardImageToVideoInput as MinimaxHailuo02StandardImageToVideoInput,
+        MinimaxHailuo02StandardImageToVideoOutput as MinimaxHailuo02StandardImageToVideoOutput,
+    )
+    from .endpoints.fal_ai__minimax_hailuo_02_standard_text_to_video import (
+        MinimaxHailuo02StandardTextToVideoInput as MinimaxHailuo02StandardTextToVideoInput,
+        MinimaxHailuo02StandardTextToVideoOutput as MinimaxHailuo02StandardTextToVideoOutput,
+    )
+    from .endpoints.fal_ai__minimax_hailuo_2_3_fast_pro_image_to_video import (
+        MinimaxHailuo23FastProImageToVideoInput as MinimaxHailuo23FastProImageToVideoInput,
+        MinimaxHailuo23FastProImageToVideoOutput as MinimaxHailuo23FastProImageToVideoOutput,
+    )
+    from .endpoints.fal_ai__minimax_hailuo_2_3_fast_standard_image_to_video import (
+        MinimaxHailuo23FastStandardImageToVideoInput as MinimaxHailuo23FastStandardImageToVideoInput,
+        MinimaxHailuo23FastStandardImageToVideoOutput as MinimaxHailuo23FastStandardImageToVideoOutput,
+    )
+    from .endpoints.fal_ai__minimax_hailuo_2_3_pro_image_to_video import (
+        MinimaxHailuo23ProImageToVideoInput as MinimaxHailuo23ProImageToVideoInput,
+        MinimaxHailuo23ProImageToVideoOutput as MinimaxHailuo23ProImageToVideoOutput,
+    )
+    from .endpoints.fal_ai__minimax_hailuo_2_3_pro_text_to_video import (
+        MinimaxHailuo23ProTextToVideoInput as MinimaxHailuo23ProTextToVideoInput,
+        MinimaxHailuo23ProTextToVideoOutput as MinimaxHailuo23ProTextToVideoOutput,
+    )
+    from .endpoints.fal_ai__minimax_hailuo_2_3_standard_image_to_video import (
+        MinimaxHailuo23StandardImageToVideoInput as MinimaxHailuo23StandardImageToVideoInput,
+        MinimaxHailuo23StandardImageToVideoOutput as MinimaxHailuo23StandardImageToVideoOutput,
+    )
+    from .endpoints.fal_ai__minimax_hailuo_2_3_standard_text_to_video import (
+        MinimaxHailuo23StandardTextToVideoInput as MinimaxHailuo23StandardTextToVideoInput,
+        MinimaxHailuo23StandardTextToVideoOutput as MinimaxHailuo23StandardTextToVideoOutput,
+    )
+    from .endpoints.fal_ai__minimax_image_01 import (
+        MinimaxImage01Input as MinimaxImage01Input,
+        MinimaxImage01Output as MinimaxImage01Output,
+    )
+    from .endpoints.fal_ai__minimax_image_01_subject_reference import (
+        MinimaxImage01SubjectReferenceInput as MinimaxImage01SubjectReferenceInput,
+        MinimaxImage01SubjectReferenceOutput as MinimaxImage01SubjectReferenceOutput,
+    )
+    from .endpoints.fal_ai__minimax_preview_speech_2_5_hd import (
+        MinimaxPreviewSpeech25HdInput as MinimaxPreviewSpeech25HdInput,
+        MinimaxPreviewSpeech25HdOutput as MinimaxPreviewSpeech25HdOutput,
+    )
+    from .endpoints.fal_ai__minimax_preview_speech_2_5_turbo import (
+        MinimaxPreviewSpeech25TurboInput as MinimaxPreviewSpeech25TurboInput,
+        MinimaxPreviewSpeech25TurboOutput as MinimaxPreviewSpeech25TurboOutput,
+    )
+    from .endpoints.fal_ai__minimax_speech_02_hd import (
+        MinimaxSpeech02HdInput as MinimaxSpeech02HdInput,
+        MinimaxSpeech02HdOutput as MinimaxSpeech02HdOutput,
+    )
+    from .endpoints.fal_ai__minimax_speech_2_6_hd import (
+        MinimaxSpeech26HdInput as MinimaxSpeech26HdInput,
+        MinimaxSpeech26HdOutput as MinimaxSpeech26HdOutput,
+    )
+    from .endpoints.fal_ai__minimax_speech_2_6_turbo import (
+        MinimaxSpeech26TurboInput as MinimaxSpeech26TurboInput,
+        MinimaxSpeech26TurboOutput as MinimaxSpeech26TurboOutput,
+    )
+    from .endpoints.fal_ai__minimax_speech_2_8_hd import (
+        MinimaxSpeech28HdInput as MinimaxSpeech28HdInput,
+        MinimaxSpeech28HdOutput as MinimaxSpeech28HdOutput,
+    )
+    from .endpoints.fal_ai__minimax_speech_2_8_turbo import (
+        MinimaxSpeech28TurboInput as MinimaxSpeech28TurboInput,
+        MinimaxSpeech28TurboOutput as MinimaxSpeech28TurboOutput,
+    )
+    from .endpoints.fal_ai__minimax_video_01 import (
+        MinimaxVideo01Input as MinimaxVideo01Input,
+        MinimaxVideo01Output as MinimaxVideo01Output,
+    )
+    from .endpoints.fal_ai__minimax_video_01_director_image_to_video import (
+        MinimaxVideo01DirectorImageToVideoInput as MinimaxVideo01DirectorImageToVideoInput,
+        MinimaxVideo01DirectorImageToVideoOutput as MinimaxVideo01DirectorImageToVideoOutput,
+    )
+    from .endpoints.fal_ai__minimax_video_01_live import (
+        MinimaxVideo01LiveInput as MinimaxVideo01LiveInput,
+        MinimaxVideo01LiveOutput as MinimaxVideo01LiveOutput,
+    )
+    from .endpoints.fal_ai__minimax_video_01_live_image_to_video import (
+        MinimaxVideo01LiveImageToVideoInput as MinimaxVideo01LiveImageToVideoInput,
+        MinimaxVideo01LiveImageToVideoOutput as MinimaxVideo01LiveImageToVideoOutput,
+    )
+    from .endpoints.fal_ai__minimax_video_01_subject_reference import (
+        MinimaxVideo01SubjectReferenceInput as MinimaxVideo01SubjectReferenceInput,
+        MinimaxVideo01SubjectReferenceOutput as MinimaxVideo01SubjectReferenceOutput,
+    )
+    from .endpoints.fal_ai__minimax_video_01_image_to_video import (
+        MinimaxVideo01ImageToVideoInput as MinimaxVideo01ImageToVideoInput,
+        MinimaxVideo01ImageToVideoOutput as MinimaxVideo01ImageToVideoOutput,
+    )
+    from .endpoints.fal_ai__minimax_voice_clone import (
+        MinimaxVoiceCloneInput as MinimaxVoiceCloneInput,
+        MinimaxVoiceCloneOutput as MinimaxVoiceCloneOutput,
+    )
+    from .endpoints.fal_ai__minimax_voice_design import (
+        MinimaxVoiceDesignInput as MinimaxVoiceDesignInput,
+        MinimaxVoiceDesignOutput as MinimaxVoiceDesignOutput,
+    )
+    from .endpoints.fal_ai__mmaudio_v2 import (
+        MmaudioV2Input as MmaudioV2Input,
+        MmaudioV2Output as MmaudioV2Output,
+    )
+    from .endpoints.fal_ai__mmaudio_v2_text_to_audio import (
+        MmaudioV2TextToAudioInput as MmaudioV2TextToAudioInput,
+        MmaudioV2TextToAudioOutput as MmaudioV2TextToAudioOutput,
+    )
+    from .endpoints.fal_ai__mochi_v1 import (
+        MochiV1Input as MochiV1Input,
+        MochiV1Output as MochiV1Output,
+    )
+    from .endpoints.fal_ai__moondream_next import (
+        MoondreamNextInput as MoondreamNextInput,
+        MoondreamNextOutput as MoondreamNextOutput,
+    )
+    from .endpoints.fal_ai__moondream_next_batch import (
+        MoondreamNextBatchInput as MoondreamNextBatchInput,
+        MoondreamNextBatchOutput as MoondreamNextBatchOutput,
+    )
+    from .endpoints.fal_ai__moondream_batched import (
+        MoondreamBatchedInput as MoondreamBatchedInput,
+        MoondreamBatchedOutput as MoondreamBatchedOutput,
+    )
+    from .endpoints.fal_ai__moondream2_object_detection import (
+        Moondream2ObjectDetectionInput as Moondream2ObjectDetectionInput,
+        Moondream2ObjectDetectionOutput as Moondream2ObjectDetectionOutput,
+    )
+    from .endpoints.fal_ai__moondream2_point_object_detection import (
+        Moondream2PointObjectDetectionInput as Moondream2PointObjectDetectionInput,
+        Moondream2PointObjectDetectionOutput as Moondream2PointObjectDetectionOutput,
+    )
+    from .endpoints.fal_ai__moondream2_visual_query import (
+        Moondream2VisualQueryInput as Moondream2VisualQueryInput,
+        Moondream2VisualQueryOutput as Moondream2VisualQueryOutput,
+    )
+    from .endpoints.fal_ai__moondream3_preview_caption import (
+        Moondream3PreviewCaptionInput as Moondream3PreviewCaptionInput,
+        Moondream3PreviewCaptionOutput as Moondream3PreviewCaptionOutput,
+    )
+    from .endpoints.fal_ai__moondream3_preview_detect import (
+        Moondream3PreviewDetectInput as Moondream3PreviewDetectInput,
+        Moondream3PreviewDetectOutput as Moondream3PreviewDetectOutput,
+    )
+    from .endpoints.fal_ai__moondream3_preview_point import (
+        Moondream3PreviewPointInput as Moondream3PreviewPointInput,
+        Moondream3PreviewPointOutput as Moondream3PreviewPointOutput,
+    )
+    from .endpoints.fal_ai__moondream3_preview_query import (
+        Moondream3PreviewQueryInput as Moondream3PreviewQueryInput,
+        Moondream3PreviewQueryOutput as Moondream3PreviewQueryOutput,
+    )
+    from .endpoints.fal_ai__musetalk import (
+        MusetalkInput as MusetalkInput,
+        MusetalkOutput as MusetalkOutput,
+    )
+    from .endpoints.fal_ai__nano_banana import (
+        NanoBananaInput as NanoBananaInput,
+        NanoBananaOutput as NanoBananaOutput,
+    )
+    from .endpoints.fal_ai__nano_banana_2 import (
+        NanoBanana2Input as NanoBanana2Input,
+        NanoBanana2Output as NanoBanana2Output,
+    )
+    from .endpoints.fal_ai__nano_banana_pro import (
+        NanoBananaProInput as NanoBananaProInput,
+        NanoBananaProOutput as NanoBananaProOutput,
+    )
+    from .endpoints.fal_ai__nemotron_asr import (
+        NemotronAsrInput as NemotronAsrInput,
+        NemotronAsrOutput as NemotronAsrOutput,
+    )
+    from .endpoints.fal_ai__nemotron_asr_stream import (
+        NemotronAsrStreamInput as NemotronAsrStreamInput,
+        NemotronAsrStreamOutput as NemotronAsrStreamOutput,
+    )
     from .endpoints.fal_ai__nova_sr import NovaSrInput as NovaSrInput, NovaSrOutput as NovaSrOutput
-    from .endpoints.fal_ai__nucleus_image import NucleusImageInput as NucleusImageInput, NucleusImageOutput as NucleusImageOutput
-    from .endpoints.fal_ai__omnigen_v1 import OmnigenV1Input as OmnigenV1Input, OmnigenV1Output as OmnigenV1Output
-    from .endpoints.fal_ai__omnigen_v2 import OmnigenV2Input as OmnigenV2Input, OmnigenV2Output as OmnigenV2Output
-    from .endpoints.fal_ai__omnilottie import OmnilottieInput as OmnilottieInput, OmnilottieOutput as OmnilottieOutput
-    from .endpoints.fal_ai__omnilottie_image_to_lottie import OmnilottieImageToLottieInput as OmnilottieImageToLottieInput, OmnilottieImageToLottieOutput as OmnilottieImageToLottieOutput
-    from .endpoints.fal_ai__omnilottie_video_to_lottie import OmnilottieVideoToLottieInput as OmnilottieVideoToLottieInput, OmnilottieVideoToLottieOutput as OmnilottieVideoToLottieOutput
-    from .endpoints.fal_ai__omnipart import OmnipartInput as OmnipartInput, OmnipartOutput as OmnipartOutput
-    from .endpoints.fal_ai__one_to_all_animation_1_3b import OneToAllAnimation13bInput as OneToAllAnimation13bInput, OneToAllAnimation13bOutput as OneToAllAnimation13bOutput
-    from .endpoints.fal_ai__one_to_all_animation_14b import OneToAllAnimation14bInput as OneToAllAnimation14bInput, OneToAllAnimation14bOutput as OneToAllAnimation14bOutput
-    from .endpoints.fal_ai__orpheus_tts import OrpheusTtsInput as OrpheusTtsInput, OrpheusTtsOutput as OrpheusTtsOutput
+    from .endpoints.fal_ai__nucleus_image import (
+        NucleusImageInput as NucleusImageInput,
+        NucleusImageOutput as NucleusImageOutput,
+    )
+    from .endpoints.fal_ai__omnigen_v1 import (
+        OmnigenV1Input as OmnigenV1Input,
+        OmnigenV1Output as OmnigenV1Output,
+    )
+    from .endpoints.fal_ai__omnigen_v2 import (
+        OmnigenV2Input as OmnigenV2Input,
+        OmnigenV2Output as OmnigenV2Output,
+    )
+    from .endpoints.fal_ai__omnilottie import (
+        OmnilottieInput as OmnilottieInput,
+        OmnilottieOutput as OmnilottieOutput,
+    )
+    from .endpoints.fal_ai__omnilottie_image_to_lottie import (
+        OmnilottieImageToLottieInput as OmnilottieImageToLottieInput,
+        OmnilottieImageToLottieOutput as OmnilottieImageToLottieOutput,
+    )
+    from .endpoints.fal_ai__omnilottie_video_to_lottie import (
+        OmnilottieVideoToLottieInput as OmnilottieVideoToLottieInput,
+        OmnilottieVideoToLottieOutput as OmnilottieVideoToLottieOutput,
+    )
+    from .endpoints.fal_ai__omnipart import (
+        OmnipartInput as OmnipartInput,
+        OmnipartOutput as OmnipartOutput,
+    )
+    from .endpoints.fal_ai__one_to_all_animation_1_3b import (
+        OneToAllAnimation13bInput as OneToAllAnimation13bInput,
+        OneToAllAnimation13bOutput as OneToAllAnimation13bOutput,
+    )
+    from .endpoints.fal_ai__one_to_all_animation_14b import (
+        OneToAllAnimation14bInput as OneToAllAnimation14bInput,
+        OneToAllAnimation14bOutput as OneToAllAnimation14bOutput,
+    )
+    from .endpoints.fal_ai__orpheus_tts import (
+        OrpheusTtsInput as OrpheusTtsInput,
+        OrpheusTtsOutput as OrpheusTtsOutput,
+    )
     from .endpoints.fal_ai__ovi import OviInput as OviInput, OviOutput as OviOutput
-    from .endpoints.fal_ai__ovi_image_to_video import OviImageToVideoInput as OviImageToVideoInput, OviImageToVideoOutput as OviImageToVideoOutput
-    from .endpoints.fal_ai__ovis_image import OvisImageInput as OvisImageInput, OvisImageOutput as OvisImageOutput
-    from .endpoints.fal_ai__patina_material import PatinaMaterialInput as PatinaMaterialInput, PatinaMaterialOutput as PatinaMaterialOutput
+    from .endpoints.fal_ai__ovi_image_to_video import (
+        OviImageToVideoInput as OviImageToVideoInput,
+        OviImageToVideoOutput as OviImageToVideoOutput,
+    )
+    from .endpoints.fal_ai__ovis_image import (
+        OvisImageInput as OvisImageInput,
+        OvisImageOutput as OvisImageOutput,
+    )
+    from .endpoints.fal_ai__patina_material import (
+        PatinaMaterialInput as PatinaMaterialInput,
+        PatinaMaterialOutput as PatinaMaterialOutput,
+    )
     from .endpoints.fal_ai__phota import PhotaInput as PhotaInput, PhotaOutput as PhotaOutput
-    from .endpoints.fal_ai__phota_create_profile import PhotaCreateProfileInput as PhotaCreateProfileInput, PhotaCreateProfileOutput as PhotaCreateProfileOutput
+    from .endpoints.fal_ai__phota_create_profile import (
+        PhotaCreateProfileInput as PhotaCreateProfileInput,
+        PhotaCreateProfileOutput as PhotaCreateProfileOutput,
+    )
     from .endpoints.fal_ai__piflow import PiflowInput as PiflowInput, PiflowOutput as PiflowOutput
-    from .endpoints.fal_ai__pika_v2_1_image_to_video import PikaV21ImageToVideoInput as PikaV21ImageToVideoInput, PikaV21ImageToVideoOutput as PikaV21ImageToVideoOutput
-    from .endpoints.fal_ai__pika_v2_1_text_to_video import PikaV21TextToVideoInput as PikaV21TextToVideoInput, PikaV21TextToVideoOutput as PikaV21TextToVideoOutput
-    from .endpoints.fal_ai__pika_v2_2_image_to_video import PikaV22ImageToVideoInput as PikaV22ImageToVideoInput, PikaV22ImageToVideoOutput as PikaV22ImageToVideoOutput
-    from .endpoints.fal_ai__pika_v2_2_pikaframes import PikaV22PikaframesInput as PikaV22PikaframesInput, PikaV22PikaframesOutput as PikaV22PikaframesOutput
-    from .endpoints.fal_ai__pika_v2_2_pikascenes import PikaV22PikascenesInput as PikaV22PikascenesInput, PikaV22PikascenesOutput as PikaV22PikascenesOutput
-    from .endpoints.fal_ai__pika_v2_2_text_to_video import PikaV22TextToVideoInput as PikaV22TextToVideoInput, PikaV22TextToVideoOutput as PikaV22TextToVideoOutput
-    from .endpoints.fal_ai__pika_v2_pikadditions import PikaV2PikadditionsInput as PikaV2PikadditionsInput, PikaV2PikadditionsOutput as PikaV2PikadditionsOutput
-    from .endpoints.fal_ai__pika_v2_turbo_image_to_video import PikaV2TurboImageToVideoInput as PikaV2TurboImageToVideoInput, PikaV2TurboImageToVideoOutput as PikaV2TurboImageToVideoOutput
-    from .endpoints.fal_ai__pika_v2_turbo_text_to_video import PikaV2TurboTextToVideoInput as PikaV2TurboTextToVideoInput, PikaV2TurboTextToVideoOutput as PikaV2TurboTextToVideoOutput
-    from .endpoints.fal_ai__pixal3d import Pixal3dInput as Pixal3dInput, Pixal3dOutput as Pixal3dOutput
-    from .endpoints.fal_ai__pixart_sigma import PixartSigmaInput as PixartSigmaInput, PixartSigmaOutput as PixartSigmaOutput
-    from .endpoints.fal_ai__pixverse_c1_image_to_video import PixverseC1ImageToVideoInput as PixverseC1ImageToVideoInput, PixverseC1ImageToVideoOutput as PixverseC1ImageToVideoOutput
-    from .endpoints.fal_ai__pixverse_c1_reference_to_video import PixverseC1ReferenceToVideoInput as PixverseC1ReferenceToVideoInput, PixverseC1ReferenceToVideoOutput as PixverseC1ReferenceToVideoOutput
-    from .endpoints.fal_ai__pixverse_c1_text_to_video import PixverseC1TextToVideoInput as PixverseC1TextToVideoInput, PixverseC1TextToVideoOutput as PixverseC1TextToVideoOutput
-    from .endpoints.fal_ai__pixverse_c1_transition import PixverseC1TransitionInput as PixverseC1TransitionInput, PixverseC1TransitionOutput as PixverseC1TransitionOutput
-    from .endpoints.fal_ai__pixverse_extend import PixverseExtendInput as PixverseExtendInput, PixverseExtendOutput as PixverseExtendOutput
-    from .endpoints.fal_ai__pixverse_extend_fast import PixverseExtendFastInput as PixverseExtendFastInput, PixverseExtendFastOutput as PixverseExtendFastOutput
-    from .endpoints.fal_ai__pixverse_lipsync import PixverseLipsyncInput as PixverseLipsyncInput, PixverseLipsyncOutput as PixverseLipsyncOutput
-    from .endpoints.fal_ai__pixverse_sound_effects import PixverseSoundEffectsInput as PixverseSoundEffectsInput, PixverseSoundEffectsOutput as PixverseSoundEffectsOutput
-    from .endpoints.fal_ai__pixverse_v3_5_effects import PixverseV35EffectsInput as PixverseV35EffectsInput, PixverseV35EffectsOutput as PixverseV35EffectsOutput
-    from .endpoints.fal_ai__pixverse_v3_5_image_to_video import PixverseV35ImageToVideoInput as PixverseV35ImageToVideoInput, PixverseV35ImageToVideoOutput as PixverseV35ImageToVideoOutput
-    from .endpoints.fal_ai__pixverse_v3_5_image_to_video_fast import PixverseV35ImageToVideoFastInput as PixverseV35ImageToVideoFastInput, PixverseV35ImageToVideoFastOutput as PixverseV35ImageToVideoFastOutput
-    from .endpoints.fal_ai__pixverse_v3_5_text_to_video_fast import PixverseV35TextToVideoFastInput as PixverseV35TextToVideoFastInput, PixverseV35TextToVideoFastOutput as PixverseV35TextToVideoFastOutput
-    from .endpoints.fal_ai__pixverse_v3_5_transition import PixverseV35TransitionInput as PixverseV35TransitionInput, PixverseV35TransitionOutput as PixverseV35TransitionOutput
-    from .endpoints.fal_ai__pixverse_v4_5_effects import PixverseV45EffectsInput as PixverseV45EffectsInput, PixverseV45EffectsOutput as PixverseV45EffectsOutput
-    from .endpoints.fal_ai__pixverse_v4_5_image_to_video import PixverseV45ImageToVideoInput as PixverseV45ImageToVideoInput, PixverseV45ImageToVideoOutput as PixverseV45ImageToVideoOutput
-    from .endpoints.fal_ai__pixverse_v4_5_image_to_video_fast import PixverseV45ImageToVideoFastInput as PixverseV45ImageToVideoFastInput, PixverseV45ImageToVideoFastOutput as PixverseV45ImageToVideoFastOutput
-    from .endpoints.fal_ai__pixverse_v4_5_text_to_video import PixverseV45TextToVideoInput as PixverseV45TextToVideoInput, PixverseV45TextToVideoOutput as PixverseV45TextToVideoOutput
-    from .endpoints.fal_ai__pixverse_v4_5_text_to_video_fast import PixverseV45TextToVideoFastInput as PixverseV45TextToVideoFastInput, PixverseV45TextToVideoFastOutput as PixverseV45TextToVideoFastOutput
-    from .endpoints.fal_ai__pixverse_v4_5_transition import PixverseV45TransitionInput as PixverseV45TransitionInput, PixverseV45TransitionOutput as PixverseV45TransitionOutput
-    from .endpoints.fal_ai__pixverse_v4_effects import PixverseV4EffectsInput as PixverseV4EffectsInput, PixverseV4EffectsOutput as PixverseV4EffectsOutput
-    from .endpoints.fal_ai__pixverse_v4_image_to_video import PixverseV4ImageToVideoInput as PixverseV4ImageToVideoInput, PixverseV4ImageToVideoOutput as PixverseV4ImageToVideoOutput
-    from .endpoints.fal_ai__pixverse_v4_image_to_video_fast import PixverseV4ImageToVideoFastInput as PixverseV4ImageToVideoFastInput, PixverseV4ImageToVideoFastOutput as PixverseV4ImageToVideoFastOutput
-    from .endpoints.fal_ai__pixverse_v4_text_to_video import PixverseV4TextToVideoInput as PixverseV4TextToVideoInput, PixverseV4TextToVideoOutput as PixverseV4TextToVideoOutput
-    from .endpoints.fal_ai__pixverse_v5_5_effects import PixverseV55EffectsInput as PixverseV55EffectsInput, PixverseV55EffectsOutput as PixverseV55EffectsOutput
-    from .endpoints.fal_ai__pixverse_v5_5_image_to_video import PixverseV55ImageToVideoInput as PixverseV55ImageToVideoInput, PixverseV55ImageToVideoOutput as PixverseV55ImageToVideoOutput
-    from .endpoints.fal_ai__pixverse_v5_5_text_to_video import PixverseV55TextToVideoInput as PixverseV55TextToVideoInput, PixverseV55TextToVideoOutput as PixverseV55TextToVideoOutput
-    from .endpoints.fal_ai__pixverse_v5_5_transition import PixverseV55TransitionInput as PixverseV55TransitionInput, PixverseV55TransitionOutput as PixverseV55TransitionOutput
-    from .endpoints.fal_ai__pixverse_v5_6_image_to_video import PixverseV56ImageToVideoInput as PixverseV56ImageToVideoInput, PixverseV56ImageToVideoOutput as PixverseV56ImageToVideoOutput
-    from .endpoints.fal_ai__pixverse_v5_6_text_to_video import PixverseV56TextToVideoInput as PixverseV56TextToVideoInput, PixverseV56TextToVideoOutput as PixverseV56TextToVideoOutput
-    from .endpoints.fal_ai__pixverse_v5_6_transition import PixverseV56TransitionInput as PixverseV56TransitionInput, PixverseV56TransitionOutput as PixverseV56TransitionOutput
-    from .endpoints.fal_ai__pixverse_v5_effects import PixverseV5EffectsInput as PixverseV5EffectsInput, PixverseV5EffectsOutput as PixverseV5EffectsOutput
-    from .endpoints.fal_ai__pixverse_v5_text_to_video import PixverseV5TextToVideoInput as PixverseV5TextToVideoInput, PixverseV5TextToVideoOutput as PixverseV5TextToVideoOutput
-    from .endpoints.fal_ai__pixverse_v5_transition import PixverseV5TransitionInput as PixverseV5TransitionInput, PixverseV5TransitionOutput as PixverseV5TransitionOutput
-    from .endpoints.fal_ai__pixverse_v6_extend import PixverseV6ExtendInput as PixverseV6ExtendInput, PixverseV6ExtendOutput as PixverseV6ExtendOutput
-    from .endpoints.fal_ai__pixverse_v6_image_to_video import PixverseV6ImageToVideoInput as PixverseV6ImageToVideoInput, PixverseV6ImageToVideoOutput as PixverseV6ImageToVideoOutput
-    from .endpoints.fal_ai__pixverse_v6_transition import PixverseV6TransitionInput as PixverseV6TransitionInput, PixverseV6TransitionOutput as PixverseV6TransitionOutput
-    from .endpoints.fal_ai__playground_v25 import PlaygroundV25Input as PlaygroundV25Input, PlaygroundV25Output as PlaygroundV25Output
+    from .endpoints.fal_ai__pika_v2_1_image_to_video import (
+        PikaV21ImageToVideoInput as PikaV21ImageToVideoInput,
+        PikaV21ImageToVideoOutput as PikaV21ImageToVideoOutput,
+    )
+    from .endpoints.fal_ai__pika_v2_1_text_to_video import (
+        PikaV21TextToVideoInput as PikaV21TextToVideoInput,
+        PikaV21TextToVideoOutput as PikaV21TextToVideoOutput,
+    )
+    from .endpoints.fal_ai__pika_v2_2_image_to_video import (
+        PikaV22ImageToVideoInput as PikaV22ImageToVideoInput,
+        PikaV22ImageToVideoOutput as PikaV22ImageToVideoOutput,
+    )
+    from .endpoints.fal_ai__pika_v2_2_pikaframes import (
+        PikaV22PikaframesInput as PikaV22PikaframesInput,
+        PikaV22PikaframesOutput as PikaV22PikaframesOutput,
+    )
+    from .endpoints.fal_ai__pika_v2_2_pikascenes import (
+        PikaV22PikascenesInput as PikaV22PikascenesInput,
+        PikaV22PikascenesOutput as PikaV22PikascenesOutput,
+    )
+    from .endpoints.fal_ai__pika_v2_2_text_to_video import (
+        PikaV22TextToVideoInput as PikaV22TextToVideoInput,
+        PikaV22TextToVideoOutput as PikaV22TextToVideoOutput,
+    )
+    from .endpoints.fal_ai__pika_v2_pikadditions import (
+        PikaV2PikadditionsInput as PikaV2PikadditionsInput,
+        PikaV2PikadditionsOutput as PikaV2PikadditionsOutput,
+    )
+    from .endpoints.fal_ai__pika_v2_turbo_image_to_video import (
+        PikaV2TurboImageToVideoInput as PikaV2TurboImageToVideoInput,
+        PikaV2TurboImageToVideoOutput as PikaV2TurboImageToVideoOutput,
+    )
+    from .endpoints.fal_ai__pika_v2_turbo_text_to_video import (
+        PikaV2TurboTextToVideoInput as PikaV2TurboTextToVideoInput,
+        PikaV2TurboTextToVideoOutput as PikaV2TurboTextToVideoOutput,
+    )
+    from .endpoints.fal_ai__pixal3d import (
+        Pixal3dInput as Pixal3dInput,
+        Pixal3dOutput as Pixal3dOutput,
+    )
+    from .endpoints.fal_ai__pixart_sigma import (
+        PixartSigmaInput as PixartSigmaInput,
+        PixartSigmaOutput as PixartSigmaOutput,
+    )
+    from .endpoints.fal_ai__pixverse_c1_image_to_video import (
+        PixverseC1ImageToVideoInput as PixverseC1ImageToVideoInput,
+        PixverseC1ImageToVideoOutput as PixverseC1ImageToVideoOutput,
+    )
+    from .endpoints.fal_ai__pixverse_c1_reference_to_video import (
+        PixverseC1ReferenceToVideoInput as PixverseC1ReferenceToVideoInput,
+        PixverseC1ReferenceToVideoOutput as PixverseC1ReferenceToVideoOutput,
+    )
+    from .endpoints.fal_ai__pixverse_c1_text_to_video import (
+        PixverseC1TextToVideoInput as PixverseC1TextToVideoInput,
+        PixverseC1TextToVideoOutput as PixverseC1TextToVideoOutput,
+    )
+    from .endpoints.fal_ai__pixverse_c1_transition import (
+        PixverseC1TransitionInput as PixverseC1TransitionInput,
+        PixverseC1TransitionOutput as PixverseC1TransitionOutput,
+    )
+    from .endpoints.fal_ai__pixverse_extend import (
+        PixverseExtendInput as PixverseExtendInput,
+        PixverseExtendOutput as PixverseExtendOutput,
+    )
+    from .endpoints.fal_ai__pixverse_extend_fast import (
+        PixverseExtendFastInput as PixverseExtendFastInput,
+        PixverseExtendFastOutput as PixverseExtendFastOutput,
+    )
+    from .endpoints.fal_ai__pixverse_lipsync import (
+        PixverseLipsyncInput as PixverseLipsyncInput,
+        PixverseLipsyncOutput as PixverseLipsyncOutput,
+    )
+    from .endpoints.fal_ai__pixverse_sound_effects import (
+        PixverseSoundEffectsInput as PixverseSoundEffectsInput,
+        PixverseSoundEffectsOutput as PixverseSoundEffectsOutput,
+    )
+    from .endpoints.fal_ai__pixverse_v3_5_effects import (
+        PixverseV35EffectsInput as PixverseV35EffectsInput,
+        PixverseV35EffectsOutput as PixverseV35EffectsOutput,
+    )
+    from .endpoints.fal_ai__pixverse_v3_5_image_to_video import (
+        PixverseV35ImageToVideoInput as PixverseV35ImageToVideoInput,
+        PixverseV35ImageToVideoOutput as PixverseV35ImageToVideoOutput,
+    )
+    from .endpoints.fal_ai__pixverse_v3_5_image_to_video_fast import (
+        PixverseV35ImageToVideoFastInput as PixverseV35ImageToVideoFastInput,
+        PixverseV35ImageToVideoFastOutput as PixverseV35ImageToVideoFastOutput,
+    )
+    from .endpoints.fal_ai__pixverse_v3_5_text_to_video_fast import (
+        PixverseV35TextToVideoFastInput as PixverseV35TextToVideoFastInput,
+        PixverseV35TextToVideoFastOutput as PixverseV35TextToVideoFastOutput,
+    )
+    from .endpoints.fal_ai__pixverse_v3_5_transition import (
+        PixverseV35TransitionInput as PixverseV35TransitionInput,
+        PixverseV35TransitionOutput as PixverseV35TransitionOutput,
+    )
+    from .endpoints.fal_ai__pixverse_v4_5_effects import (
+        PixverseV45EffectsInput as PixverseV45EffectsInput,
+        PixverseV45EffectsOutput as PixverseV45EffectsOutput,
+    )
+    from .endpoints.fal_ai__pixverse_v4_5_image_to_video import (
+        PixverseV45ImageToVideoInput as PixverseV45ImageToVideoInput,
+        PixverseV45ImageToVideoOutput as PixverseV45ImageToVideoOutput,
+    )
+    from .endpoints.fal_ai__pixverse_v4_5_image_to_video_fast import (
+        PixverseV45ImageToVideoFastInput as PixverseV45ImageToVideoFastInput,
+        PixverseV45ImageToVideoFastOutput as PixverseV45ImageToVideoFastOutput,
+    )
+    from .endpoints.fal_ai__pixverse_v4_5_text_to_video import (
+        PixverseV45TextToVideoInput as PixverseV45TextToVideoInput,
+        PixverseV45TextToVideoOutput as PixverseV45TextToVideoOutput,
+    )
+    from .endpoints.fal_ai__pixverse_v4_5_text_to_video_fast import (
+        PixverseV45TextToVideoFastInput as PixverseV45TextToVideoFastInput,
+        PixverseV45TextToVideoFastOutput as PixverseV45TextToVideoFastOutput,
+    )
+    from .endpoints.fal_ai__pixverse_v4_5_transition import (
+        PixverseV45TransitionInput as PixverseV45TransitionInput,
+        PixverseV45TransitionOutput as PixverseV45TransitionOutput,
+    )
+    from .endpoints.fal_ai__pixverse_v4_effects import (
+        PixverseV4EffectsInput as PixverseV4EffectsInput,
+        PixverseV4EffectsOutput as PixverseV4EffectsOutput,
+    )
+    from .endpoints.fal_ai__pixverse_v4_image_to_video import (
+        PixverseV4ImageToVideoInput as PixverseV4ImageToVideoInput,
+        PixverseV4ImageToVideoOutput as PixverseV4ImageToVideoOutput,
+    )
+    from .endpoints.fal_ai__pixverse_v4_image_to_video_fast import (
+        PixverseV4ImageToVideoFastInput as PixverseV4ImageToVideoFastInput,
+        PixverseV4ImageToVideoFastOutput as PixverseV4ImageToVideoFastOutput,
+    )
+    from .endpoints.fal_ai__pixverse_v4_text_to_video import (
+        PixverseV4TextToVideoInput as PixverseV4TextToVideoInput,
+        PixverseV4TextToVideoOutput as PixverseV4TextToVideoOutput,
+    )
+    from .endpoints.fal_ai__pixverse_v5_5_effects import (
+        PixverseV55EffectsInput as PixverseV55EffectsInput,
+        PixverseV55EffectsOutput as PixverseV55EffectsOutput,
+    )
+    from .endpoints.fal_ai__pixverse_v5_5_image_to_video import (
+        PixverseV55ImageToVideoInput as PixverseV55ImageToVideoInput,
+        PixverseV55ImageToVideoOutput as PixverseV55ImageToVideoOutput,
+    )
+    from .endpoints.fal_ai__pixverse_v5_5_text_to_video import (
+        PixverseV55TextToVideoInput as PixverseV55TextToVideoInput,
+        PixverseV55TextToVideoOutput as PixverseV55TextToVideoOutput,
+    )
+    from .endpoints.fal_ai__pixverse_v5_5_transition import (
+        PixverseV55TransitionInput as PixverseV55TransitionInput,
+        PixverseV55TransitionOutput as PixverseV55TransitionOutput,
+    )
+    from .endpoints.fal_ai__pixverse_v5_6_image_to_video import (
+        PixverseV56ImageToVideoInput as PixverseV56ImageToVideoInput,
+        PixverseV56ImageToVideoOutput as PixverseV56ImageToVideoOutput,
+    )
+    from .endpoints.fal_ai__pixverse_v5_6_text_to_video import (
+        PixverseV56TextToVideoInput as PixverseV56TextToVideoInput,
+        PixverseV56TextToVideoOutput as PixverseV56TextToVideoOutput,
+    )
+    from .endpoints.fal_ai__pixverse_v5_6_transition import (
+        PixverseV56TransitionInput as PixverseV56TransitionInput,
+        PixverseV56TransitionOutput as PixverseV56TransitionOutput,
+    )
+    from .endpoints.fal_ai__pixverse_v5_effects import (
+        PixverseV5EffectsInput as PixverseV5EffectsInput,
+        PixverseV5EffectsOutput as PixverseV5EffectsOutput,
+    )
+    from .endpoints.fal_ai__pixverse_v5_text_to_video import (
+        PixverseV5TextToVideoInput as PixverseV5TextToVideoInput,
+        PixverseV5TextToVideoOutput as PixverseV5TextToVideoOutput,
+    )
+    from .endpoints.fal_ai__pixverse_v5_transition import (
+        PixverseV5TransitionInput as PixverseV5TransitionInput,
+        PixverseV5TransitionOutput as PixverseV5TransitionOutput,
+    )
+    from .endpoints.fal_ai__pixverse_v6_extend import (
+        PixverseV6ExtendInput as PixverseV6ExtendInput,
+        PixverseV6ExtendOutput as PixverseV6ExtendOutput,
+    )
+    from .endpoints.fal_ai__pixverse_v6_image_to_video import (
+        PixverseV6ImageToVideoInput as PixverseV6ImageToVideoInput,
+        PixverseV6ImageToVideoOutput as PixverseV6ImageToVideoOutput,
+    )
+    from .endpoints.fal_ai__pixverse_v6_transition import (
+        PixverseV6TransitionInput as PixverseV6TransitionInput,
+        PixverseV6TransitionOutput as PixverseV6TransitionOutput,
+    )
+    from .endpoints.fal_ai__playground_v25 import (
+        PlaygroundV25Input as PlaygroundV25Input,
+        PlaygroundV25Output as PlaygroundV25Output,
+    )
     from .endpoints.fal_ai__pony_v7 import PonyV7Input as PonyV7Input, PonyV7Output as PonyV7Output
-    from .endpoints.fal_ai__pshuman import PshumanInput as PshumanInput, PshumanOutput as PshumanOutput
-    from .endpoints.fal_ai__qwen_3_guard import Qwen3GuardInput as Qwen3GuardInput, Qwen3GuardOutput as Qwen3GuardOutput
-    from .endpoints.fal_ai__qwen_3_tts_clone_voice_0_6b import Qwen3TtsCloneVoice06bInput as Qwen3TtsCloneVoice06bInput, Qwen3TtsCloneVoice06bOutput as Qwen3TtsCloneVoice06bOutput
-    from .endpoints.fal_ai__qwen_3_tts_clone_voice_1_7b import Qwen3TtsCloneVoice17bInput as Qwen3TtsCloneVoice17bInput, Qwen3TtsCloneVoice17bOutput as Qwen3TtsCloneVoice17bOutput
-    from .endpoints.fal_ai__qwen_3_tts_text_to_speech_0_6b import Qwen3TtsTextToSpeech06bInput as Qwen3TtsTextToSpeech06bInput, Qwen3TtsTextToSpeech06bOutput as Qwen3TtsTextToSpeech06bOutput
-    from .endpoints.fal_ai__qwen_3_tts_text_to_speech_1_7b import Qwen3TtsTextToSpeech17bInput as Qwen3TtsTextToSpeech17bInput, Qwen3TtsTextToSpeech17bOutput as Qwen3TtsTextToSpeech17bOutput
-    from .endpoints.fal_ai__qwen_3_tts_voice_design_1_7b import Qwen3TtsVoiceDesign17bInput as Qwen3TtsVoiceDesign17bInput, Qwen3TtsVoiceDesign17bOutput as Qwen3TtsVoiceDesign17bOutput
-    from .endpoints.fal_ai__qwen_image import QwenImageInput as QwenImageInput, QwenImageOutput as QwenImageOutput
-    from .endpoints.fal_ai__qwen_image_2_pro_text_to_image import QwenImage2ProTextToImageInput as QwenImage2ProTextToImageInput, QwenImage2ProTextToImageOutput as QwenImage2ProTextToImageOutput
-    from .endpoints.fal_ai__qwen_image_2_text_to_image import QwenImage2TextToImageInput as QwenImage2TextToImageInput, QwenImage2TextToImageOutput as QwenImage2TextToImageOutput
-    from .endpoints.fal_ai__qwen_image_2512 import QwenImage2512Input as QwenImage2512Input, QwenImage2512Output as QwenImage2512Output
-    from .endpoints.fal_ai__qwen_image_2512_lora import QwenImage2512LoraInput as QwenImage2512LoraInput, QwenImage2512LoraOutput as QwenImage2512LoraOutput
-    from .endpoints.fal_ai__qwen_image_edit_2509_trainer import QwenImageEdit2509TrainerInput as QwenImageEdit2509TrainerInput, QwenImageEdit2509TrainerOutput as QwenImageEdit2509TrainerOutput
-    from .endpoints.fal_ai__qwen_image_edit_2511_trainer import QwenImageEdit2511TrainerInput as QwenImageEdit2511TrainerInput, QwenImageEdit2511TrainerOutput as QwenImageEdit2511TrainerOutput
-    from .endpoints.fal_ai__qwen_image_edit_plus_trainer import QwenImageEditPlusTrainerInput as QwenImageEditPlusTrainerInput, QwenImageEditPlusTrainerOutput as QwenImageEditPlusTrainerOutput
-    from .endpoints.fal_ai__qwen_image_edit_trainer import QwenImageEditTrainerInput as QwenImageEditTrainerInput, QwenImageEditTrainerOutput as QwenImageEditTrainerOutput
-    from .endpoints.fal_ai__qwen_image_layered_trainer import QwenImageLayeredTrainerInput as QwenImageLayeredTrainerInput, QwenImageLayeredTrainerOutput as QwenImageLayeredTrainerOutput
-    from .endpoints.fal_ai__qwen_image_max_text_to_image import QwenImageMaxTextToImageInput as QwenImageMaxTextToImageInput, QwenImageMaxTextToImageOutput as QwenImageMaxTextToImageOutput
-    from .endpoints.fal_ai__qwen_image_trainer import QwenImageTrainerInput as QwenImageTrainerInput, QwenImageTrainerOutput as QwenImageTrainerOutput
-    from .endpoints.fal_ai__reconviagen_0_5 import Reconviagen05Input as Reconviagen05Input, Reconviagen05Output as Reconviagen05Output
-    from .endpoints.fal_ai__recraft_20b import Recraft20bInput as Recraft20bInput, Recraft20bOutput as Recraft20bOutput
-    from .endpoints.fal_ai__recraft_v3 import RecraftV3Input as RecraftV3Input, RecraftV3Output as RecraftV3Output
-    from .endpoints.fal_ai__recraft_v3_create_style import RecraftV3CreateStyleInput as RecraftV3CreateStyleInput, RecraftV3CreateStyleOutput as RecraftV3CreateStyleOutput
-    from .endpoints.fal_ai__recraft_v3_text_to_image import RecraftV3TextToImageInput as RecraftV3TextToImageInput, RecraftV3TextToImageOutput as RecraftV3TextToImageOutput
-    from .endpoints.fal_ai__recraft_v4_1_pro_text_to_image import RecraftV41ProTextToImageInput as RecraftV41ProTextToImageInput, RecraftV41ProTextToImageOutput as RecraftV41ProTextToImageOutput
-    from .endpoints.fal_ai__recraft_v4_1_pro_text_to_vector import RecraftV41ProTextToVectorInput as RecraftV41ProTextToVectorInput, RecraftV41ProTextToVectorOutput as RecraftV41ProTextToVectorOutput
-    from .endpoints.fal_ai__recraft_v4_1_text_to_image import RecraftV41TextToImageInput as RecraftV41TextToImageInput, RecraftV41TextToImageOutput as RecraftV41TextToImageOutput
-    from .endpoints.fal_ai__recraft_v4_1_text_to_vector import RecraftV41TextToVectorInput as RecraftV41TextToVectorInput, RecraftV41TextToVectorOutput as RecraftV41TextToVectorOutput
-    from .endpoints.fal_ai__recraft_v4_1_utility_pro_text_to_image import RecraftV41UtilityProTextToImageInput as RecraftV41UtilityProTextToImageInput, RecraftV41UtilityProTextToImageOutput as RecraftV41UtilityProTextToImageOutput
-    from .endpoints.fal_ai__recraft_v4_1_utility_text_to_image import RecraftV41UtilityTextToImageInput as RecraftV41UtilityTextToImageInput, RecraftV41UtilityTextToImageOutput as RecraftV41UtilityTextToImageOutput
-    from .endpoints.fal_ai__recraft_v4_pro_text_to_image import RecraftV4ProTextToImageInput as RecraftV4ProTextToImageInput, RecraftV4ProTextToImageOutput as RecraftV4ProTextToImageOutput
-    from .endpoints.fal_ai__recraft_v4_text_to_image import RecraftV4TextToImageInput as RecraftV4TextToImageInput, RecraftV4TextToImageOutput as RecraftV4TextToImageOutput
-    from .endpoints.fal_ai__reve_text_to_image import ReveTextToImageInput as ReveTextToImageInput, ReveTextToImageOutput as ReveTextToImageOutput
-    from .endpoints.fal_ai__rife_video import RifeVideoInput as RifeVideoInput, RifeVideoOutput as RifeVideoOutput
-    from .endpoints.fal_ai__sa2va_4b_image import Sa2va4bImageInput as Sa2va4bImageInput, Sa2va4bImageOutput as Sa2va4bImageOutput
-    from .endpoints.fal_ai__sa2va_4b_video import Sa2va4bVideoInput as Sa2va4bVideoInput, Sa2va4bVideoOutput as Sa2va4bVideoOutput
-    from .endpoints.fal_ai__sa2va_8b_image import Sa2va8bImageInput as Sa2va8bImageInput, Sa2va8bImageOutput as Sa2va8bImageOutput
-    from .endpoints.fal_ai__sa2va_8b_video import Sa2va8bVideoInput as Sa2va8bVideoInput, Sa2va8bVideoOutput as Sa2va8bVideoOutput
-    from .endpoints.fal_ai__sadtalker import SadtalkerInput as SadtalkerInput, SadtalkerOutput as SadtalkerOutput
-    from .endpoints.fal_ai__sadtalker_reference import SadtalkerReferenceInput as SadtalkerReferenceInput, SadtalkerReferenceOutput as SadtalkerReferenceOutput
-    from .endpoints.fal_ai__sam_3_1_video import Sam31VideoInput as Sam31VideoInput, Sam31VideoOutput as Sam31VideoOutput
-    from .endpoints.fal_ai__sam_3_1_video_rle import Sam31VideoRleInput as Sam31VideoRleInput, Sam31VideoRleOutput as Sam31VideoRleOutput
-    from .endpoints.fal_ai__sam_3_3d_body import Sam33dBodyInput as Sam33dBodyInput, Sam33dBodyOutput as Sam33dBodyOutput
-    from .endpoints.fal_ai__sam_3_3d_objects import Sam33dObjectsInput as Sam33dObjectsInput, Sam33dObjectsOutput as Sam33dObjectsOutput
-    from .endpoints.fal_ai__sam_3_image_embed import Sam3ImageEmbedInput as Sam3ImageEmbedInput, Sam3ImageEmbedOutput as Sam3ImageEmbedOutput
-    from .endpoints.fal_ai__sam_3_video import Sam3VideoInput as Sam3VideoInput, Sam3VideoOutput as Sam3VideoOutput
-    from .endpoints.fal_ai__sam_3_video_rle import Sam3VideoRleInput as Sam3VideoRleInput, Sam3VideoRleOutput as Sam3VideoRleOutput
-    from .endpoints.fal_ai__sam_audio_separate import SamAudioSeparateInput as SamAudioSeparateInput, SamAudioSeparateOutput as SamAudioSeparateOutput
-    from .endpoints.fal_ai__sam_audio_span_separate import SamAudioSpanSeparateInput as SamAudioSpanSeparateInput, SamAudioSpanSeparateOutput as SamAudioSpanSeparateOutput
-    from .endpoints.fal_ai__sam2_video import Sam2VideoInput as Sam2VideoInput, Sam2VideoOutput as Sam2VideoOutput
+    from .endpoints.fal_ai__pshuman import (
+        PshumanInput as PshumanInput,
+        PshumanOutput as PshumanOutput,
+    )
+    from .endpoints.fal_ai__qwen_3_guard import (
+        Qwen3GuardInput as Qwen3GuardInput,
+        Qwen3GuardOutput as Qwen3GuardOutput,
+    )
+    from .endpoints.fal_ai__qwen_3_tts_clone_voice_0_6b import (
+        Qwen3TtsCloneVoice06bInput as Qwen3TtsCloneVoice06bInput,
+        Qwen3TtsCloneVoice06bOutput as Qwen3TtsCloneVoice06bOutput,
+    )
+    from .endpoints.fal_ai__qwen_3_tts_clone_voice_1_7b import (
+        Qwen3TtsCloneVoice17bInput as Qwen3TtsCloneVoice17bInput,
+        Qwen3TtsCloneVoice17bOutput as Qwen3TtsCloneVoice17bOutput,
+    )
+    from .endpoints.fal_ai__qwen_3_tts_text_to_speech_0_6b import (
+        Qwen3TtsTextToSpeech06bInput as Qwen3TtsTextToSpeech06bInput,
+        Qwen3TtsTextToSpeech06bOutput as Qwen3TtsTextToSpeech06bOutput,
+    )
+    from .endpoints.fal_ai__qwen_3_tts_text_to_speech_1_7b import (
+        Qwen3TtsTextToSpeech17bInput as Qwen3TtsTextToSpeech17bInput,
+        Qwen3TtsTextToSpeech17bOutput as Qwen3TtsTextToSpeech17bOutput,
+    )
+    from .endpoints.fal_ai__qwen_3_tts_voice_design_1_7b import (
+        Qwen3TtsVoiceDesign17bInput as Qwen3TtsVoiceDesign17bInput,
+        Qwen3TtsVoiceDesign17bOutput as Qwen3TtsVoiceDesign17bOutput,
+    )
+    from .endpoints.fal_ai__qwen_image import (
+        QwenImageInput as QwenImageInput,
+        QwenImageOutput as QwenImageOutput,
+    )
+    from .endpoints.fal_ai__qwen_image_2_pro_text_to_image import (
+        QwenImage2ProTextToImageInput as QwenImage2ProTextToImageInput,
+        QwenImage2ProTextToImageOutput as QwenImage2ProTextToImageOutput,
+    )
+    from .endpoints.fal_ai__qwen_image_2_text_to_image import (
+        QwenImage2TextToImageInput as QwenImage2TextToImageInput,
+        QwenImage2TextToImageOutput as QwenImage2TextToImageOutput,
+    )
+    from .endpoints.fal_ai__qwen_image_2512 import (
+        QwenImage2512Input as QwenImage2512Input,
+        QwenImage2512Output as QwenImage2512Output,
+    )
+    from .endpoints.fal_ai__qwen_image_2512_lora import (
+        QwenImage2512LoraInput as QwenImage2512LoraInput,
+        QwenImage2512LoraOutput as QwenImage2512LoraOutput,
+    )
+    from .endpoints.fal_ai__qwen_image_edit_2509_trainer import (
+        QwenImageEdit2509TrainerInput as QwenImageEdit2509TrainerInput,
+        QwenImageEdit2509TrainerOutput as QwenImageEdit2509TrainerOutput,
+    )
+    from .endpoints.fal_ai__qwen_image_edit_2511_trainer import (
+        QwenImageEdit2511TrainerInput as QwenImageEdit2511TrainerInput,
+        QwenImageEdit2511TrainerOutput as QwenImageEdit2511TrainerOutput,
+    )
+    from .endpoints.fal_ai__qwen_image_edit_plus_trainer import (
+        QwenImageEditPlusTrainerInput as QwenImageEditPlusTrainerInput,
+        QwenImageEditPlusTrainerOutput as QwenImageEditPlusTrainerOutput,
+    )
+    from .endpoints.fal_ai__qwen_image_edit_trainer import (
+        QwenImageEditTrainerInput as QwenImageEditTrainerInput,
+        QwenImageEditTrainerOutput as QwenImageEditTrainerOutput,
+    )
+    from .endpoints.fal_ai__qwen_image_layered_trainer import (
+        QwenImageLayeredTrainerInput as QwenImageLayeredTrainerInput,
+        QwenImageLayeredTrainerOutput as QwenImageLayeredTrainerOutput,
+    )
+    from .endpoints.fal_ai__qwen_image_max_text_to_image import (
+        QwenImageMaxTextToImageInput as QwenImageMaxTextToImageInput,
+        QwenImageMaxTextToImageOutput as QwenImageMaxTextToImageOutput,
+    )
+    from .endpoints.fal_ai__qwen_image_trainer import (
+        QwenImageTrainerInput as QwenImageTrainerInput,
+        QwenImageTrainerOutput as QwenImageTrainerOutput,
+    )
+    from .endpoints.fal_ai__reconviagen_0_5 import (
+        Reconviagen05Input as Reconviagen05Input,
+        Reconviagen05Output as Reconviagen05Output,
+    )
+    from .endpoints.fal_ai__recraft_20b import (
+        Recraft20bInput as Recraft20bInput,
+        Recraft20bOutput as Recraft20bOutput,
+    )
+    from .endpoints.fal_ai__recraft_v3 import (
+        RecraftV3Input as RecraftV3Input,
+        RecraftV3Output as RecraftV3Output,
+    )
+    from .endpoints.fal_ai__recraft_v3_create_style import (
+        RecraftV3CreateStyleInput as RecraftV3CreateStyleInput,
+        RecraftV3CreateStyleOutput as RecraftV3CreateStyleOutput,
+    )
+    from .endpoints.fal_ai__recraft_v3_text_to_image import (
+        RecraftV3TextToImageInput as RecraftV3TextToImageInput,
+        RecraftV3TextToImageOutput as RecraftV3TextToImageOutput,
+    )
+    from .endpoints.fal_ai__recraft_v4_1_pro_text_to_image import (
+        RecraftV41ProTextToImageInput as RecraftV41ProTextToImageInput,
+        RecraftV41ProTextToImageOutput as RecraftV41ProTextToImageOutput,
+    )
+    from .endpoints.fal_ai__recraft_v4_1_pro_text_to_vector import (
+        RecraftV41ProTextToVectorInput as RecraftV41ProTextToVectorInput,
+        RecraftV41ProTextToVectorOutput as RecraftV41ProTextToVectorOutput,
+    )
+    from .endpoints.fal_ai__recraft_v4_1_text_to_image import (
+        RecraftV41TextToImageInput as RecraftV41TextToImageInput,
+        RecraftV41TextToImageOutput as RecraftV41TextToImageOutput,
+    )
+    from .endpoints.fal_ai__recraft_v4_1_text_to_vector import (
+        RecraftV41TextToVectorInput as RecraftV41TextToVectorInput,
+        RecraftV41TextToVectorOutput as RecraftV41TextToVectorOutput,
+    )
+    from .endpoints.fal_ai__recraft_v4_1_utility_pro_text_to_image import (
+        RecraftV41UtilityProTextToImageInput as RecraftV41UtilityProTextToImageInput,
+        RecraftV41UtilityProTextToImageOutput as RecraftV41UtilityProTextToImageOutput,
+    )
+    from .endpoints.fal_ai__recraft_v4_1_utility_text_to_image import (
+        RecraftV41UtilityTextToImageInput as RecraftV41UtilityTextToImageInput,
+        RecraftV41UtilityTextToImageOutput as RecraftV41UtilityTextToImageOutput,
+    )
+    from .endpoints.fal_ai__recraft_v4_pro_text_to_image import (
+        RecraftV4ProTextToImageInput as RecraftV4ProTextToImageInput,
+        RecraftV4ProTextToImageOutput as RecraftV4ProTextToImageOutput,
+    )
+    from .endpoints.fal_ai__recraft_v4_text_to_image import (
+        RecraftV4TextToImageInput as RecraftV4TextToImageInput,
+        RecraftV4TextToImageOutput as RecraftV4TextToImageOutput,
+    )
+    from .endpoints.fal_ai__reve_text_to_image import (
+        ReveTextToImageInput as ReveTextToImageInput,
+        ReveTextToImageOutput as ReveTextToImageOutput,
+    )
+    from .endpoints.fal_ai__rife_video import (
+        RifeVideoInput as RifeVideoInput,
+        RifeVideoOutput as RifeVideoOutput,
+    )
+    from .endpoints.fal_ai__sa2va_4b_image import (
+        Sa2va4bImageInput as Sa2va4bImageInput,
+        Sa2va4bImageOutput as Sa2va4bImageOutput,
+    )
+    from .endpoints.fal_ai__sa2va_4b_video import (
+        Sa2va4bVideoInput as Sa2va4bVideoInput,
+        Sa2va4bVideoOutput as Sa2va4bVideoOutput,
+    )
+    from .endpoints.fal_ai__sa2va_8b_image import (
+        Sa2va8bImageInput as Sa2va8bImageInput,
+        Sa2va8bImageOutput as Sa2va8bImageOutput,
+    )
+    from .endpoints.fal_ai__sa2va_8b_video import (
+        Sa2va8bVideoInput as Sa2va8bVideoInput,
+        Sa2va8bVideoOutput as Sa2va8bVideoOutput,
+    )
+    from .endpoints.fal_ai__sadtalker import (
+        SadtalkerInput as SadtalkerInput,
+        SadtalkerOutput as SadtalkerOutput,
+    )
+    from .endpoints.fal_ai__sadtalker_reference import (
+        SadtalkerReferenceInput as SadtalkerReferenceInput,
+        SadtalkerReferenceOutput as SadtalkerReferenceOutput,
+    )
+    from .endpoints.fal_ai__sam_3_1_video import (
+        Sam31VideoInput as Sam31VideoInput,
+        Sam31VideoOutput as Sam31VideoOutput,
+    )
+    from .endpoints.fal_ai__sam_3_1_video_rle import (
+        Sam31VideoRleInput as Sam31VideoRleInput,
+        Sam31VideoRleOutput as Sam31VideoRleOutput,
+    )
+    from .endpoints.fal_ai__sam_3_3d_body import (
+        Sam33dBodyInput as Sam33dBodyInput,
+        Sam33dBodyOutput as Sam33dBodyOutput,
+    )
+    from .endpoints.fal_ai__sam_3_3d_objects import (
+        Sam33dObjectsInput as Sam33dObjectsInput,
+        Sam33dObjectsOutput as Sam33dObjectsOutput,
+    )
+    from .endpoints.fal_ai__sam_3_image_embed import (
+        Sam3ImageEmbedInput as Sam3ImageEmbedInput,
+        Sam3ImageEmbedOutput as Sam3ImageEmbedOutput,
+    )
+    from .endpoints.fal_ai__sam_3_video import (
+        Sam3VideoInput as Sam3VideoInput,
+        Sam3VideoOutput as Sam3VideoOutput,
+    )
+    from .endpoints.fal_ai__sam_3_video_rle import (
+        Sam3VideoRleInput as Sam3VideoRleInput,
+        Sam3VideoRleOutput as Sam3VideoRleOutput,
+    )
+    from .endpoints.fal_ai__sam_audio_separate import (
+        SamAudioSeparateInput as SamAudioSeparateInput,
+        SamAudioSeparateOutput as SamAudioSeparateOutput,
+    )
+    from .endpoints.fal_ai__sam_audio_span_separate import (
+        SamAudioSpanSeparateInput as SamAudioSpanSeparateInput,
+        SamAudioSpanSeparateOutput as SamAudioSpanSeparateOutput,
+    )
+    from .endpoints.fal_ai__sam2_video import (
+        Sam2VideoInput as Sam2VideoInput,
+        Sam2VideoOutput as Sam2VideoOutput,
+    )
     from .endpoints.fal_ai__sana import SanaInput as SanaInput, SanaOutput as SanaOutput
-    from .endpoints.fal_ai__sana_video import SanaVideoInput as SanaVideoInput, SanaVideoOutput as SanaVideoOutput
-    from .endpoints.fal_ai__sana_sprint import SanaSprintInput as SanaSprintInput, SanaSprintOutput as SanaSprintOutput
-    from .endpoints.fal_ai__sana_v1_5_1_6b import SanaV1516bInput as SanaV1516bInput, SanaV1516bOutput as SanaV1516bOutput
-    from .endpoints.fal_ai__sana_v1_5_4_8b import SanaV1548bInput as SanaV1548bInput, SanaV1548bOutput as SanaV1548bOutput
-    from .endpoints.fal_ai__sdxl_controlnet_union import SdxlControlnetUnionInput as SdxlControlnetUnionInput, SdxlControlnetUnionOutput as SdxlControlnetUnionOutput
-    from .endpoints.fal_ai__seedvr_upscale_image import SeedvrUpscaleImageInput as SeedvrUpscaleImageInput, SeedvrUpscaleImageOutput as SeedvrUpscaleImageOutput
-    from .endpoints.fal_ai__seedvr_upscale_video import SeedvrUpscaleVideoInput as SeedvrUpscaleVideoInput, SeedvrUpscaleVideoOutput as SeedvrUpscaleVideoOutput
-    from .endpoints.fal_ai__silero_vad import SileroVadInput as SileroVadInput, SileroVadOutput as SileroVadOutput
-    from .endpoints.fal_ai__sky_raccoon import SkyRaccoonInput as SkyRaccoonInput, SkyRaccoonOutput as SkyRaccoonOutput
-    from .endpoints.fal_ai__skyreels_i2v import SkyreelsI2vInput as SkyreelsI2vInput, SkyreelsI2vOutput as SkyreelsI2vOutput
-    from .endpoints.fal_ai__sora_2_characters import Sora2CharactersInput as Sora2CharactersInput, Sora2CharactersOutput as Sora2CharactersOutput
-    from .endpoints.fal_ai__sora_2_image_to_video import Sora2ImageToVideoInput as Sora2ImageToVideoInput, Sora2ImageToVideoOutput as Sora2ImageToVideoOutput
-    from .endpoints.fal_ai__sora_2_image_to_video_pro import Sora2ImageToVideoProInput as Sora2ImageToVideoProInput, Sora2ImageToVideoProOutput as Sora2ImageToVideoProOutput
-    from .endpoints.fal_ai__sora_2_text_to_video import Sora2TextToVideoInput as Sora2TextToVideoInput, Sora2TextToVideoOutput as Sora2TextToVideoOutput
-    from .endpoints.fal_ai__sora_2_video_to_video_remix import Sora2VideoToVideoRemixInput as Sora2VideoToVideoRemixInput, Sora2VideoToVideoRemixOutput as Sora2VideoToVideoRemixOutput
-    from .endpoints.fal_ai__speech_to_text import SpeechToTextInput as SpeechToTextInput, SpeechToTextOutput as SpeechToTextOutput
-    from .endpoints.fal_ai__speech_to_text_stream import SpeechToTextStreamInput as SpeechToTextStreamInput, SpeechToTextStreamOutput as SpeechToTextStreamOutput
-    from .endpoints.fal_ai__speech_to_text_turbo import SpeechToTextTurboInput as SpeechToTextTurboInput, SpeechToTextTurboOutput as SpeechToTextTurboOutput
-    from .endpoints.fal_ai__speech_to_text_turbo_stream import SpeechToTextTurboStreamInput as SpeechToTextTurboStreamInput, SpeechToTextTurboStreamOutput as SpeechToTextTurboStreamOutput
-    from .endpoints.fal_ai__stable_audio import StableAudioInput as StableAudioInput, StableAudioOutput as StableAudioOutput
-    from .endpoints.fal_ai__stable_audio_25_audio_to_audio import StableAudio25AudioToAudioInput as StableAudio25AudioToAudioInput, StableAudio25AudioToAudioOutput as StableAudio25AudioToAudioOutput
-    from .endpoints.fal_ai__stable_audio_25_inpaint import StableAudio25InpaintInput as StableAudio25InpaintInput, StableAudio25InpaintOutput as StableAudio25InpaintOutput
-    from .endpoints.fal_ai__stable_audio_25_text_to_audio import StableAudio25TextToAudioInput as StableAudio25TextToAudioInput, StableAudio25TextToAudioOutput as StableAudio25TextToAudioOutput
-    from .endpoints.fal_ai__stable_audio_3_medium_audio_inpainting import StableAudio3MediumAudioInpaintingInput as StableAudio3MediumAudioInpaintingInput, StableAudio3MediumAudioInpaintingOutput as StableAudio3MediumAudioInpaintingOutput
-    from .endpoints.fal_ai__stable_audio_3_medium_audio_outpainting import StableAudio3MediumAudioOutpaintingInput as StableAudio3MediumAudioOutpaintingInput, StableAudio3MediumAudioOutpaintingOutput as StableAudio3MediumAudioOutpaintingOutput
-    from .endpoints.fal_ai__stable_audio_3_medium_audio_to_audio import StableAudio3MediumAudioToAudioInput as StableAudio3MediumAudioToAudioInput, StableAudio3MediumAudioToAudioOutput as StableAudio3MediumAudioToAudioOutput
-    from .endpoints.fal_ai__stable_audio_3_medium_base_audio_inpainting import StableAudio3MediumBaseAudioInpaintingInput as StableAudio3MediumBaseAudioInpaintingInput, StableAudio3MediumBaseAudioInpaintingOutput as StableAudio3MediumBaseAudioInpaintingOutput
-    from .endpoints.fal_ai__stable_audio_3_medium_base_audio_outpainting import StableAudio3MediumBaseAudioOutpaintingInput as StableAudio3MediumBaseAudioOutpaintingInput, StableAudio3MediumBaseAudioOutpaintingOutput as StableAudio3MediumBaseAudioOutpaintingOutput
-    from .endpoints.fal_ai__stable_audio_3_medium_base_text_to_audio import StableAudio3MediumBaseTextToAudioInput as StableAudio3MediumBaseTextToAudioInput, StableAudio3MediumBaseTextToAudioOutput as StableAudio3MediumBaseTextToAudioOutput
-    from .endpoints.fal_ai__stable_audio_3_medium_text_to_audio import StableAudio3MediumTextToAudioInput as StableAudio3MediumTextToAudioInput, StableAudio3MediumTextToAudioOutput as StableAudio3MediumTextToAudioOutput
-    from .endpoints.fal_ai__stable_audio_3_small_music_audio_inpainting import StableAudio3SmallMusicAudioInpaintingInput as StableAudio3SmallMusicAudioInpaintingInput, StableAudio3SmallMusicAudioInpaintingOutput as StableAudio3SmallMusicAudioInpaintingOutput
-    from .endpoints.fal_ai__stable_audio_3_small_music_audio_to_audio import StableAudio3SmallMusicAudioToAudioInput as StableAudio3SmallMusicAudioToAudioInput, StableAudio3SmallMusicAudioToAudioOutput as StableAudio3SmallMusicAudioToAudioOutput
-    from .endpoints.fal_ai__stable_audio_3_small_music_base_audio_inpainting import StableAudio3SmallMusicBaseAudioInpaintingInput as StableAudio3SmallMusicBaseAudioInpaintingInput, StableAudio3SmallMusicBaseAudioInpaintingOutput as StableAudio3SmallMusicBaseAudioInpaintingOutput
-    from .endpoints.fal_ai__stable_audio_3_small_music_base_audio_outpainting import StableAudio3SmallMusicBaseAudioOutpaintingInput as StableAudio3SmallMusicBaseAudioOutpaintingInput, StableAudio3SmallMusicBaseAudioOutpaintingOutput as StableAudio3SmallMusicBaseAudioOutpaintingOutput
-    from .endpoints.fal_ai__stable_audio_3_small_music_base_audio_to_audio import StableAudio3SmallMusicBaseAudioToAudioInput as StableAudio3SmallMusicBaseAudioToAudioInput, StableAudio3SmallMusicBaseAudioToAudioOutput as StableAudio3SmallMusicBaseAudioToAudioOutput
-    from .endpoints.fal_ai__stable_audio_3_small_music_base_text_to_audio import StableAudio3SmallMusicBaseTextToAudioInput as StableAudio3SmallMusicBaseTextToAudioInput, StableAudio3SmallMusicBaseTextToAudioOutput as StableAudio3SmallMusicBaseTextToAudioOutput
-    from .endpoints.fal_ai__stable_audio_3_small_music_text_to_audio import StableAudio3SmallMusicTextToAudioInput as StableAudio3SmallMusicTextToAudioInput, StableAudio3SmallMusicTextToAudioOutput as StableAudio3SmallMusicTextToAudioOutput
-    from .endpoints.fal_ai__stable_audio_3_small_sfx_audio_inpainting import StableAudio3SmallSfxAudioInpaintingInput as StableAudio3SmallSfxAudioInpaintingInput, StableAudio3SmallSfxAudioInpaintingOutput as StableAudio3SmallSfxAudioInpaintingOutput
-    from .endpoints.fal_ai__stable_audio_3_small_sfx_audio_outpainting import StableAudio3SmallSfxAudioOutpaintingInput as StableAudio3SmallSfxAudioOutpaintingInput, StableAudio3SmallSfxAudioOutpaintingOutput as StableAudio3SmallSfxAudioOutpaintingOutput
-    from .endpoints.fal_ai__stable_audio_3_small_sfx_audio_to_audio import StableAudio3SmallSfxAudioToAudioInput as StableAudio3SmallSfxAudioToAudioInput, StableAudio3SmallSfxAudioToAudioOutput as StableAudio3SmallSfxAudioToAudioOutput
-    from .endpoints.fal_ai__stable_audio_3_small_sfx_base_audio_inpainting import StableAudio3SmallSfxBaseAudioInpaintingInput as StableAudio3SmallSfxBaseAudioInpaintingInput, StableAudio3SmallSfxBaseAudioInpaintingOutput as StableAudio3SmallSfxBaseAudioInpaintingOutput
-    from .endpoints.fal_ai__stable_audio_3_small_sfx_base_audio_to_audio import StableAudio3SmallSfxBaseAudioToAudioInput as StableAudio3SmallSfxBaseAudioToAudioInput, StableAudio3SmallSfxBaseAudioToAudioOutput as StableAudio3SmallSfxBaseAudioToAudioOutput
-    from .endpoints.fal_ai__stable_audio_3_small_sfx_base_text_to_audio import StableAudio3SmallSfxBaseTextToAudioInput as StableAudio3SmallSfxBaseTextToAudioInput, StableAudio3SmallSfxBaseTextToAudioOutput as StableAudio3SmallSfxBaseTextToAudioOutput
-    from .endpoints.fal_ai__stable_audio_3_small_sfx_text_to_audio import StableAudio3SmallSfxTextToAudioInput as StableAudio3SmallSfxTextToAudioInput, StableAudio3SmallSfxTextToAudioOutput as StableAudio3SmallSfxTextToAudioOutput
-    from .endpoints.fal_ai__stable_avatar import StableAvatarInput as StableAvatarInput, StableAvatarOutput as StableAvatarOutput
-    from .endpoints.fal_ai__stable_cascade import StableCascadeInput as StableCascadeInput, StableCascadeOutput as StableCascadeOutput
-    from .endpoints.fal_ai__stable_cascade_sote_diffusion import StableCascadeSoteDiffusionInput as StableCascadeSoteDiffusionInput, StableCascadeSoteDiffusionOutput as StableCascadeSoteDiffusionOutput
-    from .endpoints.fal_ai__stable_diffusion_v15 import StableDiffusionV15Input as StableDiffusionV15Input, StableDiffusionV15Output as StableDiffusionV15Output
-    from .endpoints.fal_ai__stable_diffusion_v3_medium import StableDiffusionV3MediumInput as StableDiffusionV3MediumInput, StableDiffusionV3MediumOutput as StableDiffusionV3MediumOutput
-    from .endpoints.fal_ai__stable_diffusion_v35_large import StableDiffusionV35LargeInput as StableDiffusionV35LargeInput, StableDiffusionV35LargeOutput as StableDiffusionV35LargeOutput
-    from .endpoints.fal_ai__stable_diffusion_v35_medium import StableDiffusionV35MediumInput as StableDiffusionV35MediumInput, StableDiffusionV35MediumOutput as StableDiffusionV35MediumOutput
-    from .endpoints.fal_ai__stable_video import StableVideoInput as StableVideoInput, StableVideoOutput as StableVideoOutput
-    from .endpoints.fal_ai__steady_dancer import SteadyDancerInput as SteadyDancerInput, SteadyDancerOutput as SteadyDancerOutput
+    from .endpoints.fal_ai__sana_video import (
+        SanaVideoInput as SanaVideoInput,
+        SanaVideoOutput as SanaVideoOutput,
+    )
+    from .endpoints.fal_ai__sana_sprint import (
+        SanaSprintInput as SanaSprintInput,
+        SanaSprintOutput as SanaSprintOutput,
+    )
+    from .endpoints.fal_ai__sana_v1_5_1_6b import (
+        SanaV1516bInput as SanaV1516bInput,
+        SanaV1516bOutput as SanaV1516bOutput,
+    )
+    from .endpoints.fal_ai__sana_v1_5_4_8b import (
+        SanaV1548bInput as SanaV1548bInput,
+        SanaV1548bOutput as SanaV1548bOutput,
+    )
+    from .endpoints.fal_ai__sdxl_controlnet_union import (
+        SdxlControlnetUnionInput as SdxlControlnetUnionInput,
+        SdxlControlnetUnionOutput as SdxlControlnetUnionOutput,
+    )
+    from .endpoints.fal_ai__seedvr_upscale_image import (
+        SeedvrUpscaleImageInput as SeedvrUpscaleImageInput,
+        SeedvrUpscaleImageOutput as SeedvrUpscaleImageOutput,
+    )
+    from .endpoints.fal_ai__seedvr_upscale_video import (
+        SeedvrUpscaleVideoInput as SeedvrUpscaleVideoInput,
+        SeedvrUpscaleVideoOutput as SeedvrUpscaleVideoOutput,
+    )
+    from .endpoints.fal_ai__silero_vad import (
+        SileroVadInput as SileroVadInput,
+        SileroVadOutput as SileroVadOutput,
+    )
+    from .endpoints.fal_ai__sky_raccoon import (
+        SkyRaccoonInput as SkyRaccoonInput,
+        SkyRaccoonOutput as SkyRaccoonOutput,
+    )
+    from .endpoints.fal_ai__skyreels_i2v import (
+        SkyreelsI2vInput as SkyreelsI2vInput,
+        SkyreelsI2vOutput as SkyreelsI2vOutput,
+    )
+    from .endpoints.fal_ai__sora_2_characters import (
+        Sora2CharactersInput as Sora2CharactersInput,
+        Sora2CharactersOutput as Sora2CharactersOutput,
+    )
+    from .endpoints.fal_ai__sora_2_image_to_video import (
+        Sora2ImageToVideoInput as Sora2ImageToVideoInput,
+        Sora2ImageToVideoOutput as Sora2ImageToVideoOutput,
+    )
+    from .endpoints.fal_ai__sora_2_image_to_video_pro import (
+        Sora2ImageToVideoProInput as Sora2ImageToVideoProInput,
+        Sora2ImageToVideoProOutput as Sora2ImageToVideoProOutput,
+    )
+    from .endpoints.fal_ai__sora_2_text_to_video import (
+        Sora2TextToVideoInput as Sora2TextToVideoInput,
+        Sora2TextToVideoOutput as Sora2TextToVideoOutput,
+    )
+    from .endpoints.fal_ai__sora_2_video_to_video_remix import (
+        Sora2VideoToVideoRemixInput as Sora2VideoToVideoRemixInput,
+        Sora2VideoToVideoRemixOutput as Sora2VideoToVideoRemixOutput,
+    )
+    from .endpoints.fal_ai__speech_to_text import (
+        SpeechToTextInput as SpeechToTextInput,
+        SpeechToTextOutput as SpeechToTextOutput,
+    )
+    from .endpoints.fal_ai__speech_to_text_stream import (
+        SpeechToTextStreamInput as SpeechToTextStreamInput,
+        SpeechToTextStreamOutput as SpeechToTextStreamOutput,
+    )
+    from .endpoints.fal_ai__speech_to_text_turbo import (
+        SpeechToTextTurboInput as SpeechToTextTurboInput,
+        SpeechToTextTurboOutput as SpeechToTextTurboOutput,
+    )
+    from .endpoints.fal_ai__speech_to_text_turbo_stream import (
+        SpeechToTextTurboStreamInput as SpeechToTextTurboStreamInput,
+        SpeechToTextTurboStreamOutput as SpeechToTextTurboStreamOutput,
+    )
+    from .endpoints.fal_ai__stable_audio import (
+        StableAudioInput as StableAudioInput,
+        StableAudioOutput as StableAudioOutput,
+    )
+    from .endpoints.fal_ai__stable_audio_25_audio_to_audio import (
+        StableAudio25AudioToAudioInput as StableAudio25AudioToAudioInput,
+        StableAudio25AudioToAudioOutput as StableAudio25AudioToAudioOutput,
+    )
+    from .endpoints.fal_ai__stable_audio_25_inpaint import (
+        StableAudio25InpaintInput as StableAudio25InpaintInput,
+        StableAudio25InpaintOutput as StableAudio25InpaintOutput,
+    )
+    from .endpoints.fal_ai__stable_audio_25_text_to_audio import (
+        StableAudio25TextToAudioInput as StableAudio25TextToAudioInput,
+        StableAudio25TextToAudioOutput as StableAudio25TextToAudioOutput,
+    )
+    from .endpoints.fal_ai__stable_audio_3_medium_audio_inpainting import (
+        StableAudio3MediumAudioInpaintingInput as StableAudio3MediumAudioInpaintingInput,
+        StableAudio3MediumAudioInpaintingOutput as StableAudio3MediumAudioInpaintingOutput,
+    )
+    from .endpoints.fal_ai__stable_audio_3_medium_audio_outpainting import (
+        StableAudio3MediumAudioOutpaintingInput as StableAudio3MediumAudioOutpaintingInput,
+        StableAudio3MediumAudioOutpaintingOutput as StableAudio3MediumAudioOutpaintingOutput,
+    )
+    from .endpoints.fal_ai__stable_audio_3_medium_audio_to_audio import (
+        StableAudio3MediumAudioToAudioInput as StableAudio3MediumAudioToAudioInput,
+        StableAudio3MediumAudioToAudioOutput as StableAudio3MediumAudioToAudioOutput,
+    )
+    from .endpoints.fal_ai__stable_audio_3_medium_base_audio_inpainting import (
+        StableAudio3MediumBaseAudioInpaintingInput as StableAudio3MediumBaseAudioInpaintingInput,
+        StableAudio3MediumBaseAudioInpaintingOutput as StableAudio3MediumBaseAudioInpaintingOutput,
+    )
+    from .endpoints.fal_ai__stable_audio_3_medium_base_audio_outpainting import (
+        StableAudio3MediumBaseAudioOutpaintingInput as StableAudio3MediumBaseAudioOutpaintingInput,
+        StableAudio3MediumBaseAudioOutpaintingOutput as StableAudio3MediumBaseAudioOutpaintingOutput,
+    )
+    from .endpoints.fal_ai__stable_audio_3_medium_base_text_to_audio import (
+        StableAudio3MediumBaseTextToAudioInput as StableAudio3MediumBaseTextToAudioInput,
+        StableAudio3MediumBaseTextToAudioOutput as StableAudio3MediumBaseTextToAudioOutput,
+    )
+    from .endpoints.fal_ai__stable_audio_3_medium_text_to_audio import (
+        StableAudio3MediumTextToAudioInput as StableAudio3MediumTextToAudioInput,
+        StableAudio3MediumTextToAudioOutput as StableAudio3MediumTextToAudioOutput,
+    )
+    from .endpoints.fal_ai__stable_audio_3_small_music_audio_inpainting import (
+        StableAudio3SmallMusicAudioInpaintingInput as StableAudio3SmallMusicAudioInpaintingInput,
+        StableAudio3SmallMusicAudioInpaintingOutput as StableAudio3SmallMusicAudioInpaintingOutput,
+    )
+    from .endpoints.fal_ai__stable_audio_3_small_music_audio_to_audio import (
+        StableAudio3SmallMusicAudioToAudioInput as StableAudio3SmallMusicAudioToAudioInput,
+        StableAudio3SmallMusicAudioToAudioOutput as StableAudio3SmallMusicAudioToAudioOutput,
+    )
+    from .endpoints.fal_ai__stable_audio_3_small_music_base_audio_inpainting import (
+        StableAudio3SmallMusicBaseAudioInpaintingInput as StableAudio3SmallMusicBaseAudioInpaintingInput,
+        StableAudio3SmallMusicBaseAudioInpaintingOutput as StableAudio3SmallMusicBaseAudioInpaintingOutput,
+    )
+    from .endpoints.fal_ai__stable_audio_3_small_music_base_audio_outpainting import (
+        StableAudio3SmallMusicBaseAudioOutpaintingInput as StableAudio3SmallMusicBaseAudioOutpaintingInput,
+        StableAudio3SmallMusicBaseAudioOutpaintingOutput as StableAudio3SmallMusicBaseAudioOutpaintingOutput,
+    )
+    from .endpoints.fal_ai__stable_audio_3_small_music_base_audio_to_audio import (
+        StableAudio3SmallMusicBaseAudioToAudioInput as StableAudio3SmallMusicBaseAudioToAudioInput,
+        StableAudio3SmallMusicBaseAudioToAudioOutput as StableAudio3SmallMusicBaseAudioToAudioOutput,
+    )
+    from .endpoints.fal_ai__stable_audio_3_small_music_base_text_to_audio import (
+        StableAudio3SmallMusicBaseTextToAudioInput as StableAudio3SmallMusicBaseTextToAudioInput,
+        StableAudio3SmallMusicBaseTextToAudioOutput as StableAudio3SmallMusicBaseTextToAudioOutput,
+    )
+    from .endpoints.fal_ai__stable_audio_3_small_music_text_to_audio import (
+        StableAudio3SmallMusicTextToAudioInput as StableAudio3SmallMusicTextToAudioInput,
+        StableAudio3SmallMusicTextToAudioOutput as StableAudio3SmallMusicTextToAudioOutput,
+    )
+    from .endpoints.fal_ai__stable_audio_3_small_sfx_audio_inpainting import (
+        StableAudio3SmallSfxAudioInpaintingInput as StableAudio3SmallSfxAudioInpaintingInput,
+        StableAudio3SmallSfxAudioInpaintingOutput as StableAudio3SmallSfxAudioInpaintingOutput,
+    )
+    from .endpoints.fal_ai__stable_audio_3_small_sfx_audio_outpainting import (
+        StableAudio3SmallSfxAudioOutpaintingInput as StableAudio3SmallSfxAudioOutpaintingInput,
+        StableAudio3SmallSfxAudioOutpaintingOutput as StableAudio3SmallSfxAudioOutpaintingOutput,
+    )
+    from .endpoints.fal_ai__stable_audio_3_small_sfx_audio_to_audio import (
+        StableAudio3SmallSfxAudioToAudioInput as StableAudio3SmallSfxAudioToAudioInput,
+        StableAudio3SmallSfxAudioToAudioOutput as StableAudio3SmallSfxAudioToAudioOutput,
+    )
+    from .endpoints.fal_ai__stable_audio_3_small_sfx_base_audio_inpainting import (
+        StableAudio3SmallSfxBaseAudioInpaintingInput as StableAudio3SmallSfxBaseAudioInpaintingInput,
+        StableAudio3SmallSfxBaseAudioInpaintingOutput as StableAudio3SmallSfxBaseAudioInpaintingOutput,
+    )
+    from .endpoints.fal_ai__stable_audio_3_small_sfx_base_audio_to_audio import (
+        StableAudio3SmallSfxBaseAudioToAudioInput as StableAudio3SmallSfxBaseAudioToAudioInput,
+        StableAudio3SmallSfxBaseAudioToAudioOutput as StableAudio3SmallSfxBaseAudioToAudioOutput,
+    )
+    from .endpoints.fal_ai__stable_audio_3_small_sfx_base_text_to_audio import (
+        StableAudio3SmallSfxBaseTextToAudioInput as StableAudio3SmallSfxBaseTextToAudioInput,
+        StableAudio3SmallSfxBaseTextToAudioOutput as StableAudio3SmallSfxBaseTextToAudioOutput,
+    )
+    from .endpoints.fal_ai__stable_audio_3_small_sfx_text_to_audio import (
+        StableAudio3SmallSfxTextToAudioInput as StableAudio3SmallSfxTextToAudioInput,
+        StableAudio3SmallSfxTextToAudioOutput as StableAudio3SmallSfxTextToAudioOutput,
+    )
+    from .endpoints.fal_ai__stable_avatar import (
+        StableAvatarInput as StableAvatarInput,
+        StableAvatarOutput as StableAvatarOutput,
+    )
+    from .endpoints.fal_ai__stable_cascade import (
+        StableCascadeInput as StableCascadeInput,
+        StableCascadeOutput as StableCascadeOutput,
+    )
+    from .endpoints.fal_ai__stable_cascade_sote_diffusion import (
+        StableCascadeSoteDiffusionInput as StableCascadeSoteDiffusionInput,
+        StableCascadeSoteDiffusionOutput as StableCascadeSoteDiffusionOutput,
+    )
+    from .endpoints.fal_ai__stable_diffusion_v15 import (
+        StableDiffusionV15Input as StableDiffusionV15Input,
+        StableDiffusionV15Output as StableDiffusionV15Output,
+    )
+    from .endpoints.fal_ai__stable_diffusion_v3_medium import (
+        StableDiffusionV3MediumInput as StableDiffusionV3MediumInput,
+        StableDiffusionV3MediumOutput as StableDiffusionV3MediumOutput,
+    )
+    from .endpoints.fal_ai__stable_diffusion_v35_large import (
+        StableDiffusionV35LargeInput as StableDiffusionV35LargeInput,
+        StableDiffusionV35LargeOutput as StableDiffusionV35LargeOutput,
+    )
+    from .endpoints.fal_ai__stable_diffusion_v35_medium import (
+        StableDiffusionV35MediumInput as StableDiffusionV35MediumInput,
+        StableDiffusionV35MediumOutput as StableDiffusionV35MediumOutput,
+    )
+    from .endpoints.fal_ai__stable_video import (
+        StableVideoInput as StableVideoInput,
+        StableVideoOutput as StableVideoOutput,
+    )
+    from .endpoints.fal_ai__steady_dancer import (
+        SteadyDancerInput as SteadyDancerInput,
+        SteadyDancerOutput as SteadyDancerOutput,
+    )
     from .endpoints.fal_ai__switti import SwittiInput as SwittiInput, SwittiOutput as SwittiOutput
-    from .endpoints.fal_ai__switti_512 import Switti512Input as Switti512Input, Switti512Output as Switti512Output
-    from .endpoints.fal_ai__sync_lipsync import SyncLipsyncInput as SyncLipsyncInput, SyncLipsyncOutput as SyncLipsyncOutput
-    from .endpoints.fal_ai__sync_lipsync_v2 import SyncLipsyncV2Input as SyncLipsyncV2Input, SyncLipsyncV2Output as SyncLipsyncV2Output
-    from .endpoints.fal_ai__sync_lipsync_v2_pro import SyncLipsyncV2ProInput as SyncLipsyncV2ProInput, SyncLipsyncV2ProOutput as SyncLipsyncV2ProOutput
-    from .endpoints.fal_ai__sync_lipsync_v3 import SyncLipsyncV3Input as SyncLipsyncV3Input, SyncLipsyncV3Output as SyncLipsyncV3Output
-    from .endpoints.fal_ai__t2v_turbo import T2vTurboInput as T2vTurboInput, T2vTurboOutput as T2vTurboOutput
-    from .endpoints.fal_ai__thinksound_audio import ThinksoundAudioInput as ThinksoundAudioInput, ThinksoundAudioOutput as ThinksoundAudioOutput
-    from .endpoints.fal_ai__topaz_upscale_video import TopazUpscaleVideoInput as TopazUpscaleVideoInput, TopazUpscaleVideoOutput as TopazUpscaleVideoOutput
-    from .endpoints.fal_ai__transpixar import TranspixarInput as TranspixarInput, TranspixarOutput as TranspixarOutput
-    from .endpoints.fal_ai__trellis import TrellisInput as TrellisInput, TrellisOutput as TrellisOutput
-    from .endpoints.fal_ai__trellis_2 import Trellis2Input as Trellis2Input, Trellis2Output as Trellis2Output
-    from .endpoints.fal_ai__trellis_2_retexture import Trellis2RetextureInput as Trellis2RetextureInput, Trellis2RetextureOutput as Trellis2RetextureOutput
-    from .endpoints.fal_ai__trellis_multi import TrellisMultiInput as TrellisMultiInput, TrellisMultiOutput as TrellisMultiOutput
-    from .endpoints.fal_ai__triposr import TriposrInput as TriposrInput, TriposrOutput as TriposrOutput
-    from .endpoints.fal_ai__turbo_flux_trainer import TurboFluxTrainerInput as TurboFluxTrainerInput, TurboFluxTrainerOutput as TurboFluxTrainerOutput
-    from .endpoints.fal_ai__ultrashape import UltrashapeInput as UltrashapeInput, UltrashapeOutput as UltrashapeOutput
+    from .endpoints.fal_ai__switti_512 import (
+        Switti512Input as Switti512Input,
+        Switti512Output as Switti512Output,
+    )
+    from .endpoints.fal_ai__sync_lipsync import (
+        SyncLipsyncInput as SyncLipsyncInput,
+        SyncLipsyncOutput as SyncLipsyncOutput,
+    )
+    from .endpoints.fal_ai__sync_lipsync_v2 import (
+        SyncLipsyncV2Input as SyncLipsyncV2Input,
+        SyncLipsyncV2Output as SyncLipsyncV2Output,
+    )
+    from .endpoints.fal_ai__sync_lipsync_v2_pro import (
+        SyncLipsyncV2ProInput as SyncLipsyncV2ProInput,
+        SyncLipsyncV2ProOutput as SyncLipsyncV2ProOutput,
+    )
+    from .endpoints.fal_ai__sync_lipsync_v3 import (
+        SyncLipsyncV3Input as SyncLipsyncV3Input,
+        SyncLipsyncV3Output as SyncLipsyncV3Output,
+    )
+    from .endpoints.fal_ai__t2v_turbo import (
+        T2vTurboInput as T2vTurboInput,
+        T2vTurboOutput as T2vTurboOutput,
+    )
+    from .endpoints.fal_ai__thinksound_audio import (
+        ThinksoundAudioInput as ThinksoundAudioInput,
+        ThinksoundAudioOutput as ThinksoundAudioOutput,
+    )
+    from .endpoints.fal_ai__topaz_upscale_video import (
+        TopazUpscaleVideoInput as TopazUpscaleVideoInput,
+        TopazUpscaleVideoOutput as TopazUpscaleVideoOutput,
+    )
+    from .endpoints.fal_ai__transpixar import (
+        TranspixarInput as TranspixarInput,
+        TranspixarOutput as TranspixarOutput,
+    )
+    from .endpoints.fal_ai__trellis import (
+        TrellisInput as TrellisInput,
+        TrellisOutput as TrellisOutput,
+    )
+    from .endpoints.fal_ai__trellis_2 import (
+        Trellis2Input as Trellis2Input,
+        Trellis2Output as Trellis2Output,
+    )
+    from .endpoints.fal_ai__trellis_2_retexture import (
+        Trellis2RetextureInput as Trellis2RetextureInput,
+        Trellis2RetextureOutput as Trellis2RetextureOutput,
+    )
+    from .endpoints.fal_ai__trellis_multi import (
+        TrellisMultiInput as TrellisMultiInput,
+        TrellisMultiOutput as TrellisMultiOutput,
+    )
+    from .endpoints.fal_ai__triposr import (
+        TriposrInput as TriposrInput,
+        TriposrOutput as TriposrOutput,
+    )
+    from .endpoints.fal_ai__turbo_flux_trainer import (
+        TurboFluxTrainerInput as TurboFluxTrainerInput,
+        TurboFluxTrainerOutput as TurboFluxTrainerOutput,
+    )
+    from .endpoints.fal_ai__ultrashape import (
+        UltrashapeInput as UltrashapeInput,
+        UltrashapeOutput as UltrashapeOutput,
+    )
     from .endpoints.fal_ai__veo2 import Veo2Input as Veo2Input, Veo2Output as Veo2Output
-    from .endpoints.fal_ai__veo2_image_to_video import Veo2ImageToVideoInput as Veo2ImageToVideoInput, Veo2ImageToVideoOutput as Veo2ImageToVideoOutput
+    from .endpoints.fal_ai__veo2_image_to_video import (
+        Veo2ImageToVideoInput as Veo2ImageToVideoInput,
+        Veo2ImageToVideoOutput as Veo2ImageToVideoOutput,
+    )
     from .endpoints.fal_ai__veo3 import Veo3Input as Veo3Input, Veo3Output as Veo3Output
     from .endpoints.fal_ai__veo3_1 import Veo31Input as Veo31Input, Veo31Output as Veo31Output
-    from .endpoints.fal_ai__veo3_1_extend_video import Veo31ExtendVideoInput as Veo31ExtendVideoInput, Veo31ExtendVideoOutput as Veo31ExtendVideoOutput
-    from .endpoints.fal_ai__veo3_1_fast import Veo31FastInput as Veo31FastInput, Veo31FastOutput as Veo31FastOutput
-    from .endpoints.fal_ai__veo3_1_fast_extend_video import Veo31FastExtendVideoInput as Veo31FastExtendVideoInput, Veo31FastExtendVideoOutput as Veo31FastExtendVideoOutput
-    from .endpoints.fal_ai__veo3_1_fast_first_last_frame_to_video import Veo31FastFirstLastFrameToVideoInput as Veo31FastFirstLastFrameToVideoInput, Veo31FastFirstLastFrameToVideoOutput as Veo31FastFirstLastFrameToVideoOutput
-    from .endpoints.fal_ai__veo3_1_fast_reference_to_video import Veo31FastReferenceToVideoInput as Veo31FastReferenceToVideoInput, Veo31FastReferenceToVideoOutput as Veo31FastReferenceToVideoOutput
-    from .endpoints.fal_ai__veo3_1_first_last_frame_to_video import Veo31FirstLastFrameToVideoInput as Veo31FirstLastFrameToVideoInput, Veo31FirstLastFrameToVideoOutput as Veo31FirstLastFrameToVideoOutput
-    from .endpoints.fal_ai__veo3_1_image_to_video import Veo31ImageToVideoInput as Veo31ImageToVideoInput, Veo31ImageToVideoOutput as Veo31ImageToVideoOutput
-    from .endpoints.fal_ai__veo3_1_lite import Veo31LiteInput as Veo31LiteInput, Veo31LiteOutput as Veo31LiteOutput
-    from .endpoints.fal_ai__veo3_1_lite_first_last_frame_to_video import Veo31LiteFirstLastFrameToVideoInput as Veo31LiteFirstLastFrameToVideoInput, Veo31LiteFirstLastFrameToVideoOutput as Veo31LiteFirstLastFrameToVideoOutput
-    from .endpoints.fal_ai__veo3_1_lite_image_to_video import Veo31LiteImageToVideoInput as Veo31LiteImageToVideoInput, Veo31LiteImageToVideoOutput as Veo31LiteImageToVideoOutput
-    from .endpoints.fal_ai__veo3_1_reference_to_video import Veo31ReferenceToVideoInput as Veo31ReferenceToVideoInput, Veo31ReferenceToVideoOutput as Veo31ReferenceToVideoOutput
-    from .endpoints.fal_ai__veo3_fast import Veo3FastInput as Veo3FastInput, Veo3FastOutput as Veo3FastOutput
-    from .endpoints.fal_ai__veo3_fast_image_to_video import Veo3FastImageToVideoInput as Veo3FastImageToVideoInput, Veo3FastImageToVideoOutput as Veo3FastImageToVideoOutput
-    from .endpoints.fal_ai__veo3_image_to_video import Veo3ImageToVideoInput as Veo3ImageToVideoInput, Veo3ImageToVideoOutput as Veo3ImageToVideoOutput
-    from .endpoints.fal_ai__vibevoice import VibevoiceInput as VibevoiceInput, VibevoiceOutput as VibevoiceOutput
-    from .endpoints.fal_ai__vibevoice_0_5b import Vibevoice05bInput as Vibevoice05bInput, Vibevoice05bOutput as Vibevoice05bOutput
-    from .endpoints.fal_ai__vibevoice_7b import Vibevoice7bInput as Vibevoice7bInput, Vibevoice7bOutput as Vibevoice7bOutput
-    from .endpoints.fal_ai__video_as_prompt import VideoAsPromptInput as VideoAsPromptInput, VideoAsPromptOutput as VideoAsPromptOutput
-    from .endpoints.fal_ai__video_prompt_generator import VideoPromptGeneratorInput as VideoPromptGeneratorInput, VideoPromptGeneratorOutput as VideoPromptGeneratorOutput
-    from .endpoints.fal_ai__video_upscaler import VideoUpscalerInput as VideoUpscalerInput, VideoUpscalerOutput as VideoUpscalerOutput
-    from .endpoints.fal_ai__vidu_image_to_video import ViduImageToVideoInput as ViduImageToVideoInput, ViduImageToVideoOutput as ViduImageToVideoOutput
-    from .endpoints.fal_ai__vidu_q1_image_to_video import ViduQ1ImageToVideoInput as ViduQ1ImageToVideoInput, ViduQ1ImageToVideoOutput as ViduQ1ImageToVideoOutput
-    from .endpoints.fal_ai__vidu_q1_reference_to_video import ViduQ1ReferenceToVideoInput as ViduQ1ReferenceToVideoInput, ViduQ1ReferenceToVideoOutput as ViduQ1ReferenceToVideoOutput
-    from .endpoints.fal_ai__vidu_q1_start_end_to_video import ViduQ1StartEndToVideoInput as ViduQ1StartEndToVideoInput, ViduQ1StartEndToVideoOutput as ViduQ1StartEndToVideoOutput
-    from .endpoints.fal_ai__vidu_q1_text_to_video import ViduQ1TextToVideoInput as ViduQ1TextToVideoInput, ViduQ1TextToVideoOutput as ViduQ1TextToVideoOutput
-    from .endpoints.fal_ai__vidu_q2_image_to_video_pro import ViduQ2ImageToVideoProInput as ViduQ2ImageToVideoProInput, ViduQ2ImageToVideoProOutput as ViduQ2ImageToVideoProOutput
-    from .endpoints.fal_ai__vidu_q2_image_to_video_turbo import ViduQ2ImageToVideoTurboInput as ViduQ2ImageToVideoTurboInput, ViduQ2ImageToVideoTurboOutput as ViduQ2ImageToVideoTurboOutput
-    from .endpoints.fal_ai__vidu_q2_reference_to_video_pro import ViduQ2ReferenceToVideoProInput as ViduQ2ReferenceToVideoProInput, ViduQ2ReferenceToVideoProOutput as ViduQ2ReferenceToVideoProOutput
-    from .endpoints.fal_ai__vidu_q2_text_to_image import ViduQ2TextToImageInput as ViduQ2TextToImageInput, ViduQ2TextToImageOutput as ViduQ2TextToImageOutput
-    from .endpoints.fal_ai__vidu_q2_video_extension_pro import ViduQ2VideoExtensionProInput as ViduQ2VideoExtensionProInput, ViduQ2VideoExtensionProOutput as ViduQ2VideoExtensionProOutput
-    from .endpoints.fal_ai__vidu_q3_image_to_video import ViduQ3ImageToVideoInput as ViduQ3ImageToVideoInput, ViduQ3ImageToVideoOutput as ViduQ3ImageToVideoOutput
-    from .endpoints.fal_ai__vidu_q3_image_to_video_turbo import ViduQ3ImageToVideoTurboInput as ViduQ3ImageToVideoTurboInput, ViduQ3ImageToVideoTurboOutput as ViduQ3ImageToVideoTurboOutput
-    from .endpoints.fal_ai__vidu_q3_reference_to_video_mix import ViduQ3ReferenceToVideoMixInput as ViduQ3ReferenceToVideoMixInput, ViduQ3ReferenceToVideoMixOutput as ViduQ3ReferenceToVideoMixOutput
-    from .endpoints.fal_ai__vidu_q3_text_to_video import ViduQ3TextToVideoInput as ViduQ3TextToVideoInput, ViduQ3TextToVideoOutput as ViduQ3TextToVideoOutput
-    from .endpoints.fal_ai__vidu_q3_text_to_video_turbo import ViduQ3TextToVideoTurboInput as ViduQ3TextToVideoTurboInput, ViduQ3TextToVideoTurboOutput as ViduQ3TextToVideoTurboOutput
-    from .endpoints.fal_ai__vidu_reference_to_video import ViduReferenceToVideoInput as ViduReferenceToVideoInput, ViduReferenceToVideoOutput as ViduReferenceToVideoOutput
-    from .endpoints.fal_ai__vidu_start_end_to_video import ViduStartEndToVideoInput as ViduStartEndToVideoInput, ViduStartEndToVideoOutput as ViduStartEndToVideoOutput
-    from .endpoints.fal_ai__vidu_template_to_video import ViduTemplateToVideoInput as ViduTemplateToVideoInput, ViduTemplateToVideoOutput as ViduTemplateToVideoOutput
-    from .endpoints.fal_ai__wan_22_image_trainer import Wan22ImageTrainerInput as Wan22ImageTrainerInput, Wan22ImageTrainerOutput as Wan22ImageTrainerOutput
-    from .endpoints.fal_ai__wan_22_trainer_i2v_a14b import Wan22TrainerI2vA14bInput as Wan22TrainerI2vA14bInput, Wan22TrainerI2vA14bOutput as Wan22TrainerI2vA14bOutput
-    from .endpoints.fal_ai__wan_22_vace_fun_a14b_depth import Wan22VaceFunA14bDepthInput as Wan22VaceFunA14bDepthInput, Wan22VaceFunA14bDepthOutput as Wan22VaceFunA14bDepthOutput
-    from .endpoints.fal_ai__wan_22_vace_fun_a14b_inpainting import Wan22VaceFunA14bInpaintingInput as Wan22VaceFunA14bInpaintingInput, Wan22VaceFunA14bInpaintingOutput as Wan22VaceFunA14bInpaintingOutput
-    from .endpoints.fal_ai__wan_22_vace_fun_a14b_outpainting import Wan22VaceFunA14bOutpaintingInput as Wan22VaceFunA14bOutpaintingInput, Wan22VaceFunA14bOutpaintingOutput as Wan22VaceFunA14bOutpaintingOutput
-    from .endpoints.fal_ai__wan_22_vace_fun_a14b_pose import Wan22VaceFunA14bPoseInput as Wan22VaceFunA14bPoseInput, Wan22VaceFunA14bPoseOutput as Wan22VaceFunA14bPoseOutput
-    from .endpoints.fal_ai__wan_22_vace_fun_a14b_reframe import Wan22VaceFunA14bReframeInput as Wan22VaceFunA14bReframeInput, Wan22VaceFunA14bReframeOutput as Wan22VaceFunA14bReframeOutput
-    from .endpoints.fal_ai__wan_25_preview_image_to_video import Wan25PreviewImageToVideoInput as Wan25PreviewImageToVideoInput, Wan25PreviewImageToVideoOutput as Wan25PreviewImageToVideoOutput
-    from .endpoints.fal_ai__wan_25_preview_text_to_image import Wan25PreviewTextToImageInput as Wan25PreviewTextToImageInput, Wan25PreviewTextToImageOutput as Wan25PreviewTextToImageOutput
-    from .endpoints.fal_ai__wan_25_preview_text_to_video import Wan25PreviewTextToVideoInput as Wan25PreviewTextToVideoInput, Wan25PreviewTextToVideoOutput as Wan25PreviewTextToVideoOutput
-    from .endpoints.fal_ai__wan_alpha import WanAlphaInput as WanAlphaInput, WanAlphaOutput as WanAlphaOutput
+    from .endpoints.fal_ai__veo3_1_extend_video import (
+        Veo31ExtendVideoInput as Veo31ExtendVideoInput,
+        Veo31ExtendVideoOutput as Veo31ExtendVideoOutput,
+    )
+    from .endpoints.fal_ai__veo3_1_fast import (
+        Veo31FastInput as Veo31FastInput,
+        Veo31FastOutput as Veo31FastOutput,
+    )
+    from .endpoints.fal_ai__veo3_1_fast_extend_video import (
+        Veo31FastExtendVideoInput as Veo31FastExtendVideoInput,
+        Veo31FastExtendVideoOutput as Veo31FastExtendVideoOutput,
+    )
+    from .endpoints.fal_ai__veo3_1_fast_first_last_frame_to_video import (
+        Veo31FastFirstLastFrameToVideoInput as Veo31FastFirstLastFrameToVideoInput,
+        Veo31FastFirstLastFrameToVideoOutput as Veo31FastFirstLastFrameToVideoOutput,
+    )
+    from .endpoints.fal_ai__veo3_1_fast_reference_to_video import (
+        Veo31FastReferenceToVideoInput as Veo31FastReferenceToVideoInput,
+        Veo31FastReferenceToVideoOutput as Veo31FastReferenceToVideoOutput,
+    )
+    from .endpoints.fal_ai__veo3_1_first_last_frame_to_video import (
+        Veo31FirstLastFrameToVideoInput as Veo31FirstLastFrameToVideoInput,
+        Veo31FirstLastFrameToVideoOutput as Veo31FirstLastFrameToVideoOutput,
+    )
+    from .endpoints.fal_ai__veo3_1_image_to_video import (
+        Veo31ImageToVideoInput as Veo31ImageToVideoInput,
+        Veo31ImageToVideoOutput as Veo31ImageToVideoOutput,
+    )
+    from .endpoints.fal_ai__veo3_1_lite import (
+        Veo31LiteInput as Veo31LiteInput,
+        Veo31LiteOutput as Veo31LiteOutput,
+    )
+    from .endpoints.fal_ai__veo3_1_lite_first_last_frame_to_video import (
+        Veo31LiteFirstLastFrameToVideoInput as Veo31LiteFirstLastFrameToVideoInput,
+        Veo31LiteFirstLastFrameToVideoOutput as Veo31LiteFirstLastFrameToVideoOutput,
+    )
+    from .endpoints.fal_ai__veo3_1_lite_image_to_video import (
+        Veo31LiteImageToVideoInput as Veo31LiteImageToVideoInput,
+        Veo31LiteImageToVideoOutput as Veo31LiteImageToVideoOutput,
+    )
+    from .endpoints.fal_ai__veo3_1_reference_to_video import (
+        Veo31ReferenceToVideoInput as Veo31ReferenceToVideoInput,
+        Veo31ReferenceToVideoOutput as Veo31ReferenceToVideoOutput,
+    )
+    from .endpoints.fal_ai__veo3_fast import (
+        Veo3FastInput as Veo3FastInput,
+        Veo3FastOutput as Veo3FastOutput,
+    )
+    from .endpoints.fal_ai__veo3_fast_image_to_video import (
+        Veo3FastImageToVideoInput as Veo3FastImageToVideoInput,
+        Veo3FastImageToVideoOutput as Veo3FastImageToVideoOutput,
+    )
+    from .endpoints.fal_ai__veo3_image_to_video import (
+        Veo3ImageToVideoInput as Veo3ImageToVideoInput,
+        Veo3ImageToVideoOutput as Veo3ImageToVideoOutput,
+    )
+    from .endpoints.fal_ai__vibevoice import (
+        VibevoiceInput as VibevoiceInput,
+        VibevoiceOutput as VibevoiceOutput,
+    )
+    from .endpoints.fal_ai__vibevoice_0_5b import (
+        Vibevoice05bInput as Vibevoice05bInput,
+        Vibevoice05bOutput as Vibevoice05bOutput,
+    )
+    from .endpoints.fal_ai__vibevoice_7b import (
+        Vibevoice7bInput as Vibevoice7bInput,
+        Vibevoice7bOutput as Vibevoice7bOutput,
+    )
+    from .endpoints.fal_ai__video_as_prompt import (
+        VideoAsPromptInput as VideoAsPromptInput,
+        VideoAsPromptOutput as VideoAsPromptOutput,
+    )
+    from .endpoints.fal_ai__video_prompt_generator import (
+        VideoPromptGeneratorInput as VideoPromptGeneratorInput,
+        VideoPromptGeneratorOutput as VideoPromptGeneratorOutput,
+    )
+    from .endpoints.fal_ai__video_upscaler import (
+        VideoUpscalerInput as VideoUpscalerInput,
+        VideoUpscalerOutput as VideoUpscalerOutput,
+    )
+    from .endpoints.fal_ai__vidu_image_to_video import (
+        ViduImageToVideoInput as ViduImageToVideoInput,
+        ViduImageToVideoOutput as ViduImageToVideoOutput,
+    )
+    from .endpoints.fal_ai__vidu_q1_image_to_video import (
+        ViduQ1ImageToVideoInput as ViduQ1ImageToVideoInput,
+        ViduQ1ImageToVideoOutput as ViduQ1ImageToVideoOutput,
+    )
+    from .endpoints.fal_ai__vidu_q1_reference_to_video import (
+        ViduQ1ReferenceToVideoInput as ViduQ1ReferenceToVideoInput,
+        ViduQ1ReferenceToVideoOutput as ViduQ1ReferenceToVideoOutput,
+    )
+    from .endpoints.fal_ai__vidu_q1_start_end_to_video import (
+        ViduQ1StartEndToVideoInput as ViduQ1StartEndToVideoInput,
+        ViduQ1StartEndToVideoOutput as ViduQ1StartEndToVideoOutput,
+    )
+    from .endpoints.fal_ai__vidu_q1_text_to_video import (
+        ViduQ1TextToVideoInput as ViduQ1TextToVideoInput,
+        ViduQ1TextToVideoOutput as ViduQ1TextToVideoOutput,
+    )
+    from .endpoints.fal_ai__vidu_q2_image_to_video_pro import (
+        ViduQ2ImageToVideoProInput as ViduQ2ImageToVideoProInput,
+        ViduQ2ImageToVideoProOutput as ViduQ2ImageToVideoProOutput,
+    )
+    from .endpoints.fal_ai__vidu_q2_image_to_video_turbo import (
+        ViduQ2ImageToVideoTurboInput as ViduQ2ImageToVideoTurboInput,
+        ViduQ2ImageToVideoTurboOutput as ViduQ2ImageToVideoTurboOutput,
+    )
+    from .endpoints.fal_ai__vidu_q2_reference_to_video_pro import (
+        ViduQ2ReferenceToVideoProInput as ViduQ2ReferenceToVideoProInput,
+        ViduQ2ReferenceToVideoProOutput as ViduQ2ReferenceToVideoProOutput,
+    )
+    from .endpoints.fal_ai__vidu_q2_text_to_image import (
+        ViduQ2TextToImageInput as ViduQ2TextToImageInput,
+        ViduQ2TextToImageOutput as ViduQ2TextToImageOutput,
+    )
+    from .endpoints.fal_ai__vidu_q2_video_extension_pro import (
+        ViduQ2VideoExtensionProInput as ViduQ2VideoExtensionProInput,
+        ViduQ2VideoExtensionProOutput as ViduQ2VideoExtensionProOutput,
+    )
+    from .endpoints.fal_ai__vidu_q3_image_to_video import (
+        ViduQ3ImageToVideoInput as ViduQ3ImageToVideoInput,
+        ViduQ3ImageToVideoOutput as ViduQ3ImageToVideoOutput,
+    )
+    from .endpoints.fal_ai__vidu_q3_image_to_video_turbo import (
+        ViduQ3ImageToVideoTurboInput as ViduQ3ImageToVideoTurboInput,
+        ViduQ3ImageToVideoTurboOutput as ViduQ3ImageToVideoTurboOutput,
+    )
+    from .endpoints.fal_ai__vidu_q3_reference_to_video_mix import (
+        ViduQ3ReferenceToVideoMixInput as ViduQ3ReferenceToVideoMixInput,
+        ViduQ3ReferenceToVideoMixOutput as ViduQ3ReferenceToVideoMixOutput,
+    )
+    from .endpoints.fal_ai__vidu_q3_text_to_video import (
+        ViduQ3TextToVideoInput as ViduQ3TextToVideoInput,
+        ViduQ3TextToVideoOutput as ViduQ3TextToVideoOutput,
+    )
+    from .endpoints.fal_ai__vidu_q3_text_to_video_turbo import (
+        ViduQ3TextToVideoTurboInput as ViduQ3TextToVideoTurboInput,
+        ViduQ3TextToVideoTurboOutput as ViduQ3TextToVideoTurboOutput,
+    )
+    from .endpoints.fal_ai__vidu_reference_to_video import (
+        ViduReferenceToVideoInput as ViduReferenceToVideoInput,
+        ViduReferenceToVideoOutput as ViduReferenceToVideoOutput,
+    )
+    from .endpoints.fal_ai__vidu_start_end_to_video import (
+        ViduStartEndToVideoInput as ViduStartEndToVideoInput,
+        ViduStartEndToVideoOutput as ViduStartEndToVideoOutput,
+    )
+    from .endpoints.fal_ai__vidu_template_to_video import (
+        ViduTemplateToVideoInput as ViduTemplateToVideoInput,
+        ViduTemplateToVideoOutput as ViduTemplateToVideoOutput,
+    )
+    from .endpoints.fal_ai__wan_22_image_trainer import (
+        Wan22ImageTrainerInput as Wan22ImageTrainerInput,
+        Wan22ImageTrainerOutput as Wan22ImageTrainerOutput,
+    )
+    from .endpoints.fal_ai__wan_22_trainer_i2v_a14b import (
+        Wan22TrainerI2vA14bInput as Wan22TrainerI2vA14bInput,
+        Wan22TrainerI2vA14bOutput as Wan22TrainerI2vA14bOutput,
+    )
+    from .endpoints.fal_ai__wan_22_vace_fun_a14b_depth import (
+        Wan22VaceFunA14bDepthInput as Wan22VaceFunA14bDepthInput,
+        Wan22VaceFunA14bDepthOutput as Wan22VaceFunA14bDepthOutput,
+    )
+    from .endpoints.fal_ai__wan_22_vace_fun_a14b_inpainting import (
+        Wan22VaceFunA14bInpaintingInput as Wan22VaceFunA14bInpaintingInput,
+        Wan22VaceFunA14bInpaintingOutput as Wan22VaceFunA14bInpaintingOutput,
+    )
+    from .endpoints.fal_ai__wan_22_vace_fun_a14b_outpainting import (
+        Wan22VaceFunA14bOutpaintingInput as Wan22VaceFunA14bOutpaintingInput,
+        Wan22VaceFunA14bOutpaintingOutput as Wan22VaceFunA14bOutpaintingOutput,
+    )
+    from .endpoints.fal_ai__wan_22_vace_fun_a14b_pose import (
+        Wan22VaceFunA14bPoseInput as Wan22VaceFunA14bPoseInput,
+        Wan22VaceFunA14bPoseOutput as Wan22VaceFunA14bPoseOutput,
+    )
+    from .endpoints.fal_ai__wan_22_vace_fun_a14b_reframe import (
+        Wan22VaceFunA14bReframeInput as Wan22VaceFunA14bReframeInput,
+        Wan22VaceFunA14bReframeOutput as Wan22VaceFunA14bReframeOutput,
+    )
+    from .endpoints.fal_ai__wan_25_preview_image_to_video import (
+        Wan25PreviewImageToVideoInput as Wan25PreviewImageToVideoInput,
+        Wan25PreviewImageToVideoOutput as Wan25PreviewImageToVideoOutput,
+    )
+    from .endpoints.fal_ai__wan_25_preview_text_to_image import (
+        Wan25PreviewTextToImageInput as Wan25PreviewTextToImageInput,
+        Wan25PreviewTextToImageOutput as Wan25PreviewTextToImageOutput,
+    )
+    from .endpoints.fal_ai__wan_25_preview_text_to_video import (
+        Wan25PreviewTextToVideoInput as Wan25PreviewTextToVideoInput,
+        Wan25PreviewTextToVideoOutput as Wan25PreviewTextToVideoOutput,
+    )
+    from .endpoints.fal_ai__wan_alpha import (
+        WanAlphaInput as WanAlphaInput,
+        WanAlphaOutput as WanAlphaOutput,
+    )
     from .endpoints.fal_ai__wan_ati import WanAtiInput as WanAtiInput, WanAtiOutput as WanAtiOutput
-    from .endpoints.fal_ai__wan_flf2v import WanFlf2vInput as WanFlf2vInput, WanFlf2vOutput as WanFlf2vOutput
-    from .endpoints.fal_ai__wan_fun_control import WanFunControlInput as WanFunControlInput, WanFunControlOutput as WanFunControlOutput
+    from .endpoints.fal_ai__wan_flf2v import (
+        WanFlf2vInput as WanFlf2vInput,
+        WanFlf2vOutput as WanFlf2vOutput,
+    )
+    from .endpoints.fal_ai__wan_fun_control import (
+        WanFunControlInput as WanFunControlInput,
+        WanFunControlOutput as WanFunControlOutput,
+    )
     from .endpoints.fal_ai__wan_i2v import WanI2vInput as WanI2vInput, WanI2vOutput as WanI2vOutput
-    from .endpoints.fal_ai__wan_i2v_lora import WanI2vLoraInput as WanI2vLoraInput, WanI2vLoraOutput as WanI2vLoraOutput
-    from .endpoints.fal_ai__wan_motion import WanMotionInput as WanMotionInput, WanMotionOutput as WanMotionOutput
-    from .endpoints.fal_ai__wan_move import WanMoveInput as WanMoveInput, WanMoveOutput as WanMoveOutput
-    from .endpoints.fal_ai__wan_pro_image_to_video import WanProImageToVideoInput as WanProImageToVideoInput, WanProImageToVideoOutput as WanProImageToVideoOutput
-    from .endpoints.fal_ai__wan_pro_text_to_video import WanProTextToVideoInput as WanProTextToVideoInput, WanProTextToVideoOutput as WanProTextToVideoOutput
+    from .endpoints.fal_ai__wan_i2v_lora import (
+        WanI2vLoraInput as WanI2vLoraInput,
+        WanI2vLoraOutput as WanI2vLoraOutput,
+    )
+    from .endpoints.fal_ai__wan_motion import (
+        WanMotionInput as WanMotionInput,
+        WanMotionOutput as WanMotionOutput,
+    )
+    from .endpoints.fal_ai__wan_move import (
+        WanMoveInput as WanMoveInput,
+        WanMoveOutput as WanMoveOutput,
+    )
+    from .endpoints.fal_ai__wan_pro_image_to_video import (
+        WanProImageToVideoInput as WanProImageToVideoInput,
+        WanProImageToVideoOutput as WanProImageToVideoOutput,
+    )
+    from .endpoints.fal_ai__wan_pro_text_to_video import (
+        WanProTextToVideoInput as WanProTextToVideoInput,
+        WanProTextToVideoOutput as WanProTextToVideoOutput,
+    )
     from .endpoints.fal_ai__wan_t2v import WanT2vInput as WanT2vInput, WanT2vOutput as WanT2vOutput
-    from .endpoints.fal_ai__wan_trainer import WanTrainerInput as WanTrainerInput, WanTrainerOutput as WanTrainerOutput
-    from .endpoints.fal_ai__wan_trainer_flf2v_720p import WanTrainerFlf2v720pInput as WanTrainerFlf2v720pInput, WanTrainerFlf2v720pOutput as WanTrainerFlf2v720pOutput
-    from .endpoints.fal_ai__wan_trainer_i2v_720p import WanTrainerI2v720pInput as WanTrainerI2v720pInput, WanTrainerI2v720pOutput as WanTrainerI2v720pOutput
-    from .endpoints.fal_ai__wan_trainer_t2v import WanTrainerT2vInput as WanTrainerT2vInput, WanTrainerT2vOutput as WanTrainerT2vOutput
-    from .endpoints.fal_ai__wan_trainer_t2v_14b import WanTrainerT2v14bInput as WanTrainerT2v14bInput, WanTrainerT2v14bOutput as WanTrainerT2v14bOutput
-    from .endpoints.fal_ai__wan_vace import WanVaceInput as WanVaceInput, WanVaceOutput as WanVaceOutput
-    from .endpoints.fal_ai__wan_vace_1_3b import WanVace13bInput as WanVace13bInput, WanVace13bOutput as WanVace13bOutput
-    from .endpoints.fal_ai__wan_vace_14b import WanVace14bInput as WanVace14bInput, WanVace14bOutput as WanVace14bOutput
-    from .endpoints.fal_ai__wan_vace_14b_inpainting import WanVace14bInpaintingInput as WanVace14bInpaintingInput, WanVace14bInpaintingOutput as WanVace14bInpaintingOutput
-    from .endpoints.fal_ai__wan_vace_14b_outpainting import WanVace14bOutpaintingInput as WanVace14bOutpaintingInput, WanVace14bOutpaintingOutput as WanVace14bOutpaintingOutput
-    from .endpoints.fal_ai__wan_vace_14b_pose import WanVace14bPoseInput as WanVace14bPoseInput, WanVace14bPoseOutput as WanVace14bPoseOutput
-    from .endpoints.fal_ai__wan_vace_14b_reframe import WanVace14bReframeInput as WanVace14bReframeInput, WanVace14bReframeOutput as WanVace14bReframeOutput
-    from .endpoints.fal_ai__wan_vace_apps_long_reframe import WanVaceAppsLongReframeInput as WanVaceAppsLongReframeInput, WanVaceAppsLongReframeOutput as WanVaceAppsLongReframeOutput
-    from .endpoints.fal_ai__wan_vace_apps_video_edit import WanVaceAppsVideoEditInput as WanVaceAppsVideoEditInput, WanVaceAppsVideoEditOutput as WanVaceAppsVideoEditOutput
-    from .endpoints.fal_ai__wan_vision_enhancer import WanVisionEnhancerInput as WanVisionEnhancerInput, WanVisionEnhancerOutput as WanVisionEnhancerOutput
-    from .endpoints.fal_ai__wan_v2_2_14b_animate_move import WanV2214bAnimateMoveInput as WanV2214bAnimateMoveInput, WanV2214bAnimateMoveOutput as WanV2214bAnimateMoveOutput
-    from .endpoints.fal_ai__wan_v2_2_14b_animate_replace import WanV2214bAnimateReplaceInput as WanV2214bAnimateReplaceInput, WanV2214bAnimateReplaceOutput as WanV2214bAnimateReplaceOutput
-    from .endpoints.fal_ai__wan_v2_2_14b_speech_to_video import WanV2214bSpeechToVideoInput as WanV2214bSpeechToVideoInput, WanV2214bSpeechToVideoOutput as WanV2214bSpeechToVideoOutput
-    from .endpoints.fal_ai__wan_v2_2_5b_image_to_video import WanV225bImageToVideoInput as WanV225bImageToVideoInput, WanV225bImageToVideoOutput as WanV225bImageToVideoOutput
-    from .endpoints.fal_ai__wan_v2_2_5b_text_to_video import WanV225bTextToVideoInput as WanV225bTextToVideoInput, WanV225bTextToVideoOutput as WanV225bTextToVideoOutput
-    from .endpoints.fal_ai__wan_v2_2_5b_text_to_video_fast_wan import WanV225bTextToVideoFastWanInput as WanV225bTextToVideoFastWanInput, WanV225bTextToVideoFastWanOutput as WanV225bTextToVideoFastWanOutput
-    from .endpoints.fal_ai__wan_v2_2_a14b_image_to_video import WanV22A14bImageToVideoInput as WanV22A14bImageToVideoInput, WanV22A14bImageToVideoOutput as WanV22A14bImageToVideoOutput
-    from .endpoints.fal_ai__wan_v2_2_a14b_image_to_video_lora import WanV22A14bImageToVideoLoraInput as WanV22A14bImageToVideoLoraInput, WanV22A14bImageToVideoLoraOutput as WanV22A14bImageToVideoLoraOutput
-    from .endpoints.fal_ai__wan_v2_2_a14b_image_to_video_turbo import WanV22A14bImageToVideoTurboInput as WanV22A14bImageToVideoTurboInput, WanV22A14bImageToVideoTurboOutput as WanV22A14bImageToVideoTurboOutput
-    from .endpoints.fal_ai__wan_v2_2_a14b_text_to_image_lora import WanV22A14bTextToImageLoraInput as WanV22A14bTextToImageLoraInput, WanV22A14bTextToImageLoraOutput as WanV22A14bTextToImageLoraOutput
-    from .endpoints.fal_ai__wan_v2_2_a14b_text_to_video import WanV22A14bTextToVideoInput as WanV22A14bTextToVideoInput, WanV22A14bTextToVideoOutput as WanV22A14bTextToVideoOutput
-    from .endpoints.fal_ai__wan_v2_2_a14b_text_to_video_lora import WanV22A14bTextToVideoLoraInput as WanV22A14bTextToVideoLoraInput, WanV22A14bTextToVideoLoraOutput as WanV22A14bTextToVideoLoraOutput
-    from .endpoints.fal_ai__wan_v2_2_a14b_text_to_video_turbo import WanV22A14bTextToVideoTurboInput as WanV22A14bTextToVideoTurboInput, WanV22A14bTextToVideoTurboOutput as WanV22A14bTextToVideoTurboOutput
-    from .endpoints.fal_ai__wan_v2_2_a14b_video_to_video import WanV22A14bVideoToVideoInput as WanV22A14bVideoToVideoInput, WanV22A14bVideoToVideoOutput as WanV22A14bVideoToVideoOutput
-    from .endpoints.fal_ai__wan_v2_7_edit_video import WanV27EditVideoInput as WanV27EditVideoInput, WanV27EditVideoOutput as WanV27EditVideoOutput
-    from .endpoints.fal_ai__wan_v2_7_image_to_video import WanV27ImageToVideoInput as WanV27ImageToVideoInput, WanV27ImageToVideoOutput as WanV27ImageToVideoOutput
-    from .endpoints.fal_ai__wan_v2_7_pro_text_to_image import WanV27ProTextToImageInput as WanV27ProTextToImageInput, WanV27ProTextToImageOutput as WanV27ProTextToImageOutput
-    from .endpoints.fal_ai__wan_v2_7_reference_to_video import WanV27ReferenceToVideoInput as WanV27ReferenceToVideoInput, WanV27ReferenceToVideoOutput as WanV27ReferenceToVideoOutput
-    from .endpoints.fal_ai__wan_v2_7_text_to_image import WanV27TextToImageInput as WanV27TextToImageInput, WanV27TextToImageOutput as WanV27TextToImageOutput
-    from .endpoints.fal_ai__wan_v2_7_text_to_video import WanV27TextToVideoInput as WanV27TextToVideoInput, WanV27TextToVideoOutput as WanV27TextToVideoOutput
-    from .endpoints.fal_ai__whisper import WhisperInput as WhisperInput, WhisperOutput as WhisperOutput
+    from .endpoints.fal_ai__wan_trainer import (
+        WanTrainerInput as WanTrainerInput,
+        WanTrainerOutput as WanTrainerOutput,
+    )
+    from .endpoints.fal_ai__wan_trainer_flf2v_720p import (
+        WanTrainerFlf2v720pInput as WanTrainerFlf2v720pInput,
+        WanTrainerFlf2v720pOutput as WanTrainerFlf2v720pOutput,
+    )
+    from .endpoints.fal_ai__wan_trainer_i2v_720p import (
+        WanTrainerI2v720pInput as WanTrainerI2v720pInput,
+        WanTrainerI2v720pOutput as WanTrainerI2v720pOutput,
+    )
+    from .endpoints.fal_ai__wan_trainer_t2v import (
+        WanTrainerT2vInput as WanTrainerT2vInput,
+        WanTrainerT2vOutput as WanTrainerT2vOutput,
+    )
+    from .endpoints.fal_ai__wan_trainer_t2v_14b import (
+        WanTrainerT2v14bInput as WanTrainerT2v14bInput,
+        WanTrainerT2v14bOutput as WanTrainerT2v14bOutput,
+    )
+    from .endpoints.fal_ai__wan_vace import (
+        WanVaceInput as WanVaceInput,
+        WanVaceOutput as WanVaceOutput,
+    )
+    from .endpoints.fal_ai__wan_vace_1_3b import (
+        WanVace13bInput as WanVace13bInput,
+        WanVace13bOutput as WanVace13bOutput,
+    )
+    from .endpoints.fal_ai__wan_vace_14b import (
+        WanVace14bInput as WanVace14bInput,
+        WanVace14bOutput as WanVace14bOutput,
+    )
+    from .endpoints.fal_ai__wan_vace_14b_inpainting import (
+        WanVace14bInpaintingInput as WanVace14bInpaintingInput,
+        WanVace14bInpaintingOutput as WanVace14bInpaintingOutput,
+    )
+    from .endpoints.fal_ai__wan_vace_14b_outpainting import (
+        WanVace14bOutpaintingInput as WanVace14bOutpaintingInput,
+        WanVace14bOutpaintingOutput as WanVace14bOutpaintingOutput,
+    )
+    from .endpoints.fal_ai__wan_vace_14b_pose import (
+        WanVace14bPoseInput as WanVace14bPoseInput,
+        WanVace14bPoseOutput as WanVace14bPoseOutput,
+    )
+    from .endpoints.fal_ai__wan_vace_14b_reframe import (
+        WanVace14bReframeInput as WanVace14bReframeInput,
+        WanVace14bReframeOutput as WanVace14bReframeOutput,
+    )
+    from .endpoints.fal_ai__wan_vace_apps_long_reframe import (
+        WanVaceAppsLongReframeInput as WanVaceAppsLongReframeInput,
+        WanVaceAppsLongReframeOutput as WanVaceAppsLongReframeOutput,
+    )
+    from .endpoints.fal_ai__wan_vace_apps_video_edit import (
+        WanVaceAppsVideoEditInput as WanVaceAppsVideoEditInput,
+        WanVaceAppsVideoEditOutput as WanVaceAppsVideoEditOutput,
+    )
+    from .endpoints.fal_ai__wan_vision_enhancer import (
+        WanVisionEnhancerInput as WanVisionEnhancerInput,
+        WanVisionEnhancerOutput as WanVisionEnhancerOutput,
+    )
+    from .endpoints.fal_ai__wan_v2_2_14b_animate_move import (
+        WanV2214bAnimateMoveInput as WanV2214bAnimateMoveInput,
+        WanV2214bAnimateMoveOutput as WanV2214bAnimateMoveOutput,
+    )
+    from .endpoints.fal_ai__wan_v2_2_14b_animate_replace import (
+        WanV2214bAnimateReplaceInput as WanV2214bAnimateReplaceInput,
+        WanV2214bAnimateReplaceOutput as WanV2214bAnimateReplaceOutput,
+    )
+    from .endpoints.fal_ai__wan_v2_2_14b_speech_to_video import (
+        WanV2214bSpeechToVideoInput as WanV2214bSpeechToVideoInput,
+        WanV2214bSpeechToVideoOutput as WanV2214bSpeechToVideoOutput,
+    )
+    from .endpoints.fal_ai__wan_v2_2_5b_image_to_video import (
+        WanV225bImageToVideoInput as WanV225bImageToVideoInput,
+        WanV225bImageToVideoOutput as WanV225bImageToVideoOutput,
+    )
+    from .endpoints.fal_ai__wan_v2_2_5b_text_to_video import (
+        WanV225bTextToVideoInput as WanV225bTextToVideoInput,
+        WanV225bTextToVideoOutput as WanV225bTextToVideoOutput,
+    )
+    from .endpoints.fal_ai__wan_v2_2_5b_text_to_video_fast_wan import (
+        WanV225bTextToVideoFastWanInput as WanV225bTextToVideoFastWanInput,
+        WanV225bTextToVideoFastWanOutput as WanV225bTextToVideoFastWanOutput,
+    )
+    from .endpoints.fal_ai__wan_v2_2_a14b_image_to_video import (
+        WanV22A14bImageToVideoInput as WanV22A14bImageToVideoInput,
+        WanV22A14bImageToVideoOutput as WanV22A14bImageToVideoOutput,
+    )
+    from .endpoints.fal_ai__wan_v2_2_a14b_image_to_video_lora import (
+        WanV22A14bImageToVideoLoraInput as WanV22A14bImageToVideoLoraInput,
+        WanV22A14bImageToVideoLoraOutput as WanV22A14bImageToVideoLoraOutput,
+    )
+    from .endpoints.fal_ai__wan_v2_2_a14b_image_to_video_turbo import (
+        WanV22A14bImageToVideoTurboInput as WanV22A14bImageToVideoTurboInput,
+        WanV22A14bImageToVideoTurboOutput as WanV22A14bImageToVideoTurboOutput,
+    )
+    from .endpoints.fal_ai__wan_v2_2_a14b_text_to_image_lora import (
+        WanV22A14bTextToImageLoraInput as WanV22A14bTextToImageLoraInput,
+        WanV22A14bTextToImageLoraOutput as WanV22A14bTextToImageLoraOutput,
+    )
+    from .endpoints.fal_ai__wan_v2_2_a14b_text_to_video import (
+        WanV22A14bTextToVideoInput as WanV22A14bTextToVideoInput,
+        WanV22A14bTextToVideoOutput as WanV22A14bTextToVideoOutput,
+    )
+    from .endpoints.fal_ai__wan_v2_2_a14b_text_to_video_lora import (
+        WanV22A14bTextToVideoLoraInput as WanV22A14bTextToVideoLoraInput,
+        WanV22A14bTextToVideoLoraOutput as WanV22A14bTextToVideoLoraOutput,
+    )
+    from .endpoints.fal_ai__wan_v2_2_a14b_text_to_video_turbo import (
+        WanV22A14bTextToVideoTurboInput as WanV22A14bTextToVideoTurboInput,
+        WanV22A14bTextToVideoTurboOutput as WanV22A14bTextToVideoTurboOutput,
+    )
+    from .endpoints.fal_ai__wan_v2_2_a14b_video_to_video import (
+        WanV22A14bVideoToVideoInput as WanV22A14bVideoToVideoInput,
+        WanV22A14bVideoToVideoOutput as WanV22A14bVideoToVideoOutput,
+    )
+    from .endpoints.fal_ai__wan_v2_7_edit_video import (
+        WanV27EditVideoInput as WanV27EditVideoInput,
+        WanV27EditVideoOutput as WanV27EditVideoOutput,
+    )
+    from .endpoints.fal_ai__wan_v2_7_image_to_video import (
+        WanV27ImageToVideoInput as WanV27ImageToVideoInput,
+        WanV27ImageToVideoOutput as WanV27ImageToVideoOutput,
+    )
+    from .endpoints.fal_ai__wan_v2_7_pro_text_to_image import (
+        WanV27ProTextToImageInput as WanV27ProTextToImageInput,
+        WanV27ProTextToImageOutput as WanV27ProTextToImageOutput,
+    )
+    from .endpoints.fal_ai__wan_v2_7_reference_to_video import (
+        WanV27ReferenceToVideoInput as WanV27ReferenceToVideoInput,
+        WanV27ReferenceToVideoOutput as WanV27ReferenceToVideoOutput,
+    )
+    from .endpoints.fal_ai__wan_v2_7_text_to_image import (
+        WanV27TextToImageInput as WanV27TextToImageInput,
+        WanV27TextToImageOutput as WanV27TextToImageOutput,
+    )
+    from .endpoints.fal_ai__wan_v2_7_text_to_video import (
+        WanV27TextToVideoInput as WanV27TextToVideoInput,
+        WanV27TextToVideoOutput as WanV27TextToVideoOutput,
+    )
+    from .endpoints.fal_ai__whisper import (
+        WhisperInput as WhisperInput,
+        WhisperOutput as WhisperOutput,
+    )
     from .endpoints.fal_ai__wizper import WizperInput as WizperInput, WizperOutput as WizperOutput
-    from .endpoints.fal_ai__workflow_utilities_audio_compressor import WorkflowUtilitiesAudioCompressorInput as WorkflowUtilitiesAudioCompressorInput, WorkflowUtilitiesAudioCompressorOutput as WorkflowUtilitiesAudioCompressorOutput
-    from .endpoints.fal_ai__workflow_utilities_auto_subtitle import WorkflowUtilitiesAutoSubtitleInput as WorkflowUtilitiesAutoSubtitleInput, WorkflowUtilitiesAutoSubtitleOutput as WorkflowUtilitiesAutoSubtitleOutput
-    from .endpoints.fal_ai__workflow_utilities_impulse_response import WorkflowUtilitiesImpulseResponseInput as WorkflowUtilitiesImpulseResponseInput, WorkflowUtilitiesImpulseResponseOutput as WorkflowUtilitiesImpulseResponseOutput
-    from .endpoints.fal_ai__workflow_utilities_interleave_video import WorkflowUtilitiesInterleaveVideoInput as WorkflowUtilitiesInterleaveVideoInput, WorkflowUtilitiesInterleaveVideoOutput as WorkflowUtilitiesInterleaveVideoOutput
-    from .endpoints.fal_ai__workflow_utilities_pick_image_by_index import WorkflowUtilitiesPickImageByIndexInput as WorkflowUtilitiesPickImageByIndexInput, WorkflowUtilitiesPickImageByIndexOutput as WorkflowUtilitiesPickImageByIndexOutput
-    from .endpoints.fal_ai__workflow_utilities_reverse_video import WorkflowUtilitiesReverseVideoInput as WorkflowUtilitiesReverseVideoInput, WorkflowUtilitiesReverseVideoOutput as WorkflowUtilitiesReverseVideoOutput
-    from .endpoints.fal_ai__workflow_utilities_scale_video import WorkflowUtilitiesScaleVideoInput as WorkflowUtilitiesScaleVideoInput, WorkflowUtilitiesScaleVideoOutput as WorkflowUtilitiesScaleVideoOutput
-    from .endpoints.fal_ai__workflow_utilities_trim_video import WorkflowUtilitiesTrimVideoInput as WorkflowUtilitiesTrimVideoInput, WorkflowUtilitiesTrimVideoOutput as WorkflowUtilitiesTrimVideoOutput
-    from .endpoints.fal_ai__x_ailab_nsfw import XAilabNsfwInput as XAilabNsfwInput, XAilabNsfwOutput as XAilabNsfwOutput
+    from .endpoints.fal_ai__workflow_utilities_audio_compressor import (
+        WorkflowUtilitiesAudioCompressorInput as WorkflowUtilitiesAudioCompressorInput,
+        WorkflowUtilitiesAudioCompressorOutput as WorkflowUtilitiesAudioCompressorOutput,
+    )
+    from .endpoints.fal_ai__workflow_utilities_auto_subtitle import (
+        WorkflowUtilitiesAutoSubtitleInput as WorkflowUtilitiesAutoSubtitleInput,
+        WorkflowUtilitiesAutoSubtitleOutput as WorkflowUtilitiesAutoSubtitleOutput,
+    )
+    from .endpoints.fal_ai__workflow_utilities_impulse_response import (
+        WorkflowUtilitiesImpulseResponseInput as WorkflowUtilitiesImpulseResponseInput,
+        WorkflowUtilitiesImpulseResponseOutput as WorkflowUtilitiesImpulseResponseOutput,
+    )
+    from .endpoints.fal_ai__workflow_utilities_interleave_video import (
+        WorkflowUtilitiesInterleaveVideoInput as WorkflowUtilitiesInterleaveVideoInput,
+        WorkflowUtilitiesInterleaveVideoOutput as WorkflowUtilitiesInterleaveVideoOutput,
+    )
+    from .endpoints.fal_ai__workflow_utilities_pick_image_by_index import (
+        WorkflowUtilitiesPickImageByIndexInput as WorkflowUtilitiesPickImageByIndexInput,
+        WorkflowUtilitiesPickImageByIndexOutput as WorkflowUtilitiesPickImageByIndexOutput,
+    )
+    from .endpoints.fal_ai__workflow_utilities_reverse_video import (
+        WorkflowUtilitiesReverseVideoInput as WorkflowUtilitiesReverseVideoInput,
+        WorkflowUtilitiesReverseVideoOutput as WorkflowUtilitiesReverseVideoOutput,
+    )
+    from .endpoints.fal_ai__workflow_utilities_scale_video import (
+        WorkflowUtilitiesScaleVideoInput as WorkflowUtilitiesScaleVideoInput,
+        WorkflowUtilitiesScaleVideoOutput as WorkflowUtilitiesScaleVideoOutput,
+    )
+    from .endpoints.fal_ai__workflow_utilities_trim_video import (
+        WorkflowUtilitiesTrimVideoInput as WorkflowUtilitiesTrimVideoInput,
+        WorkflowUtilitiesTrimVideoOutput as WorkflowUtilitiesTrimVideoOutput,
+    )
+    from .endpoints.fal_ai__x_ailab_nsfw import (
+        XAilabNsfwInput as XAilabNsfwInput,
+        XAilabNsfwOutput as XAilabNsfwOutput,
+    )
     from .endpoints.fal_ai__yue import YueInput as YueInput, YueOutput as YueOutput
-    from .endpoints.fal_ai__z_image_base_trainer import ZImageBaseTrainerInput as ZImageBaseTrainerInput, ZImageBaseTrainerOutput as ZImageBaseTrainerOutput
-    from .endpoints.fal_ai__z_image_trainer import ZImageTrainerInput as ZImageTrainerInput, ZImageTrainerOutput as ZImageTrainerOutput
-    from .endpoints.fal_ai__z_image_turbo_trainer_v2 import ZImageTurboTrainerV2Input as ZImageTurboTrainerV2Input, ZImageTurboTrainerV2Output as ZImageTurboTrainerV2Output
-    from .endpoints.fal_ai__z_image_base import ZImageBaseInput as ZImageBaseInput, ZImageBaseOutput as ZImageBaseOutput
-    from .endpoints.fal_ai__z_image_base_lora import ZImageBaseLoraInput as ZImageBaseLoraInput, ZImageBaseLoraOutput as ZImageBaseLoraOutput
-    from .endpoints.fal_ai__z_image_turbo import ZImageTurboInput as ZImageTurboInput, ZImageTurboOutput as ZImageTurboOutput
-    from .endpoints.fal_ai__z_image_turbo_lora import ZImageTurboLoraInput as ZImageTurboLoraInput, ZImageTurboLoraOutput as ZImageTurboLoraOutput
+    from .endpoints.fal_ai__z_image_base_trainer import (
+        ZImageBaseTrainerInput as ZImageBaseTrainerInput,
+        ZImageBaseTrainerOutput as ZImageBaseTrainerOutput,
+    )
+    from .endpoints.fal_ai__z_image_trainer import (
+        ZImageTrainerInput as ZImageTrainerInput,
+        ZImageTrainerOutput as ZImageTrainerOutput,
+    )
+    from .endpoints.fal_ai__z_image_turbo_trainer_v2 import (
+        ZImageTurboTrainerV2Input as ZImageTurboTrainerV2Input,
+        ZImageTurboTrainerV2Output as ZImageTurboTrainerV2Output,
+    )
+    from .endpoints.fal_ai__z_image_base import (
+        ZImageBaseInput as ZImageBaseInput,
+        ZImageBaseOutput as ZImageBaseOutput,
+    )
+    from .endpoints.fal_ai__z_image_base_lora import (
+        ZImageBaseLoraInput as ZImageBaseLoraInput,
+        ZImageBaseLoraOutput as ZImageBaseLoraOutput,
+    )
+    from .endpoints.fal_ai__z_image_turbo import (
+        ZImageTurboInput as ZImageTurboInput,
+        ZImageTurboOutput as ZImageTurboOutput,
+    )
+    from .endpoints.fal_ai__z_image_turbo_lora import (
+        ZImageTurboLoraInput as ZImageTurboLoraInput,
+        ZImageTurboLoraOutput as ZImageTurboLoraOutput,
+    )
     from .endpoints.fal_ai__zonos import ZonosInput as ZonosInput, ZonosOutput as ZonosOutput
-    from .endpoints.half_moon_ai__ai_detector_detect_text import HalfMoonAiAiDetectorDetectTextInput as HalfMoonAiAiDetectorDetectTextInput, HalfMoonAiAiDetectorDetectTextOutput as HalfMoonAiAiDetectorDetectTextOutput
-    from .endpoints.half_moon_ai__ai_face_swap_faceswapvideo import HalfMoonAiAiFaceSwapFaceswapvideoInput as HalfMoonAiAiFaceSwapFaceswapvideoInput, HalfMoonAiAiFaceSwapFaceswapvideoOutput as HalfMoonAiAiFaceSwapFaceswapvideoOutput
-    from .endpoints.ideogram__v4 import IdeogramV4Input as IdeogramV4Input, IdeogramV4Output as IdeogramV4Output
-    from .endpoints.ideogram__v4_lora import IdeogramV4LoraInput as IdeogramV4LoraInput, IdeogramV4LoraOutput as IdeogramV4LoraOutput
-    from .endpoints.ideogram__v4_trainer import IdeogramV4TrainerInput as IdeogramV4TrainerInput, IdeogramV4TrainerOutput as IdeogramV4TrainerOutput
-    from .endpoints.imagineart__imagineart_1_5_preview_text_to_image import ImagineartImagineart15PreviewTextToImageInput as ImagineartImagineart15PreviewTextToImageInput, ImagineartImagineart15PreviewTextToImageOutput as ImagineartImagineart15PreviewTextToImageOutput
-    from .endpoints.imagineart__imagineart_1_5_pro_preview_text_to_image import ImagineartImagineart15ProPreviewTextToImageInput as ImagineartImagineart15ProPreviewTextToImageInput, ImagineartImagineart15ProPreviewTextToImageOutput as ImagineartImagineart15ProPreviewTextToImageOutput
-    from .endpoints.imagineart__imagineart_2_0_preview_text_to_image import ImagineartImagineart20PreviewTextToImageInput as ImagineartImagineart20PreviewTextToImageInput, ImagineartImagineart20PreviewTextToImageOutput as ImagineartImagineart20PreviewTextToImageOutput
-    from .endpoints.krea__v2_large_text_to_image import KreaV2LargeTextToImageInput as KreaV2LargeTextToImageInput, KreaV2LargeTextToImageOutput as KreaV2LargeTextToImageOutput
-    from .endpoints.krea__v2_medium_turbo_text_to_image import KreaV2MediumTurboTextToImageInput as KreaV2MediumTurboTextToImageInput, KreaV2MediumTurboTextToImageOutput as KreaV2MediumTurboTextToImageOutput
-    from .endpoints.luma__agent_ray_v3_2_image_to_video import LumaAgentRayV32ImageToVideoInput as LumaAgentRayV32ImageToVideoInput, LumaAgentRayV32ImageToVideoOutput as LumaAgentRayV32ImageToVideoOutput
-    from .endpoints.luma__agent_ray_v3_2_text_to_video import LumaAgentRayV32TextToVideoInput as LumaAgentRayV32TextToVideoInput, LumaAgentRayV32TextToVideoOutput as LumaAgentRayV32TextToVideoOutput
-    from .endpoints.luma__agent_uni_1_v1_max import LumaAgentUni1V1MaxInput as LumaAgentUni1V1MaxInput, LumaAgentUni1V1MaxOutput as LumaAgentUni1V1MaxOutput
-    from .endpoints.luma__agent_uni_1_v1_text_to_image import LumaAgentUni1V1TextToImageInput as LumaAgentUni1V1TextToImageInput, LumaAgentUni1V1TextToImageOutput as LumaAgentUni1V1TextToImageOutput
-    from .endpoints.microsoft__mai_image_2_5 import MicrosoftMaiImage25Input as MicrosoftMaiImage25Input, MicrosoftMaiImage25Output as MicrosoftMaiImage25Output
-    from .endpoints.mirelo_ai__sfx_v1_5_video_to_audio import MireloAiSfxV15VideoToAudioInput as MireloAiSfxV15VideoToAudioInput, MireloAiSfxV15VideoToAudioOutput as MireloAiSfxV15VideoToAudioOutput
-    from .endpoints.mirelo_ai__sfx_v1_5_video_to_video import MireloAiSfxV15VideoToVideoInput as MireloAiSfxV15VideoToVideoInput, MireloAiSfxV15VideoToVideoOutput as MireloAiSfxV15VideoToVideoOutput
-    from .endpoints.mirelo_ai__sfx_v1_video_to_audio import MireloAiSfxV1VideoToAudioInput as MireloAiSfxV1VideoToAudioInput, MireloAiSfxV1VideoToAudioOutput as MireloAiSfxV1VideoToAudioOutput
-    from .endpoints.mirelo_ai__sfx_v1_video_to_video import MireloAiSfxV1VideoToVideoInput as MireloAiSfxV1VideoToVideoInput, MireloAiSfxV1VideoToVideoOutput as MireloAiSfxV1VideoToVideoOutput
-    from .endpoints.mirelo_ai__sfx1_6_extend_audio import MireloAiSfx16ExtendAudioInput as MireloAiSfx16ExtendAudioInput, MireloAiSfx16ExtendAudioOutput as MireloAiSfx16ExtendAudioOutput
-    from .endpoints.mirelo_ai__sfx1_6_inpaint_audio import MireloAiSfx16InpaintAudioInput as MireloAiSfx16InpaintAudioInput, MireloAiSfx16InpaintAudioOutput as MireloAiSfx16InpaintAudioOutput
-    from .endpoints.mirelo_ai__sfx1_6_text_to_audio import MireloAiSfx16TextToAudioInput as MireloAiSfx16TextToAudioInput, MireloAiSfx16TextToAudioOutput as MireloAiSfx16TextToAudioOutput
-    from .endpoints.mirelo_ai__sfx1_6_video_to_video import MireloAiSfx16VideoToVideoInput as MireloAiSfx16VideoToVideoInput, MireloAiSfx16VideoToVideoOutput as MireloAiSfx16VideoToVideoOutput
-    from .endpoints.moonvalley__marey_i2v import MoonvalleyMareyI2vInput as MoonvalleyMareyI2vInput, MoonvalleyMareyI2vOutput as MoonvalleyMareyI2vOutput
-    from .endpoints.moonvalley__marey_motion_transfer import MoonvalleyMareyMotionTransferInput as MoonvalleyMareyMotionTransferInput, MoonvalleyMareyMotionTransferOutput as MoonvalleyMareyMotionTransferOutput
-    from .endpoints.moonvalley__marey_pose_transfer import MoonvalleyMareyPoseTransferInput as MoonvalleyMareyPoseTransferInput, MoonvalleyMareyPoseTransferOutput as MoonvalleyMareyPoseTransferOutput
-    from .endpoints.moonvalley__marey_t2v import MoonvalleyMareyT2vInput as MoonvalleyMareyT2vInput, MoonvalleyMareyT2vOutput as MoonvalleyMareyT2vOutput
-    from .endpoints.nvidia__cosmos_3_super_image_to_video import NvidiaCosmos3SuperImageToVideoInput as NvidiaCosmos3SuperImageToVideoInput, NvidiaCosmos3SuperImageToVideoOutput as NvidiaCosmos3SuperImageToVideoOutput
-    from .endpoints.nvidia__nemotron_3_nano_omni_audio import NvidiaNemotron3NanoOmniAudioInput as NvidiaNemotron3NanoOmniAudioInput, NvidiaNemotron3NanoOmniAudioOutput as NvidiaNemotron3NanoOmniAudioOutput
-    from .endpoints.nvidia__nemotron_3_nano_omni_video import NvidiaNemotron3NanoOmniVideoInput as NvidiaNemotron3NanoOmniVideoInput, NvidiaNemotron3NanoOmniVideoOutput as NvidiaNemotron3NanoOmniVideoOutput
-    from .endpoints.nvidia__nemotron_3_nano_omni_vision import NvidiaNemotron3NanoOmniVisionInput as NvidiaNemotron3NanoOmniVisionInput, NvidiaNemotron3NanoOmniVisionOutput as NvidiaNemotron3NanoOmniVisionOutput
-    from .endpoints.nvidia__nemotron_asr_multilingual_asr import NvidiaNemotronAsrMultilingualAsrInput as NvidiaNemotronAsrMultilingualAsrInput, NvidiaNemotronAsrMultilingualAsrOutput as NvidiaNemotronAsrMultilingualAsrOutput
-    from .endpoints.openai__gpt_image_2 import OpenaiGptImage2Input as OpenaiGptImage2Input, OpenaiGptImage2Output as OpenaiGptImage2Output
-    from .endpoints.openrouter__router_audio import OpenrouterRouterAudioInput as OpenrouterRouterAudioInput, OpenrouterRouterAudioOutput as OpenrouterRouterAudioOutput
-    from .endpoints.openrouter__router_video import OpenrouterRouterVideoInput as OpenrouterRouterVideoInput, OpenrouterRouterVideoOutput as OpenrouterRouterVideoOutput
-    from .endpoints.openrouter__router_video_enterprise import OpenrouterRouterVideoEnterpriseInput as OpenrouterRouterVideoEnterpriseInput, OpenrouterRouterVideoEnterpriseOutput as OpenrouterRouterVideoEnterpriseOutput
-    from .endpoints.openrouter__router_vision import OpenrouterRouterVisionInput as OpenrouterRouterVisionInput, OpenrouterRouterVisionOutput as OpenrouterRouterVisionOutput
-    from .endpoints.perceptron__isaac_01 import PerceptronIsaac01Input as PerceptronIsaac01Input, PerceptronIsaac01Output as PerceptronIsaac01Output
-    from .endpoints.resemble_ai__chatterboxhd_speech_to_speech import ResembleAiChatterboxhdSpeechToSpeechInput as ResembleAiChatterboxhdSpeechToSpeechInput, ResembleAiChatterboxhdSpeechToSpeechOutput as ResembleAiChatterboxhdSpeechToSpeechOutput
-    from .endpoints.resemble_ai__chatterboxhd_text_to_speech import ResembleAiChatterboxhdTextToSpeechInput as ResembleAiChatterboxhdTextToSpeechInput, ResembleAiChatterboxhdTextToSpeechOutput as ResembleAiChatterboxhdTextToSpeechOutput
-    from .endpoints.rundiffusion_fal__juggernaut_flux_lora import RundiffusionFalJuggernautFluxLoraInput as RundiffusionFalJuggernautFluxLoraInput, RundiffusionFalJuggernautFluxLoraOutput as RundiffusionFalJuggernautFluxLoraOutput
-    from .endpoints.rundiffusion_fal__juggernaut_flux_base import RundiffusionFalJuggernautFluxBaseInput as RundiffusionFalJuggernautFluxBaseInput, RundiffusionFalJuggernautFluxBaseOutput as RundiffusionFalJuggernautFluxBaseOutput
-    from .endpoints.rundiffusion_fal__juggernaut_flux_lightning import RundiffusionFalJuggernautFluxLightningInput as RundiffusionFalJuggernautFluxLightningInput, RundiffusionFalJuggernautFluxLightningOutput as RundiffusionFalJuggernautFluxLightningOutput
-    from .endpoints.rundiffusion_fal__juggernaut_flux_pro import RundiffusionFalJuggernautFluxProInput as RundiffusionFalJuggernautFluxProInput, RundiffusionFalJuggernautFluxProOutput as RundiffusionFalJuggernautFluxProOutput
-    from .endpoints.sonauto__v2_inpaint import SonautoV2InpaintInput as SonautoV2InpaintInput, SonautoV2InpaintOutput as SonautoV2InpaintOutput
-    from .endpoints.sonauto__v2_text_to_music import SonautoV2TextToMusicInput as SonautoV2TextToMusicInput, SonautoV2TextToMusicOutput as SonautoV2TextToMusicOutput
-    from .endpoints.sonilo__v1_1_text_to_music import SoniloV11TextToMusicInput as SoniloV11TextToMusicInput, SoniloV11TextToMusicOutput as SoniloV11TextToMusicOutput
-    from .endpoints.sonilo__v1_1_video_to_music import SoniloV11VideoToMusicInput as SoniloV11VideoToMusicInput, SoniloV11VideoToMusicOutput as SoniloV11VideoToMusicOutput
-    from .endpoints.tripo3d__h3_1_image_to_3d import Tripo3dH31ImageTo3dInput as Tripo3dH31ImageTo3dInput, Tripo3dH31ImageTo3dOutput as Tripo3dH31ImageTo3dOutput
-    from .endpoints.tripo3d__h3_1_text_to_3d import Tripo3dH31TextTo3dInput as Tripo3dH31TextTo3dInput, Tripo3dH31TextTo3dOutput as Tripo3dH31TextTo3dOutput
-    from .endpoints.tripo3d__p1_image_to_3d import Tripo3dP1ImageTo3dInput as Tripo3dP1ImageTo3dInput, Tripo3dP1ImageTo3dOutput as Tripo3dP1ImageTo3dOutput
-    from .endpoints.tripo3d__tripo_v2_5_image_to_3d import Tripo3dTripoV25ImageTo3dInput as Tripo3dTripoV25ImageTo3dInput, Tripo3dTripoV25ImageTo3dOutput as Tripo3dTripoV25ImageTo3dOutput
-    from .endpoints.tripo3d__tripo_v2_5_multiview_to_3d import Tripo3dTripoV25MultiviewTo3dInput as Tripo3dTripoV25MultiviewTo3dInput, Tripo3dTripoV25MultiviewTo3dOutput as Tripo3dTripoV25MultiviewTo3dOutput
-    from .endpoints.tripo3d__triposplat import Tripo3dTriposplatInput as Tripo3dTriposplatInput, Tripo3dTriposplatOutput as Tripo3dTriposplatOutput
-    from .endpoints.veed__avatars_audio_to_video import VeedAvatarsAudioToVideoInput as VeedAvatarsAudioToVideoInput, VeedAvatarsAudioToVideoOutput as VeedAvatarsAudioToVideoOutput
-    from .endpoints.veed__avatars_text_to_video import VeedAvatarsTextToVideoInput as VeedAvatarsTextToVideoInput, VeedAvatarsTextToVideoOutput as VeedAvatarsTextToVideoOutput
-    from .endpoints.veed__fabric_1_0 import VeedFabric10Input as VeedFabric10Input, VeedFabric10Output as VeedFabric10Output
-    from .endpoints.veed__fabric_1_0_text import VeedFabric10TextInput as VeedFabric10TextInput, VeedFabric10TextOutput as VeedFabric10TextOutput
-    from .endpoints.veed__lipsync import VeedLipsyncInput as VeedLipsyncInput, VeedLipsyncOutput as VeedLipsyncOutput
-    from .endpoints.veed__subtitles import VeedSubtitlesInput as VeedSubtitlesInput, VeedSubtitlesOutput as VeedSubtitlesOutput
-    from .endpoints.veed__video_background_removal import VeedVideoBackgroundRemovalInput as VeedVideoBackgroundRemovalInput, VeedVideoBackgroundRemovalOutput as VeedVideoBackgroundRemovalOutput
-    from .endpoints.veed__video_background_removal_fast import VeedVideoBackgroundRemovalFastInput as VeedVideoBackgroundRemovalFastInput, VeedVideoBackgroundRemovalFastOutput as VeedVideoBackgroundRemovalFastOutput
-    from .endpoints.veed__video_background_removal_green_screen import VeedVideoBackgroundRemovalGreenScreenInput as VeedVideoBackgroundRemovalGreenScreenInput, VeedVideoBackgroundRemovalGreenScreenOutput as VeedVideoBackgroundRemovalGreenScreenOutput
-    from .endpoints.wan__v2_6_image_to_video import WanV26ImageToVideoInput as WanV26ImageToVideoInput, WanV26ImageToVideoOutput as WanV26ImageToVideoOutput
-    from .endpoints.wan__v2_6_image_to_video_flash import WanV26ImageToVideoFlashInput as WanV26ImageToVideoFlashInput, WanV26ImageToVideoFlashOutput as WanV26ImageToVideoFlashOutput
-    from .endpoints.wan__v2_6_reference_to_video import WanV26ReferenceToVideoInput as WanV26ReferenceToVideoInput, WanV26ReferenceToVideoOutput as WanV26ReferenceToVideoOutput
-    from .endpoints.wan__v2_6_reference_to_video_flash import WanV26ReferenceToVideoFlashInput as WanV26ReferenceToVideoFlashInput, WanV26ReferenceToVideoFlashOutput as WanV26ReferenceToVideoFlashOutput
-    from .endpoints.wan__v2_6_text_to_image import WanV26TextToImageInput as WanV26TextToImageInput, WanV26TextToImageOutput as WanV26TextToImageOutput
-    from .endpoints.xai__grok_imagine_image import XaiGrokImagineImageInput as XaiGrokImagineImageInput, XaiGrokImagineImageOutput as XaiGrokImagineImageOutput
-    from .endpoints.xai__grok_imagine_image_quality_text_to_image import XaiGrokImagineImageQualityTextToImageInput as XaiGrokImagineImageQualityTextToImageInput, XaiGrokImagineImageQualityTextToImageOutput as XaiGrokImagineImageQualityTextToImageOutput
-    from .endpoints.xai__grok_imagine_video_edit_video import XaiGrokImagineVideoEditVideoInput as XaiGrokImagineVideoEditVideoInput, XaiGrokImagineVideoEditVideoOutput as XaiGrokImagineVideoEditVideoOutput
-    from .endpoints.xai__grok_imagine_video_extend_video import XaiGrokImagineVideoExtendVideoInput as XaiGrokImagineVideoExtendVideoInput, XaiGrokImagineVideoExtendVideoOutput as XaiGrokImagineVideoExtendVideoOutput
-    from .endpoints.xai__grok_imagine_video_image_to_video import XaiGrokImagineVideoImageToVideoInput as XaiGrokImagineVideoImageToVideoInput, XaiGrokImagineVideoImageToVideoOutput as XaiGrokImagineVideoImageToVideoOutput
-    from .endpoints.xai__grok_imagine_video_reference_to_video import XaiGrokImagineVideoReferenceToVideoInput as XaiGrokImagineVideoReferenceToVideoInput, XaiGrokImagineVideoReferenceToVideoOutput as XaiGrokImagineVideoReferenceToVideoOutput
-    from .endpoints.xai__grok_imagine_video_text_to_video import XaiGrokImagineVideoTextToVideoInput as XaiGrokImagineVideoTextToVideoInput, XaiGrokImagineVideoTextToVideoOutput as XaiGrokImagineVideoTextToVideoOutput
-    from .endpoints.xai__grok_imagine_video_v1_5_image_to_video import XaiGrokImagineVideoV15ImageToVideoInput as XaiGrokImagineVideoV15ImageToVideoInput, XaiGrokImagineVideoV15ImageToVideoOutput as XaiGrokImagineVideoV15ImageToVideoOutput
-    from .endpoints.xai__tts_v1 import XaiTtsV1Input as XaiTtsV1Input, XaiTtsV1Output as XaiTtsV1Output
+    from .endpoints.half_moon_ai__ai_detector_detect_text import (
+        HalfMoonAiAiDetectorDetectTextInput as HalfMoonAiAiDetectorDetectTextInput,
+        HalfMoonAiAiDetectorDetectTextOutput as HalfMoonAiAiDetectorDetectTextOutput,
+    )
+    from .endpoints.half_moon_ai__ai_face_swap_faceswapvideo import (
+        HalfMoonAiAiFaceSwapFaceswapvideoInput as HalfMoonAiAiFaceSwapFaceswapvideoInput,
+        HalfMoonAiAiFaceSwapFaceswapvideoOutput as HalfMoonAiAiFaceSwapFaceswapvideoOutput,
+    )
+    from .endpoints.ideogram__v4 import (
+        IdeogramV4Input as IdeogramV4Input,
+        IdeogramV4Output as IdeogramV4Output,
+    )
+    from .endpoints.ideogram__v4_lora import (
+        IdeogramV4LoraInput as IdeogramV4LoraInput,
+        IdeogramV4LoraOutput as IdeogramV4LoraOutput,
+    )
+    from .endpoints.ideogram__v4_trainer import (
+        IdeogramV4TrainerInput as IdeogramV4TrainerInput,
+        IdeogramV4TrainerOutput as IdeogramV4TrainerOutput,
+    )
+    from .endpoints.imagineart__imagineart_1_5_preview_text_to_image import (
+        ImagineartImagineart15PreviewTextToImageInput as ImagineartImagineart15PreviewTextToImageInput,
+        ImagineartImagineart15PreviewTextToImageOutput as ImagineartImagineart15PreviewTextToImageOutput,
+    )
+    from .endpoints.imagineart__imagineart_1_5_pro_preview_text_to_image import (
+        ImagineartImagineart15ProPreviewTextToImageInput as ImagineartImagineart15ProPreviewTextToImageInput,
+        ImagineartImagineart15ProPreviewTextToImageOutput as ImagineartImagineart15ProPreviewTextToImageOutput,
+    )
+    from .endpoints.imagineart__imagineart_2_0_preview_text_to_image import (
+        ImagineartImagineart20PreviewTextToImageInput as ImagineartImagineart20PreviewTextToImageInput,
+        ImagineartImagineart20PreviewTextToImageOutput as ImagineartImagineart20PreviewTextToImageOutput,
+    )
+    from .endpoints.krea__v2_large_text_to_image import (
+        KreaV2LargeTextToImageInput as KreaV2LargeTextToImageInput,
+        KreaV2LargeTextToImageOutput as KreaV2LargeTextToImageOutput,
+    )
+    from .endpoints.krea__v2_medium_turbo_text_to_image import (
+        KreaV2MediumTurboTextToImageInput as KreaV2MediumTurboTextToImageInput,
+        KreaV2MediumTurboTextToImageOutput as KreaV2MediumTurboTextToImageOutput,
+    )
+    from .endpoints.luma__agent_ray_v3_2_image_to_video import (
+        LumaAgentRayV32ImageToVideoInput as LumaAgentRayV32ImageToVideoInput,
+        LumaAgentRayV32ImageToVideoOutput as LumaAgentRayV32ImageToVideoOutput,
+    )
+    from .endpoints.luma__agent_ray_v3_2_text_to_video import (
+        LumaAgentRayV32TextToVideoInput as LumaAgentRayV32TextToVideoInput,
+        LumaAgentRayV32TextToVideoOutput as LumaAgentRayV32TextToVideoOutput,
+    )
+    from .endpoints.luma__agent_uni_1_v1_max import (
+        LumaAgentUni1V1MaxInput as LumaAgentUni1V1MaxInput,
+        LumaAgentUni1V1MaxOutput as LumaAgentUni1V1MaxOutput,
+    )
+    from .endpoints.luma__agent_uni_1_v1_text_to_image import (
+        LumaAgentUni1V1TextToImageInput as LumaAgentUni1V1TextToImageInput,
+        LumaAgentUni1V1TextToImageOutput as LumaAgentUni1V1TextToImageOutput,
+    )
+    from .endpoints.microsoft__mai_image_2_5 import (
+        MicrosoftMaiImage25Input as MicrosoftMaiImage25Input,
+        MicrosoftMaiImage25Output as MicrosoftMaiImage25Output,
+    )
+    from .endpoints.mirelo_ai__sfx_v1_5_video_to_audio import (
+        MireloAiSfxV15VideoToAudioInput as MireloAiSfxV15VideoToAudioInput,
+        MireloAiSfxV15VideoToAudioOutput as MireloAiSfxV15VideoToAudioOutput,
+    )
+    from .endpoints.mirelo_ai__sfx_v1_5_video_to_video import (
+        MireloAiSfxV15VideoToVideoInput as MireloAiSfxV15VideoToVideoInput,
+        MireloAiSfxV15VideoToVideoOutput as MireloAiSfxV15VideoToVideoOutput,
+    )
+    from .endpoints.mirelo_ai__sfx_v1_video_to_audio import (
+        MireloAiSfxV1VideoToAudioInput as MireloAiSfxV1VideoToAudioInput,
+        MireloAiSfxV1VideoToAudioOutput as MireloAiSfxV1VideoToAudioOutput,
+    )
+    from .endpoints.mirelo_ai__sfx_v1_video_to_video import (
+        MireloAiSfxV1VideoToVideoInput as MireloAiSfxV1VideoToVideoInput,
+        MireloAiSfxV1VideoToVideoOutput as MireloAiSfxV1VideoToVideoOutput,
+    )
+    from .endpoints.mirelo_ai__sfx1_6_extend_audio import (
+        MireloAiSfx16ExtendAudioInput as MireloAiSfx16ExtendAudioInput,
+        MireloAiSfx16ExtendAudioOutput as MireloAiSfx16ExtendAudioOutput,
+    )
+    from .endpoints.mirelo_ai__sfx1_6_inpaint_audio import (
+        MireloAiSfx16InpaintAudioInput as MireloAiSfx16InpaintAudioInput,
+        MireloAiSfx16InpaintAudioOutput as MireloAiSfx16InpaintAudioOutput,
+    )
+    from .endpoints.mirelo_ai__sfx1_6_text_to_audio import (
+        MireloAiSfx16TextToAudioInput as MireloAiSfx16TextToAudioInput,
+        MireloAiSfx16TextToAudioOutput as MireloAiSfx16TextToAudioOutput,
+    )
+    from .endpoints.mirelo_ai__sfx1_6_video_to_video import (
+        MireloAiSfx16VideoToVideoInput as MireloAiSfx16VideoToVideoInput,
+        MireloAiSfx16VideoToVideoOutput as MireloAiSfx16VideoToVideoOutput,
+    )
+    from .endpoints.moonvalley__marey_i2v import (
+        MoonvalleyMareyI2vInput as MoonvalleyMareyI2vInput,
+        MoonvalleyMareyI2vOutput as MoonvalleyMareyI2vOutput,
+    )
+    from .endpoints.moonvalley__marey_motion_transfer import (
+        MoonvalleyMareyMotionTransferInput as MoonvalleyMareyMotionTransferInput,
+        MoonvalleyMareyMotionTransferOutput as MoonvalleyMareyMotionTransferOutput,
+    )
+    from .endpoints.moonvalley__marey_pose_transfer import (
+        MoonvalleyMareyPoseTransferInput as MoonvalleyMareyPoseTransferInput,
+        MoonvalleyMareyPoseTransferOutput as MoonvalleyMareyPoseTransferOutput,
+    )
+    from .endpoints.moonvalley__marey_t2v import (
+        MoonvalleyMareyT2vInput as MoonvalleyMareyT2vInput,
+        MoonvalleyMareyT2vOutput as MoonvalleyMareyT2vOutput,
+    )
+    from .endpoints.nvidia__cosmos_3_super_image_to_video import (
+        NvidiaCosmos3SuperImageToVideoInput as NvidiaCosmos3SuperImageToVideoInput,
+        NvidiaCosmos3SuperImageToVideoOutput as NvidiaCosmos3SuperImageToVideoOutput,
+    )
+    from .endpoints.nvidia__nemotron_3_nano_omni_audio import (
+        NvidiaNemotron3NanoOmniAudioInput as NvidiaNemotron3NanoOmniAudioInput,
+        NvidiaNemotron3NanoOmniAudioOutput as NvidiaNemotron3NanoOmniAudioOutput,
+    )
+    from .endpoints.nvidia__nemotron_3_nano_omni_video import (
+        NvidiaNemotron3NanoOmniVideoInput as NvidiaNemotron3NanoOmniVideoInput,
+        NvidiaNemotron3NanoOmniVideoOutput as NvidiaNemotron3NanoOmniVideoOutput,
+    )
+    from .endpoints.nvidia__nemotron_3_nano_omni_vision import (
+        NvidiaNemotron3NanoOmniVisionInput as NvidiaNemotron3NanoOmniVisionInput,
+        NvidiaNemotron3NanoOmniVisionOutput as NvidiaNemotron3NanoOmniVisionOutput,
+    )
+    from .endpoints.nvidia__nemotron_asr_multilingual_asr import (
+        NvidiaNemotronAsrMultilingualAsrInput as NvidiaNemotronAsrMultilingualAsrInput,
+        NvidiaNemotronAsrMultilingualAsrOutput as NvidiaNemotronAsrMultilingualAsrOutput,
+    )
+    from .endpoints.openai__gpt_image_2 import (
+        OpenaiGptImage2Input as OpenaiGptImage2Input,
+        OpenaiGptImage2Output as OpenaiGptImage2Output,
+    )
+    from .endpoints.openrouter__router_audio import (
+        OpenrouterRouterAudioInput as OpenrouterRouterAudioInput,
+        OpenrouterRouterAudioOutput as OpenrouterRouterAudioOutput,
+    )
+    from .endpoints.openrouter__router_video import (
+        OpenrouterRouterVideoInput as OpenrouterRouterVideoInput,
+        OpenrouterRouterVideoOutput as OpenrouterRouterVideoOutput,
+    )
+    from .endpoints.openrouter__router_video_enterprise import (
+        OpenrouterRouterVideoEnterpriseInput as OpenrouterRouterVideoEnterpriseInput,
+        OpenrouterRouterVideoEnterpriseOutput as OpenrouterRouterVideoEnterpriseOutput,
+    )
+    from .endpoints.openrouter__router_vision import (
+        OpenrouterRouterVisionInput as OpenrouterRouterVisionInput,
+        OpenrouterRouterVisionOutput as OpenrouterRouterVisionOutput,
+    )
+    from .endpoints.perceptron__isaac_01 import (
+        PerceptronIsaac01Input as PerceptronIsaac01Input,
+        PerceptronIsaac01Output as PerceptronIsaac01Output,
+    )
+    from .endpoints.resemble_ai__chatterboxhd_speech_to_speech import (
+        ResembleAiChatterboxhdSpeechToSpeechInput as ResembleAiChatterboxhdSpeechToSpeechInput,
+        ResembleAiChatterboxhdSpeechToSpeechOutput as ResembleAiChatterboxhdSpeechToSpeechOutput,
+    )
+    from .endpoints.resemble_ai__chatterboxhd_text_to_speech import (
+        ResembleAiChatterboxhdTextToSpeechInput as ResembleAiChatterboxhdTextToSpeechInput,
+        ResembleAiChatterboxhdTextToSpeechOutput as ResembleAiChatterboxhdTextToSpeechOutput,
+    )
+    from .endpoints.rundiffusion_fal__juggernaut_flux_lora import (
+        RundiffusionFalJuggernautFluxLoraInput as RundiffusionFalJuggernautFluxLoraInput,
+        RundiffusionFalJuggernautFluxLoraOutput as RundiffusionFalJuggernautFluxLoraOutput,
+    )
+    from .endpoints.rundiffusion_fal__juggernaut_flux_base import (
+        RundiffusionFalJuggernautFluxBaseInput as RundiffusionFalJuggernautFluxBaseInput,
+        RundiffusionFalJuggernautFluxBaseOutput as RundiffusionFalJuggernautFluxBaseOutput,
+    )
+    from .endpoints.rundiffusion_fal__juggernaut_flux_lightning import (
+        RundiffusionFalJuggernautFluxLightningInput as RundiffusionFalJuggernautFluxLightningInput,
+        RundiffusionFalJuggernautFluxLightningOutput as RundiffusionFalJuggernautFluxLightningOutput,
+    )
+    from .endpoints.rundiffusion_fal__juggernaut_flux_pro import (
+        RundiffusionFalJuggernautFluxProInput as RundiffusionFalJuggernautFluxProInput,
+        RundiffusionFalJuggernautFluxProOutput as RundiffusionFalJuggernautFluxProOutput,
+    )
+    from .endpoints.sonauto__v2_inpaint import (
+        SonautoV2InpaintInput as SonautoV2InpaintInput,
+        SonautoV2InpaintOutput as SonautoV2InpaintOutput,
+    )
+    from .endpoints.sonauto__v2_text_to_music import (
+        SonautoV2TextToMusicInput as SonautoV2TextToMusicInput,
+        SonautoV2TextToMusicOutput as SonautoV2TextToMusicOutput,
+    )
+    from .endpoints.sonilo__v1_1_text_to_music import (
+        SoniloV11TextToMusicInput as SoniloV11TextToMusicInput,
+        SoniloV11TextToMusicOutput as SoniloV11TextToMusicOutput,
+    )
+    from .endpoints.sonilo__v1_1_video_to_music import (
+        SoniloV11VideoToMusicInput as SoniloV11VideoToMusicInput,
+        SoniloV11VideoToMusicOutput as SoniloV11VideoToMusicOutput,
+    )
+    from .endpoints.tripo3d__h3_1_image_to_3d import (
+        Tripo3dH31ImageTo3dInput as Tripo3dH31ImageTo3dInput,
+        Tripo3dH31ImageTo3dOutput as Tripo3dH31ImageTo3dOutput,
+    )
+    from .endpoints.tripo3d__h3_1_text_to_3d import (
+        Tripo3dH31TextTo3dInput as Tripo3dH31TextTo3dInput,
+        Tripo3dH31TextTo3dOutput as Tripo3dH31TextTo3dOutput,
+    )
+    from .endpoints.tripo3d__p1_image_to_3d import (
+        Tripo3dP1ImageTo3dInput as Tripo3dP1ImageTo3dInput,
+        Tripo3dP1ImageTo3dOutput as Tripo3dP1ImageTo3dOutput,
+    )
+    from .endpoints.tripo3d__tripo_v2_5_image_to_3d import (
+        Tripo3dTripoV25ImageTo3dInput as Tripo3dTripoV25ImageTo3dInput,
+        Tripo3dTripoV25ImageTo3dOutput as Tripo3dTripoV25ImageTo3dOutput,
+    )
+    from .endpoints.tripo3d__tripo_v2_5_multiview_to_3d import (
+        Tripo3dTripoV25MultiviewTo3dInput as Tripo3dTripoV25MultiviewTo3dInput,
+        Tripo3dTripoV25MultiviewTo3dOutput as Tripo3dTripoV25MultiviewTo3dOutput,
+    )
+    from .endpoints.tripo3d__triposplat import (
+        Tripo3dTriposplatInput as Tripo3dTriposplatInput,
+        Tripo3dTriposplatOutput as Tripo3dTriposplatOutput,
+    )
+    from .endpoints.veed__avatars_audio_to_video import (
+        VeedAvatarsAudioToVideoInput as VeedAvatarsAudioToVideoInput,
+        VeedAvatarsAudioToVideoOutput as VeedAvatarsAudioToVideoOutput,
+    )
+    from .endpoints.veed__avatars_text_to_video import (
+        VeedAvatarsTextToVideoInput as VeedAvatarsTextToVideoInput,
+        VeedAvatarsTextToVideoOutput as VeedAvatarsTextToVideoOutput,
+    )
+    from .endpoints.veed__fabric_1_0 import (
+        VeedFabric10Input as VeedFabric10Input,
+        VeedFabric10Output as VeedFabric10Output,
+    )
+    from .endpoints.veed__fabric_1_0_text import (
+        VeedFabric10TextInput as VeedFabric10TextInput,
+        VeedFabric10TextOutput as VeedFabric10TextOutput,
+    )
+    from .endpoints.veed__lipsync import (
+        VeedLipsyncInput as VeedLipsyncInput,
+        VeedLipsyncOutput as VeedLipsyncOutput,
+    )
+    from .endpoints.veed__subtitles import (
+        VeedSubtitlesInput as VeedSubtitlesInput,
+        VeedSubtitlesOutput as VeedSubtitlesOutput,
+    )
+    from .endpoints.veed__video_background_removal import (
+        VeedVideoBackgroundRemovalInput as VeedVideoBackgroundRemovalInput,
+        VeedVideoBackgroundRemovalOutput as VeedVideoBackgroundRemovalOutput,
+    )
+    from .endpoints.veed__video_background_removal_fast import (
+        VeedVideoBackgroundRemovalFastInput as VeedVideoBackgroundRemovalFastInput,
+        VeedVideoBackgroundRemovalFastOutput as VeedVideoBackgroundRemovalFastOutput,
+    )
+    from .endpoints.veed__video_background_removal_green_screen import (
+        VeedVideoBackgroundRemovalGreenScreenInput as VeedVideoBackgroundRemovalGreenScreenInput,
+        VeedVideoBackgroundRemovalGreenScreenOutput as VeedVideoBackgroundRemovalGreenScreenOutput,
+    )
+    from .endpoints.wan__v2_6_image_to_video import (
+        WanV26ImageToVideoInput as WanV26ImageToVideoInput,
+        WanV26ImageToVideoOutput as WanV26ImageToVideoOutput,
+    )
+    from .endpoints.wan__v2_6_image_to_video_flash import (
+        WanV26ImageToVideoFlashInput as WanV26ImageToVideoFlashInput,
+        WanV26ImageToVideoFlashOutput as WanV26ImageToVideoFlashOutput,
+    )
+    from .endpoints.wan__v2_6_reference_to_video import (
+        WanV26ReferenceToVideoInput as WanV26ReferenceToVideoInput,
+        WanV26ReferenceToVideoOutput as WanV26ReferenceToVideoOutput,
+    )
+    from .endpoints.wan__v2_6_reference_to_video_flash import (
+        WanV26ReferenceToVideoFlashInput as WanV26ReferenceToVideoFlashInput,
+        WanV26ReferenceToVideoFlashOutput as WanV26ReferenceToVideoFlashOutput,
+    )
+    from .endpoints.wan__v2_6_text_to_image import (
+        WanV26TextToImageInput as WanV26TextToImageInput,
+        WanV26TextToImageOutput as WanV26TextToImageOutput,
+    )
+    from .endpoints.xai__grok_imagine_image import (
+        XaiGrokImagineImageInput as XaiGrokImagineImageInput,
+        XaiGrokImagineImageOutput as XaiGrokImagineImageOutput,
+    )
+    from .endpoints.xai__grok_imagine_image_quality_text_to_image import (
+        XaiGrokImagineImageQualityTextToImageInput as XaiGrokImagineImageQualityTextToImageInput,
+        XaiGrokImagineImageQualityTextToImageOutput as XaiGrokImagineImageQualityTextToImageOutput,
+    )
+    from .endpoints.xai__grok_imagine_video_edit_video import (
+        XaiGrokImagineVideoEditVideoInput as XaiGrokImagineVideoEditVideoInput,
+        XaiGrokImagineVideoEditVideoOutput as XaiGrokImagineVideoEditVideoOutput,
+    )
+    from .endpoints.xai__grok_imagine_video_extend_video import (
+        XaiGrokImagineVideoExtendVideoInput as XaiGrokImagineVideoExtendVideoInput,
+        XaiGrokImagineVideoExtendVideoOutput as XaiGrokImagineVideoExtendVideoOutput,
+    )
+    from .endpoints.xai__grok_imagine_video_image_to_video import (
+        XaiGrokImagineVideoImageToVideoInput as XaiGrokImagineVideoImageToVideoInput,
+        XaiGrokImagineVideoImageToVideoOutput as XaiGrokImagineVideoImageToVideoOutput,
+    )
+    from .endpoints.xai__grok_imagine_video_reference_to_video import (
+        XaiGrokImagineVideoReferenceToVideoInput as XaiGrokImagineVideoReferenceToVideoInput,
+        XaiGrokImagineVideoReferenceToVideoOutput as XaiGrokImagineVideoReferenceToVideoOutput,
+    )
+    from .endpoints.xai__grok_imagine_video_text_to_video import (
+        XaiGrokImagineVideoTextToVideoInput as XaiGrokImagineVideoTextToVideoInput,
+        XaiGrokImagineVideoTextToVideoOutput as XaiGrokImagineVideoTextToVideoOutput,
+    )
+    from .endpoints.xai__grok_imagine_video_v1_5_image_to_video import (
+        XaiGrokImagineVideoV15ImageToVideoInput as XaiGrokImagineVideoV15ImageToVideoInput,
+        XaiGrokImagineVideoV15ImageToVideoOutput as XaiGrokImagineVideoV15ImageToVideoOutput,
+    )
+    from .endpoints.xai__tts_v1 import (
+        XaiTtsV1Input as XaiTtsV1Input,
+        XaiTtsV1Output as XaiTtsV1Output,
+    )
 
-__version__ = '0.1.0'
+__version__ = "0.1.0"
 
 __all__ = [
     "ALIASES",

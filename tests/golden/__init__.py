@@ -17,12 +17,21 @@ from ._runtime.index import EndpointSpec, UnknownEndpointError
 
 if TYPE_CHECKING:
     from ._runtime.models import RequestModel as RequestModel, ResponseModel as ResponseModel
-    from .endpoints.acme__untrusted_v1 import AcmeUntrustedV1Input as AcmeUntrustedV1Input, AcmeUntrustedV1Output as AcmeUntrustedV1Output
-    from .endpoints.fal_ai__flux_pro_v1_1_ultra import FluxProV11UltraInput as FluxProV11UltraInput, FluxProV11UltraOutput as FluxProV11UltraOutput
-    from .endpoints.fal_ai__flux_schnell import FluxSchnellInput as FluxSchnellInput, FluxSchnellOutput as FluxSchnellOutput
+    from .endpoints.acme__untrusted_v1 import (
+        AcmeUntrustedV1Input as AcmeUntrustedV1Input,
+        AcmeUntrustedV1Output as AcmeUntrustedV1Output,
+    )
+    from .endpoints.fal_ai__flux_pro_v1_1_ultra import (
+        FluxProV11UltraInput as FluxProV11UltraInput,
+        FluxProV11UltraOutput as FluxProV11UltraOutput,
+    )
+    from .endpoints.fal_ai__flux_schnell import (
+        FluxSchnellInput as FluxSchnellInput,
+        FluxSchnellOutput as FluxSchnellOutput,
+    )
     from .endpoints.fal_ai__wan_ati import WanAtiInput as WanAtiInput, WanAtiOutput as WanAtiOutput
 
-__version__ = '0.1.0'
+__version__ = "0.1.0"
 
 __all__ = [
     "ALIASES",

@@ -13,23 +13,38 @@ from ._runtime.index import EndpointIndex
 # (endpoint id, python name, category, module under falbind.endpoints, class stem)
 ENDPOINTS = EndpointIndex(
     (
-        ('acme/untrusted-v1', 'acme_untrusted_v1', 'text-to-image', 'acme__untrusted_v1', 'AcmeUntrustedV1'),
-        ('fal-ai/flux-pro/v1.1-ultra', 'flux_pro_v1_1_ultra', 'text-to-image', 'fal_ai__flux_pro_v1_1_ultra', 'FluxProV11Ultra'),
-        ('fal-ai/flux/schnell', 'flux_schnell', 'text-to-image', 'fal_ai__flux_schnell', 'FluxSchnell'),
-        ('fal-ai/wan-ati', 'wan_ati', 'image-to-video', 'fal_ai__wan_ati', 'WanAti'),
+        (
+            "acme/untrusted-v1",
+            "acme_untrusted_v1",
+            "text-to-image",
+            "acme__untrusted_v1",
+            "AcmeUntrustedV1",
+        ),
+        (
+            "fal-ai/flux-pro/v1.1-ultra",
+            "flux_pro_v1_1_ultra",
+            "text-to-image",
+            "fal_ai__flux_pro_v1_1_ultra",
+            "FluxProV11Ultra",
+        ),
+        (
+            "fal-ai/flux/schnell",
+            "flux_schnell",
+            "text-to-image",
+            "fal_ai__flux_schnell",
+            "FluxSchnell",
+        ),
+        ("fal-ai/wan-ati", "wan_ati", "image-to-video", "fal_ai__wan_ati", "WanAti"),
     )
 )
 
 # Short names users may pass instead of an endpoint id.
 ALIASES: Mapping[str, str] = MappingProxyType(
     {
-        'flux-ultra': 'fal-ai/flux-pro/v1.1-ultra',
-        'untrusted': 'acme/untrusted-v1',
+        "flux-ultra": "fal-ai/flux-pro/v1.1-ultra",
+        "untrusted": "acme/untrusted-v1",
     }
 )
 
 # Endpoints in the registry that could not be bound, with the reason.
-UNBOUND: Mapping[str, str] = MappingProxyType(
-    {
-    }
-)
+UNBOUND: Mapping[str, str] = MappingProxyType({})
