@@ -28,10 +28,10 @@ from .naming import EndpointNames, endpoint_names, is_valid_endpoint_id, schema_
 
 __all__ = [
     "EndpointEntry",
+    "ImageFields",
     "Patch",
     "Registry",
     "RegistryError",
-    "ImageFields",
     "SizePreset",
     "SizesFile",
     "load_registry",
