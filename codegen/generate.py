@@ -246,7 +246,12 @@ def _package_files(
         ),
         f"{ENDPOINTS_DIR}/__init__.py": render_template("endpoints_init.py.j2", **common),
         "_typed_client.pyi": render_template("typed_client.pyi.j2", rows=rows, **common),
-        "_sizes.py": render_template("sizes.py.j2", sizes=registry.sizes, **common),
+        "_sizes.py": render_template(
+            "sizes.py.j2",
+            sizes=registry.sizes,
+            limited=[p.entry for p in bound if p.entry.size_limits is not None],
+            **common,
+        ),
     }
     # One ruff pass for the package-level modules too (keys made flat for the scratch folder).
     flat = {

@@ -32,6 +32,7 @@ __all__ = [
     "Patch",
     "Registry",
     "RegistryError",
+    "SizeLimitsEntry",
     "SizePreset",
     "SizesFile",
     "load_registry",
@@ -68,6 +69,17 @@ class Patch(BaseModel):
         return operation
 
 
+class SizeLimitsEntry(BaseModel):
+    """Limits on a custom ``{width, height}`` that the model documents in prose only (e.g.
+    "Width and height must be between 512 and 2048"), with where they come from."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    reason: str = Field(min_length=1)
+    min_side: int = Field(default=1, gt=0)
+    max_side: int | None = Field(default=None, gt=0)
+    multiple_of: int = Field(default=1, gt=0)
+
+
 class EndpointEntry(BaseModel):
     """One bound endpoint."""
 
@@ -80,6 +92,7 @@ class EndpointEntry(BaseModel):
     aliases: tuple[str, ...] = ()
     """Short names users may pass as ``model=`` (e.g. ``flux-ultra``)."""
     patches: tuple[Patch, ...] = ()
+    size_limits: SizeLimitsEntry | None = None
 
     @field_validator("id")
     @classmethod

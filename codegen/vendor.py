@@ -18,7 +18,14 @@ import yaml
 from .naming import is_valid_endpoint_id, schema_filename
 from .registry import MODELS_FILE, SCHEMAS_DIR, EndpointEntry, RegistryError
 
-__all__ = ["VendoredDocument", "read_document", "write_models_file"]
+__all__ = [
+    "VendoredDocument",
+    "document_bytes",
+    "parse_document",
+    "read_document",
+    "store_schema",
+    "write_models_file",
+]
 
 MODELS_HEADER = """\
 # falbind registry: one entry per fal endpoint we bind.
@@ -27,6 +34,8 @@ MODELS_HEADER = """\
 #   name        optional Python name (client method; the class stem is its PascalCase)
 #   aliases     optional short names accepted wherever an endpoint id is
 #   patches     optional JSON Patch operations on the document, each with a `reason`
+#   size_limits optional {min_side, max_side, multiple_of, reason} for custom sizes, when the
+#               model states limits in prose that its schema does not carry
 # Edit by hand or with `falbind add`; then run `falbind generate`.
 """
 
@@ -38,27 +47,41 @@ class VendoredDocument:
     raw: bytes
 
 
+def document_bytes(document: dict[str, Any]) -> bytes:
+    """A document fetched as JSON, serialised as fal-openapi stores fal's responses (2-space
+    indent, UTF-8, trailing newline), so fetched and downloaded copies are byte-identical."""
+    return (json.dumps(document, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+
+
 def read_document(path: Path, endpoint_id: str | None = None) -> VendoredDocument:
     """Read a fal OpenAPI document; its id and category come from ``info.x-fal-metadata``."""
     try:
         raw = path.read_bytes()
     except OSError as exc:
         raise RegistryError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+    return parse_document(raw, str(path), endpoint_id)
+
+
+def parse_document(raw: bytes, source: str, endpoint_id: str | None = None) -> VendoredDocument:
+    """Check ``raw`` is a fal OpenAPI document (of ``endpoint_id``, when given); ``source`` names
+    it in errors. A document that names a different endpoint than ``endpoint_id`` is refused."""
     try:
         document = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise RegistryError(f"{path}: not valid JSON: {exc}") from exc
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise RegistryError(f"{source}: not valid JSON: {exc}") from exc
     info = document.get("info") if isinstance(document, dict) else None
     meta = info.get("x-fal-metadata") if isinstance(info, dict) else None
     meta = meta if isinstance(meta, dict) else {}
     found = meta.get("endpointId")
+    if endpoint_id and isinstance(found, str) and found != endpoint_id:
+        raise RegistryError(f"{source}: the document describes {found!r}, not {endpoint_id!r}")
     endpoint_id = endpoint_id or (found if isinstance(found, str) else None)
     if not endpoint_id:
-        raise RegistryError(f"{path}: no endpoint id (info.x-fal-metadata.endpointId); pass one")
+        raise RegistryError(f"{source}: no endpoint id (info.x-fal-metadata.endpointId); pass one")
     if not is_valid_endpoint_id(endpoint_id):
-        raise RegistryError(f"{path}: {endpoint_id!r} is not a fal endpoint id")
+        raise RegistryError(f"{source}: {endpoint_id!r} is not a fal endpoint id")
     if not isinstance(document, dict) or not isinstance(document.get("paths"), dict):
-        raise RegistryError(f"{path}: not an OpenAPI document (no paths)")
+        raise RegistryError(f"{source}: not an OpenAPI document (no paths)")
     category = meta.get("category")
     return VendoredDocument(
         endpoint_id, category if isinstance(category, str) and category else "unknown", raw
@@ -71,6 +94,8 @@ def _entry_data(entry: EndpointEntry) -> dict[str, Any]:
     ordered: dict[str, Any] = {
         key: data[key] for key in ("id", "category", "name", "aliases") if key in data
     }
+    if entry.size_limits is not None:
+        ordered["size_limits"] = entry.size_limits.model_dump(mode="json", exclude_defaults=True)
     if entry.patches:
         ordered["patches"] = [
             p.model_dump(mode="json", by_alias=True, exclude_none=True) for p in entry.patches

@@ -39,3 +39,7 @@ SIZE_FIELDS: tuple[str, ...] = ("image_size",)
 ASPECT_RATIO_FIELDS: tuple[str, ...] = ("aspect_ratio",)
 COUNT_FIELDS: tuple[str, ...] = ("num_images",)
 SYNC_MODE_FIELDS: tuple[str, ...] = ("sync_mode",)
+
+# Per-model limits on a custom {width, height} (registry `size_limits`):
+# endpoint id -> (min side, max side or None, multiple of).
+SIZE_LIMITS: Mapping[str, tuple[int, int | None, int]] = MappingProxyType({})
