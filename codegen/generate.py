@@ -73,6 +73,7 @@ def generator_fingerprint() -> dict[str, str]:
         digest.update(name.encode() + b"\0" + (here / name).read_bytes())
     for name, content in template_sources().items():
         digest.update(name.encode() + b"\0" + content)
+    digest.update(json.dumps(_runtime_exports()).encode())
     return {
         "falbind-codegen": digest.hexdigest(),
         "datamodel-code-generator": _version("datamodel-code-generator"),
@@ -235,8 +236,13 @@ def _package_files(
     common = {"source": "the registry"}
     sources = {
         "__init__.py": render_template(
-            "package_init.py.j2", rows=rows, version=PACKAGE_VERSION, **common
+            "package_init.py.j2",
+            rows=rows,
+            version=PACKAGE_VERSION,
+            runtime_exports=_runtime_exports(),
+            **common,
         ),
+        "testing.py": render_template("testing.py.j2", **common),
         "_index.py": render_template(
             "index.py.j2",
             rows=rows,
@@ -265,6 +271,13 @@ def _package_files(
         for path, code in sources.items()
     }
     return {**files, "py.typed": ""}
+
+
+def _runtime_exports() -> list[tuple[str, tuple[str, ...]]]:
+    """The runtime's public names by module (relative to the package), from the runtime itself."""
+    from falbind._runtime.lazy import EXPORTS_BY_MODULE
+
+    return [(module.removeprefix("falbind."), names) for module, names in EXPORTS_BY_MODULE.items()]
 
 
 def _manifest(fingerprint: dict[str, str], planned: list[_Planned], result: BuildResult) -> str:

@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
+
 from falbind_codegen.catalogue import CatalogueClient, CatalogueEntry, CatalogueError
 from falbind_codegen.fake_catalogue import FakeCatalogue
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from falbind_codegen.diff import Change, DiffError, SchemaDiff, diff_documents, diff_files
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "fal-openapi"

@@ -117,7 +117,9 @@ def test_starting_set_size_plans(endpoint_id: str, size: str) -> None:
     plan = plan_for(endpoint_id, size)
     assert plan.params == EXPECTED[endpoint_id][size]
     # The request built from the plan validates against the model's own schema.
-    falbind.ENDPOINTS[endpoint_id].input_model.model_validate({"prompt": "a red fox", **plan.params})
+    falbind.ENDPOINTS[endpoint_id].input_model.model_validate(
+        {"prompt": "a red fox", **plan.params}
+    )
     if plan.adjusted:
         assert plan.note
         with pytest.raises(SizeError, match=endpoint_id):

@@ -38,8 +38,8 @@ __all__ = [
     "Call",
     "ClientConfig",
     "Endpoint",
-    "QueueURLs",
     "Priority",
+    "QueueURLs",
     "resolve_endpoint",
 ]
 
@@ -79,9 +79,12 @@ class Endpoint:
                     raise TypeError(
                         f"{self.id} takes {model.__name__}, not {type(arguments).__name__}"
                     )
-                if params:
-                    arguments = model.model_validate(_merge(_body_of(arguments), params))
-                body = _body_of(arguments)
+                validated = (
+                    model.model_validate(_merge(_body_of(arguments), params))
+                    if params
+                    else arguments
+                )
+                body = _body_of(validated)
             else:
                 body = _body_of(model.model_validate(_merge(arguments or {}, params)))
         if extra_body:
@@ -197,7 +200,7 @@ class Call:
     headers: dict[str, str]
     content: bytes | None = None
     params: dict[str, str] | None = None
-    timeout: httpx.Timeout | None = None
+    timeout: httpx.Timeout = field(default_factory=lambda: DEFAULT_TIMEOUT)
     idempotent: bool = True
 
 
@@ -208,7 +211,7 @@ class ClientConfig:
     run_url: str = DEFAULT_RUN_URL
     queue_url: str = DEFAULT_QUEUE_URL
     auth: Secret | None = None
-    timeout: httpx.Timeout = DEFAULT_TIMEOUT
+    timeout: httpx.Timeout = field(default_factory=lambda: DEFAULT_TIMEOUT)
     retry: RetryPolicy = field(default_factory=RetryPolicy)
 
     def headers(

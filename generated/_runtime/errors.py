@@ -280,7 +280,9 @@ def error_from_response(response: httpx.Response) -> FalStatusError:
     if not isinstance(error_type, str):
         error_type = response.headers.get(ERROR_TYPE_HEADER)
     if status >= 500:
-        cls: type[FalStatusError] = RequestTimeoutError if is_user_timeout(response) else ServerError
+        cls: type[FalStatusError] = (
+            RequestTimeoutError if is_user_timeout(response) else ServerError
+        )
     else:
         cls = _BY_STATUS.get(status, FalStatusError)
     request = response.request

@@ -61,7 +61,7 @@ class RetryPolicy:
 
     def backoff(self, attempt: int, rand: Callable[[], float] = random.random) -> float:
         """The wait before retry number ``attempt + 1`` when the server gave no Retry-After."""
-        bound = min(self.max_backoff, self.initial_backoff * (2**attempt))
+        bound = min(self.max_backoff, self.initial_backoff * 2.0**attempt)
         return bound * rand() if self.jitter else bound
 
 
@@ -105,7 +105,8 @@ def _response_is_retryable(response: httpx.Response, idempotent: bool) -> bool:
         return True
     if not idempotent or status < 500 or is_user_timeout(response):
         return False
-    return response.headers.get(RETRYABLE_HEADER, "").strip().lower() != "false"
+    retryable: str = response.headers.get(RETRYABLE_HEADER, "")
+    return retryable.strip().lower() != "false"
 
 
 def retry_delay(
@@ -133,7 +134,9 @@ def retry_delay(
             return None
         after = retry_after(response)
         delay = (
-            min(after, policy.max_retry_after) if after is not None else policy.backoff(attempt, rand)
+            min(after, policy.max_retry_after)
+            if after is not None
+            else policy.backoff(attempt, rand)
         )
     else:
         raise ValueError("retry_delay needs an error or a response")

@@ -16,7 +16,45 @@ from ._index import ALIASES, ENDPOINTS, UNBOUND
 from ._runtime.index import EndpointSpec, UnknownEndpointError
 
 if TYPE_CHECKING:
+    from . import testing as testing
     from ._runtime.models import RequestModel as RequestModel, ResponseModel as ResponseModel
+    from ._runtime.client import AsyncFalClient as AsyncFalClient, FalClient as FalClient
+    from ._runtime.retry import RetryPolicy as RetryPolicy
+    from ._runtime.errors import (
+        AuthenticationError as AuthenticationError,
+        BadRequestError as BadRequestError,
+        FalConnectionError as FalConnectionError,
+        FalDecodeError as FalDecodeError,
+        FalError as FalError,
+        FalRequestFailedError as FalRequestFailedError,
+        FalStatusError as FalStatusError,
+        FalTimeoutError as FalTimeoutError,
+        FieldError as FieldError,
+        NotFoundError as NotFoundError,
+        PaymentRequiredError as PaymentRequiredError,
+        PermissionDeniedError as PermissionDeniedError,
+        RateLimitError as RateLimitError,
+        RequestTimeoutError as RequestTimeoutError,
+        ServerError as ServerError,
+        UnexpectedContentTypeError as UnexpectedContentTypeError,
+        UnprocessableEntityError as UnprocessableEntityError,
+    )
+    from ._runtime.queue import (
+        AsyncQueueHandle as AsyncQueueHandle,
+        Completed as Completed,
+        InProgress as InProgress,
+        LogEntry as LogEntry,
+        QueueHandle as QueueHandle,
+        QueueStatus as QueueStatus,
+        Queued as Queued,
+    )
+    from ._runtime.files import decode_data_uri as decode_data_uri, to_data_uri as to_data_uri
+    from ._runtime.webhooks import (
+        WebhookPayload as WebhookPayload,
+        WebhookResult as WebhookResult,
+        parse_webhook as parse_webhook,
+    )
+    from ._runtime.sizing import SizeError as SizeError, SizePlan as SizePlan
     from .endpoints.acme__untrusted_v1 import (
         AcmeUntrustedV1Input as AcmeUntrustedV1Input,
         AcmeUntrustedV1Output as AcmeUntrustedV1Output,
@@ -38,9 +76,43 @@ __all__ = [
     "ENDPOINTS",
     "UNBOUND",
     "EndpointSpec",
+    "UnknownEndpointError",
     "RequestModel",
     "ResponseModel",
-    "UnknownEndpointError",
+    "AsyncFalClient",
+    "FalClient",
+    "RetryPolicy",
+    "AuthenticationError",
+    "BadRequestError",
+    "FalConnectionError",
+    "FalDecodeError",
+    "FalError",
+    "FalRequestFailedError",
+    "FalStatusError",
+    "FalTimeoutError",
+    "FieldError",
+    "NotFoundError",
+    "PaymentRequiredError",
+    "PermissionDeniedError",
+    "RateLimitError",
+    "RequestTimeoutError",
+    "ServerError",
+    "UnexpectedContentTypeError",
+    "UnprocessableEntityError",
+    "AsyncQueueHandle",
+    "Completed",
+    "InProgress",
+    "LogEntry",
+    "QueueHandle",
+    "QueueStatus",
+    "Queued",
+    "decode_data_uri",
+    "to_data_uri",
+    "WebhookPayload",
+    "WebhookResult",
+    "parse_webhook",
+    "SizeError",
+    "SizePlan",
 ]
 
 

@@ -1,0 +1,656 @@
+"""``FalClient`` and ``AsyncFalClient``: typed, validated calls to fal, sync and async.
+
+Both are thin I/O shells over :mod:`._core`, which builds every request, decodes every answer
+and decides every retry; only sending and sleeping differ between the twins.
+
+Each bound endpoint is a method (``client.flux_schnell(prompt=...)`` → ``FluxSchnellOutput``,
+through fal's sync endpoint) and a queue method (``client.queue.flux_schnell(...)``: submit,
+then wait). Type checkers see them through the generated ``falbind._typed_client`` stubs; at
+run time ``__getattr__`` resolves the name in ``falbind.ENDPOINTS``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Self, overload
+
+import httpx
+
+from ._core import (
+    DEFAULT_QUEUE_URL,
+    DEFAULT_RUN_URL,
+    DEFAULT_TIMEOUT,
+    Attempts,
+    Call,
+    ClientConfig,
+    Endpoint,
+    Priority,
+    QueueURLs,
+    Timeout,
+    as_timeout,
+    decode_object,
+    resolve_endpoint,
+)
+from .auth import resolve_key
+from .errors import FalDecodeError
+from .files import decode_data_uri, file_url, finish_download
+from .index import EndpointSpec, UnknownEndpointError
+from .models import RequestModel
+from .queue import AsyncQueueHandle, AsyncStatusCallback, QueueHandle, StatusCallback
+from .retry import RetryPolicy
+
+if TYPE_CHECKING:
+    from .._typed_client import AsyncEndpointMethods as _AsyncMethods
+    from .._typed_client import AsyncQueueMethods as _AsyncQueueMethods
+    from .._typed_client import SyncEndpointMethods as _SyncMethods
+    from .._typed_client import SyncQueueMethods as _SyncQueueMethods
+else:
+    _SyncMethods = _AsyncMethods = _SyncQueueMethods = _AsyncQueueMethods = object
+
+__all__ = ["AsyncFalClient", "FalClient"]
+
+log = logging.getLogger("falbind")
+Arguments = Mapping[str, Any] | RequestModel | None
+
+
+def _default_async_transport() -> httpx.AsyncBaseTransport | None:
+    """The aiohttp transport when ``httpx-aiohttp`` is installed (several times faster under
+    concurrency than httpx's own pool), else ``None`` for httpx's default."""
+    try:
+        from httpx_aiohttp import AiohttpTransport
+    except ImportError:
+        return None
+    return AiohttpTransport()
+
+
+class _EndpointMethod:
+    """``client.<python name>``: calls ``invoke(endpoint id, input, **options)``."""
+
+    __slots__ = ("_invoke", "spec")
+
+    def __init__(self, invoke: Callable[..., Any], spec: EndpointSpec) -> None:
+        self._invoke = invoke
+        self.spec = spec
+
+    def __call__(self, input: Arguments = None, /, **options: Any) -> Any:
+        return self._invoke(self.spec.id, input, **options)
+
+    def __repr__(self) -> str:
+        return f"<falbind method {self.spec.name} for {self.spec.id}>"
+
+
+def _endpoint_method(owner: object, name: str, invoke: Callable[..., Any]) -> _EndpointMethod:
+    if name.startswith("_"):
+        raise AttributeError(f"{type(owner).__name__!r} object has no attribute {name!r}")
+    from .. import ENDPOINTS
+
+    try:
+        spec = ENDPOINTS.by_name(name)
+    except UnknownEndpointError as exc:
+        raise AttributeError(
+            f"{type(owner).__name__!r} object has no attribute {name!r}: {exc}"
+        ) from None
+    return _EndpointMethod(invoke, spec)
+
+
+class _ClientBase:
+    """Configuration shared by the twins; the key never appears in ``repr``."""
+
+    _config: ClientConfig
+    _owns_http: bool
+    _status_stream: bool
+
+    def _configure(
+        self,
+        key: str | None,
+        run_url: str,
+        queue_url: str,
+        timeout: Timeout,
+        retry: RetryPolicy | None,
+    ) -> None:
+        self._config = ClientConfig(
+            run_url=run_url.rstrip("/"),
+            queue_url=queue_url.rstrip("/"),
+            auth=resolve_key(key),
+            timeout=as_timeout(timeout, DEFAULT_TIMEOUT),
+            retry=retry or RetryPolicy(),
+        )
+        self._status_stream = True  # until a server shows it does not serve the status stream
+
+    @property
+    def retry(self) -> RetryPolicy:
+        return self._config.retry
+
+    def __repr__(self) -> str:
+        key = "set" if self._config.auth is not None else "none"
+        return (
+            f"<{type(self).__name__} run_url={self._config.run_url!r} "
+            f"queue_url={self._config.queue_url!r} key={key}>"
+        )
+
+    def _submit_call(
+        self,
+        endpoint_id: str,
+        arguments: Arguments,
+        params: Mapping[str, Any],
+        *,
+        untyped: bool,
+        webhook_url: str | None,
+        priority: Priority | None,
+        start_timeout: float | None,
+        hint: str | None,
+        extra_body: Mapping[str, Any] | None,
+        extra_headers: Mapping[str, str] | None,
+    ) -> tuple[Endpoint, Call]:
+        endpoint = resolve_endpoint(endpoint_id, untyped=untyped)
+        body = endpoint.build_body(arguments, params, extra_body)
+        headers = self._config.headers(
+            start_timeout=start_timeout, hint=hint, priority=priority, extra_headers=extra_headers
+        )
+        return endpoint, self._config.submit_call(endpoint, body, headers, webhook_url)
+
+    def _run_call(
+        self,
+        endpoint_id: str,
+        arguments: Arguments,
+        params: Mapping[str, Any],
+        *,
+        untyped: bool,
+        start_timeout: float | None,
+        hint: str | None,
+        timeout: Timeout,
+        extra_body: Mapping[str, Any] | None,
+        extra_headers: Mapping[str, str] | None,
+    ) -> tuple[Endpoint, Call]:
+        endpoint = resolve_endpoint(endpoint_id, untyped=untyped)
+        body = endpoint.build_body(arguments, params, extra_body)
+        headers = self._config.headers(
+            start_timeout=start_timeout, hint=hint, extra_headers=extra_headers
+        )
+        return endpoint, self._config.run_call(endpoint, body, headers, timeout)
+
+    def _handle_parts(self, endpoint: Endpoint, response: httpx.Response) -> tuple[str, QueueURLs]:
+        data = decode_object(response)
+        request_id = data.get("request_id")
+        if not isinstance(request_id, str) or not request_id:
+            raise _no_request_id(response)
+        fallback = QueueURLs.rebuilt(self._config.queue_url, endpoint.id, request_id)
+        return request_id, QueueURLs.from_submit(data, fallback)
+
+    def _rebuilt_urls(self, endpoint: Endpoint, request_id: str) -> QueueURLs:
+        return QueueURLs.rebuilt(self._config.queue_url, endpoint.id, request_id)
+
+
+def _no_request_id(response: httpx.Response) -> FalDecodeError:
+    return FalDecodeError(
+        "fal's submit answer has no request_id",
+        status_code=response.status_code,
+        request_id=None,
+    )
+
+
+class _SyncQueueNamespace(_SyncQueueMethods):
+    """``client.queue.<python name>(...)``: submit to fal's queue and wait for the result."""
+
+    def __init__(self, client: FalClient) -> None:
+        self._client = client
+
+    if not TYPE_CHECKING:
+
+        def __getattr__(self, name: str) -> _EndpointMethod:
+            method = _endpoint_method(self, name, self._client.subscribe)
+            self.__dict__[name] = method
+            return method
+
+
+class _AsyncQueueNamespace(_AsyncQueueMethods):
+    """``client.queue.<python name>(...)``: submit to fal's queue and wait for the result."""
+
+    def __init__(self, client: AsyncFalClient) -> None:
+        self._client = client
+
+    if not TYPE_CHECKING:
+
+        def __getattr__(self, name: str) -> _EndpointMethod:
+            method = _endpoint_method(self, name, self._client.subscribe)
+            self.__dict__[name] = method
+            return method
+
+
+class FalClient(_ClientBase, _SyncMethods):
+    """A synchronous fal client.
+
+    ``key`` defaults to ``FAL_KEY``, else ``FAL_KEY_ID`` + ``FAL_KEY_SECRET``, else
+    ``FAL_AI_API_KEY`` (``key=""`` sends none). ``timeout`` (seconds or an ``httpx.Timeout``)
+    applies to each HTTP request; ``run`` always has a read timeout. ``http_client`` is used as
+    given and left open on ``close()``. Use it as a context manager, or call ``close()``.
+    """
+
+    def __init__(
+        self,
+        key: str | None = None,
+        *,
+        run_url: str = DEFAULT_RUN_URL,
+        queue_url: str = DEFAULT_QUEUE_URL,
+        timeout: Timeout = None,
+        retry: RetryPolicy | None = None,
+        http_client: httpx.Client | None = None,
+    ) -> None:
+        self._configure(key, run_url, queue_url, timeout, retry)
+        self._owns_http = http_client is None
+        self._http = http_client or httpx.Client(timeout=self._config.timeout)
+        self.queue = _SyncQueueNamespace(self)
+        """Per-endpoint methods through fal's queue: ``client.queue.flux_schnell(...)``."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the connection pool (unless the caller passed their own ``http_client``)."""
+        if self._owns_http:
+            self._http.close()
+
+    if not TYPE_CHECKING:
+
+        def __getattr__(self, name: str) -> _EndpointMethod:
+            method = _endpoint_method(self, name, self.run)
+            self.__dict__[name] = method
+            return method
+
+    def run(
+        self,
+        endpoint_id: str,
+        arguments: Arguments = None,
+        /,
+        *,
+        untyped: bool = False,
+        extra_body: Mapping[str, Any] | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+        timeout: Timeout = None,
+        start_timeout: float | None = None,
+        hint: str | None = None,
+        **params: Any,
+    ) -> Any:
+        """Call fal's sync endpoint (``POST {run_url}/{endpoint_id}``); the Output model.
+
+        ``arguments`` (a mapping or the Input model) and ``params`` are validated against the
+        endpoint's Input model before anything is sent. ``untyped=True`` skips validation for
+        an id the registry does not bind: dicts in and out.
+        """
+        endpoint, call = self._run_call(
+            endpoint_id,
+            arguments,
+            params,
+            untyped=untyped,
+            start_timeout=start_timeout,
+            hint=hint,
+            timeout=timeout,
+            extra_body=extra_body,
+            extra_headers=extra_headers,
+        )
+        return endpoint.decode_output(self._send(call))
+
+    def submit(
+        self,
+        endpoint_id: str,
+        arguments: Arguments = None,
+        /,
+        *,
+        untyped: bool = False,
+        webhook_url: str | None = None,
+        priority: Priority | None = None,
+        start_timeout: float | None = None,
+        hint: str | None = None,
+        extra_body: Mapping[str, Any] | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+        **params: Any,
+    ) -> QueueHandle[Any]:
+        """Submit to fal's queue (``POST {queue_url}/{endpoint_id}``); a handle on the request."""
+        endpoint, call = self._submit_call(
+            endpoint_id,
+            arguments,
+            params,
+            untyped=untyped,
+            webhook_url=webhook_url,
+            priority=priority,
+            start_timeout=start_timeout,
+            hint=hint,
+            extra_body=extra_body,
+            extra_headers=extra_headers,
+        )
+        request_id, urls = self._handle_parts(endpoint, self._send(call))
+        return QueueHandle(self, endpoint, request_id, urls)
+
+    def subscribe(
+        self,
+        endpoint_id: str,
+        arguments: Arguments = None,
+        /,
+        *,
+        untyped: bool = False,
+        on_queue_update: StatusCallback | None = None,
+        client_timeout: float | None = None,
+        with_logs: bool = False,
+        webhook_url: str | None = None,
+        priority: Priority | None = None,
+        start_timeout: float | None = None,
+        hint: str | None = None,
+        extra_body: Mapping[str, Any] | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+        **params: Any,
+    ) -> Any:
+        """Submit to fal's queue and wait for the Output model.
+
+        ``on_queue_update`` gets each status. When ``client_timeout`` seconds pass first, the
+        request is cancelled and :class:`~falbind.FalTimeoutError` raised.
+        """
+        handle = self.submit(
+            endpoint_id,
+            arguments,
+            untyped=untyped,
+            webhook_url=webhook_url,
+            priority=priority,
+            start_timeout=start_timeout,
+            hint=hint,
+            extra_body=extra_body,
+            extra_headers=extra_headers,
+            **params,
+        )
+        return handle._wait(
+            with_logs=with_logs, on_queue_update=on_queue_update, client_timeout=client_timeout
+        )
+
+    def get_handle(
+        self, endpoint_id: str, request_id: str, *, untyped: bool = False
+    ) -> QueueHandle[Any]:
+        """A handle on a request submitted earlier, from its stored ``request_id``."""
+        endpoint = resolve_endpoint(endpoint_id, untyped=untyped)
+        return QueueHandle(self, endpoint, request_id, self._rebuilt_urls(endpoint, request_id))
+
+    @overload
+    def download(
+        self,
+        source: object,
+        *,
+        path: None = None,
+        expected_type: str | None = None,
+        timeout: Timeout = None,
+    ) -> bytes: ...
+
+    @overload
+    def download(
+        self,
+        source: object,
+        *,
+        path: str | os.PathLike[str],
+        expected_type: str | None = None,
+        timeout: Timeout = None,
+    ) -> Path: ...
+
+    def download(
+        self,
+        source: object,
+        *,
+        path: str | os.PathLike[str] | None = None,
+        expected_type: str | None = None,
+        timeout: Timeout = None,
+    ) -> bytes | Path:
+        """The bytes of an output file (a URL, data URI, mapping or File/Image model), or the
+        path they were saved to when ``path`` is given.
+
+        Fails on a non-2xx status, and when ``expected_type`` (e.g. ``"image/"``) does not
+        prefix the content type. ``data:`` URIs are decoded without HTTP.
+        """
+        url = file_url(source)
+        if url.startswith("data:"):
+            data, content_type = decode_data_uri(url)
+        else:
+            response = self._send(self._config.download_call(url, timeout))
+            data, content_type = response.content, response.headers.get("content-type", "")
+        return finish_download(data, content_type, url, expected_type, path)
+
+    def _send(self, call: Call) -> httpx.Response:
+        attempts = Attempts(self._config.retry, call)
+        while True:
+            try:
+                response = self._http.request(
+                    call.method,
+                    call.url,
+                    content=call.content,
+                    params=call.params,
+                    headers=call.headers,
+                    timeout=call.timeout,
+                )
+            except httpx.TransportError as exc:
+                delay = attempts.after_error(exc)
+            else:
+                retry_in = attempts.after_response(response)
+                if retry_in is None:
+                    return response
+                delay = retry_in
+            time.sleep(delay)
+
+
+class AsyncFalClient(_ClientBase, _AsyncMethods):
+    """An asyncio fal client; the twin of :class:`FalClient` (every call is awaited).
+
+    Without ``http_client`` it uses the aiohttp transport for httpx when ``httpx-aiohttp`` is
+    installed (much faster under concurrency), else httpx's own.
+    """
+
+    def __init__(
+        self,
+        key: str | None = None,
+        *,
+        run_url: str = DEFAULT_RUN_URL,
+        queue_url: str = DEFAULT_QUEUE_URL,
+        timeout: Timeout = None,
+        retry: RetryPolicy | None = None,
+        http_client: httpx.AsyncClient | None = None,
+    ) -> None:
+        self._configure(key, run_url, queue_url, timeout, retry)
+        self._owns_http = http_client is None
+        self._http = http_client or httpx.AsyncClient(
+            timeout=self._config.timeout, transport=_default_async_transport()
+        )
+        self.queue = _AsyncQueueNamespace(self)
+        """Per-endpoint methods through fal's queue: ``await client.queue.flux_schnell(...)``."""
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the connection pool (unless the caller passed their own ``http_client``)."""
+        if self._owns_http:
+            await self._http.aclose()
+
+    if not TYPE_CHECKING:
+
+        def __getattr__(self, name: str) -> _EndpointMethod:
+            method = _endpoint_method(self, name, self.run)
+            self.__dict__[name] = method
+            return method
+
+    async def run(
+        self,
+        endpoint_id: str,
+        arguments: Arguments = None,
+        /,
+        *,
+        untyped: bool = False,
+        extra_body: Mapping[str, Any] | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+        timeout: Timeout = None,
+        start_timeout: float | None = None,
+        hint: str | None = None,
+        **params: Any,
+    ) -> Any:
+        """Call fal's sync endpoint; see :meth:`FalClient.run`."""
+        endpoint, call = self._run_call(
+            endpoint_id,
+            arguments,
+            params,
+            untyped=untyped,
+            start_timeout=start_timeout,
+            hint=hint,
+            timeout=timeout,
+            extra_body=extra_body,
+            extra_headers=extra_headers,
+        )
+        return endpoint.decode_output(await self._send(call))
+
+    async def submit(
+        self,
+        endpoint_id: str,
+        arguments: Arguments = None,
+        /,
+        *,
+        untyped: bool = False,
+        webhook_url: str | None = None,
+        priority: Priority | None = None,
+        start_timeout: float | None = None,
+        hint: str | None = None,
+        extra_body: Mapping[str, Any] | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+        **params: Any,
+    ) -> AsyncQueueHandle[Any]:
+        """Submit to fal's queue; see :meth:`FalClient.submit`."""
+        endpoint, call = self._submit_call(
+            endpoint_id,
+            arguments,
+            params,
+            untyped=untyped,
+            webhook_url=webhook_url,
+            priority=priority,
+            start_timeout=start_timeout,
+            hint=hint,
+            extra_body=extra_body,
+            extra_headers=extra_headers,
+        )
+        request_id, urls = self._handle_parts(endpoint, await self._send(call))
+        return AsyncQueueHandle(self, endpoint, request_id, urls)
+
+    async def subscribe(
+        self,
+        endpoint_id: str,
+        arguments: Arguments = None,
+        /,
+        *,
+        untyped: bool = False,
+        on_queue_update: AsyncStatusCallback | None = None,
+        client_timeout: float | None = None,
+        with_logs: bool = False,
+        webhook_url: str | None = None,
+        priority: Priority | None = None,
+        start_timeout: float | None = None,
+        hint: str | None = None,
+        extra_body: Mapping[str, Any] | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+        **params: Any,
+    ) -> Any:
+        """Submit and wait; see :meth:`FalClient.subscribe` (``on_queue_update`` may be async)."""
+        handle = await self.submit(
+            endpoint_id,
+            arguments,
+            untyped=untyped,
+            webhook_url=webhook_url,
+            priority=priority,
+            start_timeout=start_timeout,
+            hint=hint,
+            extra_body=extra_body,
+            extra_headers=extra_headers,
+            **params,
+        )
+        return await handle._wait(
+            with_logs=with_logs, on_queue_update=on_queue_update, client_timeout=client_timeout
+        )
+
+    def get_handle(
+        self, endpoint_id: str, request_id: str, *, untyped: bool = False
+    ) -> AsyncQueueHandle[Any]:
+        """A handle on a request submitted earlier, from its stored ``request_id``."""
+        endpoint = resolve_endpoint(endpoint_id, untyped=untyped)
+        return AsyncQueueHandle(
+            self, endpoint, request_id, self._rebuilt_urls(endpoint, request_id)
+        )
+
+    @overload
+    async def download(
+        self,
+        source: object,
+        *,
+        path: None = None,
+        expected_type: str | None = None,
+        timeout: Timeout = None,
+    ) -> bytes: ...
+
+    @overload
+    async def download(
+        self,
+        source: object,
+        *,
+        path: str | os.PathLike[str],
+        expected_type: str | None = None,
+        timeout: Timeout = None,
+    ) -> Path: ...
+
+    async def download(
+        self,
+        source: object,
+        *,
+        path: str | os.PathLike[str] | None = None,
+        expected_type: str | None = None,
+        timeout: Timeout = None,
+    ) -> bytes | Path:
+        """The bytes of an output file, or the path they were saved to; see
+        :meth:`FalClient.download`."""
+        url = file_url(source)
+        if url.startswith("data:"):
+            data, content_type = decode_data_uri(url)
+        else:
+            response = await self._send(self._config.download_call(url, timeout))
+            data, content_type = response.content, response.headers.get("content-type", "")
+        return finish_download(data, content_type, url, expected_type, path)
+
+    async def _send(self, call: Call) -> httpx.Response:
+        attempts = Attempts(self._config.retry, call)
+        while True:
+            try:
+                response = await self._http.request(
+                    call.method,
+                    call.url,
+                    content=call.content,
+                    params=call.params,
+                    headers=call.headers,
+                    timeout=call.timeout,
+                )
+            except httpx.TransportError as exc:
+                delay = attempts.after_error(exc)
+            else:
+                retry_in = attempts.after_response(response)
+                if retry_in is None:
+                    return response
+                delay = retry_in
+            await asyncio.sleep(delay)

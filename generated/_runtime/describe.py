@@ -1,0 +1,290 @@
+"""Inspect the bindings: ``falbind models`` (list endpoints) and ``falbind show`` (parameters).
+
+Runtime-only (needs just ``falbind``). ``models`` reads the generated index and never imports
+an endpoint module; ``show`` imports the one endpoint it describes and reads its request model's
+JSON schema (pydantic's ``model_json_schema``), so what it prints is what validation enforces.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from .index import EndpointSpec, UnknownEndpointError
+
+__all__ = [
+    "EndpointLookupError",
+    "Parameter",
+    "models_command",
+    "parameters",
+    "render_table",
+    "resolve_endpoint",
+    "show_command",
+]
+
+Echo = Callable[[str], None]
+_BOUND_KEYWORDS = (
+    ("minimum", ">= {}"),
+    ("exclusiveMinimum", "> {}"),
+    ("maximum", "<= {}"),
+    ("exclusiveMaximum", "< {}"),
+    ("multipleOf", "multiple of {}"),
+    ("minLength", "length >= {}"),
+    ("maxLength", "length <= {}"),
+    ("minItems", "items >= {}"),
+    ("maxItems", "items <= {}"),
+    ("pattern", "matches {!r}"),
+)
+# Text-mode column caps (JSON output is never shortened).
+_CAPS = {"type": 36, "default": 24, "allowed": 48, "description": 72}
+
+
+class EndpointLookupError(LookupError):
+    """A name that is not a bound endpoint; ``suggestions`` holds the closest bound ids."""
+
+    def __init__(self, message: str, suggestions: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.suggestions = list(suggestions)
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+def resolve_endpoint(name: str) -> EndpointSpec:
+    """The spec for an endpoint id, a registry alias or a Python name (e.g. ``flux_schnell``)."""
+    import falbind
+
+    target = falbind.ALIASES.get(name, name)
+    if target in falbind.ENDPOINTS:
+        return falbind.ENDPOINTS[target]
+    if target in falbind.UNBOUND:
+        raise EndpointLookupError(
+            f"{target} is in the registry but could not be bound: {falbind.UNBOUND[target]}"
+        )
+    try:
+        return falbind.ENDPOINTS.by_name(name)
+    except UnknownEndpointError:
+        suggestions = falbind.ENDPOINTS.suggest(name)
+        error = UnknownEndpointError(name, suggestions)
+        raise EndpointLookupError(str(error), suggestions) from None
+
+
+# --------------------------------------------------------------------------- tables
+
+
+def _clip(text: str, cap: int | None) -> str:
+    return text if cap is None or len(text) <= cap else text[: cap - 1] + "…"
+
+
+def render_table(
+    headers: Sequence[str], rows: Iterable[Sequence[str]], caps: dict[str, int] | None = None
+) -> list[str]:
+    """Left-aligned columns; a column named in ``caps`` is shortened to that width."""
+    caps = caps or {}
+    clipped = [
+        [_clip(cell, caps.get(header.lower())) for header, cell in zip(headers, row, strict=True)]
+        for row in rows
+    ]
+    widths = [max([len(h), *(len(r[i]) for r in clipped)]) for i, h in enumerate(headers)]
+    lines = []
+    for row in [list(headers), ["-" * w for w in widths], *clipped]:
+        lines.append("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    return lines
+
+
+# --------------------------------------------------------------------------- models
+
+
+def _aliases_by_id() -> dict[str, list[str]]:
+    import falbind
+
+    by_id: dict[str, list[str]] = {}
+    for alias, endpoint_id in sorted(falbind.ALIASES.items()):
+        by_id.setdefault(endpoint_id, []).append(alias)
+    return by_id
+
+
+def _matches(search: str | None, *fields: str) -> bool:
+    return search is None or any(search.lower() in f.lower() for f in fields)
+
+
+def models_command(
+    *, categories: Sequence[str], search: str | None, output_format: str, echo: Echo
+) -> int:
+    """List bound endpoints (id, Python name, category), then the unbound ones with reasons."""
+    import falbind
+
+    wanted = set(categories)
+    aliases = _aliases_by_id()
+    bound = [
+        spec
+        for spec in falbind.ENDPOINTS.values()
+        if (not wanted or spec.category in wanted)
+        and _matches(search, spec.id, spec.name, spec.category, *aliases.get(spec.id, []))
+    ]
+    # Unbound endpoints have no category in the index; a category filter leaves them out.
+    unbound = {
+        endpoint_id: reason
+        for endpoint_id, reason in sorted(falbind.UNBOUND.items())
+        if not wanted and _matches(search, endpoint_id)
+    }
+    if output_format == "json":
+        rows = [
+            {
+                "id": s.id,
+                "name": s.name,
+                "category": s.category,
+                "module": f"falbind.endpoints.{s.module_name}",
+                "input_model": f"{s.class_stem}Input",
+                "output_model": f"{s.class_stem}Output",
+                "aliases": aliases.get(s.id, []),
+            }
+            for s in bound
+        ]
+        unbound_rows = [{"id": i, "reason": r} for i, r in unbound.items()]
+        echo(json.dumps({"endpoints": rows, "unbound": unbound_rows}, indent=2))
+        return 0
+    table = [(s.id, s.name, s.category) for s in bound]
+    for line in render_table(("ID", "PYTHON NAME", "CATEGORY"), table):
+        echo(line)
+    echo(f"{len(bound)} bound endpoint(s)")
+    if unbound:
+        echo(f"unbound ({len(unbound)}):")
+        for endpoint_id, reason in unbound.items():
+            echo(f"  {endpoint_id}: {reason}")
+    return 0
+
+
+# --------------------------------------------------------------------------- show
+
+
+@dataclass(frozen=True)
+class Parameter:
+    """One field of a request model, as ``show`` prints it."""
+
+    name: str
+    type: str
+    required: bool
+    has_default: bool
+    default: Any
+    """The default as JSON data (``None`` with ``has_default`` true is a ``null`` default)."""
+    allowed: tuple[str, ...]
+    """Allowed values and bounds, e.g. ``one of "png", "jpeg"`` or ``>= 1``."""
+    description: str
+
+
+def _type_of(schema: dict[str, Any]) -> str:
+    if "$ref" in schema:
+        return str(schema["$ref"]).rsplit("/", 1)[-1]
+    for key in ("anyOf", "oneOf", "allOf"):
+        if key in schema:
+            names = dict.fromkeys(_type_of(member) for member in schema[key])
+            return " | ".join(names)
+    if "const" in schema:
+        return json.dumps(schema["const"])
+    kind = schema.get("type")
+    if isinstance(kind, list):
+        return " | ".join(str(k) for k in kind)
+    if kind == "array":
+        if "prefixItems" in schema:
+            return f"tuple[{', '.join(_type_of(item) for item in schema['prefixItems'])}]"
+        return f"list[{_type_of(schema.get('items') or {})}]"
+    if kind == "object" and isinstance(schema.get("additionalProperties"), dict):
+        return f"dict[str, {_type_of(schema['additionalProperties'])}]"
+    return str(kind) if kind else "any"
+
+
+def _constraints(schema: dict[str, Any]) -> list[str]:
+    found: list[str] = []
+    if isinstance(schema.get("enum"), list):
+        found.append("one of " + ", ".join(json.dumps(v) for v in schema["enum"]))
+    for keyword, template in _BOUND_KEYWORDS:
+        if keyword in schema:
+            found.append(template.format(schema[keyword]))
+    for key in ("anyOf", "oneOf", "allOf"):
+        for member in schema.get(key) or []:
+            found.extend(_constraints(member))
+    if "items" in schema and isinstance(schema["items"], dict) and "$ref" not in schema["items"]:
+        found.extend(f"each {c}" for c in _constraints(schema["items"]))
+    return found
+
+
+def _first_line(text: Any) -> str:
+    lines = [line.strip() for line in str(text or "").strip().splitlines()]
+    return lines[0] if lines else ""
+
+
+def parameters(schema: dict[str, Any]) -> list[Parameter]:
+    """The properties of one object schema (from ``model_json_schema``), in declared order."""
+    required = set(schema.get("required") or [])
+    return [
+        Parameter(
+            name=name,
+            type=_type_of(prop),
+            required=name in required,
+            has_default="default" in prop,
+            default=prop.get("default"),
+            allowed=tuple(dict.fromkeys(_constraints(prop))),
+            description=_first_line(prop.get("description")),
+        )
+        for name, prop in (schema.get("properties") or {}).items()
+    ]
+
+
+def _parameter_table(params: list[Parameter]) -> list[str]:
+    headers = ("NAME", "TYPE", "REQUIRED", "DEFAULT", "ALLOWED", "DESCRIPTION")
+    rows = [
+        (
+            p.name,
+            p.type,
+            "yes" if p.required else "no",
+            json.dumps(p.default) if p.has_default else "",
+            "; ".join(p.allowed),
+            p.description,
+        )
+        for p in params
+    ]
+    return render_table(headers, rows, _CAPS)
+
+
+def show_command(endpoint: str, *, output_format: str, echo: Echo) -> int:
+    """Print an endpoint's parameters (and those of the models they reference) as tables."""
+    try:
+        spec = resolve_endpoint(endpoint)
+    except EndpointLookupError as exc:
+        print(f"falbind: {exc}", file=sys.stderr)
+        return 2
+    input_model = spec.input_model
+    schema = input_model.model_json_schema(by_alias=True)
+    params = parameters(schema)
+    nested = {
+        name: parameters(definition)
+        for name, definition in sorted((schema.get("$defs") or {}).items())
+        if definition.get("properties")
+    }
+    if output_format == "json":
+        document = {
+            "endpoint": spec.id,
+            "name": spec.name,
+            "category": spec.category,
+            "input_model": input_model.__name__,
+            "output_model": spec.output_model.__name__,
+            "parameters": [asdict(p) for p in params],
+            "models": {name: [asdict(p) for p in rows] for name, rows in nested.items()},
+        }
+        echo(json.dumps(document, indent=2))
+        return 0
+    echo(f"{spec.id} ({spec.category}): {input_model.__name__} -> {spec.output_model.__name__}")
+    echo(f"python: falbind.endpoints.{spec.module_name}, client method {spec.name}")
+    echo("")
+    for line in _parameter_table(params):
+        echo(line)
+    for name, rows in nested.items():
+        echo("")
+        echo(f"{name}:")
+        for line in _parameter_table(rows):
+            echo("  " + line)
+    return 0

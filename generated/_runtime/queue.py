@@ -1,0 +1,473 @@
+"""fal's queue: typed request statuses and handles on a submitted request, sync and async.
+
+A handle watches its request through fal's status stream (``GET {status_url}/stream``, server-sent
+events carrying status JSON) where it is served, and otherwise polls ``GET {status_url}`` on a
+schedule that starts at 20 ms and backs off to 1 s. The status, response and cancel URLs are the
+ones fal returned on submit (they drop the endpoint's sub-path); a handle rebuilt from a stored
+request id builds them the same way fal does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Final, Generic, TypeAlias, TypeVar
+
+import httpx
+
+from ._core import Endpoint, QueueURLs, decode_object
+from .errors import (
+    REQUEST_ID_HEADER,
+    FalDecodeError,
+    FalError,
+    FalRequestFailedError,
+    FalTimeoutError,
+)
+from .retry import PollSchedule
+
+if TYPE_CHECKING:
+    from .client import AsyncFalClient, FalClient
+
+__all__ = [
+    "AsyncQueueHandle",
+    "Completed",
+    "InProgress",
+    "LogEntry",
+    "QueueHandle",
+    "QueueStatus",
+    "Queued",
+    "parse_status",
+]
+
+OutputT = TypeVar("OutputT")
+log = logging.getLogger("falbind")
+_STREAM_READ_TIMEOUT: Final = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class LogEntry:
+    """One log line of a running request."""
+
+    message: str
+    level: str | None = None
+    source: str | None = None
+    timestamp: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Queued:
+    """Waiting in fal's queue; ``position`` 0 is next."""
+
+    position: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class InProgress:
+    """Running; ``logs`` are filled when asked for with ``with_logs=True``."""
+
+    logs: list[LogEntry] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Completed:
+    """Done, successfully unless ``error`` is set."""
+
+    logs: list[LogEntry] = field(default_factory=list)
+    metrics: Mapping[str, Any] = field(default_factory=dict)
+    error: str | None = None
+    error_type: str | None = None
+
+
+QueueStatus: TypeAlias = Queued | InProgress | Completed
+StatusCallback: TypeAlias = Callable[[QueueStatus], object]
+AsyncStatusCallback: TypeAlias = Callable[[QueueStatus], Awaitable[object] | object]
+
+
+def _logs(data: Mapping[str, Any]) -> list[LogEntry]:
+    entries = data.get("logs") or []
+    if not isinstance(entries, list):
+        return []
+    return [
+        LogEntry(
+            message=str(entry.get("message", "")),
+            level=entry.get("level"),
+            source=entry.get("source"),
+            timestamp=entry.get("timestamp"),
+        )
+        for entry in entries
+        if isinstance(entry, Mapping)
+    ]
+
+
+def parse_status(data: Mapping[str, Any]) -> QueueStatus:
+    """The typed status from fal's status JSON; ``ValueError`` for an unknown status."""
+    status = data.get("status")
+    if status == "IN_QUEUE":
+        position = data.get("queue_position")
+        return Queued(position if isinstance(position, int) else None)
+    if status == "IN_PROGRESS":
+        return InProgress(_logs(data))
+    if status == "COMPLETED":
+        metrics = data.get("metrics")
+        error = data.get("error")
+        error_type = data.get("error_type")
+        return Completed(
+            logs=_logs(data),
+            metrics=metrics if isinstance(metrics, Mapping) else {},
+            error=None if error is None else str(error),
+            error_type=error_type if isinstance(error_type, str) else None,
+        )
+    raise ValueError(f"unknown queue status {status!r}")
+
+
+def _status_from_response(response: httpx.Response) -> QueueStatus:
+    data = decode_object(response)
+    try:
+        return parse_status(data)
+    except ValueError as exc:
+        raise FalDecodeError(
+            str(exc),
+            status_code=response.status_code,
+            request_id=response.headers.get(REQUEST_ID_HEADER),
+        ) from exc
+
+
+def _event_status(line: str) -> QueueStatus | None:
+    """The status carried by one server-sent-event line, ``None`` for other lines."""
+    if not line.startswith("data:"):
+        return None
+    data = json.loads(line[5:])
+    if not isinstance(data, Mapping):
+        raise ValueError("status event is not a JSON object")
+    return parse_status(data)
+
+
+def _is_event_stream(response: httpx.Response) -> bool:
+    return response.status_code == 200 and response.headers.get("content-type", "").startswith(
+        "text/event-stream"
+    )
+
+
+def _may_serve_stream(response: httpx.Response) -> bool:
+    """Whether a server that did not stream this time may stream later (it failed transiently)."""
+    return response.status_code == 429 or response.status_code >= 500
+
+
+class _StreamUnavailable(Exception):
+    """The status stream is not served, broke, or went quiet: poll instead."""
+
+
+class _Deadline:
+    """A client-side deadline (``client_timeout``), or none."""
+
+    __slots__ = ("_at",)
+
+    def __init__(self, seconds: float | None) -> None:
+        if seconds is not None and seconds <= 0:
+            raise ValueError("client_timeout must be > 0")
+        self._at = None if seconds is None else time.monotonic() + seconds
+
+    def remaining(self) -> float | None:
+        return None if self._at is None else self._at - time.monotonic()
+
+    def expired(self) -> bool:
+        remaining = self.remaining()
+        return remaining is not None and remaining <= 0
+
+    def clamp(self, seconds: float) -> float:
+        remaining = self.remaining()
+        return seconds if remaining is None else max(0.0, min(seconds, remaining))
+
+
+class _HandleBase(Generic[OutputT]):
+    __slots__ = ("_endpoint", "_urls", "request_id")
+
+    def __init__(self, endpoint: Endpoint, request_id: str, urls: QueueURLs) -> None:
+        self._endpoint = endpoint
+        self._urls = urls
+        self.request_id = request_id
+        """fal's id of the request: store it to rebuild the handle later (``get_handle``)."""
+
+    @property
+    def endpoint_id(self) -> str:
+        return self._endpoint.id
+
+    @property
+    def status_url(self) -> str:
+        return self._urls.status
+
+    @property
+    def response_url(self) -> str:
+        return self._urls.response
+
+    @property
+    def cancel_url(self) -> str:
+        return self._urls.cancel
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self._endpoint.id} request_id={self.request_id!r}>"
+
+    def _failed(self, completed: Completed) -> FalRequestFailedError:
+        assert completed.error is not None
+        message = f"{self._endpoint.id} request {self.request_id} failed: {completed.error}"
+        if completed.error_type:
+            message += f" (error_type={completed.error_type})"
+        return FalRequestFailedError(
+            message,
+            request_id=self.request_id,
+            error=completed.error,
+            error_type=completed.error_type,
+            logs=list(completed.logs),
+        )
+
+    def _timed_out(self, client_timeout: float | None) -> FalTimeoutError:
+        return FalTimeoutError(
+            f"{self._endpoint.id} request {self.request_id} did not complete within "
+            f"{client_timeout}s; it was cancelled"
+        )
+
+
+class QueueHandle(_HandleBase[OutputT]):
+    """A request in fal's queue, watched with a :class:`~falbind.FalClient`."""
+
+    __slots__ = ("_client",)
+
+    def __init__(
+        self, client: FalClient, endpoint: Endpoint, request_id: str, urls: QueueURLs
+    ) -> None:
+        super().__init__(endpoint, request_id, urls)
+        self._client = client
+
+    def status(self, *, with_logs: bool = False) -> QueueStatus:
+        """The request's current status (one GET, retried when it fails transiently)."""
+        call = self._client._config.status_call(self._urls, with_logs=with_logs)
+        return _status_from_response(self._client._send(call))
+
+    def iter_events(self, *, with_logs: bool = False) -> Iterator[QueueStatus]:
+        """Statuses until the request completes; the last one is :class:`Completed`."""
+        return self._events(with_logs, _Deadline(None))
+
+    def result(self) -> OutputT:
+        """Wait for completion, then the endpoint's Output model.
+
+        Raises :class:`~falbind.FalRequestFailedError` if the request completed with an error.
+        """
+        return self._wait(with_logs=False, on_queue_update=None, client_timeout=None)
+
+    def cancel(self) -> None:
+        """Ask fal to cancel the request (a no-op for fal once it has completed)."""
+        self._client._send(self._client._config.cancel_call(self._urls))
+
+    def _wait(
+        self,
+        *,
+        with_logs: bool,
+        on_queue_update: StatusCallback | None,
+        client_timeout: float | None,
+    ) -> OutputT:
+        deadline = _Deadline(client_timeout)
+        completed: Completed | None = None
+        try:
+            for status in self._events(with_logs, deadline):
+                if on_queue_update is not None:
+                    on_queue_update(status)
+                if isinstance(status, Completed):
+                    completed = status
+        except _DeadlineExpired:
+            self._cancel_quietly()
+            raise self._timed_out(client_timeout) from None
+        assert completed is not None
+        if completed.error is not None:
+            raise self._failed(completed)
+        response = self._client._send(self._client._config.result_call(self._urls))
+        output: OutputT = self._endpoint.decode_output(response)
+        return output
+
+    def _cancel_quietly(self) -> None:
+        try:
+            self.cancel()
+        except FalError as exc:
+            log.warning("could not cancel request %s: %s", self.request_id, exc)
+
+    def _events(self, with_logs: bool, deadline: _Deadline) -> Iterator[QueueStatus]:
+        if self._client._status_stream:
+            try:
+                yield from self._stream(with_logs, deadline)
+                return
+            except _StreamUnavailable:
+                pass
+        yield from self._poll(with_logs, deadline)
+
+    def _stream(self, with_logs: bool, deadline: _Deadline) -> Iterator[QueueStatus]:
+        if deadline.expired():
+            raise _DeadlineExpired
+        read_timeout = deadline.clamp(_STREAM_READ_TIMEOUT)
+        completed = False
+        call = self._client._config.stream_call(
+            self._urls, with_logs=with_logs, read_timeout=read_timeout
+        )
+        try:
+            with self._client._http.stream(
+                call.method,
+                call.url,
+                params=call.params,
+                headers=call.headers,
+                timeout=call.timeout,
+            ) as response:
+                if not _is_event_stream(response):
+                    self._client._status_stream = _may_serve_stream(response)
+                    raise _StreamUnavailable
+                for line in response.iter_lines():
+                    status = _event_status(line)
+                    if status is not None:
+                        yield status
+                        completed = isinstance(status, Completed)
+        except (httpx.TransportError, ValueError) as exc:
+            log.debug("status stream of %s ended (%s); polling", self.request_id, exc)
+        if not completed:
+            raise _StreamUnavailable
+
+    def _poll(self, with_logs: bool, deadline: _Deadline) -> Iterator[QueueStatus]:
+        schedule = PollSchedule()
+        previous: type[QueueStatus] | None = None
+        while True:
+            if deadline.expired():
+                raise _DeadlineExpired
+            status = self.status(with_logs=with_logs)
+            yield status
+            if isinstance(status, Completed):
+                return
+            if type(status) is not previous:
+                schedule.reset()
+                previous = type(status)
+            delay = deadline.clamp(schedule.next_delay())
+            time.sleep(delay)
+
+
+class AsyncQueueHandle(_HandleBase[OutputT]):
+    """A request in fal's queue, watched with an :class:`~falbind.AsyncFalClient`."""
+
+    __slots__ = ("_client",)
+
+    def __init__(
+        self, client: AsyncFalClient, endpoint: Endpoint, request_id: str, urls: QueueURLs
+    ) -> None:
+        super().__init__(endpoint, request_id, urls)
+        self._client = client
+
+    async def status(self, *, with_logs: bool = False) -> QueueStatus:
+        """The request's current status (one GET, retried when it fails transiently)."""
+        call = self._client._config.status_call(self._urls, with_logs=with_logs)
+        return _status_from_response(await self._client._send(call))
+
+    def iter_events(self, *, with_logs: bool = False) -> AsyncIterator[QueueStatus]:
+        """Statuses until the request completes; the last one is :class:`Completed`."""
+        return self._events(with_logs, _Deadline(None))
+
+    async def result(self) -> OutputT:
+        """Wait for completion, then the endpoint's Output model.
+
+        Raises :class:`~falbind.FalRequestFailedError` if the request completed with an error.
+        """
+        return await self._wait(with_logs=False, on_queue_update=None, client_timeout=None)
+
+    async def cancel(self) -> None:
+        """Ask fal to cancel the request (a no-op for fal once it has completed)."""
+        await self._client._send(self._client._config.cancel_call(self._urls))
+
+    async def _wait(
+        self,
+        *,
+        with_logs: bool,
+        on_queue_update: AsyncStatusCallback | None,
+        client_timeout: float | None,
+    ) -> OutputT:
+        deadline = _Deadline(client_timeout)
+        completed: Completed | None = None
+        try:
+            async for status in self._events(with_logs, deadline):
+                if on_queue_update is not None:
+                    outcome = on_queue_update(status)
+                    if inspect.isawaitable(outcome):
+                        await outcome
+                if isinstance(status, Completed):
+                    completed = status
+        except _DeadlineExpired:
+            await self._cancel_quietly()
+            raise self._timed_out(client_timeout) from None
+        assert completed is not None
+        if completed.error is not None:
+            raise self._failed(completed)
+        response = await self._client._send(self._client._config.result_call(self._urls))
+        output: OutputT = self._endpoint.decode_output(response)
+        return output
+
+    async def _cancel_quietly(self) -> None:
+        try:
+            await self.cancel()
+        except FalError as exc:
+            log.warning("could not cancel request %s: %s", self.request_id, exc)
+
+    async def _events(self, with_logs: bool, deadline: _Deadline) -> AsyncIterator[QueueStatus]:
+        if self._client._status_stream:
+            try:
+                async for status in self._stream(with_logs, deadline):
+                    yield status
+                return
+            except _StreamUnavailable:
+                pass
+        async for status in self._poll(with_logs, deadline):
+            yield status
+
+    async def _stream(self, with_logs: bool, deadline: _Deadline) -> AsyncIterator[QueueStatus]:
+        if deadline.expired():
+            raise _DeadlineExpired
+        read_timeout = deadline.clamp(_STREAM_READ_TIMEOUT)
+        completed = False
+        call = self._client._config.stream_call(
+            self._urls, with_logs=with_logs, read_timeout=read_timeout
+        )
+        try:
+            async with self._client._http.stream(
+                call.method,
+                call.url,
+                params=call.params,
+                headers=call.headers,
+                timeout=call.timeout,
+            ) as response:
+                if not _is_event_stream(response):
+                    self._client._status_stream = _may_serve_stream(response)
+                    raise _StreamUnavailable
+                async for line in response.aiter_lines():
+                    status = _event_status(line)
+                    if status is not None:
+                        yield status
+                        completed = isinstance(status, Completed)
+        except (httpx.TransportError, ValueError) as exc:
+            log.debug("status stream of %s ended (%s); polling", self.request_id, exc)
+        if not completed:
+            raise _StreamUnavailable
+
+    async def _poll(self, with_logs: bool, deadline: _Deadline) -> AsyncIterator[QueueStatus]:
+        schedule = PollSchedule()
+        previous: type[QueueStatus] | None = None
+        while True:
+            if deadline.expired():
+                raise _DeadlineExpired
+            status = await self.status(with_logs=with_logs)
+            yield status
+            if isinstance(status, Completed):
+                return
+            if type(status) is not previous:
+                schedule.reset()
+                previous = type(status)
+            await asyncio.sleep(deadline.clamp(schedule.next_delay()))
+
+
+class _DeadlineExpired(Exception):
+    """The caller's ``client_timeout`` passed before the request completed."""
