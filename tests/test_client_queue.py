@@ -8,7 +8,7 @@ import pytest
 
 import falbind
 from falbind._runtime.client import FalClient
-from falbind._runtime.errors import BadRequestError, FalRequestFailedError, FalTimeoutError
+from falbind._runtime.errors import FalRequestFailedError, FalTimeoutError
 from falbind._runtime.queue import Completed, InProgress, Queued, QueueStatus, parse_status
 from falbind._runtime.retry import RetryPolicy
 from falbind._runtime.testing import FakeFalServer, Fault
@@ -159,10 +159,19 @@ def test_client_timeout_also_bounds_polling(server: FakeFalServer, client: FalCl
     assert server.count(route="cancel") == 1
 
 
-def test_cancel_after_completion_is_a_bad_request(client: FalClient) -> None:
+def test_cancel_says_whether_fal_accepted(server: FakeFalServer, client: FalClient) -> None:
+    server.inject(Fault.never_complete())
+    stuck = client.submit(DEV, prompt="x")
+    assert stuck.cancel() is True
     handle = client.submit(DEV, prompt="x")
     handle.result()
-    with pytest.raises(BadRequestError):
+    assert handle.cancel() is False  # fal: 400 ALREADY_COMPLETED
+    assert server.count(route="cancel") == 2
+
+
+def test_cancel_of_an_unknown_request_still_raises(client: FalClient) -> None:
+    handle = client.get_handle(DEV, "00000000-0000-0000-0000-00000000dead")
+    with pytest.raises(falbind.NotFoundError):
         handle.cancel()
 
 

@@ -23,6 +23,7 @@ import httpx
 from ._core import Endpoint, QueueURLs, decode_object
 from .errors import (
     REQUEST_ID_HEADER,
+    BadRequestError,
     FalDecodeError,
     FalError,
     FalRequestFailedError,
@@ -232,6 +233,11 @@ class _HandleBase(Generic[OutputT]):
         )
 
 
+def already_completed(error: BadRequestError) -> bool:
+    """Whether a 400 answer to a cancel says the request had already completed."""
+    return isinstance(error.body, Mapping) and error.body.get("status") == "ALREADY_COMPLETED"
+
+
 class QueueHandle(_HandleBase[OutputT]):
     """A request in fal's queue, watched with a :class:`~falbind.FalClient`."""
 
@@ -259,9 +265,16 @@ class QueueHandle(_HandleBase[OutputT]):
         """
         return self._wait(with_logs=False, on_queue_update=None, client_timeout=None)
 
-    def cancel(self) -> None:
-        """Ask fal to cancel the request (a no-op for fal once it has completed)."""
-        self._client._send(self._client._config.cancel_call(self._urls))
+    def cancel(self) -> bool:
+        """Ask fal to cancel the request: ``True`` if fal accepted, ``False`` if it had already
+        completed (fal answers 400 ``ALREADY_COMPLETED``)."""
+        try:
+            self._client._send(self._client._config.cancel_call(self._urls))
+        except BadRequestError as exc:
+            if already_completed(exc):
+                return False
+            raise
+        return True
 
     def _wait(
         self,
@@ -376,9 +389,15 @@ class AsyncQueueHandle(_HandleBase[OutputT]):
         """
         return await self._wait(with_logs=False, on_queue_update=None, client_timeout=None)
 
-    async def cancel(self) -> None:
-        """Ask fal to cancel the request (a no-op for fal once it has completed)."""
-        await self._client._send(self._client._config.cancel_call(self._urls))
+    async def cancel(self) -> bool:
+        """Ask fal to cancel the request; see :meth:`QueueHandle.cancel`."""
+        try:
+            await self._client._send(self._client._config.cancel_call(self._urls))
+        except BadRequestError as exc:
+            if already_completed(exc):
+                return False
+            raise
+        return True
 
     async def _wait(
         self,
