@@ -6,6 +6,9 @@ The error names the endpoint, the unknown field and the closest valid names.
 
 Response models (``<Stem>Output`` and what it reaches) keep unknown fields, so a field fal adds
 after our last regeneration is still readable through ``model_extra``.
+
+Both build their validators on first use (``defer_build``): an app that imports a module but
+validates with one model pays for that one, not for every nested class of the module.
 """
 
 from __future__ import annotations
@@ -122,7 +125,9 @@ class RequestModel(BaseModel):
     so the error locations stay pydantic's own and nested models need nothing extra.
     """
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, protected_namespaces=())
+    model_config = ConfigDict(
+        extra="forbid", populate_by_name=True, protected_namespaces=(), defer_build=True
+    )
 
     __fal_role__: ClassVar[str] = "request"
 
@@ -154,7 +159,9 @@ class RequestModel(BaseModel):
 class ResponseModel(BaseModel):
     """Base of response models: unknown fields are kept (``model_extra``), never an error."""
 
-    model_config = ConfigDict(extra="allow", populate_by_name=True, protected_namespaces=())
+    model_config = ConfigDict(
+        extra="allow", populate_by_name=True, protected_namespaces=(), defer_build=True
+    )
 
     __fal_role__: ClassVar[str] = "response"
 
