@@ -55,6 +55,11 @@ if TYPE_CHECKING:
         parse_webhook as parse_webhook,
     )
     from ._runtime.sizing import SizeError as SizeError, SizePlan as SizePlan
+    from ._runtime.images import (
+        ImageData as ImageData,
+        ImagesResponse as ImagesResponse,
+        SizeInfo as SizeInfo,
+    )
     from .endpoints.alibaba__happy_horse_image_to_video import (
         AlibabaHappyHorseImageToVideoInput as AlibabaHappyHorseImageToVideoInput,
         AlibabaHappyHorseImageToVideoOutput as AlibabaHappyHorseImageToVideoOutput,
@@ -3754,6 +3759,9 @@ __all__ = [
     "parse_webhook",
     "SizeError",
     "SizePlan",
+    "ImageData",
+    "ImagesResponse",
+    "SizeInfo",
 ]
 
 

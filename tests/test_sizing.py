@@ -247,3 +247,13 @@ def test_model_without_size_parameter() -> None:
 def test_bad_sizes(size: str) -> None:
     with pytest.raises(SizeError, match="WIDTHxHEIGHT"):
         parse_size(size)
+
+
+def test_readme_shows_the_current_starting_set_table() -> None:
+    from falbind._runtime.sizing import size_table
+
+    from support import ROOT
+
+    readme = (ROOT / "README.md").read_text()
+    for line in size_table(list(STARTING_SET)).splitlines()[2:]:
+        assert line in readme, line

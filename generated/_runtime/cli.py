@@ -147,6 +147,31 @@ def _show(args: argparse.Namespace) -> int:
     return show_command(args.endpoint_id, output_format=args.format, echo=_echo)
 
 
+def _sizes(args: argparse.Namespace) -> int:
+    from .size_report import sizes_command
+
+    return sizes_command(
+        args.endpoint_ids, args.category or [], output_format=args.format, echo=_echo
+    )
+
+
+def _add_sizes_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``sizes``: what each OpenAI-style size becomes on each model (docs/sizes.md)."""
+    sizes = commands.add_parser(
+        "sizes", help="what each OpenAI size (1024x1024, 1792x1024, ...) becomes on each model"
+    )
+    sizes.add_argument(
+        "endpoint_ids", nargs="*", metavar="ENDPOINT_ID", help="endpoint ids, aliases or names"
+    )
+    sizes.add_argument(
+        "--category",
+        action="append",
+        help="every endpoint of this category (repeatable; default without ids: text-to-image)",
+    )
+    _format_option(sizes, "markdown", "json")
+    sizes.set_defaults(handler=_sizes)
+
+
 def _format_option(parser: argparse.ArgumentParser, *choices: str) -> None:
     parser.add_argument(
         "--format",
@@ -262,6 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.set_defaults(handler=_demo)
     _add_maintenance_commands(commands)
+    _add_sizes_command(commands)
     return parser
 
 

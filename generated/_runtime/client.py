@@ -40,6 +40,7 @@ from ._core import (
 from .auth import resolve_key
 from .errors import FalDecodeError
 from .files import decode_data_uri, file_url, finish_download
+from .images import AsyncImages, Images
 from .index import EndpointSpec, UnknownEndpointError
 from .models import RequestModel
 from .queue import AsyncQueueHandle, AsyncStatusCallback, QueueHandle, StatusCallback
@@ -264,6 +265,11 @@ class FalClient(_ClientBase, _SyncMethods):
         if self._owns_http:
             self._http.close()
 
+    @property
+    def images(self) -> Images:
+        """OpenAI-style image generation: ``client.images.generate(model=..., prompt=...)``."""
+        return Images(self)
+
     if not TYPE_CHECKING:
 
         def __getattr__(self, name: str) -> _EndpointMethod:
@@ -485,6 +491,11 @@ class AsyncFalClient(_ClientBase, _AsyncMethods):
         """Close the connection pool (unless the caller passed their own ``http_client``)."""
         if self._owns_http:
             await self._http.aclose()
+
+    @property
+    def images(self) -> AsyncImages:
+        """OpenAI-style image generation: ``await client.images.generate(model=..., ...)``."""
+        return AsyncImages(self)
 
     if not TYPE_CHECKING:
 

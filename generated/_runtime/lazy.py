@@ -45,6 +45,7 @@ EXPORTS_BY_MODULE: dict[str, tuple[str, ...]] = {
     "falbind._runtime.files": ("decode_data_uri", "to_data_uri"),
     "falbind._runtime.webhooks": ("WebhookPayload", "WebhookResult", "parse_webhook"),
     "falbind._runtime.sizing": ("SizeError", "SizePlan"),
+    "falbind._runtime.images": ("ImageData", "ImagesResponse", "SizeInfo"),
 }
 
 # Submodules reachable as attributes without an explicit import (``falbind.testing``).

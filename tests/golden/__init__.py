@@ -55,6 +55,11 @@ if TYPE_CHECKING:
         parse_webhook as parse_webhook,
     )
     from ._runtime.sizing import SizeError as SizeError, SizePlan as SizePlan
+    from ._runtime.images import (
+        ImageData as ImageData,
+        ImagesResponse as ImagesResponse,
+        SizeInfo as SizeInfo,
+    )
     from .endpoints.acme__untrusted_v1 import (
         AcmeUntrustedV1Input as AcmeUntrustedV1Input,
         AcmeUntrustedV1Output as AcmeUntrustedV1Output,
@@ -113,6 +118,9 @@ __all__ = [
     "parse_webhook",
     "SizeError",
     "SizePlan",
+    "ImageData",
+    "ImagesResponse",
+    "SizeInfo",
 ]
 
 

@@ -1,0 +1,576 @@
+"""OpenAI-style image generation over any bound fal endpoint: ``client.images.generate(...)``.
+
+Every decision is made here, without I/O, from the endpoint's schema plus the registry's size
+data (``falbind._sizes``), never from per-model code:
+
+- ``model``: an endpoint id, the same id with LiteLLM's ``fal_ai/`` prefix, or a registry alias;
+- ``size``: :func:`~.sizing.plan_for` (exact ``{width, height}``, nearest preset or nearest
+  aspect ratio); a size parameter the caller passes explicitly (``image_size=``,
+  ``aspect_ratio=``) wins, and the notes say so;
+- ``n``: the model's count field (the first of ``COUNT_FIELDS`` it has), split over several
+  requests when ``n`` exceeds the field's maximum; without a count field, ``n`` requests;
+- ``response_format="b64_json"``: the model's ``sync_mode`` field when it has one (fal answers
+  with ``data:`` URIs, decoded locally), else each image is downloaded;
+- model-specific keyword arguments are validated against the model's Input model, so an
+  unknown one fails before any request is sent.
+
+:func:`plan_images` builds an :class:`ImagesJob` (the validated request bodies);
+:class:`Images` and :class:`AsyncImages` only send them (``run`` or ``subscribe``) and
+download, and :meth:`ImagesJob.response` turns fal's outputs into an :class:`ImagesResponse`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import functools
+import time
+from collections.abc import Awaitable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar
+
+from pydantic import BaseModel, Field, SerializeAsAny
+
+from .files import decode_data_uri, sniff_content_type
+from .index import UnknownEndpointError
+from .sizing import SizePlan, plan_for
+
+if TYPE_CHECKING:
+    from .client import AsyncFalClient, FalClient
+
+__all__ = [
+    "AsyncImages",
+    "ImageData",
+    "Images",
+    "ImagesJob",
+    "ImagesResponse",
+    "ModelTraits",
+    "SizeInfo",
+    "model_traits",
+    "plan_images",
+    "resolve_model",
+]
+
+ResponseFormat = Literal["url", "b64_json"]
+LITELLM_PREFIX: Final = "fal_ai/"
+"""LiteLLM's provider prefix (``fal_ai/fal-ai/flux/dev``), accepted and stripped."""
+IMAGE_FIELDS: Final = ("images", "image")
+"""Output fields holding the generated images: a list of files, or one file."""
+REVISED_PROMPT_FIELDS: Final = ("revised_prompt", "prompt")
+"""Output fields holding the prompt the model actually used."""
+SEED_FIELD: Final = "seed"
+
+T = TypeVar("T")
+
+
+class ImageData(BaseModel):
+    """One generated image, as OpenAI's ``images.generate`` returns it (plus its file facts)."""
+
+    url: str | None = None
+    """The image's URL (a ``data:`` URI when fal answered in sync mode); ``None`` for b64_json."""
+    b64_json: str | None = None
+    """The image bytes, base64-encoded; only for ``response_format="b64_json"``."""
+    revised_prompt: str | None = None
+    """The prompt the model used, when its output reports one."""
+    content_type: str | None = None
+    width: int | None = None
+    height: int | None = None
+
+
+class SizeInfo(BaseModel):
+    """What became of the requested ``size``."""
+
+    requested: str | None
+    """The ``size`` argument (``None`` when not given)."""
+    delivered: str
+    """E.g. ``"1792x1024"``, ``"landscape_16_9 (1024x576)"``, ``"aspect ratio 16:9"``,
+    ``"model default"``, or the size parameter the caller gave explicitly."""
+    size_adjusted: bool
+    """True when the model cannot deliver ``requested`` exactly; ``notes`` say what it gets."""
+    parameters: dict[str, Any]
+    """The size fields sent to fal (empty: the model's default)."""
+    notes: list[str] = Field(default_factory=list)
+
+
+class ImagesResponse(BaseModel):
+    """OpenAI's image response shape (``created``, ``data``) plus what fal returned.
+
+    ``outputs`` holds the endpoint's typed Output models (seed, NSFW flags, timings), one per
+    request made; ``notes`` reports anything that is not exactly what was asked for besides
+    the size (fewer images than ``n``, several requests).
+    """
+
+    created: int
+    data: list[ImageData]
+    model: str
+    """The endpoint id that ran."""
+    size: SizeInfo
+    notes: list[str] = Field(default_factory=list)
+    outputs: list[SerializeAsAny[BaseModel]]
+
+
+@dataclass(frozen=True, slots=True)
+class ModelTraits:
+    """What image generation needs to know about one endpoint, read from its schema."""
+
+    endpoint_id: str
+    input_model: type[BaseModel]
+    count_field: str | None
+    """The field taking the number of images (``num_images``), if the model has one."""
+    count_max: int | None
+    """The count field's upper bound, if the schema sets one."""
+    sync_mode_field: str | None
+    """The field that makes fal answer with ``data:`` URIs (``sync_mode``), if any."""
+    size_fields: tuple[str, ...]
+    """The model's own size parameters (``image_size``, ``aspect_ratio``) among the registry's."""
+
+
+def resolve_model(model: str) -> str:
+    """The bound endpoint id for ``model``: an id, ``fal_ai/<id>`` or a registry alias.
+
+    Raises :class:`~falbind.UnknownEndpointError` (with a did-you-mean) for an unbound id, and
+    ``ValueError`` for an endpoint whose output has no images.
+    """
+    from falbind import ALIASES, ENDPOINTS
+
+    name = model.removeprefix(LITELLM_PREFIX)
+    endpoint_id = ALIASES.get(name, name)
+    if endpoint_id not in ENDPOINTS:
+        raise UnknownEndpointError(model, ENDPOINTS.suggest(endpoint_id))
+    output_fields = _field_names(ENDPOINTS[endpoint_id].output_model)
+    if not output_fields & set(IMAGE_FIELDS):
+        raise ValueError(
+            f"{endpoint_id} returns no images (its output has none of the fields "
+            f"{', '.join(IMAGE_FIELDS)}); call client.run({endpoint_id!r}, ...) instead"
+        )
+    return endpoint_id
+
+
+@functools.lru_cache(maxsize=512)
+def model_traits(endpoint_id: str) -> ModelTraits:
+    """The :class:`ModelTraits` of a bound endpoint (cached: schemas do not change at run time)."""
+    from falbind import ENDPOINTS, _sizes
+
+    model = ENDPOINTS[endpoint_id].input_model
+    properties: dict[str, Any] = model.model_json_schema(by_alias=True).get("properties", {})
+    count_field = _first_present(_sizes.COUNT_FIELDS, properties)
+    return ModelTraits(
+        endpoint_id=endpoint_id,
+        input_model=model,
+        count_field=count_field,
+        count_max=_upper_bound(properties[count_field]) if count_field else None,
+        sync_mode_field=_first_present(_sizes.SYNC_MODE_FIELDS, properties),
+        size_fields=tuple(
+            name
+            for name in (*_sizes.SIZE_FIELDS, *_sizes.ASPECT_RATIO_FIELDS)
+            if name in properties
+        ),
+    )
+
+
+def _field_names(model: type[BaseModel]) -> set[str]:
+    return {info.alias or name for name, info in model.model_fields.items()}
+
+
+def _first_present(names: Iterable[str], properties: Mapping[str, Any]) -> str | None:
+    return next((name for name in names if name in properties), None)
+
+
+def _upper_bound(schema: Mapping[str, Any]) -> int | None:
+    """The largest integer ``schema`` allows (looking into ``anyOf`` members), if bounded."""
+    bounds: list[int] = []
+    for member in (schema, *schema.get("anyOf", ()), *schema.get("oneOf", ())):
+        if "maximum" in member:
+            bounds.append(int(member["maximum"]))
+        if "exclusiveMaximum" in member:
+            bounds.append(int(member["exclusiveMaximum"]) - 1)
+    return min(bounds) if bounds else None
+
+
+@dataclass(frozen=True, slots=True)
+class FoundImage:
+    """An image found in a fal output."""
+
+    url: str
+    content_type: str | None
+    width: int | None
+    height: int | None
+    revised_prompt: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ImagesJob:
+    """The validated requests for one ``images.generate`` call, and how to read the answers."""
+
+    endpoint_id: str
+    n: int
+    response_format: ResponseFormat
+    bodies: tuple[dict[str, Any], ...]
+    """One request body per request to make, each validated against the Input model."""
+    size: SizeInfo
+    notes: tuple[str, ...] = ()
+
+    def found_images(self, outputs: Sequence[Any]) -> list[FoundImage]:
+        """Every image in ``outputs``, in order."""
+        return [image for output in outputs for image in _images_of(output)]
+
+    def downloads(self, outputs: Sequence[Any]) -> list[str]:
+        """The URLs to download, each once: for ``b64_json``, the images that are not
+        ``data:`` URIs."""
+        if self.response_format != "b64_json":
+            return []
+        urls = (i.url for i in self.found_images(outputs) if not i.url.startswith("data:"))
+        return list(dict.fromkeys(urls))
+
+    def response(
+        self, outputs: Sequence[BaseModel], downloaded: Mapping[str, bytes]
+    ) -> ImagesResponse:
+        """The :class:`ImagesResponse` for fal's ``outputs`` (one per body) and the bytes of
+        :meth:`downloads`, by URL."""
+        images = self.found_images(outputs)
+        data = [self._image_data(image, downloaded) for image in images]
+        return ImagesResponse(
+            created=int(time.time()),
+            data=data,
+            model=self.endpoint_id,
+            size=self.size,
+            notes=[*self.notes, *self._count_notes(len(images))],
+            outputs=list(outputs),
+        )
+
+    def _image_data(self, image: FoundImage, downloaded: Mapping[str, bytes]) -> ImageData:
+        facts = {
+            "revised_prompt": image.revised_prompt,
+            "content_type": image.content_type,
+            "width": image.width,
+            "height": image.height,
+        }
+        if self.response_format == "url":
+            return ImageData(url=image.url, **facts)
+        if image.url.startswith("data:"):
+            raw, content_type = decode_data_uri(image.url)
+        else:
+            raw, content_type = downloaded[image.url], ""
+        facts["content_type"] = image.content_type or content_type or sniff_content_type(raw)
+        return ImageData(b64_json=base64.b64encode(raw).decode("ascii"), **facts)
+
+    def _count_notes(self, count: int) -> list[str]:
+        if count == self.n:
+            return []
+        requests = f"{len(self.bodies)} request(s)"
+        if count < self.n:
+            return [
+                f"asked for {self.n} image(s), {self.endpoint_id} returned {count} over "
+                f"{requests} (images may have been withheld, e.g. by the safety checker)"
+            ]
+        return [f"asked for {self.n} image(s), {self.endpoint_id} returned {count}; all are kept"]
+
+
+def _field(source: Any, name: str) -> Any:
+    """``source[name]`` for a mapping, else ``source.name`` (``None`` when missing)."""
+    if isinstance(source, Mapping):
+        return source.get(name)
+    return getattr(source, name, None)
+
+
+def _optional(value: Any, kind: type[T]) -> T | None:
+    return value if isinstance(value, kind) and not isinstance(value, bool) else None
+
+
+def _images_of(output: Any) -> list[FoundImage]:
+    """The files with a ``url`` in the output's ``images`` list, else in its ``image`` field
+    (some outputs have both, one of them empty)."""
+    revised = next(
+        (v for f in REVISED_PROMPT_FIELDS if isinstance(v := _field(output, f), str)), None
+    )
+    for name in IMAGE_FIELDS:
+        found = [
+            _found_image(file, url, revised)
+            for file in _as_list(_field(output, name))
+            if isinstance(url := _field(file, "url"), str) and url
+        ]
+        if found:
+            return found
+    return []
+
+
+def _as_list(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    return list(value) if isinstance(value, list | tuple) else [value]
+
+
+def _found_image(file: Any, url: str, revised_prompt: str | None) -> FoundImage:
+    return FoundImage(
+        url=url,
+        content_type=_optional(_field(file, "content_type"), str),
+        width=_optional(_field(file, "width"), int),
+        height=_optional(_field(file, "height"), int),
+        revised_prompt=revised_prompt,
+    )
+
+
+def plan_images(
+    *,
+    model: str,
+    prompt: str,
+    n: int = 1,
+    size: str | None = None,
+    response_format: ResponseFormat = "url",
+    strict_size: bool = False,
+    model_params: Mapping[str, Any] | None = None,
+) -> ImagesJob:
+    """The requests for one ``images.generate`` call, every body validated; no I/O.
+
+    Raises ``ValueError`` for a bad ``n`` or ``response_format``,
+    :class:`~falbind.UnknownEndpointError`, :class:`~falbind.SizeError` (``strict_size``) and
+    pydantic's ``ValidationError`` (e.g. an unknown model parameter) before anything is sent.
+    """
+    if response_format not in ("url", "b64_json"):
+        raise ValueError(f"response_format must be 'url' or 'b64_json', not {response_format!r}")
+    endpoint_id = resolve_model(model)
+    traits = model_traits(endpoint_id)
+    params = dict(model_params or {})
+    n = _image_count(n, params, traits)
+    size_info = _size_info(endpoint_id, size, params, traits, strict_size)
+    base: dict[str, Any] = {"prompt": prompt, **size_info.parameters, **params}
+    if (
+        response_format == "b64_json"
+        and traits.sync_mode_field
+        and traits.sync_mode_field not in params
+    ):
+        base[traits.sync_mode_field] = True
+    bodies = tuple(_bodies(base, n, traits))
+    for body in bodies:
+        traits.input_model.model_validate(body)
+    return ImagesJob(
+        endpoint_id=endpoint_id,
+        n=n,
+        response_format=response_format,
+        bodies=bodies,
+        size=size_info,
+        notes=tuple(_request_notes(endpoint_id, n, bodies, traits, params)),
+    )
+
+
+def _image_count(n: int, params: dict[str, Any], traits: ModelTraits) -> int:
+    """``n``, or the model's count field when passed as a model parameter (Pipecat's
+    ``num_images``); both given and different is an error."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"n must be a positive integer, not {n!r}")
+    field = traits.count_field
+    if field is None or field not in params:
+        return n
+    given = params.pop(field)
+    if isinstance(given, bool) or not isinstance(given, int) or given < 1:
+        raise ValueError(f"{field} must be a positive integer, not {given!r}")
+    if n not in (1, given):
+        raise TypeError(f"n={n} and {field}={given} disagree; pass one of them")
+    return given
+
+
+def _size_info(
+    endpoint_id: str,
+    size: str | None,
+    params: Mapping[str, Any],
+    traits: ModelTraits,
+    strict: bool,
+) -> SizeInfo:
+    """The size to send: the caller's explicit size parameter, else ``size`` mapped by
+    :func:`plan_for` (which raises ``SizeError`` under ``strict``), else nothing."""
+    explicit = {name: params[name] for name in traits.size_fields if name in params}
+    if explicit:
+        delivered = ", ".join(f"{k}={v!r}" for k, v in explicit.items()) + " (given explicitly)"
+        notes = []
+        if size is not None:
+            names = " and ".join(explicit)
+            notes.append(f"{names} given explicitly wins over size={size!r}, which was not mapped")
+        return SizeInfo(
+            requested=size,
+            delivered=delivered,
+            size_adjusted=False,
+            parameters=explicit,
+            notes=notes,
+        )
+    if size is None:
+        return SizeInfo(
+            requested=None, delivered="model default", size_adjusted=False, parameters={}
+        )
+    return _from_plan(plan_for(endpoint_id, size, strict=strict))
+
+
+def _from_plan(plan: SizePlan) -> SizeInfo:
+    return SizeInfo(
+        requested=plan.requested,
+        delivered=plan.delivered,
+        size_adjusted=plan.adjusted,
+        parameters=dict(plan.params),
+        notes=[plan.note] if plan.adjusted and plan.note else [],
+    )
+
+
+def _batches(n: int, maximum: int | None) -> list[int]:
+    """``n`` split into counts of at most ``maximum`` (``[4, 2]`` for 6 and 4)."""
+    if maximum is None or maximum < 1 or n <= maximum:
+        return [n]
+    return [maximum] * (n // maximum) + ([n % maximum] if n % maximum else [])
+
+
+def _bodies(base: dict[str, Any], n: int, traits: ModelTraits) -> list[dict[str, Any]]:
+    if traits.count_field is None:
+        return [dict(base) for _ in range(n)]
+    return [{**base, traits.count_field: count} for count in _batches(n, traits.count_max)]
+
+
+def _request_notes(
+    endpoint_id: str,
+    n: int,
+    bodies: Sequence[Mapping[str, Any]],
+    traits: ModelTraits,
+    params: Mapping[str, Any],
+) -> list[str]:
+    if len(bodies) == 1:
+        return []
+    if traits.count_field is None:
+        notes = [f"{endpoint_id} has no image-count field: made {n} requests of one image each"]
+    else:
+        counts = " + ".join(str(body[traits.count_field]) for body in bodies)
+        notes = [
+            f"n={n} exceeds {endpoint_id}'s {traits.count_field} maximum of "
+            f"{traits.count_max}: made {len(bodies)} requests ({counts})"
+        ]
+    if SEED_FIELD in params:
+        notes.append(
+            f"{SEED_FIELD}={params[SEED_FIELD]!r} was sent with each of the {len(bodies)} "
+            "requests, so their images may repeat"
+        )
+    return notes
+
+
+class Images:
+    """``client.images`` on a :class:`~falbind.FalClient`: OpenAI-style image generation."""
+
+    def __init__(self, client: FalClient) -> None:
+        self._client = client
+
+    def generate(
+        self,
+        *,
+        model: str,
+        prompt: str,
+        n: int = 1,
+        size: str | None = None,
+        response_format: ResponseFormat = "url",
+        strict_size: bool = False,
+        use_queue: bool = False,
+        extra_body: Mapping[str, Any] | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+        **model_params: Any,
+    ) -> ImagesResponse:
+        """Generate ``n`` images of ``prompt`` with ``model``; see the module docstring.
+
+        ``size`` is ``"WIDTHxHEIGHT"`` or ``"auto"``; ``strict_size=True`` raises
+        :class:`~falbind.SizeError` instead of adjusting it. A size parameter given
+        explicitly (``image_size=``, ``aspect_ratio=``) wins over ``size``, with a note.
+        ``n`` uses the model's count field (several requests past its maximum), else makes
+        ``n`` requests. ``model_params`` are the model's own parameters (``seed=``,
+        ``num_inference_steps=``, ...), validated before sending; ``extra_body`` is sent
+        unvalidated. Requests go to fal's sync endpoint, or through the queue with
+        ``use_queue=True``; they are made one after another.
+        """
+        job = plan_images(
+            model=model,
+            prompt=prompt,
+            n=n,
+            size=size,
+            response_format=response_format,
+            strict_size=strict_size,
+            model_params=model_params,
+        )
+        outputs = [
+            self._send(job.endpoint_id, body, use_queue, extra_body, extra_headers)
+            for body in job.bodies
+        ]
+        downloaded = {
+            url: self._client.download(url, expected_type="image/")
+            for url in job.downloads(outputs)
+        }
+        return job.response(outputs, downloaded)
+
+    def _send(
+        self,
+        endpoint_id: str,
+        body: dict[str, Any],
+        use_queue: bool,
+        extra_body: Mapping[str, Any] | None,
+        extra_headers: Mapping[str, str] | None,
+    ) -> BaseModel:
+        send = self._client.subscribe if use_queue else self._client.run
+        output: BaseModel = send(
+            endpoint_id, body, extra_body=extra_body, extra_headers=extra_headers
+        )
+        return output
+
+
+class AsyncImages:
+    """``client.images`` on an :class:`~falbind.AsyncFalClient`; requests run concurrently."""
+
+    def __init__(self, client: AsyncFalClient) -> None:
+        self._client = client
+
+    async def generate(
+        self,
+        *,
+        model: str,
+        prompt: str,
+        n: int = 1,
+        size: str | None = None,
+        response_format: ResponseFormat = "url",
+        strict_size: bool = False,
+        use_queue: bool = False,
+        extra_body: Mapping[str, Any] | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+        **model_params: Any,
+    ) -> ImagesResponse:
+        """Generate ``n`` images; see :meth:`Images.generate`. Several requests (and
+        downloads) run concurrently; if any fails, the first error is raised once all end."""
+        job = plan_images(
+            model=model,
+            prompt=prompt,
+            n=n,
+            size=size,
+            response_format=response_format,
+            strict_size=strict_size,
+            model_params=model_params,
+        )
+        outputs = await _gather(
+            self._send(job.endpoint_id, body, use_queue, extra_body, extra_headers)
+            for body in job.bodies
+        )
+        urls = job.downloads(outputs)
+        blobs = await _gather(self._client.download(url, expected_type="image/") for url in urls)
+        return job.response(outputs, dict(zip(urls, blobs, strict=True)))
+
+    async def _send(
+        self,
+        endpoint_id: str,
+        body: dict[str, Any],
+        use_queue: bool,
+        extra_body: Mapping[str, Any] | None,
+        extra_headers: Mapping[str, str] | None,
+    ) -> BaseModel:
+        send = self._client.subscribe if use_queue else self._client.run
+        output: BaseModel = await send(
+            endpoint_id, body, extra_body=extra_body, extra_headers=extra_headers
+        )
+        return output
+
+
+async def _gather(awaitables: Iterable[Awaitable[T]]) -> list[T]:
+    """All results, in order; every awaitable runs to its end before the first error is
+    raised (no request is left running unobserved)."""
+    results = await asyncio.gather(*awaitables, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+    return [result for result in results if not isinstance(result, BaseException)]
