@@ -13,19 +13,14 @@ sockets against the fake fal server:
 from __future__ import annotations
 
 import base64
-import ssl
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
-from httpx_aiohttp import AiohttpTransport
 from pydantic import ValidationError
 from test_sizing import EXPECTED, SIZES
 
 import falbind
-from falbind._runtime.client import AsyncFalClient, FalClient
 from falbind._runtime.images import ImagesResponse
 from falbind._runtime.index import UnknownEndpointError
 from falbind._runtime.sizing import SizeError, plan_for
@@ -53,24 +48,6 @@ COUNT_MAX: dict[str, int | None] = {
     "fal-ai/fast-sdxl": 8,
 }
 """Each endpoint's ``num_images`` maximum; ``None``: the model has no count field."""
-
-
-_TLS = ssl.create_default_context()
-"""Loaded once: building a client loads the CA bundle (~30 ms), though the fake is plain HTTP."""
-
-
-@contextmanager
-def sync_client(server: FakeFalServer) -> Iterator[FalClient]:
-    """A client of ``server`` sharing one TLS context."""
-    with httpx.Client(verify=_TLS) as http, server.client(http_client=http) as client:
-        yield client
-
-
-def async_client(server: FakeFalServer) -> tuple[httpx.AsyncClient, AsyncFalClient]:
-    """An async client of ``server`` (aiohttp transport, as by default) sharing one TLS
-    context, and its HTTP client to close."""
-    http = httpx.AsyncClient(transport=AiohttpTransport(verify=_TLS))
-    return http, server.async_client(http_client=http)
 
 
 def size_params(endpoint_id: str, size: str) -> dict[str, Any]:

@@ -5,8 +5,6 @@ The cases live in ``images_cases`` and are shared with the async twin (test_imag
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from images_cases import (
     PROMPT,
@@ -20,7 +18,6 @@ from images_cases import (
     check_refusal,
     check_size_case,
     every_model_kwargs,
-    sync_client,
 )
 from pydantic import ValidationError
 
@@ -28,13 +25,6 @@ from falbind._runtime.client import FalClient
 from falbind._runtime.errors import UnprocessableEntityError
 from falbind._runtime.images import plan_images
 from falbind._runtime.testing import FakeFalServer, Fault
-
-
-@pytest.fixture
-def fal_client(fal_server: FakeFalServer) -> Iterator[FalClient]:
-    """The plugin's fixture, with one TLS context for all tests (see images_cases)."""
-    with sync_client(fal_server) as client:
-        yield client
 
 
 @pytest.mark.parametrize(("endpoint_id", "size"), SIZE_CASES)

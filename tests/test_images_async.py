@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
 
 import pytest
 from images_cases import (
@@ -15,7 +14,6 @@ from images_cases import (
     TEXT_TO_IMAGE,
     Refusal,
     Scenario,
-    async_client,
     check_every_model,
     check_refusal,
     check_size_case,
@@ -25,14 +23,6 @@ from images_cases import (
 from falbind._runtime.client import AsyncFalClient
 from falbind._runtime.errors import UnprocessableEntityError
 from falbind._runtime.testing import FakeFalServer, Fault
-
-
-@pytest.fixture
-async def async_fal_client(fal_server: FakeFalServer) -> AsyncIterator[AsyncFalClient]:
-    """The plugin's fixture, with one TLS context for all tests (see images_cases)."""
-    http, client = async_client(fal_server)
-    async with http, client:
-        yield client
 
 
 @pytest.mark.parametrize(("endpoint_id", "size"), SIZE_CASES)
