@@ -14,7 +14,6 @@ message or a repr.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -22,6 +21,8 @@ from types import TracebackType
 from typing import Any, Self
 
 import httpx
+
+from falbind._runtime.auth import resolve_key
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -37,7 +38,6 @@ DEFAULT_OPENAPI_URL = "https://fal.ai/api/openapi/queue/openapi.json"
 MAX_IDS_PER_REQUEST = 50
 MAX_PAGES = 10_000
 EXPAND_OPENAPI = "openapi-3.0"
-KEY_ENV_VARS = ("FAL_KEY", "FAL_AI_API_KEY")
 
 Progress = Callable[[int], None]
 
@@ -115,12 +115,13 @@ class CatalogueClient:
         self.backoff = backoff
         self.max_backoff = max_backoff
         self._sleep = sleep
-        self._key = key if key is not None else _key_from_environment()
+        # The runtime's rules: FAL_KEY, FAL_KEY_ID+FAL_KEY_SECRET, FAL_AI_API_KEY; never shown.
+        self._key = resolve_key(key)
         self._owns_http = http is None
         self._http = http if http is not None else httpx.Client(timeout=30.0, follow_redirects=True)
 
     def __repr__(self) -> str:
-        key = "set" if self._key else "none"
+        key = "set" if self._key is not None else "none"
         return f"CatalogueClient(base_url={self.base_url!r}, key={key})"
 
     def __enter__(self) -> Self:
@@ -225,8 +226,8 @@ class CatalogueClient:
 
     def _headers(self) -> dict[str, str]:
         headers = {"Accept": "application/json"}
-        if self._key:
-            headers["Authorization"] = f"Key {self._key}"
+        if self._key is not None:
+            headers["Authorization"] = f"Key {self._key.reveal()}"
         return headers
 
     def _get(self, url: str, params: list[tuple[str, str]]) -> httpx.Response:
@@ -250,14 +251,6 @@ class CatalogueClient:
                 self._sleep(delay)
         attempts = self.max_retries + 1
         raise CatalogueError(f"GET {url} failed after {attempts} attempt(s): {problem}")
-
-
-def _key_from_environment() -> str | None:
-    for name in KEY_ENV_VARS:
-        value = os.environ.get(name)
-        if value:
-            return value
-    return None
 
 
 def _retry_after(response: httpx.Response, *, default: float, cap: float) -> float:
