@@ -117,8 +117,10 @@ class EndpointEntry(BaseModel):
         return endpoint_names(self.id, self.name)
 
     def fingerprint(self) -> str:
-        """sha256 of the entry's content (what the generator reads from models.yaml)."""
-        data = self.model_dump(mode="json", by_alias=True)
+        """sha256 of what shapes the entry's endpoint module: id, name and patches. Category,
+        aliases and size limits only reach the package-level files, which are always rebuilt,
+        so editing them re-renders no endpoint."""
+        data = self.model_dump(mode="json", by_alias=True, include={"id", "name", "patches"})
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
 

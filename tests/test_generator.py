@@ -281,3 +281,15 @@ def test_x_fal_limits_are_kept_as_data(fixture_output: Path) -> None:
     module = _load(fixture_output, "acme__untrusted_v1")
     extra = module.AcmeUntrustedV1Input.model_fields["a_b"].json_schema_extra
     assert extra == {"x-fal": {EVIL: EVIL, "max_width": 2048}}
+
+
+def test_editing_aliases_or_category_renders_no_endpoint(
+    tmp_path: Path, fixture_output: Path
+) -> None:
+    registry = tmp_path / "registry"
+    shutil.copytree(FIXTURE_REGISTRY, registry)
+    text = (registry / "models.yaml").read_text()
+    (registry / "models.yaml").write_text(text.replace("aliases: [flux-ultra]", "aliases: [ultra]"))
+    result = build_files(load_registry(registry), previous_dir=fixture_output, jobs=1)
+    assert result.rendered == 0
+    assert "'ultra': 'fal-ai/flux-pro/v1.1-ultra'" in result.files["_index.py"].replace('"', "'")
