@@ -68,6 +68,7 @@ CLIENT_KEYWORDS = frozenset(
         "client_timeout",
         "with_logs",
         "on_queue_update",
+        "object_lifecycle_seconds",
     }
 )
 

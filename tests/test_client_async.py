@@ -67,6 +67,30 @@ async def test_validation_happens_before_sending(
     assert server.count() == 0
 
 
+async def test_object_lifecycle_reaches_fal_and_is_checked_first(
+    server: FakeFalServer, client: AsyncFalClient
+) -> None:
+    await client.run(SCHNELL, prompt="x", object_lifecycle_seconds=3600)
+    await (await client.submit(SCHNELL, prompt="x", object_lifecycle_seconds=60)).result()
+    await client.subscribe(SCHNELL, prompt="x", object_lifecycle_seconds=2)
+    await client.flux_schnell(prompt="x", object_lifecycle_seconds=5)
+    await client.queue.flux_schnell(prompt="x", object_lifecycle_seconds=9)
+    sent = [
+        r.headers.get("x-fal-object-lifecycle-preference")
+        for r in server.requests
+        if r.route in ("run", "submit")
+    ]
+    assert sent == [f'{{"expiration_duration_seconds": {n}}}' for n in (3600, 60, 2, 5, 9)]
+    server.clear_requests()
+    with pytest.raises(ValueError, match="object_lifecycle_seconds"):
+        await client.submit(SCHNELL, prompt="x", object_lifecycle_seconds=0)
+    with pytest.raises(ValueError, match="object_lifecycle_seconds"):
+        await client.subscribe(SCHNELL, prompt="x", object_lifecycle_seconds=-1)
+    with pytest.raises(TypeError, match="object_lifecycle_seconds"):
+        await client.run(SCHNELL, prompt="x", object_lifecycle_seconds=2.5)  # type: ignore[arg-type]
+    assert server.count() == 0
+
+
 async def test_422_has_field_errors(client: AsyncFalClient) -> None:
     with pytest.raises(UnprocessableEntityError) as caught:
         await client.run(SCHNELL, {"num_images": 2}, untyped=True)

@@ -133,6 +133,44 @@ def test_invalid_options_are_refused_before_sending(
     assert server.count() == 0
 
 
+LIFECYCLE = "x-fal-object-lifecycle-preference"
+
+
+def test_object_lifecycle_reaches_fal_from_every_call(
+    server: FakeFalServer, client: FalClient
+) -> None:
+    client.run(SCHNELL, prompt="x", object_lifecycle_seconds=3600)
+    client.submit(SCHNELL, prompt="x", object_lifecycle_seconds=60).result()
+    client.subscribe(SCHNELL, prompt="x", object_lifecycle_seconds=1)
+    client.flux_schnell(prompt="x", object_lifecycle_seconds=86400)
+    client.queue.flux_schnell(prompt="x", object_lifecycle_seconds=7)
+    client.run(SCHNELL, prompt="x")
+    sent = [r.headers.get(LIFECYCLE) for r in server.requests if r.route in ("run", "submit")]
+    assert sent == [
+        '{"expiration_duration_seconds": 3600}',
+        '{"expiration_duration_seconds": 60}',
+        '{"expiration_duration_seconds": 1}',
+        '{"expiration_duration_seconds": 86400}',
+        '{"expiration_duration_seconds": 7}',
+        None,
+    ]
+    polls = [r for r in server.requests if r.route not in ("run", "submit")]
+    assert polls and all(LIFECYCLE not in r.headers for r in polls)
+
+
+@pytest.mark.parametrize(
+    ("value", "error"), [(0, ValueError), (-5, ValueError), (1.5, TypeError), (True, TypeError)]
+)
+def test_invalid_object_lifecycle_is_refused_before_sending(
+    server: FakeFalServer, client: FalClient, value: object, error: type[Exception]
+) -> None:
+    with pytest.raises(error, match="object_lifecycle_seconds"):
+        client.run(SCHNELL, prompt="x", object_lifecycle_seconds=value)  # type: ignore[arg-type]
+    with pytest.raises(error, match="object_lifecycle_seconds"):
+        client.subscribe(SCHNELL, prompt="x", object_lifecycle_seconds=value)  # type: ignore[arg-type]
+    assert server.count() == 0
+
+
 def test_connections_are_reused(server: FakeFalServer, client: FalClient) -> None:
     for _ in range(3):
         client.flux_schnell(prompt="x")

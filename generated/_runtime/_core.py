@@ -26,6 +26,7 @@ from .errors import (
     FalTimeoutError,
     error_from_response,
 )
+from .files import Upload
 from .index import EndpointSpec
 from .models import RequestModel
 from .retry import RetryPolicy, is_timeout, retry_delay
@@ -33,6 +34,7 @@ from .retry import RetryPolicy, is_timeout, retry_delay
 __all__ = [
     "DEFAULT_QUEUE_URL",
     "DEFAULT_RUN_URL",
+    "DEFAULT_STORAGE_URL",
     "DEFAULT_TIMEOUT",
     "Attempts",
     "Call",
@@ -40,11 +42,15 @@ __all__ = [
     "Endpoint",
     "Priority",
     "QueueURLs",
+    "UploadTarget",
+    "decode_upload_target",
     "resolve_endpoint",
 ]
 
 DEFAULT_RUN_URL: Final = "https://fal.run"
 DEFAULT_QUEUE_URL: Final = "https://queue.fal.run"
+DEFAULT_STORAGE_URL: Final = "https://rest.alpha.fal.ai"
+"""fal's REST API, where uploads to fal storage (its CDN) are initiated."""
 DEFAULT_TIMEOUT: Final = httpx.Timeout(120.0, connect=10.0)
 """``run`` waits up to 2 minutes for each read by default (fal-client never times out)."""
 
@@ -160,6 +166,29 @@ def decode_object(response: httpx.Response) -> dict[str, Any]:
 
 
 @dataclass(frozen=True, slots=True)
+class UploadTarget:
+    """fal's answer to an upload initiation: where to PUT the bytes, and the file's URL."""
+
+    upload_url: str
+    """A pre-signed URL: the PUT needs no key."""
+    file_url: str
+    """Where the uploaded file is served; usable as any ``*_url`` input."""
+
+
+def decode_upload_target(response: httpx.Response) -> UploadTarget:
+    """The :class:`UploadTarget` of a 2xx initiate answer, or :class:`FalDecodeError`."""
+    data = decode_object(response)
+    upload_url, file_url = data.get("upload_url"), data.get("file_url")
+    if not (isinstance(upload_url, str) and upload_url and isinstance(file_url, str) and file_url):
+        raise FalDecodeError(
+            "fal's upload initiate answer lacks a string upload_url and file_url",
+            status_code=response.status_code,
+            request_id=response.headers.get(REQUEST_ID_HEADER),
+        )
+    return UploadTarget(upload_url=upload_url, file_url=file_url)
+
+
+@dataclass(frozen=True, slots=True)
 class QueueURLs:
     """Where a queued request is watched, fetched and cancelled."""
 
@@ -210,6 +239,7 @@ class ClientConfig:
 
     run_url: str = DEFAULT_RUN_URL
     queue_url: str = DEFAULT_QUEUE_URL
+    storage_url: str = DEFAULT_STORAGE_URL
     auth: Secret | None = None
     timeout: httpx.Timeout = field(default_factory=lambda: DEFAULT_TIMEOUT)
     retry: RetryPolicy = field(default_factory=RetryPolicy)
@@ -220,10 +250,15 @@ class ClientConfig:
         start_timeout: float | None = None,
         hint: str | None = None,
         priority: Priority | None = None,
+        object_lifecycle_seconds: int | None = None,
         extra_headers: Mapping[str, str] | None = None,
         authenticated: bool = True,
     ) -> dict[str, str]:
-        """Request headers: auth, fal's options, then the caller's ``extra_headers``."""
+        """Request headers: auth, fal's options, then the caller's ``extra_headers``.
+
+        ``object_lifecycle_seconds`` asks fal to keep the output files that long
+        (``X-Fal-Object-Lifecycle-Preference``); it must be a whole number of seconds > 0.
+        """
         headers: dict[str, str] = {}
         if authenticated and self.auth is not None:
             headers["Authorization"] = f"Key {self.auth.reveal()}"
@@ -237,6 +272,8 @@ class ClientConfig:
             if priority not in ("normal", "low"):
                 raise ValueError(f"priority must be 'normal' or 'low', not {priority!r}")
             headers["X-Fal-Queue-Priority"] = priority
+        if object_lifecycle_seconds is not None:
+            headers["X-Fal-Object-Lifecycle-Preference"] = _lifecycle(object_lifecycle_seconds)
         if extra_headers:
             headers.update(extra_headers)
         return headers
@@ -299,6 +336,33 @@ class ClientConfig:
         # Cancelling twice is harmless, so a cancel is as safe to retry as a GET.
         return Call("PUT", urls.cancel, self.headers(), timeout=self.timeout)
 
+    def upload_initiate_call(self, upload: Upload) -> Call:
+        """``POST {storage_url}/storage/upload/initiate``: a POST, so retried only when it
+        never reached fal (or on 429), like any POST."""
+        headers = self.headers()
+        headers["Content-Type"] = "application/json"
+        body = {"content_type": upload.content_type, "file_name": upload.file_name}
+        return Call(
+            "POST",
+            f"{self.storage_url.rstrip('/')}/storage/upload/initiate",
+            headers,
+            content=json.dumps(body).encode(),
+            params={"storage_type": "fal-cdn-v3"},
+            timeout=self.timeout,
+            idempotent=False,
+        )
+
+    def upload_put_call(self, upload: Upload, target: UploadTarget) -> Call:
+        # No Authorization header: the URL is pre-signed. PUTting the same bytes again is
+        # harmless, so it is retried like a GET.
+        return Call(
+            "PUT",
+            target.upload_url,
+            {"Content-Type": upload.content_type},
+            content=upload.data,
+            timeout=self.timeout,
+        )
+
     def download_call(self, url: str, timeout: Timeout) -> Call:
         # No Authorization header: file URLs point at CDNs and other hosts.
         return Call("GET", url, {}, timeout=as_timeout(timeout, self.timeout))
@@ -314,6 +378,14 @@ def as_timeout(value: Timeout, default: httpx.Timeout) -> httpx.Timeout:
     if isinstance(value, httpx.Timeout):
         return value
     return httpx.Timeout(value)
+
+
+def _lifecycle(seconds: int) -> str:
+    if isinstance(seconds, bool) or not isinstance(seconds, int):
+        raise TypeError(f"object_lifecycle_seconds must be an int, not {type(seconds).__name__}")
+    if seconds <= 0:
+        raise ValueError(f"object_lifecycle_seconds must be > 0, not {seconds}")
+    return json.dumps({"expiration_duration_seconds": seconds})
 
 
 def _seconds(value: float) -> str:

@@ -27,6 +27,7 @@ import httpx
 from ._core import (
     DEFAULT_QUEUE_URL,
     DEFAULT_RUN_URL,
+    DEFAULT_STORAGE_URL,
     DEFAULT_TIMEOUT,
     Attempts,
     Call,
@@ -37,11 +38,12 @@ from ._core import (
     Timeout,
     as_timeout,
     decode_object,
+    decode_upload_target,
     resolve_endpoint,
 )
 from .auth import resolve_key
 from .errors import FalDecodeError
-from .files import decode_data_uri, file_url, finish_download
+from .files import Upload, decode_data_uri, file_url, finish_download
 from .images import AsyncImages, Images
 from .index import EndpointSpec, UnknownEndpointError
 from .models import RequestModel
@@ -121,12 +123,14 @@ class _ClientBase:
         key: str | None,
         run_url: str,
         queue_url: str,
+        storage_url: str,
         timeout: Timeout,
         retry: RetryPolicy | None,
     ) -> None:
         self._config = ClientConfig(
             run_url=run_url.rstrip("/"),
             queue_url=queue_url.rstrip("/"),
+            storage_url=storage_url.rstrip("/"),
             auth=resolve_key(key),
             timeout=as_timeout(timeout, DEFAULT_TIMEOUT),
             retry=retry or RetryPolicy(),
@@ -155,13 +159,18 @@ class _ClientBase:
         priority: Priority | None,
         start_timeout: float | None,
         hint: str | None,
+        object_lifecycle_seconds: int | None,
         extra_body: Mapping[str, Any] | None,
         extra_headers: Mapping[str, str] | None,
     ) -> tuple[Endpoint, Call]:
         endpoint = resolve_endpoint(endpoint_id, untyped=untyped)
         body = endpoint.build_body(arguments, params, extra_body)
         headers = self._config.headers(
-            start_timeout=start_timeout, hint=hint, priority=priority, extra_headers=extra_headers
+            start_timeout=start_timeout,
+            hint=hint,
+            priority=priority,
+            object_lifecycle_seconds=object_lifecycle_seconds,
+            extra_headers=extra_headers,
         )
         return endpoint, self._config.submit_call(endpoint, body, headers, webhook_url)
 
@@ -174,6 +183,7 @@ class _ClientBase:
         untyped: bool,
         start_timeout: float | None,
         hint: str | None,
+        object_lifecycle_seconds: int | None,
         timeout: Timeout,
         extra_body: Mapping[str, Any] | None,
         extra_headers: Mapping[str, str] | None,
@@ -181,7 +191,10 @@ class _ClientBase:
         endpoint = resolve_endpoint(endpoint_id, untyped=untyped)
         body = endpoint.build_body(arguments, params, extra_body)
         headers = self._config.headers(
-            start_timeout=start_timeout, hint=hint, extra_headers=extra_headers
+            start_timeout=start_timeout,
+            hint=hint,
+            object_lifecycle_seconds=object_lifecycle_seconds,
+            extra_headers=extra_headers,
         )
         return endpoint, self._config.run_call(endpoint, body, headers, timeout)
 
@@ -238,8 +251,9 @@ class FalClient(_ClientBase, _SyncMethods):
 
     ``key`` defaults to ``FAL_KEY``, else ``FAL_KEY_ID`` + ``FAL_KEY_SECRET``, else
     ``FAL_AI_API_KEY`` (``key=""`` sends none). ``timeout`` (seconds or an ``httpx.Timeout``)
-    applies to each HTTP request; ``run`` always has a read timeout. ``http_client`` is used as
-    given and left open on ``close()``. Use it as a context manager, or call ``close()``.
+    applies to each HTTP request; ``run`` always has a read timeout. ``storage_url`` is where
+    :meth:`upload` starts uploads. ``http_client`` is used as given and left open on
+    ``close()``. Use it as a context manager, or call ``close()``.
     """
 
     def __init__(
@@ -248,11 +262,12 @@ class FalClient(_ClientBase, _SyncMethods):
         *,
         run_url: str = DEFAULT_RUN_URL,
         queue_url: str = DEFAULT_QUEUE_URL,
+        storage_url: str = DEFAULT_STORAGE_URL,
         timeout: Timeout = None,
         retry: RetryPolicy | None = None,
         http_client: httpx.Client | None = None,
     ) -> None:
-        self._configure(key, run_url, queue_url, timeout, retry)
+        self._configure(key, run_url, queue_url, storage_url, timeout, retry)
         self._owns_http = http_client is None
         self._http = http_client or httpx.Client(
             timeout=self._config.timeout, verify=_ssl_context()
@@ -300,13 +315,15 @@ class FalClient(_ClientBase, _SyncMethods):
         timeout: Timeout = None,
         start_timeout: float | None = None,
         hint: str | None = None,
+        object_lifecycle_seconds: int | None = None,
         **params: Any,
     ) -> Any:
         """Call fal's sync endpoint (``POST {run_url}/{endpoint_id}``); the Output model.
 
         ``arguments`` (a mapping or the Input model) and ``params`` are validated against the
         endpoint's Input model before anything is sent. ``untyped=True`` skips validation for
-        an id the registry does not bind: dicts in and out.
+        an id the registry does not bind: dicts in and out. ``object_lifecycle_seconds`` asks
+        fal to keep the output files that many seconds (as in :meth:`submit`).
         """
         endpoint, call = self._run_call(
             endpoint_id,
@@ -315,6 +332,7 @@ class FalClient(_ClientBase, _SyncMethods):
             untyped=untyped,
             start_timeout=start_timeout,
             hint=hint,
+            object_lifecycle_seconds=object_lifecycle_seconds,
             timeout=timeout,
             extra_body=extra_body,
             extra_headers=extra_headers,
@@ -332,11 +350,16 @@ class FalClient(_ClientBase, _SyncMethods):
         priority: Priority | None = None,
         start_timeout: float | None = None,
         hint: str | None = None,
+        object_lifecycle_seconds: int | None = None,
         extra_body: Mapping[str, Any] | None = None,
         extra_headers: Mapping[str, str] | None = None,
         **params: Any,
     ) -> QueueHandle[Any]:
-        """Submit to fal's queue (``POST {queue_url}/{endpoint_id}``); a handle on the request."""
+        """Submit to fal's queue (``POST {queue_url}/{endpoint_id}``); a handle on the request.
+
+        ``object_lifecycle_seconds`` (> 0) asks fal to keep the output files that long
+        (header ``X-Fal-Object-Lifecycle-Preference``); checked before anything is sent.
+        """
         endpoint, call = self._submit_call(
             endpoint_id,
             arguments,
@@ -346,6 +369,7 @@ class FalClient(_ClientBase, _SyncMethods):
             priority=priority,
             start_timeout=start_timeout,
             hint=hint,
+            object_lifecycle_seconds=object_lifecycle_seconds,
             extra_body=extra_body,
             extra_headers=extra_headers,
         )
@@ -366,6 +390,7 @@ class FalClient(_ClientBase, _SyncMethods):
         priority: Priority | None = None,
         start_timeout: float | None = None,
         hint: str | None = None,
+        object_lifecycle_seconds: int | None = None,
         extra_body: Mapping[str, Any] | None = None,
         extra_headers: Mapping[str, str] | None = None,
         **params: Any,
@@ -383,6 +408,7 @@ class FalClient(_ClientBase, _SyncMethods):
             priority=priority,
             start_timeout=start_timeout,
             hint=hint,
+            object_lifecycle_seconds=object_lifecycle_seconds,
             extra_body=extra_body,
             extra_headers=extra_headers,
             **params,
@@ -397,6 +423,27 @@ class FalClient(_ClientBase, _SyncMethods):
         """A handle on a request submitted earlier, from its stored ``request_id``."""
         endpoint = resolve_endpoint(endpoint_id, untyped=untyped)
         return QueueHandle(self, endpoint, request_id, self._rebuilt_urls(endpoint, request_id))
+
+    def upload(
+        self,
+        data: bytes | str | os.PathLike[str],
+        *,
+        content_type: str | None = None,
+        file_name: str | None = None,
+    ) -> str:
+        """Upload ``data`` (bytes, or a path to read) to fal storage; the file's URL, usable as
+        any ``*_url`` input.
+
+        A path's content type is guessed from its suffix and its name sent as the file name;
+        bytes are ``application/octet-stream``. ``content_type`` and ``file_name`` override.
+        Initiated with ``POST {storage_url}/storage/upload/initiate`` (retried only on 429 or
+        when it never reached fal), then the bytes are PUT to the pre-signed URL fal returned
+        (retried like a GET).
+        """
+        upload = Upload.of(data, content_type=content_type, file_name=file_name)
+        target = decode_upload_target(self._send(self._config.upload_initiate_call(upload)))
+        self._send(self._config.upload_put_call(upload, target))
+        return target.file_url
 
     @overload
     def download(
@@ -475,11 +522,12 @@ class AsyncFalClient(_ClientBase, _AsyncMethods):
         *,
         run_url: str = DEFAULT_RUN_URL,
         queue_url: str = DEFAULT_QUEUE_URL,
+        storage_url: str = DEFAULT_STORAGE_URL,
         timeout: Timeout = None,
         retry: RetryPolicy | None = None,
         http_client: httpx.AsyncClient | None = None,
     ) -> None:
-        self._configure(key, run_url, queue_url, timeout, retry)
+        self._configure(key, run_url, queue_url, storage_url, timeout, retry)
         self._owns_http = http_client is None
         self._http = http_client or httpx.AsyncClient(
             timeout=self._config.timeout,
@@ -529,6 +577,7 @@ class AsyncFalClient(_ClientBase, _AsyncMethods):
         timeout: Timeout = None,
         start_timeout: float | None = None,
         hint: str | None = None,
+        object_lifecycle_seconds: int | None = None,
         **params: Any,
     ) -> Any:
         """Call fal's sync endpoint; see :meth:`FalClient.run`."""
@@ -539,6 +588,7 @@ class AsyncFalClient(_ClientBase, _AsyncMethods):
             untyped=untyped,
             start_timeout=start_timeout,
             hint=hint,
+            object_lifecycle_seconds=object_lifecycle_seconds,
             timeout=timeout,
             extra_body=extra_body,
             extra_headers=extra_headers,
@@ -556,6 +606,7 @@ class AsyncFalClient(_ClientBase, _AsyncMethods):
         priority: Priority | None = None,
         start_timeout: float | None = None,
         hint: str | None = None,
+        object_lifecycle_seconds: int | None = None,
         extra_body: Mapping[str, Any] | None = None,
         extra_headers: Mapping[str, str] | None = None,
         **params: Any,
@@ -570,6 +621,7 @@ class AsyncFalClient(_ClientBase, _AsyncMethods):
             priority=priority,
             start_timeout=start_timeout,
             hint=hint,
+            object_lifecycle_seconds=object_lifecycle_seconds,
             extra_body=extra_body,
             extra_headers=extra_headers,
         )
@@ -590,6 +642,7 @@ class AsyncFalClient(_ClientBase, _AsyncMethods):
         priority: Priority | None = None,
         start_timeout: float | None = None,
         hint: str | None = None,
+        object_lifecycle_seconds: int | None = None,
         extra_body: Mapping[str, Any] | None = None,
         extra_headers: Mapping[str, str] | None = None,
         **params: Any,
@@ -603,6 +656,7 @@ class AsyncFalClient(_ClientBase, _AsyncMethods):
             priority=priority,
             start_timeout=start_timeout,
             hint=hint,
+            object_lifecycle_seconds=object_lifecycle_seconds,
             extra_body=extra_body,
             extra_headers=extra_headers,
             **params,
@@ -619,6 +673,19 @@ class AsyncFalClient(_ClientBase, _AsyncMethods):
         return AsyncQueueHandle(
             self, endpoint, request_id, self._rebuilt_urls(endpoint, request_id)
         )
+
+    async def upload(
+        self,
+        data: bytes | str | os.PathLike[str],
+        *,
+        content_type: str | None = None,
+        file_name: str | None = None,
+    ) -> str:
+        """Upload ``data`` to fal storage; the file's URL. See :meth:`FalClient.upload`."""
+        upload = Upload.of(data, content_type=content_type, file_name=file_name)
+        target = decode_upload_target(await self._send(self._config.upload_initiate_call(upload)))
+        await self._send(self._config.upload_put_call(upload, target))
+        return target.file_url
 
     @overload
     async def download(

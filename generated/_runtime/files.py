@@ -4,6 +4,8 @@ fal outputs reference files by URL (``{url, content_type, file_name, ...}``); wi
 ``sync_mode: true`` the URL is a ``data:`` URI, decoded here without any HTTP. Inputs that take
 a file URL also accept a data URI: :func:`to_data_uri` builds one from bytes or a path.
 Downloads (``FalClient.download``) send no fal key, since file URLs point at other hosts.
+Uploads (``FalClient.upload``) put bytes on fal storage and return their URL: :class:`Upload`
+is what is sent.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import binascii
 import mimetypes
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 from urllib.parse import unquote_to_bytes
@@ -20,6 +23,7 @@ from urllib.parse import unquote_to_bytes
 from .errors import UnexpectedContentTypeError
 
 __all__ = [
+    "Upload",
     "decode_data_uri",
     "file_url",
     "finish_download",
@@ -27,6 +31,8 @@ __all__ = [
     "to_data_uri",
 ]
 
+
+_OCTET_STREAM: Final = "application/octet-stream"
 
 _SIGNATURES: Final = (
     (b"\x89PNG\r\n\x1a\n", "image/png"),
@@ -115,3 +121,47 @@ def finish_download(
     target = Path(path)
     target.write_bytes(data)
     return target
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class Upload:
+    """The bytes of one upload to fal storage, with their content type and file name."""
+
+    data: bytes
+    content_type: str
+    file_name: str
+
+    @classmethod
+    def of(
+        cls,
+        data: bytes | str | os.PathLike[str],
+        *,
+        content_type: str | None = None,
+        file_name: str | None = None,
+    ) -> Upload:
+        """``data`` (bytes, or a path to read) ready to upload.
+
+        For a path, the content type is guessed from its suffix and the file name is its name;
+        for bytes, the content type is ``application/octet-stream`` and the file name
+        ``upload`` plus the content type's usual suffix. ``content_type`` and ``file_name``
+        override both.
+        """
+        if isinstance(data, bytes):
+            raw = data
+        elif isinstance(data, str | os.PathLike):
+            path = Path(data)
+            raw = path.read_bytes()
+            content_type = content_type or mimetypes.guess_type(path.name)[0]
+            file_name = file_name or path.name
+        else:
+            raise TypeError(f"upload takes bytes or a path, not {type(data).__name__}")
+        content_type = content_type or _OCTET_STREAM
+        if not file_name:
+            file_name = "upload" + (mimetypes.guess_extension(content_type) or ".bin")
+        return cls(raw, content_type, file_name)
+
+    def __repr__(self) -> str:
+        return (
+            f"Upload(<{len(self.data)} bytes>, content_type={self.content_type!r}, "
+            f"file_name={self.file_name!r})"
+        )

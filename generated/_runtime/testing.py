@@ -14,7 +14,10 @@ It serves every endpoint in ``falbind.ENDPOINTS`` (and any added with :meth:`add
   cancel_url}``, with fal's URL shapes under ``{url}/queue/{owner}/{app}/requests/{id}``:
   ``GET …/status[?logs=1]``, ``GET …/status/stream`` (server-sent events), ``GET …`` (the
   output), ``PUT …/cancel``;
-* files: ``GET {url}/files/…`` (real PNG bytes for images).
+* files: ``GET {url}/files/…`` (real PNG bytes for images);
+* storage (``storage_url`` = ``{url}``): ``POST {url}/storage/upload/initiate`` →
+  ``{upload_url, file_url}``, ``PUT {upload_url}`` stores the bytes (no key needed: the URL is
+  "pre-signed"), and ``GET {file_url}`` (under ``{url}/files/uploads/…``) serves them back.
 
 Inputs are validated with the generated Input models (a 422 in fal's shape when they do not
 fit; unknown parameters are ignored, as fal does); outputs are synthesised from the Output models (:mod:`.fake_outputs`). A queued request is
@@ -44,7 +47,7 @@ from datetime import UTC, datetime
 from http import HTTPStatus
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, Literal, Self, TypeAlias
-from urllib.parse import parse_qsl, unquote
+from urllib.parse import parse_qsl, quote, unquote
 
 from pydantic import ValidationError
 
@@ -55,9 +58,21 @@ if TYPE_CHECKING:
 
 __all__ = ["FakeFalServer", "Fault", "RecordedRequest", "Route", "serve_until_interrupted"]
 
-Route: TypeAlias = Literal["run", "submit", "status", "stream", "result", "cancel", "file"]
+Route: TypeAlias = Literal[
+    "run", "submit", "status", "stream", "result", "cancel", "file", "upload_initiate", "upload_put"
+]
 ROUTES: Final[frozenset[str]] = frozenset(
-    {"run", "submit", "status", "stream", "result", "cancel", "file"}
+    {
+        "run",
+        "submit",
+        "status",
+        "stream",
+        "result",
+        "cancel",
+        "file",
+        "upload_initiate",
+        "upload_put",
+    }
 )
 FaultKind: TypeAlias = Literal[
     "http", "reset", "slow", "malformed_json", "never_complete", "completed_with_error"
@@ -80,7 +95,8 @@ class RecordedRequest:
     """Lower-cased names."""
     body: bytes
     route: str | None
-    """``run``, ``submit``, ``status``, ``stream``, ``result``, ``cancel``, ``file`` or ``None``."""
+    """``run``, ``submit``, ``status``, ``stream``, ``result``, ``cancel``, ``file``,
+    ``upload_initiate``, ``upload_put`` or ``None``."""
     endpoint_id: str | None
     peer: tuple[str, int] | None = None
     """The client's address and port: one connection per peer."""
@@ -229,6 +245,15 @@ def _fake_logs(phase: str) -> list[dict[str, Any]]:
 
 
 @dataclass(slots=True)
+class _Stored:
+    """An upload the server initiated: its file name, then the bytes and type once PUT."""
+
+    file_name: str
+    content_type: str = ""
+    data: bytes | None = None
+
+
+@dataclass(slots=True)
 class _Request:
     method: str
     path: str
@@ -276,6 +301,7 @@ class FakeFalServer:
         self._log: list[RecordedRequest] = []
         self._jobs: dict[str, _Job] = {}
         self._outputs: dict[tuple[str, OutputContext], dict[str, Any]] = {}
+        self._uploads: dict[str, _Stored] = {}
         self._ids = itertools.count(1)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -375,9 +401,19 @@ class FakeFalServer:
         """Pass as ``queue_url=`` to a client."""
         return f"{self.url}/queue"
 
+    @property
+    def storage_url(self) -> str:
+        """Pass as ``storage_url=`` to a client."""
+        return self.url
+
     def client_kwargs(self) -> dict[str, Any]:
-        """``run_url``, ``queue_url`` and ``key`` for a client of this server."""
-        return {"run_url": self.run_url, "queue_url": self.queue_url, "key": self.key or ""}
+        """``run_url``, ``queue_url``, ``storage_url`` and ``key`` for a client of this server."""
+        return {
+            "run_url": self.run_url,
+            "queue_url": self.queue_url,
+            "storage_url": self.storage_url,
+            "key": self.key or "",
+        }
 
     def client(self, **options: Any) -> FalClient:
         """A :class:`~falbind.FalClient` of this server (``options`` override)."""
@@ -407,7 +443,8 @@ class FakeFalServer:
         """Answer the next ``times`` matching requests (``None``: all) with ``fault``.
 
         ``route`` limits it to ``run``, ``submit``, ``status``, ``stream``, ``result``,
-        ``cancel`` or ``file`` requests (default: any; ``submit`` for queue-only faults).
+        ``cancel``, ``file``, ``upload_initiate`` or ``upload_put`` requests (default: any;
+        ``submit`` for queue-only faults).
         """
         routes: frozenset[str] | None
         if route is None:
@@ -509,6 +546,10 @@ class FakeFalServer:
             return "run", path[len("/run/") :], ""
         if path.startswith("/files/") and method == "GET":
             return "file", None, path[len("/files/") :]
+        if path == "/storage/upload/initiate" and method == "POST":
+            return "upload_initiate", None, ""
+        if path.startswith("/storage/upload/") and method == "PUT":
+            return "upload_put", None, path[len("/storage/upload/") :]
         if path.startswith("/queue/"):
             parts = path[len("/queue/") :].split("/")
             if method == "POST":
@@ -546,14 +587,18 @@ class FakeFalServer:
         fault: Fault | None,
     ) -> _Answer:
         if route == "file":
-            found = FakeFiles.get(rest)
+            found = self._uploaded(rest) or FakeFiles.get(rest)
             if found is None:
                 return _json_answer(404, {"detail": "File not found"})
             return _Answer(200, found[1], content_type=found[0])
+        if route == "upload_put":
+            return self._store_upload(request, rest)
+        if route == "upload_initiate":
+            return self._initiate_upload(request) if self._authorized(request) else _unauthorized()
         if route is None or endpoint_id is None:
             return _json_answer(404, {"detail": f"Not found: {request.method} {request.path}"})
-        if self.key is not None and request.headers.get("authorization") != f"Key {self.key}":
-            return _json_answer(401, {"detail": "No valid credentials were provided"})
+        if not self._authorized(request):
+            return _unauthorized()
         if route in ("run", "submit"):
             return self._accept(request, route, endpoint_id, fault)
         job = self._jobs.get(rest)
@@ -619,6 +664,44 @@ class FakeFalServer:
         }
         return _json_answer(200, data, _request_id(request_id))
 
+    def _authorized(self, request: _Request) -> bool:
+        """Whether ``request`` carries the key (always, when the server has none)."""
+        return self.key is None or request.headers.get("authorization") == f"Key {self.key}"
+
+    def _initiate_upload(self, request: _Request) -> _Answer:
+        try:
+            body = json.loads(request.body or b"{}")
+        except ValueError:
+            return _json_answer(400, {"detail": "Request body is not valid JSON"})
+        file_name = body.get("file_name") if isinstance(body, dict) else None
+        content_type = body.get("content_type") if isinstance(body, dict) else None
+        if not (isinstance(file_name, str) and file_name and isinstance(content_type, str)):
+            return _json_answer(422, {"detail": "content_type and file_name are required"})
+        upload_id = f"{next(self._ids):08x}"
+        self._uploads[upload_id] = _Stored(file_name)
+        data = {
+            "upload_url": f"{self.url}/storage/upload/{upload_id}",
+            "file_url": f"{self.url}/files/uploads/{upload_id}/{quote(file_name, safe='')}",
+        }
+        return _json_answer(200, data)
+
+    def _store_upload(self, request: _Request, upload_id: str) -> _Answer:
+        stored = self._uploads.get(upload_id)
+        if stored is None:
+            return _json_answer(404, {"detail": f"Upload {upload_id!r} not found"})
+        stored.data = request.body
+        stored.content_type = request.headers.get("content-type", "application/octet-stream")
+        return _Answer(200, content_type="text/plain")
+
+    def _uploaded(self, name: str) -> tuple[str, bytes] | None:
+        """The content type and bytes of an uploaded file (``uploads/<id>/<file name>``)."""
+        prefix, _, rest = name.partition("/")
+        upload_id, _, file_name = rest.partition("/")
+        stored = self._uploads.get(upload_id) if prefix == "uploads" else None
+        if stored is None or stored.data is None or stored.file_name != file_name:
+            return None
+        return stored.content_type, stored.data
+
     def _output(self, endpoint_id: str, body: dict[str, Any]) -> dict[str, Any] | _Answer:
         handler = self._handlers.get(endpoint_id)
         if handler is not None:
@@ -659,9 +742,7 @@ class FakeFalServer:
     ) -> bool:
         """Status events until COMPLETED (then the chunked body ends; the connection stays)."""
         job = self._jobs.get(request_id)
-        if job is None or (
-            self.key is not None and request.headers.get("authorization") != f"Key {self.key}"
-        ):
+        if job is None or not self._authorized(request):
             await _write(writer, _json_answer(404, {"detail": "Request not found"}), request)
             return True
         with_logs = request.query.get("logs") == "1"
@@ -701,6 +782,10 @@ def _peer(writer: asyncio.StreamWriter) -> tuple[str, int] | None:
 
 def _app(endpoint_id: str) -> str:
     return "/".join(endpoint_id.split("/")[:2])
+
+
+def _unauthorized() -> _Answer:
+    return _json_answer(401, {"detail": "No valid credentials were provided"})
 
 
 def _request_id(request_id: str) -> dict[str, str]:
@@ -795,6 +880,7 @@ def serve_until_interrupted(port: int, key: str | None, echo: Callable[[str], No
             echo(f"fake fal server listening on {server.url}")
             echo(f"  run_url={server.run_url}")
             echo(f"  queue_url={server.queue_url}")
+            echo(f"  storage_url={server.storage_url}")
             echo("press Ctrl-C to stop")
             try:
                 while True:
