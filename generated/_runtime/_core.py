@@ -28,7 +28,7 @@ from .errors import (
 )
 from .files import Upload
 from .index import EndpointSpec
-from .models import RequestModel
+from .models import RequestModel, to_request_body
 from .retry import RetryPolicy, is_timeout, retry_delay
 
 __all__ = [
@@ -86,13 +86,13 @@ class Endpoint:
                         f"{self.id} takes {model.__name__}, not {type(arguments).__name__}"
                     )
                 validated = (
-                    model.model_validate(_merge(_body_of(arguments), params))
+                    model.model_validate(_merge(to_request_body(arguments), params))
                     if params
                     else arguments
                 )
-                body = _body_of(validated)
+                body = to_request_body(validated)
             else:
-                body = _body_of(model.model_validate(_merge(arguments or {}, params)))
+                body = to_request_body(model.model_validate(_merge(arguments or {}, params)))
         if extra_body:
             body.update(extra_body)
         return pydantic_core.to_json(body)
@@ -113,10 +113,6 @@ class Endpoint:
                 status_code=response.status_code,
                 request_id=request_id,
             ) from exc
-
-
-def _body_of(model: BaseModel) -> dict[str, Any]:
-    return model.model_dump(mode="json", by_alias=True, exclude_unset=True)
 
 
 def _merge(arguments: Mapping[str, Any], params: Mapping[str, Any]) -> dict[str, Any]:

@@ -137,6 +137,10 @@ class RequestModel(BaseModel):
         except ValidationError as exc:
             raise explain_validation_error(type(self), exc) from None
 
+    # Tell pydantic this __init__ only wraps BaseModel's: otherwise pydantic-core would route every
+    # validation of these models, nested ones included, through it (a second validation call).
+    __init__.__pydantic_base_init__ = True  # type: ignore[attr-defined]
+
     @classmethod
     def model_validate(cls, *args: Any, **kwargs: Any) -> Self:
         try:
