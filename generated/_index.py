@@ -10,7 +10,8 @@ from types import MappingProxyType
 
 from ._runtime.index import EndpointIndex
 
-# (endpoint id, python name, category, module under falbind.endpoints, class stem)
+# (endpoint id, python name, category, module under falbind.endpoints, class stem), then the
+# registry's short names (alias -> endpoint id).
 ENDPOINTS = EndpointIndex(
     (
         (
@@ -5863,12 +5864,8 @@ ENDPOINTS = EndpointIndex(
             "XaiGrokImagineVideoV15ImageToVideo",
         ),
         ("xai/tts/v1", "xai_tts_v1", "text-to-speech", "xai__tts_v1", "XaiTtsV1"),
-    )
-)
-
-# Short names users may pass instead of an endpoint id.
-ALIASES: Mapping[str, str] = MappingProxyType(
-    {
+    ),
+    aliases={
         "bria-3.2": "bria/text-to-image/3.2",
         "dreamina-v3.1": "fal-ai/bytedance/dreamina/v3.1/text-to-image",
         "fast-sdxl": "fal-ai/fast-sdxl",
@@ -5881,8 +5878,11 @@ ALIASES: Mapping[str, str] = MappingProxyType(
         "recraft-v3": "fal-ai/recraft/v3/text-to-image",
         "sd3.5-medium": "fal-ai/stable-diffusion-v35-medium",
         "seedream-v3": "fal-ai/bytedance/seedream/v3/text-to-image",
-    }
+    },
 )
+
+# Short names users may pass instead of an endpoint id.
+ALIASES: Mapping[str, str] = ENDPOINTS.aliases
 
 # Endpoints in the registry that could not be bound, with the reason.
 UNBOUND: Mapping[str, str] = MappingProxyType(

@@ -175,3 +175,24 @@ def test_import_is_lazy() -> None:
         "assert len(falbind.ENDPOINTS) > 900\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("fal-ai/flux-pro/v1.1-ultra", "fal-ai/flux-pro/v1.1-ultra"),
+        ("flux-ultra", "fal-ai/flux-pro/v1.1-ultra"),
+        ("flux_pro_v1_1_ultra", "fal-ai/flux-pro/v1.1-ultra"),
+    ],
+)
+def test_resolve_takes_ids_aliases_and_python_names(name: str, expected: str) -> None:
+    assert ENDPOINTS.resolve(name).id == expected
+    assert ENDPOINTS.canonical_id("flux-ultra") == "fal-ai/flux-pro/v1.1-ultra"
+    assert ENDPOINTS.canonical_id("fal-ai/flux/dev") == "fal-ai/flux/dev"
+
+
+def test_resolve_refuses_unknown_names_with_suggestions() -> None:
+    with pytest.raises(falbind.UnknownEndpointError) as info:
+        ENDPOINTS.resolve("flux-ultr")
+    assert info.value.suggestions[0] == "flux-ultra"
+    assert "did you mean 'flux-ultra'" in str(info.value)

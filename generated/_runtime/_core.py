@@ -16,7 +16,7 @@ import httpx
 import pydantic_core
 from pydantic import BaseModel, ValidationError
 
-from .._index import ALIASES, ENDPOINTS
+from .._index import ENDPOINTS
 from .auth import Secret
 from .errors import (
     REQUEST_ID_HEADER,
@@ -123,12 +123,12 @@ def _merge(arguments: Mapping[str, Any], params: Mapping[str, Any]) -> dict[str,
 
 
 def resolve_endpoint(endpoint_id: str, *, untyped: bool = False) -> Endpoint:
-    """The endpoint for ``endpoint_id`` (or an alias). An id the registry does not bind raises
+    """The endpoint for ``endpoint_id`` (or an alias or Python name). An id the registry does not bind raises
     :class:`~falbind.UnknownEndpointError` with a did-you-mean, unless ``untyped`` is true."""
-    endpoint_id = ALIASES.get(endpoint_id, endpoint_id)
     if untyped:
-        return Endpoint(endpoint_id, None)
-    return Endpoint(endpoint_id, ENDPOINTS[endpoint_id])
+        return Endpoint(ENDPOINTS.canonical_id(endpoint_id), None)
+    spec = ENDPOINTS.resolve(endpoint_id)
+    return Endpoint(spec.id, spec)
 
 
 def _malformed(response: httpx.Response) -> FalDecodeError:

@@ -57,19 +57,15 @@ def resolve_endpoint(name: str) -> EndpointSpec:
     """The spec for an endpoint id, a registry alias or a Python name (e.g. ``flux_schnell``)."""
     import falbind
 
-    target = falbind.ALIASES.get(name, name)
-    if target in falbind.ENDPOINTS:
-        return falbind.ENDPOINTS[target]
+    target = falbind.ENDPOINTS.canonical_id(name)
     if target in falbind.UNBOUND:
         raise EndpointLookupError(
             f"{target} is in the registry but could not be bound: {falbind.UNBOUND[target]}"
         )
     try:
-        return falbind.ENDPOINTS.by_name(name)
-    except UnknownEndpointError:
-        suggestions = falbind.ENDPOINTS.suggest(name)
-        error = UnknownEndpointError(name, suggestions)
-        raise EndpointLookupError(str(error), suggestions) from None
+        return falbind.ENDPOINTS.resolve(name)
+    except UnknownEndpointError as error:
+        raise EndpointLookupError(str(error), error.suggestions) from None
 
 
 # --------------------------------------------------------------------------- tables

@@ -131,12 +131,12 @@ def resolve_model(model: str) -> str:
     Raises :class:`~falbind.UnknownEndpointError` (with a did-you-mean) for an unbound id, and
     ``ValueError`` for an endpoint whose output has no images.
     """
-    from falbind import ALIASES, ENDPOINTS
+    from falbind import ENDPOINTS
 
-    name = model.removeprefix(LITELLM_PREFIX)
-    endpoint_id = ALIASES.get(name, name)
-    if endpoint_id not in ENDPOINTS:
-        raise UnknownEndpointError(model, ENDPOINTS.suggest(endpoint_id))
+    try:
+        endpoint_id = ENDPOINTS.resolve(model.removeprefix(LITELLM_PREFIX)).id
+    except UnknownEndpointError as error:
+        raise UnknownEndpointError(model, error.suggestions) from None  # name what was passed
     output_fields = _field_names(ENDPOINTS[endpoint_id].output_model)
     if not output_fields & set(IMAGE_FIELDS):
         raise ValueError(

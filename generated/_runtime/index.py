@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from types import ModuleType
+from types import MappingProxyType, ModuleType
 from typing import TYPE_CHECKING, Final
 
 from .suggest import suggest_names
@@ -74,10 +74,16 @@ class EndpointSpec:
 class EndpointIndex(Mapping[str, EndpointSpec]):
     """Read-only mapping ``endpoint id -> EndpointSpec``; also looks up by Python name."""
 
-    __slots__ = ("_by_id", "_by_name", "_by_stem", "_rows")
+    __slots__ = ("_by_id", "_by_name", "_by_stem", "_rows", "aliases")
 
-    def __init__(self, rows: tuple[tuple[str, str, str, str, str], ...]) -> None:
+    def __init__(
+        self,
+        rows: tuple[tuple[str, str, str, str, str], ...],
+        aliases: Mapping[str, str] | None = None,
+    ) -> None:
         self._rows = rows
+        self.aliases: Mapping[str, str] = MappingProxyType(dict(aliases or {}))
+        """Short names from the registry (``flux-ultra``) -> endpoint id."""
         self._by_id: dict[str, EndpointSpec] | None = None
         self._by_name: dict[str, EndpointSpec] | None = None
         self._by_stem: dict[str, EndpointSpec] | None = None
@@ -115,11 +121,28 @@ class EndpointIndex(Mapping[str, EndpointSpec]):
         except KeyError:
             raise UnknownEndpointError(name, suggest_names(name, list(self._by_name))) from None
 
+    def canonical_id(self, name: str) -> str:
+        """``name`` with a registry alias replaced by its endpoint id (other names unchanged)."""
+        return self.aliases.get(name, name)
+
+    def resolve(self, name: str) -> EndpointSpec:
+        """The spec for an endpoint id, a registry alias or a Python name (``flux_schnell``);
+        anything else raises :class:`UnknownEndpointError` with a did-you-mean."""
+        endpoint_id = self.canonical_id(name)
+        specs = self._specs()
+        if endpoint_id in specs:
+            return specs[endpoint_id]
+        try:
+            return self.by_name(name)
+        except UnknownEndpointError:
+            raise UnknownEndpointError(name, self.suggest(endpoint_id)) from None
+
     def by_class_stem(self, stem: str) -> EndpointSpec | None:
         """The spec whose models are ``<stem>Input``/``<stem>Output``, if any."""
         if self._by_stem is None:
             self._by_stem = {spec.class_stem: spec for spec in self._specs().values()}
         return self._by_stem.get(stem)
 
-    def suggest(self, endpoint_id: str) -> list[str]:
-        return suggest_names(endpoint_id, list(self._specs()))
+    def suggest(self, name: str) -> list[str]:
+        """The closest endpoint ids and aliases to ``name``."""
+        return suggest_names(name, [*self._specs(), *self.aliases])

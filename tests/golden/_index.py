@@ -10,7 +10,8 @@ from types import MappingProxyType
 
 from ._runtime.index import EndpointIndex
 
-# (endpoint id, python name, category, module under falbind.endpoints, class stem)
+# (endpoint id, python name, category, module under falbind.endpoints, class stem), then the
+# registry's short names (alias -> endpoint id).
 ENDPOINTS = EndpointIndex(
     (
         (
@@ -35,16 +36,15 @@ ENDPOINTS = EndpointIndex(
             "FluxSchnell",
         ),
         ("fal-ai/wan-ati", "wan_ati", "image-to-video", "fal_ai__wan_ati", "WanAti"),
-    )
+    ),
+    aliases={
+        "flux-ultra": "fal-ai/flux-pro/v1.1-ultra",
+        "untrusted": "acme/untrusted-v1",
+    },
 )
 
 # Short names users may pass instead of an endpoint id.
-ALIASES: Mapping[str, str] = MappingProxyType(
-    {
-        "flux-ultra": "fal-ai/flux-pro/v1.1-ultra",
-        "untrusted": "acme/untrusted-v1",
-    }
-)
+ALIASES: Mapping[str, str] = ENDPOINTS.aliases
 
 # Endpoints in the registry that could not be bound, with the reason.
 UNBOUND: Mapping[str, str] = MappingProxyType({})
