@@ -9,6 +9,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from falbind._runtime.retry import RetryPolicy
+
 ROOT = Path(__file__).resolve().parents[1]
 REGISTRY = ROOT / "registry"
 GENERATED = ROOT / "generated"
@@ -103,3 +105,7 @@ def example_input(model: type[BaseModel]) -> dict[str, Any]:
         for name, prop in schema.get("properties", {}).items()
         if name in schema.get("required", ())
     }
+
+
+# Retries as the default policy makes them, with waits short enough for tests.
+FAST_RETRY = RetryPolicy(max_retries=3, initial_backoff=0.001, max_backoff=0.01)

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterator
 
 import httpx
 import pytest
-from httpx_aiohttp import AiohttpTransport
 from pydantic import ValidationError
 
 import falbind
@@ -22,59 +20,38 @@ from falbind._runtime.errors import (
     UnprocessableEntityError,
 )
 from falbind._runtime.queue import Completed, QueueStatus
-from falbind._runtime.retry import RetryPolicy
 from falbind._runtime.testing import FakeFalServer, Fault
 
-FAST = RetryPolicy(max_retries=3, initial_backoff=0.001, max_backoff=0.01)
 SCHNELL = "fal-ai/flux/schnell"
 
 
-@pytest.fixture
-def server() -> Iterator[FakeFalServer]:
-    with FakeFalServer() as fake:
-        yield fake
-
-
-@pytest.fixture(params=["aiohttp", "httpx"])
-async def client(
-    request: pytest.FixtureRequest, server: FakeFalServer
-) -> AsyncIterator[AsyncFalClient]:
-    if request.param == "aiohttp":
-        async with server.async_client(retry=FAST) as fal:
-            assert isinstance(fal._http._transport, AiohttpTransport)
-            yield fal
-    else:
-        async with httpx.AsyncClient() as http:
-            yield server.async_client(retry=FAST, http_client=http)
-
-
 async def test_typed_call_returns_the_output_model(
-    server: FakeFalServer, client: AsyncFalClient
+    server: FakeFalServer, async_client: AsyncFalClient
 ) -> None:
-    output = await client.flux_schnell(prompt="a fox", num_images=2)
+    output = await async_client.flux_schnell(prompt="a fox", num_images=2)
     assert isinstance(output, falbind.ENDPOINTS[SCHNELL].output_model)
     assert len(output.images) == 2
     assert server.requests[0].json() == {"prompt": "a fox", "num_images": 2}
 
 
 async def test_validation_happens_before_sending(
-    server: FakeFalServer, client: AsyncFalClient
+    server: FakeFalServer, async_client: AsyncFalClient
 ) -> None:
     with pytest.raises(ValidationError, match="did you mean 'num_images'"):
-        await client.flux_schnell(prompt="x", num_image=2)
+        await async_client.flux_schnell(prompt="x", num_image=2)
     with pytest.raises(falbind.UnknownEndpointError):
-        await client.run("fal-ai/flux/schnel")
+        await async_client.run("fal-ai/flux/schnel")
     assert server.count() == 0
 
 
 async def test_object_lifecycle_reaches_fal_and_is_checked_first(
-    server: FakeFalServer, client: AsyncFalClient
+    server: FakeFalServer, async_client: AsyncFalClient
 ) -> None:
-    await client.run(SCHNELL, prompt="x", object_lifecycle_seconds=3600)
-    await (await client.submit(SCHNELL, prompt="x", object_lifecycle_seconds=60)).result()
-    await client.subscribe(SCHNELL, prompt="x", object_lifecycle_seconds=2)
-    await client.flux_schnell(prompt="x", object_lifecycle_seconds=5)
-    await client.queue.flux_schnell(prompt="x", object_lifecycle_seconds=9)
+    await async_client.run(SCHNELL, prompt="x", object_lifecycle_seconds=3600)
+    await (await async_client.submit(SCHNELL, prompt="x", object_lifecycle_seconds=60)).result()
+    await async_client.subscribe(SCHNELL, prompt="x", object_lifecycle_seconds=2)
+    await async_client.flux_schnell(prompt="x", object_lifecycle_seconds=5)
+    await async_client.queue.flux_schnell(prompt="x", object_lifecycle_seconds=9)
     sent = [
         r.headers.get("x-fal-object-lifecycle-preference")
         for r in server.requests
@@ -83,57 +60,61 @@ async def test_object_lifecycle_reaches_fal_and_is_checked_first(
     assert sent == [f'{{"expiration_duration_seconds": {n}}}' for n in (3600, 60, 2, 5, 9)]
     server.clear_requests()
     with pytest.raises(ValueError, match="object_lifecycle_seconds"):
-        await client.submit(SCHNELL, prompt="x", object_lifecycle_seconds=0)
+        await async_client.submit(SCHNELL, prompt="x", object_lifecycle_seconds=0)
     with pytest.raises(ValueError, match="object_lifecycle_seconds"):
-        await client.subscribe(SCHNELL, prompt="x", object_lifecycle_seconds=-1)
+        await async_client.subscribe(SCHNELL, prompt="x", object_lifecycle_seconds=-1)
     with pytest.raises(TypeError, match="object_lifecycle_seconds"):
-        await client.run(SCHNELL, prompt="x", object_lifecycle_seconds=2.5)  # type: ignore[arg-type]
+        await async_client.run(SCHNELL, prompt="x", object_lifecycle_seconds=2.5)  # type: ignore[arg-type]
     assert server.count() == 0
 
 
-async def test_422_has_field_errors(client: AsyncFalClient) -> None:
+async def test_422_has_field_errors(async_client: AsyncFalClient) -> None:
     with pytest.raises(UnprocessableEntityError) as caught:
-        await client.run(SCHNELL, {"num_images": 2}, untyped=True)
+        await async_client.run(SCHNELL, {"num_images": 2}, untyped=True)
     assert [e.field for e in caught.value.field_errors] == ["prompt"]
 
 
-async def test_concurrent_calls(server: FakeFalServer, client: AsyncFalClient) -> None:
-    outputs = await asyncio.gather(*(client.flux_schnell(prompt=f"p{i}") for i in range(64)))
+async def test_concurrent_calls(server: FakeFalServer, async_client: AsyncFalClient) -> None:
+    outputs = await asyncio.gather(*(async_client.flux_schnell(prompt=f"p{i}") for i in range(64)))
     assert sorted(o.prompt for o in outputs) == sorted(f"p{i}" for i in range(64))
     assert server.count(route="run") == 64
 
 
-async def test_post_retried_on_429_only(server: FakeFalServer, client: AsyncFalClient) -> None:
+async def test_post_retried_on_429_only(
+    server: FakeFalServer, async_client: AsyncFalClient
+) -> None:
     server.inject(Fault.rate_limit(), route="run", times=2)
-    await client.flux_schnell(prompt="x")
+    await async_client.flux_schnell(prompt="x")
     assert server.count(route="run") == 3
     server.inject(Fault.http(502), route="run")
     with pytest.raises(ServerError):
-        await client.flux_schnell(prompt="x")
+        await async_client.flux_schnell(prompt="x")
     assert server.count(route="run") == 4
 
 
-async def test_post_not_retried_after_reset(server: FakeFalServer, client: AsyncFalClient) -> None:
+async def test_post_not_retried_after_reset(
+    server: FakeFalServer, async_client: AsyncFalClient
+) -> None:
     server.inject(Fault.reset(), route="run")
     with pytest.raises(FalConnectionError):
-        await client.flux_schnell(prompt="x")
+        await async_client.flux_schnell(prompt="x")
     assert server.count(route="run") == 1
 
 
 async def test_no_duplicate_post_on_read_timeout(
-    server: FakeFalServer, client: AsyncFalClient
+    server: FakeFalServer, async_client: AsyncFalClient
 ) -> None:
     server.inject(Fault.slow(1.0), route="run")
     with pytest.raises(FalTimeoutError):
-        await client.flux_schnell(prompt="x", timeout=0.2)
+        await async_client.flux_schnell(prompt="x", timeout=0.2)
     await asyncio.sleep(0.05)
     assert server.count(route="run") == 1
 
 
 async def test_gets_are_retried_on_reset_and_5xx(
-    server: FakeFalServer, client: AsyncFalClient
+    server: FakeFalServer, async_client: AsyncFalClient
 ) -> None:
-    handle = await client.submit(SCHNELL, prompt="x")
+    handle = await async_client.submit(SCHNELL, prompt="x")
     server.inject(Fault.reset(), route="status")
     server.inject(Fault.http(503), route="status")
     await handle.status()
@@ -141,7 +122,7 @@ async def test_gets_are_retried_on_reset_and_5xx(
 
 
 async def test_queue_subscribe_with_sync_and_async_callbacks(
-    server: FakeFalServer, client: AsyncFalClient
+    server: FakeFalServer, async_client: AsyncFalClient
 ) -> None:
     server.processing_time = 0.1
     seen: list[QueueStatus] = []
@@ -149,69 +130,71 @@ async def test_queue_subscribe_with_sync_and_async_callbacks(
     async def record(status: QueueStatus) -> None:
         seen.append(status)
 
-    output = await client.queue.flux_schnell(prompt="q", on_queue_update=record)
+    output = await async_client.queue.flux_schnell(prompt="q", on_queue_update=record)
     assert output.prompt == "q"
     assert isinstance(seen[-1], Completed)
     plain: list[QueueStatus] = []
-    await client.subscribe(SCHNELL, prompt="q", on_queue_update=plain.append)
+    await async_client.subscribe(SCHNELL, prompt="q", on_queue_update=plain.append)
     assert isinstance(plain[-1], Completed)
     assert server.count(route="stream") == 2
 
 
 async def test_handle_status_events_result_cancel(
-    server: FakeFalServer, client: AsyncFalClient
+    server: FakeFalServer, async_client: AsyncFalClient
 ) -> None:
     server.processing_time = 0.1
-    handle = await client.submit("fal-ai/flux/dev", prompt="h")
+    handle = await async_client.submit("fal-ai/flux/dev", prompt="h")
     assert "/queue/fal-ai/flux/requests/" in handle.status_url
     events = [event async for event in handle.iter_events(with_logs=True)]
     assert isinstance(events[-1], Completed) and events[-1].logs
     assert (await handle.result()).prompt == "h"
-    rebuilt = client.get_handle("fal-ai/flux/dev", handle.request_id)
+    rebuilt = async_client.get_handle("fal-ai/flux/dev", handle.request_id)
     assert (await rebuilt.result()).prompt == "h"
     server.inject(Fault.never_complete())
-    stuck = await client.submit(SCHNELL, prompt="x")
+    stuck = await async_client.submit(SCHNELL, prompt="x")
     await stuck.cancel()
     status = await stuck.status()
     assert isinstance(status, Completed) and status.error is not None
 
 
-async def test_polling_fallback(server: FakeFalServer, client: AsyncFalClient) -> None:
+async def test_polling_fallback(server: FakeFalServer, async_client: AsyncFalClient) -> None:
     server.inject(Fault.http(405), route="stream", times=None)
     server.processing_time = 0.1
-    assert (await client.subscribe(SCHNELL, prompt="p")).prompt == "p"
+    assert (await async_client.subscribe(SCHNELL, prompt="p")).prompt == "p"
     assert server.count(route="status") >= 2
 
 
-async def test_completed_with_error(server: FakeFalServer, client: AsyncFalClient) -> None:
+async def test_completed_with_error(server: FakeFalServer, async_client: AsyncFalClient) -> None:
     server.inject(Fault.completed_with_error("boom"))
     with pytest.raises(FalRequestFailedError, match="boom"):
-        await client.subscribe(SCHNELL, prompt="x")
+        await async_client.subscribe(SCHNELL, prompt="x")
 
 
-async def test_client_timeout_cancels(server: FakeFalServer, client: AsyncFalClient) -> None:
+async def test_client_timeout_cancels(server: FakeFalServer, async_client: AsyncFalClient) -> None:
     server.inject(Fault.never_complete())
     started = time.monotonic()
     with pytest.raises(FalTimeoutError, match="cancelled"):
-        await client.subscribe(SCHNELL, prompt="x", client_timeout=0.3)
+        await async_client.subscribe(SCHNELL, prompt="x", client_timeout=0.3)
     assert time.monotonic() - started < 5
     assert server.count(route="cancel") == 1
 
 
-async def test_download(server: FakeFalServer, client: AsyncFalClient, tmp_path: object) -> None:
-    output = await client.flux_schnell(prompt="x")
-    data = await client.download(output.images[0], expected_type="image/")
+async def test_download(
+    server: FakeFalServer, async_client: AsyncFalClient, tmp_path: object
+) -> None:
+    output = await async_client.flux_schnell(prompt="x")
+    data = await async_client.download(output.images[0], expected_type="image/")
     assert data.startswith(b"\x89PNG")
     with pytest.raises(UnexpectedContentTypeError):
-        await client.download(output.images[0], expected_type="video/")
-    synced = await client.flux_schnell(prompt="x", sync_mode=True)
+        await async_client.download(output.images[0], expected_type="video/")
+    synced = await async_client.flux_schnell(prompt="x", sync_mode=True)
     before = server.count()
-    assert await client.download(synced.images[0]) == data
+    assert await async_client.download(synced.images[0]) == data
     assert server.count() == before
 
 
 async def test_caller_owned_client_stays_open(server: FakeFalServer) -> None:
     async with httpx.AsyncClient() as http:
-        async with server.async_client(http_client=http) as client:
-            await client.flux_schnell(prompt="x")
+        async with server.async_client(http_client=http) as async_client:
+            await async_client.flux_schnell(prompt="x")
         assert not http.is_closed

@@ -2,30 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 import falbind
 from falbind._runtime.client import FalClient
 from falbind._runtime.errors import FalRequestFailedError, FalTimeoutError
 from falbind._runtime.queue import Completed, InProgress, Queued, QueueStatus, parse_status
-from falbind._runtime.retry import RetryPolicy
 from falbind._runtime.testing import FakeFalServer, Fault
 
 DEV = "fal-ai/flux/dev"
-
-
-@pytest.fixture
-def server() -> Iterator[FakeFalServer]:
-    with FakeFalServer() as fake:
-        yield fake
-
-
-@pytest.fixture
-def client(server: FakeFalServer) -> Iterator[FalClient]:
-    with server.client(retry=RetryPolicy(initial_backoff=0.001, max_backoff=0.01)) as fal:
-        yield fal
 
 
 def test_submit_uses_the_urls_fal_returns(server: FakeFalServer, client: FalClient) -> None:

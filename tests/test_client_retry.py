@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import socket
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
@@ -31,7 +30,8 @@ from falbind._runtime.retry import (
 )
 from falbind._runtime.testing import FakeFalServer, Fault
 
-FAST = RetryPolicy(max_retries=3, initial_backoff=0.001, max_backoff=0.01)
+from support import FAST_RETRY
+
 SCHNELL = "fal-ai/flux/schnell"
 
 
@@ -62,7 +62,11 @@ def test_which_answers_are_retried(
 ) -> None:
     for idempotent, expected in ((True, get_retries), (False, post_retries)):
         delay = retry_delay(
-            FAST, idempotent=idempotent, attempt=0, elapsed=0, response=_response(status, headers)
+            FAST_RETRY,
+            idempotent=idempotent,
+            attempt=0,
+            elapsed=0,
+            response=_response(status, headers),
         )
         assert (delay is not None) is expected, (status, idempotent)
 
@@ -90,8 +94,8 @@ def test_which_transport_errors_are_retried(
     error: httpx.TransportError, post_retries: bool
 ) -> None:
     assert never_reached_server(error) is post_retries
-    assert retry_delay(FAST, idempotent=True, attempt=0, elapsed=0, error=error) is not None
-    post = retry_delay(FAST, idempotent=False, attempt=0, elapsed=0, error=error)
+    assert retry_delay(FAST_RETRY, idempotent=True, attempt=0, elapsed=0, error=error) is not None
+    post = retry_delay(FAST_RETRY, idempotent=False, attempt=0, elapsed=0, error=error)
     assert (post is not None) is post_retries
 
 
@@ -116,7 +120,7 @@ def test_retry_after_in_seconds_or_as_a_date_is_honoured_and_capped() -> None:
 
 def test_retries_stop_at_max_retries_and_total_timeout() -> None:
     error = httpx.ConnectError("refused")
-    assert retry_delay(FAST, idempotent=True, attempt=3, elapsed=0, error=error) is None
+    assert retry_delay(FAST_RETRY, idempotent=True, attempt=3, elapsed=0, error=error) is None
     bounded = RetryPolicy(initial_backoff=1.0, jitter=False, total_timeout=2.0)
     assert retry_delay(bounded, idempotent=True, attempt=0, elapsed=0.5, error=error) == 1.0
     assert retry_delay(bounded, idempotent=True, attempt=0, elapsed=1.5, error=error) is None
@@ -130,18 +134,6 @@ def test_poll_schedule_starts_fast_backs_off_to_a_cap_and_resets() -> None:
 
 
 # -- over real sockets ----------------------------------------------------------------------
-
-
-@pytest.fixture
-def server() -> Iterator[FakeFalServer]:
-    with FakeFalServer() as fake:
-        yield fake
-
-
-@pytest.fixture
-def client(server: FakeFalServer) -> Iterator[FalClient]:
-    with server.client(retry=FAST) as fal:
-        yield fal
 
 
 def _wait_for(condition: object, timeout: float = 5.0) -> None:
@@ -160,7 +152,7 @@ def test_post_gives_up_after_max_retries_of_429(server: FakeFalServer, client: F
     server.inject(Fault.rate_limit(), route="run", times=None)
     with pytest.raises(RateLimitError):
         client.flux_schnell(prompt="x")
-    assert server.count(route="run") == 1 + FAST.max_retries
+    assert server.count(route="run") == 1 + FAST_RETRY.max_retries
 
 
 @pytest.mark.parametrize("status", [500, 502, 503, 504])
@@ -200,7 +192,7 @@ def test_no_duplicate_post_on_read_timeout(server: FakeFalServer, client: FalCli
 
 def test_submit_times_out_with_the_client_timeout(server: FakeFalServer) -> None:
     server.inject(Fault.slow(1.0), route="submit")
-    with server.client(timeout=0.2, retry=FAST) as client, pytest.raises(FalTimeoutError):
+    with server.client(timeout=0.2, retry=FAST_RETRY) as client, pytest.raises(FalTimeoutError):
         client.submit(SCHNELL, prompt="x")
     assert server.count(route="submit") == 1
 
@@ -212,12 +204,12 @@ def test_post_is_retried_when_the_connection_is_refused(caplog: pytest.LogCaptur
     caplog.set_level(logging.DEBUG, logger="falbind")
     url = f"http://127.0.0.1:{port}"
     with (
-        FalClient(key="", run_url=url, retry=FAST) as client,
+        FalClient(key="", run_url=url, retry=FAST_RETRY) as client,
         pytest.raises(FalConnectionError, match="ConnectError"),
     ):
         client.flux_schnell(prompt="x")
     retries = [r for r in caplog.records if r.getMessage().startswith("retrying POST")]
-    assert len(retries) == FAST.max_retries
+    assert len(retries) == FAST_RETRY.max_retries
 
 
 @pytest.mark.parametrize(
@@ -283,7 +275,7 @@ def test_the_key_never_appears_in_errors_reprs_or_logs(
         Fault.malformed_json(),
         Fault.slow(0.5),
     ]
-    with server.client(timeout=0.2, retry=FAST) as client:
+    with server.client(timeout=0.2, retry=FAST_RETRY) as client:
         texts.append(repr(client))
         for fault in faults:
             server.inject(fault, times=None)

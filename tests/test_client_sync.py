@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import httpx
 import pytest
 from pydantic import ValidationError
@@ -18,22 +16,9 @@ from falbind._runtime.errors import (
     ServerError,
     UnprocessableEntityError,
 )
-from falbind._runtime.retry import RetryPolicy
 from falbind._runtime.testing import FakeFalServer, Fault
 
 SCHNELL = "fal-ai/flux/schnell"
-
-
-@pytest.fixture
-def server() -> Iterator[FakeFalServer]:
-    with FakeFalServer() as fake:
-        yield fake
-
-
-@pytest.fixture
-def client(server: FakeFalServer) -> Iterator[FalClient]:
-    with server.client(retry=RetryPolicy(initial_backoff=0.001, max_backoff=0.01)) as fal:
-        yield fal
 
 
 def test_typed_method_returns_the_output_model_and_sends_only_set_fields(

@@ -12,7 +12,6 @@ import pytest
 from falbind._runtime.client import FalClient
 from falbind._runtime.errors import NotFoundError, UnexpectedContentTypeError
 from falbind._runtime.files import decode_data_uri, file_url, sniff_content_type, to_data_uri
-from falbind._runtime.retry import RetryPolicy
 from falbind._runtime.testing import FakeFalServer, Fault
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -22,12 +21,6 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 def server() -> Iterator[FakeFalServer]:
     with FakeFalServer(key="file-test-key") as fake:
         yield fake
-
-
-@pytest.fixture
-def client(server: FakeFalServer) -> Iterator[FalClient]:
-    with server.client(retry=RetryPolicy(initial_backoff=0.001, max_backoff=0.01)) as fal:
-        yield fal
 
 
 def _png_size(data: bytes) -> tuple[int, int]:

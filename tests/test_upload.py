@@ -4,13 +4,12 @@ initiate + PUT, the uploaded URL as an endpoint input, retries and errors."""
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from httpx_aiohttp import AiohttpTransport
 
 import falbind
 from falbind._runtime.client import AsyncFalClient, FalClient
@@ -26,7 +25,6 @@ from falbind._runtime.files import Upload
 from falbind._runtime.retry import RetryPolicy
 from falbind._runtime.testing import FakeFalServer, Fault, RecordedRequest
 
-FAST = RetryPolicy(max_retries=3, initial_backoff=0.001, max_backoff=0.01)
 KEY = "sk-upload-secret-42"
 IMAGE_TO_IMAGE = "fal-ai/fast-fooocus-sdxl/image-to-image"
 PNG = png_bytes(3, 2)
@@ -34,27 +32,9 @@ PNG = png_bytes(3, 2)
 
 @pytest.fixture
 def server() -> Iterator[FakeFalServer]:
+    """This module's fake server requires a key (the shared client fixtures follow it)."""
     with FakeFalServer(key=KEY) as fake:
         yield fake
-
-
-@pytest.fixture
-def client(server: FakeFalServer) -> Iterator[FalClient]:
-    with server.client(retry=FAST) as fal:
-        yield fal
-
-
-@pytest.fixture(params=["aiohttp", "httpx"])
-async def async_client(
-    request: pytest.FixtureRequest, server: FakeFalServer
-) -> AsyncIterator[AsyncFalClient]:
-    if request.param == "aiohttp":
-        async with server.async_client(retry=FAST) as fal:
-            assert isinstance(fal._http._transport, AiohttpTransport)
-            yield fal
-    else:
-        async with httpx.AsyncClient() as http:
-            yield server.async_client(retry=FAST, http_client=http)
 
 
 @pytest.fixture
