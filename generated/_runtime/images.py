@@ -33,6 +33,7 @@ from pydantic import BaseModel, Field, SerializeAsAny
 
 from .files import decode_data_uri, sniff_content_type
 from .index import UnknownEndpointError
+from .models import field_names
 from .sizing import SizePlan, plan_for
 
 if TYPE_CHECKING:
@@ -137,7 +138,7 @@ def resolve_model(model: str) -> str:
         endpoint_id = ENDPOINTS.resolve(model.removeprefix(LITELLM_PREFIX)).id
     except UnknownEndpointError as error:
         raise UnknownEndpointError(model, error.suggestions) from None  # name what was passed
-    output_fields = _field_names(ENDPOINTS[endpoint_id].output_model)
+    output_fields = set(field_names(ENDPOINTS[endpoint_id].output_model))
     if not output_fields & set(IMAGE_FIELDS):
         raise ValueError(
             f"{endpoint_id} returns no images (its output has none of the fields "
@@ -166,10 +167,6 @@ def model_traits(endpoint_id: str) -> ModelTraits:
             if name in properties
         ),
     )
-
-
-def _field_names(model: type[BaseModel]) -> set[str]:
-    return {info.alias or name for name, info in model.model_fields.items()}
 
 
 def _first_present(names: Iterable[str], properties: Mapping[str, Any]) -> str | None:

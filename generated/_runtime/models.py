@@ -25,6 +25,7 @@ __all__ = [
     "RequestModel",
     "ResponseModel",
     "explain_validation_error",
+    "field_names",
     "structured_default",
     "suggest_names",
     "to_request_body",
@@ -39,11 +40,9 @@ def _endpoint_of(model: type[BaseModel]) -> str | None:
     return endpoint if isinstance(endpoint, str) else None
 
 
-def _field_names(model: type[BaseModel]) -> list[str]:
-    names: list[str] = []
-    for name, info in model.model_fields.items():
-        names.append(info.alias or name)
-    return names
+def field_names(model: type[BaseModel]) -> list[str]:
+    """The names ``model`` takes on the wire (aliases where set), in field order."""
+    return [info.alias or name for name, info in model.model_fields.items()]
 
 
 def _model_at(model: type[BaseModel], loc: tuple[int | str, ...]) -> type[BaseModel] | None:
@@ -81,7 +80,7 @@ def _unknown_parameter_error(
 ) -> InitErrorDetails:
     owner = _model_at(model, loc) or model
     name = str(loc[-1])
-    valid = _field_names(owner)
+    valid = field_names(owner)
     suggestions = suggest_names(name, valid)
     endpoint = _endpoint_of(model) or model.__name__
     detail = f"unknown parameter {name!r} for {endpoint}"
