@@ -38,9 +38,11 @@ def _run(*args: str) -> float:
 
 def _prepare(work: Path, endpoint_id: str) -> tuple[Path, Path]:
     """A copy of the project's registry and generated tree without ``endpoint_id``."""
-    registry, out = work / "registry", work / "generated"
+    registry, out = work / "registry", work / "falbind_generated"
     shutil.copytree(ROOT / "registry", registry)
-    shutil.copytree(ROOT / "generated", out, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(
+        ROOT / "generated" / "falbind_generated", out, ignore=shutil.ignore_patterns("__pycache__")
+    )
     entries = [e for e in load_registry(registry).entries if e.id != endpoint_id]
     write_models_file(registry, entries)
     (registry / "schemas" / schema_filename(endpoint_id)).unlink()

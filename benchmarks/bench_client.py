@@ -31,8 +31,8 @@ from pathlib import Path
 import aiohttp
 import httpx
 
-from falbind._runtime.client import AsyncFalClient, FalClient
-from falbind._runtime.queue import Completed, QueueStatus
+from falbind.client.clients import AsyncFalClient, FalClient
+from falbind.client.queue import Completed, QueueStatus
 
 ENDPOINT = "fal-ai/flux/schnell"
 ARGUMENTS = {"prompt": "a red fox in the snow", "image_size": "landscape_16_9"}
@@ -45,7 +45,7 @@ COMPETITOR_ENV = Path(__file__).parent / ".env"
 @contextmanager
 def fake_server() -> Iterator[str]:
     """The fake server in a child process; yields its base URL."""
-    command = [sys.executable, "-m", "falbind._runtime.cli", "fake-server"]
+    command = [sys.executable, "-m", "falbind.cli.main", "fake-server"]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
     try:
         assert process.stdout is not None

@@ -97,8 +97,8 @@ def main() -> None:
     print(f"falbind check, unchanged tree:        {check:.2f} s (target < 5 s)")
 
     ours_import, first_access, ours_rss = probe(sys.executable, "falbind", FIRST_ACCESS)
-    _, warm_access, _ = probe(sys.executable, "falbind, falbind._runtime.models", FIRST_ACCESS)
-    _, first_use, used_rss = probe(sys.executable, "falbind, falbind._runtime.models", FIRST_USE)
+    _, warm_access, _ = probe(sys.executable, "falbind, falbind.models.base", FIRST_ACCESS)
+    _, first_use, used_rss = probe(sys.executable, "falbind, falbind.models.base", FIRST_USE)
     print(f"import falbind:                       {ours_import * 1000:.0f} ms")
     print(
         f"first access to one endpoint's models: {first_access * 1000:.1f} ms cold (imports pydantic)"

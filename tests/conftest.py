@@ -11,8 +11,8 @@ import httpx
 import pytest
 from httpx_aiohttp import AiohttpTransport
 
-from falbind._runtime.client import AsyncFalClient, FalClient
-from falbind._runtime.testing import FakeFalServer
+from falbind.client.clients import AsyncFalClient, FalClient
+from falbind.testing.server import FakeFalServer
 
 from support import FAST_RETRY
 

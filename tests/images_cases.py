@@ -21,10 +21,10 @@ from pydantic import ValidationError
 from test_sizing import EXPECTED, SIZES
 
 import falbind
-from falbind._runtime.images import ImagesResponse
-from falbind._runtime.index import UnknownEndpointError
-from falbind._runtime.sizing import SizeError, plan_for
-from falbind._runtime.testing import FakeFalServer
+from falbind.images.generate import ImagesResponse
+from falbind.images.sizing import SizeError, plan_for
+from falbind.models.index import UnknownEndpointError
+from falbind.testing.server import FakeFalServer
 
 from starting_set import STARTING_SET
 from support import example_input

@@ -9,11 +9,11 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from falbind._runtime.retry import RetryPolicy
+from falbind.client.retry import RetryPolicy
 
 ROOT = Path(__file__).resolve().parents[1]
 REGISTRY = ROOT / "registry"
-GENERATED = ROOT / "generated"
+GENERATED = ROOT / "generated" / "falbind_generated"
 FIXTURE_REGISTRY = ROOT / "tests" / "fixtures" / "registry"
 SHARED = ROOT.parent / "shared" / "fal-openapi"
 FALBIND = str(Path(sys.executable).parent / "falbind")

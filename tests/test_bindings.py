@@ -167,11 +167,11 @@ def test_models_are_importable_by_name_from_the_package() -> None:
 def test_import_is_lazy() -> None:
     code = (
         "import sys, falbind\n"
-        "loaded = [m for m in sys.modules if m.startswith('falbind.endpoints.')]\n"
+        "loaded = [m for m in sys.modules if m.startswith('falbind_generated.endpoints.')]\n"
         "assert loaded == [], loaded\n"
         "falbind.ENDPOINTS['fal-ai/flux/dev'].input_model\n"
-        "loaded = [m for m in sys.modules if m.startswith('falbind.endpoints.')]\n"
-        "assert loaded == ['falbind.endpoints.fal_ai__flux_dev'], loaded\n"
+        "loaded = [m for m in sys.modules if m.startswith('falbind_generated.endpoints.')]\n"
+        "assert loaded == ['falbind_generated.endpoints.fal_ai__flux_dev'], loaded\n"
         "assert len(falbind.ENDPOINTS) > 900\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

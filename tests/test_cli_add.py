@@ -52,7 +52,7 @@ def test_add_from_file_binds_renders_only_the_new_endpoint(ws: Workspace) -> Non
 
     assert result.returncode == 0, result.stderr
     assert f"added {NEW_ID} (audio-to-audio)" in result.stdout
-    assert "falbind.endpoints.fal_ai__dia_tts_voice_clone" in result.stdout
+    assert "out.endpoints.fal_ai__dia_tts_voice_clone" in result.stdout
     assert "DiaTtsVoiceCloneInput, DiaTtsVoiceCloneOutput" in result.stdout
     assert "1 rendered, 4 reused" in result.stdout
     schema = load_json(current_doc(NEW_ID))["components"]["schemas"]["DiaTtsVoiceCloneInput"]
@@ -134,7 +134,7 @@ def test_add_refusals_leave_registry_and_generated_identical(
         "out-not-a-folder": ("fal-ai/flux/dev", "--schema", current_doc("fal-ai/flux/dev")),
     }[case]
     if case == "out-not-a-folder":
-        blocker = tmp_path / "not-a-folder"
+        blocker = tmp_path / "not_a_folder"
         blocker.write_text("", encoding="utf-8")
         paths = ("--registry", str(ws.registry), "--out", str(blocker))
     before = ws.digest()

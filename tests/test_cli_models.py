@@ -37,15 +37,15 @@ def test_models_filters_by_category_and_search_as_json() -> None:
     assert {row["id"] for row in found["endpoints"]} == {SCHNELL, "fal-ai/flux-1/schnell"}
     row = next(r for r in found["endpoints"] if r["id"] == SCHNELL)
     assert row["input_model"] == "FluxSchnellInput"
-    assert row["module"] == "falbind.endpoints.fal_ai__flux_schnell"
+    assert row["module"] == "falbind_generated.endpoints.fal_ai__flux_schnell"
 
 
 def test_models_imports_no_endpoint_module() -> None:
     probe = (
         "import sys\n"
-        "from falbind._runtime.cli import main\n"
+        "from falbind.cli.main import main\n"
         "main(['models', '--format', 'json'])\n"
-        "sys.stderr.write(str([m for m in sys.modules if m.startswith('falbind.endpoints.')]))\n"
+        "sys.stderr.write(str([m for m in sys.modules if m.startswith('falbind_generated.endpoints.')]))\n"
     )
     result = subprocess.run(
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True

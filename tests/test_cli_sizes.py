@@ -7,8 +7,8 @@ import json
 from workspace import assert_one_line_failure
 
 import falbind
-from falbind import _sizes
-from falbind._runtime.sizing import plan_for, size_table
+from falbind.images.sizing import plan_for, size_table
+from falbind.models.bindings import sizes as _sizes
 
 from starting_set import STARTING_SET
 from support import ROOT, run_cli

@@ -174,15 +174,15 @@ def test_thousand_requests_are_fast_and_import_only_their_modules(tmp_path: Path
     assert elapsed < 4.0  # benchmarks/bench_validate.py measures the 2 s target
     probe = (
         "import sys, pathlib\n"
-        "from falbind._runtime.validate import validate_command\n"
+        "from falbind.cli.validate import validate_command\n"
         f"validate_command(endpoint=None, files=[], manifest=pathlib.Path({str(manifest)!r}),"
         " output_format='json', echo=lambda line: None)\n"
-        "print(sorted(m for m in sys.modules if m.startswith('falbind.endpoints.')))\n"
+        "print(sorted(m for m in sys.modules if m.startswith('falbind_generated.endpoints.')))\n"
     )
     loaded = subprocess.run(
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True
     ).stdout
-    modules = {f"falbind.endpoints.{falbind.ENDPOINTS[e].module_name}" for e in endpoints}
+    modules = {f"falbind_generated.endpoints.{falbind.ENDPOINTS[e].module_name}" for e in endpoints}
     assert set(json.loads(loaded.replace("'", '"'))) == modules
 
 

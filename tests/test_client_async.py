@@ -10,8 +10,8 @@ import pytest
 from pydantic import ValidationError
 
 import falbind
-from falbind._runtime.client import AsyncFalClient
-from falbind._runtime.errors import (
+from falbind.client.clients import AsyncFalClient
+from falbind.client.errors import (
     FalConnectionError,
     FalRequestFailedError,
     FalTimeoutError,
@@ -19,8 +19,8 @@ from falbind._runtime.errors import (
     UnexpectedContentTypeError,
     UnprocessableEntityError,
 )
-from falbind._runtime.queue import Completed, QueueStatus
-from falbind._runtime.testing import FakeFalServer, Fault
+from falbind.client.queue import Completed, QueueStatus
+from falbind.testing.server import FakeFalServer, Fault
 
 SCHNELL = "fal-ai/flux/schnell"
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 import falbind
-from falbind._runtime.client import FalClient
-from falbind._runtime.errors import FalRequestFailedError, FalTimeoutError
-from falbind._runtime.queue import Completed, InProgress, Queued, QueueStatus, parse_status
-from falbind._runtime.testing import FakeFalServer, Fault
+from falbind.client.clients import FalClient
+from falbind.client.errors import FalRequestFailedError, FalTimeoutError
+from falbind.client.queue import Completed, InProgress, Queued, QueueStatus, parse_status
+from falbind.testing.server import FakeFalServer, Fault
 
 DEV = "fal-ai/flux/dev"
 

@@ -12,8 +12,8 @@ import aiohttp
 import httpx
 import pytest
 
-from falbind._runtime.client import FalClient
-from falbind._runtime.errors import (
+from falbind.client.clients import FalClient
+from falbind.client.errors import (
     FalConnectionError,
     FalError,
     FalTimeoutError,
@@ -21,14 +21,14 @@ from falbind._runtime.errors import (
     RequestTimeoutError,
     ServerError,
 )
-from falbind._runtime.retry import (
+from falbind.client.retry import (
     PollSchedule,
     RetryPolicy,
     never_reached_server,
     retry_after,
     retry_delay,
 )
-from falbind._runtime.testing import FakeFalServer, Fault
+from falbind.testing.server import FakeFalServer, Fault
 
 from support import FAST_RETRY
 

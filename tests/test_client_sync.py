@@ -7,16 +7,16 @@ import pytest
 from pydantic import ValidationError
 
 import falbind
-from falbind._runtime.auth import resolve_key
-from falbind._runtime.client import FalClient
-from falbind._runtime.errors import (
+from falbind.client.auth import resolve_key
+from falbind.client.clients import FalClient
+from falbind.client.errors import (
     AuthenticationError,
     FalDecodeError,
     NotFoundError,
     ServerError,
     UnprocessableEntityError,
 )
-from falbind._runtime.testing import FakeFalServer, Fault
+from falbind.testing.server import FakeFalServer, Fault
 
 SCHNELL = "fal-ai/flux/schnell"
 
@@ -246,7 +246,7 @@ def test_status_errors_carry_fal_headers(server: FakeFalServer, client: FalClien
 
 def test_error_type_falls_back_to_the_header(server: FakeFalServer, client: FalClient) -> None:
     server.inject(Fault.http(400, headers={"X-Fal-Error-Type": "bad_thing"}))
-    with pytest.raises(falbind._runtime.errors.BadRequestError) as caught:
+    with pytest.raises(falbind.client.errors.BadRequestError) as caught:
         client.flux_schnell(prompt="x")
     assert caught.value.error_type == "bad_thing"
 

@@ -15,8 +15,8 @@ import httpx
 import pytest
 
 import falbind
-from falbind._runtime.fake_outputs import OutputContext, png_bytes, synthesize_output
-from falbind._runtime.testing import FakeFalServer, Fault
+from falbind.testing.fake_outputs import OutputContext, png_bytes, synthesize_output
+from falbind.testing.server import FakeFalServer, Fault
 
 SCHNELL = "fal-ai/flux/schnell"
 
@@ -24,9 +24,7 @@ SCHNELL = "fal-ai/flux/schnell"
 def falbind_command(*args: str) -> list[str]:
     """The installed ``falbind`` entry point, else the CLI module."""
     installed = shutil.which("falbind", path=str(Path(sys.executable).parent))
-    return (
-        [installed, *args] if installed else [sys.executable, "-m", "falbind._runtime.cli", *args]
-    )
+    return [installed, *args] if installed else [sys.executable, "-m", "falbind.cli.main", *args]
 
 
 @pytest.fixture
@@ -213,7 +211,7 @@ def test_fake_server_command_serves_until_interrupted(tmp_path: Path) -> None:
 
 def test_pytest_fixtures_work_in_a_users_tests(tmp_path: Path) -> None:
     (tmp_path / "conftest.py").write_text(
-        "from falbind._runtime.pytest_plugin import async_fal_client, fal_client, fal_server\n"
+        "from falbind.testing.pytest_plugin import async_fal_client, fal_client, fal_server\n"
         "__all__ = ['async_fal_client', 'fal_client', 'fal_server']\n"
     )
     (tmp_path / "test_user.py").write_text(

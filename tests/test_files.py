@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from falbind._runtime.client import FalClient
-from falbind._runtime.errors import NotFoundError, UnexpectedContentTypeError
-from falbind._runtime.files import decode_data_uri, file_url, sniff_content_type, to_data_uri
-from falbind._runtime.testing import FakeFalServer, Fault
+from falbind.client.clients import FalClient
+from falbind.client.errors import NotFoundError, UnexpectedContentTypeError
+from falbind.client.files import decode_data_uri, file_url, sniff_content_type, to_data_uri
+from falbind.testing.server import FakeFalServer, Fault
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

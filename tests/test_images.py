@@ -21,10 +21,10 @@ from images_cases import (
 )
 from pydantic import ValidationError
 
-from falbind._runtime.client import FalClient
-from falbind._runtime.errors import UnprocessableEntityError
-from falbind._runtime.images import plan_images
-from falbind._runtime.testing import FakeFalServer, Fault
+from falbind.client.clients import FalClient
+from falbind.client.errors import UnprocessableEntityError
+from falbind.images.generate import plan_images
+from falbind.testing.server import FakeFalServer, Fault
 
 
 @pytest.mark.parametrize(("endpoint_id", "size"), SIZE_CASES)

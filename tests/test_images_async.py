@@ -20,9 +20,9 @@ from images_cases import (
     every_model_kwargs,
 )
 
-from falbind._runtime.client import AsyncFalClient
-from falbind._runtime.errors import UnprocessableEntityError
-from falbind._runtime.testing import FakeFalServer, Fault
+from falbind.client.clients import AsyncFalClient
+from falbind.client.errors import UnprocessableEntityError
+from falbind.testing.server import FakeFalServer, Fault
 
 
 @pytest.mark.parametrize(("endpoint_id", "size"), SIZE_CASES)

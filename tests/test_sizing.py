@@ -8,8 +8,7 @@ import math
 import pytest
 
 import falbind
-from falbind import _sizes
-from falbind._runtime.sizing import (
+from falbind.images.sizing import (
     SizeCapability,
     SizeError,
     SizeLimits,
@@ -18,6 +17,7 @@ from falbind._runtime.sizing import (
     plan_for,
     plan_size,
 )
+from falbind.models.bindings import sizes as _sizes
 
 from starting_set import STARTING_SET
 
@@ -250,7 +250,7 @@ def test_bad_sizes(size: str) -> None:
 
 
 def test_readme_shows_the_current_starting_set_table() -> None:
-    from falbind._runtime.sizing import size_table
+    from falbind.images.sizing import size_table
 
     from support import ROOT
 

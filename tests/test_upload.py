@@ -12,18 +12,18 @@ import httpx
 import pytest
 
 import falbind
-from falbind._runtime.client import AsyncFalClient, FalClient
-from falbind._runtime.errors import (
+from falbind.client.clients import AsyncFalClient, FalClient
+from falbind.client.errors import (
     AuthenticationError,
     FalDecodeError,
     FalError,
     RateLimitError,
     ServerError,
 )
-from falbind._runtime.fake_outputs import png_bytes
-from falbind._runtime.files import Upload
-from falbind._runtime.retry import RetryPolicy
-from falbind._runtime.testing import FakeFalServer, Fault, RecordedRequest
+from falbind.client.files import Upload
+from falbind.client.retry import RetryPolicy
+from falbind.testing.fake_outputs import png_bytes
+from falbind.testing.server import FakeFalServer, Fault, RecordedRequest
 
 KEY = "sk-upload-secret-42"
 IMAGE_TO_IMAGE = "fal-ai/fast-fooocus-sdxl/image-to-image"

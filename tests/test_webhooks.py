@@ -8,9 +8,9 @@ import pytest
 from pydantic import ValidationError
 
 import falbind
-from falbind._runtime.errors import FalDecodeError, FalRequestFailedError
-from falbind._runtime.fake_outputs import OutputContext, synthesize_output
-from falbind._runtime.webhooks import parse_webhook
+from falbind.client.errors import FalDecodeError, FalRequestFailedError
+from falbind.client.webhooks import parse_webhook
+from falbind.testing.fake_outputs import OutputContext, synthesize_output
 
 SCHNELL = "fal-ai/flux/schnell"
 

@@ -60,9 +60,9 @@ def tree_digest(root: Path, skip: tuple[str, ...] = ()) -> dict[str, str]:
 
 
 def project_digest() -> dict[str, str]:
-    """The project's registry and generated files (the hand-written ``_runtime`` left out)."""
+    """The project's registry and generated files."""
     return tree_digest(REGISTRY) | {
-        f"generated/{k}": v for k, v in tree_digest(GENERATED, skip=("_runtime",)).items()
+        f"generated/{k}": v for k, v in tree_digest(GENERATED.parent).items()
     }
 
 

@@ -18,8 +18,14 @@ from pydantic import ValidationError
 from .catalogue import DEFAULT_OPENAPI_URL, CatalogueClient, CatalogueError
 from .naming import is_valid_endpoint_id
 from .normalise import NormalisedEndpoint, UnbindableEndpoint, normalise_document
-from .registry import MODELS_FILE, EndpointEntry, Registry, RegistryError, load_registry
-from .registry import _check_unique as check_unique  # the loader's clash rules, reused as is
+from .registry import (
+    MODELS_FILE,
+    EndpointEntry,
+    Registry,
+    RegistryError,
+    _check_unique as check_unique,  # the loader's clash rules, reused as is
+    load_registry,
+)
 from .update import RegistryUpdate, UpdateResult, apply_update
 from .vendor import VendoredDocument, document_bytes, parse_document, read_document
 
@@ -46,6 +52,8 @@ class AddReport:
     """What ``falbind add`` bound."""
 
     entry: EndpointEntry
+    package: str
+    """The import name of the generated package (its folder's name)."""
     input_class: str
     output_class: str
     parameters: int
@@ -56,7 +64,7 @@ class AddReport:
         names = self.entry.names
         return [
             f"added {self.entry.id} ({self.entry.category})",
-            f"  module:     falbind.endpoints.{names.module}",
+            f"  module:     {self.package}.endpoints.{names.module}",
             f"  classes:    {self.input_class}, {self.output_class}",
             f"  method:     {names.method}",
             f"  parameters: {self.parameters} ({self.required} required)",
@@ -133,6 +141,7 @@ def add_endpoint(
     root = normalised.schemas[normalised.input_name]
     return AddReport(
         entry=entry,
+        package=out_dir.resolve().name,
         input_class=normalised.input_name,
         output_class=normalised.output_name,
         parameters=len(root.get("properties") or {}),

@@ -22,7 +22,7 @@ from typing import Any, Self
 
 import httpx
 
-from falbind._runtime.auth import resolve_key
+from falbind.client.auth import resolve_key
 
 __all__ = [
     "DEFAULT_BASE_URL",

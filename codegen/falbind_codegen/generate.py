@@ -1,4 +1,9 @@
-"""The generator pipeline: registry -> the file set of ``generated/`` -> disk (or a drift report).
+"""The generator pipeline: registry -> the files of one generated package -> disk (or a drift report).
+
+The output folder is the package itself, and its name is the import name: falbind's own bindings
+go to ``generated/falbind_generated``; a private registry's go wherever its owner points ``--out``
+(``src/acme_fal``). Generated code refers to itself only relatively and to the installed
+``falbind`` runtime by its public modules, so the same files work under any package name.
 
 ``build_files`` computes every generated file in memory; ``write_tree`` replaces the generated
 part of the output folder only after everything was built, so a failure leaves it intact;
@@ -13,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import keyword
 import os
 import shutil
 import tempfile
@@ -42,16 +48,15 @@ __all__ = [
     "drift",
     "generator_fingerprint",
     "owned_files_on_disk",
+    "package_name",
     "write_tree",
 ]
 
 MANIFEST = "_manifest.json"
 ENDPOINTS_DIR = "endpoints"
-HAND_WRITTEN = ("_runtime",)  # the generator never writes or deletes these
 BATCH_SIZE = 40
 # The generator's modules whose code decides the output bytes (the fingerprint covers them).
 OUTPUT_SHAPING_MODULES = ("naming.py", "normalise.py", "registry.py", "render.py", "generate.py")
-PACKAGE_VERSION = "0.1.0"
 
 
 def _sha256(data: bytes | str) -> str:
@@ -73,7 +78,6 @@ def generator_fingerprint() -> dict[str, str]:
         digest.update(name.encode() + b"\0" + (here / name).read_bytes())
     for name, content in template_sources().items():
         digest.update(name.encode() + b"\0" + content)
-    digest.update(json.dumps(_runtime_exports()).encode())
     return {
         "falbind-codegen": digest.hexdigest(),
         "datamodel-code-generator": _version("datamodel-code-generator"),
@@ -238,11 +242,8 @@ def _package_files(
         "__init__.py": render_template(
             "package_init.py.j2",
             rows=rows,
-            version=PACKAGE_VERSION,
-            runtime_exports=_runtime_exports(),
             **common,
         ),
-        "testing.py": render_template("testing.py.j2", **common),
         "_index.py": render_template(
             "index.py.j2",
             rows=rows,
@@ -273,13 +274,6 @@ def _package_files(
     return {**files, "py.typed": ""}
 
 
-def _runtime_exports() -> list[tuple[str, tuple[str, ...]]]:
-    """The runtime's public names by module (relative to the package), from the runtime itself."""
-    from falbind._runtime.lazy import EXPORTS_BY_MODULE
-
-    return [(module.removeprefix("falbind."), names) for module, names in EXPORTS_BY_MODULE.items()]
-
-
 def _manifest(fingerprint: dict[str, str], planned: list[_Planned], result: BuildResult) -> str:
     endpoints: dict[str, Any] = {}
     for item in planned:
@@ -308,13 +302,13 @@ def _manifest(fingerprint: dict[str, str], planned: list[_Planned], result: Buil
 
 
 def owned_files_on_disk(out_dir: Path) -> set[str]:
-    """Files under ``out_dir`` that the generator owns (everything but the hand-written parts)."""
+    """Files under ``out_dir`` that the generator owns: all of them (caches and dot-files aside)."""
     owned: set[str] = set()
     if not out_dir.is_dir():
         return owned
     for path in out_dir.rglob("*"):
         relative = path.relative_to(out_dir)
-        if relative.parts[0] in HAND_WRITTEN or "__pycache__" in relative.parts:
+        if "__pycache__" in relative.parts:
             continue
         if path.is_file() and not relative.parts[0].startswith("."):
             owned.add(relative.as_posix())
@@ -352,6 +346,17 @@ def drift(out_dir: Path, files: dict[str, str]) -> Drift:
     )
 
 
+def package_name(out_dir: Path) -> str:
+    """The import name of the package generated into ``out_dir``: the folder's own name."""
+    name = out_dir.resolve().name
+    if not name.isidentifier() or keyword.iskeyword(name):
+        raise RegistryError(
+            f"{out_dir}: the output folder is the generated package, so its name must be a Python "
+            f"identifier (its import name), e.g. --out src/acme_fal"
+        )
+    return name
+
+
 def write_tree(out_dir: Path, files: dict[str, str]) -> Drift:
     """Make the generated part of ``out_dir`` exactly ``files``; return what changed.
 
@@ -359,6 +364,7 @@ def write_tree(out_dir: Path, files: dict[str, str]) -> Drift:
     is swapped in by rename and the top-level files are replaced one by one (``os.replace``), so
     an error while building or staging leaves the old tree untouched.
     """
+    package_name(out_dir)
     report = drift(out_dir, files)
     if report.clean:
         return report

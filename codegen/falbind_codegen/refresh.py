@@ -40,8 +40,14 @@ from .catalogue import (
 from .diff import DiffError, SchemaDiff, diff_documents
 from .normalise import UnbindableEndpoint
 from .progress import Progress
-from .registry import MODELS_FILE, EndpointEntry, Registry, RegistryError, load_registry
-from .registry import _check_unique as check_unique  # the loader's clash rules, reused as is
+from .registry import (
+    MODELS_FILE,
+    EndpointEntry,
+    Registry,
+    RegistryError,
+    _check_unique as check_unique,  # the loader's clash rules, reused as is
+    load_registry,
+)
 from .update import RegistryUpdate, UpdateResult, apply_update
 from .vendor import VendoredDocument, document_bytes, parse_document
 

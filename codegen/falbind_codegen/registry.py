@@ -3,7 +3,8 @@
 Layout (paths relative to the registry folder)::
 
     models.yaml              endpoints: [{id, category, name?, aliases?, patches?}]
-    sizes.yaml               fal's image size presets and the OpenAI sizes we map
+    sizes.yaml               optional: fal's image size presets and the OpenAI sizes we map
+                             (default: falbind's own, see ``default_sizes_path``)
     schemas/<id with / as __>.json   the endpoint's OpenAPI document exactly as fal serves it
 
 Loading validates everything up front and raises :class:`RegistryError` naming the file, the
@@ -264,8 +265,19 @@ def _validation_message(exc: ValidationError) -> str:
     return "; ".join(_describe(error) for error in exc.errors())
 
 
+def default_sizes_path() -> Path:
+    """The size data a registry without its own ``sizes.yaml`` uses: falbind's, shipped in the
+    wheel as ``falbind_codegen/default_sizes.yaml``, or ``registry/sizes.yaml`` in a checkout."""
+    packaged = Path(__file__).with_name("default_sizes.yaml")
+    if packaged.is_file():
+        return packaged
+    return Path(__file__).resolve().parents[2] / "registry" / SIZES_FILE
+
+
 def _load_sizes(root: Path) -> SizesFile:
     path = root / SIZES_FILE
+    if not path.exists():
+        path = default_sizes_path()
     data, _ = _read_yaml(path)
     try:
         return SizesFile.model_validate(data)

@@ -33,7 +33,7 @@ __all__ = [
 ]
 
 TEMPLATES = Path(__file__).parent / "templates"
-RUNTIME_MODELS = "falbind._runtime.models"
+RUNTIME_MODELS = "falbind.models.base"
 
 # The options DESIGN.md §2 recommends; see the module docstring for why no formatter runs here.
 DCG_OPTIONS: dict[str, Any] = {

@@ -12,8 +12,8 @@ from typing import Final
 
 from pydantic import ValidationError
 
-from .client import FalClient
-from .testing import FakeFalServer
+from falbind.client.clients import FalClient
+from falbind.testing.server import FakeFalServer
 
 __all__ = ["run_demo"]
 

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from .index import EndpointSpec, UnknownEndpointError
+from falbind.models.index import EndpointSpec, UnknownEndpointError
 
 __all__ = [
     "EndpointLookupError",
@@ -133,7 +133,7 @@ def models_command(
                 "id": s.id,
                 "name": s.name,
                 "category": s.category,
-                "module": f"falbind.endpoints.{s.module_name}",
+                "module": s.module_path,
                 "input_model": f"{s.class_stem}Input",
                 "output_model": f"{s.class_stem}Output",
                 "aliases": aliases.get(s.id, []),
@@ -274,7 +274,7 @@ def show_command(endpoint: str, *, output_format: str, echo: Echo) -> int:
         echo(json.dumps(document, indent=2))
         return 0
     echo(f"{spec.id} ({spec.category}): {input_model.__name__} -> {spec.output_model.__name__}")
-    echo(f"python: falbind.endpoints.{spec.module_name}, client method {spec.name}")
+    echo(f"python: {spec.module_path}, client method {spec.name}")
     echo("")
     for line in _parameter_table(params):
         echo(line)

@@ -17,6 +17,9 @@ __all__ = ["main"]
 
 Handler = Callable[[argparse.Namespace], int]
 
+DEFAULT_OUT = Path("generated", "falbind_generated")
+"""Where falbind's own bindings are generated: the ``falbind_generated`` package."""
+
 
 def _echo(line: str) -> None:
     print(line, flush=True)
@@ -46,7 +49,7 @@ def _vendor(args: argparse.Namespace) -> int:
 
 
 def _fake_server(args: argparse.Namespace) -> int:
-    from .testing import serve_until_interrupted
+    from falbind.testing.server import serve_until_interrupted
 
     return serve_until_interrupted(args.port, args.key, _echo)
 
@@ -65,7 +68,10 @@ def _add_paths(parser: argparse.ArgumentParser) -> None:
         help="registry folder (default: registry)",
     )
     parser.add_argument(
-        "--out", type=Path, default=Path("generated"), help="output folder (default: generated)"
+        "--out",
+        type=Path,
+        default=DEFAULT_OUT,
+        help=f"the generated package's folder; its name is the import name (default: {DEFAULT_OUT})",
     )
 
 
@@ -148,7 +154,7 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _sizes(args: argparse.Namespace) -> int:
-    from .size_report import sizes_command
+    from .sizes import sizes_command
 
     return sizes_command(
         args.endpoint_ids, args.category or [], output_format=args.format, echo=_echo

@@ -12,8 +12,9 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any, Final
 
+from falbind.images.sizing import capability_for, plan_for, size_table
+
 from .describe import EndpointLookupError, resolve_endpoint
-from .sizing import capability_for, plan_for, size_table
 
 __all__ = ["DEFAULT_CATEGORY", "select_endpoints", "size_report", "sizes_command"]
 
@@ -64,7 +65,7 @@ def sizes_command(
     names: Sequence[str], categories: Sequence[str], *, output_format: str, echo: Echo
 ) -> int:
     """Print the size table (``markdown``) or report (``json``) for the selected endpoints."""
-    from falbind import _sizes
+    from falbind.models.bindings import sizes as _sizes
 
     try:
         endpoint_ids = select_endpoints(names, categories)

@@ -26,9 +26,10 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from falbind.models.base import UNKNOWN_PARAMETER, suggest_names
+from falbind.models.index import EndpointSpec
+
 from .describe import EndpointLookupError, resolve_endpoint
-from .index import EndpointSpec
-from .models import UNKNOWN_PARAMETER, suggest_names
 
 __all__ = ["InputProblem", "Problem", "Request", "load_manifest", "validate_command"]
 

@@ -16,7 +16,10 @@ import httpx
 import pydantic_core
 from pydantic import BaseModel, ValidationError
 
-from .._index import ENDPOINTS
+from falbind.models.base import RequestModel, to_request_body
+from falbind.models.bindings import ENDPOINTS
+from falbind.models.index import EndpointSpec
+
 from .auth import Secret
 from .errors import (
     REQUEST_ID_HEADER,
@@ -27,8 +30,6 @@ from .errors import (
     error_from_response,
 )
 from .files import Upload
-from .index import EndpointSpec
-from .models import RequestModel, to_request_body
 from .retry import RetryPolicy, is_timeout, retry_delay
 
 __all__ = [

@@ -5,7 +5,7 @@ and decides every retry; only sending and sleeping differ between the twins.
 
 Each bound endpoint is a method (``client.flux_schnell(prompt=...)`` → ``FluxSchnellOutput``,
 through fal's sync endpoint) and a queue method (``client.queue.flux_schnell(...)``: submit,
-then wait). Type checkers see them through the generated ``falbind._typed_client`` stubs; at
+then wait). Type checkers see them through the generated typed client stubs; at
 run time ``__getattr__`` resolves the name in ``falbind.ENDPOINTS``.
 """
 
@@ -23,6 +23,10 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self, overload
 
 import httpx
+
+from falbind.images.generate import AsyncImages, Images
+from falbind.models.base import RequestModel
+from falbind.models.index import EndpointSpec, UnknownEndpointError
 
 from ._core import (
     DEFAULT_QUEUE_URL,
@@ -44,17 +48,16 @@ from ._core import (
 from .auth import resolve_key
 from .errors import FalDecodeError
 from .files import Upload, decode_data_uri, file_url, finish_download
-from .images import AsyncImages, Images
-from .index import EndpointSpec, UnknownEndpointError
-from .models import RequestModel
 from .queue import AsyncQueueHandle, AsyncStatusCallback, QueueHandle, StatusCallback
 from .retry import RetryPolicy
 
 if TYPE_CHECKING:
-    from .._typed_client import AsyncEndpointMethods as _AsyncMethods
-    from .._typed_client import AsyncQueueMethods as _AsyncQueueMethods
-    from .._typed_client import SyncEndpointMethods as _SyncMethods
-    from .._typed_client import SyncQueueMethods as _SyncQueueMethods
+    from falbind.models.bindings import (
+        AsyncEndpointMethods as _AsyncMethods,
+        AsyncQueueMethods as _AsyncQueueMethods,
+        SyncEndpointMethods as _SyncMethods,
+        SyncQueueMethods as _SyncQueueMethods,
+    )
 else:
     _SyncMethods = _AsyncMethods = _SyncQueueMethods = _AsyncQueueMethods = object
 
@@ -100,7 +103,7 @@ class _EndpointMethod:
 def _endpoint_method(owner: object, name: str, invoke: Callable[..., Any]) -> _EndpointMethod:
     if name.startswith("_"):
         raise AttributeError(f"{type(owner).__name__!r} object has no attribute {name!r}")
-    from .. import ENDPOINTS
+    from falbind.models.bindings import ENDPOINTS
 
     try:
         spec = ENDPOINTS.by_name(name)

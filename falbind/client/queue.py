@@ -16,11 +16,11 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Final, Generic, TypeAlias, TypeVar
+from typing import Any, Final, Generic, Protocol, TypeAlias, TypeVar
 
 import httpx
 
-from ._core import Endpoint, QueueURLs, decode_object
+from ._core import Call, ClientConfig, Endpoint, QueueURLs, decode_object
 from .errors import (
     REQUEST_ID_HEADER,
     BadRequestError,
@@ -30,9 +30,6 @@ from .errors import (
     FalTimeoutError,
 )
 from .retry import PollSchedule
-
-if TYPE_CHECKING:
-    from .client import AsyncFalClient, FalClient
 
 __all__ = [
     "AsyncQueueHandle",
@@ -48,6 +45,27 @@ __all__ = [
 OutputT = TypeVar("OutputT")
 log = logging.getLogger("falbind")
 _STREAM_READ_TIMEOUT: Final = 60.0
+
+
+class SyncSender(Protocol):
+    """What a :class:`QueueHandle` needs of its :class:`~falbind.FalClient` (a protocol, so the
+    handles do not import the client that creates them)."""
+
+    _config: ClientConfig
+    _http: httpx.Client
+    _status_stream: bool
+
+    def _send(self, call: Call) -> httpx.Response: ...
+
+
+class AsyncSender(Protocol):
+    """What an :class:`AsyncQueueHandle` needs of its :class:`~falbind.AsyncFalClient`."""
+
+    _config: ClientConfig
+    _http: httpx.AsyncClient
+    _status_stream: bool
+
+    async def _send(self, call: Call) -> httpx.Response: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,7 +262,7 @@ class QueueHandle(_HandleBase[OutputT]):
     __slots__ = ("_client",)
 
     def __init__(
-        self, client: FalClient, endpoint: Endpoint, request_id: str, urls: QueueURLs
+        self, client: SyncSender, endpoint: Endpoint, request_id: str, urls: QueueURLs
     ) -> None:
         super().__init__(endpoint, request_id, urls)
         self._client = client
@@ -368,7 +386,7 @@ class AsyncQueueHandle(_HandleBase[OutputT]):
     __slots__ = ("_client",)
 
     def __init__(
-        self, client: AsyncFalClient, endpoint: Endpoint, request_id: str, urls: QueueURLs
+        self, client: AsyncSender, endpoint: Endpoint, request_id: str, urls: QueueURLs
     ) -> None:
         super().__init__(endpoint, request_id, urls)
         self._client = client

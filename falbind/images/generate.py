@@ -1,7 +1,7 @@
 """OpenAI-style image generation over any bound fal endpoint: ``client.images.generate(...)``.
 
 Every decision is made here, without I/O, from the endpoint's schema plus the registry's size
-data (``falbind._sizes``), never from per-model code:
+data (``falbind.models.bindings.sizes``), never from per-model code:
 
 - ``model``: an endpoint id, the same id with LiteLLM's ``fal_ai/`` prefix, or a registry alias;
 - ``size``: :func:`~.sizing.plan_for` (exact ``{width, height}``, nearest preset or nearest
@@ -27,17 +27,15 @@ import functools
 import time
 from collections.abc import Awaitable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar
+from typing import Any, Final, Literal, Protocol, TypeVar
 
 from pydantic import BaseModel, Field, SerializeAsAny
 
-from .files import decode_data_uri, sniff_content_type
-from .index import UnknownEndpointError
-from .models import field_names
-from .sizing import SizePlan, plan_for
+from falbind.client.files import decode_data_uri, sniff_content_type
+from falbind.models.base import field_names
+from falbind.models.index import UnknownEndpointError
 
-if TYPE_CHECKING:
-    from .client import AsyncFalClient, FalClient
+from .sizing import SizePlan, plan_for
 
 __all__ = [
     "AsyncImages",
@@ -132,7 +130,7 @@ def resolve_model(model: str) -> str:
     Raises :class:`~falbind.UnknownEndpointError` (with a did-you-mean) for an unbound id, and
     ``ValueError`` for an endpoint whose output has no images.
     """
-    from falbind import ENDPOINTS
+    from falbind.models.bindings import ENDPOINTS
 
     try:
         endpoint_id = ENDPOINTS.resolve(model.removeprefix(LITELLM_PREFIX)).id
@@ -150,7 +148,7 @@ def resolve_model(model: str) -> str:
 @functools.lru_cache(maxsize=512)
 def model_traits(endpoint_id: str) -> ModelTraits:
     """The :class:`ModelTraits` of a bound endpoint (cached: schemas do not change at run time)."""
-    from falbind import ENDPOINTS, _sizes
+    from falbind.models.bindings import ENDPOINTS, sizes as _sizes
 
     model = ENDPOINTS[endpoint_id].input_model
     properties: dict[str, Any] = model.model_json_schema(by_alias=True).get("properties", {})
@@ -444,10 +442,63 @@ def _request_notes(
     return notes
 
 
+class SyncImageBackend(Protocol):
+    """What ``client.images`` needs of a :class:`~falbind.FalClient` (a protocol, so this module
+    does not import the client that owns it)."""
+
+    def run(
+        self,
+        endpoint_id: str,
+        arguments: Mapping[str, Any] | None = None,
+        /,
+        *,
+        extra_body: Mapping[str, Any] | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> Any: ...
+
+    def subscribe(
+        self,
+        endpoint_id: str,
+        arguments: Mapping[str, Any] | None = None,
+        /,
+        *,
+        extra_body: Mapping[str, Any] | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> Any: ...
+
+    def download(self, source: object, *, expected_type: str | None = None) -> bytes: ...
+
+
+class AsyncImageBackend(Protocol):
+    """What ``client.images`` needs of an :class:`~falbind.AsyncFalClient`."""
+
+    async def run(
+        self,
+        endpoint_id: str,
+        arguments: Mapping[str, Any] | None = None,
+        /,
+        *,
+        extra_body: Mapping[str, Any] | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> Any: ...
+
+    async def subscribe(
+        self,
+        endpoint_id: str,
+        arguments: Mapping[str, Any] | None = None,
+        /,
+        *,
+        extra_body: Mapping[str, Any] | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> Any: ...
+
+    async def download(self, source: object, *, expected_type: str | None = None) -> bytes: ...
+
+
 class Images:
     """``client.images`` on a :class:`~falbind.FalClient`: OpenAI-style image generation."""
 
-    def __init__(self, client: FalClient) -> None:
+    def __init__(self, client: SyncImageBackend) -> None:
         self._client = client
 
     def generate(
@@ -512,7 +563,7 @@ class Images:
 class AsyncImages:
     """``client.images`` on an :class:`~falbind.AsyncFalClient`; requests run concurrently."""
 
-    def __init__(self, client: AsyncFalClient) -> None:
+    def __init__(self, client: AsyncImageBackend) -> None:
         self._client = client
 
     async def generate(

@@ -1,7 +1,7 @@
 """OpenAI-style ``size="1792x1024"`` mapped onto one model's own size parameter, never by guess.
 
 What a model accepts comes from its request schema (``SizeCapability.of``) plus registry data
-(``falbind._sizes``: fal's preset dimensions, field names, per-model limits):
+(``falbind.models.bindings.sizes``: fal's preset dimensions, field names, per-model limits):
 
 - ``image_size`` taking ``{width, height}``: the exact size, checked against the schema's bounds
   and the registry's limits (``min``/``max`` side, ``multiple_of``); a size outside them is scaled
@@ -290,7 +290,7 @@ def _plan_ratio(
 
 def capability_for(endpoint_id: str) -> SizeCapability:
     """The size capability of a bound endpoint, from its schema and the registry's size data."""
-    from falbind import ENDPOINTS, _sizes
+    from falbind.models.bindings import ENDPOINTS, sizes as _sizes
 
     spec = ENDPOINTS[endpoint_id]
     limits = _sizes.SIZE_LIMITS.get(spec.id)
@@ -302,7 +302,7 @@ def capability_for(endpoint_id: str) -> SizeCapability:
 
 def plan_for(endpoint_id: str, size: str, *, strict: bool = False) -> SizePlan:
     """``plan_size`` for a bound endpoint."""
-    from falbind import _sizes
+    from falbind.models.bindings import sizes as _sizes
 
     return plan_size(
         capability_for(endpoint_id), size, _sizes.PRESETS, model=endpoint_id, strict=strict
@@ -311,7 +311,7 @@ def plan_for(endpoint_id: str, size: str, *, strict: bool = False) -> SizePlan:
 
 def size_table(endpoint_ids: list[str], sizes: tuple[str, ...] | None = None) -> str:
     """A Markdown table: what each OpenAI size becomes on each endpoint (``*`` = adjusted)."""
-    from falbind import _sizes
+    from falbind.models.bindings import sizes as _sizes
 
     columns = sizes or _sizes.OPENAI_SIZES
     lines = ["| endpoint | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns)]

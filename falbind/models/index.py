@@ -1,8 +1,11 @@
 """The endpoint index: ``falbind.ENDPOINTS``, a read-only mapping from fal endpoint id to spec.
 
-Built from a plain tuple table written by the generator, so ``import falbind`` costs one tuple
-literal and imports neither pydantic nor any endpoint module; an endpoint's module (its pydantic
-models) is imported the first time a spec's models are asked for.
+Built from a plain tuple table written by the generator (``<package>/_index.py``), so
+``import falbind`` costs one tuple literal and imports neither pydantic nor any endpoint module;
+an endpoint's module (its pydantic models) is imported the first time a spec's models are asked
+for. The index is the only way the runtime reaches generated modules: each index knows the
+package it was generated into (``falbind_generated`` for falbind's own bindings, any name for a
+private registry's).
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ import importlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType, ModuleType
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING
 
 from .suggest import suggest_names
 
@@ -19,8 +22,6 @@ if TYPE_CHECKING:
     from pydantic import BaseModel
 
 __all__ = ["EndpointIndex", "EndpointSpec", "UnknownEndpointError"]
-
-ENDPOINTS_PACKAGE: Final = "falbind.endpoints"
 
 
 class UnknownEndpointError(KeyError):
@@ -49,15 +50,22 @@ class EndpointSpec:
     category: str
     """fal's category, e.g. ``text-to-image``."""
     module_name: str
-    """The module under ``falbind.endpoints`` that holds the models."""
+    """The module under ``<package>.endpoints`` that holds the models."""
     class_stem: str
     """The models are ``<class_stem>Input`` and ``<class_stem>Output``."""
+    package: str
+    """The generated package the endpoint module lives in."""
     _module: list[ModuleType] = field(default_factory=list, repr=False, compare=False)
+
+    @property
+    def module_path(self) -> str:
+        """The dotted path of the endpoint's module, e.g. ``falbind_generated.endpoints.x``."""
+        return f"{self.package}.endpoints.{self.module_name}"
 
     @property
     def module(self) -> ModuleType:
         if not self._module:
-            self._module.append(importlib.import_module(f"{ENDPOINTS_PACKAGE}.{self.module_name}"))
+            self._module.append(importlib.import_module(self.module_path))
         return self._module[0]
 
     @property
@@ -74,14 +82,18 @@ class EndpointSpec:
 class EndpointIndex(Mapping[str, EndpointSpec]):
     """Read-only mapping ``endpoint id -> EndpointSpec``; also looks up by Python name."""
 
-    __slots__ = ("_by_id", "_by_name", "_by_stem", "_rows", "aliases")
+    __slots__ = ("_by_id", "_by_name", "_by_stem", "_rows", "aliases", "package")
 
     def __init__(
         self,
         rows: tuple[tuple[str, str, str, str, str], ...],
         aliases: Mapping[str, str] | None = None,
+        *,
+        package: str,
     ) -> None:
         self._rows = rows
+        self.package = package
+        """The generated package whose ``endpoints`` sub-package holds the models."""
         self.aliases: Mapping[str, str] = MappingProxyType(dict(aliases or {}))
         """Short names from the registry (``flux-ultra``) -> endpoint id."""
         self._by_id: dict[str, EndpointSpec] | None = None
@@ -90,7 +102,7 @@ class EndpointIndex(Mapping[str, EndpointSpec]):
 
     def _specs(self) -> dict[str, EndpointSpec]:
         if self._by_id is None:
-            specs = (EndpointSpec(*row) for row in self._rows)
+            specs = (EndpointSpec(*row, self.package) for row in self._rows)
             self._by_id = {spec.id: spec for spec in specs}
         return self._by_id
 

@@ -1,8 +1,8 @@
 """pytest fixtures for testing code that calls fal, against :class:`~.testing.FakeFalServer`.
 
 ``fal_server`` is a running fake server, stopped after the test; ``fal_client`` and
-``async_fal_client`` are clients of it. Enable them with ``-p falbind._runtime.pytest_plugin``,
-``pytest_plugins = ["falbind._runtime.pytest_plugin"]`` in a root ``conftest.py``, or by
+``async_fal_client`` are clients of it. Enable them with ``-p falbind.testing.pytest_plugin``,
+``pytest_plugins = ["falbind.testing.pytest_plugin"]`` in a root ``conftest.py``, or by
 importing the fixtures into a ``conftest.py``.
 """
 
@@ -12,8 +12,9 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
-from .client import AsyncFalClient, FalClient
-from .testing import FakeFalServer
+from falbind.client.clients import AsyncFalClient, FalClient
+
+from .server import FakeFalServer
 
 __all__ = ["async_fal_client", "fal_client", "fal_server"]
 

@@ -54,7 +54,7 @@ from pydantic import ValidationError
 from .fake_outputs import FakeFiles, OutputContext, synthesize_output
 
 if TYPE_CHECKING:
-    from .client import AsyncFalClient, FalClient
+    from falbind.client.clients import AsyncFalClient, FalClient
 
 __all__ = ["FakeFalServer", "Fault", "RecordedRequest", "Route", "serve_until_interrupted"]
 
@@ -417,13 +417,13 @@ class FakeFalServer:
 
     def client(self, **options: Any) -> FalClient:
         """A :class:`~falbind.FalClient` of this server (``options`` override)."""
-        from .client import FalClient
+        from falbind.client.clients import FalClient
 
         return FalClient(**{**self.client_kwargs(), **options})
 
     def async_client(self, **options: Any) -> AsyncFalClient:
         """An :class:`~falbind.AsyncFalClient` of this server (``options`` override)."""
-        from .client import AsyncFalClient
+        from falbind.client.clients import AsyncFalClient
 
         return AsyncFalClient(**{**self.client_kwargs(), **options})
 
@@ -706,7 +706,7 @@ class FakeFalServer:
         handler = self._handlers.get(endpoint_id)
         if handler is not None:
             return handler(body)
-        from .. import ENDPOINTS
+        from falbind.models.bindings import ENDPOINTS
 
         if endpoint_id not in ENDPOINTS:
             return _json_answer(404, {"detail": f"Application {endpoint_id!r} not found"})

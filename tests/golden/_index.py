@@ -8,9 +8,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from types import MappingProxyType
 
-from ._runtime.index import EndpointIndex
+from falbind.models.index import EndpointIndex
 
-# (endpoint id, python name, category, module under falbind.endpoints, class stem), then the
+# (endpoint id, python name, category, module under .endpoints, class stem), then the
 # registry's short names (alias -> endpoint id).
 ENDPOINTS = EndpointIndex(
     (
@@ -41,6 +41,7 @@ ENDPOINTS = EndpointIndex(
         "flux-ultra": "fal-ai/flux-pro/v1.1-ultra",
         "untrusted": "acme/untrusted-v1",
     },
+    package=__name__.rpartition(".")[0],
 )
 
 # Short names users may pass instead of an endpoint id.

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
-from falbind._runtime.models import RequestModel, ResponseModel
+from falbind.models.base import RequestModel, ResponseModel
 
 
 class File(ResponseModel):

@@ -1,0 +1,180 @@
+"""falbind: typed, validated bindings for fal.ai endpoints.
+
+``falbind.ENDPOINTS`` maps each bound endpoint id to its spec (``.input_model``,
+``.output_model``, ...). Every ``<Stem>Input``/``<Stem>Output`` model is also importable from
+``falbind`` directly. Every name loads on first use, so ``import falbind`` imports neither
+pydantic nor httpx nor any generated module (the generator's own CLI works on a broken tree).
+
+Layout: the hand-written runtime lives here, split by concern (``falbind.client``,
+``falbind.models``, ``falbind.images``, ``falbind.cli``, ``falbind.testing``); the models are
+generated into the ``falbind_generated`` package and reached through the endpoint index.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from falbind.models.index import EndpointSpec, UnknownEndpointError
+
+if TYPE_CHECKING:
+    # Every generated <Stem>Input/<Stem>Output model, for type checkers and IDEs.
+    from falbind import testing as testing
+    from falbind.client.clients import AsyncFalClient as AsyncFalClient, FalClient as FalClient
+    from falbind.client.errors import (
+        AuthenticationError as AuthenticationError,
+        BadRequestError as BadRequestError,
+        FalConnectionError as FalConnectionError,
+        FalDecodeError as FalDecodeError,
+        FalError as FalError,
+        FalRequestFailedError as FalRequestFailedError,
+        FalStatusError as FalStatusError,
+        FalTimeoutError as FalTimeoutError,
+        FieldError as FieldError,
+        NotFoundError as NotFoundError,
+        PaymentRequiredError as PaymentRequiredError,
+        PermissionDeniedError as PermissionDeniedError,
+        RateLimitError as RateLimitError,
+        RequestTimeoutError as RequestTimeoutError,
+        ServerError as ServerError,
+        UnexpectedContentTypeError as UnexpectedContentTypeError,
+        UnprocessableEntityError as UnprocessableEntityError,
+    )
+    from falbind.client.files import decode_data_uri as decode_data_uri, to_data_uri as to_data_uri
+    from falbind.client.queue import (
+        AsyncQueueHandle as AsyncQueueHandle,
+        Completed as Completed,
+        InProgress as InProgress,
+        LogEntry as LogEntry,
+        Queued as Queued,
+        QueueHandle as QueueHandle,
+        QueueStatus as QueueStatus,
+    )
+    from falbind.client.retry import RetryPolicy as RetryPolicy
+    from falbind.client.webhooks import (
+        WebhookPayload as WebhookPayload,
+        WebhookResult as WebhookResult,
+        parse_webhook as parse_webhook,
+    )
+    from falbind.images.generate import (
+        ImageData as ImageData,
+        ImagesResponse as ImagesResponse,
+        SizeInfo as SizeInfo,
+    )
+    from falbind.images.sizing import SizeError as SizeError, SizePlan as SizePlan
+    from falbind.models.base import RequestModel as RequestModel, ResponseModel as ResponseModel
+    from falbind.models.bindings import (
+        ALIASES as ALIASES,
+        ENDPOINTS as ENDPOINTS,
+        UNBOUND as UNBOUND,
+    )
+    from falbind_generated import *  # noqa: F403
+
+__version__ = "0.1.0"
+
+# Public name -> the module that defines it, imported on first use. Must name exactly what the
+# TYPE_CHECKING block above imports (tests/test_layout.py checks both ways).
+_LAZY: dict[str, str] = {
+    "testing": "falbind",
+    **dict.fromkeys(("ALIASES", "ENDPOINTS", "UNBOUND"), "falbind.models.bindings"),
+    **dict.fromkeys(("AsyncFalClient", "FalClient"), "falbind.client.clients"),
+    **dict.fromkeys(
+        (
+            "AuthenticationError",
+            "BadRequestError",
+            "FalConnectionError",
+            "FalDecodeError",
+            "FalError",
+            "FalRequestFailedError",
+            "FalStatusError",
+            "FalTimeoutError",
+            "FieldError",
+            "NotFoundError",
+            "PaymentRequiredError",
+            "PermissionDeniedError",
+            "RateLimitError",
+            "RequestTimeoutError",
+            "ServerError",
+            "UnexpectedContentTypeError",
+            "UnprocessableEntityError",
+        ),
+        "falbind.client.errors",
+    ),
+    **dict.fromkeys(("decode_data_uri", "to_data_uri"), "falbind.client.files"),
+    **dict.fromkeys(
+        (
+            "AsyncQueueHandle",
+            "Completed",
+            "InProgress",
+            "LogEntry",
+            "QueueHandle",
+            "QueueStatus",
+            "Queued",
+        ),
+        "falbind.client.queue",
+    ),
+    "RetryPolicy": "falbind.client.retry",
+    **dict.fromkeys(
+        ("WebhookPayload", "WebhookResult", "parse_webhook"), "falbind.client.webhooks"
+    ),
+    **dict.fromkeys(("ImageData", "ImagesResponse", "SizeInfo"), "falbind.images.generate"),
+    **dict.fromkeys(("SizeError", "SizePlan"), "falbind.images.sizing"),
+    **dict.fromkeys(("RequestModel", "ResponseModel"), "falbind.models.base"),
+}
+
+__all__ = [  # noqa: RUF022 -- grouped like the imports above
+    "ALIASES",
+    "ENDPOINTS",
+    "UNBOUND",
+    "EndpointSpec",
+    "UnknownEndpointError",
+    "AsyncFalClient",
+    "FalClient",
+    "AuthenticationError",
+    "BadRequestError",
+    "FalConnectionError",
+    "FalDecodeError",
+    "FalError",
+    "FalRequestFailedError",
+    "FalStatusError",
+    "FalTimeoutError",
+    "FieldError",
+    "NotFoundError",
+    "PaymentRequiredError",
+    "PermissionDeniedError",
+    "RateLimitError",
+    "RequestTimeoutError",
+    "ServerError",
+    "UnexpectedContentTypeError",
+    "UnprocessableEntityError",
+    "decode_data_uri",
+    "to_data_uri",
+    "AsyncQueueHandle",
+    "Completed",
+    "InProgress",
+    "LogEntry",
+    "QueueHandle",
+    "QueueStatus",
+    "Queued",
+    "RetryPolicy",
+    "WebhookPayload",
+    "WebhookResult",
+    "parse_webhook",
+    "ImageData",
+    "ImagesResponse",
+    "SizeInfo",
+    "SizeError",
+    "SizePlan",
+    "RequestModel",
+    "ResponseModel",
+]
+
+
+def __getattr__(name: str) -> Any:
+    """Runtime names and ``falbind.<Stem>Input``/``<Stem>Output``, imported on first use."""
+    from falbind.models.lazy import model_attribute, runtime_attribute
+
+    if name in _LAZY:
+        return runtime_attribute(_LAZY, name, __name__)
+    from falbind.models.bindings import ENDPOINTS
+
+    return model_attribute(ENDPOINTS, name, __name__)

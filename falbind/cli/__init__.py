@@ -1,0 +1,1 @@
+"""The ``falbind`` command line: generator commands, validation, inspection and the demo."""

@@ -1,0 +1,29 @@
+"""A small app as a user writes it: type checkers must resolve falbind and catch mistakes.
+
+Each line with a trailing error comment must be reported by both mypy and pyright, naming the
+field the comment gives (tests/test_packaging.py); every other line must check clean.
+"""
+
+from __future__ import annotations
+
+import falbind
+from falbind import FalClient, FluxSchnellInput, FluxSchnellOutput
+
+
+def good(client: FalClient) -> str:
+    out: FluxSchnellOutput = client.flux_schnell(prompt="a fox", image_size="square_hd")
+    model = FluxSchnellInput(prompt="a fox", num_images=2)
+    spec: falbind.EndpointSpec = falbind.ENDPOINTS["fal-ai/flux/schnell"]
+    return f"{out.images[0].url} {model.prompt} {spec.id}"
+
+
+def bad_enum(client: FalClient) -> None:
+    client.flux_schnell(prompt="a fox", image_size="huge")  # error: image_size
+
+
+def bad_keyword(client: FalClient) -> None:
+    client.flux_schnell(prompt="a fox", num_image=2)  # error: num_image
+
+
+def bad_model_field() -> None:
+    FluxSchnellInput(prompt="a fox", num_image=2)  # error: num_image
