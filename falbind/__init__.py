@@ -14,8 +14,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from falbind.models.index import EndpointSpec, UnknownEndpointError
-
 if TYPE_CHECKING:
     # Every generated <Stem>Input/<Stem>Output model, for type checkers and IDEs.
     from falbind import testing as testing
@@ -67,6 +65,10 @@ if TYPE_CHECKING:
         ENDPOINTS as ENDPOINTS,
         UNBOUND as UNBOUND,
     )
+    from falbind.models.index import (
+        EndpointSpec as EndpointSpec,
+        UnknownEndpointError as UnknownEndpointError,
+    )
     from falbind_generated import *  # noqa: F403
 
 __version__ = "0.1.0"
@@ -76,6 +78,7 @@ __version__ = "0.1.0"
 _LAZY: dict[str, str] = {
     "testing": "falbind",
     **dict.fromkeys(("ALIASES", "ENDPOINTS", "UNBOUND"), "falbind.models.bindings"),
+    **dict.fromkeys(("EndpointSpec", "UnknownEndpointError"), "falbind.models.index"),
     **dict.fromkeys(("AsyncFalClient", "FalClient"), "falbind.client.clients"),
     **dict.fromkeys(
         (

@@ -164,7 +164,7 @@ def _static_names() -> set[str]:
 def test_lazy_exports_match_the_static_view() -> None:
     lazy = set(falbind._LAZY)
     assert lazy == _static_names()
-    assert set(falbind.__all__) == lazy - {"testing"} | {"EndpointSpec", "UnknownEndpointError"}
+    assert set(falbind.__all__) == lazy - {"testing"}
     for name in sorted(lazy):
         assert getattr(falbind, name) is not None, name
 
