@@ -8,15 +8,18 @@ on 127.0.0.1, whose recorded requests are the evidence.
 from __future__ import annotations
 
 import base64
+import json
 import os
 
 # LiteLLM fetches its model cost map from GitHub at import unless told to use its bundled copy.
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import litellm
+import openai
 import pytest
 from images_cases import PNG_SIGNATURE, PROMPT, expected_body
 
@@ -529,3 +532,70 @@ def test_form_values_are_coerced_by_the_schema(server: FakeFalServer, provider: 
     assert body["seed"] == 12 and body["enable_safety_checker"] is False
     assert "sk-secret" not in server.requests[0].body.decode()
     assert response.data
+
+
+# -- LiteLLM's built-in fal_ai/ provider and falbind, side by side ------------------------------
+
+COMPARED_CALLS: list[tuple[str, dict[str, Any]]] = [
+    ("fal-ai/imagen4/preview/ultra", {}),
+    ("fal-ai/ideogram/v2", {}),
+    ("fal-ai/qwen-image", {"n": 2, "size": "1024x1024", "response_format": "b64_json"}),
+    ("fal-ai/flux-pro/v1.1-ultra", {"size": "900x1200"}),
+    ("fal-ai/flux/schnell", {"size": "1792x1024"}),
+    ("fal-ai/recraft/v3/text-to-image", {"n": 2}),
+    ("bria/text-to-image/3.2", {"n": 2}),
+    ("fal-ai/flux/schnell", {"num_image": 2}),
+    ("fal-ai/flux/dev", {"response_format": "b64_json"}),
+    ("fal-ai/flux/dev", {"extra_body": {"seed": 5}}),
+]
+"""The calls the comparison table in docs/integrations.md is measured from."""
+TABLE_START = "<!-- measured-comparison:start -->"
+TABLE_END = "<!-- measured-comparison:end -->"
+DOCS = Path(__file__).resolve().parents[1] / "docs" / "integrations.md"
+
+
+def _outcome(server: FakeFalServer, provider: str, endpoint_id: str, params: dict[str, Any]) -> str:
+    """What one provider posted for a call (path under the run URL, body without the prompt),
+    and what the caller got back."""
+    server.clear_requests()
+    try:
+        response = litellm.image_generation(
+            model=f"{provider}/{endpoint_id}",
+            prompt=PROMPT,
+            api_base=server.run_url,
+            api_key=KEY,
+            **params,
+        )
+    except openai.APIStatusError as error:  # LiteLLM's exceptions with a status subclass it
+        result = f"{type(error).__name__} ({error.status_code})"
+    else:
+        kinds = {"base64" if image.b64_json else "URL" for image in response.data}
+        result = f"{len(response.data)} image(s), {' + '.join(sorted(kinds))}"
+    posts = []
+    for request in server.requests:
+        if request.method == "POST":
+            body = {k: v for k, v in request.json().items() if k != "prompt"}
+            path = request.path.removeprefix("/run") or "/"
+            posts.append(f"`{path}` `{json.dumps(body, separators=(',', ':'))}`")
+    return f"{'<br>'.join(posts) or 'nothing (refused before sending)'} | {result}"
+
+
+def _call_label(endpoint_id: str, params: dict[str, Any]) -> str:
+    args = ", ".join(f"{k}={v!r}" for k, v in params.items())
+    return f"`{endpoint_id}`" + (f" `{args}`" if args else "")
+
+
+def test_builtin_fal_ai_provider_compared(server: FakeFalServer, provider: object) -> None:
+    """The same calls through LiteLLM's ``fal_ai/`` and falbind's ``falbind/`` provider, on the
+    same fake server; the table in docs/integrations.md must be exactly what was measured."""
+    rows = [
+        "| call | LiteLLM `fal_ai/` posted | it returned | falbind `falbind/` posted | it returned |",
+        "|---|---|---|---|---|",
+    ]
+    for endpoint_id, params in COMPARED_CALLS:
+        builtin = _outcome(server, "fal_ai", endpoint_id, params)
+        ours = _outcome(server, "falbind", endpoint_id, params)
+        rows.append(f"| {_call_label(endpoint_id, params)} | {builtin} | {ours} |")
+    table = "\n".join(rows)
+    documented = DOCS.read_text().split(TABLE_START)[1].split(TABLE_END)[0].strip()
+    assert documented == table, f"docs/integrations.md is out of date; measured:\n{table}"
