@@ -7,6 +7,7 @@ on 127.0.0.1, whose recorded requests are the evidence.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import os
@@ -599,3 +600,22 @@ def test_builtin_fal_ai_provider_compared(server: FakeFalServer, provider: objec
     table = "\n".join(rows)
     documented = DOCS.read_text().split(TABLE_START)[1].split(TABLE_END)[0].strip()
     assert documented == table, f"docs/integrations.md is out of date; measured:\n{table}"
+
+
+def test_each_asyncio_run_closes_its_connection_pool(
+    server: FakeFalServer, provider: falbind_litellm.FalbindLiteLLM
+) -> None:
+    """SDK users often call ``asyncio.run(litellm.aimage_generation(...))`` per request."""
+    pools = []
+
+    async def generate() -> None:
+        await litellm.aimage_generation(
+            model="falbind/fal-ai/flux/schnell", prompt=PROMPT, api_base=server.run_url, api_key=KEY
+        )
+        pools.append(provider._async_http[asyncio.get_running_loop()].http)
+
+    for _ in range(2):
+        asyncio.run(generate())
+    assert len(pools) == 2 and pools[0] is not pools[1]
+    assert all(pool.is_closed for pool in pools)
+    assert server.count(route="run") == 2

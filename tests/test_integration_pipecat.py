@@ -356,3 +356,16 @@ async def test_update_settings_none_in_extra_removes_a_parameter(
     assert image_gen.settings.extra == {}
     await run(image_gen)
     assert bodies(server)[0][1] == {"prompt": PROMPT, "seed": 3, "sync_mode": True, "num_images": 1}
+
+
+async def test_a_ready_client_is_used_and_left_open(server: FakeFalServer) -> None:
+    async with server.async_client(retry=FAST_RETRY) as client:
+        image_gen = FalbindImageGenService(
+            client=client, settings=Settings(model="fal-ai/flux/schnell", num_images=3)
+        )
+        down, _ = await run(image_gen)
+        await image_gen.cleanup()
+        assert len(images(down)) == 3
+        # Still usable: the service did not close a client it does not own.
+        output = await client.flux_schnell(prompt=PROMPT)
+        assert output.images

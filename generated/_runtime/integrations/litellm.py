@@ -47,7 +47,7 @@ import functools
 import os
 import threading
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal, cast
 
@@ -122,6 +122,24 @@ class _Call:
     falbind's bindings were generated."""
 
 
+@dataclass(frozen=True, slots=True)
+class _LoopPool:
+    """The connection pool of one event loop, and what closes it when the loop shuts down."""
+
+    http: httpx.AsyncClient
+    closer: AsyncGenerator[None, None]
+
+
+async def _close_at_loop_shutdown(http: httpx.AsyncClient) -> AsyncGenerator[None, None]:
+    """Started once per loop, it closes ``http`` when the loop finalises its async generators
+    (``asyncio.run`` does, before closing the loop), so ``asyncio.run(litellm.aimage_...)``
+    called again and again does not leave an open aiohttp session behind each time."""
+    try:
+        yield
+    finally:
+        await http.aclose()
+
+
 class FalbindLiteLLM(CustomLLM):
     """A LiteLLM custom provider running image generation (and edits) through falbind.
 
@@ -154,9 +172,9 @@ class FalbindLiteLLM(CustomLLM):
         self._retry = retry
         self._sync_http: httpx.Client | None = None
         self._sync_lock = threading.Lock()
-        self._async_http: weakref.WeakKeyDictionary[
-            asyncio.AbstractEventLoop, httpx.AsyncClient
-        ] = weakref.WeakKeyDictionary()
+        self._async_http: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopPool] = (
+            weakref.WeakKeyDictionary()
+        )
 
     def __repr__(self) -> str:
         return f"<FalbindLiteLLM run_url={self._run_url!r} use_queue={self._use_queue}>"
@@ -201,7 +219,7 @@ class FalbindLiteLLM(CustomLLM):
         with tracking() as tracker:
             try:
                 call = self._call(model, optional_params)
-                fal = self._async_client(api_key, api_base, call, timeout)
+                fal = await self._async_client(api_key, api_base, call, timeout)
                 result = await fal.images.generate(**self._generate_args(call, prompt))
             except Exception as error:
                 raise _custom_error(error, tracker, model) from None
@@ -247,7 +265,7 @@ class FalbindLiteLLM(CustomLLM):
         with tracking() as tracker:
             try:
                 call = self._edit_call(model, image, optional_params)
-                fal = self._async_client(api_key, api_base, call, timeout)
+                fal = await self._async_client(api_key, api_base, call, timeout)
                 result = await fal.images.generate(**self._generate_args(call, prompt or ""))
             except Exception as error:
                 raise _custom_error(error, tracker, model) from None
@@ -264,9 +282,9 @@ class FalbindLiteLLM(CustomLLM):
 
     async def aclose(self) -> None:
         """Close the current event loop's connection pool (reopened on the next call)."""
-        http = self._async_http.pop(asyncio.get_running_loop(), None)
-        if http is not None:
-            await http.aclose()
+        pool = self._async_http.pop(asyncio.get_running_loop(), None)
+        if pool is not None:
+            await pool.closer.aclose()
 
     # -- arguments -----------------------------------------------------------------------------
 
@@ -388,20 +406,21 @@ class FalbindLiteLLM(CustomLLM):
         options = self._client_options(api_key, api_base, call, timeout)
         return falbind.FalClient(http_client=http, **options)
 
-    def _async_client(
+    async def _async_client(
         self, api_key: str | None, api_base: str | None, call: _Call, timeout: Any
     ) -> falbind.AsyncFalClient:
         loop = asyncio.get_running_loop()
-        http = self._async_http.get(loop)
-        if http is None:
+        pool = self._async_http.get(loop)
+        if pool is None:
             # One pool per event loop: aiohttp's sessions belong to the loop they start on.
             http = httpx.AsyncClient(
                 transport=AiohttpTransport(verify=_ssl_context()),
                 event_hooks=async_event_hooks(),
             )
-            self._async_http[loop] = http
+            pool = self._async_http[loop] = _LoopPool(http, _close_at_loop_shutdown(http))
+            await anext(pool.closer)
         options = self._client_options(api_key, api_base, call, timeout)
-        return falbind.AsyncFalClient(http_client=http, **options)
+        return falbind.AsyncFalClient(http_client=pool.http, **options)
 
 
 def _model_params(optional_params: Mapping[str, Any]) -> dict[str, Any]:
