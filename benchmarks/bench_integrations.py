@@ -34,7 +34,7 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no GitHub fetch
 import aiohttp
 import litellm
 
-from falbind._runtime.client import AsyncFalClient
+from falbind import AsyncFalClient
 from falbind._runtime.integrations import litellm as falbind_litellm
 from falbind._runtime.integrations.pipecat import FalbindImageGenService, _rgb
 

@@ -25,7 +25,7 @@ import pytest
 from images_cases import PNG_SIGNATURE, PROMPT, expected_body
 
 from falbind._runtime.integrations import litellm as falbind_litellm
-from falbind._runtime.testing import FakeFalServer, Fault
+from falbind.testing import FakeFalServer, Fault
 
 from starting_set import STARTING_SET
 from support import FAST_RETRY

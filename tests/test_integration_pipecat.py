@@ -25,7 +25,7 @@ from pipecat.utils.errors import ErrorCategory
 from pydantic import ValidationError
 
 from falbind._runtime.integrations.pipecat import FalbindImageGenService
-from falbind._runtime.testing import FakeFalServer, Fault
+from falbind.testing import FakeFalServer, Fault
 
 from support import FAST_RETRY
 
@@ -369,3 +369,19 @@ async def test_a_ready_client_is_used_and_left_open(server: FakeFalServer) -> No
         # Still usable: the service did not close a client it does not own.
         output = await client.flux_schnell(prompt=PROMPT)
         assert output.images
+
+
+async def test_the_deprecated_settings_mapping_is_validated_too(
+    server: FakeFalServer, session: aiohttp.ClientSession
+) -> None:
+    image_gen = service(server, session, model="fal-ai/flux/schnell")
+    _, up = await run_test(
+        image_gen,
+        frames_to_send=[
+            ServiceUpdateSettingsFrame(settings={"num_image": 2}, service=image_gen),
+            ServiceUpdateSettingsFrame(settings={"seed": 11}, service=image_gen),
+            TextFrame(PROMPT),
+        ],
+    )
+    assert len(up) == 1 and "did you mean 'num_images'" in up[0].error
+    assert bodies(server)[0][1]["seed"] == 11

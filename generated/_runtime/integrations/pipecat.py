@@ -34,9 +34,9 @@ from __future__ import annotations
 import asyncio
 import io
 import re
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Awaitable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import aiohttp
 import httpx
@@ -63,6 +63,7 @@ TEXT_TO_IMAGE: Final = "text-to-image"
 _OPENAI_SIZE: Final = re.compile(r"^\s*(auto|\d+x\d+)\s*$")
 _ESCAPE_HINT: Final = re.compile(r"\s*\(pass it through extra_body=[^)]*\)")
 _CHECK_PROMPT: Final = "a settings check"
+T = TypeVar("T")
 
 
 @dataclass
@@ -161,14 +162,17 @@ class FalbindImageGenService(ImageGenService):
         """Also applies a ``ServiceUpdateSettingsFrame`` aimed at this service (or carrying
         this service's ``Settings``): Pipecat has no image-settings frame of its own."""
         if isinstance(frame, ServiceUpdateSettingsFrame) and self._is_for_me(frame):
-            await self._update_settings(frame.delta)
+            delta = frame.delta
+            if delta is None:  # the deprecated ``settings`` mapping, aimed at this service
+                delta = FalbindImageGenSettings.from_mapping(frame.settings)
+            await self._update_settings(delta)
             return
         await super().process_frame(frame, direction)
 
     def _is_for_me(self, frame: ServiceUpdateSettingsFrame[Any]) -> bool:
-        if not isinstance(frame.delta, FalbindImageGenSettings):
-            return False
-        return frame.service is self or frame.service is None
+        if frame.service is self:
+            return frame.delta is None or isinstance(frame.delta, FalbindImageGenSettings)
+        return frame.service is None and isinstance(frame.delta, FalbindImageGenSettings)
 
     def _check(self, settings: FalbindImageGenSettings) -> ImagesJob:
         """Plan a request with these settings (pure, no I/O); raises what is wrong."""
@@ -222,7 +226,7 @@ class FalbindImageGenService(ImageGenService):
                 **args, use_queue=self._use_queue, **model_params
             )
             urls = [image.url for image in result.data if image.url]
-            frames = await asyncio.gather(*(self._frame(url) for url in urls))
+            frames = await _all(self._frame(url) for url in urls)
         except Exception as error:
             model = _model_of(self._settings)
             yield ErrorFrame(error=f"{self}: {_describe(error, model)}", exception=error)
@@ -271,6 +275,16 @@ class FalbindImageGenService(ImageGenService):
         await super().cleanup()  # type: ignore[no-untyped-call]
         if self._owns_client:
             await self._client.aclose()
+
+
+async def _all(awaitables: Iterable[Awaitable[T]]) -> list[T]:
+    """Every result in order; all finish before the first error is raised (none is left
+    running unobserved)."""
+    results = await asyncio.gather(*awaitables, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+    return [result for result in results if not isinstance(result, BaseException)]
 
 
 def _client(
