@@ -30,6 +30,9 @@ from falbind.testing import FakeFalServer, Fault
 from starting_set import STARTING_SET
 from support import FAST_RETRY
 
+# LiteLLM's own types trigger pydantic warnings about TypedDict ReadOnly items: not ours.
+pytestmark = pytest.mark.filterwarnings("ignore:.*ReadOnly.*:UserWarning")
+
 SIZES = ("1024x1024", "1792x1024", "1024x1792")
 KEY = "test-fal-key-5d1c"
 EDIT_MODEL = "fal-ai/flux-2/klein/9b/edit"

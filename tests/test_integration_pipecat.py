@@ -385,3 +385,16 @@ async def test_the_deprecated_settings_mapping_is_validated_too(
     )
     assert len(up) == 1 and "did you mean 'num_images'" in up[0].error
     assert bodies(server)[0][1]["seed"] == 11
+
+
+async def test_a_download_that_is_not_an_image_is_an_error_frame(
+    server: FakeFalServer, session: aiohttp.ClientSession
+) -> None:
+    with server.client() as client:
+        not_an_image = client.upload(b"<html>login page</html>", content_type="text/html")
+    model = "fal-ai/recraft/v3/text-to-image"
+    server.add_endpoint(model, lambda body: {"images": [{"url": not_an_image}]})
+    down, up = await run(service(server, session, model=model))
+    assert images(down) == []
+    (error,) = up
+    assert error.category is ErrorCategory.SERVER and "text/html" in error.error
