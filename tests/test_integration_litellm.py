@@ -11,6 +11,7 @@ import asyncio
 import base64
 import json
 import os
+import socket
 
 # LiteLLM fetches its model cost map from GitHub at import unless told to use its bundled copy.
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
@@ -622,3 +623,39 @@ def test_each_asyncio_run_closes_its_connection_pool(
     assert len(pools) == 2 and pools[0] is not pools[1]
     assert all(pool.is_closed for pool in pools)
     assert server.count(route="run") == 2
+
+
+def test_sync_failure_after_sending_is_not_retried(server: FakeFalServer, provider: object) -> None:
+    server.inject(Fault.http(502, detail="runner lost"), route="run", times=None)
+    with pytest.raises(litellm.BadRequestError) as caught:
+        litellm.image_generation(
+            model="falbind/fal-ai/flux/dev", prompt=PROMPT, api_base=server.run_url, api_key=KEY
+        )
+    assert "not retried" in str(caught.value) and "runner lost" in str(caught.value)
+    assert server.count(route="run") == 1
+
+
+def test_a_connection_never_made_is_retryable(provider: object) -> None:
+    with socket.socket() as probe:  # a loopback port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with pytest.raises(litellm.ServiceUnavailableError) as caught:
+        litellm.image_generation(
+            model="falbind/fal-ai/flux/dev",
+            prompt=PROMPT,
+            api_base=f"http://127.0.0.1:{port}/run",
+            api_key=KEY,
+        )
+    assert caught.value.status_code == 503
+    assert "never reached fal" in str(caught.value)
+
+
+async def test_a_retryable_server_error_before_acceptance_is_retried(
+    server: FakeFalServer, async_provider: object
+) -> None:
+    """fal marks some 5xx ``X-Fal-Retryable: true``: then nothing ran, and a retry is safe."""
+    server.inject(
+        Fault.http(503, headers={"X-Fal-Retryable": "true"}, detail="no runner"), route="run"
+    )
+    response = await router(server).aimage_generation(model="fox-maker", prompt=PROMPT)
+    assert response.data and server.count(route="run") == 2
