@@ -4,6 +4,7 @@ concern with no import cycles, and each side reaching the other only through its
 from __future__ import annotations
 
 import ast
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -189,4 +190,7 @@ def test_every_runtime_module_imports_on_its_own() -> None:
         "        del sys.modules[loaded]\n"
         "    importlib.import_module(module)\n"
     )
-    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+    # LiteLLM (imported by falbind.integrations.litellm) otherwise spends seconds retrying a
+    # download of its cost map at import; the integration tests set the same.
+    env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120, env=env)

@@ -19,6 +19,7 @@ instead.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -288,8 +289,10 @@ def _plan_ratio(
     return SizePlan(size, {name: value}, f"aspect ratio {value}", not exact, note)
 
 
+@functools.lru_cache(maxsize=512)
 def capability_for(endpoint_id: str) -> SizeCapability:
-    """The size capability of a bound endpoint, from its schema and the registry's size data."""
+    """The size capability of a bound endpoint, from its schema and the registry's size data
+    (cached: building the JSON schema costs milliseconds, on every ``images.generate``)."""
     from falbind.models.bindings import ENDPOINTS, sizes as _sizes
 
     spec = ENDPOINTS[endpoint_id]
