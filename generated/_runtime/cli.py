@@ -155,6 +155,51 @@ def _sizes(args: argparse.Namespace) -> int:
     )
 
 
+def _lint(args: argparse.Namespace) -> int:
+    from .lint import lint_command
+
+    return lint_command(
+        paths=args.paths or [Path(".")],
+        output_format=args.format,
+        explain=args.explain,
+        select=args.select or [],
+        ignore=args.ignore or [],
+        exclude=args.exclude or [],
+        echo=_echo,
+    )
+
+
+def _add_lint_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``lint``: check the fal calls in Python source (docs/lint.md)."""
+    lint = commands.add_parser(
+        "lint", help="check fal calls (fal-client, LiteLLM, Pipecat, falbind) in Python source"
+    )
+    lint.add_argument(
+        "paths", nargs="*", type=Path, metavar="PATH", help="files or folders (default: .)"
+    )
+    _format_option(lint, "text", "json", "github", "sarif")
+    lint.add_argument("--explain", action="store_true", help="also say what was skipped and why")
+    lint.add_argument(
+        "--select",
+        action="append",
+        metavar="CODE",
+        help="only these rule codes or prefixes (repeatable)",
+    )
+    lint.add_argument(
+        "--ignore",
+        action="append",
+        metavar="CODE",
+        help="leave out these rule codes or prefixes (repeatable)",
+    )
+    lint.add_argument(
+        "--exclude",
+        action="append",
+        metavar="GLOB",
+        help="skip paths matching GLOB under folders (repeatable)",
+    )
+    lint.set_defaults(handler=_lint)
+
+
 def _add_sizes_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """``sizes``: what each OpenAI-style size becomes on each model (docs/sizes.md)."""
     sizes = commands.add_parser(
@@ -288,6 +333,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(handler=_demo)
     _add_maintenance_commands(commands)
     _add_sizes_command(commands)
+    _add_lint_command(commands)
     return parser
 
 

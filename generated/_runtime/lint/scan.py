@@ -1,0 +1,486 @@
+"""The syntax-tree walk: which names in a file are fal-client, LiteLLM, Pipecat or falbind, and
+which calls go to fal.
+
+Nothing scanned is imported or executed: each file is read as text and parsed with :mod:`ast`.
+A file that names none of the modules the lint follows (:data:`~.hosts.MODULE_ROOTS`) is
+skipped after one substring test, before parsing: every call the lint recognises starts from an
+import of one of them, so such a file cannot hold one.
+
+Names are followed within a file, flow-insensitively per scope: ``import fal_client as fc``,
+``from fal_client import subscribe``, ``client = fal_client.SyncClient()``,
+``with FalClient() as fal``, ``self.fal = AsyncFalClient()`` (in any method of the class),
+parameters annotated with a client class, and names bound once to a literal (an endpoint id or
+an arguments dict). A name bound to two different things in one scope, or rebound to something
+the lint does not know, is not followed (a same-named function from another module is never
+mistaken for fal's).
+"""
+
+from __future__ import annotations
+
+import ast
+import io
+import re
+import tokenize
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final
+
+from . import hosts
+from .findings import Finding, LintResult, Skip
+
+__all__ = ["FileContext", "Scope", "lint_source", "quick_reject"]
+
+_ROOT_PATTERN: Final = re.compile("|".join(sorted(hosts.MODULE_ROOTS)))
+_IGNORE: Final = re.compile(r"#\s*falbind:\s*ignore(?:\[([A-Za-z0-9_,\s]*)\])?")
+_MUTATORS: Final = frozenset(
+    {"update", "setdefault", "pop", "popitem", "clear", "append", "extend", "insert", "remove"}
+)
+_CONFLICT: Final = "<conflict>"
+
+
+def quick_reject(text: str) -> bool:
+    """True when ``text`` names none of the followed modules (no fal call can be found)."""
+    return _ROOT_PATTERN.search(text) is None
+
+
+# --------------------------------------------------------------------------- scopes
+
+
+@dataclass
+class Scope:
+    """Names bound in one scope (module, class attributes, function), over its parent."""
+
+    parent: Scope | None = None
+    symbols: dict[str, str | None] = field(default_factory=dict)
+    """Dotted name -> what it is (``fal_client.subscribe``, ``falbind.FalClient()`` for an
+    instance); ``None`` when rebound to something the lint does not follow."""
+    consts: dict[str, ast.expr | None] = field(default_factory=dict)
+    """Name -> the literal it is bound to once; ``None`` when bound more than once or not to a
+    literal."""
+
+    def symbol(self, name: str) -> str | None:
+        scope: Scope | None = self
+        while scope is not None:
+            if name in scope.symbols:
+                value = scope.symbols[name]
+                return None if value == _CONFLICT else value
+            scope = scope.parent
+        return None
+
+    def has(self, name: str) -> bool:
+        scope: Scope | None = self
+        while scope is not None:
+            if name in scope.symbols:
+                return True
+            scope = scope.parent
+        return False
+
+    def const(self, name: str) -> ast.expr | None:
+        scope: Scope | None = self
+        while scope is not None:
+            if name in scope.consts or name in scope.symbols:
+                return scope.consts.get(name)
+            scope = scope.parent
+        return None
+
+    def bind(self, name: str, symbol: str | None) -> None:
+        if name in self.symbols and self.symbols[name] != symbol:
+            self.symbols[name] = _CONFLICT
+        else:
+            self.symbols[name] = symbol
+        self.consts[name] = None
+
+    def bind_const(self, name: str, value: ast.expr) -> None:
+        first = name not in self.consts and name not in self.symbols
+        self.symbols[name] = None if first else _CONFLICT
+        self.consts[name] = value if first else None
+
+
+def dotted(node: ast.expr) -> str | None:
+    """``self.client`` for an attribute chain over a name, else ``None``."""
+    parts: list[str] = []
+    while isinstance(node, ast.Attribute):
+        parts.append(node.attr)
+        node = node.value
+    if not isinstance(node, ast.Name):
+        return None
+    parts.append(node.id)
+    return ".".join(reversed(parts))
+
+
+def qualify(node: ast.expr, scope: Scope) -> str | None:
+    """What ``node`` refers to: ``fal_client.subscribe``, ``falbind.FalClient().images`` ..."""
+    if isinstance(node, ast.Name):
+        return scope.symbol(node.id)
+    if isinstance(node, ast.Attribute):
+        name = dotted(node)
+        if name is not None and scope.has(name):
+            return scope.symbol(name)
+        base = qualify(node.value, scope)
+        return hosts.canonical(f"{base}.{node.attr}") if base else None
+    if isinstance(node, ast.Call):
+        base = qualify(node.func, scope)
+        known = base in hosts.CLIENT_CLASSES or base in hosts.CONSTRUCTED
+        return f"{base}()" if known else None
+    if isinstance(node, ast.Await):
+        return qualify(node.value, scope)
+    return None
+
+
+def _annotation_symbol(annotation: ast.expr | None, scope: Scope) -> str | None:
+    if annotation is None:
+        return None
+    if isinstance(annotation, ast.Constant) and isinstance(annotation.value, str):
+        try:
+            annotation = ast.parse(annotation.value, mode="eval").body
+        except SyntaxError:
+            return None
+    symbol = qualify(annotation, scope)
+    return f"{symbol}()" if symbol in hosts.CLIENT_CLASSES else None
+
+
+def _value_symbol(value: ast.expr, scope: Scope) -> str | None:
+    """What a name bound to ``value`` becomes: an instance, or an alias of a followed name."""
+    symbol = qualify(value, scope)
+    if symbol is None:
+        return None
+    root = symbol.split(".", 1)[0]
+    return symbol if root in hosts.MODULE_ROOTS else None
+
+
+_LITERAL_NODES: Final = (ast.Constant, ast.Dict, ast.List, ast.Tuple, ast.UnaryOp)
+
+
+class _Binder:
+    """Collects one scope's bindings from its statements (not from nested functions/classes)."""
+
+    def __init__(self, scope: Scope, mutated: frozenset[str]) -> None:
+        self.scope = scope
+        self.mutated = mutated
+
+    def statements(self, body: Iterable[ast.stmt]) -> None:
+        for statement in body:
+            self.statement(statement)
+
+    def statement(self, node: ast.stmt) -> None:
+        scope = self.scope
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                root = alias.name.split(".", 1)[0]
+                known = root in hosts.MODULE_ROOTS
+                if alias.asname:
+                    scope.bind(alias.asname, hosts.canonical(alias.name) if known else None)
+                else:
+                    scope.bind(root, root if known else None)
+        elif isinstance(node, ast.ImportFrom):
+            module = node.module or ""
+            known = node.level == 0 and module.split(".", 1)[0] in hosts.MODULE_ROOTS
+            for alias in node.names:
+                if alias.name == "*":
+                    continue
+                name = alias.asname or alias.name
+                scope.bind(name, hosts.canonical(f"{module}.{alias.name}") if known else None)
+        elif isinstance(node, ast.Assign):
+            for target in node.targets:
+                self.assign(target, node.value)
+        elif isinstance(node, ast.AnnAssign):
+            if node.value is not None:
+                self.assign(node.target, node.value)
+            else:
+                name = dotted(node.target)
+                symbol = _annotation_symbol(node.annotation, scope)
+                if name is not None and symbol is not None:
+                    scope.bind(name, symbol)
+        elif isinstance(node, ast.AugAssign):
+            self.unbind(node.target)
+        elif isinstance(node, ast.With | ast.AsyncWith):
+            for item in node.items:
+                if item.optional_vars is not None:
+                    self.assign(item.optional_vars, item.context_expr, literal=False)
+            self.statements(node.body)
+        elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            scope.bind(node.name, None)
+        elif isinstance(node, ast.For | ast.AsyncFor):
+            self.unbind(node.target)
+            self.statements(node.body)
+            self.statements(node.orelse)
+        elif isinstance(node, ast.If | ast.While):
+            self.statements(node.body)
+            self.statements(node.orelse)
+        elif isinstance(node, ast.Try | ast.TryStar):
+            self.statements(node.body)
+            for handler in node.handlers:
+                if handler.name:
+                    scope.bind(handler.name, None)
+                self.statements(handler.body)
+            self.statements(node.orelse)
+            self.statements(node.finalbody)
+        elif isinstance(node, ast.Match):
+            for case in node.cases:
+                self.statements(case.body)
+
+    def unbind(self, target: ast.expr) -> None:
+        for node in ast.walk(target):
+            if isinstance(node, ast.Name):
+                self.scope.bind(node.id, None)
+        name = dotted(target)
+        if name is not None:
+            self.scope.bind(name, None)
+
+    def assign(self, target: ast.expr, value: ast.expr, *, literal: bool = True) -> None:
+        name = dotted(target)
+        if name is None:
+            self.unbind(target)
+            return
+        symbol = _value_symbol(value, self.scope)
+        if (
+            literal
+            and isinstance(target, ast.Name)
+            and name not in self.mutated
+            and ((symbol is None and isinstance(value, _LITERAL_NODES)) or symbol in _PIPECAT_CALLS)
+        ):
+            self.scope.bind_const(name, value)
+            return
+        self.scope.bind(name, symbol)
+
+
+_PIPECAT_CALLS: Final = frozenset(
+    {f"{hosts.PIPECAT_SETTINGS}()", f"{hosts.PIPECAT_INPUT_PARAMS}()"}
+)
+
+
+def _mutated_names(tree: ast.AST) -> frozenset[str]:
+    """Names whose value is changed in place somewhere in the file (never read as literals)."""
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Subscript) and isinstance(node.ctx, ast.Store | ast.Del):
+            if isinstance(node.value, ast.Name):
+                names.add(node.value.id)
+        elif isinstance(node, ast.AugAssign) and isinstance(node.target, ast.Name):
+            names.add(node.target.id)
+        elif (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr in _MUTATORS
+            and isinstance(node.func.value, ast.Name)
+        ):
+            names.add(node.func.value.id)
+        elif isinstance(node, ast.Global | ast.Nonlocal):
+            names.update(node.names)
+    return frozenset(names)
+
+
+def _self_attributes(node: ast.ClassDef, scope: Scope, mutated: frozenset[str]) -> Scope:
+    """A scope of the ``self.<name>`` clients assigned in any method of the class."""
+    attributes = Scope(parent=scope)
+    binder = _Binder(attributes, mutated)
+    for item in node.body:
+        if not isinstance(item, ast.FunctionDef | ast.AsyncFunctionDef):
+            continue
+        for statement in ast.walk(item):
+            targets: list[ast.expr] = []
+            value: ast.expr | None = None
+            if isinstance(statement, ast.Assign):
+                targets, value = statement.targets, statement.value
+            elif isinstance(statement, ast.AnnAssign) and statement.value is not None:
+                targets, value = [statement.target], statement.value
+            for target in targets:
+                name = dotted(target)
+                if value is not None and name is not None and name.startswith("self."):
+                    binder.assign(target, value, literal=False)
+    return attributes
+
+
+# --------------------------------------------------------------------------- positions
+
+
+class FileContext:
+    """One file being linted: its text (for columns and ignore comments) and what was found."""
+
+    def __init__(self, path: str, text: str, result: LintResult, explain: bool) -> None:
+        self.path = path
+        self.text = text
+        self.result = result
+        self.explain = explain
+        self._lines: list[str] | None = None
+        self.findings: list[Finding] = []
+
+    def position(self, node: ast.AST) -> tuple[int, int]:
+        """1-based line and character column (ast's columns are UTF-8 byte offsets)."""
+        line = int(getattr(node, "lineno", 1))
+        offset = int(getattr(node, "col_offset", 0))
+        if self._lines is None:
+            self._lines = self.text.splitlines()
+        source = self._lines[line - 1] if 0 < line <= len(self._lines) else ""
+        column = len(source.encode("utf-8")[:offset].decode("utf-8", errors="replace"))
+        return line, column + 1
+
+    def report(
+        self,
+        node: ast.AST,
+        code: str,
+        message: str,
+        host: str,
+        *,
+        endpoint: str | None = None,
+        suggestions: Iterable[str] = (),
+    ) -> None:
+        line, column = self.position(node)
+        finding = Finding(
+            self.path, line, column, code, message, host, endpoint, tuple(suggestions)
+        )
+        if finding not in self.findings:
+            self.findings.append(finding)
+
+    def skip(self, node: ast.AST, host: str, reason: str) -> None:
+        if self.explain:
+            line, column = self.position(node)
+            self.result.skipped.append(Skip(self.path, line, column, host, reason))
+
+    def ignored(self) -> dict[int, frozenset[str] | None]:
+        """``line -> codes`` silenced by ``# falbind: ignore[...]`` (``None``: every code)."""
+        found: dict[int, frozenset[str] | None] = {}
+        try:
+            tokens = list(tokenize.generate_tokens(io.StringIO(self.text).readline))
+        except (tokenize.TokenError, SyntaxError):
+            return found
+        for token in tokens:
+            if token.type != tokenize.COMMENT:
+                continue
+            match = _IGNORE.search(token.string)
+            if match is None:
+                continue
+            codes = match.group(1)
+            found[token.start[0]] = (
+                None
+                if codes is None
+                else frozenset(c.strip().upper() for c in codes.split(",") if c.strip())
+            )
+        return found
+
+
+# --------------------------------------------------------------------------- the walk
+
+
+class _Walker(ast.NodeVisitor):
+    def __init__(self, context: FileContext, module: Scope, mutated: frozenset[str]) -> None:
+        from .check import Checker  # the half that imports falbind's models
+
+        self.context = context
+        self.scope = module
+        self.mutated = mutated
+        self.checker = Checker(context)
+        self.class_scopes: list[Scope] = []
+
+    def _function(self, node: ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda) -> None:
+        parent = self.class_scopes[-1] if self.class_scopes else self.scope
+        scope = Scope(parent=parent)
+        arguments = node.args
+        for argument in (
+            *arguments.posonlyargs,
+            *arguments.args,
+            *arguments.kwonlyargs,
+            *(a for a in (arguments.vararg, arguments.kwarg) if a is not None),
+        ):
+            scope.bind(argument.arg, _annotation_symbol(argument.annotation, parent))
+        for default in (*arguments.defaults, *(d for d in arguments.kw_defaults if d)):
+            self.visit(default)
+        saved, saved_classes = self.scope, self.class_scopes
+        self.scope, self.class_scopes = scope, []
+        if isinstance(node, ast.Lambda):
+            self.visit(node.body)
+        else:
+            for decorator in node.decorator_list:
+                self.visit(decorator)
+            _Binder(scope, self.mutated).statements(node.body)
+            for statement in node.body:
+                self.visit(statement)
+        self.scope, self.class_scopes = saved, saved_classes
+
+    visit_FunctionDef = _function
+    visit_AsyncFunctionDef = _function
+    visit_Lambda = _function
+
+    def visit_ClassDef(self, node: ast.ClassDef) -> None:
+        for expression in (*node.bases, *node.decorator_list, *(k.value for k in node.keywords)):
+            self.visit(expression)
+        self.class_scopes.append(_self_attributes(node, self.scope, self.mutated))
+        for statement in node.body:
+            self.visit(statement)
+        self.class_scopes.pop()
+
+    def visit_Call(self, node: ast.Call) -> None:
+        symbol = qualify(node.func, self.scope)
+        if symbol is not None:
+            self.checker.call(node, symbol, self.scope)
+        self.generic_visit(node)
+
+
+def lint_source(path: str, text: str, result: LintResult, *, explain: bool = False) -> None:
+    """Lint one file's text into ``result`` (findings already filtered by ignore comments)."""
+    result.files_scanned += 1
+    if quick_reject(text):
+        return
+    result.files_parsed += 1
+    context = FileContext(path, text, result, explain)
+    try:
+        tree = ast.parse(text, filename=path)
+    except (SyntaxError, ValueError) as exc:
+        line = getattr(exc, "lineno", None) or 1
+        column = getattr(exc, "offset", None) or 1
+        message = f"cannot parse: {getattr(exc, 'msg', None) or exc}"
+        result.findings.append(Finding(path, line, column, "FB900", message, "file"))
+        return
+    mutated = _mutated_names(tree)
+    module = Scope()
+    _Binder(module, mutated).statements(tree.body)
+    walker = _Walker(context, module, mutated)
+    walker.visit(tree)
+    walker.checker.finish()
+    if context.findings:
+        ignored = context.ignored()
+        for finding in context.findings:
+            codes = ignored.get(finding.line, frozenset())
+            if finding.line in ignored and (codes is None or finding.code in codes):
+                result.suppressed += 1
+            else:
+                result.findings.append(finding)
+
+
+def iter_python_files(
+    paths: Iterable[Path], exclude: Iterable[str] = ()
+) -> Iterator[tuple[Path, bool]]:
+    """``(file, given)`` for each path: files as given, folders walked for ``*.py`` (hidden
+    folders, virtual environments, ``node_modules``, ``__pycache__`` and ``exclude`` globs
+    left out); ``given`` is true for a file named on the command line."""
+    patterns = tuple(exclude)
+    for path in paths:
+        if path.is_file():
+            yield path, True
+            continue
+        for child in sorted(_walk(path, patterns)):
+            yield child, False
+
+
+_SKIPPED_DIRS: Final = frozenset(
+    {"node_modules", "__pycache__", "site-packages", "venv", "build", "dist"}
+)
+
+
+def _walk(folder: Path, patterns: tuple[str, ...]) -> Iterator[Path]:
+    try:
+        entries = list(folder.iterdir())
+    except OSError:
+        return
+    for entry in entries:
+        if any(entry.match(p) for p in patterns):
+            continue
+        if entry.is_dir():
+            if entry.name.startswith(".") or entry.name in _SKIPPED_DIRS:
+                continue
+            if (entry / "pyvenv.cfg").exists():
+                continue
+            yield from _walk(entry, patterns)
+        elif entry.suffix == ".py" and entry.is_file():
+            yield entry
