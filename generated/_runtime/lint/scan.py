@@ -188,10 +188,10 @@ class _Binder:
             if node.value is not None:
                 self.assign(node.target, node.value)
             else:
-                name = dotted(node.target)
+                annotated = dotted(node.target)
                 symbol = _annotation_symbol(node.annotation, scope)
-                if name is not None and symbol is not None:
-                    scope.bind(name, symbol)
+                if annotated is not None and symbol is not None:
+                    scope.bind(annotated, symbol)
         elif isinstance(node, ast.AugAssign):
             self.unbind(node.target)
         elif isinstance(node, ast.With | ast.AsyncWith):
@@ -274,10 +274,13 @@ def _mutated_names(tree: ast.AST) -> frozenset[str]:
 def _self_attributes(node: ast.ClassDef, scope: Scope, mutated: frozenset[str]) -> Scope:
     """A scope of the ``self.<name>`` clients assigned in any method of the class."""
     attributes = Scope(parent=scope)
-    binder = _Binder(attributes, mutated)
     for item in node.body:
         if not isinstance(item, ast.FunctionDef | ast.AsyncFunctionDef):
             continue
+        method = Scope(parent=scope)
+        for argument in (*item.args.posonlyargs, *item.args.args, *item.args.kwonlyargs):
+            method.bind(argument.arg, _annotation_symbol(argument.annotation, scope))
+        _Binder(method, mutated).statements(item.body)
         for statement in ast.walk(item):
             targets: list[ast.expr] = []
             value: ast.expr | None = None
@@ -288,7 +291,7 @@ def _self_attributes(node: ast.ClassDef, scope: Scope, mutated: frozenset[str]) 
             for target in targets:
                 name = dotted(target)
                 if value is not None and name is not None and name.startswith("self."):
-                    binder.assign(target, value, literal=False)
+                    attributes.bind(name, _value_symbol(value, method))
     return attributes
 
 
@@ -440,7 +443,7 @@ def lint_source(path: str, text: str, result: LintResult, *, explain: bool = Fal
     walker.checker.finish()
     if context.findings:
         ignored = context.ignored()
-        for finding in context.findings:
+        for finding in sorted(context.findings, key=lambda f: (f.line, f.column, f.code)):
             codes = ignored.get(finding.line, frozenset())
             if finding.line in ignored and (codes is None or finding.code in codes):
                 result.suppressed += 1
