@@ -35,9 +35,12 @@ __version__ = "1"
 Echo = Callable[[str], None]
 
 
-def _display(path: Path) -> str:
+def _display(path: Path, cwd: Path) -> str:
+    """``path`` as given when relative, else relative to the working folder when under it."""
+    if not path.is_absolute():
+        return path.as_posix()
     try:
-        return path.resolve().relative_to(Path.cwd().resolve()).as_posix()
+        return path.relative_to(cwd).as_posix()
     except ValueError:
         return path.as_posix()
 
@@ -59,8 +62,9 @@ def lint_paths(
 ) -> LintResult:
     """Lint files and folders (``*.py`` under folders); see :func:`lint_text`."""
     result = LintResult()
+    cwd = Path.cwd()
     for path, _given in iter_python_files(paths, exclude):
-        shown = _display(path)
+        shown = _display(path, cwd)
         try:
             raw = path.read_bytes()
             text = raw.decode("utf-8-sig")

@@ -125,7 +125,11 @@ class Checker:
         self.context.result.calls_checked += 1
 
     def _resolve(self, name: str) -> ast.expr | None:
-        return self.scope.const(name)
+        """The literal ``name`` is bound to once, unless it is changed in place somewhere."""
+        bound = self.scope.const(name)
+        if bound is None or name in self.context.mutated:
+            return None
+        return bound
 
     def _string(self, node: ast.expr | None) -> str | Unknown | None:
         """A literal string (also through a name bound once to one); UNKNOWN otherwise."""

@@ -21,7 +21,7 @@ import ast
 import io
 import re
 import tokenize
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
@@ -58,11 +58,19 @@ class Scope:
     consts: dict[str, ast.expr | None] = field(default_factory=dict)
     """Name -> the literal it is bound to once; ``None`` when bound more than once or not to a
     literal."""
+    loader: Callable[[Scope], None] | None = None
+    """Fills the scope on first use (a class's ``self.<name>`` clients)."""
+
+    def _ready(self) -> Scope:
+        if self.loader is not None:
+            loader, self.loader = self.loader, None
+            loader(self)
+        return self
 
     def symbol(self, name: str) -> str | None:
         scope: Scope | None = self
         while scope is not None:
-            if name in scope.symbols:
+            if name in scope._ready().symbols:
                 value = scope.symbols[name]
                 return None if value == _CONFLICT else value
             scope = scope.parent
@@ -71,7 +79,7 @@ class Scope:
     def has(self, name: str) -> bool:
         scope: Scope | None = self
         while scope is not None:
-            if name in scope.symbols:
+            if name in scope._ready().symbols:
                 return True
             scope = scope.parent
         return False
@@ -79,7 +87,7 @@ class Scope:
     def const(self, name: str) -> ast.expr | None:
         scope: Scope | None = self
         while scope is not None:
-            if name in scope.consts or name in scope.symbols:
+            if name in scope._ready().consts or name in scope.symbols:
                 return scope.consts.get(name)
             scope = scope.parent
         return None
@@ -155,9 +163,8 @@ _LITERAL_NODES: Final = (ast.Constant, ast.Dict, ast.List, ast.Tuple, ast.UnaryO
 class _Binder:
     """Collects one scope's bindings from its statements (not from nested functions/classes)."""
 
-    def __init__(self, scope: Scope, mutated: frozenset[str]) -> None:
+    def __init__(self, scope: Scope) -> None:
         self.scope = scope
-        self.mutated = mutated
 
     def statements(self, body: Iterable[ast.stmt]) -> None:
         for statement in body:
@@ -237,7 +244,6 @@ class _Binder:
         if (
             literal
             and isinstance(target, ast.Name)
-            and name not in self.mutated
             and ((symbol is None and isinstance(value, _LITERAL_NODES)) or symbol in _PIPECAT_CALLS)
         ):
             self.scope.bind_const(name, value)
@@ -271,16 +277,16 @@ def _mutated_names(tree: ast.AST) -> frozenset[str]:
     return frozenset(names)
 
 
-def _self_attributes(node: ast.ClassDef, scope: Scope, mutated: frozenset[str]) -> Scope:
-    """A scope of the ``self.<name>`` clients assigned in any method of the class."""
-    attributes = Scope(parent=scope)
+def _self_attributes(node: ast.ClassDef, scope: Scope, attributes: Scope) -> None:
+    """Fill ``attributes`` with the ``self.<name>`` clients assigned in any method of the
+    class."""
     for item in node.body:
         if not isinstance(item, ast.FunctionDef | ast.AsyncFunctionDef):
             continue
         method = Scope(parent=scope)
         for argument in (*item.args.posonlyargs, *item.args.args, *item.args.kwonlyargs):
             method.bind(argument.arg, _annotation_symbol(argument.annotation, scope))
-        _Binder(method, mutated).statements(item.body)
+        _Binder(method).statements(item.body)
         for statement in ast.walk(item):
             targets: list[ast.expr] = []
             value: ast.expr | None = None
@@ -292,7 +298,6 @@ def _self_attributes(node: ast.ClassDef, scope: Scope, mutated: frozenset[str]) 
                 name = dotted(target)
                 if value is not None and name is not None and name.startswith("self."):
                     attributes.bind(name, _value_symbol(value, method))
-    return attributes
 
 
 # --------------------------------------------------------------------------- positions
@@ -308,6 +313,30 @@ class FileContext:
         self.explain = explain
         self._lines: list[str] | None = None
         self.findings: list[Finding] = []
+        self.tree: ast.Module | None = None
+        self.module: Scope | None = None
+        self._mutated: frozenset[str] | None = None
+        self._followed: re.Pattern[str] | None = None
+
+    @property
+    def mutated(self) -> frozenset[str]:
+        """Names changed in place somewhere in the file (computed on first use)."""
+        if self._mutated is None:
+            self._mutated = _mutated_names(self.tree) if self.tree is not None else frozenset()
+        return self._mutated
+
+    def mentions_followed_name(self, node: ast.stmt) -> bool:
+        """Whether the source of ``node`` names a followed module or a module-level name bound
+        to one (a class that does not cannot hold a ``self.<client>``)."""
+        if self._followed is None:
+            names = set(hosts.MODULE_ROOTS)
+            if self.module is not None:
+                names.update(n for n, v in self.module.symbols.items() if v and "." not in n)
+            self._followed = re.compile("|".join(re.escape(n) for n in sorted(names)))
+        if self._lines is None:
+            self._lines = self.text.splitlines()
+        end = getattr(node, "end_lineno", None) or len(self._lines)
+        return any(self._followed.search(line) for line in self._lines[node.lineno - 1 : end])
 
     def position(self, node: ast.AST) -> tuple[int, int]:
         """1-based line and character column (ast's columns are UTF-8 byte offsets)."""
@@ -367,12 +396,11 @@ class FileContext:
 
 
 class _Walker(ast.NodeVisitor):
-    def __init__(self, context: FileContext, module: Scope, mutated: frozenset[str]) -> None:
+    def __init__(self, context: FileContext, module: Scope) -> None:
         from .check import Checker  # the half that imports falbind's models
 
         self.context = context
         self.scope = module
-        self.mutated = mutated
         self.checker = Checker(context)
         self.class_scopes: list[Scope] = []
 
@@ -396,7 +424,7 @@ class _Walker(ast.NodeVisitor):
         else:
             for decorator in node.decorator_list:
                 self.visit(decorator)
-            _Binder(scope, self.mutated).statements(node.body)
+            _Binder(scope).statements(node.body)
             for statement in node.body:
                 self.visit(statement)
         self.scope, self.class_scopes = saved, saved_classes
@@ -408,7 +436,11 @@ class _Walker(ast.NodeVisitor):
     def visit_ClassDef(self, node: ast.ClassDef) -> None:
         for expression in (*node.bases, *node.decorator_list, *(k.value for k in node.keywords)):
             self.visit(expression)
-        self.class_scopes.append(_self_attributes(node, self.scope, self.mutated))
+        attributes = Scope(parent=self.scope)
+        if self.context.mentions_followed_name(node):
+            outer = self.scope
+            attributes.loader = lambda scope: _self_attributes(node, outer, scope)
+        self.class_scopes.append(attributes)
         for statement in node.body:
             self.visit(statement)
         self.class_scopes.pop()
@@ -435,10 +467,10 @@ def lint_source(path: str, text: str, result: LintResult, *, explain: bool = Fal
         message = f"cannot parse: {getattr(exc, 'msg', None) or exc}"
         result.findings.append(Finding(path, line, column, "FB900", message, "file"))
         return
-    mutated = _mutated_names(tree)
     module = Scope()
-    _Binder(module, mutated).statements(tree.body)
-    walker = _Walker(context, module, mutated)
+    _Binder(module).statements(tree.body)
+    context.tree, context.module = tree, module
+    walker = _Walker(context, module)
     walker.visit(tree)
     walker.checker.finish()
     if context.findings:
