@@ -275,6 +275,32 @@ def test_pipecat_settings() -> None:
     assert "InputParams ignores it" in findings[3].message
 
 
+def test_common_import_and_client_patterns() -> None:
+    findings = _lint(
+        """
+        try:
+            import fal_client
+        except ImportError:
+            fal_client = None
+        from typing import TYPE_CHECKING
+        if TYPE_CHECKING:
+            from falbind import FalClient
+
+        def render(fal: "FalClient", key: str) -> None:
+            fal_client.SyncClient(key=key).subscribe("fal-ai/flux/dev", {"prompt": "p", "num_image": 1})
+            fal_client.stream("fal-ai/flux/dev", arguments={"prompt": "p", "num_image": 1})
+            fal.run("fal-ai/flux/dev", {"prompt": "p", "num_image": 1})
+            fal_client.run(application="fal-ai/flux/dev", arguments={"prompt": "p", "num_image": 1})
+        """
+    )
+    assert [(f.line, f.code, f.host) for f in findings] == [
+        (11, "FB101", "fal-client"),
+        (12, "FB101", "fal-client"),
+        (13, "FB101", "falbind"),
+        (14, "FB101", "fal-client"),
+    ]
+
+
 def test_unreadable_files_and_the_fast_path(tmp_path: Path) -> None:
     (tmp_path / "broken.py").write_text("import fal_client\ndef (:\n")
     (tmp_path / "plain.py").write_text("def (:\n")  # no fal-related name: never parsed
@@ -341,6 +367,18 @@ def test_cli_select_ignore_and_explain() -> None:
     explained = _falbind("--explain", str(FIXTURES / "untouched.py"))
     assert explained.returncode == 0
     assert "skipped (fal-client): the endpoint id is not a literal string" in explained.stdout
+    github = _falbind("--explain", "--format", "github", str(FIXTURES / "untouched.py"))
+    assert "::notice file=tests/fixtures/lint/untouched.py,line=14,col=5::skipped" in github.stdout
+    sarif = json.loads(
+        _falbind("--explain", "--format", "sarif", str(FIXTURES / "untouched.py")).stdout
+    )
+    notes = sarif["runs"][0]["invocations"][0]["toolExecutionNotifications"]
+    assert {n["locations"][0]["physicalLocation"]["region"]["startLine"] for n in notes} == {
+        14,
+        15,
+        16,
+        25,
+    }
 
 
 def test_cli_json() -> None:

@@ -378,7 +378,7 @@ class Checker:
             else None
         )
         if not isinstance(model, str):
-            if model_node is not None:
+            if model_node is not None or any(k.arg is None for k in node.keywords):
                 self._skip(node, host, "the model is not a literal string")
             return
         if model.startswith(("fal_ai/", "falbind/")):

@@ -240,6 +240,12 @@ class _Binder:
         if name is None:
             self.unbind(target)
             return
+        if (
+            isinstance(value, ast.Constant)
+            and value.value is None
+            and self.scope.symbols.get(name) not in (None, _CONFLICT)
+        ):
+            return  # `except ImportError: fal_client = None`: still the module where it is used
         symbol = _value_symbol(value, self.scope)
         if (
             literal
