@@ -133,6 +133,21 @@ def test_endpoint_ids() -> None:
     assert "falbind's name for fal-ai/flux/dev" in findings[1].message
 
 
+def test_fal_client_path_and_method() -> None:
+    findings = _lint(
+        """
+        import fal_client
+        fal_client.run("fal-ai/flux", arguments={"prompt": "p", "num_image": 1}, path="/dev")
+        fal_client.run("fal-ai/flux/dev", arguments={"num_image": 1}, method="GET")
+        fal_client.stream("fal-ai/flux/dev", arguments={"prompt": "p", "num_image": 1}, path="/stream")
+        """
+    )
+    assert [(f.line, f.code, f.endpoint) for f in findings] == [
+        (3, "FB101", "fal-ai/flux/dev"),
+        (5, "FB101", "fal-ai/flux/dev"),
+    ]
+
+
 def test_missing_required_only_when_the_whole_dict_is_literal() -> None:
     source = """
         import fal_client

@@ -86,7 +86,7 @@ class Checker:
         self.scope = scope
         if symbol in hosts.FAL_CLIENT_FUNCTIONS:
             self._checked()
-            self.fal_client(node)
+            self.fal_client(node, stream=symbol.startswith("fal_client.stream"))
             return
         if symbol in hosts.LITELLM_FUNCTIONS:
             self.litellm(node, edit=symbol in hosts.LITELLM_EDIT)
@@ -102,7 +102,7 @@ class Checker:
             return
         if owner in hosts.FAL_CLIENT_CLASSES and member in hosts.FAL_CLIENT_METHODS:
             self._checked()
-            self.fal_client(node)
+            self.fal_client(node, stream=member == "stream")
         elif owner in hosts.FALBIND_CLIENTS:
             self.falbind(node, member)
 
@@ -255,13 +255,25 @@ class Checker:
 
     # ------------------------------------------------------------------ fal-client
 
-    def fal_client(self, node: ast.Call) -> None:
+    def fal_client(self, node: ast.Call, *, stream: bool) -> None:
         host = "fal-client"
         id_node = self._argument(node, 0, "application")
         endpoint = self._string(id_node)
         if id_node is None or not isinstance(endpoint, str):
             self._skip(node, host, "the endpoint id is not a literal string")
             return
+        keywords = self._keywords(node)
+        method = self._literal(keywords["method"].value) if "method" in keywords else "POST"
+        if method != "POST":
+            self._skip(node, host, "not a POST request (method=)")
+            return
+        if "path" in keywords and not stream:
+            path = self._string(keywords["path"].value)
+            if not isinstance(path, str):
+                self._skip(node, host, "path= is not a literal string")
+                return
+            if path.strip("/"):
+                endpoint = f"{endpoint.rstrip('/')}/{path.strip('/')}"
         spec = self._lookup(id_node, endpoint, host, exact=True)
         if spec is None:
             return
