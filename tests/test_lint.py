@@ -316,6 +316,27 @@ def test_common_import_and_client_patterns() -> None:
     ]
 
 
+def test_a_failure_inside_one_check_does_not_stop_the_run(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from falbind._runtime.lint import check
+
+    def broken(self: check.Checker, node: object, *, stream: bool) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(check.Checker, "fal_client", broken)
+    result = lint_text(
+        "import fal_client, litellm\n"
+        'fal_client.run("fal-ai/flux/dev", arguments={"prompt": "p"})\n'
+        'litellm.image_generation(model="fal_ai/fal-ai/flux/dev", prompt="a fox", num_image=1)\n'
+    )
+    assert [(f.line, f.code) for f in result.findings] == [(3, "FB101")]
+    assert "<string>:2:1: falbind could not check this call (RuntimeError: boom)" in (
+        capsys.readouterr().err
+    )
+    assert [s.line for s in result.skipped] == [2]
+
+
 def test_unreadable_files_and_the_fast_path(tmp_path: Path) -> None:
     (tmp_path / "broken.py").write_text("import fal_client\ndef (:\n")
     (tmp_path / "plain.py").write_text("def (:\n")  # no fal-related name: never parsed

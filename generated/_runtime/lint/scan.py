@@ -21,6 +21,7 @@ from __future__ import annotations
 import ast
 import io
 import re
+import sys
 import tokenize
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -382,6 +383,13 @@ class FileContext:
             line, column = self.position(node)
             self.result.skipped.append(Skip(self.path, line, column, host, reason))
 
+    def internal_error(self, node: ast.AST, exc: Exception) -> None:
+        """A call the lint failed to check: said on stderr (and skipped), never fatal."""
+        line, column = self.position(node)
+        reason = f"falbind could not check this call ({type(exc).__name__}: {exc})"
+        print(f"falbind: lint: {self.path}:{line}:{column}: {reason}", file=sys.stderr)
+        self.result.skipped.append(Skip(self.path, line, column, "falbind", reason))
+
     def ignored(self) -> dict[int, frozenset[str] | None]:
         """``line -> codes`` silenced by ``# falbind: ignore[...]`` (``None``: every code)."""
         found: dict[int, frozenset[str] | None] = {}
@@ -471,7 +479,10 @@ class _Walker:
     def visit_Call(self, node: ast.Call) -> None:
         symbol = qualify(node.func, self.scope)
         if symbol is not None:
-            self.checker.call(node, symbol, self.scope)
+            try:
+                self.checker.call(node, symbol, self.scope)
+            except Exception as exc:  # the lint must get through any code it reads
+                self.context.internal_error(node, exc)
         for child in ast.iter_child_nodes(node):
             self.visit(child)
 
@@ -496,7 +507,10 @@ def lint_source(path: str, text: str, result: LintResult, *, explain: bool = Fal
     context.tree, context.module = tree, module
     walker = _Walker(context, module)
     walker.visit(tree)
-    walker.checker.finish()
+    try:
+        walker.checker.finish()
+    except Exception as exc:  # the lint must get through any code it reads
+        context.internal_error(tree, exc)
     if context.findings:
         ignored = context.ignored()
         for finding in sorted(context.findings, key=lambda f: (f.line, f.column, f.code)):
