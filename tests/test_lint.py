@@ -355,8 +355,9 @@ def test_folders_skip_hidden_and_virtual_environments(tmp_path: Path) -> None:
         (tmp_path / folder).mkdir()
         (tmp_path / folder / "app.py").write_text(bad)
     (tmp_path / "env" / "pyvenv.cfg").write_text("")
-    result = lint_paths([tmp_path], exclude=["*/skipme*"])
-    assert [Path(f.path).parent.name for f in result.findings] == ["src"]
+    (tmp_path / "src" / "skipme.py").write_text(bad)
+    result = lint_paths([tmp_path, tmp_path / "src" / "app.py"], exclude=["skipme*"])
+    assert [Path(f.path).parent.name for f in result.findings] == ["src"]  # each file once
 
 
 def test_rule_codes_are_documented() -> None:

@@ -63,7 +63,7 @@ def lint_paths(
     """Lint files and folders (``*.py`` under folders); see :func:`lint_text`."""
     result = LintResult()
     cwd = Path.cwd()
-    for path, _given in iter_python_files(paths, exclude):
+    for path in iter_python_files(paths, exclude):
         shown = _display(path, cwd)
         try:
             raw = path.read_bytes()

@@ -521,19 +521,19 @@ def lint_source(path: str, text: str, result: LintResult, *, explain: bool = Fal
                 result.findings.append(finding)
 
 
-def iter_python_files(
-    paths: Iterable[Path], exclude: Iterable[str] = ()
-) -> Iterator[tuple[Path, bool]]:
-    """``(file, given)`` for each path: files as given, folders walked for ``*.py`` (hidden
-    folders, virtual environments, ``node_modules``, ``__pycache__`` and ``exclude`` globs
-    left out); ``given`` is true for a file named on the command line."""
+def iter_python_files(paths: Iterable[Path], exclude: Iterable[str] = ()) -> Iterator[Path]:
+    """Each path once: files as given, folders walked for ``*.py`` (hidden folders, virtual
+    environments, ``node_modules``, ``__pycache__``, ``build``, ``dist`` and ``exclude`` globs
+    left out)."""
     patterns = tuple(exclude)
+    seen: set[Path] = set()
     for path in paths:
-        if path.is_file():
-            yield path, True
-            continue
-        for child in sorted(_walk(path, patterns)):
-            yield child, False
+        found = [path] if path.is_file() else sorted(_walk(path, patterns))
+        for file in found:
+            key = file.absolute()
+            if key not in seen:
+                seen.add(key)
+                yield file
 
 
 _SKIPPED_DIRS: Final = frozenset(
