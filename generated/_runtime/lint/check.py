@@ -46,7 +46,7 @@ def _render(path: Path) -> str:
 @functools.cache
 def _keyword_only(owner: str, method: str) -> frozenset[str]:
     """The keyword-only parameters of a falbind method (its own options, not model fields)."""
-    from falbind._runtime.client import FalClient
+    from falbind import FalClient
     from falbind._runtime.images import Images
 
     target = {"client": FalClient, "images": Images}[owner]
@@ -60,7 +60,7 @@ def _keyword_only(owner: str, method: str) -> frozenset[str]:
 
 @functools.cache
 def _is_client_attribute(name: str) -> bool:
-    from falbind._runtime.client import AsyncFalClient, FalClient
+    from falbind import AsyncFalClient, FalClient
 
     return hasattr(FalClient, name) or hasattr(AsyncFalClient, name)
 
@@ -300,8 +300,7 @@ class Checker:
             self._checked()
             self.falbind_endpoint(node, member, None)
         elif queue in ("", "queue") and name.isidentifier() and not _is_client_attribute(name):
-            from falbind import ENDPOINTS
-            from falbind._runtime.index import UnknownEndpointError
+            from falbind import ENDPOINTS, UnknownEndpointError
 
             try:
                 spec = ENDPOINTS.by_name(name)

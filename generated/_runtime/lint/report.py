@@ -70,7 +70,7 @@ def _github(result: LintResult, explain: bool, echo: Echo) -> None:
 
 
 def _sarif(result: LintResult, explain: bool, echo: Echo) -> None:
-    from falbind._runtime.lint import __version__
+    from . import __version__
 
     rules = [
         {
