@@ -54,9 +54,14 @@ def _imports(path: Path, module: str) -> Iterator[tuple[str, bool]]:
                 target = ".".join([*base, *([node.module] if node.module else [])])
             else:
                 target = node.module or ""
+            submodules = [f"{target}.{alias.name}" for alias in node.names]
+            if not node.module and node.level:
+                # ``from . import hosts`` inside the package imports the submodule, not a cycle
+                # through the package's own ``__init__``.
+                yield from ((name, id(node) in type_only) for name in submodules)
+                continue
             yield target, id(node) in type_only
-            for alias in node.names:
-                yield f"{target}.{alias.name}", id(node) in type_only
+            yield from ((name, id(node) in type_only) for name in submodules)
         elif isinstance(node, ast.Import):
             for alias in node.names:
                 yield alias.name, id(node) in type_only
