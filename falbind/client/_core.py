@@ -36,7 +36,13 @@ from .errors import (
     error_from_response,
 )
 from .files import Upload
-from .retry import RetryPolicy, describe_transport_error, is_timeout, retry_delay
+from .retry import (
+    RetryPolicy,
+    describe_transport_error,
+    is_timeout,
+    retry_delay,
+    scrub_tracebacks,
+)
 
 __all__ = [
     "DEFAULT_QUEUE_URL",
@@ -315,6 +321,8 @@ class Call:
     params: dict[str, str] | None = None
     timeout: httpx.Timeout = field(default_factory=lambda: DEFAULT_TIMEOUT)
     idempotent: bool = True
+    deadline: float | None = None
+    """A ``time.monotonic()`` past which no retry starts (a queued request's client deadline)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -443,9 +451,10 @@ class ClientConfig:
     ) -> Call:
         """``GET {status_url}``; ``read_timeout`` (a client deadline's remaining time) caps
         the configured timeout."""
-        timeout = self.timeout
+        timeout, deadline = self.timeout, None
         if read_timeout is not None:
             timeout = _capped(timeout, read_timeout)
+            deadline = time.monotonic() + read_timeout
         return self._keyed(
             Call(
                 "GET",
@@ -453,6 +462,7 @@ class ClientConfig:
                 self.headers(),
                 params={"logs": "1" if with_logs else "0"},
                 timeout=timeout,
+                deadline=deadline,
             )
         )
 
@@ -632,8 +642,8 @@ class Attempts:
             elapsed=time.monotonic() - self._started,
             error=error,
         )
-        if delay is None:
-            raise transport_error(error, self._call) from error
+        if delay is None or self._past_deadline(delay):
+            raise transport_error(error, self._call) from scrub_tracebacks(error)
         self._note_retry(delay, type(error).__name__)
         return delay
 
@@ -648,10 +658,15 @@ class Attempts:
             elapsed=time.monotonic() - self._started,
             response=response,
         )
-        if delay is None:
+        if delay is None or self._past_deadline(delay):
             raise error_from_response(response)
         self._note_retry(delay, str(response.status_code))
         return delay
+
+    def _past_deadline(self, delay: float) -> bool:
+        """Whether a retry after ``delay`` would start past the call's own deadline."""
+        deadline = self._call.deadline
+        return deadline is not None and time.monotonic() + delay >= deadline
 
     def _note_retry(self, delay: float, reason: str) -> None:
         self.retries += 1

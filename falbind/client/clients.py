@@ -49,7 +49,13 @@ from ._core import (
 from .auth import resolve_key
 from .errors import REQUEST_ID_HEADER, FalDecodeError
 from .files import Upload, decode_data_uri, file_url, finish_download
-from .queue import AsyncQueueHandle, AsyncStatusCallback, QueueHandle, StatusCallback
+from .queue import (
+    AsyncQueueHandle,
+    AsyncStatusCallback,
+    QueueHandle,
+    StatusCallback,
+    check_client_timeout,
+)
 from .retry import RetryPolicy, as_transport_error
 
 if TYPE_CHECKING:
@@ -424,6 +430,7 @@ class FalClient(_ClientBase, _SyncMethods):
         ``on_queue_update`` gets each status. When ``client_timeout`` seconds pass first, the
         request is cancelled and :class:`~falbind.FalTimeoutError` raised.
         """
+        check_client_timeout(client_timeout)
         handle = self.submit(
             endpoint_id,
             arguments,
@@ -676,6 +683,7 @@ class AsyncFalClient(_ClientBase, _AsyncMethods):
         **params: Any,
     ) -> Any:
         """Submit and wait; see :meth:`FalClient.subscribe` (``on_queue_update`` may be async)."""
+        check_client_timeout(client_timeout)
         handle = await self.submit(
             endpoint_id,
             arguments,

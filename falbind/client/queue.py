@@ -237,6 +237,11 @@ class _Deadline:
         return seconds if remaining is None else max(0.0, min(seconds, remaining))
 
 
+def check_client_timeout(seconds: float | None) -> None:
+    """Refuse a ``client_timeout`` that is not > 0 before anything is submitted."""
+    _Deadline(seconds)
+
+
 class _HandleBase(Generic[OutputT]):
     __slots__ = ("_endpoint", "_urls", "request_id")
 
@@ -410,7 +415,12 @@ class QueueHandle(_HandleBase[OutputT]):
             call = self._client._config.status_call(
                 self._urls, with_logs=with_logs, read_timeout=deadline.remaining()
             )
-            status = _status_from_response(self._client._send(call))
+            try:
+                status = _status_from_response(self._client._send(call))
+            except FalError:
+                if deadline.expired():
+                    raise _DeadlineExpired from None
+                raise
             yield status
             if isinstance(status, Completed):
                 return
@@ -556,7 +566,12 @@ class AsyncQueueHandle(_HandleBase[OutputT]):
             call = self._client._config.status_call(
                 self._urls, with_logs=with_logs, read_timeout=deadline.remaining()
             )
-            status = _status_from_response(await self._client._send(call))
+            try:
+                status = _status_from_response(await self._client._send(call))
+            except FalError:
+                if deadline.expired():
+                    raise _DeadlineExpired from None
+                raise
             yield status
             if isinstance(status, Completed):
                 return

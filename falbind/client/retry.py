@@ -14,6 +14,7 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Final
 
 import httpx
 
@@ -29,6 +30,7 @@ __all__ = [
     "never_reached_server",
     "retry_after",
     "retry_delay",
+    "scrub_tracebacks",
 ]
 
 # aiohttp exceptions (chained by the aiohttp transport as ``__cause__``) that mean the
@@ -109,6 +111,28 @@ def as_transport_error(error: BaseException) -> httpx.TransportError | None:
         return None
     mapped.__cause__ = error
     return mapped
+
+
+_HEADER_HOLDERS: Final = ("aiohttp.", "httpcore.", "h11.", "httpx_aiohttp.")
+"""Libraries below httpx whose frames hold the request's headers as plain mappings."""
+
+
+def scrub_tracebacks(error: BaseException) -> BaseException:
+    """``error`` with the frames of the HTTP libraries below httpx dropped from its traceback
+    and its causes': error trackers render frame locals, and those frames hold the request's
+    headers (the key) in plain dicts. httpx's own frames stay (its ``Headers`` hide the key)."""
+    for link in _chain(error):
+        kept = []
+        tb = link.__traceback__
+        while tb is not None:
+            module = str(tb.tb_frame.f_globals.get("__name__", ""))
+            if not module.startswith(_HEADER_HOLDERS):
+                kept.append(tb)
+            tb = tb.tb_next
+        for index, current in enumerate(kept):
+            current.tb_next = kept[index + 1] if index + 1 < len(kept) else None
+        link.__traceback__ = kept[0] if kept else None
+    return error
 
 
 def _chain(error: BaseException) -> list[BaseException]:

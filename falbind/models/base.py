@@ -215,6 +215,8 @@ def _construct(
     path: tuple[str | int, ...],
     problems: list[str],
 ) -> BaseModel:
+    if not model.__pydantic_complete__:
+        model.model_rebuild()  # resolve forward references (models build on first use)
     values: dict[str, Any] = {}
     known: set[str] = set()
     for name, info in model.model_fields.items():
