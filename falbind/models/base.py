@@ -22,7 +22,7 @@ import types
 from collections.abc import Mapping
 from typing import Annotated, Any, ClassVar, Self, Union, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, PrivateAttr, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 from pydantic.fields import FieldInfo
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
@@ -40,6 +40,7 @@ __all__ = [
 ]
 
 UNKNOWN_PARAMETER = "unknown_parameter"
+_MISMATCH = "__falbind_schema_mismatch__"
 
 
 def _endpoint_of(model: type[BaseModel]) -> str | None:
@@ -176,13 +177,12 @@ class ResponseModel(BaseModel):
 
     __fal_role__: ClassVar[str] = "response"
 
-    _schema_mismatch: list[str] | None = PrivateAttr(default=None)
-
     @property
     def schema_mismatch(self) -> list[str] | None:
         """How fal's answer differed from this model (``None`` when it matched): one readable
         problem per item, e.g. ``"images.0.url: Field required"``."""
-        return self._schema_mismatch
+        problems: list[str] | None = self.__dict__.get(_MISMATCH)
+        return problems
 
 
 def validate_leniently(model: type[BaseModel], data: Any) -> tuple[BaseModel, list[str]]:
@@ -204,8 +204,9 @@ def validate_leniently(model: type[BaseModel], data: Any) -> tuple[BaseModel, li
             raise
     problems: list[str] = []
     built = _construct(model, data, (), problems)
-    if isinstance(built, ResponseModel):
-        built._schema_mismatch = problems
+    # Stored beside the fields (dumps and reprs skip it), not as a pydantic private attribute:
+    # that would slow every validation of every response model to serve the rare drifted one.
+    object.__setattr__(built, _MISMATCH, problems)
     return built, problems
 
 
