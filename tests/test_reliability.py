@@ -655,3 +655,23 @@ async def test_async_calls_raise_fal_errors_too(async_client: AsyncFalClient) ->
     with pytest.raises(FalError):
         await async_client.images.generate(model="fal-ai/nope", prompt="x")
     await asyncio.sleep(0)
+
+
+def test_unwrapped_transport_errors_are_classified() -> None:
+    import aiohttp
+
+    from falbind.client.retry import as_transport_error, never_reached_server
+
+    cases: list[tuple[BaseException, type[httpx.TransportError], bool]] = [
+        (aiohttp.ServerDisconnectedError(), httpx.RemoteProtocolError, False),
+        (aiohttp.ClientPayloadError("cut"), httpx.ReadError, False),
+        (aiohttp.ClientOSError(104, "reset"), httpx.ReadError, False),
+        (ConnectionRefusedError(111, "refused"), httpx.ConnectError, True),
+        (ConnectionResetError(104, "reset"), httpx.ReadError, False),
+        (TimeoutError(), httpx.ReadTimeout, False),
+    ]
+    for raw, kind, unsent in cases:
+        mapped = as_transport_error(raw)
+        assert isinstance(mapped, kind), raw
+        assert mapped.__cause__ is raw and never_reached_server(mapped) is unsent
+    assert as_transport_error(KeyError("x")) is None

@@ -95,10 +95,20 @@ def as_transport_error(error: BaseException) -> httpx.TransportError | None:
     here by class name (aiohttp is imported only by the async client's transport)."""
     if isinstance(error, httpx.TransportError):
         return error
-    if not type(error).__module__.startswith("aiohttp"):
-        return None
-    names = {kind.__name__ for kind in type(error).__mro__}
     mapped: httpx.TransportError
+    if not type(error).__module__.startswith("aiohttp"):
+        # The socket's own errors, should a transport let them through unwrapped.
+        if isinstance(error, ConnectionRefusedError):
+            mapped = httpx.ConnectError(str(error))
+        elif isinstance(error, ConnectionError):
+            mapped = httpx.ReadError(str(error))
+        elif isinstance(error, TimeoutError):
+            mapped = httpx.ReadTimeout(str(error))
+        else:
+            return None
+        mapped.__cause__ = error
+        return mapped
+    names = {kind.__name__ for kind in type(error).__mro__}
     if "ClientConnectorError" in names or "ConnectionTimeoutError" in names:
         mapped = httpx.ConnectError(str(error))
     elif isinstance(error, TimeoutError):
