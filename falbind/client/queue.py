@@ -365,6 +365,9 @@ class QueueHandle(_HandleBase[OutputT]):
             self._client._send(
                 self._client._config.cancel_call(self._urls, timeout=_CANCEL_TIMEOUT)
             )
+        except BadRequestError as exc:
+            if not already_completed(exc):
+                log.warning("could not cancel request %s: %s", self.request_id, exc)
         except FalError as exc:
             log.warning("could not cancel request %s: %s", self.request_id, exc)
 
@@ -508,6 +511,9 @@ class AsyncQueueHandle(_HandleBase[OutputT]):
             await self._client._send(
                 self._client._config.cancel_call(self._urls, timeout=_CANCEL_TIMEOUT)
             )
+        except BadRequestError as exc:
+            if not already_completed(exc):
+                log.warning("could not cancel request %s: %s", self.request_id, exc)
         except FalError as exc:
             log.warning("could not cancel request %s: %s", self.request_id, exc)
 
