@@ -17,7 +17,7 @@ import logging
 import os
 import ssl
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self, overload
@@ -43,13 +43,20 @@ from ._core import (
     as_timeout,
     decode_object,
     decode_upload_target,
+    normalized_origins,
     resolve_endpoint,
 )
 from .auth import resolve_key
-from .errors import FalDecodeError
+from .errors import REQUEST_ID_HEADER, FalDecodeError
 from .files import Upload, decode_data_uri, file_url, finish_download
-from .queue import AsyncQueueHandle, AsyncStatusCallback, QueueHandle, StatusCallback
-from .retry import RetryPolicy
+from .queue import (
+    AsyncQueueHandle,
+    AsyncStatusCallback,
+    QueueHandle,
+    StatusCallback,
+    check_client_timeout,
+)
+from .retry import RetryPolicy, as_transport_error
 
 if TYPE_CHECKING:
     from falbind.models.bindings import (
@@ -129,6 +136,8 @@ class _ClientBase:
         storage_url: str,
         timeout: Timeout,
         retry: RetryPolicy | None,
+        strict_outputs: bool,
+        trusted_origins: Iterable[str] | None,
     ) -> None:
         self._config = ClientConfig(
             run_url=run_url.rstrip("/"),
@@ -137,6 +146,9 @@ class _ClientBase:
             auth=resolve_key(key),
             timeout=as_timeout(timeout, DEFAULT_TIMEOUT),
             retry=retry or RetryPolicy(),
+            strict_outputs=strict_outputs,
+            trusted_origins=normalized_origins(trusted_origins or ()),
+            key_required=key != "",
         )
         self._status_stream = True  # until a server shows it does not serve the status stream
 
@@ -207,7 +219,7 @@ class _ClientBase:
         if not isinstance(request_id, str) or not request_id:
             raise _no_request_id(response)
         fallback = QueueURLs.rebuilt(self._config.queue_url, endpoint.id, request_id)
-        return request_id, QueueURLs.from_submit(data, fallback)
+        return request_id, self._config.queue_urls(response, fallback)
 
     def _rebuilt_urls(self, endpoint: Endpoint, request_id: str) -> QueueURLs:
         return QueueURLs.rebuilt(self._config.queue_url, endpoint.id, request_id)
@@ -217,7 +229,9 @@ def _no_request_id(response: httpx.Response) -> FalDecodeError:
     return FalDecodeError(
         "fal's submit answer has no request_id",
         status_code=response.status_code,
-        request_id=None,
+        request_id=response.headers.get(REQUEST_ID_HEADER),
+        body=decode_object(response),
+        headers=response.headers,
     )
 
 
@@ -253,10 +267,19 @@ class FalClient(_ClientBase, _SyncMethods):
     """A synchronous fal client.
 
     ``key`` defaults to ``FAL_KEY``, else ``FAL_KEY_ID`` + ``FAL_KEY_SECRET``, else
-    ``FAL_AI_API_KEY`` (``key=""`` sends none). ``timeout`` (seconds or an ``httpx.Timeout``)
-    applies to each HTTP request; ``run`` always has a read timeout. ``storage_url`` is where
-    :meth:`upload` starts uploads. ``http_client`` is used as given and left open on
-    ``close()``. Use it as a context manager, or call ``close()``.
+    ``FAL_AI_API_KEY`` (``key=""`` sends none on purpose). A key with a control or non-ASCII
+    character raises :class:`~falbind.InvalidKeyError` here; with no key at all, a call to a
+    non-loopback URL raises :class:`~falbind.MissingKeyError` before sending. ``timeout``
+    (seconds or an ``httpx.Timeout``) applies to each HTTP request; ``run`` always has a read
+    timeout. ``storage_url`` is where :meth:`upload` starts uploads. ``http_client`` is used
+    as given and left open on ``close()``. Use it as a context manager, or call ``close()``.
+
+    Outputs are decoded leniently: an answer that does not match the Output model is still
+    returned as that model (``schema_mismatch`` lists the problems) with an
+    :class:`~falbind.OutputSchemaWarning`; ``strict_outputs=True`` raises
+    :class:`~falbind.FalDecodeError` instead. The queue URLs in fal's submit answer are
+    followed only on the queue URL's origin or one of ``trusted_origins``
+    (``"https://host[:port]"``); others raise :class:`~falbind.UntrustedURLError`.
     """
 
     def __init__(
@@ -269,8 +292,12 @@ class FalClient(_ClientBase, _SyncMethods):
         timeout: Timeout = None,
         retry: RetryPolicy | None = None,
         http_client: httpx.Client | None = None,
+        strict_outputs: bool = False,
+        trusted_origins: Iterable[str] | None = None,
     ) -> None:
-        self._configure(key, run_url, queue_url, storage_url, timeout, retry)
+        self._configure(
+            key, run_url, queue_url, storage_url, timeout, retry, strict_outputs, trusted_origins
+        )
         self._owns_http = http_client is None
         self._http = http_client or httpx.Client(
             timeout=self._config.timeout, verify=_ssl_context()
@@ -340,7 +367,7 @@ class FalClient(_ClientBase, _SyncMethods):
             extra_body=extra_body,
             extra_headers=extra_headers,
         )
-        return endpoint.decode_output(self._send(call))
+        return endpoint.decode_output(self._send(call), strict=self._config.strict_outputs)
 
     def submit(
         self,
@@ -403,6 +430,7 @@ class FalClient(_ClientBase, _SyncMethods):
         ``on_queue_update`` gets each status. When ``client_timeout`` seconds pass first, the
         request is cancelled and :class:`~falbind.FalTimeoutError` raised.
         """
+        check_client_timeout(client_timeout)
         handle = self.submit(
             endpoint_id,
             arguments,
@@ -529,8 +557,12 @@ class AsyncFalClient(_ClientBase, _AsyncMethods):
         timeout: Timeout = None,
         retry: RetryPolicy | None = None,
         http_client: httpx.AsyncClient | None = None,
+        strict_outputs: bool = False,
+        trusted_origins: Iterable[str] | None = None,
     ) -> None:
-        self._configure(key, run_url, queue_url, storage_url, timeout, retry)
+        self._configure(
+            key, run_url, queue_url, storage_url, timeout, retry, strict_outputs, trusted_origins
+        )
         self._owns_http = http_client is None
         self._http = http_client or httpx.AsyncClient(
             timeout=self._config.timeout,
@@ -596,7 +628,7 @@ class AsyncFalClient(_ClientBase, _AsyncMethods):
             extra_body=extra_body,
             extra_headers=extra_headers,
         )
-        return endpoint.decode_output(await self._send(call))
+        return endpoint.decode_output(await self._send(call), strict=self._config.strict_outputs)
 
     async def submit(
         self,
@@ -651,6 +683,7 @@ class AsyncFalClient(_ClientBase, _AsyncMethods):
         **params: Any,
     ) -> Any:
         """Submit and wait; see :meth:`FalClient.subscribe` (``on_queue_update`` may be async)."""
+        check_client_timeout(client_timeout)
         handle = await self.submit(
             endpoint_id,
             arguments,
@@ -740,8 +773,14 @@ class AsyncFalClient(_ClientBase, _AsyncMethods):
                     headers=call.headers,
                     timeout=call.timeout,
                 )
-            except httpx.TransportError as exc:
-                delay = attempts.after_error(exc)
+            except Exception as exc:
+                # aiohttp's own errors (a payload error, a disconnect, an answer that is not
+                # HTTP) can escape the aiohttp transport unwrapped: they are transport errors
+                # too, classified and retried exactly as httpx's.
+                error = as_transport_error(exc)
+                if error is None:
+                    raise
+                delay = attempts.after_error(error)
             else:
                 retry_in = attempts.after_response(response)
                 if retry_in is None:

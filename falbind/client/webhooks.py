@@ -13,10 +13,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict
 
-from ._core import resolve_endpoint
-from .errors import FalDecodeError, FalRequestFailedError
+from ._core import decode_output, resolve_endpoint
+from .errors import FalRequestFailedError
 
 __all__ = ["WebhookPayload", "WebhookResult", "parse_webhook"]
 
@@ -66,12 +66,18 @@ class WebhookResult(Generic[OutputT]):
 
 
 def parse_webhook(
-    body: bytes | str | Mapping[str, Any], endpoint_id: str, *, untyped: bool = False
+    body: bytes | str | Mapping[str, Any],
+    endpoint_id: str,
+    *,
+    untyped: bool = False,
+    strict_outputs: bool = False,
 ) -> WebhookResult[Any]:
     """Decode a webhook body (raw bytes/text or parsed JSON) sent for ``endpoint_id``.
 
-    ``ValueError`` (a pydantic ``ValidationError``) when the body is not fal's webhook shape;
-    :class:`~falbind.FalDecodeError` when an OK payload does not match the Output model.
+    ``ValueError`` (a pydantic ``ValidationError``) when the body is not fal's webhook shape.
+    An OK payload that does not match the Output model is still decoded as that model, with
+    ``schema_mismatch`` and an :class:`~falbind.OutputSchemaWarning` (as every client call);
+    ``strict_outputs=True`` raises :class:`~falbind.FalDecodeError` (with the payload) instead.
     ``untyped=True`` keeps the output a dict, for ids the registry does not bind.
     """
     endpoint = resolve_endpoint(endpoint_id, untyped=untyped)
@@ -82,15 +88,14 @@ def parse_webhook(
         if endpoint.spec is None:
             output = delivery.payload
         else:
-            model = endpoint.spec.output_model
-            try:
-                output = model.model_validate(delivery.payload)
-            except ValidationError as exc:
-                raise FalDecodeError(
-                    f"webhook payload for {endpoint.id} does not match {model.__name__}: {exc}",
-                    status_code=200,
-                    request_id=delivery.request_id,
-                ) from exc
+            output = decode_output(
+                endpoint.spec.output_model,
+                delivery.payload,
+                source=f"the webhook payload for {endpoint.id}",
+                strict=strict_outputs,
+                status_code=200,
+                request_id=delivery.request_id,
+            )
     error = delivery.error
     if delivery.status == "ERROR" and error is None:
         error = _error_text(delivery.payload)
