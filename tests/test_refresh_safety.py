@@ -4,9 +4,16 @@ FakeCatalogue and purpose-built servers on 127.0.0.1, the CLI through the instal
 
 from __future__ import annotations
 
+import base64
 import json
+import logging
+import re
 import subprocess
+import threading
+import traceback
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -19,6 +26,7 @@ from workspace import (
     load_json,
 )
 
+from falbind_codegen.catalogue import CatalogueClient, CatalogueError
 from falbind_codegen.fake_catalogue import FakeCatalogue
 from falbind_codegen.refresh import RefreshItem, removal_guard, removal_limit
 from falbind_codegen.registry import load_registry
@@ -122,3 +130,139 @@ def test_the_guard_counts_only_the_categories_asked_for(base: Workspace) -> None
     assert "more than 3" in (removal_guard(registry, removed, listed=5) or "")
     assert "lists no endpoint" in (removal_guard(registry, removed[:1], listed=0) or "")
     assert removal_guard(registry, [], listed=0) is None
+
+
+# --------------------------------------------------------------------------- network hygiene
+
+
+class ScriptedServer:
+    """A loopback HTTP server answering each GET with the next scripted status (the last one
+    repeats), or with an endless chunked body for ``"endless"``; records the requests."""
+
+    def __init__(self, *script: int | str) -> None:
+        self.script = list(script)
+        self.requests: list[tuple[str, str | None]] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self) -> None:
+                outer.requests.append((self.path, self.headers.get("Authorization")))
+                step = outer.script[min(len(outer.requests), len(outer.script)) - 1]
+                if step == "endless":
+                    self._endless()
+                    return
+                body = json.dumps({"detail": f"status {step}"}).encode()
+                self.send_response(int(step))
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.send_header("Retry-After", "0")
+                self.end_headers()
+                self.wfile.write(body)
+
+            def _endless(self) -> None:
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Transfer-Encoding", "chunked")
+                self.end_headers()
+                chunk = b'{"models": [' + b" " * 65_000
+                try:
+                    for _ in range(10_000):  # bounded: at most ~650 MB if nobody stops reading
+                        self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                except OSError:
+                    pass  # the client stopped reading and closed the connection
+                self.close_connection = True
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self.port = self._server.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def __enter__(self) -> ScriptedServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
+
+def _client(url: str, sleeps: list[float], **kwargs: Any) -> CatalogueClient:
+    return CatalogueClient(url, key="", sleep=sleeps.append, **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("file:///etc/passwd", "must be an http(s) URL; file:///etc/passwd is a file: URL"),
+        ("ftp://127.0.0.1/models", "is a ftp: URL"),
+        ("127.0.0.1:8080", "must be an http(s) URL"),
+        ("http://[::1", "is malformed"),
+        ("http://127.0.0.1:99999", "is malformed"),
+        ("http:///v1", "has no host"),
+    ],
+)
+def test_permanent_url_errors_fail_before_any_request(url: str, reason: str) -> None:
+    sleeps: list[float] = []
+    with pytest.raises(CatalogueError, match=re.escape(reason)):
+        _client(url, sleeps)
+    assert sleeps == []
+
+
+def test_4xx_is_not_retried_and_429_and_5xx_are() -> None:
+    for status in (400, 401, 403, 404, 410):
+        sleeps: list[float] = []
+        with ScriptedServer(status) as server, _client(server.url, sleeps) as client:
+            with pytest.raises(CatalogueError, match=f"HTTP {status}: status {status}"):
+                list(client.iter_models())
+            assert len(server.requests) == 1 and sleeps == []
+    sleeps = []
+    with ScriptedServer(429, 503, 200) as server, _client(server.url, sleeps) as client:
+        with pytest.raises(CatalogueError, match="catalogue page has no 'models' list"):
+            list(client.iter_models())  # retried twice, then the 200 body is not a page
+    assert len(server.requests) == 3 and len(sleeps) == 2
+
+
+def test_an_endless_answer_is_cut_at_the_size_limit() -> None:
+    sleeps: list[float] = []
+    with (
+        ScriptedServer("endless") as server,
+        _client(server.url, sleeps, max_response_bytes=2_000_000) as client,
+    ):
+        with pytest.raises(CatalogueError, match="larger than 2000000 bytes; refused"):
+            list(client.iter_models())
+        assert len(server.requests) == 1 and sleeps == []  # not retried
+
+
+def test_a_password_in_the_url_is_sent_as_basic_auth_and_never_shown(
+    caplog: pytest.LogCaptureFixture, ws: Workspace
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    sleeps: list[float] = []
+    with ScriptedServer(503, 404) as server:
+        url = f"http://admin:hunter2@127.0.0.1:{server.port}"
+        with _client(url, sleeps) as client:
+            assert "hunter2" not in repr(client)
+            with pytest.raises(CatalogueError) as caught:
+                list(client.iter_models())
+        expected = "Basic " + base64.b64encode(b"admin:hunter2").decode()
+        assert [auth for _, auth in server.requests] == [expected, expected]
+        rendered = "".join(traceback.format_exception(caught.value))
+        assert "hunter2" not in rendered and "hunter2" not in caplog.text
+        assert f"GET http://127.0.0.1:{server.port}/v1/models failed" in str(caught.value)
+        # Through the CLI: the one-line error names the host, never the password.
+        before = ws.digest()
+        for catalogue_url in (url, url + "/wrong"):
+            result = run_cli("refresh", "--catalogue-url", catalogue_url, "--yes", *ws.paths())
+            assert_one_line_failure(result, "cannot read the catalogue", "HTTP 404")
+            assert "hunter2" not in result.stderr + result.stdout
+        file_url = run_cli("refresh", "--catalogue-url", "file://admin:hunter2@x/", *ws.paths())
+        assert_one_line_failure(file_url, "must be an http(s) URL; file://x/ is a file: URL")
+        assert "hunter2" not in file_url.stderr
+        assert ws.digest() == before
