@@ -223,9 +223,12 @@ def test_4xx_is_not_retried_and_429_and_5xx_are() -> None:
                 list(client.iter_models())
             assert len(server.requests) == 1 and sleeps == []
     sleeps = []
-    with ScriptedServer(429, 503, 200) as server, _client(server.url, sleeps) as client:
-        with pytest.raises(CatalogueError, match="catalogue page has no 'models' list"):
-            list(client.iter_models())  # retried twice, then the 200 body is not a page
+    with (
+        ScriptedServer(429, 503, 200) as server,
+        _client(server.url, sleeps) as client,
+        pytest.raises(CatalogueError, match="catalogue page has no 'models' list"),
+    ):
+        list(client.iter_models())  # retried twice, then the 200 body is not a page
     assert len(server.requests) == 3 and len(sleeps) == 2
 
 
