@@ -115,6 +115,10 @@ def test_deep_nesting_is_refused_without_recursion_errors(
     assert_one_line_failure(run_cli("diff", current_doc(DEV), deep), reason)
     assert_one_line_failure(run_cli("validate", SCHNELL, deep), reason)
     assert ws.digest() == before
+    stored = ws.registry / "schemas" / "fal-ai__flux__schnell.json"
+    stored.write_text(_deep_json(levels), encoding="utf-8")
+    assert_one_line_failure(run_cli("generate", *ws.paths()), str(stored), reason)
+    assert ws.digest() == before | {f"schemas/{stored.name}": ws.digest()[f"schemas/{stored.name}"]}
 
 
 def test_yaml_depth_and_alias_bombs_are_refused(ws: Workspace, tmp_path: Path) -> None:
