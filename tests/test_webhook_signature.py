@@ -104,7 +104,7 @@ def _refused(check: str, **kwargs: Any) -> falbind.WebhookVerificationError:
 def test_a_signed_delivery_verifies_offline_then_parses(key: Ed25519PrivateKey) -> None:
     jwks = {"keys": [_jwk(Ed25519PrivateKey.generate()), _jwk(key)]}  # any key may match
     headers = {k.lower(): v for k, v in _headers(key, BODY).items()}  # case-insensitive
-    assert falbind.verify_webhook(headers, BODY, jwks=jwks, now=NOW + 10) is None
+    falbind.verify_webhook(headers, BODY, jwks=jwks, now=NOW + 10)  # raises if refused
     falbind.verify_webhook(headers, BODY.decode(), jwks=jwks, now=NOW - 10)  # text body too
     assert falbind.parse_webhook(BODY, "x/y", untyped=True).output == {"seed": 7}
 
@@ -210,5 +210,6 @@ def test_a_failed_fetch_says_so_without_the_password(key: Ed25519PrivateKey) -> 
 def test_the_error_is_a_fal_error_that_pickles() -> None:
     err = falbind.WebhookVerificationError("missing header: X", "missing_header")
     copy = pickle.loads(pickle.dumps(err))
+    assert isinstance(copy, falbind.WebhookVerificationError)
     assert isinstance(copy, falbind.FalError)
     assert (str(copy), copy.check) == ("missing header: X", "missing_header")
