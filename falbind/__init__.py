@@ -58,7 +58,10 @@ if TYPE_CHECKING:
     from falbind.client.webhooks import (
         WebhookPayload as WebhookPayload,
         WebhookResult as WebhookResult,
+        WebhookVerificationError as WebhookVerificationError,
+        averify_webhook as averify_webhook,
         parse_webhook as parse_webhook,
+        verify_webhook as verify_webhook,
     )
     from falbind.images.generate import (
         ImageData as ImageData,
@@ -131,7 +134,15 @@ _LAZY: dict[str, str] = {
     ),
     "RetryPolicy": "falbind.client.retry",
     **dict.fromkeys(
-        ("WebhookPayload", "WebhookResult", "parse_webhook"), "falbind.client.webhooks"
+        (
+            "WebhookPayload",
+            "WebhookResult",
+            "WebhookVerificationError",
+            "averify_webhook",
+            "parse_webhook",
+            "verify_webhook",
+        ),
+        "falbind.client.webhooks",
     ),
     **dict.fromkeys(("ImageData", "ImagesResponse", "SizeInfo"), "falbind.images.generate"),
     **dict.fromkeys(("SizeError", "SizePlan"), "falbind.images.sizing"),
@@ -182,7 +193,10 @@ __all__ = [  # noqa: RUF022 -- grouped like the imports above
     "RetryPolicy",
     "WebhookPayload",
     "WebhookResult",
+    "WebhookVerificationError",
+    "averify_webhook",
     "parse_webhook",
+    "verify_webhook",
     "ImageData",
     "ImagesResponse",
     "SizeInfo",

@@ -10,7 +10,12 @@ Pure functions over plain JSON data. The steps, in order:
    identifier; a schema reachable from both roots is split into a request copy and a response copy,
    because request models forbid unknown fields and response models keep them;
 4. clean each schema: properties in ``x-fal-order-properties`` order, defaults that fail their own
-   schema coerced (numeric strings) or dropped, an empty output schema made an open object.
+   schema coerced (numeric strings) or dropped, an empty output schema made an open object;
+5. refuse what would generate an unusable module: a ``pattern`` no regex engine compiles, a
+   property that would shadow a method of falbind's model bases (``to_body``), a schema no value
+   can satisfy (a ``$ref`` cycle through required fields, or an alias cycle), a name or value
+   that is not valid Unicode (a lone surrogate, which pydantic cannot hold; descriptions may keep
+   them). The endpoint is reported unbound with the reason; a registry patch can fix it.
 
 Every coercion or dropped value is recorded as a note, which the manifest keeps.
 """
@@ -22,6 +27,7 @@ import operator
 import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any
 
 __all__ = [
@@ -33,6 +39,7 @@ __all__ = [
     "merge_nullable",
     "normalise_document",
     "order_properties",
+    "reserved_field_names",
     "safe_class_name",
 ]
 
@@ -390,6 +397,7 @@ def normalise_document(document: dict[str, Any], endpoint_id: str, stem: str) ->
             result[new_name] = _clean_tree(_rename_refs(cleaned, mapping))
 
     ordered = dict(sorted(result.items()))
+    _check_usable(ordered, frozenset(in_map.values()))
     return NormalisedEndpoint(
         input_name=in_map[input_root],
         output_name=out_map[output_root],
@@ -398,3 +406,158 @@ def normalise_document(document: dict[str, Any], endpoint_id: str, stem: str) ->
         response_models=frozenset(out_map.values()),
         notes=tuple(notes),
     )
+
+
+# --------------------------------------------------------------------------- usability checks
+
+_SUBSCHEMA_KEYS = ("items", "additionalProperties", "not", "contains", "propertyNames")
+_SUBSCHEMA_LISTS = ("anyOf", "oneOf", "allOf", "prefixItems")
+_NOT_IDENTIFIER = re.compile(r"\W")
+
+
+def _subschemas(schema: dict[str, Any]) -> Iterator[tuple[str, Any]]:
+    """``(where, subschema)`` for every schema nested in ``schema`` (keyword positions only, so
+    a property *named* ``pattern`` is not mistaken for the keyword)."""
+    for key in ("properties", "patternProperties"):
+        mapping = schema.get(key)
+        if isinstance(mapping, dict):
+            yield from ((f".{name}", sub) for name, sub in mapping.items())
+    for key in _SUBSCHEMA_KEYS:
+        if isinstance(schema.get(key), dict):
+            yield f".{key}", schema[key]
+        elif key == "items" and isinstance(schema.get(key), list):
+            yield from ((f".items[{i}]", sub) for i, sub in enumerate(schema[key]))
+    for key in _SUBSCHEMA_LISTS:
+        members = schema.get(key)
+        if isinstance(members, list):
+            yield from ((f".{key}[{i}]", sub) for i, sub in enumerate(members))
+
+
+def _walk(name: str, schema: Any) -> Iterator[tuple[str, dict[str, Any]]]:
+    stack: list[tuple[str, Any]] = [(name, schema)]
+    while stack:
+        where, node = stack.pop()
+        if isinstance(node, dict):
+            yield where, node
+            stack.extend((where + step, sub) for step, sub in _subschemas(node))
+
+
+@cache
+def reserved_field_names(role: str) -> frozenset[str]:
+    """Attribute names falbind's model base for ``role`` (``request``/``response``) defines
+    that dcg would keep as field names (it renames ``model_*``, keywords and pydantic's own)."""
+    from falbind.models import base
+
+    cls = base.RequestModel if role == "request" else base.ResponseModel
+    names = {
+        name
+        for klass in cls.__mro__
+        if klass.__module__ == base.__name__
+        for name in (*vars(klass), *getattr(klass, "__annotations__", {}))
+    }
+    return frozenset(n for n in names if not n.startswith(("_", "model_")))
+
+
+def _check_patterns(where: str, node: dict[str, Any]) -> None:
+    patterns = [node["pattern"]] if isinstance(node.get("pattern"), str) else []
+    properties = node.get("patternProperties")
+    if isinstance(properties, dict):
+        patterns.extend(properties)
+    for pattern in patterns:
+        try:
+            re.compile(pattern)
+        except (re.error, RecursionError, OverflowError) as exc:
+            raise UnbindableEndpoint(
+                f"{where}: pattern {pattern[:80]!r} is not a valid regular expression ({exc})"
+            ) from None
+
+
+def _check_usable(schemas: dict[str, dict[str, Any]], request_models: frozenset[str]) -> None:
+    """Raise :class:`UnbindableEndpoint` for what would generate an unusable module."""
+    reserved = {role: reserved_field_names(role) for role in ("request", "response")}
+    for name, schema in schemas.items():
+        role = "request" if name in request_models else "response"
+        for where, node in _walk(name, schema):
+            _check_patterns(where, node)
+            properties = node.get("properties")
+            for prop in properties if isinstance(properties, dict) else ():
+                field_name = _NOT_IDENTIFIER.sub("_", str(prop))
+                if field_name in reserved[role]:
+                    base = "RequestModel" if role == "request" else "ResponseModel"
+                    raise UnbindableEndpoint(
+                        f"{where}: property {prop!r} would shadow {base}.{field_name} of "
+                        "falbind's model base; a registry patch can rename or drop it"
+                    )
+    _check_text(schemas)
+    empty = _unsatisfiable(schemas)
+    if empty:
+        raise UnbindableEndpoint(
+            f"no value can satisfy {', '.join(empty[:5])}: a $ref cycle through required fields "
+            "(or of bare $refs) leaves no finite value; a registry patch can make a link optional"
+        )
+
+
+def _unsatisfiable(schemas: dict[str, dict[str, Any]]) -> list[str]:
+    """Named schemas no finite JSON value satisfies, by a least fixpoint: every schema starts
+    unsatisfiable and becomes satisfiable once a value is known for it. Conservative: only
+    ``$ref`` links through required properties, non-empty arrays and combinators count."""
+    satisfiable = dict.fromkeys(schemas, False)
+
+    def holds(node: Any) -> bool:
+        if not isinstance(node, dict) or node.get("nullable") is True:
+            return True
+        ref = node.get("$ref")
+        if isinstance(ref, str):
+            return satisfiable.get(ref.removeprefix(REF_PREFIX), True)
+        checks: list[bool] = []
+        for key in ("anyOf", "oneOf"):
+            members = node.get(key)
+            if isinstance(members, list) and members:
+                checks.append(any(holds(member) for member in members))
+        members = node.get("allOf")
+        if isinstance(members, list):
+            checks.append(all(holds(member) for member in members))
+        properties = node.get("properties")
+        required = node.get("required")
+        if isinstance(properties, dict) and isinstance(required, list):
+            checks.extend(holds(properties[r]) for r in required if r in properties)
+        items, min_items = node.get("items"), node.get("minItems")
+        if isinstance(items, dict) and isinstance(min_items, int) and min_items > 0:
+            checks.append(holds(items))
+        return all(checks)
+
+    changed = True
+    while changed:
+        changed = False
+        for name, schema in schemas.items():
+            if not satisfiable[name] and holds(schema):
+                satisfiable[name] = changed = True
+    return sorted(name for name, ok in satisfiable.items() if not ok)
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_DESCRIPTIVE = frozenset({"description", "title", "examples", "example"})
+
+
+def _check_text(schemas: dict[str, dict[str, Any]]) -> None:
+    """Refuse lone surrogates anywhere but in descriptive text: in a name, an enum value or a
+    default, pydantic-core cannot build a validator ("error extracting str")."""
+    stack: list[tuple[str, Any]] = list(schemas.items())
+    while stack:
+        where, node = stack.pop()
+        if isinstance(node, str):
+            if _SURROGATE.search(node):
+                raise UnbindableEndpoint(
+                    f"{where}: {ascii(node)[:80]} is not valid Unicode (a lone surrogate)"
+                )
+        elif isinstance(node, dict):
+            for key, value in node.items():
+                if _SURROGATE.search(str(key)):
+                    raise UnbindableEndpoint(
+                        f"{where}: the name {ascii(key)[:80]} is not valid Unicode "
+                        "(a lone surrogate)"
+                    )
+                if key not in _DESCRIPTIVE and not str(key).startswith("x-"):
+                    stack.append((f"{where}.{key}", value))
+        elif isinstance(node, list):
+            stack.extend((f"{where}[{i}]", value) for i, value in enumerate(node))

@@ -22,7 +22,7 @@ from typing import Any
 
 import jinja2
 
-from .normalise import REF_PREFIX, NormalisedEndpoint
+from .normalise import REF_PREFIX, NormalisedEndpoint, reserved_field_names
 
 __all__ = [
     "DCG_OPTIONS",
@@ -233,11 +233,84 @@ def input_parameters(body: str, input_name: str) -> list[tuple[str, str]]:
     raise ValueError(f"no class {input_name} in the generated module")
 
 
+class UnusableModule(ValueError):
+    """dcg's module would import but fail in use; the message says why."""
+
+
+@cache
+def _pattern_problem(pattern: str, engine: str) -> str | None:
+    """Why pydantic cannot build a validator for ``pattern`` with ``engine``, if it cannot."""
+    from typing import Annotated
+
+    from pydantic import ConfigDict, Field, TypeAdapter
+    from pydantic_core import SchemaError
+
+    config = ConfigDict(regex_engine="python-re" if engine == "python-re" else "rust-regex")
+    try:
+        TypeAdapter(Annotated[str, Field(pattern=pattern)], config=config)
+    except (SchemaError, RecursionError, OverflowError) as exc:
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        return lines[-1] if lines else type(exc).__name__
+    return None
+
+
+def _regex_engine(cls: ast.ClassDef) -> str:
+    """The ``regex_engine`` of the class's ``model_config = ConfigDict(...)`` (pydantic's
+    default, ``rust-regex``, if it sets none); dcg sets ``python-re`` for lookarounds."""
+    for statement in cls.body:
+        targets = statement.targets if isinstance(statement, ast.Assign) else []
+        if isinstance(statement, ast.AnnAssign):
+            targets = [statement.target]
+        value = getattr(statement, "value", None)
+        named = any(isinstance(t, ast.Name) and t.id == "model_config" for t in targets)
+        if named and isinstance(value, ast.Call):
+            for keyword in value.keywords:
+                if keyword.arg == "regex_engine" and isinstance(keyword.value, ast.Constant):
+                    return str(keyword.value.value)
+    return "rust-regex"
+
+
+def check_module(body: str) -> None:
+    """Refuse a rendered module whose models would fail in use (the normaliser refuses these
+    cases in the schema already; this checks what dcg actually wrote): a field named like a
+    method of its falbind base, or a ``pattern`` pydantic cannot compile with the class's
+    regex engine."""
+    for cls in ast.parse(body).body:
+        if not isinstance(cls, ast.ClassDef):
+            continue
+        bases = {base.id for base in cls.bases if isinstance(base, ast.Name)}
+        role = "request" if "RequestModel" in bases else "response"
+        engine = _regex_engine(cls)
+        for statement in cls.body:
+            if (
+                isinstance(statement, ast.AnnAssign)
+                and isinstance(statement.target, ast.Name)
+                and statement.target.id in reserved_field_names(role)
+            ):
+                raise UnusableModule(
+                    f"{cls.name}.{statement.target.id} would shadow the method of the same "
+                    "name of falbind's model base"
+                )
+        for node in ast.walk(cls):
+            if not isinstance(node, ast.Call):
+                continue
+            for keyword in node.keywords:
+                value = keyword.value
+                if keyword.arg == "pattern" and isinstance(value, ast.Constant):
+                    problem = _pattern_problem(str(value.value), engine)
+                    if problem is not None:
+                        raise UnusableModule(
+                            f"{cls.name}: pattern {str(value.value)[:80]!r} cannot be compiled "
+                            f"by pydantic ({engine}): {problem}"
+                        )
+
+
 def _wrap(endpoint: EndpointSource, body: str) -> str:
     body = mark_structured_defaults(_DCG_HEADER.sub("", body, count=1).strip("\n"))
     plain = _PLAIN_MODEL.findall(body)
     if plain:  # dcg named a class differently from our base-class map: extras would be ignored
         raise RuntimeError(f"classes {plain} lost their falbind base class")
+    check_module(body)
     body = body.replace(_FUTURE, _FUTURE + "from typing import TypedDict\n", 1)
     normalised = endpoint.normalised
     stem = normalised.input_name.removesuffix("Input")
@@ -281,6 +354,8 @@ def render_endpoint_batch(endpoints: list[EndpointSource]) -> dict[str, str]:
         if endpoint.module in bodies:
             try:
                 wrapped[endpoint.module] = _wrap(endpoint, bodies[endpoint.module])
+            except UnusableModule as exc:
+                failed[endpoint.module] = f"!unusable: {exc}".splitlines()[0]
             except (RuntimeError, ValueError, SyntaxError) as exc:
                 failed[endpoint.module] = f"!error: {exc}".splitlines()[0]
     return {**format_sources(wrapped), **failed}
