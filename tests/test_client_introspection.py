@@ -109,7 +109,9 @@ def test_a_bad_attribute_suggests_only_close_names(
 def test_with_options_is_a_configured_copy_sharing_the_pool(
     server: FakeFalServer, client: FalClient
 ) -> None:
+    cached = client.flux_schnell  # cached on the original: the copy must not reuse it
     copy = client.with_options(timeout=7, max_retries=0)
+    assert copy.flux_schnell is not cached and client.flux_schnell is cached
     assert isinstance(copy, FalClient) and copy is not client
     assert copy._http is client._http
     assert copy.retry.max_retries == 0 and client.retry == FAST_RETRY

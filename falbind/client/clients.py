@@ -288,12 +288,14 @@ class _ClientBase:
         if max_retries is not None:
             policy = dataclasses.replace(policy, max_retries=max_retries)
         clone = object.__new__(type(self))
+        # Every attribute is carried over (the pool included) except the endpoint methods
+        # cached on first use, which call the original client.
         clone.__dict__.update(
-            _config=dataclasses.replace(config, retry=policy),
-            _status_stream=self._status_stream,
-            _owns_http=False,
-            _http=self.__dict__["_http"],
+            (name, value)
+            for name, value in self.__dict__.items()
+            if not isinstance(value, _EndpointMethod)
         )
+        clone.__dict__.update(_config=dataclasses.replace(config, retry=policy), _owns_http=False)
         clone.__dict__["queue"] = type(self.__dict__["queue"])(clone)
         return clone
 
