@@ -33,6 +33,7 @@ from typing import Any
 __all__ = [
     "NormalisedEndpoint",
     "UnbindableEndpoint",
+    "allows_null",
     "closure",
     "find_roots",
     "local_refs",
@@ -184,22 +185,44 @@ _JSON_TYPES: dict[str, tuple[type, ...]] = {
 }
 
 
-def _fits(schema: Any, value: Any, schemas: dict[str, Any]) -> bool:
-    """Whether ``value`` satisfies the parts of ``schema`` that generated models check."""
+def _fits(schema: Any, value: Any, schemas: dict[str, Any], *, closed: bool = False) -> bool:
+    """Whether ``value`` satisfies the parts of ``schema`` that generated models check.
+
+    Every keyword applies (an ``enum`` beside an ``anyOf`` narrows it), objects and arrays are
+    checked item by item, and ``closed`` objects (request models forbid unknown fields) refuse
+    keys they do not declare.
+    """
     if not isinstance(schema, dict):
         return True
+    if value is None and (schema.get("nullable") is True or _is_null(schema)):
+        return True
     ref = schema.get("$ref")
-    if isinstance(ref, str):
-        return _fits(schemas.get(ref[len(REF_PREFIX) :], {}), value, schemas)
+    if isinstance(ref, str) and not _fits(
+        schemas.get(ref[len(REF_PREFIX) :], {}), value, schemas, closed=closed
+    ):
+        return False
     for combinator in ("anyOf", "oneOf"):
         members = schema.get(combinator)
-        if isinstance(members, list) and members:
-            return any(_fits(member, value, schemas) for member in members)
+        if (
+            isinstance(members, list)
+            and members
+            and not any(_fits(member, value, schemas, closed=closed) for member in members)
+        ):
+            return False
+    members = schema.get("allOf")
+    if isinstance(members, list) and not all(
+        _fits(member, value, schemas, closed=closed) for member in members
+    ):
+        return False
+    if value is None and allows_null(schema, schemas):
+        return True  # generated models take None beside the enum or type of a nullable field
     if "enum" in schema and isinstance(schema["enum"], list) and value not in schema["enum"]:
         return False
     if "const" in schema and value != schema["const"]:
         return False
     json_type = schema.get("type")
+    if json_type is None and isinstance(schema.get("properties"), dict):
+        json_type = "object"
     if isinstance(json_type, str) and json_type in _JSON_TYPES:
         if isinstance(value, bool) and json_type in ("integer", "number"):
             return False
@@ -207,7 +230,84 @@ def _fits(schema: Any, value: Any, schemas: dict[str, Any]) -> bool:
             return False
     if isinstance(value, int | float) and not isinstance(value, bool):
         return _within_bounds(schema, value)
+    if isinstance(value, str):
+        return _string_fits(schema, value)
+    if isinstance(value, list):
+        return _array_fits(schema, value, schemas, closed=closed)
+    if isinstance(value, dict):
+        return _object_fits(schema, value, schemas, closed=closed)
     return True
+
+
+def _string_fits(schema: dict[str, Any], value: str) -> bool:
+    low, high = schema.get("minLength"), schema.get("maxLength")
+    if isinstance(low, int) and len(value) < low:
+        return False
+    if isinstance(high, int) and len(value) > high:
+        return False
+    pattern = schema.get("pattern")
+    if isinstance(pattern, str):
+        try:
+            return re.search(pattern, value) is not None
+        except re.error:  # a pattern Python cannot read: pydantic's engine decides, not us
+            return True
+    return True
+
+
+def _array_fits(
+    schema: dict[str, Any], value: list[Any], schemas: dict[str, Any], *, closed: bool
+) -> bool:
+    low, high = schema.get("minItems"), schema.get("maxItems")
+    if isinstance(low, int) and len(value) < low:
+        return False
+    if isinstance(high, int) and len(value) > high:
+        return False
+    items = schema.get("items")
+    return not isinstance(items, dict) or all(
+        _fits(items, item, schemas, closed=closed) for item in value
+    )
+
+
+def _object_fits(
+    schema: dict[str, Any], value: dict[str, Any], schemas: dict[str, Any], *, closed: bool
+) -> bool:
+    properties = schema.get("properties")
+    if not isinstance(properties, dict):
+        return True
+    required = schema.get("required")
+    if isinstance(required, list) and any(name not in value for name in required):
+        return False
+    extra = schema.get("additionalProperties")
+    for key, item in value.items():
+        if key in properties:
+            if not _fits(properties[key], item, schemas, closed=closed):
+                return False
+        elif isinstance(extra, dict):
+            if not _fits(extra, item, schemas, closed=closed):
+                return False
+        elif extra is False or (closed and extra is not True):
+            return False
+    return True
+
+
+def allows_null(schema: Any, schemas: dict[str, Any], _seen: frozenset[str] = frozenset()) -> bool:
+    """Whether the document lets ``schema`` be ``null`` (``nullable``, a null type or member)."""
+    if not isinstance(schema, dict):
+        return False
+    json_type = schema.get("type")
+    if schema.get("nullable") is True or json_type == "null":
+        return True
+    if isinstance(json_type, list) and "null" in json_type:
+        return True
+    ref = schema.get("$ref")
+    if isinstance(ref, str) and ref not in _seen:
+        target = schemas.get(ref[len(REF_PREFIX) :])
+        if allows_null(target, schemas, _seen | {ref}):
+            return True
+    return any(
+        isinstance(members, list) and any(allows_null(m, schemas, _seen) for m in members)
+        for members in (schema.get("anyOf"), schema.get("oneOf"))
+    )
 
 
 _BOUND_CHECKS: tuple[tuple[str, Callable[[float, float], bool]], ...] = (
@@ -249,14 +349,26 @@ def _coerce_numeric(schema: dict[str, Any], value: Any) -> int | float | None:
     return None
 
 
+def _coerce_to_string(value: Any) -> str | None:
+    """A number default for a string field (``4`` for ``enum: ["1", "2", "4"]``) as the string
+    that spells it; only the plain spelling counts, so the mapping is exact or not made."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    return None
+
+
 def _fix_default(
-    prop: dict[str, Any], where: str, schemas: dict[str, Any], notes: list[str]
+    prop: dict[str, Any], where: str, schemas: dict[str, Any], notes: list[str], *, closed: bool
 ) -> None:
-    if "default" not in prop or _fits(prop, prop["default"], schemas):
+    if "default" not in prop or _fits(prop, prop["default"], schemas, closed=closed):
         return
     default = prop.pop("default")
-    coerced = _coerce_numeric(prop, default)
-    if coerced is not None and _fits(prop, coerced, schemas):
+    for coerced in (_coerce_numeric(prop, default), _coerce_to_string(default)):
+        if coerced is not None and _fits(prop, coerced, schemas, closed=closed):
+            break
+    else:
+        coerced = None
+    if coerced is not None:
         prop["default"] = coerced
         notes.append(f"{where}: default {default!r} coerced to {coerced!r}")
     else:
@@ -264,12 +376,12 @@ def _fix_default(
 
 
 def _fix_examples(
-    prop: dict[str, Any], where: str, schemas: dict[str, Any], notes: list[str]
+    prop: dict[str, Any], where: str, schemas: dict[str, Any], notes: list[str], *, closed: bool
 ) -> None:
     examples = prop.get("examples")
     if not isinstance(examples, list):
         return
-    kept = [example for example in examples if _fits(prop, example, schemas)]
+    kept = [example for example in examples if _fits(prop, example, schemas, closed=closed)]
     if len(kept) != len(examples):
         notes.append(
             f"{where}: {len(examples) - len(kept)} example(s) dropped (fail their own schema)"
@@ -281,10 +393,11 @@ def _fix_examples(
 
 
 def _fix_values(
-    schema: dict[str, Any], where: str, schemas: dict[str, Any], notes: list[str]
+    schema: dict[str, Any], where: str, schemas: dict[str, Any], notes: list[str], *, closed: bool
 ) -> dict[str, Any]:
     """Defaults and examples that fail their own property schema: coerced when a numeric string
-    spells the number, else dropped; each change is noted."""
+    spells the number (or a number spells a string enum's value), else dropped; each change is
+    noted. ``closed``: the schema is on the request side, whose models refuse unknown keys."""
     properties = schema.get("properties")
     if not isinstance(properties, dict):
         return schema
@@ -292,8 +405,8 @@ def _fix_values(
     for name, prop in properties.items():
         if isinstance(prop, dict) and ("default" in prop or "examples" in prop):
             prop = dict(prop)
-            _fix_default(prop, f"{where}.{name}", schemas, notes)
-            _fix_examples(prop, f"{where}.{name}", schemas, notes)
+            _fix_default(prop, f"{where}.{name}", schemas, notes, closed=closed)
+            _fix_examples(prop, f"{where}.{name}", schemas, notes, closed=closed)
         fixed[name] = prop
     return {**schema, "properties": fixed}
 
@@ -393,7 +506,9 @@ def normalise_document(document: dict[str, Any], endpoint_id: str, stem: str) ->
                 cleaned = _open_object_if_empty(cleaned, new_name, notes)
             if new_name == f"{stem}Input":
                 cleaned = _close_input_root(cleaned, new_name, notes)
-            cleaned = _fix_values(order_properties(cleaned), new_name, schemas, notes)
+            cleaned = _fix_values(
+                order_properties(cleaned), new_name, schemas, notes, closed=mapping is in_map
+            )
             result[new_name] = _clean_tree(_rename_refs(cleaned, mapping))
 
     ordered = dict(sorted(result.items()))

@@ -12,9 +12,12 @@ run time ``__getattr__`` resolves the name in ``falbind.ENDPOINTS``.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
+import inspect
 import logging
 import os
+import re
 import ssl
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -27,6 +30,7 @@ import httpx
 from falbind.images.generate import AsyncImages, Images
 from falbind.models.base import RequestModel
 from falbind.models.index import EndpointSpec, UnknownEndpointError
+from falbind.models.suggest import suggest_names
 
 from ._core import (
     DEFAULT_QUEUE_URL,
@@ -91,20 +95,124 @@ def _default_async_transport() -> httpx.AsyncBaseTransport | None:
     return AiohttpTransport(verify=_ssl_context())
 
 
-class _EndpointMethod:
-    """``client.<python name>``: calls ``invoke(endpoint id, input, **options)``."""
+class _EndpointDoc:
+    """``__doc__`` of an endpoint method: the class's own docstring on the class, the endpoint's
+    description and parameters on an instance (built on first read: it imports the models)."""
 
-    __slots__ = ("_invoke", "spec")
+    def __init__(self, class_doc: str) -> None:
+        self.class_doc = class_doc
+
+    def __get__(self, method: _EndpointMethod | None, owner: type | None = None) -> str:
+        return self.class_doc if method is None else method._describe()
+
+
+class _EndpointMethod:
+    # The class docstring lives in _EndpointDoc, so an instance can answer with its endpoint's.
+    __doc__ = _EndpointDoc(
+        "``client.<python name>``: calls ``invoke(endpoint id, input, **options)``."
+    )
+    __slots__ = ("_invoke", "_signature", "spec")
 
     def __init__(self, invoke: Callable[..., Any], spec: EndpointSpec) -> None:
         self._invoke = invoke
         self.spec = spec
+        self._signature: inspect.Signature | None = None
 
     def __call__(self, input: Arguments = None, /, **options: Any) -> Any:
         return self._invoke(self.spec.id, input, **options)
 
+    # A descriptor, so ``inspect.isroutine`` holds and ``help()`` documents the method (its
+    # signature and docstring) rather than the class. Instances live in the client's __dict__,
+    # where descriptors are not bound, so this never changes what attribute access returns.
+    def __get__(self, instance: object, owner: type | None = None) -> Self:
+        return self
+
+    @property
+    def __name__(self) -> str:
+        return self.spec.name
+
+    @property
+    def __signature__(self) -> inspect.Signature:
+        """``(input=None, /, *, <call options>, <the Input model's fields>) -> <Stem>Output``."""
+        if self._signature is None:
+            self._signature = _endpoint_signature(self._invoke, self.spec)
+        return self._signature
+
+    def _describe(self) -> str:
+        model = _built(self.spec.input_model)
+        lines = [
+            f"{self.spec.id} ({self.spec.category}): returns {self.spec.output_model.__name__}.",
+            f"fal's page: https://fal.ai/models/{self.spec.id}",
+        ]
+        if model.__doc__:
+            lines += ["", inspect.cleandoc(model.__doc__)]
+        lines += ["", f"Pass a {model.__name__}, or its fields as keyword arguments:"]
+        for name, field in model.model_fields.items():
+            required = " (required)" if field.is_required() else ""
+            lines.append(f"  {name}: {_type_text(field.annotation)}{required}")
+            if field.description:
+                lines.append("      " + " ".join(field.description.split()))
+        options = ", ".join(_call_options(self._invoke))
+        owner = type(getattr(self._invoke, "__self__", None)).__name__
+        lines += ["", f"Call options ({options}): see {owner}.{self._invoke.__name__}()."]
+        return "\n".join(lines)
+
     def __repr__(self) -> str:
         return f"<falbind method {self.spec.name} for {self.spec.id}>"
+
+
+def _type_text(annotation: Any) -> str:
+    text = inspect.formatannotation(annotation)
+    return re.sub(r"\b[\w.]+\.(\w+)", r"\1", text)  # module paths add nothing here
+
+
+def _built(model: type[RequestModel] | Any) -> Any:
+    """``model`` with its field annotations resolved: generated models defer building, and a
+    field whose type is defined further down its module stays a forward reference until then."""
+    model.model_rebuild()
+    return model
+
+
+def _call_options(invoke: Callable[..., Any]) -> dict[str, inspect.Parameter]:
+    """The keyword options of the client call behind an endpoint method (``run``/``subscribe``)."""
+    return {
+        name: option
+        for name, option in inspect.signature(invoke).parameters.items()
+        if option.kind is inspect.Parameter.KEYWORD_ONLY and name != "untyped"
+    }
+
+
+def _endpoint_signature(invoke: Callable[..., Any], spec: EndpointSpec) -> inspect.Signature:
+    keyword = inspect.Parameter.KEYWORD_ONLY
+    model = _built(spec.input_model)
+    parameters = [
+        inspect.Parameter(
+            "input", inspect.Parameter.POSITIONAL_ONLY, default=None, annotation=model | None
+        )
+    ]
+    options = _call_options(invoke)
+    taken = {*options, "input"}
+    parameters += options.values()
+    for name, field in model.model_fields.items():
+        if name in taken:
+            continue  # settable through the model only, as in the typed stubs
+        default = inspect.Parameter.empty if field.is_required() else field.get_default()
+        parameters.append(
+            inspect.Parameter(name, keyword, default=default, annotation=field.annotation)
+        )
+    return inspect.Signature(parameters, return_annotation=spec.output_model)
+
+
+def _endpoint_names() -> list[str]:
+    from falbind.models.bindings import ENDPOINTS
+
+    return [spec.name for spec in ENDPOINTS.values()]
+
+
+def _public_dir(names: Iterable[str]) -> list[str]:
+    """``dir()`` of a client or queue namespace: its own attributes and every endpoint method,
+    so REPL and Jupyter completion offer ``client.flux_<TAB>``."""
+    return sorted({*names, *_endpoint_names()})
 
 
 def _endpoint_method(owner: object, name: str, invoke: Callable[..., Any]) -> _EndpointMethod:
@@ -114,11 +222,23 @@ def _endpoint_method(owner: object, name: str, invoke: Callable[..., Any]) -> _E
 
     try:
         spec = ENDPOINTS.by_name(name)
-    except UnknownEndpointError as exc:
-        raise AttributeError(
-            f"{type(owner).__name__!r} object has no attribute {name!r}: {exc}"
-        ) from None
+    except UnknownEndpointError:
+        # Only close names are worth suggesting: an unrelated endpoint would mislead.
+        candidates = [
+            *_endpoint_names(),
+            *(n for n in dir(type(owner)) if not n.startswith("_")),
+        ]
+        suggestions = suggest_names(name, candidates, cutoff=_ATTRIBUTE_CUTOFF)
+        message = f"{type(owner).__name__!r} object has no endpoint or attribute named {name!r}"
+        if suggestions:
+            message += "; did you mean " + " or ".join(repr(s) for s in suggestions) + "?"
+        raise AttributeError(message, name=name, obj=owner) from None
     return _EndpointMethod(invoke, spec)
+
+
+# difflib ratio above which a name reads as a typo of another (``flux_schnel``, 0.96), not as
+# an unrelated word that shares a few letters (``with_options`` -> ``wan_motion``, 0.64).
+_ATTRIBUTE_CUTOFF = 0.8
 
 
 class _ClientBase:
@@ -155,6 +275,44 @@ class _ClientBase:
     @property
     def retry(self) -> RetryPolicy:
         return self._config.retry
+
+    def with_options(
+        self,
+        *,
+        key: str | None = None,
+        timeout: Timeout = None,
+        max_retries: int | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> Self:
+        """A copy of this client with some settings changed, sharing its connection pool (as
+        openai-python's ``with_options``): ``client.with_options(timeout=5).flux_schnell(...)``.
+
+        Settings left out (``None``) stay as they are; ``max_retries`` changes only that field
+        of the retry policy (``retry`` replaces the whole policy first). The copy never closes
+        the shared pool: close the client it came from.
+        """
+        config = self._config
+        if key is not None:
+            config = dataclasses.replace(config, auth=resolve_key(key))
+        if timeout is not None:
+            config = dataclasses.replace(config, timeout=as_timeout(timeout, config.timeout))
+        policy = retry or config.retry
+        if max_retries is not None:
+            policy = dataclasses.replace(policy, max_retries=max_retries)
+        clone = object.__new__(type(self))
+        # Every attribute is carried over (the pool included) except the endpoint methods
+        # cached on first use, which call the original client.
+        clone.__dict__.update(
+            (name, value)
+            for name, value in self.__dict__.items()
+            if not isinstance(value, _EndpointMethod)
+        )
+        clone.__dict__.update(_config=dataclasses.replace(config, retry=policy), _owns_http=False)
+        clone.__dict__["queue"] = type(self.__dict__["queue"])(clone)
+        return clone
+
+    def __dir__(self) -> Iterable[str]:
+        return _public_dir(super().__dir__())
 
     def __repr__(self) -> str:
         key = "set" if self._config.auth is not None else "none"
@@ -241,6 +399,9 @@ class _SyncQueueNamespace(_SyncQueueMethods):
     def __init__(self, client: FalClient) -> None:
         self._client = client
 
+    def __dir__(self) -> Iterable[str]:
+        return _public_dir(super().__dir__())
+
     if not TYPE_CHECKING:
 
         def __getattr__(self, name: str) -> _EndpointMethod:
@@ -254,6 +415,9 @@ class _AsyncQueueNamespace(_AsyncQueueMethods):
 
     def __init__(self, client: AsyncFalClient) -> None:
         self._client = client
+
+    def __dir__(self) -> Iterable[str]:
+        return _public_dir(super().__dir__())
 
     if not TYPE_CHECKING:
 

@@ -33,6 +33,7 @@ __all__ = [
     "ResponseModel",
     "explain_validation_error",
     "field_names",
+    "omitted",
     "structured_default",
     "suggest_names",
     "to_request_body",
@@ -324,6 +325,17 @@ def structured_default(value: object) -> Any:
     model at runtime; returning ``Any`` lets a type checker accept the JSON form.
     """
     return value
+
+
+def omitted() -> Any:
+    """The default of an optional parameter whose schema does not allow ``null``.
+
+    Generated as ``seed: Annotated[int, Field(...)] = omitted()``: the field may be left out but
+    never set to ``None`` (a type error, and a validation error at runtime). Left out, it reads
+    as ``None`` and is not sent (:meth:`RequestModel.to_body` sends only the fields the caller
+    set). Returning ``Any`` lets a type checker accept the default of a field typed ``int``.
+    """
+    return None
 
 
 def to_request_body(model: BaseModel) -> dict[str, Any]:
