@@ -18,6 +18,8 @@ from falbind.client.errors import (
 )
 from falbind.testing.server import FakeFalServer, Fault
 
+from support import FAST_RETRY
+
 SCHNELL = "fal-ai/flux/schnell"
 
 
@@ -268,9 +270,14 @@ def test_malformed_json_is_a_decode_error(server: FakeFalServer, client: FalClie
         client.flux_schnell(prompt="x")
 
 
-def test_output_that_does_not_match_the_model_is_a_decode_error(
-    server: FakeFalServer, client: FalClient
+def test_output_that_does_not_match_the_model_is_a_decode_error_with_strict_outputs(
+    server: FakeFalServer,
 ) -> None:
     server.add_endpoint(SCHNELL, lambda body: {"images": "not a list"})
-    with pytest.raises(FalDecodeError, match="FluxSchnellOutput"):
+    with (
+        server.client(retry=FAST_RETRY, strict_outputs=True) as client,
+        pytest.raises(FalDecodeError, match="FluxSchnellOutput") as info,
+    ):
         client.flux_schnell(prompt="x")
+    assert info.value.body == {"images": "not a list"}
+    assert info.value.request_id

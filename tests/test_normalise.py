@@ -144,6 +144,8 @@ def test_merge_nullable(schema: dict[str, Any], expected: dict[str, Any]) -> Non
         ({"type": "integer", "minimum": 1, "default": 0}, None, "dropped"),
         ({"type": "integer", "default": True}, None, "dropped"),
         ({"type": "number", "default": 0.5}, 0.5, None),
+        ({"type": "string", "enum": ["1", "2", "4"], "default": 4}, "4", "coerced to '4'"),
+        ({"type": "string", "enum": ["1.0", "2"], "default": 1}, None, "dropped"),
     ],
 )
 def test_defaults_that_fail_their_schema(
@@ -163,6 +165,36 @@ def test_examples_that_fail_their_schema_are_dropped() -> None:
     result = normalise_document(document({"In": obj(p=prop), "Out": obj()}), "acme/model", "Model")
     assert result.schemas["ModelInput"]["properties"]["p"]["examples"] == ["ok"]
     assert any("1 example(s) dropped" in n for n in result.notes)
+
+
+@pytest.mark.parametrize(
+    ("prop", "example"),
+    [
+        # An enum beside a nullable anyOf narrows it (heygen avatar4 `voice`).
+        ({"enum": ["Ivy"], "anyOf": [{"type": "string"}, {"type": "null"}]}, "Melissa"),
+        # A request object refuses keys it does not declare (ltx `/extend` `video`).
+        ({"$ref": REF + "Video"}, {"video_url": "u", "preprocess": False}),
+        ({"$ref": REF + "Video"}, {}),  # a required key missing
+        ({"$ref": REF + "Video"}, "https://example.com/v.mp4"),  # a string for an object
+        ({"type": "array", "items": {"type": "integer", "maximum": 3}}, [1, 4]),
+        ({"type": "string", "maxLength": 2}, "abc"),
+    ],
+)
+def test_examples_are_checked_deeply(prop: dict[str, Any], example: Any) -> None:
+    video = {"properties": {"video_url": {"type": "string"}}, "required": ["video_url"]}
+    schemas = {"In": obj(p={**prop, "examples": [example]}), "Out": obj(), "Video": video}
+    result = normalise_document(document(schemas), "acme/model", "Model")
+    assert "examples" not in result.schemas["ModelInput"]["properties"]["p"]
+    assert any(n.startswith("ModelInput.p: 1 example(s) dropped") for n in result.notes)
+
+
+def test_fitting_examples_are_kept() -> None:
+    video = {"properties": {"video_url": {"type": "string"}}, "required": ["video_url"]}
+    prop = {"$ref": REF + "Video", "examples": [{"video_url": "u"}]}
+    schemas = {"In": obj(p=prop), "Out": obj(), "Video": video}
+    result = normalise_document(document(schemas), "acme/model", "Model")
+    assert result.schemas["ModelInput"]["properties"]["p"]["examples"] == [{"video_url": "u"}]
+    assert not [n for n in result.notes if n.startswith("ModelInput")]
 
 
 def test_roots_renamed_and_shared_schemas_split_by_role() -> None:

@@ -20,6 +20,9 @@ from support import FIXTURE_REGISTRY, ROOT
 APP = ROOT / "tests" / "typing_app" / "app.py"
 PRIVATE_ID = "acme/untrusted-v1"
 MARK = re.compile(r"  # error: (\w+)$")
+# Typed methods have two overloads (the Input model, or keywords); a call that fits neither gets
+# the checker's generic message, which names the method but not always the field.
+NO_OVERLOAD = re.compile(r'No overload variant of "\w+"|No overloads for "\w+"')
 
 
 def _run(*args: str | Path, **kwargs: object) -> subprocess.CompletedProcess[str]:
@@ -69,14 +72,18 @@ def _pyright_errors(python: str) -> dict[int, str]:
 
 def _check_app(python: str, cache: Path) -> None:
     expected = _expected_errors()
-    assert len(expected) == 3
+    assert len(expected) == 5
     for checker, errors in (
         ("mypy", _mypy_errors(python, cache)),
         ("pyright", _pyright_errors(python)),
     ):
         assert set(errors) == set(expected), (checker, errors)
         for line, word in expected.items():
-            assert word in errors[line], (checker, line, errors[line])
+            assert word in errors[line] or NO_OVERLOAD.search(errors[line]), (
+                checker,
+                line,
+                errors[line],
+            )
 
 
 @pytest.fixture(scope="module")

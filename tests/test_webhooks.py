@@ -67,7 +67,11 @@ def test_bad_deliveries_are_refused() -> None:
     with pytest.raises(ValueError):
         parse_webhook(b"not json", SCHNELL)
     with pytest.raises(FalDecodeError, match="FluxSchnellOutput"):
-        parse_webhook({"request_id": "r", "status": "OK", "payload": {"images": 3}}, SCHNELL)
+        parse_webhook(
+            {"request_id": "r", "status": "OK", "payload": {"images": 3}},
+            SCHNELL,
+            strict_outputs=True,
+        )
     with pytest.raises(falbind.UnknownEndpointError):
         parse_webhook({"request_id": "r", "status": "OK", "payload": {}}, "fal-ai/nope")
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from .catalogue import DEFAULT_OPENAPI_URL, CatalogueClient, CatalogueError
+from .catalogue import DEFAULT_OPENAPI_URL, CatalogueClient, CatalogueError, safe_url
 from .naming import is_valid_endpoint_id
 from .normalise import NormalisedEndpoint, UnbindableEndpoint, normalise_document
 from .registry import (
@@ -85,7 +85,8 @@ def load_document(
             document = client.fetch_openapi(endpoint_id)
     except CatalogueError as exc:
         raise AddError(f"cannot fetch the OpenAPI document of {endpoint_id}: {exc}") from None
-    return parse_document(document_bytes(document), f"{openapi_url} ({endpoint_id})", endpoint_id)
+    source = f"{safe_url(openapi_url)} ({endpoint_id})"
+    return parse_document(document_bytes(document), source, endpoint_id)
 
 
 def new_entry(registry: Registry, endpoint_id: str, category: str) -> EndpointEntry:

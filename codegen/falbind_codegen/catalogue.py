@@ -7,14 +7,20 @@ inlines each endpoint's OpenAPI document under ``openapi`` with ``expand=openapi
 ``https://fal.ai/api/openapi/queue/openapi.json?endpoint_id=<id>``.
 
 Every call is an idempotent GET, so 429s (honouring ``Retry-After``), 5xx responses and
-transport errors are retried with bounded exponential backoff. Anything else that goes
-wrong raises ``CatalogueError`` with a one-line message; the API key never appears in a
-message or a repr.
+transport errors are retried with bounded exponential backoff. Permanent errors are not: a
+URL that is not ``http(s)://host...`` is refused before any request, and a 4xx other than
+429 fails at once. An answer is read up to ``max_response_bytes`` (default
+:data:`MAX_RESPONSE_BYTES`) and refused beyond it, so a broken or hostile server cannot
+exhaust memory. Anything that goes wrong raises ``CatalogueError`` with a one-line message.
+The API key never appears in a message or a repr, nor does a password given in a URL
+(``https://user:password@host``): it is taken out of the URL and sent as HTTP basic auth.
 """
 
 from __future__ import annotations
 
+import json
 import time
+import urllib.parse
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -28,9 +34,11 @@ __all__ = [
     "DEFAULT_BASE_URL",
     "DEFAULT_OPENAPI_URL",
     "MAX_IDS_PER_REQUEST",
+    "MAX_RESPONSE_BYTES",
     "CatalogueClient",
     "CatalogueEntry",
     "CatalogueError",
+    "safe_url",
 ]
 
 DEFAULT_BASE_URL = "https://api.fal.ai"
@@ -38,12 +46,51 @@ DEFAULT_OPENAPI_URL = "https://fal.ai/api/openapi/queue/openapi.json"
 MAX_IDS_PER_REQUEST = 50
 MAX_PAGES = 10_000
 EXPAND_OPENAPI = "openapi-3.0"
+MAX_RESPONSE_BYTES = 64 * 1024 * 1024
+"""The largest catalogue answer read: fal's expanded pages are a few MB (documents are at
+most ~100 KB each), so this only stops a server that never ends its answer."""
+_ERROR_BODY_BYTES = 64 * 1024
+# Errors that no retry can fix: the URL or the request itself is wrong.
+_PERMANENT_ERRORS = (httpx.UnsupportedProtocol, httpx.LocalProtocolError, httpx.InvalidURL)
 
 Progress = Callable[[int], None]
 
 
 class CatalogueError(Exception):
     """The catalogue could not be read; the message is one line and never holds the key."""
+
+
+def safe_url(url: str) -> str:
+    """``url`` without a ``user:password@`` part, query or fragment: what messages show."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:
+        return "<malformed URL>"
+    netloc = parts.netloc.rpartition("@")[2]
+    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+def _checked_url(url: str, what: str) -> tuple[str, httpx.BasicAuth | None]:
+    """``url`` without its credentials, and those credentials as basic auth; raises
+    ``CatalogueError`` (never retried) for anything but an ``http(s)://host`` URL."""
+    shown = safe_url(url)
+    try:
+        parts = urllib.parse.urlsplit(url)
+        _ = parts.port  # raises for a port that is not a number in range
+    except ValueError:
+        raise CatalogueError(f"{what} {shown} is malformed") from None
+    if parts.scheme not in ("http", "https"):
+        scheme = f"a {parts.scheme}: URL" if parts.scheme else "not a URL"
+        raise CatalogueError(f"{what} must be an http(s) URL; {shown} is {scheme}")
+    if not parts.hostname:
+        raise CatalogueError(f"{what} {shown} has no host")
+    auth = None
+    if parts.username is not None or parts.password is not None:
+        auth = httpx.BasicAuth(
+            urllib.parse.unquote(parts.username or ""), urllib.parse.unquote(parts.password or "")
+        )
+    netloc = parts.netloc.rpartition("@")[2]
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc)), auth
 
 
 @dataclass(frozen=True)
@@ -105,12 +152,16 @@ class CatalogueClient:
         max_retries: int = 4,
         backoff: float = 0.5,
         max_backoff: float = 8.0,
+        max_response_bytes: int = MAX_RESPONSE_BYTES,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         if max_retries < 0 or backoff < 0 or max_backoff < 0:
             raise ValueError("max_retries, backoff and max_backoff must not be negative")
+        base_url, self._base_auth = _checked_url(base_url, "the catalogue URL")
+        openapi_url, self._openapi_auth = _checked_url(openapi_url, "the OpenAPI URL")
         self.base_url = base_url.rstrip("/")
         self.openapi_url = openapi_url
+        self.max_response_bytes = max_response_bytes
         self.max_retries = max_retries
         self.backoff = backoff
         self.max_backoff = max_backoff
@@ -122,7 +173,7 @@ class CatalogueClient:
 
     def __repr__(self) -> str:
         key = "set" if self._key is not None else "none"
-        return f"CatalogueClient(base_url={self.base_url!r}, key={key})"
+        return f"CatalogueClient(base_url={safe_url(self.base_url)!r}, key={key})"
 
     def __enter__(self) -> Self:
         return self
@@ -190,8 +241,8 @@ class CatalogueClient:
 
     def fetch_openapi(self, endpoint_id: str) -> dict[str, Any]:
         """Fetch one endpoint's OpenAPI document from the per-endpoint URL."""
-        response = self._get(self.openapi_url, [("endpoint_id", endpoint_id)])
-        document = _json_body(response, f"OpenAPI document of {endpoint_id}")
+        answer = self._get(self.openapi_url, [("endpoint_id", endpoint_id)], self._openapi_auth)
+        document = _json_body(answer, f"OpenAPI document of {endpoint_id}")
         if not isinstance(document, dict) or "openapi" not in document:
             raise CatalogueError(f"{endpoint_id}: the response is not an OpenAPI document")
         return document
@@ -207,7 +258,8 @@ class CatalogueClient:
         count = 0
         for page_number in range(1, MAX_PAGES + 1):
             query = params if cursor is None else [*params, ("cursor", cursor)]
-            page = _parse_page(_json_body(self._get(url, query), f"catalogue page {page_number}"))
+            answer = self._get(url, query, self._base_auth)
+            page = _parse_page(_json_body(answer, f"catalogue page {page_number}"))
             count += len(page.entries)
             yield from page.entries
             if progress is not None:
@@ -230,30 +282,74 @@ class CatalogueClient:
             headers["Authorization"] = f"Key {self._key.reveal()}"
         return headers
 
-    def _get(self, url: str, params: list[tuple[str, str]]) -> httpx.Response:
+    def _get(
+        self, url: str, params: list[tuple[str, str]], auth: httpx.BasicAuth | None
+    ) -> _Answer:
         """GET with retries on 429, 5xx and transport errors; raise on anything else."""
+        shown = safe_url(url)
         problem = "no attempt made"
         for attempt in range(self.max_retries + 1):
             delay = min(self.backoff * 2**attempt, self.max_backoff)
             try:
-                response = self._http.get(url, params=tuple(params), headers=self._headers())
+                with self._http.stream(
+                    "GET",
+                    url,
+                    params=tuple(params),
+                    headers=self._headers(),
+                    auth=httpx.USE_CLIENT_DEFAULT if auth is None else auth,
+                ) as response:
+                    status = response.status_code
+                    limit = self.max_response_bytes if status < 400 else _ERROR_BODY_BYTES
+                    answer = _read(response, limit, shown)
+            except _PERMANENT_ERRORS as exc:
+                raise CatalogueError(f"GET {shown} failed: {type(exc).__name__}") from None
             except httpx.TransportError as exc:
                 problem = f"{type(exc).__name__} talking to the server"
+            except httpx.HTTPError as exc:  # e.g. TooManyRedirects: not transient
+                raise CatalogueError(f"GET {shown} failed: {type(exc).__name__}") from None
             else:
-                if response.status_code < 400:
-                    return response
-                problem = f"HTTP {response.status_code}{_detail(response)}"
-                if response.status_code == 429:
-                    delay = _retry_after(response, default=delay, cap=self.max_backoff)
-                elif response.status_code < 500:
-                    raise CatalogueError(f"GET {url} failed: {problem}")
+                if status < 400:
+                    return answer
+                problem = f"HTTP {status}{_detail(answer)}"
+                if status == 429:
+                    delay = _retry_after(answer, default=delay, cap=self.max_backoff)
+                elif status < 500:
+                    raise CatalogueError(f"GET {shown} failed: {problem}")
             if attempt < self.max_retries:
                 self._sleep(delay)
         attempts = self.max_retries + 1
-        raise CatalogueError(f"GET {url} failed after {attempts} attempt(s): {problem}")
+        raise CatalogueError(f"GET {shown} failed after {attempts} attempt(s): {problem}")
 
 
-def _retry_after(response: httpx.Response, *, default: float, cap: float) -> float:
+@dataclass(frozen=True)
+class _Answer:
+    """A response read in full (within the size limit)."""
+
+    status_code: int
+    headers: httpx.Headers
+    content: bytes
+
+
+def _read(response: httpx.Response, limit: int, shown: str) -> _Answer:
+    """The body, read up to ``limit`` bytes: a longer answer is refused (not retried), a longer
+    error body is cut (only an excerpt of it is shown)."""
+    ok = response.status_code < 400
+    declared = response.headers.get("Content-Length", "")
+    too_large = f"GET {shown}: the answer is larger than {limit} bytes; refused"
+    if ok and declared.isdigit() and int(declared) > limit:
+        raise CatalogueError(too_large)
+    body = bytearray()
+    for chunk in response.iter_bytes():
+        body += chunk
+        if len(body) > limit:
+            if ok:
+                raise CatalogueError(too_large)
+            del body[limit:]
+            break
+    return _Answer(response.status_code, response.headers, bytes(body))
+
+
+def _retry_after(response: _Answer, *, default: float, cap: float) -> float:
     """The server's ``Retry-After`` in seconds (capped), or ``default`` if absent or a date."""
     try:
         seconds = float(response.headers.get("Retry-After", ""))
@@ -262,21 +358,21 @@ def _retry_after(response: httpx.Response, *, default: float, cap: float) -> flo
     return min(max(seconds, 0.0), cap)
 
 
-def _detail(response: httpx.Response) -> str:
+def _detail(response: _Answer) -> str:
     """A short single-line ``detail`` from an error body, if it has one."""
     try:
-        detail = response.json().get("detail")
-    except (ValueError, AttributeError):
+        detail = json.loads(response.content).get("detail")
+    except (ValueError, AttributeError, RecursionError):
         return ""
     if not isinstance(detail, str):
         return ""
     return ": " + " ".join(detail.split())[:200]
 
 
-def _json_body(response: httpx.Response, what: str) -> Any:
+def _json_body(response: _Answer, what: str) -> Any:
     try:
-        return response.json()
-    except ValueError:
+        return json.loads(response.content)
+    except (ValueError, RecursionError):
         content_type = response.headers.get("Content-Type", "no content type")
         raise CatalogueError(f"{what} is not valid JSON ({content_type})") from None
 

@@ -11,7 +11,9 @@ from pathlib import Path
 
 from .diff import DiffError, diff_files
 from .generate import BuildResult, build_files, check_registry_files, drift, write_tree
+from .normalise import UnbindableEndpoint, normalise_document
 from .registry import EndpointEntry, RegistryError, load_registry
+from .update import RegistryUpdate, apply_update
 from .vendor import read_document, store_schema, write_models_file
 
 __all__ = ["check_command", "diff_command", "generate_command", "vendor_command"]
@@ -59,7 +61,13 @@ def check_command(registry_dir: Path, out_dir: Path, *, echo: Echo) -> int:
 def vendor_command(
     registry_dir: Path, documents: list[Path], out_dir: Path | None, *, echo: Echo
 ) -> int:
-    """Copy documents into the registry (new ids are added, known ids get the new document)."""
+    """Copy documents into the registry (new ids are added, known ids get the new document).
+
+    With ``out_dir``, the registry and the bindings change together or not at all: a document
+    that cannot be bound (or would generate an unusable module) is refused with the reason and
+    nothing is written. Without it (``--no-generate``), the documents are only copied, so a
+    broken one can be given a registry patch before ``falbind generate``.
+    """
     registry = load_registry(registry_dir)
     entries: dict[str, EndpointEntry] = {e.id: e for e in registry.entries}
     vendored = [read_document(path) for path in documents]  # all read before anything is written
@@ -69,15 +77,34 @@ def vendor_command(
             raise RegistryError(f"{document.endpoint_id}: given twice")
         seen.add(document.endpoint_id)
     for document in vendored:
-        store_schema(registry_dir, document)
         if document.endpoint_id not in entries:
             entries[document.endpoint_id] = EndpointEntry(
                 id=document.endpoint_id, category=document.category
             )
+    if out_dir is not None:
+        for document in vendored:  # refused before anything is written
+            entry = entries[document.endpoint_id]
+            try:
+                normalise_document(
+                    registry.document(entry, document.raw), entry.id, entry.names.stem
+                )
+            except UnbindableEndpoint as exc:
+                raise RegistryError(
+                    f"{document.endpoint_id} cannot be bound: {exc}; nothing was changed "
+                    "(--no-generate copies it anyway, for a registry patch to fix)"
+                ) from None
+        update = apply_update(
+            registry_dir,
+            out_dir,
+            RegistryUpdate(tuple(entries.values()), tuple(vendored)),
+            must_bind=tuple(seen),
+        )
+        echo(f"vendored {len(vendored)} document(s) into {registry_dir}; {update.summary()}")
+        return 0
+    for document in vendored:
+        store_schema(registry_dir, document)
     write_models_file(registry_dir, entries.values())
     echo(f"vendored {len(vendored)} document(s) into {registry_dir}")
-    if out_dir is not None:
-        return generate_command(registry_dir, out_dir, full=False, echo=echo)
     return 0
 
 

@@ -57,6 +57,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, TypeGuard
 
+from falbind.cli.limits import MAX_DOCUMENT_BYTES, InputLimitError, loads_json, read_bounded
+
 __all__ = ["Change", "DiffError", "SchemaDiff", "diff_documents", "diff_files"]
 
 Side = Literal["input", "output"]
@@ -187,15 +189,19 @@ def diff_files(
 
 def _load_document(path: Path) -> dict[str, Any]:
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_bounded(path, MAX_DOCUMENT_BYTES, "an OpenAPI document").decode("utf-8")
     except FileNotFoundError:
         raise DiffError(f"{path}: file not found") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise DiffError(f"{path}: cannot read file: {exc}") from None
+    except InputLimitError as exc:
+        raise DiffError(str(exc)) from None
     try:
-        document = json.loads(text)
+        document = loads_json(text, str(path))
     except json.JSONDecodeError as exc:
         raise DiffError(f"{path}: invalid JSON: {exc}") from None
+    except InputLimitError as exc:
+        raise DiffError(str(exc)) from None
     if not isinstance(document, dict):
         raise DiffError(f"{path}: not an OpenAPI document (top level is not an object)")
     try:

@@ -207,6 +207,8 @@ def build_files(
             continue
         if code.startswith("!error: "):
             item.unbound = "datamodel-code-generator: " + code.removeprefix("!error: ")
+        elif code.startswith("!unusable: "):
+            item.unbound = "the generated module would be unusable: " + code[len("!unusable: ") :]
         else:
             item.code = code
 

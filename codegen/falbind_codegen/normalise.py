@@ -10,7 +10,12 @@ Pure functions over plain JSON data. The steps, in order:
    identifier; a schema reachable from both roots is split into a request copy and a response copy,
    because request models forbid unknown fields and response models keep them;
 4. clean each schema: properties in ``x-fal-order-properties`` order, defaults that fail their own
-   schema coerced (numeric strings) or dropped, an empty output schema made an open object.
+   schema coerced (numeric strings) or dropped, an empty output schema made an open object;
+5. refuse what would generate an unusable module: a ``pattern`` no regex engine compiles, a
+   property that would shadow a method of falbind's model bases (``to_body``), a schema no value
+   can satisfy (a ``$ref`` cycle through required fields, or an alias cycle), a name or value
+   that is not valid Unicode (a lone surrogate, which pydantic cannot hold; descriptions may keep
+   them). The endpoint is reported unbound with the reason; a registry patch can fix it.
 
 Every coercion or dropped value is recorded as a note, which the manifest keeps.
 """
@@ -22,17 +27,20 @@ import operator
 import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any
 
 __all__ = [
     "NormalisedEndpoint",
     "UnbindableEndpoint",
+    "allows_null",
     "closure",
     "find_roots",
     "local_refs",
     "merge_nullable",
     "normalise_document",
     "order_properties",
+    "reserved_field_names",
     "safe_class_name",
 ]
 
@@ -177,22 +185,44 @@ _JSON_TYPES: dict[str, tuple[type, ...]] = {
 }
 
 
-def _fits(schema: Any, value: Any, schemas: dict[str, Any]) -> bool:
-    """Whether ``value`` satisfies the parts of ``schema`` that generated models check."""
+def _fits(schema: Any, value: Any, schemas: dict[str, Any], *, closed: bool = False) -> bool:
+    """Whether ``value`` satisfies the parts of ``schema`` that generated models check.
+
+    Every keyword applies (an ``enum`` beside an ``anyOf`` narrows it), objects and arrays are
+    checked item by item, and ``closed`` objects (request models forbid unknown fields) refuse
+    keys they do not declare.
+    """
     if not isinstance(schema, dict):
         return True
+    if value is None and (schema.get("nullable") is True or _is_null(schema)):
+        return True
     ref = schema.get("$ref")
-    if isinstance(ref, str):
-        return _fits(schemas.get(ref[len(REF_PREFIX) :], {}), value, schemas)
+    if isinstance(ref, str) and not _fits(
+        schemas.get(ref[len(REF_PREFIX) :], {}), value, schemas, closed=closed
+    ):
+        return False
     for combinator in ("anyOf", "oneOf"):
         members = schema.get(combinator)
-        if isinstance(members, list) and members:
-            return any(_fits(member, value, schemas) for member in members)
+        if (
+            isinstance(members, list)
+            and members
+            and not any(_fits(member, value, schemas, closed=closed) for member in members)
+        ):
+            return False
+    members = schema.get("allOf")
+    if isinstance(members, list) and not all(
+        _fits(member, value, schemas, closed=closed) for member in members
+    ):
+        return False
+    if value is None and allows_null(schema, schemas):
+        return True  # generated models take None beside the enum or type of a nullable field
     if "enum" in schema and isinstance(schema["enum"], list) and value not in schema["enum"]:
         return False
     if "const" in schema and value != schema["const"]:
         return False
     json_type = schema.get("type")
+    if json_type is None and isinstance(schema.get("properties"), dict):
+        json_type = "object"
     if isinstance(json_type, str) and json_type in _JSON_TYPES:
         if isinstance(value, bool) and json_type in ("integer", "number"):
             return False
@@ -200,7 +230,84 @@ def _fits(schema: Any, value: Any, schemas: dict[str, Any]) -> bool:
             return False
     if isinstance(value, int | float) and not isinstance(value, bool):
         return _within_bounds(schema, value)
+    if isinstance(value, str):
+        return _string_fits(schema, value)
+    if isinstance(value, list):
+        return _array_fits(schema, value, schemas, closed=closed)
+    if isinstance(value, dict):
+        return _object_fits(schema, value, schemas, closed=closed)
     return True
+
+
+def _string_fits(schema: dict[str, Any], value: str) -> bool:
+    low, high = schema.get("minLength"), schema.get("maxLength")
+    if isinstance(low, int) and len(value) < low:
+        return False
+    if isinstance(high, int) and len(value) > high:
+        return False
+    pattern = schema.get("pattern")
+    if isinstance(pattern, str):
+        try:
+            return re.search(pattern, value) is not None
+        except re.error:  # a pattern Python cannot read: pydantic's engine decides, not us
+            return True
+    return True
+
+
+def _array_fits(
+    schema: dict[str, Any], value: list[Any], schemas: dict[str, Any], *, closed: bool
+) -> bool:
+    low, high = schema.get("minItems"), schema.get("maxItems")
+    if isinstance(low, int) and len(value) < low:
+        return False
+    if isinstance(high, int) and len(value) > high:
+        return False
+    items = schema.get("items")
+    return not isinstance(items, dict) or all(
+        _fits(items, item, schemas, closed=closed) for item in value
+    )
+
+
+def _object_fits(
+    schema: dict[str, Any], value: dict[str, Any], schemas: dict[str, Any], *, closed: bool
+) -> bool:
+    properties = schema.get("properties")
+    if not isinstance(properties, dict):
+        return True
+    required = schema.get("required")
+    if isinstance(required, list) and any(name not in value for name in required):
+        return False
+    extra = schema.get("additionalProperties")
+    for key, item in value.items():
+        if key in properties:
+            if not _fits(properties[key], item, schemas, closed=closed):
+                return False
+        elif isinstance(extra, dict):
+            if not _fits(extra, item, schemas, closed=closed):
+                return False
+        elif extra is False or (closed and extra is not True):
+            return False
+    return True
+
+
+def allows_null(schema: Any, schemas: dict[str, Any], _seen: frozenset[str] = frozenset()) -> bool:
+    """Whether the document lets ``schema`` be ``null`` (``nullable``, a null type or member)."""
+    if not isinstance(schema, dict):
+        return False
+    json_type = schema.get("type")
+    if schema.get("nullable") is True or json_type == "null":
+        return True
+    if isinstance(json_type, list) and "null" in json_type:
+        return True
+    ref = schema.get("$ref")
+    if isinstance(ref, str) and ref not in _seen:
+        target = schemas.get(ref[len(REF_PREFIX) :])
+        if allows_null(target, schemas, _seen | {ref}):
+            return True
+    return any(
+        isinstance(members, list) and any(allows_null(m, schemas, _seen) for m in members)
+        for members in (schema.get("anyOf"), schema.get("oneOf"))
+    )
 
 
 _BOUND_CHECKS: tuple[tuple[str, Callable[[float, float], bool]], ...] = (
@@ -242,14 +349,26 @@ def _coerce_numeric(schema: dict[str, Any], value: Any) -> int | float | None:
     return None
 
 
+def _coerce_to_string(value: Any) -> str | None:
+    """A number default for a string field (``4`` for ``enum: ["1", "2", "4"]``) as the string
+    that spells it; only the plain spelling counts, so the mapping is exact or not made."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    return None
+
+
 def _fix_default(
-    prop: dict[str, Any], where: str, schemas: dict[str, Any], notes: list[str]
+    prop: dict[str, Any], where: str, schemas: dict[str, Any], notes: list[str], *, closed: bool
 ) -> None:
-    if "default" not in prop or _fits(prop, prop["default"], schemas):
+    if "default" not in prop or _fits(prop, prop["default"], schemas, closed=closed):
         return
     default = prop.pop("default")
-    coerced = _coerce_numeric(prop, default)
-    if coerced is not None and _fits(prop, coerced, schemas):
+    for coerced in (_coerce_numeric(prop, default), _coerce_to_string(default)):
+        if coerced is not None and _fits(prop, coerced, schemas, closed=closed):
+            break
+    else:
+        coerced = None
+    if coerced is not None:
         prop["default"] = coerced
         notes.append(f"{where}: default {default!r} coerced to {coerced!r}")
     else:
@@ -257,12 +376,12 @@ def _fix_default(
 
 
 def _fix_examples(
-    prop: dict[str, Any], where: str, schemas: dict[str, Any], notes: list[str]
+    prop: dict[str, Any], where: str, schemas: dict[str, Any], notes: list[str], *, closed: bool
 ) -> None:
     examples = prop.get("examples")
     if not isinstance(examples, list):
         return
-    kept = [example for example in examples if _fits(prop, example, schemas)]
+    kept = [example for example in examples if _fits(prop, example, schemas, closed=closed)]
     if len(kept) != len(examples):
         notes.append(
             f"{where}: {len(examples) - len(kept)} example(s) dropped (fail their own schema)"
@@ -274,10 +393,11 @@ def _fix_examples(
 
 
 def _fix_values(
-    schema: dict[str, Any], where: str, schemas: dict[str, Any], notes: list[str]
+    schema: dict[str, Any], where: str, schemas: dict[str, Any], notes: list[str], *, closed: bool
 ) -> dict[str, Any]:
     """Defaults and examples that fail their own property schema: coerced when a numeric string
-    spells the number, else dropped; each change is noted."""
+    spells the number (or a number spells a string enum's value), else dropped; each change is
+    noted. ``closed``: the schema is on the request side, whose models refuse unknown keys."""
     properties = schema.get("properties")
     if not isinstance(properties, dict):
         return schema
@@ -285,8 +405,8 @@ def _fix_values(
     for name, prop in properties.items():
         if isinstance(prop, dict) and ("default" in prop or "examples" in prop):
             prop = dict(prop)
-            _fix_default(prop, f"{where}.{name}", schemas, notes)
-            _fix_examples(prop, f"{where}.{name}", schemas, notes)
+            _fix_default(prop, f"{where}.{name}", schemas, notes, closed=closed)
+            _fix_examples(prop, f"{where}.{name}", schemas, notes, closed=closed)
         fixed[name] = prop
     return {**schema, "properties": fixed}
 
@@ -386,10 +506,13 @@ def normalise_document(document: dict[str, Any], endpoint_id: str, stem: str) ->
                 cleaned = _open_object_if_empty(cleaned, new_name, notes)
             if new_name == f"{stem}Input":
                 cleaned = _close_input_root(cleaned, new_name, notes)
-            cleaned = _fix_values(order_properties(cleaned), new_name, schemas, notes)
+            cleaned = _fix_values(
+                order_properties(cleaned), new_name, schemas, notes, closed=mapping is in_map
+            )
             result[new_name] = _clean_tree(_rename_refs(cleaned, mapping))
 
     ordered = dict(sorted(result.items()))
+    _check_usable(ordered, frozenset(in_map.values()))
     return NormalisedEndpoint(
         input_name=in_map[input_root],
         output_name=out_map[output_root],
@@ -398,3 +521,158 @@ def normalise_document(document: dict[str, Any], endpoint_id: str, stem: str) ->
         response_models=frozenset(out_map.values()),
         notes=tuple(notes),
     )
+
+
+# --------------------------------------------------------------------------- usability checks
+
+_SUBSCHEMA_KEYS = ("items", "additionalProperties", "not", "contains", "propertyNames")
+_SUBSCHEMA_LISTS = ("anyOf", "oneOf", "allOf", "prefixItems")
+_NOT_IDENTIFIER = re.compile(r"\W")
+
+
+def _subschemas(schema: dict[str, Any]) -> Iterator[tuple[str, Any]]:
+    """``(where, subschema)`` for every schema nested in ``schema`` (keyword positions only, so
+    a property *named* ``pattern`` is not mistaken for the keyword)."""
+    for key in ("properties", "patternProperties"):
+        mapping = schema.get(key)
+        if isinstance(mapping, dict):
+            yield from ((f".{name}", sub) for name, sub in mapping.items())
+    for key in _SUBSCHEMA_KEYS:
+        if isinstance(schema.get(key), dict):
+            yield f".{key}", schema[key]
+        elif key == "items" and isinstance(schema.get(key), list):
+            yield from ((f".items[{i}]", sub) for i, sub in enumerate(schema[key]))
+    for key in _SUBSCHEMA_LISTS:
+        members = schema.get(key)
+        if isinstance(members, list):
+            yield from ((f".{key}[{i}]", sub) for i, sub in enumerate(members))
+
+
+def _walk(name: str, schema: Any) -> Iterator[tuple[str, dict[str, Any]]]:
+    stack: list[tuple[str, Any]] = [(name, schema)]
+    while stack:
+        where, node = stack.pop()
+        if isinstance(node, dict):
+            yield where, node
+            stack.extend((where + step, sub) for step, sub in _subschemas(node))
+
+
+@cache
+def reserved_field_names(role: str) -> frozenset[str]:
+    """Attribute names falbind's model base for ``role`` (``request``/``response``) defines
+    that dcg would keep as field names (it renames ``model_*``, keywords and pydantic's own)."""
+    from falbind.models import base
+
+    cls = base.RequestModel if role == "request" else base.ResponseModel
+    names = {
+        name
+        for klass in cls.__mro__
+        if klass.__module__ == base.__name__
+        for name in (*vars(klass), *getattr(klass, "__annotations__", {}))
+    }
+    return frozenset(n for n in names if not n.startswith(("_", "model_")))
+
+
+def _check_patterns(where: str, node: dict[str, Any]) -> None:
+    patterns = [node["pattern"]] if isinstance(node.get("pattern"), str) else []
+    properties = node.get("patternProperties")
+    if isinstance(properties, dict):
+        patterns.extend(properties)
+    for pattern in patterns:
+        try:
+            re.compile(pattern)
+        except (re.error, RecursionError, OverflowError) as exc:
+            raise UnbindableEndpoint(
+                f"{where}: pattern {pattern[:80]!r} is not a valid regular expression ({exc})"
+            ) from None
+
+
+def _check_usable(schemas: dict[str, dict[str, Any]], request_models: frozenset[str]) -> None:
+    """Raise :class:`UnbindableEndpoint` for what would generate an unusable module."""
+    reserved = {role: reserved_field_names(role) for role in ("request", "response")}
+    for name, schema in schemas.items():
+        role = "request" if name in request_models else "response"
+        for where, node in _walk(name, schema):
+            _check_patterns(where, node)
+            properties = node.get("properties")
+            for prop in properties if isinstance(properties, dict) else ():
+                field_name = _NOT_IDENTIFIER.sub("_", str(prop))
+                if field_name in reserved[role]:
+                    base = "RequestModel" if role == "request" else "ResponseModel"
+                    raise UnbindableEndpoint(
+                        f"{where}: property {prop!r} would shadow {base}.{field_name} of "
+                        "falbind's model base; a registry patch can rename or drop it"
+                    )
+    _check_text(schemas)
+    empty = _unsatisfiable(schemas)
+    if empty:
+        raise UnbindableEndpoint(
+            f"no value can satisfy {', '.join(empty[:5])}: a $ref cycle through required fields "
+            "(or of bare $refs) leaves no finite value; a registry patch can make a link optional"
+        )
+
+
+def _unsatisfiable(schemas: dict[str, dict[str, Any]]) -> list[str]:
+    """Named schemas no finite JSON value satisfies, by a least fixpoint: every schema starts
+    unsatisfiable and becomes satisfiable once a value is known for it. Conservative: only
+    ``$ref`` links through required properties, non-empty arrays and combinators count."""
+    satisfiable = dict.fromkeys(schemas, False)
+
+    def holds(node: Any) -> bool:
+        if not isinstance(node, dict) or node.get("nullable") is True:
+            return True
+        ref = node.get("$ref")
+        if isinstance(ref, str):
+            return satisfiable.get(ref.removeprefix(REF_PREFIX), True)
+        checks: list[bool] = []
+        for key in ("anyOf", "oneOf"):
+            members = node.get(key)
+            if isinstance(members, list) and members:
+                checks.append(any(holds(member) for member in members))
+        members = node.get("allOf")
+        if isinstance(members, list):
+            checks.append(all(holds(member) for member in members))
+        properties = node.get("properties")
+        required = node.get("required")
+        if isinstance(properties, dict) and isinstance(required, list):
+            checks.extend(holds(properties[r]) for r in required if r in properties)
+        items, min_items = node.get("items"), node.get("minItems")
+        if isinstance(items, dict) and isinstance(min_items, int) and min_items > 0:
+            checks.append(holds(items))
+        return all(checks)
+
+    changed = True
+    while changed:
+        changed = False
+        for name, schema in schemas.items():
+            if not satisfiable[name] and holds(schema):
+                satisfiable[name] = changed = True
+    return sorted(name for name, ok in satisfiable.items() if not ok)
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_DESCRIPTIVE = frozenset({"description", "title", "examples", "example"})
+
+
+def _check_text(schemas: dict[str, dict[str, Any]]) -> None:
+    """Refuse lone surrogates anywhere but in descriptive text: in a name, an enum value or a
+    default, pydantic-core cannot build a validator ("error extracting str")."""
+    stack: list[tuple[str, Any]] = list(schemas.items())
+    while stack:
+        where, node = stack.pop()
+        if isinstance(node, str):
+            if _SURROGATE.search(node):
+                raise UnbindableEndpoint(
+                    f"{where}: {ascii(node)[:80]} is not valid Unicode (a lone surrogate)"
+                )
+        elif isinstance(node, dict):
+            for key, value in node.items():
+                if _SURROGATE.search(str(key)):
+                    raise UnbindableEndpoint(
+                        f"{where}: the name {ascii(key)[:80]} is not valid Unicode "
+                        "(a lone surrogate)"
+                    )
+                if key not in _DESCRIPTIVE and not str(key).startswith("x-"):
+                    stack.append((f"{where}.{key}", value))
+        elif isinstance(node, list):
+            stack.extend((f"{where}[{i}]", value) for i, value in enumerate(node))

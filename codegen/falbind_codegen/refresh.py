@@ -12,11 +12,17 @@
    never written.
 3. Choose: ``--dry-run`` applies nothing, ``--yes`` everything, a terminal on stdin asks per
    item, anything else (CI, pipes) only reports.
-4. Apply the accepted items and regenerate incrementally, all or nothing
+4. Guard the registry: when the catalogue lists no endpoint (of the categories asked for) or
+   would remove more than :func:`removal_limit` allows (more than 20 endpoints, or more than 10%
+   of the registry entries in scope with at least 3 always allowed), the catalogue is taken to
+   be incomplete: the report is printed, nothing is applied, and the run fails, in every mode,
+   unless ``--allow-removals`` says fal really removed them.
+5. Apply the accepted items and regenerate incrementally, all or nothing
    (:func:`falbind_codegen.update.apply_update`).
 
 Exit status: 0 when every reported item could be applied (or nothing changed), 1 when some new
-or changed document cannot be bound, 2 on errors (catalogue unreadable, registry invalid).
+or changed document cannot be bound, 2 on errors (catalogue unreadable, registry invalid,
+removals refused by the guard).
 """
 
 from __future__ import annotations
@@ -58,6 +64,8 @@ __all__ = [
     "plan_refresh",
     "read_catalogue",
     "refresh_command",
+    "removal_guard",
+    "removal_limit",
 ]
 
 Kind = Literal["new", "changed", "deprecated", "removed"]
@@ -65,6 +73,12 @@ Mode = Literal["report", "dry-run", "yes", "interactive"]
 Echo = Callable[[str], None]
 Fetch = Callable[[str], dict[str, Any]]
 ACTIVE = "active"
+MAX_REMOVALS = 20
+"""More removals than this in one refresh need ``--allow-removals``."""
+MAX_REMOVAL_SHARE = 0.10
+"""... as do removals of more than this share of the registry entries in scope ..."""
+MIN_REMOVALS_ALLOWED = 3
+"""... except that this many are always allowed (a small registry may lose one endpoint)."""
 _SYMBOL = {"new": "+", "changed": "~", "deprecated": "!", "removed": "-"}
 
 
@@ -238,6 +252,44 @@ def plan_refresh(
     return sorted(items, key=lambda item: (order[item.kind], item.endpoint_id))
 
 
+# --------------------------------------------------------------------------- guarding
+
+
+def removal_limit(in_scope: int) -> int:
+    """How many removals one refresh may apply without ``--allow-removals``."""
+    share = int(in_scope * MAX_REMOVAL_SHARE)
+    return min(MAX_REMOVALS, max(MIN_REMOVALS_ALLOWED, share))
+
+
+def removal_guard(
+    registry: Registry, items: Sequence[RefreshItem], listed: int, categories: Sequence[str] = ()
+) -> str | None:
+    """Why the planned removals look like an incomplete catalogue rather than fal's decision
+    (``None`` when they do not): the catalogue lists nothing, or the removals exceed
+    :func:`removal_limit` of the registry entries in scope."""
+    removed = sum(1 for item in items if item.kind == "removed")
+    if not removed:
+        return None
+    wanted = set(categories)
+    in_scope = sum(1 for e in registry.entries if not wanted or e.category in wanted)
+    scope = f" of categor{'ies' if len(wanted) > 1 else 'y'} {', '.join(sorted(wanted))}"
+    scope = scope if wanted else ""
+    if listed == 0:
+        why = f"the catalogue lists no endpoint{scope}"
+    elif removed > (limit := removal_limit(in_scope)):
+        why = (
+            f"the catalogue lists {listed} endpoint(s){scope} and would remove more than "
+            f"{limit} (the limit: {MAX_REMOVALS}, or {MAX_REMOVAL_SHARE:.0%} of the registry, "
+            f"at least {MIN_REMOVALS_ALLOWED})"
+        )
+    else:
+        return None
+    return (
+        f"refusing to remove {removed} of {in_scope} registry endpoint(s): {why}, so it looks "
+        "incomplete; nothing was applied (pass --allow-removals if fal really removed them)"
+    )
+
+
 # --------------------------------------------------------------------------- applying
 
 
@@ -310,6 +362,7 @@ def refresh_command(
     only_new: bool = False,
     yes: bool = False,
     dry_run: bool = False,
+    allow_removals: bool = False,
     output_format: str = "text",
     echo: Echo,
 ) -> int:
@@ -336,6 +389,12 @@ def refresh_command(
     text = output_format == "text"
     if text:
         _echo_report(items, len(catalogue), echo)
+    refused = None if allow_removals else removal_guard(registry, items, len(catalogue), categories)
+    if refused is not None:
+        if not text:
+            report = _json_report(items, len(catalogue), [], mode, None)
+            echo(json.dumps({**report, "refused": refused}, indent=2))
+        raise RefreshError(refused)
     accepted = _choose(items, mode)
     update: UpdateResult | None = None
     if accepted:

@@ -25,6 +25,14 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from falbind.cli.limits import (
+    MAX_DOCUMENT_BYTES,
+    InputLimitError,
+    check_nesting,
+    loads_json,
+    read_bounded,
+)
+
 from .naming import EndpointNames, endpoint_names, is_valid_endpoint_id, schema_filename
 
 __all__ = [
@@ -190,14 +198,20 @@ class Registry:
         return self.root / SCHEMAS_DIR / schema_filename(entry.id)
 
     def schema_bytes(self, entry: EndpointEntry) -> bytes:
-        return self.schema_path(entry).read_bytes()
+        path = self.schema_path(entry)
+        try:
+            return read_bounded(path, MAX_DOCUMENT_BYTES, f"the schema of {entry.id}")
+        except InputLimitError as exc:
+            raise RegistryError(str(exc)) from None
 
     def document(self, entry: EndpointEntry, raw: bytes | None = None) -> dict[str, Any]:
         """The entry's document with its declared patches applied."""
         path = self.schema_path(entry)
         try:
-            document = json.loads(raw if raw is not None else path.read_bytes())
-        except (OSError, json.JSONDecodeError) as exc:
+            document = loads_json(raw if raw is not None else self.schema_bytes(entry), str(path))
+        except (OSError, ValueError) as exc:
+            if isinstance(exc, InputLimitError):
+                raise RegistryError(str(exc)) from None
             raise RegistryError(f"{path}: cannot read the schema of {entry.id}: {exc}") from exc
         if not isinstance(document, dict):
             raise RegistryError(f"{path}: the schema of {entry.id} is not a JSON object")
@@ -223,9 +237,13 @@ def apply_patches(document: dict[str, Any], entry: EndpointEntry, where: Path) -
 def _read_yaml(path: Path) -> tuple[Any, Any]:
     """The YAML data and its node tree (for line numbers)."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_bounded(path, MAX_DOCUMENT_BYTES, "a registry file").decode("utf-8")
     except OSError as exc:
         raise RegistryError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+    except InputLimitError as exc:
+        raise RegistryError(str(exc)) from None
+    except UnicodeDecodeError as exc:
+        raise RegistryError(f"{path}: not UTF-8: {exc}") from None
     try:
         loader = _Loader(text)
         try:
@@ -233,6 +251,11 @@ def _read_yaml(path: Path) -> tuple[Any, Any]:
             data = loader.construct_document(node) if node is not None else None
         finally:
             loader.dispose()
+        check_nesting(data, str(path))
+    except RecursionError:
+        raise RegistryError(f"{path}: nested too deeply; refused") from None
+    except InputLimitError as exc:
+        raise RegistryError(str(exc)) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""

@@ -22,7 +22,7 @@ from typing import Any
 
 import jinja2
 
-from .normalise import REF_PREFIX, NormalisedEndpoint
+from .normalise import REF_PREFIX, NormalisedEndpoint, allows_null, reserved_field_names
 
 __all__ = [
     "DCG_OPTIONS",
@@ -203,11 +203,118 @@ def mark_structured_defaults(body: str) -> str:
     )
 
 
-def input_parameters(body: str, input_name: str) -> list[tuple[str, str]]:
-    """``(python name, type source)`` of each field of the class ``input_name`` in ``body``.
+def _splice(body: str, edits: list[tuple[int, int, int, int, str]]) -> str:
+    """Replace each ``(line, col, end line, end col) -> text`` span (ast positions: 1-based
+    lines, UTF-8 byte columns) in ``body``; spans must not overlap."""
+    lines = [line.encode() for line in body.splitlines(keepends=True)]
+    for line, col, end_line, end_col, text in sorted(edits, reverse=True):
+        head = lines[line - 1][:col]
+        tail = lines[end_line - 1][end_col:]
+        lines[line - 1 : end_line] = [head + text.encode() + tail]
+    return b"".join(lines).decode()
+
+
+def _field_type(annotation: ast.expr) -> ast.expr:
+    """``T`` of dcg's ``Annotated[T, Field(...)]``, or the annotation itself."""
+    if (
+        isinstance(annotation, ast.Subscript)
+        and isinstance(annotation.value, ast.Name)
+        and annotation.value.id == "Annotated"
+        and isinstance(annotation.slice, ast.Tuple)
+    ):
+        return annotation.slice.elts[0]
+    return annotation
+
+
+def _wire_name(statement: ast.AnnAssign, name: str) -> str:
+    """The field's name in the JSON body: its ``Field(alias=...)``, else its Python name."""
+    for node in ast.walk(statement.annotation):
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name)
+            and node.func.id == "Field"
+        ):
+            for keyword in node.keywords:
+                if keyword.arg == "alias" and isinstance(keyword.value, ast.Constant):
+                    return str(keyword.value.value)
+    return name
+
+
+def _is_none(node: ast.expr | None) -> bool:
+    return isinstance(node, ast.Constant) and node.value is None
+
+
+def drop_null_from_non_nullable(body: str, normalised: NormalisedEndpoint) -> str:
+    """An optional request field whose schema does not allow null, typed ``T`` instead of dcg's
+    ``T | None = None``.
+
+    dcg gives every optional field without a default ``T | None = None``, so ``seed=None`` would
+    type-check, validate and be sent as ``"seed": null``, which the schema does not allow. The
+    rewritten field ``seed: Annotated[int, Field(...)] = omitted()`` refuses ``None`` (the runtime
+    default stays ``None``, never sent, as ``to_body`` sends only the fields the caller set).
+    """
+    tree = ast.parse(body)
+    edits: list[tuple[int, int, int, int, str]] = []
+    for cls in tree.body:
+        if not isinstance(cls, ast.ClassDef) or cls.name not in normalised.request_models:
+            continue
+        schema = normalised.schemas.get(cls.name, {})
+        properties = schema.get("properties")
+        required = schema.get("required") or []
+        if not isinstance(properties, dict):
+            continue
+        for statement in cls.body:
+            if not (
+                isinstance(statement, ast.AnnAssign)
+                and isinstance(statement.target, ast.Name)
+                and _is_none(statement.value)
+            ):
+                continue
+            wire = _wire_name(statement, statement.target.id)
+            prop = properties.get(wire)
+            if not isinstance(prop, dict) or wire in required or "default" in prop:
+                continue
+            if allows_null(prop, normalised.schemas):
+                continue
+            hint = _field_type(statement.annotation)
+            if not (
+                isinstance(hint, ast.BinOp)
+                and isinstance(hint.op, ast.BitOr)
+                and _is_none(hint.right)
+            ):
+                continue
+            value = statement.value
+            assert value is not None and value.end_lineno is not None
+            assert value.end_col_offset is not None
+            edits.append(
+                (
+                    value.lineno,
+                    value.col_offset,
+                    value.end_lineno,
+                    value.end_col_offset,
+                    "omitted()",
+                )
+            )
+            left, right = hint.left, hint.right
+            assert left.end_lineno is not None and left.end_col_offset is not None
+            assert right.end_lineno is not None and right.end_col_offset is not None
+            edits.append(
+                (left.end_lineno, left.end_col_offset, right.end_lineno, right.end_col_offset, "")
+            )
+    if not edits:
+        return body
+    return _splice(body, edits).replace(
+        f"from {RUNTIME_MODELS} import ", f"from {RUNTIME_MODELS} import omitted, ", 1
+    )
+
+
+def input_parameters(body: str, input_name: str) -> list[tuple[str, str, bool]]:
+    """``(python name, type source, required)`` of each field of the class ``input_name`` in
+    ``body``.
 
     The type is the first argument of dcg's ``Annotated[T, Field(...)]`` (or the plain
-    annotation); it becomes the type of the keyword argument in typed client methods.
+    annotation); it becomes the type of the keyword argument in typed client methods. A field
+    without a default is required.
     """
     tree = ast.parse(body)
     for cls in tree.body:
@@ -220,26 +327,101 @@ def input_parameters(body: str, input_name: str) -> list[tuple[str, str]]:
                     continue
                 if statement.target.id == "model_config":
                     continue
-                annotation = statement.annotation
-                if (
-                    isinstance(annotation, ast.Subscript)
-                    and isinstance(annotation.value, ast.Name)
-                    and annotation.value.id == "Annotated"
-                    and isinstance(annotation.slice, ast.Tuple)
-                ):
-                    annotation = annotation.slice.elts[0]
-                fields.append((statement.target.id, ast.unparse(annotation)))
+                annotation = _field_type(statement.annotation)
+                fields.append(
+                    (statement.target.id, ast.unparse(annotation), statement.value is None)
+                )
             return fields
     raise ValueError(f"no class {input_name} in the generated module")
 
 
+class UnusableModule(ValueError):
+    """dcg's module would import but fail in use; the message says why."""
+
+
+@cache
+def _pattern_problem(pattern: str, engine: str) -> str | None:
+    """Why pydantic cannot build a validator for ``pattern`` with ``engine``, if it cannot."""
+    from typing import Annotated
+
+    from pydantic import ConfigDict, Field, TypeAdapter
+    from pydantic_core import SchemaError
+
+    config = ConfigDict(regex_engine="python-re" if engine == "python-re" else "rust-regex")
+    try:
+        TypeAdapter(Annotated[str, Field(pattern=pattern)], config=config)
+    except (SchemaError, RecursionError, OverflowError) as exc:
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        return lines[-1] if lines else type(exc).__name__
+    return None
+
+
+def _regex_engine(cls: ast.ClassDef) -> str:
+    """The ``regex_engine`` of the class's ``model_config = ConfigDict(...)`` (pydantic's
+    default, ``rust-regex``, if it sets none); dcg sets ``python-re`` for lookarounds."""
+    for statement in cls.body:
+        targets = statement.targets if isinstance(statement, ast.Assign) else []
+        if isinstance(statement, ast.AnnAssign):
+            targets = [statement.target]
+        value = getattr(statement, "value", None)
+        named = any(isinstance(t, ast.Name) and t.id == "model_config" for t in targets)
+        if named and isinstance(value, ast.Call):
+            for keyword in value.keywords:
+                if keyword.arg == "regex_engine" and isinstance(keyword.value, ast.Constant):
+                    return str(keyword.value.value)
+    return "rust-regex"
+
+
+def check_module(body: str) -> None:
+    """Refuse a rendered module whose models would fail in use (the normaliser refuses these
+    cases in the schema already; this checks what dcg actually wrote): a field named like a
+    method of its falbind base, or a ``pattern`` pydantic cannot compile with the class's
+    regex engine."""
+    for cls in ast.parse(body).body:
+        if not isinstance(cls, ast.ClassDef):
+            continue
+        bases = {base.id for base in cls.bases if isinstance(base, ast.Name)}
+        role = "request" if "RequestModel" in bases else "response"
+        engine = _regex_engine(cls)
+        for statement in cls.body:
+            if (
+                isinstance(statement, ast.AnnAssign)
+                and isinstance(statement.target, ast.Name)
+                and statement.target.id in reserved_field_names(role)
+            ):
+                raise UnusableModule(
+                    f"{cls.name}.{statement.target.id} would shadow the method of the same "
+                    "name of falbind's model base"
+                )
+        for node in ast.walk(cls):
+            if not isinstance(node, ast.Call):
+                continue
+            for keyword in node.keywords:
+                value = keyword.value
+                if keyword.arg == "pattern" and isinstance(value, ast.Constant):
+                    problem = _pattern_problem(str(value.value), engine)
+                    if problem is not None:
+                        raise UnusableModule(
+                            f"{cls.name}: pattern {str(value.value)[:80]!r} cannot be compiled "
+                            f"by pydantic ({engine}): {problem}"
+                        )
+
+
 def _wrap(endpoint: EndpointSource, body: str) -> str:
+    normalised = endpoint.normalised
     body = mark_structured_defaults(_DCG_HEADER.sub("", body, count=1).strip("\n"))
+    body = drop_null_from_non_nullable(body, normalised)
     plain = _PLAIN_MODEL.findall(body)
     if plain:  # dcg named a class differently from our base-class map: extras would be ignored
         raise RuntimeError(f"classes {plain} lost their falbind base class")
-    body = body.replace(_FUTURE, _FUTURE + "from typing import TypedDict\n", 1)
-    normalised = endpoint.normalised
+    check_module(body)
+    parameters = [
+        (name, f"Required[{annotation}]" if required else annotation, required)
+        for name, annotation, required in input_parameters(body, normalised.input_name)
+        if name not in CLIENT_KEYWORDS
+    ]
+    typing_names = "Required, TypedDict" if any(r for *_, r in parameters) else "TypedDict"
+    body = body.replace(_FUTURE, _FUTURE + f"from typing import {typing_names}\n", 1)
     stem = normalised.input_name.removesuffix("Input")
     return render_template(
         "endpoint.py.j2",
@@ -249,11 +431,7 @@ def _wrap(endpoint: EndpointSource, body: str) -> str:
         input_name=normalised.input_name,
         output_name=normalised.output_name,
         params_name=f"{stem}Params",
-        parameters=[
-            (name, annotation)
-            for name, annotation in input_parameters(body, normalised.input_name)
-            if name not in CLIENT_KEYWORDS
-        ],
+        parameters=[(name, annotation) for name, annotation, _ in parameters],
         exports=sorted([*_CLASS.findall(body), f"{stem}Params"]),
     )
 
@@ -281,6 +459,8 @@ def render_endpoint_batch(endpoints: list[EndpointSource]) -> dict[str, str]:
         if endpoint.module in bodies:
             try:
                 wrapped[endpoint.module] = _wrap(endpoint, bodies[endpoint.module])
+            except UnusableModule as exc:
+                failed[endpoint.module] = f"!unusable: {exc}".splitlines()[0]
             except (RuntimeError, ValueError, SyntaxError) as exc:
                 failed[endpoint.module] = f"!error: {exc}".splitlines()[0]
     return {**format_sources(wrapped), **failed}

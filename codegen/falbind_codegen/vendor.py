@@ -15,6 +15,8 @@ from typing import Any
 
 import yaml
 
+from falbind.cli.limits import MAX_DOCUMENT_BYTES, InputLimitError, loads_json, read_bounded
+
 from .naming import is_valid_endpoint_id, schema_filename
 from .registry import MODELS_FILE, SCHEMAS_DIR, EndpointEntry, RegistryError
 
@@ -56,19 +58,26 @@ def document_bytes(document: dict[str, Any]) -> bytes:
 def read_document(path: Path, endpoint_id: str | None = None) -> VendoredDocument:
     """Read a fal OpenAPI document; its id and category come from ``info.x-fal-metadata``."""
     try:
-        raw = path.read_bytes()
+        raw = read_bounded(path, MAX_DOCUMENT_BYTES, "an OpenAPI document")
     except OSError as exc:
         raise RegistryError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+    except InputLimitError as exc:
+        raise RegistryError(str(exc)) from None
     return parse_document(raw, str(path), endpoint_id)
 
 
 def parse_document(raw: bytes, source: str, endpoint_id: str | None = None) -> VendoredDocument:
     """Check ``raw`` is a fal OpenAPI document (of ``endpoint_id``, when given); ``source`` names
-    it in errors. A document that names a different endpoint than ``endpoint_id`` is refused."""
+    it in errors. A document that names a different endpoint than ``endpoint_id`` is refused,
+    and so is one over the size or nesting limits of :mod:`falbind.cli.limits`."""
+    if len(raw) > MAX_DOCUMENT_BYTES:
+        raise RegistryError(f"{source}: over the {MAX_DOCUMENT_BYTES} byte limit for a document")
     try:
-        document = json.loads(raw)
+        document = loads_json(raw, source)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise RegistryError(f"{source}: not valid JSON: {exc}") from exc
+    except InputLimitError as exc:
+        raise RegistryError(str(exc)) from None
     info = document.get("info") if isinstance(document, dict) else None
     meta = info.get("x-fal-metadata") if isinstance(info, dict) else None
     meta = meta if isinstance(meta, dict) else {}

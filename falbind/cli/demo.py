@@ -41,7 +41,7 @@ def run_demo(output: Path, echo: Callable[[str], None]) -> int:
         echo("client.flux_schnell(prompt=..., num_image=2)  # a typo for num_images")
         try:
             # A type checker flags this line too; the runtime check is what the demo shows.
-            client.flux_schnell(prompt=PROMPT, num_image=2)  # type: ignore[call-arg]
+            client.flux_schnell(prompt=PROMPT, num_image=2)  # type: ignore[call-overload]
         except ValidationError as exc:
             echo(f"-> refused before sending: {exc.errors()[0]['msg']}")
         else:

@@ -8,6 +8,7 @@ JSON schema (pydantic's ``model_json_schema``), so what it prints is what valida
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
@@ -71,7 +72,20 @@ def resolve_endpoint(name: str) -> EndpointSpec:
 # --------------------------------------------------------------------------- tables
 
 
+_UNPRINTABLE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
+def printable(text: str) -> str:
+    """``text`` safe for any terminal and any stdout encoding: lone surrogates (which UTF-8
+    cannot encode) become U+FFFD, control characters (escape sequences) become ``\\x..``."""
+    return _UNPRINTABLE.sub(
+        lambda m: "\ufffd" if "\ud800" <= m.group() <= "\udfff" else ascii(m.group())[1:-1],
+        text,
+    )
+
+
 def _clip(text: str, cap: int | None) -> str:
+    text = printable(text)
     return text if cap is None or len(text) <= cap else text[: cap - 1] + "…"
 
 
@@ -280,7 +294,7 @@ def show_command(endpoint: str, *, output_format: str, echo: Echo) -> int:
         echo(line)
     for name, rows in nested.items():
         echo("")
-        echo(f"{name}:")
+        echo(f"{printable(name)}:")
         for line in _parameter_table(rows):
             echo("  " + line)
     return 0

@@ -106,6 +106,7 @@ def _refresh(args: argparse.Namespace) -> int:
         only_new=args.only_new,
         yes=args.yes,
         dry_run=args.dry_run,
+        allow_removals=args.allow_removals,
         output_format=args.format,
         echo=_echo,
     )
@@ -259,6 +260,12 @@ def _add_maintenance_commands(
     refresh.add_argument("--only-new", action="store_true", help="report only new endpoints")
     refresh.add_argument("--yes", action="store_true", help="apply every change without asking")
     refresh.add_argument("--dry-run", action="store_true", help="report only, never write")
+    refresh.add_argument(
+        "--allow-removals",
+        action="store_true",
+        help="apply even when the catalogue lists nothing or would remove more than 20 "
+        "endpoints or 10%% of the registry (refused by default: the catalogue looks incomplete)",
+    )
     _format_option(refresh, "text", "json")
     refresh.set_defaults(handler=_refresh)
 

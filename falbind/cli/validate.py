@@ -30,6 +30,13 @@ from falbind.models.base import UNKNOWN_PARAMETER, suggest_names
 from falbind.models.index import EndpointSpec
 
 from .describe import EndpointLookupError, resolve_endpoint
+from .limits import (
+    MAX_ARGUMENTS_BYTES,
+    InputLimitError,
+    check_nesting,
+    loads_json,
+    read_bounded,
+)
 
 __all__ = ["InputProblem", "Problem", "Request", "load_manifest", "validate_command"]
 
@@ -128,22 +135,31 @@ class _Source:
 
 def _read(path: Path) -> _Source:
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_bounded(path, MAX_ARGUMENTS_BYTES, "an argument file").decode("utf-8")
     except FileNotFoundError:
         raise InputProblem(f"{path}: no such file") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise InputProblem(f"{path}: cannot read: {exc}") from None
+    except InputLimitError as exc:
+        raise InputProblem(str(exc)) from None
     if path.suffix.lower() == ".json":
         try:
-            return _Source(path, text, json.loads(text))
+            return _Source(path, text, loads_json(text, str(path)))
         except json.JSONDecodeError as exc:
             raise InputProblem(f"{path}: invalid JSON: {exc}") from None
+        except InputLimitError as exc:
+            raise InputProblem(str(exc)) from None
     try:
         node = yaml.compose(text, Loader=_Loader)
         data = yaml.load(text, Loader=_Loader) if node is not None else None
+        check_nesting(data, str(path))
     except yaml.YAMLError as exc:
         reason = " ".join(str(exc).split())
         raise InputProblem(f"{path}: invalid YAML: {reason}") from None
+    except RecursionError:
+        raise InputProblem(f"{path}: nested too deeply; refused") from None
+    except InputLimitError as exc:
+        raise InputProblem(str(exc)) from None
     return _Source(path, text, data, node, True)
 
 

@@ -7,7 +7,8 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Mapping
+import warnings
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 from urllib.parse import quote
@@ -16,7 +17,7 @@ import httpx
 import pydantic_core
 from pydantic import BaseModel, ValidationError
 
-from falbind.models.base import RequestModel, to_request_body
+from falbind.models.base import RequestModel, to_request_body, validate_leniently
 from falbind.models.bindings import ENDPOINTS
 from falbind.models.index import EndpointSpec
 
@@ -27,10 +28,21 @@ from .errors import (
     FalDecodeError,
     FalError,
     FalTimeoutError,
+    InvalidArgumentsError,
+    InvalidArgumentTypeError,
+    MissingKeyError,
+    OutputSchemaWarning,
+    UntrustedURLError,
     error_from_response,
 )
 from .files import Upload
-from .retry import RetryPolicy, is_timeout, retry_delay
+from .retry import (
+    RetryPolicy,
+    describe_transport_error,
+    is_timeout,
+    retry_delay,
+    scrub_tracebacks,
+)
 
 __all__ = [
     "DEFAULT_QUEUE_URL",
@@ -44,7 +56,10 @@ __all__ = [
     "Priority",
     "QueueURLs",
     "UploadTarget",
+    "decode_output",
     "decode_upload_target",
+    "is_loopback",
+    "origin",
     "resolve_endpoint",
 ]
 
@@ -73,18 +88,35 @@ class Endpoint:
         params: Mapping[str, Any],
         extra_body: Mapping[str, Any] | None,
     ) -> bytes:
-        """The validated JSON body: only the fields the caller set, then ``extra_body``."""
+        """The validated JSON body: only the fields the caller set, then ``extra_body``.
+        :class:`~falbind.InvalidArgumentsError` when the arguments do not fit the Input model."""
+        try:
+            return self._build_body(arguments, params, extra_body)
+        except InvalidArgumentsError:
+            raise
+        except ValidationError as exc:
+            raise InvalidArgumentsError.of(exc, self.id) from exc
+
+    def _build_body(
+        self,
+        arguments: Mapping[str, Any] | RequestModel | None,
+        params: Mapping[str, Any],
+        extra_body: Mapping[str, Any] | None,
+    ) -> bytes:
         body: dict[str, Any]
         if self.spec is None:
             if isinstance(arguments, BaseModel):
-                raise TypeError(f"untyped call to {self.id!r} takes a mapping, not a model")
+                raise InvalidArgumentTypeError.because(
+                    "arguments", f"untyped call to {self.id!r} takes a mapping, not a model"
+                )
             body = _merge(arguments or {}, params)
         else:
             model = self.spec.input_model
             if isinstance(arguments, BaseModel):
                 if not isinstance(arguments, model):
-                    raise TypeError(
-                        f"{self.id} takes {model.__name__}, not {type(arguments).__name__}"
+                    raise InvalidArgumentTypeError.because(
+                        "arguments",
+                        f"{self.id} takes {model.__name__}, not {type(arguments).__name__}",
                     )
                 validated = (
                     model.model_validate(_merge(to_request_body(arguments), params))
@@ -98,28 +130,82 @@ class Endpoint:
             body.update(extra_body)
         return pydantic_core.to_json(body)
 
-    def decode_output(self, response: httpx.Response) -> Any:
-        """The endpoint's Output model (a dict when untyped) from a 2xx answer."""
+    def decode_output(self, response: httpx.Response, *, strict: bool = False) -> Any:
+        """The endpoint's Output model (a dict when untyped) from a 2xx answer.
+
+        An answer that does not match the Output model is still returned as that model (see
+        :func:`decode_output`), unless ``strict``.
+        """
         if self.spec is None:
             return decode_json(response)
-        model = self.spec.output_model
-        try:
-            return model.model_validate_json(response.content)
-        except ValidationError as exc:
-            request_id = response.headers.get(REQUEST_ID_HEADER)
-            if any(error["type"] == "json_invalid" for error in exc.errors()):
-                raise _malformed(response) from exc
+        return decode_output(
+            self.spec.output_model,
+            response.content,
+            source=f"the answer from {self.id}",
+            strict=strict,
+            status_code=response.status_code,
+            request_id=response.headers.get(REQUEST_ID_HEADER),
+            headers=response.headers,
+            malformed=lambda: _malformed(response),
+        )
+
+
+def decode_output(
+    model: type[BaseModel],
+    content: Any,
+    *,
+    source: str,
+    strict: bool,
+    status_code: int,
+    request_id: str | None,
+    headers: Mapping[str, str] | None = None,
+    malformed: Callable[[], FalDecodeError] | None = None,
+) -> Any:
+    """``content`` (raw JSON, or JSON already decoded) as ``model``: the one place every answer
+    fal paid for is decoded (run, subscribe, handles, webhooks, ``images.generate``).
+
+    Lenient, like openai-python: an answer that does not match is still returned as ``model``,
+    built from what arrived (``schema_mismatch`` lists the problems) with an
+    :class:`~falbind.OutputSchemaWarning`, because a paid result must not be lost to schema
+    drift. ``strict`` raises :class:`~falbind.FalDecodeError` (with the body) instead.
+    """
+    try:
+        if isinstance(content, bytes):
+            return model.model_validate_json(content)
+        return model.model_validate(content)
+    except ValidationError as exc:
+        if any(error["type"] == "json_invalid" for error in exc.errors()):
+            if malformed is not None:
+                raise malformed() from exc
+            raise  # pragma: no cover - only bytes can be invalid JSON
+        data = json.loads(content) if isinstance(content, bytes) else content
+        if strict or not isinstance(data, Mapping):
             raise FalDecodeError(
-                f"the answer from {self.id} does not match {model.__name__}: {exc}",
-                status_code=response.status_code,
+                f"{source} does not match {model.__name__}: {exc}",
+                status_code=status_code,
                 request_id=request_id,
+                body=data,
+                headers=headers,
             ) from exc
+        output, problems = validate_leniently(model, data)
+    warnings.warn(
+        OutputSchemaWarning(
+            f"{source} does not match {model.__name__} "
+            f"({len(problems)} problem(s): {'; '.join(problems[:5])}); "
+            "the output was kept as it arrived: see its schema_mismatch"
+            + (f" [request_id={request_id}]" if request_id else "")
+        ),
+        stacklevel=2,
+    )
+    return output
 
 
 def _merge(arguments: Mapping[str, Any], params: Mapping[str, Any]) -> dict[str, Any]:
     both = sorted(set(arguments) & set(params))
     if both:
-        raise TypeError(f"parameters given both in arguments and as keywords: {', '.join(both)}")
+        raise InvalidArgumentTypeError.because(
+            "arguments", f"parameters given both in arguments and as keywords: {', '.join(both)}"
+        )
     return {**arguments, **params}
 
 
@@ -133,12 +219,14 @@ def resolve_endpoint(endpoint_id: str, *, untyped: bool = False) -> Endpoint:
 
 
 def _malformed(response: httpx.Response) -> FalDecodeError:
-    excerpt = response.text[:200]
+    text = response.content.decode("utf-8", "replace")
     return FalDecodeError(
         f"malformed JSON in the {response.status_code} answer from "
-        f"{response.request.method} {response.request.url.copy_with(query=None)}: {excerpt!r}",
+        f"{response.request.method} {response.request.url.copy_with(query=None)}: {text[:200]!r}",
         status_code=response.status_code,
         request_id=response.headers.get(REQUEST_ID_HEADER),
+        body=text,
+        headers=response.headers,
     )
 
 
@@ -158,6 +246,8 @@ def decode_object(response: httpx.Response) -> dict[str, Any]:
             f"expected a JSON object from {response.request.url}, got {type(data).__name__}",
             status_code=response.status_code,
             request_id=response.headers.get(REQUEST_ID_HEADER),
+            body=data,
+            headers=response.headers,
         )
     return data
 
@@ -181,6 +271,8 @@ def decode_upload_target(response: httpx.Response) -> UploadTarget:
             "fal's upload initiate answer lacks a string upload_url and file_url",
             status_code=response.status_code,
             request_id=response.headers.get(REQUEST_ID_HEADER),
+            body=data,
+            headers=response.headers,
         )
     return UploadTarget(upload_url=upload_url, file_url=file_url)
 
@@ -223,11 +315,14 @@ class Call:
 
     method: str
     url: str
-    headers: dict[str, str]
+    headers: httpx.Headers
+    """httpx's headers: their ``repr`` hides ``Authorization``."""
     content: bytes | None = None
     params: dict[str, str] | None = None
     timeout: httpx.Timeout = field(default_factory=lambda: DEFAULT_TIMEOUT)
     idempotent: bool = True
+    deadline: float | None = None
+    """A ``time.monotonic()`` past which no retry starts (a queued request's client deadline)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,6 +335,45 @@ class ClientConfig:
     auth: Secret | None = None
     timeout: httpx.Timeout = field(default_factory=lambda: DEFAULT_TIMEOUT)
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    strict_outputs: bool = False
+    """Raise :class:`~falbind.FalDecodeError` for an answer that does not match its Output
+    model, instead of returning it with ``schema_mismatch`` and a warning."""
+    trusted_origins: frozenset[str] = frozenset()
+    """Origins (``scheme://host:port``) besides the queue URL's that fal's submit answer may
+    send the client to (status, response and cancel URLs)."""
+    key_required: bool = True
+    """Whether a call to a non-loopback fal URL without a key fails before sending (false when
+    the caller passed ``key=""``: they send none on purpose)."""
+
+    def queue_urls(self, response: httpx.Response, fallback: QueueURLs) -> QueueURLs:
+        """The queue URLs of fal's submit answer (``fallback`` for missing ones), each checked
+        to be on the queue URL's origin or a trusted one: the key is only sent there."""
+        data = decode_object(response)
+        urls = QueueURLs.from_submit(data, fallback)
+        trusted = {origin(self.queue_url), *self.trusted_origins}
+        for url in (urls.status, urls.response, urls.cancel):
+            if origin(url) not in trusted:
+                raise UntrustedURLError(
+                    f"fal's submit answer points at {_loggable(url)}, which is not on the queue's "
+                    f"origin ({', '.join(sorted(trusted))}); the key was not sent there. "
+                    "If this origin is fal's, pass it in trusted_origins=",
+                    url=_loggable(url),
+                    expected=tuple(sorted(trusted)),
+                    status_code=response.status_code,
+                    request_id=response.headers.get(REQUEST_ID_HEADER),
+                    body=data,
+                )
+        return urls
+
+    def _keyed(self, call: Call) -> Call:
+        """``call``, unless it goes to fal without a key: then :class:`MissingKeyError` (a
+        loopback URL, such as the fake server's, needs none)."""
+        if "authorization" not in call.headers and self.key_required and not is_loopback(call.url):
+            raise MissingKeyError(
+                f"no fal key for {call.method} {_loggable(call.url)}: pass key=, or set FAL_KEY "
+                "(or FAL_KEY_ID and FAL_KEY_SECRET, or FAL_AI_API_KEY) in the environment"
+            )
+        return call
 
     def headers(
         self,
@@ -250,65 +384,86 @@ class ClientConfig:
         object_lifecycle_seconds: int | None = None,
         extra_headers: Mapping[str, str] | None = None,
         authenticated: bool = True,
-    ) -> dict[str, str]:
+    ) -> httpx.Headers:
         """Request headers: auth, fal's options, then the caller's ``extra_headers``.
 
         ``object_lifecycle_seconds`` asks fal to keep the output files that long
         (``X-Fal-Object-Lifecycle-Preference``); it must be a whole number of seconds > 0.
         """
-        headers: dict[str, str] = {}
+        # httpx.Headers, not a dict: its repr hides Authorization, so neither a Call's repr nor
+        # a traceback's frame locals show the key.
+        headers = httpx.Headers()
         if authenticated and self.auth is not None:
             headers["Authorization"] = f"Key {self.auth.reveal()}"
         if start_timeout is not None:
             if start_timeout <= 1:
-                raise ValueError("start_timeout must be more than 1 second")
+                raise InvalidArgumentsError.because(
+                    "start_timeout", "start_timeout must be more than 1 second", start_timeout
+                )
             headers["X-Fal-Request-Timeout"] = _seconds(start_timeout)
         if hint is not None:
             headers["X-Fal-Runner-Hint"] = hint
         if priority is not None:
             if priority not in ("normal", "low"):
-                raise ValueError(f"priority must be 'normal' or 'low', not {priority!r}")
+                raise InvalidArgumentsError.because(
+                    "priority", f"priority must be 'normal' or 'low', not {priority!r}", priority
+                )
             headers["X-Fal-Queue-Priority"] = priority
         if object_lifecycle_seconds is not None:
             headers["X-Fal-Object-Lifecycle-Preference"] = _lifecycle(object_lifecycle_seconds)
         if extra_headers:
-            headers.update(extra_headers)
+            headers.update(checked_headers(extra_headers))
         return headers
 
     def run_call(
-        self, endpoint: Endpoint, body: bytes, headers: dict[str, str], timeout: Timeout
+        self, endpoint: Endpoint, body: bytes, headers: httpx.Headers, timeout: Timeout
     ) -> Call:
         headers["Content-Type"] = "application/json"
-        return Call(
-            "POST",
-            f"{self.run_url.rstrip('/')}/{endpoint.id}",
-            headers,
-            content=body,
-            timeout=as_timeout(timeout, self.timeout),
-            idempotent=False,
+        return self._keyed(
+            Call(
+                "POST",
+                f"{self.run_url.rstrip('/')}/{endpoint.id}",
+                headers,
+                content=body,
+                timeout=as_timeout(timeout, self.timeout),
+                idempotent=False,
+            )
         )
 
     def submit_call(
-        self, endpoint: Endpoint, body: bytes, headers: dict[str, str], webhook_url: str | None
+        self, endpoint: Endpoint, body: bytes, headers: httpx.Headers, webhook_url: str | None
     ) -> Call:
         headers["Content-Type"] = "application/json"
-        return Call(
-            "POST",
-            f"{self.queue_url.rstrip('/')}/{endpoint.id}",
-            headers,
-            content=body,
-            params={"fal_webhook": webhook_url} if webhook_url else None,
-            timeout=self.timeout,
-            idempotent=False,
+        return self._keyed(
+            Call(
+                "POST",
+                f"{self.queue_url.rstrip('/')}/{endpoint.id}",
+                headers,
+                content=body,
+                params={"fal_webhook": webhook_url} if webhook_url else None,
+                timeout=self.timeout,
+                idempotent=False,
+            )
         )
 
-    def status_call(self, urls: QueueURLs, *, with_logs: bool) -> Call:
-        return Call(
-            "GET",
-            urls.status,
-            self.headers(),
-            params={"logs": "1" if with_logs else "0"},
-            timeout=self.timeout,
+    def status_call(
+        self, urls: QueueURLs, *, with_logs: bool, read_timeout: float | None = None
+    ) -> Call:
+        """``GET {status_url}``; ``read_timeout`` (a client deadline's remaining time) caps
+        the configured timeout."""
+        timeout, deadline = self.timeout, None
+        if read_timeout is not None:
+            timeout = _capped(timeout, read_timeout)
+            deadline = time.monotonic() + read_timeout
+        return self._keyed(
+            Call(
+                "GET",
+                urls.status,
+                self.headers(),
+                params={"logs": "1" if with_logs else "0"},
+                timeout=timeout,
+                deadline=deadline,
+            )
         )
 
     def stream_call(self, urls: QueueURLs, *, with_logs: bool, read_timeout: float | None) -> Call:
@@ -318,20 +473,23 @@ class ClientConfig:
         )
         headers = self.headers()
         headers["Accept"] = "text/event-stream"
-        return Call(
-            "GET",
-            f"{urls.status}/stream",
-            headers,
-            params={"logs": "1" if with_logs else "0"},
-            timeout=timeout,
+        return self._keyed(
+            Call(
+                "GET",
+                f"{urls.status}/stream",
+                headers,
+                params={"logs": "1" if with_logs else "0"},
+                timeout=timeout,
+            )
         )
 
     def result_call(self, urls: QueueURLs) -> Call:
-        return Call("GET", urls.response, self.headers(), timeout=self.timeout)
+        return self._keyed(Call("GET", urls.response, self.headers(), timeout=self.timeout))
 
-    def cancel_call(self, urls: QueueURLs) -> Call:
+    def cancel_call(self, urls: QueueURLs, *, timeout: float | None = None) -> Call:
         # Cancelling twice is harmless, so a cancel is as safe to retry as a GET.
-        return Call("PUT", urls.cancel, self.headers(), timeout=self.timeout)
+        limit = self.timeout if timeout is None else _capped(self.timeout, timeout)
+        return self._keyed(Call("PUT", urls.cancel, self.headers(), timeout=limit))
 
     def upload_initiate_call(self, upload: Upload) -> Call:
         """``POST {storage_url}/storage/upload/initiate``: a POST, so retried only when it
@@ -339,14 +497,16 @@ class ClientConfig:
         headers = self.headers()
         headers["Content-Type"] = "application/json"
         body = {"content_type": upload.content_type, "file_name": upload.file_name}
-        return Call(
-            "POST",
-            f"{self.storage_url.rstrip('/')}/storage/upload/initiate",
-            headers,
-            content=json.dumps(body).encode(),
-            params={"storage_type": "fal-cdn-v3"},
-            timeout=self.timeout,
-            idempotent=False,
+        return self._keyed(
+            Call(
+                "POST",
+                f"{self.storage_url.rstrip('/')}/storage/upload/initiate",
+                headers,
+                content=json.dumps(body).encode(),
+                params={"storage_type": "fal-cdn-v3"},
+                timeout=self.timeout,
+                idempotent=False,
+            )
         )
 
     def upload_put_call(self, upload: Upload, target: UploadTarget) -> Call:
@@ -355,17 +515,77 @@ class ClientConfig:
         return Call(
             "PUT",
             target.upload_url,
-            {"Content-Type": upload.content_type},
+            httpx.Headers({"Content-Type": upload.content_type}),
             content=upload.data,
             timeout=self.timeout,
         )
 
     def download_call(self, url: str, timeout: Timeout) -> Call:
         # No Authorization header: file URLs point at CDNs and other hosts.
-        return Call("GET", url, {}, timeout=as_timeout(timeout, self.timeout))
+        return Call("GET", url, httpx.Headers(), timeout=as_timeout(timeout, self.timeout))
 
 
 Timeout = httpx.Timeout | float | None
+
+_LOOPBACK_HOSTS: Final = frozenset({"127.0.0.1", "::1", "localhost"})
+_DEFAULT_PORTS: Final = {"http": 80, "https": 443}
+
+
+def origin(url: str) -> str:
+    """``scheme://host:port`` of ``url`` (the port made explicit), for origin checks."""
+    parsed = httpx.URL(url)
+    port = parsed.port or _DEFAULT_PORTS.get(parsed.scheme)
+    host = parsed.host.lower()
+    return f"{parsed.scheme}://{f'[{host}]' if ':' in host else host}:{port}"
+
+
+def normalized_origins(origins: Iterable[str]) -> frozenset[str]:
+    """Each of ``origins`` (a URL or ``scheme://host[:port]``) as :func:`origin` writes it."""
+    return frozenset(origin(value) for value in origins)
+
+
+def is_loopback(url: str) -> bool:
+    """Whether ``url`` points at this machine (127.0.0.1, ::1, localhost)."""
+    return httpx.URL(url).host.lower() in _LOOPBACK_HOSTS
+
+
+def checked_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """The caller's ``extra_headers``, refused before sending (never retried, never echoed)
+    when a name or value is not a string of printable ASCII: httpx would fail on every try."""
+    for name, value in headers.items():
+        if not (isinstance(name, str) and isinstance(value, str)):
+            raise InvalidArgumentTypeError.because(
+                "extra_headers", f"header {name!r}: names and values must be strings"
+            )
+        if not _printable(name) or not name or ":" in name:
+            raise InvalidArgumentsError.because(
+                "extra_headers", f"header name {name!r} is not a valid HTTP header name"
+            )
+        if not _printable(value):
+            raise InvalidArgumentsError.because(
+                "extra_headers",
+                f"the value of header {name!r} holds a control or non-ASCII character",
+            )
+    return dict(headers)
+
+
+def _printable(text: str) -> bool:
+    return all(" " <= char <= "~" for char in text)
+
+
+def _capped(timeout: httpx.Timeout, seconds: float) -> httpx.Timeout:
+    """``timeout`` with each phase at most ``seconds`` (at least a millisecond)."""
+    seconds = max(seconds, 0.001)
+
+    def cap(value: float | None) -> float:
+        return seconds if value is None else min(value, seconds)
+
+    return httpx.Timeout(
+        connect=cap(timeout.connect),
+        read=cap(timeout.read),
+        write=cap(timeout.write),
+        pool=cap(timeout.pool),
+    )
 
 
 def as_timeout(value: Timeout, default: httpx.Timeout) -> httpx.Timeout:
@@ -379,9 +599,17 @@ def as_timeout(value: Timeout, default: httpx.Timeout) -> httpx.Timeout:
 
 def _lifecycle(seconds: int) -> str:
     if isinstance(seconds, bool) or not isinstance(seconds, int):
-        raise TypeError(f"object_lifecycle_seconds must be an int, not {type(seconds).__name__}")
+        raise InvalidArgumentTypeError.because(
+            "object_lifecycle_seconds",
+            f"object_lifecycle_seconds must be an int, not {type(seconds).__name__}",
+            seconds,
+        )
     if seconds <= 0:
-        raise ValueError(f"object_lifecycle_seconds must be > 0, not {seconds}")
+        raise InvalidArgumentsError.because(
+            "object_lifecycle_seconds",
+            f"object_lifecycle_seconds must be > 0, not {seconds}",
+            seconds,
+        )
     return json.dumps({"expiration_duration_seconds": seconds})
 
 
@@ -414,8 +642,8 @@ class Attempts:
             elapsed=time.monotonic() - self._started,
             error=error,
         )
-        if delay is None:
-            raise transport_error(error, self._call) from error
+        if delay is None or self._past_deadline(delay):
+            raise transport_error(error, self._call) from scrub_tracebacks(error)
         self._note_retry(delay, type(error).__name__)
         return delay
 
@@ -430,10 +658,15 @@ class Attempts:
             elapsed=time.monotonic() - self._started,
             response=response,
         )
-        if delay is None:
+        if delay is None or self._past_deadline(delay):
             raise error_from_response(response)
         self._note_retry(delay, str(response.status_code))
         return delay
+
+    def _past_deadline(self, delay: float) -> bool:
+        """Whether a retry after ``delay`` would start past the call's own deadline."""
+        deadline = self._call.deadline
+        return deadline is not None and time.monotonic() + delay >= deadline
 
     def _note_retry(self, delay: float, reason: str) -> None:
         self.retries += 1
@@ -453,8 +686,16 @@ def _loggable(url: str) -> str:
 
 
 def transport_error(error: httpx.TransportError, call: Call) -> FalError:
-    """The falbind error for a transport failure: names the call, never its headers."""
+    """The falbind error for a transport failure: says what happened and names the call
+    ("connection reset by peer on POST https://…"), never its headers."""
     where = f"{call.method} {_loggable(call.url)}"
+    cause = error.__cause__
+    # The class that says most: httpx's own, or aiohttp's where the aiohttp transport wrapped
+    # it (that transport reports a reset as "ConnectTimeout").
+    kind = type(
+        cause if cause is not None and type(cause).__module__.startswith("aiohttp") else error
+    )
+    message = f"{describe_transport_error(error)} on {where} ({kind.__name__})"
     if is_timeout(error):
-        return FalTimeoutError(f"{type(error).__name__} on {where}")
-    return FalConnectionError(f"{type(error).__name__} on {where}: {error}")
+        return FalTimeoutError(message)
+    return FalConnectionError(message)

@@ -12,12 +12,15 @@ run time ``__getattr__`` resolves the name in ``falbind.ENDPOINTS``.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
+import inspect
 import logging
 import os
+import re
 import ssl
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self, overload
@@ -27,6 +30,7 @@ import httpx
 from falbind.images.generate import AsyncImages, Images
 from falbind.models.base import RequestModel
 from falbind.models.index import EndpointSpec, UnknownEndpointError
+from falbind.models.suggest import suggest_names
 
 from ._core import (
     DEFAULT_QUEUE_URL,
@@ -43,13 +47,20 @@ from ._core import (
     as_timeout,
     decode_object,
     decode_upload_target,
+    normalized_origins,
     resolve_endpoint,
 )
 from .auth import resolve_key
-from .errors import FalDecodeError
+from .errors import REQUEST_ID_HEADER, FalDecodeError
 from .files import Upload, decode_data_uri, file_url, finish_download
-from .queue import AsyncQueueHandle, AsyncStatusCallback, QueueHandle, StatusCallback
-from .retry import RetryPolicy
+from .queue import (
+    AsyncQueueHandle,
+    AsyncStatusCallback,
+    QueueHandle,
+    StatusCallback,
+    check_client_timeout,
+)
+from .retry import RetryPolicy, as_transport_error
 
 if TYPE_CHECKING:
     from falbind.models.bindings import (
@@ -84,20 +95,124 @@ def _default_async_transport() -> httpx.AsyncBaseTransport | None:
     return AiohttpTransport(verify=_ssl_context())
 
 
-class _EndpointMethod:
-    """``client.<python name>``: calls ``invoke(endpoint id, input, **options)``."""
+class _EndpointDoc:
+    """``__doc__`` of an endpoint method: the class's own docstring on the class, the endpoint's
+    description and parameters on an instance (built on first read: it imports the models)."""
 
-    __slots__ = ("_invoke", "spec")
+    def __init__(self, class_doc: str) -> None:
+        self.class_doc = class_doc
+
+    def __get__(self, method: _EndpointMethod | None, owner: type | None = None) -> str:
+        return self.class_doc if method is None else method._describe()
+
+
+class _EndpointMethod:
+    # The class docstring lives in _EndpointDoc, so an instance can answer with its endpoint's.
+    __doc__ = _EndpointDoc(
+        "``client.<python name>``: calls ``invoke(endpoint id, input, **options)``."
+    )
+    __slots__ = ("_invoke", "_signature", "spec")
 
     def __init__(self, invoke: Callable[..., Any], spec: EndpointSpec) -> None:
         self._invoke = invoke
         self.spec = spec
+        self._signature: inspect.Signature | None = None
 
     def __call__(self, input: Arguments = None, /, **options: Any) -> Any:
         return self._invoke(self.spec.id, input, **options)
 
+    # A descriptor, so ``inspect.isroutine`` holds and ``help()`` documents the method (its
+    # signature and docstring) rather than the class. Instances live in the client's __dict__,
+    # where descriptors are not bound, so this never changes what attribute access returns.
+    def __get__(self, instance: object, owner: type | None = None) -> Self:
+        return self
+
+    @property
+    def __name__(self) -> str:
+        return self.spec.name
+
+    @property
+    def __signature__(self) -> inspect.Signature:
+        """``(input=None, /, *, <call options>, <the Input model's fields>) -> <Stem>Output``."""
+        if self._signature is None:
+            self._signature = _endpoint_signature(self._invoke, self.spec)
+        return self._signature
+
+    def _describe(self) -> str:
+        model = _built(self.spec.input_model)
+        lines = [
+            f"{self.spec.id} ({self.spec.category}): returns {self.spec.output_model.__name__}.",
+            f"fal's page: https://fal.ai/models/{self.spec.id}",
+        ]
+        if model.__doc__:
+            lines += ["", inspect.cleandoc(model.__doc__)]
+        lines += ["", f"Pass a {model.__name__}, or its fields as keyword arguments:"]
+        for name, field in model.model_fields.items():
+            required = " (required)" if field.is_required() else ""
+            lines.append(f"  {name}: {_type_text(field.annotation)}{required}")
+            if field.description:
+                lines.append("      " + " ".join(field.description.split()))
+        options = ", ".join(_call_options(self._invoke))
+        owner = type(getattr(self._invoke, "__self__", None)).__name__
+        lines += ["", f"Call options ({options}): see {owner}.{self._invoke.__name__}()."]
+        return "\n".join(lines)
+
     def __repr__(self) -> str:
         return f"<falbind method {self.spec.name} for {self.spec.id}>"
+
+
+def _type_text(annotation: Any) -> str:
+    text = inspect.formatannotation(annotation)
+    return re.sub(r"\b[\w.]+\.(\w+)", r"\1", text)  # module paths add nothing here
+
+
+def _built(model: type[RequestModel] | Any) -> Any:
+    """``model`` with its field annotations resolved: generated models defer building, and a
+    field whose type is defined further down its module stays a forward reference until then."""
+    model.model_rebuild()
+    return model
+
+
+def _call_options(invoke: Callable[..., Any]) -> dict[str, inspect.Parameter]:
+    """The keyword options of the client call behind an endpoint method (``run``/``subscribe``)."""
+    return {
+        name: option
+        for name, option in inspect.signature(invoke).parameters.items()
+        if option.kind is inspect.Parameter.KEYWORD_ONLY and name != "untyped"
+    }
+
+
+def _endpoint_signature(invoke: Callable[..., Any], spec: EndpointSpec) -> inspect.Signature:
+    keyword = inspect.Parameter.KEYWORD_ONLY
+    model = _built(spec.input_model)
+    parameters = [
+        inspect.Parameter(
+            "input", inspect.Parameter.POSITIONAL_ONLY, default=None, annotation=model | None
+        )
+    ]
+    options = _call_options(invoke)
+    taken = {*options, "input"}
+    parameters += options.values()
+    for name, field in model.model_fields.items():
+        if name in taken:
+            continue  # settable through the model only, as in the typed stubs
+        default = inspect.Parameter.empty if field.is_required() else field.get_default()
+        parameters.append(
+            inspect.Parameter(name, keyword, default=default, annotation=field.annotation)
+        )
+    return inspect.Signature(parameters, return_annotation=spec.output_model)
+
+
+def _endpoint_names() -> list[str]:
+    from falbind.models.bindings import ENDPOINTS
+
+    return [spec.name for spec in ENDPOINTS.values()]
+
+
+def _public_dir(names: Iterable[str]) -> list[str]:
+    """``dir()`` of a client or queue namespace: its own attributes and every endpoint method,
+    so REPL and Jupyter completion offer ``client.flux_<TAB>``."""
+    return sorted({*names, *_endpoint_names()})
 
 
 def _endpoint_method(owner: object, name: str, invoke: Callable[..., Any]) -> _EndpointMethod:
@@ -107,11 +222,23 @@ def _endpoint_method(owner: object, name: str, invoke: Callable[..., Any]) -> _E
 
     try:
         spec = ENDPOINTS.by_name(name)
-    except UnknownEndpointError as exc:
-        raise AttributeError(
-            f"{type(owner).__name__!r} object has no attribute {name!r}: {exc}"
-        ) from None
+    except UnknownEndpointError:
+        # Only close names are worth suggesting: an unrelated endpoint would mislead.
+        candidates = [
+            *_endpoint_names(),
+            *(n for n in dir(type(owner)) if not n.startswith("_")),
+        ]
+        suggestions = suggest_names(name, candidates, cutoff=_ATTRIBUTE_CUTOFF)
+        message = f"{type(owner).__name__!r} object has no endpoint or attribute named {name!r}"
+        if suggestions:
+            message += "; did you mean " + " or ".join(repr(s) for s in suggestions) + "?"
+        raise AttributeError(message, name=name, obj=owner) from None
     return _EndpointMethod(invoke, spec)
+
+
+# difflib ratio above which a name reads as a typo of another (``flux_schnel``, 0.96), not as
+# an unrelated word that shares a few letters (``with_options`` -> ``wan_motion``, 0.64).
+_ATTRIBUTE_CUTOFF = 0.8
 
 
 class _ClientBase:
@@ -129,6 +256,8 @@ class _ClientBase:
         storage_url: str,
         timeout: Timeout,
         retry: RetryPolicy | None,
+        strict_outputs: bool,
+        trusted_origins: Iterable[str] | None,
     ) -> None:
         self._config = ClientConfig(
             run_url=run_url.rstrip("/"),
@@ -137,12 +266,53 @@ class _ClientBase:
             auth=resolve_key(key),
             timeout=as_timeout(timeout, DEFAULT_TIMEOUT),
             retry=retry or RetryPolicy(),
+            strict_outputs=strict_outputs,
+            trusted_origins=normalized_origins(trusted_origins or ()),
+            key_required=key != "",
         )
         self._status_stream = True  # until a server shows it does not serve the status stream
 
     @property
     def retry(self) -> RetryPolicy:
         return self._config.retry
+
+    def with_options(
+        self,
+        *,
+        key: str | None = None,
+        timeout: Timeout = None,
+        max_retries: int | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> Self:
+        """A copy of this client with some settings changed, sharing its connection pool (as
+        openai-python's ``with_options``): ``client.with_options(timeout=5).flux_schnell(...)``.
+
+        Settings left out (``None``) stay as they are; ``max_retries`` changes only that field
+        of the retry policy (``retry`` replaces the whole policy first). The copy never closes
+        the shared pool: close the client it came from.
+        """
+        config = self._config
+        if key is not None:
+            config = dataclasses.replace(config, auth=resolve_key(key))
+        if timeout is not None:
+            config = dataclasses.replace(config, timeout=as_timeout(timeout, config.timeout))
+        policy = retry or config.retry
+        if max_retries is not None:
+            policy = dataclasses.replace(policy, max_retries=max_retries)
+        clone = object.__new__(type(self))
+        # Every attribute is carried over (the pool included) except the endpoint methods
+        # cached on first use, which call the original client.
+        clone.__dict__.update(
+            (name, value)
+            for name, value in self.__dict__.items()
+            if not isinstance(value, _EndpointMethod)
+        )
+        clone.__dict__.update(_config=dataclasses.replace(config, retry=policy), _owns_http=False)
+        clone.__dict__["queue"] = type(self.__dict__["queue"])(clone)
+        return clone
+
+    def __dir__(self) -> Iterable[str]:
+        return _public_dir(super().__dir__())
 
     def __repr__(self) -> str:
         key = "set" if self._config.auth is not None else "none"
@@ -207,7 +377,7 @@ class _ClientBase:
         if not isinstance(request_id, str) or not request_id:
             raise _no_request_id(response)
         fallback = QueueURLs.rebuilt(self._config.queue_url, endpoint.id, request_id)
-        return request_id, QueueURLs.from_submit(data, fallback)
+        return request_id, self._config.queue_urls(response, fallback)
 
     def _rebuilt_urls(self, endpoint: Endpoint, request_id: str) -> QueueURLs:
         return QueueURLs.rebuilt(self._config.queue_url, endpoint.id, request_id)
@@ -217,7 +387,9 @@ def _no_request_id(response: httpx.Response) -> FalDecodeError:
     return FalDecodeError(
         "fal's submit answer has no request_id",
         status_code=response.status_code,
-        request_id=None,
+        request_id=response.headers.get(REQUEST_ID_HEADER),
+        body=decode_object(response),
+        headers=response.headers,
     )
 
 
@@ -226,6 +398,9 @@ class _SyncQueueNamespace(_SyncQueueMethods):
 
     def __init__(self, client: FalClient) -> None:
         self._client = client
+
+    def __dir__(self) -> Iterable[str]:
+        return _public_dir(super().__dir__())
 
     if not TYPE_CHECKING:
 
@@ -241,6 +416,9 @@ class _AsyncQueueNamespace(_AsyncQueueMethods):
     def __init__(self, client: AsyncFalClient) -> None:
         self._client = client
 
+    def __dir__(self) -> Iterable[str]:
+        return _public_dir(super().__dir__())
+
     if not TYPE_CHECKING:
 
         def __getattr__(self, name: str) -> _EndpointMethod:
@@ -253,10 +431,19 @@ class FalClient(_ClientBase, _SyncMethods):
     """A synchronous fal client.
 
     ``key`` defaults to ``FAL_KEY``, else ``FAL_KEY_ID`` + ``FAL_KEY_SECRET``, else
-    ``FAL_AI_API_KEY`` (``key=""`` sends none). ``timeout`` (seconds or an ``httpx.Timeout``)
-    applies to each HTTP request; ``run`` always has a read timeout. ``storage_url`` is where
-    :meth:`upload` starts uploads. ``http_client`` is used as given and left open on
-    ``close()``. Use it as a context manager, or call ``close()``.
+    ``FAL_AI_API_KEY`` (``key=""`` sends none on purpose). A key with a control or non-ASCII
+    character raises :class:`~falbind.InvalidKeyError` here; with no key at all, a call to a
+    non-loopback URL raises :class:`~falbind.MissingKeyError` before sending. ``timeout``
+    (seconds or an ``httpx.Timeout``) applies to each HTTP request; ``run`` always has a read
+    timeout. ``storage_url`` is where :meth:`upload` starts uploads. ``http_client`` is used
+    as given and left open on ``close()``. Use it as a context manager, or call ``close()``.
+
+    Outputs are decoded leniently: an answer that does not match the Output model is still
+    returned as that model (``schema_mismatch`` lists the problems) with an
+    :class:`~falbind.OutputSchemaWarning`; ``strict_outputs=True`` raises
+    :class:`~falbind.FalDecodeError` instead. The queue URLs in fal's submit answer are
+    followed only on the queue URL's origin or one of ``trusted_origins``
+    (``"https://host[:port]"``); others raise :class:`~falbind.UntrustedURLError`.
     """
 
     def __init__(
@@ -269,8 +456,12 @@ class FalClient(_ClientBase, _SyncMethods):
         timeout: Timeout = None,
         retry: RetryPolicy | None = None,
         http_client: httpx.Client | None = None,
+        strict_outputs: bool = False,
+        trusted_origins: Iterable[str] | None = None,
     ) -> None:
-        self._configure(key, run_url, queue_url, storage_url, timeout, retry)
+        self._configure(
+            key, run_url, queue_url, storage_url, timeout, retry, strict_outputs, trusted_origins
+        )
         self._owns_http = http_client is None
         self._http = http_client or httpx.Client(
             timeout=self._config.timeout, verify=_ssl_context()
@@ -340,7 +531,7 @@ class FalClient(_ClientBase, _SyncMethods):
             extra_body=extra_body,
             extra_headers=extra_headers,
         )
-        return endpoint.decode_output(self._send(call))
+        return endpoint.decode_output(self._send(call), strict=self._config.strict_outputs)
 
     def submit(
         self,
@@ -403,6 +594,7 @@ class FalClient(_ClientBase, _SyncMethods):
         ``on_queue_update`` gets each status. When ``client_timeout`` seconds pass first, the
         request is cancelled and :class:`~falbind.FalTimeoutError` raised.
         """
+        check_client_timeout(client_timeout)
         handle = self.submit(
             endpoint_id,
             arguments,
@@ -529,8 +721,12 @@ class AsyncFalClient(_ClientBase, _AsyncMethods):
         timeout: Timeout = None,
         retry: RetryPolicy | None = None,
         http_client: httpx.AsyncClient | None = None,
+        strict_outputs: bool = False,
+        trusted_origins: Iterable[str] | None = None,
     ) -> None:
-        self._configure(key, run_url, queue_url, storage_url, timeout, retry)
+        self._configure(
+            key, run_url, queue_url, storage_url, timeout, retry, strict_outputs, trusted_origins
+        )
         self._owns_http = http_client is None
         self._http = http_client or httpx.AsyncClient(
             timeout=self._config.timeout,
@@ -596,7 +792,7 @@ class AsyncFalClient(_ClientBase, _AsyncMethods):
             extra_body=extra_body,
             extra_headers=extra_headers,
         )
-        return endpoint.decode_output(await self._send(call))
+        return endpoint.decode_output(await self._send(call), strict=self._config.strict_outputs)
 
     async def submit(
         self,
@@ -651,6 +847,7 @@ class AsyncFalClient(_ClientBase, _AsyncMethods):
         **params: Any,
     ) -> Any:
         """Submit and wait; see :meth:`FalClient.subscribe` (``on_queue_update`` may be async)."""
+        check_client_timeout(client_timeout)
         handle = await self.submit(
             endpoint_id,
             arguments,
@@ -740,8 +937,14 @@ class AsyncFalClient(_ClientBase, _AsyncMethods):
                     headers=call.headers,
                     timeout=call.timeout,
                 )
-            except httpx.TransportError as exc:
-                delay = attempts.after_error(exc)
+            except Exception as exc:
+                # aiohttp's own errors (a payload error, a disconnect, an answer that is not
+                # HTTP) can escape the aiohttp transport unwrapped: they are transport errors
+                # too, classified and retried exactly as httpx's.
+                error = as_transport_error(exc)
+                if error is None:
+                    raise
+                delay = attempts.after_error(error)
             else:
                 retry_in = attempts.after_response(response)
                 if retry_in is None:

@@ -7,8 +7,10 @@
     ├── FalTimeoutError               a timeout: connect/read/write, the retry budget, or a
     │                                 queued request's ``client_timeout`` (it is cancelled first)
     ├── FalDecodeError                an answer that is not the JSON we expect (malformed, or not
-    │                                 matching the endpoint's Output model); ``status_code``,
-    │                                 ``request_id``
+    │   │                             matching the Output model with ``strict_outputs=True``);
+    │   │                             ``status_code``, ``request_id``, ``body``, ``headers``
+    │   └── UntrustedURLError         fal's submit answer named a queue URL on another origin
+    │                                 (the key is not sent there); ``url``, ``expected``
     ├── FalStatusError                a non-2xx answer; ``status_code``, ``request_id`` (header
     │   │                             ``x-fal-request-id``), ``error_type`` (body ``error_type``
     │   │                             or header ``X-Fal-Error-Type``), ``retryable`` (header
@@ -25,14 +27,19 @@
     │       └── RequestTimeoutError   504 with ``X-Fal-Request-Timeout-Type: user``: the
     │                                 caller's own ``start_timeout`` expired (never retried)
     ├── FalRequestFailedError         a queued request COMPLETED with ``error`` (the model failed)
-    └── UnexpectedContentTypeError    a download whose content type is not the expected one
+    ├── UnexpectedContentTypeError    a download whose content type is not the expected one
+    │   raised before anything is sent:
+    ├── InvalidArgumentsError         arguments that do not fit the Input model (also a
+    │                                 ``ValueError``; ``errors()`` is pydantic's, unknown names
+    │                                 get a did-you-mean)
+    ├── UnknownEndpointError          an id the registry does not bind (also a ``KeyError``)
+    ├── SizeError                     ``images.generate`` cannot deliver a size (a ``ValueError``)
+    ├── InvalidKeyError               a key with control or non-ASCII characters (a ``ValueError``)
+    └── MissingKeyError               no key configured for a call to fal
 
-Errors raised before any byte is sent are not ``FalError``: ``pydantic.ValidationError`` for
-arguments that do not fit the endpoint's Input model (unknown names get a did-you-mean), and
-:class:`falbind.UnknownEndpointError` (a ``KeyError``) for an id the registry does not bind.
-
-No message, ``repr`` or attribute of these errors contains the API key: they are built from
-the answer's status, headers and body and the request's method and URL, never its headers.
+Every ``FalError`` pickles with its attributes (multiprocessing, task queues). No message,
+``repr`` or attribute of these errors contains the API key: they are built from the answer's
+status, headers and body and the request's method and URL, never the request's headers.
 """
 
 from __future__ import annotations
@@ -40,9 +47,14 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, Self, get_args
 
 import httpx
+from pydantic import ValidationError
+from pydantic_core import InitErrorDetails, PydanticCustomError
+from pydantic_core.core_schema import ErrorType
+
+from falbind._error_base import FalError, FalWarning
 
 __all__ = [
     "AuthenticationError",
@@ -53,8 +65,14 @@ __all__ = [
     "FalRequestFailedError",
     "FalStatusError",
     "FalTimeoutError",
+    "FalWarning",
     "FieldError",
+    "InvalidArgumentTypeError",
+    "InvalidArgumentsError",
+    "InvalidKeyError",
+    "MissingKeyError",
     "NotFoundError",
+    "OutputSchemaWarning",
     "PaymentRequiredError",
     "PermissionDeniedError",
     "RateLimitError",
@@ -62,6 +80,7 @@ __all__ = [
     "ServerError",
     "UnexpectedContentTypeError",
     "UnprocessableEntityError",
+    "UntrustedURLError",
     "error_from_response",
 ]
 
@@ -72,8 +91,9 @@ TIMEOUT_TYPE_HEADER: Final = "x-fal-request-timeout-type"
 _BODY_EXCERPT: Final = 500
 
 
-class FalError(Exception):
-    """Base of every error raised by the falbind client."""
+class OutputSchemaWarning(FalWarning):
+    """fal's answer did not match the endpoint's Output model; the output was kept anyway (its
+    ``schema_mismatch`` lists the problems). ``strict_outputs=True`` makes it an error."""
 
 
 class FalConnectionError(FalError):
@@ -85,12 +105,131 @@ class FalTimeoutError(FalError):
 
 
 class FalDecodeError(FalError):
-    """An answer that is not the JSON the endpoint promises (malformed or not matching)."""
+    """An answer that is not the JSON the endpoint promises (malformed, or not matching with
+    ``strict_outputs=True``). ``body`` is what arrived (decoded JSON, else text), so a paid
+    result is never lost with the error."""
 
-    def __init__(self, message: str, *, status_code: int, request_id: str | None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int,
+        request_id: str | None,
+        body: Any = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.status_code = status_code
         self.request_id = request_id
+        self.body = body
+        """The answer's body: the decoded JSON, or its text when it is not JSON."""
+        self.headers: dict[str, str] = dict(headers or {})
+        """The answer's headers (lower-cased names)."""
+
+
+class UntrustedURLError(FalDecodeError):
+    """fal's submit answer named a status/response/cancel URL whose origin is not the configured
+    queue's (nor in ``trusted_origins``); nothing was sent there."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        url: str,
+        expected: tuple[str, ...],
+        status_code: int,
+        request_id: str | None,
+        body: Any = None,
+    ) -> None:
+        super().__init__(message, status_code=status_code, request_id=request_id, body=body)
+        self.url = url
+        """The refused URL (without its query)."""
+        self.expected = expected
+        """The origins that were trusted (``scheme://host:port``)."""
+
+
+class InvalidArgumentsError(FalError, ValidationError):
+    """Arguments refused before anything is sent: they do not fit the endpoint's Input model
+    (unknown names get a did-you-mean), or a call option is out of range.
+
+    It *is* a ``pydantic.ValidationError`` (so a ``ValueError``): ``errors()``, ``title`` and
+    the message are pydantic's. Build one with :meth:`of` or :meth:`because`.
+    """
+
+    endpoint_id: str | None = None
+    """The endpoint the arguments were for, when there is one."""
+
+    @classmethod
+    def of(cls, error: ValidationError, endpoint_id: str | None = None) -> Self:
+        """The same errors as pydantic's ``error``, as a falbind error."""
+        new = cls.from_exception_data(error.title, _line_errors(error.errors(include_url=False)))
+        new.endpoint_id = endpoint_id
+        return new
+
+    @classmethod
+    def because(cls, argument: str, message: str, value: Any = None) -> Self:
+        """One refused call option (e.g. ``priority``), with a readable message."""
+        detail = PydanticCustomError("invalid_argument", "{detail}", {"detail": message})
+        return cls.from_exception_data(
+            "call options", [InitErrorDetails(type=detail, loc=(argument,), input=value)]
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # pydantic's own pickling rebuilds a plain ValidationError; keep the class and fields.
+        errors = _line_errors(self.errors(include_url=False))
+        return (_rebuild_invalid, (type(self), self.title, errors, dict(self.__dict__)))
+
+
+class InvalidArgumentTypeError(InvalidArgumentsError, TypeError):
+    """An argument of the wrong Python type (e.g. a model for another endpoint): also a
+    ``TypeError``."""
+
+
+_KNOWN_ERROR_TYPES: Final = frozenset(get_args(ErrorType))
+
+
+def _line_errors(errors: list[Any]) -> list[InitErrorDetails]:
+    """pydantic's ``errors()`` as details ``from_exception_data`` accepts again; falbind's own
+    error types (``unknown_parameter``...) as custom errors with the same message and context."""
+    details: list[InitErrorDetails] = []
+    for error in errors:
+        ctx = dict(error.get("ctx") or {})
+        kind: Any = error["type"]
+        if kind not in _KNOWN_ERROR_TYPES:
+            kind = PydanticCustomError(kind, "{detail}", {"detail": error["msg"], **ctx})
+            details.append(InitErrorDetails(type=kind, loc=error["loc"], input=error["input"]))
+        elif ctx:
+            details.append(
+                InitErrorDetails(type=kind, loc=error["loc"], input=error["input"], ctx=ctx)
+            )
+        else:
+            details.append(InitErrorDetails(type=kind, loc=error["loc"], input=error["input"]))
+    return details
+
+
+def _rebuild_invalid(
+    cls: type[InvalidArgumentsError],
+    title: str,
+    errors: list[InitErrorDetails],
+    state: dict[str, Any],
+) -> InvalidArgumentsError:
+    error = cls.from_exception_data(title, errors)
+    error.__dict__.update(state)
+    return error
+
+
+class InvalidKeyError(FalError, ValueError):
+    """A fal key that cannot be sent in a header (a control character or non-ASCII text). The
+    message names where the key came from, never the key."""
+
+    def __init__(self, message: str, *, source: str) -> None:
+        super().__init__(message)
+        self.source = source
+        """Where the key came from: ``key=``, ``FAL_KEY``, ``FAL_KEY_ID/FAL_KEY_SECRET``..."""
+
+
+class MissingKeyError(FalError):
+    """A call to fal with no key configured (checked before anything is sent)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +277,7 @@ class FalStatusError(FalError):
         retryable: bool | None = None,
         detail: Any = None,
         body: Any = None,
+        headers: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.status_code = status_code
@@ -151,6 +291,8 @@ class FalStatusError(FalError):
         """The body's ``detail``: a string, or a list of field errors for a 422."""
         self.body = body
         """The decoded JSON body, or the body text when it is not JSON."""
+        self.headers: dict[str, str] = dict(headers or {})
+        """The answer's headers (lower-cased names)."""
 
 
 class BadRequestError(FalStatusError):
@@ -207,12 +349,15 @@ class FalRequestFailedError(FalError):
         error: str,
         error_type: str | None = None,
         logs: list[Any] | None = None,
+        body: Any = None,
     ) -> None:
         super().__init__(message)
         self.request_id = request_id
         self.error = error
         self.error_type = error_type
         self.logs = logs or []
+        self.body = body
+        """What fal sent with the failure (the status JSON or the webhook payload), if any."""
 
 
 class UnexpectedContentTypeError(FalError):
@@ -254,7 +399,7 @@ def _parse_bool(value: str | None) -> bool | None:
     return None
 
 
-def _decode_body(response: httpx.Response) -> Any:
+def decode_body(response: httpx.Response) -> Any:
     try:
         return response.json()
     except (json.JSONDecodeError, UnicodeDecodeError):
@@ -274,7 +419,7 @@ def _summary(detail: Any) -> str:
 def error_from_response(response: httpx.Response) -> FalStatusError:
     """The :class:`FalStatusError` subclass for a non-2xx answer, with fal's details."""
     status = response.status_code
-    body = _decode_body(response)
+    body = decode_body(response)
     detail = body.get("detail") if isinstance(body, Mapping) else body
     error_type = body.get("error_type") if isinstance(body, Mapping) else None
     if not isinstance(error_type, str):
@@ -303,4 +448,5 @@ def error_from_response(response: httpx.Response) -> FalStatusError:
         retryable=_parse_bool(response.headers.get(RETRYABLE_HEADER)),
         detail=detail,
         body=body,
+        headers=dict(response.headers),
     )

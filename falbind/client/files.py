@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Final
 from urllib.parse import unquote_to_bytes
 
-from .errors import UnexpectedContentTypeError
+from .errors import InvalidArgumentsError, InvalidArgumentTypeError, UnexpectedContentTypeError
 
 __all__ = [
     "Upload",
@@ -76,7 +76,7 @@ def to_data_uri(data: bytes | str | os.PathLike[str], content_type: str | None =
 def decode_data_uri(uri: str) -> tuple[bytes, str]:
     """The bytes and content type of a ``data:`` URI (base64 or percent-encoded)."""
     if not uri.startswith("data:") or "," not in uri:
-        raise ValueError("not a data URI")
+        raise InvalidArgumentsError.because("uri", "not a data URI")
     header, _, payload = uri[5:].partition(",")
     parts = header.split(";")
     content_type = parts[0] or "text/plain"
@@ -84,7 +84,9 @@ def decode_data_uri(uri: str) -> tuple[bytes, str]:
         try:
             return base64.b64decode(payload, validate=True), content_type
         except binascii.Error as exc:
-            raise ValueError(f"invalid base64 in data URI: {exc}") from None
+            raise InvalidArgumentsError.because(
+                "uri", f"invalid base64 in data URI: {exc}"
+            ) from None
     return unquote_to_bytes(payload), content_type
 
 
@@ -97,7 +99,9 @@ def file_url(source: object) -> str:
     if url is None:
         url = getattr(source, "url", None)
     if not isinstance(url, str) or not url:
-        raise TypeError(f"cannot find a file URL in {type(source).__name__}")
+        raise InvalidArgumentTypeError.because(
+            "source", f"cannot find a file URL in {type(source).__name__}"
+        )
     return url
 
 
@@ -154,7 +158,9 @@ class Upload:
             content_type = content_type or mimetypes.guess_type(path.name)[0]
             file_name = file_name or path.name
         else:
-            raise TypeError(f"upload takes bytes or a path, not {type(data).__name__}")
+            raise InvalidArgumentTypeError.because(
+                "data", f"upload takes bytes or a path, not {type(data).__name__}"
+            )
         content_type = content_type or _OCTET_STREAM
         if not file_name:
             file_name = "upload" + (mimetypes.guess_extension(content_type) or ".bin")

@@ -28,8 +28,9 @@ from .errors import (
     FalError,
     FalRequestFailedError,
     FalTimeoutError,
+    InvalidArgumentsError,
 )
-from .retry import PollSchedule
+from .retry import PollSchedule, as_transport_error
 
 __all__ = [
     "AsyncQueueHandle",
@@ -45,6 +46,8 @@ __all__ = [
 OutputT = TypeVar("OutputT")
 log = logging.getLogger("falbind")
 _STREAM_READ_TIMEOUT: Final = 60.0
+_CANCEL_TIMEOUT: Final = 2.0
+"""How long the cancel sent when ``client_timeout`` passes may take (the deadline is past)."""
 
 
 class SyncSender(Protocol):
@@ -177,6 +180,35 @@ def _may_serve_stream(response: httpx.Response) -> bool:
     return response.status_code == 429 or response.status_code >= 500
 
 
+def _lines(chunks: Iterator[str], deadline: _Deadline) -> Iterator[str]:
+    """The lines of a text stream; checks the deadline at every chunk, so a stream that keeps
+    sending (status events, keep-alive comments) cannot hold a caller past it."""
+    buffer = ""
+    for chunk in chunks:
+        if deadline.expired():
+            raise _DeadlineExpired
+        buffer += chunk
+        *complete, buffer = buffer.split("\n")
+        for line in complete:
+            yield line.rstrip("\r")
+    if buffer:
+        yield buffer.rstrip("\r")
+
+
+async def _alines(chunks: AsyncIterator[str], deadline: _Deadline) -> AsyncIterator[str]:
+    """:func:`_lines` over an async text stream."""
+    buffer = ""
+    async for chunk in chunks:
+        if deadline.expired():
+            raise _DeadlineExpired
+        buffer += chunk
+        *complete, buffer = buffer.split("\n")
+        for line in complete:
+            yield line.rstrip("\r")
+    if buffer:
+        yield buffer.rstrip("\r")
+
+
 class _StreamUnavailable(Exception):
     """The status stream is not served, broke, or went quiet: poll instead."""
 
@@ -188,7 +220,9 @@ class _Deadline:
 
     def __init__(self, seconds: float | None) -> None:
         if seconds is not None and seconds <= 0:
-            raise ValueError("client_timeout must be > 0")
+            raise InvalidArgumentsError.because(
+                "client_timeout", "client_timeout must be > 0", seconds
+            )
         self._at = None if seconds is None else time.monotonic() + seconds
 
     def remaining(self) -> float | None:
@@ -201,6 +235,11 @@ class _Deadline:
     def clamp(self, seconds: float) -> float:
         remaining = self.remaining()
         return seconds if remaining is None else max(0.0, min(seconds, remaining))
+
+
+def check_client_timeout(seconds: float | None) -> None:
+    """Refuse a ``client_timeout`` that is not > 0 before anything is submitted."""
+    _Deadline(seconds)
 
 
 class _HandleBase(Generic[OutputT]):
@@ -316,12 +355,19 @@ class QueueHandle(_HandleBase[OutputT]):
         if completed.error is not None:
             raise self._failed(completed)
         response = self._client._send(self._client._config.result_call(self._urls))
-        output: OutputT = self._endpoint.decode_output(response)
+        output: OutputT = self._endpoint.decode_output(
+            response, strict=self._client._config.strict_outputs
+        )
         return output
 
     def _cancel_quietly(self) -> None:
         try:
-            self.cancel()
+            self._client._send(
+                self._client._config.cancel_call(self._urls, timeout=_CANCEL_TIMEOUT)
+            )
+        except BadRequestError as exc:
+            if not already_completed(exc):
+                log.warning("could not cancel request %s: %s", self.request_id, exc)
         except FalError as exc:
             log.warning("could not cancel request %s: %s", self.request_id, exc)
 
@@ -353,7 +399,7 @@ class QueueHandle(_HandleBase[OutputT]):
                 if not _is_event_stream(response):
                     self._client._status_stream = _may_serve_stream(response)
                     raise _StreamUnavailable
-                for line in response.iter_lines():
+                for line in _lines(response.iter_text(), deadline):
                     status = _event_status(line)
                     if status is not None:
                         yield status
@@ -369,7 +415,15 @@ class QueueHandle(_HandleBase[OutputT]):
         while True:
             if deadline.expired():
                 raise _DeadlineExpired
-            status = self.status(with_logs=with_logs)
+            call = self._client._config.status_call(
+                self._urls, with_logs=with_logs, read_timeout=deadline.remaining()
+            )
+            try:
+                status = _status_from_response(self._client._send(call))
+            except FalError:
+                if deadline.expired():
+                    raise _DeadlineExpired from None
+                raise
             yield status
             if isinstance(status, Completed):
                 return
@@ -426,27 +480,40 @@ class AsyncQueueHandle(_HandleBase[OutputT]):
     ) -> OutputT:
         deadline = _Deadline(client_timeout)
         completed: Completed | None = None
+        # The deadline is checked between events and caps each read; asyncio.timeout also
+        # bounds whatever else awaits (a slow callback, a retry's wait), so it always holds.
+        limit = asyncio.timeout(deadline.remaining())
         try:
-            async for status in self._events(with_logs, deadline):
-                if on_queue_update is not None:
-                    outcome = on_queue_update(status)
-                    if inspect.isawaitable(outcome):
-                        await outcome
-                if isinstance(status, Completed):
-                    completed = status
-        except _DeadlineExpired:
+            async with limit:
+                async for status in self._events(with_logs, deadline):
+                    if on_queue_update is not None:
+                        outcome = on_queue_update(status)
+                        if inspect.isawaitable(outcome):
+                            await outcome
+                    if isinstance(status, Completed):
+                        completed = status
+        except (_DeadlineExpired, TimeoutError) as exc:
+            if isinstance(exc, TimeoutError) and not limit.expired():
+                raise
             await self._cancel_quietly()
             raise self._timed_out(client_timeout) from None
         assert completed is not None
         if completed.error is not None:
             raise self._failed(completed)
         response = await self._client._send(self._client._config.result_call(self._urls))
-        output: OutputT = self._endpoint.decode_output(response)
+        output: OutputT = self._endpoint.decode_output(
+            response, strict=self._client._config.strict_outputs
+        )
         return output
 
     async def _cancel_quietly(self) -> None:
         try:
-            await self.cancel()
+            await self._client._send(
+                self._client._config.cancel_call(self._urls, timeout=_CANCEL_TIMEOUT)
+            )
+        except BadRequestError as exc:
+            if not already_completed(exc):
+                log.warning("could not cancel request %s: %s", self.request_id, exc)
         except FalError as exc:
             log.warning("could not cancel request %s: %s", self.request_id, exc)
 
@@ -480,12 +547,18 @@ class AsyncQueueHandle(_HandleBase[OutputT]):
                 if not _is_event_stream(response):
                     self._client._status_stream = _may_serve_stream(response)
                     raise _StreamUnavailable
-                async for line in response.aiter_lines():
+                async for line in _alines(response.aiter_text(), deadline):
                     status = _event_status(line)
                     if status is not None:
                         yield status
                         completed = isinstance(status, Completed)
         except (httpx.TransportError, ValueError) as exc:
+            log.debug("status stream of %s ended (%s); polling", self.request_id, exc)
+        except Exception as exc:
+            if isinstance(exc, _StreamUnavailable | _DeadlineExpired):
+                raise
+            if as_transport_error(exc) is None:  # aiohttp errors may arrive unwrapped
+                raise
             log.debug("status stream of %s ended (%s); polling", self.request_id, exc)
         if not completed:
             raise _StreamUnavailable
@@ -496,7 +569,15 @@ class AsyncQueueHandle(_HandleBase[OutputT]):
         while True:
             if deadline.expired():
                 raise _DeadlineExpired
-            status = await self.status(with_logs=with_logs)
+            call = self._client._config.status_call(
+                self._urls, with_logs=with_logs, read_timeout=deadline.remaining()
+            )
+            try:
+                status = _status_from_response(await self._client._send(call))
+            except FalError:
+                if deadline.expired():
+                    raise _DeadlineExpired from None
+                raise
             yield status
             if isinstance(status, Completed):
                 return

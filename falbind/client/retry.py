@@ -14,6 +14,7 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Final
 
 import httpx
 
@@ -22,10 +23,14 @@ from .errors import RETRYABLE_HEADER, is_user_timeout
 __all__ = [
     "PollSchedule",
     "RetryPolicy",
+    "as_transport_error",
+    "cannot_succeed",
+    "describe_transport_error",
     "is_timeout",
     "never_reached_server",
     "retry_after",
     "retry_delay",
+    "scrub_tracebacks",
 ]
 
 # aiohttp exceptions (chained by the aiohttp transport as ``__cause__``) that mean the
@@ -73,6 +78,117 @@ def never_reached_server(error: httpx.TransportError) -> bool:
     if cause is not None and type(cause).__module__.startswith("aiohttp"):
         return any(kind.__name__ in _AIOHTTP_NOT_CONNECTED for kind in type(cause).__mro__)
     return True
+
+
+def cannot_succeed(error: httpx.TransportError) -> bool:
+    """True for a failure that no retry can mend: the request could not be encoded (an illegal
+    header value) or names a scheme httpx cannot speak."""
+    return isinstance(error, httpx.LocalProtocolError | httpx.UnsupportedProtocol)
+
+
+def as_transport_error(error: BaseException) -> httpx.TransportError | None:
+    """``error`` as an httpx transport error (``__cause__`` = the original), or ``None`` when it
+    is not a transport failure.
+
+    The aiohttp transport maps only some aiohttp errors: a server disconnect, a payload error
+    or an answer that is not HTTP can arrive as raw ``aiohttp`` exceptions, which are mapped
+    here by class name (aiohttp is imported only by the async client's transport)."""
+    if isinstance(error, httpx.TransportError):
+        return error
+    mapped: httpx.TransportError
+    if not type(error).__module__.startswith("aiohttp"):
+        # The socket's own errors, should a transport let them through unwrapped.
+        if isinstance(error, ConnectionRefusedError):
+            mapped = httpx.ConnectError(str(error))
+        elif isinstance(error, ConnectionError):
+            mapped = httpx.ReadError(str(error))
+        elif isinstance(error, TimeoutError):
+            mapped = httpx.ReadTimeout(str(error))
+        else:
+            return None
+        mapped.__cause__ = error
+        return mapped
+    names = {kind.__name__ for kind in type(error).__mro__}
+    if "ClientConnectorError" in names or "ConnectionTimeoutError" in names:
+        mapped = httpx.ConnectError(str(error))
+    elif isinstance(error, TimeoutError):
+        mapped = httpx.ReadTimeout(str(error))
+    elif "ClientPayloadError" in names or "ClientOSError" in names:
+        mapped = httpx.ReadError(str(error))
+    elif "ClientError" in names or "HttpProcessingError" in names:
+        mapped = httpx.RemoteProtocolError(str(error))
+    else:
+        return None
+    mapped.__cause__ = error
+    return mapped
+
+
+_HEADER_HOLDERS: Final = ("aiohttp.", "httpcore.", "h11.", "httpx_aiohttp.")
+"""Libraries below httpx whose frames hold the request's headers as plain mappings."""
+
+
+def scrub_tracebacks(error: BaseException) -> BaseException:
+    """``error`` with the frames of the HTTP libraries below httpx dropped from its traceback
+    and its causes': error trackers render frame locals, and those frames hold the request's
+    headers (the key) in plain dicts. httpx's own frames stay (its ``Headers`` hide the key)."""
+    for link in _chain(error):
+        kept = []
+        tb = link.__traceback__
+        while tb is not None:
+            module = str(tb.tb_frame.f_globals.get("__name__", ""))
+            if not module.startswith(_HEADER_HOLDERS):
+                kept.append(tb)
+            tb = tb.tb_next
+        for index, current in enumerate(kept):
+            current.tb_next = kept[index + 1] if index + 1 < len(kept) else None
+        link.__traceback__ = kept[0] if kept else None
+    return error
+
+
+def _chain(error: BaseException) -> list[BaseException]:
+    seen: list[BaseException] = []
+    current: BaseException | None = error
+    while current is not None and current not in seen and len(seen) < 8:
+        seen.append(current)
+        current = current.__cause__ or current.__context__
+    return seen
+
+
+def describe_transport_error(error: httpx.TransportError) -> str:
+    """What happened, in words ("connection reset by peer"), from the error and its causes;
+    never the request's headers."""
+    chain = _chain(error)
+    names = {kind.__name__ for e in chain for kind in type(e).__mro__}
+    text = " ".join(str(e) for e in chain).lower()
+    if any(isinstance(e, ConnectionResetError) for e in chain) or "reset by peer" in text:
+        return "connection reset by peer"
+    if any(isinstance(e, ConnectionRefusedError) for e in chain) or "connection refused" in text:
+        return "connection refused"
+    if isinstance(error, httpx.LocalProtocolError):
+        return "the request could not be sent as HTTP (an invalid header name or value?)"
+    if isinstance(error, httpx.UnsupportedProtocol):
+        return f"unsupported URL scheme ({error})"
+    if is_timeout(error):
+        phase = {
+            "ConnectTimeout": "connect",
+            "ReadTimeout": "read",
+            "WriteTimeout": "write",
+            "PoolTimeout": "connection pool",
+        }.get(type(error).__name__, "")
+        if phase == "connect" and any(type(e).__module__.startswith("aiohttp") for e in chain):
+            phase = "connect" if "ConnectionTimeoutError" in names else "read"
+        return f"{phase + ' ' if phase else ''}timeout (no answer in time)"
+    if "ServerDisconnectedError" in names or "server disconnected" in text:
+        return "the server closed the connection without a complete answer"
+    if "ClientPayloadError" in names or "payload" in text:
+        return f"the answer's body was cut short ({chain[-1]})"
+    if "illegal status line" in text or "BadStatusLine" in names or "invalid constant" in text:
+        return "the answer is not HTTP"
+    if isinstance(error, httpx.RemoteProtocolError):
+        return f"the answer broke the HTTP protocol ({error})"
+    if isinstance(error, httpx.ConnectError):
+        return f"could not connect ({error})"
+    return f"{type(error).__name__}: {error}"
 
 
 def is_timeout(error: httpx.TransportError) -> bool:
@@ -126,7 +242,7 @@ def retry_delay(
     if attempt >= policy.max_retries:
         return None
     if error is not None:
-        if not (idempotent or never_reached_server(error)):
+        if cannot_succeed(error) or not (idempotent or never_reached_server(error)):
             return None
         delay = policy.backoff(attempt, rand)
     elif response is not None:

@@ -29,8 +29,9 @@ from collections.abc import Awaitable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal, Protocol, TypeVar
 
-from pydantic import BaseModel, Field, SerializeAsAny
+from pydantic import BaseModel, Field, SerializeAsAny, ValidationError
 
+from falbind.client.errors import InvalidArgumentsError, InvalidArgumentTypeError
 from falbind.client.files import decode_data_uri, sniff_content_type
 from falbind.models.base import field_names
 from falbind.models.index import UnknownEndpointError
@@ -138,9 +139,10 @@ def resolve_model(model: str) -> str:
         raise UnknownEndpointError(model, error.suggestions) from None  # name what was passed
     output_fields = set(field_names(ENDPOINTS[endpoint_id].output_model))
     if not output_fields & set(IMAGE_FIELDS):
-        raise ValueError(
+        raise InvalidArgumentsError.because(
+            "model",
             f"{endpoint_id} returns no images (its output has none of the fields "
-            f"{', '.join(IMAGE_FIELDS)}); call client.run({endpoint_id!r}, ...) instead"
+            f"{', '.join(IMAGE_FIELDS)}); call client.run({endpoint_id!r}, ...) instead",
         )
     return endpoint_id
 
@@ -319,10 +321,15 @@ def plan_images(
 
     Raises ``ValueError`` for a bad ``n`` or ``response_format``,
     :class:`~falbind.UnknownEndpointError`, :class:`~falbind.SizeError` (``strict_size``) and
-    pydantic's ``ValidationError`` (e.g. an unknown model parameter) before anything is sent.
+    :class:`~falbind.InvalidArgumentsError` (e.g. an unknown model parameter) before anything is
+    sent.
     """
     if response_format not in ("url", "b64_json"):
-        raise ValueError(f"response_format must be 'url' or 'b64_json', not {response_format!r}")
+        raise InvalidArgumentsError.because(
+            "response_format",
+            f"response_format must be 'url' or 'b64_json', not {response_format!r}",
+            response_format,
+        )
     endpoint_id = resolve_model(model)
     traits = model_traits(endpoint_id)
     params = dict(model_params or {})
@@ -337,7 +344,10 @@ def plan_images(
         base[traits.sync_mode_field] = True
     bodies = tuple(_bodies(base, n, traits))
     for body in bodies:
-        traits.input_model.model_validate(body)
+        try:
+            traits.input_model.model_validate(body)
+        except ValidationError as exc:
+            raise InvalidArgumentsError.of(exc, endpoint_id) from exc
     return ImagesJob(
         endpoint_id=endpoint_id,
         n=n,
@@ -352,15 +362,19 @@ def _image_count(n: int, params: dict[str, Any], traits: ModelTraits) -> int:
     """``n``, or the model's count field when passed as a model parameter (Pipecat's
     ``num_images``); both given and different is an error."""
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"n must be a positive integer, not {n!r}")
+        raise InvalidArgumentsError.because("n", f"n must be a positive integer, not {n!r}", n)
     field = traits.count_field
     if field is None or field not in params:
         return n
     given = params.pop(field)
     if isinstance(given, bool) or not isinstance(given, int) or given < 1:
-        raise ValueError(f"{field} must be a positive integer, not {given!r}")
+        raise InvalidArgumentsError.because(
+            field, f"{field} must be a positive integer, not {given!r}", given
+        )
     if n not in (1, given):
-        raise TypeError(f"n={n} and {field}={given} disagree; pass one of them")
+        raise InvalidArgumentTypeError.because(
+            field, f"n={n} and {field}={given} disagree; pass one of them", given
+        )
     return given
 
 

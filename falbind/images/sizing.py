@@ -27,12 +27,14 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
+from falbind._error_base import FalError
+
 __all__ = ["SizeCapability", "SizeError", "SizeLimits", "SizePlan", "parse_size", "plan_size"]
 
 SizeKind = Literal["image_size", "aspect_ratio", "none"]
 
 
-class SizeError(ValueError):
+class SizeError(FalError, ValueError):
     """The requested size cannot be delivered (``strict_size``) or cannot be read."""
 
 

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType, ModuleType
 from typing import TYPE_CHECKING
 
+from falbind._error_base import FalError
+
 from .suggest import suggest_names
 
 if TYPE_CHECKING:
@@ -24,8 +26,8 @@ if TYPE_CHECKING:
 __all__ = ["EndpointIndex", "EndpointSpec", "UnknownEndpointError"]
 
 
-class UnknownEndpointError(KeyError):
-    """An endpoint id that the registry does not bind."""
+class UnknownEndpointError(FalError, KeyError):
+    """An endpoint id that the registry does not bind (a ``FalError`` and a ``KeyError``)."""
 
     def __init__(self, endpoint_id: str, suggestions: list[str]) -> None:
         self.endpoint_id = endpoint_id

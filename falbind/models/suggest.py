@@ -7,8 +7,8 @@ import difflib
 __all__ = ["suggest_names"]
 
 
-def suggest_names(name: str, valid: list[str], limit: int = 3) -> list[str]:
+def suggest_names(name: str, valid: list[str], limit: int = 3, cutoff: float = 0.6) -> list[str]:
     """Closest valid names to ``name``, best first (difflib's ratio, case-insensitive)."""
     lowered = {v.lower(): v for v in valid}
-    matches = difflib.get_close_matches(name.lower(), list(lowered), n=limit, cutoff=0.6)
+    matches = difflib.get_close_matches(name.lower(), list(lowered), n=limit, cutoff=cutoff)
     return [lowered[m] for m in matches]

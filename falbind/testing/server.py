@@ -75,7 +75,16 @@ ROUTES: Final[frozenset[str]] = frozenset(
     }
 )
 FaultKind: TypeAlias = Literal[
-    "http", "reset", "slow", "malformed_json", "never_complete", "completed_with_error"
+    "http",
+    "reset",
+    "slow",
+    "malformed_json",
+    "never_complete",
+    "completed_with_error",
+    "close",
+    "raw",
+    "json",
+    "chatty_stream",
 ]
 Handler: TypeAlias = Callable[[dict[str, Any]], dict[str, Any]]
 _LOOPBACK: Final = frozenset({"127.0.0.1", "::1", "localhost"})
@@ -118,6 +127,8 @@ class Fault:
     delay: float = 0.0
     error: str = ""
     error_type: str | None = None
+    body: Any = None
+    """The JSON body (``json``), or the bytes to write (``raw``)."""
 
     @classmethod
     def http(
@@ -148,6 +159,34 @@ class Fault:
             error_type="request_timeout",
             detail="Request timed out before processing started",
         )
+
+    @classmethod
+    def json(cls, status: int, body: Any, *, headers: Mapping[str, str] | None = None) -> Fault:
+        """Answer ``status`` with ``body`` as JSON, e.g. a 422 whose ``detail`` is a list."""
+        return cls("json", status=status, headers=dict(headers or {}), body=body)
+
+    @classmethod
+    def html(cls, status: int, page: str = "<html><body>Bad Gateway</body></html>") -> Fault:
+        """Answer ``status`` with an HTML page, as a proxy in front of fal may."""
+        head = _head(status, {"Connection": "close"}, "text/html", len(page.encode()))
+        return cls("raw", status=status, body=head + page.encode())
+
+    @classmethod
+    def raw(cls, data: bytes) -> Fault:
+        """Write ``data`` as the whole answer, then close: not HTTP (``b"SSH-2.0-x\\r\\n"``),
+        or HTTP cut short (a ``Content-Length`` larger than the body)."""
+        return cls("raw", body=data)
+
+    @classmethod
+    def close(cls) -> Fault:
+        """Close the connection (an orderly FIN) after reading the request, without answering."""
+        return cls("close")
+
+    @classmethod
+    def chatty_stream(cls, interval: float = 0.5) -> Fault:
+        """(stream) Send the request's current status every ``interval`` seconds and never end
+        the stream (until the client goes away)."""
+        return cls("chatty_stream", delay=interval)
 
     @classmethod
     def reset(cls) -> Fault:
@@ -523,6 +562,19 @@ class FakeFalServer:
             if fault.kind == "reset":
                 _reset(writer)
                 return False
+            if fault.kind == "close":
+                return False
+            if fault.kind == "raw":
+                writer.write(bytes(fault.body or b""))
+                await writer.drain()
+                return False
+            if fault.kind == "json":
+                answer = _json_answer(fault.status, fault.body, dict(fault.headers))
+                await _write(writer, answer, request)
+                return request.keep_alive
+            if fault.kind == "chatty_stream" and route == "stream":
+                await self._chatter(request, writer, rest, fault.delay)
+                return False
             if fault.kind == "slow":
                 await asyncio.sleep(fault.delay)
             elif fault.kind == "http":
@@ -736,6 +788,24 @@ class FakeFalServer:
 
     def _request_base(self, job: _Job) -> str:
         return f"{self.queue_url}/{job.app}/requests/{job.id}"
+
+    async def _chatter(
+        self, request: _Request, writer: asyncio.StreamWriter, request_id: str, interval: float
+    ) -> None:
+        """The status event, again every ``interval`` seconds, never ending the stream."""
+        job = self._jobs.get(request_id)
+        if job is None:
+            await _write(writer, _json_answer(404, {"detail": "Request not found"}), request)
+            return
+        head = {"Transfer-Encoding": "chunked", "Cache-Control": "no-cache"}
+        writer.write(_head(200, head, "text/event-stream", None))
+        while True:
+            data = job.status(time.monotonic(), self._request_base(job), False)
+            if data["status"] == "COMPLETED":
+                data = {"status": "IN_PROGRESS", "request_id": job.id, "logs": None}
+            writer.write(_chunk(f"data: {json.dumps(data)}\n\n".encode()))
+            await writer.drain()
+            await asyncio.sleep(interval)
 
     async def _stream(
         self, request: _Request, writer: asyncio.StreamWriter, request_id: str

@@ -1,7 +1,9 @@
 """A small app as a user writes it: type checkers must resolve falbind and catch mistakes.
 
 Each line with a trailing error comment must be reported by both mypy and pyright, naming the
-field the comment gives (tests/test_packaging.py); every other line must check clean.
+field the comment gives where the checker can (tests/test_packaging.py: a call that matches
+neither overload of a typed method, the model form or the keyword form, may get the checker's
+"no overload matches" message instead); every other line must check clean.
 """
 
 from __future__ import annotations
@@ -27,3 +29,15 @@ def bad_keyword(client: FalClient) -> None:
 
 def bad_model_field() -> None:
     FluxSchnellInput(prompt="a fox", num_image=2)  # error: num_image
+
+
+def missing_required_parameter(client: FalClient) -> None:
+    client.flux_schnell(image_size="square_hd")  # error: prompt
+
+
+def model_form(client: FalClient) -> FluxSchnellOutput:
+    return client.flux_schnell(FluxSchnellInput(prompt="a fox"), timeout=30)
+
+
+def null_for_a_non_nullable_parameter(client: FalClient) -> None:
+    client.bagel(prompt="a fox", seed=None)  # error: seed

@@ -3,7 +3,7 @@
 
 # fal endpoint: alibaba/happy-horse/image-to-video
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -96,7 +96,7 @@ class VideoFile(ResponseModel):
 class AlibabaHappyHorseImageToVideoParams(TypedDict, total=False):
     """The fields of `AlibabaHappyHorseImageToVideoInput` as keyword arguments of the typed client methods."""
 
-    image_url: str
+    image_url: Required[str]
     prompt: str | None
     resolution: Literal["720p", "1080p"]
     duration: Literal[3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15]

@@ -3,7 +3,7 @@
 
 # fal endpoint: alibaba/happy-horse/text-to-video
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -93,7 +93,7 @@ class VideoFile(ResponseModel):
 class AlibabaHappyHorseTextToVideoParams(TypedDict, total=False):
     """The fields of `AlibabaHappyHorseTextToVideoInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     aspect_ratio: Literal["16:9", "9:16", "1:1", "4:3", "3:4"]
     resolution: Literal["720p", "1080p"]
     duration: Literal[3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15]

@@ -3,7 +3,7 @@
 
 # fal endpoint: alibaba/happy-horse/video-edit
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -109,8 +109,8 @@ class VideoFile(ResponseModel):
 class AlibabaHappyHorseVideoEditParams(TypedDict, total=False):
     """The fields of `AlibabaHappyHorseVideoEditInput` as keyword arguments of the typed client methods."""
 
-    video_url: str
-    prompt: str
+    video_url: Required[str]
+    prompt: Required[str]
     reference_image_urls: list[str] | None
     resolution: Literal["720p", "1080p"]
     audio_setting: Literal["auto", "origin"]

@@ -3,7 +3,7 @@
 
 # fal endpoint: argil/avatars/audio-to-video
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -96,37 +96,39 @@ class Video(ResponseModel):
 class ArgilAvatarsAudioToVideoParams(TypedDict, total=False):
     """The fields of `ArgilAvatarsAudioToVideoInput` as keyword arguments of the typed client methods."""
 
-    avatar: Literal[
-        "Mia outdoor (UGC)",
-        "Lara (Masterclass)",
-        "Ines (UGC)",
-        "Maria (Masterclass)",
-        "Emma (UGC)",
-        "Sienna (Masterclass)",
-        "Elena (UGC)",
-        "Jasmine (Masterclass)",
-        "Amara (Masterclass)",
-        "Ryan podcast (UGC)",
-        "Tyler (Masterclass)",
-        "Jayse (Masterclass)",
-        "Paul (Masterclass)",
-        "Matteo (UGC)",
-        "Daniel car (UGC)",
-        "Dario (Masterclass)",
-        "Viva (Masterclass)",
-        "Chen (Masterclass)",
-        "Alex (Masterclass)",
-        "Vanessa (UGC)",
-        "Laurent (UGC)",
-        "Noemie car (UGC)",
-        "Brandon (UGC)",
-        "Byron (Masterclass)",
-        "Calista (Masterclass)",
-        "Milo (Masterclass)",
-        "Fabien (Masterclass)",
-        "Rose (UGC)",
+    avatar: Required[
+        Literal[
+            "Mia outdoor (UGC)",
+            "Lara (Masterclass)",
+            "Ines (UGC)",
+            "Maria (Masterclass)",
+            "Emma (UGC)",
+            "Sienna (Masterclass)",
+            "Elena (UGC)",
+            "Jasmine (Masterclass)",
+            "Amara (Masterclass)",
+            "Ryan podcast (UGC)",
+            "Tyler (Masterclass)",
+            "Jayse (Masterclass)",
+            "Paul (Masterclass)",
+            "Matteo (UGC)",
+            "Daniel car (UGC)",
+            "Dario (Masterclass)",
+            "Viva (Masterclass)",
+            "Chen (Masterclass)",
+            "Alex (Masterclass)",
+            "Vanessa (UGC)",
+            "Laurent (UGC)",
+            "Noemie car (UGC)",
+            "Brandon (UGC)",
+            "Byron (Masterclass)",
+            "Calista (Masterclass)",
+            "Milo (Masterclass)",
+            "Fabien (Masterclass)",
+            "Rose (UGC)",
+        ]
     ]
-    audio_url: str
+    audio_url: Required[str]
     remove_background: bool
 
 

@@ -3,7 +3,7 @@
 
 # fal endpoint: argil/avatars/text-to-video
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -129,58 +129,62 @@ class Video(ResponseModel):
 class ArgilAvatarsTextToVideoParams(TypedDict, total=False):
     """The fields of `ArgilAvatarsTextToVideoInput` as keyword arguments of the typed client methods."""
 
-    avatar: Literal[
-        "Mia outdoor (UGC)",
-        "Lara (Masterclass)",
-        "Ines (UGC)",
-        "Maria (Masterclass)",
-        "Emma (UGC)",
-        "Sienna (Masterclass)",
-        "Elena (UGC)",
-        "Jasmine (Masterclass)",
-        "Amara (Masterclass)",
-        "Ryan podcast (UGC)",
-        "Tyler (Masterclass)",
-        "Jayse (Masterclass)",
-        "Paul (Masterclass)",
-        "Matteo (UGC)",
-        "Daniel car (UGC)",
-        "Dario (Masterclass)",
-        "Viva (Masterclass)",
-        "Chen (Masterclass)",
-        "Alex (Masterclass)",
-        "Vanessa (UGC)",
-        "Laurent (UGC)",
-        "Noemie car (UGC)",
-        "Brandon (UGC)",
-        "Byron (Masterclass)",
-        "Calista (Masterclass)",
-        "Milo (Masterclass)",
-        "Fabien (Masterclass)",
-        "Rose (UGC)",
+    avatar: Required[
+        Literal[
+            "Mia outdoor (UGC)",
+            "Lara (Masterclass)",
+            "Ines (UGC)",
+            "Maria (Masterclass)",
+            "Emma (UGC)",
+            "Sienna (Masterclass)",
+            "Elena (UGC)",
+            "Jasmine (Masterclass)",
+            "Amara (Masterclass)",
+            "Ryan podcast (UGC)",
+            "Tyler (Masterclass)",
+            "Jayse (Masterclass)",
+            "Paul (Masterclass)",
+            "Matteo (UGC)",
+            "Daniel car (UGC)",
+            "Dario (Masterclass)",
+            "Viva (Masterclass)",
+            "Chen (Masterclass)",
+            "Alex (Masterclass)",
+            "Vanessa (UGC)",
+            "Laurent (UGC)",
+            "Noemie car (UGC)",
+            "Brandon (UGC)",
+            "Byron (Masterclass)",
+            "Calista (Masterclass)",
+            "Milo (Masterclass)",
+            "Fabien (Masterclass)",
+            "Rose (UGC)",
+        ]
     ]
-    text: str
-    voice: Literal[
-        "Rachel",
-        "Clyde",
-        "Roger",
-        "Sarah",
-        "Laura",
-        "Thomas",
-        "Charlie",
-        "George",
-        "Callum",
-        "River",
-        "Harry",
-        "Liam",
-        "Alice",
-        "Matilda",
-        "Will",
-        "Jessica",
-        "Lilly",
-        "Bill",
-        "Oxley",
-        "Luna",
+    text: Required[str]
+    voice: Required[
+        Literal[
+            "Rachel",
+            "Clyde",
+            "Roger",
+            "Sarah",
+            "Laura",
+            "Thomas",
+            "Charlie",
+            "George",
+            "Callum",
+            "River",
+            "Harry",
+            "Liam",
+            "Alice",
+            "Matilda",
+            "Will",
+            "Jessica",
+            "Lilly",
+            "Bill",
+            "Oxley",
+            "Luna",
+        ]
     ]
     remove_background: bool
 

@@ -3,7 +3,7 @@
 
 # fal endpoint: beatoven/sound-effect-generation
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Any
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -128,7 +128,7 @@ class File(ResponseModel):
 class BeatovenSoundEffectGenerationParams(TypedDict, total=False):
     """The fields of `BeatovenSoundEffectGenerationInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     negative_prompt: str
     duration: float
     refinement: int

@@ -3,7 +3,7 @@
 
 # fal endpoint: bria/bria_video_eraser/erase/keypoints
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import ConfigDict, Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -89,8 +89,8 @@ class BriaBriaVideoEraserEraseKeypointsParams(TypedDict, total=False):
     ]
     auto_trim: bool
     preserve_audio: bool
-    keypoints: list[str]
-    video_url: str
+    keypoints: Required[list[str]]
+    video_url: Required[str]
 
 
 ENDPOINT_ID = "bria/bria_video_eraser/erase/keypoints"

@@ -3,7 +3,7 @@
 
 # fal endpoint: bria/bria_video_eraser/erase/mask
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import ConfigDict, Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -86,8 +86,8 @@ class BriaBriaVideoEraserEraseMaskParams(TypedDict, total=False):
     ]
     auto_trim: bool
     preserve_audio: bool
-    video_url: str
-    mask_video_url: str
+    video_url: Required[str]
+    mask_video_url: Required[str]
 
 
 ENDPOINT_ID = "bria/bria_video_eraser/erase/mask"

@@ -3,7 +3,7 @@
 
 # fal endpoint: bria/bria_video_eraser/erase/prompt
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import ConfigDict, Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -82,8 +82,8 @@ class BriaBriaVideoEraserErasePromptParams(TypedDict, total=False):
     ]
     auto_trim: bool
     preserve_audio: bool
-    prompt: str
-    video_url: str
+    prompt: Required[str]
+    video_url: Required[str]
 
 
 ENDPOINT_ID = "bria/bria_video_eraser/erase/prompt"

@@ -3,7 +3,7 @@
 
 # fal endpoint: bria/fibo-edit/colorize
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Any, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -75,8 +75,10 @@ class Image(ResponseModel):
 class BriaFiboEditColorizeParams(TypedDict, total=False):
     """The fields of `BriaFiboEditColorizeInput` as keyword arguments of the typed client methods."""
 
-    image_url: str
-    color: Literal["contemporary color", "vivid color", "black and white colors", "sepia vintage"]
+    image_url: Required[str]
+    color: Required[
+        Literal["contemporary color", "vivid color", "black and white colors", "sepia vintage"]
+    ]
 
 
 ENDPOINT_ID = "bria/fibo-edit/colorize"

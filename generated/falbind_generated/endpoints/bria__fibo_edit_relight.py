@@ -3,7 +3,7 @@
 
 # fal endpoint: bria/fibo-edit/relight
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Any, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -95,22 +95,24 @@ class Image(ResponseModel):
 class BriaFiboEditRelightParams(TypedDict, total=False):
     """The fields of `BriaFiboEditRelightInput` as keyword arguments of the typed client methods."""
 
-    image_url: str
-    light_direction: Literal["front", "side", "bottom", "top-down"] | None
-    light_type: Literal[
-        "midday",
-        "blue hour light",
-        "low-angle sunlight",
-        "sunrise light",
-        "spotlight on subject",
-        "overcast light",
-        "soft overcast daylight lighting",
-        "cloud-filtered lighting",
-        "fog-diffused lighting",
-        "moonlight lighting",
-        "starlight nighttime",
-        "soft bokeh lighting",
-        "harsh studio lighting",
+    image_url: Required[str]
+    light_direction: Required[Literal["front", "side", "bottom", "top-down"] | None]
+    light_type: Required[
+        Literal[
+            "midday",
+            "blue hour light",
+            "low-angle sunlight",
+            "sunrise light",
+            "spotlight on subject",
+            "overcast light",
+            "soft overcast daylight lighting",
+            "cloud-filtered lighting",
+            "fog-diffused lighting",
+            "moonlight lighting",
+            "starlight nighttime",
+            "soft bokeh lighting",
+            "harsh studio lighting",
+        ]
     ]
 
 

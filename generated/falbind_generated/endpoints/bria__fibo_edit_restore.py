@@ -3,7 +3,7 @@
 
 # fal endpoint: bria/fibo-edit/restore
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Any
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -67,7 +67,7 @@ class Image(ResponseModel):
 class BriaFiboEditRestoreParams(TypedDict, total=False):
     """The fields of `BriaFiboEditRestoreInput` as keyword arguments of the typed client methods."""
 
-    image_url: str
+    image_url: Required[str]
 
 
 ENDPOINT_ID = "bria/fibo-edit/restore"

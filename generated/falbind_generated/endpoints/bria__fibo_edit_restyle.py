@@ -3,7 +3,7 @@
 
 # fal endpoint: bria/fibo-edit/restyle
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Any, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -89,21 +89,23 @@ class Image(ResponseModel):
 class BriaFiboEditRestyleParams(TypedDict, total=False):
     """The fields of `BriaFiboEditRestyleInput` as keyword arguments of the typed client methods."""
 
-    image_url: str
-    style: Literal[
-        "3D Render",
-        "Cubism",
-        "Oil Painting",
-        "Anime",
-        "Cartoon",
-        "Coloring Book",
-        "Retro Ad",
-        "Pop Art Halftone",
-        "Vector Art",
-        "Story Board",
-        "Art Nouveau",
-        "Cross Etching",
-        "Wood Cut",
+    image_url: Required[str]
+    style: Required[
+        Literal[
+            "3D Render",
+            "Cubism",
+            "Oil Painting",
+            "Anime",
+            "Cartoon",
+            "Coloring Book",
+            "Retro Ad",
+            "Pop Art Halftone",
+            "Vector Art",
+            "Story Board",
+            "Art Nouveau",
+            "Cross Etching",
+            "Wood Cut",
+        ]
     ]
 
 

@@ -3,7 +3,7 @@
 
 # fal endpoint: bria/text-to-image/3.2
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -93,7 +93,7 @@ class Image(ResponseModel):
 class BriaTextToImage32Params(TypedDict, total=False):
     """The fields of `BriaTextToImage32Input` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     num_inference_steps: int
     seed: int
     aspect_ratio: Literal["1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9"]

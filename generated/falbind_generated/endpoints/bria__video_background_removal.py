@@ -3,7 +3,7 @@
 
 # fal endpoint: bria/video/background-removal
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -134,7 +134,7 @@ class BriaVideoBackgroundRemovalParams(TypedDict, total=False):
         "gif",
     ]
     preserve_audio: bool
-    video_url: str
+    video_url: Required[str]
     background_color: Literal[
         "Transparent",
         "Black",

@@ -3,7 +3,7 @@
 
 # fal endpoint: bria/video/background-removal/v3
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -124,7 +124,7 @@ class BriaVideoBackgroundRemovalV3Params(TypedDict, total=False):
         "gif",
     ]
     preserve_audio: bool
-    video_url: str
+    video_url: Required[str]
     background_color: Literal[
         "Transparent",
         "Black",

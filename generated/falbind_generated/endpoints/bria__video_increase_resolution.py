@@ -3,7 +3,7 @@
 
 # fal endpoint: bria/video/increase-resolution
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -119,7 +119,7 @@ class BriaVideoIncreaseResolutionParams(TypedDict, total=False):
         "gif",
     ]
     preserve_audio: bool
-    video_url: str
+    video_url: Required[str]
     desired_increase: Literal["2", "4"]
 
 

@@ -3,7 +3,7 @@
 
 # fal endpoint: bytedance/lynx
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -177,8 +177,8 @@ class VideoFile(ResponseModel):
 class BytedanceLynxParams(TypedDict, total=False):
     """The fields of `BytedanceLynxInput` as keyword arguments of the typed client methods."""
 
-    image_url: str
-    prompt: str
+    image_url: Required[str]
+    prompt: Required[str]
     negative_prompt: str
     num_inference_steps: int
     seed: int | None

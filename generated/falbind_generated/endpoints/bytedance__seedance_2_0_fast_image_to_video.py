@@ -3,7 +3,7 @@
 
 # fal endpoint: bytedance/seedance-2.0/fast/image-to-video
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -121,8 +121,8 @@ class File(ResponseModel):
 class BytedanceSeedance20FastImageToVideoParams(TypedDict, total=False):
     """The fields of `BytedanceSeedance20FastImageToVideoInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
-    image_url: str
+    prompt: Required[str]
+    image_url: Required[str]
     end_image_url: str | None
     resolution: Literal["480p", "720p"]
     duration: Literal["auto", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13", "14", "15"]

@@ -3,7 +3,7 @@
 
 # fal endpoint: bytedance/seedance-2.0/fast/text-to-video
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -104,7 +104,7 @@ class File(ResponseModel):
 class BytedanceSeedance20FastTextToVideoParams(TypedDict, total=False):
     """The fields of `BytedanceSeedance20FastTextToVideoInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     resolution: Literal["480p", "720p"]
     duration: Literal["auto", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13", "14", "15"]
     aspect_ratio: Literal["auto", "21:9", "16:9", "4:3", "1:1", "3:4", "9:16"]

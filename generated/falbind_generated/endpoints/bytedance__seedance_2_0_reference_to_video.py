@@ -3,10 +3,10 @@
 
 # fal endpoint: bytedance/seedance-2.0/reference-to-video
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
-from falbind.models.base import RequestModel, ResponseModel
+from falbind.models.base import omitted, RequestModel, ResponseModel
 
 
 class BytedanceSeedance20ReferenceToVideoInput(RequestModel):
@@ -21,7 +21,7 @@ class BytedanceSeedance20ReferenceToVideoInput(RequestModel):
         ),
     ]
     image_urls: Annotated[
-        list[str] | None,
+        list[str],
         Field(
             description="Reference images to guide video generation. Refer to them in the prompt as @Image1, @Image2, etc. Supported formats: JPEG, PNG, WebP. Max 30 MB per image. Up to 9 images. Total files across all modalities must not exceed 12.",
             examples=[
@@ -31,21 +31,21 @@ class BytedanceSeedance20ReferenceToVideoInput(RequestModel):
             ],
             title="Image Urls",
         ),
-    ] = None
+    ] = omitted()
     video_urls: Annotated[
-        list[str] | None,
+        list[str],
         Field(
             description="Reference videos to guide video generation. Refer to them in the prompt as @Video1, @Video2, etc. Supported formats: MP4, MOV. Up to 3 videos, combined duration must be between 2 and 15 seconds, total size under 50 MB. Each video must be between ~480p (640x640) and ~720p (834x1112) in resolution.",
             title="Video Urls",
         ),
-    ] = None
+    ] = omitted()
     audio_urls: Annotated[
-        list[str] | None,
+        list[str],
         Field(
             description="Reference audio to guide video generation. Refer to them in the prompt as @Audio1, @Audio2, etc. Supported formats: MP3, WAV. Up to 3 files, combined duration must not exceed 15 seconds. Max 15 MB per file.If audio is provided, at least one reference image or video is required.",
             title="Audio Urls",
         ),
-    ] = None
+    ] = omitted()
     resolution: Annotated[
         Literal["480p", "720p", "1080p"],
         Field(
@@ -130,10 +130,10 @@ class File(ResponseModel):
 class BytedanceSeedance20ReferenceToVideoParams(TypedDict, total=False):
     """The fields of `BytedanceSeedance20ReferenceToVideoInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
-    image_urls: list[str] | None
-    video_urls: list[str] | None
-    audio_urls: list[str] | None
+    prompt: Required[str]
+    image_urls: list[str]
+    video_urls: list[str]
+    audio_urls: list[str]
     resolution: Literal["480p", "720p", "1080p"]
     duration: Literal["auto", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13", "14", "15"]
     aspect_ratio: Literal["auto", "21:9", "16:9", "4:3", "1:1", "3:4", "9:16"]

@@ -3,7 +3,7 @@
 
 # fal endpoint: cassetteai/sound-effects-generator
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -69,8 +69,8 @@ class File(ResponseModel):
 class CassetteaiSoundEffectsGeneratorParams(TypedDict, total=False):
     """The fields of `CassetteaiSoundEffectsGeneratorInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
-    duration: int
+    prompt: Required[str]
+    duration: Required[int]
 
 
 ENDPOINT_ID = "cassetteai/sound-effects-generator"

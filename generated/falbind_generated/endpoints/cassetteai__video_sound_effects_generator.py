@@ -3,7 +3,7 @@
 
 # fal endpoint: cassetteai/video-sound-effects-generator
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -80,7 +80,7 @@ class Video(RequestModel):
 class CassetteaiVideoSoundEffectsGeneratorParams(TypedDict, total=False):
     """The fields of `CassetteaiVideoSoundEffectsGeneratorInput` as keyword arguments of the typed client methods."""
 
-    video_url: Video
+    video_url: Required[Video]
 
 
 ENDPOINT_ID = "cassetteai/video-sound-effects-generator"

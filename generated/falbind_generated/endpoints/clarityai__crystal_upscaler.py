@@ -3,7 +3,7 @@
 
 # fal endpoint: clarityai/crystal-upscaler
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -29,14 +29,7 @@ class ClarityaiCrystalUpscalerInput(RequestModel):
 
 
 class ClarityaiCrystalUpscalerOutput(ResponseModel):
-    images: Annotated[
-        list[Image],
-        Field(
-            description="List of upscaled images",
-            examples=[["https://v3b.fal.media/files/b/penguin/sVriwxLaU3fVTz5B-xBBC_upscaled.png"]],
-            title="Images",
-        ),
-    ]
+    images: Annotated[list[Image], Field(description="List of upscaled images", title="Images")]
 
 
 class Image(ResponseModel):
@@ -75,7 +68,7 @@ class Image(ResponseModel):
 class ClarityaiCrystalUpscalerParams(TypedDict, total=False):
     """The fields of `ClarityaiCrystalUpscalerInput` as keyword arguments of the typed client methods."""
 
-    image_url: str
+    image_url: Required[str]
     scale_factor: float
     creativity: float
 

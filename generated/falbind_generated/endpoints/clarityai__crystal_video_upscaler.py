@@ -3,7 +3,7 @@
 
 # fal endpoint: clarityai/crystal-video-upscaler
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -91,7 +91,7 @@ class VideoFile(ResponseModel):
 class ClarityaiCrystalVideoUpscalerParams(TypedDict, total=False):
     """The fields of `ClarityaiCrystalVideoUpscalerInput` as keyword arguments of the typed client methods."""
 
-    video_url: str
+    video_url: Required[str]
     scale_factor: float
 
 

@@ -3,7 +3,7 @@
 
 # fal endpoint: decart/lucy-14b/image-to-video
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -90,8 +90,8 @@ class File(ResponseModel):
 class DecartLucy14bImageToVideoParams(TypedDict, total=False):
     """The fields of `DecartLucy14bImageToVideoInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
-    image_url: str
+    prompt: Required[str]
+    image_url: Required[str]
     resolution: Literal["720p"]
     aspect_ratio: Literal["9:16", "16:9"]
     sync_mode: bool

@@ -3,7 +3,7 @@
 
 # fal endpoint: decart/lucy-edit/dev
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -90,8 +90,8 @@ class File(ResponseModel):
 class DecartLucyEditDevParams(TypedDict, total=False):
     """The fields of `DecartLucyEditDevInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
-    video_url: str
+    prompt: Required[str]
+    video_url: Required[str]
     sync_mode: bool
     enhance_prompt: bool
 

@@ -3,7 +3,7 @@
 
 # fal endpoint: decart/lucy-edit/pro
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -93,8 +93,8 @@ class File(ResponseModel):
 class DecartLucyEditProParams(TypedDict, total=False):
     """The fields of `DecartLucyEditProInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
-    video_url: str
+    prompt: Required[str]
+    video_url: Required[str]
     resolution: Literal["720p"]
     sync_mode: bool
     enhance_prompt: bool

@@ -3,10 +3,10 @@
 
 # fal endpoint: decart/lucy-restyle
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
-from falbind.models.base import RequestModel, ResponseModel
+from falbind.models.base import omitted, RequestModel, ResponseModel
 
 
 class DecartLucyRestyleInput(RequestModel):
@@ -27,7 +27,7 @@ class DecartLucyRestyleInput(RequestModel):
             title="Video Url",
         ),
     ]
-    seed: Annotated[int | None, Field(description="Seed for video generation", title="Seed")] = None
+    seed: Annotated[int, Field(description="Seed for video generation", title="Seed")] = omitted()
     resolution: Annotated[
         Literal["720p"], Field(description="Resolution of the generated video", title="Resolution")
     ] = "720p"
@@ -47,16 +47,7 @@ class DecartLucyRestyleInput(RequestModel):
 
 
 class DecartLucyRestyleOutput(ResponseModel):
-    video: Annotated[
-        File,
-        Field(
-            description="The generated video",
-            examples=[
-                "https://v3b.fal.media/files/b/0a86d478/2JM2_bD0iJOmfcKHUEudv_generated_video.mp4"
-            ],
-            title="Video",
-        ),
-    ]
+    video: Annotated[File, Field(description="The generated video", title="Video")]
 
 
 class File(ResponseModel):
@@ -87,9 +78,9 @@ class File(ResponseModel):
 class DecartLucyRestyleParams(TypedDict, total=False):
     """The fields of `DecartLucyRestyleInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
-    video_url: str
-    seed: int | None
+    prompt: Required[str]
+    video_url: Required[str]
+    seed: int
     resolution: Literal["720p"]
     enhance_prompt: bool
     sync_mode: bool

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/ace-step
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -204,7 +204,7 @@ class File(ResponseModel):
 class AceStepParams(TypedDict, total=False):
     """The fields of `AceStepInput` as keyword arguments of the typed client methods."""
 
-    tags: str
+    tags: Required[str]
     lyrics: str
     duration: float
     number_of_steps: int

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/ace-step/audio-inpaint
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -251,12 +251,12 @@ class File(ResponseModel):
 class AceStepAudioInpaintParams(TypedDict, total=False):
     """The fields of `AceStepAudioInpaintInput` as keyword arguments of the typed client methods."""
 
-    audio_url: str
+    audio_url: Required[str]
     start_time_relative_to: Literal["start", "end"]
     start_time: float
     end_time_relative_to: Literal["start", "end"]
     end_time: float
-    tags: str
+    tags: Required[str]
     lyrics: str
     variance: float
     number_of_steps: int

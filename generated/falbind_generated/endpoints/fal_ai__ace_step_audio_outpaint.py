@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/ace-step/audio-outpaint
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -225,10 +225,10 @@ class File(ResponseModel):
 class AceStepAudioOutpaintParams(TypedDict, total=False):
     """The fields of `AceStepAudioOutpaintInput` as keyword arguments of the typed client methods."""
 
-    audio_url: str
+    audio_url: Required[str]
     extend_before_duration: float
     extend_after_duration: float
-    tags: str
+    tags: Required[str]
     lyrics: str
     number_of_steps: int
     seed: int | None

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/ace-step/audio-to-audio
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -230,11 +230,11 @@ class File(ResponseModel):
 class AceStepAudioToAudioParams(TypedDict, total=False):
     """The fields of `AceStepAudioToAudioInput` as keyword arguments of the typed client methods."""
 
-    audio_url: str
+    audio_url: Required[str]
     edit_mode: Literal["lyrics", "remix"]
-    original_tags: str
+    original_tags: Required[str]
     original_lyrics: str
-    tags: str
+    tags: Required[str]
     lyrics: str
     number_of_steps: int
     seed: int | None

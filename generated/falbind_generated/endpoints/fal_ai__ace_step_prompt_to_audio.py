@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/ace-step/prompt-to-audio
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -205,7 +205,7 @@ class File(ResponseModel):
 class AceStepPromptToAudioParams(TypedDict, total=False):
     """The fields of `AceStepPromptToAudioInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     instrumental: bool
     duration: float
     number_of_steps: int

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/ai-avatar/multi
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -128,10 +128,10 @@ class File(ResponseModel):
 class AiAvatarMultiParams(TypedDict, total=False):
     """The fields of `AiAvatarMultiInput` as keyword arguments of the typed client methods."""
 
-    image_url: str
-    first_audio_url: str
+    image_url: Required[str]
+    first_audio_url: Required[str]
     second_audio_url: str | None
-    prompt: str
+    prompt: Required[str]
     num_frames: int
     resolution: Literal["480p", "720p"]
     seed: int

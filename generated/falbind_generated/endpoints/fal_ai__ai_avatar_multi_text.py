@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/ai-avatar/multi-text
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -172,9 +172,9 @@ class File(ResponseModel):
 class AiAvatarMultiTextParams(TypedDict, total=False):
     """The fields of `AiAvatarMultiTextInput` as keyword arguments of the typed client methods."""
 
-    image_url: str
-    first_text_input: str
-    second_text_input: str
+    image_url: Required[str]
+    first_text_input: Required[str]
+    second_text_input: Required[str]
     voice1: Literal[
         "Aria",
         "Roger",
@@ -219,7 +219,7 @@ class AiAvatarMultiTextParams(TypedDict, total=False):
         "Lily",
         "Bill",
     ]
-    prompt: str
+    prompt: Required[str]
     num_frames: int
     resolution: Literal["480p", "720p"]
     seed: int

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/amt-interpolation
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -63,7 +63,7 @@ class File(ResponseModel):
 class AmtInterpolationParams(TypedDict, total=False):
     """The fields of `AmtInterpolationInput` as keyword arguments of the typed client methods."""
 
-    video_url: str
+    video_url: Required[str]
     output_fps: int
     recursive_interpolation_passes: int
 

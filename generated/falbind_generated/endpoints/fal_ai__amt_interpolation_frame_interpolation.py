@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/amt-interpolation/frame-interpolation
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -74,7 +74,7 @@ class Frame(RequestModel):
 class AmtInterpolationFrameInterpolationParams(TypedDict, total=False):
     """The fields of `AmtInterpolationFrameInterpolationInput` as keyword arguments of the typed client methods."""
 
-    frames: list[Frame]
+    frames: Required[list[Frame]]
     output_fps: int
     recursive_interpolation_passes: int
 

@@ -3,10 +3,10 @@
 
 # fal endpoint: fal-ai/animatediff-sparsectrl-lcm
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
-from falbind.models.base import RequestModel, ResponseModel
+from falbind.models.base import omitted, RequestModel, ResponseModel
 
 
 class AnimatediffSparsectrlLcmInput(RequestModel):
@@ -56,13 +56,13 @@ class AnimatediffSparsectrlLcmInput(RequestModel):
         ),
     ] = 1
     seed: Annotated[
-        int | None,
+        int,
         Field(
             description="\n        The same seed and the same prompt given to the same version of Stable\n        Diffusion will output the same image every time.\n        ",
             examples=[42],
             title="Seed",
         ),
-    ] = None
+    ] = omitted()
     keyframe_0_image_url: Annotated[
         str | None,
         Field(
@@ -150,12 +150,12 @@ class File(ResponseModel):
 class AnimatediffSparsectrlLcmParams(TypedDict, total=False):
     """The fields of `AnimatediffSparsectrlLcmInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     negative_prompt: str
     controlnet_type: Literal["scribble", "rgb"]
     num_inference_steps: int
     guidance_scale: int
-    seed: int | None
+    seed: int
     keyframe_0_image_url: str | None
     keyframe_0_index: int
     keyframe_1_image_url: str | None

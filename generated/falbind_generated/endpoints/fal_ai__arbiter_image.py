@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/arbiter/image
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -36,8 +36,8 @@ class ImageInput(RequestModel):
 class ArbiterImageParams(TypedDict, total=False):
     """The fields of `ArbiterImageInput` as keyword arguments of the typed client methods."""
 
-    measurements: list[Literal["arniqa", "clip_iqa", "musiq", "nima", "lapvar"]]
-    inputs: list[ImageInput]
+    measurements: Required[list[Literal["arniqa", "clip_iqa", "musiq", "nima", "lapvar"]]]
+    inputs: Required[list[ImageInput]]
 
 
 ENDPOINT_ID = "fal-ai/arbiter/image"

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/arbiter/image/image
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -40,8 +40,8 @@ class ReferenceImageInput(RequestModel):
 class ArbiterImageImageParams(TypedDict, total=False):
     """The fields of `ArbiterImageImageInput` as keyword arguments of the typed client methods."""
 
-    measurements: list[Literal["dists", "mse", "lpips", "sdi", "ssim"]]
-    inputs: list[ReferenceImageInput]
+    measurements: Required[list[Literal["dists", "mse", "lpips", "sdi", "ssim"]]]
+    inputs: Required[list[ReferenceImageInput]]
 
 
 ENDPOINT_ID = "fal-ai/arbiter/image/image"

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/arbiter/image/text
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -40,8 +40,8 @@ class SemanticImageInput(RequestModel):
 class ArbiterImageTextParams(TypedDict, total=False):
     """The fields of `ArbiterImageTextInput` as keyword arguments of the typed client methods."""
 
-    measurements: list[Literal["clip_score"]]
-    inputs: list[SemanticImageInput]
+    measurements: Required[list[Literal["clip_score"]]]
+    inputs: Required[list[SemanticImageInput]]
 
 
 ENDPOINT_ID = "fal-ai/arbiter/image/text"

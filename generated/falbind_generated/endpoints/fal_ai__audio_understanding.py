@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/audio-understanding
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -59,8 +59,8 @@ class AudioUnderstandingOutput(ResponseModel):
 class AudioUnderstandingParams(TypedDict, total=False):
     """The fields of `AudioUnderstandingInput` as keyword arguments of the typed client methods."""
 
-    audio_url: str
-    prompt: str
+    audio_url: Required[str]
+    prompt: Required[str]
     detailed_analysis: bool
 
 

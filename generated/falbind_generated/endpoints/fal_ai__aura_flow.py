@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/aura-flow
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -97,7 +97,7 @@ class Image(ResponseModel):
 class AuraFlowParams(TypedDict, total=False):
     """The fields of `AuraFlowInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     num_images: int
     seed: int | None
     guidance_scale: float

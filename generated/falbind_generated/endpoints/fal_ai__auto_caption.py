@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/auto-caption
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -78,7 +78,7 @@ class AutoCaptionOutput(ResponseModel):
 class AutoCaptionParams(TypedDict, total=False):
     """The fields of `AutoCaptionInput` as keyword arguments of the typed client methods."""
 
-    video_url: str
+    video_url: Required[str]
     txt_color: str
     txt_font: str
     font_size: int

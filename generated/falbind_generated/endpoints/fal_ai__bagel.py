@@ -3,10 +3,10 @@
 
 # fal endpoint: fal-ai/bagel
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated
 from pydantic import Field
-from falbind.models.base import RequestModel, ResponseModel
+from falbind.models.base import omitted, RequestModel, ResponseModel
 
 
 class BagelInput(RequestModel):
@@ -20,9 +20,9 @@ class BagelInput(RequestModel):
             title="Prompt",
         ),
     ]
-    seed: Annotated[
-        int | None, Field(description="The seed to use for the generation.", title="Seed")
-    ] = None
+    seed: Annotated[int, Field(description="The seed to use for the generation.", title="Seed")] = (
+        omitted()
+    )
     use_thought: Annotated[
         bool,
         Field(
@@ -114,8 +114,8 @@ class Image(ResponseModel):
 class BagelParams(TypedDict, total=False):
     """The fields of `BagelInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
-    seed: int | None
+    prompt: Required[str]
+    seed: int
     use_thought: bool
     enable_safety_checker: bool
 

@@ -3,10 +3,10 @@
 
 # fal endpoint: fal-ai/bagel/understand
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Any
 from pydantic import Field
-from falbind.models.base import RequestModel, ResponseModel
+from falbind.models.base import omitted, RequestModel, ResponseModel
 
 
 class BagelUnderstandInput(RequestModel):
@@ -28,9 +28,9 @@ class BagelUnderstandInput(RequestModel):
             title="Prompt",
         ),
     ]
-    seed: Annotated[
-        int | None, Field(description="The seed to use for the generation.", title="Seed")
-    ] = None
+    seed: Annotated[int, Field(description="The seed to use for the generation.", title="Seed")] = (
+        omitted()
+    )
 
 
 class BagelUnderstandOutput(ResponseModel):
@@ -45,9 +45,9 @@ class BagelUnderstandOutput(ResponseModel):
 class BagelUnderstandParams(TypedDict, total=False):
     """The fields of `BagelUnderstandInput` as keyword arguments of the typed client methods."""
 
-    image_url: str
-    prompt: str
-    seed: int | None
+    image_url: Required[str]
+    prompt: Required[str]
+    seed: int
 
 
 ENDPOINT_ID = "fal-ai/bagel/understand"

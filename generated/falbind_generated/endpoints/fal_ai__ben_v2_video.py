@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/ben/v2/video
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -88,7 +88,7 @@ class File(ResponseModel):
 class BenV2VideoParams(TypedDict, total=False):
     """The fields of `BenV2VideoInput` as keyword arguments of the typed client methods."""
 
-    video_url: str
+    video_url: Required[str]
     background_color: tuple[int, int, int] | None
     output_format: Literal["mp4", "webm"]
     seed: int | None

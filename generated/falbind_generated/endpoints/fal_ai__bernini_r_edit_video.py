@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/bernini-r/edit-video
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -119,7 +119,7 @@ class File(ResponseModel):
 class BerniniREditVideoParams(TypedDict, total=False):
     """The fields of `BerniniREditVideoInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     negative_prompt: str | None
     num_inference_steps: int
     max_image_size: int
@@ -128,7 +128,7 @@ class BerniniREditVideoParams(TypedDict, total=False):
     num_frames: int
     frames_per_second: int
     acceleration: Literal["none", "regular"]
-    video_url: str
+    video_url: Required[str]
 
 
 ENDPOINT_ID = "fal-ai/bernini-r/edit-video"

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/bernini-r/reference-edit-video
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -131,7 +131,7 @@ class File(ResponseModel):
 class BerniniRReferenceEditVideoParams(TypedDict, total=False):
     """The fields of `BerniniRReferenceEditVideoInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     negative_prompt: str | None
     num_inference_steps: int
     max_image_size: int
@@ -140,8 +140,8 @@ class BerniniRReferenceEditVideoParams(TypedDict, total=False):
     num_frames: int
     frames_per_second: int
     acceleration: Literal["none", "regular"]
-    video_url: str
-    reference_image_urls: list[str]
+    video_url: Required[str]
+    reference_image_urls: Required[list[str]]
 
 
 ENDPOINT_ID = "fal-ai/bernini-r/reference-edit-video"

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/bernini-r/reference-to-video
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -125,7 +125,7 @@ class File(ResponseModel):
 class BerniniRReferenceToVideoParams(TypedDict, total=False):
     """The fields of `BerniniRReferenceToVideoInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     negative_prompt: str | None
     num_inference_steps: int
     max_image_size: int
@@ -134,7 +134,7 @@ class BerniniRReferenceToVideoParams(TypedDict, total=False):
     num_frames: int
     frames_per_second: int
     acceleration: Literal["none", "regular"]
-    reference_image_urls: list[str]
+    reference_image_urls: Required[list[str]]
     aspect_ratio: Literal["16:9", "9:16", "1:1"]
 
 

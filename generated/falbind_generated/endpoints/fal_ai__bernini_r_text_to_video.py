@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/bernini-r/text-to-video
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -113,7 +113,7 @@ class File(ResponseModel):
 class BerniniRTextToVideoParams(TypedDict, total=False):
     """The fields of `BerniniRTextToVideoInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     negative_prompt: str | None
     num_inference_steps: int
     max_image_size: int

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/birefnet/v2
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -135,7 +135,7 @@ class BirefnetV2Params(TypedDict, total=False):
     output_mask: bool
     refine_foreground: bool
     sync_mode: bool
-    image_url: str
+    image_url: Required[str]
     output_format: Literal["webp", "png", "gif"]
 
 

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/birefnet/v2/video
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -150,7 +150,7 @@ class BirefnetV2VideoParams(TypedDict, total=False):
     output_mask: bool
     refine_foreground: bool
     sync_mode: bool
-    video_url: str
+    video_url: Required[str]
     video_output_type: Literal["X264 (.mp4)", "VP9 (.webm)", "PRORES4444 (.mov)", "GIF (.gif)"]
     video_quality: Literal["low", "medium", "high", "maximum"]
     video_write_mode: Literal["fast", "balanced", "small"]

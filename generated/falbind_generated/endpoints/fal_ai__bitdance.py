@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/bitdance
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -163,7 +163,7 @@ class ImageSize(RequestModel):
 class BitdanceParams(TypedDict, total=False):
     """The fields of `BitdanceInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     image_size: (
         ImageSize
         | Literal[

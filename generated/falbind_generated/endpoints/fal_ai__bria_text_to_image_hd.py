@@ -3,10 +3,10 @@
 
 # fal endpoint: fal-ai/bria/text-to-image/hd
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
-from falbind.models.base import RequestModel, ResponseModel
+from falbind.models.base import omitted, RequestModel, ResponseModel
 
 
 class BriaTextToImageHdInput(RequestModel):
@@ -79,12 +79,12 @@ class BriaTextToImageHdInput(RequestModel):
         ),
     ] = False
     medium: Annotated[
-        Literal["photography", "art"] | None,
+        Literal["photography", "art"],
         Field(
             description="Which medium should be included in your generated images. This parameter is optional.",
             title="Medium",
         ),
-    ] = None
+    ] = omitted()
     guidance: Annotated[
         list[GuidanceInput],
         Field(
@@ -136,13 +136,12 @@ class GuidanceInput(RequestModel):
     method: Annotated[
         Literal[
             "controlnet_canny", "controlnet_depth", "controlnet_recoloring", "controlnet_color_grid"
-        ]
-        | None,
+        ],
         Field(
             description="Which guidance type you would like to include in the generation. Up to 4 guidance methods can be combined during a single inference. This parameter is optional.",
             title="Method",
         ),
-    ] = None
+    ] = omitted()
     scale: Annotated[
         float, Field(description="Impact of the guidance.", ge=0.0, le=1.0, title="Scale")
     ] = 1
@@ -183,7 +182,7 @@ class Image(ResponseModel):
 class BriaTextToImageHdParams(TypedDict, total=False):
     """The fields of `BriaTextToImageHdInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     negative_prompt: str
     num_images: int
     aspect_ratio: Literal["1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9"]
@@ -191,7 +190,7 @@ class BriaTextToImageHdParams(TypedDict, total=False):
     num_inference_steps: int
     guidance_scale: float
     prompt_enhancement: bool
-    medium: Literal["photography", "art"] | None
+    medium: Literal["photography", "art"]
     guidance: list[GuidanceInput]
     sync_mode: bool
 

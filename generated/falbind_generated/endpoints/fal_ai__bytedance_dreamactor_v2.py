@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/bytedance/dreamactor/v2
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -78,8 +78,8 @@ class File(ResponseModel):
 class BytedanceDreamactorV2Params(TypedDict, total=False):
     """The fields of `BytedanceDreamactorV2Input` as keyword arguments of the typed client methods."""
 
-    image_url: str
-    video_url: str
+    image_url: Required[str]
+    video_url: Required[str]
     trim_first_second: bool
 
 

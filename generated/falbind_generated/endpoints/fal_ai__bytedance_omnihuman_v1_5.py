@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/bytedance/omnihuman/v1.5
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -106,9 +106,9 @@ class BytedanceOmnihumanV15Params(TypedDict, total=False):
     """The fields of `BytedanceOmnihumanV15Input` as keyword arguments of the typed client methods."""
 
     prompt: str | None
-    image_url: str
+    image_url: Required[str]
     mask_url: str | None
-    audio_url: str
+    audio_url: Required[str]
     turbo_mode: bool
     resolution: Literal["720p", "1080p"]
 

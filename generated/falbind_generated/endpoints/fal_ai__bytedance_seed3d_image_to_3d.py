@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/bytedance/seed3d/image-to-3d
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -73,7 +73,7 @@ class File(ResponseModel):
 class BytedanceSeed3dImageTo3dParams(TypedDict, total=False):
     """The fields of `BytedanceSeed3dImageTo3dInput` as keyword arguments of the typed client methods."""
 
-    image_url: str
+    image_url: Required[str]
 
 
 ENDPOINT_ID = "fal-ai/bytedance/seed3d/image-to-3d"

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/bytedance/seed-speech/tts/v2
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -163,7 +163,7 @@ class File(ResponseModel):
 class BytedanceSeedSpeechTtsV2Params(TypedDict, total=False):
     """The fields of `BytedanceSeedSpeechTtsV2Input` as keyword arguments of the typed client methods."""
 
-    text: str
+    text: Required[str]
     voice: Literal[
         "vivi_mixed_en_zh_ja_es_id",
         "mindy_en_es_id_pt_zh",

@@ -3,10 +3,10 @@
 
 # fal endpoint: fal-ai/bytedance/seed/v2/mini
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Any, Literal
 from pydantic import Field
-from falbind.models.base import RequestModel, ResponseModel
+from falbind.models.base import omitted, RequestModel, ResponseModel
 
 
 class BytedanceSeedV2MiniInput(RequestModel):
@@ -19,19 +19,19 @@ class BytedanceSeedV2MiniInput(RequestModel):
         ),
     ]
     image_urls: Annotated[
-        list[str] | None,
+        list[str],
         Field(
             description="URLs of images for visual understanding. Supported formats: JPEG, PNG, WebP. A maximum of 6 images is supported. Any additional images will be ignored.",
             title="Image Urls",
         ),
-    ] = None
+    ] = omitted()
     video_urls: Annotated[
-        list[str] | None,
+        list[str],
         Field(
             description="URLs of videos for video understanding. Supported formats: MP4, MOV. Audio comprehension is not supported. A maximum of 3 videos is supported. Any additional videos will be ignored.",
             title="Video Urls",
         ),
-    ] = None
+    ] = omitted()
     system_prompt: Annotated[
         str | None,
         Field(
@@ -139,9 +139,9 @@ class Seed2MiniMessageOutput(ResponseModel):
 class BytedanceSeedV2MiniParams(TypedDict, total=False):
     """The fields of `BytedanceSeedV2MiniInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
-    image_urls: list[str] | None
-    video_urls: list[str] | None
+    prompt: Required[str]
+    image_urls: list[str]
+    video_urls: list[str]
     system_prompt: str | None
     messages: list[Seed2MiniMessage] | None
     thinking: Literal["enabled", "disabled", "auto"]

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/bytedance/seedance/v1.5/pro/image-to-video
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -112,7 +112,7 @@ class File(ResponseModel):
 class BytedanceSeedanceV15ProImageToVideoParams(TypedDict, total=False):
     """The fields of `BytedanceSeedanceV15ProImageToVideoInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     aspect_ratio: Literal["21:9", "16:9", "4:3", "1:1", "3:4", "9:16", "auto"]
     resolution: Literal["480p", "720p", "1080p"]
     duration: Literal["4", "5", "6", "7", "8", "9", "10", "11", "12"]
@@ -120,7 +120,7 @@ class BytedanceSeedanceV15ProImageToVideoParams(TypedDict, total=False):
     seed: int | None
     enable_safety_checker: bool
     generate_audio: bool
-    image_url: str
+    image_url: Required[str]
     end_image_url: str | None
 
 

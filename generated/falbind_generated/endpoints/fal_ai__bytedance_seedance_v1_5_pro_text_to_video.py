@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/bytedance/seedance/v1.5/pro/text-to-video
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -97,7 +97,7 @@ class File(ResponseModel):
 class BytedanceSeedanceV15ProTextToVideoParams(TypedDict, total=False):
     """The fields of `BytedanceSeedanceV15ProTextToVideoInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     aspect_ratio: Literal["21:9", "16:9", "4:3", "1:1", "3:4", "9:16", "auto"]
     resolution: Literal["480p", "720p", "1080p"]
     duration: Literal["4", "5", "6", "7", "8", "9", "10", "11", "12"]

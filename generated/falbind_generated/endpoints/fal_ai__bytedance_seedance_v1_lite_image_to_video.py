@@ -3,10 +3,10 @@
 
 # fal endpoint: fal-ai/bytedance/seedance/v1/lite/image-to-video
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
-from falbind.models.base import RequestModel, ResponseModel
+from falbind.models.base import omitted, RequestModel, ResponseModel
 
 
 class BytedanceSeedanceV1LiteImageToVideoInput(RequestModel):
@@ -39,11 +39,11 @@ class BytedanceSeedanceV1LiteImageToVideoInput(RequestModel):
         bool, Field(description="Whether to fix the camera position", title="Camera Fixed")
     ] = False
     seed: Annotated[
-        int | None,
+        int,
         Field(
             description="Random seed to control video generation. Use -1 for random.", title="Seed"
         ),
-    ] = None
+    ] = omitted()
     enable_safety_checker: Annotated[
         bool,
         Field(
@@ -61,12 +61,12 @@ class BytedanceSeedanceV1LiteImageToVideoInput(RequestModel):
         ),
     ]
     end_image_url: Annotated[
-        str | None,
+        str,
         Field(
             description="The URL of the image the video ends with. Defaults to None.",
             title="End Image Url",
         ),
-    ] = None
+    ] = omitted()
 
 
 class BytedanceSeedanceV1LiteImageToVideoOutput(ResponseModel):
@@ -111,15 +111,15 @@ class File(ResponseModel):
 class BytedanceSeedanceV1LiteImageToVideoParams(TypedDict, total=False):
     """The fields of `BytedanceSeedanceV1LiteImageToVideoInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     aspect_ratio: Literal["21:9", "16:9", "4:3", "1:1", "3:4", "9:16", "auto"]
     resolution: Literal["480p", "720p", "1080p"]
     duration: Literal["2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12"]
     camera_fixed: bool
-    seed: int | None
+    seed: int
     enable_safety_checker: bool
-    image_url: str
-    end_image_url: str | None
+    image_url: Required[str]
+    end_image_url: str
 
 
 ENDPOINT_ID = "fal-ai/bytedance/seedance/v1/lite/image-to-video"

@@ -3,10 +3,10 @@
 
 # fal endpoint: fal-ai/bytedance/seedance/v1/lite/reference-to-video
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
-from falbind.models.base import RequestModel, ResponseModel
+from falbind.models.base import omitted, RequestModel, ResponseModel
 
 
 class BytedanceSeedanceV1LiteReferenceToVideoInput(RequestModel):
@@ -37,11 +37,11 @@ class BytedanceSeedanceV1LiteReferenceToVideoInput(RequestModel):
         bool, Field(description="Whether to fix the camera position", title="Camera Fixed")
     ] = False
     seed: Annotated[
-        int | None,
+        int,
         Field(
             description="Random seed to control video generation. Use -1 for random.", title="Seed"
         ),
-    ] = None
+    ] = omitted()
     enable_safety_checker: Annotated[
         bool,
         Field(
@@ -109,14 +109,14 @@ class File(ResponseModel):
 class BytedanceSeedanceV1LiteReferenceToVideoParams(TypedDict, total=False):
     """The fields of `BytedanceSeedanceV1LiteReferenceToVideoInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     aspect_ratio: Literal["21:9", "16:9", "4:3", "1:1", "3:4", "9:16", "auto"]
     resolution: Literal["480p", "720p"]
     duration: Literal["2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12"]
     camera_fixed: bool
-    seed: int | None
+    seed: int
     enable_safety_checker: bool
-    reference_image_urls: list[str]
+    reference_image_urls: Required[list[str]]
 
 
 ENDPOINT_ID = "fal-ai/bytedance/seedance/v1/lite/reference-to-video"

@@ -3,10 +3,10 @@
 
 # fal endpoint: fal-ai/bytedance/seedance/v1/lite/text-to-video
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
-from falbind.models.base import RequestModel, ResponseModel
+from falbind.models.base import omitted, RequestModel, ResponseModel
 
 
 class BytedanceSeedanceV1LiteTextToVideoInput(RequestModel):
@@ -39,11 +39,11 @@ class BytedanceSeedanceV1LiteTextToVideoInput(RequestModel):
         bool, Field(description="Whether to fix the camera position", title="Camera Fixed")
     ] = False
     seed: Annotated[
-        int | None,
+        int,
         Field(
             description="Random seed to control video generation. Use -1 for random.", title="Seed"
         ),
-    ] = None
+    ] = omitted()
     enable_safety_checker: Annotated[
         bool,
         Field(
@@ -96,12 +96,12 @@ class File(ResponseModel):
 class BytedanceSeedanceV1LiteTextToVideoParams(TypedDict, total=False):
     """The fields of `BytedanceSeedanceV1LiteTextToVideoInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     aspect_ratio: Literal["21:9", "16:9", "4:3", "1:1", "3:4", "9:16", "9:21"]
     resolution: Literal["480p", "720p", "1080p"]
     duration: Literal["2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12"]
     camera_fixed: bool
-    seed: int | None
+    seed: int
     enable_safety_checker: bool
 
 

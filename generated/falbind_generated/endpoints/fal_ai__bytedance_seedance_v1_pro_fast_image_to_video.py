@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/bytedance/seedance/v1/pro/fast/image-to-video
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -115,7 +115,7 @@ class File(ResponseModel):
 class BytedanceSeedanceV1ProFastImageToVideoParams(TypedDict, total=False):
     """The fields of `BytedanceSeedanceV1ProFastImageToVideoInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     aspect_ratio: Literal["21:9", "16:9", "4:3", "1:1", "3:4", "9:16", "auto"]
     resolution: Literal["480p", "720p", "1080p"]
     duration: Literal["2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12"]
@@ -123,7 +123,7 @@ class BytedanceSeedanceV1ProFastImageToVideoParams(TypedDict, total=False):
     seed: int | None
     enable_safety_checker: bool
     num_frames: int | None
-    image_url: str
+    image_url: Required[str]
 
 
 ENDPOINT_ID = "fal-ai/bytedance/seedance/v1/pro/fast/image-to-video"

@@ -3,10 +3,10 @@
 
 # fal endpoint: fal-ai/bytedance/seedream/v3/text-to-image
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
-from falbind.models.base import RequestModel, ResponseModel
+from falbind.models.base import omitted, RequestModel, ResponseModel
 
 
 class BytedanceSeedreamV3TextToImageInput(RequestModel):
@@ -29,13 +29,12 @@ class BytedanceSeedreamV3TextToImageInput(RequestModel):
             "portrait_16_9",
             "landscape_4_3",
             "landscape_16_9",
-        ]
-        | None,
+        ],
         Field(
             description="Use for finer control over the output image size. Will be used over aspect_ratio, if both are provided. Width and height must be between 512 and 2048.",
             title="Image Size",
         ),
-    ] = None
+    ] = omitted()
     guidance_scale: Annotated[
         float,
         Field(
@@ -49,12 +48,12 @@ class BytedanceSeedreamV3TextToImageInput(RequestModel):
         int, Field(description="Number of images to generate", ge=1, le=4, title="Num Images")
     ] = 1
     seed: Annotated[
-        int | None,
+        int,
         Field(
             description="Random seed to control the stochasticity of image generation.",
             title="Seed",
         ),
-    ] = None
+    ] = omitted()
     enable_safety_checker: Annotated[
         bool,
         Field(
@@ -135,7 +134,7 @@ class ImageSize(RequestModel):
 class BytedanceSeedreamV3TextToImageParams(TypedDict, total=False):
     """The fields of `BytedanceSeedreamV3TextToImageInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     image_size: (
         ImageSize
         | Literal[
@@ -146,11 +145,10 @@ class BytedanceSeedreamV3TextToImageParams(TypedDict, total=False):
             "landscape_4_3",
             "landscape_16_9",
         ]
-        | None
     )
     guidance_scale: float
     num_images: int
-    seed: int | None
+    seed: int
     enable_safety_checker: bool
     sync_mode: bool
 

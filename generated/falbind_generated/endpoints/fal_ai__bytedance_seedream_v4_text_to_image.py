@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/bytedance/seedream/v4/text-to-image
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import structured_default, RequestModel, ResponseModel
@@ -153,7 +153,7 @@ class ImageSize(RequestModel):
 class BytedanceSeedreamV4TextToImageParams(TypedDict, total=False):
     """The fields of `BytedanceSeedreamV4TextToImageInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     image_size: (
         ImageSize
         | Literal[

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/bytedance/seedream/v5/lite/text-to-image
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -145,7 +145,7 @@ class ImageSize(RequestModel):
 class BytedanceSeedreamV5LiteTextToImageParams(TypedDict, total=False):
     """The fields of `BytedanceSeedreamV5LiteTextToImageInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     image_size: (
         ImageSize
         | Literal[

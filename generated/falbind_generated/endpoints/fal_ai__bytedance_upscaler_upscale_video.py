@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/bytedance-upscaler/upscale/video
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -110,7 +110,7 @@ class File(ResponseModel):
 class BytedanceUpscalerUpscaleVideoParams(TypedDict, total=False):
     """The fields of `BytedanceUpscalerUpscaleVideoInput` as keyword arguments of the typed client methods."""
 
-    video_url: str
+    video_url: Required[str]
     target_resolution: Literal["1080p", "2k", "4k"]
     target_fps: Literal["30fps", "60fps"]
     enhancement_preset: Literal["general", "ugc", "short_series", "aigc", "old_film"]

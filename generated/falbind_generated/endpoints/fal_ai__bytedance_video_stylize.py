@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/bytedance/video-stylize
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated
 from pydantic import ConfigDict, Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -38,8 +38,8 @@ class BytedanceVideoStylizeOutput(ResponseModel):
 class BytedanceVideoStylizeParams(TypedDict, total=False):
     """The fields of `BytedanceVideoStylizeInput` as keyword arguments of the typed client methods."""
 
-    style: str
-    image_url: str
+    style: Required[str]
+    image_url: Required[str]
 
 
 ENDPOINT_ID = "fal-ai/bytedance/video-stylize"

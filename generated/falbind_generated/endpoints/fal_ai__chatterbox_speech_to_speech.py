@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/chatterbox/speech-to-speech
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -68,7 +68,7 @@ class File(ResponseModel):
 class ChatterboxSpeechToSpeechParams(TypedDict, total=False):
     """The fields of `ChatterboxSpeechToSpeechInput` as keyword arguments of the typed client methods."""
 
-    source_audio_url: str
+    source_audio_url: Required[str]
     target_voice_audio_url: str | None
 
 

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/chatterbox/text-to-speech
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -92,7 +92,7 @@ class File(ResponseModel):
 class ChatterboxTextToSpeechParams(TypedDict, total=False):
     """The fields of `ChatterboxTextToSpeechInput` as keyword arguments of the typed client methods."""
 
-    text: str
+    text: Required[str]
     audio_url: str | None
     exaggeration: float
     temperature: float

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/chatterbox/text-to-speech/multilingual
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -159,7 +159,7 @@ class File(ResponseModel):
 class ChatterboxTextToSpeechMultilingualParams(TypedDict, total=False):
     """The fields of `ChatterboxTextToSpeechMultilingualInput` as keyword arguments of the typed client methods."""
 
-    text: str
+    text: Required[str]
     voice: str
     custom_audio_language: (
         Literal[

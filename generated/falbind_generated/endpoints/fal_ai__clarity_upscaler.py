@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/clarity-upscaler
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -135,7 +135,7 @@ class Image(ResponseModel):
 class ClarityUpscalerParams(TypedDict, total=False):
     """The fields of `ClarityUpscalerInput` as keyword arguments of the typed client methods."""
 
-    image_url: str
+    image_url: Required[str]
     prompt: str
     upscale_factor: float
     negative_prompt: str

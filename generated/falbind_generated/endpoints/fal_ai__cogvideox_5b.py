@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/cogvideox-5b
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import structured_default, RequestModel, ResponseModel
@@ -152,7 +152,7 @@ class LoraWeight(RequestModel):
 class Cogvideox5bParams(TypedDict, total=False):
     """The fields of `Cogvideox5bInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     video_size: (
         ImageSize
         | Literal[

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/cogvideox-5b/image-to-video
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import structured_default, RequestModel, ResponseModel
@@ -160,7 +160,7 @@ class LoraWeight(RequestModel):
 class Cogvideox5bImageToVideoParams(TypedDict, total=False):
     """The fields of `Cogvideox5bImageToVideoInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     video_size: (
         ImageSize
         | Literal[
@@ -179,7 +179,7 @@ class Cogvideox5bImageToVideoParams(TypedDict, total=False):
     guidance_scale: float
     use_rife: bool
     export_fps: int
-    image_url: str
+    image_url: Required[str]
 
 
 ENDPOINT_ID = "fal-ai/cogvideox-5b/image-to-video"

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/cogvideox-5b/video-to-video
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import structured_default, RequestModel, ResponseModel
@@ -171,7 +171,7 @@ class LoraWeight(RequestModel):
 class Cogvideox5bVideoToVideoParams(TypedDict, total=False):
     """The fields of `Cogvideox5bVideoToVideoInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     video_size: (
         ImageSize
         | Literal[
@@ -190,7 +190,7 @@ class Cogvideox5bVideoToVideoParams(TypedDict, total=False):
     guidance_scale: float
     use_rife: bool
     export_fps: int
-    video_url: str
+    video_url: Required[str]
     strength: float
 
 

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/cogview4
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -174,7 +174,7 @@ class ImageSize(RequestModel):
 class Cogview4Params(TypedDict, total=False):
     """The fields of `Cogview4Input` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     image_size: (
         ImageSize
         | Literal[

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/controlfoley
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -131,7 +131,7 @@ class File(ResponseModel):
 class ControlfoleyParams(TypedDict, total=False):
     """The fields of `ControlfoleyInput` as keyword arguments of the typed client methods."""
 
-    video_url: str
+    video_url: Required[str]
     prompt: str
     negative_prompt: str
     reference_audio_url: str | None

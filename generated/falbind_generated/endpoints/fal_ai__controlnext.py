@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/controlnext
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -140,8 +140,8 @@ class File(ResponseModel):
 class ControlnextParams(TypedDict, total=False):
     """The fields of `ControlnextInput` as keyword arguments of the typed client methods."""
 
-    image_url: str
-    video_url: str
+    image_url: Required[str]
+    video_url: Required[str]
     height: int
     width: int
     guidance_scale: float

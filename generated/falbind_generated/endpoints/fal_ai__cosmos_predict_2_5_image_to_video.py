@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/cosmos-predict-2.5/image-to-video
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -138,7 +138,7 @@ class VideoFile(ResponseModel):
 class CosmosPredict25ImageToVideoParams(TypedDict, total=False):
     """The fields of `CosmosPredict25ImageToVideoInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     negative_prompt: str
     num_frames: int
     num_inference_steps: int
@@ -147,7 +147,7 @@ class CosmosPredict25ImageToVideoParams(TypedDict, total=False):
     sync_mode: bool
     video_output_type: Literal["X264 (.mp4)", "VP9 (.webm)", "PRORES4444 (.mov)", "GIF (.gif)"]
     video_quality: Literal["low", "medium", "high", "maximum"]
-    image_url: str
+    image_url: Required[str]
 
 
 ENDPOINT_ID = "fal-ai/cosmos-predict-2.5/image-to-video"

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/cosmos-predict-2.5/text-to-video
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -128,7 +128,7 @@ class VideoFile(ResponseModel):
 class CosmosPredict25TextToVideoParams(TypedDict, total=False):
     """The fields of `CosmosPredict25TextToVideoInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     negative_prompt: str
     num_frames: int
     num_inference_steps: int

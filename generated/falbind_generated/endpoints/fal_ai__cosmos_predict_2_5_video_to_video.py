@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/cosmos-predict-2.5/video-to-video
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -136,7 +136,7 @@ class VideoFile(ResponseModel):
 class CosmosPredict25VideoToVideoParams(TypedDict, total=False):
     """The fields of `CosmosPredict25VideoToVideoInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     negative_prompt: str
     num_frames: int
     num_inference_steps: int
@@ -145,7 +145,7 @@ class CosmosPredict25VideoToVideoParams(TypedDict, total=False):
     sync_mode: bool
     video_output_type: Literal["X264 (.mp4)", "VP9 (.webm)", "PRORES4444 (.mov)", "GIF (.gif)"]
     video_quality: Literal["low", "medium", "high", "maximum"]
-    video_url: str
+    video_url: Required[str]
 
 
 ENDPOINT_ID = "fal-ai/cosmos-predict-2.5/video-to-video"

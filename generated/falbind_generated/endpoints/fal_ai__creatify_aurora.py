@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/creatify/aurora
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -118,8 +118,8 @@ class VideoFile(ResponseModel):
 class CreatifyAuroraParams(TypedDict, total=False):
     """The fields of `CreatifyAuroraInput` as keyword arguments of the typed client methods."""
 
-    image_url: str
-    audio_url: str
+    image_url: Required[str]
+    audio_url: Required[str]
     prompt: str | None
     guidance_scale: float | None
     audio_guidance_scale: float | None

@@ -3,10 +3,10 @@
 
 # fal endpoint: fal-ai/csm-1b
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated
 from pydantic import Field
-from falbind.models.base import RequestModel, ResponseModel
+from falbind.models.base import omitted, RequestModel, ResponseModel
 
 
 class Csm1bInput(RequestModel):
@@ -25,7 +25,7 @@ class Csm1bInput(RequestModel):
         ),
     ]
     context: Annotated[
-        list[Speaker] | None,
+        list[Speaker],
         Field(
             description="The context to generate an audio from.",
             examples=[
@@ -44,7 +44,7 @@ class Csm1bInput(RequestModel):
             ],
             title="Context",
         ),
-    ] = None
+    ] = omitted()
 
 
 class Csm1bOutput(ResponseModel):
@@ -89,8 +89,8 @@ class Turn(RequestModel):
 class Csm1bParams(TypedDict, total=False):
     """The fields of `Csm1bInput` as keyword arguments of the typed client methods."""
 
-    scene: list[Turn]
-    context: list[Speaker] | None
+    scene: Required[list[Turn]]
+    context: list[Speaker]
 
 
 ENDPOINT_ID = "fal-ai/csm-1b"

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/davinci-magihuman
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import structured_default, RequestModel, ResponseModel
@@ -117,8 +117,8 @@ class File(ResponseModel):
 class DavinciMagihumanParams(TypedDict, total=False):
     """The fields of `DavinciMagihumanInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
-    image_url: str
+    prompt: Required[str]
+    image_url: Required[str]
     audio_url: str | None
     duration: int
     resolution: Literal["256p", "540p", "720p", "1080p"]

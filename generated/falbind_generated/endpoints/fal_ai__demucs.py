@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/demucs
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -122,7 +122,7 @@ class File(ResponseModel):
 class DemucsParams(TypedDict, total=False):
     """The fields of `DemucsInput` as keyword arguments of the typed client methods."""
 
-    audio_url: str
+    audio_url: Required[str]
     model: Literal[
         "htdemucs",
         "htdemucs_ft",

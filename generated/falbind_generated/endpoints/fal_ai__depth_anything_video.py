@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/depth-anything-video
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -107,7 +107,7 @@ class File(ResponseModel):
 class DepthAnythingVideoParams(TypedDict, total=False):
     """The fields of `DepthAnythingVideoInput` as keyword arguments of the typed client methods."""
 
-    video_url: str
+    video_url: Required[str]
     model: Literal["VDA-Small", "VDA-Base", "VDA-Large"]
     colormap: Literal["grayscale", "turbo", "inferno", "magma", "viridis"]
     resolution: Literal["auto", "360p", "480p", "720p", "1080p"]

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/dia-tts
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -61,7 +61,7 @@ class File(ResponseModel):
 class DiaTtsParams(TypedDict, total=False):
     """The fields of `DiaTtsInput` as keyword arguments of the typed client methods."""
 
-    text: str
+    text: Required[str]
 
 
 ENDPOINT_ID = "fal-ai/dia-tts"

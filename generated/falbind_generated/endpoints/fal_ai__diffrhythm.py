@@ -3,10 +3,10 @@
 
 # fal endpoint: fal-ai/diffrhythm
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
-from falbind.models.base import RequestModel, ResponseModel
+from falbind.models.base import omitted, RequestModel, ResponseModel
 
 
 class DiffrhythmInput(RequestModel):
@@ -21,7 +21,7 @@ class DiffrhythmInput(RequestModel):
         ),
     ]
     reference_audio_url: Annotated[
-        str | None,
+        str,
         Field(
             description="The URL of the reference audio to use for the music generation.",
             examples=[
@@ -29,15 +29,15 @@ class DiffrhythmInput(RequestModel):
             ],
             title="Reference Audio URL",
         ),
-    ] = None
+    ] = omitted()
     style_prompt: Annotated[
-        str | None,
+        str,
         Field(
             description="The style prompt to use for the music generation.",
             examples=["pop"],
             title="Style Prompt",
         ),
-    ] = None
+    ] = omitted()
     music_duration: Annotated[
         Literal["95s", "285s"],
         Field(description="The duration of the music to generate.", title="Music Duration"),
@@ -110,9 +110,9 @@ class File(ResponseModel):
 class DiffrhythmParams(TypedDict, total=False):
     """The fields of `DiffrhythmInput` as keyword arguments of the typed client methods."""
 
-    lyrics: str
-    reference_audio_url: str | None
-    style_prompt: str | None
+    lyrics: Required[str]
+    reference_audio_url: str
+    style_prompt: str
     music_duration: Literal["95s", "285s"]
     cfg_strength: float
     scheduler: Literal["euler", "midpoint", "rk4", "implicit_adams"]

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/diffusion-edge
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -66,7 +66,7 @@ class Image(ResponseModel):
 class DiffusionEdgeParams(TypedDict, total=False):
     """The fields of `DiffusionEdgeInput` as keyword arguments of the typed client methods."""
 
-    image_url: str
+    image_url: Required[str]
 
 
 ENDPOINT_ID = "fal-ai/diffusion-edge"

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/dreamshaper
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import structured_default, RequestModel, ResponseModel
@@ -207,7 +207,7 @@ class LoraWeight(RequestModel):
 class DreamshaperParams(TypedDict, total=False):
     """The fields of `DreamshaperInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     enable_safety_checker: bool
     loras: list[LoraWeight]
     sync_mode: bool

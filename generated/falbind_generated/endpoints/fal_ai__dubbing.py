@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/dubbing
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -75,7 +75,7 @@ class File(ResponseModel):
 class DubbingParams(TypedDict, total=False):
     """The fields of `DubbingInput` as keyword arguments of the typed client methods."""
 
-    video_url: str
+    video_url: Required[str]
     target_language: Literal["hindi", "turkish", "english"]
     do_lipsync: bool
 

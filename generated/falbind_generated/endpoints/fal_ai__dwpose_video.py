@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/dwpose/video
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -80,7 +80,7 @@ class File(ResponseModel):
 class DwposeVideoParams(TypedDict, total=False):
     """The fields of `DwposeVideoInput` as keyword arguments of the typed client methods."""
 
-    video_url: str
+    video_url: Required[str]
     draw_mode: Literal[
         "full-pose",
         "body-pose",

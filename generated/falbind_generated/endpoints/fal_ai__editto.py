@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/editto
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -292,7 +292,7 @@ class VideoFile(ResponseModel):
 class EdittoParams(TypedDict, total=False):
     """The fields of `EdittoInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     negative_prompt: str
     match_input_num_frames: bool
     num_frames: int
@@ -305,7 +305,7 @@ class EdittoParams(TypedDict, total=False):
     guidance_scale: float
     sampler: Literal["unipc", "dpm++", "euler"]
     shift: float
-    video_url: str
+    video_url: Required[str]
     enable_safety_checker: bool
     acceleration: Literal["none", "low", "regular"] | None
     video_quality: Literal["low", "medium", "high", "maximum"]

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/elevenlabs/dubbing
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -115,7 +115,7 @@ class ElevenlabsDubbingParams(TypedDict, total=False):
 
     audio_url: str | None
     video_url: str | None
-    target_lang: str
+    target_lang: Required[str]
     source_lang: str | None
     num_speakers: int | None
     highest_resolution: bool

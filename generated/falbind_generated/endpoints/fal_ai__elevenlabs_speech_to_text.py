@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/elevenlabs/speech-to-text
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -67,7 +67,7 @@ class TranscriptionWord(ResponseModel):
 class ElevenlabsSpeechToTextParams(TypedDict, total=False):
     """The fields of `ElevenlabsSpeechToTextInput` as keyword arguments of the typed client methods."""
 
-    audio_url: str
+    audio_url: Required[str]
     language_code: str | None
     tag_audio_events: bool
     diarize: bool

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/elevenlabs/text-to-dialogue/eleven-v3
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -153,7 +153,7 @@ class PronunciationDictionaryLocator(RequestModel):
 class ElevenlabsTextToDialogueElevenV3Params(TypedDict, total=False):
     """The fields of `ElevenlabsTextToDialogueElevenV3Input` as keyword arguments of the typed client methods."""
 
-    inputs: list[DialogueBlock]
+    inputs: Required[list[DialogueBlock]]
     stability: float | None
     use_speaker_boost: bool | None
     pronunciation_dictionary_locators: list[PronunciationDictionaryLocator]

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/elevenlabs/tts/eleven-v3
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Any, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -121,7 +121,7 @@ class File(ResponseModel):
 class ElevenlabsTtsElevenV3Params(TypedDict, total=False):
     """The fields of `ElevenlabsTtsElevenV3Input` as keyword arguments of the typed client methods."""
 
-    text: str
+    text: Required[str]
     voice: str
     stability: float
     timestamps: bool

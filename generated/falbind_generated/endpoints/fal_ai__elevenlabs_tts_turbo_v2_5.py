@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/elevenlabs/tts/turbo-v2.5
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Any, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -149,7 +149,7 @@ class File(ResponseModel):
 class ElevenlabsTtsTurboV25Params(TypedDict, total=False):
     """The fields of `ElevenlabsTtsTurboV25Input` as keyword arguments of the typed client methods."""
 
-    text: str
+    text: Required[str]
     voice: str
     stability: float
     similarity_boost: float

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/emu-3.5-image/text-to-image
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -99,7 +99,7 @@ class ImageFile(ResponseModel):
 class Emu35ImageTextToImageParams(TypedDict, total=False):
     """The fields of `Emu35ImageTextToImageInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     resolution: Literal["480p", "720p"]
     aspect_ratio: Literal["21:9", "16:9", "4:3", "3:2", "1:1", "2:3", "3:4", "9:16", "9:21"]
     enable_safety_checker: bool

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/ernie-image
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -124,7 +124,7 @@ class ImageSize(RequestModel):
 class ErnieImageParams(TypedDict, total=False):
     """The fields of `ErnieImageInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     negative_prompt: str
     image_size: (
         ImageSize

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/ernie-image/lora
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -145,7 +145,7 @@ class LoraWeight(RequestModel):
 class ErnieImageLoraParams(TypedDict, total=False):
     """The fields of `ErnieImageLoraInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     negative_prompt: str
     image_size: (
         ImageSize

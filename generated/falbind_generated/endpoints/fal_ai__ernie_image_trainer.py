@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/ernie-image-trainer
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -68,7 +68,7 @@ class File(ResponseModel):
 class ErnieImageTrainerParams(TypedDict, total=False):
     """The fields of `ErnieImageTrainerInput` as keyword arguments of the typed client methods."""
 
-    images_data_url: str
+    images_data_url: Required[str]
     steps: int
     default_caption: str | None
     learning_rate: float

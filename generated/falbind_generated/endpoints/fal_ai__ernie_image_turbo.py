@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/ernie-image/turbo
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -129,7 +129,7 @@ class ImageSize(RequestModel):
 class ErnieImageTurboParams(TypedDict, total=False):
     """The fields of `ErnieImageTurboInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     negative_prompt: str
     image_size: (
         ImageSize

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/esrgan
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -89,7 +89,7 @@ class Image(ResponseModel):
 class EsrganParams(TypedDict, total=False):
     """The fields of `EsrganInput` as keyword arguments of the typed client methods."""
 
-    image_url: str
+    image_url: Required[str]
     scale: float
     tile: int
     face: bool

@@ -3,10 +3,10 @@
 
 # fal endpoint: fal-ai/f-lite/standard
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
-from falbind.models.base import RequestModel, ResponseModel
+from falbind.models.base import omitted, RequestModel, ResponseModel
 
 
 class FLiteStandardInput(RequestModel):
@@ -56,12 +56,12 @@ class FLiteStandardInput(RequestModel):
         ),
     ] = 28
     seed: Annotated[
-        int | None,
+        int,
         Field(
             description="\n            The same seed and the same prompt given to the same version of the model\n            will output the same image every time.\n        ",
             title="Seed",
         ),
-    ] = None
+    ] = omitted()
     guidance_scale: Annotated[
         float,
         Field(
@@ -133,7 +133,7 @@ class ImageSize(RequestModel):
 class FLiteStandardParams(TypedDict, total=False):
     """The fields of `FLiteStandardInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     negative_prompt: str
     image_size: (
         ImageSize
@@ -147,7 +147,7 @@ class FLiteStandardParams(TypedDict, total=False):
         ]
     )
     num_inference_steps: int
-    seed: int | None
+    seed: int
     guidance_scale: float
     sync_mode: bool
     num_images: int

@@ -3,10 +3,10 @@
 
 # fal endpoint: fal-ai/fast-animatediff/text-to-video
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
-from falbind.models.base import RequestModel, ResponseModel
+from falbind.models.base import omitted, RequestModel, ResponseModel
 
 
 class FastAnimatediffTextToVideoInput(RequestModel):
@@ -72,10 +72,9 @@ class FastAnimatediffTextToVideoInput(RequestModel):
         ),
     ] = 8
     motions: Annotated[
-        list[Literal["zoom-out", "zoom-in", "pan-left", "pan-right", "tilt-up", "tilt-down"]]
-        | None,
+        list[Literal["zoom-out", "zoom-in", "pan-left", "pan-right", "tilt-up", "tilt-down"]],
         Field(description="The motions to apply to the video.", title="Motions"),
-    ] = None
+    ] = omitted()
     video_size: Annotated[
         ImageSize
         | Literal[
@@ -145,16 +144,14 @@ class ImageSize(RequestModel):
 class FastAnimatediffTextToVideoParams(TypedDict, total=False):
     """The fields of `FastAnimatediffTextToVideoInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     negative_prompt: str
     num_frames: int
     num_inference_steps: int
     guidance_scale: float
     seed: int | None
     fps: int
-    motions: (
-        list[Literal["zoom-out", "zoom-in", "pan-left", "pan-right", "tilt-up", "tilt-down"]] | None
-    )
+    motions: list[Literal["zoom-out", "zoom-in", "pan-left", "pan-right", "tilt-up", "tilt-down"]]
     video_size: (
         ImageSize
         | Literal[

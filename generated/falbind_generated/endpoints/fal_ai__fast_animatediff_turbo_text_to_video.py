@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/fast-animatediff/turbo/text-to-video
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -140,7 +140,7 @@ class ImageSize(RequestModel):
 class FastAnimatediffTurboTextToVideoParams(TypedDict, total=False):
     """The fields of `FastAnimatediffTurboTextToVideoInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     negative_prompt: str
     num_frames: int
     num_inference_steps: int

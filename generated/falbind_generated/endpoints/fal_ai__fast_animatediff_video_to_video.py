@@ -3,10 +3,10 @@
 
 # fal endpoint: fal-ai/fast-animatediff/video-to-video
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
-from falbind.models.base import RequestModel, ResponseModel
+from falbind.models.base import omitted, RequestModel, ResponseModel
 
 
 class FastAnimatediffVideoToVideoInput(RequestModel):
@@ -92,10 +92,9 @@ class FastAnimatediffVideoToVideoInput(RequestModel):
         ),
     ] = 8
     motions: Annotated[
-        list[Literal["zoom-out", "zoom-in", "pan-left", "pan-right", "tilt-up", "tilt-down"]]
-        | None,
+        list[Literal["zoom-out", "zoom-in", "pan-left", "pan-right", "tilt-up", "tilt-down"]],
         Field(description="The motions to apply to the video.", title="Motions"),
-    ] = None
+    ] = omitted()
 
 
 class FastAnimatediffVideoToVideoOutput(ResponseModel):
@@ -140,18 +139,16 @@ class File(ResponseModel):
 class FastAnimatediffVideoToVideoParams(TypedDict, total=False):
     """The fields of `FastAnimatediffVideoToVideoInput` as keyword arguments of the typed client methods."""
 
-    video_url: str
+    video_url: Required[str]
     first_n_seconds: int
-    prompt: str
+    prompt: Required[str]
     negative_prompt: str
     num_inference_steps: int
     strength: float
     guidance_scale: float
     seed: int | None
     fps: int
-    motions: (
-        list[Literal["zoom-out", "zoom-in", "pan-left", "pan-right", "tilt-up", "tilt-down"]] | None
-    )
+    motions: list[Literal["zoom-out", "zoom-in", "pan-left", "pan-right", "tilt-up", "tilt-down"]]
 
 
 ENDPOINT_ID = "fal-ai/fast-animatediff/video-to-video"

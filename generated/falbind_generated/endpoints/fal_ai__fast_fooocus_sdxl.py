@@ -3,10 +3,10 @@
 
 # fal endpoint: fal-ai/fast-fooocus-sdxl
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
-from falbind.models.base import RequestModel, ResponseModel
+from falbind.models.base import omitted, RequestModel, ResponseModel
 
 
 class Embedding(RequestModel):
@@ -69,12 +69,12 @@ class FastFooocusSdxlInput(RequestModel):
         ),
     ] = 8
     seed: Annotated[
-        int | None,
+        int,
         Field(
             description="\n            The same seed and the same prompt given to the same version of Stable Diffusion\n            will output the same image every time.\n        ",
             title="Seed",
         ),
-    ] = None
+    ] = omitted()
     guidance_scale: Annotated[
         float,
         Field(
@@ -176,7 +176,7 @@ class ImageSize(RequestModel):
 class FastFooocusSdxlParams(TypedDict, total=False):
     """The fields of `FastFooocusSdxlInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     negative_prompt: str
     image_size: (
         ImageSize
@@ -190,7 +190,7 @@ class FastFooocusSdxlParams(TypedDict, total=False):
         ]
     )
     num_inference_steps: int
-    seed: int | None
+    seed: int
     guidance_scale: float
     num_images: int
     embeddings: list[Embedding]

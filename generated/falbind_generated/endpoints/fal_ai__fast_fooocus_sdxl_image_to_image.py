@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/fast-fooocus-sdxl/image-to-image
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -233,13 +233,13 @@ class FastFooocusSdxlImageToImageParams(TypedDict, total=False):
     num_inference_steps: int
     guidance_scale: float
     crop_output: bool
-    image_url: str
+    image_url: Required[str]
     format: Literal["jpeg", "png"]
     negative_prompt: str
     embeddings: list[Embedding]
     num_images: int
     enable_safety_checker: bool
-    prompt: str
+    prompt: Required[str]
     safety_checker_version: Literal["v1", "v2"]
     request_id: str
 

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/fast-lcm-diffusion
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -160,7 +160,7 @@ class FastLcmDiffusionParams(TypedDict, total=False):
     enable_safety_checker: bool
     num_images: int
     negative_prompt: str
-    prompt: str
+    prompt: Required[str]
     seed: int | None
     num_inference_steps: int
     image_size: (

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/fast-lightning-sdxl
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -83,9 +83,9 @@ class FastLightningSdxlInput(RequestModel):
         Field(description="The format of the generated image.", title="Format"),
     ] = "jpeg"
     num_inference_steps: Annotated[
-        Literal["1", "2", "4", "8"] | None,
+        Literal["1", "2", "4", "8"],
         Field(description="The number of inference steps to perform.", title="Num Inference Steps"),
-    ] = None
+    ] = "4"
     prompt: Annotated[
         str,
         Field(
@@ -172,8 +172,8 @@ class FastLightningSdxlParams(TypedDict, total=False):
         ]
     )
     format: Literal["jpeg", "png"]
-    num_inference_steps: Literal["1", "2", "4", "8"] | None
-    prompt: str
+    num_inference_steps: Literal["1", "2", "4", "8"]
+    prompt: Required[str]
     enable_safety_checker: bool
     embeddings: list[Embedding]
     num_images: int

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/fast-sdxl
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -217,7 +217,7 @@ class FastSdxlParams(TypedDict, total=False):
     guidance_scale: float
     safety_checker_version: Literal["v1", "v2"]
     seed: int | None
-    prompt: str
+    prompt: Required[str]
     num_inference_steps: int
     expand_prompt: bool
     request_id: str

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/fast-sdxl-controlnet-canny
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -230,7 +230,7 @@ class LoraWeight(RequestModel):
 class FastSdxlControlnetCannyParams(TypedDict, total=False):
     """The fields of `FastSdxlControlnetCannyInput` as keyword arguments of the typed client methods."""
 
-    control_image_url: str
+    control_image_url: Required[str]
     num_inference_steps: int
     loras: list[LoraWeight]
     seed: int | None
@@ -238,7 +238,7 @@ class FastSdxlControlnetCannyParams(TypedDict, total=False):
     format: Literal["jpeg", "png"]
     controlnet_conditioning_scale: float
     embeddings: list[Embedding]
-    prompt: str
+    prompt: Required[str]
     image_size: (
         ImageSize
         | Literal[

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/fast-svd-lcm
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -106,7 +106,7 @@ class File(ResponseModel):
 class FastSvdLcmParams(TypedDict, total=False):
     """The fields of `FastSvdLcmInput` as keyword arguments of the typed client methods."""
 
-    image_url: str
+    image_url: Required[str]
     motion_bucket_id: int
     cond_aug: float
     seed: int | None

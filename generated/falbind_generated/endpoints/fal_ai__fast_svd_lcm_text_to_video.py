@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/fast-svd-lcm/text-to-video
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -126,7 +126,7 @@ class ImageSize(RequestModel):
 class FastSvdLcmTextToVideoParams(TypedDict, total=False):
     """The fields of `FastSvdLcmTextToVideoInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     motion_bucket_id: int
     cond_aug: float
     seed: int | None

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/ffmpeg-api/compose
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -56,7 +56,7 @@ class Track(RequestModel):
 class FfmpegApiComposeParams(TypedDict, total=False):
     """The fields of `FfmpegApiComposeInput` as keyword arguments of the typed client methods."""
 
-    tracks: list[Track]
+    tracks: Required[list[Track]]
 
 
 ENDPOINT_ID = "fal-ai/ffmpeg-api/compose"

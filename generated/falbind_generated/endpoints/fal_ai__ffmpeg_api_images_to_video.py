@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/ffmpeg-api/images-to-video
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -92,7 +92,7 @@ class ImageFrame(RequestModel):
 class FfmpegApiImagesToVideoParams(TypedDict, total=False):
     """The fields of `FfmpegApiImagesToVideoInput` as keyword arguments of the typed client methods."""
 
-    images: list[ImageFrame]
+    images: Required[list[ImageFrame]]
     fps: float
 
 

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/ffmpeg-api/loudnorm
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -177,7 +177,7 @@ class LoudnormSummary(ResponseModel):
 class FfmpegApiLoudnormParams(TypedDict, total=False):
     """The fields of `FfmpegApiLoudnormInput` as keyword arguments of the typed client methods."""
 
-    audio_url: str
+    audio_url: Required[str]
     integrated_loudness: float
     true_peak: float
     loudness_range: float

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/ffmpeg-api/merge-audio-video
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -71,8 +71,8 @@ class File(ResponseModel):
 class FfmpegApiMergeAudioVideoParams(TypedDict, total=False):
     """The fields of `FfmpegApiMergeAudioVideoInput` as keyword arguments of the typed client methods."""
 
-    video_url: str
-    audio_url: str
+    video_url: Required[str]
+    audio_url: Required[str]
     start_offset: float
 
 

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/ffmpeg-api/merge-audios
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -99,7 +99,7 @@ class File(ResponseModel):
 class FfmpegApiMergeAudiosParams(TypedDict, total=False):
     """The fields of `FfmpegApiMergeAudiosInput` as keyword arguments of the typed client methods."""
 
-    audio_urls: list[str]
+    audio_urls: Required[list[str]]
     output_format: (
         Literal[
             "mp3_22050_32",

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/ffmpeg-api/merge-videos
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Any, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -88,7 +88,7 @@ class ImageSize(RequestModel):
 class FfmpegApiMergeVideosParams(TypedDict, total=False):
     """The fields of `FfmpegApiMergeVideosInput` as keyword arguments of the typed client methods."""
 
-    video_urls: list[str]
+    video_urls: Required[list[str]]
     target_fps: float | None
     resolution: (
         ImageSize

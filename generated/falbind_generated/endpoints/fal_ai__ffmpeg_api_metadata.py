@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/ffmpeg-api/metadata
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -140,7 +140,7 @@ class VideoFormat(ResponseModel):
 class FfmpegApiMetadataParams(TypedDict, total=False):
     """The fields of `FfmpegApiMetadataInput` as keyword arguments of the typed client methods."""
 
-    media_url: str
+    media_url: Required[str]
     extract_frames: bool
 
 

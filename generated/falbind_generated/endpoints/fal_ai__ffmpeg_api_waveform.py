@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/ffmpeg-api/waveform
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -67,7 +67,7 @@ class FfmpegApiWaveformOutput(ResponseModel):
 class FfmpegApiWaveformParams(TypedDict, total=False):
     """The fields of `FfmpegApiWaveformInput` as keyword arguments of the typed client methods."""
 
-    media_url: str
+    media_url: Required[str]
     points_per_second: float
     precision: int
     smoothing_window: int

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/film/video
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -136,7 +136,7 @@ class VideoFile(ResponseModel):
 class FilmVideoParams(TypedDict, total=False):
     """The fields of `FilmVideoInput` as keyword arguments of the typed client methods."""
 
-    video_url: str
+    video_url: Required[str]
     num_frames: int
     use_scene_detection: bool
     use_calculated_fps: bool

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/flashhead
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -105,8 +105,8 @@ class FlashheadOutput(ResponseModel):
 class FlashheadParams(TypedDict, total=False):
     """The fields of `FlashheadInput` as keyword arguments of the typed client methods."""
 
-    image_url: str
-    text: str
+    image_url: Required[str]
+    text: Required[str]
     voice: Literal[
         "Aria",
         "Roger",

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/flashtalk
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -71,8 +71,8 @@ class FlashtalkOutput(ResponseModel):
 class FlashtalkParams(TypedDict, total=False):
     """The fields of `FlashtalkInput` as keyword arguments of the typed client methods."""
 
-    image_url: str
-    audio_url: str
+    image_url: Required[str]
+    audio_url: Required[str]
     seed: int | None
 
 

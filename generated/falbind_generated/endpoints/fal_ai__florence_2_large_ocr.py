@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/florence-2-large/ocr
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -30,7 +30,7 @@ class Florence2LargeOcrOutput(ResponseModel):
 class Florence2LargeOcrParams(TypedDict, total=False):
     """The fields of `Florence2LargeOcrInput` as keyword arguments of the typed client methods."""
 
-    image_url: str
+    image_url: Required[str]
 
 
 ENDPOINT_ID = "fal-ai/florence-2-large/ocr"

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/florence-2-large/region-to-category
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -52,8 +52,8 @@ class Region(RequestModel):
 class Florence2LargeRegionToCategoryParams(TypedDict, total=False):
     """The fields of `Florence2LargeRegionToCategoryInput` as keyword arguments of the typed client methods."""
 
-    image_url: str
-    region: Region
+    image_url: Required[str]
+    region: Required[Region]
 
 
 ENDPOINT_ID = "fal-ai/florence-2-large/region-to-category"

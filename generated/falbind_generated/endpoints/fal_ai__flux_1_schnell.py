@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/flux-1/schnell
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -135,7 +135,7 @@ class Flux1SchnellParams(TypedDict, total=False):
     """The fields of `Flux1SchnellInput` as keyword arguments of the typed client methods."""
 
     num_inference_steps: int
-    prompt: str
+    prompt: Required[str]
     image_size: (
         ImageSize
         | Literal[

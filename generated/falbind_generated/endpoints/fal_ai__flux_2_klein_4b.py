@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/flux-2/klein/4b
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -249,7 +249,7 @@ class ImageSize(RequestModel):
 class Flux2Klein4bParams(TypedDict, total=False):
     """The fields of `Flux2Klein4bInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     seed: int | None
     num_inference_steps: int
     image_size: (

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/flux-2/klein/4b/base
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -271,7 +271,7 @@ class ImageSize(RequestModel):
 class Flux2Klein4bBaseParams(TypedDict, total=False):
     """The fields of `Flux2Klein4bBaseInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     negative_prompt: str
     guidance_scale: float
     seed: int | None

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/flux-2/klein/4b/lora
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -276,7 +276,7 @@ class ImageSize(RequestModel):
 class Flux2Klein4bLoraParams(TypedDict, total=False):
     """The fields of `Flux2Klein4bLoraInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     seed: int | None
     num_inference_steps: int
     image_size: (

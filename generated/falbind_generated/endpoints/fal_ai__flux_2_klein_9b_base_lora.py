@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/flux-2/klein/9b/base/lora
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -289,7 +289,7 @@ class ImageSize(RequestModel):
 class Flux2Klein9bBaseLoraParams(TypedDict, total=False):
     """The fields of `Flux2Klein9bBaseLoraInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     negative_prompt: str
     guidance_scale: float
     seed: int | None

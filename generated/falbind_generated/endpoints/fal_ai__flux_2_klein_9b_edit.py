@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/flux-2/klein/9b/edit
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -151,7 +151,7 @@ class ImageSize(RequestModel):
 class Flux2Klein9bEditParams(TypedDict, total=False):
     """The fields of `Flux2Klein9bEditInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     seed: int | None
     num_inference_steps: int
     image_size: (
@@ -170,7 +170,7 @@ class Flux2Klein9bEditParams(TypedDict, total=False):
     sync_mode: bool
     enable_safety_checker: bool
     output_format: Literal["jpeg", "png", "webp"]
-    image_urls: list[str]
+    image_urls: Required[list[str]]
 
 
 ENDPOINT_ID = "fal-ai/flux-2/klein/9b/edit"

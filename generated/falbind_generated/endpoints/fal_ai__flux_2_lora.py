@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/flux-2/lora
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -204,7 +204,7 @@ class LoRAInput(RequestModel):
 class Flux2LoraParams(TypedDict, total=False):
     """The fields of `Flux2LoraInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     guidance_scale: float
     seed: int | None
     num_inference_steps: int

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/flux-2-lora-gallery/hdr-style
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -157,7 +157,7 @@ class ImageSize(RequestModel):
 class Flux2LoraGalleryHdrStyleParams(TypedDict, total=False):
     """The fields of `Flux2LoraGalleryHdrStyleInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     image_size: (
         ImageSize
         | Literal[

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/flux-2-max
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -121,7 +121,7 @@ class ImageSize(RequestModel):
 class Flux2MaxParams(TypedDict, total=False):
     """The fields of `Flux2MaxInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     image_size: (
         ImageSize
         | Literal[

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/flux-2-trainer-v2
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -83,7 +83,7 @@ class Flux2TrainerV2Output(ResponseModel):
 class Flux2TrainerV2Params(TypedDict, total=False):
     """The fields of `Flux2TrainerV2Input` as keyword arguments of the typed client methods."""
 
-    image_data_url: str
+    image_data_url: Required[str]
     steps: int
     learning_rate: float
     default_caption: str | None

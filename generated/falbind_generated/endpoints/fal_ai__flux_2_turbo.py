@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/flux-2/turbo
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -160,7 +160,7 @@ class ImageSize(RequestModel):
 class Flux2TurboParams(TypedDict, total=False):
     """The fields of `Flux2TurboInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     guidance_scale: float
     seed: int | None
     image_size: (

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/flux-control-lora-depth
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -177,7 +177,7 @@ class LoraWeight(RequestModel):
 class FluxControlLoraDepthParams(TypedDict, total=False):
     """The fields of `FluxControlLoraDepthInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     image_url: str | None
     image_size: (
         ImageSize
@@ -198,7 +198,7 @@ class FluxControlLoraDepthParams(TypedDict, total=False):
     num_images: int
     enable_safety_checker: bool
     output_format: Literal["jpeg", "png"]
-    control_lora_image_url: str
+    control_lora_image_url: Required[str]
     control_lora_strength: float
     preprocess_depth: bool
 

@@ -3,10 +3,10 @@
 
 # fal endpoint: fal-ai/flux-general
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Any, Literal
 from pydantic import Field
-from falbind.models.base import RequestModel, ResponseModel
+from falbind.models.base import omitted, RequestModel, ResponseModel
 
 
 class ControlLoraWeight(RequestModel):
@@ -214,10 +214,9 @@ class FluxGeneralInput(RequestModel):
             "portrait_16_9",
             "landscape_4_3",
             "landscape_16_9",
-        ]
-        | None,
+        ],
         Field(description="The size of the generated image.", title="Image Size"),
-    ] = None
+    ] = omitted()
     num_inference_steps: Annotated[
         int,
         Field(
@@ -346,9 +345,8 @@ class FluxGeneralInput(RequestModel):
         ),
     ] = True
     reference_image_url: Annotated[
-        str | None,
-        Field(description="URL of Image for Reference-Only", title="Reference Image Url"),
-    ] = None
+        str, Field(description="URL of Image for Reference-Only", title="Reference Image Url")
+    ] = omitted()
     reference_strength: Annotated[
         float,
         Field(
@@ -560,7 +558,7 @@ class LoraWeight(RequestModel):
 class FluxGeneralParams(TypedDict, total=False):
     """The fields of `FluxGeneralInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     image_size: (
         ImageSize
         | Literal[
@@ -571,7 +569,6 @@ class FluxGeneralParams(TypedDict, total=False):
             "landscape_4_3",
             "landscape_16_9",
         ]
-        | None
     )
     num_inference_steps: int
     seed: int | None
@@ -589,7 +586,7 @@ class FluxGeneralParams(TypedDict, total=False):
     sync_mode: bool
     num_images: int
     enable_safety_checker: bool
-    reference_image_url: str | None
+    reference_image_url: str
     reference_strength: float
     reference_start: float
     reference_end: float

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/flux-kontext-trainer
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -73,7 +73,7 @@ class FluxKontextTrainerOutput(ResponseModel):
 class FluxKontextTrainerParams(TypedDict, total=False):
     """The fields of `FluxKontextTrainerInput` as keyword arguments of the typed client methods."""
 
-    image_data_url: str
+    image_data_url: Required[str]
     steps: int
     learning_rate: float
     default_caption: str | None

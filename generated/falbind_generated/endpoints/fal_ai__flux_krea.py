@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/flux/krea
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -148,7 +148,7 @@ class ImageSize(RequestModel):
 class FluxKreaParams(TypedDict, total=False):
     """The fields of `FluxKreaInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     image_size: (
         ImageSize
         | Literal[

@@ -3,10 +3,10 @@
 
 # fal endpoint: fal-ai/flux-krea-trainer
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated
 from pydantic import Field
-from falbind.models.base import RequestModel, ResponseModel
+from falbind.models.base import omitted, RequestModel, ResponseModel
 
 
 class File(ResponseModel):
@@ -57,7 +57,7 @@ class FluxKreaTrainerInput(RequestModel):
         ),
     ] = True
     steps: Annotated[
-        int | None,
+        int,
         Field(
             description="Number of steps to train the LoRA on.",
             examples=[1000],
@@ -65,7 +65,7 @@ class FluxKreaTrainerInput(RequestModel):
             le=10000,
             title="Steps",
         ),
-    ] = None
+    ] = omitted()
     is_style: Annotated[
         bool,
         Field(
@@ -108,10 +108,10 @@ class FluxKreaTrainerOutput(ResponseModel):
 class FluxKreaTrainerParams(TypedDict, total=False):
     """The fields of `FluxKreaTrainerInput` as keyword arguments of the typed client methods."""
 
-    images_data_url: str
+    images_data_url: Required[str]
     trigger_word: str | None
     create_masks: bool
-    steps: int | None
+    steps: int
     is_style: bool
     is_input_format_already_preprocessed: bool
     data_archive_format: str | None

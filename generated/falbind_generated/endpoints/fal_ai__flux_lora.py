@@ -3,10 +3,10 @@
 
 # fal endpoint: fal-ai/flux-lora
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
-from falbind.models.base import RequestModel, ResponseModel
+from falbind.models.base import omitted, RequestModel, ResponseModel
 
 
 class FluxLoraInput(RequestModel):
@@ -46,12 +46,12 @@ class FluxLoraInput(RequestModel):
         ),
     ] = 28
     seed: Annotated[
-        int | None,
+        int,
         Field(
             description="\n            The same seed and the same prompt given to the same version of the model\n            will output the same image every time.\n        ",
             title="Seed",
         ),
-    ] = None
+    ] = omitted()
     loras: Annotated[
         list[LoraWeight],
         Field(
@@ -155,7 +155,7 @@ class LoraWeight(RequestModel):
 class FluxLoraParams(TypedDict, total=False):
     """The fields of `FluxLoraInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     image_size: (
         ImageSize
         | Literal[
@@ -168,7 +168,7 @@ class FluxLoraParams(TypedDict, total=False):
         ]
     )
     num_inference_steps: int
-    seed: int | None
+    seed: int
     loras: list[LoraWeight]
     guidance_scale: float
     sync_mode: bool

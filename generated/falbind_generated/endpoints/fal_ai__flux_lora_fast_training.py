@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/flux-lora-fast-training
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -101,7 +101,7 @@ class FluxLoraFastTrainingOutput(ResponseModel):
 class FluxLoraFastTrainingParams(TypedDict, total=False):
     """The fields of `FluxLoraFastTrainingInput` as keyword arguments of the typed client methods."""
 
-    images_data_url: str
+    images_data_url: Required[str]
     trigger_word: str | None
     create_masks: bool
     steps: int | None

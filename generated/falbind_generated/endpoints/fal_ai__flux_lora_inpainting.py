@@ -3,10 +3,10 @@
 
 # fal endpoint: fal-ai/flux-lora/inpainting
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
-from falbind.models.base import RequestModel, ResponseModel
+from falbind.models.base import omitted, RequestModel, ResponseModel
 
 
 class FluxLoraInpaintingInput(RequestModel):
@@ -27,10 +27,9 @@ class FluxLoraInpaintingInput(RequestModel):
             "portrait_16_9",
             "landscape_4_3",
             "landscape_16_9",
-        ]
-        | None,
+        ],
         Field(description="The size of the generated image.", title="Image Size"),
-    ] = None
+    ] = omitted()
     num_inference_steps: Annotated[
         int,
         Field(
@@ -182,7 +181,7 @@ class LoraWeight(RequestModel):
 class FluxLoraInpaintingParams(TypedDict, total=False):
     """The fields of `FluxLoraInpaintingInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     image_size: (
         ImageSize
         | Literal[
@@ -193,7 +192,6 @@ class FluxLoraInpaintingParams(TypedDict, total=False):
             "landscape_4_3",
             "landscape_16_9",
         ]
-        | None
     )
     num_inference_steps: int
     seed: int | None
@@ -204,9 +202,9 @@ class FluxLoraInpaintingParams(TypedDict, total=False):
     enable_safety_checker: bool
     output_format: Literal["jpeg", "png"]
     acceleration: Literal["none", "regular"]
-    image_url: str
+    image_url: Required[str]
     strength: float
-    mask_url: str
+    mask_url: Required[str]
 
 
 ENDPOINT_ID = "fal-ai/flux-lora/inpainting"

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/flux-lora-portrait-trainer
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -118,7 +118,7 @@ class FluxLoraPortraitTrainerOutput(ResponseModel):
 class FluxLoraPortraitTrainerParams(TypedDict, total=False):
     """The fields of `FluxLoraPortraitTrainerInput` as keyword arguments of the typed client methods."""
 
-    images_data_url: str
+    images_data_url: Required[str]
     trigger_phrase: str | None
     learning_rate: float
     steps: int

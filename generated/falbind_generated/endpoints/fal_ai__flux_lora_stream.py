@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/flux-lora/stream
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -162,7 +162,7 @@ class LoraWeight(RequestModel):
 class FluxLoraStreamParams(TypedDict, total=False):
     """The fields of `FluxLoraStreamInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     image_size: (
         ImageSize
         | Literal[

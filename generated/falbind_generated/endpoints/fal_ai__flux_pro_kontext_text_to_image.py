@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/flux-pro/kontext/text-to-image
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -104,7 +104,7 @@ class RegistryImageFastSdxlModelsImage(ResponseModel):
 class FluxProKontextTextToImageParams(TypedDict, total=False):
     """The fields of `FluxProKontextTextToImageInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     seed: int | None
     guidance_scale: float
     sync_mode: bool

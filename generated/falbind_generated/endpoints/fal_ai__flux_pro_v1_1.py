@@ -3,10 +3,10 @@
 
 # fal endpoint: fal-ai/flux-pro/v1.1
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
-from falbind.models.base import RequestModel, ResponseModel
+from falbind.models.base import omitted, RequestModel, ResponseModel
 
 
 class FluxProV11Input(RequestModel):
@@ -37,12 +37,12 @@ class FluxProV11Input(RequestModel):
         ),
     ] = "landscape_4_3"
     seed: Annotated[
-        int | None,
+        int,
         Field(
             description="\n            The same seed and the same prompt given to the same version of the model\n            will output the same image every time.\n        ",
             title="Seed",
         ),
-    ] = None
+    ] = omitted()
     sync_mode: Annotated[
         bool,
         Field(
@@ -123,7 +123,7 @@ class RegistryImageFastSdxlModelsImage(ResponseModel):
 class FluxProV11Params(TypedDict, total=False):
     """The fields of `FluxProV11Input` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     image_size: (
         ImageSize
         | Literal[
@@ -135,7 +135,7 @@ class FluxProV11Params(TypedDict, total=False):
             "landscape_16_9",
         ]
     )
-    seed: int | None
+    seed: int
     sync_mode: bool
     num_images: int
     enable_safety_checker: bool

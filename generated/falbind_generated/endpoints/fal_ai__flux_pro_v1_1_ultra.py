@@ -3,10 +3,10 @@
 
 # fal endpoint: fal-ai/flux-pro/v1.1-ultra
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
-from falbind.models.base import RequestModel, ResponseModel
+from falbind.models.base import omitted, RequestModel, ResponseModel
 
 
 class FluxProV11UltraInput(RequestModel):
@@ -21,12 +21,12 @@ class FluxProV11UltraInput(RequestModel):
         ),
     ]
     seed: Annotated[
-        int | None,
+        int,
         Field(
             description="\n            The same seed and the same prompt given to the same version of the model\n            will output the same image every time.\n        ",
             title="Seed",
         ),
-    ] = None
+    ] = omitted()
     sync_mode: Annotated[
         bool,
         Field(
@@ -62,8 +62,8 @@ class FluxProV11UltraInput(RequestModel):
         ),
     ] = False
     image_url: Annotated[
-        str | None, Field(description="The image URL to generate an image from.", title="Image URL")
-    ] = None
+        str, Field(description="The image URL to generate an image from.", title="Image URL")
+    ] = omitted()
     image_prompt_strength: Annotated[
         float,
         Field(
@@ -118,15 +118,15 @@ class RegistryImageFastSdxlModelsImage(ResponseModel):
 class FluxProV11UltraParams(TypedDict, total=False):
     """The fields of `FluxProV11UltraInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
-    seed: int | None
+    prompt: Required[str]
+    seed: int
     sync_mode: bool
     num_images: int
     enable_safety_checker: bool
     output_format: Literal["jpeg", "png"]
     safety_tolerance: Literal["1", "2", "3", "4", "5", "6"]
     enhance_prompt: bool
-    image_url: str | None
+    image_url: str
     image_prompt_strength: float
     aspect_ratio: Literal["21:9", "16:9", "4:3", "3:2", "1:1", "2:3", "3:4", "9:16", "9:21"] | str
     raw: bool

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/flux-pro/v1.1-ultra-finetuned
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -123,7 +123,7 @@ class RegistryImageFastSdxlModelsImage(ResponseModel):
 class FluxProV11UltraFinetunedParams(TypedDict, total=False):
     """The fields of `FluxProV11UltraFinetunedInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     seed: int | None
     sync_mode: bool
     num_images: int
@@ -134,8 +134,8 @@ class FluxProV11UltraFinetunedParams(TypedDict, total=False):
     image_prompt_strength: float
     aspect_ratio: Literal["21:9", "16:9", "4:3", "3:2", "1:1", "2:3", "3:4", "9:16", "9:21"] | str
     raw: bool
-    finetune_id: str
-    finetune_strength: float
+    finetune_id: Required[str]
+    finetune_strength: Required[float]
 
 
 ENDPOINT_ID = "fal-ai/flux-pro/v1.1-ultra-finetuned"

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/flux-subject
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -137,8 +137,8 @@ class ImageSize(RequestModel):
 class FluxSubjectParams(TypedDict, total=False):
     """The fields of `FluxSubjectInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
-    image_url: str
+    prompt: Required[str]
+    image_url: Required[str]
     image_size: (
         ImageSize
         | Literal[

@@ -3,10 +3,10 @@
 
 # fal endpoint: fal-ai/fooocus/image-prompt
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
-from falbind.models.base import structured_default, RequestModel, ResponseModel
+from falbind.models.base import omitted, structured_default, RequestModel, ResponseModel
 
 
 class FooocusImagePromptInput(RequestModel):
@@ -414,9 +414,9 @@ class FooocusImagePromptInput(RequestModel):
             ]
         ),
     ]
-    image_prompt_2: ImagePrompt | None = None
-    image_prompt_3: ImagePrompt | None = None
-    image_prompt_4: ImagePrompt | None = None
+    image_prompt_2: ImagePrompt = omitted()
+    image_prompt_3: ImagePrompt = omitted()
+    image_prompt_4: ImagePrompt = omitted()
     inpaint_image_url: Annotated[
         str | None,
         Field(
@@ -859,10 +859,10 @@ class FooocusImagePromptParams(TypedDict, total=False):
     output_format: Literal["png", "jpeg", "webp"]
     sync_mode: bool
     seed: int | None
-    image_prompt_1: ImagePrompt
-    image_prompt_2: ImagePrompt | None
-    image_prompt_3: ImagePrompt | None
-    image_prompt_4: ImagePrompt | None
+    image_prompt_1: Required[ImagePrompt]
+    image_prompt_2: ImagePrompt
+    image_prompt_3: ImagePrompt
+    image_prompt_4: ImagePrompt
     inpaint_image_url: str | None
     mask_image_url: str | None
     inpaint_mode: Literal[

@@ -3,10 +3,10 @@
 
 # fal endpoint: fal-ai/fooocus/inpaint
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
-from falbind.models.base import structured_default, RequestModel, ResponseModel
+from falbind.models.base import omitted, structured_default, RequestModel, ResponseModel
 
 
 class FooocusInpaintInput(RequestModel):
@@ -488,10 +488,10 @@ class FooocusInpaintInput(RequestModel):
     invert_mask: Annotated[
         bool, Field(description="If set to true, the mask will be inverted.", title="Invert Mask")
     ] = False
-    image_prompt_1: ImagePrompt | None = None
-    image_prompt_2: ImagePrompt | None = None
-    image_prompt_3: ImagePrompt | None = None
-    image_prompt_4: ImagePrompt | None = None
+    image_prompt_1: ImagePrompt = omitted()
+    image_prompt_2: ImagePrompt = omitted()
+    image_prompt_3: ImagePrompt = omitted()
+    image_prompt_4: ImagePrompt = omitted()
     mixing_image_prompt_and_inpaint: Annotated[
         bool,
         Field(
@@ -884,7 +884,7 @@ class FooocusInpaintParams(TypedDict, total=False):
     output_format: Literal["png", "jpeg", "webp"]
     sync_mode: bool
     seed: int | None
-    inpaint_image_url: str
+    inpaint_image_url: Required[str]
     mask_image_url: str | None
     inpaint_mode: Literal[
         "Inpaint or Outpaint (default)",
@@ -900,10 +900,10 @@ class FooocusInpaintParams(TypedDict, total=False):
     inpaint_respective_field: float
     inpaint_erode_or_dilate: float
     invert_mask: bool
-    image_prompt_1: ImagePrompt | None
-    image_prompt_2: ImagePrompt | None
-    image_prompt_3: ImagePrompt | None
-    image_prompt_4: ImagePrompt | None
+    image_prompt_1: ImagePrompt
+    image_prompt_2: ImagePrompt
+    image_prompt_3: ImagePrompt
+    image_prompt_4: ImagePrompt
     mixing_image_prompt_and_inpaint: bool
     enable_safety_checker: bool
 

@@ -3,10 +3,10 @@
 
 # fal endpoint: fal-ai/fooocus/upscale-or-vary
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
-from falbind.models.base import structured_default, RequestModel, ResponseModel
+from falbind.models.base import omitted, structured_default, RequestModel, ResponseModel
 
 
 class FooocusUpscaleOrVaryInput(RequestModel):
@@ -422,10 +422,10 @@ class FooocusUpscaleOrVaryInput(RequestModel):
         ],
         Field(description="The method to use for upscaling or varying.", title="UOV Method"),
     ] = "Vary (Strong)"
-    image_prompt_1: ImagePrompt | None = None
-    image_prompt_2: ImagePrompt | None = None
-    image_prompt_3: ImagePrompt | None = None
-    image_prompt_4: ImagePrompt | None = None
+    image_prompt_1: ImagePrompt = omitted()
+    image_prompt_2: ImagePrompt = omitted()
+    image_prompt_3: ImagePrompt = omitted()
+    image_prompt_4: ImagePrompt = omitted()
     mixing_image_prompt_and_vary_upscale: Annotated[
         bool,
         Field(
@@ -819,7 +819,7 @@ class FooocusUpscaleOrVaryParams(TypedDict, total=False):
     output_format: Literal["png", "jpeg", "webp"]
     sync_mode: bool
     seed: int | None
-    uov_image_url: str
+    uov_image_url: Required[str]
     uov_method: Literal[
         "Disabled",
         "Vary (Subtle)",
@@ -828,10 +828,10 @@ class FooocusUpscaleOrVaryParams(TypedDict, total=False):
         "Upscale (2x)",
         "Upscale (Fast 2x)",
     ]
-    image_prompt_1: ImagePrompt | None
-    image_prompt_2: ImagePrompt | None
-    image_prompt_3: ImagePrompt | None
-    image_prompt_4: ImagePrompt | None
+    image_prompt_1: ImagePrompt
+    image_prompt_2: ImagePrompt
+    image_prompt_3: ImagePrompt
+    image_prompt_4: ImagePrompt
     mixing_image_prompt_and_vary_upscale: bool
     enable_safety_checker: bool
 

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/framepack/f1
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -125,9 +125,9 @@ class FramepackF1Output(ResponseModel):
 class FramepackF1Params(TypedDict, total=False):
     """The fields of `FramepackF1Input` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     negative_prompt: str
-    image_url: str
+    image_url: Required[str]
     seed: int | None
     aspect_ratio: Literal["16:9", "9:16"]
     resolution: Literal["720p", "480p"]

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/framepack/flf2v
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -147,9 +147,9 @@ class FramepackFlf2vOutput(ResponseModel):
 class FramepackFlf2vParams(TypedDict, total=False):
     """The fields of `FramepackFlf2vInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     negative_prompt: str
-    image_url: str
+    image_url: Required[str]
     seed: int | None
     aspect_ratio: Literal["16:9", "9:16"]
     resolution: Literal["720p", "480p"]
@@ -157,7 +157,7 @@ class FramepackFlf2vParams(TypedDict, total=False):
     guidance_scale: float
     num_frames: int
     enable_safety_checker: bool
-    end_image_url: str
+    end_image_url: Required[str]
     strength: float
 
 

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/gemini-3.1-flash-tts
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -291,7 +291,7 @@ class SpeakerConfig(RequestModel):
 class Gemini31FlashTtsParams(TypedDict, total=False):
     """The fields of `Gemini31FlashTtsInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     style_instructions: str | None
     voice: Literal[
         "Achernar",

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/gemini-3-pro-image-preview
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -135,7 +135,7 @@ class ImageFile(ResponseModel):
 class Gemini3ProImagePreviewParams(TypedDict, total=False):
     """The fields of `Gemini3ProImagePreviewInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     num_images: int
     seed: int | None
     aspect_ratio: (

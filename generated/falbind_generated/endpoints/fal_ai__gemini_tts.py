@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/gemini-tts
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -299,7 +299,7 @@ class SpeakerConfig(RequestModel):
 class GeminiTtsParams(TypedDict, total=False):
     """The fields of `GeminiTtsInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     style_instructions: str | None
     voice: Literal[
         "Achernar",

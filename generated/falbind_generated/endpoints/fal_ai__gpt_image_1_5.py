@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/gpt-image-1.5
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -109,7 +109,7 @@ class ImageFile(ResponseModel):
 class GptImage15Params(TypedDict, total=False):
     """The fields of `GptImage15Input` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     image_size: Literal["1024x1024", "1536x1024", "1024x1536"]
     background: Literal["auto", "transparent", "opaque"]
     quality: Literal["low", "medium", "high"]

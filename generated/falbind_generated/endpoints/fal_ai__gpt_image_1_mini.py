@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/gpt-image-1-mini
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -108,7 +108,7 @@ class ImageFile(ResponseModel):
 class GptImage1MiniParams(TypedDict, total=False):
     """The fields of `GptImage1MiniInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     image_size: Literal["auto", "1024x1024", "1536x1024", "1024x1536"]
     background: Literal["auto", "transparent", "opaque"]
     quality: Literal["auto", "low", "medium", "high"]

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/heygen/avatar4/digital-twin
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -1492,11 +1492,7 @@ class TextVoice(RequestModel):
             "Hope",
         ]
         | None,
-        Field(
-            description="Name of the voice to use for the avatar",
-            examples=["Charming Charlie - Excited 🤩"],
-            title="Voice",
-        ),
+        Field(description="Name of the voice to use for the avatar", title="Voice"),
     ] = None
     voice_id: Annotated[
         str | None,
@@ -1520,8 +1516,8 @@ class TextVoice(RequestModel):
 class HeygenAvatar4DigitalTwinParams(TypedDict, total=False):
     """The fields of `HeygenAvatar4DigitalTwinInput` as keyword arguments of the typed client methods."""
 
-    character: Character
-    voice: TextVoice
+    character: Required[Character]
+    voice: Required[TextVoice]
     audio_url: str | None
     resolution: Literal["360p", "480p", "540p", "720p", "1080p"]
     aspect_ratio: Literal["16:9", "9:16", "4:5", "5:4", "1:1", "auto"]

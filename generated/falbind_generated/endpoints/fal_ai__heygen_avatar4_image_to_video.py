@@ -3,10 +3,10 @@
 
 # fal endpoint: fal-ai/heygen/avatar4/image-to-video
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
-from falbind.models.base import RequestModel, ResponseModel
+from falbind.models.base import omitted, RequestModel, ResponseModel
 
 
 class AvatarIVBackground(RequestModel):
@@ -173,11 +173,7 @@ class HeygenAvatar4ImageToVideoInput(RequestModel):
             "Hope",
         ]
         | None,
-        Field(
-            description="Name of the voice to use for the avatar",
-            examples=["Melissa"],
-            title="Voice",
-        ),
+        Field(description="Name of the voice to use for the avatar", title="Voice"),
     ] = None
     audio_url: Annotated[
         str | None,
@@ -196,9 +192,9 @@ class HeygenAvatar4ImageToVideoInput(RequestModel):
     expression: Annotated[
         Literal["happy"] | None, Field(description="Facial expression", title="Expression")
     ] = None
-    background: Annotated[
-        AvatarIVBackground | None, Field(description="Background configuration")
-    ] = None
+    background: Annotated[AvatarIVBackground, Field(description="Background configuration")] = (
+        omitted()
+    )
     resolution: Annotated[
         Literal["360p", "480p", "540p", "720p", "1080p"],
         Field(
@@ -238,7 +234,7 @@ class HeygenAvatar4ImageToVideoOutput(ResponseModel):
 class HeygenAvatar4ImageToVideoParams(TypedDict, total=False):
     """The fields of `HeygenAvatar4ImageToVideoInput` as keyword arguments of the typed client methods."""
 
-    image_url: str
+    image_url: Required[str]
     prompt: str | None
     voice: (
         Literal[
@@ -350,7 +346,7 @@ class HeygenAvatar4ImageToVideoParams(TypedDict, total=False):
     audio_url: str | None
     talking_style: Literal["stable", "expressive"]
     expression: Literal["happy"] | None
-    background: AvatarIVBackground | None
+    background: AvatarIVBackground
     resolution: Literal["360p", "480p", "540p", "720p", "1080p"]
     aspect_ratio: Literal["16:9", "9:16", "4:5", "5:4", "1:1", "auto"]
     caption: bool

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/heygen/v3/lipsync/speed
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -111,8 +111,8 @@ class HeygenV3LipsyncSpeedOutput(ResponseModel):
 class HeygenV3LipsyncSpeedParams(TypedDict, total=False):
     """The fields of `HeygenV3LipsyncSpeedInput` as keyword arguments of the typed client methods."""
 
-    video_url: str
-    audio_url: str
+    video_url: Required[str]
+    audio_url: Required[str]
     title: str | None
     enable_caption: bool
     enable_dynamic_duration: bool

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/heygen/v3/video-agent
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -1500,7 +1500,7 @@ class HeygenV3VideoAgentOutput(ResponseModel):
 class HeygenV3VideoAgentParams(TypedDict, total=False):
     """The fields of `HeygenV3VideoAgentInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     avatar: Literal[
         "auto",
         "Abigail (Upper Body)",

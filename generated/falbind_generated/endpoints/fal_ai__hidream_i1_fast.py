@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/hidream-i1-fast
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import structured_default, RequestModel, ResponseModel
@@ -126,7 +126,7 @@ class ImageSize(RequestModel):
 class HidreamI1FastParams(TypedDict, total=False):
     """The fields of `HidreamI1FastInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     negative_prompt: str
     image_size: (
         ImageSize

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/hidream-o1-image
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import structured_default, RequestModel, ResponseModel
@@ -147,7 +147,7 @@ class ImageSize(RequestModel):
 class HidreamO1ImageParams(TypedDict, total=False):
     """The fields of `HidreamO1ImageInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     reference_image_urls: list[str]
     image_size: (
         ImageSize

@@ -3,10 +3,10 @@
 
 # fal endpoint: fal-ai/hunyuan3d-v21
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated
 from pydantic import Field
-from falbind.models.base import RequestModel, ResponseModel
+from falbind.models.base import omitted, RequestModel, ResponseModel
 
 
 class File(ResponseModel):
@@ -46,12 +46,12 @@ class Hunyuan3dV21Input(RequestModel):
         ),
     ]
     seed: Annotated[
-        int | None,
+        int,
         Field(
             description="\n            The same seed and the same prompt given to the same version of the model\n            will output the same image every time.\n        ",
             title="Seed",
         ),
-    ] = None
+    ] = omitted()
     num_inference_steps: Annotated[
         int,
         Field(
@@ -109,8 +109,8 @@ class Hunyuan3dV21Output(ResponseModel):
 class Hunyuan3dV21Params(TypedDict, total=False):
     """The fields of `Hunyuan3dV21Input` as keyword arguments of the typed client methods."""
 
-    input_image_url: str
-    seed: int | None
+    input_image_url: Required[str]
+    seed: int
     num_inference_steps: int
     guidance_scale: float
     octree_resolution: int

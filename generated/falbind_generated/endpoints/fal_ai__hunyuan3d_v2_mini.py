@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/hunyuan3d/v2/mini
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -100,7 +100,7 @@ class Hunyuan3dV2MiniOutput(ResponseModel):
 class Hunyuan3dV2MiniParams(TypedDict, total=False):
     """The fields of `Hunyuan3dV2MiniInput` as keyword arguments of the typed client methods."""
 
-    input_image_url: str
+    input_image_url: Required[str]
     seed: int | None
     num_inference_steps: int
     guidance_scale: float

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/hunyuan3d/v2/multi-view/turbo
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -120,9 +120,9 @@ class Hunyuan3dV2MultiViewTurboOutput(ResponseModel):
 class Hunyuan3dV2MultiViewTurboParams(TypedDict, total=False):
     """The fields of `Hunyuan3dV2MultiViewTurboInput` as keyword arguments of the typed client methods."""
 
-    front_image_url: str
-    back_image_url: str
-    left_image_url: str
+    front_image_url: Required[str]
+    back_image_url: Required[str]
+    left_image_url: Required[str]
     seed: int | None
     num_inference_steps: int
     guidance_scale: float

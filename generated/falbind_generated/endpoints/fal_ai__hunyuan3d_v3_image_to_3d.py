@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/hunyuan3d-v3/image-to-3d
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -161,7 +161,7 @@ class ModelUrls(ResponseModel):
 class Hunyuan3dV3ImageTo3dParams(TypedDict, total=False):
     """The fields of `Hunyuan3dV3ImageTo3dInput` as keyword arguments of the typed client methods."""
 
-    input_image_url: str
+    input_image_url: Required[str]
     back_image_url: str | None
     left_image_url: str | None
     right_image_url: str | None

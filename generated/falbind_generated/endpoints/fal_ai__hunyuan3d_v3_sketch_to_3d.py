@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/hunyuan3d-v3/sketch-to-3d
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -131,8 +131,8 @@ class ModelUrls(ResponseModel):
 class Hunyuan3dV3SketchTo3dParams(TypedDict, total=False):
     """The fields of `Hunyuan3dV3SketchTo3dInput` as keyword arguments of the typed client methods."""
 
-    input_image_url: str
-    prompt: str
+    input_image_url: Required[str]
+    prompt: Required[str]
     enable_pbr: bool
     face_count: int
 

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/hunyuan3d-v3/text-to-3d
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -137,7 +137,7 @@ class ModelUrls(ResponseModel):
 class Hunyuan3dV3TextTo3dParams(TypedDict, total=False):
     """The fields of `Hunyuan3dV3TextTo3dInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     enable_pbr: bool
     face_count: int
     generate_type: Literal["Normal", "LowPoly", "Geometry"]

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/hunyuan-3d/v3.1/part
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -67,7 +67,7 @@ class Hunyuan3dV31PartOutput(ResponseModel):
 class Hunyuan3dV31PartParams(TypedDict, total=False):
     """The fields of `Hunyuan3dV31PartInput` as keyword arguments of the typed client methods."""
 
-    input_file_url: str
+    input_file_url: Required[str]
 
 
 ENDPOINT_ID = "fal-ai/hunyuan-3d/v3.1/part"

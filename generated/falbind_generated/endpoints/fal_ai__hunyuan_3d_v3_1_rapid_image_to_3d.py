@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/hunyuan-3d/v3.1/rapid/image-to-3d
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -157,7 +157,7 @@ class ModelUrls(ResponseModel):
 class Hunyuan3dV31RapidImageTo3dParams(TypedDict, total=False):
     """The fields of `Hunyuan3dV31RapidImageTo3dInput` as keyword arguments of the typed client methods."""
 
-    input_image_url: str
+    input_image_url: Required[str]
     enable_pbr: bool
     enable_geometry: bool
 

@@ -3,10 +3,10 @@
 
 # fal endpoint: fal-ai/hunyuan-avatar
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated
 from pydantic import Field
-from falbind.models.base import RequestModel, ResponseModel
+from falbind.models.base import omitted, RequestModel, ResponseModel
 
 
 class File(ResponseModel):
@@ -82,9 +82,7 @@ class HunyuanAvatarInput(RequestModel):
             title="Turbo Mode",
         ),
     ] = True
-    seed: Annotated[int | None, Field(description="Random seed for generation.", title="Seed")] = (
-        None
-    )
+    seed: Annotated[int, Field(description="Random seed for generation.", title="Seed")] = omitted()
 
 
 class HunyuanAvatarOutput(ResponseModel):
@@ -108,13 +106,13 @@ class HunyuanAvatarOutput(ResponseModel):
 class HunyuanAvatarParams(TypedDict, total=False):
     """The fields of `HunyuanAvatarInput` as keyword arguments of the typed client methods."""
 
-    audio_url: str
-    image_url: str
+    audio_url: Required[str]
+    image_url: Required[str]
     text: str
     num_frames: int
     num_inference_steps: int
     turbo_mode: bool
-    seed: int | None
+    seed: int
 
 
 ENDPOINT_ID = "fal-ai/hunyuan-avatar"

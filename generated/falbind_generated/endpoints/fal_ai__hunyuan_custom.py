@@ -3,10 +3,10 @@
 
 # fal endpoint: fal-ai/hunyuan-custom
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
-from falbind.models.base import RequestModel, ResponseModel
+from falbind.models.base import omitted, RequestModel, ResponseModel
 
 
 class File(ResponseModel):
@@ -69,8 +69,8 @@ class HunyuanCustomInput(RequestModel):
         ),
     ] = 30
     seed: Annotated[
-        int | None, Field(description="The seed to use for generating the video.", title="Seed")
-    ] = None
+        int, Field(description="The seed to use for generating the video.", title="Seed")
+    ] = omitted()
     aspect_ratio: Annotated[
         Literal["16:9", "9:16"],
         Field(description="The aspect ratio of the video to generate.", title="Aspect Ratio (W:H)"),
@@ -142,11 +142,11 @@ class HunyuanCustomOutput(ResponseModel):
 class HunyuanCustomParams(TypedDict, total=False):
     """The fields of `HunyuanCustomInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     negative_prompt: str
-    image_url: str
+    image_url: Required[str]
     num_inference_steps: int
-    seed: int | None
+    seed: int
     aspect_ratio: Literal["16:9", "9:16"]
     resolution: Literal["512p", "720p"]
     fps: int

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/hunyuan-image/v3/instruct/text-to-image
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -150,7 +150,7 @@ class ImageSize(RequestModel):
 class HunyuanImageV3InstructTextToImageParams(TypedDict, total=False):
     """The fields of `HunyuanImageV3InstructTextToImageInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     image_size: (
         ImageSize
         | Literal[

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/hunyuan-motion
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -104,7 +104,7 @@ class HunyuanMotionOutput(ResponseModel):
 class HunyuanMotionParams(TypedDict, total=False):
     """The fields of `HunyuanMotionInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     seed: int | None
     duration: float
     guidance_scale: float

@@ -3,10 +3,10 @@
 
 # fal endpoint: fal-ai/hunyuan-part
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated
 from pydantic import Field
-from falbind.models.base import RequestModel, ResponseModel
+from falbind.models.base import omitted, RequestModel, ResponseModel
 
 
 class File(ResponseModel):
@@ -97,12 +97,12 @@ class HunyuanPartInput(RequestModel):
         ),
     ] = 0
     seed: Annotated[
-        int | None,
+        int,
         Field(
             description="\n            The same seed and input will produce the same segmentation results.\n        ",
             title="Seed",
         ),
-    ] = None
+    ] = omitted()
 
 
 class HunyuanPartOutput(ResponseModel):
@@ -135,14 +135,14 @@ class HunyuanPartOutput(ResponseModel):
 class HunyuanPartParams(TypedDict, total=False):
     """The fields of `HunyuanPartInput` as keyword arguments of the typed client methods."""
 
-    model_file_url: str
+    model_file_url: Required[str]
     point_prompt_x: float
     point_prompt_y: float
     point_prompt_z: float
     point_num: int
     use_normal: bool
     noise_std: float
-    seed: int | None
+    seed: int
 
 
 ENDPOINT_ID = "fal-ai/hunyuan-part"

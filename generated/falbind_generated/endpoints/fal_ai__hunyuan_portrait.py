@@ -3,10 +3,10 @@
 
 # fal endpoint: fal-ai/hunyuan-portrait
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated
 from pydantic import Field
-from falbind.models.base import RequestModel, ResponseModel
+from falbind.models.base import omitted, RequestModel, ResponseModel
 
 
 class File(ResponseModel):
@@ -52,12 +52,12 @@ class HunyuanPortraitInput(RequestModel):
         ),
     ]
     seed: Annotated[
-        int | None,
+        int,
         Field(
             description="Random seed for generation. If None, a random seed will be used.",
             title="Seed",
         ),
-    ] = None
+    ] = omitted()
     use_arcface: Annotated[
         bool, Field(description="Whether to use ArcFace for face recognition.", title="Use Arcface")
     ] = True
@@ -84,9 +84,9 @@ class HunyuanPortraitOutput(ResponseModel):
 class HunyuanPortraitParams(TypedDict, total=False):
     """The fields of `HunyuanPortraitInput` as keyword arguments of the typed client methods."""
 
-    video_url: str
-    image_url: str
-    seed: int | None
+    video_url: Required[str]
+    image_url: Required[str]
+    seed: int
     use_arcface: bool
 
 

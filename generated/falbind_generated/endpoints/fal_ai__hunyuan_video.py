@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/hunyuan-video
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -63,9 +63,9 @@ class HunyuanVideoInput(RequestModel):
         Field(description="The resolution of the video to generate.", title="Resolution"),
     ] = "720p"
     num_frames: Annotated[
-        Literal["129", "85"] | None,
+        Literal["129", "85"],
         Field(description="The number of frames to generate.", title="Number of Frames"),
-    ] = None
+    ] = "129"
     enable_safety_checker: Annotated[
         bool,
         Field(
@@ -93,12 +93,12 @@ class HunyuanVideoOutput(ResponseModel):
 class HunyuanVideoParams(TypedDict, total=False):
     """The fields of `HunyuanVideoInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     seed: int | None
     pro_mode: bool
     aspect_ratio: Literal["16:9", "9:16"]
     resolution: Literal["480p", "580p", "720p"]
-    num_frames: Literal["129", "85"] | None
+    num_frames: Literal["129", "85"]
     enable_safety_checker: bool
 
 

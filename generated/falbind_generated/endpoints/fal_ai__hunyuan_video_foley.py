@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/hunyuan-video-foley
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -93,8 +93,8 @@ class HunyuanVideoFoleyOutput(ResponseModel):
 class HunyuanVideoFoleyParams(TypedDict, total=False):
     """The fields of `HunyuanVideoFoleyInput` as keyword arguments of the typed client methods."""
 
-    video_url: str
-    text_prompt: str
+    video_url: Required[str]
+    text_prompt: Required[str]
     negative_prompt: str
     guidance_scale: float
     num_inference_steps: int

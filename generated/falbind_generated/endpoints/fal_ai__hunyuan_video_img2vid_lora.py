@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/hunyuan-video-img2vid-lora
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -76,8 +76,8 @@ class HunyuanVideoImg2vidLoraOutput(ResponseModel):
 class HunyuanVideoImg2vidLoraParams(TypedDict, total=False):
     """The fields of `HunyuanVideoImg2vidLoraInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
-    image_url: str
+    prompt: Required[str]
+    image_url: Required[str]
     seed: int | None
 
 

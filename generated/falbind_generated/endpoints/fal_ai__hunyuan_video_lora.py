@@ -3,10 +3,10 @@
 
 # fal endpoint: fal-ai/hunyuan-video-lora
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
-from falbind.models.base import RequestModel, ResponseModel
+from falbind.models.base import omitted, RequestModel, ResponseModel
 
 
 class File(ResponseModel):
@@ -46,8 +46,8 @@ class HunyuanVideoLoraInput(RequestModel):
         ),
     ]
     seed: Annotated[
-        int | None, Field(description="The seed to use for generating the video.", title="Seed")
-    ] = None
+        int, Field(description="The seed to use for generating the video.", title="Seed")
+    ] = omitted()
     pro_mode: Annotated[
         bool,
         Field(
@@ -64,9 +64,9 @@ class HunyuanVideoLoraInput(RequestModel):
         Field(description="The resolution of the video to generate.", title="Resolution"),
     ] = "720p"
     num_frames: Annotated[
-        Literal["129", "85"] | None,
+        Literal["129", "85"],
         Field(description="The number of frames to generate.", title="Number of Frames"),
-    ] = None
+    ] = "129"
     enable_safety_checker: Annotated[
         bool,
         Field(
@@ -117,12 +117,12 @@ class LoraWeight(RequestModel):
 class HunyuanVideoLoraParams(TypedDict, total=False):
     """The fields of `HunyuanVideoLoraInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
-    seed: int | None
+    prompt: Required[str]
+    seed: int
     pro_mode: bool
     aspect_ratio: Literal["16:9", "9:16"]
     resolution: Literal["480p", "580p", "720p"]
-    num_frames: Literal["129", "85"] | None
+    num_frames: Literal["129", "85"]
     enable_safety_checker: bool
     loras: list[LoraWeight]
 

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/hunyuan-video-lora-training
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -79,8 +79,8 @@ class HunyuanVideoLoraTrainingOutput(ResponseModel):
 class HunyuanVideoLoraTrainingParams(TypedDict, total=False):
     """The fields of `HunyuanVideoLoraTrainingInput` as keyword arguments of the typed client methods."""
 
-    images_data_url: str
-    steps: int
+    images_data_url: Required[str]
+    steps: Required[int]
     trigger_word: str
     learning_rate: float
     do_caption: bool

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/hunyuan-video-v1.5/image-to-video
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -108,7 +108,7 @@ class HunyuanVideoV15ImageToVideoOutput(ResponseModel):
 class HunyuanVideoV15ImageToVideoParams(TypedDict, total=False):
     """The fields of `HunyuanVideoV15ImageToVideoInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     negative_prompt: str
     num_inference_steps: int
     seed: int | None
@@ -116,7 +116,7 @@ class HunyuanVideoV15ImageToVideoParams(TypedDict, total=False):
     resolution: Literal["480p"]
     num_frames: int
     enable_prompt_expansion: bool
-    image_url: str
+    image_url: Required[str]
 
 
 ENDPOINT_ID = "fal-ai/hunyuan-video-v1.5/image-to-video"

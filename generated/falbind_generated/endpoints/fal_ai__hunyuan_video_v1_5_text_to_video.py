@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/hunyuan-video-v1.5/text-to-video
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -98,7 +98,7 @@ class HunyuanVideoV15TextToVideoOutput(ResponseModel):
 class HunyuanVideoV15TextToVideoParams(TypedDict, total=False):
     """The fields of `HunyuanVideoV15TextToVideoInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     negative_prompt: str
     num_inference_steps: int
     seed: int | None

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/hunyuan_world/image-to-world
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -82,10 +82,10 @@ class HunyuanWorldImageToWorldOutput(ResponseModel):
 class HunyuanWorldImageToWorldParams(TypedDict, total=False):
     """The fields of `HunyuanWorldImageToWorldInput` as keyword arguments of the typed client methods."""
 
-    image_url: str
-    labels_fg1: str
-    labels_fg2: str
-    classes: str
+    image_url: Required[str]
+    labels_fg1: Required[str]
+    labels_fg2: Required[str]
+    classes: Required[str]
     export_drc: bool
 
 

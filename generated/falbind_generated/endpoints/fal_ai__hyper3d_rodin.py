@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
-from falbind.models.base import RequestModel, ResponseModel
+from falbind.models.base import omitted, RequestModel, ResponseModel
 
 
 class File(ResponseModel):
@@ -44,12 +44,12 @@ class Hyper3dRodinInput(RequestModel):
         ),
     ] = ""
     input_image_urls: Annotated[
-        list[str] | None,
+        list[str],
         Field(
             description="URL of images to use while generating the 3D model. Required for Image-to-3D mode. Optional for Text-to-3D mode.",
             title="Input Image Urls",
         ),
-    ] = None
+    ] = omitted()
     condition_mode: Annotated[
         Literal["fuse", "concat"],
         Field(
@@ -178,7 +178,7 @@ class Hyper3dRodinParams(TypedDict, total=False):
     """The fields of `Hyper3dRodinInput` as keyword arguments of the typed client methods."""
 
     prompt: str
-    input_image_urls: list[str] | None
+    input_image_urls: list[str]
     condition_mode: Literal["fuse", "concat"]
     seed: int | None
     geometry_file_format: Literal["glb", "usdz", "fbx", "obj", "stl"]

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
-from falbind.models.base import RequestModel, ResponseModel
+from falbind.models.base import omitted, RequestModel, ResponseModel
 
 
 class File(ResponseModel):
@@ -44,7 +44,7 @@ class Hyper3dRodinV2Input(RequestModel):
         ),
     ] = ""
     input_image_urls: Annotated[
-        list[str] | None,
+        list[str],
         Field(
             description="URL of images to use while generating the 3D model. Required for Image-to-3D mode. Up to 5 images allowed.",
             examples=[
@@ -56,7 +56,7 @@ class Hyper3dRodinV2Input(RequestModel):
             ],
             title="Input Image Urls",
         ),
-    ] = None
+    ] = omitted()
     use_original_alpha: Annotated[
         bool,
         Field(
@@ -195,7 +195,7 @@ class Hyper3dRodinV2Params(TypedDict, total=False):
     """The fields of `Hyper3dRodinV2Input` as keyword arguments of the typed client methods."""
 
     prompt: str
-    input_image_urls: list[str] | None
+    input_image_urls: list[str]
     use_original_alpha: bool
     seed: int | None
     geometry_file_format: Literal["glb", "usdz", "fbx", "obj", "stl"]

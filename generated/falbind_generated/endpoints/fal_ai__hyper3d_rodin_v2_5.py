@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
-from falbind.models.base import RequestModel, ResponseModel
+from falbind.models.base import omitted, RequestModel, ResponseModel
 
 
 class File(ResponseModel):
@@ -44,7 +44,7 @@ class Hyper3dRodinV25Input(RequestModel):
         ),
     ] = ""
     image_urls: Annotated[
-        list[str] | None,
+        list[str],
         Field(
             description="URL of images to use while generating the 3D model. Required for Image-to-3D mode. Up to 5 images allowed.",
             examples=[
@@ -58,7 +58,7 @@ class Hyper3dRodinV25Input(RequestModel):
             min_length=1,
             title="Image Urls",
         ),
-    ] = None
+    ] = omitted()
     tier: Annotated[
         Literal[
             "Gen-2.5-Minimum",
@@ -289,7 +289,7 @@ class Hyper3dRodinV25Params(TypedDict, total=False):
     """The fields of `Hyper3dRodinV25Input` as keyword arguments of the typed client methods."""
 
     prompt: str
-    image_urls: list[str] | None
+    image_urls: list[str]
     tier: Literal[
         "Gen-2.5-Minimum",
         "Gen-2.5-Extreme-Low",

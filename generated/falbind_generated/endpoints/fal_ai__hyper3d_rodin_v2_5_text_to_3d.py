@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/hyper3d/rodin/v2.5/text-to-3d
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -253,7 +253,7 @@ class RodinGen25BbboxField(RequestModel):
 class Hyper3dRodinV25TextTo3dParams(TypedDict, total=False):
     """The fields of `Hyper3dRodinV25TextTo3dInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     tier: Literal[
         "Gen-2.5-Minimum",
         "Gen-2.5-Extreme-Low",

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/ideogram/custom-models
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -35,7 +35,7 @@ class IdeogramCustomModelsOutput(ResponseModel):
 class IdeogramCustomModelsParams(TypedDict, total=False):
     """The fields of `IdeogramCustomModelsInput` as keyword arguments of the typed client methods."""
 
-    images_data_url: str
+    images_data_url: Required[str]
 
 
 ENDPOINT_ID = "fal-ai/ideogram/custom-models"

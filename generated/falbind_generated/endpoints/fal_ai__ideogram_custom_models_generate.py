@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/ideogram/custom-models/generate
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -128,8 +128,8 @@ class IdeogramCustomModelsGenerateOutput(ResponseModel):
 class IdeogramCustomModelsGenerateParams(TypedDict, total=False):
     """The fields of `IdeogramCustomModelsGenerateInput` as keyword arguments of the typed client methods."""
 
-    model_id: str
-    prompt: str
+    model_id: Required[str]
+    prompt: Required[str]
     aspect_ratio: Literal[
         "1:3",
         "3:1",

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/ideogram/v2
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -95,7 +95,7 @@ class IdeogramV2Output(ResponseModel):
 class IdeogramV2Params(TypedDict, total=False):
     """The fields of `IdeogramV2Input` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     aspect_ratio: Literal[
         "10:16", "16:10", "9:16", "16:9", "4:3", "3:4", "1:1", "1:3", "3:1", "3:2", "2:3"
     ]

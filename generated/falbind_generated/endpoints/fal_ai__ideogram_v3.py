@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/ideogram/v3
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -331,7 +331,7 @@ class IdeogramV3Params(TypedDict, total=False):
         ]
         | None
     )
-    prompt: str
+    prompt: Required[str]
     image_size: (
         ImageSize
         | Literal[

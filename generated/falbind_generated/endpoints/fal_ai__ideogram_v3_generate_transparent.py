@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/ideogram/v3/generate-transparent
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -107,7 +107,7 @@ class IdeogramV3GenerateTransparentOutput(ResponseModel):
 class IdeogramV3GenerateTransparentParams(TypedDict, total=False):
     """The fields of `IdeogramV3GenerateTransparentInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     aspect_ratio: Literal[
         "1:3",
         "3:1",

@@ -3,10 +3,10 @@
 
 # fal endpoint: fal-ai/imagen3
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
-from falbind.models.base import RequestModel, ResponseModel
+from falbind.models.base import omitted, RequestModel, ResponseModel
 
 
 class File(ResponseModel):
@@ -60,8 +60,8 @@ class Imagen3Input(RequestModel):
         int, Field(description="Number of images to generate (1-4)", ge=1, le=4, title="Num Images")
     ] = 1
     seed: Annotated[
-        int | None, Field(description="Random seed for reproducible generation", title="Seed")
-    ] = None
+        int, Field(description="Random seed for reproducible generation", title="Seed")
+    ] = omitted()
 
 
 class Imagen3Output(ResponseModel):
@@ -80,11 +80,11 @@ class Imagen3Output(ResponseModel):
 class Imagen3Params(TypedDict, total=False):
     """The fields of `Imagen3Input` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     negative_prompt: str
     aspect_ratio: Literal["1:1", "16:9", "9:16", "3:4", "4:3"]
     num_images: int
-    seed: int | None
+    seed: int
 
 
 ENDPOINT_ID = "fal-ai/imagen3"

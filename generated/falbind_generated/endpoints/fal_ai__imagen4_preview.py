@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/imagen4/preview
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -103,7 +103,7 @@ class Imagen4PreviewOutput(ResponseModel):
 class Imagen4PreviewParams(TypedDict, total=False):
     """The fields of `Imagen4PreviewInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     num_images: int
     aspect_ratio: Literal["1:1", "16:9", "9:16", "4:3", "3:4"]
     output_format: Literal["jpeg", "png", "webp"]

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/imageutils/nsfw
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -32,7 +32,7 @@ class ImageutilsNsfwOutput(ResponseModel):
 class ImageutilsNsfwParams(TypedDict, total=False):
     """The fields of `ImageutilsNsfwInput` as keyword arguments of the typed client methods."""
 
-    image_url: str
+    image_url: Required[str]
 
 
 ENDPOINT_ID = "fal-ai/imageutils/nsfw"

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/index-tts-2/text-to-speech
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -128,8 +128,8 @@ class IndexTts2TextToSpeechOutput(ResponseModel):
 class IndexTts2TextToSpeechParams(TypedDict, total=False):
     """The fields of `IndexTts2TextToSpeechInput` as keyword arguments of the typed client methods."""
 
-    audio_url: str
-    prompt: str
+    audio_url: Required[str]
+    prompt: Required[str]
     emotional_audio_url: str | None
     strength: float
     emotional_strengths: EmotionalStrengths | None

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/infinitalk
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -112,9 +112,9 @@ class InfinitalkOutput(ResponseModel):
 class InfinitalkParams(TypedDict, total=False):
     """The fields of `InfinitalkInput` as keyword arguments of the typed client methods."""
 
-    image_url: str
-    audio_url: str
-    prompt: str
+    image_url: Required[str]
+    audio_url: Required[str]
+    prompt: Required[str]
     num_frames: int
     resolution: Literal["480p", "720p"]
     seed: int

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/infinitalk/single-text
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -143,31 +143,33 @@ class InfinitalkSingleTextOutput(ResponseModel):
 class InfinitalkSingleTextParams(TypedDict, total=False):
     """The fields of `InfinitalkSingleTextInput` as keyword arguments of the typed client methods."""
 
-    image_url: str
-    text_input: str
-    voice: Literal[
-        "Aria",
-        "Roger",
-        "Sarah",
-        "Laura",
-        "Charlie",
-        "George",
-        "Callum",
-        "River",
-        "Liam",
-        "Charlotte",
-        "Alice",
-        "Matilda",
-        "Will",
-        "Jessica",
-        "Eric",
-        "Chris",
-        "Brian",
-        "Daniel",
-        "Lily",
-        "Bill",
+    image_url: Required[str]
+    text_input: Required[str]
+    voice: Required[
+        Literal[
+            "Aria",
+            "Roger",
+            "Sarah",
+            "Laura",
+            "Charlie",
+            "George",
+            "Callum",
+            "River",
+            "Liam",
+            "Charlotte",
+            "Alice",
+            "Matilda",
+            "Will",
+            "Jessica",
+            "Eric",
+            "Chris",
+            "Brian",
+            "Daniel",
+            "Lily",
+            "Bill",
+        ]
     ]
-    prompt: str
+    prompt: Required[str]
     num_frames: int
     resolution: Literal["480p", "720p"]
     seed: int

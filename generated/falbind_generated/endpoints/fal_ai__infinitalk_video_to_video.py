@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/infinitalk/video-to-video
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -109,9 +109,9 @@ class InfinitalkVideoToVideoOutput(ResponseModel):
 class InfinitalkVideoToVideoParams(TypedDict, total=False):
     """The fields of `InfinitalkVideoToVideoInput` as keyword arguments of the typed client methods."""
 
-    video_url: str
-    audio_url: str
-    prompt: str
+    video_url: Required[str]
+    audio_url: Required[str]
+    prompt: Required[str]
     num_frames: int
     resolution: Literal["480p", "720p"]
     seed: int

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/infinity-star/text-to-video
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -85,7 +85,7 @@ class InfinityStarTextToVideoOutput(ResponseModel):
 class InfinityStarTextToVideoParams(TypedDict, total=False):
     """The fields of `InfinityStarTextToVideoInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     negative_prompt: str
     num_inference_steps: int
     guidance_scale: float

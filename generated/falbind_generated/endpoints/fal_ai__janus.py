@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/janus
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -113,7 +113,7 @@ class JanusOutput(ResponseModel):
 class JanusParams(TypedDict, total=False):
     """The fields of `JanusInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     image_size: (
         ImageSize
         | Literal[

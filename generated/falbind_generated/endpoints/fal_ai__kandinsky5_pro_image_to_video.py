@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/kandinsky5-pro/image-to-video
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -88,8 +88,8 @@ class Kandinsky5ProImageToVideoOutput(ResponseModel):
 class Kandinsky5ProImageToVideoParams(TypedDict, total=False):
     """The fields of `Kandinsky5ProImageToVideoInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
-    image_url: str
+    prompt: Required[str]
+    image_url: Required[str]
     resolution: Literal["512P", "1024P"]
     duration: Literal["5s"]
     num_inference_steps: int

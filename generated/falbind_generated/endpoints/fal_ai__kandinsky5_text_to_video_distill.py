@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/kandinsky5/text-to-video/distill
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -86,7 +86,7 @@ class Kandinsky5TextToVideoDistillOutput(ResponseModel):
 class Kandinsky5TextToVideoDistillParams(TypedDict, total=False):
     """The fields of `Kandinsky5TextToVideoDistillInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     resolution: Literal["768x512"]
     aspect_ratio: Literal["3:2", "1:1", "2:3"]
     duration: Literal["5s", "10s"]

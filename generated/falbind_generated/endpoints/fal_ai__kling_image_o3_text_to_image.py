@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/kling-image/o3/text-to-image
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -158,7 +158,7 @@ class KlingImageO3TextToImageOutput(ResponseModel):
 class KlingImageO3TextToImageParams(TypedDict, total=False):
     """The fields of `KlingImageO3TextToImageInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     elements: list[ElementInput] | None
     resolution: Literal["1K", "2K", "4K"]
     result_type: Literal["single", "series"]

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/kling-image/v3/text-to-image
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -145,7 +145,7 @@ class KlingImageV3TextToImageOutput(ResponseModel):
 class KlingImageV3TextToImageParams(TypedDict, total=False):
     """The fields of `KlingImageV3TextToImageInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     negative_prompt: str | None
     elements: list[ElementInput] | None
     resolution: Literal["1K", "2K"]

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/kling-video/create-voice
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -36,7 +36,7 @@ class KlingVideoCreateVoiceOutput(ResponseModel):
 class KlingVideoCreateVoiceParams(TypedDict, total=False):
     """The fields of `KlingVideoCreateVoiceInput` as keyword arguments of the typed client methods."""
 
-    voice_url: str
+    voice_url: Required[str]
 
 
 ENDPOINT_ID = "fal-ai/kling-video/create-voice"

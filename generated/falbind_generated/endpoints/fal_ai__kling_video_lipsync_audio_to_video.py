@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/kling-video/lipsync/audio-to-video
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -67,8 +67,8 @@ class KlingVideoLipsyncAudioToVideoOutput(ResponseModel):
 class KlingVideoLipsyncAudioToVideoParams(TypedDict, total=False):
     """The fields of `KlingVideoLipsyncAudioToVideoInput` as keyword arguments of the typed client methods."""
 
-    video_url: str
-    audio_url: str
+    video_url: Required[str]
+    audio_url: Required[str]
 
 
 ENDPOINT_ID = "fal-ai/kling-video/lipsync/audio-to-video"

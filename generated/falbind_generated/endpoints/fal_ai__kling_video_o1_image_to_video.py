@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/kling-video/o1/image-to-video
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -107,8 +107,8 @@ class KlingVideoO1ImageToVideoOutput(ResponseModel):
 class KlingVideoO1ImageToVideoParams(TypedDict, total=False):
     """The fields of `KlingVideoO1ImageToVideoInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
-    start_image_url: str
+    prompt: Required[str]
+    start_image_url: Required[str]
     end_image_url: str | None
     duration: Literal["3", "4", "5", "6", "7", "8", "9", "10"]
 

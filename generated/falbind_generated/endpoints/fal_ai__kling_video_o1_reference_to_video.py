@@ -3,10 +3,10 @@
 
 # fal endpoint: fal-ai/kling-video/o1/reference-to-video
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
-from falbind.models.base import RequestModel, ResponseModel
+from falbind.models.base import omitted, RequestModel, ResponseModel
 
 
 class File(ResponseModel):
@@ -128,18 +128,18 @@ class OmniVideoElementInput(RequestModel):
         ),
     ]
     reference_image_urls: Annotated[
-        list[str] | None,
+        list[str],
         Field(
             description="Additional reference images from different angles. 1-3 images supported. At least one image is required.",
             title="Reference Image Urls",
         ),
-    ] = None
+    ] = omitted()
 
 
 class KlingVideoO1ReferenceToVideoParams(TypedDict, total=False):
     """The fields of `KlingVideoO1ReferenceToVideoInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     image_urls: list[str] | None
     elements: list[OmniVideoElementInput] | None
     duration: Literal["3", "4", "5", "6", "7", "8", "9", "10"]

@@ -3,10 +3,10 @@
 
 # fal endpoint: fal-ai/kling-video/o1/video-to-video/edit
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated
 from pydantic import Field
-from falbind.models.base import RequestModel, ResponseModel
+from falbind.models.base import omitted, RequestModel, ResponseModel
 
 
 class File(ResponseModel):
@@ -139,19 +139,19 @@ class OmniVideoElementInput(RequestModel):
         ),
     ]
     reference_image_urls: Annotated[
-        list[str] | None,
+        list[str],
         Field(
             description="Additional reference images from different angles. 1-3 images supported. At least one image is required.",
             title="Reference Image Urls",
         ),
-    ] = None
+    ] = omitted()
 
 
 class KlingVideoO1VideoToVideoEditParams(TypedDict, total=False):
     """The fields of `KlingVideoO1VideoToVideoEditInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
-    video_url: str
+    prompt: Required[str]
+    video_url: Required[str]
     keep_audio: bool
     image_urls: list[str] | None
     elements: list[OmniVideoElementInput] | None

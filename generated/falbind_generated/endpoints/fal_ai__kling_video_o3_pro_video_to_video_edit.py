@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/kling-video/o3/pro/video-to-video/edit
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -158,8 +158,8 @@ class KlingVideoO3ProVideoToVideoEditOutput(ResponseModel):
 class KlingVideoO3ProVideoToVideoEditParams(TypedDict, total=False):
     """The fields of `KlingVideoO3ProVideoToVideoEditInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
-    video_url: str
+    prompt: Required[str]
+    video_url: Required[str]
     image_urls: list[str] | None
     keep_audio: bool
     elements: list[KlingV3ImageElementInput] | None

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/kling-video/o3/standard/video-to-video/reference
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -171,8 +171,8 @@ class KlingVideoO3StandardVideoToVideoReferenceOutput(ResponseModel):
 class KlingVideoO3StandardVideoToVideoReferenceParams(TypedDict, total=False):
     """The fields of `KlingVideoO3StandardVideoToVideoReferenceInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
-    video_url: str
+    prompt: Required[str]
+    video_url: Required[str]
     image_urls: list[str] | None
     keep_audio: bool
     elements: list[KlingV3ImageElementInput] | None

@@ -3,10 +3,10 @@
 
 # fal endpoint: fal-ai/kling-video/v1.5/pro/image-to-video
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
-from falbind.models.base import RequestModel, ResponseModel
+from falbind.models.base import omitted, RequestModel, ResponseModel
 
 
 class DynamicMask(RequestModel):
@@ -19,13 +19,13 @@ class DynamicMask(RequestModel):
         ),
     ]
     trajectories: Annotated[
-        list[Trajectory] | None,
+        list[Trajectory],
         Field(
             description="List of trajectories",
             examples=[[{"y": 219, "x": 279}, {"y": 65, "x": 417}]],
             title="Trajectories",
         ),
-    ] = None
+    ] = omitted()
 
 
 class File(ResponseModel):
@@ -132,8 +132,8 @@ class Trajectory(RequestModel):
 class KlingVideoV15ProImageToVideoParams(TypedDict, total=False):
     """The fields of `KlingVideoV15ProImageToVideoInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
-    image_url: str
+    prompt: Required[str]
+    image_url: Required[str]
     duration: Literal["5", "10"]
     aspect_ratio: Literal["16:9", "9:16", "1:1"]
     tail_image_url: str | None

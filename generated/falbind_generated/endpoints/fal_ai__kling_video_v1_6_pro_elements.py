@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/kling-video/v1.6/pro/elements
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -88,8 +88,8 @@ class KlingVideoV16ProElementsOutput(ResponseModel):
 class KlingVideoV16ProElementsParams(TypedDict, total=False):
     """The fields of `KlingVideoV16ProElementsInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
-    input_image_urls: list[str]
+    prompt: Required[str]
+    input_image_urls: Required[list[str]]
     duration: Literal["5", "10"]
     aspect_ratio: Literal["16:9", "9:16", "1:1"]
     negative_prompt: str

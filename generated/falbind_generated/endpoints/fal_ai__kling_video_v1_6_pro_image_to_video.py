@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/kling-video/v1.6/pro/image-to-video
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -93,8 +93,8 @@ class KlingVideoV16ProImageToVideoOutput(ResponseModel):
 class KlingVideoV16ProImageToVideoParams(TypedDict, total=False):
     """The fields of `KlingVideoV16ProImageToVideoInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
-    image_url: str
+    prompt: Required[str]
+    image_url: Required[str]
     duration: Literal["5", "10"]
     aspect_ratio: Literal["16:9", "9:16", "1:1"]
     tail_image_url: str | None

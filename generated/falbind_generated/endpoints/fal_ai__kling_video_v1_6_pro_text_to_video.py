@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/kling-video/v1.6/pro/text-to-video
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -81,7 +81,7 @@ class KlingVideoV16ProTextToVideoOutput(ResponseModel):
 class KlingVideoV16ProTextToVideoParams(TypedDict, total=False):
     """The fields of `KlingVideoV16ProTextToVideoInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     duration: Literal["5", "10"]
     aspect_ratio: Literal["16:9", "9:16", "1:1"]
     negative_prompt: str

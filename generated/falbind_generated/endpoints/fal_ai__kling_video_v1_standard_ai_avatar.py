@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/kling-video/v1/standard/ai-avatar
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -75,8 +75,8 @@ class KlingVideoV1StandardAiAvatarOutput(ResponseModel):
 class KlingVideoV1StandardAiAvatarParams(TypedDict, total=False):
     """The fields of `KlingVideoV1StandardAiAvatarInput` as keyword arguments of the typed client methods."""
 
-    image_url: str
-    audio_url: str
+    image_url: Required[str]
+    audio_url: Required[str]
     prompt: str
 
 

@@ -3,10 +3,10 @@
 
 # fal endpoint: fal-ai/kling-video/v1/standard/image-to-video
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
-from falbind.models.base import RequestModel, ResponseModel
+from falbind.models.base import omitted, RequestModel, ResponseModel
 
 
 class DynamicMask(RequestModel):
@@ -19,13 +19,13 @@ class DynamicMask(RequestModel):
         ),
     ]
     trajectories: Annotated[
-        list[Trajectory] | None,
+        list[Trajectory],
         Field(
             description="List of trajectories",
             examples=[[{"y": 219, "x": 279}, {"y": 65, "x": 417}]],
             title="Trajectories",
         ),
-    ] = None
+    ] = omitted()
 
 
 class File(ResponseModel):
@@ -88,23 +88,23 @@ class KlingVideoV1StandardImageToVideoInput(RequestModel):
         ),
     ] = 0.5
     tail_image_url: Annotated[
-        str | None,
+        str,
         Field(
             description="URL of the image to be used for the end of the video",
             title="Tail Image Url",
         ),
-    ] = None
+    ] = omitted()
     static_mask_url: Annotated[
-        str | None,
+        str,
         Field(
             description="URL of the image for Static Brush Application Area (Mask image created by users using the motion brush)",
             examples=["https://storage.googleapis.com/falserverless/kling/new_static_mask.png"],
             title="Static Mask Url",
         ),
-    ] = None
+    ] = omitted()
     dynamic_masks: Annotated[
-        list[DynamicMask] | None, Field(description="List of dynamic masks", title="Dynamic Masks")
-    ] = None
+        list[DynamicMask], Field(description="List of dynamic masks", title="Dynamic Masks")
+    ] = omitted()
 
 
 class KlingVideoV1StandardImageToVideoOutput(ResponseModel):
@@ -132,14 +132,14 @@ class Trajectory(RequestModel):
 class KlingVideoV1StandardImageToVideoParams(TypedDict, total=False):
     """The fields of `KlingVideoV1StandardImageToVideoInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
-    image_url: str
+    prompt: Required[str]
+    image_url: Required[str]
     duration: Literal["5", "10"]
     negative_prompt: str
     cfg_scale: float
-    tail_image_url: str | None
-    static_mask_url: str | None
-    dynamic_masks: list[DynamicMask] | None
+    tail_image_url: str
+    static_mask_url: str
+    dynamic_masks: list[DynamicMask]
 
 
 ENDPOINT_ID = "fal-ai/kling-video/v1/standard/image-to-video"

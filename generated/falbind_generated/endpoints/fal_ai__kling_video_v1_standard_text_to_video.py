@@ -3,10 +3,10 @@
 
 # fal endpoint: fal-ai/kling-video/v1/standard/text-to-video
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
-from falbind.models.base import RequestModel, ResponseModel
+from falbind.models.base import omitted, RequestModel, ResponseModel
 
 
 class CameraControl(RequestModel):
@@ -87,13 +87,13 @@ class KlingVideoV1StandardTextToVideoInput(RequestModel):
         ),
     ] = 0.5
     camera_control: Annotated[
-        Literal["down_back", "forward_up", "right_turn_forward", "left_turn_forward"] | None,
+        Literal["down_back", "forward_up", "right_turn_forward", "left_turn_forward"],
         Field(description="Camera control parameters", title="Camera Control"),
-    ] = None
+    ] = omitted()
     advanced_camera_control: Annotated[
-        CameraControl | None,
+        CameraControl,
         Field(description="Advanced Camera control parameters", title="Advanced Camera Control"),
-    ] = None
+    ] = omitted()
 
 
 class KlingVideoV1StandardTextToVideoOutput(ResponseModel):
@@ -112,15 +112,13 @@ class KlingVideoV1StandardTextToVideoOutput(ResponseModel):
 class KlingVideoV1StandardTextToVideoParams(TypedDict, total=False):
     """The fields of `KlingVideoV1StandardTextToVideoInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     duration: Literal["5", "10"]
     aspect_ratio: Literal["16:9", "9:16", "1:1"]
     negative_prompt: str
     cfg_scale: float
-    camera_control: (
-        Literal["down_back", "forward_up", "right_turn_forward", "left_turn_forward"] | None
-    )
-    advanced_camera_control: CameraControl | None
+    camera_control: Literal["down_back", "forward_up", "right_turn_forward", "left_turn_forward"]
+    advanced_camera_control: CameraControl
 
 
 ENDPOINT_ID = "fal-ai/kling-video/v1/standard/text-to-video"

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/kling-video/v2.5-turbo/pro/text-to-video
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -83,7 +83,7 @@ class KlingVideoV25TurboProTextToVideoOutput(ResponseModel):
 class KlingVideoV25TurboProTextToVideoParams(TypedDict, total=False):
     """The fields of `KlingVideoV25TurboProTextToVideoInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     duration: Literal["5", "10"]
     aspect_ratio: Literal["16:9", "9:16", "1:1"]
     negative_prompt: str

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/kling-video/v2.5-turbo/standard/image-to-video
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -102,8 +102,8 @@ class KlingVideoV25TurboStandardImageToVideoOutput(ResponseModel):
 class KlingVideoV25TurboStandardImageToVideoParams(TypedDict, total=False):
     """The fields of `KlingVideoV25TurboStandardImageToVideoInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
-    image_url: str
+    prompt: Required[str]
+    image_url: Required[str]
     duration: Literal["5", "10"]
     negative_prompt: str
     cfg_scale: float

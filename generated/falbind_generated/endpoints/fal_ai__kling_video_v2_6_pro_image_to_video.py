@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/kling-video/v2.6/pro/image-to-video
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -122,8 +122,8 @@ class KlingVideoV26ProImageToVideoOutput(ResponseModel):
 class KlingVideoV26ProImageToVideoParams(TypedDict, total=False):
     """The fields of `KlingVideoV26ProImageToVideoInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
-    start_image_url: str
+    prompt: Required[str]
+    start_image_url: Required[str]
     duration: Literal["5", "10"]
     negative_prompt: str
     generate_audio: bool

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/kling-video/v2/master/image-to-video
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -83,8 +83,8 @@ class KlingVideoV2MasterImageToVideoOutput(ResponseModel):
 class KlingVideoV2MasterImageToVideoParams(TypedDict, total=False):
     """The fields of `KlingVideoV2MasterImageToVideoInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
-    image_url: str
+    prompt: Required[str]
+    image_url: Required[str]
     duration: Literal["5", "10"]
     negative_prompt: str
     cfg_scale: float

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/kling-video/v3/pro/image-to-video
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -231,7 +231,7 @@ class KlingVideoV3ProImageToVideoParams(TypedDict, total=False):
 
     prompt: str | None
     multi_prompt: list[KlingV3MultiPromptElement] | None
-    start_image_url: str
+    start_image_url: Required[str]
     duration: Literal["3", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13", "14", "15"]
     generate_audio: bool
     end_image_url: str | None

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/kling-video/v3/standard/motion-control
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -145,10 +145,10 @@ class KlingVideoV3StandardMotionControlParams(TypedDict, total=False):
     """The fields of `KlingVideoV3StandardMotionControlInput` as keyword arguments of the typed client methods."""
 
     prompt: str | None
-    image_url: str
-    video_url: str
+    image_url: Required[str]
+    video_url: Required[str]
     keep_original_sound: bool
-    character_orientation: Literal["image", "video"]
+    character_orientation: Required[Literal["image", "video"]]
     elements: list[KlingV3ImageElementInput] | None
 
 

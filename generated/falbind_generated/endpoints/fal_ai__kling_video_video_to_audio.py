@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/kling-video/video-to-audio
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -95,7 +95,7 @@ class KlingVideoVideoToAudioOutput(ResponseModel):
 class KlingVideoVideoToAudioParams(TypedDict, total=False):
     """The fields of `KlingVideoVideoToAudioInput` as keyword arguments of the typed client methods."""
 
-    video_url: str
+    video_url: Required[str]
     sound_effect_prompt: str | None
     background_music_prompt: str | None
     asmr_mode: bool

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/kokoro/brazilian-portuguese
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -71,8 +71,8 @@ class KokoroBrazilianPortugueseOutput(ResponseModel):
 class KokoroBrazilianPortugueseParams(TypedDict, total=False):
     """The fields of `KokoroBrazilianPortugueseInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
-    voice: Literal["pf_dora", "pm_alex", "pm_santa"]
+    prompt: Required[str]
+    voice: Required[Literal["pf_dora", "pm_alex", "pm_santa"]]
     speed: float
 
 

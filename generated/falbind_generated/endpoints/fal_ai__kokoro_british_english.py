@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/kokoro/british-english
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -82,16 +82,18 @@ class KokoroBritishEnglishOutput(ResponseModel):
 class KokoroBritishEnglishParams(TypedDict, total=False):
     """The fields of `KokoroBritishEnglishInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
-    voice: Literal[
-        "bf_alice",
-        "bf_emma",
-        "bf_isabella",
-        "bf_lily",
-        "bm_daniel",
-        "bm_fable",
-        "bm_george",
-        "bm_lewis",
+    prompt: Required[str]
+    voice: Required[
+        Literal[
+            "bf_alice",
+            "bf_emma",
+            "bf_isabella",
+            "bf_lily",
+            "bm_daniel",
+            "bm_fable",
+            "bm_george",
+            "bm_lewis",
+        ]
     ]
     speed: float
 

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/kokoro/french
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -73,8 +73,8 @@ class KokoroFrenchOutput(ResponseModel):
 class KokoroFrenchParams(TypedDict, total=False):
     """The fields of `KokoroFrenchInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
-    voice: Literal["ff_siwis"]
+    prompt: Required[str]
+    voice: Required[Literal["ff_siwis"]]
     speed: float
 
 

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/kokoro/hindi
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -70,8 +70,8 @@ class KokoroHindiOutput(ResponseModel):
 class KokoroHindiParams(TypedDict, total=False):
     """The fields of `KokoroHindiInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
-    voice: Literal["hf_alpha", "hf_beta", "hm_omega", "hm_psi"]
+    prompt: Required[str]
+    voice: Required[Literal["hf_alpha", "hf_beta", "hm_omega", "hm_psi"]]
     speed: float
 
 

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/kokoro/italian
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -73,8 +73,8 @@ class KokoroItalianOutput(ResponseModel):
 class KokoroItalianParams(TypedDict, total=False):
     """The fields of `KokoroItalianInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
-    voice: Literal["if_sara", "im_nicola"]
+    prompt: Required[str]
+    voice: Required[Literal["if_sara", "im_nicola"]]
     speed: float
 
 

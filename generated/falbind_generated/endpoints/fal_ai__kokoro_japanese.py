@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/kokoro/japanese
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -71,8 +71,8 @@ class KokoroJapaneseOutput(ResponseModel):
 class KokoroJapaneseParams(TypedDict, total=False):
     """The fields of `KokoroJapaneseInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
-    voice: Literal["jf_alpha", "jf_gongitsune", "jf_nezumi", "jf_tebukuro", "jm_kumo"]
+    prompt: Required[str]
+    voice: Required[Literal["jf_alpha", "jf_gongitsune", "jf_nezumi", "jf_tebukuro", "jm_kumo"]]
     speed: float
 
 

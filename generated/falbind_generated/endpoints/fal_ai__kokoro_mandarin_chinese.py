@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/kokoro/mandarin-chinese
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -82,16 +82,18 @@ class KokoroMandarinChineseOutput(ResponseModel):
 class KokoroMandarinChineseParams(TypedDict, total=False):
     """The fields of `KokoroMandarinChineseInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
-    voice: Literal[
-        "zf_xiaobei",
-        "zf_xiaoni",
-        "zf_xiaoxiao",
-        "zf_xiaoyi",
-        "zm_yunjian",
-        "zm_yunxi",
-        "zm_yunxia",
-        "zm_yunyang",
+    prompt: Required[str]
+    voice: Required[
+        Literal[
+            "zf_xiaobei",
+            "zf_xiaoni",
+            "zf_xiaoxiao",
+            "zf_xiaoyi",
+            "zm_yunjian",
+            "zm_yunxi",
+            "zm_yunxia",
+            "zm_yunyang",
+        ]
     ]
     speed: float
 

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/kokoro/spanish
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -73,8 +73,8 @@ class KokoroSpanishOutput(ResponseModel):
 class KokoroSpanishParams(TypedDict, total=False):
     """The fields of `KokoroSpanishInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
-    voice: Literal["ef_dora", "em_alex", "em_santa"]
+    prompt: Required[str]
+    voice: Required[Literal["ef_dora", "em_alex", "em_santa"]]
     speed: float
 
 

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/kolors
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -137,7 +137,7 @@ class KolorsOutput(ResponseModel):
 class KolorsParams(TypedDict, total=False):
     """The fields of `KolorsInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     negative_prompt: str
     guidance_scale: float
     num_inference_steps: int

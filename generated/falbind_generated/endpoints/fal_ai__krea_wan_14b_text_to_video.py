@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/krea-wan-14b/text-to-video
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -83,7 +83,7 @@ class KreaWan14bTextToVideoOutput(ResponseModel):
 class KreaWan14bTextToVideoParams(TypedDict, total=False):
     """The fields of `KreaWan14bTextToVideoInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     num_frames: int
     enable_prompt_expansion: bool
     seed: int | None

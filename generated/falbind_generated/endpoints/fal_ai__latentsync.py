@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/latentsync
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -82,8 +82,8 @@ class LatentsyncOutput(ResponseModel):
 class LatentsyncParams(TypedDict, total=False):
     """The fields of `LatentsyncInput` as keyword arguments of the typed client methods."""
 
-    video_url: str
-    audio_url: str
+    video_url: Required[str]
+    audio_url: Required[str]
     guidance_scale: float
     seed: int | None
     loop_mode: Literal["pingpong", "loop"] | None

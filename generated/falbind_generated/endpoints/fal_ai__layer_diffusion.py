@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import TypedDict
 from typing import Annotated
 from pydantic import Field
-from falbind.models.base import RequestModel, ResponseModel
+from falbind.models.base import omitted, RequestModel, ResponseModel
 
 
 class Image(ResponseModel):
@@ -73,12 +73,12 @@ class LayerDiffusionInput(RequestModel):
         ),
     ] = 20
     seed: Annotated[
-        int | None,
+        int,
         Field(
             description="\n            The same seed and the same prompt given to the same version of Stable Diffusion\n            will output the same image every time.\n        ",
             title="Seed",
         ),
-    ] = None
+    ] = omitted()
     enable_safety_checker: Annotated[
         bool,
         Field(
@@ -100,7 +100,7 @@ class LayerDiffusionParams(TypedDict, total=False):
     negative_prompt: str
     guidance_scale: float
     num_inference_steps: int
-    seed: int | None
+    seed: int
     enable_safety_checker: bool
 
 

@@ -3,10 +3,10 @@
 
 # fal endpoint: fal-ai/lightning-models
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
-from falbind.models.base import structured_default, RequestModel, ResponseModel
+from falbind.models.base import omitted, structured_default, RequestModel, ResponseModel
 
 
 class Embedding(RequestModel):
@@ -44,13 +44,13 @@ class ImageSize(RequestModel):
 
 class LightningModelsInput(RequestModel):
     model_name: Annotated[
-        str | None,
+        str,
         Field(
             description="The Lightning model to use.",
             examples=["Lykon/dreamshaper-xl-lightning", "SG161222/RealVisXL_V4.0_Lightning"],
             title="Model Name",
         ),
-    ] = None
+    ] = omitted()
     prompt: Annotated[
         str,
         Field(
@@ -123,13 +123,12 @@ class LightningModelsInput(RequestModel):
             "LCM",
             "EDMDPMSolverMultistepScheduler",
             "TCDScheduler",
-        ]
-        | None,
+        ],
         Field(
             description="Scheduler / sampler to use for the image denoising process.",
             title="Scheduler",
         ),
-    ] = None
+    ] = omitted()
     expand_prompt: Annotated[
         bool,
         Field(
@@ -141,12 +140,12 @@ class LightningModelsInput(RequestModel):
         int, Field(description="The number of images to generate.", ge=1, le=8, title="Num Images")
     ] = 1
     seed: Annotated[
-        int | None,
+        int,
         Field(
             description="\n            The same seed and the same prompt given to the same version of Stable Diffusion\n            will output the same image every time.\n        ",
             title="Seed",
         ),
-    ] = None
+    ] = omitted()
     enable_safety_checker: Annotated[
         bool,
         Field(
@@ -230,8 +229,8 @@ class LoraWeight(RequestModel):
 class LightningModelsParams(TypedDict, total=False):
     """The fields of `LightningModelsInput` as keyword arguments of the typed client methods."""
 
-    model_name: str | None
-    prompt: str
+    model_name: str
+    prompt: Required[str]
     negative_prompt: str
     image_size: (
         ImageSize
@@ -248,27 +247,24 @@ class LightningModelsParams(TypedDict, total=False):
     guidance_scale: float
     loras: list[LoraWeight]
     embeddings: list[Embedding]
-    scheduler: (
-        Literal[
-            "DPM++ 2M",
-            "DPM++ 2M Karras",
-            "DPM++ 2M SDE",
-            "DPM++ 2M SDE Karras",
-            "DPM++ SDE",
-            "DPM++ SDE Karras",
-            "KDPM 2A",
-            "Euler",
-            "Euler (trailing timesteps)",
-            "Euler A",
-            "LCM",
-            "EDMDPMSolverMultistepScheduler",
-            "TCDScheduler",
-        ]
-        | None
-    )
+    scheduler: Literal[
+        "DPM++ 2M",
+        "DPM++ 2M Karras",
+        "DPM++ 2M SDE",
+        "DPM++ 2M SDE Karras",
+        "DPM++ SDE",
+        "DPM++ SDE Karras",
+        "KDPM 2A",
+        "Euler",
+        "Euler (trailing timesteps)",
+        "Euler A",
+        "LCM",
+        "EDMDPMSolverMultistepScheduler",
+        "TCDScheduler",
+    ]
     expand_prompt: bool
     num_images: int
-    seed: int | None
+    seed: int
     enable_safety_checker: bool
     sync_mode: bool
     format: Literal["jpeg", "png"]

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/lightx/recamera
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -133,7 +133,7 @@ class TrajectoryParameters(RequestModel):
 class LightxRecameraParams(TypedDict, total=False):
     """The fields of `LightxRecameraInput` as keyword arguments of the typed client methods."""
 
-    video_url: str
+    video_url: Required[str]
     prompt: str | None
     seed: int | None
     camera: Literal["traj", "target"]

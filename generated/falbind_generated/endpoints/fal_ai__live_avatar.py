@@ -3,10 +3,10 @@
 
 # fal endpoint: fal-ai/live-avatar
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
-from falbind.models.base import RequestModel, ResponseModel
+from falbind.models.base import omitted, RequestModel, ResponseModel
 
 
 class LiveAvatarInput(RequestModel):
@@ -67,8 +67,8 @@ class LiveAvatarInput(RequestModel):
         ),
     ] = 0
     seed: Annotated[
-        int | None, Field(description="Random seed for reproducible generation.", title="Seed")
-    ] = None
+        int, Field(description="Random seed for reproducible generation.", title="Seed")
+    ] = omitted()
     enable_safety_checker: Annotated[
         bool,
         Field(
@@ -138,13 +138,13 @@ class VideoFile(ResponseModel):
 class LiveAvatarParams(TypedDict, total=False):
     """The fields of `LiveAvatarInput` as keyword arguments of the typed client methods."""
 
-    image_url: str
-    audio_url: str
-    prompt: str
+    image_url: Required[str]
+    audio_url: Required[str]
+    prompt: Required[str]
     num_clips: int
     frames_per_clip: int
     guidance_scale: float
-    seed: int | None
+    seed: int
     enable_safety_checker: bool
     acceleration: Literal["none", "light", "regular", "high"]
 

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/live-portrait
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -191,8 +191,8 @@ class LivePortraitOutput(ResponseModel):
 class LivePortraitParams(TypedDict, total=False):
     """The fields of `LivePortraitInput` as keyword arguments of the typed client methods."""
 
-    video_url: str
-    image_url: str
+    video_url: Required[str]
+    image_url: Required[str]
     blink: float
     eyebrow: float
     wink: float

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/llava-next
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -49,8 +49,8 @@ class LlavaNextOutput(ResponseModel):
 class LlavaNextParams(TypedDict, total=False):
     """The fields of `LlavaNextInput` as keyword arguments of the typed client methods."""
 
-    image_url: str
-    prompt: str
+    image_url: Required[str]
+    prompt: Required[str]
     max_tokens: int
     temperature: float
     top_p: float

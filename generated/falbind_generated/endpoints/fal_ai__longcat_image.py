@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/longcat-image
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -145,7 +145,7 @@ class LongcatImageOutput(ResponseModel):
 class LongcatImageParams(TypedDict, total=False):
     """The fields of `LongcatImageInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     image_size: (
         ImageSize
         | Literal[

@@ -3,10 +3,10 @@
 
 # fal endpoint: fal-ai/longcat-multi-avatar/image-audio-to-video
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
-from falbind.models.base import RequestModel, ResponseModel
+from falbind.models.base import omitted, RequestModel, ResponseModel
 
 
 class BoundingBox(RequestModel):
@@ -85,19 +85,19 @@ class LongcatMultiAvatarImageAudioToVideoInput(RequestModel):
         ),
     ] = "Close-up, Bright tones, overexposed, static, blurred details, subtitles, style, works, paintings, images, static, overall gray, worst quality, low quality, JPEG compression residue, ugly, incomplete, extra fingers, poorly drawn hands, poorly drawn faces, deformed, disfigured, misshapen limbs, fused fingers, still picture, messy background, three legs, many people in the background, walking backwards"
     bbox_person1: Annotated[
-        BoundingBox | None,
+        BoundingBox,
         Field(
             description="Bounding box for person 1. If not provided, defaults to left half of image.",
             title="Bbox Person1",
         ),
-    ] = None
+    ] = omitted()
     bbox_person2: Annotated[
-        BoundingBox | None,
+        BoundingBox,
         Field(
             description="Bounding box for person 2. If not provided, defaults to right half of image.",
             title="Bbox Person2",
         ),
-    ] = None
+    ] = omitted()
     audio_type: Annotated[
         Literal["para", "add"],
         Field(
@@ -149,8 +149,8 @@ class LongcatMultiAvatarImageAudioToVideoInput(RequestModel):
         ),
     ] = 1
     seed: Annotated[
-        int | None, Field(description="The seed for the random number generator.", title="Seed")
-    ] = None
+        int, Field(description="The seed for the random number generator.", title="Seed")
+    ] = omitted()
     enable_safety_checker: Annotated[
         bool, Field(description="Whether to enable safety checker.", title="Enable Safety Checker")
     ] = True
@@ -178,20 +178,20 @@ class LongcatMultiAvatarImageAudioToVideoOutput(ResponseModel):
 class LongcatMultiAvatarImageAudioToVideoParams(TypedDict, total=False):
     """The fields of `LongcatMultiAvatarImageAudioToVideoInput` as keyword arguments of the typed client methods."""
 
-    image_url: str
+    image_url: Required[str]
     audio_url_person1: str
     audio_url_person2: str
     prompt: str
     negative_prompt: str
-    bbox_person1: BoundingBox | None
-    bbox_person2: BoundingBox | None
+    bbox_person1: BoundingBox
+    bbox_person2: BoundingBox
     audio_type: Literal["para", "add"]
     num_inference_steps: int
     text_guidance_scale: float
     audio_guidance_scale: float
     resolution: Literal["480p", "720p"]
     num_segments: int
-    seed: int | None
+    seed: int
     enable_safety_checker: bool
 
 

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/longcat-single-avatar/audio-to-video
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -125,7 +125,7 @@ class LongcatSingleAvatarAudioToVideoOutput(ResponseModel):
 class LongcatSingleAvatarAudioToVideoParams(TypedDict, total=False):
     """The fields of `LongcatSingleAvatarAudioToVideoInput` as keyword arguments of the typed client methods."""
 
-    audio_url: str
+    audio_url: Required[str]
     prompt: str
     negative_prompt: str
     num_inference_steps: int

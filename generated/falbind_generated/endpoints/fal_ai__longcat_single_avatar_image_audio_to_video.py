@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/longcat-single-avatar/image-audio-to-video
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -139,8 +139,8 @@ class LongcatSingleAvatarImageAudioToVideoOutput(ResponseModel):
 class LongcatSingleAvatarImageAudioToVideoParams(TypedDict, total=False):
     """The fields of `LongcatSingleAvatarImageAudioToVideoInput` as keyword arguments of the typed client methods."""
 
-    image_url: str
-    audio_url: str
+    image_url: Required[str]
+    audio_url: Required[str]
     prompt: str
     negative_prompt: str
     num_inference_steps: int

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/longcat-video/distilled/image-to-video/720p
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -141,7 +141,7 @@ class LongcatVideoDistilledImageToVideo720pOutput(ResponseModel):
 class LongcatVideoDistilledImageToVideo720pParams(TypedDict, total=False):
     """The fields of `LongcatVideoDistilledImageToVideo720pInput` as keyword arguments of the typed client methods."""
 
-    image_url: str
+    image_url: Required[str]
     prompt: str
     num_frames: int
     num_inference_steps: int

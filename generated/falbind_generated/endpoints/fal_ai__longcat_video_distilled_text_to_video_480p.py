@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/longcat-video/distilled/text-to-video/480p
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -128,7 +128,7 @@ class LongcatVideoDistilledTextToVideo480pOutput(ResponseModel):
 class LongcatVideoDistilledTextToVideo480pParams(TypedDict, total=False):
     """The fields of `LongcatVideoDistilledTextToVideo480pInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     num_frames: int
     num_inference_steps: int
     aspect_ratio: Literal["16:9", "9:16", "1:1"]

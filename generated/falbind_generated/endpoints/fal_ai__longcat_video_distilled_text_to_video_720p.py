@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/longcat-video/distilled/text-to-video/720p
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -137,7 +137,7 @@ class LongcatVideoDistilledTextToVideo720pOutput(ResponseModel):
 class LongcatVideoDistilledTextToVideo720pParams(TypedDict, total=False):
     """The fields of `LongcatVideoDistilledTextToVideo720pInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     num_frames: int
     num_inference_steps: int
     num_refine_inference_steps: int

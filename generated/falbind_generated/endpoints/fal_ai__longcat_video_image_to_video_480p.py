@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/longcat-video/image-to-video/480p
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -156,7 +156,7 @@ class LongcatVideoImageToVideo480pOutput(ResponseModel):
 class LongcatVideoImageToVideo480pParams(TypedDict, total=False):
     """The fields of `LongcatVideoImageToVideo480pInput` as keyword arguments of the typed client methods."""
 
-    image_url: str
+    image_url: Required[str]
     prompt: str
     negative_prompt: str
     num_frames: int

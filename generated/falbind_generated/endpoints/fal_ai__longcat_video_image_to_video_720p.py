@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/longcat-video/image-to-video/720p
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -165,7 +165,7 @@ class LongcatVideoImageToVideo720pOutput(ResponseModel):
 class LongcatVideoImageToVideo720pParams(TypedDict, total=False):
     """The fields of `LongcatVideoImageToVideo720pInput` as keyword arguments of the typed client methods."""
 
-    image_url: str
+    image_url: Required[str]
     prompt: str
     negative_prompt: str
     num_frames: int

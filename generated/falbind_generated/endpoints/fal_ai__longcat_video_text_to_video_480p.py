@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/longcat-video/text-to-video/480p
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -152,7 +152,7 @@ class LongcatVideoTextToVideo480pOutput(ResponseModel):
 class LongcatVideoTextToVideo480pParams(TypedDict, total=False):
     """The fields of `LongcatVideoTextToVideo480pInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     negative_prompt: str
     num_frames: int
     num_inference_steps: int

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/lora
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Any, Literal
 from pydantic import Field
 from falbind.models.base import structured_default, RequestModel, ResponseModel
@@ -612,10 +612,10 @@ class TimestepsInput(RequestModel):
 class LoraParams(TypedDict, total=False):
     """The fields of `LoraInput` as keyword arguments of the typed client methods."""
 
-    model_name: str
+    model_name: Required[str]
     unet_name: str | None
     variant: str | None
-    prompt: str
+    prompt: Required[str]
     negative_prompt: str
     prompt_weighting: bool
     loras: list[LoraWeight]

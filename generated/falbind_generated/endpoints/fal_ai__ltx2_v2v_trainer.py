@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/ltx2-v2v-trainer
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -243,7 +243,7 @@ class V2VValidation(RequestModel):
 class Ltx2V2vTrainerParams(TypedDict, total=False):
     """The fields of `Ltx2V2vTrainerInput` as keyword arguments of the typed client methods."""
 
-    training_data_url: str
+    training_data_url: Required[str]
     rank: Literal[8, 16, 32, 64, 128]
     number_of_steps: int
     learning_rate: float

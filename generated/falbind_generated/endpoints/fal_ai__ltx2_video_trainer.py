@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/ltx2-video-trainer
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -263,7 +263,7 @@ class Validation(RequestModel):
 class Ltx2VideoTrainerParams(TypedDict, total=False):
     """The fields of `Ltx2VideoTrainerInput` as keyword arguments of the typed client methods."""
 
-    training_data_url: str
+    training_data_url: Required[str]
     rank: Literal[8, 16, 32, 64, 128]
     number_of_steps: int
     learning_rate: float

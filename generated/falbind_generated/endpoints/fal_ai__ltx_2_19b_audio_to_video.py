@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/ltx-2-19b/audio-to-video
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -287,8 +287,8 @@ class VideoFile(ResponseModel):
 class Ltx219bAudioToVideoParams(TypedDict, total=False):
     """The fields of `Ltx219bAudioToVideoInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
-    audio_url: str
+    prompt: Required[str]
+    audio_url: Required[str]
     image_url: str | None
     end_image_url: str | None
     match_audio_length: bool

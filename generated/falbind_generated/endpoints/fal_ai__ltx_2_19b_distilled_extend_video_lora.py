@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/ltx-2-19b/distilled/extend-video/lora
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -307,8 +307,8 @@ class VideoFile(ResponseModel):
 class Ltx219bDistilledExtendVideoLoraParams(TypedDict, total=False):
     """The fields of `Ltx219bDistilledExtendVideoLoraInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
-    video_url: str
+    prompt: Required[str]
+    video_url: Required[str]
     end_image_url: str | None
     num_frames: int
     video_size: (
@@ -340,7 +340,7 @@ class Ltx219bDistilledExtendVideoLoraParams(TypedDict, total=False):
     video_quality: Literal["low", "medium", "high", "maximum"]
     video_write_mode: Literal["fast", "balanced", "small"]
     sync_mode: bool
-    loras: list[LoRAInput]
+    loras: Required[list[LoRAInput]]
     extend_direction: Literal["forward", "backward"]
     num_context_frames: int
     video_strength: float

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/ltx-2-19b/distilled/text-to-video/lora
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -243,7 +243,7 @@ class VideoFile(ResponseModel):
 class Ltx219bDistilledTextToVideoLoraParams(TypedDict, total=False):
     """The fields of `Ltx219bDistilledTextToVideoLoraInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     num_frames: int
     video_size: (
         ImageSize
@@ -272,7 +272,7 @@ class Ltx219bDistilledTextToVideoLoraParams(TypedDict, total=False):
     video_quality: Literal["low", "medium", "high", "maximum"]
     video_write_mode: Literal["fast", "balanced", "small"]
     sync_mode: bool
-    loras: list[LoRAInput]
+    loras: Required[list[LoRAInput]]
 
 
 ENDPOINT_ID = "fal-ai/ltx-2-19b/distilled/text-to-video/lora"

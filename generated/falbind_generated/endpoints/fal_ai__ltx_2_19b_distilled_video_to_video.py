@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/ltx-2-19b/distilled/video-to-video
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -318,8 +318,8 @@ class VideoFile(ResponseModel):
 class Ltx219bDistilledVideoToVideoParams(TypedDict, total=False):
     """The fields of `Ltx219bDistilledVideoToVideoInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
-    video_url: str
+    prompt: Required[str]
+    video_url: Required[str]
     audio_url: str | None
     image_url: str | None
     end_image_url: str | None

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/ltx-2-19b/image-to-video
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -271,8 +271,8 @@ class VideoFile(ResponseModel):
 class Ltx219bImageToVideoParams(TypedDict, total=False):
     """The fields of `Ltx219bImageToVideoInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
-    image_url: str
+    prompt: Required[str]
+    image_url: Required[str]
     end_image_url: str | None
     num_frames: int
     video_size: (

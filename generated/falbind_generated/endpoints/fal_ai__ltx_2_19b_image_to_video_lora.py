@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/ltx-2-19b/image-to-video/lora
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -297,8 +297,8 @@ class VideoFile(ResponseModel):
 class Ltx219bImageToVideoLoraParams(TypedDict, total=False):
     """The fields of `Ltx219bImageToVideoLoraInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
-    image_url: str
+    prompt: Required[str]
+    image_url: Required[str]
     end_image_url: str | None
     num_frames: int
     video_size: (
@@ -331,7 +331,7 @@ class Ltx219bImageToVideoLoraParams(TypedDict, total=False):
     video_quality: Literal["low", "medium", "high", "maximum"]
     video_write_mode: Literal["fast", "balanced", "small"]
     sync_mode: bool
-    loras: list[LoRAInput]
+    loras: Required[list[LoRAInput]]
     interpolation_direction: Literal["forward", "backward"]
     image_strength: float
     end_image_strength: float

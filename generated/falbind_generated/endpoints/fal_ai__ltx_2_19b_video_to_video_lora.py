@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/ltx-2-19b/video-to-video/lora
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -357,8 +357,8 @@ class VideoFile(ResponseModel):
 class Ltx219bVideoToVideoLoraParams(TypedDict, total=False):
     """The fields of `Ltx219bVideoToVideoLoraInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
-    video_url: str
+    prompt: Required[str]
+    video_url: Required[str]
     audio_url: str | None
     image_url: str | None
     end_image_url: str | None
@@ -395,7 +395,7 @@ class Ltx219bVideoToVideoLoraParams(TypedDict, total=False):
     video_quality: Literal["low", "medium", "high", "maximum"]
     video_write_mode: Literal["fast", "balanced", "small"]
     sync_mode: bool
-    loras: list[LoRAInput]
+    loras: Required[list[LoRAInput]]
     preprocessor: Literal["depth", "canny", "pose", "none"]
     ic_lora: Literal["match_preprocessor", "canny", "depth", "pose", "detailer", "none"]
     ic_lora_scale: float

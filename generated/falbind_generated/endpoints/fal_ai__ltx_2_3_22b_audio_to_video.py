@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/ltx-2.3-22b/audio-to-video
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -393,8 +393,8 @@ class VideoFile(ResponseModel):
 class Ltx2322bAudioToVideoParams(TypedDict, total=False):
     """The fields of `Ltx2322bAudioToVideoInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
-    audio_url: str
+    prompt: Required[str]
+    audio_url: Required[str]
     image_url: str | None
     end_image_url: str | None
     match_audio_length: bool

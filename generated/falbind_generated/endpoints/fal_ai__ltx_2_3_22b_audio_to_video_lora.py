@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/ltx-2.3-22b/audio-to-video/lora
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -419,8 +419,8 @@ class VideoFile(ResponseModel):
 class Ltx2322bAudioToVideoLoraParams(TypedDict, total=False):
     """The fields of `Ltx2322bAudioToVideoLoraInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
-    audio_url: str
+    prompt: Required[str]
+    audio_url: Required[str]
     image_url: str | None
     end_image_url: str | None
     match_audio_length: bool
@@ -464,7 +464,7 @@ class Ltx2322bAudioToVideoLoraParams(TypedDict, total=False):
     video_quality: Literal["low", "medium", "high", "maximum"]
     video_write_mode: Literal["fast", "balanced", "small"]
     sync_mode: bool
-    loras: list[LoRAInput]
+    loras: Required[list[LoRAInput]]
     distill_lora_first_pass_scale: float
     distill_lora_second_pass_scale: float
     image_strength: float

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/ltx-2.3-22b/distilled/reference-video-to-video/lora
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -328,8 +328,8 @@ class VideoFile(ResponseModel):
 class Ltx2322bDistilledReferenceVideoToVideoLoraParams(TypedDict, total=False):
     """The fields of `Ltx2322bDistilledReferenceVideoToVideoLoraInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
-    video_url: str
+    prompt: Required[str]
+    video_url: Required[str]
     audio_url: str | None
     image_url: str | None
     end_image_url: str | None
@@ -365,7 +365,7 @@ class Ltx2322bDistilledReferenceVideoToVideoLoraParams(TypedDict, total=False):
     video_quality: Literal["low", "medium", "high", "maximum"]
     video_write_mode: Literal["fast", "balanced", "small"]
     sync_mode: bool
-    loras: list[LoRAInput]
+    loras: Required[list[LoRAInput]]
     distill_lora_second_pass_scale: float
     video_strength: float
     audio_strength: float

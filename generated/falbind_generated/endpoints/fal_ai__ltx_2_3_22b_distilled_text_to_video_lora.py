@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/ltx-2.3-22b/distilled/text-to-video/lora
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -256,7 +256,7 @@ class VideoFile(ResponseModel):
 class Ltx2322bDistilledTextToVideoLoraParams(TypedDict, total=False):
     """The fields of `Ltx2322bDistilledTextToVideoLoraInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     num_frames: int
     video_size: (
         ImageSize
@@ -286,7 +286,7 @@ class Ltx2322bDistilledTextToVideoLoraParams(TypedDict, total=False):
     video_quality: Literal["low", "medium", "high", "maximum"]
     video_write_mode: Literal["fast", "balanced", "small"]
     sync_mode: bool
-    loras: list[LoRAInput]
+    loras: Required[list[LoRAInput]]
     distill_lora_second_pass_scale: float
 
 

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/ltx-2.3-22b/distilled/video-to-video
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -269,8 +269,8 @@ class VideoFile(ResponseModel):
 class Ltx2322bDistilledVideoToVideoParams(TypedDict, total=False):
     """The fields of `Ltx2322bDistilledVideoToVideoInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
-    video_url: str
+    prompt: Required[str]
+    video_url: Required[str]
     match_video_length: bool
     num_frames: int
     video_size: (

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/ltx-2.3-22b/extend-video
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -400,8 +400,8 @@ class VideoFile(ResponseModel):
 class Ltx2322bExtendVideoParams(TypedDict, total=False):
     """The fields of `Ltx2322bExtendVideoInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
-    video_url: str
+    prompt: Required[str]
+    video_url: Required[str]
     end_image_url: str | None
     num_frames: int
     video_size: (

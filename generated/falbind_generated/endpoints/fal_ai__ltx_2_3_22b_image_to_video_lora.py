@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/ltx-2.3-22b/image-to-video/lora
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -403,8 +403,8 @@ class VideoFile(ResponseModel):
 class Ltx2322bImageToVideoLoraParams(TypedDict, total=False):
     """The fields of `Ltx2322bImageToVideoLoraInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
-    image_url: str
+    prompt: Required[str]
+    image_url: Required[str]
     end_image_url: str | None
     num_frames: int
     video_size: (
@@ -447,7 +447,7 @@ class Ltx2322bImageToVideoLoraParams(TypedDict, total=False):
     video_quality: Literal["low", "medium", "high", "maximum"]
     video_write_mode: Literal["fast", "balanced", "small"]
     sync_mode: bool
-    loras: list[LoRAInput]
+    loras: Required[list[LoRAInput]]
     distill_lora_first_pass_scale: float
     distill_lora_second_pass_scale: float
     interpolation_direction: Literal["forward", "backward"]

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/ltx-2.3-22b/text-to-video/lora
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -362,7 +362,7 @@ class VideoFile(ResponseModel):
 class Ltx2322bTextToVideoLoraParams(TypedDict, total=False):
     """The fields of `Ltx2322bTextToVideoLoraInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     num_frames: int
     video_size: (
         ImageSize
@@ -403,7 +403,7 @@ class Ltx2322bTextToVideoLoraParams(TypedDict, total=False):
     video_quality: Literal["low", "medium", "high", "maximum"]
     video_write_mode: Literal["fast", "balanced", "small"]
     sync_mode: bool
-    loras: list[LoRAInput]
+    loras: Required[list[LoRAInput]]
     distill_lora_first_pass_scale: float
     distill_lora_second_pass_scale: float
 

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/ltx-2.3/audio-to-video
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -108,7 +108,7 @@ class VideoFile(ResponseModel):
 class Ltx23AudioToVideoParams(TypedDict, total=False):
     """The fields of `Ltx23AudioToVideoInput` as keyword arguments of the typed client methods."""
 
-    audio_url: str
+    audio_url: Required[str]
     image_url: str | None
     prompt: str | None
     guidance_scale: float | None

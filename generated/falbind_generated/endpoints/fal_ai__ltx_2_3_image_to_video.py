@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/ltx-2.3/image-to-video
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -120,9 +120,9 @@ class VideoFile(ResponseModel):
 class Ltx23ImageToVideoParams(TypedDict, total=False):
     """The fields of `Ltx23ImageToVideoInput` as keyword arguments of the typed client methods."""
 
-    image_url: str
+    image_url: Required[str]
     end_image_url: str | None
-    prompt: str
+    prompt: Required[str]
     duration: Literal[6, 8, 10]
     resolution: Literal["1080p", "1440p", "2160p"]
     aspect_ratio: Literal["auto", "16:9", "9:16"]

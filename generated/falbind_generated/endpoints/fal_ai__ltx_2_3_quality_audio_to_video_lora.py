@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/ltx-2.3-quality/audio-to-video/lora
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -232,8 +232,8 @@ class Ltx23QualityAudioToVideoLoraOutput(ResponseModel):
 class Ltx23QualityAudioToVideoLoraParams(TypedDict, total=False):
     """The fields of `Ltx23QualityAudioToVideoLoraInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
-    audio_url: str
+    prompt: Required[str]
+    audio_url: Required[str]
     image_url: str | None
     match_audio_length: bool
     num_frames: int
@@ -261,7 +261,7 @@ class Ltx23QualityAudioToVideoLoraParams(TypedDict, total=False):
     video_quality: Literal["low", "medium", "high", "maximum"]
     video_write_mode: Literal["fast", "balanced", "small"]
     sync_mode: bool
-    loras: list[LoRAInput]
+    loras: Required[list[LoRAInput]]
 
 
 ENDPOINT_ID = "fal-ai/ltx-2.3-quality/audio-to-video/lora"

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/ltx-2.3-quality/hdr
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -205,8 +205,8 @@ class VideoFile(ResponseModel):
 class Ltx23QualityHdrParams(TypedDict, total=False):
     """The fields of `Ltx23QualityHdrInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
-    video_url: str
+    prompt: Required[str]
+    video_url: Required[str]
     num_frames: int
     resolution: (
         ImageSize

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/ltx-2.3-quality/hdr/lora
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -243,8 +243,8 @@ class VideoFile(ResponseModel):
 class Ltx23QualityHdrLoraParams(TypedDict, total=False):
     """The fields of `Ltx23QualityHdrLoraInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
-    video_url: str
+    prompt: Required[str]
+    video_url: Required[str]
     num_frames: int
     resolution: (
         ImageSize
@@ -269,7 +269,7 @@ class Ltx23QualityHdrLoraParams(TypedDict, total=False):
     video_quality: Literal["low", "medium", "high", "maximum"]
     video_write_mode: Literal["fast", "balanced", "small"]
     sync_mode: bool
-    loras: list[LoRAInput]
+    loras: Required[list[LoRAInput]]
 
 
 ENDPOINT_ID = "fal-ai/ltx-2.3-quality/hdr/lora"

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/ltx-2.3-quality/image-to-video
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -177,8 +177,8 @@ class Ltx23QualityImageToVideoOutput(ResponseModel):
 class Ltx23QualityImageToVideoParams(TypedDict, total=False):
     """The fields of `Ltx23QualityImageToVideoInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
-    image_url: str
+    prompt: Required[str]
+    image_url: Required[str]
     num_frames: int
     resolution: (
         ImageSize

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/ltx-2.3-quality/image-to-video/lora
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -215,8 +215,8 @@ class Ltx23QualityImageToVideoLoraOutput(ResponseModel):
 class Ltx23QualityImageToVideoLoraParams(TypedDict, total=False):
     """The fields of `Ltx23QualityImageToVideoLoraInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
-    image_url: str
+    prompt: Required[str]
+    image_url: Required[str]
     num_frames: int
     resolution: (
         ImageSize
@@ -242,7 +242,7 @@ class Ltx23QualityImageToVideoLoraParams(TypedDict, total=False):
     video_quality: Literal["low", "medium", "high", "maximum"]
     video_write_mode: Literal["fast", "balanced", "small"]
     sync_mode: bool
-    loras: list[LoRAInput]
+    loras: Required[list[LoRAInput]]
 
 
 ENDPOINT_ID = "fal-ai/ltx-2.3-quality/image-to-video/lora"

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/ltx-2.3-quality/reference-video-to-video
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -196,8 +196,8 @@ class Ltx23QualityReferenceVideoToVideoOutput(ResponseModel):
 class Ltx23QualityReferenceVideoToVideoParams(TypedDict, total=False):
     """The fields of `Ltx23QualityReferenceVideoToVideoInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
-    video_url: str
+    prompt: Required[str]
+    video_url: Required[str]
     control_video_url: str | None
     skip_control_preprocess: bool
     image_url: str | None

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/ltx-2.3-quality/reference-video-to-video/lora
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -234,8 +234,8 @@ class Ltx23QualityReferenceVideoToVideoLoraOutput(ResponseModel):
 class Ltx23QualityReferenceVideoToVideoLoraParams(TypedDict, total=False):
     """The fields of `Ltx23QualityReferenceVideoToVideoLoraInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
-    video_url: str
+    prompt: Required[str]
+    video_url: Required[str]
     control_video_url: str | None
     skip_control_preprocess: bool
     image_url: str | None
@@ -264,7 +264,7 @@ class Ltx23QualityReferenceVideoToVideoLoraParams(TypedDict, total=False):
     video_quality: Literal["low", "medium", "high", "maximum"]
     video_write_mode: Literal["fast", "balanced", "small"]
     sync_mode: bool
-    loras: list[LoRAInput]
+    loras: Required[list[LoRAInput]]
 
 
 ENDPOINT_ID = "fal-ai/ltx-2.3-quality/reference-video-to-video/lora"

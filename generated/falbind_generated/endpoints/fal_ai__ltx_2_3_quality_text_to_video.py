@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/ltx-2.3-quality/text-to-video
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -157,7 +157,7 @@ class Ltx23QualityTextToVideoOutput(ResponseModel):
 class Ltx23QualityTextToVideoParams(TypedDict, total=False):
     """The fields of `Ltx23QualityTextToVideoInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     num_frames: int
     resolution: (
         ImageSize

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/ltx-2.3-quality/text-to-video/lora
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -195,7 +195,7 @@ class Ltx23QualityTextToVideoLoraOutput(ResponseModel):
 class Ltx23QualityTextToVideoLoraParams(TypedDict, total=False):
     """The fields of `Ltx23QualityTextToVideoLoraInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     num_frames: int
     resolution: (
         ImageSize
@@ -219,7 +219,7 @@ class Ltx23QualityTextToVideoLoraParams(TypedDict, total=False):
     video_quality: Literal["low", "medium", "high", "maximum"]
     video_write_mode: Literal["fast", "balanced", "small"]
     sync_mode: bool
-    loras: list[LoRAInput]
+    loras: Required[list[LoRAInput]]
 
 
 ENDPOINT_ID = "fal-ai/ltx-2.3-quality/text-to-video/lora"

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/ltx-2.3/retake-video
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -106,8 +106,8 @@ class VideoFile(ResponseModel):
 class Ltx23RetakeVideoParams(TypedDict, total=False):
     """The fields of `Ltx23RetakeVideoInput` as keyword arguments of the typed client methods."""
 
-    video_url: str
-    prompt: str
+    video_url: Required[str]
+    prompt: Required[str]
     start_time: float
     duration: float
     retake_mode: Literal["replace_audio", "replace_video", "replace_audio_and_video"]

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/ltx-2/audio-to-video
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -101,7 +101,7 @@ class VideoFile(ResponseModel):
 class Ltx2AudioToVideoParams(TypedDict, total=False):
     """The fields of `Ltx2AudioToVideoInput` as keyword arguments of the typed client methods."""
 
-    audio_url: str
+    audio_url: Required[str]
     image_url: str | None
     prompt: str | None
     guidance_scale: float | None

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/ltx-2/extend-video
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -108,7 +108,7 @@ class VideoFile(ResponseModel):
 class Ltx2ExtendVideoParams(TypedDict, total=False):
     """The fields of `Ltx2ExtendVideoInput` as keyword arguments of the typed client methods."""
 
-    video_url: str
+    video_url: Required[str]
     prompt: str | None
     duration: float
     mode: Literal["start", "end"]

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/ltx-2/image-to-video/fast
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -111,8 +111,8 @@ class VideoFile(ResponseModel):
 class Ltx2ImageToVideoFastParams(TypedDict, total=False):
     """The fields of `Ltx2ImageToVideoFastInput` as keyword arguments of the typed client methods."""
 
-    image_url: str
-    prompt: str
+    image_url: Required[str]
+    prompt: Required[str]
     duration: Literal[6, 8, 10, 12, 14, 16, 18, 20]
     resolution: Literal["1080p", "1440p", "2160p"]
     fps: Literal[25, 50]

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/ltx-2/text-to-video
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -98,7 +98,7 @@ class VideoFile(ResponseModel):
 class Ltx2TextToVideoParams(TypedDict, total=False):
     """The fields of `Ltx2TextToVideoInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     duration: Literal[6, 8, 10]
     resolution: Literal["1080p", "1440p", "2160p"]
     fps: Literal[25, 50]

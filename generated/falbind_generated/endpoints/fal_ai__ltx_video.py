@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/ltx-video
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -78,7 +78,7 @@ class LtxVideoOutput(ResponseModel):
 class LtxVideoParams(TypedDict, total=False):
     """The fields of `LtxVideoInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     negative_prompt: str
     seed: int | None
     num_inference_steps: int

@@ -3,10 +3,10 @@
 
 # fal endpoint: fal-ai/ltx-video-13b-dev
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
-from falbind.models.base import RequestModel, ResponseModel
+from falbind.models.base import omitted, RequestModel, ResponseModel
 
 
 class File(ResponseModel):
@@ -37,12 +37,12 @@ class File(ResponseModel):
 class LoRAWeight(RequestModel):
     path: Annotated[str, Field(description="URL or path to the LoRA weights.", title="Path")]
     weight_name: Annotated[
-        str | None,
+        str,
         Field(
             description="Name of the LoRA weight. Only used if `path` is a HuggingFace repository, and is only required when the repository contains multiple LoRA weights.",
             title="Weight Name",
         ),
-    ] = None
+    ] = omitted()
     scale: Annotated[
         float,
         Field(
@@ -90,9 +90,7 @@ class LtxVideo13bDevInput(RequestModel):
             title="Aspect Ratio",
         ),
     ] = "16:9"
-    seed: Annotated[int | None, Field(description="Random seed for generation", title="Seed")] = (
-        None
-    )
+    seed: Annotated[int, Field(description="Random seed for generation", title="Seed")] = omitted()
     num_frames: Annotated[
         int,
         Field(
@@ -203,12 +201,12 @@ class LtxVideo13bDevOutput(ResponseModel):
 class LtxVideo13bDevParams(TypedDict, total=False):
     """The fields of `LtxVideo13bDevInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     negative_prompt: str
     loras: list[LoRAWeight]
     resolution: Literal["480p", "720p"]
     aspect_ratio: Literal["9:16", "1:1", "16:9"]
-    seed: int | None
+    seed: int
     num_frames: int
     first_pass_num_inference_steps: int
     first_pass_skip_final_steps: int

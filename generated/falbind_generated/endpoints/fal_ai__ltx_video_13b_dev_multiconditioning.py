@@ -3,10 +3,10 @@
 
 # fal endpoint: fal-ai/ltx-video-13b-dev/multiconditioning
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
-from falbind.models.base import RequestModel, ResponseModel
+from falbind.models.base import omitted, RequestModel, ResponseModel
 
 
 class File(ResponseModel):
@@ -62,12 +62,12 @@ class ImageConditioningInput(RequestModel):
 class LoRAWeight(RequestModel):
     path: Annotated[str, Field(description="URL or path to the LoRA weights.", title="Path")]
     weight_name: Annotated[
-        str | None,
+        str,
         Field(
             description="Name of the LoRA weight. Only used if `path` is a HuggingFace repository, and is only required when the repository contains multiple LoRA weights.",
             title="Weight Name",
         ),
-    ] = None
+    ] = omitted()
     scale: Annotated[
         float,
         Field(
@@ -113,9 +113,7 @@ class LtxVideo13bDevMulticonditioningInput(RequestModel):
             description="The aspect ratio of the video.", examples=["auto"], title="Aspect Ratio"
         ),
     ] = "auto"
-    seed: Annotated[int | None, Field(description="Random seed for generation", title="Seed")] = (
-        None
-    )
+    seed: Annotated[int, Field(description="Random seed for generation", title="Seed")] = omitted()
     num_frames: Annotated[
         int,
         Field(
@@ -343,12 +341,12 @@ class VideoConditioningInput(RequestModel):
 class LtxVideo13bDevMulticonditioningParams(TypedDict, total=False):
     """The fields of `LtxVideo13bDevMulticonditioningInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     negative_prompt: str
     loras: list[LoRAWeight]
     resolution: Literal["480p", "720p"]
     aspect_ratio: Literal["9:16", "1:1", "16:9", "auto"]
-    seed: int | None
+    seed: int
     num_frames: int
     first_pass_num_inference_steps: int
     first_pass_skip_final_steps: int

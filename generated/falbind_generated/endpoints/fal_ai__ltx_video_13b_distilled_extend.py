@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/ltx-video-13b-distilled/extend
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -262,26 +262,7 @@ class LtxVideo13bDistilledExtendInput(RequestModel):
             title="Constant Rate Factor",
         ),
     ] = 29
-    video: Annotated[
-        ExtendVideoConditioningInput,
-        Field(
-            description="Video to be extended.",
-            examples=[
-                {
-                    "video_url": "https://storage.googleapis.com/falserverless/web-examples/wan/t2v.mp4",
-                    "limit_num_frames": False,
-                    "reverse_video": False,
-                    "start_frame_num": 0,
-                    "conditioning_type": "rgb",
-                    "preprocess": False,
-                    "resample_fps": False,
-                    "strength": 1,
-                    "target_fps": 24,
-                    "max_num_frames": 1441,
-                }
-            ],
-        ),
-    ]
+    video: Annotated[ExtendVideoConditioningInput, Field(description="Video to be extended.")]
 
 
 class LtxVideo13bDistilledExtendOutput(ResponseModel):
@@ -310,7 +291,7 @@ class LtxVideo13bDistilledExtendOutput(ResponseModel):
 class LtxVideo13bDistilledExtendParams(TypedDict, total=False):
     """The fields of `LtxVideo13bDistilledExtendInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     negative_prompt: str
     loras: list[LoRAWeight]
     resolution: Literal["480p", "720p"]
@@ -328,7 +309,7 @@ class LtxVideo13bDistilledExtendParams(TypedDict, total=False):
     temporal_adain_factor: float
     tone_map_compression_ratio: float
     constant_rate_factor: int
-    video: ExtendVideoConditioningInput
+    video: Required[ExtendVideoConditioningInput]
 
 
 ENDPOINT_ID = "fal-ai/ltx-video-13b-distilled/extend"

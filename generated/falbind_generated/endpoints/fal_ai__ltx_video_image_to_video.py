@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/ltx-video/image-to-video
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -88,12 +88,12 @@ class LtxVideoImageToVideoOutput(ResponseModel):
 class LtxVideoImageToVideoParams(TypedDict, total=False):
     """The fields of `LtxVideoImageToVideoInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     negative_prompt: str
     seed: int | None
     num_inference_steps: int
     guidance_scale: float
-    image_url: str
+    image_url: Required[str]
 
 
 ENDPOINT_ID = "fal-ai/ltx-video/image-to-video"

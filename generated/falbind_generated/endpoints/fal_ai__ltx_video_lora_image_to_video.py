@@ -3,10 +3,10 @@
 
 # fal endpoint: fal-ai/ltx-video-lora/image-to-video
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
-from falbind.models.base import RequestModel, ResponseModel
+from falbind.models.base import omitted, RequestModel, ResponseModel
 
 
 class File(ResponseModel):
@@ -37,12 +37,12 @@ class File(ResponseModel):
 class LoRAWeight(RequestModel):
     path: Annotated[str, Field(description="URL or path to the LoRA weights.", title="Path")]
     weight_name: Annotated[
-        str | None,
+        str,
         Field(
             description="Name of the LoRA weight. Only used if `path` is a HuggingFace repository, and is only required when the repository contains multiple LoRA weights.",
             title="Weight Name",
         ),
-    ] = None
+    ] = omitted()
     scale: Annotated[
         float,
         Field(
@@ -114,9 +114,9 @@ class LtxVideoLoraImageToVideoInput(RequestModel):
             title="Frame Rate",
         ),
     ] = 25
-    seed: Annotated[
-        int | None, Field(description="The seed to use for generation.", title="Seed")
-    ] = None
+    seed: Annotated[int, Field(description="The seed to use for generation.", title="Seed")] = (
+        omitted()
+    )
     expand_prompt: Annotated[
         bool,
         Field(
@@ -176,7 +176,7 @@ class LtxVideoLoraImageToVideoOutput(ResponseModel):
 class LtxVideoLoraImageToVideoParams(TypedDict, total=False):
     """The fields of `LtxVideoLoraImageToVideoInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     negative_prompt: str
     loras: list[LoRAWeight]
     resolution: Literal["480p", "720p"]
@@ -184,11 +184,11 @@ class LtxVideoLoraImageToVideoParams(TypedDict, total=False):
     number_of_frames: int
     number_of_steps: int
     frame_rate: int
-    seed: int | None
+    seed: int
     expand_prompt: bool
     reverse_video: bool
     enable_safety_checker: bool
-    image_url: str
+    image_url: Required[str]
 
 
 ENDPOINT_ID = "fal-ai/ltx-video-lora/image-to-video"

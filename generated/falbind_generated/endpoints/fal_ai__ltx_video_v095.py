@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/ltx-video-v095
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -89,7 +89,7 @@ class LtxVideoV095Output(ResponseModel):
 class LtxVideoV095Params(TypedDict, total=False):
     """The fields of `LtxVideoV095Input` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     negative_prompt: str
     resolution: Literal["480p", "720p"]
     aspect_ratio: Literal["9:16", "16:9"]

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/ltx-video-v095/multiconditioning
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -145,7 +145,7 @@ class VideoConditioningInput(RequestModel):
 class LtxVideoV095MulticonditioningParams(TypedDict, total=False):
     """The fields of `LtxVideoV095MulticonditioningInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     negative_prompt: str
     resolution: Literal["480p", "720p"]
     aspect_ratio: Literal["9:16", "16:9"]

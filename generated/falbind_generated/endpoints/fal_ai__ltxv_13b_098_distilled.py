@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/ltxv-13b-098-distilled
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -220,7 +220,7 @@ class Ltxv13b098DistilledOutput(ResponseModel):
 class Ltxv13b098DistilledParams(TypedDict, total=False):
     """The fields of `Ltxv13b098DistilledInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     negative_prompt: str
     loras: list[LoRAWeight]
     resolution: Literal["480p", "720p"]

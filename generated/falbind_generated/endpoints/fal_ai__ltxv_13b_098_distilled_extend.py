@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/ltxv-13b-098-distilled/extend
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -262,26 +262,7 @@ class Ltxv13b098DistilledExtendInput(RequestModel):
             title="Constant Rate Factor",
         ),
     ] = 29
-    video: Annotated[
-        ExtendVideoConditioningInput,
-        Field(
-            description="Video to be extended.",
-            examples=[
-                {
-                    "preprocess": False,
-                    "strength": 1,
-                    "start_frame_num": 0,
-                    "target_fps": 24,
-                    "resample_fps": False,
-                    "limit_num_frames": False,
-                    "conditioning_type": "rgb",
-                    "reverse_video": False,
-                    "video_url": "https://storage.googleapis.com/falserverless/web-examples/wan/t2v.mp4",
-                    "max_num_frames": 1441,
-                }
-            ],
-        ),
-    ]
+    video: Annotated[ExtendVideoConditioningInput, Field(description="Video to be extended.")]
 
 
 class Ltxv13b098DistilledExtendOutput(ResponseModel):
@@ -310,7 +291,7 @@ class Ltxv13b098DistilledExtendOutput(ResponseModel):
 class Ltxv13b098DistilledExtendParams(TypedDict, total=False):
     """The fields of `Ltxv13b098DistilledExtendInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     negative_prompt: str
     loras: list[LoRAWeight]
     resolution: Literal["480p", "720p"]
@@ -328,7 +309,7 @@ class Ltxv13b098DistilledExtendParams(TypedDict, total=False):
     temporal_adain_factor: float
     tone_map_compression_ratio: float
     constant_rate_factor: int
-    video: ExtendVideoConditioningInput
+    video: Required[ExtendVideoConditioningInput]
 
 
 ENDPOINT_ID = "fal-ai/ltxv-13b-098-distilled/extend"

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/ltxv-13b-098-distilled/image-to-video
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -234,7 +234,7 @@ class Ltxv13b098DistilledImageToVideoOutput(ResponseModel):
 class Ltxv13b098DistilledImageToVideoParams(TypedDict, total=False):
     """The fields of `Ltxv13b098DistilledImageToVideoInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     negative_prompt: str
     loras: list[LoRAWeight]
     resolution: Literal["480p", "720p"]
@@ -252,7 +252,7 @@ class Ltxv13b098DistilledImageToVideoParams(TypedDict, total=False):
     temporal_adain_factor: float
     tone_map_compression_ratio: float
     constant_rate_factor: int
-    image_url: str
+    image_url: Required[str]
 
 
 ENDPOINT_ID = "fal-ai/ltxv-13b-098-distilled/image-to-video"

@@ -3,10 +3,10 @@
 
 # fal endpoint: fal-ai/luma-dream-machine/image-to-video
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
-from falbind.models.base import RequestModel, ResponseModel
+from falbind.models.base import omitted, RequestModel, ResponseModel
 
 
 class File(ResponseModel):
@@ -53,9 +53,8 @@ class LumaDreamMachineImageToVideoInput(RequestModel):
         ),
     ]
     end_image_url: Annotated[
-        str | None,
-        Field(description="An image to blend the end of the video with", title="End Image Url"),
-    ] = None
+        str, Field(description="An image to blend the end of the video with", title="End Image Url")
+    ] = omitted()
     aspect_ratio: Annotated[
         Literal["16:9", "9:16", "4:3", "3:4", "21:9", "9:21"],
         Field(description="The aspect ratio of the generated video", title="Aspect Ratio"),
@@ -85,9 +84,9 @@ class LumaDreamMachineImageToVideoOutput(ResponseModel):
 class LumaDreamMachineImageToVideoParams(TypedDict, total=False):
     """The fields of `LumaDreamMachineImageToVideoInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
-    image_url: str
-    end_image_url: str | None
+    prompt: Required[str]
+    image_url: Required[str]
+    end_image_url: str
     aspect_ratio: Literal["16:9", "9:16", "4:3", "3:4", "21:9", "9:21"]
     loop: bool
 

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/luma-dream-machine/ray-2-flash
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -86,7 +86,7 @@ class LumaDreamMachineRay2FlashOutput(ResponseModel):
 class LumaDreamMachineRay2FlashParams(TypedDict, total=False):
     """The fields of `LumaDreamMachineRay2FlashInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     aspect_ratio: Literal["16:9", "9:16", "4:3", "3:4", "21:9", "9:21"]
     loop: bool
     resolution: Literal["540p", "720p", "1080p"]

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/luma-dream-machine/ray-2-flash/image-to-video
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -97,7 +97,7 @@ class LumaDreamMachineRay2FlashImageToVideoOutput(ResponseModel):
 class LumaDreamMachineRay2FlashImageToVideoParams(TypedDict, total=False):
     """The fields of `LumaDreamMachineRay2FlashImageToVideoInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     image_url: str | None
     end_image_url: str | None
     aspect_ratio: Literal["16:9", "9:16", "4:3", "3:4", "21:9", "9:21"]

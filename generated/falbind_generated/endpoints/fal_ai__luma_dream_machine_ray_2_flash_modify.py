@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/luma-dream-machine/ray-2-flash/modify
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -93,7 +93,7 @@ class LumaDreamMachineRay2FlashModifyOutput(ResponseModel):
 class LumaDreamMachineRay2FlashModifyParams(TypedDict, total=False):
     """The fields of `LumaDreamMachineRay2FlashModifyInput` as keyword arguments of the typed client methods."""
 
-    video_url: str
+    video_url: Required[str]
     image_url: str | None
     prompt: str | None
     mode: Literal[

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/luma-dream-machine/ray-2/reframe
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -98,8 +98,8 @@ class LumaDreamMachineRay2ReframeOutput(ResponseModel):
 class LumaDreamMachineRay2ReframeParams(TypedDict, total=False):
     """The fields of `LumaDreamMachineRay2ReframeInput` as keyword arguments of the typed client methods."""
 
-    video_url: str
-    aspect_ratio: Literal["1:1", "16:9", "9:16", "4:3", "3:4", "21:9", "9:21"]
+    video_url: Required[str]
+    aspect_ratio: Required[Literal["1:1", "16:9", "9:16", "4:3", "3:4", "21:9", "9:21"]]
     image_url: str | None
     grid_position_x: int | None
     grid_position_y: int | None

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/luma-photon
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -56,7 +56,7 @@ class LumaPhotonOutput(ResponseModel):
 class LumaPhotonParams(TypedDict, total=False):
     """The fields of `LumaPhotonInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     aspect_ratio: Literal["16:9", "9:16", "1:1", "4:3", "3:4", "21:9", "9:21"]
 
 

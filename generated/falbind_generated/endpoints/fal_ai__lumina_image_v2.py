@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/lumina-image/v2
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -193,7 +193,7 @@ class LuminaImageV2Output(ResponseModel):
 class LuminaImageV2Params(TypedDict, total=False):
     """The fields of `LuminaImageV2Input` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     image_size: (
         ImageSize
         | Literal[

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/lyria2
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -76,7 +76,7 @@ class Lyria2Output(ResponseModel):
 class Lyria2Params(TypedDict, total=False):
     """The fields of `Lyria2Input` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     negative_prompt: str
     seed: int | None
 

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/lyria3/pro
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -83,7 +83,7 @@ class Lyria3ProOutput(ResponseModel):
 class Lyria3ProParams(TypedDict, total=False):
     """The fields of `Lyria3ProInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     negative_prompt: str
     image_url: str | None
 

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/magi-distilled
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -109,7 +109,7 @@ class MagiDistilledOutput(ResponseModel):
 class MagiDistilledParams(TypedDict, total=False):
     """The fields of `MagiDistilledInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     num_frames: int | None
     seed: int | None
     resolution: Literal["480p", "720p"]

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/magi-distilled/extend-video
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -123,8 +123,8 @@ class MagiDistilledExtendVideoOutput(ResponseModel):
 class MagiDistilledExtendVideoParams(TypedDict, total=False):
     """The fields of `MagiDistilledExtendVideoInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
-    video_url: str
+    prompt: Required[str]
+    video_url: Required[str]
     num_frames: int | None
     start_frame: int | None
     seed: int | None

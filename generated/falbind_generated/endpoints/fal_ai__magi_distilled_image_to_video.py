@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/magi-distilled/image-to-video
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -119,8 +119,8 @@ class MagiDistilledImageToVideoOutput(ResponseModel):
 class MagiDistilledImageToVideoParams(TypedDict, total=False):
     """The fields of `MagiDistilledImageToVideoInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
-    image_url: str
+    prompt: Required[str]
+    image_url: Required[str]
     num_frames: int | None
     seed: int | None
     resolution: Literal["480p", "720p"]

@@ -3,10 +3,10 @@
 
 # fal endpoint: fal-ai/magi/extend-video
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
-from falbind.models.base import RequestModel, ResponseModel
+from falbind.models.base import omitted, RequestModel, ResponseModel
 
 
 class File(ResponseModel):
@@ -59,20 +59,20 @@ class MagiExtendVideoInput(RequestModel):
         ),
     ] = 96
     start_frame: Annotated[
-        int | None,
+        int,
         Field(
             description="The frame to begin the generation from, with the remaining frames will be treated as the prefix video. The final video will contain the frames up until this number unchanged, followed by the generated frames. The default start frame is 32 frames before the end of the video, which gives optimal results.",
             ge=0,
             title="Start Frame",
         ),
-    ] = None
+    ] = omitted()
     seed: Annotated[
-        int | None,
+        int,
         Field(
             description="Random seed for reproducibility. If None, a random seed is chosen.",
             title="Seed",
         ),
-    ] = None
+    ] = omitted()
     resolution: Annotated[
         Literal["480p", "720p"],
         Field(
@@ -123,11 +123,11 @@ class MagiExtendVideoOutput(ResponseModel):
 class MagiExtendVideoParams(TypedDict, total=False):
     """The fields of `MagiExtendVideoInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
-    video_url: str
+    prompt: Required[str]
+    video_url: Required[str]
     num_frames: int
-    start_frame: int | None
-    seed: int | None
+    start_frame: int
+    seed: int
     resolution: Literal["480p", "720p"]
     num_inference_steps: Literal[4, 8, 16, 32, 64]
     enable_safety_checker: bool

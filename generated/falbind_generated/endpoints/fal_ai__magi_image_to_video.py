@@ -3,10 +3,10 @@
 
 # fal endpoint: fal-ai/magi/image-to-video
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
-from falbind.models.base import RequestModel, ResponseModel
+from falbind.models.base import omitted, RequestModel, ResponseModel
 
 
 class File(ResponseModel):
@@ -65,12 +65,12 @@ class MagiImageToVideoInput(RequestModel):
         ),
     ] = 96
     seed: Annotated[
-        int | None,
+        int,
         Field(
             description="Random seed for reproducibility. If None, a random seed is chosen.",
             title="Seed",
         ),
-    ] = None
+    ] = omitted()
     resolution: Annotated[
         Literal["480p", "720p"],
         Field(
@@ -121,10 +121,10 @@ class MagiImageToVideoOutput(ResponseModel):
 class MagiImageToVideoParams(TypedDict, total=False):
     """The fields of `MagiImageToVideoInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
-    image_url: str
+    prompt: Required[str]
+    image_url: Required[str]
     num_frames: int
-    seed: int | None
+    seed: int
     resolution: Literal["480p", "720p"]
     num_inference_steps: Literal[4, 8, 16, 32, 64]
     enable_safety_checker: bool

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/marlin
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -100,8 +100,8 @@ class MarlinOutput(ResponseModel):
 class MarlinParams(TypedDict, total=False):
     """The fields of `MarlinInput` as keyword arguments of the typed client methods."""
 
-    video_url: str
-    prompt: str
+    video_url: Required[str]
+    prompt: Required[str]
     max_tokens: int
     do_sample: bool
     temperature: float

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/marlin/find
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -92,8 +92,8 @@ class MarlinFindOutput(ResponseModel):
 class MarlinFindParams(TypedDict, total=False):
     """The fields of `MarlinFindInput` as keyword arguments of the typed client methods."""
 
-    video_url: str
-    prompt: str
+    video_url: Required[str]
+    prompt: Required[str]
     do_sample: bool
     temperature: float
     top_p: float

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/maya
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -158,8 +158,8 @@ class MayaOutput(ResponseModel):
 class MayaParams(TypedDict, total=False):
     """The fields of `MayaInput` as keyword arguments of the typed client methods."""
 
-    text: str
-    prompt: str
+    text: Required[str]
+    prompt: Required[str]
     temperature: float
     top_p: float
     max_tokens: int

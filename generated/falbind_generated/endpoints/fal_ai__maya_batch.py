@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/maya/batch
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -140,8 +140,8 @@ class MayaBatchOutput(ResponseModel):
 class MayaBatchParams(TypedDict, total=False):
     """The fields of `MayaBatchInput` as keyword arguments of the typed client methods."""
 
-    texts: list[str]
-    prompts: list[str]
+    texts: Required[list[str]]
+    prompts: Required[list[str]]
     temperature: float
     top_p: float
     max_tokens: int

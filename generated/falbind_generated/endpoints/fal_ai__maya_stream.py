@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/maya/stream
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import ConfigDict, Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -97,8 +97,8 @@ class MayaStreamOutput(ResponseModel):
 class MayaStreamParams(TypedDict, total=False):
     """The fields of `MayaStreamInput` as keyword arguments of the typed client methods."""
 
-    text: str
-    prompt: str
+    text: Required[str]
+    prompt: Required[str]
     temperature: float
     top_p: float
     max_tokens: int

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/meshy/rigging
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -120,7 +120,7 @@ class MeshyRiggingOutput(ResponseModel):
 class MeshyRiggingParams(TypedDict, total=False):
     """The fields of `MeshyRiggingInput` as keyword arguments of the typed client methods."""
 
-    model_url: str
+    model_url: Required[str]
     height_meters: float
     enable_animation: bool
     animation_action_id: int

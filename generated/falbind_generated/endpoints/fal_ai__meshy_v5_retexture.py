@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/meshy/v5/retexture
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -198,7 +198,7 @@ class TextureFiles(ResponseModel):
 class MeshyV5RetextureParams(TypedDict, total=False):
     """The fields of `MeshyV5RetextureInput` as keyword arguments of the typed client methods."""
 
-    model_url: str
+    model_url: Required[str]
     text_style_prompt: str | None
     image_style_url: str | None
     enable_original_uv: bool

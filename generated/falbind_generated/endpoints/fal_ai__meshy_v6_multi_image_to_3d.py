@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/meshy/v6/multi-image-to-3d
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -321,7 +321,7 @@ class TextureFiles(ResponseModel):
 class MeshyV6MultiImageTo3dParams(TypedDict, total=False):
     """The fields of `MeshyV6MultiImageTo3dInput` as keyword arguments of the typed client methods."""
 
-    image_urls: list[str]
+    image_urls: Required[list[str]]
     topology: Literal["quad", "triangle"]
     target_polycount: int
     symmetry_mode: Literal["off", "auto", "on"]

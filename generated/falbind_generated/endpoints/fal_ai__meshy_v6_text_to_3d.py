@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/meshy/v6/text-to-3d
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -345,7 +345,7 @@ class TextureFiles(ResponseModel):
 class MeshyV6TextTo3dParams(TypedDict, total=False):
     """The fields of `MeshyV6TextTo3dInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     mode: Literal["preview", "full"]
     seed: int | None
     topology: Literal["quad", "triangle"]

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/minimax/hailuo-02-fast/image-to-video
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -77,8 +77,8 @@ class MinimaxHailuo02FastImageToVideoOutput(ResponseModel):
 class MinimaxHailuo02FastImageToVideoParams(TypedDict, total=False):
     """The fields of `MinimaxHailuo02FastImageToVideoInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
-    image_url: str
+    prompt: Required[str]
+    image_url: Required[str]
     duration: Literal["6", "10"]
     prompt_optimizer: bool
 

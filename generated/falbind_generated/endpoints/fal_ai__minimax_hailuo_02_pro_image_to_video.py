@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/minimax/hailuo-02/pro/image-to-video
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -79,8 +79,8 @@ class MinimaxHailuo02ProImageToVideoOutput(ResponseModel):
 class MinimaxHailuo02ProImageToVideoParams(TypedDict, total=False):
     """The fields of `MinimaxHailuo02ProImageToVideoInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
-    image_url: str
+    prompt: Required[str]
+    image_url: Required[str]
     prompt_optimizer: bool
     end_image_url: str | None
 

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/minimax/hailuo-02/pro/text-to-video
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -66,7 +66,7 @@ class MinimaxHailuo02ProTextToVideoOutput(ResponseModel):
 class MinimaxHailuo02ProTextToVideoParams(TypedDict, total=False):
     """The fields of `MinimaxHailuo02ProTextToVideoInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     prompt_optimizer: bool
 
 

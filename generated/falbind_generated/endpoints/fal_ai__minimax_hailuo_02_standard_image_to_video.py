@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/minimax/hailuo-02/standard/image-to-video
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -90,8 +90,8 @@ class MinimaxHailuo02StandardImageToVideoOutput(ResponseModel):
 class MinimaxHailuo02StandardImageToVideoParams(TypedDict, total=False):
     """The fields of `MinimaxHailuo02StandardImageToVideoInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
-    image_url: str
+    prompt: Required[str]
+    image_url: Required[str]
     duration: Literal["6", "10"]
     prompt_optimizer: bool
     resolution: Literal["512P", "768P"]

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/minimax/hailuo-02/standard/text-to-video
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -73,7 +73,7 @@ class MinimaxHailuo02StandardTextToVideoOutput(ResponseModel):
 class MinimaxHailuo02StandardTextToVideoParams(TypedDict, total=False):
     """The fields of `MinimaxHailuo02StandardTextToVideoInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     duration: Literal["6", "10"]
     prompt_optimizer: bool
 

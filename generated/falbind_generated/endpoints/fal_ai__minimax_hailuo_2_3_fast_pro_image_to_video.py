@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/minimax/hailuo-2.3-fast/pro/image-to-video
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -79,9 +79,9 @@ class MinimaxHailuo23FastProImageToVideoOutput(ResponseModel):
 class MinimaxHailuo23FastProImageToVideoParams(TypedDict, total=False):
     """The fields of `MinimaxHailuo23FastProImageToVideoInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     prompt_optimizer: bool
-    image_url: str
+    image_url: Required[str]
 
 
 ENDPOINT_ID = "fal-ai/minimax/hailuo-2.3-fast/pro/image-to-video"

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/minimax/hailuo-2.3-fast/standard/image-to-video
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -83,9 +83,9 @@ class MinimaxHailuo23FastStandardImageToVideoOutput(ResponseModel):
 class MinimaxHailuo23FastStandardImageToVideoParams(TypedDict, total=False):
     """The fields of `MinimaxHailuo23FastStandardImageToVideoInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     prompt_optimizer: bool
-    image_url: str
+    image_url: Required[str]
     duration: Literal["6", "10"]
 
 

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/minimax/hailuo-2.3/pro/text-to-video
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -69,7 +69,7 @@ class MinimaxHailuo23ProTextToVideoOutput(ResponseModel):
 class MinimaxHailuo23ProTextToVideoParams(TypedDict, total=False):
     """The fields of `MinimaxHailuo23ProTextToVideoInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     prompt_optimizer: bool
 
 

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/minimax/hailuo-2.3/standard/image-to-video
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -83,10 +83,10 @@ class MinimaxHailuo23StandardImageToVideoOutput(ResponseModel):
 class MinimaxHailuo23StandardImageToVideoParams(TypedDict, total=False):
     """The fields of `MinimaxHailuo23StandardImageToVideoInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     prompt_optimizer: bool
     duration: Literal["6", "10"]
-    image_url: str
+    image_url: Required[str]
 
 
 ENDPOINT_ID = "fal-ai/minimax/hailuo-2.3/standard/image-to-video"

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/minimax/hailuo-2.3/standard/text-to-video
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -72,7 +72,7 @@ class MinimaxHailuo23StandardTextToVideoOutput(ResponseModel):
 class MinimaxHailuo23StandardTextToVideoParams(TypedDict, total=False):
     """The fields of `MinimaxHailuo23StandardTextToVideoInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     prompt_optimizer: bool
     duration: Literal["6", "10"]
 

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/minimax/image-01/subject-reference
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -92,8 +92,8 @@ class MinimaxImage01SubjectReferenceOutput(ResponseModel):
 class MinimaxImage01SubjectReferenceParams(TypedDict, total=False):
     """The fields of `MinimaxImage01SubjectReferenceInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
-    image_url: str
+    prompt: Required[str]
+    image_url: Required[str]
     aspect_ratio: Literal["1:1", "16:9", "4:3", "3:2", "2:3", "3:4", "9:16", "21:9"]
     num_images: int
     prompt_optimizer: bool

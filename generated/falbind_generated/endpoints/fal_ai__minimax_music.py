@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/minimax-music
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -69,8 +69,8 @@ class MinimaxMusicOutput(ResponseModel):
 class MinimaxMusicParams(TypedDict, total=False):
     """The fields of `MinimaxMusicInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
-    reference_audio_url: str
+    prompt: Required[str]
+    reference_audio_url: Required[str]
 
 
 ENDPOINT_ID = "fal-ai/minimax-music"

@@ -3,10 +3,10 @@
 
 # fal endpoint: fal-ai/minimax-music/v1.5
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
-from falbind.models.base import RequestModel, ResponseModel
+from falbind.models.base import omitted, RequestModel, ResponseModel
 
 
 class AudioSetting(RequestModel):
@@ -60,9 +60,9 @@ class MinimaxMusicV15Input(RequestModel):
             title="Prompt",
         ),
     ]
-    audio_setting: Annotated[
-        AudioSetting | None, Field(description="Audio configuration settings")
-    ] = None
+    audio_setting: Annotated[AudioSetting, Field(description="Audio configuration settings")] = (
+        omitted()
+    )
     lyrics_prompt: Annotated[
         str,
         Field(
@@ -88,9 +88,9 @@ class MinimaxMusicV15Output(ResponseModel):
 class MinimaxMusicV15Params(TypedDict, total=False):
     """The fields of `MinimaxMusicV15Input` as keyword arguments of the typed client methods."""
 
-    prompt: str
-    audio_setting: AudioSetting | None
-    lyrics_prompt: str
+    prompt: Required[str]
+    audio_setting: AudioSetting
+    lyrics_prompt: Required[str]
 
 
 ENDPOINT_ID = "fal-ai/minimax-music/v1.5"

@@ -3,10 +3,10 @@
 
 # fal endpoint: fal-ai/minimax-music/v2
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
-from falbind.models.base import RequestModel, ResponseModel
+from falbind.models.base import omitted, RequestModel, ResponseModel
 
 
 class AudioSetting(RequestModel):
@@ -72,9 +72,9 @@ class MinimaxMusicV2Input(RequestModel):
             title="Lyrics Prompt",
         ),
     ]
-    audio_setting: Annotated[
-        AudioSetting | None, Field(description="Audio configuration settings")
-    ] = None
+    audio_setting: Annotated[AudioSetting, Field(description="Audio configuration settings")] = (
+        omitted()
+    )
 
 
 class MinimaxMusicV2Output(ResponseModel):
@@ -90,9 +90,9 @@ class MinimaxMusicV2Output(ResponseModel):
 class MinimaxMusicV2Params(TypedDict, total=False):
     """The fields of `MinimaxMusicV2Input` as keyword arguments of the typed client methods."""
 
-    prompt: str
-    lyrics_prompt: str
-    audio_setting: AudioSetting | None
+    prompt: Required[str]
+    lyrics_prompt: Required[str]
+    audio_setting: AudioSetting
 
 
 ENDPOINT_ID = "fal-ai/minimax-music/v2"

@@ -3,10 +3,10 @@
 
 # fal endpoint: fal-ai/minimax-music/v2.5
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
-from falbind.models.base import RequestModel, ResponseModel
+from falbind.models.base import omitted, RequestModel, ResponseModel
 
 
 class AudioSetting25(RequestModel):
@@ -85,9 +85,9 @@ class MinimaxMusicV25Input(RequestModel):
             title="Lyrics Optimizer",
         ),
     ] = False
-    audio_setting: Annotated[
-        AudioSetting25 | None, Field(description="Audio configuration settings")
-    ] = None
+    audio_setting: Annotated[AudioSetting25, Field(description="Audio configuration settings")] = (
+        omitted()
+    )
 
 
 class MinimaxMusicV25Output(ResponseModel):
@@ -105,11 +105,11 @@ class MinimaxMusicV25Output(ResponseModel):
 class MinimaxMusicV25Params(TypedDict, total=False):
     """The fields of `MinimaxMusicV25Input` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     lyrics: str
     is_instrumental: bool
     lyrics_optimizer: bool
-    audio_setting: AudioSetting25 | None
+    audio_setting: AudioSetting25
 
 
 ENDPOINT_ID = "fal-ai/minimax-music/v2.5"

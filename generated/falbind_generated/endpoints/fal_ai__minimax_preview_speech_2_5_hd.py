@@ -3,10 +3,10 @@
 
 # fal endpoint: fal-ai/minimax/preview/speech-2.5-hd
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
-from falbind.models.base import structured_default, RequestModel, ResponseModel
+from falbind.models.base import omitted, structured_default, RequestModel, ResponseModel
 
 
 class AudioSetting(RequestModel):
@@ -67,9 +67,9 @@ class MinimaxPreviewSpeech25HdInput(RequestModel):
     ] = structured_default(
         {"voice_id": "Wise_Woman", "speed": 1, "pitch": 0, "english_normalization": False, "vol": 1}
     )
-    audio_setting: Annotated[
-        AudioSetting | None, Field(description="Audio configuration settings")
-    ] = None
+    audio_setting: Annotated[AudioSetting, Field(description="Audio configuration settings")] = (
+        omitted()
+    )
     language_boost: Annotated[
         Literal[
             "Persian",
@@ -147,12 +147,12 @@ class MinimaxPreviewSpeech25HdOutput(ResponseModel):
 
 class PronunciationDict(RequestModel):
     tone_list: Annotated[
-        list[str] | None,
+        list[str],
         Field(
             description="List of pronunciation replacements in format ['text/(pronunciation)', ...]. For Chinese, tones are 1-5. Example: ['燕少飞/(yan4)(shao3)(fei1)']",
             title="Tone List",
         ),
-    ] = None
+    ] = omitted()
 
 
 class VoiceSetting(RequestModel):
@@ -206,9 +206,9 @@ class VoiceSetting(RequestModel):
 class MinimaxPreviewSpeech25HdParams(TypedDict, total=False):
     """The fields of `MinimaxPreviewSpeech25HdInput` as keyword arguments of the typed client methods."""
 
-    text: str
+    text: Required[str]
     voice_setting: VoiceSetting
-    audio_setting: AudioSetting | None
+    audio_setting: AudioSetting
     language_boost: (
         Literal[
             "Persian",

@@ -3,10 +3,10 @@
 
 # fal endpoint: fal-ai/minimax/speech-2.8-hd
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
-from falbind.models.base import structured_default, RequestModel, ResponseModel
+from falbind.models.base import omitted, structured_default, RequestModel, ResponseModel
 
 
 class AudioSetting(RequestModel):
@@ -102,9 +102,9 @@ class MinimaxSpeech28HdInput(RequestModel):
     ] = structured_default(
         {"voice_id": "Wise_Woman", "speed": 1, "pitch": 0, "english_normalization": False, "vol": 1}
     )
-    audio_setting: Annotated[
-        AudioSetting | None, Field(description="Audio configuration settings")
-    ] = None
+    audio_setting: Annotated[AudioSetting, Field(description="Audio configuration settings")] = (
+        omitted()
+    )
     language_boost: Annotated[
         Literal[
             "Chinese",
@@ -163,9 +163,9 @@ class MinimaxSpeech28HdInput(RequestModel):
         Field(description="Custom pronunciation dictionary for text replacement"),
     ] = None
     normalization_setting: Annotated[
-        LoudnessNormalizationSetting | None,
+        LoudnessNormalizationSetting,
         Field(description="Loudness normalization settings for the audio"),
-    ] = None
+    ] = omitted()
     voice_modify: Annotated[
         VoiceModify | None,
         Field(description="Voice modification settings to adjust pitch, intensity, and timbre."),
@@ -189,12 +189,12 @@ class MinimaxSpeech28HdOutput(ResponseModel):
 
 class PronunciationDict(RequestModel):
     tone_list: Annotated[
-        list[str] | None,
+        list[str],
         Field(
             description="List of pronunciation replacements in format ['text/(pronunciation)', ...]. For Chinese, tones are 1-5. Example: ['燕少飞/(yan4)(shao3)(fei1)']",
             title="Tone List",
         ),
-    ] = None
+    ] = omitted()
 
 
 class VoiceModify(RequestModel):
@@ -278,9 +278,9 @@ class VoiceSetting(RequestModel):
 class MinimaxSpeech28HdParams(TypedDict, total=False):
     """The fields of `MinimaxSpeech28HdInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     voice_setting: VoiceSetting
-    audio_setting: AudioSetting | None
+    audio_setting: AudioSetting
     language_boost: (
         Literal[
             "Chinese",
@@ -326,7 +326,7 @@ class MinimaxSpeech28HdParams(TypedDict, total=False):
     )
     output_format: Literal["url", "hex"]
     pronunciation_dict: PronunciationDict | None
-    normalization_setting: LoudnessNormalizationSetting | None
+    normalization_setting: LoudnessNormalizationSetting
     voice_modify: VoiceModify | None
 
 

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/minimax/video-01
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -63,7 +63,7 @@ class MinimaxVideo01Output(ResponseModel):
 class MinimaxVideo01Params(TypedDict, total=False):
     """The fields of `MinimaxVideo01Input` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     prompt_optimizer: bool
 
 

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/minimax/video-01-director/image-to-video
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -76,8 +76,8 @@ class MinimaxVideo01DirectorImageToVideoOutput(ResponseModel):
 class MinimaxVideo01DirectorImageToVideoParams(TypedDict, total=False):
     """The fields of `MinimaxVideo01DirectorImageToVideoInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
-    image_url: str
+    prompt: Required[str]
+    image_url: Required[str]
     prompt_optimizer: bool
 
 

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/minimax/video-01/image-to-video
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -71,8 +71,8 @@ class MinimaxVideo01ImageToVideoOutput(ResponseModel):
 class MinimaxVideo01ImageToVideoParams(TypedDict, total=False):
     """The fields of `MinimaxVideo01ImageToVideoInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
-    image_url: str
+    prompt: Required[str]
+    image_url: Required[str]
     prompt_optimizer: bool
 
 

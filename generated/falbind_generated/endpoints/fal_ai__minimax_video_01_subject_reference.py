@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/minimax/video-01-subject-reference
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -71,8 +71,8 @@ class MinimaxVideo01SubjectReferenceOutput(ResponseModel):
 class MinimaxVideo01SubjectReferenceParams(TypedDict, total=False):
     """The fields of `MinimaxVideo01SubjectReferenceInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
-    subject_reference_image_url: str
+    prompt: Required[str]
+    subject_reference_image_url: Required[str]
     prompt_optimizer: bool
 
 

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/minimax/voice-clone
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -96,7 +96,7 @@ class MinimaxVoiceCloneOutput(ResponseModel):
 class MinimaxVoiceCloneParams(TypedDict, total=False):
     """The fields of `MinimaxVoiceCloneInput` as keyword arguments of the typed client methods."""
 
-    audio_url: str
+    audio_url: Required[str]
     noise_reduction: bool
     need_volume_normalization: bool
     accuracy: float | None

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/minimax/voice-design
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -76,8 +76,8 @@ class MinimaxVoiceDesignOutput(ResponseModel):
 class MinimaxVoiceDesignParams(TypedDict, total=False):
     """The fields of `MinimaxVoiceDesignInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
-    preview_text: str
+    prompt: Required[str]
+    preview_text: Required[str]
 
 
 ENDPOINT_ID = "fal-ai/minimax/voice-design"

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/mmaudio-v2
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -111,8 +111,8 @@ class MmaudioV2Output(ResponseModel):
 class MmaudioV2Params(TypedDict, total=False):
     """The fields of `MmaudioV2Input` as keyword arguments of the typed client methods."""
 
-    video_url: str
-    prompt: str
+    video_url: Required[str]
+    prompt: Required[str]
     negative_prompt: str
     seed: int | None
     num_steps: int

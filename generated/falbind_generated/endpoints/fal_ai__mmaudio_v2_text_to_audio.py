@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/mmaudio-v2/text-to-audio
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -101,7 +101,7 @@ class MmaudioV2TextToAudioOutput(ResponseModel):
 class MmaudioV2TextToAudioParams(TypedDict, total=False):
     """The fields of `MmaudioV2TextToAudioInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     negative_prompt: str
     seed: int | None
     num_steps: int

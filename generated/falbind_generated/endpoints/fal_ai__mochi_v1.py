@@ -3,10 +3,10 @@
 
 # fal endpoint: fal-ai/mochi-v1
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated
 from pydantic import Field
-from falbind.models.base import RequestModel, ResponseModel
+from falbind.models.base import omitted, RequestModel, ResponseModel
 
 
 class File(ResponseModel):
@@ -52,8 +52,8 @@ class MochiV1Input(RequestModel):
         ),
     ] = ""
     seed: Annotated[
-        int | None, Field(description="The seed to use for generating the video.", title="Seed")
-    ] = None
+        int, Field(description="The seed to use for generating the video.", title="Seed")
+    ] = omitted()
     enable_prompt_expansion: Annotated[
         bool,
         Field(description="Whether to enable prompt expansion.", title="Enable Prompt Expansion"),
@@ -76,9 +76,9 @@ class MochiV1Output(ResponseModel):
 class MochiV1Params(TypedDict, total=False):
     """The fields of `MochiV1Input` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     negative_prompt: str
-    seed: int | None
+    seed: int
     enable_prompt_expansion: bool
 
 

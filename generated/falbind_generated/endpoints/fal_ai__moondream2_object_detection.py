@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/moondream2/object-detection
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Any
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -63,8 +63,8 @@ class Moondream2ObjectDetectionOutput(ResponseModel):
 class Moondream2ObjectDetectionParams(TypedDict, total=False):
     """The fields of `Moondream2ObjectDetectionInput` as keyword arguments of the typed client methods."""
 
-    image_url: str
-    object: str
+    image_url: Required[str]
+    object: Required[str]
 
 
 ENDPOINT_ID = "fal-ai/moondream2/object-detection"

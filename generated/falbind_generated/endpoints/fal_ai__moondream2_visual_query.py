@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/moondream2/visual-query
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -28,8 +28,8 @@ class Moondream2VisualQueryOutput(ResponseModel):
 class Moondream2VisualQueryParams(TypedDict, total=False):
     """The fields of `Moondream2VisualQueryInput` as keyword arguments of the typed client methods."""
 
-    image_url: str
-    prompt: str
+    image_url: Required[str]
+    prompt: Required[str]
 
 
 ENDPOINT_ID = "fal-ai/moondream2/visual-query"

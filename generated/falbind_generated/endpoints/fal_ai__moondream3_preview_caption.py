@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/moondream3-preview/caption
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -101,7 +101,7 @@ class UsageInfo(ResponseModel):
 class Moondream3PreviewCaptionParams(TypedDict, total=False):
     """The fields of `Moondream3PreviewCaptionInput` as keyword arguments of the typed client methods."""
 
-    image_url: str
+    image_url: Required[str]
     length: Literal["short", "normal", "long"]
     temperature: float | None
     top_p: float | None

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/moondream3-preview/point
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -153,8 +153,8 @@ class UsageInfo(ResponseModel):
 class Moondream3PreviewPointParams(TypedDict, total=False):
     """The fields of `Moondream3PreviewPointInput` as keyword arguments of the typed client methods."""
 
-    image_url: str
-    prompt: str
+    image_url: Required[str]
+    prompt: Required[str]
     preview: bool
 
 

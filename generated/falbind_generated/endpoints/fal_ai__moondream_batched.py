@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/moondream/batched
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -92,7 +92,7 @@ class MoondreamBatchedParams(TypedDict, total=False):
     """The fields of `MoondreamBatchedInput` as keyword arguments of the typed client methods."""
 
     model_id: Literal["vikhyatk/moondream2", "fal-ai/moondream2-docci"]
-    inputs: list[MoondreamInputParam]
+    inputs: Required[list[MoondreamInputParam]]
     max_tokens: int
     temperature: float
     top_p: float

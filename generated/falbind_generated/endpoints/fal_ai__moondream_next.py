@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/moondream-next
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -42,9 +42,9 @@ class MoondreamNextOutput(ResponseModel):
 class MoondreamNextParams(TypedDict, total=False):
     """The fields of `MoondreamNextInput` as keyword arguments of the typed client methods."""
 
-    image_url: str
+    image_url: Required[str]
     task_type: Literal["caption", "query"]
-    prompt: str
+    prompt: Required[str]
     max_tokens: int
 
 

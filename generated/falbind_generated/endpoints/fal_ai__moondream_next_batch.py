@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/moondream-next/batch
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -67,8 +67,8 @@ class MoondreamNextBatchOutput(ResponseModel):
 class MoondreamNextBatchParams(TypedDict, total=False):
     """The fields of `MoondreamNextBatchInput` as keyword arguments of the typed client methods."""
 
-    images_data_url: str
-    prompt: str
+    images_data_url: Required[str]
+    prompt: Required[str]
     max_tokens: int
 
 

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/musetalk
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -63,8 +63,8 @@ class MusetalkOutput(ResponseModel):
 class MusetalkParams(TypedDict, total=False):
     """The fields of `MusetalkInput` as keyword arguments of the typed client methods."""
 
-    source_video_url: str
-    audio_url: str
+    source_video_url: Required[str]
+    audio_url: Required[str]
 
 
 ENDPOINT_ID = "fal-ai/musetalk"

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/nano-banana
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -115,7 +115,7 @@ class NanoBananaOutput(ResponseModel):
 class NanoBananaParams(TypedDict, total=False):
     """The fields of `NanoBananaInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     num_images: int
     seed: int | None
     aspect_ratio: Literal["21:9", "16:9", "3:2", "4:3", "5:4", "1:1", "4:5", "3:4", "2:3", "9:16"]

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/nano-banana-pro
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -135,7 +135,7 @@ class NanoBananaProOutput(ResponseModel):
 class NanoBananaProParams(TypedDict, total=False):
     """The fields of `NanoBananaProInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     num_images: int
     seed: int | None
     aspect_ratio: (

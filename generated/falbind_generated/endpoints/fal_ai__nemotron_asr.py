@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/nemotron/asr
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -45,7 +45,7 @@ class NemotronAsrOutput(ResponseModel):
 class NemotronAsrParams(TypedDict, total=False):
     """The fields of `NemotronAsrInput` as keyword arguments of the typed client methods."""
 
-    audio_url: str
+    audio_url: Required[str]
     acceleration: Literal["none", "low", "medium", "high"]
 
 

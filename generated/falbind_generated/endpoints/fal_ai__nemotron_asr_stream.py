@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/nemotron/asr/stream
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import ConfigDict, Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -38,7 +38,7 @@ class NemotronAsrStreamOutput(ResponseModel):
 class NemotronAsrStreamParams(TypedDict, total=False):
     """The fields of `NemotronAsrStreamInput` as keyword arguments of the typed client methods."""
 
-    audio_url: str
+    audio_url: Required[str]
     acceleration: Literal["none", "low", "medium", "high"]
 
 

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/nova-sr
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -114,7 +114,7 @@ class NovaSrOutput(ResponseModel):
 class NovaSrParams(TypedDict, total=False):
     """The fields of `NovaSrInput` as keyword arguments of the typed client methods."""
 
-    audio_url: str
+    audio_url: Required[str]
     sync_mode: bool
     audio_format: Literal["mp3", "aac", "m4a", "ogg", "opus", "flac", "wav"]
     bitrate: str

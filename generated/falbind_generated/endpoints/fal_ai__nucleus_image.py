@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/nucleus-image
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -113,7 +113,7 @@ class NucleusImageOutput(ResponseModel):
 class NucleusImageParams(TypedDict, total=False):
     """The fields of `NucleusImageInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     negative_prompt: str
     aspect_ratio: Literal["1:1", "16:9", "9:16", "4:3", "3:4", "3:2", "2:3"]
     num_inference_steps: int

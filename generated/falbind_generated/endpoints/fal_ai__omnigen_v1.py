@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/omnigen-v1
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -144,7 +144,7 @@ class OmnigenV1Output(ResponseModel):
 class OmnigenV1Params(TypedDict, total=False):
     """The fields of `OmnigenV1Input` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     input_image_urls: list[str]
     image_size: (
         ImageSize

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/omnigen-v2
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -165,7 +165,7 @@ class OmnigenV2Output(ResponseModel):
 class OmnigenV2Params(TypedDict, total=False):
     """The fields of `OmnigenV2Input` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     input_image_urls: list[str]
     image_size: (
         ImageSize

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/omnilottie
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -76,7 +76,7 @@ class OmnilottieOutput(ResponseModel):
 class OmnilottieParams(TypedDict, total=False):
     """The fields of `OmnilottieInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     max_tokens: int
     temperature: float
     top_p: float

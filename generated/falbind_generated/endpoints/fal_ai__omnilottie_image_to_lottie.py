@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/omnilottie/image-to-lottie
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -88,8 +88,8 @@ class OmnilottieImageToLottieOutput(ResponseModel):
 class OmnilottieImageToLottieParams(TypedDict, total=False):
     """The fields of `OmnilottieImageToLottieInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
-    image_url: str
+    prompt: Required[str]
+    image_url: Required[str]
     max_tokens: int
     temperature: float
     top_p: float

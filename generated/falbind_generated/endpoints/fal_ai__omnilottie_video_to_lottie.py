@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/omnilottie/video-to-lottie
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -86,7 +86,7 @@ class OmnilottieVideoToLottieParams(TypedDict, total=False):
     """The fields of `OmnilottieVideoToLottieInput` as keyword arguments of the typed client methods."""
 
     prompt: str | None
-    video_url: str
+    video_url: Required[str]
     max_tokens: int
     temperature: float
     top_p: float

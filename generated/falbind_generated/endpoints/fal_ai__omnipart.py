@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/omnipart
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -120,7 +120,7 @@ class OmnipartOutput(ResponseModel):
 class OmnipartParams(TypedDict, total=False):
     """The fields of `OmnipartInput` as keyword arguments of the typed client methods."""
 
-    input_image_url: str
+    input_image_url: Required[str]
     minimum_segment_size: int
     seed: int
     guidance_scale: float

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/one-to-all-animation/14b
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -125,10 +125,10 @@ class OneToAllAnimation14bOutput(ResponseModel):
 class OneToAllAnimation14bParams(TypedDict, total=False):
     """The fields of `OneToAllAnimation14bInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
-    negative_prompt: str
-    image_url: str
-    video_url: str
+    prompt: Required[str]
+    negative_prompt: Required[str]
+    image_url: Required[str]
+    video_url: Required[str]
     resolution: Literal["480p", "580p", "720p"]
     num_inference_steps: int
     image_guidance_scale: float

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/orpheus-tts
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -81,7 +81,7 @@ class OrpheusTtsOutput(ResponseModel):
 class OrpheusTtsParams(TypedDict, total=False):
     """The fields of `OrpheusTtsInput` as keyword arguments of the typed client methods."""
 
-    text: str
+    text: Required[str]
     voice: Literal["tara", "leah", "jess", "leo", "dan", "mia", "zac", "zoe"]
     temperature: float
     repetition_penalty: float

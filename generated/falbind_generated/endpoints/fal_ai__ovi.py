@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/ovi
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -91,7 +91,7 @@ class OviOutput(ResponseModel):
 class OviParams(TypedDict, total=False):
     """The fields of `OviInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     negative_prompt: str
     num_inference_steps: int
     audio_negative_prompt: str

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/ovi/image-to-video
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -94,12 +94,12 @@ class OviImageToVideoOutput(ResponseModel):
 class OviImageToVideoParams(TypedDict, total=False):
     """The fields of `OviImageToVideoInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     negative_prompt: str
     num_inference_steps: int
     audio_negative_prompt: str
     seed: int | None
-    image_url: str
+    image_url: Required[str]
 
 
 ENDPOINT_ID = "fal-ai/ovi/image-to-video"

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/ovis-image
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -151,7 +151,7 @@ class OvisImageOutput(ResponseModel):
 class OvisImageParams(TypedDict, total=False):
     """The fields of `OvisImageInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     negative_prompt: str
     image_size: (
         ImageSize

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/patina/material
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -211,7 +211,7 @@ class PatinaMaterialOutput(ResponseModel):
 class PatinaMaterialParams(TypedDict, total=False):
     """The fields of `PatinaMaterialInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     image_size: (
         ImageSize
         | Literal[

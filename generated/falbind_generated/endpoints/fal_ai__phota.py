@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/phota
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -89,7 +89,7 @@ class PhotaOutput(ResponseModel):
 class PhotaParams(TypedDict, total=False):
     """The fields of `PhotaInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     num_images: int
     output_format: Literal["jpeg", "png"]
     sync_mode: bool

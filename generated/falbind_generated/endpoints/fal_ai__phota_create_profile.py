@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/phota/create-profile
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -25,7 +25,7 @@ class PhotaCreateProfileOutput(ResponseModel):
 class PhotaCreateProfileParams(TypedDict, total=False):
     """The fields of `PhotaCreateProfileInput` as keyword arguments of the typed client methods."""
 
-    image_data_url: str
+    image_data_url: Required[str]
 
 
 ENDPOINT_ID = "fal-ai/phota/create-profile"

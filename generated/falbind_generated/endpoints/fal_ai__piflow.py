@@ -3,10 +3,10 @@
 
 # fal endpoint: fal-ai/piflow
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
-from falbind.models.base import RequestModel, ResponseModel
+from falbind.models.base import omitted, RequestModel, ResponseModel
 
 
 class Image(ResponseModel):
@@ -88,12 +88,12 @@ class PiflowInput(RequestModel):
         ),
     ] = 8
     seed: Annotated[
-        int | None,
+        int,
         Field(
             description="Random seed for reproducible generation. If set to None, a random seed will be used.",
             title="Seed",
         ),
-    ] = None
+    ] = omitted()
     num_images: Annotated[
         int, Field(description="The number of images to generate.", ge=1, le=4, title="Num Images")
     ] = 1
@@ -132,7 +132,7 @@ class PiflowOutput(ResponseModel):
 class PiflowParams(TypedDict, total=False):
     """The fields of `PiflowInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     image_size: (
         ImageSize
         | Literal[
@@ -145,7 +145,7 @@ class PiflowParams(TypedDict, total=False):
         ]
     )
     num_inference_steps: int
-    seed: int | None
+    seed: int
     num_images: int
     output_format: Literal["jpeg", "png"]
     enable_safety_checker: bool

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/pika/v2.1/image-to-video
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -84,8 +84,8 @@ class PikaV21ImageToVideoOutput(ResponseModel):
 class PikaV21ImageToVideoParams(TypedDict, total=False):
     """The fields of `PikaV21ImageToVideoInput` as keyword arguments of the typed client methods."""
 
-    image_url: str
-    prompt: str
+    image_url: Required[str]
+    prompt: Required[str]
     seed: int | None
     negative_prompt: str
     resolution: Literal["720p", "1080p"]

@@ -3,10 +3,10 @@
 
 # fal endpoint: fal-ai/pika/v2.2/pikaframes
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
-from falbind.models.base import RequestModel, ResponseModel
+from falbind.models.base import omitted, RequestModel, ResponseModel
 
 
 class File(ResponseModel):
@@ -63,13 +63,13 @@ class PikaV22PikaframesInput(RequestModel):
         ),
     ]
     transitions: Annotated[
-        list[KeyframeTransition] | None,
+        list[KeyframeTransition],
         Field(
             description="Configuration for each transition. Length must be len(image_urls) - 1. Total duration of all transitions must not exceed 25 seconds. If not provided, uses default 5-second transitions with the global prompt.",
             examples=[],
             title="Transitions",
         ),
-    ] = None
+    ] = omitted()
     prompt: Annotated[
         str | None,
         Field(
@@ -114,8 +114,8 @@ class PikaV22PikaframesOutput(ResponseModel):
 class PikaV22PikaframesParams(TypedDict, total=False):
     """The fields of `PikaV22PikaframesInput` as keyword arguments of the typed client methods."""
 
-    image_urls: list[str]
-    transitions: list[KeyframeTransition] | None
+    image_urls: Required[list[str]]
+    transitions: list[KeyframeTransition]
     prompt: str | None
     negative_prompt: str
     seed: int | None

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/pika/v2.2/pikascenes
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -110,8 +110,8 @@ class PikaV22PikascenesOutput(ResponseModel):
 class PikaV22PikascenesParams(TypedDict, total=False):
     """The fields of `PikaV22PikascenesInput` as keyword arguments of the typed client methods."""
 
-    image_urls: list[str]
-    prompt: str
+    image_urls: Required[list[str]]
+    prompt: Required[str]
     negative_prompt: str
     seed: int | None
     aspect_ratio: Literal["16:9", "9:16", "1:1", "4:5", "5:4", "3:2", "2:3"]

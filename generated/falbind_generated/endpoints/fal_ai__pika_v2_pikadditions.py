@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/pika/v2/pikadditions
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -81,8 +81,8 @@ class PikaV2PikadditionsOutput(ResponseModel):
 class PikaV2PikadditionsParams(TypedDict, total=False):
     """The fields of `PikaV2PikadditionsInput` as keyword arguments of the typed client methods."""
 
-    video_url: str
-    image_url: str
+    video_url: Required[str]
+    image_url: Required[str]
     prompt: str | None
     negative_prompt: str | None
     seed: int | None

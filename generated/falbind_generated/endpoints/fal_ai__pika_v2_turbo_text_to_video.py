@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/pika/v2/turbo/text-to-video
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -79,7 +79,7 @@ class PikaV2TurboTextToVideoOutput(ResponseModel):
 class PikaV2TurboTextToVideoParams(TypedDict, total=False):
     """The fields of `PikaV2TurboTextToVideoInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     seed: int | None
     negative_prompt: str
     aspect_ratio: Literal["16:9", "9:16", "1:1", "4:5", "5:4", "3:2", "2:3"]

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/pixal3d
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -220,7 +220,7 @@ class Pixal3dOutput(ResponseModel):
 class Pixal3dParams(TypedDict, total=False):
     """The fields of `Pixal3dInput` as keyword arguments of the typed client methods."""
 
-    image_url: str
+    image_url: Required[str]
     seed: int | None
     resolution: Literal[1024, 1536]
     ss_guidance_strength: float

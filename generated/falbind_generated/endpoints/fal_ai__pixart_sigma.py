@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/pixart-sigma
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -189,7 +189,7 @@ class PixartSigmaOutput(ResponseModel):
 class PixartSigmaParams(TypedDict, total=False):
     """The fields of `PixartSigmaInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     negative_prompt: str
     style: Literal[
         "(No style)",

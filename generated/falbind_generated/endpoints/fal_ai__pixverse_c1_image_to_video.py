@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/pixverse/c1/image-to-video
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -87,12 +87,12 @@ class PixverseC1ImageToVideoOutput(ResponseModel):
 class PixverseC1ImageToVideoParams(TypedDict, total=False):
     """The fields of `PixverseC1ImageToVideoInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     resolution: Literal["360p", "540p", "720p", "1080p"]
     duration: int
     seed: int | None
     generate_audio_switch: bool
-    image_url: str
+    image_url: Required[str]
 
 
 ENDPOINT_ID = "fal-ai/pixverse/c1/image-to-video"

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/pixverse/c1/reference-to-video
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -128,13 +128,13 @@ class PixverseC1ReferenceToVideoOutput(ResponseModel):
 class PixverseC1ReferenceToVideoParams(TypedDict, total=False):
     """The fields of `PixverseC1ReferenceToVideoInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     aspect_ratio: Literal["16:9", "4:3", "1:1", "3:4", "9:16", "2:3", "3:2", "21:9"]
     resolution: Literal["360p", "540p", "720p", "1080p"]
     duration: int
     seed: int | None
     generate_audio_switch: bool
-    image_references: list[ImageReference]
+    image_references: Required[list[ImageReference]]
 
 
 ENDPOINT_ID = "fal-ai/pixverse/c1/reference-to-video"

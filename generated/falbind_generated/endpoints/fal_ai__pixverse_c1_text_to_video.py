@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/pixverse/c1/text-to-video
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -83,7 +83,7 @@ class PixverseC1TextToVideoOutput(ResponseModel):
 class PixverseC1TextToVideoParams(TypedDict, total=False):
     """The fields of `PixverseC1TextToVideoInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     aspect_ratio: Literal["16:9", "4:3", "1:1", "3:4", "9:16", "2:3", "3:2", "21:9"]
     resolution: Literal["360p", "540p", "720p", "1080p"]
     duration: int

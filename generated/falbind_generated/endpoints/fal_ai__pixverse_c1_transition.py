@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/pixverse/c1/transition
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -102,14 +102,14 @@ class PixverseC1TransitionOutput(ResponseModel):
 class PixverseC1TransitionParams(TypedDict, total=False):
     """The fields of `PixverseC1TransitionInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     aspect_ratio: Literal["16:9", "4:3", "1:1", "3:4", "9:16", "2:3", "3:2", "21:9"]
     resolution: Literal["360p", "540p", "720p", "1080p"]
     duration: int
     seed: int | None
     generate_audio_switch: bool
-    first_image_url: str
-    end_image_url: str
+    first_image_url: Required[str]
+    end_image_url: Required[str]
 
 
 ENDPOINT_ID = "fal-ai/pixverse/c1/transition"

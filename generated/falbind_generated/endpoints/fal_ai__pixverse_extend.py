@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/pixverse/extend
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -105,8 +105,8 @@ class PixverseExtendOutput(ResponseModel):
 class PixverseExtendParams(TypedDict, total=False):
     """The fields of `PixverseExtendInput` as keyword arguments of the typed client methods."""
 
-    video_url: str
-    prompt: str
+    video_url: Required[str]
+    prompt: Required[str]
     negative_prompt: str
     style: Literal["anime", "3d_animation", "clay", "comic", "cyberpunk"] | None
     resolution: Literal["360p", "540p", "720p", "1080p"]

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/pixverse/lipsync
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -102,7 +102,7 @@ class PixverseLipsyncOutput(ResponseModel):
 class PixverseLipsyncParams(TypedDict, total=False):
     """The fields of `PixverseLipsyncInput` as keyword arguments of the typed client methods."""
 
-    video_url: str
+    video_url: Required[str]
     audio_url: str | None
     voice_id: Literal[
         "Emily",

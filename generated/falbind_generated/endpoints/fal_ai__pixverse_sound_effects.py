@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/pixverse/sound-effects
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -79,7 +79,7 @@ class PixverseSoundEffectsOutput(ResponseModel):
 class PixverseSoundEffectsParams(TypedDict, total=False):
     """The fields of `PixverseSoundEffectsInput` as keyword arguments of the typed client methods."""
 
-    video_url: str
+    video_url: Required[str]
     original_sound_switch: bool
     prompt: str
 

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/pixverse/v3.5/image-to-video/fast
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -98,12 +98,12 @@ class PixverseV35ImageToVideoFastOutput(ResponseModel):
 class PixverseV35ImageToVideoFastParams(TypedDict, total=False):
     """The fields of `PixverseV35ImageToVideoFastInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     resolution: Literal["360p", "540p", "720p"]
     negative_prompt: str
     style: Literal["anime", "3d_animation", "clay", "comic", "cyberpunk"] | None
     seed: int | None
-    image_url: str
+    image_url: Required[str]
 
 
 ENDPOINT_ID = "fal-ai/pixverse/v3.5/image-to-video/fast"

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/pixverse/v3.5/text-to-video/fast
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -94,7 +94,7 @@ class PixverseV35TextToVideoFastOutput(ResponseModel):
 class PixverseV35TextToVideoFastParams(TypedDict, total=False):
     """The fields of `PixverseV35TextToVideoFastInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     aspect_ratio: Literal["16:9", "4:3", "1:1", "3:4", "9:16"]
     resolution: Literal["360p", "540p", "720p"]
     negative_prompt: str

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/pixverse/v4.5/transition
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -117,15 +117,15 @@ class PixverseV45TransitionOutput(ResponseModel):
 class PixverseV45TransitionParams(TypedDict, total=False):
     """The fields of `PixverseV45TransitionInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     aspect_ratio: Literal["16:9", "4:3", "1:1", "3:4", "9:16"]
     resolution: Literal["360p", "540p", "720p", "1080p"]
     duration: Literal["5", "8"]
     negative_prompt: str
     style: Literal["anime", "3d_animation", "clay", "comic", "cyberpunk"] | None
     seed: int | None
-    first_image_url: str
-    end_image_url: str
+    first_image_url: Required[str]
+    end_image_url: Required[str]
 
 
 ENDPOINT_ID = "fal-ai/pixverse/v4.5/transition"

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/pixverse/v4/image-to-video
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -133,13 +133,13 @@ class PixverseV4ImageToVideoOutput(ResponseModel):
 class PixverseV4ImageToVideoParams(TypedDict, total=False):
     """The fields of `PixverseV4ImageToVideoInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     resolution: Literal["360p", "540p", "720p", "1080p"]
     duration: Literal["5", "8"]
     negative_prompt: str
     style: Literal["anime", "3d_animation", "clay", "comic", "cyberpunk"] | None
     seed: int | None
-    image_url: str
+    image_url: Required[str]
     camera_movement: (
         Literal[
             "horizontal_left",

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/pixverse/v5.5/image-to-video
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -126,7 +126,7 @@ class PixverseV55ImageToVideoOutput(ResponseModel):
 class PixverseV55ImageToVideoParams(TypedDict, total=False):
     """The fields of `PixverseV55ImageToVideoInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     resolution: Literal["360p", "540p", "720p", "1080p"]
     duration: Literal["5", "8", "10"]
     negative_prompt: str
@@ -135,7 +135,7 @@ class PixverseV55ImageToVideoParams(TypedDict, total=False):
     generate_audio_switch: bool
     generate_multi_clip_switch: bool
     thinking_type: Literal["enabled", "disabled", "auto"] | None
-    image_url: str
+    image_url: Required[str]
 
 
 ENDPOINT_ID = "fal-ai/pixverse/v5.5/image-to-video"

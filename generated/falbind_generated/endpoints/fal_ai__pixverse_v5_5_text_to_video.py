@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/pixverse/v5.5/text-to-video
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -122,7 +122,7 @@ class PixverseV55TextToVideoOutput(ResponseModel):
 class PixverseV55TextToVideoParams(TypedDict, total=False):
     """The fields of `PixverseV55TextToVideoInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     aspect_ratio: Literal["16:9", "4:3", "1:1", "3:4", "9:16"]
     resolution: Literal["360p", "540p", "720p", "1080p"]
     duration: Literal["5", "8", "10"]

@@ -3,10 +3,10 @@
 
 # fal endpoint: fal-ai/pixverse/v5.6/image-to-video
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
-from falbind.models.base import RequestModel, ResponseModel
+from falbind.models.base import omitted, RequestModel, ResponseModel
 
 
 class File(ResponseModel):
@@ -64,16 +64,16 @@ class PixverseV56ImageToVideoInput(RequestModel):
         ),
     ] = ""
     style: Annotated[
-        Literal["anime", "3d_animation", "clay", "comic", "cyberpunk"] | None,
+        Literal["anime", "3d_animation", "clay", "comic", "cyberpunk"],
         Field(description="The style of the generated video", title="Style"),
-    ] = None
+    ] = omitted()
     seed: Annotated[
-        int | None,
+        int,
         Field(
             description="\n            The same seed and the same prompt given to the same version of the model\n            will output the same video every time.\n        ",
             title="Seed",
         ),
-    ] = None
+    ] = omitted()
     generate_audio_switch: Annotated[
         bool,
         Field(
@@ -82,12 +82,12 @@ class PixverseV56ImageToVideoInput(RequestModel):
         ),
     ] = False
     thinking_type: Annotated[
-        Literal["enabled", "disabled", "auto"] | None,
+        Literal["enabled", "disabled", "auto"],
         Field(
             description="Prompt optimization mode: 'enabled' to optimize, 'disabled' to turn off, 'auto' for model decision",
             title="Thinking Type",
         ),
-    ] = None
+    ] = omitted()
     image_url: Annotated[
         str,
         Field(
@@ -121,15 +121,15 @@ class PixverseV56ImageToVideoOutput(ResponseModel):
 class PixverseV56ImageToVideoParams(TypedDict, total=False):
     """The fields of `PixverseV56ImageToVideoInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     resolution: Literal["360p", "540p", "720p", "1080p"]
     duration: Literal["5", "8", "10"]
     negative_prompt: str
-    style: Literal["anime", "3d_animation", "clay", "comic", "cyberpunk"] | None
-    seed: int | None
+    style: Literal["anime", "3d_animation", "clay", "comic", "cyberpunk"]
+    seed: int
     generate_audio_switch: bool
-    thinking_type: Literal["enabled", "disabled", "auto"] | None
-    image_url: str
+    thinking_type: Literal["enabled", "disabled", "auto"]
+    image_url: Required[str]
 
 
 ENDPOINT_ID = "fal-ai/pixverse/v5.6/image-to-video"

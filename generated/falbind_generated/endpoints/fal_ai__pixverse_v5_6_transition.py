@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/pixverse/v5.6/transition
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -134,7 +134,7 @@ class PixverseV56TransitionOutput(ResponseModel):
 class PixverseV56TransitionParams(TypedDict, total=False):
     """The fields of `PixverseV56TransitionInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     aspect_ratio: Literal["16:9", "4:3", "1:1", "3:4", "9:16"]
     resolution: Literal["360p", "540p", "720p", "1080p"]
     duration: Literal["5", "8", "10"]
@@ -143,8 +143,8 @@ class PixverseV56TransitionParams(TypedDict, total=False):
     seed: int | None
     generate_audio_switch: bool
     thinking_type: Literal["enabled", "disabled", "auto"] | None
-    first_image_url: str
-    end_image_url: str
+    first_image_url: Required[str]
+    end_image_url: Required[str]
 
 
 ENDPOINT_ID = "fal-ai/pixverse/v5.6/transition"

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/pixverse/v6/image-to-video
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -128,7 +128,7 @@ class PixverseV6ImageToVideoOutput(ResponseModel):
 class PixverseV6ImageToVideoParams(TypedDict, total=False):
     """The fields of `PixverseV6ImageToVideoInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     resolution: Literal["360p", "540p", "720p", "1080p"]
     duration: int
     negative_prompt: str
@@ -137,7 +137,7 @@ class PixverseV6ImageToVideoParams(TypedDict, total=False):
     generate_audio_switch: bool
     generate_multi_clip_switch: bool
     thinking_type: Literal["enabled", "disabled", "auto"] | None
-    image_url: str
+    image_url: Required[str]
 
 
 ENDPOINT_ID = "fal-ai/pixverse/v6/image-to-video"

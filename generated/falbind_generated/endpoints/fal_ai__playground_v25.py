@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/playground-v25
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -173,7 +173,7 @@ class PlaygroundV25Params(TypedDict, total=False):
     """The fields of `PlaygroundV25Input` as keyword arguments of the typed client methods."""
 
     expand_prompt: bool
-    prompt: str
+    prompt: Required[str]
     safety_checker_version: Literal["v1", "v2"]
     seed: int | None
     format: Literal["jpeg", "png"]

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/pony-v7
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -167,7 +167,7 @@ class PonyV7Output(ResponseModel):
 class PonyV7Params(TypedDict, total=False):
     """The fields of `PonyV7Input` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     image_size: (
         ImageSize
         | Literal[

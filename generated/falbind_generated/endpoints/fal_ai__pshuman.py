@@ -3,10 +3,10 @@
 
 # fal endpoint: fal-ai/pshuman
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated
 from pydantic import Field
-from falbind.models.base import RequestModel, ResponseModel
+from falbind.models.base import omitted, RequestModel, ResponseModel
 
 
 class File(ResponseModel):
@@ -55,12 +55,12 @@ class PshumanInput(RequestModel):
         ),
     ] = 4
     seed: Annotated[
-        int | None,
+        int,
         Field(
             description="Seed for reproducibility. If None, a random seed will be used.",
             title="Seed",
         ),
-    ] = None
+    ] = omitted()
 
 
 class PshumanOutput(ResponseModel):
@@ -97,9 +97,9 @@ class PshumanOutput(ResponseModel):
 class PshumanParams(TypedDict, total=False):
     """The fields of `PshumanInput` as keyword arguments of the typed client methods."""
 
-    image_url: str
+    image_url: Required[str]
     guidance_scale: float
-    seed: int | None
+    seed: int
 
 
 ENDPOINT_ID = "fal-ai/pshuman"

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/qwen-3-guard
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -52,7 +52,7 @@ class Qwen3GuardOutput(ResponseModel):
 class Qwen3GuardParams(TypedDict, total=False):
     """The fields of `Qwen3GuardInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
 
 
 ENDPOINT_ID = "fal-ai/qwen-3-guard"

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/qwen-3-tts/clone-voice/1.7b
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -76,7 +76,7 @@ class Qwen3TtsCloneVoice17bOutput(ResponseModel):
 class Qwen3TtsCloneVoice17bParams(TypedDict, total=False):
     """The fields of `Qwen3TtsCloneVoice17bInput` as keyword arguments of the typed client methods."""
 
-    audio_url: str
+    audio_url: Required[str]
     reference_text: str | None
 
 

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/qwen-3-tts/text-to-speech/0.6b
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -185,7 +185,7 @@ class Qwen3TtsTextToSpeech06bOutput(ResponseModel):
 class Qwen3TtsTextToSpeech06bParams(TypedDict, total=False):
     """The fields of `Qwen3TtsTextToSpeech06bInput` as keyword arguments of the typed client methods."""
 
-    text: str
+    text: Required[str]
     prompt: str | None
     voice: (
         Literal[

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/qwen-3-tts/text-to-speech/1.7b
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -191,7 +191,7 @@ class Qwen3TtsTextToSpeech17bOutput(ResponseModel):
 class Qwen3TtsTextToSpeech17bParams(TypedDict, total=False):
     """The fields of `Qwen3TtsTextToSpeech17bInput` as keyword arguments of the typed client methods."""
 
-    text: str
+    text: Required[str]
     prompt: str | None
     voice: (
         Literal[

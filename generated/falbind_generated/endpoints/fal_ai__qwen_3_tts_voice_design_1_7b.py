@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/qwen-3-tts/voice-design/1.7b
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -166,7 +166,7 @@ class Qwen3TtsVoiceDesign17bOutput(ResponseModel):
 class Qwen3TtsVoiceDesign17bParams(TypedDict, total=False):
     """The fields of `Qwen3TtsVoiceDesign17bInput` as keyword arguments of the typed client methods."""
 
-    text: str
+    text: Required[str]
     language: Literal[
         "Auto",
         "English",
@@ -180,7 +180,7 @@ class Qwen3TtsVoiceDesign17bParams(TypedDict, total=False):
         "Portuguese",
         "Russian",
     ]
-    prompt: str
+    prompt: Required[str]
     top_k: int | None
     top_p: float | None
     temperature: float | None

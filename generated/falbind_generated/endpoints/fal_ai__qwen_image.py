@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/qwen-image
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -187,7 +187,7 @@ class QwenImageOutput(ResponseModel):
 class QwenImageParams(TypedDict, total=False):
     """The fields of `QwenImageInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     image_size: (
         ImageSize
         | Literal[

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/qwen-image-2512
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -151,7 +151,7 @@ class QwenImage2512Output(ResponseModel):
 class QwenImage2512Params(TypedDict, total=False):
     """The fields of `QwenImage2512Input` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     negative_prompt: str
     image_size: (
         ImageSize

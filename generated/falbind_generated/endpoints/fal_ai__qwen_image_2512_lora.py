@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/qwen-image-2512/lora
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -172,7 +172,7 @@ class QwenImage2512LoraOutput(ResponseModel):
 class QwenImage2512LoraParams(TypedDict, total=False):
     """The fields of `QwenImage2512LoraInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     negative_prompt: str
     image_size: (
         ImageSize

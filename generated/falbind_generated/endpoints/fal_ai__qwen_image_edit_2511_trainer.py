@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/qwen-image-edit-2511-trainer
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -75,7 +75,7 @@ class QwenImageEdit2511TrainerOutput(ResponseModel):
 class QwenImageEdit2511TrainerParams(TypedDict, total=False):
     """The fields of `QwenImageEdit2511TrainerInput` as keyword arguments of the typed client methods."""
 
-    image_data_url: str
+    image_data_url: Required[str]
     learning_rate: float
     steps: int
     default_caption: str | None

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/qwen-image-max/text-to-image
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -137,7 +137,7 @@ class QwenImageMaxTextToImageOutput(ResponseModel):
 class QwenImageMaxTextToImageParams(TypedDict, total=False):
     """The fields of `QwenImageMaxTextToImageInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     negative_prompt: str | None
     image_size: (
         ImageSize

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/qwen-image-trainer
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -81,7 +81,7 @@ class QwenImageTrainerOutput(ResponseModel):
 class QwenImageTrainerParams(TypedDict, total=False):
     """The fields of `QwenImageTrainerInput` as keyword arguments of the typed client methods."""
 
-    image_data_url: str
+    image_data_url: Required[str]
     steps: int
     learning_rate: float
     trigger_phrase: str

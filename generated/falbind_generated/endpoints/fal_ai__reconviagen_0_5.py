@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/reconviagen-0.5
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -280,7 +280,7 @@ class Reconviagen05Params(TypedDict, total=False):
     tex_slat_rescale_t: float
     decimation_target: int
     texture_size: Literal[1024, 2048, 4096]
-    image_urls: list[str]
+    image_urls: Required[list[str]]
     multi_image_strategy: Literal[
         "average_right",
         "weighted_average",

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/recraft-20b
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field, UUID4
 from falbind.models.base import RequestModel, ResponseModel
@@ -139,7 +139,7 @@ class Recraft20bOutput(ResponseModel):
 class Recraft20bParams(TypedDict, total=False):
     """The fields of `Recraft20bInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     image_size: (
         ImageSize
         | Literal[

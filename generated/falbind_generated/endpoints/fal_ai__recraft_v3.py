@@ -3,10 +3,10 @@
 
 # fal endpoint: fal-ai/recraft-v3
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field, UUID4
-from falbind.models.base import RequestModel, ResponseModel
+from falbind.models.base import omitted, RequestModel, ResponseModel
 
 
 class File(ResponseModel):
@@ -171,9 +171,9 @@ class RecraftV3Input(RequestModel):
         Field(description="An array of preferable colors", title="Colors", validate_default=True),
     ] = []
     style_id: Annotated[
-        UUID4 | None,
+        UUID4,
         Field(description="The ID of the custom style reference (optional)", title="Style Id"),
-    ] = None
+    ] = omitted()
     enable_safety_checker: Annotated[
         bool,
         Field(
@@ -198,7 +198,7 @@ class RecraftV3Output(ResponseModel):
 class RecraftV3Params(TypedDict, total=False):
     """The fields of `RecraftV3Input` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     image_size: (
         ImageSize
         | Literal[
@@ -298,7 +298,7 @@ class RecraftV3Params(TypedDict, total=False):
         "vector_illustration/linocut",
     ]
     colors: list[RGBColor]
-    style_id: UUID4 | None
+    style_id: UUID4
     enable_safety_checker: bool
 
 

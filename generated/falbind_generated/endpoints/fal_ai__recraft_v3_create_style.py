@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/recraft/v3/create-style
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field, UUID4
 from falbind.models.base import RequestModel, ResponseModel
@@ -125,7 +125,7 @@ class RecraftV3CreateStyleOutput(ResponseModel):
 class RecraftV3CreateStyleParams(TypedDict, total=False):
     """The fields of `RecraftV3CreateStyleInput` as keyword arguments of the typed client methods."""
 
-    images_data_url: str
+    images_data_url: Required[str]
     base_style: Literal[
         "any",
         "realistic_image",

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/recraft/v3/text-to-image
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field, UUID4
 from falbind.models.base import RequestModel, ResponseModel
@@ -197,7 +197,7 @@ class RecraftV3TextToImageOutput(ResponseModel):
 class RecraftV3TextToImageParams(TypedDict, total=False):
     """The fields of `RecraftV3TextToImageInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     image_size: (
         ImageSize
         | Literal[

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/recraft/v4.1/utility/pro/text-to-image
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -111,7 +111,7 @@ class RecraftV41UtilityProTextToImageOutput(ResponseModel):
 class RecraftV41UtilityProTextToImageParams(TypedDict, total=False):
     """The fields of `RecraftV41UtilityProTextToImageInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     image_size: (
         ImageSize
         | Literal[

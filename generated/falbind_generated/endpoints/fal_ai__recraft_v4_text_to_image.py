@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/recraft/v4/text-to-image
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -111,7 +111,7 @@ class RecraftV4TextToImageOutput(ResponseModel):
 class RecraftV4TextToImageParams(TypedDict, total=False):
     """The fields of `RecraftV4TextToImageInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     image_size: (
         ImageSize
         | Literal[

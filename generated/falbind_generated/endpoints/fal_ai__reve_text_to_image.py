@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/reve/text-to-image
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -102,7 +102,7 @@ class ReveTextToImageOutput(ResponseModel):
 class ReveTextToImageParams(TypedDict, total=False):
     """The fields of `ReveTextToImageInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     aspect_ratio: Literal["16:9", "9:16", "3:2", "2:3", "4:3", "3:4", "1:1"]
     num_images: int
     output_format: Literal["png", "jpeg", "webp"]

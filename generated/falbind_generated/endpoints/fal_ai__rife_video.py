@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/rife/video
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -102,7 +102,7 @@ class RifeVideoOutput(ResponseModel):
 class RifeVideoParams(TypedDict, total=False):
     """The fields of `RifeVideoInput` as keyword arguments of the typed client methods."""
 
-    video_url: str
+    video_url: Required[str]
     num_frames: int
     use_scene_detection: bool
     use_calculated_fps: bool

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/sa2va/4b/image
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -107,8 +107,8 @@ class Sa2va4bImageOutput(ResponseModel):
 class Sa2va4bImageParams(TypedDict, total=False):
     """The fields of `Sa2va4bImageInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
-    image_url: str
+    prompt: Required[str]
+    image_url: Required[str]
 
 
 ENDPOINT_ID = "fal-ai/sa2va/4b/image"

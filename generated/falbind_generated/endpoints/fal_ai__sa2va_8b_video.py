@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/sa2va/8b/video
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -102,8 +102,8 @@ class Sa2va8bVideoOutput(ResponseModel):
 class Sa2va8bVideoParams(TypedDict, total=False):
     """The fields of `Sa2va8bVideoInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
-    video_url: str
+    prompt: Required[str]
+    video_url: Required[str]
     num_frames_to_sample: int | None
 
 

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/sadtalker
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -97,8 +97,8 @@ class SadtalkerOutput(ResponseModel):
 class SadtalkerParams(TypedDict, total=False):
     """The fields of `SadtalkerInput` as keyword arguments of the typed client methods."""
 
-    source_image_url: str
-    driven_audio_url: str
+    source_image_url: Required[str]
+    driven_audio_url: Required[str]
     pose_style: int
     face_model_resolution: Literal["256", "512"]
     expression_scale: float

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/sadtalker/reference
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -107,9 +107,9 @@ class SadtalkerReferenceOutput(ResponseModel):
 class SadtalkerReferenceParams(TypedDict, total=False):
     """The fields of `SadtalkerReferenceInput` as keyword arguments of the typed client methods."""
 
-    source_image_url: str
-    driven_audio_url: str
-    reference_pose_video_url: str
+    source_image_url: Required[str]
+    driven_audio_url: Required[str]
+    reference_pose_video_url: Required[str]
     pose_style: int
     face_model_resolution: Literal["256", "512"]
     expression_scale: float

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/sam2/video
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -113,7 +113,7 @@ class Sam2VideoOutput(ResponseModel):
 class Sam2VideoParams(TypedDict, total=False):
     """The fields of `Sam2VideoInput` as keyword arguments of the typed client methods."""
 
-    video_url: str
+    video_url: Required[str]
     mask_url: str | None
     prompts: list[PointPrompt]
     box_prompts: list[BoxPrompt]

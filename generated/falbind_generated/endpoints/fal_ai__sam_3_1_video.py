@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/sam-3-1/video
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -138,7 +138,7 @@ class Sam31VideoOutput(ResponseModel):
 class Sam31VideoParams(TypedDict, total=False):
     """The fields of `Sam31VideoInput` as keyword arguments of the typed client methods."""
 
-    video_url: str
+    video_url: Required[str]
     prompt: str
     point_prompts: list[PointPromptBase]
     box_prompts: list[BoxPromptBase]

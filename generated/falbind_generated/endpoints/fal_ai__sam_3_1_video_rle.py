@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/sam-3-1/video-rle
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -160,7 +160,7 @@ class Sam31VideoRleOutput(ResponseModel):
 class Sam31VideoRleParams(TypedDict, total=False):
     """The fields of `Sam31VideoRleInput` as keyword arguments of the typed client methods."""
 
-    video_url: str
+    video_url: Required[str]
     mask_url: str | None
     prompt: str
     point_prompts: list[PointPrompt]

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/sam-3/3d-body
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Any
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -203,7 +203,7 @@ class Sam33dBodyOutput(ResponseModel):
 class Sam33dBodyParams(TypedDict, total=False):
     """The fields of `Sam33dBodyInput` as keyword arguments of the typed client methods."""
 
-    image_url: str
+    image_url: Required[str]
     mask_url: str | None
     export_meshes: bool
     include_3d_keypoints: bool

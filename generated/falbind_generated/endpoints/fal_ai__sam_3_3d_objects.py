@@ -3,10 +3,10 @@
 
 # fal endpoint: fal-ai/sam-3/3d-objects
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
-from falbind.models.base import RequestModel, ResponseModel
+from falbind.models.base import omitted, RequestModel, ResponseModel
 
 
 class BoxPromptBase(RequestModel):
@@ -99,12 +99,12 @@ class Sam33dObjectsInput(RequestModel):
         ),
     ]
     mask_urls: Annotated[
-        list[str] | None,
+        list[str],
         Field(
             description="Optional list of mask URLs (one per object). If not provided, use prompt/point_prompts/box_prompts to auto-segment, or entire image will be used.",
             title="Mask Urls",
         ),
-    ] = None
+    ] = omitted()
     prompt: Annotated[
         str | None,
         Field(
@@ -195,8 +195,8 @@ class Sam33dObjectsOutput(ResponseModel):
 class Sam33dObjectsParams(TypedDict, total=False):
     """The fields of `Sam33dObjectsInput` as keyword arguments of the typed client methods."""
 
-    image_url: str
-    mask_urls: list[str] | None
+    image_url: Required[str]
+    mask_urls: list[str]
     prompt: str | None
     point_prompts: list[PointPromptBase]
     box_prompts: list[BoxPromptBase]

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/sam-3/image/embed
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -31,7 +31,7 @@ class Sam3ImageEmbedOutput(ResponseModel):
 class Sam3ImageEmbedParams(TypedDict, total=False):
     """The fields of `Sam3ImageEmbedInput` as keyword arguments of the typed client methods."""
 
-    image_url: str
+    image_url: Required[str]
 
 
 ENDPOINT_ID = "fal-ai/sam-3/image/embed"

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/sam-3/video
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -130,7 +130,7 @@ class Sam3VideoOutput(ResponseModel):
 class Sam3VideoParams(TypedDict, total=False):
     """The fields of `Sam3VideoInput` as keyword arguments of the typed client methods."""
 
-    video_url: str
+    video_url: Required[str]
     prompt: str
     text_prompt: str | None
     point_prompts: list[PointPromptBase]

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/sam-3/video-rle
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -151,7 +151,7 @@ class Sam3VideoRleOutput(ResponseModel):
 class Sam3VideoRleParams(TypedDict, total=False):
     """The fields of `Sam3VideoRleInput` as keyword arguments of the typed client methods."""
 
-    video_url: str
+    video_url: Required[str]
     mask_url: str | None
     prompt: str
     point_prompts: list[PointPrompt]

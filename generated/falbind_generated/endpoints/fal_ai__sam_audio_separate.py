@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/sam-audio/separate
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -136,8 +136,8 @@ class SamAudioSeparateOutput(ResponseModel):
 class SamAudioSeparateParams(TypedDict, total=False):
     """The fields of `SamAudioSeparateInput` as keyword arguments of the typed client methods."""
 
-    audio_url: str
-    prompt: str
+    audio_url: Required[str]
+    prompt: Required[str]
     predict_spans: bool
     reranking_candidates: int
     acceleration: Literal["fast", "balanced", "quality"]

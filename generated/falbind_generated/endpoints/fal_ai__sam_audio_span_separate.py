@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/sam-audio/span-separate
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -174,9 +174,9 @@ class SamAudioSpanSeparateOutput(ResponseModel):
 class SamAudioSpanSeparateParams(TypedDict, total=False):
     """The fields of `SamAudioSpanSeparateInput` as keyword arguments of the typed client methods."""
 
-    audio_url: str
+    audio_url: Required[str]
     prompt: str | None
-    spans: list[AudioTimeSpan]
+    spans: Required[list[AudioTimeSpan]]
     reranking_candidates: int
     acceleration: Literal["fast", "balanced", "quality"]
     max_chunk_duration: float

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/sana/sprint
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import structured_default, RequestModel, ResponseModel
@@ -150,7 +150,7 @@ class SanaSprintOutput(ResponseModel):
 class SanaSprintParams(TypedDict, total=False):
     """The fields of `SanaSprintInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     negative_prompt: str
     image_size: (
         ImageSize

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/sana/v1.5/4.8b
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import structured_default, RequestModel, ResponseModel
@@ -150,7 +150,7 @@ class SanaV1548bOutput(ResponseModel):
 class SanaV1548bParams(TypedDict, total=False):
     """The fields of `SanaV1548bInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     negative_prompt: str
     image_size: (
         ImageSize

@@ -3,10 +3,10 @@
 
 # fal endpoint: fal-ai/sana-video
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
-from falbind.models.base import RequestModel, ResponseModel
+from falbind.models.base import omitted, RequestModel, ResponseModel
 
 
 class File(ResponseModel):
@@ -84,12 +84,12 @@ class SanaVideoInput(RequestModel):
         Field(description="Number of denoising steps", ge=1, le=50, title="Num Inference Steps"),
     ] = 28
     seed: Annotated[
-        int | None,
+        int,
         Field(
             description="Random seed for reproducible generation. If not provided, a random seed will be used.",
             title="Seed",
         ),
-    ] = None
+    ] = omitted()
 
 
 class SanaVideoOutput(ResponseModel):
@@ -114,7 +114,7 @@ class SanaVideoOutput(ResponseModel):
 class SanaVideoParams(TypedDict, total=False):
     """The fields of `SanaVideoInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     negative_prompt: str
     resolution: Literal["480p"]
     num_frames: int
@@ -122,7 +122,7 @@ class SanaVideoParams(TypedDict, total=False):
     motion_score: int
     guidance_scale: float
     num_inference_steps: int
-    seed: int | None
+    seed: int
 
 
 ENDPOINT_ID = "fal-ai/sana-video"

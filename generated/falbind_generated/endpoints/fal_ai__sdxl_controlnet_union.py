@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/sdxl-controlnet-union
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -307,7 +307,7 @@ class SdxlControlnetUnionParams(TypedDict, total=False):
     request_id: str
     safety_checker_version: Literal["v1", "v2"]
     num_inference_steps: int
-    prompt: str
+    prompt: Required[str]
     depth_image_url: str | None
     openpose_preprocess: bool
     openpose_image_url: str | None

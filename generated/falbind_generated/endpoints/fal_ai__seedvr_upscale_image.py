@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/seedvr/upscale/image
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -119,7 +119,7 @@ class SeedvrUpscaleImageOutput(ResponseModel):
 class SeedvrUpscaleImageParams(TypedDict, total=False):
     """The fields of `SeedvrUpscaleImageInput` as keyword arguments of the typed client methods."""
 
-    image_url: str
+    image_url: Required[str]
     upscale_mode: Literal["target", "factor"]
     upscale_factor: float
     target_resolution: Literal["720p", "1080p", "1440p", "2160p"]

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/seedvr/upscale/video
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -123,7 +123,7 @@ class SeedvrUpscaleVideoOutput(ResponseModel):
 class SeedvrUpscaleVideoParams(TypedDict, total=False):
     """The fields of `SeedvrUpscaleVideoInput` as keyword arguments of the typed client methods."""
 
-    video_url: str
+    video_url: Required[str]
     upscale_mode: Literal["target", "factor"]
     upscale_factor: float
     target_resolution: Literal["720p", "1080p", "1440p", "2160p"]

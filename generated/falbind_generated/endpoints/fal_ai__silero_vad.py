@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/silero-vad
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -47,7 +47,7 @@ class SpeechTimestamp(ResponseModel):
 class SileroVadParams(TypedDict, total=False):
     """The fields of `SileroVadInput` as keyword arguments of the typed client methods."""
 
-    audio_url: str
+    audio_url: Required[str]
 
 
 ENDPOINT_ID = "fal-ai/silero-vad"

@@ -3,10 +3,10 @@
 
 # fal endpoint: fal-ai/sky-raccoon
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
-from falbind.models.base import structured_default, RequestModel, ResponseModel
+from falbind.models.base import omitted, structured_default, RequestModel, ResponseModel
 
 
 class File(ResponseModel):
@@ -65,12 +65,12 @@ class SkyRaccoonInput(RequestModel):
         ),
     ] = "bright colors, overexposed, static, blurred details, subtitles, style, artwork, painting, picture, still, overall gray, worst quality, low quality, JPEG compression residue, ugly, incomplete, extra fingers, poorly drawn hands, poorly drawn faces, deformed, disfigured, malformed limbs, fused fingers, still picture, cluttered background, three legs, many people in the background, walking backwards"
     seed: Annotated[
-        int | None,
+        int,
         Field(
             description="Random seed for reproducibility. If None, a random seed is chosen.",
             title="Seed",
         ),
-    ] = None
+    ] = omitted()
     num_inference_steps: Annotated[
         int,
         Field(
@@ -140,9 +140,9 @@ class SkyRaccoonOutput(ResponseModel):
 class SkyRaccoonParams(TypedDict, total=False):
     """The fields of `SkyRaccoonInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     negative_prompt: str
-    seed: int | None
+    seed: int
     num_inference_steps: int
     image_size: (
         ImageSize

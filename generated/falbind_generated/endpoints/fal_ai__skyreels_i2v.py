@@ -3,10 +3,10 @@
 
 # fal endpoint: fal-ai/skyreels-i2v
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
-from falbind.models.base import RequestModel, ResponseModel
+from falbind.models.base import omitted, RequestModel, ResponseModel
 
 
 class File(ResponseModel):
@@ -54,12 +54,12 @@ class SkyreelsI2vInput(RequestModel):
         ),
     ]
     seed: Annotated[
-        int | None,
+        int,
         Field(
             description="Random seed for generation. If not provided, a random seed will be used.",
             title="Seed",
         ),
-    ] = None
+    ] = omitted()
     guidance_scale: Annotated[
         float,
         Field(
@@ -79,12 +79,12 @@ class SkyreelsI2vInput(RequestModel):
         ),
     ] = 30
     negative_prompt: Annotated[
-        str | None,
+        str,
         Field(
             description="Negative prompt to guide generation away from certain attributes.",
             title="Negative Prompt",
         ),
-    ] = None
+    ] = omitted()
     aspect_ratio: Annotated[
         Literal["16:9", "9:16"],
         Field(description="Aspect ratio of the output video", title="Aspect Ratio"),
@@ -107,12 +107,12 @@ class SkyreelsI2vOutput(ResponseModel):
 class SkyreelsI2vParams(TypedDict, total=False):
     """The fields of `SkyreelsI2vInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
-    image_url: str
-    seed: int | None
+    prompt: Required[str]
+    image_url: Required[str]
+    seed: int
     guidance_scale: float
     num_inference_steps: int
-    negative_prompt: str | None
+    negative_prompt: str
     aspect_ratio: Literal["16:9", "9:16"]
 
 

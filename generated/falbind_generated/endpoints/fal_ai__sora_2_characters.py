@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/sora-2/characters
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -44,8 +44,8 @@ class Sora2CharactersOutput(ResponseModel):
 class Sora2CharactersParams(TypedDict, total=False):
     """The fields of `Sora2CharactersInput` as keyword arguments of the typed client methods."""
 
-    video_url: str
-    name: str
+    video_url: Required[str]
+    name: Required[str]
 
 
 ENDPOINT_ID = "fal-ai/sora-2/characters"

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/sora-2/image-to-video
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -168,7 +168,7 @@ class VideoFile(ResponseModel):
 class Sora2ImageToVideoParams(TypedDict, total=False):
     """The fields of `Sora2ImageToVideoInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     resolution: Literal["auto", "720p"]
     aspect_ratio: Literal["auto", "9:16", "16:9"]
     duration: Literal[4, 8, 12, 16, 20]
@@ -176,7 +176,7 @@ class Sora2ImageToVideoParams(TypedDict, total=False):
     model: Literal["sora-2", "sora-2-2025-12-08", "sora-2-2025-10-06"]
     detect_and_block_ip: bool
     character_ids: list[str] | None
-    image_url: str
+    image_url: Required[str]
 
 
 ENDPOINT_ID = "fal-ai/sora-2/image-to-video"

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/sora-2/image-to-video/pro
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -161,14 +161,14 @@ class VideoFile(ResponseModel):
 class Sora2ImageToVideoProParams(TypedDict, total=False):
     """The fields of `Sora2ImageToVideoProInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     resolution: Literal["auto", "720p", "1080p", "true_1080p"]
     aspect_ratio: Literal["auto", "9:16", "16:9"]
     duration: Literal[4, 8, 12, 16, 20]
     delete_video: bool
     detect_and_block_ip: bool
     character_ids: list[str] | None
-    image_url: str
+    image_url: Required[str]
 
 
 ENDPOINT_ID = "fal-ai/sora-2/image-to-video/pro"

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/sora-2/text-to-video
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -158,7 +158,7 @@ class VideoFile(ResponseModel):
 class Sora2TextToVideoParams(TypedDict, total=False):
     """The fields of `Sora2TextToVideoInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     resolution: Literal["720p"]
     aspect_ratio: Literal["9:16", "16:9"]
     duration: Literal[4, 8, 12, 16, 20]

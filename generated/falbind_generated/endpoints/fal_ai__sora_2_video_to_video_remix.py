@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/sora-2/video-to-video/remix
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -130,8 +130,8 @@ class VideoFile(ResponseModel):
 class Sora2VideoToVideoRemixParams(TypedDict, total=False):
     """The fields of `Sora2VideoToVideoRemixInput` as keyword arguments of the typed client methods."""
 
-    video_id: str
-    prompt: str
+    video_id: Required[str]
+    prompt: Required[str]
     delete_video: bool
 
 

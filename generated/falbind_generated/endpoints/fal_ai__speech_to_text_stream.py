@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/speech-to-text/stream
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated
 from pydantic import ConfigDict, Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -38,7 +38,7 @@ class SpeechToTextStreamOutput(ResponseModel):
 class SpeechToTextStreamParams(TypedDict, total=False):
     """The fields of `SpeechToTextStreamInput` as keyword arguments of the typed client methods."""
 
-    audio_url: str
+    audio_url: Required[str]
     use_pnc: bool
 
 

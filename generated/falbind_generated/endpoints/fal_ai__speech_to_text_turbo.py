@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/speech-to-text/turbo
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -48,7 +48,7 @@ class SpeechToTextTurboOutput(ResponseModel):
 class SpeechToTextTurboParams(TypedDict, total=False):
     """The fields of `SpeechToTextTurboInput` as keyword arguments of the typed client methods."""
 
-    audio_url: str
+    audio_url: Required[str]
     use_pnc: bool
 
 

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/stable-audio
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -75,7 +75,7 @@ class StableAudioOutput(ResponseModel):
 class StableAudioParams(TypedDict, total=False):
     """The fields of `StableAudioInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     seconds_start: int
     seconds_total: int
     steps: int

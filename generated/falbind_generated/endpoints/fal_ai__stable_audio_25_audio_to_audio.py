@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/stable-audio-25/audio-to-audio
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -107,8 +107,8 @@ class StableAudio25AudioToAudioOutput(ResponseModel):
 class StableAudio25AudioToAudioParams(TypedDict, total=False):
     """The fields of `StableAudio25AudioToAudioInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
-    audio_url: str
+    prompt: Required[str]
+    audio_url: Required[str]
     strength: float
     num_inference_steps: int
     total_seconds: int | None

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/stable-audio-25/inpaint
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -116,8 +116,8 @@ class StableAudio25InpaintOutput(ResponseModel):
 class StableAudio25InpaintParams(TypedDict, total=False):
     """The fields of `StableAudio25InpaintInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
-    audio_url: str
+    prompt: Required[str]
+    audio_url: Required[str]
     seconds_total: int | None
     guidance_scale: float
     mask_start: int

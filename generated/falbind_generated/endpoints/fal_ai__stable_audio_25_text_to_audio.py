@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/stable-audio-25/text-to-audio
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -87,7 +87,7 @@ class StableAudio25TextToAudioOutput(ResponseModel):
 class StableAudio25TextToAudioParams(TypedDict, total=False):
     """The fields of `StableAudio25TextToAudioInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     seconds_total: int
     num_inference_steps: int
     guidance_scale: float

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/stable-audio-3/medium/base/audio-inpainting
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -155,10 +155,10 @@ class StableAudio3MediumBaseAudioInpaintingParams(TypedDict, total=False):
     sync_mode: bool
     output_format: Literal["mp3", "wav", "flac", "ogg", "opus", "m4a", "aac"]
     bitrate: str
-    prompt: str
-    audio_url: str
-    mask_start_seconds: float
-    mask_end_seconds: float
+    prompt: Required[str]
+    audio_url: Required[str]
+    mask_start_seconds: Required[float]
+    mask_end_seconds: Required[float]
 
 
 ENDPOINT_ID = "fal-ai/stable-audio-3/medium/base/audio-inpainting"

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/stable-audio-3/medium/base/audio-outpainting
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -155,8 +155,8 @@ class StableAudio3MediumBaseAudioOutpaintingParams(TypedDict, total=False):
     sync_mode: bool
     output_format: Literal["mp3", "wav", "flac", "ogg", "opus", "m4a", "aac"]
     bitrate: str
-    prompt: str
-    audio_url: str
+    prompt: Required[str]
+    audio_url: Required[str]
     extend_seconds_before: float
     extend_seconds_after: float
 

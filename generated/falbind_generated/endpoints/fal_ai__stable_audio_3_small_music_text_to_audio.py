@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/stable-audio-3/small/music/text-to-audio
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -137,7 +137,7 @@ class StableAudio3SmallMusicTextToAudioParams(TypedDict, total=False):
     sync_mode: bool
     output_format: Literal["mp3", "wav", "flac", "ogg", "opus", "m4a", "aac"]
     bitrate: str
-    prompt: str
+    prompt: Required[str]
 
 
 ENDPOINT_ID = "fal-ai/stable-audio-3/small/music/text-to-audio"

@@ -3,10 +3,10 @@
 
 # fal endpoint: fal-ai/stable-avatar
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
-from falbind.models.base import RequestModel, ResponseModel
+from falbind.models.base import omitted, RequestModel, ResponseModel
 
 
 class File(ResponseModel):
@@ -100,8 +100,8 @@ class StableAvatarInput(RequestModel):
         ),
     ] = 50
     seed: Annotated[
-        int | None, Field(description="The seed to use for the video generation.", title="Seed")
-    ] = None
+        int, Field(description="The seed to use for the video generation.", title="Seed")
+    ] = omitted()
     perturbation: Annotated[
         float,
         Field(
@@ -114,29 +114,20 @@ class StableAvatarInput(RequestModel):
 
 
 class StableAvatarOutput(ResponseModel):
-    video: Annotated[
-        File,
-        Field(
-            description="The generated video file.",
-            examples=[
-                "https://storage.googleapis.com/falserverless/example_outputs/stable-avatar-output.mp4"
-            ],
-            title="Video",
-        ),
-    ]
+    video: Annotated[File, Field(description="The generated video file.", title="Video")]
 
 
 class StableAvatarParams(TypedDict, total=False):
     """The fields of `StableAvatarInput` as keyword arguments of the typed client methods."""
 
-    image_url: str
-    audio_url: str
-    prompt: str
+    image_url: Required[str]
+    audio_url: Required[str]
+    prompt: Required[str]
     aspect_ratio: Literal["16:9", "1:1", "9:16", "auto"]
     guidance_scale: float
     audio_guidance_scale: float
     num_inference_steps: int
-    seed: int | None
+    seed: int
     perturbation: float
 
 

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/stable-cascade
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -147,7 +147,7 @@ class StableCascadeOutput(ResponseModel):
 class StableCascadeParams(TypedDict, total=False):
     """The fields of `StableCascadeInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     negative_prompt: str
     first_stage_steps: int
     second_stage_steps: int

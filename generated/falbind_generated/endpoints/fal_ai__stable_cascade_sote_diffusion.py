@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/stable-cascade/sote-diffusion
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import structured_default, RequestModel, ResponseModel
@@ -149,7 +149,7 @@ class StableCascadeSoteDiffusionOutput(ResponseModel):
 class StableCascadeSoteDiffusionParams(TypedDict, total=False):
     """The fields of `StableCascadeSoteDiffusionInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     negative_prompt: str
     first_stage_steps: int
     second_stage_steps: int

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/stable-diffusion-v15
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -218,7 +218,7 @@ class StableDiffusionV15Params(TypedDict, total=False):
     seed: int | None
     loras: list[LoraWeight]
     format: Literal["jpeg", "png"]
-    prompt: str
+    prompt: Required[str]
     embeddings: list[Embedding]
     image_size: (
         ImageSize

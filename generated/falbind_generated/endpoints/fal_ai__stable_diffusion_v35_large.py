@@ -3,10 +3,10 @@
 
 # fal endpoint: fal-ai/stable-diffusion-v35-large
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
-from falbind.models.base import RequestModel, ResponseModel
+from falbind.models.base import omitted, RequestModel, ResponseModel
 
 
 class ControlNet(RequestModel):
@@ -52,16 +52,15 @@ class ControlNet(RequestModel):
 class IPAdapter(RequestModel):
     path: Annotated[str, Field(description="Hugging Face path to the IP-Adapter", title="Path")]
     subfolder: Annotated[
-        str | None,
-        Field(description="Subfolder in which the ip_adapter weights exist", title="Subfolder"),
-    ] = None
+        str, Field(description="Subfolder in which the ip_adapter weights exist", title="Subfolder")
+    ] = omitted()
     weight_name: Annotated[
-        str | None,
+        str,
         Field(
             description="Name of the safetensors file containing the ip-adapter weights",
             title="Weight Name",
         ),
-    ] = None
+    ] = omitted()
     image_encoder_path: Annotated[
         str,
         Field(
@@ -70,23 +69,21 @@ class IPAdapter(RequestModel):
         ),
     ]
     image_encoder_subfolder: Annotated[
-        str | None,
+        str,
         Field(
             description="Subfolder in which the image encoder weights exist.",
             title="Image Encoder Subfolder",
         ),
-    ] = None
+    ] = omitted()
     image_encoder_weight_name: Annotated[
-        str | None,
-        Field(description="Name of the image encoder.", title="Image Encoder Weight Name"),
-    ] = None
+        str, Field(description="Name of the image encoder.", title="Image Encoder Weight Name")
+    ] = omitted()
     image_url: Annotated[
         str, Field(description="URL of Image for IP-Adapter conditioning. ", title="Image Url")
     ]
     mask_image_url: Annotated[
-        str | None,
-        Field(description="URL of the mask for the control image.", title="Mask Image Url"),
-    ] = None
+        str, Field(description="URL of the mask for the control image.", title="Mask Image Url")
+    ] = omitted()
     mask_threshold: Annotated[
         float, Field(description="Threshold for mask.", ge=0.01, le=0.99, title="Mask Threshold")
     ] = 0.5
@@ -151,12 +148,12 @@ class StableDiffusionV35LargeInput(RequestModel):
         ),
     ] = 28
     seed: Annotated[
-        int | None,
+        int,
         Field(
             description="\n            The same seed and the same prompt given to the same version of the model\n            will output the same image every time.\n        ",
             title="Seed",
         ),
-    ] = None
+    ] = omitted()
     guidance_scale: Annotated[
         float,
         Field(
@@ -188,9 +185,9 @@ class StableDiffusionV35LargeInput(RequestModel):
         Field(description="The format of the generated image.", title="Output Format"),
     ] = "jpeg"
     controlnet: Annotated[
-        ControlNet | None,
+        ControlNet,
         Field(description="\n            ControlNet for inference.\n        ", title="Controlnet"),
-    ] = None
+    ] = omitted()
     image_size: Annotated[
         ImageSize
         | Literal[
@@ -200,13 +197,12 @@ class StableDiffusionV35LargeInput(RequestModel):
             "portrait_16_9",
             "landscape_4_3",
             "landscape_16_9",
-        ]
-        | None,
+        ],
         Field(
             description="The size of the generated image. Defaults to landscape_4_3 if no controlnet has been passed, otherwise defaults to the size of the controlnet conditioning image.",
             title="Image Size",
         ),
-    ] = None
+    ] = omitted()
     loras: Annotated[
         list[LoraWeight],
         Field(
@@ -217,12 +213,12 @@ class StableDiffusionV35LargeInput(RequestModel):
         ),
     ] = []
     ip_adapter: Annotated[
-        IPAdapter | None,
+        IPAdapter,
         Field(
             description="\n            IP-Adapter to use during inference.\n        ",
             title="Ip Adapter",
         ),
-    ] = None
+    ] = omitted()
 
 
 class StableDiffusionV35LargeOutput(ResponseModel):
@@ -252,16 +248,16 @@ class StableDiffusionV35LargeOutput(ResponseModel):
 class StableDiffusionV35LargeParams(TypedDict, total=False):
     """The fields of `StableDiffusionV35LargeInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     negative_prompt: str
     num_inference_steps: int
-    seed: int | None
+    seed: int
     guidance_scale: float
     sync_mode: bool
     num_images: int
     enable_safety_checker: bool
     output_format: Literal["jpeg", "png"]
-    controlnet: ControlNet | None
+    controlnet: ControlNet
     image_size: (
         ImageSize
         | Literal[
@@ -272,10 +268,9 @@ class StableDiffusionV35LargeParams(TypedDict, total=False):
             "landscape_4_3",
             "landscape_16_9",
         ]
-        | None
     )
     loras: list[LoraWeight]
-    ip_adapter: IPAdapter | None
+    ip_adapter: IPAdapter
 
 
 ENDPOINT_ID = "fal-ai/stable-diffusion-v35-large"

@@ -3,10 +3,10 @@
 
 # fal endpoint: fal-ai/stable-diffusion-v35-medium
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
-from falbind.models.base import RequestModel, ResponseModel
+from falbind.models.base import omitted, RequestModel, ResponseModel
 
 
 class Image(ResponseModel):
@@ -70,12 +70,12 @@ class StableDiffusionV35MediumInput(RequestModel):
         ),
     ] = 40
     seed: Annotated[
-        int | None,
+        int,
         Field(
             description="\n            The same seed and the same prompt given to the same version of the model\n            will output the same image every time.\n        ",
             title="Seed",
         ),
-    ] = None
+    ] = omitted()
     guidance_scale: Annotated[
         float,
         Field(
@@ -135,7 +135,7 @@ class StableDiffusionV35MediumOutput(ResponseModel):
 class StableDiffusionV35MediumParams(TypedDict, total=False):
     """The fields of `StableDiffusionV35MediumInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     negative_prompt: str
     image_size: (
         ImageSize
@@ -149,7 +149,7 @@ class StableDiffusionV35MediumParams(TypedDict, total=False):
         ]
     )
     num_inference_steps: int
-    seed: int | None
+    seed: int
     guidance_scale: float
     sync_mode: bool
     num_images: int

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/stable-diffusion-v3-medium
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -139,7 +139,7 @@ class StableDiffusionV3MediumOutput(ResponseModel):
 class StableDiffusionV3MediumParams(TypedDict, total=False):
     """The fields of `StableDiffusionV3MediumInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     negative_prompt: str
     prompt_expansion: bool
     image_size: (

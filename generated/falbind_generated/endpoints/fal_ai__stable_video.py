@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/stable-video
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -89,7 +89,7 @@ class StableVideoOutput(ResponseModel):
 class StableVideoParams(TypedDict, total=False):
     """The fields of `StableVideoInput` as keyword arguments of the typed client methods."""
 
-    image_url: str
+    image_url: Required[str]
     seed: int | None
     motion_bucket_id: int
     cond_aug: float

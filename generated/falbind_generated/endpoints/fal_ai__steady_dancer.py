@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
-from falbind.models.base import RequestModel, ResponseModel
+from falbind.models.base import omitted, RequestModel, ResponseModel
 
 
 class File(ResponseModel):
@@ -56,21 +56,21 @@ class SteadyDancerInput(RequestModel):
         str, Field(description="Negative prompt for video generation.", title="Negative Prompt")
     ] = "blurred, distorted face, bad anatomy, extra limbs, poorly drawn hands, poorly drawn feet, disfigured, out of frame, duplicate, watermark, signature, text"
     frames_per_second: Annotated[
-        int | None,
+        int,
         Field(
             description="Frames per second of the generated video. Must be between 5 to 24. If not specified, uses the FPS from the input video.",
             ge=5,
             le=24,
             title="Frames Per Second",
         ),
-    ] = None
+    ] = omitted()
     seed: Annotated[
-        int | None,
+        int,
         Field(
             description="Random seed for reproducibility. If None, a random seed is chosen.",
             title="Seed",
         ),
-    ] = None
+    ] = omitted()
     resolution: Annotated[
         Literal["480p", "576p", "720p"],
         Field(
@@ -147,14 +147,14 @@ class SteadyDancerInput(RequestModel):
         ),
     ] = "auto"
     num_frames: Annotated[
-        int | None,
+        int,
         Field(
             description="Number of frames to generate. If not specified, uses the frame count from the input video (capped at 241). Will be adjusted to nearest valid value (must satisfy 4k+1 pattern).",
             ge=5,
             le=241,
             title="Num Frames",
         ),
-    ] = None
+    ] = omitted()
     preserve_audio: Annotated[
         bool,
         Field(
@@ -205,8 +205,8 @@ class SteadyDancerParams(TypedDict, total=False):
     video_url: str
     prompt: str
     negative_prompt: str
-    frames_per_second: int | None
-    seed: int | None
+    frames_per_second: int
+    seed: int
     resolution: Literal["480p", "576p", "720p"]
     num_inference_steps: int
     guidance_scale: float
@@ -217,7 +217,7 @@ class SteadyDancerParams(TypedDict, total=False):
     acceleration: Literal["light", "moderate", "aggressive"]
     enable_safety_checker: bool
     aspect_ratio: Literal["auto", "16:9", "9:16", "1:1"]
-    num_frames: int | None
+    num_frames: int
     preserve_audio: bool
     use_turbo: bool
 

@@ -3,10 +3,10 @@
 
 # fal endpoint: fal-ai/switti/512
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
-from falbind.models.base import RequestModel, ResponseModel
+from falbind.models.base import omitted, RequestModel, ResponseModel
 
 
 class Image(ResponseModel):
@@ -108,12 +108,12 @@ class Switti512Input(RequestModel):
         ),
     ] = 0.1
     seed: Annotated[
-        int | None,
+        int,
         Field(
             description="\n            The same seed and the same prompt given to the same version of the model\n            will output the same image every time.\n        ",
             title="Seed",
         ),
-    ] = None
+    ] = omitted()
     guidance_scale: Annotated[
         float,
         Field(
@@ -184,7 +184,7 @@ class Switti512Output(ResponseModel):
 class Switti512Params(TypedDict, total=False):
     """The fields of `Switti512Input` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     negative_prompt: str
     sampling_top_k: int
     sampling_top_p: float
@@ -193,7 +193,7 @@ class Switti512Params(TypedDict, total=False):
     smooth_start_si: int
     turn_off_cfg_start_si: int
     last_scale_temp: float
-    seed: int | None
+    seed: int
     guidance_scale: float
     sync_mode: bool
     enable_safety_checker: bool

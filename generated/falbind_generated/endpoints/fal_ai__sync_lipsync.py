@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/sync-lipsync
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -79,8 +79,8 @@ class SyncLipsyncParams(TypedDict, total=False):
     """The fields of `SyncLipsyncInput` as keyword arguments of the typed client methods."""
 
     model: Literal["lipsync-1.8.0", "lipsync-1.7.1", "lipsync-1.9.0-beta"]
-    video_url: str
-    audio_url: str
+    video_url: Required[str]
+    audio_url: Required[str]
     sync_mode: Literal["cut_off", "loop", "bounce", "silence", "remap"]
 
 

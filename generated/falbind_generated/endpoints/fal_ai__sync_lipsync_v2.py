@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/sync-lipsync/v2
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -84,8 +84,8 @@ class SyncLipsyncV2Params(TypedDict, total=False):
     """The fields of `SyncLipsyncV2Input` as keyword arguments of the typed client methods."""
 
     model: Literal["lipsync-2", "lipsync-2-pro"]
-    video_url: str
-    audio_url: str
+    video_url: Required[str]
+    audio_url: Required[str]
     sync_mode: Literal["cut_off", "loop", "bounce", "silence", "remap"]
 
 

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/sync-lipsync/v2/pro
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -80,8 +80,8 @@ class SyncLipsyncV2ProOutput(ResponseModel):
 class SyncLipsyncV2ProParams(TypedDict, total=False):
     """The fields of `SyncLipsyncV2ProInput` as keyword arguments of the typed client methods."""
 
-    video_url: str
-    audio_url: str
+    video_url: Required[str]
+    audio_url: Required[str]
     sync_mode: Literal["cut_off", "loop", "bounce", "silence", "remap"]
 
 

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/sync-lipsync/v3
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -186,8 +186,8 @@ class SyncLipsyncV3Output(ResponseModel):
 class SyncLipsyncV3Params(TypedDict, total=False):
     """The fields of `SyncLipsyncV3Input` as keyword arguments of the typed client methods."""
 
-    video_url: str
-    audio_url: str
+    video_url: Required[str]
+    audio_url: Required[str]
     sync_mode: Literal["cut_off", "loop", "bounce", "silence", "remap"]
     options: Sync3GenerationOptions | None
 

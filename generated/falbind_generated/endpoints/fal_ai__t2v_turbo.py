@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/t2v-turbo
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -75,7 +75,7 @@ class T2vTurboOutput(ResponseModel):
 class T2vTurboParams(TypedDict, total=False):
     """The fields of `T2vTurboInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     seed: int | None
     num_inference_steps: int
     guidance_scale: float

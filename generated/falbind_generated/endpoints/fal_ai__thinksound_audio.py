@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/thinksound/audio
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -101,7 +101,7 @@ class ThinksoundAudioOutput(ResponseModel):
 class ThinksoundAudioParams(TypedDict, total=False):
     """The fields of `ThinksoundAudioInput` as keyword arguments of the typed client methods."""
 
-    video_url: str
+    video_url: Required[str]
     prompt: str
     seed: int | None
     num_inference_steps: int

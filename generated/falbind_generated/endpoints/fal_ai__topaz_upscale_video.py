@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/topaz/upscale/video
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -159,7 +159,7 @@ class TopazUpscaleVideoOutput(ResponseModel):
 class TopazUpscaleVideoParams(TypedDict, total=False):
     """The fields of `TopazUpscaleVideoInput` as keyword arguments of the typed client methods."""
 
-    video_url: str
+    video_url: Required[str]
     model: Literal[
         "Proteus",
         "Artemis HQ",

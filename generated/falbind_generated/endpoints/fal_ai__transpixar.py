@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/transpixar
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -122,7 +122,7 @@ class TranspixarOutput(ResponseModel):
 class TranspixarParams(TypedDict, total=False):
     """The fields of `TranspixarInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     negative_prompt: str
     num_inference_steps: int
     seed: int | None

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/trellis
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -100,7 +100,7 @@ class TrellisOutput(ResponseModel):
 class TrellisParams(TypedDict, total=False):
     """The fields of `TrellisInput` as keyword arguments of the typed client methods."""
 
-    image_url: str
+    image_url: Required[str]
     seed: int | None
     ss_guidance_strength: float
     ss_sampling_steps: int

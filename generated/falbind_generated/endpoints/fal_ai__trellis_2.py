@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/trellis-2
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -340,7 +340,7 @@ class Trellis2Params(TypedDict, total=False):
     uv_unwrap_refine_iterations: int
     uv_unwrap_global_iterations: int
     uv_unwrap_smooth_strength: float
-    image_url: str
+    image_url: Required[str]
 
 
 ENDPOINT_ID = "fal-ai/trellis-2"

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/trellis-2/retexture
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -144,8 +144,8 @@ class Trellis2RetextureOutput(ResponseModel):
 class Trellis2RetextureParams(TypedDict, total=False):
     """The fields of `Trellis2RetextureInput` as keyword arguments of the typed client methods."""
 
-    image_url: str
-    mesh_url: str
+    image_url: Required[str]
+    mesh_url: Required[str]
     seed: int | None
     resolution: Literal[512, 1024]
     tex_slat_guidance_strength: float

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/trellis/multi
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -108,7 +108,7 @@ class TrellisMultiOutput(ResponseModel):
 class TrellisMultiParams(TypedDict, total=False):
     """The fields of `TrellisMultiInput` as keyword arguments of the typed client methods."""
 
-    image_urls: list[str]
+    image_urls: Required[list[str]]
     seed: int | None
     ss_guidance_strength: float
     ss_sampling_steps: int

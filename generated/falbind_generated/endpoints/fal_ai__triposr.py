@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/triposr
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -98,7 +98,7 @@ class TriposrOutput(ResponseModel):
 class TriposrParams(TypedDict, total=False):
     """The fields of `TriposrInput` as keyword arguments of the typed client methods."""
 
-    image_url: str
+    image_url: Required[str]
     output_format: Literal["glb", "obj"]
     do_remove_background: bool
     foreground_ratio: float

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/turbo-flux-trainer
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -87,7 +87,7 @@ class TurboFluxTrainerOutput(ResponseModel):
 class TurboFluxTrainerParams(TypedDict, total=False):
     """The fields of `TurboFluxTrainerInput` as keyword arguments of the typed client methods."""
 
-    images_data_url: str
+    images_data_url: Required[str]
     trigger_phrase: str | None
     steps: int
     learning_rate: float

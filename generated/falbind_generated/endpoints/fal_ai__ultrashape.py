@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/ultrashape
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -85,8 +85,8 @@ class UltrashapeOutput(ResponseModel):
 class UltrashapeParams(TypedDict, total=False):
     """The fields of `UltrashapeInput` as keyword arguments of the typed client methods."""
 
-    image_url: str
-    model_url: str
+    image_url: Required[str]
+    model_url: Required[str]
     num_inference_steps: int
     octree_resolution: int
     seed: int

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/veo2
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -87,7 +87,7 @@ class Veo2Output(ResponseModel):
 class Veo2Params(TypedDict, total=False):
     """The fields of `Veo2Input` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     aspect_ratio: Literal["9:16", "16:9", "1:1"]
     duration: Literal["5s", "6s", "7s", "8s"]
     negative_prompt: str | None

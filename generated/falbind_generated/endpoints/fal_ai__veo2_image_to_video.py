@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/veo2/image-to-video
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -77,8 +77,8 @@ class Veo2ImageToVideoOutput(ResponseModel):
 class Veo2ImageToVideoParams(TypedDict, total=False):
     """The fields of `Veo2ImageToVideoInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
-    image_url: str
+    prompt: Required[str]
+    image_url: Required[str]
     duration: Literal["5s", "6s", "7s", "8s"]
 
 

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/veo3.1/fast/first-last-frame-to-video
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -122,7 +122,7 @@ class Veo31FastFirstLastFrameToVideoOutput(ResponseModel):
 class Veo31FastFirstLastFrameToVideoParams(TypedDict, total=False):
     """The fields of `Veo31FastFirstLastFrameToVideoInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     aspect_ratio: Literal["auto", "16:9", "9:16"]
     duration: Literal["4s", "6s", "8s"]
     negative_prompt: str | None
@@ -131,8 +131,8 @@ class Veo31FastFirstLastFrameToVideoParams(TypedDict, total=False):
     seed: int | None
     auto_fix: bool
     safety_tolerance: Literal["1", "2", "3", "4", "5", "6"]
-    first_frame_url: str
-    last_frame_url: str
+    first_frame_url: Required[str]
+    last_frame_url: Required[str]
 
 
 ENDPOINT_ID = "fal-ai/veo3.1/fast/first-last-frame-to-video"

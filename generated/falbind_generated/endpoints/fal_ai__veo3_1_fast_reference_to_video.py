@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/veo3.1/fast/reference-to-video
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -106,14 +106,14 @@ class Veo31FastReferenceToVideoOutput(ResponseModel):
 class Veo31FastReferenceToVideoParams(TypedDict, total=False):
     """The fields of `Veo31FastReferenceToVideoInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     aspect_ratio: Literal["16:9", "9:16"]
     duration: Literal["8s"]
     resolution: Literal["720p", "1080p", "4k"]
     generate_audio: bool
     auto_fix: bool
     safety_tolerance: Literal["1", "2", "3", "4", "5", "6"]
-    image_urls: list[str]
+    image_urls: Required[list[str]]
 
 
 ENDPOINT_ID = "fal-ai/veo3.1/fast/reference-to-video"

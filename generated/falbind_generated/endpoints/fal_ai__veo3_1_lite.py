@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/veo3.1/lite
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -102,7 +102,7 @@ class Veo31LiteOutput(ResponseModel):
 class Veo31LiteParams(TypedDict, total=False):
     """The fields of `Veo31LiteInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     aspect_ratio: Literal["16:9", "9:16"]
     duration: Literal["4s", "6s", "8s"]
     negative_prompt: str | None

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/veo3.1/lite/image-to-video
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -100,7 +100,7 @@ class Veo31LiteImageToVideoOutput(ResponseModel):
 class Veo31LiteImageToVideoParams(TypedDict, total=False):
     """The fields of `Veo31LiteImageToVideoInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     aspect_ratio: Literal["auto", "16:9", "9:16"]
     duration: Literal["4s", "6s", "8s"]
     negative_prompt: str | None
@@ -109,7 +109,7 @@ class Veo31LiteImageToVideoParams(TypedDict, total=False):
     seed: int | None
     auto_fix: bool
     safety_tolerance: Literal["1", "2", "3", "4", "5", "6"]
-    image_url: str
+    image_url: Required[str]
 
 
 ENDPOINT_ID = "fal-ai/veo3.1/lite/image-to-video"

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/vibevoice
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -141,8 +141,8 @@ class VibevoiceOutput(ResponseModel):
 class VibevoiceParams(TypedDict, total=False):
     """The fields of `VibevoiceInput` as keyword arguments of the typed client methods."""
 
-    script: str
-    speakers: list[VibeVoiceSpeaker]
+    script: Required[str]
+    speakers: Required[list[VibeVoiceSpeaker]]
     seed: int | None
     cfg_scale: float
 

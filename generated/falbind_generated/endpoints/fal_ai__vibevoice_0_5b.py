@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/vibevoice/0.5b
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -108,8 +108,8 @@ class Vibevoice05bOutput(ResponseModel):
 class Vibevoice05bParams(TypedDict, total=False):
     """The fields of `Vibevoice05bInput` as keyword arguments of the typed client methods."""
 
-    script: str
-    speaker: Literal["Frank", "Wayne", "Carter", "Emma", "Grace", "Mike"]
+    script: Required[str]
+    speaker: Required[Literal["Frank", "Wayne", "Carter", "Emma", "Grace", "Mike"]]
     seed: int | None
     cfg_scale: float
 

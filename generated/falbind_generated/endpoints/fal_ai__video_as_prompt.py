@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/video-as-prompt
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -124,13 +124,13 @@ class VideoAsPromptOutput(ResponseModel):
 class VideoAsPromptParams(TypedDict, total=False):
     """The fields of `VideoAsPromptInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
-    video_url: str
-    image_url: str
+    prompt: Required[str]
+    video_url: Required[str]
+    image_url: Required[str]
     seed: int | None
     num_frames: int
     fps: int
-    video_description: str
+    video_description: Required[str]
     enable_safety_checker: bool
     aspect_ratio: Literal["16:9", "9:16"]
     resolution: Literal["480p", "580p", "720p"]

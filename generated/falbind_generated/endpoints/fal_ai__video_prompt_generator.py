@@ -3,10 +3,10 @@
 
 # fal endpoint: fal-ai/video-prompt-generator
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
-from falbind.models.base import RequestModel, ResponseModel
+from falbind.models.base import omitted, RequestModel, ResponseModel
 
 
 class VideoPromptGeneratorInput(RequestModel):
@@ -137,12 +137,12 @@ class VideoPromptGeneratorInput(RequestModel):
         str, Field(description="Custom technical elements (optional)", title="Custom Elements")
     ] = ""
     image_url: Annotated[
-        str | None,
+        str,
         Field(
             description="URL of an image to analyze and incorporate into the video prompt (optional)",
             title="Image Url",
         ),
-    ] = None
+    ] = omitted()
     model: Annotated[
         Literal[
             "anthropic/claude-3.5-sonnet",
@@ -182,7 +182,7 @@ class VideoPromptGeneratorOutput(ResponseModel):
 class VideoPromptGeneratorParams(TypedDict, total=False):
     """The fields of `VideoPromptGeneratorInput` as keyword arguments of the typed client methods."""
 
-    input_concept: str
+    input_concept: Required[str]
     style: Literal[
         "Minimalist",
         "Simple",
@@ -284,7 +284,7 @@ class VideoPromptGeneratorParams(TypedDict, total=False):
         "Neural style transfer",
     ]
     custom_elements: str
-    image_url: str | None
+    image_url: str
     model: Literal[
         "anthropic/claude-3.5-sonnet",
         "anthropic/claude-3-5-haiku",

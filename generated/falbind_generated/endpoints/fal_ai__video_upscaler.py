@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/video-upscaler
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -67,7 +67,7 @@ class VideoUpscalerOutput(ResponseModel):
 class VideoUpscalerParams(TypedDict, total=False):
     """The fields of `VideoUpscalerInput` as keyword arguments of the typed client methods."""
 
-    video_url: str
+    video_url: Required[str]
     scale: float
 
 

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/vidu/image-to-video
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -79,8 +79,8 @@ class ViduImageToVideoOutput(ResponseModel):
 class ViduImageToVideoParams(TypedDict, total=False):
     """The fields of `ViduImageToVideoInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
-    image_url: str
+    prompt: Required[str]
+    image_url: Required[str]
     seed: int | None
     movement_amplitude: Literal["auto", "small", "medium", "large"]
 

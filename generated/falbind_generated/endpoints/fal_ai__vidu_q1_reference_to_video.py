@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/vidu/q1/reference-to-video
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -89,8 +89,8 @@ class ViduQ1ReferenceToVideoOutput(ResponseModel):
 class ViduQ1ReferenceToVideoParams(TypedDict, total=False):
     """The fields of `ViduQ1ReferenceToVideoInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
-    reference_image_urls: list[str]
+    prompt: Required[str]
+    reference_image_urls: Required[list[str]]
     seed: int | None
     aspect_ratio: Literal["16:9", "9:16", "1:1"]
     movement_amplitude: Literal["auto", "small", "medium", "large"]

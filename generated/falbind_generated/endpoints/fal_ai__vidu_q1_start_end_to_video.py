@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/vidu/q1/start-end-to-video
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -85,9 +85,9 @@ class ViduQ1StartEndToVideoOutput(ResponseModel):
 class ViduQ1StartEndToVideoParams(TypedDict, total=False):
     """The fields of `ViduQ1StartEndToVideoInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
-    start_image_url: str
-    end_image_url: str
+    prompt: Required[str]
+    start_image_url: Required[str]
+    end_image_url: Required[str]
     seed: int | None
     movement_amplitude: Literal["auto", "small", "medium", "large"]
 

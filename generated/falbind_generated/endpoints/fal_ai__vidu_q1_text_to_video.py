@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/vidu/q1/text-to-video
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -76,7 +76,7 @@ class ViduQ1TextToVideoOutput(ResponseModel):
 class ViduQ1TextToVideoParams(TypedDict, total=False):
     """The fields of `ViduQ1TextToVideoInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     style: Literal["general", "anime"]
     seed: int | None
     aspect_ratio: Literal["16:9", "9:16", "1:1"]

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/vidu/q2/image-to-video/pro
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -104,8 +104,8 @@ class ViduQ2ImageToVideoProOutput(ResponseModel):
 class ViduQ2ImageToVideoProParams(TypedDict, total=False):
     """The fields of `ViduQ2ImageToVideoProInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
-    image_url: str
+    prompt: Required[str]
+    image_url: Required[str]
     end_image_url: str | None
     seed: int | None
     duration: Literal[2, 3, 4, 5, 6, 7, 8]

@@ -3,10 +3,10 @@
 
 # fal endpoint: fal-ai/vidu/q2/reference-to-video/pro
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
-from falbind.models.base import RequestModel, ResponseModel
+from falbind.models.base import omitted, RequestModel, ResponseModel
 
 
 class File(ResponseModel):
@@ -46,7 +46,7 @@ class ViduQ2ReferenceToVideoProInput(RequestModel):
         ),
     ]
     reference_image_urls: Annotated[
-        list[str] | None,
+        list[str],
         Field(
             description="URLs of the reference images for subject appearance. If videos are provided, up to 4 images are allowed; otherwise up to 7 images.",
             examples=[
@@ -56,9 +56,9 @@ class ViduQ2ReferenceToVideoProInput(RequestModel):
             ],
             title="Reference Image Urls",
         ),
-    ] = None
+    ] = omitted()
     reference_video_urls: Annotated[
-        list[str] | None,
+        list[str],
         Field(
             description="URLs of the reference videos for video editing or motion reference. Supports up to 2 videos.",
             examples=[
@@ -68,7 +68,7 @@ class ViduQ2ReferenceToVideoProInput(RequestModel):
             ],
             title="Reference Video Urls",
         ),
-    ] = None
+    ] = omitted()
     seed: Annotated[
         int | None,
         Field(
@@ -123,9 +123,9 @@ class ViduQ2ReferenceToVideoProOutput(ResponseModel):
 class ViduQ2ReferenceToVideoProParams(TypedDict, total=False):
     """The fields of `ViduQ2ReferenceToVideoProInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
-    reference_image_urls: list[str] | None
-    reference_video_urls: list[str] | None
+    prompt: Required[str]
+    reference_image_urls: list[str]
+    reference_video_urls: list[str]
     seed: int | None
     duration: int
     resolution: Literal["540p", "720p", "1080p"]

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/vidu/q2/text-to-image
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -79,7 +79,7 @@ class ViduQ2TextToImageOutput(ResponseModel):
 class ViduQ2TextToImageParams(TypedDict, total=False):
     """The fields of `ViduQ2TextToImageInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     aspect_ratio: Literal["16:9", "9:16", "1:1"]
     seed: int | None
 

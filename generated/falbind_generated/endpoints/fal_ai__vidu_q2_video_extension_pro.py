@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/vidu/q2/video-extension/pro
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -81,7 +81,7 @@ class ViduQ2VideoExtensionProOutput(ResponseModel):
 class ViduQ2VideoExtensionProParams(TypedDict, total=False):
     """The fields of `ViduQ2VideoExtensionProInput` as keyword arguments of the typed client methods."""
 
-    video_url: str
+    video_url: Required[str]
     prompt: str | None
     seed: int | None
     duration: Literal[2, 3, 4, 5, 6, 7]

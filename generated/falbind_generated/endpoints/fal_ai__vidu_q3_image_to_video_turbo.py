@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/vidu/q3/image-to-video/turbo
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -108,7 +108,7 @@ class ViduQ3ImageToVideoTurboParams(TypedDict, total=False):
     """The fields of `ViduQ3ImageToVideoTurboInput` as keyword arguments of the typed client methods."""
 
     prompt: str
-    image_url: str
+    image_url: Required[str]
     end_image_url: str | None
     duration: int
     seed: int | None

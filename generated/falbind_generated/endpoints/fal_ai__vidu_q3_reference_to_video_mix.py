@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/vidu/q3/reference-to-video/mix
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -105,8 +105,8 @@ class ViduQ3ReferenceToVideoMixOutput(ResponseModel):
 class ViduQ3ReferenceToVideoMixParams(TypedDict, total=False):
     """The fields of `ViduQ3ReferenceToVideoMixInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
-    reference_image_urls: list[str]
+    prompt: Required[str]
+    reference_image_urls: Required[list[str]]
     duration: int
     seed: int | None
     aspect_ratio: Literal["16:9", "9:16", "4:3", "3:4", "1:1"]

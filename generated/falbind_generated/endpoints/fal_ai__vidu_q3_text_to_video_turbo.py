@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/vidu/q3/text-to-video/turbo
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -87,7 +87,7 @@ class ViduQ3TextToVideoTurboOutput(ResponseModel):
 class ViduQ3TextToVideoTurboParams(TypedDict, total=False):
     """The fields of `ViduQ3TextToVideoTurboInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     duration: int
     seed: int | None
     aspect_ratio: Literal["16:9", "9:16", "4:3", "3:4", "1:1"]

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/vidu/reference-to-video
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -91,8 +91,8 @@ class ViduReferenceToVideoOutput(ResponseModel):
 class ViduReferenceToVideoParams(TypedDict, total=False):
     """The fields of `ViduReferenceToVideoInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
-    reference_image_urls: list[str]
+    prompt: Required[str]
+    reference_image_urls: Required[list[str]]
     seed: int | None
     aspect_ratio: Literal["16:9", "9:16", "1:1"]
     movement_amplitude: Literal["auto", "small", "medium", "large"]

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/vidu/start-end-to-video
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -89,9 +89,9 @@ class ViduStartEndToVideoOutput(ResponseModel):
 class ViduStartEndToVideoParams(TypedDict, total=False):
     """The fields of `ViduStartEndToVideoInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
-    start_image_url: str
-    end_image_url: str
+    prompt: Required[str]
+    start_image_url: Required[str]
+    end_image_url: Required[str]
     seed: int | None
     movement_amplitude: Literal["auto", "small", "medium", "large"]
 

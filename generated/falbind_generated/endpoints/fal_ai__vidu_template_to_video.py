@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/vidu/template-to-video
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -440,7 +440,7 @@ class ViduTemplateToVideoParams(TypedDict, total=False):
         "run_fast",
         "background_explosion",
     ]
-    input_image_urls: list[str]
+    input_image_urls: Required[list[str]]
     seed: int | None
     aspect_ratio: Literal["16:9", "9:16"]
 

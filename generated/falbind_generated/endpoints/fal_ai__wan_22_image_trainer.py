@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/wan-22-image-trainer
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -120,8 +120,8 @@ class Wan22ImageTrainerOutput(ResponseModel):
 class Wan22ImageTrainerParams(TypedDict, total=False):
     """The fields of `Wan22ImageTrainerInput` as keyword arguments of the typed client methods."""
 
-    training_data_url: str
-    trigger_phrase: str
+    training_data_url: Required[str]
+    trigger_phrase: Required[str]
     include_synthetic_captions: bool
     use_face_detection: bool
     use_face_cropping: bool

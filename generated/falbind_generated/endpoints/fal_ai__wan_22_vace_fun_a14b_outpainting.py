@@ -3,10 +3,10 @@
 
 # fal endpoint: fal-ai/wan-22-vace-fun-a14b/outpainting
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
-from falbind.models.base import RequestModel, ResponseModel
+from falbind.models.base import omitted, RequestModel, ResponseModel
 
 
 class File(ResponseModel):
@@ -176,12 +176,12 @@ class Wan22VaceFunA14bOutpaintingInput(RequestModel):
         ),
     ]
     ref_image_urls: Annotated[
-        list[str] | None,
+        list[str],
         Field(
             description="URLs to source reference image. If provided, the model will use this image as reference.",
             title="Reference Image URLs",
         ),
-    ] = None
+    ] = omitted()
     first_frame_url: Annotated[
         str | None,
         Field(
@@ -372,7 +372,7 @@ class Wan22VaceFunA14bOutpaintingOutput(ResponseModel):
 class Wan22VaceFunA14bOutpaintingParams(TypedDict, total=False):
     """The fields of `Wan22VaceFunA14bOutpaintingInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     negative_prompt: str
     match_input_num_frames: bool
     num_frames: int
@@ -385,8 +385,8 @@ class Wan22VaceFunA14bOutpaintingParams(TypedDict, total=False):
     guidance_scale: float
     sampler: Literal["unipc", "dpm++", "euler"]
     shift: float
-    video_url: str
-    ref_image_urls: list[str] | None
+    video_url: Required[str]
+    ref_image_urls: list[str]
     first_frame_url: str | None
     last_frame_url: str | None
     enable_safety_checker: bool

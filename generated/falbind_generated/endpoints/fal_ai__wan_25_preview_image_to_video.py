@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/wan-25-preview/image-to-video
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -148,8 +148,8 @@ class Wan25PreviewImageToVideoOutput(ResponseModel):
 class Wan25PreviewImageToVideoParams(TypedDict, total=False):
     """The fields of `Wan25PreviewImageToVideoInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
-    image_url: str
+    prompt: Required[str]
+    image_url: Required[str]
     audio_url: str | None
     resolution: Literal["480p", "720p", "1080p"]
     duration: Literal["5", "10"]

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/wan-25-preview/text-to-image
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -156,7 +156,7 @@ class Wan25PreviewTextToImageOutput(ResponseModel):
 class Wan25PreviewTextToImageParams(TypedDict, total=False):
     """The fields of `Wan25PreviewTextToImageInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     negative_prompt: str | None
     num_images: int
     image_size: (

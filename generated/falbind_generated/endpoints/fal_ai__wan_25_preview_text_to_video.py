@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/wan-25-preview/text-to-video
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -142,7 +142,7 @@ class Wan25PreviewTextToVideoOutput(ResponseModel):
 class Wan25PreviewTextToVideoParams(TypedDict, total=False):
     """The fields of `Wan25PreviewTextToVideoInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     audio_url: str | None
     aspect_ratio: Literal["16:9", "9:16", "1:1"]
     resolution: Literal["480p", "720p", "1080p"]

@@ -3,10 +3,10 @@
 
 # fal endpoint: fal-ai/wan-alpha
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
-from falbind.models.base import RequestModel, ResponseModel
+from falbind.models.base import omitted, RequestModel, ResponseModel
 
 
 class VideoFile(ResponseModel):
@@ -75,8 +75,8 @@ class WanAlphaInput(RequestModel):
         ),
     ] = 8
     seed: Annotated[
-        int | None, Field(description="The seed for the random number generator.", title="Seed")
-    ] = None
+        int, Field(description="The seed for the random number generator.", title="Seed")
+    ] = omitted()
     sampler: Annotated[
         Literal["unipc", "dpm++", "euler"],
         Field(description="The sampler to use.", title="Sampler"),
@@ -208,11 +208,11 @@ class WanAlphaOutput(ResponseModel):
 class WanAlphaParams(TypedDict, total=False):
     """The fields of `WanAlphaInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     num_frames: int
     fps: int
     num_inference_steps: int
-    seed: int | None
+    seed: int
     sampler: Literal["unipc", "dpm++", "euler"]
     shift: float
     resolution: Literal["240p", "360p", "480p", "580p", "720p"]

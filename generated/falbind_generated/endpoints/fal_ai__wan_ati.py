@@ -3,10 +3,10 @@
 
 # fal endpoint: fal-ai/wan-ati
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
-from falbind.models.base import RequestModel, ResponseModel
+from falbind.models.base import omitted, RequestModel, ResponseModel
 
 
 class File(ResponseModel):
@@ -465,12 +465,12 @@ class WanAtiInput(RequestModel):
         ),
     ] = "480p"
     seed: Annotated[
-        int | None,
+        int,
         Field(
             description="Random seed for reproducibility. If None, a random seed is chosen.",
             title="Seed",
         ),
-    ] = None
+    ] = omitted()
 
 
 class WanAtiOutput(ResponseModel):
@@ -494,13 +494,13 @@ class WanAtiOutput(ResponseModel):
 class WanAtiParams(TypedDict, total=False):
     """The fields of `WanAtiInput` as keyword arguments of the typed client methods."""
 
-    image_url: str
-    prompt: str
-    track: list[list[TrackPoint]]
+    image_url: Required[str]
+    prompt: Required[str]
+    track: Required[list[list[TrackPoint]]]
     num_inference_steps: int
     guidance_scale: float
     resolution: Literal["480p", "580p", "720p"]
-    seed: int | None
+    seed: int
 
 
 ENDPOINT_ID = "fal-ai/wan-ati"

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/wan-flf2v
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -177,10 +177,10 @@ class WanFlf2vOutput(ResponseModel):
 class WanFlf2vParams(TypedDict, total=False):
     """The fields of `WanFlf2vInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     negative_prompt: str
-    start_image_url: str
-    end_image_url: str
+    start_image_url: Required[str]
+    end_image_url: Required[str]
     num_frames: int | None
     frames_per_second: int | None
     seed: int | None

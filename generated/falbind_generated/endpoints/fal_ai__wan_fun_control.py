@@ -3,10 +3,10 @@
 
 # fal endpoint: fal-ai/wan-fun-control
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
-from falbind.models.base import RequestModel, ResponseModel
+from falbind.models.base import omitted, RequestModel, ResponseModel
 
 
 class File(ResponseModel):
@@ -63,8 +63,8 @@ class WanFunControlInput(RequestModel):
         float, Field(description="The shift for the scheduler.", ge=1.0, le=10.0, title="Shift")
     ] = 5
     seed: Annotated[
-        int | None, Field(description="The seed for the random number generator.", title="Seed")
-    ] = None
+        int, Field(description="The seed for the random number generator.", title="Seed")
+    ] = omitted()
     match_input_num_frames: Annotated[
         bool,
         Field(
@@ -119,7 +119,7 @@ class WanFunControlInput(RequestModel):
         ),
     ] = "depth"
     reference_image_url: Annotated[
-        str | None,
+        str,
         Field(
             description="The URL of the reference image to use as a reference for the video generation.",
             examples=[
@@ -127,7 +127,7 @@ class WanFunControlInput(RequestModel):
             ],
             title="Reference Image URL",
         ),
-    ] = None
+    ] = omitted()
 
 
 class WanFunControlOutput(ResponseModel):
@@ -148,20 +148,20 @@ class WanFunControlOutput(ResponseModel):
 class WanFunControlParams(TypedDict, total=False):
     """The fields of `WanFunControlInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     negative_prompt: str
     num_inference_steps: int
     guidance_scale: float
     shift: float
-    seed: int | None
+    seed: int
     match_input_num_frames: bool
     num_frames: int
     match_input_fps: bool
     fps: int
-    control_video_url: str
+    control_video_url: Required[str]
     preprocess_video: bool
     preprocess_type: Literal["depth", "pose"]
-    reference_image_url: str | None
+    reference_image_url: str
 
 
 ENDPOINT_ID = "fal-ai/wan-fun-control"

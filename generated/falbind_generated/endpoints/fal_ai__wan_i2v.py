@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/wan-i2v
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -163,9 +163,9 @@ class WanI2vOutput(ResponseModel):
 class WanI2vParams(TypedDict, total=False):
     """The fields of `WanI2vInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     negative_prompt: str
-    image_url: str
+    image_url: Required[str]
     num_frames: int | None
     frames_per_second: int | None
     seed: int | None

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/wan-motion
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -119,8 +119,8 @@ class WanMotionOutput(ResponseModel):
 class WanMotionParams(TypedDict, total=False):
     """The fields of `WanMotionInput` as keyword arguments of the typed client methods."""
 
-    video_url: str
-    image_url: str
+    video_url: Required[str]
+    image_url: Required[str]
     prompt: str
     seed: int | None
     acceleration: Literal["none", "regular"]

@@ -3,16 +3,16 @@
 
 # fal endpoint: fal-ai/wan-move
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated
 from pydantic import Field
-from falbind.models.base import RequestModel, ResponseModel
+from falbind.models.base import omitted, RequestModel, ResponseModel
 
 
 class TrajectoryPoint(RequestModel):
     x: Annotated[float, Field(title="X")]
     y: Annotated[float, Field(title="Y")]
-    speed: Annotated[float | None, Field(title="Speed")] = None
+    speed: Annotated[float, Field(title="Speed")] = omitted()
 
 
 class VideoFile(ResponseModel):
@@ -130,12 +130,12 @@ class WanMoveInput(RequestModel):
         ),
     ] = "色调艳丽，过曝，静态，细节模糊不清，字幕，风格，作品，画作，画面，静止，整体发灰，最差质量，低质量，JPEG压缩残留，丑陋的，残缺的，多余的手指，画得不好的手部，画得不好的脸部，畸形的，毁容的，形态畸形的肢体，手指融合，静止不动的画面，杂乱的背景，三条腿，背景人很多，倒着走"
     seed: Annotated[
-        int | None,
+        int,
         Field(
             description="Random seed for reproducibility. If None, a random seed is chosen.",
             title="Seed",
         ),
-    ] = None
+    ] = omitted()
 
 
 class WanMoveOutput(ResponseModel):
@@ -164,13 +164,13 @@ class WanMoveOutput(ResponseModel):
 class WanMoveParams(TypedDict, total=False):
     """The fields of `WanMoveInput` as keyword arguments of the typed client methods."""
 
-    image_url: str
-    prompt: str
-    trajectories: list[list[TrajectoryPoint]]
+    image_url: Required[str]
+    prompt: Required[str]
+    trajectories: Required[list[list[TrajectoryPoint]]]
     num_inference_steps: int
     guidance_scale: float
     negative_prompt: str
-    seed: int | None
+    seed: int
 
 
 ENDPOINT_ID = "fal-ai/wan-move"

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/wan-pro/image-to-video
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -78,10 +78,10 @@ class WanProImageToVideoOutput(ResponseModel):
 class WanProImageToVideoParams(TypedDict, total=False):
     """The fields of `WanProImageToVideoInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     seed: int | None
     enable_safety_checker: bool
-    image_url: str
+    image_url: Required[str]
 
 
 ENDPOINT_ID = "fal-ai/wan-pro/image-to-video"

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/wan-pro/text-to-video
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -70,7 +70,7 @@ class WanProTextToVideoOutput(ResponseModel):
 class WanProTextToVideoParams(TypedDict, total=False):
     """The fields of `WanProTextToVideoInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     seed: int | None
     enable_safety_checker: bool
 

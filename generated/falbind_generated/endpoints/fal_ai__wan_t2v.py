@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/wan-t2v
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -142,7 +142,7 @@ class WanT2vOutput(ResponseModel):
 class WanT2vParams(TypedDict, total=False):
     """The fields of `WanT2vInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     negative_prompt: str
     num_frames: int | None
     frames_per_second: int | None

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/wan-trainer/flf2v-720p
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -90,7 +90,7 @@ class WanTrainerFlf2v720pOutput(ResponseModel):
 class WanTrainerFlf2v720pParams(TypedDict, total=False):
     """The fields of `WanTrainerFlf2v720pInput` as keyword arguments of the typed client methods."""
 
-    training_data_url: str
+    training_data_url: Required[str]
     number_of_steps: int
     learning_rate: float
     trigger_phrase: str

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/wan-trainer/i2v-720p
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -86,7 +86,7 @@ class WanTrainerI2v720pOutput(ResponseModel):
 class WanTrainerI2v720pParams(TypedDict, total=False):
     """The fields of `WanTrainerI2v720pInput` as keyword arguments of the typed client methods."""
 
-    training_data_url: str
+    training_data_url: Required[str]
     number_of_steps: int
     learning_rate: float
     trigger_phrase: str

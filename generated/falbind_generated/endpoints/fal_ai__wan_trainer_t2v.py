@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/wan-trainer/t2v
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -86,7 +86,7 @@ class WanTrainerT2vOutput(ResponseModel):
 class WanTrainerT2vParams(TypedDict, total=False):
     """The fields of `WanTrainerT2vInput` as keyword arguments of the typed client methods."""
 
-    training_data_url: str
+    training_data_url: Required[str]
     number_of_steps: int
     learning_rate: float
     trigger_phrase: str

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/wan/v2.2-14b/animate/replace
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -179,8 +179,8 @@ class WanV2214bAnimateReplaceOutput(ResponseModel):
 class WanV2214bAnimateReplaceParams(TypedDict, total=False):
     """The fields of `WanV2214bAnimateReplaceInput` as keyword arguments of the typed client methods."""
 
-    video_url: str
-    image_url: str
+    video_url: Required[str]
+    image_url: Required[str]
     guidance_scale: float
     resolution: Literal["480p", "580p", "720p"]
     seed: int | None

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/wan/v2.2-14b/speech-to-video
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -187,7 +187,7 @@ class WanV2214bSpeechToVideoOutput(ResponseModel):
 class WanV2214bSpeechToVideoParams(TypedDict, total=False):
     """The fields of `WanV2214bSpeechToVideoInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     negative_prompt: str
     num_frames: int
     frames_per_second: int | None
@@ -200,8 +200,8 @@ class WanV2214bSpeechToVideoParams(TypedDict, total=False):
     shift: float
     video_quality: Literal["low", "medium", "high", "maximum"]
     video_write_mode: Literal["fast", "balanced", "small"]
-    image_url: str
-    audio_url: str
+    image_url: Required[str]
+    audio_url: Required[str]
 
 
 ENDPOINT_ID = "fal-ai/wan/v2.2-14b/speech-to-video"

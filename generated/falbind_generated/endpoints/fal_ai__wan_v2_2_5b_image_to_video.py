@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/wan/v2.2-5b/image-to-video
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -225,8 +225,8 @@ class WanV225bImageToVideoOutput(ResponseModel):
 class WanV225bImageToVideoParams(TypedDict, total=False):
     """The fields of `WanV225bImageToVideoInput` as keyword arguments of the typed client methods."""
 
-    image_url: str
-    prompt: str
+    image_url: Required[str]
+    prompt: Required[str]
     num_frames: int
     frames_per_second: int | None
     negative_prompt: str

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/wan/v2.2-a14b/image-to-video/lora
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -278,8 +278,8 @@ class WanV22A14bImageToVideoLoraOutput(ResponseModel):
 class WanV22A14bImageToVideoLoraParams(TypedDict, total=False):
     """The fields of `WanV22A14bImageToVideoLoraInput` as keyword arguments of the typed client methods."""
 
-    image_url: str
-    prompt: str
+    image_url: Required[str]
+    prompt: Required[str]
     num_frames: int
     frames_per_second: int | None
     negative_prompt: str

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/wan/v2.2-a14b/image-to-video/turbo
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -155,8 +155,8 @@ class WanV22A14bImageToVideoTurboOutput(ResponseModel):
 class WanV22A14bImageToVideoTurboParams(TypedDict, total=False):
     """The fields of `WanV22A14bImageToVideoTurboInput` as keyword arguments of the typed client methods."""
 
-    image_url: str
-    prompt: str
+    image_url: Required[str]
+    prompt: Required[str]
     seed: int | None
     resolution: Literal["480p", "580p", "720p"]
     aspect_ratio: Literal["auto", "16:9", "9:16", "1:1"]

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/wan/v2.2-a14b/text-to-image/lora
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -216,7 +216,7 @@ class WanV22A14bTextToImageLoraOutput(ResponseModel):
 class WanV22A14bTextToImageLoraParams(TypedDict, total=False):
     """The fields of `WanV22A14bTextToImageLoraInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     negative_prompt: str
     seed: int | None
     num_inference_steps: int

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/wan/v2.2-a14b/text-to-video
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -234,7 +234,7 @@ class WanV22A14bTextToVideoOutput(ResponseModel):
 class WanV22A14bTextToVideoParams(TypedDict, total=False):
     """The fields of `WanV22A14bTextToVideoInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     negative_prompt: str
     num_frames: int
     frames_per_second: int | None

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/wan/v2.2-a14b/text-to-video/lora
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -272,7 +272,7 @@ class WanV22A14bTextToVideoLoraOutput(ResponseModel):
 class WanV22A14bTextToVideoLoraParams(TypedDict, total=False):
     """The fields of `WanV22A14bTextToVideoLoraInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     negative_prompt: str
     num_frames: int
     frames_per_second: int | None

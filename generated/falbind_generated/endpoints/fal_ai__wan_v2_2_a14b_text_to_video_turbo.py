@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/wan/v2.2-a14b/text-to-video/turbo
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -143,7 +143,7 @@ class WanV22A14bTextToVideoTurboOutput(ResponseModel):
 class WanV22A14bTextToVideoTurboParams(TypedDict, total=False):
     """The fields of `WanV22A14bTextToVideoTurboInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     seed: int | None
     resolution: Literal["480p", "580p", "720p"]
     aspect_ratio: Literal["16:9", "9:16", "1:1"]

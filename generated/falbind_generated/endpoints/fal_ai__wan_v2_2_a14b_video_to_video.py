@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/wan/v2.2-a14b/video-to-video
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -261,8 +261,8 @@ class WanV22A14bVideoToVideoOutput(ResponseModel):
 class WanV22A14bVideoToVideoParams(TypedDict, total=False):
     """The fields of `WanV22A14bVideoToVideoInput` as keyword arguments of the typed client methods."""
 
-    video_url: str
-    prompt: str
+    video_url: Required[str]
+    prompt: Required[str]
     strength: float
     num_frames: int
     frames_per_second: int | None

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/wan/v2.7/edit-video
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -132,8 +132,8 @@ class WanV27EditVideoOutput(ResponseModel):
 class WanV27EditVideoParams(TypedDict, total=False):
     """The fields of `WanV27EditVideoInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
-    video_url: str
+    prompt: Required[str]
+    video_url: Required[str]
     reference_image_url: str | None
     resolution: Literal["720p", "1080p"]
     aspect_ratio: Literal["16:9", "9:16", "1:1", "4:3", "3:4"] | None

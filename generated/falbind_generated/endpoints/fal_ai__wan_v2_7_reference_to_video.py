@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/wan/v2.7/reference-to-video
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -127,7 +127,7 @@ class WanV27ReferenceToVideoOutput(ResponseModel):
 class WanV27ReferenceToVideoParams(TypedDict, total=False):
     """The fields of `WanV27ReferenceToVideoInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     reference_image_urls: list[str] | None
     reference_video_urls: list[str] | None
     negative_prompt: str | None

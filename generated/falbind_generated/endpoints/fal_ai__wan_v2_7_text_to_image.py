@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/wan/v2.7/text-to-image
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -106,7 +106,7 @@ class WanV27TextToImageOutput(ResponseModel):
 class WanV27TextToImageParams(TypedDict, total=False):
     """The fields of `WanV27TextToImageInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     negative_prompt: str | None
     image_size: (
         ImageSize

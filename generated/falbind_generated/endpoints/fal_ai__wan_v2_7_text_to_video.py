@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/wan/v2.7/text-to-video
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -117,7 +117,7 @@ class WanV27TextToVideoOutput(ResponseModel):
 class WanV27TextToVideoParams(TypedDict, total=False):
     """The fields of `WanV27TextToVideoInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     audio_url: str | None
     aspect_ratio: Literal["16:9", "9:16", "1:1", "4:3", "3:4"]
     resolution: Literal["720p", "1080p"]

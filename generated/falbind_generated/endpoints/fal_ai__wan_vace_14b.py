@@ -3,10 +3,10 @@
 
 # fal endpoint: fal-ai/wan-vace-14b
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
-from falbind.models.base import RequestModel, ResponseModel
+from falbind.models.base import omitted, RequestModel, ResponseModel
 
 
 class File(ResponseModel):
@@ -193,12 +193,12 @@ class WanVace14bInput(RequestModel):
         ),
     ] = None
     ref_image_urls: Annotated[
-        list[str] | None,
+        list[str],
         Field(
             description="URLs to source reference image. If provided, the model will use this image as reference.",
             title="Reference Image URLs",
         ),
-    ] = None
+    ] = omitted()
     first_frame_url: Annotated[
         str | None,
         Field(
@@ -345,7 +345,7 @@ class WanVace14bOutput(ResponseModel):
 class WanVace14bParams(TypedDict, total=False):
     """The fields of `WanVace14bInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     negative_prompt: str
     match_input_num_frames: bool
     num_frames: int
@@ -362,7 +362,7 @@ class WanVace14bParams(TypedDict, total=False):
     video_url: str | None
     mask_video_url: str | None
     mask_image_url: str | None
-    ref_image_urls: list[str] | None
+    ref_image_urls: list[str]
     first_frame_url: str | None
     last_frame_url: str | None
     enable_safety_checker: bool

@@ -3,10 +3,10 @@
 
 # fal endpoint: fal-ai/wan-vace-14b/inpainting
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
-from falbind.models.base import RequestModel, ResponseModel
+from falbind.models.base import omitted, RequestModel, ResponseModel
 
 
 class File(ResponseModel):
@@ -191,13 +191,13 @@ class WanVace14bInpaintingInput(RequestModel):
         ),
     ] = None
     ref_image_urls: Annotated[
-        list[str] | None,
+        list[str],
         Field(
             description="Urls to source reference image. If provided, the model will use this image as reference.",
             examples=[["https://storage.googleapis.com/falserverless/vace/src_ref_image_1.png"]],
             title="Reference Image URLs",
         ),
-    ] = None
+    ] = omitted()
     first_frame_url: Annotated[
         str | None,
         Field(
@@ -354,7 +354,7 @@ class WanVace14bInpaintingOutput(ResponseModel):
 class WanVace14bInpaintingParams(TypedDict, total=False):
     """The fields of `WanVace14bInpaintingInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     negative_prompt: str
     match_input_num_frames: bool
     num_frames: int
@@ -367,10 +367,10 @@ class WanVace14bInpaintingParams(TypedDict, total=False):
     guidance_scale: float
     sampler: Literal["unipc", "dpm++", "euler"]
     shift: float
-    video_url: str
+    video_url: Required[str]
     mask_video_url: str | None
     mask_image_url: str | None
-    ref_image_urls: list[str] | None
+    ref_image_urls: list[str]
     first_frame_url: str | None
     last_frame_url: str | None
     enable_safety_checker: bool

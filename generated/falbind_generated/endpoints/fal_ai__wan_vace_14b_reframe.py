@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/wan-vace-14b/reframe
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -352,7 +352,7 @@ class WanVace14bReframeParams(TypedDict, total=False):
     guidance_scale: float
     sampler: Literal["unipc", "dpm++", "euler"]
     shift: float
-    video_url: str
+    video_url: Required[str]
     first_frame_url: str | None
     last_frame_url: str | None
     enable_safety_checker: bool

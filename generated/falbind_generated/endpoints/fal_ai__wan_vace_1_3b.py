@@ -3,10 +3,10 @@
 
 # fal endpoint: fal-ai/wan-vace-1-3b
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
-from falbind.models.base import RequestModel, ResponseModel
+from falbind.models.base import omitted, RequestModel, ResponseModel
 
 
 class File(ResponseModel):
@@ -82,12 +82,12 @@ class WanVace13bInput(RequestModel):
         Field(description="Shift parameter for video generation.", ge=1.0, le=10.0, title="Shift"),
     ] = 5
     seed: Annotated[
-        int | None,
+        int,
         Field(
             description="Random seed for reproducibility. If None, a random seed is chosen.",
             title="Seed",
         ),
-    ] = None
+    ] = omitted()
     resolution: Annotated[
         Literal["480p", "580p", "720p"],
         Field(
@@ -111,36 +111,36 @@ class WanVace13bInput(RequestModel):
         ),
     ] = 30
     video_url: Annotated[
-        str | None,
+        str,
         Field(
             description="URL to the source video file. If provided, the model will use this video as a reference.",
             examples=["https://storage.googleapis.com/falserverless/vace/src_video.mp4"],
             title="Video Url",
         ),
-    ] = None
+    ] = omitted()
     mask_video_url: Annotated[
-        str | None,
+        str,
         Field(
             description="URL to the source mask file. If provided, the model will use this mask as a reference.",
             examples=["https://storage.googleapis.com/falserverless/vace/src_mask.mp4"],
             title="Mask Video Url",
         ),
-    ] = None
+    ] = omitted()
     mask_image_url: Annotated[
-        str | None,
+        str,
         Field(
             description="URL to the guiding mask file. If provided, the model will use this mask as a reference to create masked video. If provided mask video url will be ignored.",
             title="Mask Image Url",
         ),
-    ] = None
+    ] = omitted()
     ref_image_urls: Annotated[
-        list[str] | None,
+        list[str],
         Field(
             description="Urls to source reference image. If provided, the model will use this image as reference.",
             examples=[["https://storage.googleapis.com/falserverless/vace/src_ref_image_1.png"]],
             title="Ref Image Urls",
         ),
-    ] = None
+    ] = omitted()
     enable_safety_checker: Annotated[
         bool,
         Field(
@@ -179,20 +179,20 @@ class WanVace13bOutput(ResponseModel):
 class WanVace13bParams(TypedDict, total=False):
     """The fields of `WanVace13bInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     negative_prompt: str
     num_frames: int
     frames_per_second: int
     task: Literal["depth", "inpainting", "pose"]
     shift: float
-    seed: int | None
+    seed: int
     resolution: Literal["480p", "580p", "720p"]
     aspect_ratio: Literal["auto", "9:16", "16:9"]
     num_inference_steps: int
-    video_url: str | None
-    mask_video_url: str | None
-    mask_image_url: str | None
-    ref_image_urls: list[str] | None
+    video_url: str
+    mask_video_url: str
+    mask_image_url: str
+    ref_image_urls: list[str]
     enable_safety_checker: bool
     enable_prompt_expansion: bool
     preprocess: bool

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/wan-vace-apps/long-reframe
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -249,7 +249,7 @@ class WanVaceAppsLongReframeParams(TypedDict, total=False):
     guidance_scale: float
     sampler: Literal["unipc", "dpm++", "euler"]
     shift: float
-    video_url: str
+    video_url: Required[str]
     enable_safety_checker: bool
     acceleration: Literal["none", "low", "regular"] | None
     video_quality: Literal["low", "medium", "high", "maximum"]

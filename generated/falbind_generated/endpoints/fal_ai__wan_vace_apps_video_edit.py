@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/wan-vace-apps/video-edit
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -169,8 +169,8 @@ class WanVaceAppsVideoEditOutput(ResponseModel):
 class WanVaceAppsVideoEditParams(TypedDict, total=False):
     """The fields of `WanVaceAppsVideoEditInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
-    video_url: str
+    prompt: Required[str]
+    video_url: Required[str]
     video_type: Literal["auto", "general", "human"]
     image_urls: list[str]
     resolution: Literal["auto", "240p", "360p", "480p", "580p", "720p"]

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/wan-vision-enhancer
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -110,7 +110,7 @@ class WanVisionEnhancerOutput(ResponseModel):
 class WanVisionEnhancerParams(TypedDict, total=False):
     """The fields of `WanVisionEnhancerInput` as keyword arguments of the typed client methods."""
 
-    video_url: str
+    video_url: Required[str]
     target_resolution: Literal["720p", "1080p"]
     creativity: int
     prompt: str | None

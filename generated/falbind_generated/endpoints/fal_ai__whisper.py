@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/whisper
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Any, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -200,6 +200,7 @@ class WhisperInput(RequestModel):
         int | None,
         Field(
             description="\n            Number of speakers in the audio file. Defaults to null.\n            If not provided, the number of speakers will be automatically\n            detected.\n        ",
+            examples=[None],
             ge=1,
             title="Num Speakers",
         ),
@@ -333,7 +334,7 @@ class WhisperOutput(ResponseModel):
 class WhisperParams(TypedDict, total=False):
     """The fields of `WhisperInput` as keyword arguments of the typed client methods."""
 
-    audio_url: str
+    audio_url: Required[str]
     task: Literal["transcribe", "translate"]
     language: (
         Literal[

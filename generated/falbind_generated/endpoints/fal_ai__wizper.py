@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/wizper
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -291,7 +291,7 @@ class WizperOutput(ResponseModel):
 class WizperParams(TypedDict, total=False):
     """The fields of `WizperInput` as keyword arguments of the typed client methods."""
 
-    audio_url: str
+    audio_url: Required[str]
     task: Literal["transcribe", "translate"]
     language: (
         Literal[

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/workflow-utilities/audio-compressor
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -109,7 +109,7 @@ class WorkflowUtilitiesAudioCompressorOutput(ResponseModel):
 class WorkflowUtilitiesAudioCompressorParams(TypedDict, total=False):
     """The fields of `WorkflowUtilitiesAudioCompressorInput` as keyword arguments of the typed client methods."""
 
-    audio_url: str
+    audio_url: Required[str]
     threshold: float
     ratio: float
     attack: float

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/workflow-utilities/auto-subtitle
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Any, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -251,7 +251,7 @@ class WorkflowUtilitiesAutoSubtitleOutput(ResponseModel):
 class WorkflowUtilitiesAutoSubtitleParams(TypedDict, total=False):
     """The fields of `WorkflowUtilitiesAutoSubtitleInput` as keyword arguments of the typed client methods."""
 
-    video_url: str
+    video_url: Required[str]
     language: str
     font_name: str
     font_size: int

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/workflow-utilities/impulse-response
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -108,8 +108,8 @@ class WorkflowUtilitiesImpulseResponseOutput(ResponseModel):
 class WorkflowUtilitiesImpulseResponseParams(TypedDict, total=False):
     """The fields of `WorkflowUtilitiesImpulseResponseInput` as keyword arguments of the typed client methods."""
 
-    audio_url: str
-    impulse_response_url: str
+    audio_url: Required[str]
+    impulse_response_url: Required[str]
     dry_level: float
     wet_level: float
     loudness_i: float

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/workflow-utilities/interleave-video
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -83,7 +83,7 @@ class WorkflowUtilitiesInterleaveVideoOutput(ResponseModel):
 class WorkflowUtilitiesInterleaveVideoParams(TypedDict, total=False):
     """The fields of `WorkflowUtilitiesInterleaveVideoInput` as keyword arguments of the typed client methods."""
 
-    video_urls: list[str]
+    video_urls: Required[list[str]]
     frames_per_second: float | None
 
 

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/workflow-utilities/pick-image-by-index
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -103,8 +103,8 @@ class WorkflowUtilitiesPickImageByIndexOutput(ResponseModel):
 class WorkflowUtilitiesPickImageByIndexParams(TypedDict, total=False):
     """The fields of `WorkflowUtilitiesPickImageByIndexInput` as keyword arguments of the typed client methods."""
 
-    image_urls: list[str]
-    index: int
+    image_urls: Required[list[str]]
+    index: Required[int]
     fallback_index: Literal["first-image", "last-image"]
 
 

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/workflow-utilities/reverse-video
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -66,7 +66,7 @@ class WorkflowUtilitiesReverseVideoOutput(ResponseModel):
 class WorkflowUtilitiesReverseVideoParams(TypedDict, total=False):
     """The fields of `WorkflowUtilitiesReverseVideoInput` as keyword arguments of the typed client methods."""
 
-    video_url: str
+    video_url: Required[str]
 
 
 ENDPOINT_ID = "fal-ai/workflow-utilities/reverse-video"

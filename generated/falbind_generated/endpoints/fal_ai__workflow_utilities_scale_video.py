@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/workflow-utilities/scale-video
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -153,7 +153,7 @@ class WorkflowUtilitiesScaleVideoOutput(ResponseModel):
 class WorkflowUtilitiesScaleVideoParams(TypedDict, total=False):
     """The fields of `WorkflowUtilitiesScaleVideoInput` as keyword arguments of the typed client methods."""
 
-    video_url: str
+    video_url: Required[str]
     width: int | None
     height: int | None
     mode: Literal["stretch", "pad", "crop"]

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/workflow-utilities/trim-video
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -101,7 +101,7 @@ class WorkflowUtilitiesTrimVideoOutput(ResponseModel):
 class WorkflowUtilitiesTrimVideoParams(TypedDict, total=False):
     """The fields of `WorkflowUtilitiesTrimVideoInput` as keyword arguments of the typed client methods."""
 
-    video_url: str
+    video_url: Required[str]
     start_time: float
     end_time: float | None
     duration: float | None

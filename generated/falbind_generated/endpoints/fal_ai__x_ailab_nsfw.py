@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/x-ailab/nsfw
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -33,7 +33,7 @@ class XAilabNsfwOutput(ResponseModel):
 class XAilabNsfwParams(TypedDict, total=False):
     """The fields of `XAilabNsfwInput` as keyword arguments of the typed client methods."""
 
-    image_urls: list[str]
+    image_urls: Required[list[str]]
 
 
 ENDPOINT_ID = "fal-ai/x-ailab/nsfw"

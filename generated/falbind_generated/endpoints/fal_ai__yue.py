@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/yue
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -79,8 +79,8 @@ class YueOutput(ResponseModel):
 class YueParams(TypedDict, total=False):
     """The fields of `YueInput` as keyword arguments of the typed client methods."""
 
-    lyrics: str
-    genres: str
+    lyrics: Required[str]
+    genres: Required[str]
 
 
 ENDPOINT_ID = "fal-ai/yue"

@@ -3,10 +3,10 @@
 
 # fal endpoint: fal-ai/z-image/base
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
-from falbind.models.base import RequestModel, ResponseModel
+from falbind.models.base import omitted, RequestModel, ResponseModel
 
 
 class ImageFile(ResponseModel):
@@ -82,12 +82,12 @@ class ZImageBaseInput(RequestModel):
         ),
     ] = 28
     seed: Annotated[
-        int | None,
+        int,
         Field(
             description="\n            The same seed and the same prompt given to the same version of the model\n            will output the same image every time.\n        ",
             title="Seed",
         ),
-    ] = None
+    ] = omitted()
     sync_mode: Annotated[
         bool,
         Field(
@@ -178,7 +178,7 @@ class ZImageBaseOutput(ResponseModel):
 class ZImageBaseParams(TypedDict, total=False):
     """The fields of `ZImageBaseInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     image_size: (
         ImageSize
         | Literal[
@@ -191,7 +191,7 @@ class ZImageBaseParams(TypedDict, total=False):
         ]
     )
     num_inference_steps: int
-    seed: int | None
+    seed: int
     sync_mode: bool
     num_images: int
     enable_safety_checker: bool

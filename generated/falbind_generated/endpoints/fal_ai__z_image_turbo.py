@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/z-image/turbo
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -170,7 +170,7 @@ class ZImageTurboOutput(ResponseModel):
 class ZImageTurboParams(TypedDict, total=False):
     """The fields of `ZImageTurboInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     image_size: (
         ImageSize
         | Literal[

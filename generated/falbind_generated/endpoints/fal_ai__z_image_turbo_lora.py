@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/z-image/turbo/lora
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -194,7 +194,7 @@ class ZImageTurboLoraOutput(ResponseModel):
 class ZImageTurboLoraParams(TypedDict, total=False):
     """The fields of `ZImageTurboLoraInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     image_size: (
         ImageSize
         | Literal[

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/z-image-turbo-trainer-v2
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -68,7 +68,7 @@ class ZImageTurboTrainerV2Output(ResponseModel):
 class ZImageTurboTrainerV2Params(TypedDict, total=False):
     """The fields of `ZImageTurboTrainerV2Input` as keyword arguments of the typed client methods."""
 
-    image_data_url: str
+    image_data_url: Required[str]
     steps: int
     default_caption: str | None
     learning_rate: float

@@ -3,7 +3,7 @@
 
 # fal endpoint: fal-ai/zonos
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -61,8 +61,8 @@ class ZonosOutput(ResponseModel):
 class ZonosParams(TypedDict, total=False):
     """The fields of `ZonosInput` as keyword arguments of the typed client methods."""
 
-    reference_audio_url: str
-    prompt: str
+    reference_audio_url: Required[str]
+    prompt: Required[str]
 
 
 ENDPOINT_ID = "fal-ai/zonos"

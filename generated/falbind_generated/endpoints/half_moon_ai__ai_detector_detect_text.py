@@ -3,7 +3,7 @@
 
 # fal endpoint: half-moon-ai/ai-detector/detect-text
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -34,7 +34,7 @@ class HalfMoonAiAiDetectorDetectTextOutput(ResponseModel):
 class HalfMoonAiAiDetectorDetectTextParams(TypedDict, total=False):
     """The fields of `HalfMoonAiAiDetectorDetectTextInput` as keyword arguments of the typed client methods."""
 
-    text: str
+    text: Required[str]
 
 
 ENDPOINT_ID = "half-moon-ai/ai-detector/detect-text"

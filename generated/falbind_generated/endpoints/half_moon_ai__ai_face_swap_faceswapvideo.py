@@ -3,7 +3,7 @@
 
 # fal endpoint: half-moon-ai/ai-face-swap/faceswapvideo
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -78,8 +78,8 @@ class Video(ResponseModel):
 class HalfMoonAiAiFaceSwapFaceswapvideoParams(TypedDict, total=False):
     """The fields of `HalfMoonAiAiFaceSwapFaceswapvideoInput` as keyword arguments of the typed client methods."""
 
-    source_face_url: str
-    target_video_url: str
+    source_face_url: Required[str]
+    target_video_url: Required[str]
 
 
 ENDPOINT_ID = "half-moon-ai/ai-face-swap/faceswapvideo"

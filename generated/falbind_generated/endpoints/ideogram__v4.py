@@ -3,7 +3,7 @@
 
 # fal endpoint: ideogram/v4
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -162,7 +162,7 @@ class ImageSize(RequestModel):
 class IdeogramV4Params(TypedDict, total=False):
     """The fields of `IdeogramV4Input` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     expansion_model: Literal["Medium", "Large"]
     image_size: (
         ImageSize

@@ -3,7 +3,7 @@
 
 # fal endpoint: ideogram/v4/trainer
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -71,7 +71,7 @@ class IdeogramV4TrainerOutput(ResponseModel):
 class IdeogramV4TrainerParams(TypedDict, total=False):
     """The fields of `IdeogramV4TrainerInput` as keyword arguments of the typed client methods."""
 
-    images_data_url: str
+    images_data_url: Required[str]
     steps: int
     default_caption: str | None
     resolution: str

@@ -3,7 +3,7 @@
 
 # fal endpoint: imagineart/imagineart-1.5-preview/text-to-image
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -93,7 +93,7 @@ class ImagineartImagineart15PreviewTextToImageOutput(ResponseModel):
 class ImagineartImagineart15PreviewTextToImageParams(TypedDict, total=False):
     """The fields of `ImagineartImagineart15PreviewTextToImageInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     aspect_ratio: Literal["1:1", "3:1", "1:3", "16:9", "9:16", "4:3", "3:4", "3:2", "2:3"]
     seed: int | None
 

@@ -3,10 +3,10 @@
 
 # fal endpoint: imagineart/imagineart-1.5-pro-preview/text-to-image
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
-from falbind.models.base import RequestModel, ResponseModel
+from falbind.models.base import omitted, RequestModel, ResponseModel
 
 
 class Image(ResponseModel):
@@ -61,8 +61,8 @@ class ImagineartImagineart15ProPreviewTextToImageInput(RequestModel):
         ),
     ] = "1:1"
     seed: Annotated[
-        int | None, Field(description="Seed for the image generation", examples=[0], title="Seed")
-    ] = None
+        int, Field(description="Seed for the image generation", examples=[0], title="Seed")
+    ] = omitted()
 
 
 class ImagineartImagineart15ProPreviewTextToImageOutput(ResponseModel):
@@ -88,9 +88,9 @@ class ImagineartImagineart15ProPreviewTextToImageOutput(ResponseModel):
 class ImagineartImagineart15ProPreviewTextToImageParams(TypedDict, total=False):
     """The fields of `ImagineartImagineart15ProPreviewTextToImageInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     aspect_ratio: Literal["1:1", "16:9", "9:16", "4:3", "3:4", "3:1", "1:3", "3:2", "2:3"]
-    seed: int | None
+    seed: int
 
 
 ENDPOINT_ID = "imagineart/imagineart-1.5-pro-preview/text-to-image"

@@ -3,10 +3,10 @@
 
 # fal endpoint: imagineart/imagineart-2.0-preview/text-to-image
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
-from falbind.models.base import RequestModel, ResponseModel
+from falbind.models.base import omitted, RequestModel, ResponseModel
 
 
 class Image(ResponseModel):
@@ -84,13 +84,13 @@ class ImagineartImagineart20PreviewTextToImageInput(RequestModel):
         ),
     ] = "2K"
     seed: Annotated[
-        int | None,
+        int,
         Field(
             description="Default is random (0 and -1 are treated as random)",
             examples=[0],
             title="Seed",
         ),
-    ] = None
+    ] = omitted()
     reasoning: Annotated[
         Literal["high", "low"],
         Field(
@@ -124,7 +124,7 @@ class ImagineartImagineart20PreviewTextToImageOutput(ResponseModel):
 class ImagineartImagineart20PreviewTextToImageParams(TypedDict, total=False):
     """The fields of `ImagineartImagineart20PreviewTextToImageInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     aspect_ratio: Literal[
         "1:1",
         "16:9",
@@ -142,7 +142,7 @@ class ImagineartImagineart20PreviewTextToImageParams(TypedDict, total=False):
         "1:4",
     ]
     resolution: Literal["1K", "2K"]
-    seed: int | None
+    seed: int
     reasoning: Literal["high", "low"]
 
 

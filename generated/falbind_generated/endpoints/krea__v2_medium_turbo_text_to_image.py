@@ -3,7 +3,7 @@
 
 # fal endpoint: krea/v2/medium/turbo/text-to-image
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -164,7 +164,7 @@ class Style(RequestModel):
 class KreaV2MediumTurboTextToImageParams(TypedDict, total=False):
     """The fields of `KreaV2MediumTurboTextToImageInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     aspect_ratio: Literal["1:1", "4:3", "3:2", "16:9", "2.35:1", "4:5", "2:3", "9:16"]
     creativity: Literal["raw", "low", "medium", "high"]
     seed: int | None

@@ -3,7 +3,7 @@
 
 # fal endpoint: luma/agent/ray/v3.2/image-to-video
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -130,8 +130,8 @@ class LumaAgentRayV32ImageToVideoOutput(ResponseModel):
 class LumaAgentRayV32ImageToVideoParams(TypedDict, total=False):
     """The fields of `LumaAgentRayV32ImageToVideoInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
-    image_url: str
+    prompt: Required[str]
+    image_url: Required[str]
     end_image_url: str | None
     aspect_ratio: Literal["3:4", "4:3", "1:1", "9:16", "16:9", "21:9"]
     resolution: Literal["540p", "720p", "1080p"]

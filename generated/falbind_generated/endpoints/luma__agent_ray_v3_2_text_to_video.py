@@ -3,7 +3,7 @@
 
 # fal endpoint: luma/agent/ray/v3.2/text-to-video
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -109,7 +109,7 @@ class LumaAgentRayV32TextToVideoOutput(ResponseModel):
 class LumaAgentRayV32TextToVideoParams(TypedDict, total=False):
     """The fields of `LumaAgentRayV32TextToVideoInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     aspect_ratio: Literal["3:4", "4:3", "1:1", "9:16", "16:9", "21:9"]
     resolution: Literal["540p", "720p", "1080p"]
     duration: Literal["5s", "10s"]

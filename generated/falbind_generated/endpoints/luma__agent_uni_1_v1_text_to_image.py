@@ -3,7 +3,7 @@
 
 # fal endpoint: luma/agent/uni-1/v1/text-to-image
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -86,7 +86,7 @@ class LumaAgentUni1V1TextToImageOutput(ResponseModel):
 class LumaAgentUni1V1TextToImageParams(TypedDict, total=False):
     """The fields of `LumaAgentUni1V1TextToImageInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     aspect_ratio: Literal["3:1", "2:1", "16:9", "3:2", "1:1", "2:3", "9:16", "1:2", "1:3"] | None
     style: Literal["auto", "manga"]
     output_format: Literal["png", "jpeg"] | None

@@ -3,7 +3,7 @@
 
 # fal endpoint: microsoft/mai-image-2.5
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -86,7 +86,7 @@ class MicrosoftMaiImage25Output(ResponseModel):
 class MicrosoftMaiImage25Params(TypedDict, total=False):
     """The fields of `MicrosoftMaiImage25Input` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     num_images: int
     aspect_ratio: Literal["auto", "1:1", "4:3", "3:4", "16:9", "9:16", "3:2", "2:3"]
     output_format: Literal["jpeg", "png", "webp"]

@@ -3,7 +3,7 @@
 
 # fal endpoint: mirelo-ai/sfx1.6/extend-audio
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -108,7 +108,7 @@ class MireloAiSfx16ExtendAudioOutput(ResponseModel):
 class MireloAiSfx16ExtendAudioParams(TypedDict, total=False):
     """The fields of `MireloAiSfx16ExtendAudioInput` as keyword arguments of the typed client methods."""
 
-    audio_url: str
+    audio_url: Required[str]
     text_prompt: str | None
     append_duration: float
     ambience: bool

@@ -3,7 +3,7 @@
 
 # fal endpoint: mirelo-ai/sfx1.6/inpaint-audio
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -111,8 +111,8 @@ class MireloAiSfx16InpaintAudioOutput(ResponseModel):
 class MireloAiSfx16InpaintAudioParams(TypedDict, total=False):
     """The fields of `MireloAiSfx16InpaintAudioInput` as keyword arguments of the typed client methods."""
 
-    audio_url: str
-    segment: AudioSegmentSpec
+    audio_url: Required[str]
+    segment: Required[AudioSegmentSpec]
     text_prompt: str | None
     num_samples: int
     seed: int | None

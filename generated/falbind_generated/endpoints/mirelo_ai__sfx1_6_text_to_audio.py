@@ -3,7 +3,7 @@
 
 # fal endpoint: mirelo-ai/sfx1.6/text-to-audio
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -101,7 +101,7 @@ class MireloAiSfx16TextToAudioOutput(ResponseModel):
 class MireloAiSfx16TextToAudioParams(TypedDict, total=False):
     """The fields of `MireloAiSfx16TextToAudioInput` as keyword arguments of the typed client methods."""
 
-    text_prompt: str
+    text_prompt: Required[str]
     duration: float
     ambience: bool
     double_output: bool

@@ -3,7 +3,7 @@
 
 # fal endpoint: mirelo-ai/sfx1.6/video-to-video
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -86,7 +86,7 @@ class Video(ResponseModel):
 class MireloAiSfx16VideoToVideoParams(TypedDict, total=False):
     """The fields of `MireloAiSfx16VideoToVideoInput` as keyword arguments of the typed client methods."""
 
-    video_url: str
+    video_url: Required[str]
     text_prompt: str | None
     duration: float
     num_samples: int

@@ -3,7 +3,7 @@
 
 # fal endpoint: mirelo-ai/sfx-v1.5/video-to-video
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -115,7 +115,7 @@ class VideoOutput(ResponseModel):
 class MireloAiSfxV15VideoToVideoParams(TypedDict, total=False):
     """The fields of `MireloAiSfxV15VideoToVideoInput` as keyword arguments of the typed client methods."""
 
-    video_url: str
+    video_url: Required[str]
     text_prompt: str | None
     num_samples: int | None
     seed: int | None

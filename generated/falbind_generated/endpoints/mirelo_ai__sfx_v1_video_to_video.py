@@ -3,7 +3,7 @@
 
 # fal endpoint: mirelo-ai/sfx-v1/video-to-video
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -107,7 +107,7 @@ class Video(ResponseModel):
 class MireloAiSfxV1VideoToVideoParams(TypedDict, total=False):
     """The fields of `MireloAiSfxV1VideoToVideoInput` as keyword arguments of the typed client methods."""
 
-    video_url: str
+    video_url: Required[str]
     text_prompt: str | None
     num_samples: int | None
     seed: int | None

@@ -3,7 +3,7 @@
 
 # fal endpoint: moonvalley/marey/i2v
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -95,13 +95,13 @@ class MoonvalleyMareyI2vOutput(ResponseModel):
 class MoonvalleyMareyI2vParams(TypedDict, total=False):
     """The fields of `MoonvalleyMareyI2vInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     dimensions: Literal["1920x1080", "1080x1920", "1152x1152", "1536x1152", "1152x1536"]
     duration: Literal["5s", "10s"]
     negative_prompt: str | None
     seed: int | None
     guidance_scale: float | None
-    image_url: str
+    image_url: Required[str]
 
 
 ENDPOINT_ID = "moonvalley/marey/i2v"

@@ -3,7 +3,7 @@
 
 # fal endpoint: moonvalley/marey/pose-transfer
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -91,8 +91,8 @@ class MoonvalleyMareyPoseTransferOutput(ResponseModel):
 class MoonvalleyMareyPoseTransferParams(TypedDict, total=False):
     """The fields of `MoonvalleyMareyPoseTransferInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
-    video_url: str
+    prompt: Required[str]
+    video_url: Required[str]
     first_frame_image_url: str | None
     reference_image_url: str | None
     negative_prompt: str | None

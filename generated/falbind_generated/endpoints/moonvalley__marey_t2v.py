@@ -3,7 +3,7 @@
 
 # fal endpoint: moonvalley/marey/t2v
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -85,7 +85,7 @@ class MoonvalleyMareyT2vOutput(ResponseModel):
 class MoonvalleyMareyT2vParams(TypedDict, total=False):
     """The fields of `MoonvalleyMareyT2vInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     dimensions: Literal["1920x1080", "1152x1152", "1536x1152", "1152x1536"]
     duration: Literal["5s", "10s"]
     negative_prompt: str | None

@@ -3,7 +3,7 @@
 
 # fal endpoint: nvidia/cosmos-3-super/image-to-video
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import structured_default, RequestModel, ResponseModel
@@ -223,8 +223,8 @@ class VideoFile(ResponseModel):
 class NvidiaCosmos3SuperImageToVideoParams(TypedDict, total=False):
     """The fields of `NvidiaCosmos3SuperImageToVideoInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
-    image_url: str
+    prompt: Required[str]
+    image_url: Required[str]
     negative_prompt: str
     enable_prompt_expansion: bool
     enable_agentic_generation: bool

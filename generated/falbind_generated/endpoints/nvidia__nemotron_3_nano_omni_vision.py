@@ -3,7 +3,7 @@
 
 # fal endpoint: nvidia/nemotron-3-nano-omni/vision
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -103,13 +103,13 @@ class UsageInfo(ResponseModel):
 class NvidiaNemotron3NanoOmniVisionParams(TypedDict, total=False):
     """The fields of `NvidiaNemotron3NanoOmniVisionInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     system_prompt: str | None
     reasoning_mode: Literal["think", "no_think"]
     max_tokens: int
     temperature: float
     top_p: float
-    image_url: str
+    image_url: Required[str]
 
 
 ENDPOINT_ID = "nvidia/nemotron-3-nano-omni/vision"

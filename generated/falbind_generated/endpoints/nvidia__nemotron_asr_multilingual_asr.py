@@ -3,7 +3,7 @@
 
 # fal endpoint: nvidia/nemotron-asr-multilingual/asr
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -99,7 +99,7 @@ class NvidiaNemotronAsrMultilingualAsrOutput(ResponseModel):
 class NvidiaNemotronAsrMultilingualAsrParams(TypedDict, total=False):
     """The fields of `NvidiaNemotronAsrMultilingualAsrInput` as keyword arguments of the typed client methods."""
 
-    audio_url: str
+    audio_url: Required[str]
     language: Literal[
         "auto",
         "en-US",

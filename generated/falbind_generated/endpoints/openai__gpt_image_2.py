@@ -3,7 +3,7 @@
 
 # fal endpoint: openai/gpt-image-2
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -130,7 +130,7 @@ class OpenaiGptImage2Output(ResponseModel):
 class OpenaiGptImage2Params(TypedDict, total=False):
     """The fields of `OpenaiGptImage2Input` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     image_size: (
         ImageSize
         | Literal[

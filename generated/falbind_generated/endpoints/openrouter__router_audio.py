@@ -3,7 +3,7 @@
 
 # fal endpoint: openrouter/router/audio
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -112,10 +112,10 @@ class UsageInfo(ResponseModel):
 class OpenrouterRouterAudioParams(TypedDict, total=False):
     """The fields of `OpenrouterRouterAudioInput` as keyword arguments of the typed client methods."""
 
-    audio_url: str
-    prompt: str
+    audio_url: Required[str]
+    prompt: Required[str]
     system_prompt: str | None
-    model: str
+    model: Required[str]
     reasoning: bool
     temperature: float
     max_tokens: int | None

@@ -3,7 +3,7 @@
 
 # fal endpoint: openrouter/router/video
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -120,9 +120,9 @@ class OpenrouterRouterVideoParams(TypedDict, total=False):
     """The fields of `OpenrouterRouterVideoInput` as keyword arguments of the typed client methods."""
 
     video_urls: list[str] | None
-    prompt: str
+    prompt: Required[str]
     system_prompt: str | None
-    model: str
+    model: Required[str]
     reasoning: bool
     temperature: float
     max_tokens: int | None

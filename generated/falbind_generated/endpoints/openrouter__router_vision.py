@@ -3,7 +3,7 @@
 
 # fal endpoint: openrouter/router/vision
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -124,10 +124,10 @@ class UsageInfo(ResponseModel):
 class OpenrouterRouterVisionParams(TypedDict, total=False):
     """The fields of `OpenrouterRouterVisionInput` as keyword arguments of the typed client methods."""
 
-    image_urls: list[str]
-    prompt: str
+    image_urls: Required[list[str]]
+    prompt: Required[str]
     system_prompt: str | None
-    model: str
+    model: Required[str]
     reasoning: bool
     temperature: float
     max_tokens: int | None

@@ -3,7 +3,7 @@
 
 # fal endpoint: perceptron/isaac-01
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -70,8 +70,8 @@ class PerceptronIsaac01Output(ResponseModel):
 class PerceptronIsaac01Params(TypedDict, total=False):
     """The fields of `PerceptronIsaac01Input` as keyword arguments of the typed client methods."""
 
-    image_url: str
-    prompt: str
+    image_url: Required[str]
+    prompt: Required[str]
     response_style: Literal["text", "box", "point", "polygon"]
 
 

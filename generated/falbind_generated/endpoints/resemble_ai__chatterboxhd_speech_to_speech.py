@@ -3,10 +3,10 @@
 
 # fal endpoint: resemble-ai/chatterboxhd/speech-to-speech
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
-from falbind.models.base import RequestModel, ResponseModel
+from falbind.models.base import omitted, RequestModel, ResponseModel
 
 
 class Audio(ResponseModel):
@@ -48,21 +48,20 @@ class ResembleAiChatterboxhdSpeechToSpeechInput(RequestModel):
     target_voice: Annotated[
         Literal[
             "Aurora", "Blade", "Britney", "Carl", "Cliff", "Richard", "Rico", "Siobhan", "Vicky"
-        ]
-        | None,
+        ],
         Field(
             description="The voice to use for the speech-to-speech request. If neither target_voice nor target_voice_audio_url are provided, a random target voice will be used.",
             title="Target Voice",
         ),
-    ] = None
+    ] = omitted()
     target_voice_audio_url: Annotated[
-        str | None,
+        str,
         Field(
             description="URL to the audio file which represents the voice of the output audio. If provided, this will override the target_voice setting. If neither target_voice nor target_voice_audio_url are provided, the default target voice will be used.",
             examples=["https://v3.fal.media/files/tiger/0XODRhebRLiBdu8MqgZc5_tmpljqsylwu.wav"],
             title="Target Voice Audio Url",
         ),
-    ] = None
+    ] = omitted()
     high_quality_audio: Annotated[
         bool,
         Field(
@@ -88,14 +87,11 @@ class ResembleAiChatterboxhdSpeechToSpeechOutput(ResponseModel):
 class ResembleAiChatterboxhdSpeechToSpeechParams(TypedDict, total=False):
     """The fields of `ResembleAiChatterboxhdSpeechToSpeechInput` as keyword arguments of the typed client methods."""
 
-    source_audio_url: str
-    target_voice: (
-        Literal[
-            "Aurora", "Blade", "Britney", "Carl", "Cliff", "Richard", "Rico", "Siobhan", "Vicky"
-        ]
-        | None
-    )
-    target_voice_audio_url: str | None
+    source_audio_url: Required[str]
+    target_voice: Literal[
+        "Aurora", "Blade", "Britney", "Carl", "Cliff", "Richard", "Rico", "Siobhan", "Vicky"
+    ]
+    target_voice_audio_url: str
     high_quality_audio: bool
 
 

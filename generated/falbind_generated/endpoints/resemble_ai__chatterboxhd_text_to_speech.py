@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
-from falbind.models.base import RequestModel, ResponseModel
+from falbind.models.base import omitted, RequestModel, ResponseModel
 
 
 class Audio(ResponseModel):
@@ -41,15 +41,14 @@ class ResembleAiChatterboxhdTextToSpeechInput(RequestModel):
     voice: Annotated[
         Literal[
             "Aurora", "Blade", "Britney", "Carl", "Cliff", "Richard", "Rico", "Siobhan", "Vicky"
-        ]
-        | None,
+        ],
         Field(
             description="The voice to use for the TTS request. If neither voice nor audio are provided, a random voice will be used.",
             title="Voice",
         ),
-    ] = None
+    ] = omitted()
     audio_url: Annotated[
-        str | None,
+        str,
         Field(
             description="URL to the audio sample to use as a voice prompt for zero-shot TTS voice cloning. Providing a audio sample will override the voice setting. If neither voice nor audio_url are provided, a random voice will be used.",
             examples=[
@@ -58,7 +57,7 @@ class ResembleAiChatterboxhdTextToSpeechInput(RequestModel):
             ],
             title="Audio Url",
         ),
-    ] = None
+    ] = omitted()
     exaggeration: Annotated[
         float,
         Field(
@@ -125,13 +124,10 @@ class ResembleAiChatterboxhdTextToSpeechParams(TypedDict, total=False):
     """The fields of `ResembleAiChatterboxhdTextToSpeechInput` as keyword arguments of the typed client methods."""
 
     text: str
-    voice: (
-        Literal[
-            "Aurora", "Blade", "Britney", "Carl", "Cliff", "Richard", "Rico", "Siobhan", "Vicky"
-        ]
-        | None
-    )
-    audio_url: str | None
+    voice: Literal[
+        "Aurora", "Blade", "Britney", "Carl", "Cliff", "Richard", "Rico", "Siobhan", "Vicky"
+    ]
+    audio_url: str
     exaggeration: float
     cfg: float
     high_quality_audio: bool

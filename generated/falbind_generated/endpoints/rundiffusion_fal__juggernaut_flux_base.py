@@ -3,7 +3,7 @@
 
 # fal endpoint: rundiffusion-fal/juggernaut-flux/base
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -127,7 +127,7 @@ class RundiffusionFalJuggernautFluxBaseOutput(ResponseModel):
 class RundiffusionFalJuggernautFluxBaseParams(TypedDict, total=False):
     """The fields of `RundiffusionFalJuggernautFluxBaseInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     image_size: (
         ImageSize
         | Literal[

@@ -3,10 +3,10 @@
 
 # fal endpoint: sonauto/v2/inpaint
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
-from falbind.models.base import RequestModel, ResponseModel
+from falbind.models.base import omitted, RequestModel, ResponseModel
 
 
 class File(ResponseModel):
@@ -56,7 +56,7 @@ class InpaintSection(RequestModel):
 
 class SonautoV2InpaintInput(RequestModel):
     tags: Annotated[
-        list[str] | None,
+        list[str],
         Field(
             description="Tags/styles of the music to generate. You can view a list of all available tags at https://sonauto.ai/tag-explorer.",
             examples=[
@@ -73,7 +73,7 @@ class SonautoV2InpaintInput(RequestModel):
             ],
             title="Tags",
         ),
-    ] = None
+    ] = omitted()
     lyrics_prompt: Annotated[
         str,
         Field(
@@ -168,16 +168,16 @@ class SonautoV2InpaintOutput(ResponseModel):
 class SonautoV2InpaintParams(TypedDict, total=False):
     """The fields of `SonautoV2InpaintInput` as keyword arguments of the typed client methods."""
 
-    tags: list[str] | None
-    lyrics_prompt: str
+    tags: list[str]
+    lyrics_prompt: Required[str]
     seed: int | None
     prompt_strength: float
     balance_strength: float
     num_songs: int
     output_format: Literal["flac", "mp3", "wav", "ogg", "m4a"]
     output_bit_rate: Literal[128, 192, 256, 320] | None
-    audio_url: str
-    sections: list[InpaintSection]
+    audio_url: Required[str]
+    sections: Required[list[InpaintSection]]
     selection_crop: bool
 
 

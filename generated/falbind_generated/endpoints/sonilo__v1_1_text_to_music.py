@@ -3,7 +3,7 @@
 
 # fal endpoint: sonilo/v1.1/text-to-music
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -101,7 +101,7 @@ class SoniloV11TextToMusicOutput(ResponseModel):
 class SoniloV11TextToMusicParams(TypedDict, total=False):
     """The fields of `SoniloV11TextToMusicInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     duration: int
     num_samples: int
 

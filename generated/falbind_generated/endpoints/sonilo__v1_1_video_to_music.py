@@ -3,7 +3,7 @@
 
 # fal endpoint: sonilo/v1.1/video-to-music
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -115,7 +115,7 @@ class SoniloV11VideoToMusicOutput(ResponseModel):
 class SoniloV11VideoToMusicParams(TypedDict, total=False):
     """The fields of `SoniloV11VideoToMusicInput` as keyword arguments of the typed client methods."""
 
-    video_url: str
+    video_url: Required[str]
     num_samples: int
     prompt: str | None
     start_offset: float | None

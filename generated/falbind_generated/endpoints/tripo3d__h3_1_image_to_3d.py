@@ -3,7 +3,7 @@
 
 # fal endpoint: tripo3d/h3.1/image-to-3d
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -130,7 +130,7 @@ class Tripo3dH31ImageTo3dOutput(ResponseModel):
 class Tripo3dH31ImageTo3dParams(TypedDict, total=False):
     """The fields of `Tripo3dH31ImageTo3dInput` as keyword arguments of the typed client methods."""
 
-    image_url: str
+    image_url: Required[str]
     face_limit: int | None
     texture: bool
     pbr: bool

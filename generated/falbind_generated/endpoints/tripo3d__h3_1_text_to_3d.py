@@ -3,7 +3,7 @@
 
 # fal endpoint: tripo3d/h3.1/text-to-3d
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -128,7 +128,7 @@ class Tripo3dH31TextTo3dOutput(ResponseModel):
 class Tripo3dH31TextTo3dParams(TypedDict, total=False):
     """The fields of `Tripo3dH31TextTo3dInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     negative_prompt: str | None
     face_limit: int | None
     texture: bool

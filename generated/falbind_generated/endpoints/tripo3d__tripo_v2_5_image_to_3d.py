@@ -3,7 +3,7 @@
 
 # fal endpoint: tripo3d/tripo/v2.5/image-to-3d
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -199,7 +199,7 @@ class Tripo3dTripoV25ImageTo3dParams(TypedDict, total=False):
     quad: bool | None
     texture_alignment: Literal["original_image", "geometry"] | None
     orientation: Literal["default", "align_image"] | None
-    image_url: str
+    image_url: Required[str]
 
 
 ENDPOINT_ID = "tripo3d/tripo/v2.5/image-to-3d"

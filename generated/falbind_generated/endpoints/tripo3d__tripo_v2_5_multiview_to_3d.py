@@ -3,7 +3,7 @@
 
 # fal endpoint: tripo3d/tripo/v2.5/multiview-to-3d
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -208,7 +208,7 @@ class Tripo3dTripoV25MultiviewTo3dParams(TypedDict, total=False):
     quad: bool | None
     texture_alignment: Literal["original_image", "geometry"] | None
     orientation: Literal["default", "align_image"] | None
-    front_image_url: str
+    front_image_url: Required[str]
     left_image_url: str | None
     back_image_url: str | None
     right_image_url: str | None

@@ -3,7 +3,7 @@
 
 # fal endpoint: tripo3d/triposplat
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -145,7 +145,7 @@ class Tripo3dTriposplatOutput(ResponseModel):
 class Tripo3dTriposplatParams(TypedDict, total=False):
     """The fields of `Tripo3dTriposplatInput` as keyword arguments of the typed client methods."""
 
-    image_url: str
+    image_url: Required[str]
     num_gaussians: int
     num_inference_steps: int
     guidance_scale: float

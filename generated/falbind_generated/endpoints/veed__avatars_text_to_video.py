@@ -3,7 +3,7 @@
 
 # fal endpoint: veed/avatars/text-to-video
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -95,37 +95,39 @@ class VeedAvatarsTextToVideoOutput(ResponseModel):
 class VeedAvatarsTextToVideoParams(TypedDict, total=False):
     """The fields of `VeedAvatarsTextToVideoInput` as keyword arguments of the typed client methods."""
 
-    avatar_id: Literal[
-        "emily_vertical_primary",
-        "emily_vertical_secondary",
-        "marcus_vertical_primary",
-        "marcus_vertical_secondary",
-        "mira_vertical_primary",
-        "mira_vertical_secondary",
-        "jasmine_vertical_primary",
-        "jasmine_vertical_secondary",
-        "jasmine_vertical_walking",
-        "aisha_vertical_walking",
-        "elena_vertical_primary",
-        "elena_vertical_secondary",
-        "any_male_vertical_primary",
-        "any_female_vertical_primary",
-        "any_male_vertical_secondary",
-        "any_female_vertical_secondary",
-        "any_female_vertical_walking",
-        "emily_primary",
-        "emily_side",
-        "marcus_primary",
-        "marcus_side",
-        "aisha_walking",
-        "elena_primary",
-        "elena_side",
-        "any_male_primary",
-        "any_female_primary",
-        "any_male_side",
-        "any_female_side",
+    avatar_id: Required[
+        Literal[
+            "emily_vertical_primary",
+            "emily_vertical_secondary",
+            "marcus_vertical_primary",
+            "marcus_vertical_secondary",
+            "mira_vertical_primary",
+            "mira_vertical_secondary",
+            "jasmine_vertical_primary",
+            "jasmine_vertical_secondary",
+            "jasmine_vertical_walking",
+            "aisha_vertical_walking",
+            "elena_vertical_primary",
+            "elena_vertical_secondary",
+            "any_male_vertical_primary",
+            "any_female_vertical_primary",
+            "any_male_vertical_secondary",
+            "any_female_vertical_secondary",
+            "any_female_vertical_walking",
+            "emily_primary",
+            "emily_side",
+            "marcus_primary",
+            "marcus_side",
+            "aisha_walking",
+            "elena_primary",
+            "elena_side",
+            "any_male_primary",
+            "any_female_primary",
+            "any_male_side",
+            "any_female_side",
+        ]
     ]
-    text: str
+    text: Required[str]
 
 
 ENDPOINT_ID = "veed/avatars/text-to-video"

@@ -3,7 +3,7 @@
 
 # fal endpoint: veed/fabric-1.0
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -74,9 +74,9 @@ class VeedFabric10Output(ResponseModel):
 class VeedFabric10Params(TypedDict, total=False):
     """The fields of `VeedFabric10Input` as keyword arguments of the typed client methods."""
 
-    image_url: str
-    audio_url: str
-    resolution: Literal["720p", "480p"]
+    image_url: Required[str]
+    audio_url: Required[str]
+    resolution: Required[Literal["720p", "480p"]]
 
 
 ENDPOINT_ID = "veed/fabric-1.0"

@@ -3,7 +3,7 @@
 
 # fal endpoint: veed/fabric-1.0/text
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -81,10 +81,10 @@ class VeedFabric10TextOutput(ResponseModel):
 class VeedFabric10TextParams(TypedDict, total=False):
     """The fields of `VeedFabric10TextInput` as keyword arguments of the typed client methods."""
 
-    image_url: str
-    text: str
+    image_url: Required[str]
+    text: Required[str]
     voice_description: str | None
-    resolution: Literal["720p", "480p"]
+    resolution: Required[Literal["720p", "480p"]]
 
 
 ENDPOINT_ID = "veed/fabric-1.0/text"

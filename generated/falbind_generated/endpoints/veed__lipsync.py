@@ -3,7 +3,7 @@
 
 # fal endpoint: veed/lipsync
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -71,8 +71,8 @@ class VeedLipsyncOutput(ResponseModel):
 class VeedLipsyncParams(TypedDict, total=False):
     """The fields of `VeedLipsyncInput` as keyword arguments of the typed client methods."""
 
-    video_url: str
-    audio_url: str
+    video_url: Required[str]
+    audio_url: Required[str]
 
 
 ENDPOINT_ID = "veed/lipsync"

@@ -3,7 +3,7 @@
 
 # fal endpoint: veed/subtitles
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import ConfigDict, Field, RootModel
 from falbind.models.base import RequestModel, ResponseModel
@@ -634,38 +634,40 @@ class VocabularyEntry(RequestModel):
 class VeedSubtitlesParams(TypedDict, total=False):
     """The fields of `VeedSubtitlesInput` as keyword arguments of the typed client methods."""
 
-    video_url: str
-    preset: Literal[
-        "glass",
-        "whisper",
-        "glide2",
-        "fusion",
-        "glide",
-        "terminal",
-        "handwritten",
-        "backdrop",
-        "backdrop2",
-        "simple",
-        "plain",
-        "beans",
-        "corpo",
-        "boo",
-        "shadeplay",
-        "casper",
-        "capri",
-        "lowkey",
-        "vinta",
-        "diego",
-        "ali",
-        "slay",
-        "kitty",
-        "hustle",
-        "karl",
-        "sprout",
-        "flex",
-        "mint",
-        "rizz",
-        "vegas",
+    video_url: Required[str]
+    preset: Required[
+        Literal[
+            "glass",
+            "whisper",
+            "glide2",
+            "fusion",
+            "glide",
+            "terminal",
+            "handwritten",
+            "backdrop",
+            "backdrop2",
+            "simple",
+            "plain",
+            "beans",
+            "corpo",
+            "boo",
+            "shadeplay",
+            "casper",
+            "capri",
+            "lowkey",
+            "vinta",
+            "diego",
+            "ali",
+            "slay",
+            "kitty",
+            "hustle",
+            "karl",
+            "sprout",
+            "flex",
+            "mint",
+            "rizz",
+            "vegas",
+        ]
     ]
     language: (
         Literal[

@@ -3,7 +3,7 @@
 
 # fal endpoint: veed/video-background-removal/fast
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -85,7 +85,7 @@ class VeedVideoBackgroundRemovalFastOutput(ResponseModel):
 class VeedVideoBackgroundRemovalFastParams(TypedDict, total=False):
     """The fields of `VeedVideoBackgroundRemovalFastInput` as keyword arguments of the typed client methods."""
 
-    video_url: str
+    video_url: Required[str]
     output_codec: Literal["vp9", "h264"]
     refine_foreground_edges: bool
     subject_is_person: bool

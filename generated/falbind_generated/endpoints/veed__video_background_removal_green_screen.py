@@ -3,7 +3,7 @@
 
 # fal endpoint: veed/video-background-removal/green-screen
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -81,7 +81,7 @@ class VeedVideoBackgroundRemovalGreenScreenOutput(ResponseModel):
 class VeedVideoBackgroundRemovalGreenScreenParams(TypedDict, total=False):
     """The fields of `VeedVideoBackgroundRemovalGreenScreenInput` as keyword arguments of the typed client methods."""
 
-    video_url: str
+    video_url: Required[str]
     output_codec: Literal["vp9", "h264"]
     spill_suppression_strength: float | None
 

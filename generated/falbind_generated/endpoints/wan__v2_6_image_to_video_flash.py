@@ -3,7 +3,7 @@
 
 # fal endpoint: wan/v2.6/image-to-video/flash
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -153,8 +153,8 @@ class WanV26ImageToVideoFlashOutput(ResponseModel):
 class WanV26ImageToVideoFlashParams(TypedDict, total=False):
     """The fields of `WanV26ImageToVideoFlashInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
-    image_url: str
+    prompt: Required[str]
+    image_url: Required[str]
     audio_url: str | None
     resolution: Literal["720p", "1080p"]
     duration: Literal["5", "10", "15"]

@@ -3,7 +3,7 @@
 
 # fal endpoint: wan/v2.6/reference-to-video
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -156,8 +156,8 @@ class WanV26ReferenceToVideoOutput(ResponseModel):
 class WanV26ReferenceToVideoParams(TypedDict, total=False):
     """The fields of `WanV26ReferenceToVideoInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
-    video_urls: list[str]
+    prompt: Required[str]
+    video_urls: Required[list[str]]
     aspect_ratio: Literal["16:9", "9:16", "1:1", "4:3", "3:4"]
     resolution: Literal["720p", "1080p"]
     duration: Literal["5", "10"]

@@ -3,7 +3,7 @@
 
 # fal endpoint: wan/v2.6/reference-to-video/flash
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -168,7 +168,7 @@ class WanV26ReferenceToVideoFlashOutput(ResponseModel):
 class WanV26ReferenceToVideoFlashParams(TypedDict, total=False):
     """The fields of `WanV26ReferenceToVideoFlashInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     video_urls: list[str] | None
     image_urls: list[str] | None
     aspect_ratio: Literal["16:9", "9:16", "1:1", "4:3", "3:4"]

@@ -3,7 +3,7 @@
 
 # fal endpoint: wan/v2.6/text-to-image
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -140,7 +140,7 @@ class WanV26TextToImageOutput(ResponseModel):
 class WanV26TextToImageParams(TypedDict, total=False):
     """The fields of `WanV26TextToImageInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     image_url: str | None
     negative_prompt: str | None
     image_size: (

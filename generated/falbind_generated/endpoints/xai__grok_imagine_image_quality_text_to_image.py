@@ -3,7 +3,7 @@
 
 # fal endpoint: xai/grok-imagine-image/quality/text-to-image
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -114,7 +114,7 @@ class XaiGrokImagineImageQualityTextToImageOutput(ResponseModel):
 class XaiGrokImagineImageQualityTextToImageParams(TypedDict, total=False):
     """The fields of `XaiGrokImagineImageQualityTextToImageInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     num_images: int
     aspect_ratio: Literal[
         "2:1",

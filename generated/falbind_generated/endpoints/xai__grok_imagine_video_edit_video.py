@@ -3,7 +3,7 @@
 
 # fal endpoint: xai/grok-imagine-video/edit-video
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -92,8 +92,8 @@ class XaiGrokImagineVideoEditVideoOutput(ResponseModel):
 class XaiGrokImagineVideoEditVideoParams(TypedDict, total=False):
     """The fields of `XaiGrokImagineVideoEditVideoInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
-    video_url: str
+    prompt: Required[str]
+    video_url: Required[str]
     resolution: Literal["auto", "480p", "720p"]
 
 

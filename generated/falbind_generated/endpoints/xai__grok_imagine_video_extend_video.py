@@ -3,7 +3,7 @@
 
 # fal endpoint: xai/grok-imagine-video/extend-video
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -91,8 +91,8 @@ class XaiGrokImagineVideoExtendVideoOutput(ResponseModel):
 class XaiGrokImagineVideoExtendVideoParams(TypedDict, total=False):
     """The fields of `XaiGrokImagineVideoExtendVideoInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
-    video_url: str
+    prompt: Required[str]
+    video_url: Required[str]
     duration: int
 
 

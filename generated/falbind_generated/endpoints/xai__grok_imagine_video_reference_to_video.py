@@ -3,7 +3,7 @@
 
 # fal endpoint: xai/grok-imagine-video/reference-to-video
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -103,8 +103,8 @@ class XaiGrokImagineVideoReferenceToVideoOutput(ResponseModel):
 class XaiGrokImagineVideoReferenceToVideoParams(TypedDict, total=False):
     """The fields of `XaiGrokImagineVideoReferenceToVideoInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
-    reference_image_urls: list[str]
+    prompt: Required[str]
+    reference_image_urls: Required[list[str]]
     duration: int
     resolution: Literal["480p", "720p"]
     aspect_ratio: Literal["16:9", "4:3", "3:2", "1:1", "2:3", "3:4", "9:16"]

@@ -3,7 +3,7 @@
 
 # fal endpoint: xai/grok-imagine-video/text-to-video
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -93,7 +93,7 @@ class XaiGrokImagineVideoTextToVideoOutput(ResponseModel):
 class XaiGrokImagineVideoTextToVideoParams(TypedDict, total=False):
     """The fields of `XaiGrokImagineVideoTextToVideoInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     duration: int
     resolution: Literal["480p", "720p"]
     aspect_ratio: Literal["16:9", "4:3", "3:2", "1:1", "2:3", "3:4", "9:16"]

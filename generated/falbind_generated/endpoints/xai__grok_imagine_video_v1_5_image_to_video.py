@@ -3,7 +3,7 @@
 
 # fal endpoint: xai/grok-imagine-video/v1.5/image-to-video
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
 from falbind.models.base import RequestModel, ResponseModel
@@ -97,10 +97,10 @@ class XaiGrokImagineVideoV15ImageToVideoOutput(ResponseModel):
 class XaiGrokImagineVideoV15ImageToVideoParams(TypedDict, total=False):
     """The fields of `XaiGrokImagineVideoV15ImageToVideoInput` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     duration: int
     resolution: Literal["480p", "720p"]
-    image_url: str
+    image_url: Required[str]
 
 
 ENDPOINT_ID = "xai/grok-imagine-video/v1.5/image-to-video"

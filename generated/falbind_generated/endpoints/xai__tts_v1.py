@@ -3,10 +3,10 @@
 
 # fal endpoint: xai/tts/v1
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
-from falbind.models.base import RequestModel, ResponseModel
+from falbind.models.base import omitted, RequestModel, ResponseModel
 
 
 class File(ResponseModel):
@@ -99,9 +99,9 @@ class XaiTtsV1Input(RequestModel):
         ),
     ] = "auto"
     output_format: Annotated[
-        OutputFormat | None,
+        OutputFormat,
         Field(description="Output format configuration. Defaults to MP3 at 24 kHz / 128 kbps."),
-    ] = None
+    ] = omitted()
 
 
 class XaiTtsV1Output(ResponseModel):
@@ -121,7 +121,7 @@ class XaiTtsV1Output(ResponseModel):
 class XaiTtsV1Params(TypedDict, total=False):
     """The fields of `XaiTtsV1Input` as keyword arguments of the typed client methods."""
 
-    text: str
+    text: Required[str]
     voice: Literal["eve", "ara", "rex", "sal", "leo"]
     language: Literal[
         "auto",
@@ -146,7 +146,7 @@ class XaiTtsV1Params(TypedDict, total=False):
         "tr",
         "vi",
     ]
-    output_format: OutputFormat | None
+    output_format: OutputFormat
 
 
 ENDPOINT_ID = "xai/tts/v1"

@@ -3,10 +3,10 @@
 
 # fal endpoint: acme/untrusted-v1
 from __future__ import annotations
-from typing import TypedDict
+from typing import Required, TypedDict
 from typing import Annotated, Literal
 from pydantic import Field
-from falbind.models.base import RequestModel, ResponseModel
+from falbind.models.base import omitted, RequestModel, ResponseModel
 
 
 class AcmeUntrustedV1Input(RequestModel):
@@ -37,22 +37,22 @@ class AcmeUntrustedV1Input(RequestModel):
         ),
     ] = "plain"
     strength: Annotated[float | None, Field(ge=0.0, le=1.0)] = 0.8
-    nested: EvilName | None = None
-    class_: Annotated[str | None, Field(alias="class", description="a keyword as a field name")] = (
-        None
+    nested: EvilName = omitted()
+    class_: Annotated[str, Field(alias="class", description="a keyword as a field name")] = (
+        omitted()
     )
     model_config_: Annotated[
-        str | None, Field(alias="model_config", description="shadows pydantic's model_config")
-    ] = None
-    json_: Annotated[str | None, Field(alias="json")] = None
-    schema_: Annotated[str | None, Field(alias="schema")] = None
-    copy_: Annotated[int | None, Field(alias="copy")] = None
-    dict_: Annotated[bool | None, Field(alias="dict")] = None
-    format: Literal["png", "jpeg"] | None = None
-    type: str | None = None
-    global_: Annotated[float | None, Field(alias="global")] = None
+        str, Field(alias="model_config", description="shadows pydantic's model_config")
+    ] = omitted()
+    json_: Annotated[str, Field(alias="json")] = omitted()
+    schema_: Annotated[str, Field(alias="schema")] = omitted()
+    copy_: Annotated[int, Field(alias="copy")] = omitted()
+    dict_: Annotated[bool, Field(alias="dict")] = omitted()
+    format: Literal["png", "jpeg"] = omitted()
+    type: str = omitted()
+    global_: Annotated[float, Field(alias="global")] = omitted()
     a_b: Annotated[
-        str | None,
+        str,
         Field(
             alias="a b",
             json_schema_extra={
@@ -62,15 +62,15 @@ class AcmeUntrustedV1Input(RequestModel):
                 }
             },
         ),
-    ] = None
-    field_1st: Annotated[int | None, Field(alias="1st")] = None
+    ] = omitted()
+    field_1st: Annotated[int, Field(alias="1st")] = omitted()
     x______import____os___system__touch_PWNED______: Annotated[
-        str | None,
+        str,
         Field(
             alias="x'); __import__('os').system('touch PWNED'); ('",
             description="x\"\"\" ''' \\ # {{ 7*7 }} {% raw %} \n__import__('os').system('touch PWNED') # }",
         ),
-    ] = None
+    ] = omitted()
 
 
 class AcmeUntrustedV1Output(ResponseModel):
@@ -104,7 +104,7 @@ class EvilNameOutput(ResponseModel):
 class AcmeUntrustedV1Params(TypedDict, total=False):
     """The fields of `AcmeUntrustedV1Input` as keyword arguments of the typed client methods."""
 
-    prompt: str
+    prompt: Required[str]
     mode: Literal[
         "plain",
         'quote"d',
@@ -117,19 +117,19 @@ class AcmeUntrustedV1Params(TypedDict, total=False):
         "x\"\"\" ''' \\ # {{ 7*7 }} {% raw %} \n__import__('os').system('touch PWNED') # }",
     ]
     strength: float | None
-    nested: EvilName | None
-    class_: str | None
-    model_config_: str | None
-    json_: str | None
-    schema_: str | None
-    copy_: int | None
-    dict_: bool | None
-    format: Literal["png", "jpeg"] | None
-    type: str | None
-    global_: float | None
-    a_b: str | None
-    field_1st: int | None
-    x______import____os___system__touch_PWNED______: str | None
+    nested: EvilName
+    class_: str
+    model_config_: str
+    json_: str
+    schema_: str
+    copy_: int
+    dict_: bool
+    format: Literal["png", "jpeg"]
+    type: str
+    global_: float
+    a_b: str
+    field_1st: int
+    x______import____os___system__touch_PWNED______: str
 
 
 ENDPOINT_ID = "acme/untrusted-v1"
