@@ -1,0 +1,259 @@
+"""The gateway's config (LiteLLM Proxy's format, checked strictly) and its command line:
+`falbind serve` refusing a bad config in one line, `falbind keys` and `falbind spend`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+import pytest
+
+from falbind._runtime.cli import main
+from falbind._runtime.serve import ConfigError, load_config, parse_config
+from falbind.testing import FakeFalServer
+
+from serve_support import ENVIRON, MASTER_KEY, GatewayProcess, free_port, write_config
+
+SEED = """
+model_list:
+  - model_name: flux-ultra
+    litellm_params:
+      model: fal_ai/fal-ai/flux-pro/v1.1-ultra
+      api_key: os.environ/FAL_AI_API_KEY
+      safety_tolerance: "2"
+    model_info:
+      mode: image_generation
+      output_cost_per_image: 0.06
+  - model_name: flux-schnell
+    litellm_params:
+      model: flux-schnell
+  - model_name: fal/*
+    litellm_params:
+      model: fal_ai/*
+general_settings:
+  master_key: os.environ/FALBIND_MASTER_KEY
+litellm_settings:
+  drop_params: true
+"""
+
+
+def good(**changes: Any) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "model_list": [{"model_name": "flux", "litellm_params": {"model": "fal-ai/flux/dev"}}],
+        "general_settings": {"master_key": "os.environ/FALBIND_MASTER_KEY"},
+    }
+    data.update(changes)
+    return data
+
+
+def test_a_litellm_config_loads(tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text(SEED)
+    config = load_config(path, environ={**ENVIRON, "FAL_AI_API_KEY": "fal-secret-value"})
+    ultra = config.entry("flux-ultra")
+    assert ultra is not None and ultra.endpoint_id == "fal-ai/flux-pro/v1.1-ultra"
+    assert ultra.defaults == {"safety_tolerance": "2"} and ultra.cost_per_image == 0.06
+    assert config.entry("flux-schnell").endpoint_id == "fal-ai/flux/schnell"  # type: ignore[union-attr]
+    wildcard = config.entry("fal/fal-ai/flux/dev")
+    assert (
+        wildcard is not None
+        and wildcard.target_for("fal/fal-ai/flux/dev") == "fal_ai/fal-ai/flux/dev"
+    )
+    assert config.public_names() == ["flux-ultra", "flux-schnell"]
+    assert config.database_url == f"sqlite+aiosqlite:///{tmp_path / 'falbind.db'}"
+    assert any("drop_params" in note for note in config.notes)
+    shown = repr(config)
+    assert "fal-secret-value" not in shown and MASTER_KEY not in shown
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        (good(general_setting={}), "unknown key general_setting (did you mean 'general_settings'?"),
+        (
+            good(model_list=[{"model_name": "x", "litellm_params": {"model": "fal-ai/flux/dve"}}]),
+            "model_list[0] (x): model 'fal-ai/flux/dve' is not a bound fal endpoint (did you mean fal-ai/flux/dev",
+        ),
+        (
+            good(
+                model_list=[
+                    {"model_name": "a", "litellm_params": {"model": "fal-ai/nope-1"}},
+                    {"model_name": "b", "litellm_params": {"model": "fal-ai/nope-2"}},
+                ]
+            ),
+            "model_list[1] (b)",
+        ),
+        (
+            good(
+                model_list=[
+                    {
+                        "model_name": "x",
+                        "litellm_params": {"model": "fal-ai/flux/dev", "num_image": 2},
+                    }
+                ]
+            ),
+            "litellm_params.num_image: unknown parameter 'num_image' for fal-ai/flux/dev; did you mean 'num_images'?",
+        ),
+        (
+            good(
+                model_list=[
+                    {
+                        "model_name": "x",
+                        "litellm_params": {
+                            "model": "fal-ai/flux/dev",
+                            "api_key": "os.environ/NOT_SET_ANYWHERE",
+                        },
+                    }
+                ]
+            ),
+            "environment variable NOT_SET_ANYWHERE is not set",
+        ),
+        (good(general_settings={"master_key": "sk-1234"}), "publicly known example key"),
+        (good(general_settings={"master_key": "sk-short"}), "shorter than 16 characters"),
+        (good(general_settings={}), "general_settings.master_key is required"),
+        (
+            good(
+                model_list=[
+                    {
+                        "model_name": "x",
+                        "litellm_params": {"model": "fal-ai/flux/dev"},
+                        "model_inf": {},
+                    }
+                ]
+            ),
+            "unknown key model_list[0].model_inf (did you mean 'model_info'?",
+        ),
+        (
+            good(
+                model_list=[
+                    {
+                        "model_name": "x",
+                        "litellm_params": {"model": "fal-ai/bytedance/seed-speech/tts/v2"},
+                    }
+                ]
+            ),
+            "returns no images",
+        ),
+    ],
+)
+def test_bad_config_is_refused_with_every_reason(data: dict[str, Any], expected: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(data, source="config.yaml", environ=ENVIRON)
+    message = str(caught.value)
+    assert expected in message
+    assert "\n" not in message and message.startswith("config.yaml: ")
+
+
+def test_serve_refuses_a_bad_config_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_config(tmp_path / "c.yaml", good(general_settings={"master_key": "sk-1234"}))
+    assert main(["serve", "--config", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("falbind: ") and "publicly known" in err and len(err.splitlines()) == 1
+
+
+def test_serve_refuses_an_unreachable_database(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in ENVIRON.items():
+        monkeypatch.setenv(name, value)
+    port = free_port()  # nothing listens there
+    data = good(
+        general_settings={
+            "master_key": "os.environ/FALBIND_MASTER_KEY",
+            "database_url": f"postgresql://falbind:db-password@127.0.0.1:{port}/falbind",
+        }
+    )
+    path = write_config(tmp_path / "c.yaml", data)
+    assert main(["serve", "--config", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("falbind: ") and "cannot use the database (postgresql)" in err
+    assert "db-password" not in err and len(err.splitlines()) == 1
+
+
+def test_serve_needs_a_fal_key_unless_faked(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("FAL_KEY", "FAL_KEY_ID", "FAL_AI_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("FALBIND_MASTER_KEY", MASTER_KEY)
+    path = write_config(tmp_path / "c.yaml", good())
+    assert main(["serve", "--config", str(path)]) == 2
+    assert "no fal key for flux" in capsys.readouterr().err
+
+
+def test_keys_and_spend_commands(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FALBIND_MASTER_KEY", MASTER_KEY)
+    data = good(
+        general_settings={
+            "master_key": "os.environ/FALBIND_MASTER_KEY",
+            "database_url": f"sqlite:///{tmp_path}/g.db",
+        }
+    )
+    path = str(write_config(tmp_path / "c.yaml", data))
+    assert (
+        main(
+            [
+                "keys",
+                "create",
+                "--config",
+                path,
+                "--models",
+                "flux",
+                "--rpm-limit",
+                "5",
+                "--alias",
+                "team-a",
+                "--max-budget",
+                "2",
+            ]
+        )
+        == 0
+    )
+    key = capsys.readouterr().out.splitlines()[0]
+    assert key.startswith("sk-fb-")
+    assert main(["keys", "list", "--config", path, "--format", "json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert [(k["key_alias"], k["models"], k["rpm_limit"], k["max_budget"]) for k in listed] == [
+        ("team-a", ["flux"], 5, 2.0)
+    ]
+    assert key not in json.dumps(listed)
+    assert main(["keys", "revoke", "--config", path, "team-a"]) == 0
+    assert "revoked 1 key" in capsys.readouterr().out
+    assert main(["keys", "list", "--config", path]) == 0
+    assert capsys.readouterr().out.strip() == "no keys"
+    assert main(["keys", "revoke", "--config", path, "nobody"]) == 2
+    assert main(["spend", "--config", path, "--since", "2020-01-01"]) == 0
+    assert capsys.readouterr().out.startswith("key")
+    assert main(["spend", "--config", path, "--since", "yesterday"]) == 2
+
+
+def test_serve_with_fake_fal_end_to_end(tmp_path: Path) -> None:
+    """The README's quick start: `falbind serve --fake-fal`, then the OpenAI SDK; a key made
+    with `falbind keys create` works, the spend shows in `falbind spend`."""
+    path = tmp_path / "config.yaml"
+    path.write_text(SEED.replace("drop_params: true", "drop_params: false"))
+    env = {"FAL_AI_API_KEY": "unused-with-fake-fal"}
+    with GatewayProcess(path, extra=("--fake-fal",), env=env) as gateway:
+        client = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=MASTER_KEY)
+        result = client.images.generate(model="flux-ultra", prompt="a fox", n=1, size="1024x1024")
+        assert result.data[0].url
+        created = httpx.post(
+            f"{gateway.url}/key/generate",
+            json={"models": ["flux-schnell"]},
+            headers={"Authorization": f"Bearer {MASTER_KEY}"},
+        ).json()
+        keyed = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=created["key"])
+        assert keyed.images.generate(model="flux-schnell", prompt="a fox").data
+    assert (tmp_path / "falbind.db").exists()
+
+
+def test_fake_server_fixture_is_loopback() -> None:
+    with FakeFalServer() as server:
+        assert server.url.startswith("http://127.0.0.1:")
