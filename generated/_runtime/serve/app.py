@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
 from typing import Any, TypeVar
 
 from starlette.applications import Starlette
@@ -25,7 +26,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from .auth import Caller, authenticate, require_master
+from .auth import Caller, authenticate, bearer_key, require_master
 from .config import FalTarget, GatewayConfig, ModelEntry
 from .errors import GatewayError
 from .images import (
@@ -43,7 +44,7 @@ from .images import (
     run_job,
 )
 from .keys import key_routes
-from .store import LogEntry, Store
+from .store import LogEntry, Store, hash_key
 
 __all__ = ["Gateway", "create_app"]
 
@@ -52,6 +53,30 @@ T = TypeVar("T")
 _PLACEHOLDER_URL = "https://placeholder.invalid/upload.png"
 """Stands in for an uploaded file while an edit is validated, so nothing is uploaded for a
 request that would be refused."""
+
+
+class EditForm(dict[str, Any]):
+    """An edit's multipart form: its text fields (also readable as a mapping, like a JSON
+    body), the ``image``/``image[]`` files and the ``mask``, each as (bytes, type, name)."""
+
+    def __init__(
+        self,
+        fields: dict[str, str],
+        images: list[tuple[bytes, str | None, str | None]],
+        mask: tuple[bytes, str | None, str | None] | None,
+    ) -> None:
+        super().__init__(fields)
+        self.fields = fields
+        self.images = images
+        self.mask = mask
+
+
+def _requested_n(raw: Any) -> int:
+    """The request's ``n`` for the budget estimate (1 when absent or not a number yet)."""
+    n = raw.get("n", 1) if isinstance(raw, Mapping) else 1
+    if isinstance(n, str) and n.strip().isdigit():
+        n = int(n)
+    return n if isinstance(n, int) and not isinstance(n, bool) and 1 <= n <= 10 else 1
 
 
 class ClientGone(Exception):
@@ -109,35 +134,61 @@ class Gateway:
             )
         return entry
 
-    async def admit(self, caller: Caller, entry: ModelEntry, n: int) -> float | None:
-        """Enforce the key's rpm limit and budget (atomically, in the database); the amount
-        reserved from the budget (the estimate for ``n`` images), or ``None``."""
-        record = caller.record
-        if record is None:
-            return None
-        if record.rpm_limit is not None:
-            wait = await self.store.take_rate_slot(record.token, record.rpm_limit)
-            if wait is not None:
-                raise GatewayError(
-                    429,
-                    f"API key {record.key_name} is over its limit of {record.rpm_limit} "
-                    "requests per minute",
-                    type="rate_limit_error",
-                    code="rate_limit_exceeded",
-                    headers={"retry-after": str(max(1, int(wait + 0.999)))},
-                )
-        estimate = (entry.cost_per_image or 0.0) * n
-        if record.max_budget is not None or estimate:
-            if not await self.store.reserve_budget(record.token, estimate):
-                raise GatewayError(
-                    400,
-                    f"API key {record.key_name} is over its budget "
-                    f"(spent {record.spend:.4f} of {record.max_budget})",
-                    type="budget_exceeded",
-                    code="budget_exceeded",
-                )
-            return estimate
-        return None
+    async def admit(self, request: Request, model_name: str | None, n: int) -> Caller:
+        """Authenticate an images request and enforce the key's model list, rpm limit and
+        budget: one database transaction (see :meth:`Store.admit`), each limit atomic so
+        replicas share it. The caller carries the amount reserved from the budget."""
+        key = bearer_key(request)
+        if key is None:
+            raise GatewayError(
+                401, "no API key: send 'Authorization: Bearer <key>'", code="invalid_api_key"
+            )
+        if hmac.compare_digest(key.encode(), self.config.master_key.encode()):
+            return Caller(None)
+        entry = self.config.entry(model_name) if model_name else None
+        estimate = (entry.cost_per_image or 0.0) * n if entry is not None else 0.0
+        admission = await self.store.admit(
+            hash_key(key), model_name=model_name if entry else None, estimate=estimate
+        )
+        record = admission.record
+        verdict = admission.verdict
+        if record is None or verdict == "invalid":
+            raise GatewayError(401, "invalid API key", code="invalid_api_key")
+        if verdict in ("revoked", "expired"):
+            raise GatewayError(
+                401, f"API key {record.key_name} has {verdict}", code="invalid_api_key"
+            )
+        error: GatewayError | None = None
+        if verdict == "model_not_allowed":
+            error = GatewayError(
+                403,
+                f"API key {record.key_name} may not use model {model_name!r}",
+                type="permission_error",
+                code="model_not_allowed",
+                param="model",
+            )
+        if verdict == "rate_limited":
+            wait = admission.retry_after or 1.0
+            error = GatewayError(
+                429,
+                f"API key {record.key_name} is over its limit of {record.rpm_limit} "
+                "requests per minute",
+                type="rate_limit_error",
+                code="rate_limit_exceeded",
+                headers={"retry-after": str(max(1, int(wait + 0.999)))},
+            )
+        if verdict == "over_budget":
+            error = GatewayError(
+                400,
+                f"API key {record.key_name} is over its budget "
+                f"(spent {record.spend:.4f} of {record.max_budget})",
+                type="budget_exceeded",
+                code="budget_exceeded",
+            )
+        if error is not None:
+            error.caller = Caller(record)
+            raise error
+        return Caller(record, admission.reserved)
 
     async def record(
         self,
@@ -150,7 +201,10 @@ class Gateway:
         outcome: Outcome | None = None,
         cost: float | None = None,
         error_type: str | None = None,
+        reserved: float | None = None,
     ) -> None:
+        """Log the request and settle the key's spend (the reservation replaced by the cost of
+        what was delivered), in one transaction."""
         entry = LogEntry(
             route=route,
             status=status,
@@ -164,8 +218,11 @@ class Gateway:
             cost=cost,
             error_type=error_type,
         )
+        settle = None
+        if caller is not None and caller.token is not None and reserved is not None:
+            settle = (caller.token, (cost or 0.0) - reserved)
         try:
-            await self.store.log(entry)
+            await self.store.log(entry, spend_delta=settle)
         except Exception as exc:  # the answer matters more than its log line
             log.error("could not record a request in the spend log: %s", type(exc).__name__)
 
@@ -175,35 +232,39 @@ class Gateway:
         self,
         request: Request,
         route: str,
-        read: Callable[[Caller, Outcome], Awaitable[tuple[ImageRequest, Any, ModelEntry, Any]]],
+        load: Callable[[], Awaitable[Any]],
+        prepare: Callable[[Caller, Any], Awaitable[tuple[ImageRequest, Any, ModelEntry, Any]]],
     ) -> Response:
-        """The common path of generations and edits: auth, read and plan, limits, run, log."""
+        """The common path of generations and edits: read, authenticate and admit (limits),
+        plan (validation), run, then log and settle the spend."""
         started = time.perf_counter()
         caller: Caller | None = None
         outcome = Outcome()
         reserved: float | None = None
         try:
-            caller = await authenticate(request, self.config.master_key, self.store)
-            image_request, job, entry, finish = await read(caller, outcome)
-            reserved = await self.admit(caller, entry, image_request.n)
+            raw = await load()
+            model = raw.get("model") if isinstance(raw, Mapping) else None
+            outcome.model_name = model if isinstance(model, str) and model else None
+            caller = await self.admit(request, outcome.model_name, _requested_n(raw))
+            reserved = caller.reserved
+            _, job, entry, finish = await prepare(caller, raw)
             client = self.client(entry.fal)
             if finish is not None:  # an edit: upload, then plan again with the real URLs
                 job = await _until_disconnect(request, finish(client))
             result = await _until_disconnect(request, run_job(client, entry, job, outcome))
         except GatewayError as error:
-            await self._settle(caller, reserved, None)
             await self.record(
                 route=route,
-                caller=caller,
+                caller=caller or error.caller,
                 started=started,
                 status=error.status,
                 model_name=outcome.model_name,
                 outcome=outcome,
                 error_type=error.code or error.type,
+                reserved=reserved,
             )
             return error.response()
         except ClientGone:
-            await self._settle(caller, reserved, None)
             await self.record(
                 route=route,
                 caller=caller,
@@ -212,10 +273,10 @@ class Gateway:
                 model_name=outcome.model_name,
                 outcome=outcome,
                 error_type="client_disconnected",
+                reserved=reserved,
             )
             return Response(status_code=499)
         cost = self._cost(entry, outcome.images)
-        await self._settle(caller, reserved, cost)
         await self.record(
             route=route,
             caller=caller,
@@ -224,6 +285,7 @@ class Gateway:
             model_name=outcome.model_name,
             outcome=outcome,
             cost=cost,
+            reserved=reserved,
         )
         return JSONResponse(openai_body(result), headers=response_headers(result, outcome, cost))
 
@@ -231,42 +293,27 @@ class Gateway:
     def _cost(entry: ModelEntry, images: int) -> float | None:
         return entry.cost_per_image * images if entry.cost_per_image is not None else None
 
-    async def _settle(
-        self, caller: Caller | None, reserved: float | None, cost: float | None
-    ) -> None:
-        if caller is None or caller.token is None or reserved is None:
-            return
-        try:
-            await self.store.adjust_spend(caller.token, (cost or 0.0) - reserved)
-        except Exception as exc:
-            log.error("could not settle a key's spend: %s", type(exc).__name__)
-
     async def generations(self, request: Request) -> Response:
-        async def read(
-            caller: Caller, outcome: Outcome
-        ) -> tuple[ImageRequest, Any, ModelEntry, Any]:
-            body = await _json_body(request, self.config.max_body_bytes)
-            if isinstance(body, dict) and isinstance(body.get("model"), str):
-                outcome.model_name = body["model"]
+        async def load() -> Any:
+            return await _json_body(request, self.config.max_body_bytes)
+
+        async def prepare(caller: Caller, body: Any) -> tuple[ImageRequest, Any, ModelEntry, Any]:
             image_request = parse_generation(body)
             entry = self.route_model(caller, image_request.model)
             return image_request, plan(entry, image_request), entry, None
 
-        return await self.images(request, "/v1/images/generations", read)
+        return await self.images(request, "/v1/images/generations", load, prepare)
 
     async def edits(self, request: Request) -> Response:
-        async def read(
-            caller: Caller, outcome: Outcome
-        ) -> tuple[ImageRequest, Any, ModelEntry, Any]:
-            return await self._read_edit(request, caller, outcome)
+        async def load() -> Any:
+            return await self._read_form(request)
 
-        return await self.images(request, "/v1/images/edits", read)
+        async def prepare(caller: Caller, form: Any) -> tuple[ImageRequest, Any, ModelEntry, Any]:
+            return self._prepare_edit(caller, form)
 
-    async def _read_edit(
-        self, request: Request, caller: Caller, outcome: Outcome
-    ) -> tuple[ImageRequest, Any, ModelEntry, Any]:
-        from .images import _image_request
+        return await self.images(request, "/v1/images/edits", load, prepare)
 
+    async def _read_form(self, request: Request) -> EditForm:
         _check_length(request, self.config.max_body_bytes)
         content_type = request.headers.get("content-type", "")
         if not content_type.startswith("multipart/form-data"):
@@ -300,8 +347,15 @@ class Gateway:
                 raise GatewayError(
                     400, f"unexpected file field {name!r}", code="unknown_parameter", param=name
                 )
+        return EditForm(fields, images, mask)
+
+    def _prepare_edit(
+        self, caller: Caller, form: EditForm
+    ) -> tuple[ImageRequest, Any, ModelEntry, Any]:
+        from .images import _image_request
+
+        fields, images, mask = form.fields, form.images, form.mask
         model_name = fields.get("model")
-        outcome.model_name = model_name
         if not model_name:
             raise GatewayError(400, "'model' is required", code="invalid_value", param="model")
         entry = self.route_model(caller, model_name)

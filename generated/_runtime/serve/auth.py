@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import fnmatch
 import hmac
 import time
 from dataclasses import dataclass
@@ -22,6 +21,8 @@ class Caller:
     """The authenticated caller: the master key (``record is None``) or a virtual key."""
 
     record: KeyRecord | None
+    reserved: float | None = None
+    """The amount reserved from the key's budget for this request (settled at its end)."""
 
     @property
     def is_master(self) -> bool:
@@ -37,12 +38,7 @@ class Caller:
 
     def may_use(self, model_name: str) -> bool:
         """Whether the key's model list allows ``model_name`` (empty list: every model)."""
-        if self.record is None or not self.record.models:
-            return True
-        return any(
-            model_name == allowed or fnmatch.fnmatchcase(model_name, allowed)
-            for allowed in self.record.models
-        )
+        return self.record is None or self.record.allows(model_name)
 
 
 def bearer_key(request: Request) -> str | None:

@@ -19,18 +19,20 @@ a newer falbind is refused instead of being written with the wrong shape.
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import secrets
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 __all__ = [
     "SCHEMA_VERSION",
+    "Admission",
     "KeyRecord",
     "LogEntry",
     "SpendTotal",
@@ -128,6 +130,13 @@ class KeyRecord:
     created_at: float
     revoked_at: float | None
 
+    def allows(self, model_name: str) -> bool:
+        """Whether the key's model list allows ``model_name`` (empty: every model)."""
+        return not self.models or any(
+            model_name == allowed or fnmatch.fnmatchcase(model_name, allowed)
+            for allowed in self.models
+        )
+
     def info(self) -> dict[str, Any]:
         """LiteLLM's ``/key/info`` fields."""
         return {
@@ -143,6 +152,20 @@ class KeyRecord:
             "created_at": _iso(self.created_at),
             "revoked": self.revoked_at is not None,
         }
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """The answer of :meth:`Store.admit`."""
+
+    verdict: Literal[
+        "ok", "invalid", "revoked", "expired", "model_not_allowed", "rate_limited", "over_budget"
+    ]
+    record: KeyRecord | None = None
+    retry_after: float | None = None
+    """``rate_limited``: seconds until the current minute ends."""
+    reserved: float | None = None
+    """``ok`` with a budget: the amount reserved, settled when the request ends."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,14 +213,20 @@ class Store:
         self.dialect = url.split("+", 1)[0].split(":", 1)[0]
         options: dict[str, Any] = {}
         if self.dialect == "sqlite":
-            # One writer at a time is SQLite's rule: wait for the lock instead of failing.
+            # SQLite takes one writer at a time. One connection per process queues this
+            # process's statements in asyncio (cheap) instead of in SQLite's busy handler,
+            # which sleeps up to 100 ms between tries; other processes wait up to 30 s.
             options["connect_args"] = {"timeout": 30}
+            options["pool_size"] = 1
+            options["max_overflow"] = 0
+            options["pool_timeout"] = 60
         else:
             options["pool_size"] = 10
             options["max_overflow"] = 20
         self._engine: AsyncEngine = create_async_engine(url, echo=echo, **options)
         if self.dialect == "sqlite":
             sa.event.listen(self._engine.sync_engine, "connect", _sqlite_pragmas)
+            sa.event.listen(self._engine.sync_engine, "begin", _sqlite_begin_immediate)
 
     def __repr__(self) -> str:
         return f"<Store {self.dialect}>"  # the URL may hold a password
@@ -324,12 +353,56 @@ class Store:
 
     # -- limits ------------------------------------------------------------------------------
 
+    async def admit(
+        self,
+        token: str,
+        *,
+        model_name: str | None,
+        estimate: float = 0.0,
+        now: float | None = None,
+    ) -> Admission:
+        """Everything a virtual key's request must pass, in one transaction: the key exists,
+        is live and may use ``model_name``; then (when ``model_name`` is given) one slot of
+        its rpm limit and ``estimate`` of its budget are taken, each atomically.
+
+        With ``model_name=None`` only the key is checked (a request for an unknown model)."""
+        now = time.time() if now is None else now
+        async with self._engine.begin() as conn:
+            result = await conn.execute(sa.select(keys_table).where(keys_table.c.token == token))
+            row = result.mappings().first()
+            if row is None:
+                return Admission("invalid")
+            record = _record(dict(row))
+            if record.revoked_at is not None:
+                return Admission("revoked", record)
+            if record.expires_at is not None and record.expires_at <= now:
+                return Admission("expired", record)
+            if model_name is None:
+                return Admission("ok", record)
+            if not record.allows(model_name):
+                return Admission("model_not_allowed", record)
+            if record.rpm_limit is not None:
+                wait = await self._take_rate_slot(conn, token, record.rpm_limit, now)
+                if wait is not None:
+                    return Admission("rate_limited", record, retry_after=wait)
+            if record.max_budget is not None:
+                if not await self._reserve(conn, token, estimate):
+                    return Admission("over_budget", record)
+                return Admission("ok", record, reserved=estimate)
+            return Admission("ok", record, reserved=0.0)  # the cost is added at the end
+
     async def take_rate_slot(
         self, token: str, limit: int, now: float | None = None
     ) -> float | None:
         """Count one request against ``limit`` per minute; ``None`` if admitted, else the
         seconds until the current minute ends (for ``Retry-After``)."""
         now = time.time() if now is None else now
+        async with self._engine.begin() as conn:
+            return await self._take_rate_slot(conn, token, limit, now)
+
+    async def _take_rate_slot(
+        self, conn: AsyncConnection, token: str, limit: int, now: float
+    ) -> float | None:
         window = int(now // _RATE_WINDOW_SECONDS)
         insert = self._insert(rate_table).values(token=token, window=window, count=1)
         statement = insert.on_conflict_do_update(
@@ -337,20 +410,21 @@ class Store:
             set_={"count": rate_table.c.count + 1},
             where=rate_table.c.count < limit,
         ).returning(rate_table.c.count)
-        async with self._engine.begin() as conn:
-            count = (await conn.execute(statement)).scalar_one_or_none()
-            if count == 1:  # a new minute: forget the old ones
-                await conn.execute(
-                    rate_table.delete().where(
-                        rate_table.c.token == token, rate_table.c.window < window
-                    )
-                )
+        count = (await conn.execute(statement)).scalar_one_or_none()
+        if count == 1:  # a new minute: forget the old ones
+            await conn.execute(
+                rate_table.delete().where(rate_table.c.token == token, rate_table.c.window < window)
+            )
         if count is not None:
             return None
-        return (window + 1) * _RATE_WINDOW_SECONDS - now
+        return float((window + 1) * _RATE_WINDOW_SECONDS - now)
 
     async def reserve_budget(self, token: str, amount: float) -> bool:
         """Add ``amount`` to the key's spend if it stays within its budget (atomically)."""
+        async with self._engine.begin() as conn:
+            return await self._reserve(conn, token, amount)
+
+    async def _reserve(self, conn: AsyncConnection, token: str, amount: float) -> bool:
         budget = keys_table.c.max_budget
         spend = keys_table.c.spend
         statement = (
@@ -362,24 +436,30 @@ class Store:
             .values(spend=spend + amount)
             .returning(spend)
         )
-        async with self._engine.begin() as conn:
-            return (await conn.execute(statement)).first() is not None
+        return (await conn.execute(statement)).first() is not None
 
     async def adjust_spend(self, token: str, delta: float) -> None:
         """Settle a reservation: add ``delta`` (negative for a refund)."""
-        if delta == 0:
-            return
-        async with self._engine.begin() as conn:
-            await conn.execute(
-                keys_table.update()
-                .where(keys_table.c.token == token)
-                .values(spend=keys_table.c.spend + delta)
-            )
+        await self.log(None, spend_delta=(token, delta))
 
     # -- request log -------------------------------------------------------------------------
 
-    async def log(self, entry: LogEntry) -> None:
+    async def log(
+        self, entry: LogEntry | None, *, spend_delta: tuple[str, float] | None = None
+    ) -> None:
+        """Record ``entry`` and settle a key's spend (``(token, delta)``) in one transaction."""
+        if entry is None and (spend_delta is None or spend_delta[1] == 0):
+            return
         async with self._engine.begin() as conn:
+            if spend_delta is not None and spend_delta[1] != 0:
+                token, delta = spend_delta
+                await conn.execute(
+                    keys_table.update()
+                    .where(keys_table.c.token == token)
+                    .values(spend=keys_table.c.spend + delta)
+                )
+            if entry is None:
+                return
             await conn.execute(
                 log_table.insert().values(
                     at=entry.at,
@@ -451,12 +531,22 @@ class Store:
 
 
 def _sqlite_pragmas(dbapi_connection: Any, connection_record: Any) -> None:
-    """WAL lets readers run beside the writer; ``synchronous=NORMAL`` is WAL's safe setting."""
+    """WAL lets readers run beside the writer; ``synchronous=NORMAL`` is WAL's safe setting.
+    Transactions are begun by :func:`_sqlite_begin_immediate`, not by the driver."""
+    dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
+
+
+def _sqlite_begin_immediate(connection: Any) -> None:
+    """Take SQLite's write lock when a transaction starts (SQLAlchemy's documented recipe for
+    pysqlite/aiosqlite transactions). A transaction that reads and then writes (the admission
+    check) would otherwise fail at once with "database is locked" when another process wrote
+    in between; with the lock taken up front, it waits (busy timeout) instead."""
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def _record(row: dict[str, Any]) -> KeyRecord:

@@ -1,0 +1,209 @@
+"""`falbind serve` against a direct ``AsyncFalClient.images.generate`` (figures only).
+
+    python benchmarks/bench_serve.py [--requests N] [--postgres-url postgresql://...] [--sync]
+
+The fake fal server runs in its own process, the gateway (one uvicorn worker) in another; the
+benchmark process drives both sides with asyncio at 1, 16 and 64 concurrent clients:
+
+* direct: ``AsyncFalClient.images.generate(model=..., prompt=..., use_queue=...)``;
+* gateway: the OpenAI SDK (``AsyncOpenAI().images.generate``) with a virtual key that has a
+  budget and an rpm limit, so every request does the gateway's full database work (key
+  read, rpm slot, budget reservation and settlement, log row).
+
+It prints requests/s, p50/p99 latency, the p50 latency the gateway adds and its throughput as
+a share of the direct client's (targets: under 3 ms added at p50, at least 80% at 64 clients
+with SQLite). Both sides use fal's queue unless ``--sync``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import secrets
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import openai
+import yaml
+
+from falbind import AsyncFalClient
+
+MODEL = "fal-ai/flux/schnell"
+PROMPT = "a red fox in the snow"
+CONCURRENCY = (1, 16, 64)
+
+
+@contextmanager
+def fake_server() -> Iterator[str]:
+    """The fake fal server in a child process; yields its base URL."""
+    command = [sys.executable, "-m", "falbind._runtime.cli", "fake-server"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout is not None
+        yield process.stdout.readline().split()[-1]
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@contextmanager
+def gateway(fal_url: str, database_url: str, use_queue: bool, master_key: str) -> Iterator[str]:
+    """``falbind serve`` in a child process on a random port; yields its base URL."""
+    with tempfile.TemporaryDirectory() as folder:
+        config = {
+            "model_list": [
+                {
+                    "model_name": "flux-schnell",
+                    "litellm_params": {"model": MODEL},
+                    "model_info": {"output_cost_per_image": 0.003},
+                }
+            ],
+            "general_settings": {
+                "master_key": "os.environ/FALBIND_MASTER_KEY",
+                "database_url": database_url.replace("{dir}", folder),
+            },
+            "falbind_settings": {
+                "run_url": f"{fal_url}/run",
+                "queue_url": f"{fal_url}/queue",
+                "storage_url": fal_url,
+                "use_queue": use_queue,
+            },
+        }
+        path = Path(folder) / "config.yaml"
+        path.write_text(yaml.safe_dump(config))
+        port = free_port()
+        env = {**os.environ, "FALBIND_MASTER_KEY": master_key, "FAL_KEY": "bench"}
+        command = [sys.executable, "-m", "falbind._runtime.cli", "serve", "--config", str(path)]
+        process = subprocess.Popen(
+            [*command, "--port", str(port)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        url = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    if httpx.get(f"{url}/health/readiness", timeout=1).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise RuntimeError("the gateway did not start")
+                time.sleep(0.05)
+            yield url
+        finally:
+            process.terminate()
+            process.wait(10)
+
+
+async def measure(
+    call: Callable[[], Awaitable[object]], concurrency: int, requests: int
+) -> tuple[float, list[float]]:
+    """(requests per second, latencies in ms) for ``requests`` calls, ``concurrency`` at once."""
+    for _ in range(min(concurrency, 8)):  # warm connections
+        await call()
+    latencies: list[float] = []
+    queue = list(range(requests))
+
+    async def worker() -> None:
+        while queue:
+            queue.pop()
+            started = time.perf_counter()
+            await call()
+            latencies.append((time.perf_counter() - started) * 1000)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return requests / (time.perf_counter() - started), latencies
+
+
+def percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
+
+
+async def run(fal_url: str, gateway_url: str, master_key: str, args: argparse.Namespace) -> None:
+    use_queue = not args.sync
+    async with httpx.AsyncClient() as http:
+        created = await http.post(
+            f"{gateway_url}/key/generate",
+            json={"max_budget": 1e9, "rpm_limit": 10**9},
+            headers={"Authorization": f"Bearer {master_key}"},
+        )
+        key = created.json()["key"]
+    direct = AsyncFalClient("bench", run_url=f"{fal_url}/run", queue_url=f"{fal_url}/queue")
+    sdk = openai.AsyncOpenAI(
+        base_url=f"{gateway_url}/v1",
+        api_key=key,
+        max_retries=0,
+        http_client=openai.DefaultAsyncHttpxClient(
+            limits=httpx.Limits(max_connections=256, max_keepalive_connections=256)
+        ),
+    )
+
+    async def call_direct() -> object:
+        return await direct.images.generate(model=MODEL, prompt=PROMPT, use_queue=use_queue)
+
+    async def call_gateway() -> object:
+        return await sdk.images.generate(model="flux-schnell", prompt=PROMPT)
+
+    print(f"{'clients':>7} {'side':<8} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8}")
+    try:
+        for concurrency in CONCURRENCY:
+            requests = max(args.requests, concurrency * 4)
+            rate_d, lat_d = await measure(call_direct, concurrency, requests)
+            rate_g, lat_g = await measure(call_gateway, concurrency, requests)
+            for side, rate, lat in (("direct", rate_d, lat_d), ("gateway", rate_g, lat_g)):
+                print(
+                    f"{concurrency:>7} {side:<8} {rate:>8.1f} "
+                    f"{percentile(lat, 0.5):>8.2f} {percentile(lat, 0.99):>8.2f}"
+                )
+            added = statistics.median(lat_g) - statistics.median(lat_d)
+            print(
+                f"{concurrency:>7} ratio    throughput {rate_g / rate_d:.2f}x of direct, "
+                f"added p50 {added:+.2f} ms"
+            )
+    finally:
+        await direct.aclose()
+        await sdk.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=200, help="requests per measurement")
+    parser.add_argument("--postgres-url", help="also measure on this PostgreSQL database")
+    parser.add_argument("--sync", action="store_true", help="fal's sync endpoint, not the queue")
+    args = parser.parse_args()
+    master_key = "sk-bench-" + secrets.token_urlsafe(24)
+    databases = [("SQLite", "sqlite:///{dir}/bench.db")]
+    if args.postgres_url:
+        databases.append(("PostgreSQL", args.postgres_url))
+    with fake_server() as fal_url:
+        for name, database_url in databases:
+            mode = "sync" if args.sync else "queue"
+            print(f"\n== falbind serve (1 worker, {name}, fal {mode}) vs AsyncFalClient ==")
+            with gateway(fal_url, database_url, not args.sync, master_key) as gateway_url:
+                asyncio.run(run(fal_url, gateway_url, master_key, args))
+
+
+if __name__ == "__main__":
+    main()
