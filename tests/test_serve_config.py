@@ -63,7 +63,7 @@ def test_a_litellm_config_loads(tmp_path: Path) -> None:
         and wildcard.target_for("fal/fal-ai/flux/dev") == "fal_ai/fal-ai/flux/dev"
     )
     assert config.public_names() == ["flux-ultra", "flux-schnell"]
-    assert config.database_url == f"sqlite+aiosqlite:///{tmp_path / 'falbind.db'}"
+    assert config.database_url == f"sqlite:///{tmp_path / 'falbind.db'}"
     assert any("drop_params" in note for note in config.notes)
     shown = repr(config)
     assert "fal-secret-value" not in shown and MASTER_KEY not in shown

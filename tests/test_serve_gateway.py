@@ -400,7 +400,7 @@ def test_key_is_stored_hashed_and_shown_once(gateway: ThreadedGateway) -> None:
         f"{gateway.url}/key/list", headers={"Authorization": f"Bearer {MASTER_KEY}"}
     ).text
     assert key not in listed and "team-a" in listed
-    raw = Path(gateway.config.database_url.removeprefix("sqlite+aiosqlite:///")).read_bytes()
+    raw = Path(gateway.config.database_url.removeprefix("sqlite:///")).read_bytes()
     assert key.encode() not in raw
     assert created["expires"] is not None and created["metadata"] == {"team": "a"}
 

@@ -53,7 +53,7 @@ def test_rate_limit_is_atomic_under_concurrency(
     url = (
         asyncpg_url(postgres.create_database())
         if backend == "postgresql"
-        else f"sqlite+aiosqlite:///{tmp_path}/rate.db"
+        else f"sqlite:///{tmp_path}/rate.db"
     )
 
     async def scenario() -> tuple[list[float | None], float]:

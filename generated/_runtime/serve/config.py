@@ -144,7 +144,7 @@ class GatewayConfig:
     models: tuple[ModelEntry, ...]
     master_key: str = field(repr=False)
     database_url: str = field(repr=False)
-    """A SQLAlchemy async URL (``sqlite+aiosqlite:///...`` or ``postgresql+asyncpg://...``)."""
+    """A SQLAlchemy URL (``sqlite:///...`` or ``postgresql+asyncpg://...``)."""
     source: str = "<config>"
     max_body_bytes: int = 25 * 1024 * 1024
     notes: tuple[str, ...] = ()
@@ -325,10 +325,10 @@ def _master_key(
 def _database_url(
     raw: Any, env: Mapping[str, str], base_dir: Path | None, problems: list[str]
 ) -> str | None:
-    """The SQLAlchemy async URL: SQLite (aiosqlite) by default, PostgreSQL through asyncpg."""
+    """The SQLAlchemy URL: SQLite by default, PostgreSQL through asyncpg."""
     if raw is None:
         path = (base_dir or Path.cwd()) / "falbind.db"
-        return f"sqlite+aiosqlite:///{path}"
+        return f"sqlite:///{path}"
     url = _env_value(raw, "general_settings.database_url", env, problems)
     if url is None:
         return None
@@ -336,8 +336,9 @@ def _database_url(
         ("postgresql+asyncpg://", "postgresql+asyncpg://"),
         ("postgresql://", "postgresql+asyncpg://"),
         ("postgres://", "postgresql+asyncpg://"),
-        ("sqlite+aiosqlite://", "sqlite+aiosqlite://"),
-        ("sqlite://", "sqlite+aiosqlite://"),
+        ("sqlite+aiosqlite://", "sqlite://"),  # LiteLLM-era URLs: same file, same driver
+        ("sqlite+pysqlite://", "sqlite://"),
+        ("sqlite://", "sqlite://"),
     ):
         if url.startswith(prefix):
             rest = url.removeprefix(prefix)

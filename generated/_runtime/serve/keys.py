@@ -146,6 +146,7 @@ def key_routes(
 
     async def info(request: Request) -> Response:
         caller = await authenticate(request, master_key, store)
+        await gateway.log_writer.flush()  # settle this process's spend first
         reference = request.query_params.get("key")
         if reference is None:
             if caller.record is None:
@@ -169,6 +170,7 @@ def key_routes(
 
     async def list_keys(request: Request) -> Response:
         await require_master(request, master_key, store)
+        await gateway.log_writer.flush()
         revoked = request.query_params.get("include_revoked", "").lower() in ("1", "true")
         records = await store.list_keys(include_revoked=revoked)
         return JSONResponse({"keys": [r.info() for r in records]})

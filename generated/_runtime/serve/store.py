@@ -1,7 +1,8 @@
 """The gateway's database: virtual keys, shared rate limits and budgets, and the request log.
 
-One code path for SQLite (aiosqlite; a file, no set-up) and PostgreSQL (asyncpg), through
-SQLAlchemy 2's async Core. Every check that several gateway processes must agree on is one
+One code path for SQLite (a file, no set-up) and PostgreSQL (asyncpg), through SQLAlchemy 2
+Core: every operation is one transaction written once (see :class:`Store` for how each
+database runs it). Every check that several gateway processes must agree on is one
 atomic statement in the database, so replicas on one PostgreSQL share it:
 
 - the request-per-minute limit is an ``INSERT ... ON CONFLICT DO UPDATE SET count = count + 1
@@ -19,22 +20,26 @@ a newer falbind is refused instead of being written with the wrong shape.
 
 from __future__ import annotations
 
+import asyncio
 import fnmatch
 import hashlib
+import logging
 import secrets
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, TypeVar
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 __all__ = [
     "SCHEMA_VERSION",
     "Admission",
     "KeyRecord",
     "LogEntry",
+    "LogWriter",
     "SpendTotal",
     "Store",
     "StoreError",
@@ -42,6 +47,7 @@ __all__ = [
     "new_key",
 ]
 
+T = TypeVar("T")
 SCHEMA_VERSION: Final = 1
 KEY_PREFIX: Final = "sk-fb-"
 _RATE_WINDOW_SECONDS: Final = 60
@@ -206,78 +212,113 @@ def _iso(stamp: float | None) -> str | None:
 
 
 class Store:
-    """The database behind one gateway process (see the module docstring)."""
+    """The database behind one gateway process (see the module docstring).
+
+    Every operation is one transaction, written once as a function of a SQLAlchemy Core
+    ``Connection`` and run whole:
+
+    - PostgreSQL: on the async engine (asyncpg) through ``AsyncConnection.run_sync``;
+    - SQLite: on SQLAlchemy's own sqlite3 driver, on one thread owned by the store. Measured
+      here, SQLAlchemy's aiosqlite adaptor crossed threads about 25 times per gateway request
+      (cursor, execute, fetch, commit, reset: each a hop), which cost more than the rest of
+      the gateway together; one thread per store makes it one hop per transaction and keeps
+      this process's writers from contending for SQLite's lock.
+    """
 
     def __init__(self, url: str, *, echo: bool = False) -> None:
         self.url = url
         self.dialect = url.split("+", 1)[0].split(":", 1)[0]
-        options: dict[str, Any] = {}
+        self._engine: AsyncEngine | None = None
+        self._sync_engine: sa.Engine | None = None
+        self._executor: ThreadPoolExecutor | None = None
         if self.dialect == "sqlite":
-            # SQLite takes one writer at a time. One connection per process queues this
-            # process's statements in asyncio (cheap) instead of in SQLite's busy handler,
-            # which sleeps up to 100 ms between tries; other processes wait up to 30 s.
-            options["connect_args"] = {"timeout": 30}
-            options["pool_size"] = 1
-            options["max_overflow"] = 0
-            options["pool_timeout"] = 60
+            sync_url = "sqlite://" + url.split("://", 1)[1]
+            self._sync_engine = sa.create_engine(
+                sync_url,
+                echo=echo,
+                connect_args={"timeout": 30, "check_same_thread": False},
+                poolclass=sa.pool.SingletonThreadPool,
+            )
+            sa.event.listen(self._sync_engine, "connect", _sqlite_pragmas)
+            sa.event.listen(self._sync_engine, "begin", _sqlite_begin_immediate)
+            self._executor = ThreadPoolExecutor(1, thread_name_prefix="falbind-sqlite")
         else:
-            options["pool_size"] = 10
-            options["max_overflow"] = 20
-        self._engine: AsyncEngine = create_async_engine(url, echo=echo, **options)
-        if self.dialect == "sqlite":
-            sa.event.listen(self._engine.sync_engine, "connect", _sqlite_pragmas)
-            sa.event.listen(self._engine.sync_engine, "begin", _sqlite_begin_immediate)
+            self._engine = create_async_engine(url, echo=echo, pool_size=10, max_overflow=20)
 
     def __repr__(self) -> str:
         return f"<Store {self.dialect}>"  # the URL may hold a password
 
     async def close(self) -> None:
-        await self._engine.dispose()
+        if self._engine is not None:
+            await self._engine.dispose()
+        if self._sync_engine is not None and self._executor is not None:
+            await asyncio.get_running_loop().run_in_executor(
+                self._executor, self._sync_engine.dispose
+            )
+            self._executor.shutdown(wait=True)
+
+    async def _run(self, work: Callable[..., T], *args: Any) -> T:
+        """``work(connection, *args)`` in one transaction (committed unless it raises)."""
+        if self._sync_engine is not None:
+            assert self._executor is not None
+            engine = self._sync_engine
+
+            def transaction() -> T:
+                with engine.begin() as conn:
+                    return work(conn, *args)
+
+            return await asyncio.get_running_loop().run_in_executor(self._executor, transaction)
+        assert self._engine is not None
+        async with self._engine.begin() as conn:
+            return await conn.run_sync(work, *args)
 
     # -- schema ------------------------------------------------------------------------------
 
     async def setup(self) -> None:
         """Create the schema (or check its version); raises :class:`StoreError`."""
         try:
-            async with self._engine.begin() as conn:
-                if self.dialect == "postgresql":
-                    await conn.execute(
-                        sa.text("SELECT pg_advisory_xact_lock(:id)"), {"id": _PG_MIGRATION_LOCK}
-                    )
-                await conn.run_sync(metadata.create_all)
-                version = (
-                    await conn.execute(
-                        sa.select(schema_table.c.version).where(schema_table.c.id == 1)
-                    )
-                ).scalar_one_or_none()
-                if version is None:
-                    await conn.execute(schema_table.insert().values(id=1, version=SCHEMA_VERSION))
-                elif version > SCHEMA_VERSION:
-                    raise StoreError(
-                        f"the database has schema version {version}, newer than this falbind's "
-                        f"{SCHEMA_VERSION}: upgrade falbind"
-                    )
-                elif version < SCHEMA_VERSION:  # pragma: no cover - no older version exists yet
-                    await conn.execute(
-                        schema_table.update()
-                        .where(schema_table.c.id == 1)
-                        .values(version=SCHEMA_VERSION)
-                    )
+            await self._run(self._setup)
         except StoreError:
             raise
         except (OSError, sa.exc.SQLAlchemyError) as exc:
             raise StoreError(f"cannot use the database ({self.dialect}): {_reason(exc)}") from None
 
+    def _setup(self, conn: sa.Connection) -> None:
+        if self.dialect == "postgresql":
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(:id)"), {"id": _PG_MIGRATION_LOCK})
+        metadata.create_all(conn)
+        version = conn.execute(
+            sa.select(schema_table.c.version).where(schema_table.c.id == 1)
+        ).scalar_one_or_none()
+        if version is None:
+            conn.execute(schema_table.insert().values(id=1, version=SCHEMA_VERSION))
+        elif version > SCHEMA_VERSION:
+            raise StoreError(
+                f"the database has schema version {version}, newer than this falbind's "
+                f"{SCHEMA_VERSION}: upgrade falbind"
+            )
+        elif version < SCHEMA_VERSION:  # pragma: no cover - no older version exists yet
+            conn.execute(
+                schema_table.update().where(schema_table.c.id == 1).values(version=SCHEMA_VERSION)
+            )
+
     async def schema_version(self) -> int | None:
-        async with self._engine.connect() as conn:
-            result = await conn.execute(sa.select(schema_table.c.version))
-            return result.scalar_one_or_none()
+        def read(conn: sa.Connection) -> int | None:
+            version: int | None = conn.execute(
+                sa.select(schema_table.c.version)
+            ).scalar_one_or_none()
+            return version
+
+        return await self._run(read)
 
     async def ping(self) -> bool:
         """Whether the database answers (``/health/readiness``)."""
+
+        def select_one(conn: sa.Connection) -> None:
+            conn.execute(sa.text("SELECT 1"))
+
         try:
-            async with self._engine.connect() as conn:
-                await conn.execute(sa.text("SELECT 1"))
+            await self._run(select_one)
         except (OSError, sa.exc.SQLAlchemyError):
             return False
         return True
@@ -310,23 +351,25 @@ class Store:
             "created_at": now,
             "revoked_at": None,
         }
-        async with self._engine.begin() as conn:
-            await conn.execute(keys_table.insert().values(**row))
+
+        def insert(conn: sa.Connection) -> None:
+            conn.execute(keys_table.insert().values(**row))
+
+        await self._run(insert)
         return key, _record(row)
 
     async def get_key(self, token: str) -> KeyRecord | None:
-        async with self._engine.connect() as conn:
-            result = await conn.execute(sa.select(keys_table).where(keys_table.c.token == token))
-            row = result.mappings().first()
-        return _record(dict(row)) if row is not None else None
+        return await self._run(_get_key, token)
 
     async def list_keys(self, *, include_revoked: bool = False) -> list[KeyRecord]:
         query = sa.select(keys_table).order_by(keys_table.c.created_at)
         if not include_revoked:
             query = query.where(keys_table.c.revoked_at.is_(None))
-        async with self._engine.connect() as conn:
-            rows = (await conn.execute(query)).mappings().all()
-        return [_record(dict(row)) for row in rows]
+
+        def read(conn: sa.Connection) -> list[KeyRecord]:
+            return [_record(dict(row)) for row in conn.execute(query).mappings().all()]
+
+        return await self._run(read)
 
     async def find_tokens(self, reference: str) -> list[str]:
         """Tokens matching a key, its token (digest), its display name or its alias."""
@@ -338,18 +381,24 @@ class Store:
                 keys_table.c.key_alias == reference,
             )
         )
-        async with self._engine.connect() as conn:
-            return list((await conn.execute(query)).scalars().all())
+
+        def read(conn: sa.Connection) -> list[str]:
+            return [str(token) for token in conn.execute(query).scalars().all()]
+
+        return await self._run(read)
 
     async def revoke(self, tokens: Sequence[str]) -> int:
         """Revoke keys by token; how many were live."""
-        async with self._engine.begin() as conn:
-            result = await conn.execute(
-                keys_table.update()
-                .where(keys_table.c.token.in_(list(tokens)), keys_table.c.revoked_at.is_(None))
-                .values(revoked_at=time.time())
-            )
-        return int(result.rowcount)
+        statement = (
+            keys_table.update()
+            .where(keys_table.c.token.in_(list(tokens)), keys_table.c.revoked_at.is_(None))
+            .values(revoked_at=time.time())
+        )
+
+        def update(conn: sa.Connection) -> int:
+            return int(conn.execute(statement).rowcount)
+
+        return await self._run(update)
 
     # -- limits ------------------------------------------------------------------------------
 
@@ -366,42 +415,50 @@ class Store:
         its rpm limit and ``estimate`` of its budget are taken, each atomically.
 
         With ``model_name=None`` only the key is checked (a request for an unknown model)."""
-        now = time.time() if now is None else now
-        async with self._engine.begin() as conn:
-            result = await conn.execute(sa.select(keys_table).where(keys_table.c.token == token))
-            row = result.mappings().first()
-            if row is None:
-                return Admission("invalid")
-            record = _record(dict(row))
-            if record.revoked_at is not None:
-                return Admission("revoked", record)
-            if record.expires_at is not None and record.expires_at <= now:
-                return Admission("expired", record)
-            if model_name is None:
-                return Admission("ok", record)
-            if not record.allows(model_name):
-                return Admission("model_not_allowed", record)
-            if record.rpm_limit is not None:
-                wait = await self._take_rate_slot(conn, token, record.rpm_limit, now)
-                if wait is not None:
-                    return Admission("rate_limited", record, retry_after=wait)
-            if record.max_budget is not None:
-                if not await self._reserve(conn, token, estimate):
-                    return Admission("over_budget", record)
-                return Admission("ok", record, reserved=estimate)
-            return Admission("ok", record, reserved=0.0)  # the cost is added at the end
+        return await self._run(
+            self._admit, token, model_name, estimate, time.time() if now is None else now
+        )
+
+    def _admit(
+        self,
+        conn: sa.Connection,
+        token: str,
+        model_name: str | None,
+        estimate: float,
+        now: float,
+    ) -> Admission:
+        record = _get_key(conn, token)
+        if record is None:
+            return Admission("invalid")
+        if record.revoked_at is not None:
+            return Admission("revoked", record)
+        if record.expires_at is not None and record.expires_at <= now:
+            return Admission("expired", record)
+        if model_name is None:
+            return Admission("ok", record)
+        if not record.allows(model_name):
+            return Admission("model_not_allowed", record)
+        if record.rpm_limit is not None:
+            wait = self._take_rate_slot(conn, token, record.rpm_limit, now)
+            if wait is not None:
+                return Admission("rate_limited", record, retry_after=wait)
+        if record.max_budget is not None:
+            if not _reserve(conn, token, estimate):
+                return Admission("over_budget", record)
+            return Admission("ok", record, reserved=estimate)
+        return Admission("ok", record, reserved=0.0)  # the cost is added at the end
 
     async def take_rate_slot(
         self, token: str, limit: int, now: float | None = None
     ) -> float | None:
         """Count one request against ``limit`` per minute; ``None`` if admitted, else the
         seconds until the current minute ends (for ``Retry-After``)."""
-        now = time.time() if now is None else now
-        async with self._engine.begin() as conn:
-            return await self._take_rate_slot(conn, token, limit, now)
+        return await self._run(
+            self._take_rate_slot, token, limit, time.time() if now is None else now
+        )
 
-    async def _take_rate_slot(
-        self, conn: AsyncConnection, token: str, limit: int, now: float
+    def _take_rate_slot(
+        self, conn: sa.Connection, token: str, limit: int, now: float
     ) -> float | None:
         window = int(now // _RATE_WINDOW_SECONDS)
         insert = self._insert(rate_table).values(token=token, window=window, count=1)
@@ -410,9 +467,9 @@ class Store:
             set_={"count": rate_table.c.count + 1},
             where=rate_table.c.count < limit,
         ).returning(rate_table.c.count)
-        count = (await conn.execute(statement)).scalar_one_or_none()
+        count = conn.execute(statement).scalar_one_or_none()
         if count == 1:  # a new minute: forget the old ones
-            await conn.execute(
+            conn.execute(
                 rate_table.delete().where(rate_table.c.token == token, rate_table.c.window < window)
             )
         if count is not None:
@@ -421,22 +478,7 @@ class Store:
 
     async def reserve_budget(self, token: str, amount: float) -> bool:
         """Add ``amount`` to the key's spend if it stays within its budget (atomically)."""
-        async with self._engine.begin() as conn:
-            return await self._reserve(conn, token, amount)
-
-    async def _reserve(self, conn: AsyncConnection, token: str, amount: float) -> bool:
-        budget = keys_table.c.max_budget
-        spend = keys_table.c.spend
-        statement = (
-            keys_table.update()
-            .where(
-                keys_table.c.token == token,
-                sa.or_(budget.is_(None), sa.and_(spend < budget, spend + amount <= budget)),
-            )
-            .values(spend=spend + amount)
-            .returning(spend)
-        )
-        return (await conn.execute(statement)).first() is not None
+        return await self._run(_reserve, token, amount)
 
     async def adjust_spend(self, token: str, delta: float) -> None:
         """Settle a reservation: add ``delta`` (negative for a refund)."""
@@ -450,32 +492,14 @@ class Store:
         """Record ``entry`` and settle a key's spend (``(token, delta)``) in one transaction."""
         if entry is None and (spend_delta is None or spend_delta[1] == 0):
             return
-        async with self._engine.begin() as conn:
-            if spend_delta is not None and spend_delta[1] != 0:
-                token, delta = spend_delta
-                await conn.execute(
-                    keys_table.update()
-                    .where(keys_table.c.token == token)
-                    .values(spend=keys_table.c.spend + delta)
-                )
-            if entry is None:
-                return
-            await conn.execute(
-                log_table.insert().values(
-                    at=entry.at,
-                    token=entry.token,
-                    key_name=entry.key_name,
-                    route=entry.route,
-                    model_name=entry.model_name,
-                    endpoint_id=entry.endpoint_id,
-                    fal_request_ids=list(entry.fal_request_ids),
-                    status=entry.status,
-                    images=entry.images,
-                    cost=entry.cost,
-                    latency_ms=entry.latency_ms,
-                    error_type=entry.error_type,
-                )
-            )
+        await self._run(_log, entry, spend_delta)
+
+    async def log_batch(
+        self, items: Sequence[tuple[LogEntry | None, tuple[str, float] | None]]
+    ) -> None:
+        """Many :meth:`log` calls in one transaction (see :class:`LogWriter`)."""
+        if items:
+            await self._run(_log_batch, list(items))
 
     async def logs(
         self, *, token: str | None = None, since: float | None = None, limit: int = 100
@@ -485,9 +509,12 @@ class Store:
             query = query.where(log_table.c.token == token)
         if since is not None:
             query = query.where(log_table.c.at >= since)
-        async with self._engine.connect() as conn:
-            rows = (await conn.execute(query)).mappings().all()
-        return [{**dict(row), "at": _iso(row["at"])} for row in rows]
+
+        def read(conn: sa.Connection) -> list[dict[str, Any]]:
+            rows = conn.execute(query).mappings().all()
+            return [{**dict(row), "at": _iso(row["at"])} for row in rows]
+
+        return await self._run(read)
 
     async def spend_totals(
         self, *, token: str | None = None, since: float | None = None
@@ -511,14 +538,20 @@ class Store:
             query = query.where(log_table.c.token == token)
         if since is not None:
             query = query.where(log_table.c.at >= since)
-        async with self._engine.connect() as conn:
-            rows = (await conn.execute(query)).all()
-        return [
-            SpendTotal(
-                str(r.key_name), str(r.model_name), int(r.requests), int(r.images), float(r.cost)
-            )
-            for r in rows
-        ]
+
+        def read(conn: sa.Connection) -> list[SpendTotal]:
+            return [
+                SpendTotal(
+                    str(r.key_name),
+                    str(r.model_name),
+                    int(r.requests),
+                    int(r.images),
+                    float(r.cost),
+                )
+                for r in conn.execute(query).all()
+            ]
+
+        return await self._run(read)
 
     def _insert(self, table: sa.Table) -> Any:
         if self.dialect == "postgresql":
@@ -528,6 +561,130 @@ class Store:
         from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
         return sqlite_insert(table)
+
+
+def _log_batch(
+    conn: sa.Connection, items: list[tuple[LogEntry | None, tuple[str, float] | None]]
+) -> None:
+    deltas: dict[str, float] = {}
+    rows: list[dict[str, Any]] = []
+    for entry, spend_delta in items:
+        if spend_delta is not None:
+            deltas[spend_delta[0]] = deltas.get(spend_delta[0], 0.0) + spend_delta[1]
+        if entry is not None:
+            rows.append(_log_row(entry))
+    for token, delta in deltas.items():
+        if delta != 0:
+            conn.execute(
+                keys_table.update()
+                .where(keys_table.c.token == token)
+                .values(spend=keys_table.c.spend + delta)
+            )
+    if rows:
+        conn.execute(log_table.insert(), rows)
+
+
+def _log_row(entry: LogEntry) -> dict[str, Any]:
+    return {
+        "at": entry.at,
+        "token": entry.token,
+        "key_name": entry.key_name,
+        "route": entry.route,
+        "model_name": entry.model_name,
+        "endpoint_id": entry.endpoint_id,
+        "fal_request_ids": list(entry.fal_request_ids),
+        "status": entry.status,
+        "images": entry.images,
+        "cost": entry.cost,
+        "latency_ms": entry.latency_ms,
+        "error_type": entry.error_type,
+    }
+
+
+class LogWriter:
+    """Writes the request log and spend settlements off the request path, in batches.
+
+    A request's answer does not wait for its log row: :meth:`submit` queues it, and one task
+    writes everything queued in one transaction, then whatever queued meanwhile (group
+    commit, no timer). Limits stay exact: the budget is reserved before the request, in
+    :meth:`Store.admit`; settling only replaces the reservation by the cost of what was
+    delivered. :meth:`flush` waits for everything submitted so far (the spend routes call it
+    first, and shutdown does).
+    """
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._pending: list[tuple[LogEntry | None, tuple[str, float] | None]] = []
+        self._task: asyncio.Task[None] | None = None
+
+    def submit(self, entry: LogEntry | None, spend_delta: tuple[str, float] | None = None) -> None:
+        self._pending.append((entry, spend_delta))
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._drain())
+
+    async def _drain(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending, []
+            try:
+                await self._store.log_batch(batch)
+            except Exception as exc:  # the answers were sent already; keep serving
+                logging.getLogger("falbind.serve").error(
+                    "could not write %d request log row(s): %s", len(batch), _reason(exc)
+                )
+
+    async def flush(self) -> None:
+        while self._task is not None and not self._task.done():
+            await asyncio.shield(self._task)
+
+
+def _get_key(conn: sa.Connection, token: str) -> KeyRecord | None:
+    row = conn.execute(sa.select(keys_table).where(keys_table.c.token == token)).mappings().first()
+    return _record(dict(row)) if row is not None else None
+
+
+def _reserve(conn: sa.Connection, token: str, amount: float) -> bool:
+    budget = keys_table.c.max_budget
+    spend = keys_table.c.spend
+    statement = (
+        keys_table.update()
+        .where(
+            keys_table.c.token == token,
+            sa.or_(budget.is_(None), sa.and_(spend < budget, spend + amount <= budget)),
+        )
+        .values(spend=spend + amount)
+        .returning(spend)
+    )
+    return conn.execute(statement).first() is not None
+
+
+def _log(
+    conn: sa.Connection, entry: LogEntry | None, spend_delta: tuple[str, float] | None
+) -> None:
+    if spend_delta is not None and spend_delta[1] != 0:
+        token, delta = spend_delta
+        conn.execute(
+            keys_table.update()
+            .where(keys_table.c.token == token)
+            .values(spend=keys_table.c.spend + delta)
+        )
+    if entry is None:
+        return
+    conn.execute(
+        log_table.insert().values(
+            at=entry.at,
+            token=entry.token,
+            key_name=entry.key_name,
+            route=entry.route,
+            model_name=entry.model_name,
+            endpoint_id=entry.endpoint_id,
+            fal_request_ids=list(entry.fal_request_ids),
+            status=entry.status,
+            images=entry.images,
+            cost=entry.cost,
+            latency_ms=entry.latency_ms,
+            error_type=entry.error_type,
+        )
+    )
 
 
 def _sqlite_pragmas(dbapi_connection: Any, connection_record: Any) -> None:
