@@ -234,16 +234,30 @@ def test_keys_and_spend_commands(
     assert main(["spend", "--config", path, "--since", "yesterday"]) == 2
 
 
-def test_serve_with_fake_fal_end_to_end(tmp_path: Path) -> None:
-    """The README's quick start: `falbind serve --fake-fal`, then the OpenAI SDK; a key made
-    with `falbind keys create` works, the spend shows in `falbind spend`."""
+def readme_config() -> str:
+    """The config.yaml of the README's gateway quick start."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("## OpenAI-compatible gateway", 1)[1]
+    return section.split("```yaml\n", 1)[1].split("```", 1)[0]
+
+
+def test_readme_quick_start_with_fake_fal(tmp_path: Path) -> None:
+    """The README's quick start: its config, `falbind serve --fake-fal`, the OpenAI SDK call;
+    a key made over HTTP works within its model list; the spend is recorded."""
     path = tmp_path / "config.yaml"
-    path.write_text(SEED.replace("drop_params: true", "drop_params: false"))
-    env = {"FAL_AI_API_KEY": "unused-with-fake-fal"}
-    with GatewayProcess(path, extra=("--fake-fal",), env=env) as gateway:
+    path.write_text(readme_config())
+    with GatewayProcess(path, extra=("--fake-fal",)) as gateway:
         client = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=MASTER_KEY)
-        result = client.images.generate(model="flux-ultra", prompt="a fox", n=1, size="1024x1024")
+        result = client.images.generate(
+            model="flux-ultra", prompt="a red fox in the snow", n=1, size="1024x1024"
+        )
         assert result.data[0].url
+        with pytest.raises(openai.BadRequestError) as caught:
+            client.images.generate(
+                model="flux-schnell", prompt="a fox", extra_body={"num_inference_step": 4}
+            )
+        assert caught.value.param == "num_inference_step"
+        assert "did you mean 'num_inference_steps'" in caught.value.message
         created = httpx.post(
             f"{gateway.url}/key/generate",
             json={"models": ["flux-schnell"]},
@@ -251,6 +265,21 @@ def test_serve_with_fake_fal_end_to_end(tmp_path: Path) -> None:
         ).json()
         keyed = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=created["key"])
         assert keyed.images.generate(model="flux-schnell", prompt="a fox").data
+        with pytest.raises(openai.PermissionDeniedError):
+            keyed.images.generate(model="flux-ultra", prompt="a fox")
+        totals = httpx.get(
+            f"{gateway.url}/spend/logs", headers={"Authorization": f"Bearer {MASTER_KEY}"}
+        ).json()["totals"]
+        master = [t for t in totals if t["key_name"] == "master key"]
+        keyed_rows = [t for t in totals if t["key_name"] == created["key_name"]]
+        assert {(t["model"], t["requests"], t["images"]) for t in master} == {
+            ("flux-ultra", 1, 1),
+            ("flux-schnell", 1, 0),  # the refused request is logged, with no image
+        }
+        assert {(t["model"], t["requests"], t["images"]) for t in keyed_rows} == {
+            ("flux-schnell", 1, 1),
+            ("flux-ultra", 1, 0),
+        }
     assert (tmp_path / "falbind.db").exists()
 
 

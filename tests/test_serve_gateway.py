@@ -444,3 +444,16 @@ def test_health_routes(gateway: ThreadedGateway) -> None:
     assert httpx.get(f"{gateway.url}/health").json() == {"status": "healthy"}
     ready = httpx.get(f"{gateway.url}/health/readiness").json()
     assert ready["db"] == "connected" and ready["schema_version"] == 1
+
+
+def test_unknown_routes_answer_in_openai_shape(gateway: ThreadedGateway) -> None:
+    missing = httpx.get(f"{gateway.url}/v1/chat/nothing")
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
+    wrong = httpx.get(f"{gateway.url}/v1/images/generations")
+    assert wrong.status_code == 405 and wrong.json()["error"]["code"] == "method_not_allowed"
+
+
+def test_server_timing_reports_the_gateways_own_time(gateway: ThreadedGateway) -> None:
+    raw = sdk(gateway).images.with_raw_response.generate(model="fal-ai/flux/dev", prompt="x")
+    parts = dict(p.strip().split(";dur=") for p in raw.headers["server-timing"].split(","))
+    assert float(parts["gateway"]) >= 0 and float(parts["fal"]) > 0

@@ -646,6 +646,21 @@ def create_app(config: GatewayConfig, *, store: Store | None = None) -> Starlett
         route("/spend/logs", gateway.spend_logs, "GET"),
         *(route(path, handler, method) for path, handler, method in key_routes(gateway)),
     ]
-    app = Starlette(routes=routes, lifespan=lifespan)
+
+    async def not_found(request: Request, exc: Exception) -> Response:
+        return GatewayError(
+            404, f"no route {request.url.path}", code="not_found", param=None
+        ).response()
+
+    async def wrong_method(request: Request, exc: Exception) -> Response:
+        return GatewayError(
+            405, f"{request.method} is not allowed on {request.url.path}", code="method_not_allowed"
+        ).response()
+
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={404: not_found, 405: wrong_method},
+    )
     app.state.gateway = gateway
     return app
