@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,15 @@ from falbind._runtime.cli import main
 from falbind._runtime.serve import ConfigError, load_config, parse_config
 from falbind.testing import FakeFalServer
 
-from serve_support import ENVIRON, MASTER_KEY, GatewayProcess, free_port, write_config
+from serve_support import (
+    ENVIRON,
+    MASTER_KEY,
+    GatewayProcess,
+    ThreadedGateway,
+    config_data,
+    free_port,
+    write_config,
+)
 
 SEED = """
 model_list:
@@ -286,3 +295,54 @@ def test_readme_quick_start_with_fake_fal(tmp_path: Path) -> None:
 def test_fake_server_fixture_is_loopback() -> None:
     with FakeFalServer() as server:
         assert server.url.startswith("http://127.0.0.1:")
+
+
+def test_workers_share_an_rpm_limit_on_sqlite(tmp_path: Path) -> None:
+    """`--workers 2` on one SQLite file: the limit holds across the worker processes."""
+    with FakeFalServer() as fal:
+        data = config_data(
+            fal, {"flux": "fal-ai/flux/dev"}, database_url=f"sqlite:///{tmp_path}/w.db"
+        )
+        path = write_config(tmp_path / "config.yaml", data)
+        with GatewayProcess(path, extra=("--workers", "2")) as gateway:
+            key = httpx.post(
+                f"{gateway.url}/key/generate",
+                json={"rpm_limit": 4},
+                headers={"Authorization": f"Bearer {MASTER_KEY}"},
+            ).json()["key"]
+
+            def attempt(_: int) -> int:
+                # a new connection each time, so both workers take requests
+                response = httpx.post(
+                    f"{gateway.url}/v1/images/generations",
+                    json={"model": "flux", "prompt": "a fox"},
+                    headers={"Authorization": f"Bearer {key}", "Connection": "close"},
+                    timeout=30,
+                )
+                return response.status_code
+
+            with ThreadPoolExecutor(6) as pool:
+                statuses = list(pool.map(attempt, range(10)))
+        assert sorted(statuses) == [200] * 4 + [429] * 6
+        assert fal.count(route="submit") == 4
+
+
+def test_the_fal_key_never_reaches_clients(tmp_path: Path) -> None:
+    secret = "fal-secret-" + "x" * 20
+    with FakeFalServer(key="the-right-key") as fal:
+        data = config_data(
+            fal,
+            {"flux": {"model": "fal-ai/flux/dev", "api_key": "os.environ/WRONG_FAL_KEY"}},
+            database_url=f"sqlite:///{tmp_path}/k.db",
+        )
+        config = parse_config(data, environ={**ENVIRON, "WRONG_FAL_KEY": secret})
+        assert secret not in repr(config)
+        with ThreadedGateway(config) as gateway:
+            response = httpx.post(
+                f"{gateway.url}/v1/images/generations",
+                json={"model": "flux", "prompt": "a fox"},
+                headers={"Authorization": f"Bearer {MASTER_KEY}"},
+            )
+    assert response.status_code == 502
+    assert response.json()["error"]["code"] == "upstream_auth"
+    assert secret not in response.text and secret not in str(response.headers)
