@@ -68,9 +68,20 @@ def free_port() -> int:
         return port
 
 
+def process_cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) of process ``pid`` so far (Linux ``/proc``; 0 elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @contextmanager
-def gateway(fal_url: str, database_url: str, use_queue: bool, master_key: str) -> Iterator[str]:
-    """``falbind serve`` in a child process on a random port; yields its base URL."""
+def gateway(
+    fal_url: str, database_url: str, use_queue: bool, master_key: str
+) -> Iterator[tuple[str, int]]:
+    """``falbind serve`` in a child process on a random port; yields its URL and PID."""
     with tempfile.TemporaryDirectory() as folder:
         config = {
             "model_list": [
@@ -114,7 +125,7 @@ def gateway(fal_url: str, database_url: str, use_queue: bool, master_key: str) -
                 if time.monotonic() > deadline or process.poll() is not None:
                     raise RuntimeError("the gateway did not start")
                 time.sleep(0.05)
-            yield url
+            yield url, process.pid
         finally:
             process.terminate()
             process.wait(10)
@@ -146,7 +157,9 @@ def percentile(values: list[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
 
 
-async def run(fal_url: str, gateway_url: str, master_key: str, args: argparse.Namespace) -> None:
+async def run(
+    fal_url: str, gateway_url: str, gateway_pid: int, master_key: str, args: argparse.Namespace
+) -> None:
     use_queue = not args.sync
     async with httpx.AsyncClient() as http:
         created = await http.post(
@@ -182,13 +195,18 @@ async def run(fal_url: str, gateway_url: str, master_key: str, args: argparse.Na
         own_ms.append(float(timing["gateway"]))
         return raw.parse()
 
+    print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     print(f"{'clients':>7} {'side':<8} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8}")
     try:
         for concurrency in CONCURRENCY:
             requests = max(args.requests, concurrency * 4)
+            cpu = time.process_time()
             rate_d, lat_d = await measure(call_direct, concurrency, requests)
+            direct_cpu = (time.process_time() - cpu) / requests * 1000
             own_ms.clear()
+            cpu = process_cpu_seconds(gateway_pid)
             rate_g, lat_g = await measure(call_gateway, concurrency, requests)
+            gateway_cpu = (process_cpu_seconds(gateway_pid) - cpu) / requests * 1000
             for side, rate, lat in (("direct", rate_d, lat_d), ("gateway", rate_g, lat_g)):
                 print(
                     f"{concurrency:>7} {side:<8} {rate:>8.1f} "
@@ -199,6 +217,10 @@ async def run(fal_url: str, gateway_url: str, master_key: str, args: argparse.Na
                 f"{concurrency:>7} ratio    throughput {rate_g / rate_d:.2f}x of direct, "
                 f"added p50 {added:+.2f} ms; the gateway's own time (Server-Timing) "
                 f"p50 {percentile(own_ms, 0.5):.2f} ms, p99 {percentile(own_ms, 0.99):.2f} ms"
+            )
+            print(
+                f"{concurrency:>7} cpu      per request: direct client {direct_cpu:.2f} ms, "
+                f"gateway process {gateway_cpu:.2f} ms (warm-up included)"
             )
     finally:
         await direct.aclose()
@@ -219,8 +241,8 @@ def main() -> None:
         for name, database_url in databases:
             mode = "sync" if args.sync else "queue"
             print(f"\n== falbind serve (1 worker, {name}, fal {mode}) vs AsyncFalClient ==")
-            with gateway(fal_url, database_url, not args.sync, master_key) as gateway_url:
-                asyncio.run(run(fal_url, gateway_url, master_key, args))
+            with gateway(fal_url, database_url, not args.sync, master_key) as (url, pid):
+                asyncio.run(run(fal_url, url, pid, master_key, args))
 
 
 if __name__ == "__main__":

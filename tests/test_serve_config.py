@@ -346,3 +346,17 @@ def test_the_fal_key_never_reaches_clients(tmp_path: Path) -> None:
     assert response.status_code == 502
     assert response.json()["error"]["code"] == "upstream_auth"
     assert secret not in response.text and secret not in str(response.headers)
+
+
+def test_access_log_lines_do_not_carry_keys() -> None:
+    import logging
+
+    from falbind._runtime.serve.cli import _RedactKeys
+
+    record = logging.LogRecord(
+        "uvicorn.access", logging.INFO, __file__, 1, '%s - "%s %s HTTP/%s" %d',
+        ("127.0.0.1:5", "GET", "/key/info?key=sk-fb-secret&x=1", "1.1", 200), None,
+    )  # fmt: skip
+    assert _RedactKeys().filter(record)
+    assert "sk-fb-secret" not in record.getMessage()
+    assert "/key/info?key=<redacted>&x=1" in record.getMessage()
