@@ -143,3 +143,42 @@ def test_two_gateways_on_one_database_share_limits_and_revocations(
             client = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=other, max_retries=0)
             with pytest.raises(openai.AuthenticationError):
                 client.images.generate(model="flux-dev", prompt="a fox")
+
+
+def test_sqlite_waits_for_another_writer_off_the_loop(tmp_path: Path) -> None:
+    """A transaction that finds SQLite locked by another process is retried on the store's
+    thread (waiting for the lock) while the event loop keeps running."""
+    import sqlite3
+    import threading
+
+    path = tmp_path / "locked.db"
+
+    async def scenario() -> tuple[bool, int]:
+        store = Store(f"sqlite:///{path}")
+        await store.setup()
+        _, record = await store.create_key(rpm_limit=3)
+        other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        other.execute("BEGIN IMMEDIATE")  # another writer holds the lock
+        release = threading.Timer(0.3, lambda: other.execute("COMMIT"))
+        release.start()
+        ticks = 0
+
+        async def tick() -> None:
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.01)
+                ticks += 1
+
+        ticker = asyncio.ensure_future(tick())
+        try:
+            admission = await store.admit(record.token, model_name="m")
+        finally:
+            ticker.cancel()
+            release.join()
+            other.close()
+            await store.close()
+        return admission.verdict == "ok", ticks
+
+    admitted, ticks = asyncio.run(scenario())
+    assert admitted
+    assert ticks >= 10  # the loop ran while the transaction waited for the lock
