@@ -101,6 +101,52 @@ log_table = sa.Table(
 )
 
 
+# The statements of the request path, built once with bound parameters: building a Core
+# statement per call (coercions, cache key) cost more CPU than running it.
+_SELECT_KEY: Final = sa.select(keys_table).where(keys_table.c.token == sa.bindparam("p_token"))
+_RESERVE: Final = (
+    keys_table.update()
+    .where(
+        keys_table.c.token == sa.bindparam("p_token"),
+        sa.or_(
+            keys_table.c.max_budget.is_(None),
+            sa.and_(
+                keys_table.c.spend < keys_table.c.max_budget,
+                keys_table.c.spend + sa.bindparam("p_amount", type_=sa.Double)
+                <= keys_table.c.max_budget,
+            ),
+        ),
+    )
+    .values(spend=keys_table.c.spend + sa.bindparam("p_amount", type_=sa.Double))
+    .returning(keys_table.c.spend)
+)
+_SETTLE: Final = (
+    keys_table.update()
+    .where(keys_table.c.token == sa.bindparam("p_token"))
+    .values(spend=keys_table.c.spend + sa.bindparam("p_delta", type_=sa.Double))
+)
+_FORGET_OLD_WINDOWS: Final = rate_table.delete().where(
+    rate_table.c.token == sa.bindparam("p_token"), rate_table.c.window < sa.bindparam("p_window")
+)
+
+
+def _rate_upsert(dialect: str) -> Any:
+    """``INSERT (token, window, 1) ON CONFLICT DO UPDATE SET count = count + 1 WHERE count <
+    limit RETURNING count`` for ``dialect``."""
+    from sqlalchemy.dialects.postgresql import insert as pg_insert
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    statement = insert(rate_table).values(
+        token=sa.bindparam("p_token"), window=sa.bindparam("p_window"), count=1
+    )
+    return statement.on_conflict_do_update(
+        index_elements=[rate_table.c.token, rate_table.c.window],
+        set_={"count": rate_table.c.count + 1},
+        where=rate_table.c.count < sa.bindparam("p_limit"),
+    ).returning(rate_table.c.count)
+
+
 class StoreError(RuntimeError):
     """The database cannot be used (unreachable, or from a newer falbind)."""
 
@@ -234,6 +280,7 @@ class Store:
         self._sync_engine: sa.Engine | None = None
         self._loop_engine: sa.Engine | None = None
         self._executor: ThreadPoolExecutor | None = None
+        self._rate_upsert = _rate_upsert(self.dialect)
         if self.dialect == "sqlite":
             sync_url = "sqlite://" + url.split("://", 1)[1]
             self._sync_engine = _sqlite_engine(sync_url, busy_timeout_ms=30_000, echo=echo)
@@ -466,17 +513,11 @@ class Store:
         self, conn: sa.Connection, token: str, limit: int, now: float
     ) -> float | None:
         window = int(now // _RATE_WINDOW_SECONDS)
-        insert = self._insert(rate_table).values(token=token, window=window, count=1)
-        statement = insert.on_conflict_do_update(
-            index_elements=[rate_table.c.token, rate_table.c.window],
-            set_={"count": rate_table.c.count + 1},
-            where=rate_table.c.count < limit,
-        ).returning(rate_table.c.count)
-        count = conn.execute(statement).scalar_one_or_none()
+        count = conn.execute(
+            self._rate_upsert, {"p_token": token, "p_window": window, "p_limit": limit}
+        ).scalar_one_or_none()
         if count == 1:  # a new minute: forget the old ones
-            conn.execute(
-                rate_table.delete().where(rate_table.c.token == token, rate_table.c.window < window)
-            )
+            conn.execute(_FORGET_OLD_WINDOWS, {"p_token": token, "p_window": window})
         if count is not None:
             return None
         return float((window + 1) * _RATE_WINDOW_SECONDS - now)
@@ -558,15 +599,6 @@ class Store:
 
         return await self._run(read)
 
-    def _insert(self, table: sa.Table) -> Any:
-        if self.dialect == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-            return pg_insert(table)
-        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-        return sqlite_insert(table)
-
 
 def _log_batch(
     conn: sa.Connection, items: list[tuple[LogEntry | None, tuple[str, float] | None]]
@@ -580,11 +612,7 @@ def _log_batch(
             rows.append(_log_row(entry))
     for token, delta in deltas.items():
         if delta != 0:
-            conn.execute(
-                keys_table.update()
-                .where(keys_table.c.token == token)
-                .values(spend=keys_table.c.spend + delta)
-            )
+            conn.execute(_SETTLE, {"p_token": token, "p_delta": delta})
     if rows:
         conn.execute(log_table.insert(), rows)
 
@@ -643,23 +671,12 @@ class LogWriter:
 
 
 def _get_key(conn: sa.Connection, token: str) -> KeyRecord | None:
-    row = conn.execute(sa.select(keys_table).where(keys_table.c.token == token)).mappings().first()
+    row = conn.execute(_SELECT_KEY, {"p_token": token}).mappings().first()
     return _record(dict(row)) if row is not None else None
 
 
 def _reserve(conn: sa.Connection, token: str, amount: float) -> bool:
-    budget = keys_table.c.max_budget
-    spend = keys_table.c.spend
-    statement = (
-        keys_table.update()
-        .where(
-            keys_table.c.token == token,
-            sa.or_(budget.is_(None), sa.and_(spend < budget, spend + amount <= budget)),
-        )
-        .values(spend=spend + amount)
-        .returning(spend)
-    )
-    return conn.execute(statement).first() is not None
+    return conn.execute(_RESERVE, {"p_token": token, "p_amount": amount}).first() is not None
 
 
 def _log(
