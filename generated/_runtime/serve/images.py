@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, TypeVar
 
@@ -338,6 +338,3 @@ def first_upload_fields(
         return next((n for n in names if n in properties), None)
 
     return first(IMAGE_LIST_FIELDS), first(IMAGE_FIELDS), first(MASK_FIELDS)
-
-
-Uploader = Callable[[bytes, str | None, str | None], Awaitable[str]]

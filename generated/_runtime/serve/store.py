@@ -538,7 +538,7 @@ class Store:
         """Record ``entry`` and settle a key's spend (``(token, delta)``) in one transaction."""
         if entry is None and (spend_delta is None or spend_delta[1] == 0):
             return
-        await self._run(_log, entry, spend_delta)
+        await self._run(_log_batch, [(entry, spend_delta)])
 
     async def log_batch(
         self, items: Sequence[tuple[LogEntry | None, tuple[str, float] | None]]
@@ -677,36 +677,6 @@ def _get_key(conn: sa.Connection, token: str) -> KeyRecord | None:
 
 def _reserve(conn: sa.Connection, token: str, amount: float) -> bool:
     return conn.execute(_RESERVE, {"p_token": token, "p_amount": amount}).first() is not None
-
-
-def _log(
-    conn: sa.Connection, entry: LogEntry | None, spend_delta: tuple[str, float] | None
-) -> None:
-    if spend_delta is not None and spend_delta[1] != 0:
-        token, delta = spend_delta
-        conn.execute(
-            keys_table.update()
-            .where(keys_table.c.token == token)
-            .values(spend=keys_table.c.spend + delta)
-        )
-    if entry is None:
-        return
-    conn.execute(
-        log_table.insert().values(
-            at=entry.at,
-            token=entry.token,
-            key_name=entry.key_name,
-            route=entry.route,
-            model_name=entry.model_name,
-            endpoint_id=entry.endpoint_id,
-            fal_request_ids=list(entry.fal_request_ids),
-            status=entry.status,
-            images=entry.images,
-            cost=entry.cost,
-            latency_ms=entry.latency_ms,
-            error_type=entry.error_type,
-        )
-    )
 
 
 def _sqlite_engine(url: str, *, busy_timeout_ms: int, echo: bool) -> sa.Engine:
