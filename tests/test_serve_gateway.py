@@ -457,3 +457,33 @@ def test_server_timing_reports_the_gateways_own_time(gateway: ThreadedGateway) -
     raw = sdk(gateway).images.with_raw_response.generate(model="fal-ai/flux/dev", prompt="x")
     parts = dict(p.strip().split(";dur=") for p in raw.headers["server-timing"].split(","))
     assert float(parts["gateway"]) >= 0 and float(parts["fal"]) > 0
+
+
+def test_expired_key_is_refused(gateway: ThreadedGateway) -> None:
+    key = new_key(gateway, duration="1s")
+    time.sleep(1.1)
+    with pytest.raises(openai.AuthenticationError) as caught:
+        sdk(gateway, key=key, max_retries=0).images.generate(model="fal-ai/flux/dev", prompt="x")
+    assert "expired" in caught.value.message
+
+
+def test_fal_rate_limit_before_acceptance_may_be_retried(
+    gateway: ThreadedGateway, fal: FakeFalServer
+) -> None:
+    fal.inject(Fault.rate_limit(), route="submit", times=None)
+    with pytest.raises(openai.RateLimitError) as caught:
+        sdk(gateway, max_retries=0).images.generate(model="fal-ai/flux/dev", prompt="x")
+    assert caught.value.code == "upstream_rate_limited"
+    assert "x-should-retry" not in caught.value.response.headers  # fal did not take the job
+
+
+def test_a_key_may_read_only_its_own_info(gateway: ThreadedGateway) -> None:
+    mine, other = new_key(gateway), new_key(gateway)
+    own = httpx.get(f"{gateway.url}/key/info", headers={"Authorization": f"Bearer {mine}"})
+    assert own.status_code == 200 and own.json()["info"]["revoked"] is False
+    theirs = httpx.get(
+        f"{gateway.url}/key/info",
+        params={"key": other},
+        headers={"Authorization": f"Bearer {mine}"},
+    )
+    assert theirs.status_code == 403
