@@ -17,7 +17,13 @@ import pytest
 
 from falbind.testing import FakeFalServer, Fault
 
-from serve_support import MASTER_KEY, ThreadedGateway, build_config, config_data
+from serve_support import (
+    MASTER_KEY,
+    ThreadedGateway,
+    avoid_minute_boundary,
+    build_config,
+    config_data,
+)
 from starting_set import STARTING_SET
 
 EDIT_MODELS = {
@@ -334,6 +340,7 @@ def test_key_model_list_is_enforced(gateway: ThreadedGateway, fal: FakeFalServer
 
 
 def test_rpm_limit_answers_429(gateway: ThreadedGateway, fal: FakeFalServer) -> None:
+    avoid_minute_boundary(10)
     key = new_key(gateway, rpm_limit=2)
     client = sdk(gateway, key=key, max_retries=0)
     for _ in range(2):

@@ -21,6 +21,7 @@ from serve_support import (
     GatewayProcess,
     PostgresCluster,
     ThreadedGateway,
+    avoid_minute_boundary,
     build_config,
     config_data,
     write_config,
@@ -112,6 +113,7 @@ def test_two_gateways_on_one_database_share_limits_and_revocations(
     url = postgres.create_database()
     path = write_config(tmp_path / "config.yaml", config_data(fal, MODELS, database_url=url))
     with GatewayProcess(path) as first, GatewayProcess(path) as second:
+        avoid_minute_boundary(20)
         created = httpx.post(
             f"{first.url}/key/generate", json={"rpm_limit": 5}, headers=MASTER
         ).json()
