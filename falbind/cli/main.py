@@ -61,6 +61,88 @@ def _demo(args: argparse.Namespace) -> int:
     return run_demo(args.output, _echo)
 
 
+def _serve(args: argparse.Namespace) -> int:
+    from falbind.serve.cli import serve_command
+
+    return serve_command(
+        args.config,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        fake_fal=args.fake_fal,
+        echo=_echo,
+    )
+
+
+def _keys(args: argparse.Namespace) -> int:
+    from falbind.serve.cli import keys_command
+
+    return keys_command(
+        args.action,
+        args.config,
+        models=[m for item in getattr(args, "models", None) or [] for m in item.split(",") if m],
+        max_budget=getattr(args, "max_budget", None),
+        rpm_limit=getattr(args, "rpm_limit", None),
+        duration=getattr(args, "duration", None),
+        alias=getattr(args, "alias", None),
+        metadata=getattr(args, "metadata", None),
+        references=getattr(args, "references", []),
+        include_revoked=getattr(args, "include_revoked", False),
+        output_format=args.format,
+        echo=_echo,
+    )
+
+
+def _spend(args: argparse.Namespace) -> int:
+    from falbind.serve.cli import spend_command
+
+    return spend_command(
+        args.config, key=args.key, since=args.since, output_format=args.format, echo=_echo
+    )
+
+
+def _add_serve_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``serve``, ``keys`` and ``spend``: the OpenAI-compatible gateway (docs/serve.md)."""
+    serve = commands.add_parser(
+        "serve", help="an OpenAI-compatible images gateway over fal (needs falbind[serve])"
+    )
+    serve.add_argument("--config", required=True, help="LiteLLM Proxy-style config.yaml")
+    serve.add_argument("--host", default="127.0.0.1", help="address (default: 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=4000, help="port (default: 4000)")
+    serve.add_argument("--workers", type=int, default=1, help="worker processes (default: 1)")
+    serve.add_argument(
+        "--fake-fal",
+        action="store_true",
+        help="send every model to a built-in fake fal server (no fal key, nothing billed)",
+    )
+    serve.set_defaults(handler=_serve)
+
+    keys = commands.add_parser("keys", help="create, list or revoke the gateway's virtual keys")
+    actions = keys.add_subparsers(dest="action", required=True, metavar="ACTION")
+    create = actions.add_parser("create", help="a new key (printed once)")
+    create.add_argument("--models", action="append", help="allowed models (comma-separated)")
+    create.add_argument("--max-budget", type=float, help="budget in the cost unit of model_info")
+    create.add_argument("--rpm-limit", type=int, help="requests per minute")
+    create.add_argument("--duration", help="lifetime such as 30d or 12h (default: none)")
+    create.add_argument("--alias", help="a name for the key")
+    create.add_argument("--metadata", help="a JSON object stored with the key")
+    listing = actions.add_parser("list", help="the keys (never the keys themselves)")
+    listing.add_argument("--include-revoked", action="store_true", help="revoked keys too")
+    revoke = actions.add_parser("revoke", help="revoke keys on every replica at once")
+    revoke.add_argument("references", nargs="+", metavar="KEY", help="keys, tokens or aliases")
+    for action in (create, listing, revoke):
+        action.add_argument("--config", required=True, help="the gateway's config.yaml")
+        _format_option(action, "text", "json")
+        action.set_defaults(handler=_keys)
+
+    spend = commands.add_parser("spend", help="the gateway's spend per key and model")
+    spend.add_argument("--config", required=True, help="the gateway's config.yaml")
+    spend.add_argument("--key", help="only this key (the key, its token or its alias)")
+    spend.add_argument("--since", help="only requests since this ISO date or epoch second")
+    _format_option(spend, "text", "json")
+    spend.set_defaults(handler=_spend)
+
+
 def _add_paths(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--registry",
@@ -348,6 +430,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_maintenance_commands(commands)
     _add_sizes_command(commands)
     _add_lint_command(commands)
+    _add_serve_commands(commands)
     return parser
 
 

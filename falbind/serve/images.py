@@ -1,0 +1,340 @@
+"""``/v1/images/generations`` and ``/v1/images/edits``: OpenAI requests onto fal, validated first.
+
+A request is planned with falbind's own ``images.generate`` planner (size mapping, ``n``,
+``response_format``, every model parameter validated against the endpoint's schema) before a
+single byte goes to fal. Then the planned bodies are sent through the fal client's public queue
+API (``submit`` → handle ``result``), so that a client that disconnects, or a timeout, cancels
+the fal request (``handle.cancel()``) instead of leaving a billed job running unobserved.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import Awaitable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from .config import ModelEntry
+from .errors import GatewayError, error_from_fal, error_from_validation
+
+__all__ = [
+    "OPENAI_FIELDS",
+    "ImageRequest",
+    "Outcome",
+    "coerce_form_value",
+    "image_fields",
+    "parse_generation",
+    "plan",
+    "run_job",
+]
+
+T = TypeVar("T")
+OPENAI_FIELDS: Final = ("model", "prompt", "n", "size", "response_format", "stream", "user")
+"""OpenAI's request fields the gateway handles itself; every other field is a model parameter
+(OpenAI-only ones such as ``quality`` or ``style`` are model parameters when the model has a
+field of that name, and refused with a did-you-mean otherwise: nothing is dropped silently)."""
+MAX_N: Final = 10
+IMAGE_LIST_FIELDS: Final = ("image_urls",)
+IMAGE_FIELDS: Final = ("image_url",)
+MASK_FIELDS: Final = ("mask_url", "mask_image_url")
+
+
+@dataclass(slots=True)
+class ImageRequest:
+    """An OpenAI images request, read from JSON or a form."""
+
+    model: str
+    prompt: str
+    n: int = 1
+    size: str | None = None
+    response_format: str = "url"
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What happened to one request (for the response, the budget and the log)."""
+
+    fal_request_ids: list[str] = field(default_factory=list)
+    accepted: bool = False
+    """A request to fal was sent: from here on, a failure must not be retried by the client."""
+    images: int = 0
+    endpoint_id: str | None = None
+    model_name: str | None = None
+    """The model the client asked for, once read (logged even when the request is refused)."""
+
+
+def _bad(message: str, param: str | None, code: str = "invalid_value") -> GatewayError:
+    return GatewayError(400, message, code=code, param=param)
+
+
+def parse_generation(body: Any) -> ImageRequest:
+    """The :class:`ImageRequest` in a JSON body (the OpenAI SDK's, with ``extra_body`` fields
+    flattened in at the top level)."""
+    if not isinstance(body, Mapping):
+        raise _bad("the request body must be a JSON object", None)
+    return _image_request(body)
+
+
+def _image_request(body: Mapping[str, Any]) -> ImageRequest:
+    if body.get("stream"):
+        raise _bad(
+            "stream=true is not supported by this gateway yet; send the request without it",
+            "stream",
+            "unsupported_parameter",
+        )
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise _bad("'model' is required: one of the models this gateway serves", "model")
+    prompt = body.get("prompt")
+    if not isinstance(prompt, str) or not prompt:
+        raise _bad("'prompt' is required and must be a non-empty string", "prompt")
+    n = body.get("n", 1)
+    if n is None:
+        n = 1
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_N:
+        raise _bad(f"'n' must be an integer from 1 to {MAX_N}, not {n!r}", "n")
+    size = body.get("size")
+    if size is not None and not isinstance(size, str):
+        raise _bad(f"'size' must be a string like '1024x1024' or 'auto', not {size!r}", "size")
+    response_format = body.get("response_format") or "url"
+    if response_format not in ("url", "b64_json"):
+        raise _bad(
+            f"'response_format' must be 'url' or 'b64_json', not {response_format!r}",
+            "response_format",
+        )
+    params = {k: v for k, v in body.items() if k not in OPENAI_FIELDS}
+    return ImageRequest(model, prompt, n, size, str(response_format), params)
+
+
+def image_fields(endpoint_id: str) -> dict[str, Any]:
+    """The endpoint's request properties (JSON schema), by field name."""
+    from falbind import ENDPOINTS
+
+    schema = ENDPOINTS[endpoint_id].input_model.model_json_schema(by_alias=True)
+    properties: dict[str, Any] = schema.get("properties", {})
+    return properties
+
+
+def _schema_types(schema: Mapping[str, Any]) -> set[str]:
+    types: set[str] = set()
+    for member in (schema, *schema.get("anyOf", ()), *schema.get("oneOf", ())):
+        kind = member.get("type")
+        if isinstance(kind, str):
+            types.add(kind)
+        elif isinstance(kind, list):
+            types.update(str(k) for k in kind)
+        if "enum" in member and "type" not in member:
+            types.update(type(v).__name__.replace("str", "string") for v in member["enum"])
+        if "const" in member:
+            types.add("string" if isinstance(member["const"], str) else "other")
+    return types
+
+
+def coerce_form_value(value: str, schema: Mapping[str, Any] | None) -> Any:
+    """A multipart form string as the schema's type (form fields are always strings):
+    integers, numbers, booleans, and JSON for arrays and objects. A string the type does not
+    fit stays a string, so validation reports it against the field."""
+    if schema is None:
+        return value
+    types = _schema_types(schema)
+    if "string" in types or not types:
+        return value
+    text = value.strip()
+    if "integer" in types:
+        try:
+            return int(text)
+        except ValueError:
+            pass
+    if "number" in types:
+        try:
+            return float(text)
+        except ValueError:
+            pass
+    if "boolean" in types and text.lower() in ("true", "false", "1", "0"):
+        return text.lower() in ("true", "1")
+    if types & {"array", "object"}:
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError:
+            pass
+    return value
+
+
+def plan(entry: ModelEntry, request: ImageRequest) -> Any:
+    """The validated :class:`ImagesJob` for ``request`` on ``entry``; a 400/404 otherwise.
+
+    Nothing is sent to fal here."""
+    from falbind import SizeError, UnknownEndpointError
+    from falbind.images.generate import plan_images
+
+    params = {**entry.defaults, **request.params}
+    target = entry.target_for(request.model)
+    try:
+        return plan_images(
+            model=target,
+            prompt=request.prompt,
+            n=request.n,
+            size=request.size,
+            response_format="b64_json" if request.response_format == "b64_json" else "url",
+            strict_size=entry.strict_size,
+            model_params=params,
+        )
+    except ValidationError as exc:
+        raise error_from_validation(list(exc.errors()), request.model) from None
+    except SizeError as exc:
+        raise GatewayError(400, str(exc), code="invalid_size", param="size") from None
+    except UnknownEndpointError:
+        raise model_not_found(request.model) from None
+    except (ValueError, TypeError) as exc:
+        message = str(exc)
+        if "returns no images" in message:
+            raise model_not_found(request.model, message) from None
+        raise _bad(message, "n" if "n" in message.split()[:3] else None) from None
+
+
+def model_not_found(name: str, reason: str | None = None) -> GatewayError:
+    return GatewayError(
+        404,
+        reason or f"the model {name!r} does not exist or is not served by this gateway",
+        code="model_not_found",
+        param="model",
+    )
+
+
+async def run_job(
+    client: Any,
+    entry: ModelEntry,
+    job: Any,
+    outcome: Outcome,
+) -> Any:
+    """Send the planned bodies, download for ``b64_json``; the ``ImagesResponse``.
+
+    fal errors become :class:`GatewayError` with ``x-should-retry: false`` once anything was
+    sent; a cancellation (client gone) or the entry's timeout cancels every queued request.
+    """
+    from falbind import FalError
+
+    outcome.endpoint_id = job.endpoint_id
+    try:
+        async with asyncio.timeout(entry.timeout):
+            outputs = await _gather(
+                _send(client, entry, job.endpoint_id, body, outcome) for body in job.bodies
+            )
+            urls: list[str] = job.downloads(outputs)
+            blobs = await _gather(client.download(url, expected_type="image/") for url in urls)
+    except FalError as exc:
+        raise error_from_fal(exc, accepted=outcome.accepted) from None
+    except TimeoutError:
+        raise GatewayError(
+            504,
+            f"fal did not finish within {entry.timeout} s; the request was cancelled",
+            type="api_error",
+            code="timeout",
+            should_retry=False,
+        ) from None
+    response = job.response(outputs, dict(zip(urls, blobs, strict=True)))
+    outcome.images = len(response.data)
+    return response
+
+
+async def _send(
+    client: Any, entry: ModelEntry, endpoint_id: str, body: dict[str, Any], outcome: Outcome
+) -> BaseModel:
+    outcome.accepted = True
+    if not entry.use_queue:
+        output: BaseModel = await client.run(endpoint_id, body)
+        return output
+    handle = await client.submit(endpoint_id, body)
+    outcome.fal_request_ids.append(handle.request_id)
+    try:
+        result: BaseModel = await handle.result()
+    except BaseException as exc:
+        if isinstance(exc, asyncio.CancelledError | TimeoutError):
+            await _cancel_quietly(handle)
+        raise
+    return result
+
+
+async def _cancel_quietly(handle: Any) -> None:
+    """Cancel a fal request whose caller is gone (never raises: the caller is gone already)."""
+    from falbind import FalError
+
+    with contextlib.suppress(FalError, asyncio.CancelledError):
+        await asyncio.shield(handle.cancel())
+
+
+async def _gather(awaitables: Iterable[Awaitable[T]]) -> list[T]:
+    """All results in order; the first error once every awaitable has ended (so a failure of
+    one request never leaves another running unobserved). A cancellation cancels them all."""
+    tasks = [asyncio.ensure_future(a) for a in awaitables]
+    try:
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+    except asyncio.CancelledError:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+    return [r for r in results if not isinstance(r, BaseException)]
+
+
+def openai_body(response: Any) -> dict[str, Any]:
+    """OpenAI's ``ImagesResponse`` JSON: ``created`` and ``data`` items with ``url`` or
+    ``b64_json`` and ``revised_prompt``."""
+    data = []
+    for image in response.data:
+        item: dict[str, Any] = {}
+        if image.b64_json is not None:
+            item["b64_json"] = image.b64_json
+        else:
+            item["url"] = image.url
+        if image.revised_prompt is not None:
+            item["revised_prompt"] = image.revised_prompt
+        data.append(item)
+    return {"created": response.created, "data": data}
+
+
+def response_headers(response: Any, outcome: Outcome, cost: float | None) -> dict[str, str]:
+    """What the gateway adds: the size mapping (and whether it was adjusted), fal's request
+    ids, the estimated cost and any notes."""
+    size = response.size
+    headers = {
+        "x-falbind-model": response.model,
+        "x-falbind-size": _header_safe(size.delivered),
+        "x-falbind-size-adjusted": "true" if size.size_adjusted else "false",
+    }
+    notes = [*size.notes, *response.notes]
+    if notes:
+        headers["x-falbind-notes"] = _header_safe(" | ".join(notes))
+    if outcome.fal_request_ids:
+        headers["x-fal-request-id"] = ",".join(outcome.fal_request_ids)
+    if cost is not None:
+        headers["x-falbind-cost-estimate"] = f"{cost:.6f}"
+    return headers
+
+
+def _header_safe(text: str) -> str:
+    return text.encode("ascii", "replace").decode("ascii").replace("\n", " ")[:1000]
+
+
+def elapsed_ms(started: float) -> float:
+    return (time.perf_counter() - started) * 1000
+
+
+def first_upload_fields(
+    properties: Mapping[str, Any],
+) -> tuple[str | None, str | None, str | None]:
+    """The model's list-of-images field, single-image field and mask field (each or ``None``)."""
+
+    def first(names: Sequence[str]) -> str | None:
+        return next((n for n in names if n in properties), None)
+
+    return first(IMAGE_LIST_FIELDS), first(IMAGE_FIELDS), first(MASK_FIELDS)

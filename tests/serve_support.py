@@ -1,0 +1,291 @@
+"""Helpers for the gateway tests: a gateway on a real 127.0.0.1 socket (in a thread, or as a
+``falbind serve`` process), configs pointed at a fake fal server, and a PostgreSQL cluster
+started from the Debian package as an unprivileged user."""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import pwd
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import httpx
+import uvicorn
+import yaml
+
+from falbind.serve import GatewayConfig, create_app, parse_config
+from falbind.testing import FakeFalServer
+
+MASTER_KEY = "sk-test-" + secrets.token_urlsafe(24)
+ENVIRON = {"FALBIND_MASTER_KEY": MASTER_KEY, "FAL_KEY": "fal-test-key"}
+
+
+def config_data(
+    server: FakeFalServer,
+    models: Mapping[str, str | Mapping[str, Any]],
+    *,
+    database_url: str,
+    cost: float | None = 0.01,
+    settings: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A LiteLLM-style config dict: ``models`` maps model_name -> fal model (or litellm_params)."""
+    entries = []
+    for name, target in models.items():
+        params = {"model": target} if isinstance(target, str) else dict(target)
+        entry: dict[str, Any] = {"model_name": name, "litellm_params": params}
+        if cost is not None:
+            entry["model_info"] = {"mode": "image_generation", "output_cost_per_image": cost}
+        entries.append(entry)
+    return {
+        "model_list": entries,
+        "general_settings": {
+            "master_key": "os.environ/FALBIND_MASTER_KEY",
+            "database_url": database_url,
+        },
+        "falbind_settings": {
+            "run_url": server.run_url,
+            "queue_url": server.queue_url,
+            "storage_url": server.storage_url,
+            **(settings or {}),
+        },
+    }
+
+
+def build_config(data: Mapping[str, Any]) -> GatewayConfig:
+    return parse_config(dict(data), environ=ENVIRON)
+
+
+def avoid_minute_boundary(seconds: float) -> None:
+    """Sleep into the next minute when fewer than ``seconds`` are left in this one: rpm limits
+    count per calendar minute, so a test that crosses a minute would get a fresh allowance."""
+    left = 60 - time.time() % 60
+    if left < seconds:
+        time.sleep(left + 0.05)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class ThreadedGateway:
+    """The gateway app under uvicorn on its own thread, on a random 127.0.0.1 port."""
+
+    def __init__(self, config: GatewayConfig) -> None:
+        self.config = config
+        self._socket = socket.socket()
+        self._socket.bind(("127.0.0.1", 0))
+        self.port: int = self._socket.getsockname()[1]
+        self.server = uvicorn.Server(
+            uvicorn.Config(create_app(config), log_level="warning", lifespan="on")
+        )
+        self._thread = threading.Thread(
+            target=self.server.run, kwargs={"sockets": [self._socket]}, daemon=True
+        )
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> ThreadedGateway:
+        self._thread.start()
+        deadline = time.monotonic() + 15
+        while not self.server.started:
+            if time.monotonic() > deadline or not self._thread.is_alive():
+                raise RuntimeError("the gateway did not start")
+            time.sleep(0.01)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self._thread.join(15)
+        self._socket.close()
+
+
+class GatewayProcess:
+    """``falbind serve`` as a child process (stopped by its own PID)."""
+
+    def __init__(
+        self,
+        config_path: Path,
+        *,
+        extra: tuple[str, ...] = (),
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        self.env = dict(env or {})
+        self.port = free_port()
+        self.config_path = config_path
+        self.extra = extra
+        self.process: subprocess.Popen[str] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> GatewayProcess:
+        env = {**os.environ, **ENVIRON, **self.env}
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "falbind.cli.main",
+                "serve",
+                "--config",
+                str(self.config_path),
+                "--port",
+                str(self.port),
+                *self.extra,
+            ],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        deadline = time.monotonic() + 30
+        while True:
+            if self.process.poll() is not None:
+                output = self.process.stdout.read() if self.process.stdout else ""
+                raise RuntimeError(f"falbind serve exited: {output}")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
+                    return self
+            if time.monotonic() > deadline:
+                self.__exit__()
+                raise RuntimeError("falbind serve did not become healthy")
+            time.sleep(0.05)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+        if self.process is not None and self.process.stdout:
+            self.process.stdout.close()
+
+
+def write_config(path: Path, data: Mapping[str, Any]) -> Path:
+    path.write_text(yaml.safe_dump(dict(data), sort_keys=False))
+    return path
+
+
+# -- PostgreSQL from the Debian package ------------------------------------------------------
+
+
+def postgres_bin() -> Path:
+    """The newest ``/usr/lib/postgresql/*/bin`` with initdb and pg_ctl (the Debian layout)."""
+    candidates = sorted(
+        glob.glob("/usr/lib/postgresql/*/bin/initdb"),
+        key=lambda p: int(Path(p).parent.parent.name.split(".")[0]),
+    )
+    if not candidates:
+        raise RuntimeError(
+            "PostgreSQL is not installed: apt-get install -y postgresql (.ci/run does this)"
+        )
+    return Path(candidates[-1]).parent
+
+
+class PostgresCluster:
+    """A throw-away PostgreSQL cluster: initdb into a temporary directory as an unprivileged
+    user (``nobody`` when the tests run as root), listening on a random 127.0.0.1 port only,
+    with ``trust`` authentication for that loopback address; stopped and removed at exit."""
+
+    USER = "falbind"
+
+    def __init__(self) -> None:
+        self.bin = postgres_bin()
+        self.port = free_port()
+        self.root = Path(tempfile.mkdtemp(prefix="falbind-pg-"))
+        self.data = self.root / "data"
+        self.log = self.root / "server.log"
+        self._as_root = os.geteuid() == 0
+
+    def _run(self, *args: str) -> subprocess.CompletedProcess[str]:
+        command = list(args)
+        if self._as_root:
+            command = ["runuser", "-u", "nobody", "--", *command]
+        return subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+
+    def __enter__(self) -> PostgresCluster:
+        if self._as_root:
+            nobody = pwd.getpwnam("nobody")
+            os.chown(self.root, nobody.pw_uid, nobody.pw_gid)
+        self.root.chmod(0o700)
+        done = self._run(
+            str(self.bin / "initdb"),
+            "-D",
+            str(self.data),
+            "-U",
+            self.USER,
+            "--auth=trust",
+            "--no-sync",
+            "-E",
+            "UTF8",
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"initdb failed: {done.stderr or done.stdout}")
+        options = (
+            f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.root} "
+            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
+            "-c max_connections=200"
+        )
+        started = self._run(
+            str(self.bin / "pg_ctl"), "-D", str(self.data), "-l", str(self.log),
+            "-o", options, "-w", "-t", "60", "start",
+        )  # fmt: skip
+        if started.returncode != 0:
+            log = self.log.read_text() if self.log.exists() else ""
+            self._remove()
+            raise RuntimeError(f"pg_ctl start failed: {started.stderr} {log}")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop")
+        self._remove()
+
+    def _remove(self) -> None:
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def url(self, database: str = "postgres") -> str:
+        return f"postgresql://{self.USER}@127.0.0.1:{self.port}/{database}"
+
+    def create_database(self) -> str:
+        """A new empty database; its URL."""
+        import asyncio
+
+        import asyncpg
+
+        name = "t_" + secrets.token_hex(6)
+
+        async def create() -> None:
+            conn = await asyncpg.connect(
+                host="127.0.0.1", port=self.port, user=self.USER, database="postgres"
+            )
+            try:
+                await conn.execute(f'CREATE DATABASE "{name}"')
+            finally:
+                await conn.close()
+
+        asyncio.run(create())
+        return self.url(name)
+
+
+@contextlib.contextmanager
+def fake_fal() -> Iterator[FakeFalServer]:
+    with FakeFalServer() as server:
+        yield server
