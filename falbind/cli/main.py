@@ -248,10 +248,23 @@ def _add_maintenance_commands(
     show.set_defaults(handler=_show)
 
 
+def _version() -> str:
+    """The installed distribution's version (what pip reports), else the package's own."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("falbind")
+    except metadata.PackageNotFoundError:  # pragma: no cover - running from a bare checkout
+        from falbind import __version__
+
+        return __version__
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="falbind", description="Typed, validated bindings for fal.ai endpoints."
     )
+    parser.add_argument("--version", action="version", version=f"falbind {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     generate = commands.add_parser("generate", help="regenerate bindings from the registry")
