@@ -161,6 +161,35 @@ def _sizes(args: argparse.Namespace) -> int:
     )
 
 
+def _reference(args: argparse.Namespace) -> int:
+    from falbind_codegen.reference import reference_command
+
+    return reference_command(args.registry, args.out, check=args.check, echo=_echo)
+
+
+def _add_reference_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``reference``: the endpoint reference in docs/endpoints/ (one page per category)."""
+    reference = commands.add_parser(
+        "reference", help="write the endpoint reference (docs/endpoints/, one page per category)"
+    )
+    reference.add_argument(
+        "--registry",
+        type=Path,
+        default=Path("registry"),
+        help="registry folder (default: registry)",
+    )
+    reference.add_argument(
+        "--out",
+        type=Path,
+        default=Path("docs", "endpoints"),
+        help="the reference's folder, owned by this command (default: docs/endpoints)",
+    )
+    reference.add_argument(
+        "--check", action="store_true", help="write nothing; exit 1 if the folder is stale"
+    )
+    reference.set_defaults(handler=_reference)
+
+
 def _add_sizes_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """``sizes``: what each OpenAI-style size becomes on each model (docs/sizes.md)."""
     sizes = commands.add_parser(
@@ -307,6 +336,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(handler=_demo)
     _add_maintenance_commands(commands)
     _add_sizes_command(commands)
+    _add_reference_command(commands)
     return parser
 
 
