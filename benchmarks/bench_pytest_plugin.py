@@ -46,6 +46,25 @@ def _session(folder: Path, extra: list[str]) -> float:
     return elapsed
 
 
+IMPORT_PROBE = """
+import time, pytest
+started = time.perf_counter()
+import falbind.testing.pytest_plugin
+{extra}
+print(time.perf_counter() - started)
+"""
+
+
+def _import_cost(extra: str) -> float:
+    """Seconds to import the plugin (plus ``extra``) in a fresh interpreter that already has
+    pytest: the plugin's own share of a session's startup, without pytest's noise."""
+    probe = IMPORT_PROBE.format(extra=extra)
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    )
+    return float(result.stdout)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=15)
@@ -60,6 +79,12 @@ def main() -> None:
         for _ in range(args.rounds):
             for name, extra in VARIANTS.items():
                 times[name].append(_session(folder, extra))
+        imports: dict[str, list[float]] = {"lazy": [], "eager": []}
+        for _ in range(args.rounds):
+            imports["lazy"].append(_import_cost(""))
+            imports["eager"].append(
+                _import_cost("import falbind.testing.server, falbind.client.clients")
+            )
     medians = {name: statistics.median(values) for name, values in times.items()}
     spread = {
         name: statistics.quantiles(values, n=4) if len(values) >= 4 else [min(values), max(values)]
@@ -76,6 +101,12 @@ def main() -> None:
     print(
         f"eager imports would cost: {(medians['eager'] - medians['without']) * 1000:+.1f} ms, "
         f"ratio {medians['eager'] / medians['without']:.3f}"
+    )
+
+    lazy, eager = (statistics.median(imports[k]) * 1000 for k in ("lazy", "eager"))
+    print(
+        f"importing the plugin after pytest: {lazy:.1f} ms "
+        f"(with the server and clients eagerly: {eager:.1f} ms)"
     )
 
 
