@@ -9,6 +9,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tomllib
 import zipfile
 from pathlib import Path
 
@@ -182,3 +183,26 @@ def test_generate_refuses_an_output_folder_that_is_no_import_name(tmp_path: Path
     assert result.returncode == 2
     assert "must be a Python identifier" in result.stderr
     assert not (tmp_path / "acme-fal").exists()
+
+
+def test_wheel_carries_the_apache_licence(wheel: Path) -> None:
+    archive = zipfile.ZipFile(wheel)
+    (metadata_name,) = [n for n in archive.namelist() if n.endswith(".dist-info/METADATA")]
+    metadata = archive.read(metadata_name).decode()
+    assert "License-Expression: Apache-2.0" in metadata.splitlines()
+    assert "License-File: LICENSE" in metadata.splitlines()
+    shipped = archive.read(metadata_name.replace("METADATA", "licenses/LICENSE"))
+    assert shipped == (ROOT / "LICENSE").read_bytes()
+
+
+def test_licence_file_is_the_full_apache_2_text_and_the_sdist_includes_it() -> None:
+    text = (ROOT / "LICENSE").read_text(encoding="utf-8")
+    assert "Apache License" in text and "Version 2.0, January 2004" in text
+    assert "TERMS AND CONDITIONS FOR USE, REPRODUCTION, AND DISTRIBUTION" in text
+    assert "END OF TERMS AND CONDITIONS" in text
+    sections = re.findall(r"^\s+(\d)\. [A-Z]", text, re.M)
+    assert sections == [str(n) for n in range(1, 10)]
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    assert project["project"]["license"] == "Apache-2.0"
+    assert project["project"]["license-files"] == ["LICENSE"]
+    assert "LICENSE" in project["tool"]["hatch"]["build"]["targets"]["sdist"]["include"]

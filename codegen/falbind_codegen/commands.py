@@ -12,6 +12,7 @@ from pathlib import Path
 from .diff import DiffError, diff_files
 from .generate import BuildResult, build_files, check_registry_files, drift, write_tree
 from .normalise import UnbindableEndpoint, normalise_document
+from .progress import Progress
 from .registry import EndpointEntry, RegistryError, load_registry
 from .update import RegistryUpdate, apply_update
 from .vendor import read_document, store_schema, write_models_file
@@ -32,7 +33,15 @@ def generate_command(registry_dir: Path, out_dir: Path, *, full: bool, echo: Ech
     started = time.perf_counter()
     registry = load_registry(registry_dir)
     check_registry_files(registry)
-    result = build_files(registry, previous_dir=None if full else out_dir)
+    rendering = Progress("rendering")  # drawn on a terminal only
+    result = build_files(
+        registry,
+        previous_dir=None if full else out_dir,
+        progress=rendering.advance,
+        on_plan=rendering.set_total,
+    )
+    if rendering.total:
+        rendering.close()
     report = write_tree(out_dir, result.files)
     _report_unbound(result, echo)
     echo(

@@ -70,8 +70,20 @@ def _version(distribution: str) -> str:
         return "not installed"
 
 
+def _series(version: str) -> str:
+    """``0.17.5`` -> ``0.17``: the release series whose formatting style is fixed."""
+    parts = version.split(".")
+    return ".".join(parts[:2]) if len(parts) >= 2 and parts[0].isdigit() else version
+
+
 def generator_fingerprint() -> dict[str, str]:
-    """What, besides the registry, determines the output: tools and the generator's own code."""
+    """What, besides the registry, determines the output: tools and the generator's own code.
+
+    datamodel-code-generator is pinned exactly (its output changes between patch releases), so
+    its full version is recorded. ruff is recorded by release series (``0.17``): ruff changes the
+    formatter's stable style only in minor releases (its versioning policy), and ``[codegen]``
+    accepts any patch of that series, so a patch upgrade must not make ``falbind check`` re-render
+    everything and report the manifest as drifted. A new series changes the fingerprint."""
     here = Path(__file__).parent
     digest = hashlib.sha256()
     for name in OUTPUT_SHAPING_MODULES:
@@ -81,7 +93,7 @@ def generator_fingerprint() -> dict[str, str]:
     return {
         "falbind-codegen": digest.hexdigest(),
         "datamodel-code-generator": _version("datamodel-code-generator"),
-        "ruff": _version("ruff"),
+        "ruff": _series(_version("ruff")),
     }
 
 
@@ -177,11 +189,13 @@ def build_files(
     previous_dir: Path | None = None,
     jobs: int | None = None,
     progress: Callable[[int], None] | None = None,
+    on_plan: Callable[[int], None] | None = None,
 ) -> BuildResult:
     """Compute every generated file for ``registry``.
 
     ``previous_dir`` is the current output folder: unchanged endpoints are reused from it (see the
-    module docstring). Pass ``None`` for a full regeneration.
+    module docstring). Pass ``None`` for a full regeneration. ``on_plan`` is called once with the
+    number of endpoints to render, ``progress`` with each rendered batch's size.
     """
     fingerprint = generator_fingerprint()
     previous = _load_previous(previous_dir)
@@ -200,6 +214,8 @@ def build_files(
             if source is not None:
                 to_render.append(source)
 
+    if on_plan is not None:
+        on_plan(len(to_render))
     rendered = _render_all(to_render, jobs or os.cpu_count() or 1, progress)
     for item in planned:
         code = rendered.get(item.entry.names.module)

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import sys
+import textwrap
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -24,6 +26,7 @@ __all__ = [
     "render_table",
     "resolve_endpoint",
     "show_command",
+    "terminal_width",
 ]
 
 Echo = Callable[[str], None]
@@ -39,8 +42,11 @@ _BOUND_KEYWORDS = (
     ("maxItems", "items <= {}"),
     ("pattern", "matches {!r}"),
 )
-# Text-mode column caps (JSON output is never shortened).
-_CAPS = {"type": 36, "default": 24, "allowed": 48, "description": 72}
+# Text-mode columns that wrap when the table is wider than the terminal, widest first
+# (JSON output and piped text are never wrapped; no value is ever cut).
+_WRAPPABLE = ("description", "allowed", "type", "default")
+_MIN_WRAP_WIDTH = 12
+_MIN_TABLE_DESCRIPTION = 24
 
 
 class EndpointLookupError(LookupError):
@@ -84,24 +90,56 @@ def printable(text: str) -> str:
     )
 
 
-def _clip(text: str, cap: int | None) -> str:
-    text = printable(text)
-    return text if cap is None or len(text) <= cap else text[: cap - 1] + "…"
+def terminal_width() -> int | None:
+    """The terminal's width in columns when stdout is a terminal (``COLUMNS`` overrides the
+    terminal's own size, as ``shutil`` does), else ``None``: piped output is never wrapped and
+    keeps one line per row, for ``grep`` and friends."""
+    if not sys.stdout.isatty():
+        return None
+    return max(20, shutil.get_terminal_size().columns)
+
+
+def _fit(widths: list[int], headers: Sequence[str], wrap: Sequence[str], width: int) -> list[int]:
+    """Narrow the wrappable columns, widest first, until the table fits ``width`` or every
+    wrappable column is at its minimum (then the table stays wider than the terminal)."""
+    fitted = list(widths)
+    wrappable = [i for i, h in enumerate(headers) if h.lower() in wrap]
+    while sum(fitted) + 2 * (len(fitted) - 1) > width:
+        candidates = [i for i in wrappable if fitted[i] > max(_MIN_WRAP_WIDTH, len(headers[i]))]
+        if not candidates:
+            break
+        widest = max(candidates, key=lambda i: (fitted[i], -wrap.index(headers[i].lower())))
+        fitted[widest] -= 1
+    return fitted
+
+
+def _cell_lines(cell: str, width: int) -> list[str]:
+    if len(cell) <= width:
+        return [cell]
+    # break_long_words: a long word is split across lines, never shortened.
+    return textwrap.wrap(cell, width, break_on_hyphens=False) or [""]
 
 
 def render_table(
-    headers: Sequence[str], rows: Iterable[Sequence[str]], caps: dict[str, int] | None = None
+    headers: Sequence[str],
+    rows: Iterable[Sequence[str]],
+    width: int | None = None,
+    wrap: Sequence[str] = _WRAPPABLE,
 ) -> list[str]:
-    """Left-aligned columns; a column named in ``caps`` is shortened to that width."""
-    caps = caps or {}
-    clipped = [
-        [_clip(cell, caps.get(header.lower())) for header, cell in zip(headers, row, strict=True)]
-        for row in rows
-    ]
-    widths = [max([len(h), *(len(r[i]) for r in clipped)]) for i, h in enumerate(headers)]
+    """Left-aligned columns. With ``width``, the columns named in ``wrap`` (lower-case headers)
+    are narrowed to fit it and their values wrapped onto more lines; nothing is cut."""
+    table = [[printable(str(cell)) for cell in row] for row in rows]
+    widths = [max([len(h), *(len(r[i]) for r in table)]) for i, h in enumerate(headers)]
+    if width is not None:
+        widths = _fit(widths, headers, wrap, width)
     lines = []
-    for row in [list(headers), ["-" * w for w in widths], *clipped]:
-        lines.append("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    for row in [list(headers), ["-" * w for w in widths], *table]:
+        cells = [_cell_lines(cell, w) for cell, w in zip(row, widths, strict=True)]
+        for n in range(max(len(c) for c in cells)):
+            parts = [
+                (c[n] if n < len(c) else "").ljust(w) for c, w in zip(cells, widths, strict=True)
+            ]
+            lines.append("  ".join(parts).rstrip())
     return lines
 
 
@@ -244,7 +282,9 @@ def parameters(schema: dict[str, Any]) -> list[Parameter]:
     ]
 
 
-def _parameter_table(params: list[Parameter]) -> list[str]:
+def _parameter_table(params: list[Parameter], width: int | None) -> list[str]:
+    """A table of ``params``; on a terminal too narrow for a readable table (the description
+    column would drop under ``_MIN_TABLE_DESCRIPTION`` characters), one wrapped block each."""
     headers = ("NAME", "TYPE", "REQUIRED", "DEFAULT", "ALLOWED", "DESCRIPTION")
     rows = [
         (
@@ -257,7 +297,35 @@ def _parameter_table(params: list[Parameter]) -> list[str]:
         )
         for p in params
     ]
-    return render_table(headers, rows, _CAPS)
+    lines = render_table(headers, rows, width)
+    if width is None or all(len(line) <= width for line in lines):
+        description_width = len(lines[1].rsplit("  ", 1)[-1]) if len(lines) > 1 else 0
+        if width is None or description_width >= _MIN_TABLE_DESCRIPTION:
+            return lines
+    return _parameter_blocks(params, width)
+
+
+def _parameter_blocks(params: list[Parameter], width: int) -> list[str]:
+    """``name: type, required|optional, default X`` then the allowed values and the
+    description, indented and wrapped to ``width`` (long words split, never cut)."""
+    lines: list[str] = []
+    for p in params:
+        head = f"{p.name}: {p.type}, {'required' if p.required else 'optional'}"
+        if p.has_default:
+            head += f", default {json.dumps(p.default)}"
+        lines.extend(textwrap.wrap(head, width, subsequent_indent="    ", break_on_hyphens=False))
+        for text in (f"allowed: {'; '.join(p.allowed)}" if p.allowed else "", p.description):
+            if text:
+                lines.extend(
+                    textwrap.wrap(
+                        text,
+                        width,
+                        initial_indent="    ",
+                        subsequent_indent="    ",
+                        break_on_hyphens=False,
+                    )
+                )
+    return lines
 
 
 def show_command(endpoint: str, *, output_format: str, echo: Echo) -> int:
@@ -287,14 +355,19 @@ def show_command(endpoint: str, *, output_format: str, echo: Echo) -> int:
         }
         echo(json.dumps(document, indent=2))
         return 0
-    echo(f"{spec.id} ({spec.category}): {input_model.__name__} -> {spec.output_model.__name__}")
-    echo(f"python: {spec.module_path}, client method {spec.name}")
+    width = terminal_width()
+    for line in (
+        f"{spec.id} ({spec.category}): {input_model.__name__} -> {spec.output_model.__name__}",
+        f"python: {spec.module_path}, client method {spec.name}",
+    ):
+        for part in textwrap.wrap(line, width, subsequent_indent="  ") if width else [line]:
+            echo(part)
     echo("")
-    for line in _parameter_table(params):
+    for line in _parameter_table(params, width):
         echo(line)
     for name, rows in nested.items():
         echo("")
         echo(f"{printable(name)}:")
-        for line in _parameter_table(rows):
+        for line in _parameter_table(rows, None if width is None else width - 2):
             echo("  " + line)
     return 0

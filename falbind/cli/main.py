@@ -290,6 +290,35 @@ def _add_lint_command(commands: argparse._SubParsersAction[argparse.ArgumentPars
     lint.set_defaults(handler=_lint)
 
 
+def _reference(args: argparse.Namespace) -> int:
+    from falbind_codegen.reference import reference_command
+
+    return reference_command(args.registry, args.out, check=args.check, echo=_echo)
+
+
+def _add_reference_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``reference``: the endpoint reference in docs/endpoints/ (one page per category)."""
+    reference = commands.add_parser(
+        "reference", help="write the endpoint reference (docs/endpoints/, one page per category)"
+    )
+    reference.add_argument(
+        "--registry",
+        type=Path,
+        default=Path("registry"),
+        help="registry folder (default: registry)",
+    )
+    reference.add_argument(
+        "--out",
+        type=Path,
+        default=Path("docs", "endpoints"),
+        help="the reference's folder, owned by this command (default: docs/endpoints)",
+    )
+    reference.add_argument(
+        "--check", action="store_true", help="write nothing; exit 1 if the folder is stale"
+    )
+    reference.set_defaults(handler=_reference)
+
+
 def _add_sizes_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """``sizes``: what each OpenAI-style size becomes on each model (docs/sizes.md)."""
     sizes = commands.add_parser(
@@ -383,10 +412,23 @@ def _add_maintenance_commands(
     show.set_defaults(handler=_show)
 
 
+def _version() -> str:
+    """The installed distribution's version (what pip reports), else the package's own."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("falbind")
+    except metadata.PackageNotFoundError:  # pragma: no cover - running from a bare checkout
+        from falbind import __version__
+
+        return __version__
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="falbind", description="Typed, validated bindings for fal.ai endpoints."
     )
+    parser.add_argument("--version", action="version", version=f"falbind {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     generate = commands.add_parser("generate", help="regenerate bindings from the registry")
@@ -431,6 +473,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sizes_command(commands)
     _add_lint_command(commands)
     _add_serve_commands(commands)
+    _add_reference_command(commands)
     return parser
 
 

@@ -37,6 +37,7 @@ from .limits import (
     loads_json,
     read_bounded,
 )
+from .progress import Progress
 
 __all__ = ["InputProblem", "Problem", "Request", "load_manifest", "validate_command"]
 
@@ -379,10 +380,13 @@ def validate_command(
         print(f"falbind: {line}", file=sys.stderr)
     problems = list(item_problems)
     invalid = 0
-    for request in requests:
+    checking = Progress("validating", total=len(requests))  # drawn on a terminal only
+    for done, request in enumerate(requests, 1):
         found = validate_request(request)
         invalid += bool(found)
         problems.extend(found)
+        checking.update(done)
+    checking.close()
     problems.sort(key=lambda p: (p.file, p.line or 0))  # reading order; stable within a line
     if output_format == "json":
         summary = {

@@ -12,17 +12,15 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final, Protocol
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from .auth import authenticate, bearer_key, require_master
+from .config import GatewayConfig
 from .errors import GatewayError
-from .store import hash_key
-
-if TYPE_CHECKING:
-    from .app import Gateway
+from .store import LogWriter, Store, hash_key
 
 __all__ = ["KeySpec", "key_routes", "parse_duration", "parse_key_spec"]
 
@@ -118,8 +116,17 @@ async def _body(request: Request) -> Mapping[str, Any]:
     return body
 
 
+class KeysHost(Protocol):
+    """What the key routes need of the app's :class:`~.app.Gateway` (a protocol, so this module
+    does not import the app that mounts it)."""
+
+    config: GatewayConfig
+    store: Store
+    log_writer: LogWriter
+
+
 def key_routes(
-    gateway: Gateway,
+    gateway: KeysHost,
 ) -> list[tuple[str, Callable[[Request], Awaitable[Response]], str]]:
     """The key-management routes of ``gateway``: (path, handler, method)."""
     master_key = gateway.config.master_key

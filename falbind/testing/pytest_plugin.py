@@ -1,20 +1,27 @@
 """pytest fixtures for testing code that calls fal, against :class:`~.testing.FakeFalServer`.
 
 ``fal_server`` is a running fake server, stopped after the test; ``fal_client`` and
-``async_fal_client`` are clients of it. Enable them with ``-p falbind.testing.pytest_plugin``,
-``pytest_plugins = ["falbind.testing.pytest_plugin"]`` in a root ``conftest.py``, or by
-importing the fixtures into a ``conftest.py``.
+``async_fal_client`` are clients of it. Installing falbind registers this module as a pytest
+plugin (entry point ``falbind``); ``-p falbind.testing.pytest_plugin`` or
+``pytest_plugins = ["falbind.testing.pytest_plugin"]`` in a root ``conftest.py`` load it where
+the entry point is disabled (``-p no:falbind`` turns it off).
+
+Every pytest run in an environment with falbind installed loads this module, so it imports
+nothing heavy: the server and the clients (httpx, pydantic, aiohttp) are imported inside the
+fixtures, by the tests that use them (benchmarks/bench_pytest_plugin.py measures the cost).
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 
-from falbind.client.clients import AsyncFalClient, FalClient
+if TYPE_CHECKING:
+    from falbind.client.clients import AsyncFalClient, FalClient
 
-from .server import FakeFalServer
+    from .server import FakeFalServer
 
 __all__ = ["async_fal_client", "fal_client", "fal_server"]
 
@@ -22,6 +29,8 @@ __all__ = ["async_fal_client", "fal_client", "fal_server"]
 @pytest.fixture
 def fal_server() -> Iterator[FakeFalServer]:
     """A fake fal server on 127.0.0.1, stopped after the test."""
+    from .server import FakeFalServer
+
     with FakeFalServer() as server:
         yield server
 
