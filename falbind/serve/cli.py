@@ -222,13 +222,7 @@ def keys_command(
         # revoke
 
         async def revoke(store: Store) -> tuple[int, list[str]]:
-            tokens: list[str] = []
-            missing: list[str] = []
-            for reference in references:
-                found = await store.find_tokens(reference)
-                tokens.extend(found)
-                if not found:
-                    missing.append(reference if not reference.startswith("sk-fb-") else "<a key>")
+            tokens, missing = await store.tokens_for(references)
             if missing:
                 return -1, missing
             return await store.revoke(tokens), []

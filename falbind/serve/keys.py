@@ -192,13 +192,7 @@ def key_routes(
                 'pass {"keys": [...]} (keys or tokens) or {"key_aliases": [...]}',
                 param="keys",
             )
-        tokens: list[str] = []
-        missing: list[str] = []
-        for reference in references:
-            found = await store.find_tokens(reference)
-            tokens.extend(found)
-            if not found:
-                missing.append(reference if not reference.startswith("sk-") else "<a key>")
+        tokens, missing = await store.tokens_for(references)
         if missing:
             raise GatewayError(
                 404, f"no such key: {', '.join(missing)}", code="key_not_found", param="keys"

@@ -439,6 +439,18 @@ class Store:
 
         return await self._run(read)
 
+    async def tokens_for(self, references: Sequence[str]) -> tuple[list[str], list[str]]:
+        """The tokens the references match (see :meth:`find_tokens`), and the references that
+        match none, with anything shaped like a key (``sk-...``) shown as ``<a key>``."""
+        tokens: list[str] = []
+        missing: list[str] = []
+        for reference in references:
+            found = await self.find_tokens(reference)
+            tokens.extend(found)
+            if not found:
+                missing.append("<a key>" if reference.startswith("sk-") else reference)
+        return tokens, missing
+
     async def revoke(self, tokens: Sequence[str]) -> int:
         """Revoke keys by token; how many were live."""
         statement = (
