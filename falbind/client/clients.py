@@ -20,7 +20,7 @@ import os
 import re
 import ssl
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self, overload
@@ -49,8 +49,10 @@ from ._core import (
     decode_upload_target,
     normalized_origins,
     resolve_endpoint,
+    transport_error,
 )
 from .auth import resolve_key
+from .compat import CallKind, adapt_call, image_bytes
 from .errors import REQUEST_ID_HEADER, FalDecodeError
 from .files import Upload, decode_data_uri, file_url, finish_download
 from .queue import (
@@ -60,7 +62,8 @@ from .queue import (
     StatusCallback,
     check_client_timeout,
 )
-from .retry import RetryPolicy, as_transport_error
+from .retry import RetryPolicy, as_transport_error, scrub_tracebacks
+from .streaming import aevents, events, stream_variant
 
 if TYPE_CHECKING:
     from falbind.models.bindings import (
@@ -325,7 +328,7 @@ class _ClientBase:
         self,
         endpoint_id: str,
         arguments: Arguments,
-        params: Mapping[str, Any],
+        params: dict[str, Any],
         *,
         untyped: bool,
         webhook_url: str | None,
@@ -336,7 +339,7 @@ class _ClientBase:
         extra_body: Mapping[str, Any] | None,
         extra_headers: Mapping[str, str] | None,
     ) -> tuple[Endpoint, Call]:
-        endpoint = resolve_endpoint(endpoint_id, untyped=untyped)
+        endpoint, arguments = _adapted("submit", endpoint_id, arguments, params, untyped)
         body = endpoint.build_body(arguments, params, extra_body)
         headers = self._config.headers(
             start_timeout=start_timeout,
@@ -351,7 +354,7 @@ class _ClientBase:
         self,
         endpoint_id: str,
         arguments: Arguments,
-        params: Mapping[str, Any],
+        params: dict[str, Any],
         *,
         untyped: bool,
         start_timeout: float | None,
@@ -360,8 +363,9 @@ class _ClientBase:
         timeout: Timeout,
         extra_body: Mapping[str, Any] | None,
         extra_headers: Mapping[str, str] | None,
+        kind: CallKind = "run",
     ) -> tuple[Endpoint, Call]:
-        endpoint = resolve_endpoint(endpoint_id, untyped=untyped)
+        endpoint, arguments = _adapted(kind, endpoint_id, arguments, params, untyped)
         body = endpoint.build_body(arguments, params, extra_body)
         headers = self._config.headers(
             start_timeout=start_timeout,
@@ -381,6 +385,30 @@ class _ClientBase:
 
     def _rebuilt_urls(self, endpoint: Endpoint, request_id: str) -> QueueURLs:
         return QueueURLs.rebuilt(self._config.queue_url, endpoint.id, request_id)
+
+
+def _adapted(
+    kind: CallKind,
+    endpoint_id: str,
+    arguments: Arguments,
+    params: dict[str, Any],
+    untyped: bool,
+) -> tuple[Endpoint, Arguments]:
+    """The endpoint and arguments of a call written in fal-client's spelling (see
+    :func:`~falbind.client.compat.adapt_call`); ``params`` loses the names taken."""
+    try:
+        endpoint = resolve_endpoint(endpoint_id, untyped=untyped)
+    except UnknownEndpointError:
+        if "path" not in params:
+            raise
+        endpoint = Endpoint(endpoint_id, None)  # the id may need fal-client's sub-path
+    model = endpoint.spec.input_model if endpoint.spec is not None else None
+    full_id, arguments = adapt_call(kind, endpoint.id, arguments, params, model)
+    if full_id != endpoint.id:
+        endpoint = resolve_endpoint(full_id, untyped=untyped)
+        if endpoint.spec is not None:  # the sub-path's own model may differ
+            adapt_call(kind, full_id, arguments, params, endpoint.spec.input_model)
+    return endpoint, arguments
 
 
 def _no_request_id(response: httpx.Response) -> FalDecodeError:
@@ -533,6 +561,69 @@ class FalClient(_ClientBase, _SyncMethods):
         )
         return endpoint.decode_output(self._send(call), strict=self._config.strict_outputs)
 
+    def stream(
+        self,
+        endpoint_id: str,
+        arguments: Arguments = None,
+        /,
+        *,
+        untyped: bool = False,
+        extra_body: Mapping[str, Any] | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+        timeout: Timeout = None,
+        start_timeout: float | None = None,
+        hint: str | None = None,
+        **params: Any,
+    ) -> Iterator[dict[str, Any]]:
+        """Call fal's streaming endpoint (``POST {run_url}/{endpoint_id}/stream``, as
+        fal-client's ``stream``); an iterator of its server-sent events, each a dict (progress
+        and partial outputs, then the final output).
+
+        The arguments are validated now, as for :meth:`run`; the request is sent when
+        iteration starts. Timeouts are :meth:`run`'s (``timeout`` bounds each read), errors
+        are :class:`~falbind.FalError` subclasses, and the POST is retried only when it never reached
+        fal (or fal answered 429), never once the stream has started.
+        """
+        _, call = self._run_call(
+            endpoint_id,
+            arguments,
+            params,
+            untyped=untyped,
+            start_timeout=start_timeout,
+            hint=hint,
+            object_lifecycle_seconds=None,
+            timeout=timeout,
+            extra_body=extra_body,
+            extra_headers=extra_headers,
+            kind="stream",
+        )
+        return self._stream_events(stream_variant(call))
+
+    def _stream_events(self, call: Call) -> Iterator[dict[str, Any]]:
+        attempts = Attempts(self._config.retry, call)
+        while True:
+            started = False
+            try:
+                with self._http.stream(
+                    call.method,
+                    call.url,
+                    content=call.content,
+                    params=call.params,
+                    headers=call.headers,
+                    timeout=call.timeout,
+                ) as response:
+                    started = True
+                    if response.is_success:
+                        yield from events(response, response.iter_lines())
+                        return
+                    response.read()
+                    delay = attempts.after_response(response) or 0.0
+            except httpx.TransportError as exc:
+                if started:  # fal has the request: never sent twice
+                    raise transport_error(exc, call) from scrub_tracebacks(exc)
+                delay = attempts.after_error(exc)
+            time.sleep(delay)
+
     def submit(
         self,
         endpoint_id: str,
@@ -578,6 +669,7 @@ class FalClient(_ClientBase, _SyncMethods):
         *,
         untyped: bool = False,
         on_queue_update: StatusCallback | None = None,
+        on_enqueue: Callable[[str], object] | None = None,
         client_timeout: float | None = None,
         with_logs: bool = False,
         webhook_url: str | None = None,
@@ -591,8 +683,9 @@ class FalClient(_ClientBase, _SyncMethods):
     ) -> Any:
         """Submit to fal's queue and wait for the Output model.
 
-        ``on_queue_update`` gets each status. When ``client_timeout`` seconds pass first, the
-        request is cancelled and :class:`~falbind.FalTimeoutError` raised.
+        ``on_queue_update`` gets each status; ``on_enqueue`` gets the request id once fal
+        accepted the request (as fal-client's). When ``client_timeout`` seconds pass first,
+        the request is cancelled and :class:`~falbind.FalTimeoutError` raised.
         """
         check_client_timeout(client_timeout)
         handle = self.submit(
@@ -608,6 +701,8 @@ class FalClient(_ClientBase, _SyncMethods):
             extra_headers=extra_headers,
             **params,
         )
+        if on_enqueue is not None:
+            on_enqueue(handle.request_id)
         return handle._wait(
             with_logs=with_logs, on_queue_update=on_queue_update, client_timeout=client_timeout
         )
@@ -639,6 +734,16 @@ class FalClient(_ClientBase, _SyncMethods):
         target = decode_upload_target(self._send(self._config.upload_initiate_call(upload)))
         self._send(self._config.upload_put_call(upload, target))
         return target.file_url
+
+    def upload_file(self, path: str | os.PathLike[str]) -> str:
+        """fal-client's ``upload_file``: :meth:`upload` of the file at ``path``; its URL."""
+        return self.upload(Path(path))
+
+    def upload_image(self, image: Any, format: str = "jpeg") -> str:
+        """fal-client's ``upload_image``: a PIL image saved as ``format`` (default JPEG) and
+        uploaded; its URL. Needs Pillow (imported only here)."""
+        data, content_type = image_bytes(image, format)
+        return self.upload(data, content_type=content_type, file_name=f"image.{format.lower()}")
 
     @overload
     def download(
@@ -794,6 +899,67 @@ class AsyncFalClient(_ClientBase, _AsyncMethods):
         )
         return endpoint.decode_output(await self._send(call), strict=self._config.strict_outputs)
 
+    def stream(
+        self,
+        endpoint_id: str,
+        arguments: Arguments = None,
+        /,
+        *,
+        untyped: bool = False,
+        extra_body: Mapping[str, Any] | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+        timeout: Timeout = None,
+        start_timeout: float | None = None,
+        hint: str | None = None,
+        **params: Any,
+    ) -> AsyncIterator[dict[str, Any]]:
+        """fal's streaming endpoint as an async iterator of event dicts
+        (``async for event in client.stream(...)``); see :meth:`FalClient.stream`."""
+        _, call = self._run_call(
+            endpoint_id,
+            arguments,
+            params,
+            untyped=untyped,
+            start_timeout=start_timeout,
+            hint=hint,
+            object_lifecycle_seconds=None,
+            timeout=timeout,
+            extra_body=extra_body,
+            extra_headers=extra_headers,
+            kind="stream",
+        )
+        return self._stream_events(stream_variant(call))
+
+    async def _stream_events(self, call: Call) -> AsyncIterator[dict[str, Any]]:
+        attempts = Attempts(self._config.retry, call)
+        while True:
+            started = False
+            try:
+                async with self._http.stream(
+                    call.method,
+                    call.url,
+                    content=call.content,
+                    params=call.params,
+                    headers=call.headers,
+                    timeout=call.timeout,
+                ) as response:
+                    started = True
+                    if response.is_success:
+                        async for event in aevents(response, response.aiter_lines()):
+                            yield event
+                        return
+                    await response.aread()
+                    delay = attempts.after_response(response) or 0.0
+            except Exception as exc:
+                # aiohttp's own errors can escape its transport unwrapped (see _send).
+                error = as_transport_error(exc)
+                if error is None:
+                    raise
+                if started:  # fal has the request: never sent twice
+                    raise transport_error(error, call) from scrub_tracebacks(error)
+                delay = attempts.after_error(error)
+            await asyncio.sleep(delay)
+
     async def submit(
         self,
         endpoint_id: str,
@@ -835,6 +1001,7 @@ class AsyncFalClient(_ClientBase, _AsyncMethods):
         *,
         untyped: bool = False,
         on_queue_update: AsyncStatusCallback | None = None,
+        on_enqueue: Callable[[str], object] | None = None,
         client_timeout: float | None = None,
         with_logs: bool = False,
         webhook_url: str | None = None,
@@ -861,6 +1028,10 @@ class AsyncFalClient(_ClientBase, _AsyncMethods):
             extra_headers=extra_headers,
             **params,
         )
+        if on_enqueue is not None:
+            called = on_enqueue(handle.request_id)
+            if inspect.isawaitable(called):
+                await called
         return await handle._wait(
             with_logs=with_logs, on_queue_update=on_queue_update, client_timeout=client_timeout
         )
@@ -886,6 +1057,17 @@ class AsyncFalClient(_ClientBase, _AsyncMethods):
         target = decode_upload_target(await self._send(self._config.upload_initiate_call(upload)))
         await self._send(self._config.upload_put_call(upload, target))
         return target.file_url
+
+    async def upload_file(self, path: str | os.PathLike[str]) -> str:
+        """fal-client's ``upload_file``; see :meth:`FalClient.upload_file`."""
+        return await self.upload(Path(path))
+
+    async def upload_image(self, image: Any, format: str = "jpeg") -> str:
+        """fal-client's ``upload_image``; see :meth:`FalClient.upload_image`."""
+        data, content_type = image_bytes(image, format)
+        return await self.upload(
+            data, content_type=content_type, file_name=f"image.{format.lower()}"
+        )
 
     @overload
     async def download(
