@@ -53,6 +53,7 @@ from ._core import (
 )
 from .auth import resolve_key
 from .compat import CallKind, adapt_call, image_bytes
+from .env import async_log_hooks, default_urls, log_hooks
 from .errors import REQUEST_ID_HEADER, FalDecodeError
 from .files import Upload, decode_data_uri, file_url, finish_download
 from .queue import (
@@ -92,10 +93,24 @@ def _default_async_transport() -> httpx.AsyncBaseTransport | None:
     """The aiohttp transport when ``httpx-aiohttp`` is installed (several times faster under
     concurrency than httpx's own pool), else ``None`` for httpx's default."""
     try:
+        import aiohttp
         from httpx_aiohttp import AiohttpTransport
     except ImportError:
         return None
-    return AiohttpTransport(verify=_ssl_context())
+
+    def session() -> aiohttp.ClientSession:
+        # The session httpx-aiohttp would build, plus trust_env=True: aiohttp then honours
+        # HTTP(S)_PROXY/NO_PROXY as httpx's own transport does (httpx applies the environment's
+        # proxies only to its default transport). A callable, so the transport owns and closes it.
+        limits = httpx.Limits(max_connections=100, max_keepalive_connections=20)
+        connector = aiohttp.TCPConnector(
+            keepalive_timeout=limits.keepalive_expiry,
+            ssl=_ssl_context(),
+            limit=limits.max_connections or 0,
+        )
+        return aiohttp.ClientSession(connector=connector, trust_env=True)
+
+    return AiohttpTransport(verify=_ssl_context(), client=session)
 
 
 class _EndpointDoc:
@@ -254,14 +269,17 @@ class _ClientBase:
     def _configure(
         self,
         key: str | None,
-        run_url: str,
-        queue_url: str,
+        run_url: str | None,
+        queue_url: str | None,
         storage_url: str,
         timeout: Timeout,
         retry: RetryPolicy | None,
         strict_outputs: bool,
         trusted_origins: Iterable[str] | None,
     ) -> None:
+        env_run_url, env_queue_url = default_urls(DEFAULT_RUN_URL, DEFAULT_QUEUE_URL)
+        run_url = env_run_url if run_url is None else run_url
+        queue_url = env_queue_url if queue_url is None else queue_url
         self._config = ClientConfig(
             run_url=run_url.rstrip("/"),
             queue_url=queue_url.rstrip("/"),
@@ -463,8 +481,13 @@ class FalClient(_ClientBase, _SyncMethods):
     character raises :class:`~falbind.InvalidKeyError` here; with no key at all, a call to a
     non-loopback URL raises :class:`~falbind.MissingKeyError` before sending. ``timeout``
     (seconds or an ``httpx.Timeout``) applies to each HTTP request; ``run`` always has a read
-    timeout. ``storage_url`` is where :meth:`upload` starts uploads. ``http_client`` is used
-    as given and left open on ``close()``. Use it as a context manager, or call ``close()``.
+    timeout. ``storage_url`` is where :meth:`upload` starts uploads. ``run_url`` and
+    ``queue_url`` default to ``FAL_RUN_HOST``/``FAL_QUEUE_RUN_HOST`` when set (see
+    :mod:`falbind.client.env`), else fal's. ``http_client`` (an ``httpx.Client``: your own
+    proxies, TLS, limits, transport) is used as given and left open on ``close()``; without
+    it, httpx's client honours ``HTTPS_PROXY``/``HTTP_PROXY``/``NO_PROXY``, and
+    ``FALBIND_LOG=info|debug`` logs each request. Use it as a context manager, or call
+    ``close()``.
 
     Outputs are decoded leniently: an answer that does not match the Output model is still
     returned as that model (``schema_mismatch`` lists the problems) with an
@@ -478,8 +501,8 @@ class FalClient(_ClientBase, _SyncMethods):
         self,
         key: str | None = None,
         *,
-        run_url: str = DEFAULT_RUN_URL,
-        queue_url: str = DEFAULT_QUEUE_URL,
+        run_url: str | None = None,
+        queue_url: str | None = None,
         storage_url: str = DEFAULT_STORAGE_URL,
         timeout: Timeout = None,
         retry: RetryPolicy | None = None,
@@ -492,7 +515,7 @@ class FalClient(_ClientBase, _SyncMethods):
         )
         self._owns_http = http_client is None
         self._http = http_client or httpx.Client(
-            timeout=self._config.timeout, verify=_ssl_context()
+            timeout=self._config.timeout, verify=_ssl_context(), event_hooks=log_hooks()
         )
         self.queue = _SyncQueueNamespace(self)
         """Per-endpoint methods through fal's queue: ``client.queue.flux_schnell(...)``."""
@@ -812,16 +835,17 @@ class FalClient(_ClientBase, _SyncMethods):
 class AsyncFalClient(_ClientBase, _AsyncMethods):
     """An asyncio fal client; the twin of :class:`FalClient` (every call is awaited).
 
-    Without ``http_client`` it uses the aiohttp transport for httpx when ``httpx-aiohttp`` is
-    installed (much faster under concurrency), else httpx's own.
+    Without ``http_client`` (an ``httpx.AsyncClient``, used as given and left open) it uses
+    the aiohttp transport for httpx when ``httpx-aiohttp`` is installed (much faster under
+    concurrency), else httpx's own; both honour ``HTTPS_PROXY``/``HTTP_PROXY``/``NO_PROXY``.
     """
 
     def __init__(
         self,
         key: str | None = None,
         *,
-        run_url: str = DEFAULT_RUN_URL,
-        queue_url: str = DEFAULT_QUEUE_URL,
+        run_url: str | None = None,
+        queue_url: str | None = None,
         storage_url: str = DEFAULT_STORAGE_URL,
         timeout: Timeout = None,
         retry: RetryPolicy | None = None,
@@ -837,6 +861,7 @@ class AsyncFalClient(_ClientBase, _AsyncMethods):
             timeout=self._config.timeout,
             verify=_ssl_context(),
             transport=_default_async_transport(),
+            event_hooks=async_log_hooks(),
         )
         self.queue = _AsyncQueueNamespace(self)
         """Per-endpoint methods through fal's queue: ``await client.queue.flux_schnell(...)``."""
