@@ -132,3 +132,18 @@ def test_event_framing() -> None:
 def test_a_bad_event_is_a_decode_error(data: str) -> None:
     with pytest.raises(FalDecodeError, match="stream event"):
         list(_parse([data, ""]))
+
+
+def test_an_endpoint_answering_plain_json_gives_one_event(
+    client: FalClient, server: FakeFalServer
+) -> None:
+    server.add_endpoint("acme/plain", lambda body: {"echo": body})
+    server.add_endpoint("acme/plain/stream", lambda body: {"whole": True, **body})
+    assert list(client.stream("acme/plain", {"a": 1}, untyped=True)) == [{"whole": True, "a": 1}]
+    assert server.requests[-1].route == "run"
+
+
+async def test_async_plain_json(async_client: AsyncFalClient, server: FakeFalServer) -> None:
+    server.add_endpoint("acme/plain/stream", lambda body: {"whole": True})
+    events = [e async for e in async_client.stream("acme/plain", untyped=True)]
+    assert events == [{"whole": True}]

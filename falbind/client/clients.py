@@ -64,7 +64,7 @@ from .queue import (
     check_client_timeout,
 )
 from .retry import RetryPolicy, as_transport_error, scrub_tracebacks
-from .streaming import aevents, events, stream_variant
+from .streaming import aevents, events, is_json, stream_variant
 
 if TYPE_CHECKING:
     from falbind.models.bindings import (
@@ -509,10 +509,14 @@ class FalClient(_ClientBase, _SyncMethods):
         http_client: httpx.Client | None = None,
         strict_outputs: bool = False,
         trusted_origins: Iterable[str] | None = None,
+        default_image_model: str | None = None,
     ) -> None:
         self._configure(
             key, run_url, queue_url, storage_url, timeout, retry, strict_outputs, trusted_origins
         )
+        self.default_image_model = default_image_model
+        """The ``model`` of :meth:`images.generate <falbind.images.generate.Images.generate>`
+        when the call names none."""
         self._owns_http = http_client is None
         self._http = http_client or httpx.Client(
             timeout=self._config.timeout, verify=_ssl_context(), event_hooks=log_hooks()
@@ -636,6 +640,10 @@ class FalClient(_ClientBase, _SyncMethods):
                     timeout=call.timeout,
                 ) as response:
                     started = True
+                    if response.is_success and is_json(response):
+                        response.read()
+                        yield decode_object(response)
+                        return
                     if response.is_success:
                         yield from events(response, response.iter_lines())
                         return
@@ -852,10 +860,14 @@ class AsyncFalClient(_ClientBase, _AsyncMethods):
         http_client: httpx.AsyncClient | None = None,
         strict_outputs: bool = False,
         trusted_origins: Iterable[str] | None = None,
+        default_image_model: str | None = None,
     ) -> None:
         self._configure(
             key, run_url, queue_url, storage_url, timeout, retry, strict_outputs, trusted_origins
         )
+        self.default_image_model = default_image_model
+        """The ``model`` of :meth:`images.generate <falbind.images.generate.Images.generate>`
+        when the call names none."""
         self._owns_http = http_client is None
         self._http = http_client or httpx.AsyncClient(
             timeout=self._config.timeout,
@@ -969,6 +981,10 @@ class AsyncFalClient(_ClientBase, _AsyncMethods):
                     timeout=call.timeout,
                 ) as response:
                     started = True
+                    if response.is_success and is_json(response):
+                        await response.aread()
+                        yield decode_object(response)
+                        return
                     if response.is_success:
                         async for event in aevents(response, response.aiter_lines()):
                             yield event

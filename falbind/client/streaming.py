@@ -20,7 +20,7 @@ import httpx
 from ._core import Call
 from .errors import REQUEST_ID_HEADER, FalDecodeError
 
-__all__ = ["EventParser", "aevents", "events", "stream_variant"]
+__all__ = ["EventParser", "aevents", "events", "is_json", "stream_variant"]
 
 
 def stream_variant(call: Call) -> Call:
@@ -73,6 +73,13 @@ class EventParser:
             body=body,
             headers=self._response.headers,
         )
+
+
+def is_json(response: httpx.Response) -> bool:
+    """Whether a 2xx answer is plain JSON rather than an event stream: an app that does not
+    stream answers its output at once, read as the only event."""
+    content_type: str = response.headers.get("content-type", "")
+    return content_type.startswith("application/json")
 
 
 def events(response: httpx.Response, lines: Iterator[str]) -> Iterator[dict[str, Any]]:

@@ -614,7 +614,8 @@ class FakeFalServer:
         if path.startswith("/run/") and method == "POST":
             endpoint_id = path[len("/run/") :]
             streamed = endpoint_id.removesuffix("/stream")
-            if streamed != endpoint_id and self._knows(streamed):
+            # An id that itself ends in /stream (fal-ai/flux-krea-lora/stream) is that endpoint.
+            if streamed != endpoint_id and self._knows(streamed) and not self._knows(endpoint_id):
                 return "run_stream", streamed, ""
             return "run", endpoint_id, ""
         if path.startswith("/files/") and method == "GET":
