@@ -147,3 +147,11 @@ async def test_async_openai_arguments(async_client: AsyncFalClient, server: Fake
     server.inject(Fault.slow(2.0), route="run", times=1)
     with pytest.raises(FalTimeoutError):
         await async_client.images.generate(prompt="a fox", timeout=0.2)
+
+
+def test_a_misplaced_call_option_names_the_option(client: FalClient, server: FakeFalServer) -> None:
+    with pytest.raises(
+        InvalidArgumentsError, match="did you mean the call option `extra_headers=`"
+    ):
+        client.images.generate(model=SCHNELL, prompt="a fox", headers={"X-A": "1"})
+    assert server.count() == 0

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import io
 import os
-from collections.abc import Mapping
+from collections.abc import Container, Iterable, Mapping
 from typing import Any, Final, Literal
 
 from pydantic import BaseModel
@@ -21,9 +21,9 @@ from falbind.models.base import RequestModel
 from .errors import InvalidArgumentsError, InvalidArgumentTypeError
 from .files import to_data_uri
 
-__all__ = ["adapt_call", "encode_file", "encode_image", "image_bytes"]
+__all__ = ["adapt_call", "check_misplaced", "encode_file", "encode_image", "image_bytes"]
 
-CallKind = Literal["run", "submit", "subscribe", "stream"]
+CallKind = Literal["run", "submit", "subscribe", "stream", "images"]
 
 _QUEUE_ONLY: Final = "is an option of the queue calls"
 # name -> (the calls that take it as an option, the hint given elsewhere)
@@ -112,6 +112,17 @@ def adapt_call(
     named = dict(params)
     if isinstance(arguments, Mapping):
         named.update(arguments)
+    check_misplaced(kind, endpoint_id, named, fields)
+    return endpoint_id, arguments
+
+
+def check_misplaced(
+    kind: CallKind, endpoint_id: str, named: Iterable[str], fields: Container[str]
+) -> None:
+    """Raise :class:`~falbind.InvalidArgumentsError` for a name among the model's arguments
+    (``named``) that is a call option this ``kind`` of call does not take (``headers``, or
+    ``webhook_url`` on ``run``), naming the option or call meant, unless the model has a field
+    of that name."""
     for name in named:
         if name in fields or name not in _MISPLACED:
             continue
@@ -120,7 +131,6 @@ def adapt_call(
             raise InvalidArgumentsError.because(
                 name, f"`{name}` is not a parameter of {endpoint_id}: {hint}", None
             )
-    return endpoint_id, arguments
 
 
 def join_path(endpoint_id: str, path: str) -> str:

@@ -31,6 +31,7 @@ from typing import Any, Final, Literal, Protocol, TypeVar
 
 from pydantic import BaseModel, Field, SerializeAsAny, ValidationError
 
+from falbind.client.compat import check_misplaced
 from falbind.client.errors import InvalidArgumentsError, InvalidArgumentTypeError
 from falbind.client.files import decode_data_uri, sniff_content_type
 from falbind.models.base import field_names
@@ -340,6 +341,7 @@ def plan_images(
     endpoint_id = resolve_model(model)
     traits = model_traits(endpoint_id)
     params = dict(model_params or {})
+    check_misplaced("images", endpoint_id, params, traits.input_model.model_fields)
     mapped, openai_notes = map_openai_params(
         endpoint_id, traits.input_model, openai_args or {}, openai_params
     )
