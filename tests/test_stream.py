@@ -147,3 +147,10 @@ async def test_async_plain_json(async_client: AsyncFalClient, server: FakeFalSer
     server.add_endpoint("acme/plain/stream", lambda body: {"whole": True})
     events = [e async for e in async_client.stream("acme/plain", untyped=True)]
     assert events == [{"whole": True}]
+
+
+def test_fal_clients_stream_path_and_a_sub_path(client: FalClient, server: FakeFalServer) -> None:
+    assert list(client.stream(SCHNELL, {"prompt": "x"}, path="/stream"))[-1]["images"]
+    assert server.requests[-1].path == f"/run/{SCHNELL}/stream"
+    assert list(client.stream("fal-ai/flux", {"prompt": "x"}, path="schnell"))[-1]["images"]
+    assert server.requests[-1].path == f"/run/{SCHNELL}/stream"

@@ -606,11 +606,15 @@ class FalClient(_ClientBase, _SyncMethods):
         fal-client's ``stream``); an iterator of its server-sent events, each a dict (progress
         and partial outputs, then the final output).
 
-        The arguments are validated now, as for :meth:`run`; the request is sent when
+        ``path=`` is a sub-path of the endpoint, as for :meth:`run` (fal-client's
+        ``path="/stream"`` names the stream itself and changes nothing). The arguments are
+        validated now, as for :meth:`run`; the request is sent when
         iteration starts. Timeouts are :meth:`run`'s (``timeout`` bounds each read), errors
         are :class:`~falbind.FalError` subclasses, and the POST is retried only when it never reached
         fal (or fal answered 429), never once the stream has started.
         """
+        if params.get("path") in ("/stream", "stream"):
+            del params["path"]  # fal-client's stream(path="/stream"): the stream itself
         _, call = self._run_call(
             endpoint_id,
             arguments,
@@ -952,6 +956,8 @@ class AsyncFalClient(_ClientBase, _AsyncMethods):
     ) -> AsyncIterator[dict[str, Any]]:
         """fal's streaming endpoint as an async iterator of event dicts
         (``async for event in client.stream(...)``); see :meth:`FalClient.stream`."""
+        if params.get("path") in ("/stream", "stream"):
+            del params["path"]  # fal-client's stream(path="/stream"): the stream itself
         _, call = self._run_call(
             endpoint_id,
             arguments,
