@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     # Every generated <Stem>Input/<Stem>Output model, for type checkers and IDEs.
     from falbind import testing as testing
     from falbind.client.clients import AsyncFalClient as AsyncFalClient, FalClient as FalClient
+    from falbind.client.compat import encode_file as encode_file, encode_image as encode_image
     from falbind.client.errors import (
         AuthenticationError as AuthenticationError,
         BadRequestError as BadRequestError,
@@ -120,6 +121,7 @@ _LAZY: dict[str, str] = {
         "falbind.client.errors",
     ),
     **dict.fromkeys(("decode_data_uri", "to_data_uri"), "falbind.client.files"),
+    **dict.fromkeys(("encode_file", "encode_image"), "falbind.client.compat"),
     **dict.fromkeys(
         (
             "AsyncQueueHandle",
@@ -183,6 +185,8 @@ __all__ = [  # noqa: RUF022 -- grouped like the imports above
     "UntrustedURLError",
     "decode_data_uri",
     "to_data_uri",
+    "encode_file",
+    "encode_image",
     "AsyncQueueHandle",
     "Completed",
     "InProgress",

@@ -90,7 +90,7 @@ async def test_async_client_dir_and_signature(async_client: AsyncFalClient) -> N
         ),
         ("clsoe", "no endpoint or attribute named 'clsoe'; did you mean 'close'?"),
         ("flux_schnel", "did you mean 'flux_schnell'"),
-        ("stream", "'FalClient' object has no endpoint or attribute named 'stream'"),
+        ("broadcast", "'FalClient' object has no endpoint or attribute named 'broadcast'"),
         ("generate", "'FalClient' object has no endpoint or attribute named 'generate'"),
     ],
 )

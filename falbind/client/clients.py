@@ -20,7 +20,7 @@ import os
 import re
 import ssl
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self, overload
@@ -49,8 +49,11 @@ from ._core import (
     decode_upload_target,
     normalized_origins,
     resolve_endpoint,
+    transport_error,
 )
 from .auth import resolve_key
+from .compat import CallKind, adapt_call, image_bytes
+from .env import async_log_hooks, default_urls, log_hooks
 from .errors import REQUEST_ID_HEADER, FalDecodeError
 from .files import Upload, decode_data_uri, file_url, finish_download
 from .queue import (
@@ -60,7 +63,8 @@ from .queue import (
     StatusCallback,
     check_client_timeout,
 )
-from .retry import RetryPolicy, as_transport_error
+from .retry import RetryPolicy, as_transport_error, scrub_tracebacks
+from .streaming import aevents, events, is_json, stream_variant
 
 if TYPE_CHECKING:
     from falbind.models.bindings import (
@@ -89,10 +93,24 @@ def _default_async_transport() -> httpx.AsyncBaseTransport | None:
     """The aiohttp transport when ``httpx-aiohttp`` is installed (several times faster under
     concurrency than httpx's own pool), else ``None`` for httpx's default."""
     try:
+        import aiohttp
         from httpx_aiohttp import AiohttpTransport
     except ImportError:
         return None
-    return AiohttpTransport(verify=_ssl_context())
+
+    def session() -> aiohttp.ClientSession:
+        # The session httpx-aiohttp would build, plus trust_env=True: aiohttp then honours
+        # HTTP(S)_PROXY/NO_PROXY as httpx's own transport does (httpx applies the environment's
+        # proxies only to its default transport). A callable, so the transport owns and closes it.
+        limits = httpx.Limits(max_connections=100, max_keepalive_connections=20)
+        connector = aiohttp.TCPConnector(
+            keepalive_timeout=limits.keepalive_expiry,
+            ssl=_ssl_context(),
+            limit=limits.max_connections or 0,
+        )
+        return aiohttp.ClientSession(connector=connector, trust_env=True)
+
+    return AiohttpTransport(verify=_ssl_context(), client=session)
 
 
 class _EndpointDoc:
@@ -251,14 +269,17 @@ class _ClientBase:
     def _configure(
         self,
         key: str | None,
-        run_url: str,
-        queue_url: str,
+        run_url: str | None,
+        queue_url: str | None,
         storage_url: str,
         timeout: Timeout,
         retry: RetryPolicy | None,
         strict_outputs: bool,
         trusted_origins: Iterable[str] | None,
     ) -> None:
+        env_run_url, env_queue_url = default_urls(DEFAULT_RUN_URL, DEFAULT_QUEUE_URL)
+        run_url = env_run_url if run_url is None else run_url
+        queue_url = env_queue_url if queue_url is None else queue_url
         self._config = ClientConfig(
             run_url=run_url.rstrip("/"),
             queue_url=queue_url.rstrip("/"),
@@ -325,7 +346,7 @@ class _ClientBase:
         self,
         endpoint_id: str,
         arguments: Arguments,
-        params: Mapping[str, Any],
+        params: dict[str, Any],
         *,
         untyped: bool,
         webhook_url: str | None,
@@ -336,7 +357,7 @@ class _ClientBase:
         extra_body: Mapping[str, Any] | None,
         extra_headers: Mapping[str, str] | None,
     ) -> tuple[Endpoint, Call]:
-        endpoint = resolve_endpoint(endpoint_id, untyped=untyped)
+        endpoint, arguments = _adapted("submit", endpoint_id, arguments, params, untyped)
         body = endpoint.build_body(arguments, params, extra_body)
         headers = self._config.headers(
             start_timeout=start_timeout,
@@ -351,7 +372,7 @@ class _ClientBase:
         self,
         endpoint_id: str,
         arguments: Arguments,
-        params: Mapping[str, Any],
+        params: dict[str, Any],
         *,
         untyped: bool,
         start_timeout: float | None,
@@ -360,8 +381,9 @@ class _ClientBase:
         timeout: Timeout,
         extra_body: Mapping[str, Any] | None,
         extra_headers: Mapping[str, str] | None,
+        kind: CallKind = "run",
     ) -> tuple[Endpoint, Call]:
-        endpoint = resolve_endpoint(endpoint_id, untyped=untyped)
+        endpoint, arguments = _adapted(kind, endpoint_id, arguments, params, untyped)
         body = endpoint.build_body(arguments, params, extra_body)
         headers = self._config.headers(
             start_timeout=start_timeout,
@@ -381,6 +403,30 @@ class _ClientBase:
 
     def _rebuilt_urls(self, endpoint: Endpoint, request_id: str) -> QueueURLs:
         return QueueURLs.rebuilt(self._config.queue_url, endpoint.id, request_id)
+
+
+def _adapted(
+    kind: CallKind,
+    endpoint_id: str,
+    arguments: Arguments,
+    params: dict[str, Any],
+    untyped: bool,
+) -> tuple[Endpoint, Arguments]:
+    """The endpoint and arguments of a call written in fal-client's spelling (see
+    :func:`~falbind.client.compat.adapt_call`); ``params`` loses the names taken."""
+    try:
+        endpoint = resolve_endpoint(endpoint_id, untyped=untyped)
+    except UnknownEndpointError:
+        if "path" not in params:
+            raise
+        endpoint = Endpoint(endpoint_id, None)  # the id may need fal-client's sub-path
+    model = endpoint.spec.input_model if endpoint.spec is not None else None
+    full_id, arguments = adapt_call(kind, endpoint.id, arguments, params, model)
+    if full_id != endpoint.id:
+        endpoint = resolve_endpoint(full_id, untyped=untyped)
+        if endpoint.spec is not None:  # the sub-path's own model may differ
+            adapt_call(kind, full_id, arguments, params, endpoint.spec.input_model)
+    return endpoint, arguments
 
 
 def _no_request_id(response: httpx.Response) -> FalDecodeError:
@@ -435,8 +481,13 @@ class FalClient(_ClientBase, _SyncMethods):
     character raises :class:`~falbind.InvalidKeyError` here; with no key at all, a call to a
     non-loopback URL raises :class:`~falbind.MissingKeyError` before sending. ``timeout``
     (seconds or an ``httpx.Timeout``) applies to each HTTP request; ``run`` always has a read
-    timeout. ``storage_url`` is where :meth:`upload` starts uploads. ``http_client`` is used
-    as given and left open on ``close()``. Use it as a context manager, or call ``close()``.
+    timeout. ``storage_url`` is where :meth:`upload` starts uploads. ``run_url`` and
+    ``queue_url`` default to ``FAL_RUN_HOST``/``FAL_QUEUE_RUN_HOST`` when set (see
+    :mod:`falbind.client.env`), else fal's. ``http_client`` (an ``httpx.Client``: your own
+    proxies, TLS, limits, transport) is used as given and left open on ``close()``; without
+    it, httpx's client honours ``HTTPS_PROXY``/``HTTP_PROXY``/``NO_PROXY``, and
+    ``FALBIND_LOG=info|debug`` logs each request. Use it as a context manager, or call
+    ``close()``.
 
     Outputs are decoded leniently: an answer that does not match the Output model is still
     returned as that model (``schema_mismatch`` lists the problems) with an
@@ -450,21 +501,25 @@ class FalClient(_ClientBase, _SyncMethods):
         self,
         key: str | None = None,
         *,
-        run_url: str = DEFAULT_RUN_URL,
-        queue_url: str = DEFAULT_QUEUE_URL,
+        run_url: str | None = None,
+        queue_url: str | None = None,
         storage_url: str = DEFAULT_STORAGE_URL,
         timeout: Timeout = None,
         retry: RetryPolicy | None = None,
         http_client: httpx.Client | None = None,
         strict_outputs: bool = False,
         trusted_origins: Iterable[str] | None = None,
+        default_image_model: str | None = None,
     ) -> None:
         self._configure(
             key, run_url, queue_url, storage_url, timeout, retry, strict_outputs, trusted_origins
         )
+        self.default_image_model = default_image_model
+        """The ``model`` of :meth:`images.generate <falbind.images.generate.Images.generate>`
+        when the call names none."""
         self._owns_http = http_client is None
         self._http = http_client or httpx.Client(
-            timeout=self._config.timeout, verify=_ssl_context()
+            timeout=self._config.timeout, verify=_ssl_context(), event_hooks=log_hooks()
         )
         self.queue = _SyncQueueNamespace(self)
         """Per-endpoint methods through fal's queue: ``client.queue.flux_schnell(...)``."""
@@ -533,6 +588,77 @@ class FalClient(_ClientBase, _SyncMethods):
         )
         return endpoint.decode_output(self._send(call), strict=self._config.strict_outputs)
 
+    def stream(
+        self,
+        endpoint_id: str,
+        arguments: Arguments = None,
+        /,
+        *,
+        untyped: bool = False,
+        extra_body: Mapping[str, Any] | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+        timeout: Timeout = None,
+        start_timeout: float | None = None,
+        hint: str | None = None,
+        **params: Any,
+    ) -> Iterator[dict[str, Any]]:
+        """Call fal's streaming endpoint (``POST {run_url}/{endpoint_id}/stream``, as
+        fal-client's ``stream``); an iterator of its server-sent events, each a dict (progress
+        and partial outputs, then the final output).
+
+        ``path=`` is a sub-path of the endpoint, as for :meth:`run` (fal-client's
+        ``path="/stream"`` names the stream itself and changes nothing). The arguments are
+        validated now, as for :meth:`run`; the request is sent when
+        iteration starts. Timeouts are :meth:`run`'s (``timeout`` bounds each read), errors
+        are :class:`~falbind.FalError` subclasses, and the POST is retried only when it never reached
+        fal (or fal answered 429), never once the stream has started.
+        """
+        if params.get("path") in ("/stream", "stream"):
+            del params["path"]  # fal-client's stream(path="/stream"): the stream itself
+        _, call = self._run_call(
+            endpoint_id,
+            arguments,
+            params,
+            untyped=untyped,
+            start_timeout=start_timeout,
+            hint=hint,
+            object_lifecycle_seconds=None,
+            timeout=timeout,
+            extra_body=extra_body,
+            extra_headers=extra_headers,
+            kind="stream",
+        )
+        return self._stream_events(stream_variant(call))
+
+    def _stream_events(self, call: Call) -> Iterator[dict[str, Any]]:
+        attempts = Attempts(self._config.retry, call)
+        while True:
+            started = False
+            try:
+                with self._http.stream(
+                    call.method,
+                    call.url,
+                    content=call.content,
+                    params=call.params,
+                    headers=call.headers,
+                    timeout=call.timeout,
+                ) as response:
+                    started = True
+                    if response.is_success and is_json(response):
+                        response.read()
+                        yield decode_object(response)
+                        return
+                    if response.is_success:
+                        yield from events(response, response.iter_lines())
+                        return
+                    response.read()
+                    delay = attempts.after_response(response) or 0.0
+            except httpx.TransportError as exc:
+                if started:  # fal has the request: never sent twice
+                    raise transport_error(exc, call) from scrub_tracebacks(exc)
+                delay = attempts.after_error(exc)
+            time.sleep(delay)
+
     def submit(
         self,
         endpoint_id: str,
@@ -578,6 +704,7 @@ class FalClient(_ClientBase, _SyncMethods):
         *,
         untyped: bool = False,
         on_queue_update: StatusCallback | None = None,
+        on_enqueue: Callable[[str], object] | None = None,
         client_timeout: float | None = None,
         with_logs: bool = False,
         webhook_url: str | None = None,
@@ -591,8 +718,9 @@ class FalClient(_ClientBase, _SyncMethods):
     ) -> Any:
         """Submit to fal's queue and wait for the Output model.
 
-        ``on_queue_update`` gets each status. When ``client_timeout`` seconds pass first, the
-        request is cancelled and :class:`~falbind.FalTimeoutError` raised.
+        ``on_queue_update`` gets each status; ``on_enqueue`` gets the request id once fal
+        accepted the request (as fal-client's). When ``client_timeout`` seconds pass first,
+        the request is cancelled and :class:`~falbind.FalTimeoutError` raised.
         """
         check_client_timeout(client_timeout)
         handle = self.submit(
@@ -608,6 +736,8 @@ class FalClient(_ClientBase, _SyncMethods):
             extra_headers=extra_headers,
             **params,
         )
+        if on_enqueue is not None:
+            on_enqueue(handle.request_id)
         return handle._wait(
             with_logs=with_logs, on_queue_update=on_queue_update, client_timeout=client_timeout
         )
@@ -639,6 +769,16 @@ class FalClient(_ClientBase, _SyncMethods):
         target = decode_upload_target(self._send(self._config.upload_initiate_call(upload)))
         self._send(self._config.upload_put_call(upload, target))
         return target.file_url
+
+    def upload_file(self, path: str | os.PathLike[str]) -> str:
+        """fal-client's ``upload_file``: :meth:`upload` of the file at ``path``; its URL."""
+        return self.upload(Path(path))
+
+    def upload_image(self, image: Any, format: str = "jpeg") -> str:
+        """fal-client's ``upload_image``: a PIL image saved as ``format`` (default JPEG) and
+        uploaded; its URL. Needs Pillow (imported only here)."""
+        data, content_type = image_bytes(image, format)
+        return self.upload(data, content_type=content_type, file_name=f"image.{format.lower()}")
 
     @overload
     def download(
@@ -707,31 +847,37 @@ class FalClient(_ClientBase, _SyncMethods):
 class AsyncFalClient(_ClientBase, _AsyncMethods):
     """An asyncio fal client; the twin of :class:`FalClient` (every call is awaited).
 
-    Without ``http_client`` it uses the aiohttp transport for httpx when ``httpx-aiohttp`` is
-    installed (much faster under concurrency), else httpx's own.
+    Without ``http_client`` (an ``httpx.AsyncClient``, used as given and left open) it uses
+    the aiohttp transport for httpx when ``httpx-aiohttp`` is installed (much faster under
+    concurrency), else httpx's own; both honour ``HTTPS_PROXY``/``HTTP_PROXY``/``NO_PROXY``.
     """
 
     def __init__(
         self,
         key: str | None = None,
         *,
-        run_url: str = DEFAULT_RUN_URL,
-        queue_url: str = DEFAULT_QUEUE_URL,
+        run_url: str | None = None,
+        queue_url: str | None = None,
         storage_url: str = DEFAULT_STORAGE_URL,
         timeout: Timeout = None,
         retry: RetryPolicy | None = None,
         http_client: httpx.AsyncClient | None = None,
         strict_outputs: bool = False,
         trusted_origins: Iterable[str] | None = None,
+        default_image_model: str | None = None,
     ) -> None:
         self._configure(
             key, run_url, queue_url, storage_url, timeout, retry, strict_outputs, trusted_origins
         )
+        self.default_image_model = default_image_model
+        """The ``model`` of :meth:`images.generate <falbind.images.generate.Images.generate>`
+        when the call names none."""
         self._owns_http = http_client is None
         self._http = http_client or httpx.AsyncClient(
             timeout=self._config.timeout,
             verify=_ssl_context(),
             transport=_default_async_transport(),
+            event_hooks=async_log_hooks(),
         )
         self.queue = _AsyncQueueNamespace(self)
         """Per-endpoint methods through fal's queue: ``await client.queue.flux_schnell(...)``."""
@@ -794,6 +940,73 @@ class AsyncFalClient(_ClientBase, _AsyncMethods):
         )
         return endpoint.decode_output(await self._send(call), strict=self._config.strict_outputs)
 
+    def stream(
+        self,
+        endpoint_id: str,
+        arguments: Arguments = None,
+        /,
+        *,
+        untyped: bool = False,
+        extra_body: Mapping[str, Any] | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+        timeout: Timeout = None,
+        start_timeout: float | None = None,
+        hint: str | None = None,
+        **params: Any,
+    ) -> AsyncIterator[dict[str, Any]]:
+        """fal's streaming endpoint as an async iterator of event dicts
+        (``async for event in client.stream(...)``); see :meth:`FalClient.stream`."""
+        if params.get("path") in ("/stream", "stream"):
+            del params["path"]  # fal-client's stream(path="/stream"): the stream itself
+        _, call = self._run_call(
+            endpoint_id,
+            arguments,
+            params,
+            untyped=untyped,
+            start_timeout=start_timeout,
+            hint=hint,
+            object_lifecycle_seconds=None,
+            timeout=timeout,
+            extra_body=extra_body,
+            extra_headers=extra_headers,
+            kind="stream",
+        )
+        return self._stream_events(stream_variant(call))
+
+    async def _stream_events(self, call: Call) -> AsyncIterator[dict[str, Any]]:
+        attempts = Attempts(self._config.retry, call)
+        while True:
+            started = False
+            try:
+                async with self._http.stream(
+                    call.method,
+                    call.url,
+                    content=call.content,
+                    params=call.params,
+                    headers=call.headers,
+                    timeout=call.timeout,
+                ) as response:
+                    started = True
+                    if response.is_success and is_json(response):
+                        await response.aread()
+                        yield decode_object(response)
+                        return
+                    if response.is_success:
+                        async for event in aevents(response, response.aiter_lines()):
+                            yield event
+                        return
+                    await response.aread()
+                    delay = attempts.after_response(response) or 0.0
+            except Exception as exc:
+                # aiohttp's own errors can escape its transport unwrapped (see _send).
+                error = as_transport_error(exc)
+                if error is None:
+                    raise
+                if started:  # fal has the request: never sent twice
+                    raise transport_error(error, call) from scrub_tracebacks(error)
+                delay = attempts.after_error(error)
+            await asyncio.sleep(delay)
+
     async def submit(
         self,
         endpoint_id: str,
@@ -835,6 +1048,7 @@ class AsyncFalClient(_ClientBase, _AsyncMethods):
         *,
         untyped: bool = False,
         on_queue_update: AsyncStatusCallback | None = None,
+        on_enqueue: Callable[[str], object] | None = None,
         client_timeout: float | None = None,
         with_logs: bool = False,
         webhook_url: str | None = None,
@@ -861,6 +1075,10 @@ class AsyncFalClient(_ClientBase, _AsyncMethods):
             extra_headers=extra_headers,
             **params,
         )
+        if on_enqueue is not None:
+            called = on_enqueue(handle.request_id)
+            if inspect.isawaitable(called):
+                await called
         return await handle._wait(
             with_logs=with_logs, on_queue_update=on_queue_update, client_timeout=client_timeout
         )
@@ -886,6 +1104,17 @@ class AsyncFalClient(_ClientBase, _AsyncMethods):
         target = decode_upload_target(await self._send(self._config.upload_initiate_call(upload)))
         await self._send(self._config.upload_put_call(upload, target))
         return target.file_url
+
+    async def upload_file(self, path: str | os.PathLike[str]) -> str:
+        """fal-client's ``upload_file``; see :meth:`FalClient.upload_file`."""
+        return await self.upload(Path(path))
+
+    async def upload_image(self, image: Any, format: str = "jpeg") -> str:
+        """fal-client's ``upload_image``; see :meth:`FalClient.upload_image`."""
+        data, content_type = image_bytes(image, format)
+        return await self.upload(
+            data, content_type=content_type, file_name=f"image.{format.lower()}"
+        )
 
     @overload
     async def download(

@@ -322,6 +322,10 @@ class QueueHandle(_HandleBase[OutputT]):
         """
         return self._wait(with_logs=False, on_queue_update=None, client_timeout=None)
 
+    def get(self) -> OutputT:
+        """fal-client's name for :meth:`result`."""
+        return self.result()
+
     def cancel(self) -> bool:
         """Ask fal to cancel the request: ``True`` if fal accepted, ``False`` if it had already
         completed (fal answers 400 ``ALREADY_COMPLETED``)."""
@@ -460,6 +464,10 @@ class AsyncQueueHandle(_HandleBase[OutputT]):
         Raises :class:`~falbind.FalRequestFailedError` if the request completed with an error.
         """
         return await self._wait(with_logs=False, on_queue_update=None, client_timeout=None)
+
+    async def get(self) -> OutputT:
+        """fal-client's name for :meth:`result`."""
+        return await self.result()
 
     async def cancel(self) -> bool:
         """Ask fal to cancel the request; see :meth:`QueueHandle.cancel`."""

@@ -31,11 +31,13 @@ from typing import Any, Final, Literal, Protocol, TypeVar
 
 from pydantic import BaseModel, Field, SerializeAsAny, ValidationError
 
+from falbind.client.compat import check_misplaced
 from falbind.client.errors import InvalidArgumentsError, InvalidArgumentTypeError
 from falbind.client.files import decode_data_uri, sniff_content_type
 from falbind.models.base import field_names
 from falbind.models.index import UnknownEndpointError
 
+from .openai_params import OpenAIParamsPolicy, map_openai_params
 from .sizing import SizePlan, plan_for
 
 __all__ = [
@@ -316,8 +318,14 @@ def plan_images(
     response_format: ResponseFormat = "url",
     strict_size: bool = False,
     model_params: Mapping[str, Any] | None = None,
+    openai_args: Mapping[str, Any] | None = None,
+    openai_params: OpenAIParamsPolicy = "strict",
 ) -> ImagesJob:
     """The requests for one ``images.generate`` call, every body validated; no I/O.
+
+    ``openai_args`` are OpenAI's own arguments (``quality``, ``style``, ``background``,
+    ``output_format``, ``output_compression``), mapped onto the model's fields or handled by
+    the ``openai_params`` policy (see :mod:`.openai_params`).
 
     Raises ``ValueError`` for a bad ``n`` or ``response_format``,
     :class:`~falbind.UnknownEndpointError`, :class:`~falbind.SizeError` (``strict_size``) and
@@ -333,6 +341,11 @@ def plan_images(
     endpoint_id = resolve_model(model)
     traits = model_traits(endpoint_id)
     params = dict(model_params or {})
+    check_misplaced("images", endpoint_id, params, traits.input_model.model_fields)
+    mapped, openai_notes = map_openai_params(
+        endpoint_id, traits.input_model, openai_args or {}, openai_params
+    )
+    params.update(mapped)
     n = _image_count(n, params, traits)
     size_info = _size_info(endpoint_id, size, params, traits, strict_size)
     base: dict[str, Any] = {"prompt": prompt, **size_info.parameters, **params}
@@ -354,7 +367,7 @@ def plan_images(
         response_format=response_format,
         bodies=bodies,
         size=size_info,
-        notes=tuple(_request_notes(endpoint_id, n, bodies, traits, params)),
+        notes=(*openai_notes, *_request_notes(endpoint_id, n, bodies, traits, params)),
     )
 
 
@@ -460,6 +473,8 @@ class SyncImageBackend(Protocol):
     """What ``client.images`` needs of a :class:`~falbind.FalClient` (a protocol, so this module
     does not import the client that owns it)."""
 
+    default_image_model: str | None
+
     def run(
         self,
         endpoint_id: str,
@@ -468,6 +483,7 @@ class SyncImageBackend(Protocol):
         *,
         extra_body: Mapping[str, Any] | None = None,
         extra_headers: Mapping[str, str] | None = None,
+        timeout: float | None = None,
     ) -> Any: ...
 
     def subscribe(
@@ -478,6 +494,7 @@ class SyncImageBackend(Protocol):
         *,
         extra_body: Mapping[str, Any] | None = None,
         extra_headers: Mapping[str, str] | None = None,
+        client_timeout: float | None = None,
     ) -> Any: ...
 
     def download(self, source: object, *, expected_type: str | None = None) -> bytes: ...
@@ -485,6 +502,8 @@ class SyncImageBackend(Protocol):
 
 class AsyncImageBackend(Protocol):
     """What ``client.images`` needs of an :class:`~falbind.AsyncFalClient`."""
+
+    default_image_model: str | None
 
     async def run(
         self,
@@ -494,6 +513,7 @@ class AsyncImageBackend(Protocol):
         *,
         extra_body: Mapping[str, Any] | None = None,
         extra_headers: Mapping[str, str] | None = None,
+        timeout: float | None = None,
     ) -> Any: ...
 
     async def subscribe(
@@ -504,9 +524,22 @@ class AsyncImageBackend(Protocol):
         *,
         extra_body: Mapping[str, Any] | None = None,
         extra_headers: Mapping[str, str] | None = None,
+        client_timeout: float | None = None,
     ) -> Any: ...
 
     async def download(self, source: object, *, expected_type: str | None = None) -> bytes: ...
+
+
+def _model(model: str | None, default: str | None) -> str:
+    """``model``, else the client's ``default_image_model``."""
+    chosen = model if model is not None else default
+    if chosen is None:
+        raise InvalidArgumentTypeError.because(
+            "model",
+            "images.generate() needs model= (an endpoint id or alias), or a client created "
+            "with default_image_model=",
+        )
+    return chosen
 
 
 class Images:
@@ -518,11 +551,19 @@ class Images:
     def generate(
         self,
         *,
-        model: str,
+        model: str | None = None,
         prompt: str,
         n: int = 1,
         size: str | None = None,
         response_format: ResponseFormat = "url",
+        quality: str | None = None,
+        style: str | None = None,
+        background: str | None = None,
+        output_format: str | None = None,
+        output_compression: int | None = None,
+        user: str | None = None,
+        timeout: float | None = None,
+        openai_params: OpenAIParamsPolicy = "strict",
         strict_size: bool = False,
         use_queue: bool = False,
         extra_body: Mapping[str, Any] | None = None,
@@ -539,18 +580,35 @@ class Images:
         ``num_inference_steps=``, ...), validated before sending; ``extra_body`` is sent
         unvalidated. Requests go to fal's sync endpoint, or through the queue with
         ``use_queue=True``; they are made one after another.
+
+        OpenAI's own arguments are accepted: ``model`` defaults to the client's
+        ``default_image_model``; ``quality``, ``style``, ``background``, ``output_format`` and
+        ``output_compression`` go to the model's field of that meaning, else follow
+        ``openai_params`` (``"strict"``: refused with the reason; ``"drop"``: dropped and
+        reported in ``notes``; see :mod:`falbind.images.openai_params`); ``user`` is
+        accepted and not sent to fal; ``timeout`` (seconds) bounds each request: ``run``'s
+        ``timeout``, or ``subscribe``'s ``client_timeout`` with ``use_queue=True``.
         """
         job = plan_images(
-            model=model,
+            model=_model(model, self._client.default_image_model),
             prompt=prompt,
             n=n,
             size=size,
             response_format=response_format,
             strict_size=strict_size,
             model_params=model_params,
+            openai_args={
+                "quality": quality,
+                "style": style,
+                "background": background,
+                "output_format": output_format,
+                "output_compression": output_compression,
+            },
+            openai_params=openai_params,
         )
+        del user  # OpenAI's end-user id: accepted, never sent to fal
         outputs = [
-            self._send(job.endpoint_id, body, use_queue, extra_body, extra_headers)
+            self._send(job.endpoint_id, body, use_queue, extra_body, extra_headers, timeout)
             for body in job.bodies
         ]
         downloaded = {
@@ -566,11 +624,25 @@ class Images:
         use_queue: bool,
         extra_body: Mapping[str, Any] | None,
         extra_headers: Mapping[str, str] | None,
+        timeout: float | None,
     ) -> BaseModel:
-        send = self._client.subscribe if use_queue else self._client.run
-        output: BaseModel = send(
-            endpoint_id, body, extra_body=extra_body, extra_headers=extra_headers
-        )
+        output: BaseModel
+        if use_queue:
+            output = self._client.subscribe(
+                endpoint_id,
+                body,
+                extra_body=extra_body,
+                extra_headers=extra_headers,
+                client_timeout=timeout,
+            )
+        else:
+            output = self._client.run(
+                endpoint_id,
+                body,
+                extra_body=extra_body,
+                extra_headers=extra_headers,
+                timeout=timeout,
+            )
         return output
 
 
@@ -583,11 +655,19 @@ class AsyncImages:
     async def generate(
         self,
         *,
-        model: str,
+        model: str | None = None,
         prompt: str,
         n: int = 1,
         size: str | None = None,
         response_format: ResponseFormat = "url",
+        quality: str | None = None,
+        style: str | None = None,
+        background: str | None = None,
+        output_format: str | None = None,
+        output_compression: int | None = None,
+        user: str | None = None,
+        timeout: float | None = None,
+        openai_params: OpenAIParamsPolicy = "strict",
         strict_size: bool = False,
         use_queue: bool = False,
         extra_body: Mapping[str, Any] | None = None,
@@ -597,16 +677,25 @@ class AsyncImages:
         """Generate ``n`` images; see :meth:`Images.generate`. Several requests (and
         downloads) run concurrently; if any fails, the first error is raised once all end."""
         job = plan_images(
-            model=model,
+            model=_model(model, self._client.default_image_model),
             prompt=prompt,
             n=n,
             size=size,
             response_format=response_format,
             strict_size=strict_size,
             model_params=model_params,
+            openai_args={
+                "quality": quality,
+                "style": style,
+                "background": background,
+                "output_format": output_format,
+                "output_compression": output_compression,
+            },
+            openai_params=openai_params,
         )
+        del user  # OpenAI's end-user id: accepted, never sent to fal
         outputs = await _gather(
-            self._send(job.endpoint_id, body, use_queue, extra_body, extra_headers)
+            self._send(job.endpoint_id, body, use_queue, extra_body, extra_headers, timeout)
             for body in job.bodies
         )
         urls = job.downloads(outputs)
@@ -620,11 +709,25 @@ class AsyncImages:
         use_queue: bool,
         extra_body: Mapping[str, Any] | None,
         extra_headers: Mapping[str, str] | None,
+        timeout: float | None,
     ) -> BaseModel:
-        send = self._client.subscribe if use_queue else self._client.run
-        output: BaseModel = await send(
-            endpoint_id, body, extra_body=extra_body, extra_headers=extra_headers
-        )
+        output: BaseModel
+        if use_queue:
+            output = await self._client.subscribe(
+                endpoint_id,
+                body,
+                extra_body=extra_body,
+                extra_headers=extra_headers,
+                client_timeout=timeout,
+            )
+        else:
+            output = await self._client.run(
+                endpoint_id,
+                body,
+                extra_body=extra_body,
+                extra_headers=extra_headers,
+                timeout=timeout,
+            )
         return output
 
 

@@ -59,11 +59,21 @@ if TYPE_CHECKING:
 __all__ = ["FakeFalServer", "Fault", "RecordedRequest", "Route", "serve_until_interrupted"]
 
 Route: TypeAlias = Literal[
-    "run", "submit", "status", "stream", "result", "cancel", "file", "upload_initiate", "upload_put"
+    "run",
+    "run_stream",
+    "submit",
+    "status",
+    "stream",
+    "result",
+    "cancel",
+    "file",
+    "upload_initiate",
+    "upload_put",
 ]
 ROUTES: Final[frozenset[str]] = frozenset(
     {
         "run",
+        "run_stream",
         "submit",
         "status",
         "stream",
@@ -346,6 +356,11 @@ class FakeFalServer:
         self._thread: threading.Thread | None = None
         self._server: asyncio.Server | None = None
         self._connections: set[asyncio.Task[None]] = set()
+        self.stream_progress_events = 2
+        """How many progress events the streaming endpoint sends before the output."""
+        self.stream_break_after: int | None = None
+        """When set, the streaming endpoint resets the connection after that many progress
+        events (a stream broken after it started)."""
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -481,7 +496,7 @@ class FakeFalServer:
     ) -> None:
         """Answer the next ``times`` matching requests (``None``: all) with ``fault``.
 
-        ``route`` limits it to ``run``, ``submit``, ``status``, ``stream``, ``result``,
+        ``route`` limits it to ``run``, ``run_stream``, ``submit``, ``status``, ``stream``, ``result``,
         ``cancel``, ``file``, ``upload_initiate`` or ``upload_put`` requests (default: any;
         ``submit`` for queue-only faults).
         """
@@ -588,6 +603,8 @@ class FakeFalServer:
                 return request.keep_alive
         if route == "stream":
             return await self._stream(request, writer, rest) and request.keep_alive
+        if route == "run_stream":
+            return await self._run_stream(request, writer, endpoint_id or "", fault)
         await _write(writer, self._answer(request, route, endpoint_id, rest, fault), request)
         return request.keep_alive
 
@@ -595,7 +612,12 @@ class FakeFalServer:
         """The route, the endpoint id (the app for request routes) and the request id."""
         path, method = request.path, request.method
         if path.startswith("/run/") and method == "POST":
-            return "run", path[len("/run/") :], ""
+            endpoint_id = path[len("/run/") :]
+            streamed = endpoint_id.removesuffix("/stream")
+            # An id that itself ends in /stream (fal-ai/flux-krea-lora/stream) is that endpoint.
+            if streamed != endpoint_id and self._knows(streamed) and not self._knows(endpoint_id):
+                return "run_stream", streamed, ""
+            return "run", endpoint_id, ""
         if path.startswith("/files/") and method == "GET":
             return "file", None, path[len("/files/") :]
         if path == "/storage/upload/initiate" and method == "POST":
@@ -620,6 +642,46 @@ class FakeFalServer:
                 if method == "PUT" and tail == ["cancel"]:
                     return "cancel", app, request_id
         return None, None, ""
+
+    def _knows(self, endpoint_id: str) -> bool:
+        """Whether ``endpoint_id`` is served (a handler, or a bound endpoint)."""
+        from falbind.models.bindings import ENDPOINTS
+
+        return endpoint_id in self._handlers or endpoint_id in ENDPOINTS
+
+    async def _run_stream(
+        self,
+        request: _Request,
+        writer: asyncio.StreamWriter,
+        endpoint_id: str,
+        fault: Fault | None,
+    ) -> bool:
+        """fal's streaming endpoint: progress events, then the output as the last event
+        (server-sent events over a chunked body); whether the connection stays open.
+        Faults injected on route ``run_stream`` apply before the answer;
+        :attr:`stream_break_after` breaks a stream after it started.
+        """
+        if not self._authorized(request):
+            await _write(writer, _unauthorized(), request)
+            return request.keep_alive
+        answer = self._accept(request, "run", endpoint_id, fault)
+        if answer.status != 200:
+            await _write(writer, answer, request)
+            return request.keep_alive
+        head = {"Transfer-Encoding": "chunked", "Cache-Control": "no-cache", **answer.headers}
+        writer.write(_head(200, head, "text/event-stream", None))
+        steps = self.stream_progress_events
+        for step in range(1, steps + 1):
+            event = {"status": "IN_PROGRESS", "progress": round(step / (steps + 1), 3)}
+            writer.write(_chunk(f": keepalive\n\ndata: {json.dumps(event)}\n\n".encode()))
+            await writer.drain()
+            if self.stream_break_after == step:
+                _reset(writer)
+                return False
+            await asyncio.sleep(self.processing_time / max(steps, 1))
+        writer.write(_chunk(b"data: " + answer.body + b"\n\n") + b"0\r\n\r\n")
+        await writer.drain()
+        return request.keep_alive
 
     def _take_fault(self, route: str | None, endpoint_id: str | None) -> Fault | None:
         with self._rules_lock:
