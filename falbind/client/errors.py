@@ -28,10 +28,13 @@
     │                                 caller's own ``start_timeout`` expired (never retried)
     ├── FalRequestFailedError         a queued request COMPLETED with ``error`` (the model failed)
     ├── UnexpectedContentTypeError    a download whose content type is not the expected one
+    ├── WebhookVerificationError      a webhook delivery failed ``verify_webhook`` (``check``;
+    │                                 defined in :mod:`falbind.client.webhooks`)
     │   raised before anything is sent:
     ├── InvalidArgumentsError         arguments that do not fit the Input model (also a
-    │                                 ``ValueError``; ``errors()`` is pydantic's, unknown names
-    │                                 get a did-you-mean)
+    │   │                             ``ValueError``; ``errors()`` is pydantic's, unknown names
+    │   │                             get a did-you-mean), or a call option refused
+    │   └── InvalidArgumentTypeError  an argument of the wrong Python type (also a ``TypeError``)
     ├── UnknownEndpointError          an id the registry does not bind (also a ``KeyError``)
     ├── SizeError                     ``images.generate`` cannot deliver a size (a ``ValueError``)
     ├── InvalidKeyError               a key with control or non-ASCII characters (a ``ValueError``)

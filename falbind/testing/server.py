@@ -114,8 +114,8 @@ class RecordedRequest:
     """Lower-cased names."""
     body: bytes
     route: str | None
-    """``run``, ``submit``, ``status``, ``stream``, ``result``, ``cancel``, ``file``,
-    ``upload_initiate``, ``upload_put`` or ``None``."""
+    """``run``, ``run_stream``, ``submit``, ``status``, ``stream``, ``result``, ``cancel``,
+    ``file``, ``upload_initiate``, ``upload_put`` or ``None``."""
     endpoint_id: str | None
     peer: tuple[str, int] | None = None
     """The client's address and port: one connection per peer."""
