@@ -121,7 +121,10 @@ def interleaved(
         for name in order:
             raw[name].append(contenders[name]())
     return {
-        name: (raw[name], [value / ref for value, ref in zip(raw[name], raw[reference])])
+        name: (
+            raw[name],
+            [value / ref for value, ref in zip(raw[name], raw[reference], strict=True)],
+        )
         for name in names
     }
 
@@ -218,7 +221,7 @@ async def bench_async(
             fal = fal_client.AsyncClient(key="bench")
             calls["fal-client AsyncClient.run"] = lambda: fal.run(ENDPOINT, arguments=ARGUMENTS)
         try:
-            for name, call in calls.items():
+            for call in calls.values():
                 await rate(call, concurrency * 2, concurrency)  # warm up the pool
             loop_results: dict[str, list[float]] = {name: [] for name in calls}
             names = list(calls)
@@ -235,7 +238,7 @@ async def bench_async(
         f"async, {concurrency} concurrent: {total} calls x {rounds} interleaved rounds{fal_missing}"
     )
     for name, raw in loop_results.items():
-        ratios = [value / ref for value, ref in zip(raw, reference)]
+        ratios = [value / ref for value, ref in zip(raw, reference, strict=True)]
         median = statistics.median(raw)
         print(f"  {name:40} {median:7.0f} req/s  {spread(ratios)} bare aiohttp req/s")
         rows.append(
