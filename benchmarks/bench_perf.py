@@ -257,6 +257,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--calls", type=int, default=100, help="sync calls per round")
     parser.add_argument("--total", type=int, default=2048, help="async calls per round")
+    parser.add_argument("--only", choices=("sync", "async"), help="one half of the figures")
     parser.add_argument("--markdown", action="store_true", help="also print a README table")
     args = parser.parse_args()
     rows: list[tuple[str, str, str]] = []
@@ -265,8 +266,9 @@ def main() -> None:
             f"minimal keep-alive server: {url}; python {platform.python_version()}, "
             f"{platform.machine()}, {os.cpu_count()} cores"
         )
-        bench_sync(url, args.calls, args.rounds, rows)
-        for concurrency in (64, 256):
+        if args.only != "async":
+            bench_sync(url, args.calls, args.rounds, rows)
+        for concurrency in (64, 256) if args.only != "sync" else ():
             asyncio.run(bench_async(url, args.total, args.rounds, concurrency, rows))
     if args.markdown:
         print("\n| path | falbind / contender | ratio (median, min-max over rounds) |")
