@@ -132,13 +132,17 @@ def interleaved(
 def bench_sync(url: str, calls: int, rounds: int, rows: list[tuple[str, str, str]]) -> None:
     run_url = f"{url}/run/{ENDPOINT}"
     headers = {"Authorization": "Key bench"}
+    cpu: dict[str, list[float]] = {}
     with httpx.Client() as http, FalClient("bench", run_url=f"{url}/run") as client:
 
         def timed(call: Callable[[], object]) -> Callable[[], float]:
+            spent = cpu.setdefault(f"#{len(cpu)}", [])
+
             def measure() -> float:
-                started = time.perf_counter()
+                started, started_cpu = time.perf_counter(), time.process_time()
                 for _ in range(calls):
                     call()
+                spent.append((time.process_time() - started_cpu) / calls * 1e6)
                 return (time.perf_counter() - started) / calls * 1e6
 
             return measure
@@ -158,9 +162,17 @@ def bench_sync(url: str, calls: int, rounds: int, rows: list[tuple[str, str, str
             measure()
         results = interleaved(contenders, "bare httpx.Client.post(json=).json()", rounds)
     print(f"sync, one call at a time: {calls} calls x {rounds} interleaved rounds")
+    cpu_of = dict(zip(results, [spent[1:] for spent in cpu.values()], strict=True))
     for name, (raw, ratios) in results.items():
         median = statistics.median(raw)
         print(f"  {name:38} {median:7.1f} us/call  {spread(ratios)} bare httpx wall")
+        cpu_ratios = [
+            mine / ref for mine, ref in zip(cpu_of[name], cpu_of[next(iter(results))], strict=True)
+        ]
+        print(
+            f"  {'':38} {statistics.median(cpu_of[name]):7.1f} us CPU   "
+            f"{spread(cpu_ratios)} bare httpx client CPU"
+        )
         rows.append(
             (
                 "sync `run`, wall per call" if name == "FalClient.run" else name,

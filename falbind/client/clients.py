@@ -744,13 +744,14 @@ class FalClient(_ClientBase, _SyncMethods):
 
     def _send(self, call: Call) -> httpx.Response:
         attempts = Attempts(self._config.retry, call)
+        url, params = _request_url(call, self._http.params)
         while True:
             try:
                 response = self._http.request(
                     call.method,
-                    call.url,
+                    url,
                     content=call.content,
-                    params=call.params,
+                    params=params,
                     headers=call.headers,
                     timeout=call.timeout,
                 )
@@ -987,13 +988,14 @@ class AsyncFalClient(_ClientBase, _AsyncMethods):
 
     async def _send(self, call: Call) -> httpx.Response:
         attempts = Attempts(self._config.retry, call)
+        url, params = _request_url(call, self._http.params)
         while True:
             try:
                 response = await self._http.request(
                     call.method,
-                    call.url,
+                    url,
                     content=call.content,
-                    params=call.params,
+                    params=params,
                     headers=call.headers,
                     timeout=call.timeout,
                 )
