@@ -64,12 +64,16 @@ from .queue import (
 from .retry import RetryPolicy, as_transport_error
 
 if TYPE_CHECKING:
+    import aiohttp
+
     from falbind.models.bindings import (
         AsyncEndpointMethods as _AsyncMethods,
         AsyncQueueMethods as _AsyncQueueMethods,
         SyncEndpointMethods as _SyncMethods,
         SyncQueueMethods as _SyncQueueMethods,
     )
+
+    from ._aiohttp import AiohttpSession
 else:
     _SyncMethods = _AsyncMethods = _SyncQueueMethods = _AsyncQueueMethods = object
 
@@ -145,14 +149,21 @@ def _request_url(call: Call, client_params: httpx.QueryParams) -> tuple[httpx.UR
     return _parsed_url(call.url, tuple(call.params.items()) if call.params else ()), None
 
 
-def _default_async_transport() -> httpx.AsyncBaseTransport | None:
-    """The aiohttp transport when ``httpx-aiohttp`` is installed (several times faster under
-    concurrency than httpx's own pool), else ``None`` for httpx's default."""
+def _direct_session(
+    session: aiohttp.ClientSession | None,
+) -> tuple[AiohttpSession | None, httpx.AsyncBaseTransport | None]:
+    """The aiohttp session the async client sends over directly, and the httpx transport over
+    the same session (for the status stream); without aiohttp, neither (httpx's own pool)."""
     try:
         from httpx_aiohttp import AiohttpTransport
+
+        from ._aiohttp import AiohttpSession
     except ImportError:
-        return None
-    return AiohttpTransport(verify=_ssl_context())
+        if session is not None:
+            raise
+        return None, None
+    holder = AiohttpSession(session, _ssl_context())
+    return holder, AiohttpTransport(verify=_ssl_context(), client=holder.get)
 
 
 class _EndpointDoc:
@@ -768,8 +779,11 @@ class FalClient(_ClientBase, _SyncMethods):
 class AsyncFalClient(_ClientBase, _AsyncMethods):
     """An asyncio fal client; the twin of :class:`FalClient` (every call is awaited).
 
-    Without ``http_client`` it uses the aiohttp transport for httpx when ``httpx-aiohttp`` is
-    installed (much faster under concurrency), else httpx's own.
+    Without ``http_client`` it sends its requests over an aiohttp session directly (several
+    times faster under concurrency than httpx's pool, and than httpx over aiohttp):
+    ``aiohttp_session`` is used if given (and never closed), else one is created on first use.
+    A caller's ``http_client`` (an ``httpx.AsyncClient``) is used through httpx instead, and
+    left open on ``aclose()``.
     """
 
     def __init__(
@@ -784,16 +798,25 @@ class AsyncFalClient(_ClientBase, _AsyncMethods):
         http_client: httpx.AsyncClient | None = None,
         strict_outputs: bool = False,
         trusted_origins: Iterable[str] | None = None,
+        aiohttp_session: aiohttp.ClientSession | None = None,
     ) -> None:
+        if http_client is not None and aiohttp_session is not None:
+            raise ValueError("pass http_client= or aiohttp_session=, not both")
         self._configure(
             key, run_url, queue_url, storage_url, timeout, retry, strict_outputs, trusted_origins
         )
-        self._owns_http = http_client is None
-        self._http = http_client or _CookielessAsyncClient(
-            timeout=self._config.timeout,
-            verify=_ssl_context(),
-            transport=_default_async_transport(),
-        )
+        self._owns_http = http_client is None and aiohttp_session is None
+        self._aiohttp: AiohttpSession | None = None
+        if http_client is not None:
+            self._http = http_client
+        else:
+            self._aiohttp, transport = _direct_session(aiohttp_session)
+            self._http = _CookielessAsyncClient(
+                timeout=self._config.timeout, verify=_ssl_context(), transport=transport
+            )
+        # httpx's default headers (Accept, Accept-Encoding, Connection, User-Agent): the direct
+        # aiohttp path sends the same ones.
+        self._base_headers = dict(self._http.headers)
         self.queue = _AsyncQueueNamespace(self)
         """Per-endpoint methods through fal's queue: ``await client.queue.flux_schnell(...)``."""
 
@@ -812,6 +835,8 @@ class AsyncFalClient(_ClientBase, _AsyncMethods):
         """Close the connection pool (unless the caller passed their own ``http_client``)."""
         if self._owns_http:
             await self._http.aclose()
+            if self._aiohttp is not None:
+                await self._aiohttp.close()
 
     @property
     def images(self) -> AsyncImages:
@@ -989,16 +1014,24 @@ class AsyncFalClient(_ClientBase, _AsyncMethods):
     async def _send(self, call: Call) -> httpx.Response:
         attempts = Attempts(self._config.retry, call)
         url, params = _request_url(call, self._http.params)
+        direct = self._aiohttp if isinstance(url, httpx.URL) else None
+        if direct is not None:
+            from . import _aiohttp
+
+            headers = {**self._base_headers, **call.headers}
         while True:
             try:
-                response = await self._http.request(
-                    call.method,
-                    url,
-                    content=call.content,
-                    params=params,
-                    headers=call.headers,
-                    timeout=call.timeout,
-                )
+                if direct is not None:
+                    response = await _aiohttp.send(direct.get(), call, url, headers)
+                else:
+                    response = await self._http.request(
+                        call.method,
+                        url,
+                        content=call.content,
+                        params=params,
+                        headers=call.headers,
+                        timeout=call.timeout,
+                    )
             except Exception as exc:
                 # aiohttp's own errors (a payload error, a disconnect, an answer that is not
                 # HTTP) can escape the aiohttp transport unwrapped: they are transport errors

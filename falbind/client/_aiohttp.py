@@ -1,0 +1,104 @@
+"""The async client's requests sent over an ``aiohttp.ClientSession`` directly.
+
+``httpx`` over aiohttp (``httpx-aiohttp``'s transport) costs ~220 µs of CPU a request more than
+aiohttp alone, most of it httpx's request/response machinery. Here :mod:`._core`'s ready
+:class:`~._core.Call` (method, URL, headers, body, timeouts) goes straight to aiohttp, and the
+answer comes back as a plain ``httpx.Response`` built from bytes already read, so everything
+above (decoding, errors, retries) is unchanged. Failures are mapped to httpx's exception classes
+by ``httpx-aiohttp``'s own mapping (the aiohttp error chained as ``__cause__``), so the retry
+rules and messages are exactly those of the httpx-over-aiohttp path. The status stream still
+goes through httpx (over the same session): it is one long request per queued job.
+"""
+
+from __future__ import annotations
+
+import functools
+import ssl
+
+import aiohttp
+import httpx
+from httpx_aiohttp.transport import map_aiohttp_exceptions
+from yarl import URL
+
+from ._core import Call
+
+__all__ = ["AiohttpSession", "aiohttp_url", "send"]
+
+# httpx's pool defaults, as httpx-aiohttp's transport applies them to the session it creates.
+_LIMIT = 100
+_KEEPALIVE_SECONDS = 5.0
+
+
+class AiohttpSession:
+    """The session requests go over: the caller's (used, never closed), or one created on first
+    use inside the running event loop (aiohttp sessions belong to a loop) and closed by
+    :meth:`close`. Shared by a client and its ``with_options`` copies."""
+
+    def __init__(self, session: aiohttp.ClientSession | None, ssl_context: ssl.SSLContext) -> None:
+        self._given = session
+        self._session = session
+        self._ssl = ssl_context
+
+    @property
+    def given(self) -> bool:
+        return self._given is not None
+
+    def get(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            connector = aiohttp.TCPConnector(
+                ssl=self._ssl, limit=_LIMIT, keepalive_timeout=_KEEPALIVE_SECONDS
+            )
+            self._session = aiohttp.ClientSession(connector=connector)
+        return self._session
+
+    async def close(self) -> None:
+        if self._given is None and self._session is not None:
+            await self._session.close()
+
+
+@functools.lru_cache(maxsize=4096)
+def aiohttp_url(url: httpx.URL) -> URL:
+    """``url`` as yarl's, built once per URL (aiohttp would parse a string on every request);
+    httpx's URL is already percent-encoded."""
+    return URL(str(url), encoded=True)
+
+
+@functools.lru_cache(maxsize=64)
+def _client_timeout(
+    connect: float | None, read: float | None, pool: float | None
+) -> aiohttp.ClientTimeout:
+    # The mapping httpx-aiohttp's transport makes (aiohttp has no write timeout).
+    return aiohttp.ClientTimeout(sock_connect=connect, sock_read=read, connect=pool)
+
+
+async def send(
+    session: aiohttp.ClientSession, call: Call, url: httpx.URL, headers: dict[str, str]
+) -> httpx.Response:
+    """Send ``call`` to ``url`` (its params merged in) with ``headers``; the whole answer.
+
+    Raises httpx's transport errors (the aiohttp error as ``__cause__``), like the
+    httpx-over-aiohttp path; decompression is left to httpx, as there.
+    """
+    timeout = call.timeout
+    with map_aiohttp_exceptions():
+        async with session.request(
+            call.method,
+            aiohttp_url(url),
+            headers=headers,
+            data=call.content or None,
+            allow_redirects=False,
+            auto_decompress=False,
+            compress=False,
+            timeout=_client_timeout(timeout.connect, timeout.read, timeout.pool),
+        ) as response:
+            content = await response.read()
+    extensions = {"http_version": b"HTTP/1.1"}
+    if response.reason:
+        extensions["reason_phrase"] = response.reason.encode()
+    return httpx.Response(
+        response.status,
+        headers=response.raw_headers,
+        content=content,
+        request=httpx.Request(call.method, url),
+        extensions=extensions,
+    )
