@@ -22,7 +22,7 @@ from yarl import URL
 
 from ._core import Call
 
-__all__ = ["AiohttpSession", "aiohttp_url", "send"]
+__all__ = ["AiohttpSession", "send", "target"]
 
 # httpx's pool defaults, as httpx-aiohttp's transport applies them to the session it creates.
 _LIMIT = 100
@@ -57,10 +57,15 @@ class AiohttpSession:
 
 
 @functools.lru_cache(maxsize=4096)
-def aiohttp_url(url: httpx.URL) -> URL:
-    """``url`` as yarl's, built once per URL (aiohttp would parse a string on every request);
-    httpx's URL is already percent-encoded."""
-    return URL(str(url), encoded=True)
+def target(method: str, url: str, params: tuple[tuple[str, str], ...]) -> tuple[URL, httpx.Request]:
+    """Where ``method url`` (``params`` merged in, as httpx merges them) goes, as aiohttp's URL,
+    and the ``httpx.Request`` its answers name (errors show its method and URL): built once
+    per request line, as parsing costs more than the rest of a request's own work. Nothing
+    changes either after it is built. httpx's URL is already percent-encoded."""
+    parsed = httpx.URL(url)
+    if params:
+        parsed = parsed.copy_merge_params(dict(params))
+    return URL(str(parsed), encoded=True), httpx.Request(method, parsed)
 
 
 @functools.lru_cache(maxsize=64)
@@ -72,18 +77,22 @@ def _client_timeout(
 
 
 async def send(
-    session: aiohttp.ClientSession, call: Call, url: httpx.URL, headers: dict[str, str]
+    session: aiohttp.ClientSession,
+    call: Call,
+    where: tuple[URL, httpx.Request],
+    headers: dict[str, str],
 ) -> httpx.Response:
-    """Send ``call`` to ``url`` (its params merged in) with ``headers``; the whole answer.
+    """Send ``call`` to ``where`` (from :func:`target`) with ``headers``; the whole answer.
 
     Raises httpx's transport errors (the aiohttp error as ``__cause__``), like the
     httpx-over-aiohttp path; decompression is left to httpx, as there.
     """
+    url, request = where
     timeout = call.timeout
-    with map_aiohttp_exceptions():
+    try:
         async with session.request(
             call.method,
-            aiohttp_url(url),
+            url,
             headers=headers,
             data=call.content or None,
             allow_redirects=False,
@@ -92,6 +101,10 @@ async def send(
             timeout=_client_timeout(timeout.connect, timeout.read, timeout.pool),
         ) as response:
             content = await response.read()
+    except Exception:
+        # httpx-aiohttp's mapping, entered only on failure (it costs on every request).
+        with map_aiohttp_exceptions():
+            raise
     extensions = {"http_version": b"HTTP/1.1"}
     if response.reason:
         extensions["reason_phrase"] = response.reason.encode()
@@ -99,6 +112,6 @@ async def send(
         response.status,
         headers=response.raw_headers,
         content=content,
-        request=httpx.Request(call.method, url),
+        request=request,
         extensions=extensions,
     )

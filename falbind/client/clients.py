@@ -1013,16 +1013,19 @@ class AsyncFalClient(_ClientBase, _AsyncMethods):
 
     async def _send(self, call: Call) -> httpx.Response:
         attempts = Attempts(self._config.retry, call)
-        url, params = _request_url(call, self._http.params)
-        direct = self._aiohttp if isinstance(url, httpx.URL) else None
+        direct = self._aiohttp
         if direct is not None:
             from . import _aiohttp
 
-            headers = {**self._base_headers, **call.headers}
+            query = tuple(call.params.items()) if call.params else ()
+            where = _aiohttp.target(call.method, call.url, query)
+            headers = {**self._base_headers, **dict(call.headers.items())}
+        else:
+            url, params = _request_url(call, self._http.params)
         while True:
             try:
                 if direct is not None:
-                    response = await _aiohttp.send(direct.get(), call, url, headers)
+                    response = await _aiohttp.send(direct.get(), call, where, headers)
                 else:
                     response = await self._http.request(
                         call.method,
