@@ -22,11 +22,19 @@ from yarl import URL
 
 from ._core import Call
 
-__all__ = ["AiohttpSession", "send", "target"]
+__all__ = ["AiohttpSession", "Headers", "send", "target"]
 
 # httpx's pool defaults, as httpx-aiohttp's transport applies them to the session it creates.
 _LIMIT = 100
 _KEEPALIVE_SECONDS = 5.0
+
+
+class Headers(dict[str, str]):
+    """Request headers as aiohttp takes them (lower-cased names). Their ``repr`` shows the
+    names only, so no traceback's frame locals show the key (as ``httpx.Headers`` hides it)."""
+
+    def __repr__(self) -> str:
+        return f"<headers {sorted(self)}>"
 
 
 class AiohttpSession:
@@ -80,7 +88,7 @@ async def send(
     session: aiohttp.ClientSession,
     call: Call,
     where: tuple[URL, httpx.Request],
-    headers: dict[str, str],
+    headers: Headers,
 ) -> httpx.Response:
     """Send ``call`` to ``where`` (from :func:`target`) with ``headers``; the whole answer.
 

@@ -756,16 +756,18 @@ class FalClient(_ClientBase, _SyncMethods):
     def _send(self, call: Call) -> httpx.Response:
         attempts = Attempts(self._config.retry, call)
         url, params = _request_url(call, self._http.params)
+        # Built once, sent on every attempt (its body is bytes, so it can be sent again).
+        request = self._http.build_request(
+            call.method,
+            url,
+            content=call.content,
+            params=params,
+            headers=call.headers,
+            timeout=call.timeout,
+        )
         while True:
             try:
-                response = self._http.request(
-                    call.method,
-                    url,
-                    content=call.content,
-                    params=params,
-                    headers=call.headers,
-                    timeout=call.timeout,
-                )
+                response = self._http.send(request)
             except httpx.TransportError as exc:
                 delay = attempts.after_error(exc)
             else:
@@ -1019,7 +1021,8 @@ class AsyncFalClient(_ClientBase, _AsyncMethods):
 
             query = tuple(call.params.items()) if call.params else ()
             where = _aiohttp.target(call.method, call.url, query)
-            headers = {**self._base_headers, **dict(call.headers.items())}
+            headers = _aiohttp.Headers(self._base_headers)
+            headers.update(call.headers.items())
         else:
             url, params = _request_url(call, self._http.params)
         while True:
