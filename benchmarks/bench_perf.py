@@ -217,7 +217,7 @@ async def bench_async(
         own = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency))
         closers.append(own.close)
         try:
-            direct = AsyncFalClient("bench", run_url=f"{url}/run", aiohttp_session=own)  # type: ignore[call-arg]
+            direct = AsyncFalClient("bench", run_url=f"{url}/run", aiohttp_session=own)  # type: ignore[call-arg,unused-ignore]
         except TypeError:
             direct = None  # this version has no aiohttp_session= option
         if direct is not None:
