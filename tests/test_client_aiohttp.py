@@ -9,6 +9,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import aiohttp
+import aiohttp.web
 import httpx
 import pytest
 
@@ -115,3 +116,35 @@ async def test_a_refused_connection_is_a_fal_connection_error() -> None:
         with pytest.raises(FalConnectionError, match=f"127.0.0.1:{port}") as caught:
             await client.run(SCHNELL, prompt="a fox")
     assert "Connect" in str(caught.value)
+
+
+async def test_gzip_answers_are_decoded_as_on_the_httpx_path(server: FakeFalServer) -> None:
+    """aiohttp leaves decompression to httpx (``auto_decompress=False``): a gzip answer arrives
+    decoded, its headers as sent; an unencoded one is the bytes read."""
+    import gzip
+    import json
+
+    output = {"images": [], "timings": {}, "seed": 1, "has_nsfw_concepts": [], "prompt": "x"}
+    packed = gzip.compress(json.dumps(output).encode())
+
+    async def answer(request: aiohttp.web.Request) -> aiohttp.web.Response:
+        if request.path.endswith("plain"):
+            return aiohttp.web.json_response(output)
+        return aiohttp.web.Response(
+            body=packed, headers={"Content-Encoding": "gzip", "Content-Type": "application/json"}
+        )
+
+    app = aiohttp.web.Application()
+    app.router.add_post("/{tail:.*}", answer)
+    runner = aiohttp.web.AppRunner(app)
+    await runner.setup()
+    site = aiohttp.web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        port = runner.addresses[0][1]
+        async with AsyncFalClient(key="", run_url=f"http://127.0.0.1:{port}") as client:
+            packed_answer = await client.run("plain/gzip", untyped=True)
+            plain_answer = await client.run("x/plain", untyped=True)
+        assert packed_answer == plain_answer == output
+    finally:
+        await runner.cleanup()
