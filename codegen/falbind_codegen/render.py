@@ -436,9 +436,13 @@ def _wrap(endpoint: EndpointSource, body: str) -> str:
     )
 
 
-def render_endpoint_batch(endpoints: list[EndpointSource]) -> dict[str, str]:
+def render_endpoint_batch(
+    endpoints: list[EndpointSource], *, formatted: bool = True
+) -> dict[str, str]:
     """Render a batch: ``{module: source}`` for the endpoints dcg could render, and for each
-    endpoint dcg rejected, ``{module: "!error: <reason>"}``. Output is formatted."""
+    endpoint dcg rejected, ``{module: "!error: <reason>"}``. Output is formatted unless
+    ``formatted`` is false (the caller then runs :func:`format_sources` once over many
+    batches: each ruff run costs a process start)."""
     try:
         bodies = _run_dcg(endpoints)
         failed: dict[str, str] = {}
@@ -463,7 +467,7 @@ def render_endpoint_batch(endpoints: list[EndpointSource]) -> dict[str, str]:
                 failed[endpoint.module] = f"!unusable: {exc}".splitlines()[0]
             except (RuntimeError, ValueError, SyntaxError) as exc:
                 failed[endpoint.module] = f"!error: {exc}".splitlines()[0]
-    return {**format_sources(wrapped), **failed}
+    return {**(format_sources(wrapped) if formatted else wrapped), **failed}
 
 
 def format_sources(sources: dict[str, str]) -> dict[str, str]:
