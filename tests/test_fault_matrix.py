@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import aiohttp
 import httpx
 import pytest
 
@@ -160,15 +161,17 @@ def test_sync(server: FakeFalServer, name: str, mode: Mode) -> None:
     _check(case, server, outcome, error)
 
 
-@pytest.mark.parametrize("transport", ["aiohttp", "httpx"])
+@pytest.mark.parametrize("transport", ["aiohttp", "httpx", "aiohttp_session"])
 @pytest.mark.parametrize(("name", "mode"), PAIRS)
 async def test_async(server: FakeFalServer, name: str, mode: Mode, transport: str) -> None:
     case = _arrange(server, name, mode)
     options = case.options(mode) if case.options else {}
     outcome, error = None, None
     started = time.monotonic()
-    async with httpx.AsyncClient() as http:
+    async with httpx.AsyncClient() as http, aiohttp.ClientSession() as session:
         extra: dict[str, Any] = {"http_client": http} if transport == "httpx" else {}
+        if transport == "aiohttp_session":
+            extra = {"aiohttp_session": session}
         async with server.async_client(retry=FAST_RETRY, timeout=TIMEOUT, **extra) as client:
             try:
                 with _warns_if(case.raises is None):

@@ -174,7 +174,7 @@ def test_a_failing_build_leaves_the_tree_intact(
     shutil.copytree(fixture_output, out)
     before = files_of(out)
 
-    def explode(batch: list[Any]) -> dict[str, str]:
+    def explode(batch: list[Any], **options: Any) -> dict[str, str]:
         raise RuntimeError("renderer crashed")
 
     monkeypatch.setattr(generate_module, "render_endpoint_batch", explode)

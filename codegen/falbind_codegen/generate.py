@@ -16,6 +16,7 @@ disk still has the hash the manifest recorded (a hand edit is therefore still ca
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import keyword
@@ -169,18 +170,22 @@ def _render_all(
 ) -> dict[str, str]:
     batches = [sources[i : i + BATCH_SIZE] for i in range(0, len(sources), BATCH_SIZE)]
     results: dict[str, str] = {}
+    # Batches come back unformatted; one ruff run formats them all (one per batch cost a
+    # process start each). Error markers ("!...") are not code and are left as they are.
+    render = functools.partial(render_endpoint_batch, formatted=False)
     if jobs <= 1 or len(batches) <= 1:
         for batch in batches:
-            results.update(render_endpoint_batch(batch))
+            results.update(render(batch))
             if progress:
                 progress(len(batch))
-        return results
-    with ProcessPoolExecutor(max_workers=min(jobs, len(batches))) as pool:
-        for batch, rendered in zip(batches, pool.map(render_endpoint_batch, batches), strict=True):
-            results.update(rendered)
-            if progress:
-                progress(len(batch))
-    return results
+    else:
+        with ProcessPoolExecutor(max_workers=min(jobs, len(batches))) as pool:
+            for batch, rendered in zip(batches, pool.map(render, batches), strict=True):
+                results.update(rendered)
+                if progress:
+                    progress(len(batch))
+    code = {module: source for module, source in results.items() if not source.startswith("!")}
+    return {**results, **format_sources(code)}
 
 
 def build_files(

@@ -308,7 +308,9 @@ def drop_null_from_non_nullable(body: str, normalised: NormalisedEndpoint) -> st
     )
 
 
-def input_parameters(body: str, input_name: str) -> list[tuple[str, str, bool]]:
+def input_parameters(
+    body: str, input_name: str, tree: ast.Module | None = None
+) -> list[tuple[str, str, bool]]:
     """``(python name, type source, required)`` of each field of the class ``input_name`` in
     ``body``.
 
@@ -316,7 +318,7 @@ def input_parameters(body: str, input_name: str) -> list[tuple[str, str, bool]]:
     annotation); it becomes the type of the keyword argument in typed client methods. A field
     without a default is required.
     """
-    tree = ast.parse(body)
+    tree = tree or ast.parse(body)
     for cls in tree.body:
         if isinstance(cls, ast.ClassDef) and cls.name == input_name:
             fields = []
@@ -372,12 +374,12 @@ def _regex_engine(cls: ast.ClassDef) -> str:
     return "rust-regex"
 
 
-def check_module(body: str) -> None:
+def check_module(body: str, tree: ast.Module | None = None) -> None:
     """Refuse a rendered module whose models would fail in use (the normaliser refuses these
     cases in the schema already; this checks what dcg actually wrote): a field named like a
     method of its falbind base, or a ``pattern`` pydantic cannot compile with the class's
     regex engine."""
-    for cls in ast.parse(body).body:
+    for cls in (tree or ast.parse(body)).body:
         if not isinstance(cls, ast.ClassDef):
             continue
         bases = {base.id for base in cls.bases if isinstance(base, ast.Name)}
@@ -414,10 +416,11 @@ def _wrap(endpoint: EndpointSource, body: str) -> str:
     plain = _PLAIN_MODEL.findall(body)
     if plain:  # dcg named a class differently from our base-class map: extras would be ignored
         raise RuntimeError(f"classes {plain} lost their falbind base class")
-    check_module(body)
+    tree = ast.parse(body)  # parsed once for both checks below
+    check_module(body, tree)
     parameters = [
         (name, f"Required[{annotation}]" if required else annotation, required)
-        for name, annotation, required in input_parameters(body, normalised.input_name)
+        for name, annotation, required in input_parameters(body, normalised.input_name, tree)
         if name not in CLIENT_KEYWORDS
     ]
     typing_names = "Required, TypedDict" if any(r for *_, r in parameters) else "TypedDict"
@@ -436,9 +439,13 @@ def _wrap(endpoint: EndpointSource, body: str) -> str:
     )
 
 
-def render_endpoint_batch(endpoints: list[EndpointSource]) -> dict[str, str]:
+def render_endpoint_batch(
+    endpoints: list[EndpointSource], *, formatted: bool = True
+) -> dict[str, str]:
     """Render a batch: ``{module: source}`` for the endpoints dcg could render, and for each
-    endpoint dcg rejected, ``{module: "!error: <reason>"}``. Output is formatted."""
+    endpoint dcg rejected, ``{module: "!error: <reason>"}``. Output is formatted unless
+    ``formatted`` is false (the caller then runs :func:`format_sources` once over many
+    batches: each ruff run costs a process start)."""
     try:
         bodies = _run_dcg(endpoints)
         failed: dict[str, str] = {}
@@ -463,7 +470,7 @@ def render_endpoint_batch(endpoints: list[EndpointSource]) -> dict[str, str]:
                 failed[endpoint.module] = f"!unusable: {exc}".splitlines()[0]
             except (RuntimeError, ValueError, SyntaxError) as exc:
                 failed[endpoint.module] = f"!error: {exc}".splitlines()[0]
-    return {**format_sources(wrapped), **failed}
+    return {**(format_sources(wrapped) if formatted else wrapped), **failed}
 
 
 def format_sources(sources: dict[str, str]) -> dict[str, str]:
