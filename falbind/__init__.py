@@ -15,7 +15,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    # Every generated <Stem>Input/<Stem>Output model, for type checkers and IDEs.
     from falbind import testing as testing
     from falbind.client.clients import AsyncFalClient as AsyncFalClient, FalClient as FalClient
     from falbind.client.compat import encode_file as encode_file, encode_image as encode_image
@@ -80,6 +79,8 @@ if TYPE_CHECKING:
         EndpointSpec as EndpointSpec,
         UnknownEndpointError as UnknownEndpointError,
     )
+
+    # Every generated <Stem>Input/<Stem>Output model, for type checkers and IDEs.
     from falbind_generated import *  # noqa: F403
 
 __version__ = "0.1.0"
