@@ -6,8 +6,8 @@
 pydantic nor httpx nor any generated module (the generator's own CLI works on a broken tree).
 
 Layout: the hand-written runtime lives here, split by concern (``falbind.client``,
-``falbind.models``, ``falbind.images``, ``falbind.cli``, ``falbind.testing``, and, with their
-extras, ``falbind.serve``, ``falbind.integrations`` and ``falbind.lint``); the models are
+``falbind.models``, ``falbind.images``, ``falbind.cli``, ``falbind.testing``, ``falbind.lint``,
+and, with their extras, ``falbind.serve`` and ``falbind.integrations``); the models are
 generated into the ``falbind_generated`` package and reached through the endpoint index.
 """
 
