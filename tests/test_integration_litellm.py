@@ -486,7 +486,6 @@ def png_bytes(server: FakeFalServer) -> bytes:
     return base64.b64decode(result.data[0].b64_json or "")
 
 
-@pytest.mark.skipif(not hasattr(litellm, "image_edit"), reason="this LiteLLM has no image_edit")
 async def test_image_edit_filters_litellm_internals_and_sends_data_uris(
     server: FakeFalServer, async_provider: object
 ) -> None:
