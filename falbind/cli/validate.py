@@ -39,7 +39,14 @@ from .limits import (
 )
 from .progress import Progress
 
-__all__ = ["InputProblem", "Problem", "Request", "load_manifest", "validate_command"]
+__all__ = [
+    "InputProblem",
+    "Problem",
+    "Request",
+    "explained_errors",
+    "load_manifest",
+    "validate_command",
+]
 
 Echo = Callable[[str], None]
 _Loader: type[Any] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -289,10 +296,20 @@ def _relevant(located: list[tuple[Any, tuple[str | int, ...]]]) -> Iterator[Any]
         yield error, path
 
 
-def _problems(request: Request, spec: EndpointSpec, exc: ValidationError) -> Iterator[Problem]:
-    located = [(error, data_path(request.arguments, error["loc"])) for error in exc.errors()]
+def explained_errors(
+    arguments: Any, errors: list[Any]
+) -> Iterator[tuple[Any, tuple[str | int, ...], str, tuple[str, ...]]]:
+    """Each of pydantic's ``errors`` about ``arguments`` worth reporting (moot union-member
+    errors dropped), with its path in ``arguments``, its message and its suggestions; what
+    ``falbind validate`` and ``falbind lint`` both report."""
+    located = [(error, data_path(arguments, error["loc"])) for error in errors]
     for error, path in _relevant(located):
         message, suggestions = _message_and_suggestions(error)
+        yield error, path, message, suggestions
+
+
+def _problems(request: Request, spec: EndpointSpec, exc: ValidationError) -> Iterator[Problem]:
+    for error, path, message, suggestions in explained_errors(request.arguments, exc.errors()):
         yield Problem(
             file=str(request.source.path),
             line=request.line_of(path),

@@ -201,7 +201,7 @@ class Checker:
         that concerns what the source shows."""
         from pydantic import ValidationError
 
-        from falbind.cli.validate import _message_and_suggestions, _relevant, data_path
+        from falbind.cli.validate import explained_errors
 
         try:
             spec.input_model.model_validate(arguments.value)
@@ -209,15 +209,13 @@ class Checker:
             errors = exc.errors()
         else:
             return
-        located = [(error, data_path(arguments.value, error["loc"])) for error in errors]
-        for error, path in _relevant(located):
+        for error, path, message, suggestions in explained_errors(arguments.value, errors):
             if arguments.under_unknown(path):
                 continue
             kind = str(error["type"])
             if kind == "missing" and (path[:-1] in arguments.open or not path):
                 continue
             code = rule_for_error_type(kind)
-            message, suggestions = _message_and_suggestions(error)
             origin = arguments.origins.get(path[:1]) if path else None
             if origin == _DEFAULT and default_anchor is not None and default_note is not None:
                 if code == "FB101":
