@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -207,6 +208,44 @@ def test_fake_server_command_serves_until_interrupted(tmp_path: Path) -> None:
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def test_fake_server_command_takes_queue_and_processing_times(tmp_path: Path) -> None:
+    command = falbind_command("fake-server", "--queue-time", "0.3", "--processing-time", "0.4")
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=tmp_path)
+    try:
+        assert process.stdout is not None
+        url = process.stdout.readline().split()[-1]
+        submitted = httpx.post(f"{url}/queue/{SCHNELL}", json={"prompt": "p"}, timeout=10)
+        status_url = submitted.json()["status_url"]
+        assert httpx.get(status_url, timeout=10).json()["status"] == "IN_QUEUE"
+        deadline = time.monotonic() + 10
+        seen = []
+        while time.monotonic() < deadline:
+            status = httpx.get(status_url, timeout=10).json()["status"]
+            if not seen or seen[-1] != status:
+                seen.append(status)
+            if status == "COMPLETED":
+                break
+            time.sleep(0.05)
+        assert seen[-2:] == ["IN_PROGRESS", "COMPLETED"]
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=10) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def test_fake_server_command_refuses_a_negative_time() -> None:
+    result = subprocess.run(
+        falbind_command("fake-server", "--processing-time", "-1"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "seconds must be 0 or more" in result.stderr
 
 
 def test_pytest_fixtures_work_in_a_users_tests(tmp_path: Path) -> None:

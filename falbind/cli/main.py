@@ -22,6 +22,17 @@ DEFAULT_OUT = Path("generated", "falbind_generated")
 """Where falbind's own bindings are generated: the ``falbind_generated`` package."""
 
 
+def _seconds(text: str) -> float:
+    """An argparse type: a duration in seconds, finite and not negative."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"seconds must be 0 or more, not {text}")
+    return value
+
+
 def _echo(line: str) -> None:
     print(line, flush=True)
 
@@ -52,7 +63,13 @@ def _vendor(args: argparse.Namespace) -> int:
 def _fake_server(args: argparse.Namespace) -> int:
     from falbind.testing.server import serve_until_interrupted
 
-    return serve_until_interrupted(args.port, args.key, _echo)
+    return serve_until_interrupted(
+        args.port,
+        args.key,
+        _echo,
+        queue_time=args.queue_time,
+        processing_time=args.processing_time,
+    )
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -457,6 +474,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     fake_server.add_argument("--port", type=int, default=0, help="port (default: any free one)")
     fake_server.add_argument("--key", help="require this fal key (default: accept any call)")
+    fake_server.add_argument(
+        "--queue-time",
+        type=_seconds,
+        default=0.0,
+        help="seconds a queued request stays IN_QUEUE (default: 0)",
+    )
+    fake_server.add_argument(
+        "--processing-time",
+        type=_seconds,
+        default=0.02,
+        help="seconds a queued request stays IN_PROGRESS, like inference (default: 0.02)",
+    )
     fake_server.set_defaults(handler=_fake_server)
 
     demo = commands.add_parser(

@@ -999,8 +999,16 @@ def _reset(writer: asyncio.StreamWriter) -> None:
     writer.transport.abort()
 
 
-def serve_until_interrupted(port: int, key: str | None, echo: Callable[[str], None]) -> int:
-    """``falbind fake-server``: serve until Ctrl-C (or SIGTERM); the exit status (0)."""
+def serve_until_interrupted(
+    port: int,
+    key: str | None,
+    echo: Callable[[str], None],
+    *,
+    queue_time: float = 0.0,
+    processing_time: float = 0.02,
+) -> int:
+    """``falbind fake-server``: serve until Ctrl-C (or SIGTERM); the exit status (0).
+    ``queue_time``/``processing_time``: how long a queued request waits and runs."""
     import signal
 
     def interrupt(signum: int, frame: object) -> None:
@@ -1008,7 +1016,9 @@ def serve_until_interrupted(port: int, key: str | None, echo: Callable[[str], No
 
     previous = signal.signal(signal.SIGTERM, interrupt)
     try:
-        with FakeFalServer(port=port, key=key) as server:
+        with FakeFalServer(
+            port=port, key=key, queue_time=queue_time, processing_time=processing_time
+        ) as server:
             echo(f"fake fal server listening on {server.url}")
             echo(f"  run_url={server.run_url}")
             echo(f"  queue_url={server.queue_url}")
