@@ -34,7 +34,7 @@ from pydantic import BaseModel, Field, SerializeAsAny, ValidationError
 from falbind.client.compat import check_misplaced
 from falbind.client.errors import InvalidArgumentsError, InvalidArgumentTypeError
 from falbind.client.files import decode_data_uri, sniff_content_type
-from falbind.models.base import field_names
+from falbind.models.base import field_names, field_schemas
 from falbind.models.index import UnknownEndpointError
 
 from .openai_params import OpenAIParamsPolicy, map_openai_params
@@ -155,7 +155,7 @@ def model_traits(endpoint_id: str) -> ModelTraits:
     from falbind.models.bindings import ENDPOINTS, sizes as _sizes
 
     model = ENDPOINTS[endpoint_id].input_model
-    properties: dict[str, Any] = model.model_json_schema(by_alias=True).get("properties", {})
+    properties = field_schemas(model)
     count_field = _first_present(_sizes.COUNT_FIELDS, properties)
     return ModelTraits(
         endpoint_id=endpoint_id,

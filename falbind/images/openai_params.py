@@ -17,12 +17,12 @@ option handled by the caller, not here.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from functools import lru_cache
 from typing import Any, Final, Literal
 
 from pydantic import BaseModel
 
 from falbind.client.errors import InvalidArgumentsError
+from falbind.models.base import field_schemas
 
 __all__ = ["OPENAI_IMAGE_PARAMS", "OpenAIParamsPolicy", "map_openai_params"]
 
@@ -66,17 +66,6 @@ def _fit(name: str, value: Any, allowed: list[Any]) -> Any | None:
     return None
 
 
-@lru_cache(maxsize=256)
-def _properties(input_model: type[BaseModel]) -> Mapping[str, Any]:
-    """The JSON schema of each of the model's fields, by wire name. Cached: pydantic builds the
-    schema afresh on every call (about 8 ms for a FLUX model), and the mapping needs it only
-    when an OpenAI argument was given."""
-    properties: Mapping[str, Any] = input_model.model_json_schema(by_alias=True).get(
-        "properties", {}
-    )
-    return properties
-
-
 def map_openai_params(
     endpoint_id: str,
     input_model: type[BaseModel],
@@ -95,7 +84,7 @@ def map_openai_params(
     for name, value in given.items():
         if value is None:
             continue
-        schema = _properties(input_model).get(name)
+        schema = field_schemas(input_model).get(name)
         if schema is None:
             reason = f"{endpoint_id} has no {name!r} parameter"
         else:

@@ -33,6 +33,7 @@ __all__ = [
     "ResponseModel",
     "explain_validation_error",
     "field_names",
+    "field_schemas",
     "omitted",
     "structured_default",
     "suggest_names",
@@ -53,6 +54,16 @@ def _endpoint_of(model: type[BaseModel]) -> str | None:
 def field_names(model: type[BaseModel]) -> list[str]:
     """The names ``model`` takes on the wire (aliases where set), in field order."""
     return [info.alias or name for name, info in model.model_fields.items()]
+
+
+@functools.lru_cache(maxsize=512)
+def field_schemas(model: type[BaseModel]) -> Mapping[str, Any]:
+    """The JSON schema of each of ``model``'s fields, by wire name (``properties`` of pydantic's
+    ``model_json_schema(by_alias=True)``; nested models stay ``$ref`` entries). Cached, and not to be
+    mutated: pydantic builds the schema afresh on every call, several milliseconds for a FLUX
+    model, which per-request callers cannot afford."""
+    properties: Mapping[str, Any] = model.model_json_schema(by_alias=True).get("properties", {})
+    return properties
 
 
 def _model_at(model: type[BaseModel], loc: tuple[int | str, ...]) -> type[BaseModel] | None:

@@ -112,13 +112,13 @@ def _image_request(body: Mapping[str, Any]) -> ImageRequest:
     return ImageRequest(model, prompt, n, size, str(response_format), params)
 
 
-def image_fields(endpoint_id: str) -> dict[str, Any]:
-    """The endpoint's request properties (JSON schema), by field name."""
+def image_fields(endpoint_id: str) -> Mapping[str, Any]:
+    """The endpoint's request properties (JSON schema), by field name (cached; not to be
+    mutated)."""
     from falbind import ENDPOINTS
+    from falbind.models.base import field_schemas
 
-    schema = ENDPOINTS[endpoint_id].input_model.model_json_schema(by_alias=True)
-    properties: dict[str, Any] = schema.get("properties", {})
-    return properties
+    return field_schemas(ENDPOINTS[endpoint_id].input_model)
 
 
 def _schema_types(schema: Mapping[str, Any]) -> set[str]:
