@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import struct
+import subprocess
+import sys
 import time
 import zlib
 from collections.abc import Iterator
@@ -494,3 +497,47 @@ def test_a_key_may_read_only_its_own_info(gateway: ThreadedGateway) -> None:
         headers={"Authorization": f"Bearer {mine}"},
     )
     assert theirs.status_code == 403
+
+
+WARM_UP_CHECK = """
+import asyncio, json, sys
+sys.path.insert(0, sys.argv[1])
+from falbind import ENDPOINTS
+from falbind.serve.app import Gateway
+from serve_support import build_config, config_data
+
+class Urls:  # config_data reads only these
+    run_url = queue_url = storage_url = "http://127.0.0.1:9"
+
+data = config_data(Urls(), {"dev": "fal-ai/flux/dev"}, database_url=sys.argv[2])
+
+def built(model):
+    return type(model.__dict__.get("__pydantic_validator__")).__name__ == "SchemaValidator"
+
+spec = ENDPOINTS["fal-ai/flux/dev"]
+before = built(spec.input_model), built(spec.output_model)
+gateway = Gateway(build_config(data))
+asyncio.run(gateway.start())
+after = built(spec.input_model), built(spec.output_model)
+asyncio.run(gateway.stop())
+print(json.dumps({"before": before, "after": after}))
+"""
+
+
+def test_start_builds_each_models_validators_before_the_first_request(tmp_path: Path) -> None:
+    # A fresh interpreter: in this one, other tests may have built the validators already.
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            WARM_UP_CHECK,
+            str(Path(__file__).parent),
+            f"sqlite:///{tmp_path / 'warm.db'}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    states = json.loads(result.stdout.splitlines()[-1])
+    assert states == {"before": [False, False], "after": [True, True]}

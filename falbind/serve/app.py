@@ -97,6 +97,24 @@ class Gateway:
 
     async def start(self) -> None:
         await self.store.setup()
+        self.warm_up()
+
+    def warm_up(self) -> None:
+        """Pay at start what the first request would: each entry's fal client (and its HTTP
+        library's import), its endpoint's models and validators, and its size data."""
+        from falbind import ENDPOINTS
+        from falbind.images.generate import model_traits
+        from falbind.images.sizing import capability_for
+
+        for entry in self.config.models:
+            self.client(entry.fal)
+            if entry.endpoint_id is None:
+                continue  # a wildcard: its models are known per request
+            spec = ENDPOINTS[entry.endpoint_id]
+            for model in (spec.input_model, spec.output_model):
+                model.model_rebuild()  # builds the deferred validator and serializer
+            model_traits(entry.endpoint_id)
+            capability_for(entry.endpoint_id)
 
     async def stop(self) -> None:
         await self.log_writer.flush()
