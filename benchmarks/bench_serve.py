@@ -1,6 +1,7 @@
 """`falbind serve` against a direct ``AsyncFalClient.images.generate`` (figures only).
 
-    python benchmarks/bench_serve.py [--requests N] [--postgres-url postgresql://...] [--sync]
+    python benchmarks/bench_serve.py [--requests N] [--fal-latency 0.02,1] [--postgres-url URL]
+                                     [--sync] [--markdown]
 
 The fake fal server runs in its own process, the gateway (one uvicorn worker) in another; the
 benchmark process drives both sides with asyncio at 1, 16 and 64 concurrent clients:
@@ -8,14 +9,24 @@ benchmark process drives both sides with asyncio at 1, 16 and 64 concurrent clie
 * direct: ``AsyncFalClient.images.generate(model=..., prompt=..., use_queue=...)``;
 * gateway: the OpenAI SDK (``AsyncOpenAI().images.generate``) with a virtual key that has a
   budget and an rpm limit, so every request does the gateway's full database work (key
-  read, rpm slot, budget reservation and settlement, log row).
+  read, rpm slot, budget reservation and settlement, log row);
+* hop: the same OpenAI SDK calls against a stub ASGI app (Starlette under uvicorn, its own
+  process) that answers a fixed ``ImagesResponse`` at once: what any HTTP gateway in front of
+  fal costs on this machine before it does anything.
 
-It prints requests/s, p50/p99 latency, the p50 latency the gateway adds and its throughput as
-a share of the direct client's (targets: under 3 ms added at p50, at least 80% at 64 clients
-with SQLite), and the gateway's own time per request from its ``Server-Timing`` header (reading,
-keys and limits in the database, validation, encoding: everything but waiting for fal). Both
-sides use fal's queue unless ``--sync``. The "added" latency also holds the extra HTTP hop and
-the OpenAI SDK's own cost; all processes share this machine's cores.
+It prints requests/s, p50/p99 latency, the p50 latency the gateway adds (in all, and beyond the
+bare hop) and its throughput as a share of the direct client's (targets: under 3 ms added at
+p50, at least 80% at 64 clients with SQLite), the gateway's own time per request from its
+``Server-Timing`` header (reading, keys and limits in the database, validation, encoding:
+everything but waiting for fal), and the CPU per request of every process on each side. When
+the machine's cores are the bottleneck, the direct side's CPU per request over the gateway
+side's bounds the throughput ratio any gateway could reach here: the gateway side runs the
+direct client's work plus the SDK, the hop and the gateway's own work on the same cores.
+
+``--fal-latency`` sets how long the fake fal server takes per request (its
+``--processing-time``), one scenario per value: 0.02 s keeps this machine's cores busy (a
+CPU-bound test of the gateway's cost), 1 s is closer to a real model's inference, where the
+gateway's added latency and concurrency matter. Both sides use fal's queue unless ``--sync``.
 """
 
 from __future__ import annotations
@@ -32,7 +43,9 @@ import tempfile
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import httpx2
@@ -46,17 +59,62 @@ PROMPT = "a red fox in the snow"
 CONCURRENCY = (1, 16, 64)
 
 
+STUB_APP = """
+import sys
+import uvicorn
+from starlette.applications import Starlette
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+async def generations(request):
+    await request.body()
+    return JSONResponse({"created": 1, "data": [{"url": "http://127.0.0.1/files/a.png"}]})
+
+app = Starlette(routes=[Route("/v1/images/generations", generations, methods=["POST"])])
+uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning")
+"""
+
+
 @contextmanager
-def fake_server() -> Iterator[str]:
-    """The fake fal server in a child process; yields its base URL."""
+def fake_server(processing_time: float) -> Iterator[tuple[str, int]]:
+    """The fake fal server in a child process; yields its base URL and PID."""
     command = [sys.executable, "-m", "falbind.cli.main", "fake-server"]
+    command += ["--processing-time", str(processing_time)]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
     try:
         assert process.stdout is not None
-        yield process.stdout.readline().split()[-1]
+        yield process.stdout.readline().split()[-1], process.pid
     finally:
         process.terminate()
         process.wait(10)
+
+
+@contextmanager
+def stub_gateway() -> Iterator[tuple[str, int]]:
+    """The stub ASGI app (the bare hop) in a child process; yields its URL and PID."""
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-c", STUB_APP, str(port)])
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_up(f"{url}/v1/images/generations", process, method="POST")
+        yield url, process.pid
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def wait_until_up(url: str, process: subprocess.Popen[Any], method: str = "GET") -> None:
+    """Poll ``url`` until it answers 200 (30 s at most, or until ``process`` ends)."""
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if httpx.request(method, url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline or process.poll() is not None:
+            raise RuntimeError(f"{url} did not come up")
+        time.sleep(0.05)
 
 
 def free_port() -> int:
@@ -115,16 +173,7 @@ def gateway(
         )
         url = f"http://127.0.0.1:{port}"
         try:
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    if httpx.get(f"{url}/health/readiness", timeout=1).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                if time.monotonic() > deadline or process.poll() is not None:
-                    raise RuntimeError("the gateway did not start")
-                time.sleep(0.05)
+            wait_until_up(f"{url}/health/readiness", process)
             yield url, process.pid
         finally:
             process.terminate()
@@ -135,8 +184,6 @@ async def measure(
     call: Callable[[], Awaitable[object]], concurrency: int, requests: int
 ) -> tuple[float, list[float]]:
     """(requests per second, latencies in ms) for ``requests`` calls, ``concurrency`` at once."""
-    for _ in range(min(concurrency, 8)):  # warm connections
-        await call()
     latencies: list[float] = []
     queue = list(range(requests))
 
@@ -152,14 +199,79 @@ async def measure(
     return requests / (time.perf_counter() - started), latencies
 
 
+async def warm_up(call: Callable[[], Awaitable[object]], concurrency: int) -> None:
+    """Open the connections the measurement will use (and warm every cache on the way)."""
+    await asyncio.gather(*(call() for _ in range(concurrency)))
+
+
 def percentile(values: list[float], share: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
 
 
+@dataclass
+class Row:
+    """One scenario, database and concurrency: the three sides' figures."""
+
+    fal_latency: float
+    database: str
+    clients: int
+    rates: dict[str, float]
+    """requests/s per side (``direct``, ``gateway``, ``hop``)."""
+    latencies: dict[str, list[float]]
+    cpu_ms: dict[str, float]
+    """CPU per request of every process on the side (the benchmark's own included)."""
+    gateway_process_ms: float
+    own_ms: list[float]
+
+    def p50(self, side: str) -> float:
+        return statistics.median(self.latencies[side])
+
+    @property
+    def ratio(self) -> float:
+        return self.rates["gateway"] / self.rates["direct"]
+
+    @property
+    def added(self) -> float:
+        return self.p50("gateway") - self.p50("direct")
+
+    @property
+    def beyond_hop(self) -> float:
+        return self.added - self.p50("hop")
+
+    @property
+    def cpu_bound(self) -> float:
+        """The throughput ratio the cores allow when they are the bottleneck."""
+        return self.cpu_ms["direct"] / self.cpu_ms["gateway"]
+
+
+class Cpu:
+    """CPU seconds of this process and of the given child processes since the last read."""
+
+    def __init__(self, **pids: int) -> None:
+        self.pids = pids
+        self._last = self._read()
+
+    def _read(self) -> dict[str, float]:
+        read = {name: process_cpu_seconds(pid) for name, pid in self.pids.items()}
+        return {**read, "bench": time.process_time()}
+
+    def lap(self) -> dict[str, float]:
+        now = self._read()
+        spent = {name: now[name] - self._last[name] for name in now}
+        self._last = now
+        return spent
+
+
 async def run(
-    fal_url: str, gateway_url: str, gateway_pid: int, master_key: str, args: argparse.Namespace
-) -> None:
+    fal: tuple[str, int],
+    gateway_side: tuple[str, int],
+    stub: tuple[str, int],
+    master_key: str,
+    args: argparse.Namespace,
+    label: tuple[float, str],
+) -> list[Row]:
+    (fal_url, fal_pid), (gateway_url, gateway_pid), (stub_url, stub_pid) = fal, gateway_side, stub
     use_queue = not args.sync
     async with httpx.AsyncClient() as http:
         created = await http.post(
@@ -169,19 +281,23 @@ async def run(
         )
         key = created.json()["key"]
     direct = AsyncFalClient("bench", run_url=f"{fal_url}/run", queue_url=f"{fal_url}/queue")
-    # TCP_NODELAY: httpx writes a POST's headers and body separately, and without it Nagle's
-    # algorithm holds the body until the gateway's delayed ACK (up to 40 ms per request).
-    sdk = openai.AsyncOpenAI(
-        base_url=f"{gateway_url}/v1",
-        api_key=key,
-        max_retries=0,
-        http_client=openai.DefaultAsyncHttpxClient(
-            transport=httpx2.AsyncHTTPTransport(  # the openai SDK's HTTP library
-                limits=httpx2.Limits(max_connections=256, max_keepalive_connections=256),
-                socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
-            )
-        ),
-    )
+
+    def openai_sdk(url: str, api_key: str) -> openai.AsyncOpenAI:
+        # TCP_NODELAY: httpx writes a POST's headers and body separately, and without it
+        # Nagle's algorithm holds the body until the server's delayed ACK (up to 40 ms).
+        return openai.AsyncOpenAI(
+            base_url=f"{url}/v1",
+            api_key=api_key,
+            max_retries=0,
+            http_client=openai.DefaultAsyncHttpxClient(
+                transport=httpx2.AsyncHTTPTransport(  # the openai SDK's HTTP library
+                    limits=httpx2.Limits(max_connections=256, max_keepalive_connections=256),
+                    socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
+                )
+            ),
+        )
+
+    sdk, stub_sdk = openai_sdk(gateway_url, key), openai_sdk(stub_url, "stub")
     own_ms: list[float] = []
 
     async def call_direct() -> object:
@@ -195,54 +311,118 @@ async def run(
         own_ms.append(float(timing["gateway"]))
         return raw.parse()
 
-    print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
-    print(f"{'clients':>7} {'side':<8} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8}")
+    async def call_hop() -> object:
+        return await stub_sdk.images.generate(model="flux-schnell", prompt=PROMPT)
+
+    cpu = Cpu(fal=fal_pid, gateway=gateway_pid, stub=stub_pid)
+    members = {
+        "direct": ("bench", "fal"),
+        "gateway": ("bench", "gateway", "fal"),
+        "hop": ("bench", "stub"),
+    }
+    calls = {"direct": call_direct, "gateway": call_gateway, "hop": call_hop}
+    rows = []
     try:
         for concurrency in CONCURRENCY:
             requests = max(args.requests, concurrency * 4)
-            cpu = time.process_time()
-            rate_d, lat_d = await measure(call_direct, concurrency, requests)
-            direct_cpu = (time.process_time() - cpu) / requests * 1000
-            own_ms.clear()
-            cpu = process_cpu_seconds(gateway_pid)
-            rate_g, lat_g = await measure(call_gateway, concurrency, requests)
-            gateway_cpu = (process_cpu_seconds(gateway_pid) - cpu) / requests * 1000
-            for side, rate, lat in (("direct", rate_d, lat_d), ("gateway", rate_g, lat_g)):
-                print(
-                    f"{concurrency:>7} {side:<8} {rate:>8.1f} "
-                    f"{percentile(lat, 0.5):>8.2f} {percentile(lat, 0.99):>8.2f}"
-                )
-            added = statistics.median(lat_g) - statistics.median(lat_d)
-            print(
-                f"{concurrency:>7} ratio    throughput {rate_g / rate_d:.2f}x of direct, "
-                f"added p50 {added:+.2f} ms; the gateway's own time (Server-Timing) "
-                f"p50 {percentile(own_ms, 0.5):.2f} ms, p99 {percentile(own_ms, 0.99):.2f} ms"
-            )
-            print(
-                f"{concurrency:>7} cpu      per request: direct client {direct_cpu:.2f} ms, "
-                f"gateway process {gateway_cpu:.2f} ms (warm-up included)"
-            )
+            rates, latencies, cpu_ms = {}, {}, {}
+            gateway_process_ms = 0.0
+            for side, call in calls.items():
+                if side == "gateway":
+                    own_ms.clear()
+                await warm_up(call, concurrency)
+                cpu.lap()
+                rates[side], latencies[side] = await measure(call, concurrency, requests)
+                spent = cpu.lap()
+                cpu_ms[side] = sum(spent[name] for name in members[side]) / requests * 1000
+                if side == "gateway":
+                    gateway_process_ms = spent["gateway"] / requests * 1000
+            row = Row(*label, concurrency, rates, latencies, cpu_ms, gateway_process_ms, own_ms[:])
+            rows.append(row)
+            if not args.markdown:
+                print_row(row)
     finally:
         await direct.aclose()
         await sdk.close()
+        await stub_sdk.close()
+    return rows
+
+
+def print_row(row: Row) -> None:
+    for side in ("direct", "gateway", "hop"):
+        lat = row.latencies[side]
+        print(
+            f"{row.clients:>7} {side:<8} {row.rates[side]:>8.1f} "
+            f"{percentile(lat, 0.5):>8.2f} {percentile(lat, 0.99):>8.2f}"
+        )
+    print(
+        f"{row.clients:>7} ratio    throughput {row.ratio:.2f}x of direct; added p50 "
+        f"{row.added:+.2f} ms, {row.beyond_hop:+.2f} ms beyond the bare hop; the gateway's own "
+        f"time (Server-Timing) p50 {percentile(row.own_ms, 0.5):.2f} ms, "
+        f"p99 {percentile(row.own_ms, 0.99):.2f} ms"
+    )
+    print(
+        f"{row.clients:>7} cpu      per request, all processes: direct {row.cpu_ms['direct']:.2f}"
+        f" ms, gateway {row.cpu_ms['gateway']:.2f} ms (its process "
+        f"{row.gateway_process_ms:.2f} ms), hop {row.cpu_ms['hop']:.2f} ms; when the cores are "
+        f"the bottleneck, no gateway here exceeds {row.cpu_bound:.2f}x"
+    )
+
+
+def print_markdown(rows: list[Row]) -> None:
+    print(
+        "| fal latency | database | clients | direct req/s | gateway req/s | ratio | added p50 "
+        "| beyond the bare hop | own p50 | CPU/request direct / gateway | ratio the CPU allows |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for row in rows:
+        print(
+            f"| {row.fal_latency:g} s | {row.database} | {row.clients} "
+            f"| {row.rates['direct']:,.1f} | {row.rates['gateway']:,.1f} | {row.ratio:.2f} "
+            f"| {row.added:+.1f} ms | {row.beyond_hop:+.1f} ms "
+            f"| {percentile(row.own_ms, 0.5):.1f} ms "
+            f"| {row.cpu_ms['direct']:.1f} / {row.cpu_ms['gateway']:.1f} ms "
+            f"| {min(row.cpu_bound, 1.0):.2f} |"
+        )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=200, help="requests per measurement")
+    parser.add_argument(
+        "--fal-latency",
+        default="0.02,1",
+        help="seconds the fake fal server takes per request; comma-separated scenarios",
+    )
     parser.add_argument("--postgres-url", help="also measure on this PostgreSQL database")
     parser.add_argument("--sync", action="store_true", help="fal's sync endpoint, not the queue")
+    parser.add_argument("--markdown", action="store_true", help="print one markdown table")
     args = parser.parse_args()
     master_key = "sk-bench-" + secrets.token_urlsafe(24)
     databases = [("SQLite", "sqlite:///{dir}/bench.db")]
     if args.postgres_url:
         databases.append(("PostgreSQL", args.postgres_url))
-    with fake_server() as fal_url:
-        for name, database_url in databases:
-            mode = "sync" if args.sync else "queue"
-            print(f"\n== falbind serve (1 worker, {name}, fal {mode}) vs AsyncFalClient ==")
-            with gateway(fal_url, database_url, not args.sync, master_key) as (url, pid):
-                asyncio.run(run(fal_url, url, pid, master_key, args))
+    mode = "sync" if args.sync else "queue"
+    print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores, fal {mode}")
+    rows: list[Row] = []
+    with stub_gateway() as stub:
+        for latency in (float(value) for value in args.fal_latency.split(",")):
+            with fake_server(latency) as fal:
+                for name, database_url in databases:
+                    if not args.markdown:
+                        print(
+                            f"\n== falbind serve (1 worker, {name}) vs AsyncFalClient, "
+                            f"fal takes {latency:g} s =="
+                        )
+                        print(
+                            f"{'clients':>7} {'side':<8} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8}"
+                        )
+                    with gateway(fal[0], database_url, not args.sync, master_key) as side:
+                        label = (latency, name)
+                        rows += asyncio.run(run(fal, side, stub, master_key, args, label))
+    if args.markdown:
+        print_markdown(rows)
+    print(f"load average {os.getloadavg()[0]:.1f} at the end")
 
 
 if __name__ == "__main__":
