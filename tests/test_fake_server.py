@@ -10,6 +10,7 @@ import sys
 import textwrap
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -191,17 +192,16 @@ def test_loopback_only_and_stop_closes_everything(http: httpx.Client) -> None:
     server.stop()  # idempotent
 
 
-def test_fake_server_command_serves_until_interrupted(tmp_path: Path) -> None:
-    process = subprocess.Popen(
-        falbind_command("fake-server"), stdout=subprocess.PIPE, text=True, cwd=tmp_path
-    )
+@contextmanager
+def fake_server_command(cwd: Path, *options: str) -> Iterator[tuple[str, str]]:
+    """``falbind fake-server`` in a child process: its first line and URL; on leaving, it must
+    stop on SIGINT with status 0 (killed by its own PID if it does not)."""
+    command = falbind_command("fake-server", *options)
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=cwd)
     try:
         assert process.stdout is not None
         first = process.stdout.readline()
-        assert first.startswith("fake fal server listening on http://127.0.0.1:")
-        url = first.split()[-1]
-        response = httpx.post(f"{url}/run/{SCHNELL}", json={"prompt": "p"}, timeout=10)
-        assert response.status_code == 200
+        yield first, first.split()[-1]
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=10) == 0
     finally:
@@ -210,17 +210,21 @@ def test_fake_server_command_serves_until_interrupted(tmp_path: Path) -> None:
             process.wait()
 
 
+def test_fake_server_command_serves_until_interrupted(tmp_path: Path) -> None:
+    with fake_server_command(tmp_path) as (first, url):
+        assert first.startswith("fake fal server listening on http://127.0.0.1:")
+        response = httpx.post(f"{url}/run/{SCHNELL}", json={"prompt": "p"}, timeout=10)
+        assert response.status_code == 200
+
+
 def test_fake_server_command_takes_queue_and_processing_times(tmp_path: Path) -> None:
-    command = falbind_command("fake-server", "--queue-time", "0.3", "--processing-time", "0.4")
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=tmp_path)
-    try:
-        assert process.stdout is not None
-        url = process.stdout.readline().split()[-1]
+    options = ("--queue-time", "0.3", "--processing-time", "0.4")
+    with fake_server_command(tmp_path, *options) as (_, url):
         submitted = httpx.post(f"{url}/queue/{SCHNELL}", json={"prompt": "p"}, timeout=10)
         status_url = submitted.json()["status_url"]
         assert httpx.get(status_url, timeout=10).json()["status"] == "IN_QUEUE"
         deadline = time.monotonic() + 10
-        seen = []
+        seen: list[str] = []
         while time.monotonic() < deadline:
             status = httpx.get(status_url, timeout=10).json()["status"]
             if not seen or seen[-1] != status:
@@ -229,12 +233,6 @@ def test_fake_server_command_takes_queue_and_processing_times(tmp_path: Path) ->
                 break
             time.sleep(0.05)
         assert seen[-2:] == ["IN_PROGRESS", "COMPLETED"]
-        process.send_signal(signal.SIGINT)
-        assert process.wait(timeout=10) == 0
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
 
 
 def test_fake_server_command_refuses_a_negative_time() -> None:
