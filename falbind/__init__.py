@@ -56,6 +56,7 @@ if TYPE_CHECKING:
         QueueStatus as QueueStatus,
     )
     from falbind.client.retry import RetryPolicy as RetryPolicy
+    from falbind.client.streaming import AsyncFalStream as AsyncFalStream, FalStream as FalStream
     from falbind.client.webhooks import (
         WebhookPayload as WebhookPayload,
         WebhookResult as WebhookResult,
@@ -137,6 +138,7 @@ _LAZY: dict[str, str] = {
         "falbind.client.queue",
     ),
     "RetryPolicy": "falbind.client.retry",
+    **dict.fromkeys(("AsyncFalStream", "FalStream"), "falbind.client.streaming"),
     **dict.fromkeys(
         (
             "WebhookPayload",
@@ -197,6 +199,8 @@ __all__ = [  # noqa: RUF022 -- grouped like the imports above
     "QueueStatus",
     "Queued",
     "RetryPolicy",
+    "AsyncFalStream",
+    "FalStream",
     "WebhookPayload",
     "WebhookResult",
     "WebhookVerificationError",

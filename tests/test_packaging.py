@@ -73,7 +73,7 @@ def _pyright_errors(python: str) -> dict[int, str]:
 
 def _check_app(python: str, cache: Path) -> None:
     expected = _expected_errors()
-    assert len(expected) == 5
+    assert len(expected) == 6
     for checker, errors in (
         ("mypy", _mypy_errors(python, cache)),
         ("pyright", _pyright_errors(python)),

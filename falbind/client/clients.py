@@ -21,7 +21,7 @@ import os
 import re
 import ssl
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
+from collections.abc import AsyncGenerator, Callable, Generator, Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, Self, overload
@@ -65,7 +65,15 @@ from .queue import (
     check_client_timeout,
 )
 from .retry import RetryPolicy, as_transport_error, scrub_tracebacks
-from .streaming import aevents, events, is_json, stream_variant
+from .streaming import (
+    AsyncFalStream,
+    FalStream,
+    Opened,
+    aevents,
+    events,
+    is_json,
+    stream_variant,
+)
 
 if TYPE_CHECKING:
     import aiohttp
@@ -658,10 +666,13 @@ class FalClient(_ClientBase, _SyncMethods):
         start_timeout: float | None = None,
         hint: str | None = None,
         **params: Any,
-    ) -> Iterator[dict[str, Any]]:
+    ) -> FalStream[Any]:
         """Call fal's streaming endpoint (``POST {run_url}/{endpoint_id}/stream``, as
-        fal-client's ``stream``); an iterator of its server-sent events, each a dict (progress
-        and partial outputs, then the final output).
+        fal-client's ``stream``); a :class:`~falbind.FalStream` that yields its server-sent
+        events, each a dict (progress and partial outputs, then the final output).
+        ``stream.get_final_output()`` returns the last event as the endpoint's Output model
+        (decoded as :meth:`run` decodes; a dict when untyped); ``with client.stream(...) as
+        stream:`` closes the response on leaving, read to its end or not.
 
         ``path=`` is a sub-path of the endpoint, as for :meth:`run` (fal-client's
         ``path="/stream"`` names the stream itself and changes nothing). The arguments are
@@ -672,7 +683,7 @@ class FalClient(_ClientBase, _SyncMethods):
         """
         if params.get("path") in ("/stream", "stream"):
             del params["path"]  # fal-client's stream(path="/stream"): the stream itself
-        _, call = self._run_call(
+        endpoint, call = self._run_call(
             endpoint_id,
             arguments,
             params,
@@ -685,9 +696,14 @@ class FalClient(_ClientBase, _SyncMethods):
             extra_headers=extra_headers,
             kind="stream",
         )
-        return self._stream_events(stream_variant(call))
+        variant = stream_variant(call)
+        return FalStream(
+            endpoint,
+            lambda opened: self._stream_events(variant, opened),
+            strict=self._config.strict_outputs,
+        )
 
-    def _stream_events(self, call: Call) -> Iterator[dict[str, Any]]:
+    def _stream_events(self, call: Call, opened: Opened) -> Generator[dict[str, Any], None, None]:
         attempts = Attempts(self._config.retry, call)
         while True:
             started = False
@@ -701,6 +717,8 @@ class FalClient(_ClientBase, _SyncMethods):
                     timeout=call.timeout,
                 ) as response:
                     started = True
+                    if response.is_success:
+                        opened(response)
                     if response.is_success and is_json(response):
                         response.read()
                         yield decode_object(response)
@@ -1034,12 +1052,13 @@ class AsyncFalClient(_ClientBase, _AsyncMethods):
         start_timeout: float | None = None,
         hint: str | None = None,
         **params: Any,
-    ) -> AsyncIterator[dict[str, Any]]:
-        """fal's streaming endpoint as an async iterator of event dicts
-        (``async for event in client.stream(...)``); see :meth:`FalClient.stream`."""
+    ) -> AsyncFalStream[Any]:
+        """fal's streaming endpoint as an :class:`~falbind.AsyncFalStream` of event dicts
+        (``async for event in client.stream(...)``, ``await stream.get_final_output()``); see
+        :meth:`FalClient.stream`."""
         if params.get("path") in ("/stream", "stream"):
             del params["path"]  # fal-client's stream(path="/stream"): the stream itself
-        _, call = self._run_call(
+        endpoint, call = self._run_call(
             endpoint_id,
             arguments,
             params,
@@ -1052,9 +1071,16 @@ class AsyncFalClient(_ClientBase, _AsyncMethods):
             extra_headers=extra_headers,
             kind="stream",
         )
-        return self._stream_events(stream_variant(call))
+        variant = stream_variant(call)
+        return AsyncFalStream(
+            endpoint,
+            lambda opened: self._stream_events(variant, opened),
+            strict=self._config.strict_outputs,
+        )
 
-    async def _stream_events(self, call: Call) -> AsyncIterator[dict[str, Any]]:
+    async def _stream_events(
+        self, call: Call, opened: Opened
+    ) -> AsyncGenerator[dict[str, Any], None]:
         attempts = Attempts(self._config.retry, call)
         while True:
             started = False
@@ -1068,6 +1094,8 @@ class AsyncFalClient(_ClientBase, _AsyncMethods):
                     timeout=call.timeout,
                 ) as response:
                     started = True
+                    if response.is_success:
+                        opened(response)
                     if response.is_success and is_json(response):
                         await response.aread()
                         yield decode_object(response)

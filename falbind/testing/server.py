@@ -361,6 +361,12 @@ class FakeFalServer:
         self.stream_break_after: int | None = None
         """When set, the streaming endpoint resets the connection after that many progress
         events (a stream broken after it started)."""
+        self.stream_partials: Callable[[dict[str, Any]], list[dict[str, Any]]] | None = None
+        """When set, the events the streaming endpoint sends before the output, made from the
+        output (partial outputs, as an app that streams its output sends them), instead of
+        :attr:`stream_progress_events` progress events."""
+        self.streams_cut_short = 0
+        """How many streamed answers ended early because the client went away."""
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -670,17 +676,27 @@ class FakeFalServer:
             return request.keep_alive
         head = {"Transfer-Encoding": "chunked", "Cache-Control": "no-cache", **answer.headers}
         writer.write(_head(200, head, "text/event-stream", None))
-        steps = self.stream_progress_events
-        for step in range(1, steps + 1):
-            event = {"status": "IN_PROGRESS", "progress": round(step / (steps + 1), 3)}
-            writer.write(_chunk(f": keepalive\n\ndata: {json.dumps(event)}\n\n".encode()))
+        if self.stream_partials is not None:
+            before = self.stream_partials(json.loads(answer.body))
+        else:
+            steps = self.stream_progress_events
+            before = [
+                {"status": "IN_PROGRESS", "progress": round(step / (steps + 1), 3)}
+                for step in range(1, steps + 1)
+            ]
+        try:
+            for step, event in enumerate(before, 1):
+                writer.write(_chunk(f": keepalive\n\ndata: {json.dumps(event)}\n\n".encode()))
+                await writer.drain()
+                if self.stream_break_after == step:
+                    _reset(writer)
+                    return False
+                await asyncio.sleep(self.processing_time / max(len(before), 1))
+            writer.write(_chunk(b"data: " + answer.body + b"\n\n") + b"0\r\n\r\n")
             await writer.drain()
-            if self.stream_break_after == step:
-                _reset(writer)
-                return False
-            await asyncio.sleep(self.processing_time / max(steps, 1))
-        writer.write(_chunk(b"data: " + answer.body + b"\n\n") + b"0\r\n\r\n")
-        await writer.drain()
+        except ConnectionError:
+            self.streams_cut_short += 1
+            raise
         return request.keep_alive
 
     def _take_fault(self, route: str | None, endpoint_id: str | None) -> Fault | None:

@@ -41,3 +41,23 @@ def model_form(client: FalClient) -> FluxSchnellOutput:
 
 def null_for_a_non_nullable_parameter(client: FalClient) -> None:
     client.bagel(prompt="a fox", seed=None)  # error: seed
+
+
+def streamed(client: FalClient) -> str:
+    with client.stream("fal-ai/flux/schnell", {"prompt": "a fox"}) as stream:
+        progress = [event.get("progress") for event in stream]
+        out: FluxSchnellOutput = stream.get_final_output()
+    return f"{out.images[0].url} {len(progress)} {stream.current_output}"
+
+
+async def streamed_async(client: falbind.AsyncFalClient) -> FluxSchnellOutput:
+    async with client.stream("fal-ai/flux/schnell", prompt="a fox") as stream:
+        async for event in stream:
+            print(event["progress"])
+        output: FluxSchnellOutput = await stream.get_final_output()
+    return output
+
+
+def stream_events_are_dicts(client: FalClient) -> None:
+    for event in client.stream("fal-ai/flux/schnell", prompt="a fox"):
+        print(event.images)  # error: images
