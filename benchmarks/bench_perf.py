@@ -1,6 +1,8 @@
-"""Client speed against the bare HTTP libraries (issue 11). Prints figures; asserts nothing.
+"""Client speed against the bare HTTP libraries and fal-client (issue 11). Prints figures;
+asserts nothing.
 
-    python benchmarks/bench_perf.py [--rounds N] [--calls N] [--total N] [--markdown]
+    python benchmarks/bench_perf.py [--rounds N] [--calls N] [--total N]
+        [--subscribe-calls N] [--subscribe-total N] [--only sync|async|subscribe] [--markdown]
 
 Every figure is a ratio against a reference measured in the same run, against the same minimal
 keep-alive HTTP/1.1 server (its own process, so it does not share our GIL or core budget with
@@ -12,8 +14,19 @@ rounds is printed with its spread (min-max).
   ``httpx.Client.post(json=...).json()``;
 * async: ``AsyncFalClient.run`` req/s at 64 and 256 concurrent calls vs bare aiohttp
   (``session.post(json=...)`` then ``.json()``), for the default client and, where this
-  version has it, the ``aiohttp_session=`` path; fal-client's ``AsyncClient.run`` as a column
-  when ``fal_client`` is importable here (skipped otherwise).
+  version has it, the ``aiohttp_session=`` path; fal-client's ``AsyncClient.run`` as a column,
+  and falbind's req/s as a ratio to it (target >= 15x);
+* subscribe (submit, wait for completion, fetch the result: three requests each): client CPU
+  per call of ``FalClient.subscribe`` vs fal-client's ``SyncClient.subscribe`` one at a time
+  (target <= 0.8x), and of ``AsyncFalClient.subscribe`` vs fal-client's
+  ``AsyncClient.subscribe`` with 64 in flight (target <= 0.15x). The server completes each
+  request at once; falbind watches fal's status stream as it does against fal, fal-client
+  polls ``/status`` as it does against fal, and a "polling" row shows falbind without the
+  stream (the server answers 404 there, so falbind polls like fal-client).
+
+fal-client comes with the ``bench`` extra (``pip install -e '.[bench]'``; ``dev`` includes it);
+without it the fal-client figures are skipped and say so. See :func:`fal_client_at` for how
+it is pointed at the local server.
 """
 
 from __future__ import annotations
@@ -346,11 +359,15 @@ async def bench_async(url: str, total: int, rounds: int, concurrency: int, rows:
             for call in calls.values():
                 await rate(call, concurrency * 2, concurrency)  # warm up the pool
             loop_results: dict[str, list[float]] = {name: [] for name in calls}
+            cpu: dict[str, list[float]] = {name: [] for name in calls}
+            count = max(total // concurrency, 1) * concurrency
             names = list(calls)
             for number in range(rounds):
                 order = names[number % len(names) :] + names[: number % len(names)]
                 for name in order:
+                    started = time.process_time()
                     loop_results[name].append(await rate(calls[name], total, concurrency))
+                    cpu[name].append((time.process_time() - started) / count * 1e6)
         finally:
             for close in closers:
                 await close()
@@ -365,7 +382,10 @@ async def bench_async(url: str, total: int, rounds: int, concurrency: int, rows:
     for name, raw in loop_results.items():
         ratios = [value / ref for value, ref in zip(raw, reference, strict=True)]
         median = statistics.median(raw)
-        print(f"  {name:40} {median:7.0f} req/s  {spread(ratios)} bare aiohttp req/s")
+        print(
+            f"  {name:40} {median:7.0f} req/s ({statistics.median(cpu[name]):5.0f} us CPU/call)"
+            f"  {spread(ratios)} bare aiohttp req/s"
+        )
         if name in ASYNC_LABELS:
             rows.append(
                 (
@@ -377,9 +397,13 @@ async def bench_async(url: str, total: int, rounds: int, concurrency: int, rows:
     if fal_client is None:
         return
     theirs = loop_results[FAL_CLIENT_RUN]
-    for name in ASYNC_LABELS.keys() & loop_results.keys():
+    for name in [name for name in ASYNC_LABELS if name in loop_results]:
         ratios = [value / ref for value, ref in zip(loop_results[name], theirs, strict=True)]
+        cpu_ratios = [
+            value / ref for value, ref in zip(cpu[name], cpu[FAL_CLIENT_RUN], strict=True)
+        ]
         print(f"  {name:40} {spread(ratios)} fal-client req/s  {verdict(ratios, at_least=15)}")
+        print(f"  {'':40} {spread(cpu_ratios)} fal-client CPU/call")
         rows.append(
             (
                 f"async {ASYNC_LABELS[name]} vs fal-client, {concurrency} concurrent",
