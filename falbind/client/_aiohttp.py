@@ -6,8 +6,9 @@ aiohttp alone, most of it httpx's request/response machinery. Here :mod:`._core`
 answer comes back as a plain ``httpx.Response`` built from bytes already read, so everything
 above (decoding, errors, retries) is unchanged. Failures are mapped to httpx's exception classes
 by ``httpx-aiohttp``'s own mapping (the aiohttp error chained as ``__cause__``), so the retry
-rules and messages are exactly those of the httpx-over-aiohttp path. The status stream still
-goes through httpx (over the same session): it is one long request per queued job.
+rules and messages are exactly those of the httpx-over-aiohttp path. A queued job's status
+stream (:func:`stream`) goes over the session directly too, its body read through httpx's
+decoders exactly as on the httpx-over-aiohttp path.
 """
 
 from __future__ import annotations
@@ -15,15 +16,17 @@ from __future__ import annotations
 import functools
 import ssl
 import urllib.request
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import aiohttp
 import httpx
-from httpx_aiohttp.transport import map_aiohttp_exceptions
+from httpx_aiohttp.transport import AiohttpResponseStream, map_aiohttp_exceptions
 from yarl import URL
 
 from ._core import Call
 
-__all__ = ["AiohttpSession", "Headers", "send", "target"]
+__all__ = ["AiohttpSession", "Headers", "send", "stream", "target"]
 
 # httpx's pool defaults, as httpx-aiohttp's transport applies them to the session it creates.
 _LIMIT = 100
@@ -142,3 +145,51 @@ async def send(
     )
     answer._content = content
     return answer
+
+
+@asynccontextmanager
+async def stream(
+    session: aiohttp.ClientSession,
+    call: Call,
+    where: tuple[URL, httpx.Request],
+    headers: Headers,
+) -> AsyncIterator[httpx.Response]:
+    """Open ``call`` (a status stream) at ``where`` with ``headers``: the answer as an
+    ``httpx.Response`` whose body is read as it arrives, closed on exit.
+
+    What httpx-aiohttp's transport hands httpx, without httpx's client around it: the same
+    aiohttp request (timeouts per read), the body through httpx's own stream wrapper (so
+    decompression, charset decoding, chunking and the mapping of aiohttp's errors while
+    reading are those of the httpx path), and the aiohttp response released on exit (the
+    connection goes back to the pool only when the body was read to its end).
+    """
+    url, request = where
+    timeout = call.timeout
+    try:
+        answer = await session.request(
+            call.method,
+            url,
+            headers=headers,
+            data=call.content or None,
+            allow_redirects=False,
+            auto_decompress=False,
+            compress=False,
+            timeout=_client_timeout(timeout.connect, timeout.read, timeout.pool),
+        )
+    except Exception:
+        with map_aiohttp_exceptions():
+            raise
+    extensions = {"http_version": b"HTTP/1.1"}
+    if answer.reason:
+        extensions["reason_phrase"] = answer.reason.encode()
+    response = httpx.Response(
+        answer.status,
+        headers=answer.raw_headers,
+        stream=AiohttpResponseStream(answer),
+        request=request,
+        extensions=extensions,
+    )
+    try:
+        yield response
+    finally:
+        await response.aclose()
