@@ -13,13 +13,16 @@ rounds is printed with its spread (min-max).
 * async: ``AsyncFalClient.run`` req/s at 64 and 256 concurrent calls vs bare aiohttp
   (``session.post(json=...)`` then ``.json()``), for the default client and, where this
   version has it, the ``aiohttp_session=`` path; fal-client's ``AsyncClient.run`` as a column
-  when ``fal_client`` is importable here (skipped otherwise).
+  when ``fal_client`` is importable here (skipped otherwise);
+* async queue: ``AsyncFalClient.subscribe`` jobs/s at 64 concurrent jobs (submit, the status
+  stream, the result) vs bare aiohttp making the same requests.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import platform
 import statistics
@@ -51,8 +54,25 @@ SERVER = textwrap.dedent(
         "timings": {"inference": 0.25}, "seed": 42, "has_nsfw_concepts": [False],
         "prompt": "a red fox in the snow",
     }).encode()
-    answer = (b"HTTP/1.1 200 OK\\r\\ncontent-type: application/json\\r\\n"
-              b"x-fal-request-id: bench\\r\\ncontent-length: %d\\r\\n\\r\\n" % len(body)) + body
+    def reply(content, kind=b"application/json"):
+        return (b"HTTP/1.1 200 OK\\r\\ncontent-type: " + kind + b"\\r\\n"
+                b"x-fal-request-id: bench\\r\\ncontent-length: %d\\r\\n\\r\\n" % len(content)) + content
+    answer = reply(body)
+    # fal's queue: a submit answer naming the request's URLs, its status stream (server-sent
+    # events: in progress, then completed; the stream then ends), and its result.
+    events = reply(b'data: {"status": "IN_PROGRESS", "logs": []}\\n\\n'
+                   b'data: {"status": "COMPLETED", "logs": [], "metrics": {}}\\n\\n',
+                   b"text/event-stream")
+    queue = {"base": "", "next": 0}
+
+    def submitted():
+        queue["next"] += 1
+        request_id = "req-%08d" % queue["next"]
+        base = queue["base"] + "/fal-ai/flux/requests/" + request_id
+        return reply(json.dumps({
+            "request_id": request_id, "status_url": base + "/status", "response_url": base,
+            "cancel_url": base + "/cancel", "queue_position": 0,
+        }).encode())
 
     class Http(asyncio.Protocol):
         def connection_made(self, transport):
@@ -71,11 +91,20 @@ SERVER = textwrap.dedent(
                 if len(self.buffer) < end + 4 + length:
                     return
                 self.buffer = self.buffer[end + 4 + length:]
-                self.transport.write(answer)
+                target = head.split(b" ", 2)[1]
+                if target.startswith(b"/queue/fal-ai/flux/requests/"):
+                    stream = target.split(b"?", 1)[0].endswith(b"/status/stream")
+                    self.transport.write(events if stream else answer)
+                elif target.startswith(b"/queue/"):
+                    self.transport.write(submitted())
+                else:
+                    self.transport.write(answer)
 
     async def main():
         server = await asyncio.get_running_loop().create_server(Http, "127.0.0.1", 0, backlog=1024)
-        print(server.sockets[0].getsockname()[1], flush=True)
+        port = server.sockets[0].getsockname()[1]
+        queue["base"] = "http://127.0.0.1:%d/queue" % port
+        print(port, flush=True)
         # Stops by itself when the benchmark closes its stdin (or after an hour at most).
         reader = asyncio.StreamReader()
         await asyncio.get_running_loop().connect_read_pipe(
@@ -233,33 +262,86 @@ async def bench_async(
             fal = fal_client.AsyncClient(key="bench")
             calls["fal-client AsyncClient.run"] = lambda: fal.run(ENDPOINT, arguments=ARGUMENTS)
         try:
-            for call in calls.values():
-                await rate(call, concurrency * 2, concurrency)  # warm up the pool
-            loop_results: dict[str, list[float]] = {name: [] for name in calls}
-            names = list(calls)
-            for number in range(rounds):
-                order = names[number % len(names) :] + names[: number % len(names)]
-                for name in order:
-                    loop_results[name].append(await rate(calls[name], total, concurrency))
+            loop_results = await interleaved_rates(calls, total, rounds, concurrency)
         finally:
             for close in closers:
                 await close()
-    reference = loop_results["bare aiohttp"]
     fal_missing = "" if fal_client is not None else " (fal-client not installed: column skipped)"
     print(
         f"async, {concurrency} concurrent: {total} calls x {rounds} interleaved rounds{fal_missing}"
     )
-    for name, raw in loop_results.items():
+    report_rates(loop_results, "req/s", concurrency, rows)
+
+
+async def interleaved_rates(
+    calls: dict[str, Callable[[], Awaitable[object]]], total: int, rounds: int, concurrency: int
+) -> dict[str, list[float]]:
+    """Each call's rate per round, the contenders interleaved (the order rotates each round)."""
+    for call in calls.values():
+        await rate(call, concurrency * 2, concurrency)  # warm up the pool
+    results: dict[str, list[float]] = {name: [] for name in calls}
+    names = list(calls)
+    for number in range(rounds):
+        order = names[number % len(names) :] + names[: number % len(names)]
+        for name in order:
+            results[name].append(await rate(calls[name], total, concurrency))
+    return results
+
+
+def report_rates(
+    results: dict[str, list[float]], unit: str, concurrency: int, rows: list[tuple[str, str, str]]
+) -> None:
+    reference = results["bare aiohttp"]
+    for name, raw in results.items():
         ratios = [value / ref for value, ref in zip(raw, reference, strict=True)]
         median = statistics.median(raw)
-        print(f"  {name:40} {median:7.0f} req/s  {spread(ratios)} bare aiohttp req/s")
+        print(f"  {name:40} {median:7.0f} {unit}  {spread(ratios)} bare aiohttp {unit}")
         rows.append(
             (
                 f"async {name} @{concurrency}",
-                f"{median:,.0f} req/s",
+                f"{median:,.0f} {unit}",
                 f"{spread(ratios)} bare aiohttp",
             )
         )
+
+
+async def bench_async_queue(
+    url: str, total: int, rounds: int, concurrency: int, rows: list[tuple[str, str, str]]
+) -> None:
+    """A queued job end to end (submit, the status stream to COMPLETED, the result) vs bare
+    aiohttp making the same three requests and reading the same events."""
+    headers = {"Authorization": "Key bench"}
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with (
+        aiohttp.ClientSession(connector=connector) as session,
+        AsyncFalClient("bench", queue_url=f"{url}/queue") as default,
+    ):
+
+        async def bare() -> object:
+            async with session.post(
+                f"{url}/queue/{ENDPOINT}", json=ARGUMENTS, headers=headers
+            ) as response:
+                submitted = await response.json()
+            async with session.get(
+                f"{submitted['status_url']}/stream",
+                params={"logs": "0"},
+                headers={**headers, "Accept": "text/event-stream"},
+            ) as response:
+                completed = False
+                async for line in response.content:  # to its end, as falbind reads it
+                    if line.startswith(b"data:"):
+                        completed = json.loads(line[5:])["status"] == "COMPLETED"
+                assert completed
+            async with session.get(submitted["response_url"], headers=headers) as response:
+                return await response.json()
+
+        calls: dict[str, Callable[[], Awaitable[object]]] = {
+            "bare aiohttp": bare,
+            "AsyncFalClient.subscribe (default)": lambda: default.subscribe(ENDPOINT, ARGUMENTS),
+        }
+        results = await interleaved_rates(calls, total, rounds, concurrency)
+    print(f"async queue, {concurrency} concurrent: {total} jobs x {rounds} interleaved rounds")
+    report_rates(results, "jobs/s", concurrency, rows)
 
 
 def main() -> None:
@@ -269,7 +351,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--calls", type=int, default=100, help="sync calls per round")
     parser.add_argument("--total", type=int, default=2048, help="async calls per round")
-    parser.add_argument("--only", choices=("sync", "async"), help="one half of the figures")
+    parser.add_argument(
+        "--only", choices=("sync", "async", "queue"), help="one part of the figures"
+    )
     parser.add_argument("--markdown", action="store_true", help="also print a README table")
     args = parser.parse_args()
     rows: list[tuple[str, str, str]] = []
@@ -278,10 +362,12 @@ def main() -> None:
             f"minimal keep-alive server: {url}; python {platform.python_version()}, "
             f"{platform.machine()}, {os.cpu_count()} cores"
         )
-        if args.only != "async":
+        if args.only in (None, "sync"):
             bench_sync(url, args.calls, args.rounds, rows)
-        for concurrency in (64, 256) if args.only != "sync" else ():
+        for concurrency in (64, 256) if args.only in (None, "async") else ():
             asyncio.run(bench_async(url, args.total, args.rounds, concurrency, rows))
+        if args.only in (None, "queue"):
+            asyncio.run(bench_async_queue(url, args.total // 2, args.rounds, 64, rows))
     if args.markdown:
         print("\n| path | falbind / contender | ratio (median, min-max over rounds) |")
         print("|---|---|---|")

@@ -4,8 +4,10 @@ the retry bookkeeping. Nothing here does I/O; the clients only send what this bu
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
+import re
 import time
 import warnings
 from collections.abc import Callable, Iterable, Mapping
@@ -529,10 +531,29 @@ Timeout = httpx.Timeout | float | None
 
 _LOOPBACK_HOSTS: Final = frozenset({"127.0.0.1", "::1", "localhost"})
 _DEFAULT_PORTS: Final = {"http": 80, "https": 443}
+_MAX_URL_LENGTH: Final = 65536
+"""httpx refuses longer URLs."""
+
+
+_HEAD: Final = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://[^/?#]*")
+"""A URL's ``scheme://authority``, as httpx's parser splits it (RFC 3986)."""
 
 
 def origin(url: str) -> str:
-    """``scheme://host:port`` of ``url`` (the port made explicit), for origin checks."""
+    """``scheme://host:port`` of ``url`` (the port made explicit), for origin checks.
+
+    Parsed by httpx, as the request itself is. Only the ``scheme://authority`` head decides the
+    origin, so the head is what is parsed (once per head: a queue's status, response and cancel
+    URLs share it), unless the URL is one httpx refuses as a whole (too long, or holding an
+    ASCII control character): that one is parsed whole, to raise as before."""
+    head = _HEAD.match(url)
+    if head is None or len(url) > _MAX_URL_LENGTH or not (url.isascii() and url.isprintable()):
+        return _origin(url)
+    return _origin(head.group())
+
+
+@functools.lru_cache(maxsize=256)
+def _origin(url: str) -> str:
     parsed = httpx.URL(url)
     port = parsed.port or _DEFAULT_PORTS.get(parsed.scheme)
     host = parsed.host.lower()

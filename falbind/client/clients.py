@@ -70,7 +70,6 @@ from .streaming import aevents, events, is_json, stream_variant
 
 if TYPE_CHECKING:
     import aiohttp
-    from yarl import URL
 
     from falbind.models.bindings import (
         AsyncEndpointMethods as _AsyncMethods,
@@ -79,7 +78,7 @@ if TYPE_CHECKING:
         SyncQueueMethods as _SyncQueueMethods,
     )
 
-    from ._aiohttp import AiohttpSession, Headers
+    from ._aiohttp import AiohttpSession, Headers, Target
 else:
     _SyncMethods = _AsyncMethods = _SyncQueueMethods = _AsyncQueueMethods = object
 
@@ -1254,7 +1253,7 @@ class AsyncFalClient(_ClientBase, _AsyncMethods):
         where, headers = self._direct_request(call)
         return _aiohttp.stream(direct.get(), call, where, headers)
 
-    def _direct_request(self, call: Call) -> tuple[tuple[URL, httpx.Request], Headers]:
+    def _direct_request(self, call: Call) -> tuple[Target, Headers]:
         """Where ``call`` goes and its headers, for the direct aiohttp path."""
         from . import _aiohttp
 
