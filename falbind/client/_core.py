@@ -125,9 +125,11 @@ class Endpoint:
                     if params
                     else arguments
                 )
-                body = to_request_body(validated)
             else:
-                body = to_request_body(model.model_validate(_merge(arguments or {}, params)))
+                validated = model.model_validate(_merge(arguments or {}, params))
+            if not extra_body:
+                return request_json(validated)
+            body = to_request_body(validated)
         if extra_body:
             body.update(extra_body)
         return pydantic_core.to_json(body)
@@ -150,6 +152,22 @@ class Endpoint:
             headers=response.headers,
             malformed=lambda: _malformed(response),
         )
+
+
+def request_json(model: BaseModel) -> bytes:
+    """The JSON body of a validated request: exactly ``pydantic_core.to_json`` of
+    :func:`~falbind.models.base.to_request_body` (the fields set, by alias), serialised in one
+    step instead of two (~3 µs a request less).
+
+    The two differ only on a float field holding infinity or NaN: the two-step path writes
+    ``Infinity``/``NaN`` (a float kept as it is by the JSON-mode dump), the one-step path
+    ``null`` (pydantic's ``ser_json_inf_nan``). So a one-step body holding ``null`` anywhere
+    is written the two-step way, keeping every body byte for byte as before (checked for a
+    synthesised request of every bound endpoint by tests/test_request_bodies.py)."""
+    data = model.__pydantic_serializer__.to_json(model, by_alias=True, exclude_unset=True)
+    if b"null" in data:
+        return pydantic_core.to_json(to_request_body(model))
+    return data
 
 
 def decode_output(
