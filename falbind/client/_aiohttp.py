@@ -96,7 +96,7 @@ class Answer(httpx.Response):
 
     _target: Target
 
-    @property  # type: ignore[override]
+    @property
     def request(self) -> httpx.Request:
         if self._request is None:
             self._request = self._target.request()
