@@ -2,7 +2,7 @@
 asserts nothing.
 
     python benchmarks/bench_perf.py [--rounds N] [--calls N] [--total N]
-        [--subscribe-calls N] [--subscribe-total N] [--only sync|async|subscribe] [--markdown]
+        [--subscribe-calls N] [--subscribe-total N] [--only sync|async|subscribe|queue] [--markdown]
 
 Every figure is a ratio against a reference measured in the same run, against the same minimal
 keep-alive HTTP/1.1 server (its own process, so it does not share our GIL or core budget with
@@ -22,7 +22,10 @@ rounds is printed with its spread (min-max).
   ``AsyncClient.subscribe`` with 64 in flight (target <= 0.15x). The server completes each
   request at once; falbind watches fal's status stream as it does against fal, fal-client
   polls ``/status`` as it does against fal, and a "polling" row shows falbind without the
-  stream (the server answers 404 there, so falbind polls like fal-client).
+  stream (the server answers 404 there, so falbind polls like fal-client);
+* async queue: ``AsyncFalClient.subscribe`` jobs/s at 64 concurrent jobs (submit, the status
+  stream, the result) vs bare aiohttp making the same three requests and reading the same
+  events.
 
 fal-client comes with the ``bench`` extra (``pip install -e '.[bench]'``; ``dev`` includes it);
 without it the fal-client figures are skipped and say so. See :func:`fal_client_at` for how
@@ -33,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import platform
 import statistics
@@ -550,6 +554,66 @@ async def bench_subscribe_async(
         print(line)
 
 
+async def bench_async_queue(
+    url: str, total: int, rounds: int, concurrency: int, rows: list[Row]
+) -> None:
+    """A queued job end to end (submit, the status stream to COMPLETED, the result) vs bare
+    aiohttp making the same three requests and reading the same events."""
+    headers = {"Authorization": "Key bench"}
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with (
+        aiohttp.ClientSession(connector=connector) as session,
+        AsyncFalClient("bench", queue_url=f"{url}/queue") as default,
+    ):
+
+        async def bare() -> object:
+            async with session.post(
+                f"{url}/queue/{ENDPOINT}", json=ARGUMENTS, headers=headers
+            ) as response:
+                submitted = await response.json()
+            async with session.get(
+                f"{submitted['status_url']}/stream",
+                params={"logs": "0"},
+                headers={**headers, "Accept": "text/event-stream"},
+            ) as response:
+                completed = False
+                async for line in response.content:  # to its end, as falbind reads it
+                    if line.startswith(b"data:"):
+                        completed = json.loads(line[5:])["status"] == "COMPLETED"
+                assert completed
+            async with session.get(submitted["response_url"], headers=headers) as response:
+                return await response.json()
+
+        calls: dict[str, Callable[[], Awaitable[object]]] = {
+            "bare aiohttp": bare,
+            "AsyncFalClient.subscribe": lambda: default.subscribe(ENDPOINT, ARGUMENTS),
+        }
+        for call in calls.values():
+            await rate(call, concurrency * 2, concurrency)  # warm up the pools
+        results: dict[str, list[float]] = {name: [] for name in calls}
+        names = list(calls)
+        for number in range(rounds):
+            order = names[number % len(names) :] + names[: number % len(names)]
+            for name in order:
+                results[name].append(await rate(calls[name], total, concurrency))
+    print(f"async queue, {concurrency} concurrent: {total} jobs x {rounds} interleaved rounds")
+    reference = results["bare aiohttp"]
+    for name, raw in results.items():
+        ratios = [value / ref for value, ref in zip(raw, reference, strict=True)]
+        print(f"  {name:40} {statistics.median(raw):7.0f} jobs/s  {spread(ratios)} bare aiohttp")
+    mine = results["AsyncFalClient.subscribe"]
+    rows.append(
+        (
+            f"async `AsyncFalClient.subscribe`, {concurrency} concurrent jobs",
+            f"{statistics.median(mine):,.0f} jobs/s",
+            cell(
+                [value / ref for value, ref in zip(mine, reference, strict=True)],
+                "bare aiohttp making the same requests",
+            ),
+        )
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -564,7 +628,9 @@ def main() -> None:
         "--subscribe-total", type=int, default=512, help="async subscribe calls per round"
     )
     parser.add_argument(
-        "--only", choices=("sync", "async", "subscribe"), help="one part of the figures"
+        "--only",
+        choices=("sync", "async", "subscribe", "queue"),
+        help="one part of the figures",
     )
     parser.add_argument("--markdown", action="store_true", help="also print a README table")
     args = parser.parse_args()
@@ -581,6 +647,8 @@ def main() -> None:
         if args.only in (None, "subscribe"):
             bench_subscribe_sync(url, args.subscribe_calls, args.rounds, rows)
             asyncio.run(bench_subscribe_async(url, args.subscribe_total, args.rounds, 64, rows))
+        if args.only in (None, "queue"):
+            asyncio.run(bench_async_queue(url, args.total // 2, args.rounds, 64, rows))
     if args.markdown:
         print("\n| path | falbind | ratio to the reference (median, min-max) |")
         print("|---|---|---|")

@@ -6,24 +6,29 @@ aiohttp alone, most of it httpx's request/response machinery. Here :mod:`._core`
 answer comes back as a plain ``httpx.Response`` built from bytes already read, so everything
 above (decoding, errors, retries) is unchanged. Failures are mapped to httpx's exception classes
 by ``httpx-aiohttp``'s own mapping (the aiohttp error chained as ``__cause__``), so the retry
-rules and messages are exactly those of the httpx-over-aiohttp path. The status stream still
-goes through httpx (over the same session): it is one long request per queued job.
+rules and messages are exactly those of the httpx-over-aiohttp path. A queued job's status
+stream (:func:`stream`) goes over the session directly too, its body read through httpx's
+decoders exactly as on the httpx-over-aiohttp path.
 """
 
 from __future__ import annotations
 
 import functools
+import re
 import ssl
 import urllib.request
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any, Final
 
 import aiohttp
 import httpx
-from httpx_aiohttp.transport import map_aiohttp_exceptions
+from httpx_aiohttp.transport import AiohttpResponseStream, map_aiohttp_exceptions
 from yarl import URL
 
 from ._core import Call
 
-__all__ = ["AiohttpSession", "Headers", "send", "target"]
+__all__ = ["AiohttpSession", "Answer", "Headers", "Target", "send", "stream", "target"]
 
 # httpx's pool defaults, as httpx-aiohttp's transport applies them to the session it creates.
 _LIMIT = 100
@@ -70,16 +75,105 @@ class AiohttpSession:
             await self._session.close()
 
 
+class Target:
+    """Where a request goes: aiohttp's URL, and what its answer's ``request`` names (built
+    only when read: error messages read it, a good answer never does)."""
+
+    __slots__ = ("_named", "method", "url")
+
+    def __init__(self, method: str, url: URL, named: httpx.URL | str) -> None:
+        self.method = method
+        self.url = url
+        self._named = named
+
+    def request(self) -> httpx.Request:
+        return httpx.Request(self.method, self._named)
+
+
+class Answer(httpx.Response):
+    """An ``httpx.Response`` whose ``request`` is built from its :class:`Target` when first
+    read: an httpx URL parse saved on every answer nobody asks about."""
+
+    _target: Target
+
+    @property
+    def request(self) -> httpx.Request:
+        if self._request is None:
+            self._request = self._target.request()
+        return self._request
+
+    @request.setter
+    def request(self, value: httpx.Request) -> None:
+        self._request = value
+
+
+def _answer(
+    target: Target,
+    status: int,
+    raw_headers: Any,
+    reason: str | None,
+    *,
+    content: bytes | None = None,
+    stream: httpx.AsyncByteStream | httpx.ByteStream | None = None,
+) -> Answer:
+    extensions = {"http_version": b"HTTP/1.1"}
+    if reason:
+        extensions["reason_phrase"] = reason.encode()
+    answer = Answer(
+        status, headers=raw_headers, content=content, stream=stream, extensions=extensions
+    )
+    answer._target = target
+    return answer
+
+
+_PLAIN_HEAD: Final = re.compile(r"[a-z][a-z0-9+.-]*://[^/?#]*")
+_PLAIN_PATH: Final = re.compile(r"/[A-Za-z0-9\-._~!$&'()*+,;=:@/]*")
+_DOT_SEGMENT: Final = re.compile(r"/\.\.?(?:/|$)")
+_PLAIN_PARAM: Final = re.compile(r"[A-Za-z0-9\-._~]*")
+_MAX_URL_LENGTH: Final = 65536
+
+
+@functools.lru_cache(maxsize=256)
+def _canonical(head: str) -> bool:
+    """Whether httpx writes ``scheme://authority`` back exactly as it is."""
+    try:
+        return str(httpx.URL(head)) == head
+    except httpx.InvalidURL:
+        return False
+
+
+def _plain(url: str, params: tuple[tuple[str, str], ...]) -> str | None:
+    """``url`` with ``params``, written exactly as httpx would write it, when that is plain
+    (an authority httpx writes back unchanged, a path of characters httpx leaves as they are,
+    no dot segment, no query, unreserved parameters): then no URL parser is needed. Else
+    ``None``: httpx parses it. Checked against httpx's own result by the tests."""
+    head = _PLAIN_HEAD.match(url)
+    if head is None or len(url) > _MAX_URL_LENGTH or not _canonical(head.group()):
+        return None
+    path = url[head.end() :]
+    if not _PLAIN_PATH.fullmatch(path) or _DOT_SEGMENT.search(path):
+        return None
+    if not params:
+        return url
+    for name, value in params:
+        if not (_PLAIN_PARAM.fullmatch(name) and _PLAIN_PARAM.fullmatch(value)):
+            return None
+    return url + "?" + "&".join(f"{name}={value}" for name, value in params)
+
+
 @functools.lru_cache(maxsize=4096)
-def target(method: str, url: str, params: tuple[tuple[str, str], ...]) -> tuple[URL, httpx.Request]:
-    """Where ``method url`` (``params`` merged in, as httpx merges them) goes, as aiohttp's URL,
-    and the ``httpx.Request`` its answers name (errors show its method and URL): built once
-    per request line, as parsing costs more than the rest of a request's own work. Nothing
-    changes either after it is built. httpx's URL is already percent-encoded."""
+def target(method: str, url: str, params: tuple[tuple[str, str], ...]) -> Target:
+    """Where ``method url`` (``params`` merged in, as httpx merges them) goes: built once per
+    request line (a run URL per endpoint, a queued job's URLs once each). httpx's parse, the
+    most costly part of a request's own work, is skipped for a plain URL (see :func:`_plain`);
+    either way aiohttp gets the URL exactly as httpx writes it (already percent-encoded)."""
+    plain = _plain(url, params)
+    if plain is not None:
+        return Target(method, URL(plain, encoded=True), plain)
     parsed = httpx.URL(url)
     if params:
         parsed = parsed.copy_merge_params(dict(params))
-    return URL(str(parsed), encoded=True), httpx.Request(method, parsed)
+    return Target(method, URL(str(parsed), encoded=True), parsed)
 
 
 @functools.lru_cache(maxsize=64)
@@ -91,22 +185,18 @@ def _client_timeout(
 
 
 async def send(
-    session: aiohttp.ClientSession,
-    call: Call,
-    where: tuple[URL, httpx.Request],
-    headers: Headers,
+    session: aiohttp.ClientSession, call: Call, where: Target, headers: Headers
 ) -> httpx.Response:
     """Send ``call`` to ``where`` (from :func:`target`) with ``headers``; the whole answer.
 
     Raises httpx's transport errors (the aiohttp error as ``__cause__``), like the
     httpx-over-aiohttp path; decompression is left to httpx, as there.
     """
-    url, request = where
     timeout = call.timeout
     try:
         async with session.request(
             call.method,
-            url,
+            where.url,
             headers=headers,
             data=call.content or None,
             allow_redirects=False,
@@ -119,26 +209,60 @@ async def send(
         # httpx-aiohttp's mapping, entered only on failure (it costs on every request).
         with map_aiohttp_exceptions():
             raise
-    extensions = {"http_version": b"HTTP/1.1"}
-    if response.reason:
-        extensions["reason_phrase"] = response.reason.encode()
     if "Content-Encoding" in response.headers:
         # Decoded by httpx as it reads (gzip, deflate, ...), exactly as on the httpx path.
-        return httpx.Response(
-            response.status,
-            headers=response.raw_headers,
-            content=content,
-            request=request,
-            extensions=extensions,
+        return _answer(
+            where, response.status, response.raw_headers, response.reason, content=content
         )
     # Unencoded: the bytes read are the content. Handing them to httpx as already read skips
     # its decode pipeline (~20 µs a response); httpx keeps a read body in ``_content``.
-    answer = httpx.Response(
+    answer = _answer(
+        where,
         response.status,
-        headers=response.raw_headers,
+        response.raw_headers,
+        response.reason,
         stream=httpx.ByteStream(content),
-        request=request,
-        extensions=extensions,
     )
     answer._content = content
     return answer
+
+
+@asynccontextmanager
+async def stream(
+    session: aiohttp.ClientSession, call: Call, where: Target, headers: Headers
+) -> AsyncIterator[httpx.Response]:
+    """Open ``call`` (a status stream) at ``where`` with ``headers``: the answer as an
+    ``httpx.Response`` whose body is read as it arrives, closed on exit.
+
+    What httpx-aiohttp's transport hands httpx, without httpx's client around it: the same
+    aiohttp request (timeouts per read), the body through httpx's own stream wrapper (so
+    decompression, charset decoding, chunking and the mapping of aiohttp's errors while
+    reading are those of the httpx path), and the aiohttp response released on exit (the
+    connection goes back to the pool only when the body was read to its end).
+    """
+    timeout = call.timeout
+    try:
+        opened = await session.request(
+            call.method,
+            where.url,
+            headers=headers,
+            data=call.content or None,
+            allow_redirects=False,
+            auto_decompress=False,
+            compress=False,
+            timeout=_client_timeout(timeout.connect, timeout.read, timeout.pool),
+        )
+    except Exception:
+        with map_aiohttp_exceptions():
+            raise
+    response = _answer(
+        where,
+        opened.status,
+        opened.raw_headers,
+        opened.reason,
+        stream=AiohttpResponseStream(opened),
+    )
+    try:
+        yield response
+    finally:
+        await response.aclose()

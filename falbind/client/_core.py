@@ -4,8 +4,10 @@ the retry bookkeeping. Nothing here does I/O; the clients only send what this bu
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
+import re
 import time
 import warnings
 from collections.abc import Callable, Iterable, Mapping
@@ -123,9 +125,11 @@ class Endpoint:
                     if params
                     else arguments
                 )
-                body = to_request_body(validated)
             else:
-                body = to_request_body(model.model_validate(_merge(arguments or {}, params)))
+                validated = model.model_validate(_merge(arguments or {}, params))
+            if not extra_body:
+                return request_json(validated)
+            body = to_request_body(validated)
         if extra_body:
             body.update(extra_body)
         return pydantic_core.to_json(body)
@@ -138,8 +142,15 @@ class Endpoint:
         """
         if self.spec is None:
             return decode_json(response)
+        model = self.spec.output_model
+        try:
+            # The common case, without building what only a failure needs (the request id,
+            # the source's name): an answer that does not validate is decoded again below.
+            return model.model_validate_json(response.content)
+        except ValidationError:
+            pass
         return decode_output(
-            self.spec.output_model,
+            model,
             response.content,
             source=f"the answer from {self.id}",
             strict=strict,
@@ -148,6 +159,22 @@ class Endpoint:
             headers=response.headers,
             malformed=lambda: _malformed(response),
         )
+
+
+def request_json(model: BaseModel) -> bytes:
+    """The JSON body of a validated request: exactly ``pydantic_core.to_json`` of
+    :func:`~falbind.models.base.to_request_body` (the fields set, by alias), serialised in one
+    step instead of two (~3 µs a request less).
+
+    The two differ only on a float field holding infinity or NaN: the two-step path writes
+    ``Infinity``/``NaN`` (a float kept as it is by the JSON-mode dump), the one-step path
+    ``null`` (pydantic's ``ser_json_inf_nan``). So a one-step body holding ``null`` anywhere
+    is written the two-step way, keeping every body byte for byte as before (checked for a
+    synthesised request of every bound endpoint by tests/test_request_bodies.py)."""
+    data = model.__pydantic_serializer__.to_json(model, by_alias=True, exclude_unset=True)
+    if b"null" in data:
+        return pydantic_core.to_json(to_request_body(model))
+    return data
 
 
 def decode_output(
@@ -344,6 +371,14 @@ class ClientConfig:
     key_required: bool = True
     """Whether a call to a non-loopback fal URL without a key fails before sending (false when
     the caller passed ``key=""``: they send none on purpose)."""
+    _auth_headers: httpx.Headers = field(init=False, repr=False, compare=False)
+    """The ``Authorization`` header, built once: each request's headers start as a copy."""
+
+    def __post_init__(self) -> None:
+        headers = httpx.Headers()
+        if self.auth is not None:
+            headers["Authorization"] = f"Key {self.auth.reveal()}"
+        object.__setattr__(self, "_auth_headers", headers)
 
     def queue_urls(self, response: httpx.Response, fallback: QueueURLs) -> QueueURLs:
         """The queue URLs of fal's submit answer (``fallback`` for missing ones), each checked
@@ -392,9 +427,7 @@ class ClientConfig:
         """
         # httpx.Headers, not a dict: its repr hides Authorization, so neither a Call's repr nor
         # a traceback's frame locals show the key.
-        headers = httpx.Headers()
-        if authenticated and self.auth is not None:
-            headers["Authorization"] = f"Key {self.auth.reveal()}"
+        headers = httpx.Headers(self._auth_headers if authenticated else None)
         if start_timeout is not None:
             if start_timeout <= 1:
                 raise InvalidArgumentsError.because(
@@ -529,10 +562,29 @@ Timeout = httpx.Timeout | float | None
 
 _LOOPBACK_HOSTS: Final = frozenset({"127.0.0.1", "::1", "localhost"})
 _DEFAULT_PORTS: Final = {"http": 80, "https": 443}
+_MAX_URL_LENGTH: Final = 65536
+"""httpx refuses longer URLs."""
+
+
+_HEAD: Final = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://[^/?#]*")
+"""A URL's ``scheme://authority``, as httpx's parser splits it (RFC 3986)."""
 
 
 def origin(url: str) -> str:
-    """``scheme://host:port`` of ``url`` (the port made explicit), for origin checks."""
+    """``scheme://host:port`` of ``url`` (the port made explicit), for origin checks.
+
+    Parsed by httpx, as the request itself is. Only the ``scheme://authority`` head decides the
+    origin, so the head is what is parsed (once per head: a queue's status, response and cancel
+    URLs share it), unless the URL is one httpx refuses as a whole (too long, or holding an
+    ASCII control character): that one is parsed whole, to raise as before."""
+    head = _HEAD.match(url)
+    if head is None or len(url) > _MAX_URL_LENGTH or not (url.isascii() and url.isprintable()):
+        return _origin(url)
+    return _origin(head.group())
+
+
+@functools.lru_cache(maxsize=256)
+def _origin(url: str) -> str:
     parsed = httpx.URL(url)
     port = parsed.port or _DEFAULT_PORTS.get(parsed.scheme)
     host = parsed.host.lower()

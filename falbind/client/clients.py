@@ -22,6 +22,7 @@ import re
 import ssl
 import time
 from collections.abc import AsyncGenerator, Callable, Generator, Iterable, Mapping
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, Self, overload
@@ -85,7 +86,7 @@ if TYPE_CHECKING:
         SyncQueueMethods as _SyncQueueMethods,
     )
 
-    from ._aiohttp import AiohttpSession
+    from ._aiohttp import AiohttpSession, Headers, Target
 else:
     _SyncMethods = _AsyncMethods = _SyncQueueMethods = _AsyncQueueMethods = object
 
@@ -1263,16 +1264,40 @@ class AsyncFalClient(_ClientBase, _AsyncMethods):
             data, content_type = response.content, response.headers.get("content-type", "")
         return finish_download(data, content_type, url, expected_type, path)
 
+    def _open_stream(self, call: Call) -> AbstractAsyncContextManager[httpx.Response]:
+        """``call`` (a queued job's status stream) opened: over the aiohttp session directly,
+        like :meth:`_send`, else through httpx. The body is read as it arrives."""
+        direct = self._direct
+        if direct is None:
+            return self._http.stream(
+                call.method,
+                call.url,
+                params=call.params,
+                headers=call.headers,
+                timeout=call.timeout,
+            )
+        from . import _aiohttp
+
+        where, headers = self._direct_request(call)
+        return _aiohttp.stream(direct.get(), call, where, headers)
+
+    def _direct_request(self, call: Call) -> tuple[Target, Headers]:
+        """Where ``call`` goes and its headers, for the direct aiohttp path."""
+        from . import _aiohttp
+
+        query = tuple(call.params.items()) if call.params else ()
+        where = _aiohttp.target(call.method, call.url, query)
+        headers = _aiohttp.Headers(self._base_headers)
+        headers.update(call.headers.items())
+        return where, headers
+
     async def _send(self, call: Call) -> httpx.Response:
         attempts = Attempts(self._config.retry, call)
         direct = self._direct
         if direct is not None:
             from . import _aiohttp
 
-            query = tuple(call.params.items()) if call.params else ()
-            where = _aiohttp.target(call.method, call.url, query)
-            headers = _aiohttp.Headers(self._base_headers)
-            headers.update(call.headers.items())
+            where, headers = self._direct_request(call)
         else:
             url, params = _request_url(call, self._http.params)
         while True:

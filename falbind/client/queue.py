@@ -15,6 +15,7 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any, Final, Generic, Protocol, TypeAlias, TypeVar
 
@@ -65,10 +66,13 @@ class AsyncSender(Protocol):
     """What an :class:`AsyncQueueHandle` needs of its :class:`~falbind.AsyncFalClient`."""
 
     _config: ClientConfig
-    _http: httpx.AsyncClient
     _status_stream: bool
 
     async def _send(self, call: Call) -> httpx.Response: ...
+
+    def _open_stream(self, call: Call) -> AbstractAsyncContextManager[httpx.Response]:
+        """``call`` (a status stream) opened, its body not yet read; closed on exit."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -545,13 +549,7 @@ class AsyncQueueHandle(_HandleBase[OutputT]):
             self._urls, with_logs=with_logs, read_timeout=read_timeout
         )
         try:
-            async with self._client._http.stream(
-                call.method,
-                call.url,
-                params=call.params,
-                headers=call.headers,
-                timeout=call.timeout,
-            ) as response:
+            async with self._client._open_stream(call) as response:
                 if not _is_event_stream(response):
                     self._client._status_stream = _may_serve_stream(response)
                     raise _StreamUnavailable

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import functools
+import math
 import struct
 import zlib
 from collections.abc import Mapping
@@ -120,10 +121,14 @@ def _side(value: object, default: int) -> int:
     return default
 
 
-def synthesize_output(model: type[BaseModel], context: OutputContext) -> dict[str, Any]:
-    """A JSON output for ``model``: every required field, plus the usual file fields."""
+def synthesize_output(
+    model: type[BaseModel], context: OutputContext, *, every_field: bool = False
+) -> dict[str, Any]:
+    """A JSON output for ``model``: every required field (every field with ``every_field``),
+    plus the usual file fields. Works for any model built from fal's schemas (an Input model
+    too)."""
     schema = _schema(model)
-    value = _Synth(schema.get("$defs", {}), context).value(schema, "", 0)
+    value = _Synth(schema.get("$defs", {}), context, every_field).value(schema, "", 0)
     assert isinstance(value, dict)
     return value
 
@@ -144,9 +149,12 @@ _FILE_FIELDS: Final = ("url", "content_type", "file_name", "file_size", "width",
 
 
 class _Synth:
-    def __init__(self, defs: Mapping[str, Any], context: OutputContext) -> None:
+    def __init__(
+        self, defs: Mapping[str, Any], context: OutputContext, every_field: bool = False
+    ) -> None:
         self._defs = defs
         self._context = context
+        self._every_field = every_field
 
     def _resolve(self, schema: Mapping[str, Any]) -> Mapping[str, Any]:
         while "$ref" in schema:
@@ -198,8 +206,8 @@ class _Synth:
             return {}
         if "url" in properties:
             return self._file(schema, name)
-        required = schema.get("required", [])
-        return {key: self.value(properties[key], key, depth + 1) for key in required}
+        keys = properties if self._every_field else schema.get("required", [])
+        return {key: self.value(properties[key], key, depth + 1) for key in keys}
 
     def _array(self, schema: Mapping[str, Any], name: str, depth: int) -> list[Any]:
         low = schema.get("minItems", 0)
@@ -236,6 +244,9 @@ class _Synth:
             value = high - (1 if "exclusiveMaximum" in schema else 0)
             if low is not None and value <= low:
                 value = (low + high) / 2
+        step = schema.get("multipleOf")
+        if step:  # the smallest multiple at or above the value (1 for 8: 8)
+            value = math.ceil(value / step) * step
         return value
 
     def _file(self, schema: Mapping[str, Any], name: str) -> dict[str, Any]:
