@@ -18,9 +18,7 @@ import tempfile
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any
-
-import jinja2
+from typing import TYPE_CHECKING, Any
 
 from .normalise import REF_PREFIX, NormalisedEndpoint, allows_null, reserved_field_names
 
@@ -88,8 +86,14 @@ class EndpointSource:
     normalised: NormalisedEndpoint
 
 
+if TYPE_CHECKING:
+    import jinja2
+
+
 @cache
 def _environment() -> jinja2.Environment:
+    import jinja2  # here, not at the top: `falbind check` usually renders nothing
+
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATES),
         undefined=jinja2.StrictUndefined,
@@ -124,6 +128,12 @@ def _base_classes(endpoint: EndpointSource) -> dict[str, str]:
         + ("RequestModel" if name in normalised.request_models else "ResponseModel")
         for name in normalised.schemas
     }
+
+
+def warm_up() -> None:
+    """Import datamodel-code-generator ahead of the first batch (a worker process calls this
+    when it starts, while the parent is still reading the registry)."""
+    import datamodel_code_generator  # noqa: F401
 
 
 def _run_dcg(endpoints: list[EndpointSource]) -> dict[str, str]:
@@ -299,7 +309,9 @@ def _drop_null_edits(
             cut = b"".join(lines[left.end_lineno - 1 : right.end_lineno])
             cut_end = len(cut) - len(lines[right.end_lineno - 1]) + right.end_col_offset
             if not _OR_NONE.fullmatch(cut[left.end_col_offset : cut_end]):
-                raise ValueError(f"{cls.name}.{statement.target.id}: cannot drop None from its type")
+                raise ValueError(
+                    f"{cls.name}.{statement.target.id}: cannot drop None from its type"
+                )
             edits += [
                 (
                     value.lineno,
