@@ -23,11 +23,10 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterable
-from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .naming import schema_filename
 from .normalise import UnbindableEndpoint, normalise_document
@@ -40,6 +39,9 @@ from .render import (
     template_sources,
     warm_up,
 )
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future, ProcessPoolExecutor
 
 __all__ = [
     "MANIFEST",
@@ -253,6 +255,9 @@ class _Renderer:
             self._pending.append((batch, None))
             return
         if self._pool is None:
+            # Imported here: `check` and small updates render in this process, if at all.
+            from concurrent.futures import ProcessPoolExecutor
+
             self._pool = ProcessPoolExecutor(
                 max_workers=self._jobs, initializer=_start_worker, initargs=(self._registry,)
             )

@@ -13,7 +13,6 @@ import ast
 import json
 import re
 import subprocess
-import sys
 import tempfile
 from dataclasses import dataclass
 from functools import cache
@@ -529,10 +528,11 @@ def format_sources(sources: dict[str, str]) -> dict[str, str]:
         folder = Path(tmp)
         for name, code in sources.items():
             (folder / f"{name}.py").write_text(code, encoding="utf-8")
+        from ruff import find_ruff_bin  # type: ignore[import-untyped]  # this environment's ruff
+
         command = [
-            sys.executable,
-            "-m",
-            "ruff",
+            # The binary itself: `python -m ruff` would start an interpreter only to exec it.
+            find_ruff_bin(),
             "format",
             "--isolated",
             "--quiet",
