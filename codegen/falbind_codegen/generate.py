@@ -10,8 +10,15 @@ part of the output folder only after everything was built, so a failure leaves i
 ``drift`` compares the computed set with what is on disk (changed, missing and extra files).
 
 Rendering is the slow part, so ``build_files`` reuses an endpoint's committed module when the
-manifest says it came from the same schema bytes, registry entry and generator, *and* the file on
-disk still has the hash the manifest recorded (a hand edit is therefore still caught).
+manifest says it came from the same schema bytes, registry entry and generator, *and* the file's
+bytes on disk still have the hash the manifest recorded (a hand edit is therefore still caught).
+The package-level files are reused the same way, when the manifest's ``package_sha256`` (a hash
+of everything they are rendered from) matches. So ``falbind check`` on an up-to-date tree renders
+and formats nothing: it reads and hashes the registry's schemas and the generated files once.
+
+A full build normalises and renders in worker processes, a batch of endpoints per
+datamodel-code-generator call, submitted as the schemas are read; one ruff run then formats
+every module.
 """
 
 from __future__ import annotations
