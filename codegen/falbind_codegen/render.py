@@ -445,13 +445,12 @@ def check_module(body: str, tree: ast.Module | None = None) -> None:
                         )
 
 
-def _wrap(endpoint: EndpointSource, body: str) -> str:
-    normalised = endpoint.normalised
-    body = _DCG_HEADER.sub("", body, count=1).strip("\n")
-    # Parsed once: the edits below are computed on this tree and applied together, and the
-    # checks read it too (the edits only wrap or replace field defaults and drop `` | None``,
-    # which neither check looks at; the dropped types are passed on as ``narrowed``).
-    tree = ast.parse(body)
+def edit_fields(
+    body: str, tree: ast.Module, normalised: NormalisedEndpoint
+) -> tuple[str, dict[ast.AnnAssign, ast.expr]]:
+    """:func:`mark_structured_defaults` then :func:`drop_null_from_non_nullable`, in one pass
+    over ``tree`` (``body`` parsed): the edited body, and the new type of each field whose
+    annotation lost its `` | None``."""
     structured = _structured_default_edits(tree)
     nullable, narrowed = _drop_null_edits(body, tree, normalised)
     body = _splice(body, structured + nullable)
@@ -459,6 +458,17 @@ def _wrap(endpoint: EndpointSource, body: str) -> str:
         body = _with_import(body, "structured_default")
     if nullable:
         body = _with_import(body, "omitted")
+    return body, narrowed
+
+
+def _wrap(endpoint: EndpointSource, body: str) -> str:
+    normalised = endpoint.normalised
+    body = _DCG_HEADER.sub("", body, count=1).strip("\n")
+    # Parsed once: the edits are computed on this tree and applied together, and the checks
+    # read it too (the edits only wrap or replace field defaults and drop `` | None``, which
+    # neither check looks at; the dropped types are passed on as ``narrowed``).
+    tree = ast.parse(body)
+    body, narrowed = edit_fields(body, tree, normalised)
     plain = _PLAIN_MODEL.findall(body)
     if plain:  # dcg named a class differently from our base-class map: extras would be ignored
         raise RuntimeError(f"classes {plain} lost their falbind base class")
