@@ -17,9 +17,10 @@ import pytest
 
 from falbind_codegen import generate as generate_module
 from falbind_codegen.generate import build_files, write_tree
-from falbind_codegen.registry import load_registry
+from falbind_codegen.registry import Registry, load_registry
 
-from support import FIXTURE_REGISTRY, ROOT, run_cli
+from starting_set import STARTING_SET, STARTING_SET_MODULES
+from support import FIXTURE_REGISTRY, GENERATED, REGISTRY, ROOT, run_cli
 
 GOLDEN = ROOT / "tests" / "golden"
 EVIL = "x\"\"\" ''' \\ # {{ 7*7 }} {% raw %} \n__import__('os').system('touch PWNED') # }"
@@ -293,3 +294,134 @@ def test_editing_aliases_or_category_renders_no_endpoint(
     result = build_files(load_registry(registry), previous_dir=fixture_output, jobs=1)
     assert result.rendered == 0
     assert "'ultra': 'fal-ai/flux-pro/v1.1-ultra'" in result.files["_index.py"].replace('"', "'")
+
+
+def test_rendering_the_starting_set_again_gives_the_committed_bytes() -> None:
+    """The generator of this tree, rendering from scratch (no module reused), writes exactly the
+    committed modules of the starting set, and the manifest's records of them agree. ``check``
+    alone does not show this: it reuses a module whose inputs and hash match the manifest."""
+    registry = load_registry(REGISTRY)
+    subset = Registry(
+        root=registry.root,
+        entries=tuple(e for e in registry.entries if e.id in STARTING_SET),
+        sizes=registry.sizes,
+    )
+    result = build_files(subset, previous_dir=None, jobs=1)
+    assert result.rendered == len(STARTING_SET) and not result.unchanged
+    manifest = json.loads((GENERATED / "_manifest.json").read_text(encoding="utf-8"))
+    assert manifest["generator"] == generate_module.generator_fingerprint()
+    for module in STARTING_SET_MODULES:
+        path = f"endpoints/{module}.py"
+        assert result.files[path].encode() == (GENERATED / path).read_bytes(), path
+    produced = json.loads(result.files["_manifest.json"])["endpoints"]
+    assert produced == {i: manifest["endpoints"][i] for i in STARTING_SET}
+
+
+def test_an_unchanged_tree_is_checked_without_rendering(
+    fixture_output: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What ``check`` does on an up-to-date tree: every file reused from disk after its hash
+    matched the manifest, nothing rendered, formatted or read twice."""
+
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("rendered or formatted although nothing changed")
+
+    monkeypatch.setattr(generate_module, "render_endpoint_batch", refuse)
+    monkeypatch.setattr(generate_module, "render_template", refuse)
+    monkeypatch.setattr(
+        generate_module, "format_sources", lambda sources: refuse() if sources else {}
+    )
+    result = build_files(load_registry(FIXTURE_REGISTRY), previous_dir=fixture_output, jobs=1)
+    assert result.rendered == 0
+    assert result.unchanged == set(result.files) - {"_manifest.json"}
+    assert files_of(fixture_output) == {k: v.encode() for k, v in result.files.items()}
+
+
+def _edit_registry(registry: Path, relative: str, old: str, new: str) -> None:
+    path = registry / relative
+    text = path.read_text()
+    assert old in text
+    path.write_text(text.replace(old, new))
+
+
+@pytest.mark.parametrize(
+    ("edit", "expected"),
+    [
+        (
+            lambda reg: _edit_registry(reg, "models.yaml", "[flux-ultra]", "[ultra]"),
+            ["changed: _index.py"],
+        ),
+        (
+            lambda reg: _edit_registry(
+                reg, "models.yaml", "category: image-to-video", "category: video"
+            ),
+            ["changed: _index.py"],
+        ),
+        (
+            lambda reg: _edit_registry(reg, "sizes.yaml", "square_hd:", "square_xl:"),
+            ["changed: _sizes.py"],
+        ),
+        (
+            lambda reg: _edit_registry(
+                reg, "schemas/fal-ai__flux__schnell.json", '"maximum": 12', '"maximum": 16'
+            ),
+            ["changed: endpoints/fal_ai__flux_schnell.py"],
+        ),
+        (
+            lambda reg: _edit_registry(
+                reg, "models.yaml", "x: {type: number}", "x: {type: integer}"
+            ),
+            ["changed: endpoints/fal_ai__wan_ati.py"],
+        ),
+    ],
+    ids=["alias", "category", "sizes", "schema", "patch"],
+)
+def test_check_reports_a_registry_change(
+    tmp_path: Path, fixture_output: Path, edit: Any, expected: list[str]
+) -> None:
+    """A registry change is caught although ``check`` compares hashes before rendering: the
+    manifest fingerprints what each file is rendered from."""
+    registry = tmp_path / "registry"
+    shutil.copytree(FIXTURE_REGISTRY, registry)
+    edit(registry)
+    result = run_cli("check", "--registry", registry, "--out", fixture_output)
+    assert result.returncode == 1, result.stdout
+    for line in [*expected, "changed: _manifest.json"]:
+        assert line in result.stdout
+    assert result.stdout.count("changed: ") == len(expected) + 1, result.stdout
+
+
+def test_check_reports_line_endings_changed_by_hand(tmp_path: Path, fixture_output: Path) -> None:
+    """Modules are compared as bytes: a file whose text is the same but whose line endings were
+    changed (an editor, a checkout) is drift."""
+    out = tmp_path / "out"
+    shutil.copytree(fixture_output, out)
+    path = out / "endpoints" / "fal_ai__flux_schnell.py"
+    path.write_bytes(path.read_bytes().replace(b"\n", b"\r\n"))
+    result = run_cli("check", "--registry", FIXTURE_REGISTRY, "--out", out)
+    assert result.returncode == 1
+    assert "changed: endpoints/fal_ai__flux_schnell.py" in result.stdout
+
+
+def test_a_generator_change_renders_everything_again(
+    fixture_output: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nothing is reused across generators: a change to the generator's code, its templates or
+    its tools (the manifest's fingerprint) re-renders every file."""
+    changed = {**generate_module.generator_fingerprint(), "falbind-codegen": "0" * 64}
+    monkeypatch.setattr(generate_module, "generator_fingerprint", lambda: changed)
+    result = build_files(load_registry(FIXTURE_REGISTRY), previous_dir=fixture_output, jobs=1)
+    assert result.rendered == 4 and not result.unchanged
+    produced = {k: v.encode() for k, v in result.files.items() if k != "_manifest.json"}
+    assert produced == {k: v for k, v in files_of(fixture_output).items() if k != "_manifest.json"}
+
+
+def test_rendering_in_worker_processes_gives_the_same_files(
+    fixture_output: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One batch per endpoint over two worker processes (normalising there too) gives the
+    files one process gives."""
+    monkeypatch.setattr(generate_module, "BATCH_SIZE", 1)
+    result = build_files(load_registry(FIXTURE_REGISTRY), previous_dir=None, jobs=2)
+    assert result.rendered == 4
+    assert {k: v.encode() for k, v in result.files.items()} == files_of(fixture_output)

@@ -9,13 +9,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from .diff import DiffError, diff_files
 from .generate import BuildResult, build_files, check_registry_files, drift, write_tree
-from .normalise import UnbindableEndpoint, normalise_document
 from .progress import Progress
 from .registry import EndpointEntry, RegistryError, load_registry
-from .update import RegistryUpdate, apply_update
-from .vendor import read_document, store_schema, write_models_file
+
+# diff, normalise, update and vendor are imported by the commands that use them: `falbind check`
+# must stay fast, and importing modules it does not need was a good part of its time.
 
 __all__ = ["check_command", "diff_command", "generate_command", "vendor_command"]
 
@@ -42,7 +41,7 @@ def generate_command(registry_dir: Path, out_dir: Path, *, full: bool, echo: Ech
     )
     if rendering.total:
         rendering.close()
-    report = write_tree(out_dir, result.files)
+    report = write_tree(out_dir, result.files, result.unchanged)
     _report_unbound(result, echo)
     echo(
         f"bound {len(result.bound)} of {len(registry)} endpoints "
@@ -57,7 +56,7 @@ def check_command(registry_dir: Path, out_dir: Path, *, echo: Echo) -> int:
     registry = load_registry(registry_dir)
     check_registry_files(registry)
     result = build_files(registry, previous_dir=out_dir)
-    report = drift(out_dir, result.files)
+    report = drift(out_dir, result.files, result.unchanged)
     if report.clean:
         echo(f"{out_dir} is up to date with {registry_dir} ({len(result.bound)} endpoints bound)")
         return 0
@@ -77,6 +76,10 @@ def vendor_command(
     nothing is written. Without it (``--no-generate``), the documents are only copied, so a
     broken one can be given a registry patch before ``falbind generate``.
     """
+    from .normalise import UnbindableEndpoint, normalise_document
+    from .update import RegistryUpdate, apply_update
+    from .vendor import read_document, store_schema, write_models_file
+
     registry = load_registry(registry_dir)
     entries: dict[str, EndpointEntry] = {e.id: e for e in registry.entries}
     vendored = [read_document(path) for path in documents]  # all read before anything is written
@@ -123,6 +126,8 @@ def diff_command(old: Path, new: Path, *, output_format: str, echo: Echo) -> int
     Exit status: 0 no breaking change, 1 breaking changes, 2 the documents cannot be compared
     (missing file, invalid JSON, not an endpoint's OpenAPI document, different endpoints).
     """
+    from .diff import DiffError, diff_files
+
     try:
         report = diff_files(old, new)
     except DiffError as exc:

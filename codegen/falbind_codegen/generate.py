@@ -10,13 +10,19 @@ part of the output folder only after everything was built, so a failure leaves i
 ``drift`` compares the computed set with what is on disk (changed, missing and extra files).
 
 Rendering is the slow part, so ``build_files`` reuses an endpoint's committed module when the
-manifest says it came from the same schema bytes, registry entry and generator, *and* the file on
-disk still has the hash the manifest recorded (a hand edit is therefore still caught).
+manifest says it came from the same schema bytes, registry entry and generator, *and* the file's
+bytes on disk still have the hash the manifest recorded (a hand edit is therefore still caught).
+The package-level files are reused the same way, when the manifest's ``package_sha256`` (a hash
+of everything they are rendered from) matches. So ``falbind check`` on an up-to-date tree renders
+and formats nothing: it reads and hashes the registry's schemas and the generated files once.
+
+A full build normalises and renders in worker processes, a batch of endpoints per
+datamodel-code-generator call, submitted as the schemas are read; one ruff run then formats
+every module.
 """
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import keyword
@@ -24,11 +30,10 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterable
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .naming import schema_filename
 from .normalise import UnbindableEndpoint, normalise_document
@@ -39,7 +44,11 @@ from .render import (
     render_endpoint_batch,
     render_template,
     template_sources,
+    warm_up,
 )
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future, ProcessPoolExecutor
 
 __all__ = [
     "MANIFEST",
@@ -106,6 +115,12 @@ class _Planned:
     code: str | None = None
     unbound: str | None = None
     notes: tuple[str, ...] = ()
+    reused: bool = False
+    """``code`` is the committed module's, read from the previous output folder."""
+    entry_sha256: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.entry_sha256 = self.entry.fingerprint()  # once: the manifest needs it too
 
     @property
     def module_path(self) -> str:
@@ -120,6 +135,9 @@ class BuildResult:
     unbound: dict[str, str] = field(default_factory=dict)
     rendered: int = 0
     """How many endpoint modules were rendered (the rest were reused)."""
+    unchanged: set[str] = field(default_factory=set)
+    """Files of ``files`` that are byte for byte the previous output folder's (read from it and
+    matching the hash its manifest recorded): :func:`drift` need not read them again."""
 
 
 def _load_previous(out_dir: Path | None) -> dict[str, Any]:
@@ -133,59 +151,131 @@ def _load_previous(out_dir: Path | None) -> dict[str, Any]:
 
 
 def _reusable(planned: _Planned, previous: dict[str, Any], out_dir: Path | None) -> str | None:
-    """The committed module of ``planned`` when it provably is what we would render."""
+    """The committed module of ``planned`` when it provably is what we would render.
+
+    The file's bytes (not its decoded text) must have the recorded hash, so the returned code is
+    exactly what is on disk and :func:`drift` need not read it again."""
     record = previous.get("endpoints", {}).get(planned.entry.id)
     if out_dir is None or not isinstance(record, dict):
         return None
     if (
         record.get("schema_sha256") != planned.schema_sha256
-        or record.get("entry_sha256") != planned.entry.fingerprint()
+        or record.get("entry_sha256") != planned.entry_sha256
         or record.get("module") != planned.module_path
     ):
         return None
     try:
-        code = (out_dir / planned.module_path).read_text(encoding="utf-8")
+        data = (out_dir / planned.module_path).read_bytes()
     except OSError:
         return None
-    if _sha256(code) != record.get("output_sha256"):
+    if _sha256(data) != record.get("output_sha256"):
+        return None
+    try:
+        code = data.decode("utf-8")
+    except UnicodeDecodeError:
         return None
     planned.notes = tuple(record.get("notes", ()))
     return code
 
 
-def _normalise(planned: _Planned, registry: Registry, raw: bytes) -> EndpointSource | None:
-    entry = planned.entry
-    try:
-        document = registry.document(entry, raw)
-        normalised = normalise_document(document, entry.id, entry.names.stem)
-    except UnbindableEndpoint as exc:
-        planned.unbound = str(exc)
-        return None
-    planned.notes = normalised.notes
-    return EndpointSource(entry.id, entry.names.module, planned.source, normalised)
+@dataclass
+class _Job:
+    """One endpoint to render, as sent to a worker process."""
+
+    entry: EndpointEntry
+    raw: bytes
+    source: str
 
 
-def _render_all(
-    sources: list[EndpointSource], jobs: int, progress: Callable[[int], None] | None
-) -> dict[str, str]:
-    batches = [sources[i : i + BATCH_SIZE] for i in range(0, len(sources), BATCH_SIZE)]
-    results: dict[str, str] = {}
+@dataclass
+class _Outcome:
+    """What rendering one :class:`_Job` gave: code, or why the endpoint cannot be bound."""
+
+    code: str | None = None
+    """Unformatted code (formatted once for all batches), or an ``!error: ``/``!unusable: `` marker."""
+    unbound: str | None = None
+    """Why the schema cannot be bound (set instead of ``code``)."""
+    notes: tuple[str, ...] = ()
+
+
+def _render_batch(registry: Registry, batch: list[_Job]) -> list[_Outcome]:
+    """Normalise and render ``batch`` (one datamodel-code-generator call). Runs in a worker
+    process, so normalising is spread over the workers too."""
+    outcomes = [_Outcome() for _ in batch]
+    sources: list[EndpointSource] = []
+    for job, outcome in zip(batch, outcomes, strict=True):
+        entry = job.entry
+        try:
+            document = registry.document(entry, job.raw)
+            normalised = normalise_document(document, entry.id, entry.names.stem)
+        except UnbindableEndpoint as exc:
+            outcome.unbound = str(exc)
+            continue
+        outcome.notes = normalised.notes
+        sources.append(EndpointSource(entry.id, entry.names.module, job.source, normalised))
     # Batches come back unformatted; one ruff run formats them all (one per batch cost a
-    # process start each). Error markers ("!...") are not code and are left as they are.
-    render = functools.partial(render_endpoint_batch, formatted=False)
-    if jobs <= 1 or len(batches) <= 1:
-        for batch in batches:
-            results.update(render(batch))
+    # process start each).
+    rendered = render_endpoint_batch(sources, formatted=False) if sources else {}
+    for job, outcome in zip(batch, outcomes, strict=True):
+        if outcome.unbound is None:
+            outcome.code = rendered.get(job.entry.names.module)
+    return outcomes
+
+
+_worker_registry: Registry | None = None
+
+
+def _start_worker(registry: Registry) -> None:
+    """Worker set-up: keep the registry (sent once, not with every batch), and import
+    datamodel-code-generator now, while the parent is still reading schemas."""
+    global _worker_registry
+    _worker_registry = registry
+    warm_up()
+
+
+def _render_in_worker(batch: list[_Job]) -> list[_Outcome]:
+    assert _worker_registry is not None
+    return _render_batch(_worker_registry, batch)
+
+
+class _Renderer:
+    """Renders batches as they are planned: in a pool of worker processes when ``jobs`` > 1
+    (started lazily, on the first batch), else in this process."""
+
+    def __init__(self, registry: Registry, jobs: int) -> None:
+        self._registry = registry
+        self._jobs = jobs
+        self._pool: ProcessPoolExecutor | None = None
+        self._pending: list[tuple[list[_Job], Future[list[_Outcome]] | None]] = []
+
+    def __enter__(self) -> _Renderer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(cancel_futures=True)
+
+    def submit(self, batch: list[_Job], *, last: bool = False) -> None:
+        """Queue ``batch``; ``last`` says no more batches follow (so when this is the only one,
+        as in ``check`` or a small update, it is rendered here: a pool would cost more)."""
+        if self._jobs <= 1 or (last and self._pool is None):
+            self._pending.append((batch, None))
+            return
+        if self._pool is None:
+            # Imported here: `check` and small updates render in this process, if at all.
+            from concurrent.futures import ProcessPoolExecutor
+
+            self._pool = ProcessPoolExecutor(
+                max_workers=self._jobs, initializer=_start_worker, initargs=(self._registry,)
+            )
+        self._pending.append((batch, self._pool.submit(_render_in_worker, batch)))
+
+    def results(self, progress: Callable[[int], None] | None) -> Iterable[tuple[_Job, _Outcome]]:
+        for batch, future in self._pending:
+            outcomes = _render_batch(self._registry, batch) if future is None else future.result()
+            yield from zip(batch, outcomes, strict=True)
             if progress:
                 progress(len(batch))
-    else:
-        with ProcessPoolExecutor(max_workers=min(jobs, len(batches))) as pool:
-            for batch, rendered in zip(batches, pool.map(render, batches), strict=True):
-                results.update(rendered)
-                if progress:
-                    progress(len(batch))
-    code = {module: source for module, source in results.items() if not source.startswith("!")}
-    return {**results, **format_sources(code)}
 
 
 def build_files(
@@ -207,47 +297,88 @@ def build_files(
     if previous.get("generator") != fingerprint:
         previous = {}
     registry_name = registry.root.resolve().name
-    planned: list[_Planned] = []
-    to_render: list[EndpointSource] = []
-    for entry in sorted(registry.entries, key=lambda e: e.id):
-        raw = registry.schema_bytes(entry)
-        item = _Planned(entry, _sha256(raw), f"{registry_name}/schemas/{schema_filename(entry.id)}")
-        planned.append(item)
-        item.code = _reusable(item, previous, previous_dir)
-        if item.code is None:
-            source = _normalise(item, registry, raw)
-            if source is not None:
-                to_render.append(source)
+    planned: dict[str, _Planned] = {}
+    to_render: list[_Job] = []
+    with _Renderer(registry, jobs or os.cpu_count() or 1) as renderer:
+        for entry in sorted(registry.entries, key=lambda e: e.id):
+            raw = registry.schema_bytes(entry)
+            source = f"{registry_name}/schemas/{schema_filename(entry.id)}"
+            item = _Planned(entry, _sha256(raw), source)
+            planned[entry.id] = item
+            item.code = _reusable(item, previous, previous_dir)
+            item.reused = item.code is not None
+            if item.code is None:
+                to_render.append(_Job(entry, raw, source))
+                if len(to_render) % BATCH_SIZE == 0:
+                    renderer.submit(to_render[-BATCH_SIZE:])
+        if len(to_render) % BATCH_SIZE:
+            renderer.submit(to_render[-(len(to_render) % BATCH_SIZE) :], last=True)
+        if on_plan is not None:
+            on_plan(len(to_render))
+        outcomes = list(renderer.results(progress))
 
-    if on_plan is not None:
-        on_plan(len(to_render))
-    rendered = _render_all(to_render, jobs or os.cpu_count() or 1, progress)
-    for item in planned:
-        code = rendered.get(item.entry.names.module)
-        if code is None:
+    code = {
+        job.entry.names.module: o.code
+        for job, o in outcomes
+        if o.code is not None and not o.code.startswith("!")  # "!...": an error marker
+    }
+    formatted = format_sources(code)
+    rendered = 0
+    for job, outcome in outcomes:
+        item = planned[job.entry.id]
+        item.notes = outcome.notes
+        if outcome.unbound is not None:
+            item.unbound = outcome.unbound
             continue
-        if code.startswith("!error: "):
-            item.unbound = "datamodel-code-generator: " + code.removeprefix("!error: ")
-        elif code.startswith("!unusable: "):
-            item.unbound = "the generated module would be unusable: " + code[len("!unusable: ") :]
+        rendered += 1
+        if outcome.code is None:
+            continue
+        if outcome.code.startswith("!error: "):
+            item.unbound = "datamodel-code-generator: " + outcome.code.removeprefix("!error: ")
+        elif outcome.code.startswith("!unusable: "):
+            reason = outcome.code.removeprefix("!unusable: ")
+            item.unbound = "the generated module would be unusable: " + reason
         else:
-            item.code = code
+            item.code = formatted[job.entry.names.module]
 
-    result = BuildResult(files={}, rendered=len(to_render))
-    for item in planned:
+    result = BuildResult(files={}, rendered=rendered)
+    for item in planned.values():
         if item.code is not None:
             result.files[item.module_path] = item.code
             result.bound.append(item.entry.id)
+            if item.reused:
+                result.unchanged.add(item.module_path)
         else:
             result.unbound[item.entry.id] = item.unbound or "not rendered"
-    result.files.update(_package_files(registry, planned, result))
-    result.files[MANIFEST] = _manifest(fingerprint, planned, result)
+    items = list(planned.values())
+    package, package_sha256 = _package_files(registry, items, result, previous, previous_dir)
+    result.files.update(package)
+    result.files[MANIFEST] = _manifest(fingerprint, items, result, package_sha256)
     return result
 
 
+PACKAGE_FILES = (
+    "__init__.py",
+    "_index.py",
+    f"{ENDPOINTS_DIR}/__init__.py",
+    "_typed_client.pyi",
+    "_sizes.py",
+    "py.typed",
+)
+
+
 def _package_files(
-    registry: Registry, planned: list[_Planned], result: BuildResult
-) -> dict[str, str]:
+    registry: Registry,
+    planned: list[_Planned],
+    result: BuildResult,
+    previous: dict[str, Any],
+    previous_dir: Path | None,
+) -> tuple[dict[str, str], str]:
+    """The package-level files, and the fingerprint of what they are rendered from.
+
+    When the previous manifest has the same fingerprint (the generator's too, checked by the
+    caller) and every file on disk still has its recorded hash, the files on disk are what we
+    would render, and are reused (a ruff run and five templates saved, the bulk of `check`)."""
     bound = [p for p in planned if p.code is not None]
     rows = [
         {
@@ -260,6 +391,20 @@ def _package_files(
         for p in bound
     ]
     aliases = sorted((alias, p.entry.id) for p in bound for alias in p.entry.aliases)
+    unbound = sorted(result.unbound.items())
+    limited = [p.entry for p in bound if p.entry.size_limits is not None]
+    inputs = {
+        "rows": rows,
+        "aliases": aliases,
+        "unbound": unbound,
+        "sizes": registry.sizes.model_dump(mode="json"),
+        "limited": [entry.model_dump(mode="json", by_alias=True) for entry in limited],
+    }
+    fingerprint = _sha256(json.dumps(inputs, sort_keys=True))
+    reused = _reused_package_files(fingerprint, previous, previous_dir)
+    if reused is not None:
+        result.unchanged.update(reused)
+        return reused, fingerprint
     common = {"source": "the registry"}
     sources = {
         "__init__.py": render_template(
@@ -271,7 +416,7 @@ def _package_files(
             "index.py.j2",
             rows=rows,
             aliases=aliases,
-            unbound=sorted(result.unbound.items()),
+            unbound=unbound,
             **common,
         ),
         f"{ENDPOINTS_DIR}/__init__.py": render_template("endpoints_init.py.j2", **common),
@@ -279,7 +424,7 @@ def _package_files(
         "_sizes.py": render_template(
             "sizes.py.j2",
             sizes=registry.sizes,
-            limited=[p.entry for p in bound if p.entry.size_limits is not None],
+            limited=limited,
             **common,
         ),
     }
@@ -294,10 +439,34 @@ def _package_files(
         path: formatted.get(path.replace("/", "__").removesuffix(".py"), code)
         for path, code in sources.items()
     }
-    return {**files, "py.typed": ""}
+    return {**files, "py.typed": ""}, fingerprint
 
 
-def _manifest(fingerprint: dict[str, str], planned: list[_Planned], result: BuildResult) -> str:
+def _reused_package_files(
+    fingerprint: str, previous: dict[str, Any], previous_dir: Path | None
+) -> dict[str, str] | None:
+    recorded = previous.get("files")
+    if (
+        previous_dir is None
+        or previous.get("package_sha256") != fingerprint
+        or not isinstance(recorded, dict)
+    ):
+        return None
+    files: dict[str, str] = {}
+    for path in PACKAGE_FILES:
+        try:
+            data = (previous_dir / path).read_bytes()
+            if _sha256(data) != recorded.get(path):
+                return None
+            files[path] = data.decode("utf-8")
+        except (OSError, UnicodeDecodeError):
+            return None
+    return files
+
+
+def _manifest(
+    fingerprint: dict[str, str], planned: list[_Planned], result: BuildResult, package_sha256: str
+) -> str:
     endpoints: dict[str, Any] = {}
     for item in planned:
         if item.code is None:
@@ -305,7 +474,7 @@ def _manifest(fingerprint: dict[str, str], planned: list[_Planned], result: Buil
         endpoints[item.entry.id] = {
             "schema": item.source,
             "schema_sha256": item.schema_sha256,
-            "entry_sha256": item.entry.fingerprint(),
+            "entry_sha256": item.entry_sha256,
             "module": item.module_path,
             "output_sha256": _sha256(item.code),
             "notes": list(item.notes),
@@ -315,6 +484,7 @@ def _manifest(fingerprint: dict[str, str], planned: list[_Planned], result: Buil
         "counts": {"bound": len(result.bound), "unbound": len(result.unbound)},
         "unbound": dict(sorted(result.unbound.items())),
         "endpoints": endpoints,
+        "package_sha256": package_sha256,
         "files": {
             path: _sha256(content)
             for path, content in sorted(result.files.items())
@@ -356,10 +526,13 @@ class Drift:
         yield from (f"extra:   {p}" for p in self.extra)
 
 
-def drift(out_dir: Path, files: dict[str, str]) -> Drift:
+def drift(out_dir: Path, files: dict[str, str], unchanged: Iterable[str] = ()) -> Drift:
+    """What differs between ``files`` and ``out_dir``. ``unchanged`` names files known to be
+    byte for byte on disk already (:attr:`BuildResult.unchanged` of a build from ``out_dir``)."""
     on_disk = owned_files_on_disk(out_dir)
+    known = set(unchanged)
     changed = []
-    for path in sorted(set(files) & on_disk):
+    for path in sorted(set(files) & on_disk - known):
         if (out_dir / path).read_bytes() != files[path].encode("utf-8"):
             changed.append(path)
     return Drift(
@@ -380,7 +553,7 @@ def package_name(out_dir: Path) -> str:
     return name
 
 
-def write_tree(out_dir: Path, files: dict[str, str]) -> Drift:
+def write_tree(out_dir: Path, files: dict[str, str], unchanged: Iterable[str] = ()) -> Drift:
     """Make the generated part of ``out_dir`` exactly ``files``; return what changed.
 
     Everything is written to a staging folder beside ``out_dir`` first; then the endpoints folder
@@ -388,7 +561,7 @@ def write_tree(out_dir: Path, files: dict[str, str]) -> Drift:
     an error while building or staging leaves the old tree untouched.
     """
     package_name(out_dir)
-    report = drift(out_dir, files)
+    report = drift(out_dir, files, unchanged)
     if report.clean:
         return report
     out_dir.mkdir(parents=True, exist_ok=True)

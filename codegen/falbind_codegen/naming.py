@@ -11,6 +11,7 @@ from __future__ import annotations
 import keyword
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 __all__ = [
     "ENDPOINT_ID_PATTERN",
@@ -89,8 +90,12 @@ def class_stem(endpoint_id: str) -> str:
     return stem_from_method(method_name(endpoint_id))
 
 
+@lru_cache(maxsize=8192)
 def endpoint_names(endpoint_id: str, override: str | None = None) -> EndpointNames:
-    """All names for an endpoint; ``override`` (a registry ``name:``) replaces method and stem."""
+    """All names for an endpoint; ``override`` (a registry ``name:``) replaces method and stem.
+
+    Cached: a generator run asks for an entry's names about nine times (uniqueness check, module
+    path, index rows, ...), and the result depends only on the arguments (a frozen value)."""
     method = override or method_name(endpoint_id)
     return EndpointNames(
         module=module_name(endpoint_id), stem=stem_from_method(method), method=method

@@ -17,6 +17,7 @@ import copy
 import hashlib
 import json
 import keyword
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -359,6 +360,16 @@ def _check_unique(entries: tuple[EndpointEntry, ...], path: Path) -> None:
                 )
 
 
+def _schema_files(root: Path) -> frozenset[str]:
+    """Names of the regular files in the schemas folder (one directory scan, not a stat per
+    entry: `falbind check` loads the registry every time)."""
+    try:
+        with os.scandir(root / SCHEMAS_DIR) as scan:
+            return frozenset(item.name for item in scan if item.is_file())
+    except OSError:
+        return frozenset()
+
+
 def load_registry(root: Path | str) -> Registry:
     """Load and validate the registry at ``root``."""
     root = Path(root)
@@ -366,7 +377,8 @@ def load_registry(root: Path | str) -> Registry:
         raise RegistryError(f"{root / MODELS_FILE}: no such file (is {root} a falbind registry?)")
     entries = _load_entries(root)
     _check_unique(entries, root / MODELS_FILE)
-    missing = [e.id for e in entries if not (root / SCHEMAS_DIR / schema_filename(e.id)).is_file()]
+    present = _schema_files(root)
+    missing = [e.id for e in entries if schema_filename(e.id) not in present]
     if missing:
         raise RegistryError(
             f"{root / MODELS_FILE}: entry {missing[0]}: missing schema file "

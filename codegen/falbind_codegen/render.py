@@ -13,14 +13,11 @@ import ast
 import json
 import re
 import subprocess
-import sys
 import tempfile
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any
-
-import jinja2
+from typing import TYPE_CHECKING, Any
 
 from .normalise import REF_PREFIX, NormalisedEndpoint, allows_null, reserved_field_names
 
@@ -88,8 +85,14 @@ class EndpointSource:
     normalised: NormalisedEndpoint
 
 
+if TYPE_CHECKING:
+    import jinja2
+
+
 @cache
 def _environment() -> jinja2.Environment:
+    import jinja2  # here, not at the top: `falbind check` usually renders nothing
+
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATES),
         undefined=jinja2.StrictUndefined,
@@ -124,6 +127,12 @@ def _base_classes(endpoint: EndpointSource) -> dict[str, str]:
         + ("RequestModel" if name in normalised.request_models else "ResponseModel")
         for name in normalised.schemas
     }
+
+
+def warm_up() -> None:
+    """Import datamodel-code-generator ahead of the first batch (a worker process calls this
+    when it starts, while the parent is still reading the registry)."""
+    import datamodel_code_generator  # noqa: F401
 
 
 def _run_dcg(endpoints: list[EndpointSource]) -> dict[str, str]:
@@ -166,15 +175,11 @@ def _is_structured(node: ast.expr) -> bool:
     return isinstance(node, ast.List | ast.Tuple) and any(_is_structured(e) for e in node.elts)
 
 
-def mark_structured_defaults(body: str) -> str:
-    """Wrap object/array-of-object field defaults in ``structured_default(...)``.
+Edit = tuple[int, int, int, int, str]
+"""``(line, col, end line, end col) -> text``: ast positions (1-based lines, UTF-8 byte columns)."""
 
-    dcg writes ``image_size: ImageSize | Literal[...] = {"width": 1024, ...}`` with
-    ``validate_default=True``: right at runtime (pydantic turns the dict into the model) but a type
-    error for mypy. ``structured_default`` returns its argument typed ``Any``, keeping the runtime
-    behaviour and making the module pass ``mypy --strict``.
-    """
-    tree = ast.parse(body)
+
+def _structured_default_edits(tree: ast.Module) -> list[Edit]:
     spans = [
         statement.value
         for cls in tree.body
@@ -184,28 +189,37 @@ def mark_structured_defaults(body: str) -> str:
         and statement.value is not None
         and _is_structured(statement.value)
     ]
-    if not spans:
-        return body
-    lines = [line.encode() for line in body.splitlines(keepends=True)]
-    for value in reversed(spans):  # ast offsets are UTF-8 byte offsets
+    edits: list[Edit] = []
+    for value in spans:
         assert value.end_lineno is not None and value.end_col_offset is not None
-        end = lines[value.end_lineno - 1]
-        lines[value.end_lineno - 1] = (
-            end[: value.end_col_offset] + b")" + end[value.end_col_offset :]
-        )
-        start = lines[value.lineno - 1]
-        lines[value.lineno - 1] = (
-            start[: value.col_offset] + b"structured_default(" + start[value.col_offset :]
-        )
-    marked = b"".join(lines).decode()
-    return marked.replace(
-        f"from {RUNTIME_MODELS} import ", f"from {RUNTIME_MODELS} import structured_default, ", 1
+        start, end = (value.lineno, value.col_offset), (value.end_lineno, value.end_col_offset)
+        edits += [(*start, *start, "structured_default("), (*end, *end, ")")]
+    return edits
+
+
+def mark_structured_defaults(body: str, tree: ast.Module | None = None) -> str:
+    """Wrap object/array-of-object field defaults in ``structured_default(...)``.
+
+    dcg writes ``image_size: ImageSize | Literal[...] = {"width": 1024, ...}`` with
+    ``validate_default=True``: right at runtime (pydantic turns the dict into the model) but a type
+    error for mypy. ``structured_default`` returns its argument typed ``Any``, keeping the runtime
+    behaviour and making the module pass ``mypy --strict``.
+    """
+    edits = _structured_default_edits(tree or ast.parse(body))
+    return _with_import(_splice(body, edits), "structured_default") if edits else body
+
+
+def _with_import(body: str, name: str) -> str:
+    """``body`` importing ``name`` from the runtime models too (first in dcg's import line)."""
+    return body.replace(
+        f"from {RUNTIME_MODELS} import ", f"from {RUNTIME_MODELS} import {name}, ", 1
     )
 
 
-def _splice(body: str, edits: list[tuple[int, int, int, int, str]]) -> str:
+def _splice(body: str, edits: list[Edit]) -> str:
     """Replace each ``(line, col, end line, end col) -> text`` span (ast positions: 1-based
-    lines, UTF-8 byte columns) in ``body``; spans must not overlap."""
+    lines, UTF-8 byte columns) in ``body``; spans must not overlap (an insertion is an empty
+    span)."""
     lines = [line.encode() for line in body.splitlines(keepends=True)]
     for line, col, end_line, end_col, text in sorted(edits, reverse=True):
         head = lines[line - 1][:col]
@@ -244,17 +258,16 @@ def _is_none(node: ast.expr | None) -> bool:
     return isinstance(node, ast.Constant) and node.value is None
 
 
-def drop_null_from_non_nullable(body: str, normalised: NormalisedEndpoint) -> str:
-    """An optional request field whose schema does not allow null, typed ``T`` instead of dcg's
-    ``T | None = None``.
+_OR_NONE = re.compile(rb"\s*\|\s*None")
 
-    dcg gives every optional field without a default ``T | None = None``, so ``seed=None`` would
-    type-check, validate and be sent as ``"seed": null``, which the schema does not allow. The
-    rewritten field ``seed: Annotated[int, Field(...)] = omitted()`` refuses ``None`` (the runtime
-    default stays ``None``, never sent, as ``to_body`` sends only the fields the caller set).
-    """
-    tree = ast.parse(body)
-    edits: list[tuple[int, int, int, int, str]] = []
+
+def _drop_null_edits(
+    body: str, tree: ast.Module, normalised: NormalisedEndpoint
+) -> tuple[list[Edit], dict[ast.AnnAssign, ast.expr]]:
+    """The edits of :func:`drop_null_from_non_nullable`, and each edited field's new type."""
+    edits: list[Edit] = []
+    narrowed: dict[ast.AnnAssign, ast.expr] = {}
+    lines: list[bytes] | None = None
     for cls in tree.body:
         if not isinstance(cls, ast.ClassDef) or cls.name not in normalised.request_models:
             continue
@@ -286,37 +299,60 @@ def drop_null_from_non_nullable(body: str, normalised: NormalisedEndpoint) -> st
             value = statement.value
             assert value is not None and value.end_lineno is not None
             assert value.end_col_offset is not None
-            edits.append(
+            left, right = hint.left, hint.right
+            assert left.end_lineno is not None and left.end_col_offset is not None
+            assert right.end_lineno is not None and right.end_col_offset is not None
+            # The cut must leave valid code that reads as ``left`` alone (the module is not
+            # parsed again): only `` | None`` may go, not a closing parenthesis with it.
+            lines = lines or [line.encode() for line in body.splitlines(keepends=True)]
+            cut = b"".join(lines[left.end_lineno - 1 : right.end_lineno])
+            cut_end = len(cut) - len(lines[right.end_lineno - 1]) + right.end_col_offset
+            if not _OR_NONE.fullmatch(cut[left.end_col_offset : cut_end]):
+                raise ValueError(
+                    f"{cls.name}.{statement.target.id}: cannot drop None from its type"
+                )
+            edits += [
                 (
                     value.lineno,
                     value.col_offset,
                     value.end_lineno,
                     value.end_col_offset,
                     "omitted()",
-                )
-            )
-            left, right = hint.left, hint.right
-            assert left.end_lineno is not None and left.end_col_offset is not None
-            assert right.end_lineno is not None and right.end_col_offset is not None
-            edits.append(
-                (left.end_lineno, left.end_col_offset, right.end_lineno, right.end_col_offset, "")
-            )
-    if not edits:
-        return body
-    return _splice(body, edits).replace(
-        f"from {RUNTIME_MODELS} import ", f"from {RUNTIME_MODELS} import omitted, ", 1
-    )
+                ),
+                (left.end_lineno, left.end_col_offset, right.end_lineno, right.end_col_offset, ""),
+            ]
+            narrowed[statement] = left
+    return edits, narrowed
+
+
+def drop_null_from_non_nullable(
+    body: str, normalised: NormalisedEndpoint, tree: ast.Module | None = None
+) -> str:
+    """An optional request field whose schema does not allow null, typed ``T`` instead of dcg's
+    ``T | None = None``.
+
+    dcg gives every optional field without a default ``T | None = None``, so ``seed=None`` would
+    type-check, validate and be sent as ``"seed": null``, which the schema does not allow. The
+    rewritten field ``seed: Annotated[int, Field(...)] = omitted()`` refuses ``None`` (the runtime
+    default stays ``None``, never sent, as ``to_body`` sends only the fields the caller set).
+    """
+    edits, _ = _drop_null_edits(body, tree or ast.parse(body), normalised)
+    return _with_import(_splice(body, edits), "omitted") if edits else body
 
 
 def input_parameters(
-    body: str, input_name: str, tree: ast.Module | None = None
+    body: str,
+    input_name: str,
+    tree: ast.Module | None = None,
+    narrowed: dict[ast.AnnAssign, ast.expr] | None = None,
 ) -> list[tuple[str, str, bool]]:
     """``(python name, type source, required)`` of each field of the class ``input_name`` in
     ``body``.
 
     The type is the first argument of dcg's ``Annotated[T, Field(...)]`` (or the plain
     annotation); it becomes the type of the keyword argument in typed client methods. A field
-    without a default is required.
+    without a default is required. ``narrowed`` gives the type of fields whose annotation was
+    edited after ``tree`` was parsed (see :func:`drop_null_from_non_nullable`).
     """
     tree = tree or ast.parse(body)
     for cls in tree.body:
@@ -329,7 +365,7 @@ def input_parameters(
                     continue
                 if statement.target.id == "model_config":
                     continue
-                annotation = _field_type(statement.annotation)
+                annotation = (narrowed or {}).get(statement) or _field_type(statement.annotation)
                 fields.append(
                     (statement.target.id, ast.unparse(annotation), statement.value is None)
                 )
@@ -409,18 +445,39 @@ def check_module(body: str, tree: ast.Module | None = None) -> None:
                         )
 
 
+def edit_fields(
+    body: str, tree: ast.Module, normalised: NormalisedEndpoint
+) -> tuple[str, dict[ast.AnnAssign, ast.expr]]:
+    """:func:`mark_structured_defaults` then :func:`drop_null_from_non_nullable`, in one pass
+    over ``tree`` (``body`` parsed): the edited body, and the new type of each field whose
+    annotation lost its `` | None``."""
+    structured = _structured_default_edits(tree)
+    nullable, narrowed = _drop_null_edits(body, tree, normalised)
+    body = _splice(body, structured + nullable)
+    if structured:
+        body = _with_import(body, "structured_default")
+    if nullable:
+        body = _with_import(body, "omitted")
+    return body, narrowed
+
+
 def _wrap(endpoint: EndpointSource, body: str) -> str:
     normalised = endpoint.normalised
-    body = mark_structured_defaults(_DCG_HEADER.sub("", body, count=1).strip("\n"))
-    body = drop_null_from_non_nullable(body, normalised)
+    body = _DCG_HEADER.sub("", body, count=1).strip("\n")
+    # Parsed once: the edits are computed on this tree and applied together, and the checks
+    # read it too (the edits only wrap or replace field defaults and drop `` | None``, which
+    # neither check looks at; the dropped types are passed on as ``narrowed``).
+    tree = ast.parse(body)
+    body, narrowed = edit_fields(body, tree, normalised)
     plain = _PLAIN_MODEL.findall(body)
     if plain:  # dcg named a class differently from our base-class map: extras would be ignored
         raise RuntimeError(f"classes {plain} lost their falbind base class")
-    tree = ast.parse(body)  # parsed once for both checks below
     check_module(body, tree)
     parameters = [
         (name, f"Required[{annotation}]" if required else annotation, required)
-        for name, annotation, required in input_parameters(body, normalised.input_name, tree)
+        for name, annotation, required in input_parameters(
+            body, normalised.input_name, tree, narrowed
+        )
         if name not in CLIENT_KEYWORDS
     ]
     typing_names = "Required, TypedDict" if any(r for *_, r in parameters) else "TypedDict"
@@ -481,10 +538,11 @@ def format_sources(sources: dict[str, str]) -> dict[str, str]:
         folder = Path(tmp)
         for name, code in sources.items():
             (folder / f"{name}.py").write_text(code, encoding="utf-8")
+        from ruff import find_ruff_bin  # type: ignore[import-untyped]  # this environment's ruff
+
         command = [
-            sys.executable,
-            "-m",
-            "ruff",
+            # The binary itself: `python -m ruff` would start an interpreter only to exec it.
+            find_ruff_bin(),
             "format",
             "--isolated",
             "--quiet",

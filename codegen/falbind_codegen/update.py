@@ -97,7 +97,7 @@ def apply_update(
             raise RegistryError(
                 f"{failed[0]} could not be bound: {build.unbound[failed[0]]}; nothing was changed"
             )
-        drift = write_tree(out_dir, build.files)
+        drift = write_tree(out_dir, build.files, build.unchanged)
     except OSError as exc:
         _restore(saved)
         raise RegistryError(f"cannot update {registry_dir} and {out_dir}: {exc}") from exc
