@@ -192,18 +192,8 @@ async def send(
     Raises httpx's transport errors (the aiohttp error as ``__cause__``), like the
     httpx-over-aiohttp path; decompression is left to httpx, as there.
     """
-    timeout = call.timeout
     try:
-        async with session.request(
-            call.method,
-            where.url,
-            headers=headers,
-            data=call.content or None,
-            allow_redirects=False,
-            auto_decompress=False,
-            compress=False,
-            timeout=_client_timeout(timeout.connect, timeout.read, timeout.pool),
-        ) as response:
+        async with _request(session, call, where, headers) as response:
             content = await response.read()
     except Exception:
         # httpx-aiohttp's mapping, entered only on failure (it costs on every request).
@@ -227,6 +217,22 @@ async def send(
     return answer
 
 
+def _request(session: aiohttp.ClientSession, call: Call, where: Target, headers: Headers) -> Any:
+    """aiohttp's request for ``call`` with the options both paths share (no redirects, no
+    decompression by aiohttp, httpx's timeouts); await it, or enter it with ``async with``."""
+    timeout = call.timeout
+    return session.request(
+        call.method,
+        where.url,
+        headers=headers,
+        data=call.content or None,
+        allow_redirects=False,
+        auto_decompress=False,
+        compress=False,
+        timeout=_client_timeout(timeout.connect, timeout.read, timeout.pool),
+    )
+
+
 @asynccontextmanager
 async def stream(
     session: aiohttp.ClientSession, call: Call, where: Target, headers: Headers
@@ -240,18 +246,8 @@ async def stream(
     reading are those of the httpx path), and the aiohttp response released on exit (the
     connection goes back to the pool only when the body was read to its end).
     """
-    timeout = call.timeout
     try:
-        opened = await session.request(
-            call.method,
-            where.url,
-            headers=headers,
-            data=call.content or None,
-            allow_redirects=False,
-            auto_decompress=False,
-            compress=False,
-            timeout=_client_timeout(timeout.connect, timeout.read, timeout.pool),
-        )
+        opened = await _request(session, call, where, headers)
     except Exception:
         with map_aiohttp_exceptions():
             raise
