@@ -17,8 +17,8 @@ import functools
 import re
 import ssl
 import urllib.request
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Mapping
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, Final
 
 import aiohttp
@@ -26,7 +26,7 @@ import httpx
 from httpx_aiohttp.transport import AiohttpResponseStream, map_aiohttp_exceptions
 from yarl import URL
 
-from ._core import Call
+from ._core import Call, SharedHeaders
 
 __all__ = ["AiohttpSession", "Answer", "Headers", "Target", "send", "stream", "target"]
 
@@ -46,12 +46,51 @@ class Headers(dict[str, str]):
 class AiohttpSession:
     """The session requests go over: the caller's (used, never closed), or one created on first
     use inside the running event loop (aiohttp sessions belong to a loop) and closed by
-    :meth:`close`. Shared by a client and its ``with_options`` copies."""
+    :meth:`close`. Shared by a client and its ``with_options`` copies.
+
+    :meth:`prepare` turns a :class:`~._core.Call` into what aiohttp takes, :meth:`send` and
+    :meth:`stream` send it (the module's functions over this session).
+    """
 
     def __init__(self, session: aiohttp.ClientSession | None, ssl_context: ssl.SSLContext) -> None:
         self._given = session
         self._session = session
         self._ssl = ssl_context
+        self._base_headers: dict[str, str] = {}
+        # A config's shared headers (see SharedHeaders) merged with the base headers, by id:
+        # most calls send one of the same few, so the merge is kept rather than redone. Each
+        # entry holds the headers object itself, so its id cannot be reused while it lives.
+        self._merged: dict[int, tuple[httpx.Headers, Headers]] = {}
+
+    def set_base_headers(self, headers: Mapping[str, str]) -> None:
+        """The headers every request starts with (the client sets httpx's defaults, which the
+        httpx path sends too: Accept, Accept-Encoding, Connection, User-Agent)."""
+        self._base_headers = dict(headers)
+        self._merged.clear()
+
+    def prepare(self, call: Call) -> tuple[Target, Headers]:
+        """Where ``call`` goes and its headers: the base headers, then the call's."""
+        where = target(call.method, call.url, tuple(call.params.items()) if call.params else ())
+        merged = self._merged.get(id(call.headers))
+        if merged is not None and merged[0] is call.headers:
+            return where, merged[1]
+        headers = Headers(self._base_headers)
+        headers.update(call.headers.items())
+        if isinstance(call.headers, SharedHeaders):
+            if len(self._merged) >= 16:  # a client and its with_options copies have a few each
+                self._merged.clear()
+            self._merged[id(call.headers)] = (call.headers, headers)
+        return where, headers
+
+    def send(self, call: Call, where: Target, headers: Headers) -> Awaitable[httpx.Response]:
+        """:func:`send` over this session (returned as is: no coroutine of its own)."""
+        return send(self.get(), call, where, headers)
+
+    def stream(
+        self, call: Call, where: Target, headers: Headers
+    ) -> AbstractAsyncContextManager[httpx.Response]:
+        """:func:`stream` over this session."""
+        return stream(self.get(), call, where, headers)
 
     @property
     def given(self) -> bool:

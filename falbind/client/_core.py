@@ -57,6 +57,7 @@ __all__ = [
     "Endpoint",
     "Priority",
     "QueueURLs",
+    "SharedHeaders",
     "UploadTarget",
     "decode_output",
     "decode_upload_target",
@@ -114,7 +115,7 @@ class Endpoint:
             body = _merge(arguments or {}, params)
         else:
             model = self.spec.input_model
-            if isinstance(arguments, BaseModel):
+            if type(arguments) is not dict and isinstance(arguments, BaseModel):
                 if not isinstance(arguments, model):
                     raise InvalidArgumentTypeError.because(
                         "arguments",
@@ -228,6 +229,8 @@ def decode_output(
 
 
 def _merge(arguments: Mapping[str, Any], params: Mapping[str, Any]) -> dict[str, Any]:
+    if not params:
+        return dict(arguments)
     both = sorted(set(arguments) & set(params))
     if both:
         raise InvalidArgumentTypeError.because(
@@ -336,6 +339,20 @@ class QueueURLs:
         )
 
 
+class SharedHeaders(httpx.Headers):
+    """Headers built once and shared by many :class:`Call` objects: read-only, so no call can
+    change another's. (A copy, ``httpx.Headers(shared)``, is an ordinary one.)"""
+
+    def __setitem__(self, key: str, value: str) -> None:
+        raise TypeError("shared headers are read-only: copy them with httpx.Headers(...)")
+
+    def __delitem__(self, key: str) -> None:
+        raise TypeError("shared headers are read-only: copy them with httpx.Headers(...)")
+
+    def update(self, headers: Any = None) -> None:  # type: ignore[override]
+        raise TypeError("shared headers are read-only: copy them with httpx.Headers(...)")
+
+
 @dataclass(slots=True)
 class Call:
     """One HTTP request as the clients send it (and resend it, when retrying is safe)."""
@@ -372,13 +389,23 @@ class ClientConfig:
     """Whether a call to a non-loopback fal URL without a key fails before sending (false when
     the caller passed ``key=""``: they send none on purpose)."""
     _auth_headers: httpx.Headers = field(init=False, repr=False, compare=False)
-    """The ``Authorization`` header, built once: each request's headers start as a copy."""
+    """The ``Authorization`` header, built once: the headers of a queue poll, a result and a
+    cancel, and the start of every other request's headers (copied)."""
+    _json_headers: httpx.Headers = field(init=False, repr=False, compare=False)
+    """``_auth_headers`` with ``Content-Type: application/json``: a run's or a submit's
+    headers when the call sets no header option."""
+    _event_stream_headers: httpx.Headers = field(init=False, repr=False, compare=False)
+    """``_auth_headers`` with ``Accept: text/event-stream``: a status stream's headers."""
 
     def __post_init__(self) -> None:
-        headers = httpx.Headers()
-        if self.auth is not None:
-            headers["Authorization"] = f"Key {self.auth.reveal()}"
-        object.__setattr__(self, "_auth_headers", headers)
+        auth = {} if self.auth is None else {"Authorization": f"Key {self.auth.reveal()}"}
+        shared = {
+            "_auth_headers": auth,
+            "_json_headers": {**auth, "Content-Type": "application/json"},
+            "_event_stream_headers": {**auth, "Accept": "text/event-stream"},
+        }
+        for name, headers in shared.items():
+            object.__setattr__(self, name, SharedHeaders(headers))
 
     def queue_urls(self, response: httpx.Response, fallback: QueueURLs) -> QueueURLs:
         """The queue URLs of fal's submit answer (``fallback`` for missing ones), each checked
@@ -403,7 +430,14 @@ class ClientConfig:
     def _keyed(self, call: Call) -> Call:
         """``call``, unless it goes to fal without a key: then :class:`MissingKeyError` (a
         loopback URL, such as the fake server's, needs none)."""
-        if "authorization" not in call.headers and self.key_required and not is_loopback(call.url):
+        # With a key configured every call carries it (all headers start from _auth_headers),
+        # so the headers are searched only when there is none.
+        if (
+            self.auth is None
+            and self.key_required
+            and "authorization" not in call.headers
+            and not is_loopback(call.url)
+        ):
             raise MissingKeyError(
                 f"no fal key for {call.method} {_loggable(call.url)}: pass key=, or set FAL_KEY "
                 "(or FAL_KEY_ID and FAL_KEY_SECRET, or FAL_AI_API_KEY) in the environment"
@@ -449,9 +483,14 @@ class ClientConfig:
         return headers
 
     def run_call(
-        self, endpoint: Endpoint, body: bytes, headers: httpx.Headers, timeout: Timeout
+        self, endpoint: Endpoint, body: bytes, headers: httpx.Headers | None, timeout: Timeout
     ) -> Call:
-        headers["Content-Type"] = "application/json"
+        """``POST {run_url}/{id}``; ``headers`` from :meth:`headers` (given a Content-Type
+        here), or ``None`` for the shared ones of a call with no header option."""
+        if headers is None:
+            headers = self._json_headers
+        else:
+            headers["Content-Type"] = "application/json"
         return self._keyed(
             Call(
                 "POST",
@@ -464,9 +503,17 @@ class ClientConfig:
         )
 
     def submit_call(
-        self, endpoint: Endpoint, body: bytes, headers: httpx.Headers, webhook_url: str | None
+        self,
+        endpoint: Endpoint,
+        body: bytes,
+        headers: httpx.Headers | None,
+        webhook_url: str | None,
     ) -> Call:
-        headers["Content-Type"] = "application/json"
+        """``POST {queue_url}/{id}``; ``headers`` as for :meth:`run_call`."""
+        if headers is None:
+            headers = self._json_headers
+        else:
+            headers["Content-Type"] = "application/json"
         return self._keyed(
             Call(
                 "POST",
@@ -492,7 +539,7 @@ class ClientConfig:
             Call(
                 "GET",
                 urls.status,
-                self.headers(),
+                self._auth_headers,
                 params={"logs": "1" if with_logs else "0"},
                 timeout=timeout,
                 deadline=deadline,
@@ -504,25 +551,23 @@ class ClientConfig:
         timeout = httpx.Timeout(
             connect=base.connect, read=read_timeout, write=base.write, pool=base.pool
         )
-        headers = self.headers()
-        headers["Accept"] = "text/event-stream"
         return self._keyed(
             Call(
                 "GET",
                 f"{urls.status}/stream",
-                headers,
+                self._event_stream_headers,
                 params={"logs": "1" if with_logs else "0"},
                 timeout=timeout,
             )
         )
 
     def result_call(self, urls: QueueURLs) -> Call:
-        return self._keyed(Call("GET", urls.response, self.headers(), timeout=self.timeout))
+        return self._keyed(Call("GET", urls.response, self._auth_headers, timeout=self.timeout))
 
     def cancel_call(self, urls: QueueURLs, *, timeout: float | None = None) -> Call:
         # Cancelling twice is harmless, so a cancel is as safe to retry as a GET.
         limit = self.timeout if timeout is None else _capped(self.timeout, timeout)
-        return self._keyed(Call("PUT", urls.cancel, self.headers(), timeout=limit))
+        return self._keyed(Call("PUT", urls.cancel, self._auth_headers, timeout=limit))
 
     def upload_initiate_call(self, upload: Upload) -> Call:
         """``POST {storage_url}/storage/upload/initiate``: a POST, so retried only when it

@@ -86,7 +86,7 @@ if TYPE_CHECKING:
         SyncQueueMethods as _SyncQueueMethods,
     )
 
-    from ._aiohttp import AiohttpSession, Headers, Target
+    from ._aiohttp import AiohttpSession
 else:
     _SyncMethods = _AsyncMethods = _SyncQueueMethods = _AsyncQueueMethods = object
 
@@ -425,12 +425,20 @@ class _ClientBase:
     ) -> tuple[Endpoint, Call]:
         endpoint, arguments = _adapted("submit", endpoint_id, arguments, params, untyped)
         body = endpoint.build_body(arguments, params, extra_body)
-        headers = self._config.headers(
-            start_timeout=start_timeout,
-            hint=hint,
-            priority=priority,
-            object_lifecycle_seconds=object_lifecycle_seconds,
-            extra_headers=extra_headers,
+        headers = (
+            None  # the shared headers of a call with no header option
+            if start_timeout is None
+            and hint is None
+            and priority is None
+            and object_lifecycle_seconds is None
+            and not extra_headers
+            else self._config.headers(
+                start_timeout=start_timeout,
+                hint=hint,
+                priority=priority,
+                object_lifecycle_seconds=object_lifecycle_seconds,
+                extra_headers=extra_headers,
+            )
         )
         return endpoint, self._config.submit_call(endpoint, body, headers, webhook_url)
 
@@ -451,11 +459,18 @@ class _ClientBase:
     ) -> tuple[Endpoint, Call]:
         endpoint, arguments = _adapted(kind, endpoint_id, arguments, params, untyped)
         body = endpoint.build_body(arguments, params, extra_body)
-        headers = self._config.headers(
-            start_timeout=start_timeout,
-            hint=hint,
-            object_lifecycle_seconds=object_lifecycle_seconds,
-            extra_headers=extra_headers,
+        headers = (
+            None  # the shared headers of a call with no header option
+            if start_timeout is None
+            and hint is None
+            and object_lifecycle_seconds is None
+            and not extra_headers
+            else self._config.headers(
+                start_timeout=start_timeout,
+                hint=hint,
+                object_lifecycle_seconds=object_lifecycle_seconds,
+                extra_headers=extra_headers,
+            )
         )
         return endpoint, self._config.run_call(endpoint, body, headers, timeout)
 
@@ -974,9 +989,9 @@ class AsyncFalClient(_ClientBase, _AsyncMethods):
         # Requests go over the aiohttp session directly, unless FALBIND_LOG asks for logging:
         # then through httpx (over the same session), whose event hooks log them.
         self._direct = None if hooks else self._aiohttp
-        # httpx's default headers (Accept, Accept-Encoding, Connection, User-Agent): the direct
-        # aiohttp path sends the same ones.
-        self._base_headers = dict(self._http.headers)
+        if self._aiohttp is not None:
+            # httpx's default headers: the direct aiohttp path sends the same ones.
+            self._aiohttp.set_base_headers(self._http.headers)
         self.queue = _AsyncQueueNamespace(self)
         """Per-endpoint methods through fal's queue: ``await client.queue.flux_schnell(...)``."""
 
@@ -1276,34 +1291,20 @@ class AsyncFalClient(_ClientBase, _AsyncMethods):
                 headers=call.headers,
                 timeout=call.timeout,
             )
-        from . import _aiohttp
-
-        where, headers = self._direct_request(call)
-        return _aiohttp.stream(direct.get(), call, where, headers)
-
-    def _direct_request(self, call: Call) -> tuple[Target, Headers]:
-        """Where ``call`` goes and its headers, for the direct aiohttp path."""
-        from . import _aiohttp
-
-        query = tuple(call.params.items()) if call.params else ()
-        where = _aiohttp.target(call.method, call.url, query)
-        headers = _aiohttp.Headers(self._base_headers)
-        headers.update(call.headers.items())
-        return where, headers
+        where, headers = direct.prepare(call)
+        return direct.stream(call, where, headers)
 
     async def _send(self, call: Call) -> httpx.Response:
         attempts = Attempts(self._config.retry, call)
         direct = self._direct
         if direct is not None:
-            from . import _aiohttp
-
-            where, headers = self._direct_request(call)
+            where, headers = direct.prepare(call)
         else:
             url, params = _request_url(call, self._http.params)
         while True:
             try:
                 if direct is not None:
-                    response = await _aiohttp.send(direct.get(), call, where, headers)
+                    response = await direct.send(call, where, headers)
                 else:
                     response = await self._http.request(
                         call.method,

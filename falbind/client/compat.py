@@ -89,6 +89,13 @@ def adapt_call(
     on ``run``) raises :class:`~falbind.InvalidArgumentsError` naming the option meant.
     Returns the endpoint id and the arguments to use.
     """
+    if not params and (
+        arguments is None or (type(arguments) is dict and _MISPLACED.keys().isdisjoint(arguments))
+    ):
+        # The common call (arguments only, none of them a call option) needs nothing below:
+        # the result is what the checks would return. Spared a copy of the arguments and a
+        # lookup per name on every request.
+        return endpoint_id, arguments
     fields = _fields(input_model)
     if "arguments" in params and "arguments" not in fields:
         given = params.pop("arguments")

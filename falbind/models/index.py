@@ -58,6 +58,8 @@ class EndpointSpec:
     package: str
     """The generated package the endpoint module lives in."""
     _module: list[ModuleType] = field(default_factory=list, repr=False, compare=False)
+    _models: dict[str, type[BaseModel]] = field(default_factory=dict, repr=False, compare=False)
+    """The Input and Output models once looked up (every call reads them)."""
 
     @property
     def module_path(self) -> str:
@@ -72,12 +74,16 @@ class EndpointSpec:
 
     @property
     def input_model(self) -> type[BaseModel]:
-        model: type[BaseModel] = getattr(self.module, f"{self.class_stem}Input")
-        return model
+        return self._model("Input")
 
     @property
     def output_model(self) -> type[BaseModel]:
-        model: type[BaseModel] = getattr(self.module, f"{self.class_stem}Output")
+        return self._model("Output")
+
+    def _model(self, role: str) -> type[BaseModel]:
+        model = self._models.get(role)
+        if model is None:
+            model = self._models[role] = getattr(self.module, f"{self.class_stem}{role}")
         return model
 
 
