@@ -10,8 +10,10 @@ import httpx
 import pytest
 from yarl import URL
 
-from falbind.client._aiohttp import _plain, target
+from falbind.client._aiohttp import target
 from falbind.client._core import origin
+from falbind.client._urls import plain_url as _plain
+from falbind.client.clients import _parsed_url
 
 URLS = [
     "https://queue.fal.run/fal-ai/flux/requests/abc/status",
@@ -161,3 +163,28 @@ def test_fal_queue_urls_take_the_plain_path() -> None:
     status = "https://queue.fal.run/fal-ai/flux/requests/0b6c-4d2e/status"
     assert _plain(f"{status}/stream", (("logs", "0"),)) == f"{status}/stream?logs=0"
     assert _plain("http://127.0.0.1:8080/queue/fal-ai/flux/schnell", ()) is not None
+
+
+def test_the_httpx_paths_parse_every_url_as_httpx_parsed_it() -> None:
+    """The sync client (and the async one over httpx) hand httpx a URL parsed once: for a
+    plain URL, the string with its parameters; else httpx's parse and merge, as before."""
+    plain = 0
+    for head, path, params in itertools.product(HEADS, PATHS, PARAMS):
+        url = head + path
+        outcome: list[tuple[object, ...]] = []
+        for parse in (_parse_then_merge, _parsed_url.__wrapped__):
+            try:
+                parsed = parse(url, params)
+                request = httpx.Request("GET", parsed)
+                seen = (str(parsed), parsed.raw_path, parsed.host, parsed.port, parsed.scheme)
+                outcome.append((*seen, request.url.raw_path, request.headers.get("host")))
+            except (httpx.InvalidURL, ValueError) as refused:
+                outcome.append((type(refused), str(refused)))
+        assert outcome[0] == outcome[1], (url, params)
+        plain += _plain(url, params) is not None
+    assert plain >= 100
+
+
+def _parse_then_merge(url: str, params: tuple[tuple[str, str], ...]) -> httpx.URL:
+    parsed = httpx.URL(url)
+    return parsed.copy_merge_params(dict(params)) if params else parsed

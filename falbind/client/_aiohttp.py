@@ -14,12 +14,11 @@ decoders exactly as on the httpx-over-aiohttp path.
 from __future__ import annotations
 
 import functools
-import re
 import ssl
 import urllib.request
 from collections.abc import AsyncIterator, Awaitable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Any, Final
+from typing import Any
 
 import aiohttp
 import httpx
@@ -27,6 +26,7 @@ from httpx_aiohttp.transport import AiohttpResponseStream, map_aiohttp_exception
 from yarl import URL
 
 from ._core import Call, SharedHeaders
+from ._urls import plain_url
 
 __all__ = ["AiohttpSession", "Answer", "Headers", "Target", "send", "stream", "target"]
 
@@ -165,48 +165,13 @@ def _answer(
     return answer
 
 
-_PLAIN_HEAD: Final = re.compile(r"[a-z][a-z0-9+.-]*://[^/?#]*")
-_PLAIN_PATH: Final = re.compile(r"/[A-Za-z0-9\-._~!$&'()*+,;=:@/]*")
-_DOT_SEGMENT: Final = re.compile(r"/\.\.?(?:/|$)")
-_PLAIN_PARAM: Final = re.compile(r"[A-Za-z0-9\-._~]*")
-_MAX_URL_LENGTH: Final = 65536
-
-
-@functools.lru_cache(maxsize=256)
-def _canonical(head: str) -> bool:
-    """Whether httpx writes ``scheme://authority`` back exactly as it is."""
-    try:
-        return str(httpx.URL(head)) == head
-    except httpx.InvalidURL:
-        return False
-
-
-def _plain(url: str, params: tuple[tuple[str, str], ...]) -> str | None:
-    """``url`` with ``params``, written exactly as httpx would write it, when that is plain
-    (an authority httpx writes back unchanged, a path of characters httpx leaves as they are,
-    no dot segment, no query, unreserved parameters): then no URL parser is needed. Else
-    ``None``: httpx parses it. Checked against httpx's own result by the tests."""
-    head = _PLAIN_HEAD.match(url)
-    if head is None or len(url) > _MAX_URL_LENGTH or not _canonical(head.group()):
-        return None
-    path = url[head.end() :]
-    if not _PLAIN_PATH.fullmatch(path) or _DOT_SEGMENT.search(path):
-        return None
-    if not params:
-        return url
-    for name, value in params:
-        if not (_PLAIN_PARAM.fullmatch(name) and _PLAIN_PARAM.fullmatch(value)):
-            return None
-    return url + "?" + "&".join(f"{name}={value}" for name, value in params)
-
-
 @functools.lru_cache(maxsize=4096)
 def target(method: str, url: str, params: tuple[tuple[str, str], ...]) -> Target:
     """Where ``method url`` (``params`` merged in, as httpx merges them) goes: built once per
     request line (a run URL per endpoint, a queued job's URLs once each). httpx's parse, the
-    most costly part of a request's own work, is skipped for a plain URL (see :func:`_plain`);
+    most costly part of a request's own work, is skipped for a plain URL (see :func:`~._urls.plain_url`);
     either way aiohttp gets the URL exactly as httpx writes it (already percent-encoded)."""
-    plain = _plain(url, params)
+    plain = plain_url(url, params)
     if plain is not None:
         return Target(method, URL(plain, encoded=True), plain)
     parsed = httpx.URL(url)

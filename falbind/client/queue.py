@@ -15,7 +15,7 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
-from contextlib import AbstractAsyncContextManager
+from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Final, Generic, Protocol, TypeAlias, TypeVar
 
@@ -56,10 +56,13 @@ class SyncSender(Protocol):
     handles do not import the client that creates them)."""
 
     _config: ClientConfig
-    _http: httpx.Client
     _status_stream: bool
 
     def _send(self, call: Call) -> httpx.Response: ...
+
+    def _open_stream(self, call: Call) -> AbstractContextManager[httpx.Response]:
+        """``call`` (a status stream) opened, its body not yet read; closed on exit."""
+        ...
 
 
 class AsyncSender(Protocol):
@@ -397,13 +400,7 @@ class QueueHandle(_HandleBase[OutputT]):
             self._urls, with_logs=with_logs, read_timeout=read_timeout
         )
         try:
-            with self._client._http.stream(
-                call.method,
-                call.url,
-                params=call.params,
-                headers=call.headers,
-                timeout=call.timeout,
-            ) as response:
+            with self._client._open_stream(call) as response:
                 if not _is_event_stream(response):
                     self._client._status_stream = _may_serve_stream(response)
                     raise _StreamUnavailable
