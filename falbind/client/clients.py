@@ -34,6 +34,7 @@ from falbind.models.base import RequestModel
 from falbind.models.index import EndpointSpec, UnknownEndpointError
 from falbind.models.suggest import suggest_names
 
+from ._coalesce import coalesce_writes
 from ._core import (
     DEFAULT_QUEUE_URL,
     DEFAULT_RUN_URL,
@@ -604,9 +605,12 @@ class FalClient(_ClientBase, _SyncMethods):
         """The ``model`` of :meth:`images.generate <falbind.images.generate.Images.generate>`
         when the call names none."""
         self._owns_http = http_client is None
-        self._http = http_client or _CookielessClient(
-            timeout=self._config.timeout, verify=_ssl_context(), event_hooks=log_hooks()
-        )
+        if http_client is None:
+            http_client = _CookielessClient(
+                timeout=self._config.timeout, verify=_ssl_context(), event_hooks=log_hooks()
+            )
+            coalesce_writes(http_client)  # a caller's client is used as it is
+        self._http = http_client
         self.queue = _SyncQueueNamespace(self)
         """Per-endpoint methods through fal's queue: ``client.queue.flux_schnell(...)``."""
 
