@@ -148,3 +148,22 @@ async def test_gzip_answers_are_decoded_as_on_the_httpx_path(server: FakeFalServ
         assert packed_answer == plain_answer == output
     finally:
         await runner.cleanup()
+
+
+def test_an_answer_builds_its_headers_when_first_read() -> None:
+    from falbind.client._aiohttp import _answer, target
+
+    raw = ((b"Content-Type", b"application/json"), (b"X-Fal-Request-Id", b"r-1"), (b"A", b"1"))
+    raw += ((b"a", b"2"),)
+    where = target("GET", "http://127.0.0.1:1/x", ())
+    answer = _answer(where, 200, raw, "OK", stream=httpx.ByteStream(b"{}"))
+    assert answer._raw_headers is raw  # nothing built yet
+    assert answer.headers.multi_items() == httpx.Headers(raw).multi_items()
+    assert (
+        answer.headers.get_list("a") == ["1", "2"] and answer.headers["x-fal-request-id"] == "r-1"
+    )
+    answer.headers = httpx.Headers({"b": "3"})
+    assert dict(answer.headers) == {"b": "3"}
+    # An encoded answer's headers are httpx's at once (it reads them to decode the body).
+    encoded = _answer(where, 200, raw, "OK", content=b"{}")
+    assert encoded._raw_headers is None and encoded.headers["content-type"] == "application/json"
