@@ -239,13 +239,21 @@ def _merge(arguments: Mapping[str, Any], params: Mapping[str, Any]) -> dict[str,
     return {**arguments, **params}
 
 
+_RESOLVED: dict[str, Endpoint] = {}
+"""Typed endpoints by the name they were asked for (an id, alias or Python name: the index is
+fixed, so the names are finite; an unknown one raises and is not kept)."""
+
+
 def resolve_endpoint(endpoint_id: str, *, untyped: bool = False) -> Endpoint:
     """The endpoint for ``endpoint_id`` (or an alias or Python name). An id the registry does not bind raises
     :class:`~falbind.UnknownEndpointError` with a did-you-mean, unless ``untyped`` is true."""
     if untyped:
         return Endpoint(ENDPOINTS.canonical_id(endpoint_id), None)
-    spec = ENDPOINTS.resolve(endpoint_id)
-    return Endpoint(spec.id, spec)
+    endpoint = _RESOLVED.get(endpoint_id)
+    if endpoint is None:
+        spec = ENDPOINTS.resolve(endpoint_id)
+        endpoint = _RESOLVED[endpoint_id] = Endpoint(spec.id, spec)
+    return endpoint
 
 
 def _malformed(response: httpx.Response) -> FalDecodeError:
