@@ -199,7 +199,7 @@ class _Outcome:
     """What rendering one :class:`_Job` gave: code, or why the endpoint cannot be bound."""
 
     code: str | None = None
-    """Unformatted code (formatted once for all batches), or an ``!error: ``/``!unusable: `` marker."""
+    """Unformatted code (the parent formats it), or an ``!error: ``/``!unusable: `` marker."""
     unbound: str | None = None
     """Why the schema cannot be bound (set instead of ``code``)."""
     notes: tuple[str, ...] = ()
@@ -220,8 +220,8 @@ def _render_batch(registry: Registry, batch: list[_Job]) -> list[_Outcome]:
             continue
         outcome.notes = normalised.notes
         sources.append(EndpointSource(entry.id, entry.names.module, job.source, normalised))
-    # Batches come back unformatted; one ruff run formats them all (one per batch cost a
-    # process start each).
+    # Batches come back unformatted: the parent formats them, into its staging folder if it has
+    # one, while the workers render the next batches.
     rendered = render_endpoint_batch(sources, formatted=False) if sources else {}
     for job, outcome in zip(batch, outcomes, strict=True):
         if outcome.unbound is None:

@@ -512,8 +512,8 @@ def render_endpoint_batch(
 ) -> dict[str, str]:
     """Render a batch: ``{module: source}`` for the endpoints dcg could render, and for each
     endpoint dcg rejected, ``{module: "!error: <reason>"}``. Output is formatted unless
-    ``formatted`` is false (the caller then runs :func:`format_sources` once over many
-    batches: each ruff run costs a process start)."""
+    ``formatted`` is false (the caller then runs :func:`format_sources` itself, e.g. into the
+    folder it writes the output from)."""
     try:
         bodies = _run_dcg(endpoints)
         failed: dict[str, str] = {}
