@@ -16,8 +16,9 @@ from typing import Any
 import pytest
 
 from falbind_codegen import generate as generate_module
-from falbind_codegen.generate import build_files, write_tree
+from falbind_codegen.generate import build_files, staging_folder, write_tree
 from falbind_codegen.registry import Registry, load_registry
+from falbind_codegen.render import format_sources
 
 from starting_set import STARTING_SET, STARTING_SET_MODULES
 from support import FIXTURE_REGISTRY, GENERATED, REGISTRY, ROOT, run_cli
@@ -207,6 +208,68 @@ def test_a_failing_write_leaves_the_tree_intact(
         write_tree(out, files)
     assert files_of(out) == before
     assert not [p for p in out.iterdir() if p.name.startswith(".falbind-staging")]
+
+
+def test_a_staged_build_writes_each_file_once(
+    tmp_path: Path, fixture_output: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What `generate` does: modules are formatted in a staging folder inside the output (batch
+    by batch, in worker processes here) and moved into place; ``write_tree`` writes only what
+    the build left unwritten, and the tree is the one an unstaged build gives."""
+    monkeypatch.setattr(generate_module, "BATCH_SIZE", 1)
+    out = tmp_path / "new" / "out"  # neither exists yet
+    writes: list[Path] = []
+    for method in ("write_text", "write_bytes"):
+        original = getattr(Path, method)
+
+        def recording(
+            self: Path, data: Any, *args: Any, _original: Any = original, **kw: Any
+        ) -> Any:
+            writes.append(self)
+            return _original(self, data, *args, **kw)
+
+        monkeypatch.setattr(Path, method, recording)
+    with staging_folder(out) as staging:
+        result = build_files(
+            load_registry(FIXTURE_REGISTRY), previous_dir=None, jobs=2, staging=staging
+        )
+        assert result.staged == {p for p in result.files if p.endswith(".py")}
+        for path in result.staged:
+            assert (staging / path).read_bytes() == result.files[path].encode(), path
+        write_tree(out, result.files, result.unchanged, staging=staging, staged=result.staged)
+    assert files_of(out) == files_of(fixture_output)
+    written = sorted(path.relative_to(staging).as_posix() for path in writes)
+    assert written == sorted(result.files)  # every file once
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]
+
+
+def test_a_failing_staged_build_leaves_nothing_behind(
+    tmp_path: Path, fixture_output: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def explode(batch: list[Any], **options: Any) -> dict[str, str]:
+        raise RuntimeError("renderer crashed")
+
+    monkeypatch.setattr(generate_module, "render_endpoint_batch", explode)
+    fresh = tmp_path / "fresh"
+    existing = tmp_path / "existing"
+    shutil.copytree(fixture_output, existing)
+    before = files_of(existing)
+    for out in (fresh, existing):
+        with pytest.raises(RuntimeError, match="renderer crashed"), staging_folder(out) as staging:
+            build_files(load_registry(FIXTURE_REGISTRY), jobs=1, staging=staging)
+    assert not fresh.exists()
+    assert files_of(existing) == before
+    assert not [p for p in existing.iterdir() if p.name.startswith(".")]
+
+
+def test_formatting_in_a_folder_leaves_the_returned_text_as_the_file_bytes(
+    tmp_path: Path,
+) -> None:
+    """ruff keeps a file's line endings; the text returned is what reading in text mode gives
+    (as before staging), and the staged file is made to hold exactly that."""
+    formatted = format_sources({"sub/crlf": "x=1\r\ny  =  [1,2]\r\n"}, tmp_path)
+    assert formatted == {"sub/crlf": "x = 1\ny = [1, 2]\n"}
+    assert (tmp_path / "sub" / "crlf.py").read_bytes() == b"x = 1\ny = [1, 2]\n"
 
 
 def test_incremental_generation_renders_only_what_changed(

@@ -9,7 +9,14 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from .generate import BuildResult, build_files, check_registry_files, drift, write_tree
+from .generate import (
+    BuildResult,
+    build_files,
+    check_registry_files,
+    drift,
+    staging_folder,
+    write_tree,
+)
 from .progress import Progress
 from .registry import EndpointEntry, RegistryError, load_registry
 
@@ -33,15 +40,21 @@ def generate_command(registry_dir: Path, out_dir: Path, *, full: bool, echo: Ech
     registry = load_registry(registry_dir)
     check_registry_files(registry)
     rendering = Progress("rendering")  # drawn on a terminal only
-    result = build_files(
-        registry,
-        previous_dir=None if full else out_dir,
-        progress=rendering.advance,
-        on_plan=rendering.set_total,
-    )
-    if rendering.total:
-        rendering.close()
-    report = write_tree(out_dir, result.files, result.unchanged)
+    # Built in a staging folder of the output: each rendered module is formatted there, and so
+    # written once.
+    with staging_folder(out_dir) as staging:
+        result = build_files(
+            registry,
+            previous_dir=None if full else out_dir,
+            progress=rendering.advance,
+            on_plan=rendering.set_total,
+            staging=staging,
+        )
+        if rendering.total:
+            rendering.close()
+        report = write_tree(
+            out_dir, result.files, result.unchanged, staging=staging, staged=result.staged
+        )
     _report_unbound(result, echo)
     echo(
         f"bound {len(result.bound)} of {len(registry)} endpoints "

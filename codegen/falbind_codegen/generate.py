@@ -17,8 +17,10 @@ of everything they are rendered from) matches. So ``falbind check`` on an up-to-
 and formats nothing: it reads and hashes the registry's schemas and the generated files once.
 
 A full build normalises and renders in worker processes, a batch of endpoints per
-datamodel-code-generator call, submitted as the schemas are read; one ruff run then formats
-every module.
+datamodel-code-generator call, the largest schemas first (so the last batches, which decide when
+the build ends, are short). The parent formats each batch as it comes back (one ruff run per
+batch), while the workers render the next ones; given a staging folder (``staging_folder``), it
+formats the modules right there, so ``write_tree`` need not write them again.
 """
 
 from __future__ import annotations
@@ -29,7 +31,8 @@ import keyword
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -59,6 +62,7 @@ __all__ = [
     "generator_fingerprint",
     "owned_files_on_disk",
     "package_name",
+    "staging_folder",
     "write_tree",
 ]
 
@@ -138,6 +142,9 @@ class BuildResult:
     unchanged: set[str] = field(default_factory=set)
     """Files of ``files`` that are byte for byte the previous output folder's (read from it and
     matching the hash its manifest recorded): :func:`drift` need not read them again."""
+    staged: set[str] = field(default_factory=set)
+    """Files of ``files`` already written, byte for byte, into the staging folder the build was
+    given: :func:`write_tree` need not write them again."""
 
 
 def _load_previous(out_dir: Path | None) -> dict[str, Any]:
@@ -192,7 +199,7 @@ class _Outcome:
     """What rendering one :class:`_Job` gave: code, or why the endpoint cannot be bound."""
 
     code: str | None = None
-    """Unformatted code (formatted once for all batches), or an ``!error: ``/``!unusable: `` marker."""
+    """Unformatted code (the parent formats it), or an ``!error: ``/``!unusable: `` marker."""
     unbound: str | None = None
     """Why the schema cannot be bound (set instead of ``code``)."""
     notes: tuple[str, ...] = ()
@@ -213,8 +220,8 @@ def _render_batch(registry: Registry, batch: list[_Job]) -> list[_Outcome]:
             continue
         outcome.notes = normalised.notes
         sources.append(EndpointSource(entry.id, entry.names.module, job.source, normalised))
-    # Batches come back unformatted; one ruff run formats them all (one per batch cost a
-    # process start each).
+    # Batches come back unformatted: the parent formats them, into its staging folder if it has
+    # one, while the workers render the next batches.
     rendered = render_endpoint_batch(sources, formatted=False) if sources else {}
     for job, outcome in zip(batch, outcomes, strict=True):
         if outcome.unbound is None:
@@ -225,12 +232,13 @@ def _render_batch(registry: Registry, batch: list[_Job]) -> list[_Outcome]:
 _worker_registry: Registry | None = None
 
 
-def _start_worker(registry: Registry) -> None:
-    """Worker set-up: keep the registry (sent once, not with every batch), and import
-    datamodel-code-generator now, while the parent is still reading schemas."""
+def _start_worker(registry: Registry, warm: bool) -> None:
+    """Worker set-up: keep the registry (sent once, not with every batch), and warm
+    datamodel-code-generator up unless the worker was forked from a parent that did."""
     global _worker_registry
     _worker_registry = registry
-    warm_up()
+    if warm:
+        warm_up()
 
 
 def _render_in_worker(batch: list[_Job]) -> list[_Outcome]:
@@ -239,14 +247,15 @@ def _render_in_worker(batch: list[_Job]) -> list[_Outcome]:
 
 
 class _Renderer:
-    """Renders batches as they are planned: in a pool of worker processes when ``jobs`` > 1
-    (started lazily, on the first batch), else in this process."""
+    """Renders batches: in a pool of worker processes when ``jobs`` > 1 (started on the first
+    batch), else in this process."""
 
     def __init__(self, registry: Registry, jobs: int) -> None:
         self._registry = registry
         self._jobs = jobs
         self._pool: ProcessPoolExecutor | None = None
-        self._pending: list[tuple[list[_Job], Future[list[_Outcome]] | None]] = []
+        self._local: list[list[_Job]] = []
+        self._futures: dict[Future[list[_Outcome]], list[_Job]] = {}
 
     def __enter__(self) -> _Renderer:
         return self
@@ -259,23 +268,37 @@ class _Renderer:
         """Queue ``batch``; ``last`` says no more batches follow (so when this is the only one,
         as in ``check`` or a small update, it is rendered here: a pool would cost more)."""
         if self._jobs <= 1 or (last and self._pool is None):
-            self._pending.append((batch, None))
+            self._local.append(batch)
             return
-        if self._pool is None:
-            # Imported here: `check` and small updates render in this process, if at all.
-            from concurrent.futures import ProcessPoolExecutor
+        if self._pool is not None:
+            self._futures[self._pool.submit(_render_in_worker, batch)] = batch
+            return
+        # Imported here: `check` and small updates render in this process, if at all.
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
 
-            self._pool = ProcessPoolExecutor(
-                max_workers=self._jobs, initializer=_start_worker, initargs=(self._registry,)
-            )
-        self._pending.append((batch, self._pool.submit(_render_in_worker, batch)))
+        context = multiprocessing.get_context()
+        forks = context.get_start_method() == "fork"
+        if forks:
+            # dcg's first call in a process costs ~0.5 s of CPU; made here once, every forked
+            # worker inherits it instead of repeating it.
+            warm_up()
+        self._pool = ProcessPoolExecutor(
+            max_workers=self._jobs,
+            mp_context=context,
+            initializer=_start_worker,
+            initargs=(self._registry, not forks),
+        )
+        self._futures[self._pool.submit(_render_in_worker, batch)] = batch
 
-    def results(self, progress: Callable[[int], None] | None) -> Iterable[tuple[_Job, _Outcome]]:
-        for batch, future in self._pending:
-            outcomes = _render_batch(self._registry, batch) if future is None else future.result()
-            yield from zip(batch, outcomes, strict=True)
-            if progress:
-                progress(len(batch))
+    def results(self) -> Iterator[tuple[list[_Job], list[_Outcome]]]:
+        """Each batch with its outcomes, in the order the batches finish."""
+        from concurrent.futures import as_completed
+
+        for batch in self._local:
+            yield batch, _render_batch(self._registry, batch)
+        for future in as_completed(self._futures):
+            yield self._futures[future], future.result()
 
 
 def build_files(
@@ -285,12 +308,15 @@ def build_files(
     jobs: int | None = None,
     progress: Callable[[int], None] | None = None,
     on_plan: Callable[[int], None] | None = None,
+    staging: Path | None = None,
 ) -> BuildResult:
     """Compute every generated file for ``registry``.
 
     ``previous_dir`` is the current output folder: unchanged endpoints are reused from it (see the
     module docstring). Pass ``None`` for a full regeneration. ``on_plan`` is called once with the
-    number of endpoints to render, ``progress`` with each rendered batch's size.
+    number of endpoints to render, ``progress`` with each rendered batch's size. ``staging``
+    (from :func:`staging_folder`): the rendered files are formatted there and left for
+    :func:`write_tree` (:attr:`BuildResult.staged`).
     """
     fingerprint = generator_fingerprint()
     previous = _load_previous(previous_dir)
@@ -299,30 +325,41 @@ def build_files(
     registry_name = registry.root.resolve().name
     planned: dict[str, _Planned] = {}
     to_render: list[_Job] = []
+    for entry in sorted(registry.entries, key=lambda e: e.id):
+        raw = registry.schema_bytes(entry)
+        source = f"{registry_name}/schemas/{schema_filename(entry.id)}"
+        item = _Planned(entry, _sha256(raw), source)
+        planned[entry.id] = item
+        item.code = _reusable(item, previous, previous_dir)
+        item.reused = item.code is not None
+        if item.code is None:
+            to_render.append(_Job(entry, raw, source))
+    if on_plan is not None:
+        on_plan(len(to_render))
+    # Largest documents first (their size is a fair measure of their rendering time): the
+    # batches still running when the others are done are then the short ones.
+    to_render.sort(key=lambda job: len(job.raw), reverse=True)
+    staged: set[str] = set()
+    formatted: dict[str, str] = {}
+    outcomes: list[tuple[_Job, _Outcome]] = []
     with _Renderer(registry, jobs or os.cpu_count() or 1) as renderer:
-        for entry in sorted(registry.entries, key=lambda e: e.id):
-            raw = registry.schema_bytes(entry)
-            source = f"{registry_name}/schemas/{schema_filename(entry.id)}"
-            item = _Planned(entry, _sha256(raw), source)
-            planned[entry.id] = item
-            item.code = _reusable(item, previous, previous_dir)
-            item.reused = item.code is not None
-            if item.code is None:
-                to_render.append(_Job(entry, raw, source))
-                if len(to_render) % BATCH_SIZE == 0:
-                    renderer.submit(to_render[-BATCH_SIZE:])
-        if len(to_render) % BATCH_SIZE:
-            renderer.submit(to_render[-(len(to_render) % BATCH_SIZE) :], last=True)
-        if on_plan is not None:
-            on_plan(len(to_render))
-        outcomes = list(renderer.results(progress))
-
-    code = {
-        job.entry.names.module: o.code
-        for job, o in outcomes
-        if o.code is not None and not o.code.startswith("!")  # "!...": an error marker
-    }
-    formatted = format_sources(code)
+        for start in range(0, len(to_render), BATCH_SIZE):
+            last = start + BATCH_SIZE >= len(to_render)
+            renderer.submit(to_render[start : start + BATCH_SIZE], last=last)
+        for batch, batch_outcomes in renderer.results():
+            code = {
+                job.entry.names.module: o.code
+                for job, o in zip(batch, batch_outcomes, strict=True)
+                if o.code is not None and not o.code.startswith("!")  # "!...": an error marker
+            }
+            if code:  # formatted while the workers render the next batches
+                folder = staging / ENDPOINTS_DIR if staging is not None else None
+                formatted.update(format_sources(code, folder))
+                if staging is not None:
+                    staged.update(f"{ENDPOINTS_DIR}/{module}.py" for module in code)
+            outcomes += zip(batch, batch_outcomes, strict=True)
+            if progress:
+                progress(len(batch))
     rendered = 0
     for job, outcome in outcomes:
         item = planned[job.entry.id]
@@ -341,7 +378,7 @@ def build_files(
         else:
             item.code = formatted[job.entry.names.module]
 
-    result = BuildResult(files={}, rendered=rendered)
+    result = BuildResult(files={}, rendered=rendered, staged=staged)
     for item in planned.values():
         if item.code is not None:
             result.files[item.module_path] = item.code
@@ -351,7 +388,9 @@ def build_files(
         else:
             result.unbound[item.entry.id] = item.unbound or "not rendered"
     items = list(planned.values())
-    package, package_sha256 = _package_files(registry, items, result, previous, previous_dir)
+    package, package_sha256 = _package_files(
+        registry, items, result, previous, previous_dir, staging
+    )
     result.files.update(package)
     result.files[MANIFEST] = _manifest(fingerprint, items, result, package_sha256)
     return result
@@ -373,6 +412,7 @@ def _package_files(
     result: BuildResult,
     previous: dict[str, Any],
     previous_dir: Path | None,
+    staging: Path | None,
 ) -> tuple[dict[str, str], str]:
     """The package-level files, and the fingerprint of what they are rendered from.
 
@@ -428,17 +468,14 @@ def _package_files(
             **common,
         ),
     }
-    # One ruff pass for the package-level modules too (keys made flat for the scratch folder).
-    flat = {
-        path.replace("/", "__").removesuffix(".py"): code
-        for path, code in sources.items()
-        if path.endswith(".py")
+    # One ruff pass for the package-level modules too.
+    modules = {
+        path.removesuffix(".py"): code for path, code in sources.items() if path.endswith(".py")
     }
-    formatted = format_sources(flat)
-    files = {
-        path: formatted.get(path.replace("/", "__").removesuffix(".py"), code)
-        for path, code in sources.items()
-    }
+    formatted = format_sources(modules, staging)
+    if staging is not None:
+        result.staged.update(f"{name}.py" for name in formatted)
+    files = {path: formatted.get(path.removesuffix(".py"), code) for path, code in sources.items()}
     return {**files, "py.typed": ""}, fingerprint
 
 
@@ -553,40 +590,76 @@ def package_name(out_dir: Path) -> str:
     return name
 
 
-def write_tree(out_dir: Path, files: dict[str, str], unchanged: Iterable[str] = ()) -> Drift:
+@contextmanager
+def staging_folder(out_dir: Path) -> Iterator[Path]:
+    """A fresh folder inside ``out_dir`` (created if need be) to build the new tree in: pass it
+    to :func:`build_files` and then :func:`write_tree`. It is removed on the way out, and so is
+    ``out_dir`` if it was created here and nothing was written to it."""
+    package_name(out_dir)
+    created = not out_dir.exists()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".falbind-staging-", dir=out_dir))
+    try:
+        yield staging
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+        if created and not any(out_dir.iterdir()):
+            out_dir.rmdir()
+
+
+def write_tree(
+    out_dir: Path,
+    files: dict[str, str],
+    unchanged: Iterable[str] = (),
+    *,
+    staging: Path | None = None,
+    staged: Iterable[str] = (),
+) -> Drift:
     """Make the generated part of ``out_dir`` exactly ``files``; return what changed.
 
     Everything is written to a staging folder beside ``out_dir`` first; then the endpoints folder
     is swapped in by rename and the top-level files are replaced one by one (``os.replace``), so
-    an error while building or staging leaves the old tree untouched.
+    an error while building or staging leaves the old tree untouched. ``staging`` (from
+    :func:`staging_folder`) is that folder when the build already wrote the files ``staged``
+    into it; it is used up either way.
     """
     package_name(out_dir)
-    report = drift(out_dir, files, unchanged)
-    if report.clean:
-        return report
-    out_dir.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".falbind-staging-", dir=out_dir))
     try:
-        for relative, content in files.items():
-            target = staging / relative
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(content, encoding="utf-8")
-        old_endpoints = out_dir / f".{ENDPOINTS_DIR}-old"
-        if old_endpoints.exists():
-            shutil.rmtree(old_endpoints)
-        if (out_dir / ENDPOINTS_DIR).exists():
-            (out_dir / ENDPOINTS_DIR).rename(old_endpoints)
-        (staging / ENDPOINTS_DIR).rename(out_dir / ENDPOINTS_DIR)
-        shutil.rmtree(old_endpoints, ignore_errors=True)
-        for relative in sorted(files):
-            if not relative.startswith(f"{ENDPOINTS_DIR}/"):
-                os.replace(staging / relative, out_dir / relative)
-        for relative in report.extra:
-            if not relative.startswith(f"{ENDPOINTS_DIR}/"):
-                (out_dir / relative).unlink(missing_ok=True)
+        report = drift(out_dir, files, unchanged)
+        if report.clean:
+            return report
+        out_dir.mkdir(parents=True, exist_ok=True)
+        if staging is None:
+            staging = Path(tempfile.mkdtemp(prefix=".falbind-staging-", dir=out_dir))
+        _write_staged(out_dir, staging, files, report, set(staged))
+        return report
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return report
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+def _write_staged(
+    out_dir: Path, staging: Path, files: dict[str, str], report: Drift, staged: set[str]
+) -> None:
+    for relative, content in files.items():
+        if relative in staged:
+            continue
+        target = staging / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(content, encoding="utf-8")
+    old_endpoints = out_dir / f".{ENDPOINTS_DIR}-old"
+    if old_endpoints.exists():
+        shutil.rmtree(old_endpoints)
+    if (out_dir / ENDPOINTS_DIR).exists():
+        (out_dir / ENDPOINTS_DIR).rename(old_endpoints)
+    (staging / ENDPOINTS_DIR).rename(out_dir / ENDPOINTS_DIR)
+    shutil.rmtree(old_endpoints, ignore_errors=True)
+    for relative in sorted(files):
+        if not relative.startswith(f"{ENDPOINTS_DIR}/"):
+            os.replace(staging / relative, out_dir / relative)
+    for relative in report.extra:
+        if not relative.startswith(f"{ENDPOINTS_DIR}/"):
+            (out_dir / relative).unlink(missing_ok=True)
 
 
 def check_registry_files(registry: Registry) -> None:

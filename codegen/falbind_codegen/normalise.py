@@ -22,7 +22,6 @@ Every coercion or dropped value is recorded as a note, which the manifest keeps.
 
 from __future__ import annotations
 
-import copy
 import operator
 import re
 from collections.abc import Callable, Iterable, Iterator
@@ -501,7 +500,10 @@ def normalise_document(document: dict[str, Any], endpoint_id: str, stem: str) ->
             if not isinstance(schema, dict):
                 raise UnbindableEndpoint(f"schema {original!r} is not an object")
             new_name = mapping[original]
-            cleaned = copy.deepcopy(schema)
+            # No copy needed: every step below builds new dicts and lists rather than change
+            # the document's (``_fix_values`` edits a copy of each property it fixes), and
+            # ``_rename_refs`` rebuilds the whole tree (a deep copy was a quarter of the time).
+            cleaned = schema
             if new_name == f"{stem}Output":
                 cleaned = _open_object_if_empty(cleaned, new_name, notes)
             if new_name == f"{stem}Input":

@@ -130,20 +130,26 @@ def _base_classes(endpoint: EndpointSource) -> dict[str, str]:
 
 
 def warm_up() -> None:
-    """Import datamodel-code-generator ahead of the first batch (a worker process calls this
-    when it starts, while the parent is still reading the registry)."""
-    import datamodel_code_generator  # noqa: F401
+    """Run datamodel-code-generator once on a one-field schema. Its first call in a process
+    imports and builds most of what every later call uses (~0.5 s of CPU); a process that
+    forks renderers calls this first so they inherit that work instead of each repeating it."""
+    _generate({"warm_up.WarmUp": {"type": "object", "properties": {"a": {"type": "string"}}}}, {})
 
 
 def _run_dcg(endpoints: list[EndpointSource]) -> dict[str, str]:
-    from datamodel_code_generator import LiteralType, PythonVersion, generate
-    from datamodel_code_generator.enums import DataModelType, InputFileType
-
     schemas: dict[str, Any] = {}
     base_classes: dict[str, str | list[str]] = {}
     for endpoint in endpoints:
         schemas.update(_namespaced(endpoint))
         base_classes.update(_base_classes(endpoint))
+    return _generate(schemas, base_classes)
+
+
+def _generate(schemas: dict[str, Any], base_classes: dict[str, str | list[str]]) -> dict[str, str]:
+    """dcg's modules (``{module: code}``) for ``<module>.<Class>``-named component schemas."""
+    from datamodel_code_generator import LiteralType, PythonVersion, generate
+    from datamodel_code_generator.enums import DataModelType, InputFileType
+
     document = {
         "openapi": "3.0.4",
         "info": {"title": "falbind", "version": "1"},
@@ -415,12 +421,14 @@ def check_module(body: str, tree: ast.Module | None = None) -> None:
     cases in the schema already; this checks what dcg actually wrote): a field named like a
     method of its falbind base, or a ``pattern`` pydantic cannot compile with the class's
     regex engine."""
+    # Walking every node of every class for ``pattern=`` was a tenth of the time spent per
+    # endpoint; a module whose text has no "pattern" has no such keyword (3 of ~940 have one).
+    patterns = "pattern" in body
     for cls in (tree or ast.parse(body)).body:
         if not isinstance(cls, ast.ClassDef):
             continue
         bases = {base.id for base in cls.bases if isinstance(base, ast.Name)}
         role = "request" if "RequestModel" in bases else "response"
-        engine = _regex_engine(cls)
         for statement in cls.body:
             if (
                 isinstance(statement, ast.AnnAssign)
@@ -431,6 +439,9 @@ def check_module(body: str, tree: ast.Module | None = None) -> None:
                     f"{cls.name}.{statement.target.id} would shadow the method of the same "
                     "name of falbind's model base"
                 )
+        if not patterns:
+            continue
+        engine = _regex_engine(cls)
         for node in ast.walk(cls):
             if not isinstance(node, ast.Call):
                 continue
@@ -501,8 +512,8 @@ def render_endpoint_batch(
 ) -> dict[str, str]:
     """Render a batch: ``{module: source}`` for the endpoints dcg could render, and for each
     endpoint dcg rejected, ``{module: "!error: <reason>"}``. Output is formatted unless
-    ``formatted`` is false (the caller then runs :func:`format_sources` once over many
-    batches: each ruff run costs a process start)."""
+    ``formatted`` is false (the caller then runs :func:`format_sources` itself, e.g. into the
+    folder it writes the output from)."""
     try:
         bodies = _run_dcg(endpoints)
         failed: dict[str, str] = {}
@@ -530,27 +541,47 @@ def render_endpoint_batch(
     return {**(format_sources(wrapped) if formatted else wrapped), **failed}
 
 
-def format_sources(sources: dict[str, str]) -> dict[str, str]:
-    """Run one ``ruff format`` over ``{name: source}`` with fixed settings (not the user's)."""
+def format_sources(sources: dict[str, str], folder: Path | None = None) -> dict[str, str]:
+    """Run one ``ruff format`` over ``{name: source}`` with fixed settings (not the user's).
+
+    A name is a path without ``.py``, relative to ``folder`` (``endpoints/__init__``). Without
+    ``folder`` the files go to a scratch folder that is removed; with it they are written into
+    ``folder`` and left there formatted, each file's bytes exactly the returned text encoded (a
+    caller staging its output folder then writes every file once: creating files costs more than
+    formatting them on some file systems)."""
     if not sources:
         return {}
-    with tempfile.TemporaryDirectory(prefix="falbind-fmt-") as tmp:
-        folder = Path(tmp)
-        for name, code in sources.items():
-            (folder / f"{name}.py").write_text(code, encoding="utf-8")
-        from ruff import find_ruff_bin  # type: ignore[import-untyped]  # this environment's ruff
+    if folder is None:
+        with tempfile.TemporaryDirectory(prefix="falbind-fmt-") as tmp:
+            return format_sources(sources, Path(tmp))
+    paths = {name: folder / f"{name}.py" for name in sources}
+    for parent in {path.parent for path in paths.values()}:
+        parent.mkdir(parents=True, exist_ok=True)
+    for name, code in sources.items():
+        paths[name].write_bytes(code.encode("utf-8"))
+    from ruff import find_ruff_bin  # type: ignore[import-untyped]  # this environment's ruff
 
-        command = [
-            # The binary itself: `python -m ruff` would start an interpreter only to exec it.
-            find_ruff_bin(),
-            "format",
-            "--isolated",
-            "--quiet",
-            "--line-length=100",
-            "--target-version=py311",
-            str(folder),
-        ]
-        completed = subprocess.run(command, capture_output=True, text=True, check=False)
-        if completed.returncode != 0:
-            raise RuntimeError(f"ruff format failed: {completed.stderr.strip()[:2000]}")
-        return {name: (folder / f"{name}.py").read_text(encoding="utf-8") for name in sources}
+    command = [
+        # The binary itself: `python -m ruff` would start an interpreter only to exec it.
+        find_ruff_bin(),
+        "format",
+        "--isolated",
+        "--no-cache",  # scratch files: a cache would only be written, never read
+        "--quiet",
+        "--line-length=100",
+        "--target-version=py311",
+        # The files, not the folder: a folder named like one ruff skips (``build``) still counts.
+        *map(str, paths.values()),
+    ]
+    completed = subprocess.run(command, capture_output=True, text=True, check=False)
+    if completed.returncode != 0:
+        raise RuntimeError(f"ruff format failed: {completed.stderr.strip()[:2000]}")
+    formatted: dict[str, str] = {}
+    for name, path in paths.items():
+        text = path.read_bytes().decode("utf-8")
+        # Line endings as reading in text mode gives them, and the file's bytes the same.
+        universal = text.replace("\r\n", "\n").replace("\r", "\n")
+        if universal != text:
+            path.write_bytes(universal.encode("utf-8"))
+        formatted[name] = universal
+    return formatted
