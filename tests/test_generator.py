@@ -488,3 +488,34 @@ def test_rendering_in_worker_processes_gives_the_same_files(
     result = build_files(load_registry(FIXTURE_REGISTRY), previous_dir=None, jobs=2)
     assert result.rendered == 4
     assert {k: v.encode() for k, v in result.files.items()} == files_of(fixture_output)
+
+
+def test_owned_files_are_every_file_but_caches_and_top_level_dot_files(tmp_path: Path) -> None:
+    from falbind_codegen.generate import owned_files_on_disk
+
+    out = tmp_path / "pkg"
+    for name in (
+        "__init__.py",
+        "_manifest.json",
+        "endpoints/a.py",
+        "endpoints/deep/b.py",
+        "endpoints/.hidden.py",  # a dot-file below the top is the generator's too
+        ".falbind-staging-x/c.py",
+        ".editorconfig",
+        "__pycache__/x.pyc",
+        "endpoints/__pycache__/a.cpython-311.pyc",
+    ):
+        (out / name).parent.mkdir(parents=True, exist_ok=True)
+        (out / name).write_text("x")
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "d.py").write_text("x")
+    (out / "linked").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    (out / "broken.py").symlink_to(tmp_path / "missing.py")
+    assert owned_files_on_disk(out) == {
+        "__init__.py",
+        "_manifest.json",
+        "endpoints/a.py",
+        "endpoints/deep/b.py",
+        "endpoints/.hidden.py",
+    }  # a symlinked folder is not entered, a broken link is no file
+    assert owned_files_on_disk(tmp_path / "absent") == set()

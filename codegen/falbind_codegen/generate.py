@@ -541,9 +541,9 @@ def owned_files_on_disk(out_dir: Path) -> set[str]:
     if not out_dir.is_dir():
         return owned
     # os.walk rather than Path.rglob: half the time (~15 ms of `check` on ~940 modules), and
-    # caches and dot-folders are pruned instead of walked. Symlinked folders are followed and
-    # only (links to) regular files count, as with rglob and is_file.
-    for root, folders, files in os.walk(out_dir, followlinks=True):
+    # caches and dot-folders are pruned instead of walked. As with rglob and is_file, symlinked
+    # folders are not entered and only (links to) regular files count.
+    for root, folders, files in os.walk(out_dir):
         relative = Path(root).relative_to(out_dir).as_posix()
         top = relative == "."
         folders[:] = [f for f in folders if f != "__pycache__" and not (top and f[:1] == ".")]
