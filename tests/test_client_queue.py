@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
+
 import pytest
 
 import falbind
@@ -165,3 +168,26 @@ def _request_id(server: FakeFalServer) -> str:
     assert submitted.route == "submit"
     stream = next(r for r in server.requests if r.route in ("stream", "status"))
     return stream.path.split("/requests/")[1].split("/")[0]
+
+
+def test_status_stream_lines_are_utf8_split_anywhere() -> None:
+    """Event-stream lines are split on bytes and decoded as UTF-8 (the SSE standard), so a
+    character cut between two reads, CRLF endings and a last line without its newline all
+    come out whole, and malformed bytes are replaced rather than failing the stream."""
+    from falbind.client.queue import _alines, _Deadline, _lines
+
+    body = 'data: {"logs": [{"message": "gerät ✓"}]}\r\n\r\n: ping\nlast'.encode()
+    expected = ['data: {"logs": [{"message": "gerät ✓"}]}', "", ": ping", "last"]
+    for size in (1, 2, 3, 5, len(body)):
+        chunks = [body[i : i + size] for i in range(0, len(body), size)]
+        assert list(_lines(iter(chunks), _Deadline(None))) == expected
+
+        async def collect(chunks: list[bytes] = chunks) -> list[str]:
+            async def produce() -> AsyncIterator[bytes]:
+                for chunk in chunks:
+                    yield chunk
+
+            return [line async for line in _alines(produce(), _Deadline(None))]
+
+        assert asyncio.run(collect()) == expected
+    assert list(_lines(iter([b"data: \xff\n"]), _Deadline(None))) == ["data: \ufffd"]
