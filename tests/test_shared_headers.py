@@ -66,6 +66,9 @@ def test_shared_headers_equal_the_headers_built_per_call(auth: Secret | None) ->
     for call, expected in calls:
         assert isinstance(call.headers, SharedHeaders)
         assert sorted(call.headers.multi_items()) == expected, call.url
+    # Only a call with a header option gets headers of its own.
+    assert config.option_headers() is None and config.option_headers(extra_headers={}) is None
+    assert config.option_headers(priority="low")["x-fal-queue-priority"] == "low"
     # A header option builds the call's own headers, Content-Type added.
     own = config.run_call(endpoint, b"{}", config.headers(hint="h"), None)
     assert not isinstance(own.headers, SharedHeaders)

@@ -490,6 +490,33 @@ class ClientConfig:
             headers.update(checked_headers(extra_headers))
         return headers
 
+    def option_headers(
+        self,
+        *,
+        start_timeout: float | None = None,
+        hint: str | None = None,
+        priority: Priority | None = None,
+        object_lifecycle_seconds: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> httpx.Headers | None:
+        """:meth:`headers` for a call that sets one of these options; ``None`` for a call that
+        sets none, which then sends the config's shared headers (see :meth:`run_call`)."""
+        if (
+            start_timeout is None
+            and hint is None
+            and priority is None
+            and object_lifecycle_seconds is None
+            and not extra_headers
+        ):
+            return None
+        return self.headers(
+            start_timeout=start_timeout,
+            hint=hint,
+            priority=priority,
+            object_lifecycle_seconds=object_lifecycle_seconds,
+            extra_headers=extra_headers,
+        )
+
     def run_call(
         self, endpoint: Endpoint, body: bytes, headers: httpx.Headers | None, timeout: Timeout
     ) -> Call:

@@ -431,20 +431,12 @@ class _ClientBase:
     ) -> tuple[Endpoint, Call]:
         endpoint, arguments = _adapted("submit", endpoint_id, arguments, params, untyped)
         body = endpoint.build_body(arguments, params, extra_body)
-        headers = (
-            None  # the shared headers of a call with no header option
-            if start_timeout is None
-            and hint is None
-            and priority is None
-            and object_lifecycle_seconds is None
-            and not extra_headers
-            else self._config.headers(
-                start_timeout=start_timeout,
-                hint=hint,
-                priority=priority,
-                object_lifecycle_seconds=object_lifecycle_seconds,
-                extra_headers=extra_headers,
-            )
+        headers = self._config.option_headers(
+            start_timeout=start_timeout,
+            hint=hint,
+            priority=priority,
+            object_lifecycle_seconds=object_lifecycle_seconds,
+            extra_headers=extra_headers,
         )
         return endpoint, self._config.submit_call(endpoint, body, headers, webhook_url)
 
@@ -465,18 +457,11 @@ class _ClientBase:
     ) -> tuple[Endpoint, Call]:
         endpoint, arguments = _adapted(kind, endpoint_id, arguments, params, untyped)
         body = endpoint.build_body(arguments, params, extra_body)
-        headers = (
-            None  # the shared headers of a call with no header option
-            if start_timeout is None
-            and hint is None
-            and object_lifecycle_seconds is None
-            and not extra_headers
-            else self._config.headers(
-                start_timeout=start_timeout,
-                hint=hint,
-                object_lifecycle_seconds=object_lifecycle_seconds,
-                extra_headers=extra_headers,
-            )
+        headers = self._config.option_headers(
+            start_timeout=start_timeout,
+            hint=hint,
+            object_lifecycle_seconds=object_lifecycle_seconds,
+            extra_headers=extra_headers,
         )
         return endpoint, self._config.run_call(endpoint, body, headers, timeout)
 
