@@ -258,13 +258,11 @@ def resolve_endpoint(endpoint_id: str, *, untyped: bool = False) -> Endpoint:
 
 def _malformed(response: httpx.Response) -> FalDecodeError:
     text = response.content.decode("utf-8", "replace")
-    return FalDecodeError(
+    return FalDecodeError.from_response(
         f"malformed JSON in the {response.status_code} answer from "
         f"{response.request.method} {response.request.url.copy_with(query=None)}: {text[:200]!r}",
-        status_code=response.status_code,
-        request_id=response.headers.get(REQUEST_ID_HEADER),
-        body=text,
-        headers=response.headers,
+        response,
+        text,
     )
 
 
@@ -280,12 +278,10 @@ def decode_object(response: httpx.Response) -> dict[str, Any]:
     """The JSON object of a 2xx answer, or :class:`FalDecodeError`."""
     data = decode_json(response)
     if not isinstance(data, dict):
-        raise FalDecodeError(
+        raise FalDecodeError.from_response(
             f"expected a JSON object from {response.request.url}, got {type(data).__name__}",
-            status_code=response.status_code,
-            request_id=response.headers.get(REQUEST_ID_HEADER),
-            body=data,
-            headers=response.headers,
+            response,
+            data,
         )
     return data
 
@@ -305,12 +301,8 @@ def decode_upload_target(response: httpx.Response) -> UploadTarget:
     data = decode_object(response)
     upload_url, file_url = data.get("upload_url"), data.get("file_url")
     if not (isinstance(upload_url, str) and upload_url and isinstance(file_url, str) and file_url):
-        raise FalDecodeError(
-            "fal's upload initiate answer lacks a string upload_url and file_url",
-            status_code=response.status_code,
-            request_id=response.headers.get(REQUEST_ID_HEADER),
-            body=data,
-            headers=response.headers,
+        raise FalDecodeError.from_response(
+            "fal's upload initiate answer lacks a string upload_url and file_url", response, data
         )
     return UploadTarget(upload_url=upload_url, file_url=file_url)
 

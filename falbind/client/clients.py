@@ -58,7 +58,7 @@ from ._urls import plain_url
 from .auth import resolve_key
 from .compat import CallKind, adapt_call, image_bytes
 from .env import async_log_hooks, default_urls, log_hooks
-from .errors import REQUEST_ID_HEADER, FalDecodeError
+from .errors import FalDecodeError
 from .files import Upload, decode_data_uri, file_url, finish_download
 from .queue import (
     AsyncQueueHandle,
@@ -502,12 +502,8 @@ def _adapted(
 
 
 def _no_request_id(response: httpx.Response) -> FalDecodeError:
-    return FalDecodeError(
-        "fal's submit answer has no request_id",
-        status_code=response.status_code,
-        request_id=response.headers.get(REQUEST_ID_HEADER),
-        body=decode_object(response),
-        headers=response.headers,
+    return FalDecodeError.from_response(
+        "fal's submit answer has no request_id", response, decode_object(response)
     )
 
 

@@ -129,6 +129,17 @@ class FalDecodeError(FalError):
         self.headers: dict[str, str] = dict(headers or {})
         """The answer's headers (lower-cased names)."""
 
+    @classmethod
+    def from_response(cls, message: str, response: httpx.Response, body: Any = None) -> Self:
+        """The error for ``response``: its status code, request id and headers, with ``body``."""
+        return cls(
+            message,
+            status_code=response.status_code,
+            request_id=response.headers.get(REQUEST_ID_HEADER),
+            body=body,
+            headers=response.headers,
+        )
+
 
 class UntrustedURLError(FalDecodeError):
     """fal's submit answer named a status/response/cancel URL whose origin is not the configured

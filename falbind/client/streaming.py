@@ -86,13 +86,7 @@ class EventParser:
         return event
 
     def _bad(self, message: str, body: Any) -> FalDecodeError:
-        return FalDecodeError(
-            message,
-            status_code=self._response.status_code,
-            request_id=self._response.headers.get(REQUEST_ID_HEADER),
-            body=body,
-            headers=self._response.headers,
-        )
+        return FalDecodeError.from_response(message, self._response, body)
 
 
 def is_json(response: httpx.Response) -> bool:
@@ -197,12 +191,8 @@ class _StreamBase(Generic[OutputT]):
         assert response is not None  # done: the answer arrived
         last = self._last
         if last is None:
-            raise FalDecodeError(
-                f"the stream from {self._endpoint.id} ended without an event",
-                status_code=response.status_code,
-                request_id=response.headers.get(REQUEST_ID_HEADER),
-                body=None,
-                headers=response.headers,
+            raise FalDecodeError.from_response(
+                f"the stream from {self._endpoint.id} ended without an event", response
             )
         spec = self._endpoint.spec
         output: OutputT
