@@ -599,14 +599,12 @@ class ClientConfig:
     def upload_initiate_call(self, upload: Upload) -> Call:
         """``POST {storage_url}/storage/upload/initiate``: a POST, so retried only when it
         never reached fal (or on 429), like any POST."""
-        headers = self.headers()
-        headers["Content-Type"] = "application/json"
         body = {"content_type": upload.content_type, "file_name": upload.file_name}
         return self._keyed(
             Call(
                 "POST",
                 f"{self.storage_url.rstrip('/')}/storage/upload/initiate",
-                headers,
+                self._json_headers,
                 content=json.dumps(body).encode(),
                 params={"storage_type": "fal-cdn-v3"},
                 timeout=self.timeout,
