@@ -57,6 +57,7 @@ def config_data(
             "run_url": server.run_url,
             "queue_url": server.queue_url,
             "storage_url": server.storage_url,
+            "api_url": server.api_url,
             **(settings or {}),
         },
     }

@@ -507,7 +507,7 @@ from falbind.serve.app import Gateway
 from serve_support import build_config, config_data
 
 class Urls:  # config_data reads only these
-    run_url = queue_url = storage_url = "http://127.0.0.1:9"
+    run_url = queue_url = storage_url = api_url = "http://127.0.0.1:9"
 
 data = config_data(Urls(), {"dev": "fal-ai/flux/dev"}, database_url=sys.argv[2])
 

@@ -73,8 +73,8 @@ def app_from_environment() -> Any:
     config = _load(os.environ[CONFIG_ENV])
     urls = os.environ.get(FAL_URLS_ENV)
     if urls:
-        run_url, queue_url, storage_url = json.loads(urls)
-        config = config.with_fal_urls(run_url, queue_url, storage_url)
+        run_url, queue_url, storage_url, api_url = json.loads(urls)
+        config = config.with_fal_urls(run_url, queue_url, storage_url, api_url)
     return create_app(config)
 
 
@@ -112,7 +112,7 @@ def serve_command(
         from falbind.testing import FakeFalServer
 
         fake = FakeFalServer().start()
-        config = config.with_fal_urls(fake.run_url, fake.queue_url, fake.storage_url)
+        config = config.with_fal_urls(fake.run_url, fake.queue_url, fake.storage_url, fake.api_url)
         echo(f"fake fal server on {fake.url} (no fal key needed, nothing is billed)")
     names = ", ".join(config.public_names()) or "(wildcards only)"
     echo(f"falbind serve: models {names}")
@@ -123,7 +123,7 @@ def serve_command(
             os.environ[CONFIG_ENV] = os.path.abspath(config_path)
             if fake is not None:
                 os.environ[FAL_URLS_ENV] = json.dumps(
-                    [fake.run_url, fake.queue_url, fake.storage_url]
+                    [fake.run_url, fake.queue_url, fake.storage_url, fake.api_url]
                 )
             uvicorn.run(
                 "falbind.serve.cli:app_from_environment",

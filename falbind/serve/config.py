@@ -43,6 +43,9 @@ LITELLM_PREFIX: Final = "fal_ai/"
 DEFAULT_RUN_URL: Final = "https://fal.run"
 DEFAULT_QUEUE_URL: Final = "https://queue.fal.run"
 DEFAULT_STORAGE_URL: Final = "https://rest.alpha.fal.ai"
+DEFAULT_API_URL: Final = "https://api.fal.ai"
+"""fal's platform API (``/v1/models/pricing``): where unconfigured prices are read from."""
+DEFAULT_MAX_IMAGES: Final = 10
 MIN_MASTER_KEY_LENGTH: Final = 16
 WEAK_MASTER_KEYS: Final = frozenset(
     {
@@ -78,6 +81,8 @@ FALBIND_KEYS: Final = (
     "strict_size",
     "request_timeout",
     "max_body_mb",
+    "api_url",
+    "max_images_per_request",
 )
 LITELLM_SETTINGS_KEYS: Final = ("drop_params", "request_timeout", "set_verbose")
 """Accepted so a LiteLLM config loads unchanged; ``drop_params`` has no effect (falbind
@@ -101,6 +106,8 @@ class FalTarget:
     storage_url: str
     key: str | None = field(default=None, repr=False)
     """The fal key (``None``: the client reads FAL_KEY... itself). Never shown."""
+    api_url: str = DEFAULT_API_URL
+    """fal's platform API (pricing) for this target."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +156,9 @@ class GatewayConfig:
     max_body_bytes: int = 25 * 1024 * 1024
     notes: tuple[str, ...] = ()
     """Things worth telling the operator at start (e.g. ignored LiteLLM settings)."""
+    max_images: int = DEFAULT_MAX_IMAGES
+    """The most images one request may produce (OpenAI's ``n`` or the model's own count
+    field, its default included): ``falbind_settings.max_images_per_request``."""
 
     def entry(self, name: str) -> ModelEntry | None:
         """The entry serving model ``name``: an exact ``model_name`` first, then wildcards."""
@@ -161,14 +171,18 @@ class GatewayConfig:
         """The configured model names without wildcards (what ``/v1/models`` lists)."""
         return list(dict.fromkeys(e.model_name for e in self.models if not e.is_wildcard))
 
-    def with_fal_urls(self, run_url: str, queue_url: str, storage_url: str) -> GatewayConfig:
+    def with_fal_urls(
+        self, run_url: str, queue_url: str, storage_url: str, api_url: str | None = None
+    ) -> GatewayConfig:
         """The same config with every entry pointed at other fal hosts (``--fake-fal``)."""
         from dataclasses import replace
 
         models = tuple(
             replace(
                 entry,
-                fal=FalTarget(run_url, queue_url, storage_url, entry.fal.key),
+                fal=FalTarget(
+                    run_url, queue_url, storage_url, entry.fal.key, api_url or entry.fal.api_url
+                ),
             )
             for entry in self.models
         )
@@ -227,6 +241,7 @@ def parse_config(
         queue_url=str(settings.get("queue_url") or DEFAULT_QUEUE_URL),
         storage_url=str(settings.get("storage_url") or DEFAULT_STORAGE_URL),
         key=fal_key,
+        api_url=str(settings.get("api_url") or DEFAULT_API_URL),
     )
     timeout = settings.get("request_timeout", litellm_settings.get("request_timeout"))
     defaults = {
@@ -247,6 +262,9 @@ def parse_config(
     for name in sorted({n for n in names if names.count(n) > 1}):
         problems.append(f"model_name {name!r} is configured more than once")
     max_body_mb = settings.get("max_body_mb", 25)
+    max_images = settings.get("max_images_per_request", DEFAULT_MAX_IMAGES)
+    if isinstance(max_images, bool) or not isinstance(max_images, int) or max_images < 1:
+        problems.append("falbind_settings.max_images_per_request must be an integer >= 1")
     if problems:
         raise ConfigError(f"{source}: " + "; ".join(problems))
     assert master_key is not None and database_url is not None
@@ -257,6 +275,7 @@ def parse_config(
         source=source,
         max_body_bytes=int(float(max_body_mb) * 1024 * 1024),
         notes=tuple(notes),
+        max_images=max_images,
     )
 
 
@@ -389,6 +408,7 @@ def _model_entry(
         queue_url=base.queue_url,
         storage_url=base.storage_url,
         key=key if key is not None else base.key,
+        api_url=base.api_url,
     )
     cost = info.get("output_cost_per_image")
     if cost is not None and (not isinstance(cost, int | float) or cost < 0):

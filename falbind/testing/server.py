@@ -466,6 +466,11 @@ class FakeFalServer:
         """Pass as ``storage_url=`` to a client."""
         return self.url
 
+    @property
+    def api_url(self) -> str:
+        """fal's platform API here (``GET {api_url}/v1/models/pricing``)."""
+        return self.url
+
     def client_kwargs(self) -> dict[str, Any]:
         """``run_url``, ``queue_url``, ``storage_url`` and ``key`` for a client of this server."""
         return {
