@@ -156,6 +156,8 @@ class GatewayConfig:
     max_body_bytes: int = 25 * 1024 * 1024
     notes: tuple[str, ...] = ()
     """Things worth telling the operator at start (e.g. ignored LiteLLM settings)."""
+    json_logs: bool = False
+    """Log lines as JSON objects (LiteLLM's ``litellm_settings.json_logs``)."""
     max_images: int = DEFAULT_MAX_IMAGES
     """The most images one request may produce (OpenAI's ``n`` or the model's own count
     field, its default included): ``falbind_settings.max_images_per_request``."""
