@@ -24,15 +24,20 @@ import asyncio
 import fnmatch
 import hashlib
 import logging
+import os
+import re
 import secrets
+import socket
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Final, Literal, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from .money import MICROS, from_micros, to_micros
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -40,17 +45,22 @@ __all__ = [
     "KeyRecord",
     "LogEntry",
     "LogWriter",
+    "Orphan",
+    "PriceRow",
+    "Settlement",
     "SpendTotal",
     "Store",
     "StoreError",
+    "Ticket",
+    "bounded",
     "hash_key",
     "new_key",
 ]
 
 T = TypeVar("T")
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
 KEY_PREFIX: Final = "sk-fb-"
-_RATE_WINDOW_SECONDS: Final = 60
+RATE_WINDOW_SECONDS: Final = 60.0
 _PG_MIGRATION_LOCK: Final = 0x66616C62  # "falb": serialises schema set-up across replicas
 
 metadata = sa.MetaData()
@@ -67,13 +77,19 @@ keys_table = sa.Table(
     sa.Column("key_name", sa.String(32), nullable=False),
     sa.Column("key_alias", sa.String(200), nullable=True),
     sa.Column("models", sa.JSON, nullable=False),
-    sa.Column("max_budget", sa.Double, nullable=True),
-    sa.Column("spend", sa.Double, nullable=False, server_default=sa.text("0")),
+    sa.Column("max_budget_micros", sa.BigInteger, nullable=True),
+    sa.Column("spend_micros", sa.BigInteger, nullable=False, server_default=sa.text("0")),
     sa.Column("rpm_limit", sa.Integer, nullable=True),
     sa.Column("expires_at", sa.Double, nullable=True),
     sa.Column("metadata", sa.JSON, nullable=False),
     sa.Column("created_at", sa.Double, nullable=False),
     sa.Column("revoked_at", sa.Double, nullable=True),
+    sa.Column("user_id", sa.String(200), nullable=True),
+    sa.Column("team_id", sa.String(200), nullable=True),
+    sa.Column("budget_duration", sa.String(32), nullable=True),
+    sa.Column("budget_reset_at", sa.Double, nullable=True),
+    sa.Column("max_parallel_requests", sa.Integer, nullable=True),
+    sa.Column("tpm_limit", sa.Integer, nullable=True),
 )
 rate_table = sa.Table(
     "falbind_rate",
@@ -82,6 +98,62 @@ rate_table = sa.Table(
     sa.Column("window", sa.BigInteger, primary_key=True),
     sa.Column("count", sa.Integer, nullable=False),
 )
+"""Schema 1's calendar-minute counters; unused since schema 2 (kept so old rows stay valid)."""
+rate_events_table = sa.Table(
+    "falbind_rate_events",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("subject", sa.String(400), nullable=False),
+    sa.Column("at", sa.Double, nullable=False),
+    sa.Index("ix_falbind_rate_events_subject_at", "subject", "at"),
+)
+"""One row per admitted request of a limited key or deployment, kept for one window: the
+sliding window's count (at most ``limit`` rows per subject)."""
+instances_table = sa.Table(
+    "falbind_instances",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("host", sa.String(255), nullable=False),
+    sa.Column("pid", sa.Integer, nullable=False),
+    sa.Column("started_at", sa.Double, nullable=False),
+    sa.Column("heartbeat_at", sa.Double, nullable=False),
+)
+"""Every gateway process that is (or was) serving: its heartbeat says whether it still owns
+its requests in flight."""
+inflight_table = sa.Table(
+    "falbind_inflight",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("instance", sa.String(36), nullable=False, index=True),
+    sa.Column("token", sa.String(64), nullable=True, index=True),
+    sa.Column("key_name", sa.String(32), nullable=True),
+    sa.Column("route", sa.String(64), nullable=False),
+    sa.Column("model_name", sa.String(300), nullable=True),
+    sa.Column("reserved_micros", sa.BigInteger, nullable=False),
+    sa.Column("started_at", sa.Double, nullable=False),
+)
+"""A request admitted and not yet settled: its budget reservation, written in the same
+transaction as the reservation, so that a crash never leaves a reservation without a record."""
+inflight_jobs_table = sa.Table(
+    "falbind_inflight_jobs",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("inflight_id", sa.String(36), nullable=False, index=True),
+    sa.Column("endpoint_id", sa.String(300), nullable=False),
+    sa.Column("request_id", sa.String(200), nullable=False),
+)
+"""Each fal request id accepted for a request in flight, written before the gateway waits on
+it (so that after a crash the job is collected or cancelled, never left running)."""
+prices_table = sa.Table(
+    "falbind_prices",
+    metadata,
+    sa.Column("endpoint_id", sa.String(300), primary_key=True),
+    sa.Column("unit_price", sa.String(40), nullable=False),
+    sa.Column("unit", sa.String(64), nullable=False),
+    sa.Column("currency", sa.String(16), nullable=False),
+    sa.Column("fetched_at", sa.Double, nullable=False),
+)
+"""fal's prices (``GET /v1/models/pricing``) as last fetched; the decimal price as text."""
 log_table = sa.Table(
     "falbind_spend_log",
     metadata,
@@ -95,56 +167,56 @@ log_table = sa.Table(
     sa.Column("fal_request_ids", sa.JSON, nullable=False),
     sa.Column("status", sa.Integer, nullable=False),
     sa.Column("images", sa.Integer, nullable=False),
-    sa.Column("cost", sa.Double, nullable=True),
+    sa.Column("cost_micros", sa.BigInteger, nullable=True),
     sa.Column("latency_ms", sa.Double, nullable=False),
     sa.Column("error_type", sa.String(100), nullable=True),
+    sa.Column("key_alias", sa.String(200), nullable=True),
+    sa.Column("user_id", sa.String(200), nullable=True),
+    sa.Column("team_id", sa.String(200), nullable=True),
 )
+_MIGRATED_MONEY: Final = (
+    ("falbind_keys", "spend", "spend_micros"),
+    ("falbind_keys", "max_budget", "max_budget_micros"),
+    ("falbind_spend_log", "cost", "cost_micros"),
+)
+"""Schema 1 kept money as floats; schema 2 as integer micro-units (copied on upgrade)."""
 
 
 # The statements of the request path, built once with bound parameters: building a Core
 # statement per call (coercions, cache key) cost more CPU than running it.
 _SELECT_KEY: Final = sa.select(keys_table).where(keys_table.c.token == sa.bindparam("p_token"))
+_LOCK_KEY: Final = _SELECT_KEY.with_for_update()
+_SETTLE: Final = (
+    keys_table.update()
+    .where(keys_table.c.token == sa.bindparam("p_token"))
+    .values(spend_micros=keys_table.c.spend_micros + sa.bindparam("p_delta", type_=sa.BigInteger))
+)
 _RESERVE: Final = (
     keys_table.update()
     .where(
         keys_table.c.token == sa.bindparam("p_token"),
         sa.or_(
-            keys_table.c.max_budget.is_(None),
-            sa.and_(
-                keys_table.c.spend < keys_table.c.max_budget,
-                keys_table.c.spend + sa.bindparam("p_amount", type_=sa.Double)
-                <= keys_table.c.max_budget,
-            ),
+            keys_table.c.max_budget_micros.is_(None),
+            keys_table.c.spend_micros + sa.bindparam("p_amount", type_=sa.BigInteger)
+            <= keys_table.c.max_budget_micros,
         ),
     )
-    .values(spend=keys_table.c.spend + sa.bindparam("p_amount", type_=sa.Double))
-    .returning(keys_table.c.spend)
+    .values(spend_micros=keys_table.c.spend_micros + sa.bindparam("p_amount", type_=sa.BigInteger))
+    .returning(keys_table.c.spend_micros)
 )
-_SETTLE: Final = (
-    keys_table.update()
-    .where(keys_table.c.token == sa.bindparam("p_token"))
-    .values(spend=keys_table.c.spend + sa.bindparam("p_delta", type_=sa.Double))
+_FORGET_EVENTS: Final = rate_events_table.delete().where(
+    rate_events_table.c.subject == sa.bindparam("p_subject"),
+    rate_events_table.c.at <= sa.bindparam("p_before", type_=sa.Double),
 )
-_FORGET_OLD_WINDOWS: Final = rate_table.delete().where(
-    rate_table.c.token == sa.bindparam("p_token"), rate_table.c.window < sa.bindparam("p_window")
+_WINDOW_EVENTS: Final = sa.select(sa.func.count(), sa.func.min(rate_events_table.c.at)).where(
+    rate_events_table.c.subject == sa.bindparam("p_subject")
 )
-
-
-def _rate_upsert(dialect: str) -> Any:
-    """``INSERT (token, window, 1) ON CONFLICT DO UPDATE SET count = count + 1 WHERE count <
-    limit RETURNING count`` for ``dialect``."""
-    from sqlalchemy.dialects.postgresql import insert as pg_insert
-    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-    insert = pg_insert if dialect == "postgresql" else sqlite_insert
-    statement = insert(rate_table).values(
-        token=sa.bindparam("p_token"), window=sa.bindparam("p_window"), count=1
-    )
-    return statement.on_conflict_do_update(
-        index_elements=[rate_table.c.token, rate_table.c.window],
-        set_={"count": rate_table.c.count + 1},
-        where=rate_table.c.count < sa.bindparam("p_limit"),
-    ).returning(rate_table.c.count)
+_IN_FLIGHT_FOR_KEY: Final = sa.select(sa.func.count()).where(
+    inflight_table.c.token == sa.bindparam("p_token")
+)
+_RESERVED_FOR_KEY: Final = sa.select(
+    sa.func.coalesce(sa.func.sum(inflight_table.c.reserved_micros), 0)
+).where(inflight_table.c.token == sa.bindparam("p_token"))
 
 
 class StoreError(RuntimeError):
@@ -168,19 +240,40 @@ def display_name(key: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class KeyRecord:
-    """A virtual key as stored (never the key itself)."""
+    """A virtual key as stored (never the key itself). Money in integer micro-units."""
 
     token: str
     key_name: str
     key_alias: str | None
     models: tuple[str, ...]
-    max_budget: float | None
-    spend: float
+    max_budget_micros: int | None
+    spend_micros: int
     rpm_limit: int | None
     expires_at: float | None
     metadata: dict[str, Any]
     created_at: float
     revoked_at: float | None
+    user_id: str | None = None
+    team_id: str | None = None
+    budget_duration: str | None = None
+    budget_reset_at: float | None = None
+    max_parallel_requests: int | None = None
+    tpm_limit: int | None = None
+
+    @property
+    def max_budget(self) -> float | None:
+        """The budget in units of the currency (display only)."""
+        return from_micros(self.max_budget_micros)
+
+    @property
+    def spend(self) -> float:
+        """The spend in units of the currency (display only)."""
+        return self.spend_micros / MICROS
+
+    @property
+    def display_name(self) -> str:
+        """How the key is named in logs and metrics: its alias, else its display name."""
+        return self.key_alias or self.key_name
 
     def allows(self, model_name: str) -> bool:
         """Whether the key's model list allows ``model_name`` (empty: every model)."""
@@ -199,6 +292,12 @@ class KeyRecord:
             "max_budget": self.max_budget,
             "spend": self.spend,
             "rpm_limit": self.rpm_limit,
+            "tpm_limit": self.tpm_limit,
+            "max_parallel_requests": self.max_parallel_requests,
+            "budget_duration": self.budget_duration,
+            "budget_reset_at": _iso(self.budget_reset_at),
+            "user_id": self.user_id,
+            "team_id": self.team_id,
             "expires": _iso(self.expires_at),
             "metadata": self.metadata,
             "created_at": _iso(self.created_at),
@@ -206,23 +305,49 @@ class KeyRecord:
         }
 
 
+Verdict = Literal[
+    "ok",
+    "invalid",
+    "revoked",
+    "expired",
+    "model_not_allowed",
+    "rate_limited",
+    "deployment_rate_limited",
+    "parallel_limited",
+    "over_budget",
+    "price_unknown",
+]
+
+
 @dataclass(frozen=True, slots=True)
 class Admission:
     """The answer of :meth:`Store.admit`."""
 
-    verdict: Literal[
-        "ok", "invalid", "revoked", "expired", "model_not_allowed", "rate_limited", "over_budget"
-    ]
+    verdict: Verdict
     record: KeyRecord | None = None
     retry_after: float | None = None
-    """``rate_limited``: seconds until the current minute ends."""
-    reserved: float | None = None
-    """``ok`` with a budget: the amount reserved, settled when the request ends."""
+    """``rate_limited``: seconds until a slot of the sliding window frees."""
+    reserved_micros: int = 0
+    """``ok``: the amount reserved from the key's budget, settled when the request ends."""
+
+
+@dataclass(frozen=True, slots=True)
+class Ticket:
+    """What :meth:`Store.admit` records for a request it admits (a row in flight)."""
+
+    id: str
+    instance: str
+    route: str
+    model_name: str
+    estimate_micros: int | None
+    """The most the request can cost (``None``: its price is unknown)."""
+    deployment_limit: tuple[str, int] | None = None
+    """(deployment id, requests per minute) when the deployment has its own rpm limit."""
 
 
 @dataclass(frozen=True, slots=True)
 class LogEntry:
-    """One request, as the gateway records it."""
+    """One request, as the gateway records it. Every text is bounded when written."""
 
     route: str
     status: int
@@ -233,9 +358,50 @@ class LogEntry:
     endpoint_id: str | None = None
     fal_request_ids: Sequence[str] = field(default_factory=tuple)
     images: int = 0
-    cost: float | None = None
+    cost_micros: int | None = None
     error_type: str | None = None
+    key_alias: str | None = None
+    user_id: str | None = None
+    team_id: str | None = None
     at: float = field(default_factory=time.time)
+
+
+@dataclass(frozen=True, slots=True)
+class Settlement:
+    """The end of an admitted request: replace its reservation by what it cost (a refund when
+    ``cost_micros`` is smaller), forget its row in flight, log it: one transaction."""
+
+    inflight_id: str | None
+    token: str | None
+    reserved_micros: int
+    cost_micros: int
+    entry: LogEntry | None
+
+
+@dataclass(frozen=True, slots=True)
+class Orphan:
+    """A request in flight whose gateway process died: its fal jobs and reservation."""
+
+    id: str
+    token: str | None
+    key_name: str | None
+    route: str
+    model_name: str | None
+    reserved_micros: int
+    started_at: float
+    jobs: tuple[tuple[str, str], ...]
+    """(endpoint id, fal request id) of each job accepted before the crash."""
+
+
+@dataclass(frozen=True, slots=True)
+class PriceRow:
+    """A fal price as stored: the decimal text, its unit and currency."""
+
+    endpoint_id: str
+    unit_price: str
+    unit: str
+    currency: str
+    fetched_at: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,7 +412,20 @@ class SpendTotal:
     model_name: str
     requests: int
     images: int
-    cost: float
+    cost_micros: int
+
+    @property
+    def cost(self) -> float:
+        return self.cost_micros / MICROS
+
+
+def bounded(text: str | None, limit: int) -> str | None:
+    """``text`` cut to ``limit`` characters (what a column holds), lone surrogates replaced
+    (they cannot be encoded as UTF-8, so one would fail the whole batch it is written in)."""
+    if text is None:
+        return None
+    text = text[:limit]
+    return text.encode("utf-8", "replace").decode("utf-8")
 
 
 def _iso(stamp: float | None) -> str | None:
@@ -281,14 +460,18 @@ class Store:
         self._loop_engine: sa.Engine | None = None
         self._loop_conn: sa.Connection | None = None
         self._executor: ThreadPoolExecutor | None = None
-        self._rate_upsert = _rate_upsert(self.dialect)
+        self._sqlite_path: str | None = None
         if self.dialect == "sqlite":
             sync_url = "sqlite://" + url.split("://", 1)[1]
+            path = url.split("://", 1)[1].removeprefix("/")
+            self._sqlite_path = path if path and path != ":memory:" else None
             self._sync_engine = _sqlite_engine(sync_url, busy_timeout_ms=30_000, echo=echo)
             self._loop_engine = _sqlite_engine(sync_url, busy_timeout_ms=0, echo=echo)
             self._executor = ThreadPoolExecutor(1, thread_name_prefix="falbind-sqlite")
         else:
-            self._engine = create_async_engine(url, echo=echo, pool_size=10, max_overflow=20)
+            self._engine = create_async_engine(
+                url, echo=echo, pool_size=10, max_overflow=20, pool_pre_ping=True
+            )
 
     def __repr__(self) -> str:
         return f"<Store {self.dialect}>"  # the URL may hold a password
@@ -341,7 +524,8 @@ class Store:
     # -- schema ------------------------------------------------------------------------------
 
     async def setup(self) -> None:
-        """Create the schema (or check its version); raises :class:`StoreError`."""
+        """Create the schema (or check its version, upgrading an older one); raises
+        :class:`StoreError`."""
         try:
             await self._run(self._setup)
         except StoreError:
@@ -352,18 +536,22 @@ class Store:
     def _setup(self, conn: sa.Connection) -> None:
         if self.dialect == "postgresql":
             conn.execute(sa.text("SELECT pg_advisory_xact_lock(:id)"), {"id": _PG_MIGRATION_LOCK})
-        metadata.create_all(conn)
-        version = conn.execute(
-            sa.select(schema_table.c.version).where(schema_table.c.id == 1)
-        ).scalar_one_or_none()
-        if version is None:
-            conn.execute(schema_table.insert().values(id=1, version=SCHEMA_VERSION))
-        elif version > SCHEMA_VERSION:
+        version = None
+        if sa.inspect(conn).has_table(schema_table.name):
+            version = conn.execute(
+                sa.select(schema_table.c.version).where(schema_table.c.id == 1)
+            ).scalar_one_or_none()
+        if version is not None and version > SCHEMA_VERSION:
             raise StoreError(
                 f"the database has schema version {version}, newer than this falbind's "
                 f"{SCHEMA_VERSION}: upgrade falbind"
             )
-        elif version < SCHEMA_VERSION:  # pragma: no cover - no older version exists yet
+        if version is not None and version < SCHEMA_VERSION:
+            _upgrade(conn)
+        metadata.create_all(conn)
+        if version is None:
+            conn.execute(schema_table.insert().values(id=1, version=SCHEMA_VERSION))
+        elif version < SCHEMA_VERSION:
             conn.execute(
                 schema_table.update().where(schema_table.c.id == 1).values(version=SCHEMA_VERSION)
             )
@@ -377,15 +565,19 @@ class Store:
 
         return await self._run(read)
 
-    async def ping(self) -> bool:
-        """Whether the database answers (``/health/readiness``)."""
+    async def ping(self, timeout: float = 3.0) -> bool:
+        """Whether the database answers a read of the gateway's own schema within
+        ``timeout`` seconds (``/health/readiness``); a SQLite file that is gone is not ready."""
+        if self._sqlite_path is not None and not os.path.exists("/" + self._sqlite_path):
+            return False
 
-        def select_one(conn: sa.Connection) -> None:
-            conn.execute(sa.text("SELECT 1"))
+        def read(conn: sa.Connection) -> None:
+            conn.execute(sa.select(schema_table.c.version)).scalar_one_or_none()
 
         try:
-            await self._run(select_one)
-        except (OSError, sa.exc.SQLAlchemyError):
+            async with asyncio.timeout(timeout):
+                await self._run(read)
+        except Exception:  # any failure at all means "not ready", never a 500
             return False
         return True
 
@@ -400,25 +592,41 @@ class Store:
         duration_seconds: float | None = None,
         key_alias: str | None = None,
         metadata: dict[str, Any] | None = None,
+        **extra: Any,
     ) -> tuple[str, KeyRecord]:
-        """A new key (the only time it is seen) and its record."""
+        """A new key (the only time it is seen) and its record. ``extra``: the key table's
+        other columns (``user_id``, ``team_id``, ``budget_duration``, ``budget_reset_at``,
+        ``max_parallel_requests``, ``tpm_limit``)."""
+        unknown = set(extra) - _OPTIONAL_KEY_COLUMNS
+        if unknown:
+            raise TypeError(f"unknown key field(s): {', '.join(sorted(unknown))}")
         key = new_key()
         now = time.time()
-        row = {
+        row: dict[str, Any] = {
             "token": hash_key(key),
             "key_name": display_name(key),
             "key_alias": key_alias,
             "models": list(models),
-            "max_budget": max_budget,
-            "spend": 0.0,
+            "max_budget_micros": to_micros(max_budget) if max_budget is not None else None,
+            "spend_micros": 0,
             "rpm_limit": rpm_limit,
             "expires_at": now + duration_seconds if duration_seconds is not None else None,
             "metadata": dict(metadata or {}),
             "created_at": now,
             "revoked_at": None,
+            **{name: extra.get(name) for name in _OPTIONAL_KEY_COLUMNS},
         }
 
         def insert(conn: sa.Connection) -> None:
+            if (
+                key_alias is not None
+                and conn.execute(
+                    sa.select(keys_table.c.token).where(
+                        keys_table.c.key_alias == key_alias, keys_table.c.revoked_at.is_(None)
+                    )
+                ).first()
+            ):
+                raise DuplicateAliasError(key_alias)
             conn.execute(keys_table.insert().values(**row))
 
         await self._run(insert)
@@ -438,15 +646,17 @@ class Store:
         return await self._run(read)
 
     async def find_tokens(self, reference: str) -> list[str]:
-        """Tokens matching a key, its token (digest), its display name or its alias."""
-        candidates = {reference, hash_key(reference)}
-        query = sa.select(keys_table.c.token).where(
-            sa.or_(
-                keys_table.c.token.in_(candidates),
-                keys_table.c.key_name == reference,
-                keys_table.c.key_alias == reference,
-            )
-        )
+        """Tokens matching a key, its token (digest), its display name or its alias.
+
+        A key itself never reaches the database (nor its statement log): only its digest
+        is compared."""
+        clauses = [keys_table.c.token == hash_key(reference)]
+        if _TOKEN_SHAPE.fullmatch(reference):
+            clauses.append(keys_table.c.token == reference)
+        if not reference.startswith("sk-") or "..." in reference:
+            clauses.append(keys_table.c.key_name == reference)
+            clauses.append(keys_table.c.key_alias == reference)
+        query = sa.select(keys_table.c.token).where(sa.or_(*clauses))
 
         def read(conn: sa.Connection) -> list[str]:
             return [str(token) for token in conn.execute(query).scalars().all()]
@@ -478,120 +688,200 @@ class Store:
 
         return await self._run(update)
 
-    # -- limits ------------------------------------------------------------------------------
+    async def update_key(self, token: str, values: Mapping[str, Any]) -> KeyRecord | None:
+        """Change a key's columns (``models``, ``max_budget_micros``, ``rpm_limit``, ...);
+        the record after the change, ``None`` if there is no such key."""
+        unknown = set(values) - _UPDATABLE_KEY_COLUMNS
+        if unknown:
+            raise TypeError(f"not updatable: {', '.join(sorted(unknown))}")
+
+        def update(conn: sa.Connection) -> KeyRecord | None:
+            alias = values.get("key_alias")
+            if (
+                alias is not None
+                and conn.execute(
+                    sa.select(keys_table.c.token).where(
+                        keys_table.c.key_alias == alias,
+                        keys_table.c.token != token,
+                        keys_table.c.revoked_at.is_(None),
+                    )
+                ).first()
+            ):
+                raise DuplicateAliasError(alias)
+            if values:
+                conn.execute(
+                    keys_table.update().where(keys_table.c.token == token).values(**values)
+                )
+            return _get_key(conn, token)
+
+        return await self._run(update)
+
+    # -- admission ---------------------------------------------------------------------------
 
     async def admit(
         self,
-        token: str,
+        token: str | None,
+        ticket: Ticket | None = None,
         *,
-        model_name: str | None,
-        estimate: float = 0.0,
+        model_name: str | None = None,
         now: float | None = None,
     ) -> Admission:
-        """Everything a virtual key's request must pass, in one transaction: the key exists,
-        is live and may use ``model_name``; then (when ``model_name`` is given) one slot of
-        its rpm limit and ``estimate`` of its budget are taken, each atomically.
+        """Everything a request must pass before anything is sent to fal, in one transaction.
 
-        With ``model_name=None`` only the key is checked (a request for an unknown model)."""
-        return await self._run(
-            self._admit, token, model_name, estimate, time.time() if now is None else now
-        )
+        For a virtual key (``token``): it exists, is live and may use the model; its budget
+        period is renewed when due; then its limits: parallel requests, requests per minute
+        (a sliding window), the deployment's own rpm, and the budget: the ticket's estimate is
+        reserved, or the request refused when the key has a budget and the price is unknown.
+        The master key (``token=None``) passes the key checks. With a ``ticket``, an admitted
+        request is recorded in flight (with its reservation) in the same transaction.
+
+        Without a ticket only the key is checked (``model_name`` still checked if given)."""
+        return await self._run(self._admit, token, ticket, model_name, now or time.time())
 
     def _admit(
         self,
         conn: sa.Connection,
-        token: str,
+        token: str | None,
+        ticket: Ticket | None,
         model_name: str | None,
-        estimate: float,
         now: float,
     ) -> Admission:
-        record = _get_key(conn, token)
-        if record is None:
-            return Admission("invalid")
-        if record.revoked_at is not None:
-            return Admission("revoked", record)
-        if record.expires_at is not None and record.expires_at <= now:
-            return Admission("expired", record)
-        if model_name is None:
+        record = None
+        if token is not None:
+            # PostgreSQL: the key's row is locked until commit, so that the checks and writes
+            # below are one step for every replica (SQLite's BEGIN IMMEDIATE locks already).
+            select = _LOCK_KEY if self.dialect == "postgresql" else _SELECT_KEY
+            row = conn.execute(select, {"p_token": token}).mappings().first()
+            if row is None:
+                return Admission("invalid")
+            record = _record(dict(row))
+            if record.revoked_at is not None:
+                return Admission("revoked", record)
+            if record.expires_at is not None and record.expires_at <= now:
+                return Admission("expired", record)
+            name = ticket.model_name if ticket is not None else model_name
+            if name is not None and not record.allows(name):
+                return Admission("model_not_allowed", record)
+            if ticket is None:
+                return Admission("ok", record)
+            record = _renew_budget(conn, record, now)
+            if record.max_parallel_requests is not None:
+                running = conn.execute(_IN_FLIGHT_FOR_KEY, {"p_token": token}).scalar_one()
+                if running >= record.max_parallel_requests:
+                    return Admission("parallel_limited", record)
+        if ticket is None:
             return Admission("ok", record)
-        if not record.allows(model_name):
-            return Admission("model_not_allowed", record)
-        if record.rpm_limit is not None:
-            wait = self._take_rate_slot(conn, token, record.rpm_limit, now)
+        subjects: list[tuple[str, int, Verdict]] = []
+        if record is not None and record.rpm_limit is not None:
+            subjects.append((f"key:{record.token}", record.rpm_limit, "rate_limited"))
+        if ticket.deployment_limit is not None:
+            deployment, limit = ticket.deployment_limit
+            subjects.append((f"deployment:{deployment}", limit, "deployment_rate_limited"))
+        for subject, limit, verdict in subjects:
+            wait = _window_wait(conn, subject, limit, now)
             if wait is not None:
-                return Admission("rate_limited", record, retry_after=wait)
-        if record.max_budget is not None:
-            if not _reserve(conn, token, estimate):
+                return Admission(verdict, record, retry_after=wait)
+        reserved = 0
+        if record is not None and record.max_budget_micros is not None:
+            if ticket.estimate_micros is None:
+                return Admission("price_unknown", record)
+            if not _reserve(conn, record.token, ticket.estimate_micros):
                 return Admission("over_budget", record)
-            return Admission("ok", record, reserved=estimate)
-        return Admission("ok", record, reserved=0.0)  # the cost is added at the end
+            reserved = ticket.estimate_micros
+        for subject, _, _ in subjects:
+            conn.execute(rate_events_table.insert().values(subject=subject, at=now))
+        conn.execute(
+            inflight_table.insert().values(
+                id=ticket.id,
+                instance=ticket.instance,
+                token=token,
+                key_name=record.key_name if record is not None else None,
+                route=ticket.route,
+                model_name=bounded(ticket.model_name, 300),
+                reserved_micros=reserved,
+                started_at=now,
+            )
+        )
+        return Admission("ok", record, reserved_micros=reserved)
 
     async def take_rate_slot(
         self, token: str, limit: int, now: float | None = None
     ) -> float | None:
-        """Count one request against ``limit`` per minute; ``None`` if admitted, else the
-        seconds until the current minute ends (for ``Retry-After``)."""
-        return await self._run(
-            self._take_rate_slot, token, limit, time.time() if now is None else now
-        )
+        """Count one request of key ``token`` against ``limit`` per sliding minute; ``None``
+        if admitted, else the seconds until a slot frees (for ``Retry-After``)."""
 
-    def _take_rate_slot(
-        self, conn: sa.Connection, token: str, limit: int, now: float
-    ) -> float | None:
-        window = int(now // _RATE_WINDOW_SECONDS)
-        count = conn.execute(
-            self._rate_upsert, {"p_token": token, "p_window": window, "p_limit": limit}
-        ).scalar_one_or_none()
-        if count == 1:  # a new minute: forget the old ones
-            conn.execute(_FORGET_OLD_WINDOWS, {"p_token": token, "p_window": window})
-        if count is not None:
-            return None
-        return float((window + 1) * _RATE_WINDOW_SECONDS - now)
+        def take(conn: sa.Connection, when: float) -> float | None:
+            subject = f"key:{token}"
+            wait = _window_wait(conn, subject, limit, when)
+            if wait is None:
+                conn.execute(rate_events_table.insert().values(subject=subject, at=when))
+            return wait
+
+        return await self._run(take, time.time() if now is None else now)
 
     async def reserve_budget(self, token: str, amount: float) -> bool:
         """Add ``amount`` to the key's spend if it stays within its budget (atomically)."""
-        return await self._run(_reserve, token, amount)
+        return await self._run(_reserve, token, to_micros(amount))
 
-    async def adjust_spend(self, token: str, delta: float) -> None:
-        """Settle a reservation: add ``delta`` (negative for a refund)."""
-        await self.log(None, spend_delta=(token, delta))
+    async def record_job(self, inflight_id: str, endpoint_id: str, request_id: str) -> None:
+        """Remember a fal request accepted for a request in flight (before waiting on it)."""
+        row = {
+            "inflight_id": inflight_id,
+            "endpoint_id": bounded(endpoint_id, 300),
+            "request_id": bounded(request_id, 200),
+        }
 
-    # -- request log -------------------------------------------------------------------------
+        def insert(conn: sa.Connection) -> None:
+            conn.execute(inflight_jobs_table.insert().values(**row))
 
-    async def log(
-        self, entry: LogEntry | None, *, spend_delta: tuple[str, float] | None = None
-    ) -> None:
-        """Record ``entry`` and settle a key's spend (``(token, delta)``) in one transaction."""
-        if entry is None and (spend_delta is None or spend_delta[1] == 0):
-            return
-        await self._run(_log_batch, [(entry, spend_delta)])
+        await self._run(insert)
 
-    async def log_batch(
-        self, items: Sequence[tuple[LogEntry | None, tuple[str, float] | None]]
-    ) -> None:
-        """Many :meth:`log` calls in one transaction (see :class:`LogWriter`)."""
-        if items:
-            await self._run(_log_batch, list(items))
+    # -- settlement and the request log ------------------------------------------------------
+
+    async def settle(self, settlements: Sequence[Settlement]) -> None:
+        """Each settlement's spend change, the end of its row in flight and its log row, all
+        in one transaction (see :class:`LogWriter` for what happens when it fails)."""
+        if settlements:
+            await self._run(_settle_batch, list(settlements))
+
+    async def log(self, entry: LogEntry) -> None:
+        """Record one request that was never admitted (nothing reserved)."""
+        await self.settle([Settlement(None, None, 0, 0, entry)])
 
     async def logs(
-        self, *, token: str | None = None, since: float | None = None, limit: int = 100
+        self,
+        *,
+        token: str | None = None,
+        since: float | None = None,
+        limit: int = 100,
+        user_id: str | None = None,
+        team_id: str | None = None,
     ) -> list[dict[str, Any]]:
         query = sa.select(log_table).order_by(log_table.c.id.desc()).limit(limit)
-        if token is not None:
-            query = query.where(log_table.c.token == token)
-        if since is not None:
-            query = query.where(log_table.c.at >= since)
+        query = _log_filter(query, token, since, user_id, team_id)
 
         def read(conn: sa.Connection) -> list[dict[str, Any]]:
             rows = conn.execute(query).mappings().all()
-            return [{**dict(row), "at": _iso(row["at"])} for row in rows]
+            return [
+                {
+                    **{k: v for k, v in row.items() if k != "cost_micros"},
+                    "cost": from_micros(row["cost_micros"]),
+                    "at": _iso(row["at"]),
+                }
+                for row in rows
+            ]
 
         return await self._run(read)
 
     async def spend_totals(
-        self, *, token: str | None = None, since: float | None = None
+        self,
+        *,
+        token: str | None = None,
+        since: float | None = None,
+        user_id: str | None = None,
+        team_id: str | None = None,
     ) -> list[SpendTotal]:
-        """Per key and model: requests, images delivered and estimated cost."""
+        """Per key and model: requests, images delivered and cost."""
         key = sa.func.coalesce(log_table.c.key_name, "master key")
         model = sa.func.coalesce(log_table.c.model_name, "-")
         query = (
@@ -600,16 +890,13 @@ class Store:
                 model.label("model_name"),
                 sa.func.count().label("requests"),
                 sa.func.coalesce(sa.func.sum(log_table.c.images), 0).label("images"),
-                sa.func.coalesce(sa.func.sum(log_table.c.cost), 0.0).label("cost"),
+                sa.func.coalesce(sa.func.sum(log_table.c.cost_micros), 0).label("cost"),
             )
             .where(log_table.c.route.like("%images%"))
             .group_by(key, model)
             .order_by(key, model)
         )
-        if token is not None:
-            query = query.where(log_table.c.token == token)
-        if since is not None:
-            query = query.where(log_table.c.at >= since)
+        query = _log_filter(query, token, since, user_id, team_id)
 
         def read(conn: sa.Connection) -> list[SpendTotal]:
             return [
@@ -618,50 +905,311 @@ class Store:
                     str(r.model_name),
                     int(r.requests),
                     int(r.images),
-                    float(r.cost),
+                    int(r.cost),
                 )
                 for r in conn.execute(query).all()
             ]
 
         return await self._run(read)
 
+    # -- processes and recovery --------------------------------------------------------------
 
-def _log_batch(
-    conn: sa.Connection, items: list[tuple[LogEntry | None, tuple[str, float] | None]]
-) -> None:
-    deltas: dict[str, float] = {}
+    async def register_instance(self, instance: str, now: float | None = None) -> None:
+        """Announce a gateway process (its heartbeat starts now)."""
+        stamp = time.time() if now is None else now
+        row = {
+            "id": instance,
+            "host": bounded(socket.gethostname(), 255),
+            "pid": os.getpid(),
+            "started_at": stamp,
+            "heartbeat_at": stamp,
+        }
+
+        def insert(conn: sa.Connection) -> None:
+            conn.execute(instances_table.insert().values(**row))
+
+        await self._run(insert)
+
+    async def heartbeat(self, instance: str, now: float | None = None) -> None:
+        statement = (
+            instances_table.update()
+            .where(instances_table.c.id == instance)
+            .values(heartbeat_at=time.time() if now is None else now)
+        )
+
+        def update(conn: sa.Connection) -> None:
+            conn.execute(statement)
+
+        await self._run(update)
+
+    async def retire_instance(self, instance: str) -> None:
+        """A process that stops cleanly; whatever it still had in flight becomes an orphan."""
+
+        def delete(conn: sa.Connection) -> None:
+            conn.execute(instances_table.delete().where(instances_table.c.id == instance))
+
+        await self._run(delete)
+
+    async def claim_orphans(
+        self, instance: str, *, stale_after: float, now: float | None = None
+    ) -> list[Orphan]:
+        """Take over the requests in flight of every gateway process that is gone: its
+        heartbeat is older than ``stale_after`` seconds, or it ran on this host under a PID
+        that no longer runs (a restart after ``kill -9``), or it retired. One transaction, so
+        two processes never claim the same request."""
+        return await self._run(
+            _claim_orphans, instance, stale_after, time.time() if now is None else now
+        )
+
+    async def in_flight(self) -> int:
+        """How many requests are in flight (every process)."""
+
+        def count(conn: sa.Connection) -> int:
+            return int(
+                conn.execute(sa.select(sa.func.count()).select_from(inflight_table)).scalar_one()
+            )
+
+        return await self._run(count)
+
+    # -- prices ------------------------------------------------------------------------------
+
+    async def save_prices(self, rows: Sequence[PriceRow]) -> None:
+        """Keep fal's prices (replacing older ones for the same endpoints)."""
+        if not rows:
+            return
+        values = [
+            {
+                "endpoint_id": row.endpoint_id,
+                "unit_price": row.unit_price,
+                "unit": bounded(row.unit, 64),
+                "currency": bounded(row.currency, 16),
+                "fetched_at": row.fetched_at,
+            }
+            for row in rows
+        ]
+
+        def write(conn: sa.Connection) -> None:
+            ids = [v["endpoint_id"] for v in values]
+            conn.execute(prices_table.delete().where(prices_table.c.endpoint_id.in_(ids)))
+            conn.execute(prices_table.insert(), values)
+
+        await self._run(write)
+
+    async def prices(self, endpoint_ids: Sequence[str]) -> dict[str, PriceRow]:
+        query = sa.select(prices_table).where(prices_table.c.endpoint_id.in_(list(endpoint_ids)))
+
+        def read(conn: sa.Connection) -> dict[str, PriceRow]:
+            return {
+                row["endpoint_id"]: PriceRow(**dict(row))
+                for row in conn.execute(query).mappings().all()
+            }
+
+        return await self._run(read)
+
+
+class DuplicateAliasError(ValueError):
+    """A live key already has this alias."""
+
+    def __init__(self, alias: str) -> None:
+        super().__init__(f"a key with alias {alias!r} exists already")
+        self.alias = alias
+
+
+_OPTIONAL_KEY_COLUMNS: Final = frozenset(
+    {
+        "user_id",
+        "team_id",
+        "budget_duration",
+        "budget_reset_at",
+        "max_parallel_requests",
+        "tpm_limit",
+    }
+)
+_UPDATABLE_KEY_COLUMNS: Final = _OPTIONAL_KEY_COLUMNS | {
+    "models",
+    "max_budget_micros",
+    "rpm_limit",
+    "expires_at",
+    "metadata",
+    "key_alias",
+    "spend_micros",
+}
+_TOKEN_SHAPE: Final = re.compile(r"[0-9a-f]{64}")
+
+
+def _window_wait(conn: sa.Connection, subject: str, limit: int, now: float) -> float | None:
+    """The sliding window of ``subject``: ``None`` when fewer than ``limit`` requests were
+    admitted in the last :data:`RATE_WINDOW_SECONDS`, else the seconds until the oldest of
+    them leaves the window."""
+    conn.execute(_FORGET_EVENTS, {"p_subject": subject, "p_before": now - RATE_WINDOW_SECONDS})
+    count, oldest = conn.execute(_WINDOW_EVENTS, {"p_subject": subject}).one()
+    if count < limit:
+        return None
+    return max(0.001, float(oldest) + RATE_WINDOW_SECONDS - now)
+
+
+def _renew_budget(conn: sa.Connection, record: KeyRecord, now: float) -> KeyRecord:
+    """A key whose budget period (``budget_duration``) is over starts a new one: its spend
+    becomes what its requests in flight have reserved (they settle against the new period)."""
+    if record.budget_duration is None or record.budget_reset_at is None:
+        return record
+    if record.budget_reset_at > now:
+        return record
+    from .keys import parse_duration
+
+    period = parse_duration(record.budget_duration) or 0.0
+    next_reset = record.budget_reset_at
+    while period > 0 and next_reset <= now:
+        next_reset += period
+    reserved = int(conn.execute(_RESERVED_FOR_KEY, {"p_token": record.token}).scalar_one())
+    conn.execute(
+        keys_table.update()
+        .where(keys_table.c.token == record.token)
+        .values(spend_micros=reserved, budget_reset_at=next_reset)
+    )
+    from dataclasses import replace
+
+    return replace(record, spend_micros=reserved, budget_reset_at=next_reset)
+
+
+def _claim_orphans(
+    conn: sa.Connection, instance: str, stale_after: float, now: float
+) -> list[Orphan]:
+    host = socket.gethostname()
+    dead: list[str] = []
+    for row in conn.execute(sa.select(instances_table)).mappings().all():
+        if row["id"] == instance:
+            continue
+        stale = row["heartbeat_at"] < now - stale_after
+        if stale or (row["host"] == host and not _pid_alive(int(row["pid"]))):
+            dead.append(str(row["id"]))
+    live = sa.select(instances_table.c.id).where(instances_table.c.id.notin_(dead))
+    if dead:
+        conn.execute(instances_table.delete().where(instances_table.c.id.in_(dead)))
+    conn.execute(
+        inflight_table.update()
+        .where(inflight_table.c.instance != instance, inflight_table.c.instance.notin_(live))
+        .values(instance=instance)
+    )
+    return _orphans_of(conn, instance, claimed_before=now)
+
+
+def _orphans_of(conn: sa.Connection, instance: str, *, claimed_before: float) -> list[Orphan]:
+    """The rows in flight of ``instance`` that started before this process did (its own
+    live requests are not orphans)."""
+    rows = (
+        conn.execute(
+            sa.select(inflight_table).where(
+                inflight_table.c.instance == instance,
+                inflight_table.c.started_at < claimed_before,
+            )
+        )
+        .mappings()
+        .all()
+    )
+    if not rows:
+        return []
+    ids = [row["id"] for row in rows]
+    jobs: dict[str, list[tuple[str, str]]] = {}
+    for job in (
+        conn.execute(
+            sa.select(inflight_jobs_table)
+            .where(inflight_jobs_table.c.inflight_id.in_(ids))
+            .order_by(inflight_jobs_table.c.id)
+        )
+        .mappings()
+        .all()
+    ):
+        jobs.setdefault(job["inflight_id"], []).append((job["endpoint_id"], job["request_id"]))
+    return [
+        Orphan(
+            id=row["id"],
+            token=row["token"],
+            key_name=row["key_name"],
+            route=row["route"],
+            model_name=row["model_name"],
+            reserved_micros=int(row["reserved_micros"]),
+            started_at=float(row["started_at"]),
+            jobs=tuple(jobs.get(row["id"], ())),
+        )
+        for row in rows
+    ]
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return False  # another instance with this process's PID: this process replaced it
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _log_filter(
+    query: Any, token: str | None, since: float | None, user_id: str | None, team_id: str | None
+) -> Any:
+    if token is not None:
+        query = query.where(log_table.c.token == token)
+    if since is not None:
+        query = query.where(log_table.c.at >= since)
+    if user_id is not None:
+        query = query.where(log_table.c.user_id == user_id)
+    if team_id is not None:
+        query = query.where(log_table.c.team_id == team_id)
+    return query
+
+
+def _settle_batch(conn: sa.Connection, settlements: list[Settlement]) -> None:
+    deltas: dict[str, int] = {}
     rows: list[dict[str, Any]] = []
-    for entry, spend_delta in items:
-        if spend_delta is not None:
-            deltas[spend_delta[0]] = deltas.get(spend_delta[0], 0.0) + spend_delta[1]
-        if entry is not None:
-            rows.append(_log_row(entry))
+    done: list[str] = []
+    for item in settlements:
+        if item.token is not None:
+            delta = item.cost_micros - item.reserved_micros
+            deltas[item.token] = deltas.get(item.token, 0) + delta
+        if item.inflight_id is not None:
+            done.append(item.inflight_id)
+        if item.entry is not None:
+            rows.append(_log_row(item.entry))
     for token, delta in deltas.items():
         if delta != 0:
             conn.execute(_SETTLE, {"p_token": token, "p_delta": delta})
+    if done:
+        conn.execute(
+            inflight_jobs_table.delete().where(inflight_jobs_table.c.inflight_id.in_(done))
+        )
+        conn.execute(inflight_table.delete().where(inflight_table.c.id.in_(done)))
     if rows:
         conn.execute(log_table.insert(), rows)
 
 
 def _log_row(entry: LogEntry) -> dict[str, Any]:
+    """The row for ``entry``, every value bounded to its column (a too-long or unencodable
+    value would fail the whole batch it is written in)."""
     return {
         "at": entry.at,
-        "token": entry.token,
-        "key_name": entry.key_name,
-        "route": entry.route,
-        "model_name": entry.model_name,
-        "endpoint_id": entry.endpoint_id,
-        "fal_request_ids": list(entry.fal_request_ids),
-        "status": entry.status,
-        "images": entry.images,
-        "cost": entry.cost,
-        "latency_ms": entry.latency_ms,
-        "error_type": entry.error_type,
+        "token": bounded(entry.token, 64),
+        "key_name": bounded(entry.key_name, 32),
+        "route": bounded(entry.route, 64),
+        "model_name": bounded(entry.model_name, 300),
+        "endpoint_id": bounded(entry.endpoint_id, 300),
+        "fal_request_ids": [bounded(r, 200) for r in list(entry.fal_request_ids)[:64]],
+        "status": int(entry.status),
+        "images": int(entry.images),
+        "cost_micros": entry.cost_micros,
+        "latency_ms": float(entry.latency_ms),
+        "error_type": bounded(entry.error_type, 100),
+        "key_alias": bounded(entry.key_alias, 200),
+        "user_id": bounded(entry.user_id, 200),
+        "team_id": bounded(entry.team_id, 200),
     }
 
 
 class LogWriter:
-    """Writes the request log and spend settlements off the request path, in batches.
+    """Writes settlements and the request log off the request path, in batches.
 
     A request's answer does not wait for its log row: :meth:`submit` queues it, and one task
     writes everything queued in one transaction, then whatever queued meanwhile (group
@@ -669,31 +1217,72 @@ class LogWriter:
     :meth:`Store.admit`; settling only replaces the reservation by the cost of what was
     delivered. :meth:`flush` waits for everything submitted so far (the spend routes call it
     first, and shutdown does).
+
+    Nothing is dropped: a batch that fails because the database is away is kept and tried
+    again (waits growing to :data:`MAX_RETRY_WAIT`); a batch that the database refuses for
+    its content is written one settlement at a time, so one bad row never loses another (a
+    row refused on its own is logged and its settlement still applied without it).
     """
+
+    MAX_RETRY_WAIT: Final = 5.0
 
     def __init__(self, store: Store) -> None:
         self._store = store
-        self._pending: list[tuple[LogEntry | None, tuple[str, float] | None]] = []
+        self._pending: list[Settlement] = []
         self._task: asyncio.Task[None] | None = None
+        self.failures = 0
+        """How many times a write failed (for tests and the logs)."""
 
-    def submit(self, entry: LogEntry | None, spend_delta: tuple[str, float] | None = None) -> None:
-        self._pending.append((entry, spend_delta))
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    def submit(self, settlement: Settlement) -> None:
+        self._pending.append(settlement)
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._drain())
 
     async def _drain(self) -> None:
+        wait = 0.05
         while self._pending:
             batch, self._pending = self._pending, []
             try:
-                await self._store.log_batch(batch)
-            except Exception as exc:  # the answers were sent already; keep serving
-                logging.getLogger("falbind.serve").error(
-                    "could not write %d request log row(s): %s", len(batch), _reason(exc)
+                await self._write(batch)
+                wait = 0.05
+            except Exception as exc:
+                self.failures += 1
+                self._pending[:0] = batch  # kept, in order, for the next try
+                _log.error(
+                    "could not write %d settlement(s) (kept, retrying in %.2f s): %s",
+                    len(batch),
+                    wait,
+                    _reason(exc),
                 )
+                await asyncio.sleep(wait)
+                wait = min(self.MAX_RETRY_WAIT, wait * 2)
+
+    async def _write(self, batch: list[Settlement]) -> None:
+        try:
+            await self._store.settle(batch)
+            return
+        except (sa.exc.IntegrityError, sa.exc.DataError, sa.exc.ProgrammingError):
+            if len(batch) == 1 and batch[0].entry is None:
+                raise
+        # The database refused something in the batch: one at a time, so only the bad row
+        # is lost, never another's (and never a settlement).
+        for item in batch:
+            try:
+                await self._store.settle([item])
+            except (sa.exc.IntegrityError, sa.exc.DataError, sa.exc.ProgrammingError) as exc:
+                _log.error("a request log row was refused (%s); settling without it", _reason(exc))
+                await self._store.settle([replace(item, entry=None)])
 
     async def flush(self) -> None:
         while self._task is not None and not self._task.done():
             await asyncio.shield(self._task)
+
+
+_log = logging.getLogger("falbind.serve")
 
 
 def _get_key(conn: sa.Connection, token: str) -> KeyRecord | None:
@@ -701,8 +1290,43 @@ def _get_key(conn: sa.Connection, token: str) -> KeyRecord | None:
     return _record(dict(row)) if row is not None else None
 
 
-def _reserve(conn: sa.Connection, token: str, amount: float) -> bool:
+def _reserve(conn: sa.Connection, token: str, amount: int) -> bool:
     return conn.execute(_RESERVE, {"p_token": token, "p_amount": amount}).first() is not None
+
+
+def _upgrade(conn: sa.Connection) -> None:
+    """Schema 1 → 2: add the new columns to the existing tables (the new tables are created
+    by ``create_all``), then copy money from float columns into micro-units."""
+    inspector = sa.inspect(conn)
+    preparer = conn.dialect.identifier_preparer
+    for table in (keys_table, log_table):
+        if not inspector.has_table(table.name):
+            continue
+        present = {column["name"] for column in inspector.get_columns(table.name)}
+        for column in table.columns:
+            if column.name in present:
+                continue
+            kind = column.type.compile(dialect=conn.dialect)
+            default = " NOT NULL DEFAULT 0" if column.server_default is not None else ""
+            # Names and types come from this module's own metadata, never from input.
+            conn.execute(
+                sa.text(
+                    f"ALTER TABLE {preparer.quote(table.name)} "
+                    f"ADD COLUMN {preparer.quote(column.name)} {kind}{default}"
+                )
+            )
+    for table_name, old, new in _MIGRATED_MONEY:
+        if not inspector.has_table(table_name):
+            continue
+        names = {column["name"] for column in inspector.get_columns(table_name)}
+        if old in names:
+            conn.execute(
+                sa.text(
+                    f"UPDATE {preparer.quote(table_name)} SET {preparer.quote(new)} = "
+                    f"CAST(ROUND({preparer.quote(old)} * {MICROS}) AS BIGINT) "
+                    f"WHERE {preparer.quote(old)} IS NOT NULL"
+                )
+            )
 
 
 def _sqlite_engine(url: str, *, busy_timeout_ms: int, echo: bool) -> sa.Engine:
@@ -748,14 +1372,24 @@ def _record(row: dict[str, Any]) -> KeyRecord:
         key_name=row["key_name"],
         key_alias=row["key_alias"],
         models=tuple(row["models"] or ()),
-        max_budget=row["max_budget"],
-        spend=float(row["spend"] or 0.0),
+        max_budget_micros=_int_or_none(row["max_budget_micros"]),
+        spend_micros=int(row["spend_micros"] or 0),
         rpm_limit=row["rpm_limit"],
         expires_at=row["expires_at"],
         metadata=dict(row["metadata"] or {}),
         created_at=row["created_at"],
         revoked_at=row["revoked_at"],
+        user_id=row.get("user_id"),
+        team_id=row.get("team_id"),
+        budget_duration=row.get("budget_duration"),
+        budget_reset_at=row.get("budget_reset_at"),
+        max_parallel_requests=row.get("max_parallel_requests"),
+        tpm_limit=row.get("tpm_limit"),
     )
+
+
+def _int_or_none(value: Any) -> int | None:
+    return None if value is None else int(value)
 
 
 def _reason(exc: BaseException) -> str:
