@@ -189,7 +189,8 @@ def test_wildcard_entry_routes_any_bound_model(
 ) -> None:
     result = sdk(gateway).images.generate(model="fal/fal-ai/flux/schnell", prompt="a fox")
     assert result.data[0].url
-    assert fal.requests[0].endpoint_id == "fal-ai/flux/schnell"
+    submitted = [r for r in fal.requests if r.route == "submit"]  # after the price look-up
+    assert submitted[0].endpoint_id == "fal-ai/flux/schnell"
     with pytest.raises(openai.NotFoundError):
         sdk(gateway).images.generate(model="fal/fal-ai/no-such-model", prompt="a fox")
 
@@ -214,15 +215,30 @@ def test_routes_without_v1_prefix(gateway: ThreadedGateway) -> None:
     assert set(response.json()) == {"created", "data"}
 
 
-def test_fal_5xx_after_acceptance_is_not_retried(
+def test_fal_5xx_on_submit_is_unbilled_and_says_so(
     gateway: ThreadedGateway, fal: FakeFalServer
 ) -> None:
+    # fal bills successful outputs only: a submit it answered 500 made no job, so the client
+    # is told the truth (it may send the request again).
     fal.inject(Fault.http(500, error_type="runner_server_error"), route="submit", times=None)
+    client = sdk(gateway, max_retries=0)
+    with pytest.raises(openai.InternalServerError) as caught:
+        client.images.generate(model="fal-ai/flux/dev", prompt="a fox")
+    assert caught.value.response.headers["x-should-retry"] == "true"
+    assert fal.count(method="POST") == 1
+
+
+def test_fal_5xx_after_acceptance_is_not_retried_and_the_job_is_cancelled(
+    gateway: ThreadedGateway, fal: FakeFalServer
+) -> None:
+    fal.inject(Fault.http(500, error_type="runner_server_error"), route="status", times=None)
+    fal.inject(Fault.http(500, error_type="runner_server_error"), route="stream", times=None)
     client = sdk(gateway, max_retries=2)  # the SDK's default: it would retry a plain 500
     with pytest.raises(openai.InternalServerError) as caught:
         client.images.generate(model="fal-ai/flux/dev", prompt="a fox")
     assert caught.value.response.headers["x-should-retry"] == "false"
     assert fal.count(method="POST") == 1
+    assert fal.count(route="cancel") == 1  # polling failed: the job is not left running
 
 
 def test_model_failure_after_acceptance_names_the_request(
@@ -453,7 +469,7 @@ def test_models_routes(gateway: ThreadedGateway) -> None:
 def test_health_routes(gateway: ThreadedGateway) -> None:
     assert httpx.get(f"{gateway.url}/health").json() == {"status": "healthy"}
     ready = httpx.get(f"{gateway.url}/health/readiness").json()
-    assert ready["db"] == "connected" and ready["schema_version"] == 1
+    assert ready["db"] == "connected" and ready["schema_version"] == 2
 
 
 def test_unknown_routes_answer_in_openai_shape(gateway: ThreadedGateway) -> None:

@@ -121,6 +121,9 @@ class ModelTraits:
     """The field taking the number of images (``num_images``), if the model has one."""
     count_max: int | None
     """The count field's upper bound, if the schema sets one."""
+    count_default: int
+    """How many images a request produces when it does not send the count field: the
+    field's schema default, else 1."""
     sync_mode_field: str | None
     """The field that makes fal answer with ``data:`` URIs (``sync_mode``), if any."""
     size_fields: tuple[str, ...]
@@ -162,6 +165,7 @@ def model_traits(endpoint_id: str) -> ModelTraits:
         input_model=model,
         count_field=count_field,
         count_max=_upper_bound(properties[count_field]) if count_field else None,
+        count_default=_default_count(properties[count_field]) if count_field else 1,
         sync_mode_field=_first_present(_sizes.SYNC_MODE_FIELDS, properties),
         size_fields=tuple(
             name
@@ -173,6 +177,13 @@ def model_traits(endpoint_id: str) -> ModelTraits:
 
 def _first_present(names: Iterable[str], properties: Mapping[str, Any]) -> str | None:
     return next((name for name in names if name in properties), None)
+
+
+def _default_count(schema: Mapping[str, Any]) -> int:
+    default = schema.get("default")
+    if isinstance(default, int) and not isinstance(default, bool) and default >= 1:
+        return default
+    return 1
 
 
 def _upper_bound(schema: Mapping[str, Any]) -> int | None:
@@ -208,6 +219,14 @@ class ImagesJob:
     """One request body per request to make, each validated against the Input model."""
     size: SizeInfo
     notes: tuple[str, ...] = ()
+    images_per_body: tuple[int, ...] = ()
+    """How many images each body asks for: its count field, else the model's default for it
+    (1 for a model without one)."""
+
+    @property
+    def expected_images(self) -> int:
+        """How many images the requests will produce (what a price per image is paid for)."""
+        return sum(self.images_per_body) if self.images_per_body else len(self.bodies)
 
     def found_images(self, outputs: Sequence[Any]) -> list[FoundImage]:
         """Every image in ``outputs``, in order."""
@@ -368,7 +387,15 @@ def plan_images(
         bodies=bodies,
         size=size_info,
         notes=(*openai_notes, *_request_notes(endpoint_id, n, bodies, traits, params)),
+        images_per_body=tuple(_images_asked(body, traits) for body in bodies),
     )
+
+
+def _images_asked(body: Mapping[str, Any], traits: ModelTraits) -> int:
+    if traits.count_field is None:
+        return 1
+    count = body.get(traits.count_field, traits.count_default)
+    return count if isinstance(count, int) and not isinstance(count, bool) else 1
 
 
 def _image_count(n: int, params: dict[str, Any], traits: ModelTraits) -> int:

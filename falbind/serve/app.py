@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import json
 import logging
+import math
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from starlette.applications import Starlette
@@ -26,7 +28,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from .auth import Caller, authenticate, bearer_key, require_master
+from .auth import MASTER_KEY_NAME, Caller, authenticate, require_master
 from .config import FalTarget, GatewayConfig, ModelEntry
 from .errors import GatewayError
 from .images import (
@@ -44,7 +46,8 @@ from .images import (
     run_job,
 )
 from .keys import key_routes
-from .store import LogEntry, LogWriter, Store, hash_key
+from .pricing import Price, PriceBook
+from .store import Admission, LogEntry, LogWriter, Orphan, Settlement, Store, Ticket
 
 __all__ = ["Gateway", "create_app"]
 
@@ -71,33 +74,70 @@ class EditForm(dict[str, Any]):
         self.mask = mask
 
 
-def _requested_n(raw: Any) -> int:
-    """The request's ``n`` for the budget estimate (1 when absent or not a number yet)."""
-    n = raw.get("n", 1) if isinstance(raw, Mapping) else 1
-    if isinstance(n, str) and n.strip().isdigit():
-        n = int(n)
-    return n if isinstance(n, int) and not isinstance(n, bool) and 1 <= n <= 10 else 1
-
-
 class ClientGone(Exception):
     """The client disconnected before the answer was ready."""
 
 
-class Gateway:
-    """The state behind one app: config, database, and one fal client per fal target."""
+@dataclass(slots=True)
+class _Request:
+    """One images request as it goes through the pipeline (for its log row and settlement)."""
 
-    def __init__(self, config: GatewayConfig, store: Store | None = None) -> None:
+    route: str
+    started: float
+    caller: Caller
+    outcome: Outcome = field(default_factory=Outcome)
+    ticket: Ticket | None = None
+    reserved_micros: int = 0
+    price: Price | None = None
+    settled: bool = False
+
+
+Prepared = tuple[ImageRequest, ModelEntry, Any, Callable[[Any], Coroutine[Any, Any, Any]] | None]
+"""What a route's ``prepare`` gives the pipeline: the request, its entry, the validated job
+and, for an edit, the step that uploads its files and plans again with their URLs."""
+
+
+class Gateway:
+    """The state behind one app: config, database, prices, and one fal client per target.
+
+    Every images request goes through one pipeline (:meth:`images`): authenticate from the
+    headers → read the body under its caps → parse, route and validate (nothing is reserved
+    or sent yet) → price it and admit it (model list, limits, a budget reservation and a row
+    in flight, one transaction) → run on fal (each accepted fal request id recorded before
+    the gateway waits on it) → settle the reservation against what was delivered and log,
+    on every path, failures and disconnects included.
+    """
+
+    def __init__(
+        self,
+        config: GatewayConfig,
+        store: Store | None = None,
+        *,
+        heartbeat_seconds: float = 5.0,
+        stale_after: float = 30.0,
+    ) -> None:
         self.config = config
         self.store = store or Store(config.database_url)
         self.log_writer = LogWriter(self.store)
+        self.prices = PriceBook(self.store)
+        self.instance = str(uuid.uuid4())
+        """This process's id in the database (its requests in flight are its own)."""
+        self.heartbeat_seconds = heartbeat_seconds
+        self.stale_after = stale_after
         self._clients: dict[FalTarget, Any] = {}
+        self._keeper: asyncio.Task[None] | None = None
 
     def __repr__(self) -> str:
         return f"<Gateway {self.config.source} models={len(self.config.models)}>"
 
     async def start(self) -> None:
         await self.store.setup()
+        await self.store.register_instance(self.instance)
         self.warm_up()
+        for note in await self.prices.load(self.config.models):
+            log.warning("%s", note)
+        await self.reconcile()
+        self._keeper = asyncio.get_running_loop().create_task(self._keep_alive())
 
     def warm_up(self) -> None:
         """Pay at start what the first request would: each entry's fal client (and its HTTP
@@ -117,10 +157,16 @@ class Gateway:
             capability_for(entry.endpoint_id)
 
     async def stop(self) -> None:
+        if self._keeper is not None:
+            self._keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._keeper
         await self.log_writer.flush()
         clients, self._clients = list(self._clients.values()), {}
         for client in clients:
             await client.aclose()
+        with contextlib.suppress(Exception):  # the database may be gone: orphans reconcile
+            await self.store.retire_instance(self.instance)
         await self.store.close()
 
     def client(self, target: FalTarget) -> Any:
@@ -138,7 +184,90 @@ class Gateway:
             self._clients[target] = client
         return client
 
-    # -- helpers -----------------------------------------------------------------------------
+    # -- recovery ----------------------------------------------------------------------------
+
+    async def _keep_alive(self) -> None:
+        """Heartbeat, and take over what gateways that died left in flight."""
+        since_reconcile = 0.0
+        while True:
+            await asyncio.sleep(self.heartbeat_seconds)
+            since_reconcile += self.heartbeat_seconds
+            try:
+                await self.store.heartbeat(self.instance)
+                if since_reconcile >= self.stale_after:
+                    since_reconcile = 0.0
+                    await self.reconcile()
+            except Exception as exc:  # the database may be away for a while: keep trying
+                log.error("heartbeat or reconciliation failed: %s", type(exc).__name__)
+
+    async def reconcile(self) -> int:
+        """Settle every request a dead gateway left in flight: each fal job it had accepted
+        is collected when it completed or cancelled when it had not, and its reservation is
+        released (nothing was delivered to its client, so nothing is charged). How many."""
+        orphans = await self.store.claim_orphans(self.instance, stale_after=self.stale_after)
+        for orphan in orphans:
+            outcome = await self._recover_jobs(orphan)
+            self.log_writer.submit(
+                Settlement(
+                    inflight_id=orphan.id,
+                    token=orphan.token,
+                    reserved_micros=orphan.reserved_micros,
+                    cost_micros=0,
+                    entry=LogEntry(
+                        route=orphan.route,
+                        status=500,
+                        latency_ms=max(0.0, (time.time() - orphan.started_at) * 1000),
+                        token=orphan.token,
+                        key_name=orphan.key_name,
+                        model_name=orphan.model_name,
+                        endpoint_id=orphan.jobs[0][0] if orphan.jobs else None,
+                        fal_request_ids=[request_id for _, request_id in orphan.jobs],
+                        cost_micros=0,
+                        error_type=outcome,
+                    ),
+                )
+            )
+        if orphans:
+            log.warning(
+                "reconciled %d request(s) left in flight by a stopped gateway", len(orphans)
+            )
+            await self.log_writer.flush()
+        return len(orphans)
+
+    async def _recover_jobs(self, orphan: Orphan) -> str:
+        from falbind import Completed, FalError
+
+        entry = self.config.entry(orphan.model_name) if orphan.model_name else None
+        if not orphan.jobs:
+            return "interrupted"
+        if entry is None:
+            log.error(
+                "cannot collect or cancel %d fal job(s) of model %r: it is no longer configured",
+                len(orphan.jobs),
+                orphan.model_name,
+            )
+            return "interrupted_unreachable"
+        client = self.client(entry.fal)
+        outcomes = set()
+        for endpoint_id, request_id in orphan.jobs:
+            try:
+                handle = client.get_handle(endpoint_id, request_id, untyped=True)
+                if isinstance(await handle.status(), Completed):
+                    await handle.result()
+                    outcomes.add("interrupted_collected")
+                else:
+                    await handle.cancel()
+                    outcomes.add("interrupted_cancelled")
+            except FalError as exc:
+                log.warning("fal job %s of a stopped gateway: %s", request_id, type(exc).__name__)
+                outcomes.add("interrupted_unreachable")
+        return "+".join(sorted(outcomes))
+
+    # -- the pipeline ------------------------------------------------------------------------
+
+    async def caller(self, request: Request) -> Caller:
+        """The caller, from the headers alone (before any body is read)."""
+        return await authenticate(request, self.config.master_key, self.store)
 
     def route_model(self, caller: Caller, name: str) -> ModelEntry:
         entry = self.config.entry(name)
@@ -154,189 +283,224 @@ class Gateway:
             )
         return entry
 
-    async def admit(self, request: Request, model_name: str | None, n: int) -> Caller:
-        """Authenticate an images request and enforce the key's model list, rpm limit and
-        budget: one database transaction (see :meth:`Store.admit`), each limit atomic so
-        replicas share it. The caller carries the amount reserved from the budget."""
-        key = bearer_key(request)
-        if key is None:
-            raise GatewayError(
-                401, "no API key: send 'Authorization: Bearer <key>'", code="invalid_api_key"
-            )
-        if hmac.compare_digest(key.encode(), self.config.master_key.encode()):
-            return Caller(None)
-        entry = self.config.entry(model_name) if model_name else None
-        estimate = (entry.cost_per_image or 0.0) * n if entry is not None else 0.0
-        admission = await self.store.admit(
-            hash_key(key), model_name=model_name if entry else None, estimate=estimate
-        )
-        record = admission.record
-        verdict = admission.verdict
-        if record is None or verdict == "invalid":
-            raise GatewayError(401, "invalid API key", code="invalid_api_key")
-        if verdict in ("revoked", "expired"):
-            raise GatewayError(
-                401, f"API key {record.key_name} has {verdict}", code="invalid_api_key"
-            )
-        error: GatewayError | None = None
-        if verdict == "model_not_allowed":
-            error = GatewayError(
-                403,
-                f"API key {record.key_name} may not use model {model_name!r}",
-                type="permission_error",
-                code="model_not_allowed",
-                param="model",
-            )
-        if verdict == "rate_limited":
-            wait = admission.retry_after or 1.0
-            error = GatewayError(
-                429,
-                f"API key {record.key_name} is over its limit of {record.rpm_limit} "
-                "requests per minute",
-                type="rate_limit_error",
-                code="rate_limit_exceeded",
-                headers={"retry-after": str(max(1, int(wait + 0.999)))},
-            )
-        if verdict == "over_budget":
-            error = GatewayError(
-                400,
-                f"API key {record.key_name} is over its budget "
-                f"(spent {record.spend:.4f} of {record.max_budget})",
-                type="budget_exceeded",
-                code="budget_exceeded",
-            )
-        if error is not None:
-            error.caller = Caller(record)
-            raise error
-        return Caller(record, admission.reserved)
-
-    def record(
-        self,
-        *,
-        route: str,
-        caller: Caller | None,
-        started: float,
-        status: int,
-        model_name: str | None = None,
-        outcome: Outcome | None = None,
-        cost: float | None = None,
-        error_type: str | None = None,
-        reserved: float | None = None,
-    ) -> None:
-        """Log the request and settle the key's spend (the reservation replaced by the cost of
-        what was delivered), in one transaction."""
-        entry = LogEntry(
-            route=route,
-            status=status,
-            latency_ms=elapsed_ms(started),
-            token=caller.token if caller else None,
-            key_name=caller.key_name if caller else None,
-            model_name=model_name,
-            endpoint_id=outcome.endpoint_id if outcome else None,
-            fal_request_ids=tuple(outcome.fal_request_ids) if outcome else (),
-            images=outcome.images if outcome else 0,
-            cost=cost,
-            error_type=error_type,
-        )
-        settle = None
-        if caller is not None and caller.token is not None and reserved is not None:
-            settle = (caller.token, (cost or 0.0) - reserved)
-        self.log_writer.submit(entry, settle)
-
-    # -- images ------------------------------------------------------------------------------
-
     async def images(
         self,
         request: Request,
         route: str,
-        load: Callable[[], Awaitable[Any]],
-        prepare: Callable[[Caller, Any], Awaitable[tuple[ImageRequest, Any, ModelEntry, Any]]],
+        prepare: Callable[[Caller, Outcome], Awaitable[Prepared]],
     ) -> Response:
-        """The common path of generations and edits: read, authenticate and admit (limits),
-        plan (validation), run, then log and settle the spend."""
+        """The pipeline of generations and edits (see the class docstring)."""
         started = time.perf_counter()
-        caller: Caller | None = None
-        outcome = Outcome()
-        reserved: float | None = None
         try:
-            raw = await load()
-            model = raw.get("model") if isinstance(raw, Mapping) else None
-            outcome.model_name = model if isinstance(model, str) and model else None
-            caller = await self.admit(request, outcome.model_name, _requested_n(raw))
-            reserved = caller.reserved
-            _, job, entry, finish = await prepare(caller, raw)
+            caller = await self.caller(request)
+        except GatewayError as error:
+            return error.response()  # never logged: unauthenticated noise stays out of the db
+        state = _Request(route, started, caller)
+        try:
+            image_request, entry, job, finish = await prepare(caller, state.outcome)
+            self._check_count(entry, job, image_request.model)
+            state.price = await self.prices.price_for(entry, job.endpoint_id)
+            per_image = state.price.per_image_micros if state.price is not None else None
+            state.ticket = Ticket(
+                id=str(uuid.uuid4()),
+                instance=self.instance,
+                route=route,
+                model_name=image_request.model,
+                estimate_micros=per_image * job.expected_images if per_image is not None else None,
+            )
+            admission = await self.store.admit(caller.token, state.ticket)
+            if admission.verdict != "ok":
+                state.ticket = None
+                raise self._refusal(admission, image_request.model, state.price)
+            state.reserved_micros = admission.reserved_micros
             client = self.client(entry.fal)
             if finish is not None:  # an edit: upload, then plan again with the real URLs
                 job = await _until_disconnect(request, finish(client))
             fal_started = time.perf_counter()
-            result = await _until_disconnect(request, run_job(client, entry, job, outcome))
-            fal_ms = elapsed_ms(fal_started)
-        except GatewayError as error:
-            self.record(
-                route=route,
-                caller=caller or error.caller,
-                started=started,
-                status=error.status,
-                model_name=outcome.model_name,
-                outcome=outcome,
-                error_type=error.code or error.type,
-                reserved=reserved,
+            result = await _until_disconnect(
+                request, run_job(client, entry, job, state.outcome, self._recorder(state))
             )
+            fal_ms = elapsed_ms(fal_started)
+            cost = self._cost(state.price, state.outcome.images)
+            self._settle(state, 200, cost=cost)
+            body = openai_body(result)
+            headers = response_headers(result, state.outcome, cost)
+            # Server-Timing (a W3C header browsers and proxies show): the gateway's own time
+            # (reading, keys and limits, validation, encoding) beside the time spent on fal.
+            own_ms = elapsed_ms(started) - fal_ms
+            headers["server-timing"] = f"gateway;dur={own_ms:.2f}, fal;dur={fal_ms:.2f}"
+            return JSONResponse(body, headers=headers)
+        except GatewayError as error:
+            self._settle(state, error.status, error_type=error.code or error.type)
             return error.response()
         except ClientGone:
-            self.record(
-                route=route,
-                caller=caller,
-                started=started,
-                status=499,
-                model_name=outcome.model_name,
-                outcome=outcome,
-                error_type="client_disconnected",
-                reserved=reserved,
-            )
+            self._settle(state, 499, error_type="client_disconnected")
             return Response(status_code=499)
-        cost = self._cost(entry, outcome.images)
-        self.record(
-            route=route,
-            caller=caller,
-            started=started,
-            status=200,
-            model_name=outcome.model_name,
-            outcome=outcome,
-            cost=cost,
-            reserved=reserved,
+        except Exception as exc:
+            # Whatever went wrong, the reservation is released and the request logged; the
+            # client gets OpenAI's shape, told not to retry once fal may have a job.
+            log.error("unexpected error on %s (%s): %s", route, type(exc).__name__, _one_line(exc))
+            self._settle(state, 500, error_type="internal_error")
+            return GatewayError(
+                500,
+                "the gateway failed on this request; it was not charged"
+                + ("" if not state.outcome.accepted else " (fal may have run it: do not retry)"),
+                type="api_error",
+                code="internal_error",
+                should_retry=False if state.outcome.accepted else None,
+            ).response()
+        finally:
+            if not state.settled:  # cancelled (the server is stopping): release, log
+                self._settle(state, 499, error_type="cancelled")
+
+    def _check_count(self, entry: ModelEntry, job: Any, model_name: str) -> None:
+        """Refuse a request that would produce more images than the gateway allows (OpenAI's
+        ``n`` and the model's own count field, its default included)."""
+        expected = int(job.expected_images)
+        if expected <= self.config.max_images:
+            return
+        from falbind.images.generate import model_traits
+
+        field_name = model_traits(job.endpoint_id).count_field
+        param = field_name if field_name and field_name in entry.defaults else "n"
+        raise GatewayError(
+            400,
+            f"this request for model {model_name!r} would produce {expected} images; this "
+            f"gateway allows at most {self.config.max_images} per request",
+            code="too_many_images",
+            param=param,
         )
-        body = openai_body(result)
-        headers = response_headers(result, outcome, cost)
-        # Server-Timing (a W3C header browsers and proxies show): the gateway's own time
-        # (reading, keys and limits, validation, encoding) beside the time spent on fal.
-        own_ms = elapsed_ms(started) - fal_ms
-        headers["server-timing"] = f"gateway;dur={own_ms:.2f}, fal;dur={fal_ms:.2f}"
-        return JSONResponse(body, headers=headers)
+
+    def _recorder(self, state: _Request) -> Callable[[str, str], Awaitable[None]]:
+        async def record(endpoint_id: str, request_id: str) -> None:
+            if state.ticket is not None:
+                await self.store.record_job(state.ticket.id, endpoint_id, request_id)
+
+        return record
+
+    def _refusal(self, admission: Admission, model_name: str, price: Price | None) -> GatewayError:
+        record = admission.record
+        name = record.key_name if record is not None else MASTER_KEY_NAME
+        verdict = admission.verdict
+        if verdict in ("invalid", "revoked", "expired"):
+            return GatewayError(401, f"API key {name} is not valid", code="invalid_api_key")
+        if verdict == "model_not_allowed":
+            return GatewayError(
+                403,
+                f"API key {name} may not use model {model_name!r}",
+                type="permission_error",
+                code="model_not_allowed",
+                param="model",
+            )
+        if verdict in ("rate_limited", "deployment_rate_limited", "parallel_limited"):
+            wait = admission.retry_after or 1.0
+            what = {
+                "rate_limited": f"API key {name} is over its limit of "
+                f"{record.rpm_limit if record else '?'} requests per minute",
+                "deployment_rate_limited": f"model {model_name!r} is over its requests per minute",
+                "parallel_limited": f"API key {name} has {record.max_parallel_requests if record else '?'} "
+                "requests running already, its limit",
+            }[verdict]
+            return GatewayError(
+                429,
+                what,
+                type="rate_limit_error",
+                code="rate_limit_exceeded"
+                if verdict != "parallel_limited"
+                else "max_parallel_requests",
+                headers={"retry-after": str(max(1, math.ceil(wait)))},
+            )
+        if verdict == "price_unknown":
+            reason = (
+                f"fal prices it per {price.unit}, not per image"
+                if price is not None
+                else "neither the config nor fal's pricing API gives it a price"
+            )
+            return GatewayError(
+                400,
+                f"model {model_name!r} has no known price per image ({reason}), and API key "
+                f"{name} has a budget; the operator can set model_info.output_cost_per_image",
+                code="price_unknown",
+                param="model",
+            )
+        assert record is not None
+        return GatewayError(
+            400,
+            f"API key {name} is over its budget (spent {record.spend:.6f} of {record.max_budget})",
+            type="budget_exceeded",
+            code="budget_exceeded",
+        )
 
     @staticmethod
-    def _cost(entry: ModelEntry, images: int) -> float | None:
-        return entry.cost_per_image * images if entry.cost_per_image is not None else None
+    def _cost(price: Price | None, images: int) -> int | None:
+        per_image = price.per_image_micros if price is not None else None
+        return per_image * images if per_image is not None else None
+
+    def _settle(
+        self,
+        state: _Request,
+        status: int,
+        *,
+        cost: int | None = None,
+        error_type: str | None = None,
+    ) -> None:
+        """Log the request and settle its reservation (replaced by the cost of what was
+        delivered), in one transaction written off the request path; once per request."""
+        if state.settled:
+            return
+        state.settled = True
+        caller, outcome = state.caller, state.outcome
+        record = caller.record
+        # Only a configured name is logged: what a caller typed is unbounded and unchecked.
+        model_name = (
+            outcome.model_name
+            if outcome.model_name and self.config.entry(outcome.model_name)
+            else None
+        )
+        entry = LogEntry(
+            route=state.route,
+            status=status,
+            latency_ms=elapsed_ms(state.started),
+            token=caller.token,
+            key_name=caller.key_name if record is not None else None,
+            model_name=model_name,
+            endpoint_id=outcome.endpoint_id,
+            fal_request_ids=tuple(outcome.fal_request_ids),
+            images=outcome.images if status == 200 else 0,
+            cost_micros=cost,
+            error_type=error_type,
+            key_alias=record.key_alias if record is not None else None,
+            user_id=record.user_id if record is not None else None,
+            team_id=record.team_id if record is not None else None,
+        )
+        ticket = state.ticket
+        self.log_writer.submit(
+            Settlement(
+                inflight_id=ticket.id if ticket is not None else None,
+                token=caller.token if ticket is not None else None,
+                reserved_micros=state.reserved_micros,
+                cost_micros=cost or 0,
+                entry=entry,
+            )
+        )
 
     async def generations(self, request: Request) -> Response:
-        async def load() -> Any:
-            return await _json_body(request, self.config.max_body_bytes)
-
-        async def prepare(caller: Caller, body: Any) -> tuple[ImageRequest, Any, ModelEntry, Any]:
+        async def prepare(caller: Caller, outcome: Outcome) -> Prepared:
+            body = await _json_body(request, self.config.max_body_bytes)
+            outcome.model_name = _model_field(body)
             image_request = parse_generation(body)
             entry = self.route_model(caller, image_request.model)
-            return image_request, plan(entry, image_request), entry, None
+            return image_request, entry, plan(entry, image_request), None
 
-        return await self.images(request, "/v1/images/generations", load, prepare)
+        return await self.images(request, "/v1/images/generations", prepare)
 
     async def edits(self, request: Request) -> Response:
-        async def load() -> Any:
-            return await self._read_form(request)
-
-        async def prepare(caller: Caller, form: Any) -> tuple[ImageRequest, Any, ModelEntry, Any]:
+        async def prepare(caller: Caller, outcome: Outcome) -> Prepared:
+            form = await self._read_form(request)
+            outcome.model_name = _model_field(form)
             return self._prepare_edit(caller, form)
 
-        return await self.images(request, "/v1/images/edits", load, prepare)
+        return await self.images(request, "/v1/images/edits", prepare)
 
     async def _read_form(self, request: Request) -> EditForm:
         _check_length(request, self.config.max_body_bytes)
@@ -374,9 +538,7 @@ class Gateway:
                 )
         return EditForm(fields, images, mask)
 
-    def _prepare_edit(
-        self, caller: Caller, form: EditForm
-    ) -> tuple[ImageRequest, Any, ModelEntry, Any]:
+    def _prepare_edit(self, caller: Caller, form: EditForm) -> Prepared:
         from .images import _image_request
 
         fields, images, mask = form.fields, form.images, form.mask
@@ -461,7 +623,7 @@ class Gateway:
                 raise error_from_fal(exc, accepted=False) from None
             return plan(entry, _image_request(with_urls(urls, mask_url)))
 
-        return image_request, job, entry, finish
+        return image_request, entry, job, finish
 
     def _endpoint_for(self, entry: ModelEntry, name: str) -> str:
         if entry.endpoint_id is not None:
@@ -556,6 +718,17 @@ def parse_since(value: str | None) -> float | None:
     return stamp.timestamp()
 
 
+def _model_field(body: Any) -> str | None:
+    """The ``model`` a body names, if it is a string (only logged if it is a configured name)."""
+    model = body.get("model") if isinstance(body, dict) else None
+    return model if isinstance(model, str) and model else None
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return text[:300].encode("utf-8", "replace").decode("utf-8")
+
+
 def _model_object(entry: ModelEntry | None, name: str) -> dict[str, Any]:
     endpoint = (entry.endpoint_id if entry else None) or name
     return {
@@ -587,6 +760,10 @@ async def _json_body(request: Request, limit: int) -> Any:
         return json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise GatewayError(400, "the request body is not valid JSON", code="invalid_json") from None
+    except RecursionError:
+        raise GatewayError(
+            400, "the request body's JSON is nested too deeply", code="invalid_json"
+        ) from None
 
 
 async def _until_disconnect(request: Request, work: Coroutine[Any, Any, T]) -> T:

@@ -21,8 +21,6 @@ class Caller:
     """The authenticated caller: the master key (``record is None``) or a virtual key."""
 
     record: KeyRecord | None
-    reserved: float | None = None
-    """The amount reserved from the key's budget for this request (settled at its end)."""
 
     @property
     def is_master(self) -> bool:
@@ -35,6 +33,11 @@ class Caller:
     @property
     def key_name(self) -> str:
         return self.record.key_name if self.record else MASTER_KEY_NAME
+
+    @property
+    def alias(self) -> str:
+        """How logs and metrics name the caller: the key's alias, else its display name."""
+        return self.record.display_name if self.record else MASTER_KEY_NAME
 
     def may_use(self, model_name: str) -> bool:
         """Whether the key's model list allows ``model_name`` (empty list: every model)."""

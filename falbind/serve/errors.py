@@ -118,7 +118,9 @@ def error_from_fal(exc: BaseException, *, accepted: bool) -> GatewayError:
 
     request_id = getattr(exc, "request_id", None)
     request_id = request_id if isinstance(request_id, str) else None
-    retry = None if not accepted else False
+    # The truth either way: nothing reached fal (or fal refused it unbilled), so sending it
+    # again is safe; or fal may have a billed job, so it is not.
+    retry = not accepted
     suffix = f" (fal request id {request_id})" if request_id else ""
     if isinstance(exc, RateLimitError):
         # fal did not process the request: retrying later is safe.

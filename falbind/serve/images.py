@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import Awaitable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, TypeVar
 
@@ -39,6 +39,8 @@ OPENAI_FIELDS: Final = ("model", "prompt", "n", "size", "response_format", "stre
 (OpenAI-only ones such as ``quality`` or ``style`` are model parameters when the model has a
 field of that name, and refused with a did-you-mean otherwise: nothing is dropped silently)."""
 MAX_N: Final = 10
+MAX_PROMPT_CHARS: Final = 32_000
+"""OpenAI's own limit for image prompts (gpt-image-1's 32,000 characters)."""
 IMAGE_LIST_FIELDS: Final = ("image_urls",)
 IMAGE_FIELDS: Final = ("image_url",)
 MASK_FIELDS: Final = ("mask_url", "mask_image_url")
@@ -94,6 +96,12 @@ def _image_request(body: Mapping[str, Any]) -> ImageRequest:
     prompt = body.get("prompt")
     if not isinstance(prompt, str) or not prompt:
         raise _bad("'prompt' is required and must be a non-empty string", "prompt")
+    if len(prompt) > MAX_PROMPT_CHARS:
+        raise _bad(
+            f"'prompt' is {len(prompt)} characters long; the limit is {MAX_PROMPT_CHARS}", "prompt"
+        )
+    if not _encodable(prompt):
+        raise _bad("'prompt' holds text that is not valid Unicode (a lone surrogate)", "prompt")
     n = body.get("n", 1)
     if n is None:
         n = 1
@@ -110,6 +118,14 @@ def _image_request(body: Mapping[str, Any]) -> ImageRequest:
         )
     params = {k: v for k, v in body.items() if k not in OPENAI_FIELDS}
     return ImageRequest(model, prompt, n, size, str(response_format), params)
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def image_fields(endpoint_id: str) -> Mapping[str, Any]:
@@ -207,16 +223,27 @@ def model_not_found(name: str, reason: str | None = None) -> GatewayError:
     )
 
 
+Recorder = Callable[[str, str], Awaitable[None]]
+"""Called with (endpoint id, fal request id) when fal accepts a queued job, before the gateway
+waits on it: the gateway writes it down, so that a crash never leaves a job unaccounted for."""
+SYNC_RETRIES: Final = 2
+"""How often a sync-mode request is sent again when fal answered 5xx or could not be reached
+at all: fal bills only successful outputs, so a request it answered with a server error (or
+never received) cost nothing and is safe to send again."""
+
+
 async def run_job(
     client: Any,
     entry: ModelEntry,
     job: Any,
     outcome: Outcome,
+    record: Recorder | None = None,
 ) -> Any:
     """Send the planned bodies, download for ``b64_json``; the ``ImagesResponse``.
 
-    fal errors become :class:`GatewayError` with ``x-should-retry: false`` once anything was
-    sent; a cancellation (client gone) or the entry's timeout cancels every queued request.
+    fal errors become :class:`GatewayError` with ``x-should-retry: false`` once fal may have
+    accepted a job; a cancellation (client gone), the entry's timeout or a failure while
+    waiting cancels every queued request.
     """
     from falbind import FalError
 
@@ -224,7 +251,7 @@ async def run_job(
     try:
         async with asyncio.timeout(entry.timeout):
             outputs = await _gather(
-                _send(client, entry, job.endpoint_id, body, outcome) for body in job.bodies
+                _send(client, entry, job.endpoint_id, body, outcome, record) for body in job.bodies
             )
             urls: list[str] = job.downloads(outputs)
             blobs = await _gather(client.download(url, expected_type="image/") for url in urls)
@@ -244,21 +271,93 @@ async def run_job(
 
 
 async def _send(
-    client: Any, entry: ModelEntry, endpoint_id: str, body: dict[str, Any], outcome: Outcome
+    client: Any,
+    entry: ModelEntry,
+    endpoint_id: str,
+    body: dict[str, Any],
+    outcome: Outcome,
+    record: Recorder | None,
 ) -> BaseModel:
-    outcome.accepted = True
     if not entry.use_queue:
-        output: BaseModel = await client.run(endpoint_id, body)
-        return output
-    handle = await client.submit(endpoint_id, body)
+        return await _run_sync(client, endpoint_id, body, outcome)
+    try:
+        handle = await client.submit(endpoint_id, body)
+    except BaseException as exc:
+        outcome.accepted |= maybe_accepted(exc)
+        raise
+    outcome.accepted = True
     outcome.fal_request_ids.append(handle.request_id)
     try:
+        if record is not None:
+            await record(endpoint_id, handle.request_id)
         result: BaseModel = await handle.result()
     except BaseException as exc:
-        if isinstance(exc, asyncio.CancelledError | TimeoutError):
+        from falbind import FalRequestFailedError
+
+        # Anything but the model's own failure (the job is over then) leaves a job fal may
+        # still run and bill: a status poll that failed, a client gone, a timeout, the
+        # database refusing to record it. Cancel it.
+        if not isinstance(exc, FalRequestFailedError):
             await _cancel_quietly(handle)
         raise
     return result
+
+
+async def _run_sync(
+    client: Any, endpoint_id: str, body: dict[str, Any], outcome: Outcome
+) -> BaseModel:
+    """One sync-mode request, sent again (up to :data:`SYNC_RETRIES` times) while fal
+    answers 5xx or cannot be reached: neither is billed (see :data:`SYNC_RETRIES`)."""
+    for attempt in range(SYNC_RETRIES + 1):
+        try:
+            output: BaseModel = await client.run(endpoint_id, body)
+            outcome.accepted = True
+            return output
+        except BaseException as exc:
+            if maybe_accepted(exc):
+                outcome.accepted = True
+                raise
+            if attempt == SYNC_RETRIES or not _unbilled_server_error(exc):
+                raise
+        await asyncio.sleep(0.1 * 2**attempt)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def maybe_accepted(exc: BaseException) -> bool:
+    """Whether fal may have accepted (and will bill) the request that failed with ``exc``:
+    not when fal answered with an error status (fal bills successful outputs only) nor when
+    the request provably never reached it; yes for anything else (a reply lost on the way,
+    a cancellation while it ran)."""
+    from falbind import FalStatusError, InvalidArgumentsError, MissingKeyError
+
+    if isinstance(exc, FalStatusError | InvalidArgumentsError | MissingKeyError):
+        return False
+    return not nothing_sent(exc)
+
+
+def nothing_sent(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what it was raised from) is a connection that was never made."""
+    from falbind.client.retry import as_transport_error, never_reached_server
+
+    seen = 0
+    current: BaseException | None = exc
+    while current is not None and seen < 8:
+        transport = as_transport_error(current)
+        if transport is not None:
+            return never_reached_server(transport)
+        current = current.__cause__ or current.__context__
+        seen += 1
+    return False
+
+
+def _unbilled_server_error(exc: BaseException) -> bool:
+    from falbind import FalConnectionError, RequestTimeoutError, ServerError
+
+    if isinstance(exc, RequestTimeoutError):
+        return False  # the caller's own deadline: sending again would only time out again
+    return isinstance(exc, ServerError) or (
+        isinstance(exc, FalConnectionError) and nothing_sent(exc)
+    )
 
 
 async def _cancel_quietly(handle: Any) -> None:

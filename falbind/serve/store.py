@@ -211,6 +211,7 @@ _FORGET_EVENTS: Final = rate_events_table.delete().where(
 _WINDOW_EVENTS: Final = sa.select(sa.func.count(), sa.func.min(rate_events_table.c.at)).where(
     rate_events_table.c.subject == sa.bindparam("p_subject")
 )
+_LOCK_SUBJECT: Final = sa.text("SELECT pg_advisory_xact_lock(hashtextextended(:p_subject, 0))")
 _IN_FLIGHT_FOR_KEY: Final = sa.select(sa.func.count()).where(
     inflight_table.c.token == sa.bindparam("p_token")
 )
@@ -1040,7 +1041,10 @@ _TOKEN_SHAPE: Final = re.compile(r"[0-9a-f]{64}")
 def _window_wait(conn: sa.Connection, subject: str, limit: int, now: float) -> float | None:
     """The sliding window of ``subject``: ``None`` when fewer than ``limit`` requests were
     admitted in the last :data:`RATE_WINDOW_SECONDS`, else the seconds until the oldest of
-    them leaves the window."""
+    them leaves the window. On PostgreSQL the subject is locked until commit (an advisory
+    lock, as a deployment has no row to lock), so replicas count one after another."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(_LOCK_SUBJECT, {"p_subject": subject})
     conn.execute(_FORGET_EVENTS, {"p_subject": subject, "p_before": now - RATE_WINDOW_SECONDS})
     count, oldest = conn.execute(_WINDOW_EVENTS, {"p_subject": subject}).one()
     if count < limit:

@@ -69,6 +69,7 @@ Route: TypeAlias = Literal[
     "file",
     "upload_initiate",
     "upload_put",
+    "pricing",
 ]
 ROUTES: Final[frozenset[str]] = frozenset(
     {
@@ -82,6 +83,7 @@ ROUTES: Final[frozenset[str]] = frozenset(
         "file",
         "upload_initiate",
         "upload_put",
+        "pricing",
     }
 )
 FaultKind: TypeAlias = Literal[
@@ -367,6 +369,11 @@ class FakeFalServer:
         :attr:`stream_progress_events` progress events."""
         self.streams_cut_short = 0
         """How many streamed answers ended early because the client went away."""
+        self.prices: dict[str, tuple[str, str]] = {}
+        """fal's pricing API here (``GET {api_url}/v1/models/pricing``): endpoint id ->
+        (unit price as text, unit). An endpoint not listed costs :attr:`default_price`."""
+        self.default_price: tuple[str, str] | None = ("0.01", "images")
+        """The price of every served endpoint not in :attr:`prices` (``None``: no price)."""
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -631,6 +638,8 @@ class FakeFalServer:
             return "run", endpoint_id, ""
         if path.startswith("/files/") and method == "GET":
             return "file", None, path[len("/files/") :]
+        if path == "/v1/models/pricing" and method == "GET":
+            return "pricing", None, ""
         if path == "/storage/upload/initiate" and method == "POST":
             return "upload_initiate", None, ""
         if path.startswith("/storage/upload/") and method == "PUT":
@@ -704,6 +713,27 @@ class FakeFalServer:
             raise
         return request.keep_alive
 
+    def _pricing(self, request: _Request) -> _Answer:
+        """fal's ``GET /v1/models/pricing?endpoint_id=a,b`` (1 to 50 ids)."""
+        ids = [i for i in request.query.get("endpoint_id", "").split(",") if i]
+        if not 1 <= len(ids) <= 50:
+            return _json_answer(422, {"detail": "endpoint_id takes 1 to 50 ids"})
+        prices = []
+        for endpoint_id in ids:
+            price = self.prices.get(endpoint_id)
+            if price is None and self._knows(endpoint_id):
+                price = self.default_price
+            if price is not None:
+                prices.append(
+                    {
+                        "endpoint_id": endpoint_id,
+                        "unit_price": float(price[0]),
+                        "unit": price[1],
+                        "currency": "USD",
+                    }
+                )
+        return _json_answer(200, {"prices": prices, "next_cursor": None, "has_more": False})
+
     def _take_fault(self, route: str | None, endpoint_id: str | None) -> Fault | None:
         with self._rules_lock:
             for rule in self._rules:
@@ -730,6 +760,8 @@ class FakeFalServer:
             return self._store_upload(request, rest)
         if route == "upload_initiate":
             return self._initiate_upload(request) if self._authorized(request) else _unauthorized()
+        if route == "pricing":
+            return self._pricing(request) if self._authorized(request) else _unauthorized()
         if route is None or endpoint_id is None:
             return _json_answer(404, {"detail": f"Not found: {request.method} {request.path}"})
         if not self._authorized(request):
