@@ -557,3 +557,42 @@ def test_start_builds_each_models_validators_before_the_first_request(tmp_path: 
     assert result.returncode == 0, result.stderr
     states = json.loads(result.stdout.splitlines()[-1])
     assert states == {"before": [False, False], "after": [True, True]}
+
+
+def test_metrics_count_requests_by_model_and_alias_never_by_key(
+    gateway: ThreadedGateway, fal: FakeFalServer
+) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    key = new_key(gateway, key_alias="metered")
+    sdk(gateway, key=key, max_retries=0).images.generate(model="fal-ai/flux/dev", prompt="x", n=2)
+    with pytest.raises(openai.BadRequestError):
+        sdk(gateway, key=key, max_retries=0).images.generate(
+            model="fal-ai/flux/dev", prompt="x", extra_body={"num_image": 2}
+        )
+    assert (
+        httpx.get(f"{gateway.url}/metrics", headers={"Authorization": f"Bearer {key}"}).status_code
+        == 403
+    )
+    page = httpx.get(f"{gateway.url}/metrics", headers={"Authorization": f"Bearer {MASTER_KEY}"})
+    assert page.status_code == 200
+    assert key not in page.text
+    samples = {
+        (family.name, sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(page.text)
+        for sample in family.samples
+    }
+
+    def value(name: str, **labels: str) -> float:
+        return sum(
+            v
+            for (_, sample, found), v in samples.items()
+            if sample == name and set(labels.items()) <= set(found)
+        )
+
+    assert value("falbind_images_total", model="fal-ai/flux/dev", key_alias="metered") == 2
+    assert value(
+        "falbind_spend_usd_total", model="fal-ai/flux/dev", key_alias="metered"
+    ) == pytest.approx(0.02)
+    assert value("falbind_refusals_total", model="fal-ai/flux/dev", reason="unknown_parameter") >= 1
+    assert value("falbind_requests_total", key_alias="metered", status_code="200") == 1

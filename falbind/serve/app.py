@@ -46,6 +46,7 @@ from .images import (
     run_job,
 )
 from .keys import key_routes
+from .metrics import GatewayMetrics
 from .pricing import Price, PriceBook
 from .store import Admission, LogEntry, LogWriter, Orphan, Settlement, Store, Ticket
 
@@ -89,6 +90,7 @@ class _Request:
     ticket: Ticket | None = None
     reserved_micros: int = 0
     price: Price | None = None
+    fal_started: float | None = None
     settled: bool = False
 
 
@@ -115,9 +117,11 @@ class Gateway:
         *,
         heartbeat_seconds: float = 5.0,
         stale_after: float = 30.0,
+        metrics: GatewayMetrics | None = None,
     ) -> None:
         self.config = config
         self.store = store or Store(config.database_url)
+        self.metrics = metrics or GatewayMetrics()
         self.log_writer = LogWriter(self.store)
         self.prices = PriceBook(self.store)
         self.instance = str(uuid.uuid4())
@@ -290,11 +294,29 @@ class Gateway:
         prepare: Callable[[Caller, Outcome], Awaitable[Prepared]],
     ) -> Response:
         """The pipeline of generations and edits (see the class docstring)."""
+        with self.metrics.in_flight(route):
+            return await self._images(request, route, prepare)
+
+    async def _images(
+        self,
+        request: Request,
+        route: str,
+        prepare: Callable[[Caller, Outcome], Awaitable[Prepared]],
+    ) -> Response:
         started = time.perf_counter()
         try:
             caller = await self.caller(request)
         except GatewayError as error:
-            return error.response()  # never logged: unauthenticated noise stays out of the db
+            # Counted, never logged: unauthenticated noise stays out of the database.
+            self.metrics.refused(route=route, model=None, reason=error.code or error.type)
+            self.metrics.request_done(
+                route=route,
+                model=None,
+                key_alias=None,
+                status=error.status,
+                seconds=time.perf_counter() - started,
+            )
+            return error.response()
         state = _Request(route, started, caller)
         try:
             image_request, entry, job, finish = await prepare(caller, state.outcome)
@@ -316,11 +338,11 @@ class Gateway:
             client = self.client(entry.fal)
             if finish is not None:  # an edit: upload, then plan again with the real URLs
                 job = await _until_disconnect(request, finish(client))
-            fal_started = time.perf_counter()
+            state.fal_started = time.perf_counter()
             result = await _until_disconnect(
                 request, run_job(client, entry, job, state.outcome, self._recorder(state))
             )
-            fal_ms = elapsed_ms(fal_started)
+            fal_ms = elapsed_ms(state.fal_started)
             cost = self._cost(state.price, state.outcome.images)
             self._settle(state, 200, cost=cost)
             body = openai_body(result)
@@ -431,6 +453,38 @@ class Gateway:
             code="budget_exceeded",
         )
 
+    def _measure(
+        self,
+        state: _Request,
+        model_name: str | None,
+        status: int,
+        cost: int | None,
+        error_type: str | None,
+    ) -> None:
+        """The request in the metrics (labels: configured model names and key aliases only)."""
+        metrics, outcome, alias = self.metrics, state.outcome, state.caller.alias
+        now = time.perf_counter()
+        metrics.request_done(
+            route=state.route,
+            model=model_name,
+            key_alias=alias,
+            status=status,
+            seconds=now - state.started,
+        )
+        if state.fal_started is not None:
+            metrics.fal_done(
+                model=model_name,
+                endpoint_id=outcome.endpoint_id,
+                seconds=now - state.fal_started,
+                error_type=None if status == 200 else error_type,
+            )
+        if status == 200 and outcome.images:
+            metrics.images_delivered(model=model_name, key_alias=alias, count=outcome.images)
+        if cost:
+            metrics.spend(model=model_name, key_alias=alias, micros=cost)
+        if 400 <= status < 500 and status != 499 and error_type and not outcome.accepted:
+            metrics.refused(route=state.route, model=model_name, reason=error_type)
+
     @staticmethod
     def _cost(price: Price | None, images: int) -> int | None:
         per_image = price.per_image_micros if price is not None else None
@@ -473,6 +527,7 @@ class Gateway:
             user_id=record.user_id if record is not None else None,
             team_id=record.team_id if record is not None else None,
         )
+        self._measure(state, model_name, status, cost, error_type)
         ticket = state.ticket
         self.log_writer.submit(
             Settlement(
@@ -667,6 +722,12 @@ class Gateway:
             )
         return JSONResponse({"status": "not ready", "db": "unreachable"}, status_code=503)
 
+    async def metrics_page(self, request: Request) -> Response:
+        """``GET /metrics``: Prometheus' text format, for the master key (as LiteLLM does)."""
+        await require_master(request, self.config.master_key, self.store)
+        body, content_type = self.metrics.render()
+        return Response(body, headers={"content-type": content_type})
+
     async def spend_logs(self, request: Request) -> Response:
         await require_master(request, self.config.master_key, self.store)
         await self.log_writer.flush()
@@ -839,6 +900,7 @@ def create_app(config: GatewayConfig, *, store: Store | None = None) -> Starlett
         route("/health/liveliness", gateway.health, "GET"),
         route("/health/readiness", gateway.readiness, "GET"),
         route("/spend/logs", gateway.spend_logs, "GET"),
+        route("/metrics", gateway.metrics_page, "GET"),
         *(route(path, handler, method) for path, handler, method in key_routes(gateway)),
     ]
 
