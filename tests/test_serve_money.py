@@ -453,3 +453,85 @@ def test_a_budget_holds_under_fifty_concurrent_requests(
         spend = key_info(gateway.url, key)["spend"]
     assert 0 < delivered <= 5
     assert spend == pytest.approx(delivered * 0.01)
+
+
+# -- 7 (outage) and 3 (one bad row): the log writer loses nothing --------------------------------
+
+
+def test_the_log_writer_keeps_settlements_while_the_database_is_away(tmp_path: Path) -> None:
+    import sqlalchemy as sa
+
+    from falbind.serve.store import LogEntry, LogWriter, Settlement
+
+    async def scenario() -> tuple[int, int, int]:
+        store = Store(f"sqlite:///{tmp_path / 'outage.db'}")
+        await store.setup()
+        _, record = await store.create_key(max_budget=1.0)
+        assert await store.reserve_budget(record.token, 0.5)
+        real_settle = store.settle
+        outages = 3
+
+        async def flaky(batch: Any) -> None:
+            nonlocal outages
+            if outages:
+                outages -= 1
+                raise sa.exc.OperationalError("UPDATE", {}, ConnectionRefusedError("db away"))
+            await real_settle(batch)
+
+        store.settle = flaky  # type: ignore[method-assign]
+        writer = LogWriter(store)
+        for _ in range(5):
+            writer.submit(
+                Settlement(
+                    None,
+                    record.token,
+                    100_000,
+                    30_000,
+                    LogEntry("/v1/images/generations", 200, 1.0, token=record.token),
+                )
+            )
+        await writer.flush()
+        after = await store.get_key(record.token)
+        logged = len(await store.logs(token=record.token))
+        await store.close()
+        assert after is not None
+        return after.spend_micros, logged, writer.failures
+
+    spend, logged, failures = asyncio.run(scenario())
+    assert failures == 3
+    assert logged == 5
+    assert spend == 500_000 - 5 * 70_000  # every settlement applied once
+
+
+def test_the_raw_key_never_reaches_the_sql_statement_log(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    async def scenario() -> str:
+        store = Store(f"sqlite:///{tmp_path / 'echo.db'}", echo=True)
+        await store.setup()
+        key, record = await store.create_key(key_alias="logged")
+        with caplog.at_level(logging.INFO, logger="sqlalchemy.engine"):
+            await store.find_tokens(key)
+            await store.get_key(record.token)
+            await store.admit(record.token, Ticket("r", "i", "/v1/images/generations", "m", 0))
+        await store.close()
+        return key
+
+    key = asyncio.run(scenario())
+    assert caplog.records  # statements were logged
+    assert key not in caplog.text
+    assert key[6:] not in caplog.text
+
+
+def test_readiness_says_not_ready_when_the_database_is_gone(
+    fal: FakeFalServer, tmp_path: Path
+) -> None:
+    with gateway_for(fal, tmp_path) as gateway:
+        assert httpx.get(f"{gateway.url}/health/readiness").status_code == 200
+        for suffix in ("", "-wal", "-shm"):
+            (tmp_path / f"gateway.db{suffix}").unlink(missing_ok=True)
+        answer = httpx.get(f"{gateway.url}/health/readiness")
+    assert answer.status_code == 503
+    assert answer.json()["status"] == "not ready"

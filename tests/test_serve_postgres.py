@@ -184,3 +184,44 @@ def test_sqlite_waits_for_another_writer_off_the_loop(tmp_path: Path) -> None:
     admitted, ticks = asyncio.run(scenario())
     assert admitted
     assert ticks >= 10  # the loop ran while the transaction waited for the lock
+
+
+def test_one_bad_log_row_never_loses_another_on_postgresql(postgres: PostgresCluster) -> None:
+    from falbind.serve.store import LogEntry, LogWriter, Settlement
+
+    url = asyncpg_url(postgres.create_database())
+
+    async def scenario() -> tuple[int, list[int]]:
+        store = Store(url)
+        await store.setup()
+        try:
+            _, record = await store.create_key(max_budget=10.0)
+            writer = LogWriter(store)
+            for status in (200, 200, 10**12, 200):  # the third overflows INTEGER
+                assert await store.reserve_budget(record.token, 0.02)
+                writer.submit(
+                    Settlement(
+                        None,
+                        record.token,
+                        20_000,
+                        10_000,
+                        LogEntry(
+                            "/v1/images/generations",
+                            status,
+                            1.0,
+                            token=record.token,
+                            model_name="m" * 400,  # longer than the column: cut, not refused
+                        ),
+                    )
+                )
+            await writer.flush()
+            after = await store.get_key(record.token)
+            assert after is not None
+            rows = await store.logs(token=record.token)
+            return after.spend_micros, sorted(row["status"] for row in rows)
+        finally:
+            await store.close()
+
+    spend, statuses = asyncio.run(scenario())
+    assert statuses == [200, 200, 200]  # only the bad row is lost
+    assert spend == 4 * 10_000  # and every settlement, its own included, applied

@@ -1236,6 +1236,7 @@ class LogWriter:
         self._task: asyncio.Task[None] | None = None
         self.failures = 0
         """How many times a write failed (for tests and the logs)."""
+        self._last_error: BaseException | None = None
 
     @property
     def pending(self) -> int:
@@ -1251,35 +1252,52 @@ class LogWriter:
         while self._pending:
             batch, self._pending = self._pending, []
             try:
-                await self._write(batch)
+                left = await self._write(batch)
+            except Exception as exc:  # not a database error at all: keep the batch anyway
+                self._last_error = exc
+                left = batch
+            if not left:
                 wait = 0.05
-            except Exception as exc:
-                self.failures += 1
-                self._pending[:0] = batch  # kept, in order, for the next try
-                _log.error(
-                    "could not write %d settlement(s) (kept, retrying in %.2f s): %s",
-                    len(batch),
-                    wait,
-                    _reason(exc),
-                )
-                await asyncio.sleep(wait)
-                wait = min(self.MAX_RETRY_WAIT, wait * 2)
+                continue
+            self.failures += 1
+            self._pending[:0] = left  # kept, in order, for the next try
+            _log.error(
+                "could not write %d settlement(s) (kept, retrying in %.2f s): %s",
+                len(left),
+                wait,
+                _reason(self._last_error) if self._last_error else "?",
+            )
+            await asyncio.sleep(wait)
+            wait = min(self.MAX_RETRY_WAIT, wait * 2)
 
-    async def _write(self, batch: list[Settlement]) -> None:
+    async def _write(self, batch: list[Settlement]) -> list[Settlement]:
+        """Write ``batch``; what is left unwritten because the database is away."""
         try:
             await self._store.settle(batch)
-            return
-        except (sa.exc.IntegrityError, sa.exc.DataError, sa.exc.ProgrammingError):
-            if len(batch) == 1 and batch[0].entry is None:
-                raise
+            return []
+        except Exception as exc:
+            self._last_error = exc
+            if _database_away(exc):
+                return batch
         # The database refused something in the batch: one at a time, so only the bad row
         # is lost, never another's (and never a settlement).
-        for item in batch:
+        for index, item in enumerate(batch):
             try:
                 await self._store.settle([item])
-            except (sa.exc.IntegrityError, sa.exc.DataError, sa.exc.ProgrammingError) as exc:
+                continue
+            except Exception as exc:
+                self._last_error = exc
+                if _database_away(exc):
+                    return batch[index:]
                 _log.error("a request log row was refused (%s); settling without it", _reason(exc))
+            try:
                 await self._store.settle([replace(item, entry=None)])
+            except Exception as exc:
+                self._last_error = exc
+                if _database_away(exc):
+                    return batch[index:]
+                _log.error("a settlement was refused and dropped: %s", _reason(exc))
+        return []
 
     async def flush(self) -> None:
         while self._task is not None and not self._task.done():
@@ -1287,6 +1305,19 @@ class LogWriter:
 
 
 _log = logging.getLogger("falbind.serve")
+
+
+def _database_away(exc: BaseException) -> bool:
+    """Whether ``exc`` says the database could not be reached (try again later), as opposed
+    to refusing what was written (a statement error: retrying would fail the same way)."""
+    if isinstance(
+        exc,
+        OSError | sa.exc.OperationalError | sa.exc.InterfaceError | sa.exc.DisconnectionError,
+    ):
+        return True
+    if isinstance(exc, sa.exc.DBAPIError):
+        return bool(exc.connection_invalidated)
+    return not isinstance(exc, sa.exc.StatementError)
 
 
 def _get_key(conn: sa.Connection, token: str) -> KeyRecord | None:
