@@ -148,7 +148,7 @@ MAX_MODEL_NAME: Final = 300
 MAX_MODELS: Final = 256
 MAX_METADATA_BYTES: Final = 16 * 1024
 """Metadata is read back with every key (every request, every listing): kept small."""
-MAX_BODY_BYTES: Final = 64 * 1024
+MAX_BODY_BYTES: Final = 256 * 1024
 MAX_PAGE_SIZE: Final = 100
 DEFAULT_PAGE_SIZE: Final = 10
 """LiteLLM's ``/key/list`` page size: 10 by default, at most 100."""
