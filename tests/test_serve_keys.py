@@ -24,7 +24,14 @@ from falbind.serve.keys import GENERATE_FIELDS, UPDATE_FIELDS, owner_filters
 from falbind.serve.store import Admission, LogEntry, Settlement, Store, Ticket
 from falbind.testing import FakeFalServer
 
-from serve_support import MASTER_KEY, ThreadedGateway, build_config, config_data, write_config
+from serve_support import (
+    MASTER_KEY,
+    PostgresCluster,
+    ThreadedGateway,
+    build_config,
+    config_data,
+    write_config,
+)
 
 ADMIN = {"Authorization": f"Bearer {MASTER_KEY}"}
 
@@ -112,7 +119,7 @@ def _litellm_fields(class_name: str) -> set[str]:
     LiteLLM takes seconds): its annotated names, with those of its bases in the same files."""
     spec = importlib.util.find_spec("litellm")
     assert spec is not None and spec.submodule_search_locations
-    folder = Path(list(spec.submodule_search_locations)[0])
+    folder = Path(next(iter(spec.submodule_search_locations)))
     classes: dict[str, ast.ClassDef] = {}
     for name in ("request_base.py", "key_requests.py"):
         tree = ast.parse((folder / "types/proxy/management_endpoints" / name).read_text())
@@ -179,7 +186,7 @@ def test_generate_applies_litellms_key_fields(gateway: ThreadedGateway) -> None:
 def test_litellms_whole_default_request_is_accepted(gateway: ThreadedGateway) -> None:
     """What LiteLLM's SDK sends for a key with defaults (every field present, unset), plus the
     fields ignored whatever their value."""
-    body = {name: None for name in GENERATE_FIELDS}
+    body: dict[str, Any] = {name: None for name in GENERATE_FIELDS}
     body.update(
         models=[],
         spend=0,
@@ -336,7 +343,9 @@ def test_a_duplicate_alias_is_refused(gateway: ThreadedGateway) -> None:
     assert_refused(again, "key_alias", alias)
     assert again.json()["error"]["code"] == "duplicate_key_alias"
     other = generate(gateway)
-    renamed = admin(gateway, "POST", "/key/update", json={"key": other["token"], "key_alias": alias})
+    renamed = admin(
+        gateway, "POST", "/key/update", json={"key": other["token"], "key_alias": alias}
+    )
     assert_refused(renamed, "key_alias", alias)
     deleted = admin(gateway, "POST", "/key/delete", json={"keys": [first["token"]]})
     assert deleted.status_code == 200
@@ -420,7 +429,7 @@ def test_budget_duration_renews_the_budget(gateway: ThreadedGateway, database: s
 
     async def scenario(store: Store) -> list[str]:
         spent = ticket(20_000)
-        verdicts = [(await store.admit(token, spent)).verdict]
+        verdicts: list[str] = [(await store.admit(token, spent)).verdict]
         await store.settle([Settlement(spent.id, token, 20_000, 20_000, None)])
         verdicts.append((await store.admit(token, ticket(20_000))).verdict)
         later = time.time() + 3600 + 5
@@ -581,3 +590,47 @@ def test_cli_keys_create_update_and_spend_per_user_and_team(
     assert main([*spend, "--user", "u1", "--team", "t2"]) == 0
     assert json.loads(capsys.readouterr().out) == []
     assert main([*spend, "--user", "a\x00b"]) == 2
+
+
+# -- PostgreSQL: the bounds fit its columns -------------------------------------------------------
+
+
+def test_the_largest_values_fit_postgresql(fal: FakeFalServer) -> None:
+    """The bounds above are PostgreSQL's (32-bit limits, 200-character texts, no NUL): the
+    largest accepted key is stored, listed, updated and admitted there."""
+    with PostgresCluster() as postgres:
+        data = config_data(fal, {"flux": "fal-ai/flux/dev"}, database_url=postgres.url())
+        with ThreadedGateway(build_config(data)) as gateway:
+            biggest = 2**31 - 1
+            body = {
+                "key_alias": "ä" * 200,
+                "max_budget": 1e9,
+                "rpm_limit": biggest,
+                "max_parallel_requests": biggest,
+                "tpm_limit": biggest,
+                "duration": "100y",
+                "budget_duration": "100y",
+                "models": ["flux", "fal/" + "x" * 295 + "*"],
+                "metadata": {"note": "é\x00" * 2000},
+                "user_id": "ü" * 200,
+                "team_id": "t" * 200,
+            }
+            created = generate(gateway, **body)
+            listed = admin(gateway, "GET", "/key/list")
+            assert listed.status_code == 200, listed.text
+            assert [k["key_alias"] for k in listed.json()["keys"]] == ["ä" * 200]
+            again = admin(gateway, "POST", "/key/generate", json={"key_alias": "ä" * 200})
+            assert_refused(again, "key_alias", "exists already")
+            updated = admin(
+                gateway,
+                "POST",
+                "/key/update",
+                json={"key": created["token"], "rpm_limit": 1, "spend": 1e9, "team_id": None},
+            )
+            assert updated.status_code == 200, updated.text
+            assert (updated.json()["spend"], updated.json()["team_id"]) == (1e9, None)
+
+            async def admit(store: Store) -> str:
+                return (await store.admit(created["token"], ticket(0))).verdict
+
+            assert run(with_store(gateway.config.database_url, admit)) == "ok"
