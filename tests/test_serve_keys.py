@@ -634,3 +634,10 @@ def test_the_largest_values_fit_postgresql(fal: FakeFalServer) -> None:
                 return (await store.admit(created["token"], ticket(0))).verdict
 
             assert run(with_store(gateway.config.database_url, admit)) == "ok"
+
+
+def test_a_key_pasted_into_a_wrong_field_is_not_echoed(gateway: ThreadedGateway) -> None:
+    created = generate(gateway)
+    for body in ({"max_budget": created["key"]}, {"duration": created["key"]}):
+        response = admin(gateway, "POST", "/key/generate", json=body)
+        assert response.status_code == 400 and created["key"] not in response.text

@@ -184,7 +184,13 @@ def keys_command(
     command line takes and refuses exactly what the API does. ``update`` changes only the
     options given; ``clear`` names fields to reset (no budget, no limit, no expiry, ...).
     """
-    from .keys import KeyFieldError, parse_key_spec, parse_key_update, unknown_models
+    from .keys import (
+        KeyFieldError,
+        live_keys,
+        parse_key_spec,
+        parse_key_update,
+        unknown_models,
+    )
 
     try:
         if action in ("create", "update"):
@@ -232,12 +238,7 @@ def keys_command(
             change = parse_key_update({"key": references[0], **body})
 
             async def update(store: Store) -> Any:
-                found = [
-                    record
-                    for token in await store.find_tokens(change.reference)
-                    if (record := await store.get_key(token)) is not None
-                    and record.revoked_at is None
-                ]
+                found = await live_keys(store, change.reference)
                 if len(found) != 1:
                     return len(found)
                 return await store.update_key(found[0].token, change.values)

@@ -85,6 +85,7 @@ __all__ = [
     "KeySpec",
     "KeyUpdate",
     "key_routes",
+    "live_keys",
     "owner_filters",
     "parse_duration",
     "parse_key_spec",
@@ -291,6 +292,17 @@ def unknown_models(config: GatewayConfig, models: Sequence[str]) -> list[str]:
     return [m for m in models if "*" not in m and config.entry(m) is None]
 
 
+async def live_keys(store: Store, reference: str) -> list[KeyRecord]:
+    """The live (not revoked) keys that ``reference`` names: a key, its token, its display name
+    or its alias (an alias is unique among live keys, a display name nearly so)."""
+    found = []
+    for token in await store.find_tokens(reference):
+        record = await store.get_key(token)
+        if record is not None and record.revoked_at is None:
+            found.append(record)
+    return found
+
+
 def owner_filters(params: Mapping[str, str]) -> dict[str, str]:
     """``user_id`` and ``team_id`` from a query string (``/spend/logs``), as keyword arguments
     for :meth:`Store.spend_totals` and :meth:`Store.logs`; a 400 :class:`GatewayError` for a
@@ -312,8 +324,14 @@ def owner_filters(params: Mapping[str, str]) -> dict[str, str]:
 
 
 def _shown(value: Any) -> str:
-    """A value for an error message, cut short (it may be huge)."""
-    text = repr(value)
+    """A value for an error message: cut short (it may be huge), and never a key pasted into
+    the wrong field."""
+    if isinstance(value, str) and value.startswith("sk-"):
+        return "<a key>"
+    try:
+        text = repr(value)
+    except ValueError:  # an integer of over 4300 digits
+        return f"<a {type(value).__name__}>"
     return text if len(text) <= 60 else text[:57] + "..."
 
 
@@ -679,11 +697,7 @@ def key_routes(
 
     async def live_token(reference: str) -> str:
         """The one live key that ``reference`` names (404 if none, 400 if several)."""
-        live = []
-        for token in await store.find_tokens(reference):
-            record = await store.get_key(token)
-            if record is not None and record.revoked_at is None:
-                live.append(token)
+        live = await live_keys(store, reference)
         if not live:
             raise GatewayError(404, "no such key", code="key_not_found", param="key")
         if len(live) > 1:
@@ -693,7 +707,7 @@ def key_routes(
                 code="ambiguous_key",
                 param="key",
             )
-        return live[0]
+        return live[0].token
 
     async def generate(request: Request) -> Response:
         await require_master(request, master_key, store)
