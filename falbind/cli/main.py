@@ -103,6 +103,13 @@ def _keys(args: argparse.Namespace) -> int:
         duration=getattr(args, "duration", None),
         alias=getattr(args, "alias", None),
         metadata=getattr(args, "metadata", None),
+        user_id=getattr(args, "user_id", None),
+        team_id=getattr(args, "team_id", None),
+        budget_duration=getattr(args, "budget_duration", None),
+        max_parallel_requests=getattr(args, "max_parallel_requests", None),
+        tpm_limit=getattr(args, "tpm_limit", None),
+        spend=getattr(args, "spend", None),
+        clear=getattr(args, "clear", None) or [],
         references=getattr(args, "references", []),
         include_revoked=getattr(args, "include_revoked", False),
         output_format=args.format,
@@ -114,8 +121,43 @@ def _spend(args: argparse.Namespace) -> int:
     from falbind.serve.cli import spend_command
 
     return spend_command(
-        args.config, key=args.key, since=args.since, output_format=args.format, echo=_echo
+        args.config,
+        key=args.key,
+        since=args.since,
+        user_id=args.user,
+        team_id=args.team,
+        output_format=args.format,
+        echo=_echo,
     )
+
+
+_CLEARABLE = (
+    "max_budget", "rpm_limit", "duration", "key_alias", "metadata", "user_id", "team_id",
+    "budget_duration", "max_parallel_requests", "tpm_limit", "models", "spend",
+)  # fmt: skip
+"""What ``falbind keys update --clear`` can reset (LiteLLM's /key/update with null)."""
+
+
+def _key_field_options(parser: argparse.ArgumentParser) -> None:
+    """The options of ``keys create`` and ``keys update``: LiteLLM's /key/generate fields."""
+    parser.add_argument("--models", action="append", help="allowed models (comma-separated)")
+    # Text, not float: the budget is read as a decimal (0.1 stays 0.1).
+    parser.add_argument("--max-budget", help="budget in the cost unit of model_info")
+    parser.add_argument(
+        "--budget-duration", help="the budget's period: spend returns to 0 every 30d, 1mo, 1h..."
+    )
+    parser.add_argument("--rpm-limit", type=int, help="requests per minute")
+    parser.add_argument(
+        "--max-parallel-requests", type=int, help="requests in flight at once (all replicas)"
+    )
+    parser.add_argument(
+        "--tpm-limit", type=int, help="tokens per minute (stored; images have no tokens)"
+    )
+    parser.add_argument("--duration", help="lifetime such as 30d or 12h (default: none)")
+    parser.add_argument("--alias", help="a name for the key (unique among live keys)")
+    parser.add_argument("--user-id", help="the user the key's spend is counted for")
+    parser.add_argument("--team-id", help="the team the key's spend is counted for")
+    parser.add_argument("--metadata", help="a JSON object stored with the key")
 
 
 def _add_serve_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -134,20 +176,30 @@ def _add_serve_commands(commands: argparse._SubParsersAction[argparse.ArgumentPa
     )
     serve.set_defaults(handler=_serve)
 
-    keys = commands.add_parser("keys", help="create, list or revoke the gateway's virtual keys")
+    keys = commands.add_parser(
+        "keys", help="create, update, list or revoke the gateway's virtual keys"
+    )
     actions = keys.add_subparsers(dest="action", required=True, metavar="ACTION")
     create = actions.add_parser("create", help="a new key (printed once)")
-    create.add_argument("--models", action="append", help="allowed models (comma-separated)")
-    create.add_argument("--max-budget", type=float, help="budget in the cost unit of model_info")
-    create.add_argument("--rpm-limit", type=int, help="requests per minute")
-    create.add_argument("--duration", help="lifetime such as 30d or 12h (default: none)")
-    create.add_argument("--alias", help="a name for the key")
-    create.add_argument("--metadata", help="a JSON object stored with the key")
+    _key_field_options(create)
+    update = actions.add_parser(
+        "update", help="change a key's limits, budget, owners... (only the options given)"
+    )
+    update.add_argument("references", nargs=1, metavar="KEY", help="the key, its token or alias")
+    _key_field_options(update)
+    update.add_argument("--spend", help="set the key's spend (e.g. 0 to start it over)")
+    update.add_argument(
+        "--clear",
+        action="append",
+        choices=_CLEARABLE,
+        metavar="FIELD",
+        help=f"reset a field (no limit, no budget, no expiry...): {', '.join(_CLEARABLE)}",
+    )
     listing = actions.add_parser("list", help="the keys (never the keys themselves)")
     listing.add_argument("--include-revoked", action="store_true", help="revoked keys too")
     revoke = actions.add_parser("revoke", help="revoke keys on every replica at once")
     revoke.add_argument("references", nargs="+", metavar="KEY", help="keys, tokens or aliases")
-    for action in (create, listing, revoke):
+    for action in (create, update, listing, revoke):
         action.add_argument("--config", required=True, help="the gateway's config.yaml")
         _format_option(action, "text", "json")
         action.set_defaults(handler=_keys)
@@ -156,6 +208,8 @@ def _add_serve_commands(commands: argparse._SubParsersAction[argparse.ArgumentPa
     spend.add_argument("--config", required=True, help="the gateway's config.yaml")
     spend.add_argument("--key", help="only this key (the key, its token or its alias)")
     spend.add_argument("--since", help="only requests since this ISO date or epoch second")
+    spend.add_argument("--user", help="only the keys of this user_id")
+    spend.add_argument("--team", help="only the keys of this team_id")
     _format_option(spend, "text", "json")
     spend.set_defaults(handler=_spend)
 

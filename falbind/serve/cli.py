@@ -160,42 +160,98 @@ def keys_command(
     config_path: str,
     *,
     models: Sequence[str] = (),
-    max_budget: float | None = None,
+    max_budget: float | str | None = None,
     rpm_limit: int | None = None,
     duration: str | None = None,
     alias: str | None = None,
     metadata: str | None = None,
+    user_id: str | None = None,
+    team_id: str | None = None,
+    budget_duration: str | None = None,
+    max_parallel_requests: int | None = None,
+    tpm_limit: int | None = None,
+    spend: float | str | None = None,
+    clear: Sequence[str] = (),
     references: Sequence[str] = (),
     include_revoked: bool = False,
     output_format: str = "text",
     echo: Echo,
 ) -> int:
-    """``falbind keys create|list|revoke``."""
-    from .keys import parse_duration
+    """``falbind keys create|update|list|revoke``.
+
+    ``create`` and ``update`` build the body of ``/key/generate`` or ``/key/update`` from the
+    options and check it with the same functions as the HTTP routes (:mod:`.keys`), so the
+    command line takes and refuses exactly what the API does. ``update`` changes only the
+    options given; ``clear`` names fields to reset (no budget, no limit, no expiry, ...).
+    """
+    from .keys import (
+        KeyFieldError,
+        live_keys,
+        parse_key_spec,
+        parse_key_update,
+        unknown_models,
+    )
 
     try:
-        if action == "create":
-            meta = json.loads(metadata) if metadata else {}
-            if not isinstance(meta, dict):
-                return _fail("--metadata must be a JSON object")
-            seconds = parse_duration(duration)
-
-            async def create(store: Store) -> Any:
-                return await store.create_key(
-                    models=list(models),
-                    max_budget=max_budget,
-                    rpm_limit=rpm_limit,
-                    duration_seconds=seconds,
-                    key_alias=alias,
-                    metadata=meta,
+        if action in ("create", "update"):
+            fields: dict[str, Any] = {
+                "max_budget": max_budget,
+                "rpm_limit": rpm_limit,
+                "duration": duration,
+                "key_alias": alias,
+                "metadata": json.loads(metadata) if metadata else None,
+                "user_id": user_id,
+                "team_id": team_id,
+                "budget_duration": budget_duration,
+                "max_parallel_requests": max_parallel_requests,
+                "tpm_limit": tpm_limit,
+                "spend": spend,
+            }
+            body = {name: value for name, value in fields.items() if value is not None}
+            if models:
+                body["models"] = list(models)
+            for name in clear:
+                if name in body:
+                    return _fail(f"--clear {name} and a value for {name}: choose one")
+                body[name] = None
+            config = _load(config_path)
+            if unknown := unknown_models(config, body.get("models") or ()):
+                return _fail(
+                    f"models not served by this gateway: {', '.join(unknown)} "
+                    f"(served: {', '.join(config.public_names())})"
                 )
+            if action == "create":
+                spec = parse_key_spec(body)
 
-            key, record = _run(config_path, create)
+                async def create(store: Store) -> Any:
+                    return await store.create_key(**spec)
+
+                key, record = _run(config_path, create)
+                if output_format == "json":
+                    echo(json.dumps({"key": key, **record.info()}))
+                else:
+                    echo(key)
+                    echo(f"  {record.key_name} (shown once: store it now; only its digest is kept)")
+                return 0
+            if len(references) != 1:
+                return _fail("keys update takes one key (the key, its token or its alias)")
+            change = parse_key_update({"key": references[0], **body})
+
+            async def update(store: Store) -> Any:
+                found = await live_keys(store, change.reference)
+                if len(found) != 1:
+                    return len(found)
+                return await store.update_key(found[0].token, change.values)
+
+            updated = _run(config_path, update)
+            if isinstance(updated, int):
+                return _fail(
+                    "no such key" if updated == 0 else f"{updated} keys match; use a token"
+                )
             if output_format == "json":
-                echo(json.dumps({"key": key, **record.info()}))
+                echo(json.dumps(updated.info()))
             else:
-                echo(key)
-                echo(f"  {record.key_name} (shown once: store it now; only its digest is kept)")
+                echo(f"updated {updated.display_name}")
             return 0
         if action == "list":
 
@@ -212,12 +268,19 @@ def keys_command(
                 limits = [
                     f"models={','.join(r.models) or '*'}",
                     f"spend={r.spend:.4f}"
-                    + (f"/{r.max_budget}" if r.max_budget is not None else ""),
+                    + (f"/{r.max_budget}" if r.max_budget is not None else "")
+                    + (f" per {r.budget_duration}" if r.budget_duration else ""),
                     f"rpm={r.rpm_limit or '-'}",
+                    f"parallel={r.max_parallel_requests or '-'}",
                 ]
+                owners = "".join(
+                    f" {label}={value}"
+                    for label, value in (("user", r.user_id), ("team", r.team_id))
+                    if value
+                )
                 state = " revoked" if r.revoked_at is not None else ""
                 alias_text = f" alias={r.key_alias}" if r.key_alias else ""
-                echo(f"{r.key_name}{alias_text} {' '.join(limits)}{state}")
+                echo(f"{r.key_name}{alias_text}{owners} {' '.join(limits)}{state}")
             return 0
         # revoke
 
@@ -232,6 +295,8 @@ def keys_command(
             return _fail(f"no such key: {', '.join(missing)}")
         echo(f"revoked {count} key(s)")
         return 0
+    except KeyFieldError as exc:
+        return _fail(f"{exc.field}: {exc}")
     except (ConfigError, StoreError, ValueError) as exc:
         return _fail(str(exc))
 
@@ -243,13 +308,20 @@ def spend_command(
     since: str | None,
     output_format: str,
     echo: Echo,
+    user_id: str | None = None,
+    team_id: str | None = None,
 ) -> int:
-    """``falbind spend``: per-key and per-model totals from the request log."""
+    """``falbind spend``: per-key and per-model totals from the request log, optionally for
+    one key, one user (``user_id``) and/or one team (``team_id``)."""
     from .app import parse_since
     from .errors import GatewayError
+    from .keys import owner_filters
 
     try:
         since_stamp = parse_since(since)
+        owners = owner_filters(
+            {name: value for name, value in (("user_id", user_id), ("team_id", team_id)) if value}
+        )
     except GatewayError as exc:
         return _fail(exc.message)
 
@@ -260,7 +332,7 @@ def spend_command(
             if not tokens:
                 return None
             token = tokens[0]
-        return await store.spend_totals(token=token, since=since_stamp)
+        return await store.spend_totals(token=token, since=since_stamp, **owners)
 
     try:
         rows = _run(config_path, totals)
