@@ -343,6 +343,30 @@ def test_a_form_reads_fields_images_and_mask_with_sniffed_types(served: Served) 
     assert bytes.fromhex(body["first"]) == png
 
 
+def test_a_form_split_into_tiny_chunks_parses_the_same(served: Served) -> None:
+    png = png_bytes()
+    request = httpx.Request(
+        "POST",
+        f"{served.url}/form",
+        files={"image": ("a.png", png)},
+        data={"prompt": "a fox"},
+    )
+    body = request.read()
+
+    def tiny_chunks() -> Iterator[bytes]:
+        for start in range(0, len(body), 7):  # boundaries and headers split across chunks
+            yield body[start : start + 7]
+
+    response = httpx.post(
+        f"{served.url}/form",
+        content=tiny_chunks(),
+        headers={"content-type": request.headers["content-type"]},
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["fields"] == {"prompt": "a fox"}
+    assert bytes.fromhex(response.json()["first"]) == png
+
+
 def test_a_file_over_its_cap_is_a_413_naming_the_field(served: Served) -> None:
     response = post_form(served, files={"image": ("big.png", png_bytes() + b"\0" * FILE_CAP)})
     assert response.status_code == 413

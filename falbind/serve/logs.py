@@ -161,7 +161,8 @@ def log_config(*, json_logs: bool, level: str = "info") -> dict[str, Any]:
     """A complete ``dictConfig`` for uvicorn and falbind: :class:`RedactSecrets` on the
     ``uvicorn.access``, ``uvicorn.error`` and ``falbind`` loggers and on every handler (a
     logger's filter misses records from its child loggers, a handler's does not), uvicorn's
-    usual text format or :class:`JsonFormatter` lines; everything else at WARNING."""
+    usual text format or :class:`JsonFormatter` lines. uvicorn and falbind log at ``level``,
+    everything else at WARNING."""
     upper = level.upper()
     redact = ["redact"]
     if json_logs:
@@ -209,12 +210,9 @@ def log_config(*, json_logs: bool, level: str = "info") -> dict[str, Any]:
                 "propagate": False,
                 "filters": redact,
             },
-            "falbind": {
-                "handlers": ["default"],
-                "level": upper,
-                "propagate": False,
-                "filters": redact,
-            },
+            # falbind's records reach the root logger's handler (one output, redacted there
+            # too); FALBIND_LOG may still add its own handler and lower the level.
+            "falbind": {"level": upper, "filters": redact},
         },
         "root": {"handlers": ["default"], "level": "WARNING"},
     }
