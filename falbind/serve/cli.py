@@ -10,13 +10,14 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import logging.config
 import os
-import re
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any, Final
 
 from .config import ConfigError, GatewayConfig, load_config
+from .logs import log_config
 from .store import Store, StoreError
 
 __all__ = ["app_from_environment", "keys_command", "serve_command", "spend_command"]
@@ -27,7 +28,6 @@ FAL_URLS_ENV: Final = "FALBIND_SERVE_FAL_URLS"
 """How ``--workers N`` hands the config path (and ``--fake-fal``'s URLs) to uvicorn's worker
 processes, which import :func:`app_from_environment`. Neither is a secret."""
 FAL_KEY_VARIABLES: Final = ("FAL_KEY", "FAL_KEY_ID", "FAL_AI_API_KEY")
-_KEY_IN_QUERY: Final = re.compile(r"((?:^|[?&])key=)[^&\s]+")
 
 
 def _fail(message: str) -> int:
@@ -52,18 +52,6 @@ async def _check_database(config: GatewayConfig) -> None:
         await store.setup()
     finally:
         await store.close()
-
-
-class _RedactKeys(logging.Filter):
-    """Keeps keys passed as ``?key=`` (``/key/info``, ``/spend/logs``) out of access logs."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.args, tuple):
-            record.args = tuple(
-                _KEY_IN_QUERY.sub(r"\1<redacted>", a) if isinstance(a, str) else a
-                for a in record.args
-            )
-        return True
 
 
 def app_from_environment() -> Any:
@@ -105,6 +93,12 @@ def serve_command(
         asyncio.run(_check_database(config))
     except StoreError as exc:
         return _fail(f"{config.source}: {exc}")
+    logging_config = log_config(json_logs=config.json_logs)
+    if config.json_logs:
+        # Every line JSON, the start-up lines too: they go through the same configuration
+        # uvicorn applies below (and in each worker).
+        logging.config.dictConfig(logging_config)
+        echo = logging.getLogger("falbind.serve").info
     for note in config.notes:
         echo(f"note: {note}")
     fake = None
@@ -117,7 +111,6 @@ def serve_command(
     names = ", ".join(config.public_names()) or "(wildcards only)"
     echo(f"falbind serve: models {names}")
     echo(f"listening on http://{host}:{port} (database: {config.database_url.split(':', 1)[0]})")
-    logging.getLogger("uvicorn.access").addFilter(_RedactKeys())
     try:
         if workers > 1:
             os.environ[CONFIG_ENV] = os.path.abspath(config_path)
@@ -131,10 +124,10 @@ def serve_command(
                 host=host,
                 port=port,
                 workers=workers,
-                log_level="info",
+                log_config=logging_config,
             )
         else:
-            uvicorn.run(create_app(config), host=host, port=port, log_level="info")
+            uvicorn.run(create_app(config), host=host, port=port, log_config=logging_config)
     finally:
         if fake is not None:
             fake.stop()
