@@ -463,12 +463,11 @@ def parse_config(
         api_url=str(settings.get("api_url") or DEFAULT_API_URL),
     )
     timeout = _seconds(
-        settings.get(
-            "request_timeout",
-            router_settings.get("timeout", litellm_settings.get("request_timeout")),
+        *_first_set(
+            (settings, "falbind_settings.request_timeout"),
+            (router_settings, "router_settings.timeout"),
+            (litellm_settings, "litellm_settings.request_timeout"),
         ),
-        "falbind_settings.request_timeout (or router_settings.timeout, "
-        "litellm_settings.request_timeout)",
         env,
         problems,
     )
@@ -495,8 +494,10 @@ def parse_config(
         report,
     )
     num_retries = _count(
-        router_settings.get("num_retries", litellm_settings.get("num_retries")),
-        "router_settings.num_retries (or litellm_settings.num_retries)",
+        *_first_set(
+            (router_settings, "router_settings.num_retries"),
+            (litellm_settings, "litellm_settings.num_retries"),
+        ),
         env,
         problems,
     )
@@ -519,6 +520,15 @@ def parse_config(
         max_images=max_images,
         num_retries=DEFAULT_NUM_RETRIES if num_retries is None else num_retries,
     )
+
+
+def _first_set(*candidates: tuple[Mapping[str, Any], str]) -> tuple[Any, str]:
+    """The first of several settings that is set (``section.key`` names the key) and its name."""
+    for section, where in candidates:
+        value = section.get(where.rpartition(".")[2])
+        if value is not None:
+            return value, where
+    return None, candidates[0][1]
 
 
 def _section(data: Mapping[str, Any], name: str, problems: list[str]) -> Mapping[str, Any]:
