@@ -742,3 +742,29 @@ def test_seed_config_with_the_litellm_blocks_serves_through_api_base_only(tmp_pa
         # every request went to api_base's sync route: nothing to the queue, storage or elsewhere
         assert routes == [("POST", "run", "run")] * 3
         assert {r.headers["authorization"] for r in fal.requests} == {f"Key {fal_key}"}
+
+
+def test_falbind_serve_starts_with_the_seed_config_and_names_what_it_ignores(
+    tmp_path: Path,
+) -> None:
+    """The same config through the real `falbind serve` process: it starts, prints the one
+    note, and serves over api_base only."""
+    from serve_support import GatewayProcess
+
+    with FakeFalServer() as fal:
+        path = tmp_path / "config.yaml"
+        text = SEED.format(run_url=fal.run_url, database=tmp_path / "p.db", fal_key="fal-block")
+        path.write_text(text)
+        with GatewayProcess(path) as gateway:
+            client = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=MASTER_KEY, max_retries=0)
+            assert client.images.generate(model="flux-schnell", prompt="a fox").data
+            assert gateway.process is not None and gateway.process.stdout is not None
+            gateway.process.terminate()
+            gateway.process.wait(15)
+            output = gateway.process.stdout.read()
+        assert [r.route for r in fal.requests] == ["run"]
+    notes = [line for line in output.splitlines() if line.startswith("note: accepted from LiteLLM")]
+    assert len(notes) == 1
+    for key in ("router_settings.allowed_fails", "litellm_params.tpm (flux-ultra)"):
+        assert key in notes[0]
+    assert "fal-block" not in output
