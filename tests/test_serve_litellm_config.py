@@ -402,6 +402,7 @@ def test_one_note_names_every_unapplied_key() -> None:
         (config(environment_variables=["A=1"]), "environment_variables must be a mapping"),
         # a key neither LiteLLM nor the model knows is still a model parameter, and refused
         (config(entry_data(num_image=2)), "did you mean 'num_images'?"),
+        (config(entry_data(max_retry=2)), "did you mean the gateway's litellm_params.max_retries?"),
     ],
 )
 def test_keys_litellm_would_not_know_are_refused(data: dict[str, Any], expected: str) -> None:
@@ -768,3 +769,10 @@ def test_falbind_serve_starts_with_the_seed_config_and_names_what_it_ignores(
     for key in ("router_settings.allowed_fails", "litellm_params.tpm (flux-ultra)"):
         assert key in notes[0]
     assert "fal-block" not in output
+
+
+def test_a_broken_fal_key_in_environment_variables_is_refused_without_showing_it() -> None:
+    data = config(environment_variables={"FAL_KEY": "fal-secret-part\n"})
+    with pytest.raises(ConfigError) as caught:
+        parse_config(data, environ={"FALBIND_MASTER_KEY": MASTER_KEY})
+    assert "FAL_KEY" in str(caught.value) and "fal-secret-part" not in str(caught.value)

@@ -918,6 +918,11 @@ def _check_endpoint(
             for error in bad:
                 field_name = ".".join(str(p) for p in error["loc"])
                 message = str(error["msg"]).split(" (pass it through")[0]
+                gateway_key = difflib.get_close_matches(
+                    field_name, (*LITELLM_PARAM_KEYS, *FALBIND_PARAM_KEYS), n=1, cutoff=0.8
+                )
+                if gateway_key and "did you mean" not in message:
+                    message += f"; did you mean the gateway's litellm_params.{gateway_key[0]}?"
                 problems.append(f"{where}: litellm_params.{field_name}: {message}")
             if bad:
                 return None
