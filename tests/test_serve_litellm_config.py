@@ -312,6 +312,10 @@ def test_each_config_of_item_12_starts(block: str) -> None:
         (config({**entry_data(), "model_info": {"id": 7}}), "deployment_id", "7"),
         (config(entry_data(output_cost_per_image=0.02)), "cost_per_image", 0.02),
         (config(entry_data(rpm=1)), "defaults", {}),
+        (config(entry_data(order=2)), "order", 2),
+        (config(entry_data(order="1")), "order", 1),
+        (config({**entry_data(), "model_info": {"order": 3}}), "order", 3),
+        (config(entry_data(order="first")), "order", None),
     ],
 )
 def test_deployment_fields(data: dict[str, Any], field: str, expected: Any) -> None:
@@ -353,7 +357,7 @@ def test_gateway_fields(data: dict[str, Any], field: str, expected: Any) -> None
         (config(guardrails=[]), "guardrails"),
         (config(entry_data(tpm=10)), "litellm_params.tpm (flux)"),
         (config(entry_data(stream_timeout=10)), "litellm_params.stream_timeout (flux)"),
-        (config(entry_data(order=1)), "litellm_params.order (flux)"),
+        (config(entry_data(tags=["eu"])), "litellm_params.tags (flux)"),
         (
             config({**entry_data(), "model_info": {"supports_vision": False}}),
             "model_info.supports_vision (flux)",
@@ -656,6 +660,21 @@ def test_order_deployments_tries_each_once_weighted_first() -> None:
     assert order_deployments([], rng) == []
     with pytest.raises(ValueError):
         choose_deployment([], rng)
+
+
+def test_the_lowest_order_is_chosen_while_it_is_left() -> None:
+    """LiteLLM's ``order``: the lowest-order deployments first (weighted among themselves),
+    the next order only once they are all tried, deployments without an order last."""
+    group = [
+        deployment("backup", order=2),
+        deployment("none"),
+        deployment("a", order=1, rpm=30),
+        deployment("b", order=1, rpm=10),
+    ]
+    assert shares(group) == pytest.approx({"backup": 0, "none": 0, "a": 0.75, "b": 0.25}, abs=0.015)
+    rng = random.Random(5)
+    tails = {tuple(d.deployment_id for d in order_deployments(group, rng))[2:] for _ in range(200)}
+    assert tails == {("backup", "none")}
 
 
 def test_weights_read_from_the_config_drive_the_choice() -> None:

@@ -47,6 +47,7 @@ import difflib
 import fnmatch
 import os
 import random
+import re
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -130,6 +131,7 @@ LITELLM_PARAM_KEYS: Final = (
     "max_retries",
     "stream_timeout",
     "weight",
+    "order",
     "output_cost_per_image",
 )
 """``litellm_params`` keys falbind reads (``tpm`` and ``stream_timeout`` are kept on the entry
@@ -137,7 +139,16 @@ but not applied to images; they are named in the note)."""
 FALBIND_PARAM_KEYS: Final = ("strict_size", "use_queue", "queue_url")
 """falbind's own ``litellm_params`` keys (LiteLLM passes unknown keys to the model; so does
 falbind, for every key that is neither LiteLLM's nor these)."""
-MODEL_INFO_KEYS: Final = ("mode", "output_cost_per_image", "id", "base_model", "description")
+MODEL_INFO_KEYS: Final = (
+    "mode",
+    "output_cost_per_image",
+    "id",
+    "order",
+    "base_model",
+    "description",
+)
+"""``model_info`` keys falbind reads (``order``: LiteLLM reads it there too, utils.py
+``get_deployment_order``, though ModelInfo does not declare it)."""
 GENERAL_KEYS: Final = ("master_key", "database_url")
 ROUTER_KEYS: Final = ("num_retries", "timeout", "routing_strategy")
 LITELLM_SETTINGS_APPLIED: Final = ("drop_params", "request_timeout", "num_retries", "json_logs")
@@ -212,6 +223,9 @@ class ModelEntry:
     of the group sets it (the others then weigh 0), else by ``rpm``, else ``tpm``."""
     deployment_id: str = ""
     """``model_info.id`` when given, else ``"<model_name>#<index among its name>"``."""
+    order: int | None = None
+    """LiteLLM's deployment priority (``litellm_params.order``, else ``model_info.order``):
+    only the deployments of the lowest order are chosen while any of them is left."""
 
     @property
     def is_wildcard(self) -> bool:
@@ -230,10 +244,11 @@ class ModelEntry:
 
 
 def choose_deployment(deployments: Sequence[ModelEntry], rng: random.Random) -> ModelEntry:
-    """One of ``deployments``, as LiteLLM's default routing strategy (``simple-shuffle``,
-    router_strategy/simple_shuffle.py) picks: a random draw weighted by ``weight`` when some
-    deployment sets one (the others weigh 0), else by ``rpm``, else by ``tpm``, else uniform.
-    Raises :class:`ValueError` for an empty sequence."""
+    """One of ``deployments``, as LiteLLM's default routing picks: among those of the lowest
+    ``order`` (utils.py ``get_order_filtered_deployments``: all when none has one), a random
+    draw as its ``simple-shuffle`` strategy makes (router_strategy/simple_shuffle.py): weighted
+    by ``weight`` when some deployment sets one (the others weigh 0), else by ``rpm``, else by
+    ``tpm``, else uniform. Raises :class:`ValueError` for an empty sequence."""
     return deployments[_shuffle_index(deployments, rng)]
 
 
@@ -251,16 +266,19 @@ def order_deployments(deployments: Sequence[ModelEntry], rng: random.Random) -> 
 def _shuffle_index(deployments: Sequence[ModelEntry], rng: random.Random) -> int:
     if not deployments:
         raise ValueError("no deployment to choose from")
+    orders = [d.order for d in deployments if d.order is not None]
+    lowest = min(orders) if orders else None
+    indices = [i for i, d in enumerate(deployments) if lowest is None or d.order == lowest]
+    group = [deployments[i] for i in indices]
     weight_sets = (
-        [d.weight if d.weight_configured else 0.0 for d in deployments],
-        [float(d.rpm or 0) for d in deployments],
-        [float(d.tpm or 0) for d in deployments],
+        [d.weight if d.weight_configured else 0.0 for d in group],
+        [float(d.rpm or 0) for d in group],
+        [float(d.tpm or 0) for d in group],
     )
-    indices = range(len(deployments))
     for weights in weight_sets:
         if max(weights) > 0:
             return rng.choices(indices, weights=weights)[0]
-    return rng.randrange(len(deployments))
+    return rng.choice(indices)
 
 
 @dataclass(frozen=True, slots=True)
@@ -654,6 +672,18 @@ def _seconds(value: Any, where: str, env: Mapping[str, str], problems: list[str]
     return float(number)
 
 
+def _order(value: Any) -> int | None:
+    """A deployment's ``order`` read as LiteLLM reads it (utils.py ``get_deployment_order``):
+    ``1``, ``1.0``, ``"1"`` and ``True`` are 1; anything else is no order."""
+    if isinstance(value, bool | int):
+        return int(value)
+    if isinstance(value, float):
+        return int(value) if value.is_integer() else None
+    if isinstance(value, str) and re.fullmatch(r"[+-]?[0-9]+", value):
+        return int(value)
+    return None
+
+
 def _master_key(
     general: Mapping[str, Any], env: Mapping[str, str], problems: list[str]
 ) -> str | None:
@@ -805,6 +835,7 @@ def _model_entry(index: int, raw: Any, context: _EntryContext) -> ModelEntry | N
         weight=float(weight) if weight is not None else 1.0,
         weight_configured=weight is not None,
         deployment_id=str(model_id) if model_id is not None else "",
+        order=_order(params["order"] if params.get("order") is not None else info.get("order")),
     )
     if entry.is_wildcard:
         if model_defaults:
