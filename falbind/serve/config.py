@@ -460,26 +460,7 @@ def parse_config(
 
     master_key = _master_key(general, env, problems)
     database_url = _database_url(general.get("database_url"), env, base_dir, problems)
-    fal_key = _env_value(settings.get("fal_key"), "falbind_settings.fal_key", env, problems)
-    block = data.get("environment_variables")
-    if fal_key is None and isinstance(block, Mapping) and any(n in block for n in FAL_KEY_ENVS):
-        fal_key = _key_from_block(env, problems)
-    hosts_named = "run_url" in settings or "queue_url" in settings
-    env_base = _env_url(env, FAL_AI_API_BASE_ENV)
-    env_queue = _env_url(env, FAL_AI_QUEUE_API_BASE_ENV)
-    if hosts_named and (env_base or env_queue):
-        report.notes.append(
-            f"falbind_settings names the fal hosts, so {FAL_AI_API_BASE_ENV} and "
-            f"{FAL_AI_QUEUE_API_BASE_ENV} from the environment are not used"
-        )
-        env_base = env_queue = None
-    base = FalTarget(
-        run_url=str(settings.get("run_url") or DEFAULT_RUN_URL),
-        queue_url=str(settings.get("queue_url") or env_queue or DEFAULT_QUEUE_URL),
-        storage_url=str(settings.get("storage_url") or DEFAULT_STORAGE_URL),
-        key=fal_key,
-        api_url=str(settings.get("api_url") or DEFAULT_API_URL),
-    )
+    base, env_base, env_queue = _base_target(data, settings, env, report)
     timeout = _seconds(
         *_first_set(
             (settings, "falbind_settings.request_timeout"),
@@ -538,6 +519,34 @@ def parse_config(
         max_images=max_images,
         num_retries=DEFAULT_NUM_RETRIES if num_retries is None else num_retries,
     )
+
+
+def _base_target(
+    data: Mapping[str, Any], settings: Mapping[str, Any], env: Mapping[str, str], report: _Report
+) -> tuple[FalTarget, str | None, str | None]:
+    """The fal target of entries without ``api_base``, and LiteLLM's FAL_AI_API_BASE and
+    FAL_AI_QUEUE_API_BASE (``None`` when unset or when ``falbind_settings`` names the hosts)."""
+    problems = report.problems
+    fal_key = _env_value(settings.get("fal_key"), "falbind_settings.fal_key", env, problems)
+    block = data.get("environment_variables")
+    if fal_key is None and isinstance(block, Mapping) and any(n in block for n in FAL_KEY_ENVS):
+        fal_key = _key_from_block(env, problems)
+    env_base = _env_url(env, FAL_AI_API_BASE_ENV)
+    env_queue = _env_url(env, FAL_AI_QUEUE_API_BASE_ENV)
+    if ("run_url" in settings or "queue_url" in settings) and (env_base or env_queue):
+        report.notes.append(
+            f"falbind_settings names the fal hosts, so {FAL_AI_API_BASE_ENV} and "
+            f"{FAL_AI_QUEUE_API_BASE_ENV} from the environment are not used"
+        )
+        env_base = env_queue = None
+    base = FalTarget(
+        run_url=str(settings.get("run_url") or DEFAULT_RUN_URL),
+        queue_url=str(settings.get("queue_url") or env_queue or DEFAULT_QUEUE_URL),
+        storage_url=str(settings.get("storage_url") or DEFAULT_STORAGE_URL),
+        key=fal_key,
+        api_url=str(settings.get("api_url") or DEFAULT_API_URL),
+    )
+    return base, env_base, env_queue
 
 
 def _first_set(*candidates: tuple[Mapping[str, Any], str]) -> tuple[Any, str]:
