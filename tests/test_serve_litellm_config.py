@@ -493,6 +493,12 @@ def test_a_fal_key_named_only_in_environment_variables_is_used() -> None:
             {"FAL_AI_API_BASE": "http://env-base"},
             ("http://own", "http://own", False, True),
         ),
+        # an empty api_base is none, as in LiteLLM (`api_base or FAL_AI_API_BASE or ...`)
+        (
+            {"api_base": ""},
+            {"FAL_AI_API_BASE": "http://env-base"},
+            ("http://env-base", "http://env-base", False, True),
+        ),
         # FAL_AI_QUEUE_API_BASE beside it: the queue there
         (
             {},

@@ -793,15 +793,7 @@ def _model_entry(index: int, raw: Any, context: _EntryContext) -> ModelEntry | N
         info, MODEL_INFO_KEYS, LITELLM_MODEL_INFO_KEYS, "model_info.", name, f"{where}: "
     )
     target = str(params["model"])
-    model_defaults: dict[str, Any] = {}
-    for key, value in params.items():
-        if key in LITELLM_PARAM_KEYS or key in FALBIND_PARAM_KEYS:
-            if f"litellm_params.{key}" in _NOT_APPLIED_TO_IMAGES:
-                report.not_applied(f"litellm_params.{key}", name)
-        elif key in LITELLM_PARAMS_KEYS:
-            report.not_applied(f"litellm_params.{key}", name)
-        else:
-            model_defaults[key] = value
+    model_defaults = _model_defaults(params, name, report)
     fal, use_queue = _fal_target(params, where, context)
     cost = _scalar(
         info.get("output_cost_per_image", params.get("output_cost_per_image")),
@@ -815,12 +807,6 @@ def _model_entry(index: int, raw: Any, context: _EntryContext) -> ModelEntry | N
         problems.append(f"{where}: model_info.output_cost_per_image must be a number >= 0")
         cost = None
     timeout = _seconds(params.get("timeout"), f"{where}: litellm_params.timeout", env, problems)
-    weight = _scalar(params.get("weight"), f"{where}: litellm_params.weight", env, problems)
-    if weight is not None and (
-        isinstance(weight, bool) or not isinstance(weight, int | float) or weight < 0
-    ):
-        problems.append(f"{where}: litellm_params.weight must be a number >= 0")
-        weight = None
     model_id = info.get("id")
     entry = ModelEntry(
         model_name=name,
@@ -833,18 +819,8 @@ def _model_entry(index: int, raw: Any, context: _EntryContext) -> ModelEntry | N
         timeout=timeout if timeout is not None else context.timeout,
         cost_per_image=float(cost) if cost is not None else None,
         mode=str(info["mode"]) if info.get("mode") is not None else None,
-        rpm=_count(params.get("rpm"), f"{where}: litellm_params.rpm", env, problems),
-        tpm=_count(params.get("tpm"), f"{where}: litellm_params.tpm", env, problems),
-        max_retries=_count(
-            params.get("max_retries"), f"{where}: litellm_params.max_retries", env, problems
-        ),
-        stream_timeout=_seconds(
-            params.get("stream_timeout"), f"{where}: litellm_params.stream_timeout", env, problems
-        ),
-        weight=float(weight) if weight is not None else 1.0,
-        weight_configured=weight is not None,
         deployment_id=str(model_id) if model_id is not None else "",
-        order=_order(params["order"] if params.get("order") is not None else info.get("order")),
+        **_routing_fields(params, info, f"{where}: litellm_params.", env, problems),
     )
     if entry.is_wildcard:
         if model_defaults:
@@ -859,6 +835,52 @@ def _model_entry(index: int, raw: Any, context: _EntryContext) -> ModelEntry | N
     return replace(entry, endpoint_id=endpoint_id)
 
 
+def _model_defaults(params: Mapping[str, Any], name: str, report: _Report) -> dict[str, Any]:
+    """The entry's default model parameters: every ``litellm_params`` key that is neither
+    falbind's nor LiteLLM's (LiteLLM passes those to the model too); LiteLLM's keys that
+    falbind does not apply are noted."""
+    defaults: dict[str, Any] = {}
+    for key, value in params.items():
+        where = f"litellm_params.{key}"
+        if key in LITELLM_PARAM_KEYS or key in FALBIND_PARAM_KEYS:
+            if where in _NOT_APPLIED_TO_IMAGES:
+                report.not_applied(where, name)
+        elif key in LITELLM_PARAMS_KEYS:
+            report.not_applied(where, name)
+        else:
+            defaults[key] = value
+    return defaults
+
+
+def _routing_fields(
+    params: Mapping[str, Any],
+    info: Mapping[str, Any],
+    where: str,
+    env: Mapping[str, str],
+    problems: list[str],
+) -> dict[str, Any]:
+    """A deployment's limits and routing weights (``rpm``, ``tpm``, ``max_retries``,
+    ``stream_timeout``, ``weight``, ``order``), as :class:`ModelEntry` fields."""
+    weight = _scalar(params.get("weight"), f"{where}weight", env, problems)
+    if weight is not None and (
+        isinstance(weight, bool) or not isinstance(weight, int | float) or weight < 0
+    ):
+        problems.append(f"{where}weight must be a number >= 0")
+        weight = None
+    order = params["order"] if params.get("order") is not None else info.get("order")
+    return {
+        "rpm": _count(params.get("rpm"), f"{where}rpm", env, problems),
+        "tpm": _count(params.get("tpm"), f"{where}tpm", env, problems),
+        "max_retries": _count(params.get("max_retries"), f"{where}max_retries", env, problems),
+        "stream_timeout": _seconds(
+            params.get("stream_timeout"), f"{where}stream_timeout", env, problems
+        ),
+        "weight": float(weight) if weight is not None else 1.0,
+        "weight_configured": weight is not None,
+        "order": _order(order),
+    }
+
+
 def _fal_target(
     params: Mapping[str, Any], where: str, context: _EntryContext
 ) -> tuple[FalTarget, bool]:
@@ -871,7 +893,7 @@ def _fal_target(
     )
     use_queue = params.get("use_queue")
     api_base: str | None
-    if params.get("api_base") is not None:
+    if params.get("api_base"):  # an empty api_base is none, as in LiteLLM (`api_base or ...`)
         api_base = _env_value(
             params["api_base"], f"{where}: litellm_params.api_base", env, problems
         )
