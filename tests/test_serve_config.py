@@ -371,3 +371,24 @@ def test_access_log_lines_do_not_carry_keys() -> None:
     assert _RedactKeys().filter(record)
     assert "sk-fb-secret" not in record.getMessage()
     assert "/key/info?key=<redacted>&x=1" in record.getMessage()
+
+
+def test_the_documented_config_loads(tmp_path: Path) -> None:
+    """docs/serve.md's configuration example is a config that starts (LiteLLM's blocks, two
+    deployments of one name, api_base), its unapplied keys named in one note."""
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "serve.md").read_text()
+    section = docs.split("## Configuration", 1)[1]
+    path = tmp_path / "config.yaml"
+    path.write_text(section.split("```yaml\n", 1)[1].split("```", 1)[0])
+    environ = {**ENVIRON, "MY_FAL_KEY": "fal-a", "FAL_KEY_TEAM_B": "fal-b"}
+    config = load_config(path, environ=environ)
+    first, egress = config.deployments("flux-ultra")
+    assert (first.fal.key, first.rpm, first.weight, first.use_queue) == ("fal-a", 60, 3.0, True)
+    assert (egress.fal.run_url, egress.use_queue, egress.fal.inline_files) == (
+        "http://fal-egress.internal:8080",
+        False,
+        True,
+    )
+    assert egress.deployment_id == "ultra-egress" and egress.fal.key == "fal-b"
+    assert (config.num_retries, config.json_logs) == (2, True)
+    assert config.public_names() == ["flux-ultra", "flux-schnell"]
