@@ -362,13 +362,13 @@ def test_the_fal_key_never_reaches_clients(tmp_path: Path) -> None:
 def test_access_log_lines_do_not_carry_keys() -> None:
     import logging
 
-    from falbind.serve.cli import _RedactKeys
+    from falbind.serve.logs import RedactSecrets
 
     record = logging.LogRecord(
         "uvicorn.access", logging.INFO, __file__, 1, '%s - "%s %s HTTP/%s" %d',
         ("127.0.0.1:5", "GET", "/key/info?key=sk-fb-secret&x=1", "1.1", 200), None,
     )  # fmt: skip
-    assert _RedactKeys().filter(record)
+    assert RedactSecrets().filter(record)
     assert "sk-fb-secret" not in record.getMessage()
     assert "/key/info?key=<redacted>&x=1" in record.getMessage()
 

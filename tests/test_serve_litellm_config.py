@@ -8,6 +8,7 @@ from __future__ import annotations
 import ast
 import collections
 import importlib.util
+import json
 import os
 import random
 import re
@@ -765,8 +766,12 @@ def test_seed_config_with_the_litellm_blocks_serves_through_api_base_only(tmp_pa
                 result = client.images.generate(model=model, prompt="a red fox in the snow")
                 assert result.data and result.data[0].url
         routes = [(r.method, r.route, r.path.split("/")[1]) for r in fal.requests]
-        # every request went to api_base's sync route: nothing to the queue, storage or elsewhere
-        assert routes == [("POST", "run", "run")] * 3
+        # every request went to api_base: its sync route (nothing to the queue, storage or
+        # elsewhere), and the price look-up of the two models without output_cost_per_image
+        # under api_base too (a 404 here: keys with a budget are refused on them)
+        assert [r for r in routes if r[0] == "POST"] == [("POST", "run", "run")] * 3
+        assert [r for r in routes if r[0] != "POST"] == [("GET", None, "run")]
+        assert fal.requests[0].path == "/run/v1/models/pricing"
         assert {r.headers["authorization"] for r in fal.requests} == {f"Key {fal_key}"}
 
 
@@ -788,8 +793,11 @@ def test_falbind_serve_starts_with_the_seed_config_and_names_what_it_ignores(
             gateway.process.terminate()
             gateway.process.wait(15)
             output = gateway.process.stdout.read()
-        assert [r.route for r in fal.requests] == ["run"]
-    notes = [line for line in output.splitlines() if line.startswith("note: accepted from LiteLLM")]
+        assert [r.route for r in fal.requests if r.method == "POST"] == ["run"]
+        assert all(r.path.startswith("/run/") for r in fal.requests)  # api_base only
+    # json_logs is on in the seed config: every line is a JSON object, start-up lines included
+    messages = [json.loads(line)["message"] for line in output.splitlines() if line.startswith("{")]
+    notes = [m for m in messages if m.startswith("note: accepted from LiteLLM")]
     assert len(notes) == 1
     for key in ("router_settings.allowed_fails", "litellm_params.tpm (flux-ultra)"):
         assert key in notes[0]

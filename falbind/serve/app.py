@@ -14,25 +14,26 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import math
+import random
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from .auth import MASTER_KEY_NAME, Caller, authenticate, require_master
-from .config import FalTarget, GatewayConfig, ModelEntry
+from .body import EditForm, HeaderLimits, read_form, read_json
+from .config import FalTarget, GatewayConfig, ModelEntry, order_deployments
 from .errors import GatewayError
 from .images import (
-    ImageRequest,
     Outcome,
     coerce_form_value,
     elapsed_ms,
@@ -45,7 +46,7 @@ from .images import (
     response_headers,
     run_job,
 )
-from .keys import key_routes
+from .keys import key_routes, owner_filters
 from .metrics import GatewayMetrics
 from .pricing import Price, PriceBook
 from .store import Admission, LogEntry, LogWriter, Orphan, Settlement, Store, Ticket
@@ -57,22 +58,6 @@ T = TypeVar("T")
 _PLACEHOLDER_URL = "https://placeholder.invalid/upload.png"
 """Stands in for an uploaded file while an edit is validated, so nothing is uploaded for a
 request that would be refused."""
-
-
-class EditForm(dict[str, Any]):
-    """An edit's multipart form: its text fields (also readable as a mapping, like a JSON
-    body), the ``image``/``image[]`` files and the ``mask``, each as (bytes, type, name)."""
-
-    def __init__(
-        self,
-        fields: dict[str, str],
-        images: list[tuple[bytes, str | None, str | None]],
-        mask: tuple[bytes, str | None, str | None] | None,
-    ) -> None:
-        super().__init__(fields)
-        self.fields = fields
-        self.images = images
-        self.mask = mask
 
 
 class ClientGone(Exception):
@@ -94,9 +79,24 @@ class _Request:
     settled: bool = False
 
 
-Prepared = tuple[ImageRequest, ModelEntry, Any, Callable[[Any], Coroutine[Any, Any, Any]] | None]
-"""What a route's ``prepare`` gives the pipeline: the request, its entry, the validated job
-and, for an edit, the step that uploads its files and plans again with their URLs."""
+Planned = tuple[Any, Callable[[Any], Coroutine[Any, Any, Any]] | None]
+"""One deployment's plan: the validated job and, for an edit, the step that uploads its files
+(given the fal client) and plans again with their URLs."""
+Prepared = tuple[str, list[ModelEntry], Callable[[ModelEntry], Planned]]
+"""What a route's ``prepare`` gives the pipeline: the model name, its deployments in the
+order to try them, and how to plan the request on one of them."""
+_FALLBACK_CODES: Final = frozenset(
+    {"deployment_rate_limited", "upstream_rate_limited", "upstream_unreachable"}
+)
+
+
+def _may_fall_back(error: GatewayError, state: _Request) -> bool:
+    """Whether another deployment may take a request that failed with ``error``: only when
+    fal accepted nothing, and the refusal was the deployment's (its rpm, fal's 429 or 5xx, fal
+    out of reach), never the key's (its limits and budget hold on every deployment)."""
+    if state.outcome.accepted:
+        return False
+    return error.code in _FALLBACK_CODES or error.status >= 500
 
 
 class Gateway:
@@ -129,6 +129,8 @@ class Gateway:
         self.heartbeat_seconds = heartbeat_seconds
         self.stale_after = stale_after
         self._clients: dict[FalTarget, Any] = {}
+        self._rng = random.Random()
+        """Draws the deployment order (LiteLLM's simple-shuffle)."""
         self._keeper: asyncio.Task[None] | None = None
 
     def __repr__(self) -> str:
@@ -274,6 +276,7 @@ class Gateway:
         return await authenticate(request, self.config.master_key, self.store)
 
     def route_model(self, caller: Caller, name: str) -> ModelEntry:
+        """The (first) entry serving ``name``; a 404 or 403 in OpenAI's shape otherwise."""
         entry = self.config.entry(name)
         if entry is None:
             raise model_not_found(name)
@@ -286,6 +289,12 @@ class Gateway:
                 param="model",
             )
         return entry
+
+    def route_deployments(self, caller: Caller, name: str) -> list[ModelEntry]:
+        """Every deployment serving ``name``, in the order to try them (LiteLLM's
+        simple-shuffle); a 404 or 403 in OpenAI's shape otherwise."""
+        self.route_model(caller, name)
+        return order_deployments(self.config.deployments(name), self._rng)
 
     async def images(
         self,
@@ -319,29 +328,20 @@ class Gateway:
             return error.response()
         state = _Request(route, started, caller)
         try:
-            image_request, entry, job, finish = await prepare(caller, state.outcome)
-            self._check_count(entry, job, image_request.model)
-            state.price = await self.prices.price_for(entry, job.endpoint_id)
-            per_image = state.price.per_image_micros if state.price is not None else None
-            state.ticket = Ticket(
-                id=str(uuid.uuid4()),
-                instance=self.instance,
-                route=route,
-                model_name=image_request.model,
-                estimate_micros=per_image * job.expected_images if per_image is not None else None,
-            )
-            admission = await self.store.admit(caller.token, state.ticket)
-            if admission.verdict != "ok":
-                state.ticket = None
-                raise self._refusal(admission, image_request.model, state.price)
-            state.reserved_micros = admission.reserved_micros
-            client = self.client(entry.fal)
-            if finish is not None:  # an edit: upload, then plan again with the real URLs
-                job = await _until_disconnect(request, finish(client))
-            state.fal_started = time.perf_counter()
-            result = await _until_disconnect(
-                request, run_job(client, entry, job, state.outcome, self._recorder(state))
-            )
+            model_name, candidates, make = await prepare(caller, state.outcome)
+            result = None
+            for index, entry in enumerate(candidates):
+                try:
+                    result = await self._attempt(request, state, model_name, entry, make)
+                    break
+                except GatewayError as error:
+                    if index + 1 == len(candidates) or not _may_fall_back(error, state):
+                        raise
+                    # Refused before fal accepted anything: the next deployment, LiteLLM's
+                    # fallback. This attempt's reservation goes back, unlogged.
+                    log.info("model %r: %s; trying another deployment", model_name, error.code)
+                    self._release(state)
+            assert result is not None and state.fal_started is not None
             fal_ms = elapsed_ms(state.fal_started)
             cost = self._cost(state.price, state.outcome.images)
             self._settle(state, 200, cost=cost)
@@ -355,7 +355,7 @@ class Gateway:
         except GatewayError as error:
             self._settle(state, error.status, error_type=error.code or error.type)
             return error.response()
-        except ClientGone:
+        except (ClientGone, ClientDisconnect):
             self._settle(state, 499, error_type="client_disconnected")
             return Response(status_code=499)
         except Exception as exc:
@@ -374,6 +374,53 @@ class Gateway:
         finally:
             if not state.settled:  # cancelled (the server is stopping): release, log
                 self._settle(state, 499, error_type="cancelled")
+
+    async def _attempt(
+        self,
+        request: Request,
+        state: _Request,
+        model_name: str,
+        entry: ModelEntry,
+        make: Callable[[ModelEntry], Planned],
+    ) -> Any:
+        """One deployment's try: plan (validate), cap, price, admit (reserve), run."""
+        job, finish = make(entry)
+        self._check_count(entry, job, model_name)
+        state.price = await self.prices.price_for(entry, job.endpoint_id)
+        per_image = state.price.per_image_micros if state.price is not None else None
+        state.ticket = Ticket(
+            id=str(uuid.uuid4()),
+            instance=self.instance,
+            route=state.route,
+            model_name=model_name,
+            estimate_micros=per_image * job.expected_images if per_image is not None else None,
+            deployment_limit=(entry.deployment_id, entry.rpm) if entry.rpm else None,
+        )
+        admission = await self.store.admit(state.caller.token, state.ticket)
+        if admission.verdict != "ok":
+            state.ticket = None
+            raise self._refusal(admission, model_name, state.price)
+        state.reserved_micros = admission.reserved_micros
+        client = self.client(entry.fal)
+        if finish is not None:  # an edit: upload, then plan again with the real URLs
+            job = await _until_disconnect(request, finish(client))
+        state.fal_started = time.perf_counter()
+        retries = entry.max_retries if entry.max_retries is not None else self.config.num_retries
+        return await _until_disconnect(
+            request,
+            run_job(client, entry, job, state.outcome, self._recorder(state), retries=retries),
+        )
+
+    def _release(self, state: _Request) -> None:
+        """Give back an attempt's reservation (no log row: the request goes on elsewhere)."""
+        if state.ticket is not None:
+            self.log_writer.submit(
+                Settlement(
+                    state.ticket.id, state.caller.token, state.reserved_micros, 0, entry=None
+                )
+            )
+        state.ticket, state.reserved_micros, state.fal_started = None, 0, None
+        state.outcome.fal_request_ids.clear()
 
     def _check_count(self, entry: ModelEntry, job: Any, model_name: str) -> None:
         """Refuse a request that would produce more images than the gateway allows (OpenAI's
@@ -541,68 +588,50 @@ class Gateway:
 
     async def generations(self, request: Request) -> Response:
         async def prepare(caller: Caller, outcome: Outcome) -> Prepared:
-            body = await _json_body(request, self.config.max_body_bytes)
+            body = await read_json(request, max_bytes=self.config.max_body_bytes)
             outcome.model_name = _model_field(body)
             image_request = parse_generation(body)
-            entry = self.route_model(caller, image_request.model)
-            return image_request, entry, plan(entry, image_request), None
+            candidates = self.route_deployments(caller, image_request.model)
+
+            def make(entry: ModelEntry) -> Planned:
+                return plan(entry, image_request), None
+
+            return image_request.model, candidates, make
 
         return await self.images(request, "/v1/images/generations", prepare)
 
     async def edits(self, request: Request) -> Response:
         async def prepare(caller: Caller, outcome: Outcome) -> Prepared:
-            form = await self._read_form(request)
+            form = await read_form(
+                request,
+                max_bytes=self.config.max_body_bytes,
+                max_file_bytes=self.config.max_body_bytes,
+            )
             outcome.model_name = _model_field(form)
             return self._prepare_edit(caller, form)
 
         return await self.images(request, "/v1/images/edits", prepare)
 
-    async def _read_form(self, request: Request) -> EditForm:
-        _check_length(request, self.config.max_body_bytes)
-        content_type = request.headers.get("content-type", "")
-        if not content_type.startswith("multipart/form-data"):
-            raise GatewayError(
-                400,
-                "images/edits takes multipart/form-data with 'image' (or 'image[]') files",
-                code="invalid_request",
-            )
-        try:
-            form = await request.form(
-                max_files=40, max_fields=1000, max_part_size=self.config.max_body_bytes
-            )
-        except Exception as exc:
-            raise GatewayError(
-                400, f"could not read the form: {exc}", code="invalid_request"
-            ) from None
-        images: list[tuple[bytes, str | None, str | None]] = []
-        mask: tuple[bytes, str | None, str | None] | None = None
-        fields: dict[str, str] = {}
-        for name, value in form.multi_items():
-            if isinstance(value, str):
-                fields[name] = value
-                continue
-            data = await value.read()
-            item = (data, value.content_type, value.filename)
-            if name in ("image", "image[]"):
-                images.append(item)
-            elif name == "mask":
-                mask = item
-            else:
-                raise GatewayError(
-                    400, f"unexpected file field {name!r}", code="unknown_parameter", param=name
-                )
-        return EditForm(fields, images, mask)
-
     def _prepare_edit(self, caller: Caller, form: EditForm) -> Prepared:
-        from .images import _image_request
-
-        fields, images, mask = form.fields, form.images, form.mask
+        fields, images = form.fields, form.images
         model_name = fields.get("model")
         if not model_name:
             raise GatewayError(400, "'model' is required", code="invalid_value", param="model")
-        entry = self.route_model(caller, model_name)
+        candidates = self.route_deployments(caller, model_name)
         if not images:
             raise GatewayError(400, "'image' is required", code="invalid_value", param="image")
+
+        def make(entry: ModelEntry) -> Planned:
+            return self._plan_edit(entry, model_name, form)
+
+        return model_name, candidates, make
+
+    def _plan_edit(self, entry: ModelEntry, model_name: str, form: EditForm) -> Planned:
+        """An edit on one deployment: form strings typed by its schema, the images and mask
+        mapped onto its fields, validated with placeholder URLs before anything is uploaded."""
+        from .images import _image_request
+
+        fields, images, mask = form.fields, form.images, form.mask
         # Form strings become the schema's types (n=2, seed=42, guidance_scale=3.5, ...).
         endpoint_id = self._endpoint_for(entry, model_name)
         properties = image_fields(endpoint_id)
@@ -655,30 +684,15 @@ class Gateway:
         placeholders = with_urls(
             [_PLACEHOLDER_URL] * len(images), _PLACEHOLDER_URL if mask else None
         )
-        image_request = _image_request(placeholders)
-        job = plan(entry, image_request)  # validated before anything is uploaded
+        job = plan(entry, _image_request(placeholders))  # validated before any upload
 
         async def finish(client: Any) -> Any:
-            from falbind import FalError
-
-            from .errors import error_from_fal
-
-            try:
-                urls = list(
-                    await asyncio.gather(
-                        *(client.upload(d, content_type=t, file_name=f) for d, t, f in images)
-                    )
-                )
-                mask_url = (
-                    await client.upload(mask[0], content_type=mask[1], file_name=mask[2])
-                    if mask is not None
-                    else None
-                )
-            except FalError as exc:
-                raise error_from_fal(exc, accepted=False) from None
+            files = [*images, *([mask] if mask is not None else [])]
+            urls = await _file_urls(client, files, inline=entry.fal.inline_files)
+            mask_url = urls.pop() if mask is not None else None
             return plan(entry, _image_request(with_urls(urls, mask_url)))
 
-        return image_request, entry, job, finish
+        return job, finish
 
     def _endpoint_for(self, entry: ModelEntry, name: str) -> str:
         if entry.endpoint_id is not None:
@@ -738,9 +752,13 @@ class Gateway:
                 raise GatewayError(404, "no such key", code="key_not_found", param="key")
             token = tokens[0]
         since = parse_since(request.query_params.get("since"))
-        limit = int(request.query_params.get("limit", "100"))
-        totals = await self.store.spend_totals(token=token, since=since)
-        logs = await self.store.logs(token=token, since=since, limit=max(0, min(limit, 1000)))
+        owners = owner_filters(request.query_params)
+        raw_limit = request.query_params.get("limit", "100")
+        if not raw_limit.isdigit():
+            raise GatewayError(400, "limit must be a whole number", param="limit")
+        limit = min(int(raw_limit), 1000)
+        totals = await self.store.spend_totals(token=token, since=since, **owners)
+        logs = await self.store.logs(token=token, since=since, limit=limit, **owners)
         return JSONResponse(
             {
                 "totals": [
@@ -779,6 +797,28 @@ def parse_since(value: str | None) -> float | None:
     return stamp.timestamp()
 
 
+async def _file_urls(
+    client: Any, files: list[tuple[bytes, str | None, str | None]], *, inline: bool
+) -> list[str]:
+    """A URL for each file: uploaded to fal storage, or, for an entry whose traffic must stay
+    on its ``api_base`` (``inline``), a ``data:`` URI fal reads in place."""
+    from falbind import FalError
+    from falbind.client.files import to_data_uri
+
+    from .errors import error_from_fal
+
+    if inline:
+        return [to_data_uri(data, kind) for data, kind, _ in files]
+    try:
+        return list(
+            await asyncio.gather(
+                *(client.upload(d, content_type=t, file_name=f) for d, t, f in files)
+            )
+        )
+    except FalError as exc:
+        raise error_from_fal(exc, accepted=False) from None
+
+
 def _model_field(body: Any) -> str | None:
     """The ``model`` a body names, if it is a string (only logged if it is a configured name)."""
     model = body.get("model") if isinstance(body, dict) else None
@@ -798,33 +838,6 @@ def _model_object(entry: ModelEntry | None, name: str) -> dict[str, Any]:
         "created": 0,
         "owned_by": endpoint.split("/", 1)[0],
     }
-
-
-def _check_length(request: Request, limit: int) -> None:
-    length = request.headers.get("content-length")
-    if length is not None and length.isdigit() and int(length) > limit:
-        raise GatewayError(
-            413,
-            f"the request body is larger than this gateway's limit of {limit} bytes",
-            code="request_too_large",
-        )
-
-
-async def _json_body(request: Request, limit: int) -> Any:
-    _check_length(request, limit)
-    raw = await request.body()
-    if len(raw) > limit:
-        raise GatewayError(
-            413, f"the request body is larger than {limit} bytes", code="request_too_large"
-        )
-    try:
-        return json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise GatewayError(400, "the request body is not valid JSON", code="invalid_json") from None
-    except RecursionError:
-        raise GatewayError(
-            400, "the request body's JSON is nested too deeply", code="invalid_json"
-        ) from None
 
 
 async def _until_disconnect(request: Request, work: Coroutine[Any, Any, T]) -> T:
@@ -914,10 +927,23 @@ def create_app(config: GatewayConfig, *, store: Store | None = None) -> Starlett
             405, f"{request.method} is not allowed on {request.url.path}", code="method_not_allowed"
         ).response()
 
+    async def internal_error(request: Request, exc: Exception) -> Response:
+        # Starlette's own answer is a plain-text 500, which OpenAI's SDKs retry: an error in
+        # OpenAI's shape instead, telling them not to (nothing says fal was not reached).
+        log.error("unexpected error on %s: %s", request.url.path, type(exc).__name__)
+        return GatewayError(
+            500,
+            "the gateway failed on this request",
+            type="api_error",
+            code="internal_error",
+            should_retry=False,
+        ).response()
+
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
-        exception_handlers={404: not_found, 405: wrong_method},
+        middleware=[Middleware(HeaderLimits)],
+        exception_handlers={404: not_found, 405: wrong_method, Exception: internal_error},
     )
     app.state.gateway = gateway
     return app

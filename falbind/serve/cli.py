@@ -79,6 +79,7 @@ def serve_command(
     import uvicorn
 
     from .app import create_app
+    from .metrics import prepare_multiprocess
 
     try:
         config = _load(config_path)
@@ -118,14 +119,20 @@ def serve_command(
                 os.environ[FAL_URLS_ENV] = json.dumps(
                     [fake.run_url, fake.queue_url, fake.storage_url, fake.api_url]
                 )
-            uvicorn.run(
-                "falbind.serve.cli:app_from_environment",
-                factory=True,
-                host=host,
-                port=port,
-                workers=workers,
-                log_config=logging_config,
-            )
+            # Before uvicorn spawns the workers: they inherit the metrics folder (metrics.py).
+            cleanup_metrics = prepare_multiprocess(workers)
+            try:
+                uvicorn.run(
+                    "falbind.serve.cli:app_from_environment",
+                    factory=True,
+                    host=host,
+                    port=port,
+                    workers=workers,
+                    log_config=logging_config,
+                )
+            finally:
+                if cleanup_metrics is not None:
+                    cleanup_metrics()
         else:
             uvicorn.run(create_app(config), host=host, port=port, log_config=logging_config)
     finally:

@@ -227,7 +227,7 @@ Recorder = Callable[[str, str], Awaitable[None]]
 """Called with (endpoint id, fal request id) when fal accepts a queued job, before the gateway
 waits on it: the gateway writes it down, so that a crash never leaves a job unaccounted for."""
 SYNC_RETRIES: Final = 2
-"""How often a sync-mode request is sent again when fal answered 5xx or could not be reached
+"""LiteLLM's default ``num_retries``. How often a sync-mode request is sent again when fal answered 5xx or could not be reached
 at all: fal bills only successful outputs, so a request it answered with a server error (or
 never received) cost nothing and is safe to send again."""
 
@@ -238,6 +238,8 @@ async def run_job(
     job: Any,
     outcome: Outcome,
     record: Recorder | None = None,
+    *,
+    retries: int = SYNC_RETRIES,
 ) -> Any:
     """Send the planned bodies, download for ``b64_json``; the ``ImagesResponse``.
 
@@ -251,7 +253,8 @@ async def run_job(
     try:
         async with asyncio.timeout(entry.timeout):
             outputs = await _gather(
-                _send(client, entry, job.endpoint_id, body, outcome, record) for body in job.bodies
+                _send(client, entry, job.endpoint_id, body, outcome, record, retries)
+                for body in job.bodies
             )
             urls: list[str] = job.downloads(outputs)
             blobs = await _gather(client.download(url, expected_type="image/") for url in urls)
@@ -277,9 +280,10 @@ async def _send(
     body: dict[str, Any],
     outcome: Outcome,
     record: Recorder | None,
+    retries: int,
 ) -> BaseModel:
     if not entry.use_queue:
-        return await _run_sync(client, endpoint_id, body, outcome)
+        return await _run_sync(client, endpoint_id, body, outcome, retries)
     try:
         handle = await client.submit(endpoint_id, body)
     except BaseException as exc:
@@ -304,11 +308,11 @@ async def _send(
 
 
 async def _run_sync(
-    client: Any, endpoint_id: str, body: dict[str, Any], outcome: Outcome
+    client: Any, endpoint_id: str, body: dict[str, Any], outcome: Outcome, retries: int
 ) -> BaseModel:
-    """One sync-mode request, sent again (up to :data:`SYNC_RETRIES` times) while fal
-    answers 5xx or cannot be reached: neither is billed (see :data:`SYNC_RETRIES`)."""
-    for attempt in range(SYNC_RETRIES + 1):
+    """One sync-mode request, sent again (up to ``retries`` times) while fal answers 5xx or
+    cannot be reached: neither is billed (see :data:`SYNC_RETRIES`)."""
+    for attempt in range(retries + 1):
         try:
             output: BaseModel = await client.run(endpoint_id, body)
             outcome.accepted = True
@@ -317,7 +321,7 @@ async def _run_sync(
             if maybe_accepted(exc):
                 outcome.accepted = True
                 raise
-            if attempt == SYNC_RETRIES or not _unbilled_server_error(exc):
+            if attempt == retries or not _unbilled_server_error(exc):
                 raise
         await asyncio.sleep(0.1 * 2**attempt)
     raise AssertionError("unreachable")  # pragma: no cover

@@ -24,6 +24,7 @@ import asyncio
 import fnmatch
 import hashlib
 import logging
+import math
 import os
 import re
 import secrets
@@ -90,6 +91,14 @@ keys_table = sa.Table(
     sa.Column("budget_reset_at", sa.Double, nullable=True),
     sa.Column("max_parallel_requests", sa.Integer, nullable=True),
     sa.Column("tpm_limit", sa.Integer, nullable=True),
+    # One live key per alias, whichever replica creates it (revoked keys free their alias).
+    sa.Index(
+        "ux_falbind_keys_live_alias",
+        "key_alias",
+        unique=True,
+        postgresql_where=sa.text("revoked_at IS NULL"),
+        sqlite_where=sa.text("revoked_at IS NULL"),
+    ),
 )
 rate_table = sa.Table(
     "falbind_rate",
@@ -628,7 +637,10 @@ class Store:
                 ).first()
             ):
                 raise DuplicateAliasError(key_alias)
-            conn.execute(keys_table.insert().values(**row))
+            try:
+                conn.execute(keys_table.insert().values(**row))
+            except sa.exc.IntegrityError:  # another replica took the alias meanwhile
+                raise DuplicateAliasError(str(key_alias)) from None
 
         await self._run(insert)
         return key, _record(row)
@@ -710,9 +722,12 @@ class Store:
             ):
                 raise DuplicateAliasError(alias)
             if values:
-                conn.execute(
-                    keys_table.update().where(keys_table.c.token == token).values(**values)
-                )
+                try:
+                    conn.execute(
+                        keys_table.update().where(keys_table.c.token == token).values(**values)
+                    )
+                except sa.exc.IntegrityError:  # another replica took the alias meanwhile
+                    raise DuplicateAliasError(str(alias)) from None
             return _get_key(conn, token)
 
         return await self._run(update)
@@ -1063,8 +1078,8 @@ def _renew_budget(conn: sa.Connection, record: KeyRecord, now: float) -> KeyReco
 
     period = parse_duration(record.budget_duration) or 0.0
     next_reset = record.budget_reset_at
-    while period > 0 and next_reset <= now:
-        next_reset += period
+    if period > 0:  # the first period boundary after now, however long the key was idle
+        next_reset += period * (math.floor((now - record.budget_reset_at) / period) + 1)
     reserved = int(conn.execute(_RESERVED_FOR_KEY, {"p_token": record.token}).scalar_one())
     conn.execute(
         keys_table.update()
@@ -1350,6 +1365,15 @@ def _upgrade(conn: sa.Connection) -> None:
                     f"ADD COLUMN {preparer.quote(column.name)} {kind}{default}"
                 )
             )
+    # create_all makes the indexes of new tables only: the alias index of schema 2 on an old
+    # table is made here (a savepoint, so that old duplicate aliases only skip it: the check
+    # in create_key still holds within one process).
+    try:
+        with conn.begin_nested():
+            for index in keys_table.indexes:
+                index.create(conn, checkfirst=True)
+    except sa.exc.IntegrityError:
+        _log.warning("live keys share an alias: the unique alias index was not created")
     for table_name, old, new in _MIGRATED_MONEY:
         if not inspector.has_table(table_name):
             continue
