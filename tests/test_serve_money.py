@@ -535,3 +535,35 @@ def test_readiness_says_not_ready_when_the_database_is_gone(
         answer = httpx.get(f"{gateway.url}/health/readiness")
     assert answer.status_code == 503
     assert answer.json()["status"] == "not ready"
+
+
+# -- 2. the key is checked from the headers before any body is read ----------------------------
+
+
+@pytest.mark.parametrize(
+    ("path", "content_type"),
+    [
+        ("/v1/images/generations", "application/json"),
+        ("/v1/images/edits", "multipart/form-data; boundary=x"),
+    ],
+)
+def test_no_body_is_read_before_the_key_is_checked(
+    fal: FakeFalServer, tmp_path: Path, path: str, content_type: str
+) -> None:
+    import socket
+
+    with (
+        gateway_for(fal, tmp_path) as gateway,
+        socket.create_connection(("127.0.0.1", gateway.port), timeout=10) as sock,
+    ):
+        # A chunked body that never ends: a server reading it before the key check would
+        # wait for the rest (or buffer what it gets); this one answers 401 at once.
+        sock.sendall(
+            f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: {content_type}\r\n"
+            "Transfer-Encoding: chunked\r\n\r\n".encode()
+            + b"100000\r\n"
+            + b"x" * 65536
+        )
+        answer = sock.recv(65536)
+    assert answer.startswith(b"HTTP/1.1 401"), answer[:200]
+    assert b'"invalid_api_key"' in answer
