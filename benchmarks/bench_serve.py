@@ -1,7 +1,7 @@
 """`falbind serve` against a direct ``AsyncFalClient.images.generate`` (figures only).
 
     python benchmarks/bench_serve.py [--requests N] [--fal-latency 0.02,1] [--postgres-url URL]
-                                     [--sync] [--markdown]
+                                     [--sync] [--markdown] [--no-litellm | --only-litellm]
 
 The fake fal server runs in its own process, the gateway (one uvicorn worker) in another; the
 benchmark process drives both sides with asyncio at 1, 16 and 64 concurrent clients:
@@ -27,6 +27,18 @@ direct client's work plus the SDK, the hop and the gateway's own work on the sam
 ``--processing-time``), one scenario per value: 0.02 s keeps this machine's cores busy (a
 CPU-bound test of the gateway's cost), 1 s is closer to a real model's inference, where the
 gateway's added latency and concurrency matter. Both sides use fal's queue unless ``--sync``.
+
+Then, beside LiteLLM Proxy (``litellm[proxy]==1.108.7``, the newest release whose proxy extras
+resolve on the index, installed once into its own virtualenv under ``benchmarks/.cache/``; see
+``litellm_proxy_side.py``): both servers run one worker on the same config file against one
+fake fal server, on fal's sync endpoint (the only one LiteLLM's fal provider calls), driven by
+the same OpenAI SDK calls at the same concurrencies. LiteLLM runs with its master key and no
+database (its virtual keys need PostgreSQL); the gateway serves a virtual key with a budget and
+an rpm limit, so it does more per request. It prints each side's requests/s, latency and the
+CPU per request of its server's process tree (and of every process), and the ratios
+falbind/LiteLLM for throughput and LiteLLM/falbind for CPU per request beside the target, 5x.
+When LiteLLM's proxy cannot be installed, one line says so and why, and the rest still runs.
+No figure is asserted: this script prints them.
 """
 
 from __future__ import annotations
@@ -51,7 +63,13 @@ import httpx
 import httpx2
 import openai
 import yaml
-from litellm_proxy_side import LITELLM_VERSION, LiteLLMUnavailable, litellm_proxy, proxy_python
+from litellm_proxy_side import (
+    CACHE,
+    LITELLM_VERSION,
+    LiteLLMUnavailable,
+    litellm_proxy,
+    proxy_python,
+)
 
 from falbind import AsyncFalClient
 
@@ -502,11 +520,22 @@ class VersusRow:
     def cpu_ratio(self) -> float:
         return self.server_cpu_ms["litellm"] / self.server_cpu_ms["falbind"]
 
+    @property
+    def cpu_bound(self) -> float:
+        """The throughput ratio the CPU allows when the cores are the bottleneck: here the client
+        (the OpenAI SDK) and the fake fal share the cores with the server under test."""
+        return self.all_cpu_ms["litellm"] / self.all_cpu_ms["falbind"]
+
+
+IDLE_SECONDS = 3.0
+"""How long each server is watched with no request (its background work: timers, flushes)."""
+
 
 async def run_versus(
     fal_pid: int, sides: dict[str, tuple[str, int, str]], args: argparse.Namespace
-) -> list[VersusRow]:
-    """The same OpenAI SDK calls against each side (``name: (url, pid, api key)``), in turn."""
+) -> tuple[list[VersusRow], dict[str, float]]:
+    """The same OpenAI SDK calls against each side (``name: (url, pid, api key)``), in turn;
+    with each server's CPU when idle (ms per second)."""
     sdks = {name: openai_sdk(url, key) for name, (url, _, key) in sides.items()}
 
     def caller(sdk: openai.AsyncOpenAI) -> Callable[[], Awaitable[object]]:
@@ -521,6 +550,15 @@ async def run_versus(
     try:
         for call in calls.values():  # the first requests import and build what is lazy
             await measure(call, 4, 20)
+        cpu.lap()
+        await asyncio.sleep(IDLE_SECONDS)
+        idle = {side: spent / IDLE_SECONDS * 1000 for side, spent in cpu.lap().items()}
+        if not args.markdown:
+            print(idle_line(idle))
+            print(
+                f"{'clients':>7} {'side':<8} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} "
+                f"{'server CPU':>11} {'all CPU':>9}  (ms per request)"
+            )
         for concurrency in CONCURRENCY:
             requests = max(args.requests, concurrency * 4)
             rates, latencies, server_cpu, all_cpu = {}, {}, {}, {}
@@ -538,7 +576,15 @@ async def run_versus(
     finally:
         for sdk in sdks.values():
             await sdk.close()
-    return rows
+    return rows, idle
+
+
+def idle_line(idle: dict[str, float]) -> str:
+    return (
+        f"idle for {IDLE_SECONDS:g} s after warming up, each server's CPU: falbind "
+        f"{idle['falbind']:.1f} ms/s, LiteLLM {idle['litellm']:.1f} ms/s (counted in the "
+        "per-request CPU below, spread over the requests)"
+    )
 
 
 def verdict(ratio: float) -> str:
@@ -555,15 +601,20 @@ def print_versus_row(row: VersusRow) -> None:
         )
     print(f"{row.clients:>7} ratio    throughput falbind/LiteLLM {verdict(row.throughput_ratio)}")
     print(f"{row.clients:>7} ratio    CPU per request LiteLLM/falbind {verdict(row.cpu_ratio)}")
+    print(
+        f"{row.clients:>7} bound    when the cores are the bottleneck, all processes' CPU allows "
+        f"falbind/LiteLLM throughput up to {row.cpu_bound:.2f}x on this machine"
+    )
 
 
 def print_versus_markdown(rows: list[VersusRow]) -> None:
     print(
         "| clients | falbind req/s | LiteLLM req/s | throughput falbind/LiteLLM (target ≥ 5×) "
         "| p50 falbind / LiteLLM | server CPU/request falbind / LiteLLM "
-        "| CPU LiteLLM/falbind (target ≥ 5×) | all processes' CPU/request falbind / LiteLLM |"
+        "| CPU LiteLLM/falbind (target ≥ 5×) | all processes' CPU/request falbind / LiteLLM "
+        "| throughput ratio all processes' CPU allows |"
     )
-    print("|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|")
     for row in rows:
         print(
             f"| {row.clients} | {row.rates['falbind']:,.1f} | {row.rates['litellm']:,.1f} "
@@ -572,7 +623,8 @@ def print_versus_markdown(rows: list[VersusRow]) -> None:
             f"{statistics.median(row.latencies['litellm']):.1f} ms "
             f"| {row.server_cpu_ms['falbind']:.1f} / {row.server_cpu_ms['litellm']:.1f} ms "
             f"| {row.cpu_ratio:.2f}x "
-            f"| {row.all_cpu_ms['falbind']:.1f} / {row.all_cpu_ms['litellm']:.1f} ms |"
+            f"| {row.all_cpu_ms['falbind']:.1f} / {row.all_cpu_ms['litellm']:.1f} ms "
+            f"| {row.cpu_bound:.2f}x |"
         )
 
 
@@ -587,7 +639,9 @@ def litellm_interpreter(args: argparse.Namespace) -> Path | None:
         return None
 
 
-def versus_litellm(python: Path, master_key: str, args: argparse.Namespace) -> list[VersusRow]:
+def versus_litellm(
+    python: Path, master_key: str, args: argparse.Namespace
+) -> tuple[list[VersusRow], dict[str, float]]:
     """The gateway and LiteLLM Proxy on one config file and one fake fal server."""
     version = args.litellm_version
     if not args.markdown:
@@ -601,17 +655,13 @@ def versus_litellm(python: Path, master_key: str, args: argparse.Namespace) -> l
             "from SQLite, so it does more per request (key read, rpm slot, budget reservation "
             "and settlement, a log row)"
         )
-        print(
-            f"{'clients':>7} {'side':<8} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} "
-            f"{'server CPU':>11} {'all CPU':>9}  (ms per request)"
-        )
     with (
         fake_server(0.02) as (fal_url, fal_pid),
         config_file(shared_config(fal_url)) as path,
         gateway(path, master_key) as (gateway_url, gateway_pid),
     ):
         key = asyncio.run(virtual_key(gateway_url, master_key))
-        log = path.parent / "litellm-proxy.log"
+        log = CACHE / f"litellm-proxy-{version}-serve.log"  # kept after the run, for a look
         children = secrets_for_children(master_key)
         try:
             with litellm_proxy(python, path, free_port(), children, log) as (url, pid):
@@ -622,9 +672,7 @@ def versus_litellm(python: Path, master_key: str, args: argparse.Namespace) -> l
                 return asyncio.run(run_versus(fal_pid, sides, args))
         except LiteLLMUnavailable as exc:
             print(f"LiteLLM Proxy column skipped: {exc}")
-            if log.is_file():
-                print(*log.read_text(errors="replace").splitlines()[-15:], sep="\n")
-            return []
+            return [], {}
 
 
 def main() -> None:
@@ -677,13 +725,14 @@ def main() -> None:
                     with config_file(config) as path, gateway(path, master_key) as side:
                         label = (latency, name)
                         rows += asyncio.run(run(fal, side, stub, master_key, args, label))
-    versus = versus_litellm(python, master_key, args) if python is not None else []
+    versus, idle = versus_litellm(python, master_key, args) if python is not None else ([], {})
     if args.markdown:
         if rows:
             print_markdown(rows)
         if versus:
             print()
             print_versus_markdown(versus)
+            print(f"\n{idle_line(idle)}")
     print(f"load average {os.getloadavg()[0]:.1f} at the end")
 
 

@@ -28,7 +28,7 @@ from typing import IO
 
 import httpx
 
-__all__ = ["LITELLM_VERSION", "LiteLLMUnavailable", "litellm_proxy", "proxy_python"]
+__all__ = ["CACHE", "LITELLM_VERSION", "LiteLLMUnavailable", "litellm_proxy", "proxy_python"]
 
 LITELLM_VERSION = "1.108.7"
 CACHE = Path(__file__).resolve().parent / ".cache"
