@@ -527,6 +527,9 @@ class VersusRow:
         return self.all_cpu_ms["litellm"] / self.all_cpu_ms["falbind"]
 
 
+ROUNDS = 2
+"""Each side's requests at one concurrency are sent in this many rounds, taking turns with the
+other side's, so a change in the machine's load (it is shared) falls on both sides alike."""
 IDLE_SECONDS = 3.0
 """How long each server is watched with no request (its background work: timers, flushes)."""
 
@@ -560,15 +563,23 @@ async def run_versus(
                 f"{'server CPU':>11} {'all CPU':>9}  (ms per request)"
             )
         for concurrency in CONCURRENCY:
-            requests = max(args.requests, concurrency * 4)
-            rates, latencies, server_cpu, all_cpu = {}, {}, {}, {}
-            for side, call in calls.items():
-                await warm_up(call, concurrency)
-                cpu.lap()
-                rates[side], latencies[side] = await measure(call, concurrency, requests)
-                spent = cpu.lap()
-                server_cpu[side] = spent[side] / requests * 1000
-                all_cpu[side] = (spent[side] + spent["fal"] + spent["bench"]) / requests * 1000
+            per_round = max(args.requests // ROUNDS, concurrency * 2)
+            requests = per_round * ROUNDS
+            seconds = dict.fromkeys(calls, 0.0)
+            server_cpu = dict.fromkeys(calls, 0.0)
+            all_cpu = dict.fromkeys(calls, 0.0)
+            latencies: dict[str, list[float]] = {side: [] for side in calls}
+            for _ in range(ROUNDS):
+                for side, call in calls.items():
+                    await warm_up(call, concurrency)
+                    cpu.lap()
+                    rate, latency = await measure(call, concurrency, per_round)
+                    spent = cpu.lap()
+                    seconds[side] += per_round / rate
+                    latencies[side] += latency
+                    server_cpu[side] += spent[side] / requests * 1000
+                    all_cpu[side] += (spent[side] + spent["fal"] + spent["bench"]) / requests * 1000
+            rates = {side: requests / seconds[side] for side in calls}
             row = VersusRow(concurrency, rates, latencies, server_cpu, all_cpu)
             rows.append(row)
             if not args.markdown:
@@ -580,10 +591,11 @@ async def run_versus(
 
 
 def idle_line(idle: dict[str, float]) -> str:
+    tick = 1000 / os.sysconf("SC_CLK_TCK") / IDLE_SECONDS  # /proc counts CPU in clock ticks
     return (
         f"idle for {IDLE_SECONDS:g} s after warming up, each server's CPU: falbind "
-        f"{idle['falbind']:.1f} ms/s, LiteLLM {idle['litellm']:.1f} ms/s (counted in the "
-        "per-request CPU below, spread over the requests)"
+        f"{idle['falbind']:.1f} ms/s, LiteLLM {idle['litellm']:.1f} ms/s (to within "
+        f"{tick:.1f} ms/s; counted in the per-request CPU below, spread over the requests)"
     )
 
 
@@ -686,10 +698,11 @@ def main() -> None:
     parser.add_argument("--postgres-url", help="also measure on this PostgreSQL database")
     parser.add_argument("--sync", action="store_true", help="fal's sync endpoint, not the queue")
     parser.add_argument("--markdown", action="store_true", help="print markdown tables")
-    parser.add_argument(
+    litellm = parser.add_mutually_exclusive_group()
+    litellm.add_argument(
         "--no-litellm", action="store_true", help="leave LiteLLM Proxy out (no install either)"
     )
-    parser.add_argument(
+    litellm.add_argument(
         "--only-litellm",
         action="store_true",
         help="only the gateway beside LiteLLM Proxy (not the direct client and the hop)",
