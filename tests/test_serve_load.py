@@ -153,7 +153,7 @@ def check_budget_held(
 # -- 1. --workers 2 on SQLite ------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("count_field", [False, True], ids=["n", "num_images"])
+@pytest.mark.parametrize("count_field", [False, True], ids=["no_count_field", "num_images"])
 def test_a_budget_holds_on_two_workers_on_sqlite(
     fal: FakeFalServer, tmp_path: Path, count_field: bool
 ) -> None:
@@ -175,7 +175,7 @@ def test_a_budget_holds_on_two_workers_on_sqlite(
 # -- 2. two replicas on one PostgreSQL -------------------------------------------------------
 
 
-@pytest.mark.parametrize("count_field", [False, True], ids=["n", "num_images"])
+@pytest.mark.parametrize("count_field", [False, True], ids=["no_count_field", "num_images"])
 def test_a_budget_holds_on_two_replicas_on_postgresql(
     postgres: PostgresCluster, fal: FakeFalServer, tmp_path: Path, count_field: bool
 ) -> None:
@@ -356,3 +356,86 @@ def test_an_answer_sent_just_before_kill_9_stays_charged(
     assert settled(database_url)
     assert unsettled_fal_jobs(fal) == []
     assert key_spend_micros(database_url) == images * PRICE_MICROS, (images, outcome, spend)
+
+
+# -- 6. a job fal accepted just before the crash, not yet recorded, is still found -------------
+
+
+def test_a_job_accepted_but_not_yet_recorded_at_kill_9_is_still_cancelled(
+    postgres: PostgresCluster, fal: FakeFalServer, tmp_path: Path
+) -> None:
+    """fal accepts the job; the gateway dies before the job's id is written (here the write
+    waits on a lock another session holds). The restart must still find the job (fal's
+    request history: ``GET /v1/models/requests/by-endpoint``, see DESIGN.md §7) and cancel
+    it: the row in flight says which model and since when."""
+    database_url = postgres.create_database()
+    path = write_config(
+        tmp_path / "config.yaml", config_data(fal, MODELS, database_url=database_url)
+    )
+    fal.processing_time = 120.0
+    gateway = GatewayProcess(path).__enter__()
+    try:
+        key = new_key(gateway.url, max_budget=1.0)
+        with ThreadPoolExecutor(1) as pool:
+            lock = "LOCK TABLE falbind_inflight_jobs IN EXCLUSIVE MODE"  # reads go on
+            with postgres_transaction(database_url, lock):
+                call = pool.submit(generate, sdk(gateway.url, key), False)
+                wait_until(lambda: fal.count(route="submit") == 1, timeout=10, what="a submit")
+                wait_until(lambda: in_flight(database_url)[0] == 1, timeout=10, what="admitted")
+                kill_9(gateway)
+            assert call.result(timeout=30) == (0, "cut")
+    finally:
+        gateway.__exit__()
+    with GatewayProcess(path) as restarted:
+        spend = spend_seen_by(restarted.url, key)
+    assert in_flight(database_url) == (0, 0)
+    assert spend == 0.0
+    assert unsettled_fal_jobs(fal) == []  # fal would run it, and bill it, with nobody waiting
+
+
+# -- 7. without a restart, another replica takes over once the dead one's heartbeat is stale ----
+
+
+def test_a_live_replica_takes_over_a_dead_replica_on_another_host(
+    postgres: PostgresCluster, fal: FakeFalServer, tmp_path: Path
+) -> None:
+    """Nobody restarts the dead replica, and it ran on another host (so its PID says nothing
+    here): its heartbeat goes stale and the live replica, reconciling every ``stale_after``
+    seconds, cancels its jobs and releases its reservations."""
+    database_url = postgres.create_database()
+    data = config_data(fal, MODELS, database_url=database_url)
+    path = write_config(tmp_path / "config.yaml", data)
+    survivor = ThreadedGateway(build_config(data))
+    set_recovery_timings(survivor, heartbeat_seconds=0.2, stale_after=2.0)
+    doomed = GatewayProcess(path).__enter__()
+    try:
+        with survivor, ThreadPoolExecutor(8) as pool:
+            key = new_key(survivor.url, max_budget=1.0)
+            load = Load(fal, pool)
+            load.send("delivered", sdk(doomed.url, key), 3, processing_time=0.05)
+            assert load.outcomes("delivered") == ["ok"] * 3
+            wait_until(lambda: settled(database_url), timeout=10, what="delivered settled")
+            load.send("running", sdk(doomed.url, key), 4, processing_time=120.0)
+            wait_until(lambda: jobs_recorded(database_url) == 4, timeout=10, what="recorded")
+            assert doomed.process is not None
+            pid = doomed.process.pid
+            kill_9(doomed)
+            database_rows(
+                database_url,
+                f"UPDATE falbind_instances SET host = 'another-host' WHERE pid = {pid} "
+                "RETURNING id",
+            )
+            assert load.outcomes("running") == ["cut"] * 4
+            wait_until(lambda: settled(database_url), timeout=15, what="taken over")
+            spend = spend_seen_by(survivor.url, key)
+            load.send("after", sdk(survivor.url, key), 2, processing_time=0.05)
+            assert load.outcomes("after") == ["ok"] * 2
+            delivered = load.delivered()
+    finally:
+        doomed.__exit__()
+    assert delivered == 4 + 3  # 1 + 2 + 1, then 1 + 2
+    assert spend == pytest.approx(4 * PRICE_MICROS / 1e6)  # only what was delivered before
+    assert key_spend_micros(database_url) == delivered * PRICE_MICROS
+    assert fal.count(route="cancel") == 4
+    assert unsettled_fal_jobs(fal) == []
+    assert error_types(database_url) == ["interrupted_cancelled"] * 4
