@@ -11,6 +11,8 @@ process (or a restart) after ``kill -9``.
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -439,3 +441,58 @@ def test_a_live_replica_takes_over_a_dead_replica_on_another_host(
     assert fal.count(route="cancel") == 4
     assert unsettled_fal_jobs(fal) == []
     assert error_types(database_url) == ["interrupted_cancelled"] * 4
+
+
+# -- 8. kill -9 of one of the --workers 2 mid-load, on SQLite ---------------------------------
+
+
+def test_kill_9_of_one_worker_mid_load_on_sqlite(fal: FakeFalServer, tmp_path: Path) -> None:
+    """uvicorn replaces a worker that died; the new worker, at its start, collects or
+    cancels what the dead one left in flight (same host, its PID gone) while the other
+    worker's requests run on and are delivered."""
+    database_url = f"sqlite:///{tmp_path / 'gateway.db'}"
+    path = write_config(
+        tmp_path / "config.yaml", config_data(fal, MODELS, database_url=database_url)
+    )
+    count_instances = "SELECT count(*) FROM falbind_instances"
+    with GatewayProcess(path, extra=("--workers", "2")) as gateway, ThreadPoolExecutor(16) as pool:
+        wait_until(lambda: database_rows(database_url, count_instances) == [(2,)], timeout=30)
+        key = new_key(gateway.url, max_budget=1.0)
+        client = sdk(gateway.url, key)
+        load = Load(fal, pool)
+        load.send("delivered", client, 6, processing_time=0.05)
+        assert load.outcomes("delivered") == ["ok"] * 6
+        wait_until(lambda: settled(database_url), timeout=10, what="delivered settled")
+        running = load.send("running", client, 8, processing_time=5.0)
+        wait_until(lambda: jobs_recorded(database_url) == 8, timeout=10, what="recorded")
+        ((victim, pid, owned),) = database_rows(
+            database_url,
+            "SELECT i.id, i.pid, count(f.id) FROM falbind_instances i JOIN falbind_inflight f "
+            "ON f.instance = i.id GROUP BY i.id, i.pid ORDER BY count(f.id) DESC, i.id LIMIT 1",
+        )
+        assert pid != (gateway.process.pid if gateway.process else None)  # a worker, not uvicorn
+        os.kill(int(pid), signal.SIGKILL)
+        outcomes = [call.result(timeout=60)[1] for call in running]
+        assert sorted(outcomes) == ["cut"] * owned + ["ok"] * (8 - owned)
+        # The replacement worker registers and reconciles at its start.
+        wait_until(
+            lambda: (
+                database_rows(
+                    database_url, f"SELECT count(*) FROM falbind_instances WHERE id = '{victim}'"
+                )
+                == [(0,)]
+                and database_rows(database_url, count_instances) == [(2,)]
+            ),
+            timeout=40,
+            what="the dead worker replaced and reconciled",
+        )
+        wait_until(lambda: settled(database_url), timeout=10, what="all settled")
+        load.send("after", client, 4, processing_time=0.05)
+        assert load.outcomes("after") == ["ok"] * 4
+        delivered = load.delivered()
+        wait_until(lambda: settled(database_url), timeout=10, what="after settled")
+    assert key_spend_micros(database_url) == delivered * PRICE_MICROS
+    assert unsettled_fal_jobs(fal) == []
+    recovered = error_types(database_url)
+    assert len(recovered) == owned
+    assert set(recovered) <= {"interrupted_cancelled", "interrupted_collected"}
