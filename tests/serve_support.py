@@ -16,7 +16,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -317,7 +317,9 @@ def database_rows(url: str, query: str) -> list[tuple[Any, ...]]:
     return asyncio.run(read())
 
 
-def wait_until(condition: Any, *, timeout: float, interval: float = 0.05, what: str = "") -> None:
+def wait_until(
+    condition: Callable[[], object], *, timeout: float, interval: float = 0.05, what: str = ""
+) -> None:
     """Call ``condition()`` until it is true; ``AssertionError`` after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while not condition():
