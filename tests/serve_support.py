@@ -16,7 +16,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -290,3 +290,131 @@ class PostgresCluster:
 def fake_fal() -> Iterator[FakeFalServer]:
     with FakeFalServer() as server:
         yield server
+
+
+# -- load and crash tests: reading the database, waiting, killing, fal's jobs ------------------
+
+
+def database_rows(url: str, query: str) -> list[tuple[Any, ...]]:
+    """The rows ``query`` reads from the gateway's database at ``url`` (``sqlite:///path`` or
+    ``postgresql://...``), read from outside the gateway, as an operator would."""
+    if url.startswith("sqlite:///"):
+        import sqlite3
+
+        with contextlib.closing(sqlite3.connect(url.removeprefix("sqlite:///"))) as conn:
+            return [tuple(row) for row in conn.execute(query).fetchall()]
+    import asyncio
+
+    import asyncpg
+
+    async def read() -> list[tuple[Any, ...]]:
+        conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://", 1))
+        try:
+            return [tuple(row) for row in await conn.fetch(query)]
+        finally:
+            await conn.close()
+
+    return asyncio.run(read())
+
+
+def wait_until(
+    condition: Callable[[], object], *, timeout: float, interval: float = 0.05, what: str = ""
+) -> None:
+    """Call ``condition()`` until it is true; ``AssertionError`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout} s: {what or condition}")
+        time.sleep(interval)
+
+
+def kill_9(gateway: GatewayProcess) -> None:
+    """``kill -9`` the gateway's own process (by its PID) and reap it."""
+    import signal
+
+    assert gateway.process is not None and gateway.process.poll() is None
+    os.kill(gateway.process.pid, signal.SIGKILL)
+    gateway.process.wait(10)
+
+
+def fal_jobs(server: FakeFalServer) -> dict[str, set[str]]:
+    """Each fal request id the fake server was asked about (status, result or cancel), with the
+    routes it was asked on: a job whose id never appears here was never followed up."""
+    jobs: dict[str, set[str]] = {}
+    for request in server.requests:
+        if request.route not in ("status", "stream", "result", "cancel"):
+            continue
+        parts = request.path.split("/")
+        if "requests" in parts and parts.index("requests") + 1 < len(parts):
+            jobs.setdefault(parts[parts.index("requests") + 1], set()).add(request.route)
+    return jobs
+
+
+def unsettled_fal_jobs(server: FakeFalServer) -> list[str]:
+    """Why fal may still run (and bill) something nobody collects: a message per submitted job
+    that was neither collected (its result fetched) nor cancelled; empty when every one was."""
+    jobs = fal_jobs(server)
+    problems = [
+        f"job {request_id} was only asked about on {sorted(routes)}"
+        for request_id, routes in sorted(jobs.items())
+        if not routes & {"result", "cancel"}
+    ]
+    submitted = server.count(route="submit")
+    if len(jobs) != submitted:
+        problems.append(f"{submitted} job(s) submitted, {len(jobs)} ever followed up")
+    return problems
+
+
+def set_recovery_timings(
+    gateway: ThreadedGateway, *, heartbeat_seconds: float, stale_after: float
+) -> None:
+    """Shorten a threaded gateway's heartbeat and reconciliation period (the ``Gateway``'s own
+    parameters) before it starts, so a test can see what happens when they come round."""
+    state = gateway.server.config.app.state.gateway
+    state.heartbeat_seconds = heartbeat_seconds
+    state.stale_after = stale_after
+
+
+@contextlib.contextmanager
+def postgres_transaction(url: str, statement: str, *, limit: float = 60.0) -> Iterator[None]:
+    """Run ``statement`` in a PostgreSQL transaction that stays open (holding the locks it
+    took, as an operator's query or a slow disk would) until the ``with`` block ends; at most
+    ``limit`` seconds. The connection lives on its own thread with its own event loop."""
+    import asyncio
+
+    import asyncpg
+
+    ready, release = threading.Event(), threading.Event()
+    failures: list[BaseException] = []
+
+    async def hold() -> None:
+        conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://", 1))
+        try:
+            async with conn.transaction():
+                await conn.execute(statement)
+                ready.set()
+                deadline = time.monotonic() + limit
+                while not release.is_set() and time.monotonic() < deadline:
+                    await asyncio.sleep(0.02)
+        finally:
+            await conn.close()
+
+    def run() -> None:
+        try:
+            asyncio.run(hold())
+        except BaseException as exc:  # handed to the test's thread below
+            failures.append(exc)
+            ready.set()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    if not ready.wait(30):
+        release.set()
+        raise RuntimeError("the transaction did not start")
+    if failures:
+        raise failures[0]
+    try:
+        yield
+    finally:
+        release.set()
+        thread.join(30)
