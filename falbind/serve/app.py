@@ -85,6 +85,8 @@ Planned = tuple[Any, Callable[[Any], Coroutine[Any, Any, Any]] | None]
 Prepared = tuple[str, list[ModelEntry], Callable[[ModelEntry], Planned]]
 """What a route's ``prepare`` gives the pipeline: the model name, its deployments in the
 order to try them, and how to plan the request on one of them."""
+SETTLE_WAIT_SECONDS: Final = 10.0
+"""How long a delivering request waits for its settlement to be committed before answering."""
 _FALLBACK_CODES: Final = frozenset(
     {"deployment_rate_limited", "upstream_rate_limited", "upstream_unreachable"}
 )
@@ -212,7 +214,11 @@ class Gateway:
         released (nothing was delivered to its client, so nothing is charged). How many."""
         orphans = await self.store.claim_orphans(self.instance, stale_after=self.stale_after)
         for orphan in orphans:
-            outcome = await self._recover_jobs(orphan)
+            try:
+                outcome = await self._recover_jobs(orphan)
+            except Exception as exc:  # settled all the same: a claimed orphan is never lost
+                log.error("could not recover request %s: %s", orphan.id, type(exc).__name__)
+                outcome = "interrupted_unreachable"
             self.log_writer.submit(
                 Settlement(
                     inflight_id=orphan.id,
@@ -344,7 +350,13 @@ class Gateway:
             assert result is not None and state.fal_started is not None
             fal_ms = elapsed_ms(state.fal_started)
             cost = self._cost(state.price, state.outcome.images)
-            self._settle(state, 200, cost=cost)
+            committed = self._settle(state, 200, cost=cost)
+            if committed is not None:
+                # Charged before the images are handed over: a crash after the answer could
+                # otherwise let the restart release a reservation whose images were delivered.
+                # Bounded, so a database outage delays answers without holding them forever.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(committed), SETTLE_WAIT_SECONDS)
             body = openai_body(result)
             headers = response_headers(result, state.outcome, cost)
             # Server-Timing (a W3C header browsers and proxies show): the gateway's own time
@@ -544,11 +556,12 @@ class Gateway:
         *,
         cost: int | None = None,
         error_type: str | None = None,
-    ) -> None:
+    ) -> asyncio.Future[None] | None:
         """Log the request and settle its reservation (replaced by the cost of what was
-        delivered), in one transaction written off the request path; once per request."""
+        delivered), in one transaction written off the request path; once per request. The
+        future is done when it is committed."""
         if state.settled:
-            return
+            return None
         state.settled = True
         caller, outcome = state.caller, state.outcome
         record = caller.record
@@ -576,7 +589,7 @@ class Gateway:
         )
         self._measure(state, model_name, status, cost, error_type)
         ticket = state.ticket
-        self.log_writer.submit(
+        return self.log_writer.submit(
             Settlement(
                 inflight_id=ticket.id if ticket is not None else None,
                 token=caller.token if ticket is not None else None,

@@ -58,8 +58,6 @@ from __future__ import annotations
 
 import difflib
 import json
-import math
-import re
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -70,6 +68,7 @@ from starlette.responses import JSONResponse, Response
 
 from .auth import authenticate, bearer_key, require_master
 from .config import GatewayConfig
+from .durations import MAX_DURATION_SECONDS, parse_duration
 from .errors import GatewayError
 from .money import to_micros
 from .store import DuplicateAliasError, KeyRecord, LogWriter, Store, hash_key
@@ -140,9 +139,6 @@ _UNSET_KEY_TYPES: Final = (None, "default", "llm_api")
 
 MAX_INT32: Final = 2**31 - 1
 """Limits are 32-bit integer columns: a larger value fails the insert on PostgreSQL."""
-MAX_DURATION_SECONDS: Final = 100 * 365 * 86400
-"""A hundred years: an expiry beyond it means "never" (use ``null``), and a date thousands of
-years away overflows ``datetime`` when the key is shown."""
 MAX_TEXT: Final = 200
 """``key_alias``, ``user_id``, ``team_id``: the size of their columns."""
 MAX_MODEL_NAME: Final = 300
@@ -154,20 +150,6 @@ MAX_PAGE_SIZE: Final = 100
 DEFAULT_PAGE_SIZE: Final = 10
 """LiteLLM's ``/key/list`` page size: 10 by default, at most 100."""
 
-_DURATION: Final = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w|mo|y)?\s*")
-_UNIT_SECONDS: Final = {
-    "s": 1,
-    "m": 60,
-    "h": 3600,
-    "d": 86400,
-    "w": 7 * 86400,
-    "mo": 30 * 86400,
-    "y": 365 * 86400,
-}
-_DURATION_WORDS: Final = {"hourly": "1h", "daily": "24h", "weekly": "7d", "monthly": "30d"}
-"""LiteLLM's word aliases for a ``budget_duration``."""
-MAX_DURATION_TEXT: Final = 32
-"""The ``budget_duration`` column's size."""
 
 KeySpec = dict[str, Any]
 """The keyword arguments of :meth:`Store.create_key`."""
@@ -188,39 +170,6 @@ class KeyUpdate:
 
     reference: str
     values: dict[str, Any]
-
-
-def parse_duration(value: Any) -> float | None:
-    """LiteLLM's ``duration`` and ``budget_duration``: ``"30s"``, ``"10m"``, ``"1h"``,
-    ``"30d"``, ``"2w"``, ``"1mo"`` (30 days), ``"1y"``, ``hourly``/``daily``/``weekly``/
-    ``monthly``, or a number of seconds, in seconds; ``None`` for ``None`` (no expiry).
-
-    Raises ``ValueError`` for anything else, for zero and for more than
-    :data:`MAX_DURATION_SECONDS`."""
-    if value is None:
-        return None
-    problem = (
-        f"duration {_shown(value)} is not like '30s', '10m', '1h', '30d' or '1mo' "
-        f"(at most {MAX_DURATION_SECONDS // (365 * 86400)} years)"
-    )
-    if isinstance(value, bool):
-        raise ValueError(problem)
-    if isinstance(value, int | float):
-        try:
-            seconds = float(value)
-        except OverflowError:  # an int too large for a float
-            raise ValueError(problem) from None
-    elif isinstance(value, str) and len(value) <= MAX_DURATION_TEXT:
-        text = _DURATION_WORDS.get(value.strip().lower(), value)
-        match = _DURATION.fullmatch(text)
-        if match is None:
-            raise ValueError(problem)
-        seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2) or "s"]
-    else:
-        raise ValueError(problem)
-    if not (math.isfinite(seconds) and 0 < seconds <= MAX_DURATION_SECONDS):
-        raise ValueError(problem)
-    return seconds
 
 
 def parse_key_spec(body: Mapping[str, Any], *, now: float | None = None) -> KeySpec:

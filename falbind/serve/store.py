@@ -38,6 +38,7 @@ from typing import Any, Final, Literal, TypeVar
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from .durations import parse_duration
 from .money import MICROS, from_micros, to_micros
 
 __all__ = [
@@ -1074,8 +1075,6 @@ def _renew_budget(conn: sa.Connection, record: KeyRecord, now: float) -> KeyReco
         return record
     if record.budget_reset_at > now:
         return record
-    from .keys import parse_duration
-
     period = parse_duration(record.budget_duration) or 0.0
     next_reset = record.budget_reset_at
     if period > 0:  # the first period boundary after now, however long the key was idle
@@ -1105,30 +1104,28 @@ def _claim_orphans(
     live = sa.select(instances_table.c.id).where(instances_table.c.id.notin_(dead))
     if dead:
         conn.execute(instances_table.delete().where(instances_table.c.id.in_(dead)))
-    conn.execute(
-        inflight_table.update()
-        .where(inflight_table.c.instance != instance, inflight_table.c.instance.notin_(live))
-        .values(instance=instance)
-    )
-    return _orphans_of(conn, instance, claimed_before=now)
+    # One UPDATE ... RETURNING: on PostgreSQL a second replica claiming at the same time
+    # waits for these rows and then finds them owned by a live process, so each orphan is
+    # claimed once; this process's own requests in flight are never among them.
+    claimed = [
+        str(row[0])
+        for row in conn.execute(
+            inflight_table.update()
+            .where(inflight_table.c.instance != instance, inflight_table.c.instance.notin_(live))
+            .values(instance=instance)
+            .returning(inflight_table.c.id)
+        ).all()
+    ]
+    return _orphans(conn, claimed)
 
 
-def _orphans_of(conn: sa.Connection, instance: str, *, claimed_before: float) -> list[Orphan]:
-    """The rows in flight of ``instance`` that started before this process did (its own
-    live requests are not orphans)."""
-    rows = (
-        conn.execute(
-            sa.select(inflight_table).where(
-                inflight_table.c.instance == instance,
-                inflight_table.c.started_at < claimed_before,
-            )
-        )
-        .mappings()
-        .all()
-    )
-    if not rows:
+def _orphans(conn: sa.Connection, ids: list[str]) -> list[Orphan]:
+    """The rows in flight ``ids``, with their fal jobs."""
+    if not ids:
         return []
-    ids = [row["id"] for row in rows]
+    rows = (
+        conn.execute(sa.select(inflight_table).where(inflight_table.c.id.in_(ids))).mappings().all()
+    )
     jobs: dict[str, list[tuple[str, str]]] = {}
     for job in (
         conn.execute(
@@ -1252,15 +1249,30 @@ class LogWriter:
         self.failures = 0
         """How many times a write failed (for tests and the logs)."""
         self._last_error: BaseException | None = None
+        self._waiters: dict[int, asyncio.Future[None]] = {}
+        """Each queued settlement's future, by the settlement's identity."""
 
     @property
     def pending(self) -> int:
         return len(self._pending)
 
-    def submit(self, settlement: Settlement) -> None:
+    def submit(self, settlement: Settlement) -> asyncio.Future[None]:
+        """Queue ``settlement``; the future is done once it is committed (a request that
+        delivered images awaits it before answering, so that a crash right after the answer
+        cannot leave them unpaid)."""
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
         self._pending.append(settlement)
+        self._waiters[id(settlement)] = done
         if self._task is None or self._task.done():
-            self._task = asyncio.get_running_loop().create_task(self._drain())
+            self._task = loop.create_task(self._drain())
+        return done
+
+    def _committed(self, written: list[Settlement]) -> None:
+        for item in written:
+            waiter = self._waiters.pop(id(item), None)
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)
 
     async def _drain(self) -> None:
         wait = 0.05
@@ -1271,6 +1283,7 @@ class LogWriter:
             except Exception as exc:  # not a database error at all: keep the batch anyway
                 self._last_error = exc
                 left = batch
+            self._committed(batch[: len(batch) - len(left)])
             if not left:
                 wait = 0.05
                 continue
