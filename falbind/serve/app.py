@@ -23,6 +23,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Final, TypeVar
 
+import httpx
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import ClientDisconnect, Request
@@ -49,15 +50,13 @@ from .images import (
 from .keys import key_routes, owner_filters
 from .metrics import GatewayMetrics
 from .pricing import Price, PriceBook
+from .recovery import PLACEHOLDER_URL, fetch_history, find_unrecorded, history_window, inputs_of
 from .store import Admission, LogEntry, LogWriter, Orphan, Settlement, Store, Ticket
 
 __all__ = ["Gateway", "create_app"]
 
 log = logging.getLogger("falbind.serve")
 T = TypeVar("T")
-_PLACEHOLDER_URL = "https://placeholder.invalid/upload.png"
-"""Stands in for an uploaded file while an edit is validated, so nothing is uploaded for a
-request that would be refused."""
 
 
 class ClientGone(Exception):
@@ -250,7 +249,7 @@ class Gateway:
         from falbind import Completed, FalError
 
         entry = self.config.entry(orphan.model_name) if orphan.model_name else None
-        if not orphan.jobs:
+        if not orphan.jobs and not orphan.inputs:
             return "interrupted"
         if entry is None:
             log.error(
@@ -260,8 +259,21 @@ class Gateway:
             )
             return "interrupted_unreachable"
         client = self.client(entry.fal)
-        outcomes = set()
-        for endpoint_id, request_id in orphan.jobs:
+        outcomes: set[str] = set()
+        jobs = list(orphan.jobs)
+        if orphan.endpoint_id and orphan.inputs:
+            try:
+                jobs += await self._unrecorded_jobs(orphan, entry)
+            except (httpx.HTTPError, ValueError) as exc:
+                log.warning(
+                    "fal's request history did not answer for request %s: %s",
+                    orphan.id,
+                    type(exc).__name__,
+                )
+                outcomes.add("interrupted_unreachable")
+        if not jobs:
+            return "interrupted" if not outcomes else "+".join(sorted(outcomes))
+        for endpoint_id, request_id in jobs:
             try:
                 handle = client.get_handle(endpoint_id, request_id, untyped=True)
                 if isinstance(await handle.status(), Completed):
@@ -274,6 +286,20 @@ class Gateway:
                 log.warning("fal job %s of a stopped gateway: %s", request_id, type(exc).__name__)
                 outcomes.add("interrupted_unreachable")
         return "+".join(sorted(outcomes))
+
+    async def _unrecorded_jobs(self, orphan: Orphan, entry: ModelEntry) -> list[tuple[str, str]]:
+        """Jobs fal accepted for ``orphan`` whose ids were never written down (see
+        :mod:`.recovery`), from fal's request history."""
+        assert orphan.endpoint_id is not None and orphan.inputs is not None
+        prints = orphan.inputs.get("fingerprints") or []
+        if len(prints) <= len(orphan.jobs):
+            return []
+        start, end = history_window(orphan.started_at)
+        async with httpx.AsyncClient(timeout=10.0) as http:
+            history = await fetch_history(http, entry.fal, orphan.endpoint_id, start, end)
+        known = await self.store.recorded_request_ids(orphan.endpoint_id)
+        found = find_unrecorded(orphan.inputs, len(orphan.jobs), history, known)
+        return [(orphan.endpoint_id, request_id) for request_id in found]
 
     # -- the pipeline ------------------------------------------------------------------------
 
@@ -407,6 +433,8 @@ class Gateway:
             model_name=model_name,
             estimate_micros=per_image * job.expected_images if per_image is not None else None,
             deployment_limit=(entry.deployment_id, entry.rpm) if entry.rpm else None,
+            endpoint_id=job.endpoint_id,
+            inputs=inputs_of(job.bodies),
         )
         admission = await self.store.admit(state.caller.token, state.ticket)
         if admission.verdict != "ok":
@@ -694,9 +722,7 @@ class Gateway:
                 mapped[mask_field] = mask_url
             return mapped
 
-        placeholders = with_urls(
-            [_PLACEHOLDER_URL] * len(images), _PLACEHOLDER_URL if mask else None
-        )
+        placeholders = with_urls([PLACEHOLDER_URL] * len(images), PLACEHOLDER_URL if mask else None)
         job = plan(entry, _image_request(placeholders))  # validated before any upload
 
         async def finish(client: Any) -> Any:

@@ -141,6 +141,8 @@ inflight_table = sa.Table(
     sa.Column("model_name", sa.String(300), nullable=True),
     sa.Column("reserved_micros", sa.BigInteger, nullable=False),
     sa.Column("started_at", sa.Double, nullable=False),
+    sa.Column("endpoint_id", sa.String(300), nullable=True),
+    sa.Column("inputs", sa.JSON, nullable=True),
 )
 """A request admitted and not yet settled: its budget reservation, written in the same
 transaction as the reservation, so that a crash never leaves a reservation without a record."""
@@ -354,6 +356,10 @@ class Ticket:
     """The most the request can cost (``None``: its price is unknown)."""
     deployment_limit: tuple[str, int] | None = None
     """(deployment id, requests per minute) when the deployment has its own rpm limit."""
+    endpoint_id: str | None = None
+    inputs: Mapping[str, Any] | None = None
+    """The fingerprints of the bodies it will send (see :mod:`.recovery`): after a crash, a
+    job fal accepted before its id was written down is found in fal's request history."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -402,6 +408,8 @@ class Orphan:
     started_at: float
     jobs: tuple[tuple[str, str], ...]
     """(endpoint id, fal request id) of each job accepted before the crash."""
+    endpoint_id: str | None = None
+    inputs: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -817,6 +825,8 @@ class Store:
                 model_name=bounded(ticket.model_name, 300),
                 reserved_micros=reserved,
                 started_at=now,
+                endpoint_id=bounded(ticket.endpoint_id, 300),
+                inputs=dict(ticket.inputs) if ticket.inputs is not None else None,
             )
         )
         return Admission("ok", record, reserved_micros=reserved)
@@ -977,6 +987,17 @@ class Store:
         return await self._run(
             _claim_orphans, instance, stale_after, time.time() if now is None else now
         )
+
+    async def recorded_request_ids(self, endpoint_id: str) -> set[str]:
+        """The fal request ids written down for requests in flight on ``endpoint_id``."""
+        query = sa.select(inflight_jobs_table.c.request_id).where(
+            inflight_jobs_table.c.endpoint_id == endpoint_id
+        )
+
+        def read(conn: sa.Connection) -> set[str]:
+            return {str(r) for r in conn.execute(query).scalars().all()}
+
+        return await self._run(read)
 
     async def in_flight(self) -> int:
         """How many requests are in flight (every process)."""
@@ -1147,6 +1168,8 @@ def _orphans(conn: sa.Connection, ids: list[str]) -> list[Orphan]:
             reserved_micros=int(row["reserved_micros"]),
             started_at=float(row["started_at"]),
             jobs=tuple(jobs.get(row["id"], ())),
+            endpoint_id=row["endpoint_id"],
+            inputs=row["inputs"],
         )
         for row in rows
     ]

@@ -70,6 +70,7 @@ Route: TypeAlias = Literal[
     "upload_initiate",
     "upload_put",
     "pricing",
+    "history",
 ]
 ROUTES: Final[frozenset[str]] = frozenset(
     {
@@ -84,6 +85,7 @@ ROUTES: Final[frozenset[str]] = frozenset(
         "upload_initiate",
         "upload_put",
         "pricing",
+        "history",
     }
 )
 FaultKind: TypeAlias = Literal[
@@ -255,6 +257,9 @@ class _Job:
     never_complete: bool = False
     error: tuple[str, str | None] | None = None
     changed: asyncio.Event = field(default_factory=asyncio.Event)
+    json_input: dict[str, Any] = field(default_factory=dict)
+    sent_at: float = field(default_factory=time.time)
+    """Wall-clock time of the submit (fal's request history reports it)."""
 
     def phase(self, now: float) -> str:
         if self.error is not None and self.error[1] == "request_cancelled":
@@ -320,6 +325,19 @@ class _Answer:
     body: bytes = b""
     headers: dict[str, str] = field(default_factory=dict)
     content_type: str = "application/json"
+
+
+def _iso(stamp: float) -> str:
+    return datetime.fromtimestamp(stamp, UTC).isoformat()
+
+
+def _iso_seconds(value: str | None, *, default: float) -> float:
+    if not value:
+        return default
+    parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.timestamp()
 
 
 def _json_answer(status: int, data: Any, headers: dict[str, str] | None = None) -> _Answer:
@@ -640,6 +658,8 @@ class FakeFalServer:
             return "file", None, path[len("/files/") :]
         if path == "/v1/models/pricing" and method == "GET":
             return "pricing", None, ""
+        if path == "/v1/models/requests/by-endpoint" and method == "GET":
+            return "history", None, ""
         if path == "/storage/upload/initiate" and method == "POST":
             return "upload_initiate", None, ""
         if path.startswith("/storage/upload/") and method == "PUT":
@@ -734,6 +754,33 @@ class FakeFalServer:
                 )
         return _json_answer(200, {"prices": prices, "next_cursor": None, "has_more": False})
 
+    def _history(self, request: _Request) -> _Answer:
+        """fal's request history, ``GET /v1/models/requests/by-endpoint?endpoint_id=&start=
+        &end=`` (ISO 8601 times; one page: the fake never has more than fits)."""
+        endpoint_id = request.query.get("endpoint_id")
+        if not endpoint_id:
+            return _json_answer(422, {"detail": "endpoint_id is required"})
+        try:
+            start = _iso_seconds(request.query.get("start"), default=time.time() - 86400)
+            end = _iso_seconds(request.query.get("end"), default=time.time() + 1)
+        except ValueError:
+            return _json_answer(422, {"detail": "start and end are ISO 8601 date-times"})
+        now = time.monotonic()
+        items = [
+            {
+                "request_id": job.id,
+                "endpoint_id": job.endpoint_id,
+                "sent_at": _iso(job.sent_at),
+                "status_code": (500 if job.error else 200)
+                if job.phase(now) == "COMPLETED"
+                else None,
+                "json_input": job.json_input,
+            }
+            for job in list(self._jobs.values())
+            if job.endpoint_id == endpoint_id and start <= job.sent_at <= end
+        ]
+        return _json_answer(200, {"items": items, "next_cursor": None, "has_more": False})
+
     def _take_fault(self, route: str | None, endpoint_id: str | None) -> Fault | None:
         with self._rules_lock:
             for rule in self._rules:
@@ -762,6 +809,8 @@ class FakeFalServer:
             return self._initiate_upload(request) if self._authorized(request) else _unauthorized()
         if route == "pricing":
             return self._pricing(request) if self._authorized(request) else _unauthorized()
+        if route == "history":
+            return self._history(request) if self._authorized(request) else _unauthorized()
         if route is None or endpoint_id is None:
             return _json_answer(404, {"detail": f"Not found: {request.method} {request.path}"})
         if not self._authorized(request):
@@ -814,6 +863,7 @@ class FakeFalServer:
             submitted=time.monotonic(),
             queue_time=self.queue_time,
             processing_time=self.processing_time,
+            json_input=body,
         )
         if fault is not None and fault.kind == "never_complete":
             job.never_complete = True
