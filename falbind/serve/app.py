@@ -30,7 +30,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from .auth import MASTER_KEY_NAME, Caller, authenticate, require_master
+from .auth import MASTER_KEY_NAME, Caller, authenticate, bearer_key, require_master
 from .body import EditForm, HeaderLimits, read_form, read_json
 from .config import FalTarget, GatewayConfig, ModelEntry, order_deployments
 from .errors import GatewayError
@@ -51,7 +51,16 @@ from .keys import key_routes, owner_filters
 from .metrics import GatewayMetrics
 from .pricing import Price, PriceBook
 from .recovery import PLACEHOLDER_URL, fetch_history, find_unrecorded, history_window, inputs_of
-from .store import Admission, LogEntry, LogWriter, Orphan, Settlement, Store, Ticket
+from .store import (
+    Admission,
+    LogEntry,
+    LogWriter,
+    Orphan,
+    Settlement,
+    Store,
+    Ticket,
+    hash_key,
+)
 
 __all__ = ["Gateway", "create_app"]
 
@@ -75,6 +84,8 @@ class _Request:
     reserved_micros: int = 0
     price: Price | None = None
     fal_started: float | None = None
+    jobs_recorded: bool = False
+    """A fal job id was written down for it (its rows go when it settles)."""
     settled: bool = False
 
 
@@ -84,6 +95,8 @@ Planned = tuple[Any, Callable[[Any], Coroutine[Any, Any, Any]] | None]
 Prepared = tuple[str, list[ModelEntry], Callable[[ModelEntry], Planned]]
 """What a route's ``prepare`` gives the pipeline: the model name, its deployments in the
 order to try them, and how to plan the request on one of them."""
+CALLER_CACHE_SECONDS: Final = 2.0
+CALLER_CACHE_SIZE: Final = 10_000
 SETTLE_WAIT_SECONDS: Final = 10.0
 """How long a delivering request waits for its settlement to be committed before answering."""
 _FALLBACK_CODES: Final = frozenset(
@@ -130,6 +143,8 @@ class Gateway:
         self.heartbeat_seconds = heartbeat_seconds
         self.stale_after = stale_after
         self._clients: dict[FalTarget, Any] = {}
+        self._callers: dict[str, tuple[float, Caller]] = {}
+        """Live virtual keys recently authenticated (see :meth:`caller`), by token."""
         self._rng = random.Random()
         """Draws the deployment order (LiteLLM's simple-shuffle)."""
         self._keeper: asyncio.Task[None] | None = None
@@ -304,8 +319,28 @@ class Gateway:
     # -- the pipeline ------------------------------------------------------------------------
 
     async def caller(self, request: Request) -> Caller:
-        """The caller, from the headers alone (before any body is read)."""
-        return await authenticate(request, self.config.master_key, self.store)
+        """The caller, from the headers alone (before any body is read).
+
+        A live virtual key found here is remembered for :data:`CALLER_CACHE_SECONDS`, so a
+        busy key is not read twice per request: this check only keeps unauthenticated bodies
+        out; :meth:`Store.admit` reads the key again in the transaction that reserves its
+        budget, so a revocation, an expiry or a new model list holds at once for anything
+        fal could bill. Unknown keys are never remembered."""
+        key = bearer_key(request)
+        if key is not None:
+            token = hash_key(key)
+            cached = self._callers.get(token)
+            if cached is not None and cached[0] > time.monotonic():
+                return cached[1]
+        caller = await authenticate(request, self.config.master_key, self.store)
+        if caller.record is not None:
+            if len(self._callers) >= CALLER_CACHE_SIZE:
+                self._callers.clear()
+            self._callers[caller.record.token] = (
+                time.monotonic() + CALLER_CACHE_SECONDS,
+                caller,
+            )
+        return caller
 
     def route_model(self, caller: Caller, name: str) -> ModelEntry:
         """The (first) entry serving ``name``; a 404 or 403 in OpenAI's shape otherwise."""
@@ -483,6 +518,7 @@ class Gateway:
     def _recorder(self, state: _Request) -> Callable[[str, str], Awaitable[None]]:
         async def record(endpoint_id: str, request_id: str) -> None:
             if state.ticket is not None:
+                state.jobs_recorded = True  # before the write: a failed write may have landed
                 await self.store.record_job(state.ticket.id, endpoint_id, request_id)
 
         return record
@@ -492,7 +528,10 @@ class Gateway:
         name = record.key_name if record is not None else MASTER_KEY_NAME
         verdict = admission.verdict
         if verdict in ("invalid", "revoked", "expired"):
-            return GatewayError(401, f"API key {name} is not valid", code="invalid_api_key")
+            why = {"invalid": "is not valid", "revoked": "has been revoked"}.get(
+                verdict, "has expired"
+            )
+            return GatewayError(401, f"API key {name} {why}", code="invalid_api_key")
         if verdict == "model_not_allowed":
             return GatewayError(
                 403,
@@ -624,6 +663,7 @@ class Gateway:
                 reserved_micros=state.reserved_micros,
                 cost_micros=cost or 0,
                 entry=entry,
+                jobs=state.jobs_recorded,
             )
         )
 
