@@ -11,14 +11,16 @@ import pwd
 import secrets
 import shutil
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+import zlib
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import httpx
 import uvicorn
@@ -82,17 +84,31 @@ def free_port() -> int:
         return port
 
 
-class ThreadedGateway:
-    """The gateway app under uvicorn on its own thread, on a random 127.0.0.1 port."""
+def png_bytes(width: int = 8, height: int = 8) -> bytes:
+    """A real PNG of ``width`` x ``height`` red pixels."""
+    raw = b"".join(b"\x00" + b"\xff\x00\x00" * width for _ in range(height))
 
-    def __init__(self, config: GatewayConfig) -> None:
-        self.config = config
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(raw))
+        + chunk(b"IEND", b"")
+    )
+
+
+class ThreadedApp:
+    """An ASGI app under uvicorn on its own thread, on a random 127.0.0.1 port."""
+
+    def __init__(self, app: Any) -> None:
         self._socket = socket.socket()
         self._socket.bind(("127.0.0.1", 0))
         self.port: int = self._socket.getsockname()[1]
-        self.server = uvicorn.Server(
-            uvicorn.Config(create_app(config), log_level="warning", lifespan="on")
-        )
+        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
         self._thread = threading.Thread(
             target=self.server.run, kwargs={"sockets": [self._socket]}, daemon=True
         )
@@ -101,12 +117,12 @@ class ThreadedGateway:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def __enter__(self) -> ThreadedGateway:
+    def __enter__(self) -> Self:
         self._thread.start()
         deadline = time.monotonic() + 15
         while not self.server.started:
             if time.monotonic() > deadline or not self._thread.is_alive():
-                raise RuntimeError("the gateway did not start")
+                raise RuntimeError("the app did not start")
             time.sleep(0.01)
         return self
 
@@ -114,6 +130,14 @@ class ThreadedGateway:
         self.server.should_exit = True
         self._thread.join(15)
         self._socket.close()
+
+
+class ThreadedGateway(ThreadedApp):
+    """The gateway app under uvicorn on its own thread, on a random 127.0.0.1 port."""
+
+    def __init__(self, config: GatewayConfig) -> None:
+        self.config = config
+        super().__init__(create_app(config))
 
 
 class GatewayProcess:

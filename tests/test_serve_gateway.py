@@ -6,11 +6,9 @@ from __future__ import annotations
 import base64
 import io
 import json
-import struct
 import subprocess
 import sys
 import time
-import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,6 +24,7 @@ from serve_support import (
     avoid_minute_boundary,
     build_config,
     config_data,
+    png_bytes,
 )
 from starting_set import STARTING_SET
 
@@ -79,22 +78,6 @@ def new_key(gateway: ThreadedGateway, **fields: object) -> str:
     assert response.status_code == 200, response.text
     key: str = response.json()["key"]
     return key
-
-
-def png_bytes(width: int = 8, height: int = 8) -> bytes:
-    raw = b"".join(b"\x00" + b"\xff\x00\x00" * width for _ in range(height))
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        body = kind + data
-        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
-
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", header)
-        + chunk(b"IDAT", zlib.compress(raw))
-        + chunk(b"IEND", b"")
-    )
 
 
 @pytest.mark.parametrize("endpoint_id", STARTING_SET)

@@ -13,19 +13,15 @@ import json
 import os
 import select
 import socket
-import struct
 import subprocess
 import sys
-import threading
 import time
-import zlib
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -35,7 +31,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from falbind.serve.body import HeaderLimits, read_form, read_json, sniff_image
 from falbind.serve.errors import GatewayError
 
-from serve_support import free_port
+from serve_support import ThreadedApp, free_port, png_bytes
 
 MiB = 1024 * 1024
 JSON_CAP = 1 * MiB
@@ -44,22 +40,6 @@ FILE_CAP = 1 * MiB
 CONSUMED: dict[str, int] = {}
 """Body bytes each path's handler received from the server (the thread-run app only)."""
 GENERATIONS: list[int] = []
-
-
-def png_bytes(width: int = 4, height: int = 4) -> bytes:
-    raw = b"".join(b"\x00" + b"\xff\x00\x00" * width for _ in range(height))
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        body = kind + data
-        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
-
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", header)
-        + chunk(b"IDAT", zlib.compress(raw))
-        + chunk(b"IEND", b"")
-    )
 
 
 JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00" + b"\x00" * 64
@@ -142,39 +122,9 @@ def limits_app() -> ASGIApp:
     return HeaderLimits(CountBody(app))
 
 
-class Served:
-    """``limits_app`` under uvicorn on its own thread, on a random 127.0.0.1 port."""
-
-    def __init__(self) -> None:
-        self._socket = socket.socket()
-        self._socket.bind(("127.0.0.1", 0))
-        self.port: int = self._socket.getsockname()[1]
-        self.server = uvicorn.Server(uvicorn.Config(limits_app(), log_level="warning"))
-        self._thread = threading.Thread(
-            target=self.server.run, kwargs={"sockets": [self._socket]}, daemon=True
-        )
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def __enter__(self) -> Served:
-        self._thread.start()
-        deadline = time.monotonic() + 15
-        while not self.server.started:
-            assert time.monotonic() < deadline and self._thread.is_alive(), "did not start"
-            time.sleep(0.01)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self._thread.join(15)
-        self._socket.close()
-
-
 @pytest.fixture(scope="module")
-def served() -> Iterator[Served]:
-    with Served() as running:
+def served() -> Iterator[ThreadedApp]:
+    with ThreadedApp(limits_app()) as running:
         yield running
 
 
@@ -238,7 +188,7 @@ def stream_until_answered(
 # -- JSON ------------------------------------------------------------------------------------
 
 
-def test_a_200_mb_chunked_body_is_cut_off_at_the_cap(served: Served) -> None:
+def test_a_200_mb_chunked_body_is_cut_off_at_the_cap(served: ThreadedApp) -> None:
     status, body, sent = stream_until_answered(
         served.port, "/json", total=200 * MiB, head=b'{"prompt": "' + b"a" * 1000
     )
@@ -250,7 +200,7 @@ def test_a_200_mb_chunked_body_is_cut_off_at_the_cap(served: Served) -> None:
     assert sent < 100 * MiB
 
 
-def test_a_declared_length_over_the_cap_is_refused_before_reading(served: Served) -> None:
+def test_a_declared_length_over_the_cap_is_refused_before_reading(served: ThreadedApp) -> None:
     status, body, _ = stream_until_answered(
         served.port, "/json", total=10 * MiB, declared_length=10 * 1024 * MiB
     )
@@ -259,7 +209,7 @@ def test_a_declared_length_over_the_cap_is_refused_before_reading(served: Served
     assert CONSUMED["/json"] == 0
 
 
-def test_a_body_under_the_cap_is_read_whole(served: Served) -> None:
+def test_a_body_under_the_cap_is_read_whole(served: ThreadedApp) -> None:
     items = ["x" * 100] * 5000  # ~0.5 MiB, many transport chunks
     response = httpx.post(f"{served.url}/json", json={"items": items})
     assert response.status_code == 200, response.text
@@ -271,7 +221,7 @@ def nested(depth: int) -> bytes:
 
 
 @pytest.mark.parametrize("depth", [65, 100_000])
-def test_deep_json_is_a_400_in_openai_shape(served: Served, depth: int) -> None:
+def test_deep_json_is_a_400_in_openai_shape(served: ThreadedApp, depth: int) -> None:
     response = httpx.post(
         f"{served.url}/json", content=nested(depth), headers={"content-type": "application/json"}
     )
@@ -280,7 +230,7 @@ def test_deep_json_is_a_400_in_openai_shape(served: Served, depth: int) -> None:
     assert "deeper than 64" in response.json()["error"]["message"]
 
 
-def test_json_at_the_depth_limit_is_accepted(served: Served) -> None:
+def test_json_at_the_depth_limit_is_accepted(served: ThreadedApp) -> None:
     response = httpx.post(f"{served.url}/json", content=b'{"a": ' + nested(63) + b"}")
     assert response.status_code == 200, response.text
 
@@ -296,13 +246,13 @@ def test_json_at_the_depth_limit_is_accepted(served: Served) -> None:
     ],
     ids=["empty", "truncated", "not-utf8", "nan", "huge-int"],
 )
-def test_invalid_json_is_a_400(served: Served, content: bytes) -> None:
+def test_invalid_json_is_a_400(served: ThreadedApp, content: bytes) -> None:
     response = httpx.post(f"{served.url}/json", content=content)
     assert response.status_code == 400
     assert_openai_error(response.json(), "invalid_json")
 
 
-def test_the_openai_sdk_gets_a_400_for_deep_json_and_does_not_retry(served: Served) -> None:
+def test_the_openai_sdk_gets_a_400_for_deep_json_and_does_not_retry(served: ThreadedApp) -> None:
     import openai  # here: the module is also imported by a child process, which needs no SDK
 
     value: Any = "fox"
@@ -319,11 +269,13 @@ def test_the_openai_sdk_gets_a_400_for_deep_json_and_does_not_retry(served: Serv
 # -- forms -----------------------------------------------------------------------------------
 
 
-def post_form(served: Served, files: Any, data: Mapping[str, str] | None = None) -> httpx.Response:
+def post_form(
+    served: ThreadedApp, files: Any, data: Mapping[str, str] | None = None
+) -> httpx.Response:
     return httpx.post(f"{served.url}/form", files=files, data=dict(data or {}), timeout=30)
 
 
-def test_a_form_reads_fields_images_and_mask_with_sniffed_types(served: Served) -> None:
+def test_a_form_reads_fields_images_and_mask_with_sniffed_types(served: ThreadedApp) -> None:
     png = png_bytes()
     response = post_form(
         served,
@@ -343,7 +295,7 @@ def test_a_form_reads_fields_images_and_mask_with_sniffed_types(served: Served) 
     assert bytes.fromhex(body["first"]) == png
 
 
-def test_a_form_split_into_tiny_chunks_parses_the_same(served: Served) -> None:
+def test_a_form_split_into_tiny_chunks_parses_the_same(served: ThreadedApp) -> None:
     png = png_bytes()
     request = httpx.Request(
         "POST",
@@ -367,7 +319,7 @@ def test_a_form_split_into_tiny_chunks_parses_the_same(served: Served) -> None:
     assert bytes.fromhex(response.json()["first"]) == png
 
 
-def test_a_file_over_its_cap_is_a_413_naming_the_field(served: Served) -> None:
+def test_a_file_over_its_cap_is_a_413_naming_the_field(served: ThreadedApp) -> None:
     response = post_form(served, files={"image": ("big.png", png_bytes() + b"\0" * FILE_CAP)})
     assert response.status_code == 413
     assert_openai_error(response.json(), "request_too_large", param="image")
@@ -384,7 +336,7 @@ def multipart_head(field: str, file_name: str, boundary: str = "b0undary") -> by
 FORM_HEADERS = {"Content-Type": "multipart/form-data; boundary=b0undary"}
 
 
-def test_a_streamed_file_stops_being_read_at_the_file_cap(served: Served) -> None:
+def test_a_streamed_file_stops_being_read_at_the_file_cap(served: ThreadedApp) -> None:
     status, body, sent = stream_until_answered(
         served.port,
         "/form",
@@ -398,7 +350,7 @@ def test_a_streamed_file_stops_being_read_at_the_file_cap(served: Served) -> Non
     assert sent < 50 * MiB
 
 
-def test_a_form_over_the_total_cap_is_a_413(served: Served) -> None:
+def test_a_form_over_the_total_cap_is_a_413(served: ThreadedApp) -> None:
     files = [("image[]", (f"{i}.png", png_bytes() + b"\0" * (FILE_CAP - 100))) for i in range(3)]
     files.append(("mask", ("m.png", png_bytes() + b"\0" * (FILE_CAP - 100))))
     response = post_form(served, files=files)
@@ -407,7 +359,7 @@ def test_a_form_over_the_total_cap_is_a_413(served: Served) -> None:
     assert str(FORM_CAP) in response.json()["error"]["message"]
 
 
-def test_a_declared_form_length_over_the_cap_is_refused_before_reading(served: Served) -> None:
+def test_a_declared_form_length_over_the_cap_is_refused_before_reading(served: ThreadedApp) -> None:
     status, body, _ = stream_until_answered(
         served.port,
         "/form",
@@ -422,7 +374,7 @@ def test_a_declared_form_length_over_the_cap_is_refused_before_reading(served: S
 
 
 @pytest.mark.parametrize("field", ["image", "image[]", "mask"])
-def test_a_file_that_is_not_an_image_is_a_400(served: Served, field: str) -> None:
+def test_a_file_that_is_not_an_image_is_a_400(served: ThreadedApp, field: str) -> None:
     files = [(field, ("notes.png", b"%PDF-1.7 not an image at all", "image/png"))]
     if field == "mask":
         files.insert(0, ("image", ("a.png", png_bytes(), "image/png")))
@@ -431,19 +383,19 @@ def test_a_file_that_is_not_an_image_is_a_400(served: Served, field: str) -> Non
     assert_openai_error(response.json(), "invalid_image", param=field)
 
 
-def test_a_tiny_non_image_file_is_a_400(served: Served) -> None:
+def test_a_tiny_non_image_file_is_a_400(served: ThreadedApp) -> None:
     response = post_form(served, files={"image": ("a.png", b"\x89PN")})
     assert response.status_code == 400
     assert_openai_error(response.json(), "invalid_image", param="image")
 
 
-def test_another_file_field_is_an_unknown_parameter(served: Served) -> None:
+def test_another_file_field_is_an_unknown_parameter(served: ThreadedApp) -> None:
     response = post_form(served, files={"photo": ("a.png", png_bytes())})
     assert response.status_code == 400
     assert_openai_error(response.json(), "unknown_parameter", param="photo")
 
 
-def test_too_many_files_is_a_400(served: Served) -> None:
+def test_too_many_files_is_a_400(served: ThreadedApp) -> None:
     files = [("image[]", (f"{i}.png", png_bytes())) for i in range(4)]
     response = post_form(served, files=files)
     assert response.status_code == 400
@@ -460,7 +412,7 @@ def test_too_many_files_is_a_400(served: Served) -> None:
     ids=["json", "no-boundary", "truncated"],
 )
 def test_a_body_that_is_not_a_whole_form_is_a_400(
-    served: Served, content_type: str, content: bytes
+    served: ThreadedApp, content_type: str, content: bytes
 ) -> None:
     response = httpx.post(
         f"{served.url}/form", content=content, headers={"content-type": content_type}
@@ -472,7 +424,7 @@ def test_a_body_that_is_not_a_whole_form_is_a_400(
 # -- headers ---------------------------------------------------------------------------------
 
 
-def test_huge_headers_are_a_431_before_the_app_runs(served: Served) -> None:
+def test_huge_headers_are_a_431_before_the_app_runs(served: ThreadedApp) -> None:
     CONSUMED.pop("/json", None)
     headers = {f"x-padding-{i}": "p" * 4000 for i in range(10)}  # 40 KB > 32 KiB
     response = httpx.post(f"{served.url}/json", json={"a": 1}, headers=headers)
@@ -481,13 +433,13 @@ def test_huge_headers_are_a_431_before_the_app_runs(served: Served) -> None:
     assert "/json" not in CONSUMED  # the app never saw the request
 
 
-def test_a_huge_query_string_is_a_414(served: Served) -> None:
+def test_a_huge_query_string_is_a_414(served: ThreadedApp) -> None:
     response = httpx.post(f"{served.url}/json?q={'x' * 9000}", json={"a": 1})
     assert response.status_code == 414
     assert_openai_error(response.json(), "uri_too_long")
 
 
-def test_headers_and_query_under_the_limits_pass(served: Served) -> None:
+def test_headers_and_query_under_the_limits_pass(served: ThreadedApp) -> None:
     headers = {f"x-padding-{i}": "p" * 4000 for i in range(7)}
     response = httpx.post(f"{served.url}/json?q={'x' * 8000}", json={"a": 1}, headers=headers)
     assert response.status_code == 200, response.text

@@ -1,7 +1,8 @@
 """LiteLLM's durations (a key's ``duration``, its ``budget_duration``) in seconds.
 
 Its own module because both the key routes (which read them) and the store (which renews a
-budget when its period ends) need it, and the store must not import the routes.
+budget when its period ends) need it, and the store must not import the routes. :func:`shown`
+is how both name a value they refuse.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import math
 import re
 from typing import Any, Final
 
-__all__ = ["MAX_DURATION_SECONDS", "MAX_DURATION_TEXT", "parse_duration"]
+__all__ = ["MAX_DURATION_SECONDS", "MAX_DURATION_TEXT", "parse_duration", "shown"]
 
 MAX_DURATION_SECONDS: Final = 100 * 365 * 86400
 """A hundred years: an expiry beyond it means "never" (use ``null``), and a date thousands of
@@ -31,7 +32,7 @@ _DURATION_WORDS: Final = {"hourly": "1h", "daily": "24h", "weekly": "7d", "month
 """LiteLLM's word aliases for a ``budget_duration``."""
 
 
-def _shown(value: Any) -> str:
+def shown(value: Any) -> str:
     """A value for an error message: cut short (it may be huge), and never a key pasted into
     the wrong field."""
     if isinstance(value, str) and value.startswith("sk-"):
@@ -53,7 +54,7 @@ def parse_duration(value: Any) -> float | None:
     if value is None:
         return None
     problem = (
-        f"duration {_shown(value)} is not like '30s', '10m', '1h', '30d' or '1mo' "
+        f"duration {shown(value)} is not like '30s', '10m', '1h', '30d' or '1mo' "
         f"(at most {MAX_DURATION_SECONDS // (365 * 86400)} years)"
     )
     if isinstance(value, bool):

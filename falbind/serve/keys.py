@@ -68,7 +68,7 @@ from starlette.responses import JSONResponse, Response
 
 from .auth import authenticate, bearer_key, require_master
 from .config import GatewayConfig
-from .durations import MAX_DURATION_SECONDS, parse_duration
+from .durations import MAX_DURATION_SECONDS, parse_duration, shown as _shown
 from .errors import GatewayError
 from .money import to_micros
 from .store import DuplicateAliasError, KeyRecord, LogWriter, Store, hash_key
@@ -270,18 +270,6 @@ def owner_filters(params: Mapping[str, str]) -> dict[str, str]:
 
 
 # -- field checks ------------------------------------------------------------------------------
-
-
-def _shown(value: Any) -> str:
-    """A value for an error message: cut short (it may be huge), and never a key pasted into
-    the wrong field."""
-    if isinstance(value, str) and value.startswith("sk-"):
-        return "<a key>"
-    try:
-        text = repr(value)
-    except ValueError:  # an integer of over 4300 digits
-        return f"<a {type(value).__name__}>"
-    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _check_names(body: Mapping[str, Any], known: Sequence[str], *, skip: Sequence[str]) -> None:
