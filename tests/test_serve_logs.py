@@ -23,7 +23,16 @@ from uvicorn.logging import AccessFormatter
 from falbind.serve.logs import JsonFormatter, RedactSecrets, log_config, redact_url
 from falbind.testing import FakeFalServer
 
-from serve_support import ENVIRON, MASTER_KEY, GatewayProcess, config_data, free_port, write_config
+from serve_support import (
+    ENVIRON,
+    MASTER_KEY,
+    GatewayProcess,
+    config_data,
+    database_rows,
+    free_port,
+    wait_until,
+    write_config,
+)
 
 R = "<redacted>"
 
@@ -216,8 +225,15 @@ def stop(process: subprocess.Popen[str]) -> str:
 
 
 def test_access_logs_of_two_workers_hold_no_key(config_path: Path) -> None:
+    database = f"sqlite:///{config_path.parent}/l.db"
     with GatewayProcess(config_path, extra=("--workers", "2")) as gateway:
         assert gateway.process is not None
+        # /health answers once one worker is up: wait for both (each registers itself).
+        wait_until(
+            lambda: len(database_rows(database, "SELECT id FROM falbind_instances")) >= 2,
+            timeout=30,
+            what="both workers started",
+        )
         sent = leaky_requests(gateway.url)
         output = stop(gateway.process)
     for secret in sent:
