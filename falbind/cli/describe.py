@@ -13,21 +13,13 @@ import shutil
 import sys
 import textwrap
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import asdict
 
-from falbind.models.index import EndpointSpec, UnknownEndpointError
+import falbind
+from falbind.tooling.endpoints import EndpointLookupError, resolve_endpoint
+from falbind.tooling.parameters import Parameter, parameters
 
-__all__ = [
-    "EndpointLookupError",
-    "Parameter",
-    "models_command",
-    "parameters",
-    "render_table",
-    "resolve_endpoint",
-    "show_command",
-    "terminal_width",
-]
+__all__ = ["models_command", "render_table", "show_command", "terminal_width"]
 
 Echo = Callable[[str], None]
 # Text-mode columns that wrap when the table is wider than the terminal, widest first
@@ -109,8 +101,6 @@ def render_table(
 
 
 def _aliases_by_id() -> dict[str, list[str]]:
-    import falbind
-
     by_id: dict[str, list[str]] = {}
     for alias, endpoint_id in sorted(falbind.ALIASES.items()):
         by_id.setdefault(endpoint_id, []).append(alias)
@@ -125,8 +115,6 @@ def models_command(
     *, categories: Sequence[str], search: str | None, output_format: str, echo: Echo
 ) -> int:
     """List bound endpoints (id, Python name, category), then the unbound ones with reasons."""
-    import falbind
-
     wanted = set(categories)
     aliases = _aliases_by_id()
     bound = [

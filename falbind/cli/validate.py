@@ -16,7 +16,6 @@ Only the endpoint modules the requests name are imported, so a run stays fast.
 from __future__ import annotations
 
 import json
-import re
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -26,24 +25,22 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from falbind.models.base import UNKNOWN_PARAMETER, suggest_names
 from falbind.models.index import EndpointSpec
-
-from .describe import EndpointLookupError, resolve_endpoint
-from .limits import (
+from falbind.tooling.endpoints import EndpointLookupError, resolve_endpoint
+from falbind.tooling.limits import (
     MAX_ARGUMENTS_BYTES,
     InputLimitError,
     check_nesting,
     loads_json,
     read_bounded,
 )
-from .progress import Progress
+from falbind.tooling.progress import Progress
+from falbind.tooling.validation_errors import explained_errors, render_path
 
 __all__ = [
     "InputProblem",
     "Problem",
     "Request",
-    "explained_errors",
     "load_manifest",
     "validate_command",
 ]

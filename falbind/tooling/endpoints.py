@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import falbind
 from falbind.models.index import EndpointSpec, UnknownEndpointError
 
 __all__ = ["EndpointLookupError", "resolve_endpoint"]
@@ -26,8 +27,6 @@ class EndpointLookupError(LookupError):
 
 def resolve_endpoint(name: str) -> EndpointSpec:
     """The spec for an endpoint id, a registry alias or a Python name (e.g. ``flux_schnell``)."""
-    import falbind
-
     target = falbind.ENDPOINTS.canonical_id(name)
     if target in falbind.UNBOUND:
         raise EndpointLookupError(

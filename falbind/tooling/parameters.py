@@ -29,7 +29,7 @@ _BOUND_KEYWORDS = (
 
 @dataclass(frozen=True)
 class Parameter:
-    """One field of a request model, as ``show`` prints it."""
+    """One field of a request model, as ``falbind show`` and the endpoint reference print it."""
 
     name: str
     type: str

@@ -98,8 +98,7 @@ def explained_errors(
     arguments: Any, errors: list[Any]
 ) -> Iterator[tuple[Any, tuple[str | int, ...], str, tuple[str, ...]]]:
     """Each of pydantic's ``errors`` about ``arguments`` worth reporting (moot union-member
-    errors dropped), with its path in ``arguments``, its message and its suggestions; what
-    ``falbind validate`` and ``falbind lint`` both report."""
+    errors dropped), with its path in ``arguments``, its message and its suggestions."""
     located = [(error, data_path(arguments, error["loc"])) for error in errors]
     for error, path in _relevant(located):
         message, suggestions = _message_and_suggestions(error)
