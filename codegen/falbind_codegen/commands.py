@@ -90,9 +90,10 @@ def vendor_command(
     nothing is written. Without it (``--no-generate``), the documents are only copied, so a
     broken one can be given a registry patch before ``falbind generate``.
     """
-    from .normalise import UnbindableEndpoint, normalise_document  # deferred: see the top
-    from .update import RegistryUpdate, apply_update  # deferred: see the top
-    from .vendor import read_document, store_schema, write_models_file  # deferred: see the top
+    # Deferred so that `falbind check`, which needs none of these, starts fast.
+    from .normalise import UnbindableEndpoint, normalise_document
+    from .update import RegistryUpdate, apply_update
+    from .vendor import read_document, store_schema, write_models_file
 
     registry = load_registry(registry_dir)
     entries: dict[str, EndpointEntry] = {e.id: e for e in registry.entries}
@@ -140,7 +141,7 @@ def diff_command(old: Path, new: Path, *, output_format: str, echo: Echo) -> int
     Exit status: 0 no breaking change, 1 breaking changes, 2 the documents cannot be compared
     (missing file, invalid JSON, not an endpoint's OpenAPI document, different endpoints).
     """
-    from .diff import DiffError, diff_files  # deferred: see the top
+    from .diff import DiffError, diff_files  # deferred: `falbind check` starts fast
 
     try:
         report = diff_files(old, new)
