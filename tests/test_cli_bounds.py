@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from workspace import Workspace, assert_one_line_failure, current_doc, fixture_workspace, load_json
 
-from falbind.cli.limits import MAX_ARGUMENTS_BYTES, MAX_DEPTH, MAX_DOCUMENT_BYTES
+from falbind.tooling.limits import MAX_ARGUMENTS_BYTES, MAX_DEPTH, MAX_DOCUMENT_BYTES
 
 from support import run_cli
 

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from falbind.cli.progress import Progress
+from falbind.tooling.progress import Progress
 from falbind_codegen.generate import build_files
 from falbind_codegen.registry import load_registry
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 import falbind
-from falbind.cli.describe import parameters
+from falbind.tooling.parameters import parameters
 from falbind_codegen.reference import (
     FAL_MODEL_PAGE,
     endpoint_entry,

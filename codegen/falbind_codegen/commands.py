@@ -9,6 +9,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from falbind.tooling.progress import Progress
+
 from .generate import (
     BuildResult,
     build_files,
@@ -17,7 +19,6 @@ from .generate import (
     staging_folder,
     write_tree,
 )
-from .progress import Progress
 from .registry import EndpointEntry, RegistryError, load_registry
 
 # diff, normalise, update and vendor are imported by the commands that use them: `falbind check`
@@ -89,6 +90,7 @@ def vendor_command(
     nothing is written. Without it (``--no-generate``), the documents are only copied, so a
     broken one can be given a registry patch before ``falbind generate``.
     """
+    # Deferred so that `falbind check`, which needs none of these, starts fast.
     from .normalise import UnbindableEndpoint, normalise_document
     from .update import RegistryUpdate, apply_update
     from .vendor import read_document, store_schema, write_models_file
@@ -139,7 +141,7 @@ def diff_command(old: Path, new: Path, *, output_format: str, echo: Echo) -> int
     Exit status: 0 no breaking change, 1 breaking changes, 2 the documents cannot be compared
     (missing file, invalid JSON, not an endpoint's OpenAPI document, different endpoints).
     """
-    from .diff import DiffError, diff_files
+    from .diff import DiffError, diff_files  # deferred: `falbind check` starts fast
 
     try:
         report = diff_files(old, new)

@@ -57,7 +57,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, TypeGuard
 
-from falbind.cli.limits import MAX_DOCUMENT_BYTES, InputLimitError, loads_json, read_bounded
+from falbind.tooling.limits import MAX_DOCUMENT_BYTES, InputLimitError, loads_json, read_bounded
 
 __all__ = ["Change", "DiffError", "SchemaDiff", "diff_documents", "diff_files"]
 

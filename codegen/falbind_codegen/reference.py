@@ -19,7 +19,7 @@ import re
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from falbind.cli.describe import Parameter, parameters
+from falbind.tooling.parameters import Parameter, parameters
 
 from .normalise import NormalisedEndpoint, UnbindableEndpoint, normalise_document
 from .registry import EndpointEntry, Registry, load_registry

@@ -35,6 +35,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from falbind.tooling.progress import Progress
+
 from .add import new_entry, normalise_entry
 from .catalogue import (
     DEFAULT_BASE_URL,
@@ -45,7 +47,6 @@ from .catalogue import (
 )
 from .diff import DiffError, SchemaDiff, diff_documents
 from .normalise import UnbindableEndpoint
-from .progress import Progress
 from .registry import (
     MODELS_FILE,
     EndpointEntry,

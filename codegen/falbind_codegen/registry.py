@@ -26,7 +26,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from falbind.cli.limits import (
+from falbind.tooling.limits import (
     MAX_DOCUMENT_BYTES,
     InputLimitError,
     check_nesting,

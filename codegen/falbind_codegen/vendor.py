@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from falbind.cli.limits import MAX_DOCUMENT_BYTES, InputLimitError, loads_json, read_bounded
+from falbind.tooling.limits import MAX_DOCUMENT_BYTES, InputLimitError, loads_json, read_bounded
 
 from .naming import is_valid_endpoint_id, schema_filename
 from .registry import MODELS_FILE, SCHEMAS_DIR, EndpointEntry, RegistryError
@@ -69,7 +69,7 @@ def read_document(path: Path, endpoint_id: str | None = None) -> VendoredDocumen
 def parse_document(raw: bytes, source: str, endpoint_id: str | None = None) -> VendoredDocument:
     """Check ``raw`` is a fal OpenAPI document (of ``endpoint_id``, when given); ``source`` names
     it in errors. A document that names a different endpoint than ``endpoint_id`` is refused,
-    and so is one over the size or nesting limits of :mod:`falbind.cli.limits`."""
+    and so is one over the size or nesting limits of :mod:`falbind.tooling.limits`."""
     if len(raw) > MAX_DOCUMENT_BYTES:
         raise RegistryError(f"{source}: over the {MAX_DOCUMENT_BYTES} byte limit for a document")
     try:

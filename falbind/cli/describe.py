@@ -13,66 +13,20 @@ import shutil
 import sys
 import textwrap
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import asdict
 
-from falbind.models.index import EndpointSpec, UnknownEndpointError
+import falbind
+from falbind.tooling.endpoints import EndpointLookupError, resolve_endpoint
+from falbind.tooling.parameters import Parameter, parameters
 
-__all__ = [
-    "EndpointLookupError",
-    "Parameter",
-    "models_command",
-    "parameters",
-    "render_table",
-    "resolve_endpoint",
-    "show_command",
-    "terminal_width",
-]
+__all__ = ["models_command", "render_table", "show_command", "terminal_width"]
 
 Echo = Callable[[str], None]
-_BOUND_KEYWORDS = (
-    ("minimum", ">= {}"),
-    ("exclusiveMinimum", "> {}"),
-    ("maximum", "<= {}"),
-    ("exclusiveMaximum", "< {}"),
-    ("multipleOf", "multiple of {}"),
-    ("minLength", "length >= {}"),
-    ("maxLength", "length <= {}"),
-    ("minItems", "items >= {}"),
-    ("maxItems", "items <= {}"),
-    ("pattern", "matches {!r}"),
-)
 # Text-mode columns that wrap when the table is wider than the terminal, widest first
 # (JSON output and piped text are never wrapped; no value is ever cut).
 _WRAPPABLE = ("description", "allowed", "type", "default")
 _MIN_WRAP_WIDTH = 12
 _MIN_TABLE_DESCRIPTION = 24
-
-
-class EndpointLookupError(LookupError):
-    """A name that is not a bound endpoint; ``suggestions`` holds the closest bound ids."""
-
-    def __init__(self, message: str, suggestions: Sequence[str] = ()) -> None:
-        super().__init__(message)
-        self.suggestions = list(suggestions)
-
-    def __str__(self) -> str:
-        return str(self.args[0])
-
-
-def resolve_endpoint(name: str) -> EndpointSpec:
-    """The spec for an endpoint id, a registry alias or a Python name (e.g. ``flux_schnell``)."""
-    import falbind
-
-    target = falbind.ENDPOINTS.canonical_id(name)
-    if target in falbind.UNBOUND:
-        raise EndpointLookupError(
-            f"{target} is in the registry but could not be bound: {falbind.UNBOUND[target]}"
-        )
-    try:
-        return falbind.ENDPOINTS.resolve(name)
-    except UnknownEndpointError as error:
-        raise EndpointLookupError(str(error), error.suggestions) from None
 
 
 # --------------------------------------------------------------------------- tables
@@ -147,8 +101,6 @@ def render_table(
 
 
 def _aliases_by_id() -> dict[str, list[str]]:
-    import falbind
-
     by_id: dict[str, list[str]] = {}
     for alias, endpoint_id in sorted(falbind.ALIASES.items()):
         by_id.setdefault(endpoint_id, []).append(alias)
@@ -163,8 +115,6 @@ def models_command(
     *, categories: Sequence[str], search: str | None, output_format: str, echo: Echo
 ) -> int:
     """List bound endpoints (id, Python name, category), then the unbound ones with reasons."""
-    import falbind
-
     wanted = set(categories)
     aliases = _aliases_by_id()
     bound = [
@@ -207,79 +157,6 @@ def models_command(
 
 
 # --------------------------------------------------------------------------- show
-
-
-@dataclass(frozen=True)
-class Parameter:
-    """One field of a request model, as ``show`` prints it."""
-
-    name: str
-    type: str
-    required: bool
-    has_default: bool
-    default: Any
-    """The default as JSON data (``None`` with ``has_default`` true is a ``null`` default)."""
-    allowed: tuple[str, ...]
-    """Allowed values and bounds, e.g. ``one of "png", "jpeg"`` or ``>= 1``."""
-    description: str
-
-
-def _type_of(schema: dict[str, Any]) -> str:
-    if "$ref" in schema:
-        return str(schema["$ref"]).rsplit("/", 1)[-1]
-    for key in ("anyOf", "oneOf", "allOf"):
-        if key in schema:
-            names = dict.fromkeys(_type_of(member) for member in schema[key])
-            return " | ".join(names)
-    if "const" in schema:
-        return json.dumps(schema["const"])
-    kind = schema.get("type")
-    if isinstance(kind, list):
-        return " | ".join(str(k) for k in kind)
-    if kind == "array":
-        if "prefixItems" in schema:
-            return f"tuple[{', '.join(_type_of(item) for item in schema['prefixItems'])}]"
-        return f"list[{_type_of(schema.get('items') or {})}]"
-    if kind == "object" and isinstance(schema.get("additionalProperties"), dict):
-        return f"dict[str, {_type_of(schema['additionalProperties'])}]"
-    return str(kind) if kind else "any"
-
-
-def _constraints(schema: dict[str, Any]) -> list[str]:
-    found: list[str] = []
-    if isinstance(schema.get("enum"), list):
-        found.append("one of " + ", ".join(json.dumps(v) for v in schema["enum"]))
-    for keyword, template in _BOUND_KEYWORDS:
-        if keyword in schema:
-            found.append(template.format(schema[keyword]))
-    for key in ("anyOf", "oneOf", "allOf"):
-        for member in schema.get(key) or []:
-            found.extend(_constraints(member))
-    if "items" in schema and isinstance(schema["items"], dict) and "$ref" not in schema["items"]:
-        found.extend(f"each {c}" for c in _constraints(schema["items"]))
-    return found
-
-
-def _first_line(text: Any) -> str:
-    lines = [line.strip() for line in str(text or "").strip().splitlines()]
-    return lines[0] if lines else ""
-
-
-def parameters(schema: dict[str, Any]) -> list[Parameter]:
-    """The properties of one object schema (from ``model_json_schema``), in declared order."""
-    required = set(schema.get("required") or [])
-    return [
-        Parameter(
-            name=name,
-            type=_type_of(prop),
-            required=name in required,
-            has_default="default" in prop,
-            default=prop.get("default"),
-            allowed=tuple(dict.fromkeys(_constraints(prop))),
-            description=_first_line(prop.get("description")),
-        )
-        for name, prop in (schema.get("properties") or {}).items()
-    ]
 
 
 def _parameter_table(params: list[Parameter], width: int | None) -> list[str]:

@@ -12,9 +12,10 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any, Final
 
+import falbind
 from falbind.images.sizing import capability_for, plan_for, size_table
-
-from .describe import EndpointLookupError, resolve_endpoint
+from falbind.models.bindings import sizes as _sizes
+from falbind.tooling.endpoints import EndpointLookupError, resolve_endpoint
 
 __all__ = ["DEFAULT_CATEGORY", "select_endpoints", "size_report", "sizes_command"]
 
@@ -26,10 +27,8 @@ def select_endpoints(names: Sequence[str], categories: Sequence[str]) -> list[st
     """The endpoint ids named (ids, aliases or Python names, in the order given), then every
     bound endpoint of ``categories`` (sorted); neither given: every text-to-image endpoint.
 
-    Raises :class:`~.describe.EndpointLookupError` for a name that is not bound.
+    Raises :class:`~falbind.tooling.endpoints.EndpointLookupError` for a name that is not bound.
     """
-    import falbind
-
     chosen = [resolve_endpoint(name).id for name in names]
     wanted = set(categories) or ({DEFAULT_CATEGORY} if not names else set())
     chosen += sorted(i for i, spec in falbind.ENDPOINTS.items() if spec.category in wanted)
@@ -65,8 +64,6 @@ def sizes_command(
     names: Sequence[str], categories: Sequence[str], *, output_format: str, echo: Echo
 ) -> int:
     """Print the size table (``markdown``) or report (``json``) for the selected endpoints."""
-    from falbind.models.bindings import sizes as _sizes
-
     try:
         endpoint_ids = select_endpoints(names, categories)
     except EndpointLookupError as exc:

@@ -1,11 +1,11 @@
 """Checking recognised fal calls against the bound endpoints, with falbind's own machinery.
 
-Every judgement is falbind's: endpoint lookup (``falbind validate``'s ``resolve_endpoint`` and
+Every judgement is falbind's: endpoint lookup (``tooling.endpoints.resolve_endpoint`` and
 ``images.resolve_model``), validation (``spec.input_model.model_validate``, whose errors carry
-falbind's did-you-mean), error paths and messages (the helpers ``falbind validate`` reports
-with), and the OpenAI-style image parameters (``images.model_traits`` and ``sizing.plan_for``,
-as ``client.images.generate`` maps them). This module only decides what is known statically
-and where each error points.
+falbind's did-you-mean), error paths and messages (``tooling.validation_errors``, as ``falbind
+validate`` reports them), and the OpenAI-style image parameters (``images.model_traits`` and
+``sizing.plan_for``, as ``client.images.generate`` maps them). This module only decides what is
+known statically and where each error points.
 """
 
 from __future__ import annotations
@@ -17,10 +17,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
+from falbind.models.suggest import suggest_names
+from falbind.tooling.endpoints import EndpointLookupError, resolve_endpoint
+
 from . import hosts
 from .literals import UNKNOWN, Arguments, Path, Unknown, read_literal
 from .rules import rule_for_error_type
 from .scan import FileContext, Scope, qualify
+
+# pydantic, the clients (httpx) and the endpoint index are imported inside the functions that
+# need them: together ~1 s that ``falbind lint`` pays only once it finds a fal call to check.
 
 __all__ = ["Checker"]
 
@@ -37,7 +43,7 @@ def _short(value: Any) -> str:
 
 
 def _render(path: Path) -> str:
-    from falbind.cli.validate import render_path
+    from falbind.tooling.validation_errors import render_path  # deferred: pydantic
 
     rendered = render_path(path)
     return rendered[2:] if rendered.startswith("$.") else rendered
@@ -46,8 +52,8 @@ def _render(path: Path) -> str:
 @functools.cache
 def _keyword_only(owner: str, method: str) -> frozenset[str]:
     """The keyword-only parameters of a falbind method (its own options, not model fields)."""
-    from falbind import FalClient
-    from falbind.images.generate import Images
+    from falbind import FalClient  # deferred: httpx
+    from falbind.images.generate import Images  # deferred: httpx and pydantic
 
     target = {"client": FalClient, "images": Images}[owner]
     signature = inspect.signature(getattr(target, method))
@@ -60,7 +66,7 @@ def _keyword_only(owner: str, method: str) -> frozenset[str]:
 
 @functools.cache
 def _is_client_attribute(name: str) -> bool:
-    from falbind import AsyncFalClient, FalClient
+    from falbind import AsyncFalClient, FalClient  # deferred: httpx
 
     return hasattr(FalClient, name) or hasattr(AsyncFalClient, name)
 
@@ -165,8 +171,6 @@ class Checker:
 
     def _lookup(self, node: ast.AST, endpoint: str, host: str, *, exact: bool) -> Any:
         """The spec of a bound endpoint, or ``None`` after reporting FB100."""
-        from falbind.cli.describe import EndpointLookupError, resolve_endpoint
-
         try:
             spec = resolve_endpoint(endpoint)
         except EndpointLookupError as exc:
@@ -199,9 +203,9 @@ class Checker:
     ) -> None:
         """Validate ``arguments`` with the endpoint's request model and report each error
         that concerns what the source shows."""
-        from pydantic import ValidationError
+        from pydantic import ValidationError  # deferred: pydantic
 
-        from falbind.cli.validate import explained_errors
+        from falbind.tooling.validation_errors import explained_errors  # deferred: pydantic
 
         try:
             spec.input_model.model_validate(arguments.value)
@@ -298,7 +302,7 @@ class Checker:
             self._checked()
             self.falbind_endpoint(node, member, None)
         elif queue in ("", "queue") and name.isidentifier() and not _is_client_attribute(name):
-            from falbind import ENDPOINTS, UnknownEndpointError
+            from falbind import ENDPOINTS, UnknownEndpointError  # deferred: the index
 
             try:
                 spec = ENDPOINTS.by_name(name)
@@ -323,8 +327,6 @@ class Checker:
                 return
             untyped = "untyped" in keywords and self._literal(keywords["untyped"].value) is True
             if untyped:
-                from falbind.cli.describe import EndpointLookupError, resolve_endpoint
-
                 try:
                     spec = resolve_endpoint(endpoint)
                 except EndpointLookupError:
@@ -440,9 +442,9 @@ class Checker:
     ) -> None:
         """An OpenAI-style image call (LiteLLM, ``client.images.generate``): the endpoint,
         ``response_format``, ``n`` and ``size`` as falbind maps them, then the request body."""
-        from falbind import ENDPOINTS, UnknownEndpointError
-        from falbind.images.generate import model_traits, resolve_model
-        from falbind.images.sizing import SizeError, parse_size, plan_for
+        from falbind import ENDPOINTS, UnknownEndpointError  # deferred: the index
+        from falbind.images.generate import model_traits, resolve_model  # deferred: httpx
+        from falbind.images.sizing import SizeError, parse_size, plan_for  # deferred: pydantic
 
         try:
             endpoint_id = resolve_model(model)
@@ -669,8 +671,6 @@ class Checker:
     def _unknown_setting(
         self, keyword: ast.keyword, consequence: str, valid: frozenset[str]
     ) -> None:
-        from falbind.models.suggest import suggest_names
-
         name = str(keyword.arg)
         suggestions = suggest_names(name, sorted(valid))
         message = f"{name!r} is not a FalImageGenService setting ({consequence})"
