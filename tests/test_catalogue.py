@@ -17,13 +17,13 @@ import httpx
 import pytest
 
 from falbind.client.retry import RetryPolicy
+from falbind.testing import FakeCatalogue
 from falbind_codegen.catalogue import (
     CATALOGUE_RETRY,
     CatalogueClient,
     CatalogueEntry,
     CatalogueError,
 )
-from falbind_codegen.fake_catalogue import FakeCatalogue
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "fal-openapi"
 CATALOGUE = DATA / "catalogue.json"
