@@ -3,18 +3,27 @@ for protocol violations the fake does not model)."""
 
 from __future__ import annotations
 
+import email.utils
 import json
 import math
+import time
 import traceback
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from falbind_codegen.catalogue import CatalogueClient, CatalogueEntry, CatalogueError
-from falbind_codegen.fake_catalogue import FakeCatalogue
+from falbind.client.retry import RetryPolicy
+from falbind.testing import FakeCatalogue
+from falbind_codegen.catalogue import (
+    CATALOGUE_RETRY,
+    CatalogueClient,
+    CatalogueEntry,
+    CatalogueError,
+)
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "fal-openapi"
 CATALOGUE = DATA / "catalogue.json"
@@ -271,9 +280,26 @@ def test_server_errors_and_transport_errors_are_retried_with_backoff(sleeps: Sle
             raise outcome
         return outcome  # type: ignore[no-any-return]
 
-    with mock_client(handler, sleep=sleeps, backoff=0.5, max_backoff=4.0) as client:
+    retry = RetryPolicy(initial_backoff=0.5, max_backoff=4.0, jitter=False, max_retry_after=4.0)
+    with mock_client(handler, sleep=sleeps, retry=retry) as client:
         assert [entry.endpoint_id for entry in client.iter_models()] == ["a/b"]
-    assert sleeps == [0.5, 1.0, 4.0]  # exponential, then Retry-After capped at max_backoff
+    assert sleeps == [0.5, 1.0, 4.0]  # exponential, then Retry-After capped at max_retry_after
+
+
+@pytest.mark.parametrize("ahead", [6.0, -3600.0], ids=["future", "past"])
+def test_an_http_date_retry_after_is_honoured(sleeps: Sleeps, ahead: float) -> None:
+    when = email.utils.formatdate(time.time() + ahead, usegmt=True)
+    outcomes = [
+        httpx.Response(429, headers={"Retry-After": when}),
+        httpx.Response(200, json=page([{"endpoint_id": "a/b"}], None)),
+    ]
+    with mock_client(lambda request: outcomes.pop(0), sleep=sleeps) as client:
+        assert [entry.endpoint_id for entry in client.iter_models()] == ["a/b"]
+    assert len(sleeps) == 1
+    if ahead > 0:  # the date has whole seconds; the test itself takes a little time
+        assert ahead - 3 < sleeps[0] <= ahead
+    else:  # a date already past: retry at once, not after the backoff
+        assert sleeps == [0.0]
 
 
 def test_retries_are_bounded(sleeps: Sleeps) -> None:
@@ -284,7 +310,7 @@ def test_retries_are_bounded(sleeps: Sleeps) -> None:
         return httpx.Response(502, json={"detail": "bad\ngateway"})
 
     with (
-        mock_client(handler, sleep=sleeps, max_retries=2) as client,
+        mock_client(handler, sleep=sleeps, retry=replace(CATALOGUE_RETRY, max_retries=2)) as client,
         pytest.raises(CatalogueError) as caught,
     ):
         list(client.iter_models())
@@ -312,7 +338,7 @@ def test_key_is_sent_but_never_shown(sleeps: Sleeps) -> None:
         raise httpx.ConnectError(f"cannot reach {request.url}")
 
     with (
-        mock_client(handler, sleep=sleeps, max_retries=1) as client,
+        mock_client(handler, sleep=sleeps, retry=replace(CATALOGUE_RETRY, max_retries=1)) as client,
         pytest.raises(CatalogueError) as caught,
     ):
         list(client.iter_models())

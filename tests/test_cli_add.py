@@ -18,7 +18,7 @@ from workspace import (
     load_json,
 )
 
-from falbind_codegen.fake_catalogue import FakeCatalogue
+from falbind.testing import FakeCatalogue
 
 from support import run_cli
 

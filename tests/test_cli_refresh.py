@@ -29,9 +29,9 @@ from workspace import (
     older_doc,
 )
 
+from falbind.testing import FakeCatalogue
 from falbind.tooling.progress import Progress
 from falbind_codegen.catalogue import CatalogueEntry
-from falbind_codegen.fake_catalogue import FakeCatalogue
 from falbind_codegen.refresh import plan_refresh
 from falbind_codegen.registry import load_registry
 

@@ -26,8 +26,8 @@ from workspace import (
     load_json,
 )
 
+from falbind.testing import FakeCatalogue
 from falbind_codegen.catalogue import CatalogueClient, CatalogueError
-from falbind_codegen.fake_catalogue import FakeCatalogue
 from falbind_codegen.refresh import RefreshItem, removal_guard, removal_limit
 from falbind_codegen.registry import load_registry
 

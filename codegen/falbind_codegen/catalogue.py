@@ -6,10 +6,12 @@ inlines each endpoint's OpenAPI document under ``openapi`` with ``expand=openapi
 (fal serves smaller pages then). One endpoint's document is also served on its own by
 ``https://fal.ai/api/openapi/queue/openapi.json?endpoint_id=<id>``.
 
-Every call is an idempotent GET, so 429s (honouring ``Retry-After``), 5xx responses and
-transport errors are retried with bounded exponential backoff. Permanent errors are not: a
-URL that is not ``http(s)://host...`` is refused before any request, and a 4xx other than
-429 fails at once. An answer is read up to ``max_response_bytes`` (default
+Every call is an idempotent GET, so 429s (honouring ``Retry-After``, in seconds or as an
+HTTP date), 5xx responses and transport errors are retried with bounded exponential backoff,
+decided by the runtime's own rules (:mod:`falbind.client.retry`, with
+:data:`CATALOGUE_RETRY` unless a policy is given). Permanent errors are not: a URL that is
+not ``http(s)://host...`` is refused before any request, and a 4xx other than 429 fails at
+once. An answer is read up to ``max_response_bytes`` (default
 :data:`MAX_RESPONSE_BYTES`) and refused beyond it, so a broken or hostile server cannot
 exhaust memory. Anything that goes wrong raises ``CatalogueError`` with a one-line message.
 The API key never appears in a message or a repr, nor does a password given in a URL
@@ -29,8 +31,10 @@ from typing import Any, Self
 import httpx
 
 from falbind.client.auth import resolve_key
+from falbind.client.retry import RetryPolicy, cannot_succeed, retry_delay
 
 __all__ = [
+    "CATALOGUE_RETRY",
     "DEFAULT_BASE_URL",
     "DEFAULT_OPENAPI_URL",
     "MAX_IDS_PER_REQUEST",
@@ -50,8 +54,11 @@ MAX_RESPONSE_BYTES = 64 * 1024 * 1024
 """The largest catalogue answer read: fal's expanded pages are a few MB (documents are at
 most ~100 KB each), so this only stops a server that never ends its answer."""
 _ERROR_BODY_BYTES = 64 * 1024
-# Errors that no retry can fix: the URL or the request itself is wrong.
-_PERMANENT_ERRORS = (httpx.UnsupportedProtocol, httpx.LocalProtocolError, httpx.InvalidURL)
+CATALOGUE_RETRY = RetryPolicy(
+    max_retries=4, initial_backoff=0.5, max_backoff=8.0, jitter=False, max_retry_after=8.0
+)
+"""The catalogue's retries: 0.5, 1, 2, 4 s between five attempts, a ``Retry-After`` honoured
+up to 8 s. No jitter: one process reads the catalogue, so there is no herd to spread."""
 
 Progress = Callable[[int], None]
 
@@ -149,22 +156,16 @@ class CatalogueClient:
         key: str | None = None,
         http: httpx.Client | None = None,
         openapi_url: str = DEFAULT_OPENAPI_URL,
-        max_retries: int = 4,
-        backoff: float = 0.5,
-        max_backoff: float = 8.0,
+        retry: RetryPolicy | None = None,
         max_response_bytes: int = MAX_RESPONSE_BYTES,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        if max_retries < 0 or backoff < 0 or max_backoff < 0:
-            raise ValueError("max_retries, backoff and max_backoff must not be negative")
         base_url, self._base_auth = _checked_url(base_url, "the catalogue URL")
         openapi_url, self._openapi_auth = _checked_url(openapi_url, "the OpenAPI URL")
         self.base_url = base_url.rstrip("/")
         self.openapi_url = openapi_url
         self.max_response_bytes = max_response_bytes
-        self.max_retries = max_retries
-        self.backoff = backoff
-        self.max_backoff = max_backoff
+        self.retry = retry if retry is not None else CATALOGUE_RETRY
         self._sleep = sleep
         # The runtime's rules: FAL_KEY, FAL_KEY_ID+FAL_KEY_SECRET, FAL_AI_API_KEY; never shown.
         self._key = resolve_key(key)
@@ -285,11 +286,13 @@ class CatalogueClient:
     def _get(
         self, url: str, params: list[tuple[str, str]], auth: httpx.BasicAuth | None
     ) -> _Answer:
-        """GET with retries on 429, 5xx and transport errors; raise on anything else."""
+        """GET, retried as :func:`~falbind.client.retry.retry_delay` allows for an idempotent
+        request (429, 5xx, transport errors; at most ``self.retry.max_retries`` times, which
+        bounds the loop); raise on anything else."""
         shown = safe_url(url)
-        problem = "no attempt made"
-        for attempt in range(self.max_retries + 1):
-            delay = min(self.backoff * 2**attempt, self.max_backoff)
+        started = time.monotonic()
+        attempt = 0
+        while True:
             try:
                 with self._http.stream(
                     "GET",
@@ -298,27 +301,41 @@ class CatalogueClient:
                     headers=self._headers(),
                     auth=httpx.USE_CLIENT_DEFAULT if auth is None else auth,
                 ) as response:
-                    status = response.status_code
-                    limit = self.max_response_bytes if status < 400 else _ERROR_BODY_BYTES
-                    answer = _read(response, limit, shown)
-            except _PERMANENT_ERRORS as exc:
-                raise CatalogueError(f"GET {shown} failed: {type(exc).__name__}") from None
+                    if response.status_code < 400:
+                        return _read(response, self.max_response_bytes, shown)
+                    answer = _read(response, _ERROR_BODY_BYTES, shown)
+                    problem = f"HTTP {answer.status_code}{_detail(answer)}"
+                    delay = retry_delay(
+                        self.retry,
+                        idempotent=True,
+                        attempt=attempt,
+                        elapsed=time.monotonic() - started,
+                        response=response,
+                    )
             except httpx.TransportError as exc:
+                if cannot_succeed(exc):  # the URL or the request itself is wrong
+                    raise CatalogueError(f"GET {shown} failed: {type(exc).__name__}") from None
                 problem = f"{type(exc).__name__} talking to the server"
-            except httpx.HTTPError as exc:  # e.g. TooManyRedirects: not transient
+                delay = retry_delay(
+                    self.retry,
+                    idempotent=True,
+                    attempt=attempt,
+                    elapsed=time.monotonic() - started,
+                    error=exc,
+                )
+            except (httpx.HTTPError, httpx.InvalidURL) as exc:  # e.g. TooManyRedirects
                 raise CatalogueError(f"GET {shown} failed: {type(exc).__name__}") from None
-            else:
-                if status < 400:
-                    return answer
-                problem = f"HTTP {status}{_detail(answer)}"
-                if status == 429:
-                    delay = _retry_after(answer, default=delay, cap=self.max_backoff)
-                elif status < 500:
-                    raise CatalogueError(f"GET {shown} failed: {problem}")
-            if attempt < self.max_retries:
-                self._sleep(delay)
-        attempts = self.max_retries + 1
-        raise CatalogueError(f"GET {shown} failed after {attempts} attempt(s): {problem}")
+            if delay is None:
+                raise self._gave_up(shown, attempt, problem)
+            self._sleep(delay)
+            attempt += 1
+
+    def _gave_up(self, shown: str, attempt: int, problem: str) -> CatalogueError:
+        """The error for the last try: it counts the attempts when they ran out, and says only
+        what went wrong when the answer was not worth retrying (a 4xx other than 429)."""
+        if attempt < self.retry.max_retries:
+            return CatalogueError(f"GET {shown} failed: {problem}")
+        return CatalogueError(f"GET {shown} failed after {attempt + 1} attempt(s): {problem}")
 
 
 @dataclass(frozen=True)
@@ -347,15 +364,6 @@ def _read(response: httpx.Response, limit: int, shown: str) -> _Answer:
             del body[limit:]
             break
     return _Answer(response.status_code, response.headers, bytes(body))
-
-
-def _retry_after(response: _Answer, *, default: float, cap: float) -> float:
-    """The server's ``Retry-After`` in seconds (capped), or ``default`` if absent or a date."""
-    try:
-        seconds = float(response.headers.get("Retry-After", ""))
-    except ValueError:
-        return default
-    return min(max(seconds, 0.0), cap)
 
 
 def _detail(response: _Answer) -> str:

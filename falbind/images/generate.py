@@ -56,7 +56,7 @@ __all__ = [
 ResponseFormat = Literal["url", "b64_json"]
 LITELLM_PREFIX: Final = "fal_ai/"
 """LiteLLM's provider prefix (``fal_ai/fal-ai/flux/dev``), accepted and stripped."""
-IMAGE_FIELDS: Final = ("images", "image")
+OUTPUT_IMAGE_FIELDS: Final = ("images", "image")
 """Output fields holding the generated images: a list of files, or one file."""
 REVISED_PROMPT_FIELDS: Final = ("revised_prompt", "prompt")
 """Output fields holding the prompt the model actually used."""
@@ -143,11 +143,11 @@ def resolve_model(model: str) -> str:
     except UnknownEndpointError as error:
         raise UnknownEndpointError(model, error.suggestions) from None  # name what was passed
     output_fields = set(field_names(ENDPOINTS[endpoint_id].output_model))
-    if not output_fields & set(IMAGE_FIELDS):
+    if not output_fields & set(OUTPUT_IMAGE_FIELDS):
         raise InvalidArgumentsError.because(
             "model",
             f"{endpoint_id} returns no images (its output has none of the fields "
-            f"{', '.join(IMAGE_FIELDS)}); call client.run({endpoint_id!r}, ...) instead",
+            f"{', '.join(OUTPUT_IMAGE_FIELDS)}); call client.run({endpoint_id!r}, ...) instead",
         )
     return endpoint_id
 
@@ -301,7 +301,7 @@ def _images_of(output: Any) -> list[FoundImage]:
     revised = next(
         (v for f in REVISED_PROMPT_FIELDS if isinstance(v := _field(output, f), str)), None
     )
-    for name in IMAGE_FIELDS:
+    for name in OUTPUT_IMAGE_FIELDS:
         found = [
             _found_image(file, url, revised)
             for file in _as_list(_field(output, name))

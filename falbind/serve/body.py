@@ -39,8 +39,10 @@ __all__ = [
 Upload = tuple[bytes, str | None, str | None]
 """A file from a form: its bytes, its content type, its file name."""
 
-IMAGE_FIELDS: Final = ("image", "image[]")
-MASK_FIELD: Final = "mask"
+FORM_IMAGE_FIELDS: Final = ("image", "image[]")
+"""Multipart form fields that carry image files (OpenAI's edits and variations)."""
+FORM_MASK_FIELD: Final = "mask"
+"""The multipart form field that carries the mask file."""
 MAX_FIELD_BYTES: Final = 1024 * 1024
 """A text field's cap (Starlette's default for form fields): a prompt is far shorter."""
 DEFAULT_MAX_HEADER_BYTES: Final = 32 * 1024
@@ -265,7 +267,7 @@ class _FormCollector:
             return
         part.is_file = True
         part.file_name = _decode(options[b"filename"], f"{part.name!r}'s file name")
-        if part.name not in (*IMAGE_FIELDS, MASK_FIELD):
+        if part.name not in (*FORM_IMAGE_FIELDS, FORM_MASK_FIELD):
             raise GatewayError(
                 400,
                 f"unexpected file field {part.name!r}",
@@ -298,7 +300,7 @@ class _FormCollector:
             return
         image_type = part.image_type or _image_type(part)
         upload = (bytes(part.data), image_type, part.file_name)
-        if part.name == MASK_FIELD:
+        if part.name == FORM_MASK_FIELD:
             self.mask = upload
         else:
             self.images.append(upload)

@@ -41,9 +41,12 @@ field of that name, and refused with a did-you-mean otherwise: nothing is droppe
 MAX_N: Final = 10
 MAX_PROMPT_CHARS: Final = 32_000
 """OpenAI's own limit for image prompts (gpt-image-1's 32,000 characters)."""
-IMAGE_LIST_FIELDS: Final = ("image_urls",)
-IMAGE_FIELDS: Final = ("image_url",)
-MASK_FIELDS: Final = ("mask_url", "mask_image_url")
+IMAGE_LIST_INPUT_FIELDS: Final = ("image_urls",)
+"""A model's Input fields that take a list of image URLs (the first one found is used)."""
+SINGLE_IMAGE_INPUT_FIELDS: Final = ("image_url",)
+"""A model's Input fields that take one image URL."""
+MASK_INPUT_FIELDS: Final = ("mask_url", "mask_image_url")
+"""A model's Input fields that take the mask's URL."""
 
 
 @dataclass(slots=True)
@@ -440,4 +443,8 @@ def first_upload_fields(
     def first(names: Sequence[str]) -> str | None:
         return next((n for n in names if n in properties), None)
 
-    return first(IMAGE_LIST_FIELDS), first(IMAGE_FIELDS), first(MASK_FIELDS)
+    return (
+        first(IMAGE_LIST_INPUT_FIELDS),
+        first(SINGLE_IMAGE_INPUT_FIELDS),
+        first(MASK_INPUT_FIELDS),
+    )
