@@ -11,11 +11,10 @@ read through :class:`~decimal.Decimal` from their text, so ``0.1`` is 100,000 mi
 
 from __future__ import annotations
 
-import math
 from decimal import ROUND_CEILING, ROUND_HALF_EVEN, Decimal, InvalidOperation
 from typing import Final
 
-__all__ = ["MAX_MICROS", "MICROS", "from_micros", "times", "to_micros"]
+__all__ = ["MAX_MICROS", "MICROS", "from_micros", "to_micros"]
 
 MICROS: Final = 1_000_000
 """Micro-units in one unit of the currency."""
@@ -49,8 +48,3 @@ def to_micros(amount: float | int | str | Decimal, *, round_up: bool = False) ->
 def from_micros(micros: int | None) -> float | None:
     """Micro-units as a float of units, for JSON answers and display only (never summed)."""
     return None if micros is None else micros / MICROS
-
-
-def times(unit_micros: int, quantity: float) -> int:
-    """The cost of ``quantity`` units at ``unit_micros`` each, rounded up to a micro-unit."""
-    return math.ceil(unit_micros * quantity - 1e-9) if quantity else 0
