@@ -1,21 +1,28 @@
-"""The gateway's database: virtual keys, shared rate limits and budgets, and the request log.
+"""The gateway's database: virtual keys, shared limits and budgets, requests in flight, fal's
+prices, and the request log.
 
 One code path for SQLite (a file, no set-up) and PostgreSQL (asyncpg), through SQLAlchemy 2
 Core: every operation is one transaction written once (see :class:`Store` for how each
-database runs it). Every check that several gateway processes must agree on is one
-atomic statement in the database, so replicas on one PostgreSQL share it:
+database runs it). Every check that several gateway processes must agree on is made inside one
+transaction that holds the key (PostgreSQL: its row locked ``FOR UPDATE``; SQLite: ``BEGIN
+IMMEDIATE``), so replicas on one PostgreSQL share it (:meth:`Store.admit`):
 
-- the request-per-minute limit is an ``INSERT ... ON CONFLICT DO UPDATE SET count = count + 1
-  WHERE count < limit RETURNING count`` on a (key, minute) row: no row back means the limit is
-  reached, whichever replica asked;
+- requests per minute are a sliding window: one ``falbind_rate_events`` row per admitted
+  request, counted over the last 60 s (a deployment's own rpm the same way, under an advisory
+  lock, as it has no row to lock);
+- parallel requests are the key's rows in flight (``falbind_inflight``);
 - a budget is reserved before the request with ``UPDATE ... SET spend = spend + estimate WHERE
-  spend + estimate <= max_budget RETURNING spend`` and settled (or refunded) afterwards;
-- a key is read on every request (no cache), so a revocation holds on every replica at once.
+  spend + estimate <= max_budget RETURNING spend``, recorded in flight in the same transaction,
+  and settled (or released) afterwards: by the request, or after a crash by the process that
+  takes over its rows (:meth:`Store.claim_orphans`);
+- money is integer micro-units (:mod:`.money`).
 
 Keys are stored as SHA-256 digests: they are 256-bit random tokens, so a plain digest cannot be
-brute-forced and a salted slow hash (for low-entropy passwords) would only add latency.
-The schema is created at start and carries a version (:data:`SCHEMA_VERSION`); a database from
-a newer falbind is refused instead of being written with the wrong shape.
+brute-forced and a salted slow hash (for low-entropy passwords) would only add latency; a key
+never reaches a statement (or its log), only its digest.
+The schema is created at start and carries a version (:data:`SCHEMA_VERSION`); an older one is
+upgraded, and a database from a newer falbind is refused instead of being written with the
+wrong shape.
 """
 
 from __future__ import annotations
