@@ -538,6 +538,39 @@ def test_form_values_are_coerced_by_the_schema(server: FakeFalServer, provider: 
     assert response.data
 
 
+def test_image_edit_with_a_mask_image_url_model(server: FakeFalServer, provider: object) -> None:
+    """The mask goes where the model takes it (mask_image_url here), as in the gateway."""
+    png = png_bytes(server)
+    response = litellm.image_edit(
+        model="falbind/fal-ai/fooocus/inpaint",
+        image=("fox.png", png, "image/png"),
+        mask=("mask.png", png, "image/png"),
+        prompt="a hat",
+        api_base=server.run_url,
+        api_key=KEY,
+    )
+    ((path, body),) = posted(server)
+    assert path == "/run/fal-ai/fooocus/inpaint"
+    uri = "data:image/png;base64," + base64.b64encode(png).decode()
+    assert body["inpaint_image_url"] == uri and body["mask_image_url"] == uri
+    assert response.data
+
+
+def test_image_edit_refusals_name_the_endpoint(server: FakeFalServer, provider: object) -> None:
+    """A mask for a model without a mask field is refused before anything is sent."""
+    png = png_bytes(server)
+    with pytest.raises(litellm.BadRequestError, match=f"{EDIT_MODEL} takes no mask"):
+        litellm.image_edit(
+            model=f"falbind/{EDIT_MODEL}",
+            image=("fox.png", png, "image/png"),
+            mask=("mask.png", png, "image/png"),
+            prompt="a hat",
+            api_base=server.run_url,
+            api_key=KEY,
+        )
+    assert server.requests == []
+
+
 # -- LiteLLM's built-in fal_ai/ provider and falbind, side by side ------------------------------
 
 COMPARED_CALLS: list[tuple[str, dict[str, Any]]] = [

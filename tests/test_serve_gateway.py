@@ -31,6 +31,7 @@ from starting_set import STARTING_SET
 EDIT_MODELS = {
     "klein-edit": "fal-ai/flux-2/klein/9b/edit",  # image_urls
     "inpaint": "fal-ai/flux-lora/inpainting",  # image_url + mask_url
+    "fooocus-inpaint": "fal-ai/fooocus/inpaint",  # inpaint_image_url + mask_image_url
 }
 MODELS: dict[str, str] = {
     **{endpoint_id: endpoint_id for endpoint_id in STARTING_SET},
@@ -281,6 +282,21 @@ def test_edit_with_a_mask(gateway: ThreadedGateway, fal: FakeFalServer) -> None:
     body = next(r for r in fal.requests if r.route == "submit").json()
     assert body["image_url"].startswith(fal.url) and body["mask_url"].startswith(fal.url)
     assert fal.count(route="upload_put") == 2
+
+
+def test_edit_with_a_mask_image_url_model(gateway: ThreadedGateway, fal: FakeFalServer) -> None:
+    """A model whose fields are inpaint_image_url and mask_image_url (the shared mapping)."""
+    result = sdk(gateway).images.edit(
+        model="fooocus-inpaint",
+        image=("fox.png", png_bytes(), "image/png"),
+        mask=("mask.png", png_bytes(), "image/png"),
+        prompt="a hat",
+    )
+    assert result.data
+    body = next(r for r in fal.requests if r.route == "submit").json()
+    assert body["inpaint_image_url"].startswith(fal.url)
+    assert body["mask_image_url"].startswith(fal.url)
+    assert "image_url" not in body and "mask_url" not in body
 
 
 def test_edit_misspelt_parameter_uploads_nothing(

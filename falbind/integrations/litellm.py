@@ -59,6 +59,8 @@ from litellm.types.utils import ImageObject, ImageResponse, is_litellm_owned_kwa
 from pydantic import BaseModel, ValidationError
 
 import falbind
+from falbind.images.edit_fields import edit_fields
+from falbind.models.base import field_schemas
 
 from ._errors import (
     CallTracker,
@@ -88,9 +90,6 @@ END_USER_PARAMS: Final = ("user", "safety_identifier")
 """End-user ids for OpenAI's abuse monitoring: not fal parameters, always dropped."""
 HANDLER_OPTIONS: Final = ("use_queue", "queue_url", "strict_size", "fal_extra_body")
 """Per-call options for this handler, taken out of ``optional_params``."""
-IMAGE_INPUT_FIELDS: Final = (("image_urls", True), ("image_url", False))
-"""An edit model's image input: a list of URLs, or one URL."""
-MASK_FIELD: Final = "mask_url"
 NOT_RETRIED: Final = 424
 """The status for failures after fal accepted a job: LiteLLM maps it to a 400 and never
 retries it (408, 429 and 5xx would be retried, and could bill twice)."""
@@ -326,28 +325,15 @@ class FalbindLiteLLM(CustomLLM):
         params = dict(optional_params)
         mask = params.pop("mask", None)
         call = self._call(model, params)
-        fields = _input_fields(call.endpoint_id)
         images = list(image) if isinstance(image, list | tuple) else [image]
         images = [file for file in images if file is not None]
-        if not images:
-            raise ValueError("image edit needs at least one image")
+        # The same mapping and refusals as the gateway's /v1/images/edits (one module).
+        targets = edit_fields(field_schemas(falbind.ENDPOINTS[call.endpoint_id].input_model))
+        targets.check(call.endpoint_id, images=len(images), mask=mask is not None)
         model_params = _coerce_form_values(call.endpoint_id, call.model_params)
-        for name, takes_list in IMAGE_INPUT_FIELDS:
-            if name in fields:
-                uris = [_data_uri(file) for file in images]
-                if not takes_list and len(uris) > 1:
-                    raise ValueError(f"{call.endpoint_id} takes one input image ({name})")
-                model_params[name] = uris if takes_list else uris[0]
-                break
-        else:
-            raise ValueError(
-                f"{call.endpoint_id} takes no input image (none of "
-                f"{', '.join(n for n, _ in IMAGE_INPUT_FIELDS)}); use an image-to-image endpoint"
-            )
-        if mask is not None:
-            if MASK_FIELD not in fields:
-                raise ValueError(f"{call.endpoint_id} takes no mask ({MASK_FIELD})")
-            model_params[MASK_FIELD] = _data_uri(mask)
+        uris = [_data_uri(file) for file in images]
+        mask_uri = _data_uri(mask) if mask is not None else None
+        model_params.update(targets.place(uris, mask_uri))
         return dataclasses.replace(call, model_params=model_params)
 
     def _openai_only_params(self, endpoint_id: str, params: dict[str, Any]) -> tuple[str, ...]:

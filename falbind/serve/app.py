@@ -38,7 +38,6 @@ from .images import (
     Outcome,
     coerce_form_value,
     elapsed_ms,
-    first_upload_fields,
     image_fields,
     model_not_found,
     openai_body,
@@ -710,6 +709,8 @@ class Gateway:
     def _plan_edit(self, entry: ModelEntry, model_name: str, form: EditForm) -> Planned:
         """An edit on one deployment: form strings typed by its schema, the images and mask
         mapped onto its fields, validated with placeholder URLs before anything is uploaded."""
+        from falbind.images.edit_fields import EditRefusedError, edit_fields
+
         from .images import _image_request
 
         fields, images, mask = form.fields, form.images, form.mask
@@ -726,41 +727,16 @@ class Gateway:
         }
         if "n" in fields and "n" not in properties:
             body["n"] = coerce_form_value(fields["n"], {"type": "integer"})
-        list_field, single_field, mask_field = first_upload_fields(properties)
-        if list_field is None and single_field is None:
-            raise GatewayError(
-                400,
-                f"model {model_name!r} ({endpoint_id}) takes no input image; use "
-                "/v1/images/generations",
-                code="invalid_value",
-                param="image",
+        targets = edit_fields(properties)
+        try:
+            targets.check(
+                endpoint_id, images=len(images), mask=mask is not None, model_name=model_name
             )
-        if list_field is None and len(images) > 1:
-            raise GatewayError(
-                400,
-                f"model {model_name!r} ({endpoint_id}) takes one image ({single_field}), "
-                f"not {len(images)}",
-                code="invalid_value",
-                param="image",
-            )
-        if mask is not None and mask_field is None:
-            raise GatewayError(
-                400,
-                f"model {model_name!r} ({endpoint_id}) takes no mask",
-                code="unknown_parameter",
-                param="mask",
-            )
+        except EditRefusedError as exc:
+            raise GatewayError(400, str(exc), code=exc.code, param=exc.param) from None
 
         def with_urls(urls: list[str], mask_url: str | None) -> dict[str, Any]:
-            mapped = dict(body)
-            if list_field is not None:
-                mapped[list_field] = urls
-            else:
-                assert single_field is not None
-                mapped[single_field] = urls[0]
-            if mask_url is not None and mask_field is not None:
-                mapped[mask_field] = mask_url
-            return mapped
+            return {**body, **targets.place(urls, mask_url)}
 
         placeholders = with_urls([PLACEHOLDER_URL] * len(images), PLACEHOLDER_URL if mask else None)
         job = plan(entry, _image_request(placeholders))  # validated before any upload

@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, TypeVar
 
@@ -41,12 +41,6 @@ field of that name, and refused with a did-you-mean otherwise: nothing is droppe
 MAX_N: Final = 10
 MAX_PROMPT_CHARS: Final = 32_000
 """OpenAI's own limit for image prompts (gpt-image-1's 32,000 characters)."""
-IMAGE_LIST_INPUT_FIELDS: Final = ("image_urls",)
-"""A model's Input fields that take a list of image URLs (the first one found is used)."""
-SINGLE_IMAGE_INPUT_FIELDS: Final = ("image_url",)
-"""A model's Input fields that take one image URL."""
-MASK_INPUT_FIELDS: Final = ("mask_url", "mask_image_url")
-"""A model's Input fields that take the mask's URL."""
 
 
 @dataclass(slots=True)
@@ -433,18 +427,3 @@ def _header_safe(text: str) -> str:
 
 def elapsed_ms(started: float) -> float:
     return (time.perf_counter() - started) * 1000
-
-
-def first_upload_fields(
-    properties: Mapping[str, Any],
-) -> tuple[str | None, str | None, str | None]:
-    """The model's list-of-images field, single-image field and mask field (each or ``None``)."""
-
-    def first(names: Sequence[str]) -> str | None:
-        return next((n for n in names if n in properties), None)
-
-    return (
-        first(IMAGE_LIST_INPUT_FIELDS),
-        first(SINGLE_IMAGE_INPUT_FIELDS),
-        first(MASK_INPUT_FIELDS),
-    )
