@@ -19,8 +19,7 @@ from typing import Any, Final
 import httpx
 from pydantic import ValidationError
 
-import falbind
-from falbind.client.retry import never_reached_server
+from falbind.client.failures import may_be_billed
 
 __all__ = [
     "CallTracker",
@@ -129,21 +128,11 @@ def async_event_hooks() -> dict[str, list[Callable[..., Any]]]:
 def possibly_accepted(error: BaseException, tracker: CallTracker) -> bool:
     """Whether fal may have accepted (and may bill) work of the call that raised ``error``.
 
-    True once any POST was answered 2xx, and for failures that leave it unknown: a POST sent
-    whose answer was lost (anything but a connection that was never made), and a 5xx answer
-    to a POST that fal did not mark retryable (``X-Fal-Retryable: true``).
+    True once any POST was answered 2xx; otherwise what :func:`falbind.client.failures.
+    may_be_billed` says of ``error`` given whether a POST was sent (a lost answer, a 5xx fal
+    did not mark retryable, a failed job: yes; a 4xx refusal, a connection never made: no).
     """
-    if tracker.accepted or isinstance(error, falbind.FalRequestFailedError):
-        return True
-    if tracker.posts_sent == 0:
-        return False
-    if isinstance(error, falbind.FalConnectionError | falbind.FalTimeoutError):
-        cause = error.__cause__
-        return not (isinstance(cause, httpx.TransportError) and never_reached_server(cause))
-    if isinstance(error, falbind.ServerError):
-        return error.retryable is not True and not isinstance(error, falbind.RequestTimeoutError)
-    # A 4xx answer: fal refused the request. Anything else after sending: unknown, so assume so.
-    return not isinstance(error, falbind.FalStatusError)
+    return tracker.accepted or may_be_billed(error, sent=tracker.posts_sent > 0)
 
 
 def describe_validation_error(error: ValidationError, context: str) -> str:

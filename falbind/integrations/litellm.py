@@ -59,6 +59,7 @@ from litellm.types.utils import ImageObject, ImageResponse, is_litellm_owned_kwa
 from pydantic import BaseModel, ValidationError
 
 import falbind
+from falbind.client.failures import Kind, classify
 from falbind.images.edit_fields import edit_fields
 from falbind.models.base import field_schemas
 
@@ -529,8 +530,27 @@ def _error(status: int, message: str) -> CustomLLMError:
     return CustomLLMError(status, message)  # type: ignore[no-untyped-call]
 
 
+_NEVER_SENT: Final = frozenset({Kind.TIMEOUT, Kind.UNREACHABLE})
+_FAL_ANSWERED: Final = frozenset(
+    {
+        Kind.RATE_LIMITED,
+        Kind.AUTH_REFUSED,
+        Kind.NO_CREDIT,
+        Kind.INVALID_INPUT,
+        Kind.REQUEST_REFUSED,
+        Kind.FAL_REFUSED,
+        Kind.SERVER_ERROR,
+    }
+)
+
+
 def _custom_error(error: Exception, tracker: CallTracker, model: str) -> CustomLLMError:
-    """The :class:`CustomLLMError` for ``error``; see the module docstring for the statuses."""
+    """The :class:`CustomLLMError` for ``error``; see the module docstring for the statuses.
+
+    What the failure is and whether fal may have billed it come from
+    :mod:`falbind.client.failures`; this maps it onto a status LiteLLM's router does (429,
+    503: nothing ran) or does not (400, 424...) retry.
+    """
     if isinstance(error, CustomLLMError):
         return error
     if possibly_accepted(error, tracker):
@@ -541,19 +561,20 @@ def _custom_error(error: Exception, tracker: CallTracker, model: str) -> CustomL
             f"{model}: {error} -- not retried: fal accepted the job (or may have), so a retry "
             f"could run and bill it again; {where}",
         )
+    kind = classify(error)
     if isinstance(error, ValidationError):
         message = describe_validation_error(error, model)
         # falbind's hint names its own extra_body; through LiteLLM that is fal_extra_body.
         message = message.replace("through extra_body=", "through fal_extra_body=")
         return _error(400, message)
-    if isinstance(error, falbind.UnknownEndpointError | ValueError | TypeError):
+    if kind is Kind.INVALID_ARGUMENTS:
         return _error(400, f"{model}: {error}")
-    if isinstance(error, falbind.FalStatusError):
-        status = error.status_code
-        if 400 <= status < 500:
-            return _error(status, str(error))
-        return _error(503, str(error))  # fal said retrying is safe, or it never started
-    if isinstance(error, falbind.FalConnectionError | falbind.FalTimeoutError):
+    if kind in _FAL_ANSWERED:
+        status = cast(falbind.FalStatusError, error).status_code
+        # fal's 4xx as is (LiteLLM retries only its 429); a 5xx here is one fal said retrying
+        # is safe, or one that never started: 503, which LiteLLM retries.
+        return _error(status if 400 <= status < 500 else 503, str(error))
+    if kind in _NEVER_SENT:
         return _error(503, f"{model}: {error} (the request never reached fal)")
     # Nothing was sent: an unexpected failure while preparing the call.
     return _error(500, f"{model}: {type(error).__name__}: {error}")

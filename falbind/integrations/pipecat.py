@@ -51,6 +51,7 @@ from pipecat.utils.types import NOT_GIVEN, NotGiven, is_given
 from pydantic import ValidationError
 
 import falbind
+from falbind.client.failures import Kind, classify
 from falbind.images.generate import ImagesJob, model_traits, plan_images
 
 from ._errors import describe_validation_error
@@ -249,27 +250,12 @@ class FalbindImageGenService(ImageGenService):
         )
 
     def _classify_error(self, exception: Exception) -> ErrorCategory | None:
-        if isinstance(
-            exception, ValidationError | falbind.UnknownEndpointError | falbind.SizeError
-        ):
-            return ErrorCategory.INVALID_REQUEST
-        if isinstance(exception, falbind.BadRequestError | falbind.UnprocessableEntityError):
-            # The settings validated against the model's schema, so what fal refused is the
-            # prompt or its content: not a reason to write the service off.
-            return ErrorCategory.APPLICATION
-        if isinstance(exception, falbind.FalRequestFailedError):
-            return ErrorCategory.APPLICATION
-        if isinstance(exception, falbind.FalConnectionError | falbind.FalTimeoutError):
-            return ErrorCategory.CONNECTIVITY
-        if isinstance(exception, falbind.FalStatusError):
-            return None  # Pipecat classifies the rest by status_code (401, 402, 403, 429, 5xx)
-        if isinstance(exception, falbind.FalDecodeError | falbind.UnexpectedContentTypeError):
-            return ErrorCategory.SERVER
-        if isinstance(exception, OSError | Image.DecompressionBombError):
+        """Pipecat's category for a failure, from :mod:`falbind.client.failures`'s kind;
+        ``None`` lets Pipecat classify a fal answer by its ``status_code``."""
+        kind = classify(exception)
+        if kind is Kind.OTHER and isinstance(exception, OSError | Image.DecompressionBombError):
             return ErrorCategory.SERVER  # an image PIL cannot read
-        if isinstance(exception, ValueError | TypeError):
-            return ErrorCategory.INVALID_REQUEST
-        return None
+        return _CATEGORIES.get(kind)
 
     async def cleanup(self) -> None:
         await super().cleanup()  # type: ignore[no-untyped-call]
@@ -317,6 +303,21 @@ def _model_of(settings: FalbindImageGenSettings) -> str:
     if not isinstance(model, str) or not model:
         raise ValueError("model must be a fal endpoint id")
     return model
+
+
+_CATEGORIES: Final[dict[Kind, ErrorCategory]] = {
+    Kind.INVALID_ARGUMENTS: ErrorCategory.INVALID_REQUEST,
+    # The settings validated against the model's schema, so what fal refused is the prompt or
+    # its content, and a failed job is the model's: not a reason to write the service off.
+    Kind.INVALID_INPUT: ErrorCategory.APPLICATION,
+    Kind.REQUEST_REFUSED: ErrorCategory.APPLICATION,
+    Kind.MODEL_FAILED: ErrorCategory.APPLICATION,
+    Kind.TIMEOUT: ErrorCategory.CONNECTIVITY,
+    Kind.UNREACHABLE: ErrorCategory.CONNECTIVITY,
+    Kind.UNDECODABLE: ErrorCategory.SERVER,
+}
+"""Pipecat's category for each kind of failure; fal's other answers (401, 402, 403, 404, 429,
+5xx) are left to Pipecat, which classifies them by ``status_code``."""
 
 
 def _drop_removed(settings: FalbindImageGenSettings) -> None:

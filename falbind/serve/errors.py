@@ -12,10 +12,12 @@ request may have reached fal (a job may be running and billed), the answer says 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 from starlette.responses import JSONResponse
+
+from falbind.client.failures import TABLE, Kind, Resend, classify
 
 __all__ = [
     "GatewayError",
@@ -97,115 +99,112 @@ def error_from_validation(errors: list[Any], model_name: str) -> GatewayError:
     )
 
 
+_Shape = tuple[int, str, str, str]
+"""An answer's status, ``type``, ``code`` and message (before the request id suffix)."""
+
+
+def _rate_limited(exc: Any) -> _Shape:
+    message = "fal is rate limiting this gateway; try again later"
+    return 429, "rate_limit_error", "upstream_rate_limited", message
+
+
+def _auth_refused(exc: Any) -> _Shape:
+    message = (
+        f"the gateway's fal key was refused by fal ({exc.status_code}); tell the gateway's operator"
+    )
+    return 502, "api_error", "upstream_auth", message
+
+
+def _no_credit(exc: Any) -> _Shape:
+    message = "the gateway's fal account has no credit left"
+    return 402, "insufficient_quota", "insufficient_quota", message
+
+
+def _invalid_input(exc: Any) -> _Shape:
+    detail = "; ".join(f"{e.field}: {e.msg}" for e in exc.field_errors) or str(exc.detail)
+    message = f"fal refused the request: {detail}"
+    return 400, "invalid_request_error", exc.error_type or "invalid_value", message
+
+
+def _fal_status(exc: Any) -> _Shape:
+    status = 400 if 400 <= exc.status_code < 500 else 502
+    message = (
+        f"fal answered {exc.status_code}"
+        + (f" ({exc.error_type})" if exc.error_type else "")
+        + "; the request was not retried to avoid paying twice"
+    )
+    type_ = "invalid_request_error" if status == 400 else "api_error"
+    return status, type_, exc.error_type or f"upstream_{exc.status_code}", message
+
+
+def _model_failed(exc: Any) -> _Shape:
+    message = f"the model failed on fal: {exc.error}"
+    return 502, "api_error", exc.error_type or "model_failed", message
+
+
+def _timeout(exc: Any) -> _Shape:
+    return 504, "api_error", "upstream_timeout", "fal did not answer in time"
+
+
+def _unreachable(exc: Any) -> _Shape:
+    message = f"could not reach fal: {type(exc).__name__}"
+    return 502, "api_error", "upstream_unreachable", message
+
+
+def _unusable(exc: Any) -> _Shape:
+    return 502, "api_error", "upstream_error", f"fal's answer could not be used: {exc}"
+
+
+_OPENAI_SHAPE: Final[dict[Kind, Callable[[Any], _Shape]]] = {
+    Kind.RATE_LIMITED: _rate_limited,
+    Kind.AUTH_REFUSED: _auth_refused,
+    Kind.NO_CREDIT: _no_credit,
+    Kind.INVALID_INPUT: _invalid_input,
+    Kind.REQUEST_REFUSED: _fal_status,
+    Kind.FAL_REFUSED: _fal_status,
+    Kind.SERVER_ERROR: _fal_status,
+    Kind.MODEL_FAILED: _model_failed,
+    Kind.TIMEOUT: _timeout,
+    Kind.UNREACHABLE: _unreachable,
+}
+"""Each kind of fal failure in OpenAI's shape; any other kind is :func:`_unusable`."""
+
+
 def error_from_fal(exc: BaseException, *, accepted: bool) -> GatewayError:
     """The answer for an error raised while talking to fal.
 
-    ``accepted``: fal may have taken the job (the submit POST was sent), so the client must not
-    retry (``x-should-retry: false``). The fal key is never in these messages: falbind's errors
-    are built from fal's answer and the request's method and URL, never its headers.
+    What the failure is and whether resending it is safe come from
+    :mod:`falbind.client.failures`; this only maps that onto OpenAI's shape. ``accepted``: fal
+    may have taken the job (the submit POST was sent), so the client must not retry
+    (``x-should-retry: false``). The fal key is never in these messages: falbind's errors are
+    built from fal's answer and the request's method and URL, never its headers.
     """
-    from falbind import (
-        AuthenticationError,
-        FalConnectionError,
-        FalRequestFailedError,
-        FalStatusError,
-        FalTimeoutError,
-        PaymentRequiredError,
-        PermissionDeniedError,
-        RateLimitError,
-        UnprocessableEntityError,
-    )
-
     request_id = getattr(exc, "request_id", None)
     request_id = request_id if isinstance(request_id, str) else None
-    # The truth either way: nothing reached fal (or fal refused it unbilled), so sending it
-    # again is safe; or fal may have a billed job, so it is not.
-    retry = not accepted
     suffix = f" (fal request id {request_id})" if request_id else ""
-    if isinstance(exc, RateLimitError):
-        # fal did not process the request: retrying later is safe.
-        return GatewayError(
-            429,
-            f"fal is rate limiting this gateway; try again later{suffix}",
-            type="rate_limit_error",
-            code="upstream_rate_limited",
-            fal_request_id=request_id,
-        )
-    if isinstance(exc, AuthenticationError | PermissionDeniedError):
-        return GatewayError(
-            502,
-            f"the gateway's fal key was refused by fal ({exc.status_code}); "
-            f"tell the gateway's operator{suffix}",
-            type="api_error",
-            code="upstream_auth",
-            should_retry=False,
-            fal_request_id=request_id,
-        )
-    if isinstance(exc, PaymentRequiredError):
-        return GatewayError(
-            402,
-            f"the gateway's fal account has no credit left{suffix}",
-            type="insufficient_quota",
-            code="insufficient_quota",
-            should_retry=False,
-            fal_request_id=request_id,
-        )
-    if isinstance(exc, UnprocessableEntityError):
-        field_errors = exc.field_errors
-        param = field_errors[0].field if field_errors else None
-        detail = "; ".join(f"{e.field}: {e.msg}" for e in field_errors) or str(exc.detail)
-        return GatewayError(
-            400,
-            f"fal refused the request: {detail}{suffix}",
-            code=exc.error_type or "invalid_value",
-            param=param or None,
-            should_retry=False,
-            fal_request_id=request_id,
-        )
-    if isinstance(exc, FalRequestFailedError):
-        return GatewayError(
-            502,
-            f"the model failed on fal: {exc.error}{suffix}",
-            type="api_error",
-            code=exc.error_type or "model_failed",
-            should_retry=False,
-            fal_request_id=request_id,
-        )
-    if isinstance(exc, FalStatusError):
-        status = 400 if 400 <= exc.status_code < 500 else 502
-        return GatewayError(
-            status,
-            f"fal answered {exc.status_code}"
-            + (f" ({exc.error_type})" if exc.error_type else "")
-            + f"; the request was not retried to avoid paying twice{suffix}",
-            type="invalid_request_error" if status == 400 else "api_error",
-            code=exc.error_type or f"upstream_{exc.status_code}",
-            should_retry=retry,
-            fal_request_id=request_id,
-        )
-    if isinstance(exc, FalTimeoutError):
-        return GatewayError(
-            504,
-            f"fal did not answer in time{suffix}",
-            type="api_error",
-            code="upstream_timeout",
-            should_retry=retry,
-            fal_request_id=request_id,
-        )
-    if isinstance(exc, FalConnectionError):
-        return GatewayError(
-            502,
-            f"could not reach fal: {type(exc).__name__}{suffix}",
-            type="api_error",
-            code="upstream_unreachable",
-            should_retry=retry,
-            fal_request_id=request_id,
-        )
+    kind = classify(exc)
+    status, type_, code, message = _OPENAI_SHAPE.get(kind, _unusable)(exc)
     return GatewayError(
-        502,
-        f"fal's answer could not be used: {exc}{suffix}",
-        type="api_error",
-        code="upstream_error",
-        should_retry=retry,
+        status,
+        message + suffix,
+        type=type_,
+        code=code,
+        param=_param_at_fault(exc) if kind is Kind.INVALID_INPUT else None,
+        should_retry=_should_retry(TABLE[kind].resend, accepted=accepted),
         fal_request_id=request_id,
     )
+
+
+def _param_at_fault(exc: Any) -> str | None:
+    """The first field fal refused (a 422's ``detail``), for OpenAI's ``param``."""
+    field_errors = exc.field_errors
+    return (field_errors[0].field if field_errors else None) or None
+
+
+def _should_retry(resend: Resend, *, accepted: bool) -> bool | None:
+    """``x-should-retry``: unsaid for what fal did not process (a 429, which OpenAI clients
+    retry later by default); false for what fal will answer the same way again; otherwise
+    the truth about money: true exactly when fal did not accept (bill) the request."""
+    if resend is Resend.SAFE:
+        return None
+    return resend is Resend.IF_NOT_ACCEPTED and not accepted
