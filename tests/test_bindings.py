@@ -164,6 +164,7 @@ def test_models_are_importable_by_name_from_the_package() -> None:
         falbind.NoSuchModelInput  # noqa: B018
 
 
+@pytest.mark.slow
 def test_import_is_lazy() -> None:
     code = (
         "import sys, falbind\n"

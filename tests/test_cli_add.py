@@ -22,6 +22,8 @@ from falbind.testing import FakeCatalogue
 
 from support import run_cli
 
+pytestmark = pytest.mark.slow  # see [tool.pytest.ini_options] markers
+
 NEW_ID = "fal-ai/dia-tts/voice-clone"
 DANGLING_ID = "openrouter/router/openai/v1/responses"  # fal's own document has a dangling $ref
 

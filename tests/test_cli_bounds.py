@@ -19,6 +19,8 @@ from falbind.tooling.limits import MAX_ARGUMENTS_BYTES, MAX_DEPTH, MAX_DOCUMENT_
 
 from support import run_cli
 
+pytestmark = pytest.mark.slow  # see [tool.pytest.ini_options] markers
+
 DEV = "fal-ai/flux/dev"
 SCHNELL = "fal-ai/flux/schnell"
 

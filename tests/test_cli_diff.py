@@ -10,6 +10,8 @@ from workspace import assert_one_line_failure, current_doc, older_doc
 
 from support import run_cli
 
+pytestmark = pytest.mark.slow  # see [tool.pytest.ini_options] markers
+
 DIA = "fal-ai/dia-tts/voice-clone"
 PEN = "fal-ai/flux-2-lora-gallery/ballpoint-pen-sketch"
 PIXVERSE = "fal-ai/pixverse/v5/transition"

@@ -13,6 +13,8 @@ import falbind
 
 from support import run_cli
 
+pytestmark = pytest.mark.slow  # see [tool.pytest.ini_options] markers
+
 SCHNELL = "fal-ai/flux/schnell"
 
 

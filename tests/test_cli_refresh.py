@@ -37,6 +37,8 @@ from falbind_codegen.registry import load_registry
 
 from support import FALBIND, run_cli
 
+pytestmark = pytest.mark.slow  # see [tool.pytest.ini_options] markers
+
 DIA = "fal-ai/dia-tts/voice-clone"
 PEN = "fal-ai/flux-2-lora-gallery/ballpoint-pen-sketch"
 PIXVERSE = "fal-ai/pixverse/v5/transition"

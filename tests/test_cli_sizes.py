@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from workspace import assert_one_line_failure
 
 import falbind
@@ -12,6 +13,8 @@ from falbind.models.bindings import sizes as _sizes
 
 from starting_set import STARTING_SET
 from support import ROOT, run_cli
+
+pytestmark = pytest.mark.slow  # see [tool.pytest.ini_options] markers
 
 DOC = ROOT / "docs" / "sizes.md"
 TABLE_START = "| endpoint |"

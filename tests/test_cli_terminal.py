@@ -29,6 +29,8 @@ from falbind_codegen.registry import load_registry
 
 from support import FALBIND, FIXTURE_REGISTRY, run_cli
 
+pytestmark = pytest.mark.slow  # see [tool.pytest.ini_options] markers
+
 ULTRA = "fal-ai/flux-pro/v1.1-ultra"
 
 

@@ -13,6 +13,8 @@ from workspace import assert_one_line_failure, project_digest
 
 from support import run_cli
 
+pytestmark = pytest.mark.slow  # see [tool.pytest.ini_options] markers
+
 SCHNELL = "fal-ai/flux/schnell"
 
 ARGS_YAML = """\

@@ -6,7 +6,10 @@ import struct
 import subprocess
 from pathlib import Path
 
+import pytest
 from test_fake_server import falbind_command
+
+pytestmark = pytest.mark.slow  # see [tool.pytest.ini_options] markers
 
 
 def test_demo_runs_a_typed_call_saves_the_image_and_refuses_a_typo(tmp_path: Path) -> None:

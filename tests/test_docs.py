@@ -146,6 +146,7 @@ def test_docs_index_reaches_every_page() -> None:
     assert pages <= linked, sorted(str(p.relative_to(ROOT)) for p in pages - linked)
 
 
+@pytest.mark.slow
 def test_the_testing_guides_examples_run_under_pytest(tmp_path: Path) -> None:
     blocks = re.findall(
         r"```python\n(.*?)```", (DOCS / "guides" / "testing.md").read_text("utf-8"), re.S

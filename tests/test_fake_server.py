@@ -210,6 +210,7 @@ def fake_server_command(cwd: Path, *options: str) -> Iterator[tuple[str, str]]:
             process.wait()
 
 
+@pytest.mark.slow
 def test_fake_server_command_serves_until_interrupted(tmp_path: Path) -> None:
     with fake_server_command(tmp_path) as (first, url):
         assert first.startswith("fake fal server listening on http://127.0.0.1:")
@@ -217,6 +218,7 @@ def test_fake_server_command_serves_until_interrupted(tmp_path: Path) -> None:
         assert response.status_code == 200
 
 
+@pytest.mark.slow
 def test_fake_server_command_takes_queue_and_processing_times(tmp_path: Path) -> None:
     options = ("--queue-time", "0.3", "--processing-time", "0.4")
     with fake_server_command(tmp_path, *options) as (_, url):
@@ -235,6 +237,7 @@ def test_fake_server_command_takes_queue_and_processing_times(tmp_path: Path) ->
         assert seen[-2:] == ["IN_PROGRESS", "COMPLETED"]
 
 
+@pytest.mark.slow
 def test_fake_server_command_refuses_a_negative_time() -> None:
     result = subprocess.run(
         falbind_command("fake-server", "--processing-time", "-1"),
@@ -246,6 +249,7 @@ def test_fake_server_command_refuses_a_negative_time() -> None:
     assert "seconds must be 0 or more" in result.stderr
 
 
+@pytest.mark.slow
 def test_pytest_fixtures_work_in_a_users_tests(tmp_path: Path) -> None:
     (tmp_path / "conftest.py").write_text(
         "from falbind.testing.pytest_plugin import async_fal_client, fal_client, fal_server\n"

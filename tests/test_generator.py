@@ -23,6 +23,8 @@ from falbind_codegen.render import format_sources
 from starting_set import STARTING_SET, STARTING_SET_MODULES
 from support import FIXTURE_REGISTRY, GENERATED, REGISTRY, ROOT, run_cli
 
+pytestmark = pytest.mark.slow  # see [tool.pytest.ini_options] markers
+
 GOLDEN = ROOT / "tests" / "golden"
 EVIL = "x\"\"\" ''' \\ # {{ 7*7 }} {% raw %} \n__import__('os').system('touch PWNED') # }"
 

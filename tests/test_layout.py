@@ -214,6 +214,7 @@ def test_public_api_and_models_are_reachable() -> None:
         _ = falbind.NoSuchModelInput
 
 
+@pytest.mark.slow
 def test_every_runtime_module_imports_on_its_own() -> None:
     """Each module imports first, with nothing of falbind loaded before it (no hidden cycle);
     in a child process, so this test's module juggling cannot leak into the others."""

@@ -106,6 +106,7 @@ def test_ignore_comments() -> None:
     assert result.suppressed == 2
 
 
+@pytest.mark.slow
 def test_scanned_code_never_runs(tmp_path: Path) -> None:
     shutil.copy(FIXTURES / "side_effect.py", tmp_path / "side_effect.py")
     done = subprocess.run(
@@ -375,6 +376,7 @@ def _falbind(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.slow
 def test_cli_text_and_exit_codes() -> None:
     clean = _falbind(str(FIXTURES / "fal_client_docs.py"))
     assert clean.returncode == 0, clean.stderr
@@ -395,6 +397,7 @@ def test_cli_text_and_exit_codes() -> None:
         assert usage.stdout == ""
 
 
+@pytest.mark.slow
 def test_cli_select_ignore_and_explain() -> None:
     path = str(FIXTURES / "aliases.py")
     selected = _falbind("--select", "FB102", "--format", "json", path)
@@ -418,6 +421,7 @@ def test_cli_select_ignore_and_explain() -> None:
     }
 
 
+@pytest.mark.slow
 def test_cli_json() -> None:
     done = _falbind("--format", "json", "--explain", str(FIXTURES / "litellm_mistake.py"))
     assert done.returncode == 1
@@ -432,6 +436,7 @@ def test_cli_json() -> None:
     assert document["files_scanned"] == 1 and "skipped" in document
 
 
+@pytest.mark.slow
 def test_cli_github() -> None:
     done = _falbind("--format", "github", str(FIXTURES / "pipecat_mistake.py"))
     assert done.returncode == 1
@@ -449,6 +454,7 @@ def test_cli_github() -> None:
     assert done.stdout.splitlines()[-1].startswith("1 finding(s)")
 
 
+@pytest.mark.slow
 def test_cli_sarif(tmp_path: Path) -> None:
     shutil.copy(FIXTURES / "fal_client_mistake.py", tmp_path / "app.py")
     done = _falbind("--format", "sarif", ".", cwd=tmp_path)

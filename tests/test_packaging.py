@@ -18,6 +18,8 @@ import yaml
 
 from support import FIXTURE_REGISTRY, ROOT
 
+pytestmark = pytest.mark.slow  # see [tool.pytest.ini_options] markers
+
 APP = ROOT / "tests" / "typing_app" / "app.py"
 PRIVATE_ID = "acme/untrusted-v1"
 MARK = re.compile(r"  # error: (\w+)$")

@@ -11,6 +11,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.slow  # see [tool.pytest.ini_options] markers
+
 HEAVY = ("httpx", "pydantic", "aiohttp", "falbind.testing.server", "falbind.client.clients")
 
 IDLE_TEST = f"""\

@@ -33,6 +33,8 @@ from falbind_codegen.registry import load_registry
 
 from support import run_cli
 
+pytestmark = pytest.mark.slow  # see [tool.pytest.ini_options] markers
+
 LISTED = ("fal-ai/flux-pro/v1.1-ultra", "fal-ai/flux/schnell", "fal-ai/wan-ati")
 EXTRA = (
     "fal-ai/flux/dev",

@@ -14,6 +14,8 @@ from falbind_codegen.registry import RegistryError, load_registry
 
 from support import FIXTURE_REGISTRY, run_cli
 
+pytestmark = pytest.mark.slow  # see [tool.pytest.ini_options] markers
+
 
 def tree_digest(folder: Path) -> str:
     digest = hashlib.sha256()

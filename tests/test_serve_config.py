@@ -251,6 +251,7 @@ def readme_config() -> str:
     return section.split("```yaml\n", 1)[1].split("```", 1)[0]
 
 
+@pytest.mark.slow
 def test_readme_quick_start_with_fake_fal(tmp_path: Path) -> None:
     """The README's quick start: its config, `falbind serve --fake-fal`, the OpenAI SDK call;
     a key made over HTTP works within its model list; the spend is recorded."""
@@ -298,6 +299,7 @@ def test_fake_server_fixture_is_loopback() -> None:
         assert server.url.startswith("http://127.0.0.1:")
 
 
+@pytest.mark.slow
 def test_workers_share_an_rpm_limit_on_sqlite(tmp_path: Path) -> None:
     """`--workers 2` on one SQLite file: the limit holds across the worker processes."""
     with FakeFalServer() as fal:
@@ -338,6 +340,7 @@ def test_workers_share_an_rpm_limit_on_sqlite(tmp_path: Path) -> None:
         assert fal.count(route="submit") == 4
 
 
+@pytest.mark.slow
 def test_the_fal_key_never_reaches_clients(tmp_path: Path) -> None:
     secret = "fal-secret-" + "x" * 20
     with FakeFalServer(key="the-right-key") as fal:

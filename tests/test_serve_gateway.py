@@ -28,6 +28,8 @@ from serve_support import (
 )
 from starting_set import STARTING_SET
 
+pytestmark = pytest.mark.slow  # see [tool.pytest.ini_options] markers
+
 EDIT_MODELS = {
     "klein-edit": "fal-ai/flux-2/klein/9b/edit",  # image_urls
     "inpaint": "fal-ai/flux-lora/inpainting",  # image_url + mask_url

@@ -33,6 +33,8 @@ from serve_support import (
     write_config,
 )
 
+pytestmark = pytest.mark.slow  # see [tool.pytest.ini_options] markers
+
 ADMIN = {"Authorization": f"Bearer {MASTER_KEY}"}
 
 

@@ -33,6 +33,8 @@ from falbind.serve.errors import GatewayError
 
 from serve_support import ThreadedApp, free_port, png_bytes
 
+pytestmark = pytest.mark.slow  # see [tool.pytest.ini_options] markers
+
 MiB = 1024 * 1024
 JSON_CAP = 1 * MiB
 FORM_CAP = 4 * MiB

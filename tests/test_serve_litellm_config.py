@@ -743,6 +743,7 @@ environment_variables:
 """
 
 
+@pytest.mark.slow
 def test_seed_config_with_the_litellm_blocks_serves_through_api_base_only(tmp_path: Path) -> None:
     from falbind.serve import load_config
 
@@ -775,6 +776,7 @@ def test_seed_config_with_the_litellm_blocks_serves_through_api_base_only(tmp_pa
         assert {r.headers["authorization"] for r in fal.requests} == {f"Key {fal_key}"}
 
 
+@pytest.mark.slow
 def test_falbind_serve_starts_with_the_seed_config_and_names_what_it_ignores(
     tmp_path: Path,
 ) -> None:

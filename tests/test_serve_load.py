@@ -42,6 +42,8 @@ from serve_support import (
     write_config,
 )
 
+pytestmark = pytest.mark.slow  # see [tool.pytest.ini_options] markers
+
 MASTER = {"Authorization": f"Bearer {MASTER_KEY}"}
 MODELS = {"flux-dev": "fal-ai/flux/dev"}  # a count field (num_images), queue mode
 PRICE_MICROS = 10_000  # 0.01 per image

@@ -170,6 +170,7 @@ CHILD_LOGGING = textwrap.dedent(
 
 
 @pytest.mark.parametrize("mode", ["json", "text"])
+@pytest.mark.slow
 def test_log_config_redacts_every_logger_in_a_fresh_process(mode: str) -> None:
     done = subprocess.run(
         [sys.executable, "-c", CHILD_LOGGING, mode],
@@ -224,6 +225,7 @@ def stop(process: subprocess.Popen[str]) -> str:
     return output
 
 
+@pytest.mark.slow
 def test_access_logs_of_two_workers_hold_no_key(config_path: Path) -> None:
     database = f"sqlite:///{config_path.parent}/l.db"
     with GatewayProcess(config_path, extra=("--workers", "2")) as gateway:
@@ -288,6 +290,7 @@ def json_logging_gateway(config_path: Path) -> Iterator[tuple[str, subprocess.Po
             process.stdout.close()
 
 
+@pytest.mark.slow
 def test_json_logs_of_falbind_serve_are_one_object_per_line(config_path: Path) -> None:
     with json_logging_gateway(config_path) as (url, process):
         sent = leaky_requests(url)

@@ -252,6 +252,7 @@ def test_mark_dead_needs_a_directory(monkeypatch: pytest.MonkeyPatch) -> None:
         mark_dead(12345)
 
 
+@pytest.mark.slow
 def test_mark_dead_drops_a_dead_workers_in_flight_and_keeps_its_counts(tmp_path: Path) -> None:
     # A real worker process: counts one request, then dies inside a request (no cleanup runs).
     worker = textwrap.dedent(
@@ -348,6 +349,7 @@ def wait_until_up(base: str, seconds: float = 60) -> None:
     raise AssertionError(f"uvicorn did not answer on {base} within {seconds} s")
 
 
+@pytest.mark.slow
 def test_workers_share_one_total_whichever_answers() -> None:
     with uvicorn_workers(2) as base:
         wait_until_up(base)

@@ -38,6 +38,8 @@ from serve_support import (
     write_config,
 )
 
+pytestmark = pytest.mark.slow  # see [tool.pytest.ini_options] markers
+
 MASTER = {"Authorization": f"Bearer {MASTER_KEY}"}
 MODELS: dict[str, Any] = {
     "flux-dev": "fal-ai/flux/dev",  # num_images, at most 4 per request

@@ -27,6 +27,8 @@ from serve_support import (
     write_config,
 )
 
+pytestmark = pytest.mark.slow  # see [tool.pytest.ini_options] markers
+
 MODELS = {"flux-dev": "fal-ai/flux/dev", "flux-ultra": "fal_ai/fal-ai/flux-pro/v1.1-ultra"}
 MASTER = {"Authorization": f"Bearer {MASTER_KEY}"}
 

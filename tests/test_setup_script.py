@@ -9,7 +9,11 @@ from __future__ import annotations
 
 import subprocess
 
+import pytest
+
 from support import ROOT
+
+pytestmark = pytest.mark.slow  # see [tool.pytest.ini_options] markers
 
 FAKE_PIP = r"""
 fake_pip() {
