@@ -55,8 +55,6 @@ class GatewayError(Exception):
         """``False``: tell OpenAI clients not to retry (fal may have accepted the job)."""
         self.headers = dict(headers or {})
         self.fal_request_id = fal_request_id
-        self.caller: Any = None
-        """The authenticated caller a refusal concerns (so it is logged against its key)."""
 
     def body(self) -> dict[str, Any]:
         return {

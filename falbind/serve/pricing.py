@@ -14,8 +14,7 @@ not say what a request will cost before it runs, so a key with a budget is refus
 model until the operator sets ``output_cost_per_image`` (a key without a budget is served, its
 cost logged as unknown). Money is integer micro-units (:mod:`.money`).
 
-fal's platform API is not part of the SDK's clients yet (they speak to fal's run, queue and
-storage hosts), so the one GET is made here with httpx and the SDK's own key resolution.
+The GET itself is :func:`.platform.get_pages`, shared with the crash recovery's history look-up.
 """
 
 from __future__ import annotations
@@ -32,6 +31,7 @@ import httpx
 
 from .config import FalTarget, ModelEntry
 from .money import to_micros
+from .platform import get_pages
 from .store import PriceRow, Store
 
 __all__ = ["IMAGE_UNITS", "Price", "PriceBook", "fetch_prices"]
@@ -81,28 +81,20 @@ async def fetch_prices(
     """fal's prices for ``endpoint_ids`` (several requests of :data:`BATCH` ids, following
     ``next_cursor``); raises ``httpx.HTTPError`` or ``ValueError`` (an answer not in fal's
     shape). The key is sent only to ``target.api_url``."""
-    from falbind.client.auth import resolve_key
-
-    key = resolve_key(target.key)
-    headers = {"Accept": "application/json"}
-    if key is not None:
-        headers["Authorization"] = f"Key {key.reveal()}"
-    url = target.api_url.rstrip("/") + PRICING_PATH
     rows: list[PriceRow] = []
     now = time.time()
     for start in range(0, len(endpoint_ids), BATCH):
-        params: dict[str, str] = {"endpoint_id": ",".join(endpoint_ids[start : start + BATCH])}
-        for _ in range(100):  # bounded: fal pages at most 50 ids at a time
-            response = await http.get(url, params=params, headers=headers)
-            response.raise_for_status()
-            data = response.json()
-            if not isinstance(data, Mapping) or not isinstance(data.get("prices"), list):
-                raise ValueError("fal's pricing answer has no 'prices' list")
-            rows.extend(_rows(data["prices"], now))
-            cursor = data.get("next_cursor")
-            if not data.get("has_more") or not isinstance(cursor, str) or not cursor:
-                break
-            params["cursor"] = cursor
+        batch = ",".join(endpoint_ids[start : start + BATCH])
+        prices = await get_pages(
+            http,
+            target,
+            PRICING_PATH,
+            {"endpoint_id": batch},
+            list_key="prices",
+            what="pricing",
+            max_pages=100,  # bounded: fal pages at most 50 ids at a time
+        )
+        rows.extend(_rows(prices, now))
     return rows
 
 

@@ -28,6 +28,7 @@ from typing import Any, Final
 import httpx
 
 from .config import FalTarget
+from .platform import get_pages
 
 __all__ = ["HISTORY_PATH", "fetch_history", "find_unrecorded", "fingerprint", "inputs_of"]
 
@@ -64,33 +65,22 @@ async def fetch_history(
 ) -> list[Mapping[str, Any]]:
     """fal's request history of ``endpoint_id`` between ``start`` and ``end`` (epoch
     seconds); raises ``httpx.HTTPError`` or ``ValueError``. The key goes to ``api_url`` only."""
-    from falbind.client.auth import resolve_key
-
-    key = resolve_key(target.key)
-    headers = {"Accept": "application/json"}
-    if key is not None:
-        headers["Authorization"] = f"Key {key.reveal()}"
     params = {
         "endpoint_id": endpoint_id,
         "start": datetime.fromtimestamp(start, UTC).isoformat(),
         "end": datetime.fromtimestamp(end, UTC).isoformat(),
         "limit": "100",
     }
-    items: list[Mapping[str, Any]] = []
-    for _ in range(50):  # bounded: 5,000 requests in one request's lifetime is plenty
-        response = await http.get(
-            target.api_url.rstrip("/") + HISTORY_PATH, params=params, headers=headers
-        )
-        response.raise_for_status()
-        data = response.json()
-        if not isinstance(data, Mapping) or not isinstance(data.get("items"), list):
-            raise ValueError("fal's request history answer has no 'items' list")
-        items.extend(item for item in data["items"] if isinstance(item, Mapping))
-        cursor = data.get("next_cursor")
-        if not data.get("has_more") or not isinstance(cursor, str) or not cursor:
-            break
-        params["cursor"] = cursor
-    return items
+    items = await get_pages(
+        http,
+        target,
+        HISTORY_PATH,
+        params,
+        list_key="items",
+        what="request history",
+        max_pages=50,  # bounded: 5,000 requests in one request's lifetime is plenty
+    )
+    return [item for item in items if isinstance(item, Mapping)]
 
 
 def find_unrecorded(
